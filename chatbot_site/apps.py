@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ChatbotSiteConfig(AppConfig):
+    name = "chatbot_site"
+    verbose_name = "Chatbot service"

@@ -1,0 +1,101 @@
+"""``GET /v1/health``: database round trip + pgvector version in one query, Redis PING and
+the newest worker heartbeat — three cheap reads, safe to poll every second."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import connection
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+import chatbot_site
+from chatbot_site.celery import HEARTBEAT_KEY
+from chatbot_site.redis import get_redis
+
+log = structlog.get_logger(__name__)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def check_database() -> tuple[dict[str, Any], dict[str, Any]]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+    except Exception as exc:
+        log.error("health_database_failed", error=type(exc).__name__)
+        # A broken connection must not be reused by the next request.
+        connection.close_if_unusable_or_obsolete()
+        failed = {"status": "error", "error": "database unavailable"}
+        return failed, {"status": "unknown"}
+    database = {"status": "ok", "latency_ms": _ms(started)}
+    if row is None:
+        return database, {"status": "error", "error": "extension not installed"}
+    return database, {"status": "ok", "version": row[0]}
+
+
+def check_redis() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        get_redis().ping()
+    except Exception as exc:
+        log.warning("health_redis_failed", error=type(exc).__name__)
+        return {"status": "error", "error": "redis unavailable"}
+    return {"status": "ok", "latency_ms": _ms(started)}
+
+
+def check_worker(redis_ok: bool) -> dict[str, Any]:
+    if not redis_ok:
+        return {"status": "unknown", "error": "redis unavailable"}
+    try:
+        beats: list[tuple[bytes, float]] = get_redis().zrevrange(  # type: ignore[assignment]
+            HEARTBEAT_KEY, 0, -1, withscores=True
+        )
+    except Exception:
+        return {"status": "unknown", "error": "redis unavailable"}
+    now = time.time()
+    max_age = settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS
+    alive = [score for _name, score in beats if now - score <= max_age]
+    if not alive:
+        last = round(now - beats[0][1], 1) if beats else None
+        return {"status": "error", "error": "no worker heartbeat", "last_seen_seconds_ago": last}
+    return {
+        "status": "ok",
+        "workers": len(alive),
+        "last_seen_seconds_ago": round(now - max(alive), 1),
+    }
+
+
+class HealthApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        database, pgvector = check_database()
+        redis_check = check_redis()
+        worker = check_worker(redis_check["status"] == "ok")
+        checks = {
+            "database": database,
+            "pgvector": pgvector,
+            "redis": redis_check,
+            "worker": worker,
+        }
+        if database["status"] != "ok":
+            status = "error"
+        elif all(check["status"] == "ok" for check in checks.values()):
+            status = "ok"
+        else:
+            status = "degraded"
+        body = {"status": status, "version": chatbot_site.__version__, "checks": checks}
+        response = Response(body, status=200 if database["status"] == "ok" else 503)
+        response["Cache-Control"] = "no-store"
+        return response

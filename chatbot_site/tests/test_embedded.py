@@ -1,0 +1,79 @@
+"""The embedded servers start once however many processes ask at the same moment, listen on
+unix sockets only, and are reused afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import redis
+
+from chatbot_site.embedded import (
+    _redis_socket_path,
+    ensure_postgres,
+    ensure_redis,
+    stop_postgres,
+    stop_redis,
+)
+from tests.processes import ROOT
+
+pytestmark = pytest.mark.integration
+
+RACE = """
+import json, sys
+from pathlib import Path
+from chatbot_site.embedded import ensure_postgres, ensure_redis
+data = Path(sys.argv[1])
+pg = ensure_postgres(data, database="race")
+print(json.dumps({"pg": pg.socket_dir, "redis": str(ensure_redis(data))}))
+"""
+
+
+def test_processes_starting_at_once_share_one_server_of_each_kind(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(data)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        assert len({r["pg"] for r in results}) == 1
+        assert len({r["redis"] for r in results}) == 1
+
+        # Reused, not restarted: the same server answers a later caller.
+        again = ensure_postgres(data, database="race")
+        assert again.socket_dir == results[0]["pg"]
+        with psycopg.connect(host=again.socket_dir, user="postgres", dbname="race") as conn:
+            assert conn.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0] >= 1
+            # Unix socket only: the server listens on no TCP address.
+            assert conn.execute("SHOW listen_addresses").fetchone()[0] == ""
+        sock = ensure_redis(data)
+        client = redis.Redis(unix_socket_path=str(sock))
+        assert client.ping()
+        assert client.config_get("port")["port"] == "0"
+    finally:
+        stop_redis(data)
+        stop_postgres(data)
+    assert not stop_redis(data)
+    assert not stop_postgres(data)
+
+
+def test_long_data_paths_fall_back_to_a_short_socket_path(tmp_path):
+    deep = tmp_path.joinpath(*["very-long-directory-name"] * 6)
+    path = _redis_socket_path(deep)
+    assert len(str(path)) <= 100
+    assert path != _redis_socket_path(tmp_path / "other")

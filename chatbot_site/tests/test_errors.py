@@ -1,0 +1,128 @@
+"""Every error source answers in the contract's envelope."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+pytestmark = [pytest.mark.urls("chatbot_site.tests.urls_errors")]
+
+
+def envelope(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "details", "request_id"}
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response["X-Request-ID"]
+    return error
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client(raise_request_exception=False)
+
+
+def test_unknown_api_path_is_404_not_found(client):
+    envelope(client.get("/v1/no-such-thing"), 404, "not_found")
+
+
+def test_unknown_path_outside_the_api_is_json_too(client):
+    envelope(client.get("/nowhere"), 404, "not_found")
+
+
+def test_wrong_method_on_an_api_view_is_405(client):
+    response = client.post("/v1/health")
+    envelope(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]
+
+
+def test_bare_405_from_a_plain_django_view_is_wrapped(client):
+    response = client.post("/v1/test/plain-405")
+    envelope(response, 405, "method_not_allowed")
+    assert response["Allow"] == "GET"
+
+
+def test_malformed_json_is_400_invalid_request(client):
+    response = client.post("/v1/test/echo", data="{not json", content_type="application/json")
+    envelope(response, 400, "invalid_request")
+
+
+def test_validation_errors_name_each_field(client):
+    response = client.post(
+        "/v1/test/echo", data={"name": "far too long", "count": 0}, content_type="application/json"
+    )
+    error = envelope(response, 400, "validation_error")
+    assert set(error["details"]) == {"name", "count"}
+    assert all(isinstance(m, str) for msgs in error["details"].values() for m in msgs)
+
+
+def test_unsupported_content_type_is_415(client):
+    response = client.post("/v1/test/echo", data="name=x", content_type="text/plain")
+    envelope(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.django_db
+def test_body_over_the_limit_is_413(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = json.dumps({"name": "x", "count": 1, "pad": "x" * 4096})
+    response = client.post("/v1/test/echo", data=body, content_type="application/json")
+    envelope(response, 413, "payload_too_large")
+
+
+def test_domain_errors_keep_their_code_and_message(client):
+    error = envelope(client.get("/v1/test/domain"), 404, "not_found")
+    assert error["message"] == "Bot not found."
+    envelope(client.get("/v1/test/domain?kind=quota"), 429, "quota_exceeded")
+
+
+def test_private_view_without_credentials_is_401(client):
+    response = client.get("/v1/test/private")
+    envelope(response, 401, "authentication_failed")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("path", ["/v1/test/boom", "/v1/test/boom-drf"])
+def test_unhandled_exception_is_500_without_internals(client, path):
+    response = client.get(path)
+    error = envelope(response, 500, "internal_error")
+    text = response.content.decode()
+    assert "SELECT" not in text
+    assert "hunter2" not in text
+    assert "Traceback" not in text
+    assert error["details"] == {}
+
+
+@pytest.mark.django_db
+def test_csrf_failure_is_403_in_the_envelope_for_api_clients():
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        "/admin/login/", {"username": "x", "password": "y"}, HTTP_ACCEPT="application/json"
+    )
+    envelope(response, 403, "permission_denied")
+
+
+@pytest.mark.django_db
+def test_csrf_failure_keeps_djangos_page_for_browsers():
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/admin/login/", {"username": "x"}, HTTP_ACCEPT="text/html")
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_client_request_id_is_echoed_when_sane(client):
+    response = client.get("/v1/no-such-thing", HTTP_X_REQUEST_ID="abc-123")
+    assert response["X-Request-ID"] == "abc-123"
+    assert response.json()["error"]["request_id"] == "abc-123"
+
+
+@pytest.mark.parametrize("bad", ["has spaces", "x" * 300, "<script>", ""])
+def test_insane_request_id_is_replaced(client, bad):
+    response = client.get("/v1/no-such-thing", HTTP_X_REQUEST_ID=bad)
+    assert response["X-Request-ID"] != bad
+    assert len(response["X-Request-ID"]) == 32

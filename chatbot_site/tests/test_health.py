@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chatbot_site.celery import HEARTBEAT_KEY
+from chatbot_site.embedded import ensure_postgres, stop_postgres
+from chatbot_site.redis import get_redis
+from tests.processes import child_env, daphne_server, http_get_json, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_reports_database_pgvector_and_redis(api_client, redis_client):
+    redis_client.zadd(HEARTBEAT_KEY, {"worker-a": time.time()})
+    response = api_client.get("/v1/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["version"]
+    checks = body["checks"]
+    assert checks["database"]["status"] == "ok"
+    assert checks["pgvector"] == {"status": "ok", "version": "0.8.6"} or (
+        checks["pgvector"]["status"] == "ok" and checks["pgvector"]["version"].startswith("0.")
+    )
+    assert checks["redis"]["status"] == "ok"
+    assert checks["worker"]["status"] == "ok"
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_health_without_a_worker_heartbeat_is_degraded_but_200(api_client):
+    response = api_client.get("/v1/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["worker"]["status"] == "error"
+
+
+def test_stale_worker_heartbeat_counts_as_no_worker(api_client, redis_client, settings):
+    redis_client.zadd(
+        HEARTBEAT_KEY, {"old": time.time() - settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS - 1}
+    )
+    worker = api_client.get("/v1/health").json()["checks"]["worker"]
+    assert worker["status"] == "error"
+    assert worker["last_seen_seconds_ago"] > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS
+
+
+def test_redis_down_is_degraded_and_the_api_keeps_answering(api_client, settings, tmp_path):
+    settings.REDIS_URL = f"unix://{tmp_path}/nothing-listens-here.sock?db=0"
+    get_redis.cache_clear()
+    response = api_client.get("/v1/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["redis"]["status"] == "error"
+    assert body["checks"]["worker"]["status"] == "unknown"
+
+
+def test_health_needs_no_credentials_and_leaks_no_internals(api_client):
+    body = api_client.get("/v1/health").content.decode()
+    assert "password" not in body.lower()
+    assert "/" not in body.split('"version"')[0]  # no socket paths or URLs before the version
+
+
+@pytest.mark.integration
+def test_served_health_turns_503_when_its_database_stops(tmp_path):
+    """A real daphne process on a PostgreSQL of its own; stop that server → 503, restart → 200."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    server = ensure_postgres(data_dir, database="health")
+    env = child_env(DATABASE_URL=server.url, DB_CONNECT_TIMEOUT="2", CONN_MAX_AGE="0")
+    try:
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            status, body, headers = http_get_json(f"{base}/v1/health")
+            assert status == 200
+            assert body["checks"]["database"]["status"] == "ok"
+            assert headers["x-request-id"]
+
+            assert stop_postgres(data_dir)
+            status, body, _ = http_get_json(f"{base}/v1/health")
+            assert status == 503
+            assert body["status"] == "error"
+            assert body["checks"]["database"] == {
+                "status": "error",
+                "error": "database unavailable",
+            }
+
+            ensure_postgres(data_dir, database="health")
+            wait_for(
+                lambda: http_get_json(f"{base}/v1/health")[0] == 200,
+                timeout=15,
+                what="health to recover",
+            )
+    finally:
+        stop_postgres(data_dir)

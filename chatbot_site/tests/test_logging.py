@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from chatbot_site.logging import REDACTED, build_logging_config
+from tenants.keys import generate_key
+
+
+def json_formatter() -> logging.Formatter:
+    config = build_logging_config(level="INFO", fmt="json")["formatters"]["structured"]
+    factory = config.pop("()")
+    return factory(**config)
+
+
+def rendered(caplog, event: str) -> dict:
+    records = [r for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == event]
+    assert records, f"no {event} log record"
+    return json.loads(json_formatter().format(records[-1]))
+
+
+@pytest.mark.django_db
+def test_every_request_log_line_carries_the_request_id(client, caplog):
+    with caplog.at_level(logging.INFO, logger="chatbot.request"):
+        response = client.get("/v1/nowhere", HTTP_X_REQUEST_ID="req-42")
+    line = rendered(caplog, "request_finished")
+    assert line["request_id"] == "req-42" == response["X-Request-ID"]
+    assert (line["status"], line["path"], line["method"]) == (404, "/v1/nowhere", "GET")
+    assert line["level"] == "info"
+    assert "timestamp" in line
+
+
+def test_secrets_never_reach_a_log_line(caplog):
+    key = generate_key().plaintext
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    log = structlog.get_logger("chatbot.test")
+    with caplog.at_level(logging.INFO, logger="chatbot.test"):
+        log.info(
+            "auth_attempt",
+            api_key=key,
+            password="hunter2",
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+            note=f"client sent {key} and token {jwt}",
+            provider="sk-abcdefghijklmnopqrstuvwx",
+        )
+    line = rendered(caplog, "auth_attempt")
+    text = json.dumps(line)
+    for secret in (key, key.split("_", 2)[2], "hunter2", jwt, "sk-abcdefghijklmnopqrstuvwx"):
+        assert secret not in text
+    assert line["api_key"] == REDACTED
+    assert line["headers"] == {"Authorization": REDACTED, "Accept": "application/json"}
+    assert line["note"].startswith("client sent [REDACTED]")
+
+
+def test_stdlib_loggers_are_rendered_by_the_same_pipeline(caplog):
+    structlog.contextvars.bind_contextvars(request_id="abc")
+    try:
+        with caplog.at_level(logging.INFO, logger="some.library"):
+            logging.getLogger("some.library").info("plain %s message", "library")
+        # Handlers format while the context is bound, as here.
+        record = next(r for r in caplog.records if r.name == "some.library")
+        line = json.loads(json_formatter().format(record))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert line["event"] == "plain library message"
+    assert line["request_id"] == "abc"
+    assert line["logger"] == "some.library"

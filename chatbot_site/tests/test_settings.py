@@ -1,0 +1,139 @@
+"""Settings come from the environment; production refuses to start without its secrets and
+passes Django's deployment checks. Each case runs in a fresh interpreter, as a real start would."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from tests.processes import ROOT, database_url_of_current_connection
+
+pytestmark = pytest.mark.django_db
+
+PRINT_SETTINGS = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({k: getattr(s, k) for k in "
+    "['DEBUG','LLM_BACKEND','EMBEDDING_DIMENSIONS','ALLOWED_HOSTS','CORS_ALLOWED_ORIGINS',"
+    "'LOG_FORMAT','SESSION_COOKIE_SECURE','VECTOR_INDEX_KIND','REDIS_URL']}))"
+)
+
+
+def start(module: str, code: str = PRINT_SETTINGS, **env: str) -> subprocess.CompletedProcess[str]:
+    # The test settings module set defaults in this process's environment; a real start has none.
+    inherited = {
+        "DEBUG", "SECRET_KEY", "LLM_BACKEND", "EMBEDDING_BACKEND", "LOG_FORMAT", "LOG_LEVEL",
+        "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
+    }  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if k not in inherited}
+    clean.update({"DJANGO_SETTINGS_MODULE": module, "PYTHONPATH": str(ROOT), **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": database_url_of_current_connection(),
+        "REDIS_URL": settings.REDIS_URL.split("?")[0],
+        "ALLOWED_HOSTS": "chat.example.com",
+    }
+    env.update(overrides)
+    return env
+
+
+def test_dev_settings_default_to_debug_and_offline_backends():
+    result = start("chatbot_site.settings.dev", OPENAI_API_KEY="")
+    assert result.returncode == 0, result.stderr
+    values = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert values["DEBUG"] is True
+    assert values["LLM_BACKEND"] == "extractive"
+    assert values["EMBEDDING_DIMENSIONS"] == 384
+    assert values["LOG_FORMAT"] == "console"
+
+
+def test_environment_overrides_reach_settings():
+    result = start(
+        "chatbot_site.settings.dev",
+        OPENAI_API_KEY="sk-test",
+        EMBEDDING_DIMENSIONS="768",
+        ALLOWED_HOSTS="a.example,b.example",
+        CORS_ALLOWED_ORIGINS="https://app.example",
+        VECTOR_INDEX_KIND="ivfflat",
+    )
+    assert result.returncode == 0, result.stderr
+    values = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert values["LLM_BACKEND"] == "openai"  # default follows OPENAI_API_KEY
+    assert values["EMBEDDING_DIMENSIONS"] == 768
+    assert values["ALLOWED_HOSTS"] == ["a.example", "b.example"]
+    assert values["CORS_ALLOWED_ORIGINS"] == ["https://app.example"]
+    assert values["VECTOR_INDEX_KIND"] == "ivfflat"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LLM_BACKEND", "magic"),
+        ("EMBEDDING_BACKEND", "cloud"),
+        ("VECTOR_INDEX_KIND", "btree"),
+        ("LOG_FORMAT", "xml"),
+        ("EMBEDDING_DIMENSIONS", "4096"),
+    ],
+)
+def test_invalid_setting_fails_at_start_naming_the_variable(name, value):
+    result = start("chatbot_site.settings.dev", **{name: value})
+    assert result.returncode != 0
+    assert name in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_required_settings(missing):
+    env = production_env()
+    env[missing] = ""
+    result = start("chatbot_site.settings.production", **env)
+    assert result.returncode != 0
+    assert f"{missing} must be set in production" in result.stderr
+
+
+def test_production_defaults_are_safe():
+    result = start("chatbot_site.settings.production", **production_env())
+    assert result.returncode == 0, result.stderr
+    values = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert values["DEBUG"] is False
+    assert values["SESSION_COOKIE_SECURE"] is True
+    assert values["LOG_FORMAT"] == "json"
+
+
+def test_production_passes_the_deployment_checks():
+    result = start(
+        "chatbot_site.settings.production",
+        code="import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        **production_env(),
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_redis_url_database_number_is_applied(monkeypatch):
+    from chatbot_site.settings.base import redis_urls
+
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379")
+    assert redis_urls(3) == ("redis://cache.internal:6379/3", "redis://cache.internal:6379/3")
+    monkeypatch.setenv("REDIS_URL", "redis://:pw@cache.internal:6379/7")
+    assert redis_urls(3)[0] == "redis://:pw@cache.internal:6379/7"  # explicit /N wins
+    monkeypatch.setenv("REDIS_URL", "unix:///run/redis.sock")
+    assert redis_urls(2) == (
+        "unix:///run/redis.sock?db=2",
+        "redis+socket:///run/redis.sock?virtual_host=2",
+    )

@@ -1,0 +1,140 @@
+"""Conversations, their messages and the daily usage roll-up that ``/v1/usage`` reads."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from bots.models import Bot
+from tenants.models import ApiKey, Tenant, TenantOwned
+
+
+class Conversation(TenantOwned):
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    # The key that started it: a chat key sees only its own conversations.
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    message_count = models.PositiveIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="conversation_tenant_created"),
+            models.Index(fields=["tenant", "bot", "-created_at"], name="conversation_bot_created"),
+            models.Index(
+                fields=["tenant", "api_key", "-created_at"], name="conversation_key_created"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+
+class MessageRole(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class FinishReason(models.TextChoices):
+    STOP = "stop", "Stop"
+    LENGTH = "length", "Length"
+    CANCELLED = "cancelled", "Cancelled by the client"
+    ERROR = "error", "Error"
+    POLICY = "policy_blocked", "Blocked by policy"
+    REFUSAL = "refusal", "Refusal"
+
+
+class RefusalReason(models.TextChoices):
+    OUT_OF_SCOPE = "out_of_scope", "Out of scope"
+    NO_RELEVANT_CONTEXT = "no_relevant_context", "No relevant context"
+    PROMPT_INJECTION = "prompt_injection", "Prompt injection"
+    BLOCKED_TOPIC = "blocked_topic", "Blocked topic"
+
+
+class Message(TenantOwned):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=10, choices=MessageRole.choices)
+    content = models.TextField()
+    citations = models.JSONField(default=list, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    embedding_tokens = models.PositiveIntegerField(default=0)
+    model = models.CharField(max_length=200, blank=True)
+    finish_reason = models.CharField(
+        max_length=20, choices=FinishReason.choices, null=True, blank=True
+    )
+    refusal_reason = models.CharField(
+        max_length=30, choices=RefusalReason.choices, null=True, blank=True
+    )
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["created_at"]
+        constraints = [
+            *TenantOwned.Meta.constraints,
+            models.CheckConstraint(
+                condition=Q(role__in=[r.value for r in MessageRole]), name="message_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(refusal_reason__isnull=True)
+                | Q(refusal_reason__in=[r.value for r in RefusalReason]),
+                name="message_refusal_reason_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(finish_reason__isnull=True)
+                | Q(finish_reason__in=[r.value for r in FinishReason]),
+                name="message_finish_reason_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["conversation", "created_at"], name="message_conversation_created"
+            ),
+        ]
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageDaily(models.Model):
+    """Token usage per tenant, UTC day, bot and key — incremented with each chat turn, so usage
+    reports and quota checks never scan the message table. Bot and key are plain ids (not
+    foreign keys): usage outlives a deleted bot or key."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    bot_id = models.UUIDField(null=True, blank=True)
+    api_key_id = models.UUIDField(null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    embedding_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "bot_id", "api_key_id"],
+                name="usage_daily_unique",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day}"

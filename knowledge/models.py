@@ -1,0 +1,212 @@
+"""Datasets, documents and their chunks (embedding + full-text vector), and bot ↔ dataset links.
+
+The vector index is not in ``Meta.indexes``: its kind (HNSW or IVFFLAT) is a deployment
+setting, so it is created by the migration from ``VECTOR_INDEX_KIND`` and rebuilt with
+``manage.py vector_index --rebuild`` (see :mod:`knowledge.vector_index`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.db.models import F, Func, Q
+from pgvector.django import VectorField
+
+from bots.models import Bot
+from tenants.models import TenantOwned
+
+
+class RegConfigField(models.CharField):
+    """A PostgreSQL ``regconfig`` (text search configuration, e.g. ``english``, ``simple``).
+
+    Stored as ``regconfig`` rather than text so that ``to_tsvector(language, text)`` is
+    immutable and can feed a generated column."""
+
+    def db_type(self, connection: Any) -> str:
+        return "regconfig"
+
+    def rel_db_type(self, connection: Any) -> str:
+        return "regconfig"
+
+
+class Dataset(TenantOwned):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    chunk_size = models.PositiveIntegerField(default=512, help_text="Tokens per chunk.")
+    chunk_overlap = models.PositiveIntegerField(
+        default=64, help_text="Tokens shared by neighbours."
+    )
+    language = RegConfigField(
+        max_length=63, default="english", help_text="Full-text search configuration."
+    )
+    bots: models.ManyToManyField[Bot, BotDataset] = models.ManyToManyField(
+        Bot, through="BotDataset", related_name="datasets", blank=True
+    )
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["name"]
+        constraints = [
+            *TenantOwned.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["tenant", "name"], name="dataset_name_unique_per_tenant"
+            ),
+            models.CheckConstraint(
+                condition=Q(chunk_size__gte=32) & Q(chunk_size__lte=8192),
+                name="dataset_chunk_size_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(chunk_overlap__lt=F("chunk_size")),
+                name="dataset_overlap_below_size",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BotDataset(TenantOwned):
+    """A bot searches these datasets. Both ends belong to the row's tenant (composite FKs)."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+
+    class Meta(TenantOwned.Meta):
+        constraints = [
+            *TenantOwned.Meta.constraints,
+            models.UniqueConstraint(fields=["bot", "dataset"], name="botdataset_unique"),
+        ]
+
+
+class DocumentStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class SourceType(models.TextChoices):
+    FILE = "file", "Uploaded file"
+    URL = "url", "URL"
+    RECORD = "record", "JSON record"
+
+
+def document_upload_to(instance: Document, filename: str) -> str:
+    # Never the client's file name on disk: ids only (the name is kept in `source`).
+    return f"documents/{instance.tenant_id}/{instance.dataset_id}/{instance.id}"
+
+
+class Document(TenantOwned):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="documents")
+    title = models.CharField(max_length=500, blank=True)
+    source = models.CharField(max_length=2048, blank=True, help_text="File name or URL.")
+    source_type = models.CharField(max_length=10, choices=SourceType.choices)
+    content_type = models.CharField(max_length=100, blank=True)
+    file = models.FileField(upload_to=document_upload_to, max_length=500, null=True, blank=True)
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=12, choices=DocumentStatus.choices, default=DocumentStatus.QUEUED
+    )
+    error_code = models.CharField(max_length=64, null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the content, hex.")
+    byte_size = models.BigIntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0)
+    token_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    embedding_model = models.CharField(max_length=200, blank=True)
+    # Milliseconds per stage of the last ingestion: {"fetch", "parse", "chunk", "embed", "store"}.
+    timings = models.JSONField(default=dict, blank=True)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    ingested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-created_at"]
+        constraints = [
+            *TenantOwned.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["dataset", "content_hash"], name="document_hash_unique_per_dataset"
+            ),
+            models.UniqueConstraint(
+                fields=["dataset", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="document_external_id_unique_per_dataset",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in DocumentStatus]),
+                name="document_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=DocumentStatus.FAILED) | Q(error_code__isnull=False),
+                name="document_failed_has_error",
+            ),
+            models.CheckConstraint(
+                condition=Q(content_hash__regex=r"^[0-9a-f]{64}$"), name="document_hash_sha256_hex"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "dataset", "status"], name="document_dataset_status"),
+            models.Index(fields=["tenant", "-created_at"], name="document_tenant_created"),
+            # The sweeper: claims older than the task time limit are requeued.
+            models.Index(
+                fields=["processing_started_at"],
+                condition=Q(status=DocumentStatus.PROCESSING),
+                name="document_processing_claims",
+            ),
+            GinIndex(fields=["tags"], name="document_tags_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.source or str(self.id)
+
+
+class Chunk(TenantOwned):
+    """A retrievable passage. ``tenant`` and ``dataset`` are denormalised from the document so
+    that retrieval filters without joins; composite FKs keep them consistent."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    heading_path = ArrayField(models.TextField(), default=list, blank=True)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    char_start = models.PositiveIntegerField(default=0)
+    char_end = models.PositiveIntegerField(default=0)
+    language = RegConfigField(max_length=63, default="english")
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # Kept in step by PostgreSQL itself: a stored generated column.
+    search_vector = models.GeneratedField(
+        expression=Func(
+            F("language"), F("text"), function="to_tsvector", output_field=SearchVectorField()
+        ),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["document", "ordinal"]
+        constraints = [
+            *TenantOwned.Meta.constraints,
+            models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_ordinal_unique"),
+            models.CheckConstraint(
+                condition=Q(char_end__gte=F("char_start")), name="chunk_char_range_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "dataset"], name="chunk_tenant_dataset"),
+            GinIndex(fields=["tags"], name="chunk_tags_gin"),
+            GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.ordinal}"

@@ -1,0 +1,2 @@
+class TenantScopeError(RuntimeError):
+    """A tenant-owned model was queried without a tenant. A programming error, never a 404."""

@@ -1,0 +1,48 @@
+"""API key format: ``cbk_<prefix>_<secret>``.
+
+The prefix (12 hex characters) is public: it is stored, shown in listings and used to find the
+key. The secret (43 url-safe characters, 256 bits) is shown once and stored only as SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+KEY_PREFIX = "cbk_"
+_KEY_RE = re.compile(r"cbk_([0-9a-f]{12})_([A-Za-z0-9_\-]{32,128})")
+
+
+@dataclass(frozen=True)
+class NewKey:
+    prefix: str
+    secret: str
+
+    @property
+    def plaintext(self) -> str:
+        return f"{KEY_PREFIX}{self.prefix}_{self.secret}"
+
+    @property
+    def hash(self) -> str:
+        return hash_key(self.plaintext)
+
+
+def generate_key() -> NewKey:
+    return NewKey(prefix=secrets.token_hex(6), secret=secrets.token_urlsafe(32))
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def parse_key(plaintext: str) -> str | None:
+    """The prefix of a well-formed key, else None (no lookup needed for garbage)."""
+    match = _KEY_RE.fullmatch(plaintext)
+    return match.group(1) if match else None
+
+
+def key_matches(plaintext: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_key(plaintext), stored_hash)

@@ -1,0 +1,201 @@
+"""Tenants, their API keys and the append-only audit log; the tenant-owned base classes.
+
+Every tenant-owned model inherits :class:`TenantOwned`: its ``objects`` manager refuses
+unscoped queries (``Model.objects.for_tenant(tenant)`` is the only way in), ``all_tenants`` is
+the greppable escape hatch for the staff admin, migrations and workers that already checked.
+A unique ``(tenant_id, id)`` on every tenant-owned table is what the composite, tenant-consistent
+foreign keys (:mod:`tenants.db`) point at.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from tenants.errors import TenantScopeError
+
+
+class BaseModel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Tenant(BaseModel):
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    default_rate_limit_per_minute = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1)]
+    )
+    # Tokens (prompt + completion + embedding) per calendar month (UTC); null = unlimited.
+    monthly_token_quota = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_rate_limit_per_minute__gte=1), name="tenant_rate_limit_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(monthly_token_quota__isnull=True) | Q(monthly_token_quota__gte=0),
+                name="tenant_quota_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class TenantScopedManager(models.Manager[Any]):
+    """``Model.objects`` for tenant-owned models: fails closed without a tenant."""
+
+    def get_queryset(self) -> models.QuerySet[Any]:
+        raise TenantScopeError(f"{self.model.__name__}: use .for_tenant(tenant)")
+
+    def for_tenant(self, tenant: Tenant | uuid.UUID) -> models.QuerySet[Any]:
+        tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
+        if tenant_id is None:
+            raise TenantScopeError(f"{self.model.__name__}: tenant is required")
+        return super().get_queryset().filter(tenant_id=tenant_id)
+
+
+class TenantOwned(BaseModel):
+    # Indexed by the (tenant_id, id) unique constraint below, whose prefix it is.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    objects: ClassVar[TenantScopedManager] = TenantScopedManager()
+    all_tenants: ClassVar[models.Manager[Any]] = models.Manager()
+
+    class Meta:
+        abstract = True
+        default_manager_name = "all_tenants"
+        base_manager_name = "all_tenants"
+        # Target of the tenant-consistent composite foreign keys; also a tenant filter index.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "id"], name="%(app_label)s_%(class)s_tenant_pk"
+            ),
+        ]
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    CHAT = "chat", "Chat"
+
+
+class ApiKey(TenantOwned):
+    """A tenant's API key. Only the public prefix and a SHA-256 of the secret are stored: the
+    secret has 256 bits of entropy, so a fast hash is safe and keeps lookups cheap."""
+
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    role = models.CharField(max_length=10, choices=Role.choices)
+    bot_ids = ArrayField(models.UUIDField(), default=list, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-created_at"]
+        constraints = [
+            *TenantOwned.Meta.constraints,
+            models.CheckConstraint(
+                condition=Q(role__in=[r.value for r in Role]), name="apikey_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(rate_limit_per_minute__isnull=True) | Q(rate_limit_per_minute__gte=1),
+                name="apikey_rate_limit_positive",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="apikey_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.prefix} ({self.name or self.role})"
+
+
+class ActorType(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    STAFF = "staff", "Staff user"
+    SYSTEM = "system", "System (command line, worker)"
+
+
+class AppendOnlyError(Exception):
+    """Audit log rows are never updated or deleted."""
+
+
+class AuditLogQuerySet(models.QuerySet["AuditLog"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("audit log entries cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit log entries cannot be deleted")
+
+
+class AuditLogScopedManager(TenantScopedManager):
+    def get_queryset(self) -> models.QuerySet[Any]:
+        raise TenantScopeError("AuditLog: use .for_tenant(tenant)")
+
+    def for_tenant(self, tenant: Tenant | uuid.UUID) -> models.QuerySet[Any]:
+        tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
+        if tenant_id is None:
+            raise TenantScopeError("AuditLog: tenant is required")
+        return AuditLogQuerySet(self.model, using=self._db).filter(tenant_id=tenant_id)
+
+
+class AuditLog(models.Model):
+    """Who did what, when. Append-only in Python (save/delete/queryset refuse) and in the
+    database (a trigger rejects UPDATE and DELETE; see the tenants migration)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor_type = models.CharField(max_length=10, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+
+    objects: ClassVar[AuditLogScopedManager] = AuditLogScopedManager()
+    all_tenants: ClassVar[models.Manager[AuditLog]] = AuditLogQuerySet.as_manager()
+
+    class Meta:
+        default_manager_name = "all_tenants"
+        base_manager_name = "all_tenants"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="audit_tenant_created"),
+            models.Index(fields=["tenant", "action", "-created_at"], name="audit_tenant_action"),
+            models.Index(fields=["tenant", "target_type", "target_id"], name="audit_tenant_target"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(actor_type__in=[a.value for a in ActorType]),
+                name="auditlog_actor_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.target_type}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("audit log entries cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit log entries cannot be deleted")

@@ -1,0 +1,164 @@
+"""Writes for tenants, API keys and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+
+from chatbot_site.errors import Conflict, ValidationFailed
+from tenants.keys import generate_key
+from tenants.models import ActorType, ApiKey, AuditLog, Role, Tenant
+
+log = structlog.get_logger(__name__)
+
+# Never written to the audit log, whatever the caller passes.
+SECRET_FIELDS = frozenset({"api_key", "key_hash", "secret", "password", "token"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: an API key, a staff user or the system (command line, worker)."""
+
+    type: str
+    id: str = ""
+    label: str = ""
+    ip: str | None = None
+    request_id: str = ""
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        request_id = structlog.contextvars.get_contextvars().get("request_id") or ""
+        return cls(type=ActorType.SYSTEM, label=label, request_id=request_id)
+
+
+def _validation_details(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {
+            field: [str(m) for e in errors for m in e.messages]
+            for field, errors in exc.error_dict.items()
+        }
+    return {"non_field_errors": [str(m) for m in exc.messages]}
+
+
+def full_clean_or_raise(
+    instance: Model, *, exclude: Iterable[str] = (), validate_unique: bool = True
+) -> None:
+    try:
+        instance.full_clean(
+            exclude=list(exclude),
+            validate_unique=validate_unique,
+            validate_constraints=validate_unique,
+        )
+    except DjangoValidationError as exc:
+        raise ValidationFailed(details=_validation_details(exc)) from exc
+
+
+def audit_record(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    action: str,
+    target: Model | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> AuditLog:
+    """Append one audit entry. ``changes`` holds changed field names → new values; secret
+    fields are dropped here, whatever the caller passed."""
+    clean = {k: v for k, v in (changes or {}).items() if k not in SECRET_FIELDS}
+    entry = AuditLog(
+        tenant=tenant,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label,
+        action=action,
+        target_type=(target._meta.model_name or "") if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        changes=_jsonable(clean),
+        ip=actor.ip,
+        request_id=actor.request_id,
+    )
+    entry.save()
+    return entry
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, uuid.UUID | dt.datetime | dt.date):
+        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    return value
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str = "", actor: Actor) -> Tenant:
+    tenant = Tenant(slug=slug, name=name or slug)
+    # Uniqueness is left to the database: a race between two creates is a 409, not a 500.
+    full_clean_or_raise(tenant, validate_unique=False)
+    try:
+        with transaction.atomic():
+            tenant.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A tenant with slug {slug!r} already exists.") from exc
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="tenant.create",
+        target=tenant,
+        changes={"slug": tenant.slug, "name": tenant.name},
+    )
+    log.info("tenant_created", tenant_id=str(tenant.id), slug=tenant.slug)
+    return tenant
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    role: str,
+    name: str = "",
+    bot_ids: list[uuid.UUID] | None = None,
+    rate_limit_per_minute: int | None = None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns it with its plaintext, which is never retrievable again."""
+    if role not in Role.values:
+        raise ValidationFailed(details={"role": [f"Must be one of {', '.join(Role.values)}."]})
+    new = generate_key()
+    key = ApiKey(
+        tenant=tenant,
+        name=name,
+        prefix=new.prefix,
+        key_hash=new.hash,
+        role=role,
+        bot_ids=list(bot_ids or []),
+        rate_limit_per_minute=rate_limit_per_minute,
+        expires_at=expires_at,
+    )
+    full_clean_or_raise(key)
+    key.save()
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="api_key.create",
+        target=key,
+        changes={
+            "name": name,
+            "role": role,
+            "prefix": key.prefix,
+            "bot_ids": key.bot_ids,
+            "rate_limit_per_minute": rate_limit_per_minute,
+            "expires_at": expires_at,
+        },
+    )
+    log.info("api_key_created", tenant_id=str(tenant.id), api_key_id=str(key.id), role=role)
+    return key, new.plaintext

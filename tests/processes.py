@@ -1,0 +1,133 @@
+"""Start the project's own processes (daphne, a Celery worker) for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def database_url_of_current_connection() -> str:
+    """The URL of the database this test session uses (pytest-django's test database)."""
+    params = connection.get_connection_params()
+    host = params.get("host") or settings.DATABASES["default"].get("HOST") or "localhost"
+    user = params.get("user", "postgres")
+    password = params.get("password") or ""
+    port = params.get("port") or ""
+    dbname = connection.settings_dict["NAME"]
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    if str(host).startswith("/"):
+        return f"postgresql://{auth}/{dbname}?host={host}"
+    return f"postgresql://{auth}{host}{':' + str(port) if port else ''}/{dbname}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "chatbot_site.settings.test",
+            "DATABASE_URL": database_url_of_current_connection(),
+            "REDIS_DB": str(settings.REDIS_DB),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def http_get_json(url: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback only)
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, json.loads(response.read()), headers
+    except urllib.error.HTTPError as exc:
+        headers = {k.lower(): v for k, v in exc.headers.items()}
+        return exc.code, json.loads(exc.read()), headers
+
+
+@contextlib.contextmanager
+def running(
+    argv: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def daphne_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    port = free_port()
+    argv = [
+        str(VENV_BIN / "daphne"),
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "chatbot_site.asgi:application",
+    ]
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            http_get_json(f"{base}/v1/health")
+        except (OSError, ValueError):
+            return False
+        return True
+
+    with running(argv, env, log_path) as proc:
+        try:
+            wait_for(answers, timeout=30, what="daphne to answer")
+        except AssertionError:
+            proc.terminate()
+            raise AssertionError(log_path.read_text()[-3000:]) from None
+        yield base
+
+
+@contextlib.contextmanager
+def celery_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    argv = [
+        str(VENV_BIN / "celery"), "-A", "chatbot_site", "worker",
+        "--loglevel=INFO", "--concurrency=1", "--pool=prefork", "--without-mingle",
+        "--without-gossip", "-n", f"test-{os.getpid()}@%h",
+    ]  # fmt: skip
+    with running(argv, env, log_path) as proc:
+        yield proc
