@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import json
+import uuid
+
 import pytest
+import structlog
 
 from chatbot_site.health import check_worker
+from chatbot_site.tasks import ping
 from tests.processes import celery_worker, child_env, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 
-def test_a_real_worker_shows_up_in_health_and_leaves_when_stopped(tmp_path):
+def test_a_real_worker_heartbeats_runs_tasks_with_the_request_id_and_leaves(tmp_path, redis_client):
     log = tmp_path / "worker.log"
     with celery_worker(child_env(LOG_LEVEL="INFO", LOG_FORMAT="json"), log) as proc:
         try:
@@ -16,8 +21,27 @@ def test_a_real_worker_shows_up_in_health_and_leaves_when_stopped(tmp_path):
         except AssertionError:
             raise AssertionError(log.read_text()[-3000:]) from None
         assert check_worker(True)["workers"] == 1
+
+        # Enqueued during a request: the task's context (and log lines) carry that request's id.
+        reply_key = uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id="req-from-api")
+        try:
+            sent = ping.delay(reply_key)
+        finally:
+            structlog.contextvars.clear_contextvars()
+        raw = wait_for(
+            lambda: redis_client.get(f"chatbot:ping:{reply_key}"), timeout=30, what="ping reply"
+        )
+        reply = json.loads(raw)
+        assert reply["request_id"] == "req-from-api"
+        assert reply["task_id"] == sent.id
+
         proc.terminate()
         proc.wait(timeout=30)
     assert check_worker(True)["status"] == "error"
-    ready = [line for line in log.read_text().splitlines() if '"event": "worker_ready"' in line]
-    assert ready, "the worker logs through structlog as JSON"
+
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    events = {line["event"]: line for line in lines}
+    assert "worker_ready" in events, "the worker logs through structlog as JSON"
+    assert events["worker_ping"]["request_id"] == "req-from-api"
+    assert events["worker_ping"]["task_id"] == sent.id
