@@ -30,7 +30,7 @@ run: $(VENV)/.installed-base
 	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops the API and the worker)"
 	@$(BIN)/celery -A chatbot_site worker --loglevel=INFO --concurrency=2 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/daphne -b $(HOST) -p $(PORT) chatbot_site.asgi:application
+	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
 	$(BIN)/celery -A chatbot_site worker --loglevel=INFO

@@ -102,6 +102,8 @@ def daphne_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
         "127.0.0.1",
         "-p",
         str(port),
+        "--access-log",
+        "/dev/null",
         "chatbot_site.asgi:application",
     ]
     base = f"http://127.0.0.1:{port}"
