@@ -134,6 +134,9 @@ class Document(TenantOwned):
             models.UniqueConstraint(
                 fields=["dataset", "content_hash"], name="document_hash_unique_per_dataset"
             ),
+            # Target of chunk (dataset_id, document_id): a chunk's denormalised dataset is its
+            # document's dataset.
+            models.UniqueConstraint(fields=["dataset", "id"], name="document_dataset_pk"),
             models.UniqueConstraint(
                 fields=["dataset", "external_id"],
                 condition=Q(external_id__isnull=False),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
+import structlog
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -55,6 +56,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             self._fail()
         if not key.tenant.is_active:
             self._fail()
+        # From here on every log line of this request names its tenant and key.
+        structlog.contextvars.bind_contextvars(tenant_id=str(key.tenant_id), api_key_id=str(key.id))
         return KeyPrincipal(key), key
 
     def _fail(self) -> NoReturn:

@@ -65,6 +65,14 @@ def test_chunk_cannot_belong_to_another_tenants_document():
         connection.check_constraints()
 
 
+def test_chunk_dataset_must_be_its_documents_dataset():
+    document = DocumentFactory()
+    elsewhere = DatasetFactory(tenant=document.tenant)
+    with pytest.raises(IntegrityError, match="dataset_document_fk"), transaction.atomic():
+        ChunkFactory(tenant=document.tenant, document=document, dataset=elsewhere)
+        connection.check_constraints()
+
+
 def test_bot_cannot_search_another_tenants_dataset():
     link = BotDatasetFactory()
     with pytest.raises(IntegrityError, match="tenant_fk"), transaction.atomic():

@@ -60,3 +60,16 @@ def test_expired_key_fails(api_client):
 def test_key_of_inactive_tenant_fails(api_client):
     key = ApiKeyFactory(tenant__is_active=False)
     assert get(api_client, f"Bearer {key.plaintext}").status_code == 401
+
+
+def test_log_lines_of_an_authenticated_request_name_tenant_and_key(api_client, caplog):
+    import logging
+
+    key = ApiKeyFactory()
+    with caplog.at_level(logging.INFO, logger="chatbot.request"):
+        get(api_client, f"Bearer {key.plaintext}")
+    finished = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+    line = next(m for m in finished if m.get("event") == "request_finished")
+    assert line["tenant_id"] == str(key.tenant_id)
+    assert line["api_key_id"] == str(key.id)
+    assert line["request_id"]
