@@ -29,3 +29,12 @@ def redis_client() -> redis.Redis:
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def world():
+    """Two tenants, each with keys, a scope, a bot searching a dataset with a document, a
+    conversation with a message, usage and audit history. ``world.a`` / ``world.b``."""
+    from tests.world import build_world
+
+    return build_world()

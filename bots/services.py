@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from bots.models import Bot, Scope
 from chatbot_site.errors import Conflict
 from tenants.models import Tenant
-from tenants.services import Actor, audit_record, full_clean_or_raise
+from tenants.services import Actor, apply_changes, audit_record, full_clean_or_raise
 
 
 @transaction.atomic
@@ -33,7 +33,13 @@ def scope_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> S
 
 @transaction.atomic
 def bot_create(
-    *, tenant: Tenant, actor: Actor, name: str, scope: Scope | None = None, **fields: Any
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    name: str,
+    scope: Scope | None = None,
+    audit_extra: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> Bot:
     if scope is not None and scope.tenant_id != tenant.pk:
         raise ValueError("scope belongs to another tenant")  # callers pass tenant-scoped objects
@@ -52,3 +58,69 @@ def bot_create(
         changes={"name": name, "scope_id": scope.pk if scope else None, **fields},
     )
     return bot
+
+
+@transaction.atomic
+def scope_update(*, tenant: Tenant, actor: Actor, scope: Scope, changes: dict[str, Any]) -> Scope:
+    fields = apply_changes(scope, changes)
+    if fields:
+        full_clean_or_raise(scope, exclude=["tenant"], validate_unique=False)
+        try:
+            with transaction.atomic():
+                scope.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError as exc:
+            raise Conflict(f"A scope named {scope.name!r} already exists.") from exc
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="scope.update",
+            target=scope,
+            changes={f: getattr(scope, f) for f in fields},
+        )
+    return scope
+
+
+@transaction.atomic
+def scope_delete(*, tenant: Tenant, actor: Actor, scope: Scope) -> None:
+    in_use = list(
+        Bot.objects.for_tenant(tenant).filter(scope=scope).values_list("name", flat=True)[:5]
+    )
+    if in_use:
+        raise Conflict(
+            "The scope is used by bots; give them another scope first.",
+            details={"bots": in_use},
+        )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="scope.delete",
+        target=scope,
+        changes={"name": scope.name},
+    )
+    scope.delete()
+
+
+@transaction.atomic
+def bot_update(
+    *, tenant: Tenant, actor: Actor, bot: Bot, changes: dict[str, Any]
+) -> tuple[Bot, list[str]]:
+    scope = changes.get("scope")
+    if scope is not None and scope.tenant_id != tenant.pk:
+        raise ValueError("scope belongs to another tenant")
+    fields = apply_changes(bot, changes)
+    if fields:
+        full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
+        try:
+            with transaction.atomic():
+                bot.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError as exc:
+            raise Conflict(f"A bot named {bot.name!r} already exists.") from exc
+    return bot, fields
+
+
+@transaction.atomic
+def bot_delete(*, tenant: Tenant, actor: Actor, bot: Bot) -> None:
+    audit_record(
+        tenant=tenant, actor=actor, action="bot.delete", target=bot, changes={"name": bot.name}
+    )
+    bot.delete()

@@ -45,9 +45,16 @@ class ApplicationError(Exception):
     status = 400
     default_message = "The request is invalid."
 
-    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.message = message or self.default_message
         self.details = details or {}
+        self.headers = headers or {}
         super().__init__(self.message)
 
 
@@ -181,6 +188,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, ApplicationError):
         status, code, message, details = exc.status, exc.code, exc.message, exc.details
+        headers.update(exc.headers)
     elif isinstance(exc, drf.ValidationError):
         status, code = 400, "validation_error"
         message = "Some fields are invalid."

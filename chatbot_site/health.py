@@ -9,6 +9,8 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connection
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,10 +77,42 @@ def check_worker(redis_ok: bool) -> dict[str, Any]:
     }
 
 
+class CheckOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "error", "unknown"])
+
+
+class HealthOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded", "error"])
+    version = serializers.CharField()
+    checks = serializers.DictField(child=CheckOutput())
+
+
 class HealthApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="health",
+        auth=[],
+        responses={200: HealthOutput, 503: HealthOutput},
+        tags=["operations"],
+        examples=[
+            OpenApiExample(
+                "healthy",
+                value={
+                    "status": "ok",
+                    "version": "0.1.0",
+                    "checks": {
+                        "database": {"status": "ok", "latency_ms": 0.6},
+                        "pgvector": {"status": "ok", "version": "0.8.6"},
+                        "redis": {"status": "ok", "latency_ms": 0.2},
+                        "worker": {"status": "ok", "workers": 1, "last_seen_seconds_ago": 3.1},
+                    },
+                },
+                response_only=True,
+            )
+        ],
+    )
     def get(self, request: Request) -> Response:
         database, pgvector = check_database()
         redis_check = check_redis()

@@ -1,11 +1,23 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import chatbot_site.schema  # noqa: F401  (registers the auth scheme extension)
 from chatbot_site.health import HealthApi
 
+v1: list[URLPattern | URLResolver] = [
+    path("health", HealthApi.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("tenants.urls")),
+    path("", include("bots.urls")),
+    path("", include("knowledge.urls")),
+    path("", include("conversations.urls")),
+]
+
 urlpatterns = [
-    path("v1/health", HealthApi.as_view(), name="health"),
+    path("v1/", include(v1)),
     path(settings.ADMIN_URL, admin.site.urls),
 ]
 

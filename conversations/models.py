@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.db import models
 from django.db.models import Q
 
 from bots.models import Bot
-from tenants.models import ApiKey, Tenant, TenantOwned
+from tenants.models import ApiKey, Tenant, TenantOwned, TenantScopedManager
 
 
 class Conversation(TenantOwned):
@@ -126,7 +128,12 @@ class UsageDaily(models.Model):
     completion_tokens = models.BigIntegerField(default=0)
     embedding_tokens = models.BigIntegerField(default=0)
 
+    objects: ClassVar[TenantScopedManager] = TenantScopedManager()
+    all_tenants: ClassVar[models.Manager[UsageDaily]] = models.Manager()
+
     class Meta:
+        default_manager_name = "all_tenants"
+        base_manager_name = "all_tenants"
         ordering = ["-day"]
         constraints = [
             models.UniqueConstraint(

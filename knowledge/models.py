@@ -73,8 +73,8 @@ class Dataset(TenantOwned):
 class BotDataset(TenantOwned):
     """A bot searches these datasets. Both ends belong to the row's tenant (composite FKs)."""
 
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="dataset_links")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="bot_links")
 
     class Meta(TenantOwned.Meta):
         constraints = [

@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import structlog
 from django.db import IntegrityError, transaction
 
-from bots.models import Bot
+from bots.models import Bot, Scope
+from bots.services import bot_create, bot_update
 from chatbot_site.errors import Conflict
-from knowledge.models import BotDataset, Dataset
+from knowledge.models import BotDataset, Dataset, Document
 from tenants.models import Tenant
-from tenants.services import Actor, audit_record, full_clean_or_raise
+from tenants.services import Actor, apply_changes, audit_record, full_clean_or_raise
+
+log = structlog.get_logger(__name__)
 
 
 @transaction.atomic
@@ -35,7 +39,7 @@ def dataset_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) ->
 
 @transaction.atomic
 def bot_datasets_set(
-    *, tenant: Tenant, actor: Actor, bot: Bot, datasets: Iterable[Dataset]
+    *, tenant: Tenant, actor: Actor, bot: Bot, datasets: Iterable[Dataset], audit: bool = True
 ) -> list[Dataset]:
     """Make ``datasets`` exactly the ones ``bot`` searches."""
     wanted = {d.pk: d for d in datasets}
@@ -59,3 +63,128 @@ def bot_datasets_set(
         changes={"dataset_ids": sorted(str(pk) for pk in wanted)},
     )
     return list(wanted.values())
+
+
+def bot_dataset_ids(*, tenant: Tenant, bot: Bot) -> list[str]:
+    return [
+        str(pk)
+        for pk in BotDataset.objects.for_tenant(tenant)
+        .filter(bot=bot)
+        .order_by("dataset__name")
+        .values_list("dataset_id", flat=True)
+    ]
+
+
+@transaction.atomic
+def bot_create_with_datasets(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    name: str,
+    scope: Scope | None,
+    datasets: list[Dataset],
+    **fields: Any,
+) -> Bot:
+    """A bot and the datasets it searches, as one write and one audit entry."""
+    bot = bot_create(
+        tenant=tenant,
+        actor=actor,
+        name=name,
+        scope=scope,
+        audit_extra={"dataset_ids": sorted(str(d.pk) for d in datasets)},
+        **fields,
+    )
+    bot_datasets_set(tenant=tenant, actor=actor, bot=bot, datasets=datasets, audit=False)
+    return bot
+
+
+@transaction.atomic
+def bot_update_with_datasets(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    bot: Bot,
+    changes: dict[str, Any],
+    datasets: list[Dataset] | None,
+) -> Bot:
+    bot, fields = bot_update(tenant=tenant, actor=actor, bot=bot, changes=changes)
+    audit = {
+        f if f != "scope" else "scope_id": getattr(bot, f if f != "scope" else "scope_id")
+        for f in fields
+    }
+    if datasets is not None:
+        before = set(bot_dataset_ids(tenant=tenant, bot=bot))
+        after = {str(d.pk) for d in datasets}
+        if before != after:
+            bot_datasets_set(tenant=tenant, actor=actor, bot=bot, datasets=datasets, audit=False)
+            audit["dataset_ids"] = sorted(after)
+    if audit:
+        audit_record(tenant=tenant, actor=actor, action="bot.update", target=bot, changes=audit)
+    return bot
+
+
+@transaction.atomic
+def dataset_update(
+    *, tenant: Tenant, actor: Actor, dataset: Dataset, changes: dict[str, Any]
+) -> Dataset:
+    fields = apply_changes(dataset, changes)
+    if fields:
+        full_clean_or_raise(dataset, exclude=["tenant"], validate_unique=False)
+        try:
+            with transaction.atomic():
+                dataset.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError as exc:
+            raise Conflict(f"A dataset named {dataset.name!r} already exists.") from exc
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="dataset.update",
+            target=dataset,
+            changes={f: getattr(dataset, f) for f in fields},
+        )
+    return dataset
+
+
+@transaction.atomic
+def dataset_delete(*, tenant: Tenant, actor: Actor, dataset: Dataset) -> None:
+    """The dataset, its documents and their chunks; stored files go once the rows are gone."""
+    files = list(
+        Document.objects.for_tenant(tenant)
+        .filter(dataset=dataset)
+        .exclude(file="")
+        .exclude(file__isnull=True)
+        .values_list("file", flat=True)
+    )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="dataset.delete",
+        target=dataset,
+        changes={"name": dataset.name},
+    )
+    dataset.delete()
+    transaction.on_commit(lambda: _delete_files(files))
+
+
+@transaction.atomic
+def document_delete(*, tenant: Tenant, actor: Actor, document: Document) -> None:
+    files = [document.file.name] if document.file else []
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="document.delete",
+        target=document,
+        changes={"title": document.title, "source": document.source},
+    )
+    document.delete()
+    transaction.on_commit(lambda: _delete_files(files))
+
+
+def _delete_files(names: list[str]) -> None:
+    from django.core.files.storage import default_storage
+
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:  # already gone, or storage unreachable: never fail the delete
+            log.warning("document_file_delete_failed", file=name)

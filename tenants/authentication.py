@@ -1,29 +1,40 @@
-"""``Authorization: Bearer <api key>`` for DRF.
+"""``Authorization: Bearer <api key | JWT>`` for DRF.
 
-Lookup by the key's public prefix (unique index), then a constant-time comparison of the
-SHA-256 of what was sent with the stored hash. Inactive tenants, revoked and expired keys fail
-at once. JWT exchange, ``last_used_at`` and roles build on this (issue 3).
+API keys: lookup by the public prefix (unique index), then a constant-time comparison of the
+SHA-256 of what was sent with the stored hash. JWTs (from ``POST /v1/auth/token``): signature,
+algorithm (HS256 only, so ``alg: none`` fails), expiry and audience are checked, then the key
+named in the token is loaded — so revoking the key, or deactivating its tenant, ends its tokens
+at once. Every failure is the same 401; which part was wrong is not the caller's business.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NoReturn
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import structlog
+from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
 
 from tenants.keys import key_matches, parse_key
 from tenants.models import ApiKey, Tenant
 
+FAILURE = "Invalid, revoked or expired credentials."
+
 
 @dataclass(frozen=True)
 class KeyPrincipal:
-    """``request.user`` for API-key requests: the key and its tenant, never a Django user."""
+    """``request.user`` for API requests: the key and its tenant, never a Django user."""
 
     api_key: ApiKey
+    via: str = "api_key"  # or "jwt"
+    claims: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tenant(self) -> Tenant:
@@ -34,6 +45,40 @@ class KeyPrincipal:
         return True
 
 
+def key_is_usable(key: ApiKey, now: dt.datetime) -> bool:
+    if key.revoked_at is not None:
+        return False
+    if key.expires_at is not None and key.expires_at <= now:
+        return False
+    return key.tenant.is_active
+
+
+def touch_last_used(key: ApiKey, now: dt.datetime) -> None:
+    """Keep ``last_used_at`` to the minute without a write per request: one conditional UPDATE
+    when the stored value is older than ``API_KEY_LAST_USED_RESOLUTION``."""
+    resolution = dt.timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_SECONDS)
+    if key.last_used_at is not None and now - key.last_used_at < resolution:
+        return
+    ApiKey.all_tenants.filter(pk=key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - resolution)
+    ).update(last_used_at=now)
+    key.last_used_at = now
+
+
+def issue_token(key: ApiKey) -> tuple[str, int]:
+    """A short-lived access token for ``key``: never outlives the key's own expiry."""
+    now = timezone.now()
+    lifetime = dt.timedelta(seconds=settings.JWT_ACCESS_TOKEN_SECONDS)
+    if key.expires_at is not None:
+        lifetime = min(lifetime, key.expires_at - now)
+    token = AccessToken()
+    token.set_exp(from_time=now, lifetime=lifetime)
+    token["key_id"] = str(key.id)
+    token["tenant_id"] = str(key.tenant_id)
+    token["role"] = key.role
+    return str(token), max(0, int(lifetime.total_seconds()))
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -42,27 +87,60 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
         credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        now = timezone.now()
+        if parse_key(credential) is not None:
+            key, principal = self._by_key(credential), None
+        elif credential.count(".") == 2:
+            key, claims = self._by_token(credential)
+            principal = KeyPrincipal(key, via="jwt", claims=claims)
+        else:
+            self._fail()
+        if not key_is_usable(key, now):
+            self._fail()
+        touch_last_used(key, now)
+        # From here on every log line of this request names its tenant and key.
+        structlog.contextvars.bind_contextvars(tenant_id=str(key.tenant_id), api_key_id=str(key.id))
+        return principal or KeyPrincipal(key), key
+
+    def _by_key(self, credential: str) -> ApiKey:
         prefix = parse_key(credential)
-        if prefix is None:
-            return None if credential.count(".") == 2 else self._fail()  # a JWT: next backend
         key = ApiKey.all_tenants.select_related("tenant").filter(prefix=prefix).first()
         if key is None or not key_matches(credential, key.key_hash):
             self._fail()
-        now = timezone.now()
-        if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        return key
+
+    def _by_token(self, credential: str) -> tuple[ApiKey, dict[str, Any]]:
+        try:
+            token = AccessToken(credential)  # type: ignore[arg-type]  # signature, alg, exp, token type, audience
+        except TokenError:
             self._fail()
-        if not key.tenant.is_active:
+        claims = dict(token.payload)
+        key = (
+            ApiKey.all_tenants.select_related("tenant")
+            .filter(pk=claims.get("key_id"), tenant_id=claims.get("tenant_id"))
+            .first()
+            if _is_uuid(claims.get("key_id")) and _is_uuid(claims.get("tenant_id"))
+            else None
+        )
+        if key is None:
             self._fail()
-        # From here on every log line of this request names its tenant and key.
-        structlog.contextvars.bind_contextvars(tenant_id=str(key.tenant_id), api_key_id=str(key.id))
-        return KeyPrincipal(key), key
+        return key, claims
 
     def _fail(self) -> NoReturn:
-        # One message for every failure: which part was wrong is not the caller's business.
-        raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
+        raise exceptions.AuthenticationFailed(FAILURE)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def _is_uuid(value: Any) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

@@ -162,3 +162,55 @@ def api_key_create(
     )
     log.info("api_key_created", tenant_id=str(tenant.id), api_key_id=str(key.id), role=role)
     return key, new.plaintext
+
+
+def apply_changes(instance: Model, changes: Mapping[str, Any]) -> list[str]:
+    """Set the attributes that differ; return their names (for update_fields and the audit)."""
+    changed = []
+    for name, value in changes.items():
+        if getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed.append(name)
+    return changed
+
+
+@transaction.atomic
+def api_key_update(
+    *, tenant: Tenant, actor: Actor, key: ApiKey, changes: Mapping[str, Any]
+) -> ApiKey:
+    allowed = {"name", "role", "bot_ids", "rate_limit_per_minute", "expires_at"}
+    if unknown := set(changes) - allowed:
+        raise ValidationFailed(details={f: ["This field cannot be changed."] for f in unknown})
+    if key.revoked_at is not None:
+        raise Conflict("A revoked key cannot be changed.")
+    fields = apply_changes(key, changes)
+    if fields:
+        full_clean_or_raise(key, validate_unique=False)
+        key.save(update_fields=[*fields, "updated_at"])
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="api_key.update",
+            target=key,
+            changes={f: getattr(key, f) for f in fields},
+        )
+    return key
+
+
+@transaction.atomic
+def api_key_revoke(*, tenant: Tenant, actor: Actor, key: ApiKey) -> ApiKey:
+    """Revoke at once: the key and every JWT issued for it fail from the next request on."""
+    if key.revoked_at is None:
+        from django.utils import timezone
+
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at", "updated_at"])
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="api_key.revoke",
+            target=key,
+            changes={"prefix": key.prefix},
+        )
+        log.info("api_key_revoked", api_key_id=str(key.id))
+    return key

@@ -6,6 +6,7 @@ the HTTPS hardening. The variables are documented in README.md and ``.env.exampl
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "corsheaders",
     "chatbot_site",
     "tenants",
@@ -48,6 +51,7 @@ MIDDLEWARE = [
     "chatbot_site.middleware.RequestIdMiddleware",
     "chatbot_site.middleware.ErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -176,6 +180,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(DATA_DIR / "static")))
+# WhiteNoise serves static files (admin, API docs) from the app processes; in DEBUG straight
+# from the apps, in production from STATIC_ROOT after `collectstatic`.
+WHITENOISE_USE_FINDERS: bool = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 MEDIA_URL = "media/"
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
@@ -202,7 +213,47 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "chatbot_site.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chatbot service API",
+    "DESCRIPTION": (
+        "Multi-tenant RAG chatbot backend. Authenticate with `Authorization: Bearer <api key>` "
+        "or a JWT from `POST /v1/auth/token`. Every error is "
+        '`{"error": {"code", "message", "details", "request_id"}}`.'
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": r"/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chatbot_site.schema.add_error_responses",
+    ],
+    "SWAGGER_UI_DIST": "SIDECAR",
+}
+
+# --- API keys and JWT ------------------------------------------------------------------------
+API_KEY_LAST_USED_RESOLUTION_SECONDS: int = env.int("API_KEY_LAST_USED_RESOLUTION", default=60)
+JWT_ACCESS_TOKEN_SECONDS: int = env.int("JWT_ACCESS_TOKEN_SECONDS", default=900)
+# Failed POST /v1/auth/token attempts allowed per client IP and minute.
+AUTH_FAILURES_PER_MINUTE: int = env.int("AUTH_FAILURES_PER_MINUTE", default=10)
+# Proxies in front of the app that append to X-Forwarded-For (nginx in docker-compose: 1).
+NUM_PROXIES: int = env.int("NUM_PROXIES", default=0)
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "ACCESS_TOKEN_LIFETIME": dt.timedelta(seconds=JWT_ACCESS_TOKEN_SECONDS),
+    "AUDIENCE": "chatbot-api",
+    "ISSUER": "chatbot-service",
+    "USER_ID_CLAIM": "key_id",
+    "JTI_CLAIM": "jti",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "LEEWAY": 0,
 }
 
 # --- Product settings (API.md) -------------------------------------------------------------

@@ -13,9 +13,14 @@ os.environ.setdefault("LLM_BACKEND", "extractive")
 os.environ.setdefault("EMBEDDING_BACKEND", "local")
 
 from chatbot_site.settings.base import *  # noqa: F403
-from chatbot_site.settings.base import DATA_DIR
+from chatbot_site.settings.base import DATA_DIR, STATIC_ROOT
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
 MEDIA_ROOT = DATA_DIR / "test-media"
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = 5.0
 CELERY_WORKER_HEARTBEAT_SECONDS = 0.5
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns without it

@@ -42,7 +42,7 @@ def test_usage_rollup_has_one_row_per_day_bot_and_key_even_without_bot_or_key():
     row = UsageDailyFactory(bot_id=None, api_key_id=None)
     with pytest.raises(IntegrityError, match="usage_daily_unique"), transaction.atomic():
         UsageDailyFactory(tenant=row.tenant, day=row.day, bot_id=None, api_key_id=None)
-    assert UsageDaily.objects.filter(tenant=row.tenant).count() == 1
+    assert UsageDaily.objects.for_tenant(row.tenant).count() == 1
 
 
 def test_deleting_a_key_keeps_its_conversations():

@@ -1,0 +1,204 @@
+"""Admin API for scopes and API keys.
+
+API keys live here rather than in ``tenants`` because a key's ``bot_ids`` must be checked against
+the tenant's bots, and dependencies point one way (bots → tenants)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from bots.models import PII_ENTITIES, Bot, Scope
+from bots.services import scope_create, scope_delete, scope_update
+from chatbot_site.errors import ValidationFailed
+from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from tenants.api_base import TenantApi
+from tenants.models import ApiKey, Role
+from tenants.services import api_key_create, api_key_revoke, api_key_update
+
+
+def Topic() -> serializers.CharField:
+    return serializers.CharField(max_length=200)
+
+
+def Tag() -> serializers.CharField:
+    return serializers.CharField(max_length=100)
+
+
+class ScopeOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    allowed_topics = serializers.ListField(child=serializers.CharField())
+    blocked_topics = serializers.ListField(child=serializers.CharField())
+    refusal_message = serializers.CharField()
+    min_relevance = serializers.FloatField()
+    answer_without_context = serializers.BooleanField()
+    pii_entities = serializers.ListField(child=serializers.CharField())
+    tags = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ScopeInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
+    allowed_topics = serializers.ListField(child=Topic(), max_length=200, required=False)
+    blocked_topics = serializers.ListField(child=Topic(), max_length=200, required=False)
+    refusal_message = serializers.CharField(max_length=2000, required=False)
+    min_relevance = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    answer_without_context = serializers.BooleanField(required=False)
+    pii_entities = serializers.ListField(
+        child=serializers.ChoiceField(choices=PII_ENTITIES), max_length=len(PII_ENTITIES),
+        required=False,
+    )  # fmt: skip
+    tags = serializers.ListField(child=Tag(), max_length=100, required=False)
+
+
+class ScopeListCreateApi(TenantApi):
+    @extend_schema(
+        operation_id="scopes_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(ScopeOutput),
+        tags=["scopes"],
+    )
+    def get(self, request: Request) -> Response:
+        page = paginate(self.scoped(Scope), request, lambda rows: ScopeOutput(rows, many=True).data)
+        return Response(page)
+
+    @extend_schema(
+        operation_id="scopes_create",
+        request=ScopeInput,
+        responses={201: ScopeOutput},
+        tags=["scopes"],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.validated(ScopeInput, request.data)
+        scope = scope_create(tenant=self.tenant, actor=self.actor, **data)
+        return Response(ScopeOutput(scope).data, status=201)
+
+
+class ScopeDetailApi(TenantApi):
+    @extend_schema(operation_id="scopes_retrieve", responses=ScopeOutput, tags=["scopes"])
+    def get(self, request: Request, scope_id: uuid.UUID) -> Response:
+        return Response(ScopeOutput(self.get_object(Scope, scope_id)).data)
+
+    @extend_schema(
+        operation_id="scopes_update",
+        request=ScopeInput(partial=True),
+        responses=ScopeOutput,
+        tags=["scopes"],
+    )
+    def patch(self, request: Request, scope_id: uuid.UUID) -> Response:
+        scope = self.get_object(Scope, scope_id)
+        changes = self.validated(ScopeInput, request.data, partial=True)
+        scope = scope_update(tenant=self.tenant, actor=self.actor, scope=scope, changes=changes)
+        return Response(ScopeOutput(scope).data)
+
+    @extend_schema(operation_id="scopes_destroy", responses={204: None}, tags=["scopes"])
+    def delete(self, request: Request, scope_id: uuid.UUID) -> Response:
+        scope_delete(tenant=self.tenant, actor=self.actor, scope=self.get_object(Scope, scope_id))
+        return Response(status=204)
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+class ApiKeyOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    bot_ids = serializers.ListField(child=serializers.UUIDField())
+    rate_limit_per_minute = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class ApiKeyCreatedOutput(ApiKeyOutput):
+    api_key = serializers.CharField(help_text="The secret. Shown in this response only.")
+
+
+class ApiKeyInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    role = serializers.ChoiceField(choices=Role.choices)
+    bot_ids = serializers.ListField(child=serializers.UUIDField(), max_length=1000, required=False)
+    rate_limit_per_minute = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, allow_null=True, required=False
+    )
+    expires_at = serializers.DateTimeField(allow_null=True, required=False)
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
+class ApiKeyMixin(TenantApi):
+    def checked_bot_ids(self, bot_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        unique = list(dict.fromkeys(bot_ids))
+        found = set(self.scoped(Bot).filter(pk__in=unique).values_list("pk", flat=True))
+        missing = [str(pk) for pk in unique if pk not in found]
+        if missing:
+            raise ValidationFailed(details={"bot_ids": [f"Bot not found: {pk}" for pk in missing]})
+        return unique
+
+
+class ApiKeyListCreateApi(ApiKeyMixin):
+    @extend_schema(
+        operation_id="api_keys_list",
+        parameters=PAGE_PARAMETERS,
+        responses=page_of(ApiKeyOutput),
+        tags=["api-keys"],
+    )
+    def get(self, request: Request) -> Response:
+        keys = self.scoped(ApiKey)
+        if request.query_params.get("include_revoked") not in {"1", "true"}:
+            keys = keys.filter(revoked_at__isnull=True)
+        return Response(paginate(keys, request, lambda rows: ApiKeyOutput(rows, many=True).data))
+
+    @extend_schema(
+        operation_id="api_keys_create",
+        request=ApiKeyInput,
+        responses={201: ApiKeyCreatedOutput},
+        tags=["api-keys"],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.validated(ApiKeyInput, request.data)
+        if "bot_ids" in data:
+            data["bot_ids"] = self.checked_bot_ids(data["bot_ids"])
+        key, plaintext = api_key_create(tenant=self.tenant, actor=self.actor, **data)
+        body = dict(ApiKeyOutput(key).data)
+        body["api_key"] = plaintext
+        response = Response(body, status=201)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ApiKeyDetailApi(ApiKeyMixin):
+    @extend_schema(
+        operation_id="api_keys_update",
+        request=ApiKeyInput(partial=True),
+        responses=ApiKeyOutput,
+        tags=["api-keys"],
+    )
+    def patch(self, request: Request, key_id: uuid.UUID) -> Response:
+        key = self.get_object(ApiKey, key_id)
+        changes = self.validated(ApiKeyInput, request.data, partial=True)
+        if "bot_ids" in changes:
+            changes["bot_ids"] = self.checked_bot_ids(changes["bot_ids"])
+        key = api_key_update(tenant=self.tenant, actor=self.actor, key=key, changes=changes)
+        return Response(ApiKeyOutput(key).data)
+
+    @extend_schema(operation_id="api_keys_revoke", responses={204: None}, tags=["api-keys"])
+    def delete(self, request: Request, key_id: uuid.UUID) -> Response:
+        api_key_revoke(tenant=self.tenant, actor=self.actor, key=self.get_object(ApiKey, key_id))
+        return Response(status=204)

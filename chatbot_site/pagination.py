@@ -1,0 +1,105 @@
+"""Keyset (cursor) pagination: ``?limit=50&cursor=...`` → ``{"data": [...], "next_cursor"}``.
+
+Lists are ordered newest first by ``(created_at, id)``; the cursor is the position of the last
+row returned, so pages stay stable while rows are added, and each page is one indexed query
+(no OFFSET scans)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import Model, Q, QuerySet
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+from rest_framework.request import Request
+
+from chatbot_site.errors import ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def parse_limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed(details={"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]})
+    return limit
+
+
+def encode_cursor(created_at: dt.datetime, pk: Any) -> str:
+    raw = f"{created_at.isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+        when = dt.datetime.fromisoformat(created)
+        if when.tzinfo is None or not pk:
+            raise ValueError("incomplete cursor")
+        return when, pk
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(details={"cursor": ["Invalid cursor."]}) from None
+
+
+def paginate(
+    queryset: QuerySet[Any],
+    request: Request,
+    serialize: Callable[[list[Any]], Any],
+) -> dict[str, Any]:
+    """One page of ``queryset`` (newest first) and the cursor of the next one."""
+    limit = parse_limit(request)
+    ordered = queryset.order_by("-created_at", "-pk")
+    cursor = request.query_params.get("cursor")
+    if cursor:
+        created_at, pk = decode_cursor(cursor)
+        pk_value: Any = pk
+        pk_field = queryset.model._meta.pk
+        if pk_field is not None and pk_field.get_internal_type() == "UUIDField":
+            try:
+                pk_value = uuid.UUID(pk)
+            except ValueError:
+                raise ValidationFailed(details={"cursor": ["Invalid cursor."]}) from None
+        ordered = ordered.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk_value)
+        )
+    rows: list[Model] = list(ordered[: limit + 1])
+    page, more = rows[:limit], len(rows) > limit
+    last = page[-1] if page else None
+    next_cursor = encode_cursor(last.created_at, last.pk) if more and last else None  # type: ignore[attr-defined]
+    return {"data": serialize(page), "next_cursor": next_cursor}
+
+
+_PAGES: dict[str, type[serializers.Serializer]] = {}
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}."),
+    OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
+]
+
+
+def page_of(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
+    """The schema of a page of ``item``: ``{"data": [item], "next_cursor": str | null}``."""
+    name = item.__name__.removesuffix("Output") + "Page"
+    if name not in _PAGES:
+        _PAGES[name] = type(
+            name,
+            (serializers.Serializer,),
+            {
+                "data": item(many=True),
+                "next_cursor": serializers.CharField(allow_null=True),
+            },
+        )
+    return _PAGES[name]

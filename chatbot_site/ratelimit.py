@@ -1,0 +1,93 @@
+"""Rate limits in Redis: GCRA (the generic cell rate algorithm, a token bucket kept as one
+timestamp per key).
+
+A limit of L per minute admits a burst of L and then one request every 60/L seconds — there is
+no window boundary at which 2L get through. The check-and-update is one Lua script, so N
+concurrent requests against a limit of L admit exactly L. The script reads Redis's own clock,
+so web processes with skewed clocks agree.
+
+If Redis is unreachable the limiter fails open (the request is served) and logs an error:
+an outage of the limiter must not become an outage of the API. ``/v1/health`` reports Redis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import structlog
+from redis.exceptions import RedisError
+
+from chatbot_site.redis import get_redis
+
+log = structlog.get_logger(__name__)
+
+# KEYS[1] = bucket key. ARGV = period_ms, limit, dry_run (1: report only, write nothing).
+# Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local period = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local dry_run = ARGV[3] == '1'
+local interval = period / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if allow_at > now then
+    return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+end
+if not dry_run then
+    redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1)
+else
+    new_tat = tat
+end
+local remaining = math.floor((period - (new_tat - now)) / interval)
+return {1, remaining, 0, math.ceil(new_tat - now)}
+"""
+
+PERIOD_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_seconds: int  # 0 when allowed
+    reset_seconds: int  # until the bucket is full again
+    degraded: bool = False  # Redis unreachable: allowed without counting
+
+    def headers(self) -> dict[str, str]:
+        if self.degraded:
+            return {}
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after_seconds)
+        return headers
+
+
+def hit(key: str, *, limit: int, dry_run: bool = False) -> Decision:
+    """Take one request from the bucket ``key`` (limit per minute); ``dry_run`` only looks."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    try:
+        script = get_redis().register_script(_GCRA)  # evalsha; loads the script once per server
+        allowed, remaining, retry_ms, reset_ms = script(
+            keys=[f"chatbot:rl:{key}"], args=[PERIOD_MS, limit, 1 if dry_run else 0]
+        )
+    except RedisError as exc:
+        log.error("rate_limit_unavailable", error=type(exc).__name__, bucket=key.split(":")[0])
+        return Decision(True, limit, limit, 0, 0, degraded=True)
+    return Decision(
+        allowed=bool(allowed),
+        limit=limit,
+        remaining=int(remaining),
+        retry_after_seconds=max(1, math.ceil(int(retry_ms) / 1000)) if not allowed else 0,
+        reset_seconds=math.ceil(int(reset_ms) / 1000),
+    )

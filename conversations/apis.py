@@ -1,0 +1,205 @@
+"""Conversation history (chat keys: their own only; admin keys: the tenant's) and usage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet, Sum
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chatbot_site.errors import ValidationFailed
+from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from chatbot_site.params import parse_day, parse_time, parse_uuid
+from conversations.models import Conversation, Message, UsageDaily
+from conversations.services import conversation_delete, tokens_used_this_month
+from tenants.api_base import TenantApi
+from tenants.models import Role
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class MessageOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    role = serializers.CharField()
+    content = serializers.CharField()
+    citations = serializers.JSONField()
+    usage = UsageSerializer()
+    model = serializers.CharField()
+    finish_reason = serializers.CharField(allow_null=True)
+    refusal = serializers.SerializerMethodField()
+    latency_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_refusal(self, message: Message) -> dict[str, str] | None:
+        return {"reason": message.refusal_reason} if message.refusal_reason else None
+
+
+class ConversationOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    bot_id = serializers.UUIDField()
+    api_key_id = serializers.UUIDField(allow_null=True)
+    title = serializers.CharField()
+    metadata = serializers.JSONField()
+    message_count = serializers.IntegerField()
+    last_message_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ConversationDetailOutput(ConversationOutput):
+    messages = MessageOutput(many=True)
+
+
+TIME_RANGE = [
+    OpenApiParameter("from", str, description="ISO 8601; inclusive."),
+    OpenApiParameter("to", str, description="ISO 8601; exclusive."),
+]
+
+
+class ConversationApiBase(TenantApi):
+    required_role = Role.CHAT
+
+    def conversations(self) -> QuerySet[Conversation]:
+        conversations = self.scoped(Conversation)
+        if self.api_key.role != Role.ADMIN:
+            conversations = conversations.filter(api_key=self.api_key)
+        if self.api_key.bot_ids:
+            conversations = conversations.filter(bot_id__in=self.api_key.bot_ids)
+        return conversations
+
+
+class ConversationListApi(ConversationApiBase):
+    @extend_schema(
+        operation_id="conversations_list",
+        responses=page_of(ConversationOutput),
+        parameters=[*PAGE_PARAMETERS, OpenApiParameter("bot_id", str), *TIME_RANGE],
+        tags=["conversations"],
+    )
+    def get(self, request: Request) -> Response:
+        conversations = self.conversations()
+        if bot_id := parse_uuid(request.query_params.get("bot_id"), "bot_id"):
+            conversations = conversations.filter(bot_id=bot_id)
+        if start := parse_time(request.query_params.get("from"), "from"):
+            conversations = conversations.filter(created_at__gte=start)
+        if end := parse_time(request.query_params.get("to"), "to"):
+            conversations = conversations.filter(created_at__lt=end)
+        return Response(
+            paginate(conversations, request, lambda r: ConversationOutput(r, many=True).data)
+        )
+
+
+class ConversationDetailApi(ConversationApiBase):
+    @extend_schema(
+        operation_id="conversations_retrieve",
+        responses=ConversationDetailOutput,
+        tags=["conversations"],
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        queryset = self.conversations().prefetch_related(
+            Prefetch(
+                "messages",
+                queryset=Message.all_tenants.filter(tenant=self.tenant).order_by("created_at"),
+            )
+        )
+        conversation = self.get_object(Conversation, conversation_id, queryset=queryset)
+        return Response(ConversationDetailOutput(conversation).data)
+
+    @extend_schema(
+        operation_id="conversations_destroy", responses={204: None}, tags=["conversations"]
+    )
+    def delete(self, request: Request, conversation_id: str) -> Response:
+        conversation = self.get_object(Conversation, conversation_id, queryset=self.conversations())
+        conversation_delete(tenant=self.tenant, actor=self.actor, conversation=conversation)
+        return Response(status=204)
+
+
+# --- usage ---------------------------------------------------------------------------------
+
+
+class UsageRow(serializers.Serializer):
+    day = serializers.DateField(required=False)
+    bot_id = serializers.UUIDField(required=False, allow_null=True)
+    api_key_id = serializers.UUIDField(required=False, allow_null=True)
+    requests = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    embedding_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class QuotaOutput(serializers.Serializer):
+    monthly_token_quota = serializers.IntegerField(allow_null=True)
+    used_this_month = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True)
+
+
+class UsageOutput(serializers.Serializer):
+    data = UsageRow(many=True)  # type: ignore[assignment]  # the contract's field name
+    totals = UsageRow()
+    quota = QuotaOutput()
+
+
+GROUPS = {"day": "day", "bot": "bot_id", "api_key": "api_key_id"}
+
+
+class UsageApi(TenantApi):
+    @extend_schema(
+        operation_id="usage",
+        responses=UsageOutput,
+        parameters=[
+            OpenApiParameter(
+                "from", str, description="First day (UTC), inclusive; default: 30 days ago."
+            ),
+            OpenApiParameter("to", str, description="Last day (UTC), inclusive; default: today."),
+            OpenApiParameter("group_by", str, enum=list(GROUPS), default="day"),
+        ],
+        tags=["usage"],
+    )
+    def get(self, request: Request) -> Response:
+        today = dt.datetime.now(dt.UTC).date()
+        start = parse_day(request.query_params.get("from"), "from") or today - dt.timedelta(30)
+        end = parse_day(request.query_params.get("to"), "to") or today
+        if start > end:
+            raise ValidationFailed(details={"from": ["Must not be after 'to'."]})
+        group_by = request.query_params.get("group_by", "day")
+        if group_by not in GROUPS:
+            raise ValidationFailed(details={"group_by": [f"Must be one of {', '.join(GROUPS)}."]})
+        column = GROUPS[group_by]
+        rows = UsageDaily.objects.for_tenant(self.tenant).filter(day__gte=start, day__lte=end)
+        sums: dict[str, Any] = {
+            "requests": Sum("requests"),
+            "prompt_tokens": Sum("prompt_tokens"),
+            "completion_tokens": Sum("completion_tokens"),
+            "embedding_tokens": Sum("embedding_tokens"),
+        }
+        data = [self.row(r) for r in rows.values(column).annotate(**sums).order_by(column)]
+        totals = self.row({k: v or 0 for k, v in rows.aggregate(**sums).items()})
+        used = tokens_used_this_month(tenant=self.tenant, today=today)
+        quota = self.tenant.monthly_token_quota
+        return Response(
+            {
+                "data": data,
+                "totals": totals,
+                "quota": {
+                    "monthly_token_quota": quota,
+                    "used_this_month": used,
+                    "remaining": max(0, quota - used) if quota is not None else None,
+                },
+            }
+        )
+
+    @staticmethod
+    def row(values: dict[str, Any]) -> dict[str, Any]:
+        out = {k: (str(v) if k in {"bot_id", "api_key_id"} and v else v) for k, v in values.items()}
+        out["total_tokens"] = (
+            out["prompt_tokens"] + out["completion_tokens"] + out["embedding_tokens"]
+        )
+        return out

@@ -1,0 +1,337 @@
+"""Admin API for datasets, their documents and bots.
+
+Bots are served here because a bot's ``dataset_ids`` are links owned by this app and
+dependencies point one way (knowledge → bots); the bot's own writes stay in ``bots.services``.
+Adding and re-ingesting documents is the ingestion work (issue 4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from bots.models import Bot, Scope
+from bots.services import bot_delete
+from chatbot_site.errors import ValidationFailed
+from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
+from knowledge.services import (
+    bot_create_with_datasets,
+    bot_update_with_datasets,
+    dataset_create,
+    dataset_delete,
+    dataset_update,
+    document_delete,
+)
+from tenants.api_base import TenantApi
+
+
+def Tag() -> serializers.CharField:
+    return serializers.CharField(max_length=100)
+
+
+LANGUAGES = (
+    "simple", "arabic", "armenian", "basque", "catalan", "danish", "dutch", "english", "finnish",
+    "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish", "italian",
+    "lithuanian", "nepali", "norwegian", "portuguese", "romanian", "russian", "serbian",
+    "spanish", "swedish", "tamil", "turkish", "yiddish",
+)  # fmt: skip
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+
+class DatasetOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    chunk_size = serializers.IntegerField()
+    chunk_overlap = serializers.IntegerField()
+    language = serializers.CharField()
+    document_count = serializers.IntegerField(default=0)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class DatasetInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
+    tags = serializers.ListField(child=Tag(), max_length=100, required=False)
+    chunk_size = serializers.IntegerField(min_value=32, max_value=8192, required=False)
+    chunk_overlap = serializers.IntegerField(min_value=0, max_value=4096, required=False)
+    language = serializers.ChoiceField(choices=LANGUAGES, required=False)
+
+
+def check_overlap(data: dict[str, Any], current: Dataset | None = None) -> None:
+    size = data.get("chunk_size", current.chunk_size if current else 512)
+    overlap = data.get("chunk_overlap", current.chunk_overlap if current else 64)
+    if overlap >= size:
+        raise ValidationFailed(details={"chunk_overlap": ["Must be smaller than chunk_size."]})
+
+
+class DatasetListCreateApi(TenantApi):
+    @extend_schema(
+        operation_id="datasets_list",
+        responses=page_of(DatasetOutput),
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("tag", str, description="Only datasets with this tag."),
+        ],
+        tags=["datasets"],
+    )
+    def get(self, request: Request) -> Response:
+        datasets = self.scoped(Dataset).annotate(document_count=Count("documents"))
+        if tag := request.query_params.get("tag"):
+            datasets = datasets.filter(tags__contains=[tag])
+        return Response(paginate(datasets, request, lambda r: DatasetOutput(r, many=True).data))
+
+    @extend_schema(
+        operation_id="datasets_create",
+        request=DatasetInput,
+        responses={201: DatasetOutput},
+        tags=["datasets"],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.validated(DatasetInput, request.data)
+        check_overlap(data)
+        dataset = dataset_create(tenant=self.tenant, actor=self.actor, **data)
+        return Response(DatasetOutput(dataset).data, status=201)
+
+
+class DatasetDetailApi(TenantApi):
+    def dataset(self, dataset_id: Any) -> Dataset:
+        queryset = self.scoped(Dataset).annotate(document_count=Count("documents"))
+        return self.get_object(Dataset, dataset_id, queryset=queryset)
+
+    @extend_schema(operation_id="datasets_retrieve", responses=DatasetOutput, tags=["datasets"])
+    def get(self, request: Request, dataset_id: str) -> Response:
+        return Response(DatasetOutput(self.dataset(dataset_id)).data)
+
+    @extend_schema(
+        operation_id="datasets_update",
+        request=DatasetInput(partial=True),
+        responses=DatasetOutput,
+        tags=["datasets"],
+    )
+    def patch(self, request: Request, dataset_id: str) -> Response:
+        dataset = self.dataset(dataset_id)
+        changes = self.validated(DatasetInput, request.data, partial=True)
+        check_overlap(changes, dataset)
+        dataset = dataset_update(
+            tenant=self.tenant, actor=self.actor, dataset=dataset, changes=changes
+        )
+        return Response(DatasetOutput(dataset).data)
+
+    @extend_schema(operation_id="datasets_destroy", responses={204: None}, tags=["datasets"])
+    def delete(self, request: Request, dataset_id: str) -> Response:
+        dataset = self.get_object(Dataset, dataset_id)
+        dataset_delete(tenant=self.tenant, actor=self.actor, dataset=dataset)
+        return Response(status=204)
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+class DocumentError(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class DocumentOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    dataset_id = serializers.UUIDField()
+    title = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # the contract's field name
+    content_type = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    status = serializers.ChoiceField(choices=DocumentStatus.choices)
+    error = serializers.SerializerMethodField()
+    chunk_count = serializers.IntegerField()
+    token_count = serializers.IntegerField()
+    content_hash = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    ingested_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(DocumentError(allow_null=True))
+    def get_error(self, document: Document) -> dict[str, str] | None:
+        if not document.error_code:
+            return None
+        return {"code": document.error_code, "message": document.error_message or ""}
+
+
+def filter_documents(documents: QuerySet[Document], request: Request) -> QuerySet[Document]:
+    status = request.query_params.get("status")
+    if status:
+        if status not in DocumentStatus.values:
+            raise ValidationFailed(
+                details={"status": [f"Must be one of {', '.join(DocumentStatus.values)}."]}
+            )
+        documents = documents.filter(status=status)
+    if tag := request.query_params.get("tag"):
+        documents = documents.filter(tags__contains=[tag])
+    return documents
+
+
+DOCUMENT_FILTERS = [
+    OpenApiParameter("status", str, enum=DocumentStatus.values),
+    OpenApiParameter("tag", str, description="Only documents with this tag."),
+]
+
+
+class DatasetDocumentListApi(TenantApi):
+    @extend_schema(
+        operation_id="documents_list",
+        responses=page_of(DocumentOutput),
+        parameters=[*PAGE_PARAMETERS, *DOCUMENT_FILTERS],
+        tags=["documents"],
+    )
+    def get(self, request: Request, dataset_id: str) -> Response:
+        dataset = self.get_object(Dataset, dataset_id)
+        documents = filter_documents(self.scoped(Document).filter(dataset=dataset), request)
+        return Response(paginate(documents, request, lambda r: DocumentOutput(r, many=True).data))
+
+
+class DocumentDetailApi(TenantApi):
+    @extend_schema(operation_id="documents_retrieve", responses=DocumentOutput, tags=["documents"])
+    def get(self, request: Request, document_id: str) -> Response:
+        return Response(DocumentOutput(self.get_object(Document, document_id)).data)
+
+    @extend_schema(operation_id="documents_destroy", responses={204: None}, tags=["documents"])
+    def delete(self, request: Request, document_id: str) -> Response:
+        document = self.get_object(Document, document_id)
+        document_delete(tenant=self.tenant, actor=self.actor, document=document)
+        return Response(status=204)
+
+
+# --- bots ----------------------------------------------------------------------------------
+
+
+class BotOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    system_prompt = serializers.CharField()
+    model = serializers.CharField()
+    temperature = serializers.FloatField()
+    max_output_tokens = serializers.IntegerField()
+    dataset_ids = serializers.SerializerMethodField()
+    scope_id = serializers.UUIDField(allow_null=True)
+    top_k = serializers.IntegerField()
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_dataset_ids(self, bot: Bot) -> list[str]:
+        return sorted(str(link.dataset_id) for link in bot.dataset_links.all())
+
+
+class BotInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
+    system_prompt = serializers.CharField(allow_blank=True, max_length=50_000, required=False)
+    model = serializers.CharField(allow_blank=True, max_length=200, required=False)
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
+    max_output_tokens = serializers.IntegerField(min_value=1, max_value=32768, required=False)
+    dataset_ids = serializers.ListField(
+        child=serializers.UUIDField(), max_length=100, required=False
+    )
+    scope_id = serializers.UUIDField(allow_null=True, required=False)
+    top_k = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class BotApiBase(TenantApi):
+    def bots(self) -> QuerySet[Bot]:
+        bots = self.scoped(Bot).prefetch_related(
+            Prefetch("dataset_links", queryset=self.scoped(BotDataset).only("bot_id", "dataset_id"))
+        )
+        if self.api_key.bot_ids:
+            bots = bots.filter(pk__in=self.api_key.bot_ids)
+        return bots
+
+    def resolve_references(
+        self, data: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Dataset] | None]:
+        """``scope_id`` / ``dataset_ids`` → this tenant's objects, or field errors."""
+        errors: dict[str, list[str]] = {}
+        if "scope_id" in data:
+            scope_id = data.pop("scope_id")
+            data["scope"] = None
+            if scope_id is not None:
+                data["scope"] = self.scoped(Scope).filter(pk=scope_id).first()
+                if data["scope"] is None:
+                    errors["scope_id"] = ["Scope not found."]
+        datasets = None
+        if "dataset_ids" in data:
+            wanted = list(dict.fromkeys(data.pop("dataset_ids")))
+            datasets = list(self.scoped(Dataset).filter(pk__in=wanted))
+            missing = set(wanted) - {d.pk for d in datasets}
+            if missing:
+                errors["dataset_ids"] = [
+                    f"Dataset not found: {pk}" for pk in sorted(map(str, missing))
+                ]
+        if errors:
+            raise ValidationFailed(details=errors)
+        return data, datasets
+
+
+class BotListCreateApi(BotApiBase):
+    @extend_schema(
+        operation_id="bots_list",
+        responses=page_of(BotOutput),
+        parameters=[*PAGE_PARAMETERS, OpenApiParameter("is_active", bool)],
+        tags=["bots"],
+    )
+    def get(self, request: Request) -> Response:
+        bots = self.bots()
+        active = request.query_params.get("is_active")
+        if active in {"true", "false"}:
+            bots = bots.filter(is_active=active == "true")
+        return Response(paginate(bots, request, lambda r: BotOutput(r, many=True).data))
+
+    @extend_schema(
+        operation_id="bots_create", request=BotInput, responses={201: BotOutput}, tags=["bots"]
+    )
+    def post(self, request: Request) -> Response:
+        data, datasets = self.resolve_references(self.validated(BotInput, request.data))
+        bot = bot_create_with_datasets(
+            tenant=self.tenant, actor=self.actor, datasets=datasets or [], **data
+        )
+        return Response(
+            BotOutput(self.get_object(Bot, bot.pk, queryset=self.bots())).data, status=201
+        )
+
+
+class BotDetailApi(BotApiBase):
+    @extend_schema(operation_id="bots_retrieve", responses=BotOutput, tags=["bots"])
+    def get(self, request: Request, bot_id: str) -> Response:
+        return Response(BotOutput(self.get_object(Bot, bot_id, queryset=self.bots())).data)
+
+    @extend_schema(
+        operation_id="bots_update",
+        request=BotInput(partial=True),
+        responses=BotOutput,
+        tags=["bots"],
+    )
+    def patch(self, request: Request, bot_id: str) -> Response:
+        bot = self.get_object(Bot, bot_id, queryset=self.bots())
+        changes, datasets = self.resolve_references(
+            self.validated(BotInput, request.data, partial=True)
+        )
+        bot_update_with_datasets(
+            tenant=self.tenant, actor=self.actor, bot=bot, changes=changes, datasets=datasets
+        )
+        return Response(BotOutput(self.get_object(Bot, bot.pk, queryset=self.bots())).data)
+
+    @extend_schema(operation_id="bots_destroy", responses={204: None}, tags=["bots"])
+    def delete(self, request: Request, bot_id: str) -> Response:
+        bot = self.get_object(Bot, bot_id, queryset=self.bots())
+        bot_delete(tenant=self.tenant, actor=self.actor, bot=bot)
+        return Response(status=204)

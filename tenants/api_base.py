@@ -1,0 +1,111 @@
+"""The base of every authenticated API view: the tenant comes from the key, once, here.
+
+``TenantApi`` authenticates (API key or JWT), checks the key's role, applies the key's rate limit
+(headers on every keyed response, ``429`` + ``Retry-After`` when over), and offers
+``self.tenant``, ``self.api_key`` and ``self.actor`` to the view. Views reach rows only through
+``Model.objects.for_tenant(self.tenant)`` — via :meth:`TenantApi.scoped` and
+:meth:`TenantApi.get_object` — so a view cannot see another tenant's rows, and another tenant's
+object is the same ``404`` as a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatbot_site import ratelimit
+from chatbot_site.errors import NotFound, PermissionDenied, RateLimited
+from tenants.authentication import ApiKeyAuthentication, KeyPrincipal
+from tenants.models import ActorType, ApiKey, Role, Tenant
+from tenants.services import Actor
+
+M = TypeVar("M", bound=Model)
+S = TypeVar("S", bound=serializers.Serializer)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR, or the address the trusted proxies (``NUM_PROXIES``) saw."""
+    if settings.NUM_PROXIES > 0:
+        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [p for p in forwarded if p]
+        if len(forwarded) >= settings.NUM_PROXIES:
+            return forwarded[-settings.NUM_PROXIES]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class TenantApi(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    #: The role a key needs; ``chat`` views are open to admin keys too.
+    required_role: str = Role.ADMIN
+
+    tenant: Tenant
+    api_key: ApiKey
+    actor: Actor
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, permissions (authenticated)
+        principal = request.user
+        if not isinstance(principal, KeyPrincipal):  # pragma: no cover - IsAuthenticated ran
+            raise PermissionDenied()
+        self.api_key = principal.api_key
+        self.tenant = principal.tenant
+        self.actor = Actor(
+            type=ActorType.API_KEY,
+            id=str(self.api_key.id),
+            label=self.api_key.name or self.api_key.prefix,
+            ip=client_ip(request),
+            request_id=getattr(request, "request_id", "") or "",
+        )
+        self._apply_rate_limit()
+        if self.required_role == Role.ADMIN and self.api_key.role != Role.ADMIN:
+            raise PermissionDenied("This endpoint needs an admin key.")
+
+    def _apply_rate_limit(self) -> None:
+        limit = self.api_key.rate_limit_per_minute or self.tenant.default_rate_limit_per_minute
+        decision = ratelimit.hit(f"key:{self.api_key.id}", limit=limit)
+        self._rate_headers = decision.headers()
+        if not decision.allowed:
+            raise RateLimited(
+                f"Rate limit of {limit} requests per minute exceeded; retry in "
+                f"{decision.retry_after_seconds} s.",
+                details={"limit": limit, "retry_after": decision.retry_after_seconds},
+            )
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in getattr(self, "_rate_headers", {}).items():
+            response[name] = value
+        return response
+
+    # --- tenant-scoped access ------------------------------------------------------------
+
+    def scoped(self, model: type[M]) -> QuerySet[M]:
+        return model.objects.for_tenant(self.tenant)  # type: ignore[attr-defined]
+
+    def get_object(self, model: type[M], pk: Any, *, queryset: QuerySet[M] | None = None) -> M:
+        """This tenant's ``model`` row ``pk``, else ``404`` — also when it is another tenant's."""
+        label = model._meta.verbose_name.capitalize() if model._meta.verbose_name else "Object"
+        try:
+            uuid.UUID(str(pk))
+        except ValueError:
+            raise NotFound(f"{label} not found.") from None
+        qs = queryset if queryset is not None else self.scoped(model)
+        try:
+            return qs.get(pk=pk)
+        except model.DoesNotExist:  # type: ignore[attr-defined]
+            raise NotFound(f"{label} not found.") from None
+
+    def validated(self, serializer_class: type[S], data: Any, **kwargs: Any) -> dict[str, Any]:
+        serializer = serializer_class(data=data, context={"tenant": self.tenant}, **kwargs)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)

@@ -1,0 +1,119 @@
+"""Token exchange and the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatbot_site import ratelimit
+from chatbot_site.errors import AuthenticationFailed, RateLimited
+from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from chatbot_site.params import parse_time
+from tenants.api_base import TenantApi, client_ip
+from tenants.authentication import FAILURE, issue_token, key_is_usable, touch_last_used
+from tenants.keys import key_matches, parse_key
+from tenants.models import ApiKey, AuditLog
+
+
+class TokenInput(serializers.Serializer):
+    api_key = serializers.CharField(max_length=300, trim_whitespace=True)
+
+
+class TokenOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField(default="Bearer")
+    expires_in = serializers.IntegerField(help_text="Seconds.")
+
+
+class AuthTokenApi(APIView):
+    """Exchange an API key for a short-lived JWT. Failed attempts are limited per client IP."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_token", request=TokenInput, responses=TokenOutput, auth=[], tags=["auth"]
+    )
+    def post(self, request: Request) -> Response:
+        bucket = f"authfail:{client_ip(request) or 'unknown'}"
+        limit = settings.AUTH_FAILURES_PER_MINUTE
+        if not ratelimit.hit(bucket, limit=limit, dry_run=True).allowed:
+            raise self.too_many(bucket, limit)
+        serializer = TokenInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        plaintext = serializer.validated_data["api_key"]
+        prefix = parse_key(plaintext)
+        key = (
+            ApiKey.all_tenants.select_related("tenant").filter(prefix=prefix).first()
+            if prefix
+            else None
+        )
+        now = timezone.now()
+        if key is None or not key_matches(plaintext, key.key_hash) or not key_is_usable(key, now):
+            if not ratelimit.hit(bucket, limit=limit).allowed:
+                raise self.too_many(bucket, limit)
+            raise AuthenticationFailed(FAILURE)
+        touch_last_used(key, now)
+        token, expires_in = issue_token(key)
+        response = Response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @staticmethod
+    def too_many(bucket: str, limit: int) -> RateLimited:
+        decision = ratelimit.hit(bucket, limit=limit, dry_run=True)
+        return RateLimited(
+            "Too many failed attempts from this address; try again later.",
+            details={"retry_after": decision.retry_after_seconds},
+            headers={"Retry-After": str(max(1, decision.retry_after_seconds))},
+        )
+
+
+class AuditLogOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+    actor_type = serializers.CharField()
+    actor_id = serializers.CharField()
+    actor_label = serializers.CharField()
+    action = serializers.CharField()
+    target_type = serializers.CharField()
+    target_id = serializers.CharField()
+    changes = serializers.JSONField()
+    ip = serializers.CharField(allow_null=True)
+    request_id = serializers.CharField()
+
+
+class AuditLogListApi(TenantApi):
+    @extend_schema(
+        operation_id="audit_logs_list",
+        responses=page_of(AuditLogOutput),
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("action", str, description="e.g. bot.update"),
+            OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
+            OpenApiParameter("target_id", str),
+            OpenApiParameter("actor_id", str),
+            OpenApiParameter("from", str, description="ISO 8601; inclusive."),
+            OpenApiParameter("to", str, description="ISO 8601; exclusive."),
+        ],
+        tags=["audit-logs"],
+    )
+    def get(self, request: Request) -> Response:
+        entries = AuditLog.objects.for_tenant(self.tenant)
+        params = request.query_params
+        for name in ("action", "target_type", "target_id", "actor_id"):
+            if value := params.get(name):
+                entries = entries.filter(**{name: value})
+        if start := parse_time(params.get("from"), "from"):
+            entries = entries.filter(created_at__gte=start)
+        if end := parse_time(params.get("to"), "to"):
+            entries = entries.filter(created_at__lt=end)
+        return Response(paginate(entries, request, lambda r: AuditLogOutput(r, many=True).data))

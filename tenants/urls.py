@@ -1,0 +1,8 @@
+from django.urls import path
+
+from tenants import apis
+
+urlpatterns = [
+    path("auth/token", apis.AuthTokenApi.as_view(), name="auth-token"),
+    path("audit-logs", apis.AuditLogListApi.as_view(), name="audit-logs"),
+]
