@@ -55,7 +55,12 @@ def bot_create(
         actor=actor,
         action="bot.create",
         target=bot,
-        changes={"name": name, "scope_id": scope.pk if scope else None, **fields},
+        changes={
+            "name": name,
+            "scope_id": scope.pk if scope else None,
+            **fields,
+            **(audit_extra or {}),
+        },
     )
     return bot
 

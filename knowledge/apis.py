@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from bots.models import Bot, Scope
 from bots.services import bot_delete
-from chatbot_site.errors import ValidationFailed
+from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
 from knowledge.services import (
@@ -300,6 +300,8 @@ class BotListCreateApi(BotApiBase):
         operation_id="bots_create", request=BotInput, responses={201: BotOutput}, tags=["bots"]
     )
     def post(self, request: Request) -> Response:
+        if self.api_key.bot_ids:
+            raise PermissionDenied("This key is limited to some bots and cannot create others.")
         data, datasets = self.resolve_references(self.validated(BotInput, request.data))
         bot = bot_create_with_datasets(
             tenant=self.tenant, actor=self.actor, datasets=datasets or [], **data

@@ -81,8 +81,8 @@ def bot_create_with_datasets(
     tenant: Tenant,
     actor: Actor,
     name: str,
-    scope: Scope | None,
     datasets: list[Dataset],
+    scope: Scope | None = None,
     **fields: Any,
 ) -> Bot:
     """A bot and the datasets it searches, as one write and one audit entry."""

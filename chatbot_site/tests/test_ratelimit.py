@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+
+import pytest
+
+from chatbot_site import ratelimit
+from chatbot_site.redis import get_redis
+from tests.world import build_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_parallel_hits_against_a_limit_admit_exactly_the_limit():
+    barrier = threading.Barrier(50)
+
+    def one(_: int) -> bool:
+        barrier.wait()
+        return ratelimit.hit("key:parallel", limit=10).allowed
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(one, range(50)))
+    assert results.count(True) == 10
+    assert results.count(False) == 40
+
+
+def test_bucket_refills_steadily_not_at_a_window_boundary():
+    for _ in range(6):
+        assert ratelimit.hit("key:gcra", limit=6).allowed
+    denied = ratelimit.hit("key:gcra", limit=6)
+    assert not denied.allowed
+    # One request back every 60/6 = 10 s; not "wait for the next minute".
+    assert 1 <= denied.retry_after_seconds <= 10
+    assert denied.headers()["Retry-After"] == str(denied.retry_after_seconds)
+    assert denied.remaining == 0
+
+
+def test_dry_run_reports_without_taking():
+    for _ in range(3):
+        assert ratelimit.hit("key:peek", limit=3, dry_run=True).remaining == 3
+    assert ratelimit.hit("key:peek", limit=3).remaining == 2
+
+
+def test_redis_down_fails_open_and_says_so(settings, tmp_path, caplog):
+    settings.REDIS_URL = f"unix://{tmp_path}/gone.sock?db=0"
+    get_redis.cache_clear()
+    decision = ratelimit.hit("key:down", limit=1)
+    second = ratelimit.hit("key:down", limit=1)
+    assert decision.allowed and second.allowed
+    assert decision.degraded
+    assert decision.headers() == {}
+
+
+def test_keyed_responses_carry_ratelimit_headers_and_429_has_retry_after(api_client):
+    side = build_tenant("limits")
+    side.admin_key.rate_limit_per_minute = 2
+    side.admin_key.save(update_fields=["rate_limit_per_minute"])
+    client = side.client()
+    first, second, third = (client.get("/v1/scopes") for _ in range(3))
+    assert [r.status_code for r in (first, second, third)] == [200, 200, 429]
+    assert (first["RateLimit-Limit"], first["RateLimit-Remaining"]) == ("2", "1")
+    assert second["RateLimit-Remaining"] == "0"
+    assert int(third["Retry-After"]) >= 1
+    assert third["RateLimit-Remaining"] == "0"
+    assert third.json()["error"]["code"] == "rate_limited"
+
+
+def test_tenant_default_applies_when_the_key_has_no_limit():
+    side = build_tenant("defaults")
+    side.tenant.default_rate_limit_per_minute = 7
+    side.tenant.save(update_fields=["default_rate_limit_per_minute"])
+    assert side.client().get("/v1/scopes")["RateLimit-Limit"] == "7"
+
+
+def test_api_answers_when_redis_is_down(settings, tmp_path):
+    side = build_tenant("noredis")
+    settings.REDIS_URL = f"unix://{tmp_path}/gone.sock?db=0"
+    get_redis.cache_clear()
+    response = side.client().get("/v1/scopes")
+    assert response.status_code == 200
+    assert "RateLimit-Limit" not in response
