@@ -8,7 +8,7 @@ export HOST PORT
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format typecheck pytest install requirements worker stop clean
+.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ nginx:
 	    (apt-get install -y -qq nginx-light >/dev/null 2>&1 || \
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx-light >/dev/null 2>&1)) ; } || \
 	  echo "nginx not installable here: the nginx config test checks structure only"
+
+## make bench: performance figures as ratios to a floor measured in the same run (docs/BENCHMARKS.md)
+bench: $(VENV)/.installed-dev
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.auth_overhead
 
 ## make requirements: re-pin requirements/*.txt from pyproject.toml (the one source of truth)
 requirements: $(VENV)/.installed-dev
