@@ -48,7 +48,9 @@ def main() -> int:
         with override_settings(ROOT_URLCONF="bench.urls", DEBUG=False):
             for client, path in clients.values():  # warm up caches and connections
                 for _ in range(20):
-                    assert client.get(path).status_code == 200
+                    status = client.get(path).status_code
+                    if status != 200:
+                        raise SystemExit(f"{path} answered {status}")
             for _ in range(ROUNDS):
                 for name, (client, path) in clients.items():
                     started = time.perf_counter()

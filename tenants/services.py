@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Model
@@ -100,7 +101,11 @@ def _jsonable(value: Any) -> Any:
 
 @transaction.atomic
 def tenant_create(*, slug: str, name: str = "", actor: Actor) -> Tenant:
-    tenant = Tenant(slug=slug, name=name or slug)
+    tenant = Tenant(
+        slug=slug,
+        name=name or slug,
+        default_rate_limit_per_minute=settings.TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE,
+    )
     # Uniqueness is left to the database: a race between two creates is a 409, not a 500.
     full_clean_or_raise(tenant, validate_unique=False)
     try:
