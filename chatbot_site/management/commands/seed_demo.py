@@ -76,8 +76,10 @@ class Command(BaseCommand):
                     f"dataset '{dataset.name}' ({dataset.id}).",
                     f"Admin API key (shown once): {plaintext}",
                     "Try:",
-                    f"  curl -s {base}/v1/health",
                     f"  export CHATBOT_API_KEY={plaintext}",
+                    f"  curl -s {base}/v1/health",
+                    f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY" {base}/v1/bots',
+                    f"  API reference: {base}/v1/docs",
                     "More keys: python manage.py create_api_key --tenant demo --role chat",
                     "",
                 ]
