@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from bots.models import Bot, Scope
 from chatbot_site.errors import Conflict
 from tenants.models import Tenant
-from tenants.services import Actor, apply_changes, audit_record, full_clean_or_raise
+from tenants.services import (
+    Actor,
+    apply_changes,
+    audit_record,
+    full_clean_or_raise,
+    save_or_conflict,
+    update_audited,
+)
 
 
 @transaction.atomic
 def scope_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> Scope:
     scope = Scope(tenant=tenant, name=name, **fields)
     full_clean_or_raise(scope, exclude=["tenant"], validate_unique=False)
-    try:
-        with transaction.atomic():
-            scope.save()
-    except IntegrityError as exc:
-        raise Conflict(f"A scope named {name!r} already exists.") from exc
+    save_or_conflict(scope, conflict=f"A scope named {name!r} already exists.")
     audit_record(
         tenant=tenant,
         actor=actor,
@@ -45,11 +48,7 @@ def bot_create(
         raise ValueError("scope belongs to another tenant")  # callers pass tenant-scoped objects
     bot = Bot(tenant=tenant, name=name, scope=scope, **fields)
     full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
-    try:
-        with transaction.atomic():
-            bot.save()
-    except IntegrityError as exc:
-        raise Conflict(f"A bot named {name!r} already exists.") from exc
+    save_or_conflict(bot, conflict=f"A bot named {name!r} already exists.")
     audit_record(
         tenant=tenant,
         actor=actor,
@@ -67,21 +66,14 @@ def bot_create(
 
 @transaction.atomic
 def scope_update(*, tenant: Tenant, actor: Actor, scope: Scope, changes: dict[str, Any]) -> Scope:
-    fields = apply_changes(scope, changes)
-    if fields:
-        full_clean_or_raise(scope, exclude=["tenant"], validate_unique=False)
-        try:
-            with transaction.atomic():
-                scope.save(update_fields=[*fields, "updated_at"])
-        except IntegrityError as exc:
-            raise Conflict(f"A scope named {scope.name!r} already exists.") from exc
-        audit_record(
-            tenant=tenant,
-            actor=actor,
-            action="scope.update",
-            target=scope,
-            changes={f: getattr(scope, f) for f in fields},
-        )
+    update_audited(
+        tenant=tenant,
+        actor=actor,
+        instance=scope,
+        changes=changes,
+        action="scope.update",
+        conflict=f"A scope named {changes.get('name', scope.name)!r} already exists.",
+    )
     return scope
 
 
@@ -115,11 +107,11 @@ def bot_update(
     fields = apply_changes(bot, changes)
     if fields:
         full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
-        try:
-            with transaction.atomic():
-                bot.save(update_fields=[*fields, "updated_at"])
-        except IntegrityError as exc:
-            raise Conflict(f"A bot named {bot.name!r} already exists.") from exc
+        save_or_conflict(
+            bot,
+            conflict=f"A bot named {bot.name!r} already exists.",
+            update_fields=[*fields, "updated_at"],
+        )
     return bot, fields
 
 

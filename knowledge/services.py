@@ -6,14 +6,19 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
-from chatbot_site.errors import Conflict
 from knowledge.models import BotDataset, Dataset, Document
 from tenants.models import Tenant
-from tenants.services import Actor, apply_changes, audit_record, full_clean_or_raise
+from tenants.services import (
+    Actor,
+    audit_record,
+    full_clean_or_raise,
+    save_or_conflict,
+    update_audited,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -22,11 +27,7 @@ log = structlog.get_logger(__name__)
 def dataset_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> Dataset:
     dataset = Dataset(tenant=tenant, name=name, **fields)
     full_clean_or_raise(dataset, exclude=["tenant"], validate_unique=False)
-    try:
-        with transaction.atomic():
-            dataset.save()
-    except IntegrityError as exc:
-        raise Conflict(f"A dataset named {name!r} already exists.") from exc
+    save_or_conflict(dataset, conflict=f"A dataset named {name!r} already exists.")
     audit_record(
         tenant=tenant,
         actor=actor,
@@ -127,21 +128,14 @@ def bot_update_with_datasets(
 def dataset_update(
     *, tenant: Tenant, actor: Actor, dataset: Dataset, changes: dict[str, Any]
 ) -> Dataset:
-    fields = apply_changes(dataset, changes)
-    if fields:
-        full_clean_or_raise(dataset, exclude=["tenant"], validate_unique=False)
-        try:
-            with transaction.atomic():
-                dataset.save(update_fields=[*fields, "updated_at"])
-        except IntegrityError as exc:
-            raise Conflict(f"A dataset named {dataset.name!r} already exists.") from exc
-        audit_record(
-            tenant=tenant,
-            actor=actor,
-            action="dataset.update",
-            target=dataset,
-            changes={f: getattr(dataset, f) for f in fields},
-        )
+    update_audited(
+        tenant=tenant,
+        actor=actor,
+        instance=dataset,
+        changes=changes,
+        action="dataset.update",
+        conflict=f"A dataset named {changes.get('name', dataset.name)!r} already exists.",
+    )
     return dataset
 
 

@@ -108,11 +108,7 @@ def tenant_create(*, slug: str, name: str = "", actor: Actor) -> Tenant:
     )
     # Uniqueness is left to the database: a race between two creates is a 409, not a 500.
     full_clean_or_raise(tenant, validate_unique=False)
-    try:
-        with transaction.atomic():
-            tenant.save()
-    except IntegrityError as exc:
-        raise Conflict(f"A tenant with slug {slug!r} already exists.") from exc
+    save_or_conflict(tenant, conflict=f"A tenant with slug {slug!r} already exists.")
     audit_record(
         tenant=tenant,
         actor=actor,
@@ -179,6 +175,42 @@ def apply_changes(instance: Model, changes: Mapping[str, Any]) -> list[str]:
     return changed
 
 
+def save_or_conflict(
+    instance: Model, *, conflict: str, update_fields: list[str] | None = None
+) -> None:
+    """Save; a unique-constraint violation (a name taken, a race) is ``409 conflict``."""
+    try:
+        with transaction.atomic():
+            instance.save(update_fields=update_fields)
+    except IntegrityError as exc:
+        raise Conflict(conflict) from exc
+
+
+def update_audited(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    instance: Model,
+    changes: Mapping[str, Any],
+    action: str,
+    conflict: str = "The change conflicts with another object.",
+    exclude: Iterable[str] = ("tenant",),
+) -> list[str]:
+    """Apply ``changes``, validate, save only what changed, audit it; returns the fields."""
+    fields = apply_changes(instance, changes)
+    if fields:
+        full_clean_or_raise(instance, exclude=exclude, validate_unique=False)
+        save_or_conflict(instance, conflict=conflict, update_fields=[*fields, "updated_at"])
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=action,
+            target=instance,
+            changes={f: getattr(instance, f) for f in fields},
+        )
+    return fields
+
+
 @transaction.atomic
 def api_key_update(
     *, tenant: Tenant, actor: Actor, key: ApiKey, changes: Mapping[str, Any]
@@ -188,17 +220,9 @@ def api_key_update(
         raise ValidationFailed(details={f: ["This field cannot be changed."] for f in unknown})
     if key.revoked_at is not None:
         raise Conflict("A revoked key cannot be changed.")
-    fields = apply_changes(key, changes)
-    if fields:
-        full_clean_or_raise(key, validate_unique=False)
-        key.save(update_fields=[*fields, "updated_at"])
-        audit_record(
-            tenant=tenant,
-            actor=actor,
-            action="api_key.update",
-            target=key,
-            changes={f: getattr(key, f) for f in fields},
-        )
+    update_audited(
+        tenant=tenant, actor=actor, instance=key, changes=changes, action="api_key.update"
+    )
     return key
 
 
