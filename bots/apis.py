@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -77,6 +77,21 @@ class ScopeListCreateApi(TenantApi):
         request=ScopeInput,
         responses={201: ScopeOutput},
         tags=["scopes"],
+        examples=[
+            OpenApiExample(
+                "billing scope",
+                value={
+                    "name": "Billing questions",
+                    "description": "Invoices, payment methods, refunds and plans.",
+                    "allowed_topics": ["invoices", "payments", "refunds", "plans"],
+                    "blocked_topics": ["legal advice"],
+                    "refusal_message": "I can only help with billing questions.",
+                    "min_relevance": 0.35,
+                    "pii_entities": ["EMAIL", "CREDIT_CARD", "IBAN"],
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         data = self.validated(ScopeInput, request.data)
@@ -170,6 +185,18 @@ class ApiKeyListCreateApi(ApiKeyMixin):
         request=ApiKeyInput,
         responses={201: ApiKeyCreatedOutput},
         tags=["api-keys"],
+        examples=[
+            OpenApiExample(
+                "widget key",
+                value={
+                    "name": "website widget",
+                    "role": "chat",
+                    "bot_ids": ["5f0c6a3e-8d1b-4c55-9a1e-2b7f3c9d4e10"],
+                    "rate_limit_per_minute": 30,
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         data = self.validated(ApiKeyInput, request.data)

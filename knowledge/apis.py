@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -297,7 +302,24 @@ class BotListCreateApi(BotApiBase):
         return Response(paginate(bots, request, lambda r: BotOutput(r, many=True).data))
 
     @extend_schema(
-        operation_id="bots_create", request=BotInput, responses={201: BotOutput}, tags=["bots"]
+        operation_id="bots_create",
+        request=BotInput,
+        responses={201: BotOutput},
+        tags=["bots"],
+        examples=[
+            OpenApiExample(
+                "support bot",
+                value={
+                    "name": "Support",
+                    "system_prompt": "Answer from the documentation; say when you do not know.",
+                    "dataset_ids": ["5f0c6a3e-8d1b-4c55-9a1e-2b7f3c9d4e10"],
+                    "scope_id": "8a2d4b6c-1e3f-4a5b-8c7d-9e0f1a2b3c4d",
+                    "temperature": 0.2,
+                    "top_k": 5,
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         if self.api_key.bot_ids:

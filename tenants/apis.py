@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -38,7 +38,27 @@ class AuthTokenApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        operation_id="auth_token", request=TokenInput, responses=TokenOutput, auth=[], tags=["auth"]
+        operation_id="auth_token",
+        request=TokenInput,
+        responses=TokenOutput,
+        auth=[],
+        tags=["auth"],
+        examples=[
+            OpenApiExample(
+                "exchange",
+                value={"api_key": "cbk_0123456789ab_EXAMPLE-secret-EXAMPLE-secret-EXAMPLE-secre"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "token",
+                value={
+                    "access_token": "eyJhbGciOiJIUzI1NiIs...",
+                    "token_type": "Bearer",
+                    "expires_in": 900,
+                },
+                response_only=True,
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         bucket = f"authfail:{client_ip(request) or 'unknown'}"
