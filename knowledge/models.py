@@ -187,6 +187,8 @@ class Chunk(TenantOwned):
     char_end = models.PositiveIntegerField(default=0)
     language = RegConfigField(max_length=63, default="english")
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # Which model made the vector: a model change is detectable (and re-embeddable) per chunk.
+    embedding_model = models.CharField(max_length=200, blank=True)
     # Kept in step by PostgreSQL itself: a stored generated column.
     search_vector = models.GeneratedField(
         expression=Func(

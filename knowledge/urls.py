@@ -13,4 +13,9 @@ urlpatterns = [
         name="dataset-documents",
     ),
     path("documents/<str:document_id>", apis.DocumentDetailApi.as_view(), name="document-detail"),
+    path(
+        "documents/<str:document_id>/reingest",
+        apis.DocumentReingestApi.as_view(),
+        name="document-reingest",
+    ),
 ]

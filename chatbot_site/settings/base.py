@@ -237,6 +237,25 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
 }
 
+# --- Ingestion -------------------------------------------------------------------------------
+INGEST_MAX_UPLOAD_BYTES: int = env.int("INGEST_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)
+INGEST_MAX_RECORDS: int = 1000
+INGEST_MAX_ATTEMPTS: int = env.int("INGEST_MAX_ATTEMPTS", default=3)
+INGEST_TASK_SOFT_SECONDS: int = env.int("INGEST_TASK_SOFT_SECONDS", default=600)
+INGEST_TASK_HARD_SECONDS: int = env.int("INGEST_TASK_HARD_SECONDS", default=660)
+# A document "processing" for longer than this lost its worker: the reaper requeues (or fails) it.
+INGEST_LEASE_SECONDS: int = env.int("INGEST_LEASE_SECONDS", default=720)
+PARSE_MEMORY_BYTES: int = env.int("PARSE_MEMORY_BYTES", default=1024 * 1024 * 1024)
+PARSE_CPU_SECONDS: int = env.int("PARSE_CPU_SECONDS", default=120)
+PARSE_WALL_SECONDS: float = env.float("PARSE_WALL_SECONDS", default=180.0)
+FILE_UPLOAD_HANDLERS = [
+    "knowledge.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+CELERY_BEAT_SCHEDULE = {
+    "reap-documents": {"task": "knowledge.reap_documents", "schedule": 60.0},
+}
+
 # --- API keys and JWT ------------------------------------------------------------------------
 API_KEY_LAST_USED_RESOLUTION_SECONDS: int = env.int("API_KEY_LAST_USED_RESOLUTION", default=60)
 JWT_ACCESS_TOKEN_SECONDS: int = env.int("JWT_ACCESS_TOKEN_SECONDS", default=900)
@@ -264,6 +283,7 @@ CHAT_MODEL: str = env.str("CHAT_MODEL", default="gpt-4o-mini")
 EMBEDDING_BACKEND: str = env.str("EMBEDDING_BACKEND", default="local")
 EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
+EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 # hnsw | ivfflat. Changing it on a live database: `manage.py vector_index --rebuild`.
 VECTOR_INDEX_KIND: str = env.str("VECTOR_INDEX_KIND", default="hnsw")
 TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE: int = env.int(

@@ -7,18 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
+from knowledge.intake import document_add_upload
 from knowledge.models import Dataset
 from knowledge.services import bot_datasets_set, dataset_create
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import Actor, api_key_create, audit_record, tenant_create
 
 DEMO_SLUG = "demo"
+# Real documents that ship with the repository: the service's own documentation.
+DEMO_DOCUMENTS = [settings.BASE_DIR / "README.md", settings.BASE_DIR / "docs" / "BENCHMARKS.md"]
 KEY_NAME = "make run"
 
 
@@ -61,6 +66,16 @@ class Command(BaseCommand):
             )
             bot_datasets_set(tenant=tenant, actor=actor, bot=bot, datasets=[dataset])
 
+        queued = 0
+        for path in DEMO_DOCUMENTS:
+            if not path.exists():
+                continue
+            upload = SimpleUploadedFile(path.name, path.read_bytes())
+            added = document_add_upload(
+                tenant=tenant, actor=actor, dataset=dataset, upload=upload, tags=["docs"]
+            )
+            queued += added.created
+
         for old in ApiKey.objects.for_tenant(tenant).filter(name=KEY_NAME, revoked_at__isnull=True):
             old.revoked_at = timezone.now()
             old.save(update_fields=["revoked_at", "updated_at"])
@@ -73,7 +88,8 @@ class Command(BaseCommand):
                 [
                     "",
                     f"Demo tenant '{tenant.slug}', bot '{bot.name}' ({bot.id}),",
-                    f"dataset '{dataset.name}' ({dataset.id}).",
+                    f"dataset '{dataset.name}' ({dataset.id}): {len(DEMO_DOCUMENTS)} documents"
+                    f" from this repository ({queued} newly queued for ingestion).",
                     f"Admin API key (shown once): {plaintext}",
                     "Try:",
                     f"  export CHATBOT_API_KEY={plaintext}",

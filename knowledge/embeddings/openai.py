@@ -1,0 +1,121 @@
+"""Embeddings from any OpenAI-compatible ``/embeddings`` endpoint.
+
+Batched within the provider's limits (inputs per request and tokens per request), ``dimensions``
+passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts and
+connection errors; any other 4xx is permanent. Tokens are counted with the local model's
+tokenizer — close to, not exactly, the provider's; batches keep a margin for the difference.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from django.conf import settings
+
+from knowledge.embeddings import EmbeddingError
+
+log = structlog.get_logger(__name__)
+
+MAX_INPUTS = 256  # OpenAI allows 2048; smaller requests fail and retry cheaper
+MAX_TOKENS_PER_REQUEST = 200_000  # OpenAI: 300,000; margin for tokenizer differences
+MAX_INPUT_TOKENS = 8000  # OpenAI: 8,192
+ATTEMPTS = 5
+
+
+class OpenAIEmbedder:
+    max_tokens = 512  # chunk ceiling: retrieval quality, not the provider, sets it
+
+    def __init__(self) -> None:
+        from openai import OpenAI
+
+        self.model = settings.EMBEDDING_MODEL
+        self.dimensions = settings.EMBEDDING_DIMENSIONS
+        self._client = OpenAI(
+            api_key=settings.OPENAI_API_KEY or "not-set",
+            base_url=settings.OPENAI_BASE_URL or None,
+            timeout=settings.EMBEDDING_TIMEOUT_SECONDS,
+            max_retries=0,  # retries are ours: jittered, and counted in the logs
+        )
+        self._local_counter: Any = None
+
+    def count_tokens(self, text: str) -> int:
+        if self._local_counter is None:
+            from tokenizers import Tokenizer
+
+            from knowledge.embeddings.local import _tokenizer_file
+
+            counter = Tokenizer.from_file(str(_tokenizer_file()))
+            counter.no_truncation()
+            counter.no_padding()
+            self._local_counter = counter
+        return len(self._local_counter.encode(text, add_special_tokens=False).ids)
+
+    def _batches(self, texts: Sequence[str]) -> list[list[str]]:
+        batches: list[list[str]] = []
+        current: list[str] = []
+        tokens = 0
+        for text in texts:
+            cost = min(self.count_tokens(text), MAX_INPUT_TOKENS)
+            if current and (len(current) >= MAX_INPUTS or tokens + cost > MAX_TOKENS_PER_REQUEST):
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(text)
+            tokens += cost
+        if current:
+            batches.append(current)
+        return batches
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for batch in self._batches(texts):
+            vectors.extend(self._embed_batch(batch))
+        return vectors
+
+    def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        import openai
+
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = self._client.embeddings.create(
+                    model=self.model, input=batch, dimensions=self.dimensions
+                )
+                data = sorted(response.data, key=lambda item: item.index)
+                vectors = [_normalise(item.embedding) for item in data]
+                if len(vectors) != len(batch) or any(len(v) != self.dimensions for v in vectors):
+                    raise EmbeddingError(
+                        "The provider returned vectors of the wrong number or size.",
+                        transient=False,
+                        code="embedding_dimension_mismatch",
+                    )
+                return vectors
+            except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
+                    openai.InternalServerError) as exc:  # fmt: skip
+                transient: Exception = exc
+            except openai.APIStatusError as exc:
+                if exc.status_code >= 500:
+                    transient = exc
+                else:
+                    raise EmbeddingError(
+                        f"The embedding provider refused the request ({exc.status_code}).",
+                        transient=False,
+                        code="embedding_rejected",
+                    ) from exc
+            if attempt == ATTEMPTS:
+                raise EmbeddingError(
+                    "The embedding provider kept failing; will retry later.", transient=True
+                ) from transient
+            delay = random.uniform(0, min(30.0, 0.5 * 2**attempt))  # noqa: S311 (jitter)
+            log.warning(
+                "embedding_retry", attempt=attempt, error=type(transient).__name__, delay_s=delay
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _normalise(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]

@@ -1,0 +1,250 @@
+"""The ingestion pipeline: claim → read → parse (sandboxed) → chunk → embed → store.
+
+Work is claimed with a conditional UPDATE (``queued → processing``, attempts + 1), so a message
+delivered twice runs once. Network and CPU work happens outside transactions; the chunks are
+replaced in one transaction that also marks the document ``ready`` — and only while this run
+still holds the claim, so a run the reaper gave up on cannot overwrite a newer one. Never half a
+document searchable, never duplicate chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from knowledge.chunking import chunk_blocks
+from knowledge.embeddings import EmbeddingError, get_embedder
+from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.parsers import Limits, ParseError
+from knowledge.parsers.sandbox import parse_isolated
+
+log = structlog.get_logger(__name__)
+
+MESSAGES = {
+    "worker_crash": "Ingestion stopped without finishing {n} times; the document may crash the parser or worker.",
+    "missing_file": "The stored file is gone; upload the document again.",
+}
+
+
+class TransientIngestError(Exception):
+    """Try again later (provider rate limits, timeouts); the claim has been released."""
+
+
+def _fail(document_id: uuid.UUID, claimed_at: Any, code: str, message: str) -> None:
+    updated = Document.all_tenants.filter(
+        pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
+    ).update(
+        status=DocumentStatus.FAILED,
+        error_code=code,
+        error_message=message[:2000],
+        processing_started_at=None,
+        updated_at=timezone.now(),
+    )
+    if updated:
+        log.warning("document_failed", document_id=str(document_id), code=code)
+
+
+def claim(document_id: uuid.UUID) -> Document | None:
+    """``queued → processing`` for this run, or None when someone else has it (or it is done)."""
+    now = timezone.now()
+    claimed = Document.all_tenants.filter(pk=document_id, status=DocumentStatus.QUEUED).update(
+        status=DocumentStatus.PROCESSING,
+        processing_started_at=now,
+        attempts=F("attempts") + 1,
+        error_code=None,
+        error_message=None,
+        updated_at=now,
+    )
+    if not claimed:
+        return None
+    document = Document.all_tenants.select_related("dataset").get(pk=document_id)
+    if document.attempts > settings.INGEST_MAX_ATTEMPTS:
+        _fail(document.pk, now, "worker_crash",
+              MESSAGES["worker_crash"].format(n=settings.INGEST_MAX_ATTEMPTS))  # fmt: skip
+        return None
+    return document
+
+
+@contextlib.contextmanager
+def _local_copy(document: Document) -> Iterator[Path]:
+    """The original as a local file the sandbox can read (storage may be remote)."""
+    name = document.file.name if document.file else None
+    if not name or not default_storage.exists(name):
+        raise ParseError("missing_file", MESSAGES["missing_file"])
+    try:
+        path = Path(default_storage.path(name))
+        yield path
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.NamedTemporaryFile(prefix="ingest-") as copy, default_storage.open(name) as src:
+        for block in src.chunks():
+            copy.write(block)
+        copy.flush()
+        yield Path(copy.name)
+
+
+def document_ingest(*, document_id: uuid.UUID) -> str:
+    """Run the pipeline for one document; returns the outcome (for logs and tests)."""
+    document = claim(document_id)
+    if document is None:
+        return "skipped"
+    claimed_at = document.processing_started_at
+    timings: dict[str, int] = {}
+    started = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        timings[stage] = round((now - started) * 1000)
+        started = now
+
+    structlog.contextvars.bind_contextvars(
+        document_id=str(document.pk), tenant_id=str(document.tenant_id)
+    )
+    embedder = get_embedder()
+    try:
+        with _local_copy(document) as path:
+            blocks = parse_isolated(
+                path,
+                document.content_type,
+                limits=Limits(),
+                memory_bytes=settings.PARSE_MEMORY_BYTES,
+                cpu_seconds=settings.PARSE_CPU_SECONDS,
+                wall_seconds=settings.PARSE_WALL_SECONDS,
+            )
+        lap("parse")
+        size = max(16, min(document.dataset.chunk_size, embedder.max_tokens - 2))
+        overlap = min(document.dataset.chunk_overlap, size // 2)
+        drafts = chunk_blocks(blocks, size=size, overlap=overlap, count=embedder.count_tokens)
+        lap("chunk")
+        vectors = embedder.embed([d.text for d in drafts])
+        lap("embed")
+    except ParseError as exc:
+        _fail(document.pk, claimed_at, exc.code, exc.message)
+        return exc.code
+    except SoftTimeLimitExceeded:
+        _fail(document.pk, claimed_at, "ingest_timeout",
+              f"Ingestion took longer than {settings.INGEST_TASK_SOFT_SECONDS} s.")  # fmt: skip
+        return "ingest_timeout"
+    except EmbeddingError as exc:
+        if exc.transient:
+            _release(document.pk, claimed_at)
+            raise TransientIngestError(str(exc)) from exc
+        _fail(document.pk, claimed_at, exc.code, str(exc))
+        return exc.code
+
+    stored = _store(document, claimed_at, drafts, vectors, embedder.model)
+    lap("store")
+    if not stored:
+        log.warning("document_claim_lost", document_id=str(document.pk))
+        return "claim_lost"
+    Document.all_tenants.filter(pk=document.pk).update(timings=timings)
+    log.info("document_ingested", document_id=str(document.pk), chunks=len(drafts),
+             ms=sum(timings.values()), **{f"{k}_ms": v for k, v in timings.items()})  # fmt: skip
+    return "ready"
+
+
+def _release(document_id: uuid.UUID, claimed_at: Any) -> None:
+    """Give the claim back for a retry; the attempt does not count against the document."""
+    Document.all_tenants.filter(
+        pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
+    ).update(status=DocumentStatus.QUEUED, processing_started_at=None, attempts=F("attempts") - 1)
+
+
+@transaction.atomic
+def _store(
+    document: Document, claimed_at: Any, drafts: list[Any], vectors: list[Any], model: str
+) -> bool:
+    locked = (
+        Document.all_tenants.select_for_update()
+        .filter(pk=document.pk, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at)
+        .first()
+    )
+    if locked is None:
+        return False
+    Chunk.all_tenants.filter(document_id=document.pk).delete()
+    language = document.dataset.language
+    Chunk.all_tenants.bulk_create(
+        [
+            Chunk(
+                tenant_id=document.tenant_id,
+                dataset_id=document.dataset_id,
+                document_id=document.pk,
+                ordinal=ordinal,
+                text=draft.text,
+                page=draft.page,
+                heading_path=draft.heading_path,
+                tags=list(document.tags),
+                metadata=draft.metadata,
+                token_count=draft.token_count,
+                char_start=draft.char_start,
+                char_end=draft.char_end,
+                language=language,
+                embedding=vector,
+                embedding_model=model,
+            )
+            for ordinal, (draft, vector) in enumerate(zip(drafts, vectors, strict=True))
+        ],
+        batch_size=500,
+    )
+    now = timezone.now()
+    locked.status = DocumentStatus.READY
+    locked.chunk_count = len(drafts)
+    locked.token_count = sum(d.token_count for d in drafts)
+    locked.embedding_model = model
+    locked.ingested_at = now
+    locked.processing_started_at = None
+    locked.save(update_fields=["status", "chunk_count", "token_count", "embedding_model",
+                               "ingested_at", "processing_started_at", "updated_at"])  # fmt: skip
+    return True
+
+
+def reap(*, now: Any = None) -> dict[str, int]:
+    """Documents whose worker died: requeue (or fail after the last attempt) those processing
+    past their lease, and re-enqueue queued ones whose message may have been lost."""
+    from knowledge.tasks import enqueue_ingest
+
+    now = now or timezone.now()
+    lease = dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS)
+    stale = Document.all_tenants.filter(
+        status=DocumentStatus.PROCESSING, processing_started_at__lt=now - lease
+    )
+    failed = stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS).update(
+        status=DocumentStatus.FAILED,
+        error_code="worker_crash",
+        error_message=MESSAGES["worker_crash"].format(n=settings.INGEST_MAX_ATTEMPTS),
+        processing_started_at=None,
+        updated_at=now,
+    )
+    requeued_ids = list(stale.values_list("pk", flat=True))
+    Document.all_tenants.filter(pk__in=requeued_ids, status=DocumentStatus.PROCESSING).update(
+        status=DocumentStatus.QUEUED, processing_started_at=None, updated_at=now
+    )
+    # Queued for longer than a lease with no run: the broker lost the message (a Redis restart).
+    forgotten = list(
+        Document.all_tenants.filter(status=DocumentStatus.QUEUED, updated_at__lt=now - lease)
+        .filter(Q(processing_started_at__isnull=True))
+        .values_list("pk", flat=True)[:1000]
+    )
+    Document.all_tenants.filter(pk__in=forgotten).update(updated_at=now)  # once per lease
+    for document_id in [*requeued_ids, *forgotten]:
+        enqueue_ingest(document_id)
+    if failed or requeued_ids or forgotten:
+        log.warning("documents_reaped", failed=failed, requeued=len(requeued_ids),
+                    reenqueued=len(forgotten))  # fmt: skip
+    return {"failed": failed, "requeued": len(requeued_ids), "reenqueued": len(forgotten)}

@@ -1,0 +1,216 @@
+"""Adding documents: uploads, JSON records, re-ingestion. Each new document is stored (the
+original file kept, so re-ingestion needs no second upload), committed as ``queued`` and only
+then enqueued. The same content in a dataset is the existing document, not a second one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chatbot_site.errors import Conflict, UnsupportedMediaType
+from knowledge.models import Dataset, Document, DocumentStatus, SourceType
+from knowledge.parsers import SUPPORTED, TEXT
+from knowledge.parsers.detect import detect
+from knowledge.tasks import enqueue_ingest_on_commit
+from tenants.models import Tenant
+from tenants.services import Actor, audit_record
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Added:
+    document: Document
+    created: bool
+
+
+def _existing(tenant: Tenant, dataset: Dataset, content_hash: str) -> Document | None:
+    return (
+        Document.objects.for_tenant(tenant)
+        .filter(dataset=dataset, content_hash=content_hash)
+        .first()
+    )
+
+
+def _create(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    dataset: Dataset,
+    content: bytes | UploadedFile,
+    content_hash: str,
+    fields: dict[str, Any],
+) -> Added:
+    """Insert (or find) the document, store its original, enqueue on commit."""
+    if (found := _existing(tenant, dataset, content_hash)) is not None:
+        return Added(found, created=False)
+    document = Document(tenant=tenant, dataset=dataset, content_hash=content_hash, **fields)
+    try:
+        with transaction.atomic():
+            document.save()
+            body = content if isinstance(content, UploadedFile) else ContentFile(content)
+            document.file.save("original", body, save=False)
+            document.save(update_fields=["file"])
+    except IntegrityError:
+        # A concurrent upload of the same content won the race: that one is the document.
+        found = _existing(tenant, dataset, content_hash)
+        if found is None:
+            raise
+        return Added(found, created=False)
+    audit_record(tenant=tenant, actor=actor, action="document.create", target=document,
+                 changes={"title": document.title, "source": document.source,
+                          "content_type": document.content_type, "tags": document.tags})  # fmt: skip
+    enqueue_ingest_on_commit(document.pk)
+    return Added(document, created=True)
+
+
+def _sha256_file(upload: UploadedFile) -> tuple[str, bytes]:
+    digest = hashlib.sha256()
+    head = b""
+    upload.seek(0)
+    for block in upload.chunks():
+        if len(head) < 65536:
+            head += block[: 65536 - len(head)]
+        digest.update(block)
+    upload.seek(0)
+    return digest.hexdigest(), head
+
+
+@transaction.atomic
+def document_add_upload(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    dataset: Dataset,
+    upload: UploadedFile,
+    title: str = "",
+    tags: list[str] | None = None,
+) -> Added:
+    content_hash, head = _sha256_file(upload)
+    name = (upload.name or "upload").rsplit("/", 1)[-1][:255]
+    # Zip-based formats need the central directory at the end: detect from the whole file.
+    sample = head if not head.startswith(b"PK\x03\x04") else _read_all(upload)
+    content_type = detect(sample, name)
+    if content_type not in SUPPORTED:
+        raise UnsupportedMediaType(
+            "Unsupported file type: upload PDF, DOCX, Markdown, JSON, HTML or plain text.",
+            details={"file": [f"Not a supported document: {name}"]},
+        )
+    fields = {
+        "title": (title or name)[:500],
+        "source": name,
+        "source_type": SourceType.FILE,
+        "content_type": content_type,
+        "tags": list(tags or []),
+        "byte_size": upload.size or 0,
+    }
+    return _create(tenant=tenant, actor=actor, dataset=dataset, content=upload,
+                   content_hash=content_hash, fields=fields)  # fmt: skip
+
+
+def _read_all(upload: UploadedFile) -> bytes:
+    upload.seek(0)
+    data = upload.read()
+    upload.seek(0)
+    return data
+
+
+def record_text(record: dict[str, Any]) -> str:
+    title = record.get("title") or ""
+    return f"{title}\n\n{record['text']}".strip() if title else str(record["text"])
+
+
+@transaction.atomic
+def documents_add_records(
+    *, tenant: Tenant, actor: Actor, dataset: Dataset, records: list[dict[str, Any]]
+) -> list[Added]:
+    """One document per record. A record whose ``external_id`` exists with other content
+    replaces that document's content and queues it again (sync semantics)."""
+    results = []
+    for record in records:
+        text = record_text(record)
+        data = text.encode("utf-8")
+        canonical = json.dumps(
+            {"title": record.get("title", ""), "text": record["text"],
+             "metadata": record.get("metadata") or {}},
+            sort_keys=True, ensure_ascii=False,
+        )  # fmt: skip
+        content_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        external_id = record.get("external_id") or None
+        fields = {
+            "title": (record.get("title") or "")[:500],
+            "source": f"record:{external_id}" if external_id else "record",
+            "source_type": SourceType.RECORD,
+            "content_type": TEXT,
+            "tags": list(record.get("tags") or []),
+            "metadata": record.get("metadata") or {},
+            "external_id": external_id,
+            "byte_size": len(data),
+        }
+        if external_id:
+            same_id = (
+                Document.objects.for_tenant(tenant)
+                .filter(dataset=dataset, external_id=external_id)
+                .first()
+            )
+            if same_id is not None and same_id.content_hash != content_hash:
+                results.append(_replace(tenant, actor, same_id, data, content_hash, fields))
+                continue
+        results.append(_create(tenant=tenant, actor=actor, dataset=dataset, content=data,
+                               content_hash=content_hash, fields=fields))  # fmt: skip
+    return results
+
+
+def _replace(
+    tenant: Tenant, actor: Actor, document: Document, data: bytes, content_hash: str,
+    fields: dict[str, Any],
+) -> Added:  # fmt: skip
+    if document.status == DocumentStatus.PROCESSING:
+        raise Conflict(f"Document {document.external_id!r} is being ingested; try again shortly.")
+    old_file = document.file.name if document.file else None
+    for name, value in fields.items():
+        setattr(document, name, value)
+    document.content_hash = content_hash
+    document.status = DocumentStatus.QUEUED
+    document.attempts = 0
+    document.error_code = document.error_message = None
+    document.file.save("original", ContentFile(data), save=False)
+    document.save()
+    if old_file and old_file != document.file.name:
+        transaction.on_commit(lambda: _delete_quietly(old_file))
+    audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
+                 changes={"content_hash": content_hash, "title": document.title})  # fmt: skip
+    enqueue_ingest_on_commit(document.pk)
+    return Added(document, created=True)
+
+
+def _delete_quietly(name: str) -> None:
+    from django.core.files.storage import default_storage
+
+    try:
+        default_storage.delete(name)
+    except OSError:
+        log.warning("document_file_delete_failed", file=name)
+
+
+@transaction.atomic
+def document_reingest(*, tenant: Tenant, actor: Actor, document: Document) -> Document:
+    locked = Document.objects.for_tenant(tenant).select_for_update().get(pk=document.pk)
+    if locked.status in (DocumentStatus.PROCESSING, DocumentStatus.QUEUED):
+        raise Conflict("The document is already queued or being ingested.")
+    locked.status = DocumentStatus.QUEUED
+    locked.attempts = 0
+    locked.error_code = locked.error_message = None
+    locked.updated_at = timezone.now()
+    locked.save(update_fields=["status", "attempts", "error_code", "error_message", "updated_at"])
+    audit_record(tenant=tenant, actor=actor, action="document.reingest", target=locked)
+    enqueue_ingest_on_commit(locked.pk)
+    return locked

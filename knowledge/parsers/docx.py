@@ -1,0 +1,65 @@
+"""DOCX with python-docx: headings (``Heading N`` styles) form the heading path; paragraphs,
+list items and table rows in reading order. The zip is checked first: too large unpacked or
+too compressed → ``zip_bomb``; not a zip or no ``word/document.xml`` → ``corrupt_file``.
+python-docx parses XML with entity resolution off (no billion laughs)."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+from knowledge.parsers import Block, Limits, ParseError
+
+_HEADING = re.compile(r"^(?:Heading|Überschrift|Titre|Título)\s*(\d)$", re.I)
+
+
+def check_zip(data: bytes, limits: Limits) -> None:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise ParseError("corrupt_file", "Not a valid DOCX (zip) file.") from None
+    with archive:
+        infos = archive.infolist()
+        total = sum(info.file_size for info in infos)
+        packed = max(1, sum(info.compress_size for info in infos))
+        if total > limits.max_unzipped_bytes or total / packed > limits.max_zip_ratio:
+            raise ParseError("zip_bomb", "The DOCX unpacks to far more than its size.")
+        if "word/document.xml" not in archive.namelist():
+            raise ParseError("corrupt_file", "The zip file is not a Word document.")
+
+
+def parse(data: bytes, limits: Limits) -> list[Block]:
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    check_zip(data, limits)
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:
+        raise ParseError("corrupt_file", f"Unreadable DOCX ({type(exc).__name__}).") from None
+    blocks: list[Block] = []
+    path: list[tuple[int, str]] = []
+    for item in document.iter_inner_content():
+        if isinstance(item, Paragraph):
+            text = item.text.strip()
+            if not text:
+                continue
+            style = item.style.name if item.style is not None else ""
+            heading = _HEADING.match(style or "")
+            if heading or style == "Title":
+                level = int(heading.group(1)) if heading else 0
+                while path and path[-1][0] >= level:
+                    path.pop()
+                path.append((level, text))
+                continue
+            kind = "list" if "List" in (style or "") else "paragraph"
+            blocks.append(Block(text, kind, None, [t for _l, t in path]))
+        elif isinstance(item, Table):
+            for row in item.rows:
+                cells = [" ".join(cell.text.split()) for cell in row.cells]
+                deduped = [c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]]
+                if any(deduped):
+                    blocks.append(Block(" | ".join(deduped), "table", None, [t for _l, t in path]))
+    return blocks

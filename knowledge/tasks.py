@@ -1,0 +1,47 @@
+"""Celery tasks: thin, id-based, idempotent (STYLE.md §6). The work is in knowledge.ingestion."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+
+
+def enqueue_ingest(document_id: uuid.UUID | str) -> None:
+    ingest_document.delay(str(document_id))
+
+
+def enqueue_ingest_on_commit(document_id: uuid.UUID | str) -> None:
+    """Queue the document only once the row that says "queued" is committed."""
+    transaction.on_commit(lambda: enqueue_ingest(document_id))
+
+
+@shared_task(
+    bind=True,
+    name="knowledge.ingest_document",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=6,
+    soft_time_limit=settings.INGEST_TASK_SOFT_SECONDS,
+    time_limit=settings.INGEST_TASK_HARD_SECONDS,
+    ignore_result=True,
+)
+def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-def]
+    from knowledge.ingestion import TransientIngestError, document_ingest
+
+    try:
+        return document_ingest(document_id=uuid.UUID(document_id))
+    except TransientIngestError as exc:
+        # Exponential backoff with full jitter: 2, 4, 8 ... s, capped at five minutes.
+        delay = random.uniform(1, min(300, 2 ** (self.request.retries + 1)))  # noqa: S311
+        raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@shared_task(name="knowledge.reap_documents", ignore_result=True, time_limit=120)
+def reap_documents() -> dict[str, int]:
+    from knowledge.ingestion import reap
+
+    return reap()

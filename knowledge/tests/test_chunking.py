@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from knowledge.chunking import chunk_blocks, document_text
+from knowledge.parsers import Block
+
+
+@pytest.fixture(scope="module")
+def count():
+    from knowledge.embeddings.local import LocalEmbedder
+
+    return LocalEmbedder().count_tokens
+
+
+def blocks() -> list[Block]:
+    long = " ".join(
+        f"Sentence number {n} explains one more detail of the policy." for n in range(40)
+    )
+    return [
+        Block("Short introduction.", heading_path=["Policy"]),
+        Block(long, heading_path=["Policy", "Details"]),
+        Block("A closing remark.", heading_path=["Policy", "Details"]),
+        Block("Page two starts here.", page=2, heading_path=["Policy", "Details"]),
+    ]
+
+
+def test_chunks_fit_the_size_and_never_cross_sections_or_pages(count):
+    drafts = chunk_blocks(blocks(), size=64, overlap=16, count=count)
+    assert all(d.token_count <= 64 for d in drafts)
+    assert all(count(d.text) <= 64 + 4 for d in drafts)  # joins add a token or two
+    assert drafts[0].text == "Short introduction." and drafts[0].heading_path == ["Policy"]
+    assert drafts[-1].page == 2 and drafts[-1].text == "Page two starts here."
+    assert {tuple(d.heading_path) for d in drafts[1:]} == {("Policy", "Details")}
+
+
+def test_neighbouring_chunks_of_a_section_overlap_by_whole_sentences(count):
+    drafts = chunk_blocks(blocks(), size=64, overlap=16, count=count)
+    middle = [d for d in drafts if d.heading_path == ["Policy", "Details"] and d.page is None]
+    assert len(middle) >= 3
+    for before, after in itertools.pairwise(middle):
+        first_sentence = after.text.split(". ")[0]
+        assert first_sentence in before.text
+
+
+def test_offsets_point_into_the_document_text(count):
+    source = blocks()
+    text, _ = document_text(source)
+    for draft in chunk_blocks(source, size=64, overlap=0, count=count):
+        first = draft.text.split("\n\n")[0][:30]
+        assert text[draft.char_start : draft.char_start + len(first)] == first
+        assert draft.char_end <= len(text)
+
+
+def test_same_input_gives_the_same_chunks(count):
+    first = chunk_blocks(blocks(), size=48, overlap=8, count=count)
+    second = chunk_blocks(blocks(), size=48, overlap=8, count=count)
+    assert first == second
+
+
+def test_an_unbreakable_run_is_split_at_words(count):
+    drafts = chunk_blocks([Block("word " * 500)], size=50, overlap=0, count=count)
+    assert len(drafts) >= 10
+    assert all(d.token_count <= 50 for d in drafts)

@@ -1,0 +1,153 @@
+"""The pipeline in-process, on the real database, the real sandbox and the real local model."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+
+from knowledge.ingestion import claim, document_ingest, reap
+from knowledge.intake import document_add_upload
+from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.tests.fixtures import make_encrypted_pdf, make_pdf
+from tenants.services import Actor
+from tests.world import build_tenant
+
+pytestmark = pytest.mark.django_db
+
+GUIDE = (
+    b"# Service guide\n\nThe service answers questions from your documents.\n\n"
+    b"## Keys\n\nRotate API keys every ninety days. Revoke a key to end its tokens at once.\n\n"
+    b"## Limits\n\nEach key may send sixty requests a minute unless its tenant says otherwise.\n"
+)
+
+
+@pytest.fixture
+def side():
+    return build_tenant("acme")
+
+
+def add(side, name: str, data: bytes) -> Document:
+    added = document_add_upload(tenant=side.tenant, actor=Actor.system("tests"),
+                                dataset=side.dataset, upload=SimpleUploadedFile(name, data))  # fmt: skip
+    return added.document
+
+
+def test_markdown_document_becomes_ready_with_embedded_chunks(side):
+    document = add(side, "guide.md", GUIDE)
+    assert document_ingest(document_id=document.pk) == "ready"
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.READY
+    assert document.chunk_count == 3 and document.token_count > 30
+    assert document.ingested_at is not None and document.attempts == 1
+    assert set(document.timings) == {"parse", "chunk", "embed", "store"}
+    chunks = list(
+        Chunk.objects.for_tenant(side.tenant).filter(document=document).order_by("ordinal")
+    )
+    assert [c.heading_path for c in chunks] == [
+        ["Service guide"],
+        ["Service guide", "Keys"],
+        ["Service guide", "Limits"],
+    ]
+    assert all(len(c.embedding) == settings.EMBEDDING_DIMENSIONS for c in chunks)
+    assert {c.embedding_model for c in chunks} == {"all-MiniLM-L6-v2"}
+    assert all(abs(sum(x * x for x in c.embedding) - 1) < 1e-3 for c in chunks)
+    assert chunks[1].dataset_id == side.dataset.pk and chunks[1].tenant_id == side.tenant.pk
+
+
+def test_reingesting_replaces_chunks_without_duplicates(side):
+    document = add(side, "guide.md", GUIDE)
+    document_ingest(document_id=document.pk)
+    before = list(
+        Chunk.objects.for_tenant(side.tenant)
+        .filter(document=document)
+        .values_list("text", flat=True)
+    )
+    Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED)
+    document_ingest(document_id=document.pk)
+    after = list(
+        Chunk.objects.for_tenant(side.tenant)
+        .filter(document=document)
+        .values_list("text", flat=True)
+    )
+    assert sorted(after) == sorted(before)
+
+
+def test_a_message_delivered_twice_runs_once(side):
+    document = add(side, "guide.md", GUIDE)
+    assert claim(document.pk) is not None
+    assert document_ingest(document_id=document.pk) == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("secret.pdf", make_encrypted_pdf(["hidden"]), "encrypted_pdf"),
+        ("scan.pdf", make_pdf([""]), "no_text"),
+        ("deep.json", b"[" * 20000 + b"]" * 20000, "json_too_deep"),
+    ],
+)
+def test_bad_documents_fail_with_a_readable_code(side, name, data, code):
+    document = add(side, name, data)
+    assert document_ingest(document_id=document.pk) == code
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.FAILED
+    assert document.error_code == code and document.error_message
+    assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
+
+
+def test_pdf_pages_reach_the_chunks(side):
+    document = add(side, "two.pdf", make_pdf(["Alpha page.", "Beta page."]))
+    document_ingest(document_id=document.pk)
+    pages = list(
+        Chunk.objects.for_tenant(side.tenant)
+        .filter(document=document)
+        .values_list("page", flat=True)
+    )
+    assert sorted(pages) == [1, 2]
+
+
+def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
+    document = add(side, "guide.md", GUIDE)
+    # Each run claims it and dies (the lease is never released), then the reaper requeues it.
+    for _ in range(settings.INGEST_MAX_ATTEMPTS):
+        assert claim(document.pk) is not None
+        Document.all_tenants.filter(pk=document.pk).update(
+            processing_started_at=timezone.now()
+            - dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 5)
+        )
+        reap()
+    document.refresh_from_db()
+    assert (document.status, document.error_code) == (DocumentStatus.FAILED, "worker_crash")
+
+
+def test_reaper_requeues_a_document_whose_worker_died(side, django_capture_on_commit_callbacks):
+    document = add(side, "guide.md", GUIDE)
+    claim(document.pk)
+    Document.all_tenants.filter(pk=document.pk).update(
+        processing_started_at=timezone.now()
+        - dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 5)
+    )
+    assert reap()["requeued"] == 1
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.QUEUED
+    assert document_ingest(document_id=document.pk) == "ready"
+
+
+def test_a_run_that_lost_its_claim_does_not_store(side):
+    """The reaper gave this run's document to another run: the late run's chunks are dropped."""
+    from knowledge.chunking import ChunkDraft
+    from knowledge.ingestion import _store
+
+    document = add(side, "guide.md", GUIDE)
+    mine = claim(document.pk)
+    assert mine is not None
+    newer = mine.processing_started_at + dt.timedelta(seconds=1)
+    Document.all_tenants.filter(pk=document.pk).update(processing_started_at=newer)
+    draft = ChunkDraft("late text", None, [], 0, 9, 2)
+    vector = [1.0] + [0.0] * (settings.EMBEDDING_DIMENSIONS - 1)
+    assert _store(mine, mine.processing_started_at, [draft], [vector], "m") is False
+    assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from knowledge.models import Document, DocumentStatus
+from knowledge.tests.fixtures import make_pdf
+from tenants.models import AuditLog
+from tests.world import build_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def side():
+    return build_tenant("acme")
+
+
+def upload(side, name: str, data: bytes, **fields):
+    return side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents",
+        {"file": SimpleUploadedFile(name, data), **fields},
+        format="multipart",
+    )
+
+
+def test_upload_is_202_queued_stored_and_enqueued_after_commit(
+    side, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = upload(
+            side, "guide.md", b"# Guide\n\nHello.", tags="faq, internal", title="Guide"
+        )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued"
+    assert (body["title"], body["source"], body["content_type"]) == (
+        "Guide",
+        "guide.md",
+        "text/markdown",
+    )
+    assert body["tags"] == ["faq", "internal"]
+    assert len(callbacks) == 1  # the ingest task, queued only on commit
+    document = Document.objects.for_tenant(side.tenant).get(pk=body["id"])
+    with default_storage.open(document.file.name) as stored:
+        assert stored.read() == b"# Guide\n\nHello."
+    assert AuditLog.objects.for_tenant(side.tenant).filter(action="document.create").exists()
+
+
+def test_same_content_again_is_200_with_the_existing_document(side):
+    first = upload(side, "a.md", b"same bytes").json()
+    again = upload(side, "b.md", b"same bytes")
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert (
+        Document.objects.for_tenant(side.tenant).filter(content_hash=first["content_hash"]).count()
+        == 1
+    )
+
+
+def test_type_comes_from_content_and_unsupported_is_415(side):
+    pdf = upload(side, "report.txt", make_pdf(["Quarterly report"]))
+    assert pdf.status_code == 202 and pdf.json()["content_type"] == "application/pdf"
+    png = upload(side, "photo.pdf", b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    assert png.status_code == 415
+    assert png.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_upload_over_the_limit_is_413_and_stores_nothing(side, settings):
+    settings.INGEST_MAX_UPLOAD_BYTES = 1024
+    response = upload(side, "big.txt", b"x" * 5000)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert not Document.objects.for_tenant(side.tenant).exclude(pk=side.document.pk).exists()
+
+
+def test_records_make_one_document_each_and_repeat_is_200(side, django_capture_on_commit_callbacks):
+    payload = {"records": [
+        {"title": "Refunds", "text": "Refunds take five days.", "external_id": "kb-1", "tags": ["kb"]},
+        {"title": "Plans", "text": "There are two plans.", "metadata": {"lang": "en"}},
+    ]}  # fmt: skip
+    client = side.client()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        created = client.post(f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json")
+    assert created.status_code == 202
+    data = created.json()["data"]
+    assert [d["title"] for d in data] == ["Refunds", "Plans"]
+    assert all(d["status"] == "queued" and d["content_type"] == "text/plain" for d in data)
+    assert len(callbacks) == 2
+    again = client.post(f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json")
+    assert again.status_code == 200
+    assert [d["id"] for d in again.json()["data"]] == [d["id"] for d in data]
+
+
+def test_record_with_known_external_id_and_new_text_replaces_the_document(side):
+    client = side.client()
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    first = client.post(url, {"records": [{"text": "v1", "external_id": "kb-1"}]}, format="json")
+    document_id = first.json()["data"][0]["id"]
+    Document.objects.for_tenant(side.tenant).filter(pk=document_id).update(
+        status=DocumentStatus.READY
+    )
+    second = client.post(url, {"records": [{"text": "v2", "external_id": "kb-1"}]}, format="json")
+    assert second.status_code == 202
+    assert second.json()["data"][0]["id"] == document_id
+    assert second.json()["data"][0]["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"records": []},
+        {"records": [{"title": "no text"}]},
+        {"records": [{"text": "  "}]},
+        {"nothing": 1},
+    ],
+)
+def test_bad_records_are_field_errors(side, payload):
+    response = side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_more_than_1000_records_is_refused(side):
+    payload = {"records": [{"text": f"r{n}"} for n in range(1001)]}
+    response = side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json"
+    )
+    assert response.status_code == 400
+
+
+def test_reingest_requeues_a_finished_document_and_refuses_a_queued_one(
+    side, django_capture_on_commit_callbacks
+):
+    client = side.client()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(f"/v1/documents/{side.document.pk}/reingest")
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert len(callbacks) == 1
+    assert client.post(f"/v1/documents/{side.document.pk}/reingest").status_code == 409
+    assert AuditLog.objects.for_tenant(side.tenant).filter(action="document.reingest").count() == 1
+
+
+def test_deleting_a_document_removes_its_stored_file(side, django_capture_on_commit_callbacks):
+    document_id = upload(side, "x.md", b"# X\n\nbody").json()["id"]
+    name = Document.objects.for_tenant(side.tenant).get(pk=document_id).file.name
+    with django_capture_on_commit_callbacks(execute=True):
+        assert side.client().delete(f"/v1/documents/{document_id}").status_code == 204
+    assert not default_storage.exists(name)

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, Limits, ParseError, parse
+from knowledge.parsers.detect import detect
+from knowledge.parsers.sandbox import parse_isolated
+from knowledge.tests.fixtures import (
+    deep_json,
+    make_docx,
+    make_encrypted_pdf,
+    make_pdf,
+    make_zip_bomb,
+)
+
+LIMITS = Limits()
+
+
+def texts(blocks) -> list[str]:
+    return [b.text for b in blocks]
+
+
+def test_markdown_keeps_heading_paths_and_code_blocks_whole():
+    source = (
+        b"# Guide\n\nIntro text.\n\n## Install\n\nRun it:\n\n```sh\npip install x\n\nmake run\n```\n\n"
+        b"Setext\n------\n\n- one\n- two\n"
+    )
+    blocks = parse(MARKDOWN, source, LIMITS)
+    assert [(b.kind, b.heading_path) for b in blocks] == [
+        ("paragraph", ["Guide"]),
+        ("paragraph", ["Guide", "Install"]),
+        ("code", ["Guide", "Install"]),
+        ("list", ["Guide", "Setext"]),
+    ]
+    assert blocks[2].text == "```sh\npip install x\n\nmake run\n```"
+
+
+def test_json_records_become_field_path_lines():
+    data = json.dumps({"items": [{"title": "A", "price": {"eur": 3}, "tags": ["x", "y"]},
+                                 {"title": "B", "price": {"eur": 5}}]}).encode()  # fmt: skip
+    blocks = parse(JSON, data, LIMITS)
+    assert texts(blocks) == ["title: A\nprice.eur: 3\ntags: x, y", "title: B\nprice.eur: 5"]
+    assert blocks[0].heading_path == ["A"]
+
+
+def test_json_lines_are_records_too():
+    blocks = parse(JSON, b'{"q": "one"}\n{"q": "two"}\n', LIMITS)
+    assert texts(blocks) == ["q: one", "q: two"]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(deep_json(), "json_too_deep"), (b"{nope", "invalid_json"), (b"[]", "no_text")],
+)
+def test_bad_json_fails_with_a_specific_code(data, code):
+    with pytest.raises(ParseError) as excinfo:
+        parse(JSON, data, LIMITS)
+    assert excinfo.value.code == code
+
+
+def test_html_main_content_without_navigation_scripts_or_footer():
+    page = b"""<!doctype html><html><head><title>T</title><script>var x = 'script';</script></head>
+    <body><nav>Home | About</nav><header>Site header</header>
+    <main><h1>Refunds</h1><p>Refunds take <b>five</b> days.</p>
+    <table><tr><th>Plan</th><th>Days</th></tr><tr><td>Pro</td><td>2</td></tr></table></main>
+    <footer>Copyright</footer></body></html>"""
+    blocks = parse(HTML, page, LIMITS)
+    assert texts(blocks) == ["Refunds take five days.", "Plan | Days", "Pro | 2"]
+    assert all(b.heading_path == ["Refunds"] for b in blocks)
+
+
+def test_text_in_other_encodings_and_with_nul_bytes_does_not_crash():
+    latin1 = "Prix: 10 €, déjà payé.\n\nFin.".encode("cp1252")
+    assert texts(parse(TEXT, latin1, LIMITS))[0].startswith("Prix: 10")
+    broken = b"valid \xff\xfe\x00 bytes\x00\n\nnext"
+    assert texts(parse(TEXT, broken, LIMITS)) == ["valid \ufffd\ufffd bytes", "next"]
+
+
+def test_pdf_keeps_page_numbers():
+    blocks = parse(PDF, make_pdf(["First page text.", "Second page text."]), LIMITS)
+    assert [(b.page, b.text) for b in blocks] == [(1, "First page text."), (2, "Second page text.")]
+
+
+def test_encrypted_pdf_fails_as_encrypted():
+    with pytest.raises(ParseError) as excinfo:
+        parse(PDF, make_encrypted_pdf(["secret"]), LIMITS)
+    assert excinfo.value.code == "encrypted_pdf"
+
+
+def test_pdf_without_text_fails_as_no_text():
+    with pytest.raises(ParseError) as excinfo:
+        parse(PDF, make_pdf([""]), LIMITS)
+    assert excinfo.value.code == "no_text"
+
+
+def test_truncated_pdf_fails_as_corrupt():
+    with pytest.raises(ParseError) as excinfo:
+        parse(PDF, make_pdf(["x"])[:60], LIMITS)
+    assert excinfo.value.code in {"corrupt_file", "no_text"}
+
+
+def test_docx_headings_paragraphs_lists_and_tables_in_reading_order():
+    blocks = parse(DOCX, make_docx(), LIMITS)
+    assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
+        ("paragraph", "Welcome to the handbook.", ["Handbook"]),
+        ("paragraph", "Ask your manager before you take leave.", ["Handbook", "Leave"]),
+        ("list", "Twenty days a year", ["Handbook", "Leave"]),
+        ("table", "Kind | Days", ["Handbook", "Leave"]),
+        ("table", "Vacation | 20", ["Handbook", "Leave"]),
+    ]
+
+
+def test_docx_zip_bomb_is_refused_before_unpacking():
+    with pytest.raises(ParseError) as excinfo:
+        parse(DOCX, make_zip_bomb(), LIMITS)
+    assert excinfo.value.code == "zip_bomb"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "expected"),
+    [
+        (make_pdf(["x"]), "upload.bin", PDF),
+        (make_docx(), "notes.txt", DOCX),
+        (b"<!DOCTYPE html><html></html>", "page", HTML),
+        (b'  {"a": 1}', "data", JSON),
+        (b"# Title\n", "readme.md", MARKDOWN),
+        (b"plain words", "notes", TEXT),
+        (b"\x89PNG\r\n\x1a\n\0\0\0", "photo.pdf", None),
+        (b"MZ\x90\0\x03\0\0\0", "setup.docx", None),
+        (bytes(range(256)) * 4, "blob.txt", None),
+    ],
+)
+def test_type_comes_from_the_content_not_the_name(data, name, expected):
+    assert detect(data, name) == expected
+
+
+def test_sandbox_returns_blocks(tmp_path):
+    path = tmp_path / "doc.md"
+    path.write_bytes(b"# A\n\nhello")
+    blocks = parse_isolated(path, MARKDOWN, limits=LIMITS, memory_bytes=1 << 30,
+                            cpu_seconds=30, wall_seconds=60)  # fmt: skip
+    assert texts(blocks) == ["hello"]
+
+
+def test_sandbox_kills_a_parse_that_runs_too_long(tmp_path):
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(make_pdf(["x"] * 3))
+    with pytest.raises(ParseError) as excinfo:
+        parse_isolated(path, PDF, limits=LIMITS, memory_bytes=1 << 30, cpu_seconds=30,
+                       wall_seconds=0.01)  # fmt: skip
+    assert excinfo.value.code == "parse_timeout"
+
+
+def test_sandbox_contains_a_parse_that_needs_too_much_memory(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"word " * (8 * 1024 * 1024))  # 40 MB of text against a 96 MB address space
+    with pytest.raises(ParseError) as excinfo:
+        parse_isolated(path, TEXT, limits=LIMITS, memory_bytes=96 * 1024 * 1024, cpu_seconds=30,
+                       wall_seconds=60)  # fmt: skip
+    assert excinfo.value.code in {"parse_memory", "parser_crash"}
+
+
+def test_sandbox_reports_parse_errors_with_their_code(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_bytes(deep_json())
+    with pytest.raises(ParseError) as excinfo:
+        parse_isolated(Path(path), JSON, limits=LIMITS, memory_bytes=1 << 30, cpu_seconds=30,
+                       wall_seconds=60)  # fmt: skip
+    assert excinfo.value.code == "json_too_deep"
