@@ -25,7 +25,12 @@ from bots.models import Bot, Scope
 from bots.services import bot_delete
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from knowledge.intake import document_add_upload, document_reingest, documents_add_records
+from knowledge.intake import (
+    document_add_upload,
+    document_add_url,
+    document_reingest,
+    documents_add_records,
+)
 from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
 from knowledge.services import (
     bot_create_with_datasets,
@@ -291,10 +296,13 @@ class DatasetDocumentListApi(TenantApi):
             body = {"data": [DocumentOutput(r.document).data for r in results]}
             return Response(body, status=status)
         if isinstance(request.data, dict) and "url" in request.data:
-            self.validated(UrlInput, request.data)
-            raise ValidationFailed(
-                "Adding documents by URL is not available yet.",
-                details={"url": ["URL ingestion is not available in this version."]},
+            data = self.validated(UrlInput, request.data)
+            added = document_add_url(
+                tenant=self.tenant, actor=self.actor, dataset=dataset, url=data["url"],
+                title=data["title"], tags=data["tags"],
+            )  # fmt: skip
+            return Response(
+                DocumentOutput(added.document).data, status=202 if added.created else 200
             )
         raise ValidationFailed(
             details={

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
@@ -28,7 +29,8 @@ from django.utils import timezone
 
 from knowledge.chunking import chunk_blocks
 from knowledge.embeddings import EmbeddingError, get_embedder
-from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.fetch import FetchError, fetch
+from knowledge.models import Chunk, Document, DocumentStatus, SourceType
 from knowledge.parsers import Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
 
@@ -118,6 +120,9 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     )
     embedder = get_embedder()
     try:
+        if document.source_type == SourceType.URL:
+            _fetch_source(document)
+            lap("fetch")
         with _local_copy(document) as path:
             blocks = parse_isolated(
                 path,
@@ -134,7 +139,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         lap("chunk")
         vectors = embedder.embed([d.text for d in drafts])
         lap("embed")
-    except ParseError as exc:
+    except (ParseError, FetchError) as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message)
         return exc.code
     except SoftTimeLimitExceeded:
@@ -157,6 +162,30 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     log.info("document_ingested", document_id=str(document.pk), chunks=len(drafts),
              ms=sum(timings.values()), **{f"{k}_ms": v for k, v in timings.items()})  # fmt: skip
     return "ready"
+
+
+def _fetch_source(document: Document) -> None:
+    """Fetch a URL document (again, on every run) and keep the bytes as its original."""
+    from django.core.files.base import ContentFile
+
+    from knowledge.parsers.detect import detect
+
+    fetched = fetch(document.source)
+    name = urlsplit(fetched.url).path.rsplit("/", 1)[-1]
+    content_type = detect(fetched.data, name)
+    if content_type is None:
+        raise FetchError(
+            "unsupported_type", f"The URL serves {fetched.content_type}, not a document."
+        )
+    old = document.file.name if document.file else None
+    document.file.save("original", ContentFile(fetched.data), save=False)
+    document.content_type = content_type
+    document.byte_size = len(fetched.data)
+    Document.all_tenants.filter(pk=document.pk).update(
+        file=document.file.name, content_type=content_type, byte_size=len(fetched.data)
+    )
+    if old and old != document.file.name:
+        default_storage.delete(old)
 
 
 def _release(document_id: uuid.UUID, claimed_at: Any) -> None:

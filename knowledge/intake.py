@@ -15,7 +15,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatbot_site.errors import Conflict, UnsupportedMediaType
+from chatbot_site.errors import Conflict, UnsupportedMediaType, ValidationFailed
+from knowledge.fetch import FetchError, check_submitted
 from knowledge.models import Dataset, Document, DocumentStatus, SourceType
 from knowledge.parsers import SUPPORTED, TEXT
 from knowledge.parsers.detect import detect
@@ -199,6 +200,50 @@ def _delete_quietly(name: str) -> None:
         default_storage.delete(name)
     except OSError:
         log.warning("document_file_delete_failed", file=name)
+
+
+@transaction.atomic
+def document_add_url(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    dataset: Dataset,
+    url: str,
+    title: str = "",
+    tags: list[str] | None = None,
+) -> Added:
+    """Queue a URL; the worker fetches it. Refused at once when the refusal is decidable now.
+    The same URL again in a dataset is the existing document (its hash is the URL's)."""
+    try:
+        check_submitted(url)
+    except FetchError as exc:
+        raise ValidationFailed(
+            "The URL cannot be fetched.", details={"url": [f"{exc.code}: {exc.message}"]}
+        ) from None
+    content_hash = hashlib.sha256(f"url:{url}".encode()).hexdigest()
+    if (found := _existing(tenant, dataset, content_hash)) is not None:
+        return Added(found, created=False)
+    document = Document(
+        tenant=tenant,
+        dataset=dataset,
+        content_hash=content_hash,
+        title=(title or url)[:500],
+        source=url,
+        source_type=SourceType.URL,
+        tags=list(tags or []),
+    )
+    try:
+        with transaction.atomic():
+            document.save()
+    except IntegrityError:
+        found = _existing(tenant, dataset, content_hash)
+        if found is None:
+            raise
+        return Added(found, created=False)
+    audit_record(tenant=tenant, actor=actor, action="document.create", target=document,
+                 changes={"title": document.title, "source": url, "tags": document.tags})  # fmt: skip
+    enqueue_ingest_on_commit(document.pk)
+    return Added(document, created=True)
 
 
 @transaction.atomic

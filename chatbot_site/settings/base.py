@@ -248,6 +248,9 @@ INGEST_LEASE_SECONDS: int = env.int("INGEST_LEASE_SECONDS", default=720)
 PARSE_MEMORY_BYTES: int = env.int("PARSE_MEMORY_BYTES", default=1024 * 1024 * 1024)
 PARSE_CPU_SECONDS: int = env.int("PARSE_CPU_SECONDS", default=120)
 PARSE_WALL_SECONDS: float = env.float("PARSE_WALL_SECONDS", default=180.0)
+URL_FETCH_MAX_BYTES: int = env.int("URL_FETCH_MAX_BYTES", default=INGEST_MAX_UPLOAD_BYTES)
+URL_FETCH_TOTAL_SECONDS: float = env.float("URL_FETCH_TOTAL_SECONDS", default=60.0)
+URL_FETCH_ALLOW_LOOPBACK = False  # only the test settings may turn this on
 FILE_UPLOAD_HANDLERS = [
     "knowledge.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",

@@ -15,6 +15,8 @@ os.environ.setdefault("EMBEDDING_BACKEND", "local")
 from chatbot_site.settings.base import *  # noqa: F403
 from chatbot_site.settings.base import DATA_DIR, STATIC_ROOT
 
+# Local HTTP servers stand in for the internet in the URL-ingestion tests that ask for it.
+URL_FETCH_ALLOW_LOOPBACK = os.environ.get("URL_FETCH_ALLOW_LOOPBACK_FOR_TESTS") == "1"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
 MEDIA_ROOT = DATA_DIR / "test-media"
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = 5.0
