@@ -8,7 +8,7 @@ export HOST PORT
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench
+.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench corpus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,17 @@ nginx:
 ## make bench: performance figures as ratios to a floor measured in the same run (docs/BENCHMARKS.md)
 bench: $(VENV)/.installed-dev
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.auth_overhead
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.ingest_throughput
+
+## make corpus: ingest ../shared/corpora/{pdf,docx,json,markdown,html} into a "corpus" tenant
+## with a worker running (start one with `make worker` in another terminal); prints outcomes.
+CORPORA ?= ../shared/corpora
+corpus: $(VENV)/.installed-base
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py create_tenant corpus >/dev/null 2>&1 || true
+	@for kind in pdf docx json markdown html; do \
+	  $(BIN)/python manage.py ingest_folder $(CORPORA)/$$kind --tenant corpus --dataset $$kind --wait; \
+	done
 
 ## make requirements: re-pin requirements/*.txt from pyproject.toml (the one source of truth)
 requirements: $(VENV)/.installed-dev

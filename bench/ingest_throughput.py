@@ -1,0 +1,132 @@
+"""Ingestion throughput against its floors, measured in one run.
+
+  parse+chunk   our sandboxed parse + structure-aware chunking of a set of PDFs, pages/s
+  floor         raw pdfplumber ``page.extract_text()`` of the same PDFs in-process, pages/s
+  embed+store   local embedder + replacing the chunks in PostgreSQL, chunks/s
+  floor         raw model encode (ONNX session, batches of 8) of the same chunk texts, chunks/s
+
+PDFs: the first ``BENCH_PDFS`` (default 30) readable PDFs under ``../shared/corpora/pdf`` by
+path, or generated ones when that folder is absent. `make bench` runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+CORPUS = Path(
+    os.environ.get(
+        "BENCH_CORPUS", Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "pdf"
+    )
+)
+COUNT = int(os.environ.get("BENCH_PDFS", "30"))
+
+
+def pdfs() -> list[Path]:
+    import pdfplumber
+
+    found = []
+    for path in sorted(CORPUS.rglob("*.pdf")) if CORPUS.is_dir() else []:
+        try:
+            with pdfplumber.open(path) as pdf:
+                if 1 <= len(pdf.pages) <= 40 and any(
+                    (p.extract_text() or "").strip() for p in pdf.pages[:2]
+                ):
+                    found.append(path)
+        except Exception:  # noqa: S112 - unreadable samples are simply not benchmarked
+            continue
+        if len(found) >= COUNT:
+            break
+    return found
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
+    import django
+
+    django.setup()
+    import pdfplumber
+    from django.conf import settings
+    from django.db import connection, transaction
+    from django.test.utils import setup_test_environment
+
+    from knowledge.chunking import chunk_blocks
+    from knowledge.embeddings import get_embedder
+    from knowledge.models import Chunk
+    from knowledge.parsers import PDF, Limits
+    from knowledge.parsers.sandbox import parse_isolated
+    from knowledge.tests.factories import DocumentFactory
+    from tests.world import build_tenant
+
+    files = pdfs()
+    if not files:
+        from knowledge.tests.fixtures import make_pdf
+
+        tmp = Path("/tmp/bench-pdfs")  # noqa: S108
+        tmp.mkdir(exist_ok=True)
+        for n in range(COUNT):
+            (tmp / f"{n}.pdf").write_bytes(
+                make_pdf([f"Page {p} of document {n}. " * 40 for p in range(5)])
+            )
+        files = sorted(tmp.glob("*.pdf"))
+    embedder = get_embedder()
+
+    started = time.perf_counter()
+    pages = 0
+    for path in files:
+        with pdfplumber.open(path) as pdf:
+            for page in pdf.pages:
+                page.extract_text()
+                pages += 1
+    floor_parse = pages / (time.perf_counter() - started)
+
+    started = time.perf_counter()
+    drafts = []
+    for path in files:
+        blocks = parse_isolated(path, PDF, limits=Limits(), memory_bytes=settings.PARSE_MEMORY_BYTES,
+                                cpu_seconds=120, wall_seconds=180)  # fmt: skip
+        drafts += chunk_blocks(blocks, size=254, overlap=32, count=embedder.count_tokens)
+    ours_parse = pages / (time.perf_counter() - started)
+
+    texts = [d.text for d in drafts]
+    started = time.perf_counter()
+    embedder.embed(texts)  # the floor: the model's own encode
+    floor_embed = len(texts) / (time.perf_counter() - started)
+
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        side = build_tenant("bench")
+        document = DocumentFactory(tenant=side.tenant, dataset=side.dataset)
+        started = time.perf_counter()
+        vectors = embedder.embed(texts)
+        with transaction.atomic():
+            Chunk.all_tenants.filter(document=document).delete()
+            Chunk.all_tenants.bulk_create(
+                [Chunk(tenant=side.tenant, dataset=side.dataset, document=document, ordinal=i,
+                       text=d.text, token_count=d.token_count, char_start=d.char_start,
+                       char_end=d.char_end, embedding=v, embedding_model=embedder.model)
+                 for i, (d, v) in enumerate(zip(drafts, vectors, strict=True))],
+                batch_size=500,
+            )  # fmt: skip
+        ours_embed = len(texts) / (time.perf_counter() - started)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    print(f"pdfs={len(files)} pages={pages} chunks={len(texts)} python={sys.version.split()[0]}")
+    print("| stage | ours | floor | overhead (floor rate / our rate) |")
+    print("|---|---|---|---|")
+    print(
+        f"| parse+chunk | {ours_parse:.1f} pages/s | {floor_parse:.1f} pages/s (raw pdfplumber) | {floor_parse / ours_parse:.2f}x |"
+    )
+    print(
+        f"| embed+store | {ours_embed:.1f} chunks/s | {floor_embed:.1f} chunks/s (raw encode) | {floor_embed / ours_embed:.2f}x |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
