@@ -51,7 +51,8 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
             raise ParseError("too_many_pages", f"More than {limits.max_pages} pages.")
         for number, page in enumerate(pages, start=1):
             try:
-                tables = page.find_tables()
+                # Ruled tables need lines or rectangles; pages without them skip the search.
+                tables = page.find_tables() if (page.lines or page.rects) else []
                 table_boxes = [t.bbox for t in tables]
                 outside = page.filter(_outside(table_boxes)) if table_boxes else page
                 text = outside.extract_text() or ""

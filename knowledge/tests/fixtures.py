@@ -6,8 +6,28 @@ import io
 import zipfile
 
 
-def make_pdf(pages: list[str]) -> bytes:
-    """A valid PDF with one line of Helvetica text per page (hand-written objects and xref)."""
+def table_stream(
+    rows: list[list[str]], *, x: int = 72, top: int = 700, width: int = 120, height: int = 24
+) -> str:
+    """Content-stream operators for a ruled table (lines around every cell) with its text."""
+    columns = len(rows[0])
+    ops = ["0.5 w"]
+    for r in range(len(rows) + 1):
+        y = top - r * height
+        ops.append(f"{x} {y} m {x + columns * width} {y} l S")
+    for c in range(columns + 1):
+        ops.append(f"{x + c * width} {top} m {x + c * width} {top - len(rows) * height} l S")
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            ops.append(
+                f"BT /F1 10 Tf {x + c * width + 6} {top - (r + 1) * height + 8} Td ({cell}) Tj ET"
+            )
+    return "\n".join(ops)
+
+
+def make_pdf(pages: list[str], *, raw: list[str] | None = None) -> bytes:
+    """A valid PDF with one line of Helvetica text per page (hand-written objects and xref);
+    ``raw`` adds content-stream operators to the pages (tables, lines)."""
     objects: list[bytes] = []
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(len(pages)))
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
@@ -20,7 +40,8 @@ def make_pdf(pages: list[str]) -> bytes:
             f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
         )
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode()
+        extra = raw[i] if raw and i < len(raw) else ""
+        stream = f"BT /F1 12 Tf 72 750 Td ({escaped}) Tj ET\n{extra}".encode()
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = io.BytesIO()

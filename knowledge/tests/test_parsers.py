@@ -84,6 +84,18 @@ def test_pdf_keeps_page_numbers():
     assert [(b.page, b.text) for b in blocks] == [(1, "First page text."), (2, "Second page text.")]
 
 
+def test_pdf_tables_become_rows_and_are_not_read_twice():
+    from knowledge.tests.fixtures import table_stream
+
+    data = make_pdf(["Prices"], raw=[table_stream([["Plan", "Price"], ["Pro", "20"]])])
+    blocks = parse(PDF, data, LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("paragraph", "Prices"),
+        ("table", "Plan | Price"),
+        ("table", "Pro | 20"),
+    ]
+
+
 def test_encrypted_pdf_fails_as_encrypted():
     with pytest.raises(ParseError) as excinfo:
         parse(PDF, make_encrypted_pdf(["secret"]), LIMITS)
