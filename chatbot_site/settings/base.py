@@ -287,6 +287,7 @@ EMBEDDING_BACKEND: str = env.str("EMBEDDING_BACKEND", default="local")
 EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
+EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
 # hnsw | ivfflat. Changing it on a live database: `manage.py vector_index --rebuild`.
 VECTOR_INDEX_KIND: str = env.str("VECTOR_INDEX_KIND", default="hnsw")
 TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE: int = env.int(

@@ -108,7 +108,8 @@ class OpenAIEmbedder:
                 raise EmbeddingError(
                     "The embedding provider kept failing; will retry later.", transient=True
                 ) from transient
-            delay = random.uniform(0, min(30.0, 0.5 * 2**attempt))  # noqa: S311 (jitter)
+            base = settings.EMBEDDING_RETRY_BASE_SECONDS
+            delay = random.uniform(0, min(30.0, base * 2**attempt))  # noqa: S311 (jitter)
             log.warning(
                 "embedding_retry", attempt=attempt, error=type(transient).__name__, delay_s=delay
             )

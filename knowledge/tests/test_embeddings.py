@@ -1,0 +1,115 @@
+"""Both embedding backends, the OpenAI one over real HTTP against the loopback fake provider."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from knowledge.embeddings import EmbeddingError
+from knowledge.embeddings.local import LocalEmbedder
+from knowledge.embeddings.openai import OpenAIEmbedder
+from tests.fake_openai import fake_openai
+
+
+@pytest.fixture
+def provider(settings):
+    with fake_openai() as fake:
+        settings.OPENAI_BASE_URL = fake.url
+        settings.OPENAI_API_KEY = "sk-test-not-a-real-key-000000"
+        settings.EMBEDDING_MODEL = "text-embedding-3-small"
+        settings.EMBEDDING_RETRY_BASE_SECONDS = 0.01
+        yield fake
+
+
+def test_local_embeddings_are_normalised_and_meaningful():
+    embedder = LocalEmbedder()
+    rotate, revoke, weather = embedder.embed(
+        [
+            "How do I rotate an API key?",
+            "Revoke the old key and issue a new one.",
+            "It is sunny in Lisbon today.",
+        ]
+    )
+    assert len(rotate) == 384
+    assert math.isclose(sum(x * x for x in rotate), 1.0, rel_tol=1e-4)
+
+    def cos(a, b):
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(rotate, revoke) > cos(rotate, weather) + 0.2
+
+
+def test_local_embedding_is_deterministic_and_batch_independent():
+    embedder = LocalEmbedder()
+    alone = embedder.embed(["same text"])[0]
+    batched = embedder.embed(["other", "same text", "more"])[1]
+    assert max(abs(a - b) for a, b in zip(alone, batched, strict=True)) < 1e-5
+
+
+def test_openai_backend_batches_and_honours_dimensions(provider):
+    embedder = OpenAIEmbedder()
+    vectors = embedder.embed([f"text {n}" for n in range(300)])
+    assert len(vectors) == 300 and all(len(v) == 384 for v in vectors)
+    assert math.isclose(sum(x * x for x in vectors[0]), 1.0, rel_tol=1e-6)
+    bodies = [r["body"] for r in provider.requests]
+    assert [len(b["input"]) for b in bodies] == [256, 44]  # within the per-request input limit
+    assert all(b["dimensions"] == 384 and b["model"] == "text-embedding-3-small" for b in bodies)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_provider_errors_are_retried(provider, status):
+    provider.fail_with = [status, status]
+    vectors = OpenAIEmbedder().embed(["retry me"])
+    assert len(vectors) == 1
+    assert len(provider.requests) == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+def test_permanent_provider_errors_are_not_retried(provider, status):
+    provider.fail_with = [status]
+    with pytest.raises(EmbeddingError) as excinfo:
+        OpenAIEmbedder().embed(["no"])
+    assert excinfo.value.transient is False
+    assert excinfo.value.code == "embedding_rejected"
+    assert len(provider.requests) == 1
+
+
+def test_a_provider_that_keeps_failing_is_a_transient_error_for_the_task_to_retry(provider):
+    provider.fail_with = [503] * 10
+    with pytest.raises(EmbeddingError) as excinfo:
+        OpenAIEmbedder().embed(["later"])
+    assert excinfo.value.transient is True
+    assert len(provider.requests) == 5
+
+
+@pytest.mark.django_db
+def test_pipeline_releases_the_document_on_a_transient_provider_failure(provider, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.embeddings import get_embedder
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from knowledge.intake import document_add_upload
+    from knowledge.models import Document, DocumentStatus
+    from tenants.services import Actor
+    from tests.world import build_tenant
+
+    side = build_tenant("acme")
+    document = document_add_upload(
+        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+        upload=SimpleUploadedFile("a.md", b"# A\n\nSome text to embed."),
+    ).document  # fmt: skip
+    settings.EMBEDDING_BACKEND = "openai"
+    get_embedder.cache_clear()
+    try:
+        provider.fail_with = [503] * 5
+        with pytest.raises(TransientIngestError):
+            document_ingest(document_id=document.pk)
+        document.refresh_from_db()
+        assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
+        assert document_ingest(document_id=document.pk) == "ready"  # the retry succeeds
+        provider.fail_with = [400]
+        Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED)
+        assert document_ingest(document_id=document.pk) == "embedding_rejected"
+    finally:
+        get_embedder.cache_clear()
