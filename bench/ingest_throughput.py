@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 CORPUS = Path(
     os.environ.get(
@@ -100,7 +101,7 @@ def main() -> int:
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         side = build_tenant("bench")
-        document = DocumentFactory(tenant=side.tenant, dataset=side.dataset)
+        document: Any = DocumentFactory(tenant=side.tenant, dataset=side.dataset)
         started = time.perf_counter()
         vectors = embedder.embed(texts)
         with transaction.atomic():
