@@ -152,8 +152,13 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
             raise TransientIngestError(str(exc)) from exc
         _fail(document.pk, claimed_at, exc.code, str(exc))
         return exc.code
+    except Exception:
+        return _unexpected(document.pk, claimed_at)
 
-    stored = _store(document, claimed_at, drafts, vectors, embedder.model)
+    try:
+        stored = _store(document, claimed_at, drafts, vectors, embedder.model)
+    except Exception:
+        return _unexpected(document.pk, claimed_at)
     lap("store")
     if not stored:
         log.warning("document_claim_lost", document_id=str(document.pk))
@@ -162,6 +167,14 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     log.info("document_ingested", document_id=str(document.pk), chunks=len(drafts),
              ms=sum(timings.values()), **{f"{k}_ms": v for k, v in timings.items()})  # fmt: skip
     return "ready"
+
+
+def _unexpected(document_id: uuid.UUID, claimed_at: Any) -> str:
+    """A bug, not the document's fault as far as we know: fail it readably, log the trace."""
+    log.exception("document_ingest_crashed", document_id=str(document_id))
+    _fail(document_id, claimed_at, "internal_error",
+          "Ingestion failed unexpectedly; the error is in the worker's log.")  # fmt: skip
+    return "internal_error"
 
 
 def _fetch_source(document: Document) -> None:

@@ -7,6 +7,7 @@ process, not the worker. Every failure is a :class:`ParseError` with a stable co
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,6 +53,14 @@ class ParseError(Exception):
         self.message = message
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text PostgreSQL accepts: no NUL, no lone UTF-16 surrogates (JSON escapes can carry them)."""
+    return _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
+
+
 def parse(content_type: str, data: bytes, limits: Limits) -> list[Block]:
     if content_type == PDF:
         from knowledge.parsers import pdf as module
@@ -71,7 +80,8 @@ def parse(content_type: str, data: bytes, limits: Limits) -> list[Block]:
     total = 0
     kept: list[Block] = []
     for block in blocks:
-        text = block.text.replace("\x00", "").strip()
+        text = clean_text(block.text).strip()
+        block.heading_path = [clean_text(h) for h in block.heading_path]
         if not text:
             continue
         total += len(text)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from knowledge.parsers import Block, Limits, ParseError, parse
+from knowledge.parsers import Block, Limits, ParseError, clean_text, parse
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -63,7 +63,11 @@ def parse_isolated(
         payload = json.loads(out)
         if "error" in payload:
             raise ParseError(payload["error"]["code"], payload["error"]["message"])
-        return [Block(**block) for block in payload["blocks"]]
+        blocks = [Block(**block) for block in payload["blocks"]]
+        for block in blocks:  # the child cleaned them; the parent trusts no child
+            block.text = clean_text(block.text)
+            block.heading_path = [clean_text(h) for h in block.heading_path]
+        return blocks
     if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU):
         raise ParseError("parse_timeout", "Parsing used more CPU time than allowed.")
     if b"MemoryError" in err or proc.returncode in (-signal.SIGSEGV, -signal.SIGABRT):

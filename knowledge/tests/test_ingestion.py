@@ -151,3 +151,14 @@ def test_a_run_that_lost_its_claim_does_not_store(side):
     vector = [1.0] + [0.0] * (settings.EMBEDDING_DIMENSIONS - 1)
     assert _store(mine, mine.processing_started_at, [draft], [vector], "m") is False
     assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
+
+
+def test_json_with_lone_surrogates_is_stored(side):
+    document = add(side, "odd.json", b'["\\ud800 lone", "\\udd1e\\ud834 inverted"]')
+    assert document_ingest(document_id=document.pk) == "ready"
+    texts = list(
+        Chunk.objects.for_tenant(side.tenant)
+        .filter(document=document)
+        .values_list("text", flat=True)
+    )
+    assert "\ufffd lone" in texts[0]

@@ -182,3 +182,9 @@ def test_sandbox_reports_parse_errors_with_their_code(tmp_path):
         parse_isolated(Path(path), JSON, limits=LIMITS, memory_bytes=1 << 30, cpu_seconds=30,
                        wall_seconds=60)  # fmt: skip
     assert excinfo.value.code == "json_too_deep"
+
+
+def test_lone_surrogates_from_json_escapes_become_replacement_characters():
+    blocks = parse(JSON, b'{"name": "a\\ud800b", "\\udc00key": "x"}', LIMITS)
+    assert texts(blocks) == ["name: a\ufffdb\n\ufffdkey: x"]
+    texts(blocks)[0].encode("utf-8")  # PostgreSQL-safe
