@@ -31,12 +31,13 @@ run: $(VENV)/.installed-base
 	$(BIN)/python manage.py seed_demo --host $(HOST) --port $(PORT)
 	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops the API and the worker)"
 	@$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule \
-	  --loglevel=INFO --concurrency=2 & worker=$$!; \
+	  --loglevel=INFO --concurrency=2 --max-memory-per-child=1500000 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
-	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule --loglevel=INFO
+	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule --loglevel=INFO \
+	  --max-memory-per-child=1500000
 
 ## make test: ruff, black --check, mypy, pytest (real PostgreSQL, Redis and Celery)
 test: $(VENV)/.installed-dev nginx

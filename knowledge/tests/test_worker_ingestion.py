@@ -83,3 +83,21 @@ def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
     assert chunks.values("ordinal").distinct().count() == document.chunk_count
     assert document.attempts == 2
     assert document.status == DocumentStatus.READY
+
+
+def test_documents_queued_before_a_redis_restart_still_finish(tmp_path, redis_client):
+    side = build_tenant("acme")
+    ids = []
+    for n in range(3):
+        response = side.client().post(
+            f"/v1/datasets/{side.dataset.pk}/documents",
+            {"file": SimpleUploadedFile(f"{n}.md", f"# Doc {n}\n\nBody {n}.".encode())},
+            format="multipart",
+        )
+        ids.append(response.json()["id"])
+    redis_client.flushdb()  # Redis restarted without persistence: the queued messages are gone
+    with celery_worker(child_env(), tmp_path / "worker.log"):
+        assert all(status(i) == "queued" for i in ids)
+        later = timezone.now() + dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 1)
+        assert reap(now=later)["reenqueued"] == 3
+        wait_for(lambda: all(status(i) == "ready" for i in ids), timeout=120, what="ready")
