@@ -62,21 +62,26 @@ def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> lis
         if tokens <= size:
             pieces.append(Piece(sentence, start + index, tokens))
             continue
-        words = sentence.split(" ")
+        # The tokenizer splits on whitespace before anything else, so a window's tokens are the
+        # sum of its words' tokens: each word is counted once (linear, not quadratic).
         window: list[str] = []
+        window_tokens = 0
         window_start = index
-        for word in words:
-            candidate = " ".join([*window, word])
-            if window and count(candidate) > size:
+        for word in sentence.split(" "):
+            word_tokens = count(word)
+            if window and window_tokens + word_tokens > size:
                 chunk = " ".join(window)
-                pieces.append(Piece(chunk, start + window_start, count(chunk)))
+                pieces.append(Piece(chunk, start + window_start, window_tokens))
                 window_start = text.find(word, window_start + len(chunk))
-                window = [word]
-            else:
-                window.append(word)
+                window, window_tokens = [], 0
+            if word_tokens > size:  # one "word" longer than a chunk (a hash, a base64 blob)
+                word = word[: size * 2]
+                word_tokens = count(word)
+            window.append(word)
+            window_tokens += word_tokens
         if window:
             chunk = " ".join(window)
-            pieces.append(Piece(chunk, start + window_start, count(chunk)))
+            pieces.append(Piece(chunk, start + window_start, window_tokens))
     return pieces
 
 
