@@ -188,3 +188,22 @@ def test_lone_surrogates_from_json_escapes_become_replacement_characters():
     blocks = parse(JSON, b'{"name": "a\\ud800b", "\\udc00key": "x"}', LIMITS)
     assert texts(blocks) == ["name: a\ufffdb\n\ufffdkey: x"]
     texts(blocks)[0].encode("utf-8")  # PostgreSQL-safe
+
+
+def test_a_dead_zygote_is_replaced_and_the_one_shot_sandbox_still_works(tmp_path):
+    import os
+    import signal
+
+    from knowledge.parsers import sandbox
+
+    path = tmp_path / "doc.md"
+    path.write_bytes(b"# A\n\nhello")
+    args = {"limits": LIMITS, "memory_bytes": 1 << 30, "cpu_seconds": 30, "wall_seconds": 60}
+    assert texts(parse_isolated(path, MARKDOWN, **args)) == ["hello"]
+    zygote = sandbox._zygote.proc
+    assert zygote is not None
+    os.killpg(zygote.pid, signal.SIGKILL)
+    zygote.wait()
+    assert texts(parse_isolated(path, MARKDOWN, **args)) == ["hello"]
+    assert sandbox._zygote.proc is not None and sandbox._zygote.proc.pid != zygote.pid
+    assert texts(sandbox._spawn_isolated(path, MARKDOWN, **args)) == ["hello"]
