@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from typing import Any
 
 from knowledge.parsers import Block, Limits, ParseError
 
@@ -29,7 +30,29 @@ def check_zip(data: bytes, limits: Limits) -> None:
             raise ParseError("corrupt_file", "The zip file is not a Word document.")
 
 
+def _row_cells(row: Any) -> list[str]:
+    """Cell texts; from the raw XML where python-docx cannot lay out a malformed grid."""
+    try:
+        return [" ".join(cell.text.split()) for cell in row.cells]
+    except (ValueError, IndexError, KeyError):
+        from docx.oxml.ns import qn
+
+        return [
+            " ".join("".join(t.text or "" for t in tc.iter(qn("w:t"))).split())
+            for tc in row._tr.tc_lst
+        ]
+
+
 def parse(data: bytes, limits: Limits) -> list[Block]:
+    try:
+        return _parse(data, limits)
+    except ParseError:
+        raise
+    except Exception as exc:  # python-docx meets documents it cannot read in many ways
+        raise ParseError("corrupt_file", f"Unreadable DOCX ({type(exc).__name__}).") from None
+
+
+def _parse(data: bytes, limits: Limits) -> list[Block]:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
@@ -58,7 +81,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
             blocks.append(Block(text, kind, None, [t for _l, t in path]))
         elif isinstance(item, Table):
             for row in item.rows:
-                cells = [" ".join(cell.text.split()) for cell in row.cells]
+                cells = _row_cells(row)
                 deduped = [c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]]
                 if any(deduped):
                     blocks.append(Block(" | ".join(deduped), "table", None, [t for _l, t in path]))

@@ -159,10 +159,10 @@ def test_sandbox_returns_blocks(tmp_path):
 
 def test_sandbox_kills_a_parse_that_runs_too_long(tmp_path):
     path = tmp_path / "doc.pdf"
-    path.write_bytes(make_pdf(["x"] * 3))
+    path.write_bytes(make_pdf([f"Page {n} text." for n in range(400)]))  # seconds of parsing
     with pytest.raises(ParseError) as excinfo:
         parse_isolated(path, PDF, limits=LIMITS, memory_bytes=1 << 30, cpu_seconds=30,
-                       wall_seconds=0.01)  # fmt: skip
+                       wall_seconds=0.05)  # fmt: skip
     assert excinfo.value.code == "parse_timeout"
 
 
