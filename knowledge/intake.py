@@ -46,7 +46,7 @@ def _create(
     tenant: Tenant,
     actor: Actor,
     dataset: Dataset,
-    content: bytes | UploadedFile,
+    content: bytes | UploadedFile | None,
     content_hash: str,
     fields: dict[str, Any],
 ) -> Added:
@@ -57,9 +57,10 @@ def _create(
     try:
         with transaction.atomic():
             document.save()
-            body = content if isinstance(content, UploadedFile) else ContentFile(content)
-            document.file.save("original", body, save=False)
-            document.save(update_fields=["file"])
+            if content is not None:  # a URL document gets its file when the worker fetches it
+                body = content if isinstance(content, UploadedFile) else ContentFile(content)
+                document.file.save("original", body, save=False)
+                document.save(update_fields=["file"])
     except IntegrityError:
         # A concurrent upload of the same content won the race: that one is the document.
         found = _existing(tenant, dataset, content_hash)
@@ -221,29 +222,14 @@ def document_add_url(
             "The URL cannot be fetched.", details={"url": [f"{exc.code}: {exc.message}"]}
         ) from None
     content_hash = hashlib.sha256(f"url:{url}".encode()).hexdigest()
-    if (found := _existing(tenant, dataset, content_hash)) is not None:
-        return Added(found, created=False)
-    document = Document(
-        tenant=tenant,
-        dataset=dataset,
-        content_hash=content_hash,
-        title=(title or url)[:500],
-        source=url,
-        source_type=SourceType.URL,
-        tags=list(tags or []),
-    )
-    try:
-        with transaction.atomic():
-            document.save()
-    except IntegrityError:
-        found = _existing(tenant, dataset, content_hash)
-        if found is None:
-            raise
-        return Added(found, created=False)
-    audit_record(tenant=tenant, actor=actor, action="document.create", target=document,
-                 changes={"title": document.title, "source": url, "tags": document.tags})  # fmt: skip
-    enqueue_ingest_on_commit(document.pk)
-    return Added(document, created=True)
+    fields = {
+        "title": (title or url)[:500],
+        "source": url,
+        "source_type": SourceType.URL,
+        "tags": list(tags or []),
+    }
+    return _create(tenant=tenant, actor=actor, dataset=dataset, content=None,
+                   content_hash=content_hash, fields=fields)  # fmt: skip
 
 
 @transaction.atomic

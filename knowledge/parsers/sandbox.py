@@ -35,6 +35,12 @@ def _apply_limits(memory_bytes: int, cpu_seconds: int) -> None:
     os.setsid()
 
 
+def _child_env() -> dict[str, str]:
+    """A minimal environment: nothing of the worker's (credentials, settings) reaches a parser."""
+    return {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+
+
 class _Zygote:
     """The worker process's handle on its parser zygote (knowledge.parsers.zygote)."""
 
@@ -45,15 +51,13 @@ class _Zygote:
         self.buffer = b""
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "knowledge.parsers.zygote"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
-            env=env,
+            env=_child_env(),
             start_new_session=True,
         )
         atexit.register(self.stop)
@@ -144,8 +148,7 @@ def _spawn_isolated(
 ) -> list[Block]:
     command = [sys.executable, "-m", "knowledge.parsers.sandbox", content_type, str(path),
                json.dumps(asdict(limits))]  # fmt: skip
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+    env = _child_env()
     proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
         command,
         stdout=subprocess.PIPE,
