@@ -4,6 +4,7 @@ path, tables become ``a | b | c`` rows. lxml's HTML parser expands no external e
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from knowledge.parsers import Block, Limits, ParseError
@@ -18,30 +19,42 @@ HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 TEXT_BLOCKS = ("p", "li", "pre", "blockquote", "dd", "dt", "figcaption", "caption")
 
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]{0,200}\?>")
+
+
 def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
 def parse(data: bytes, limits: Limits) -> list[Block]:
+    try:
+        return _parse(data, limits)
+    except ParseError:
+        raise
+    except (ValueError, AssertionError, TypeError) as exc:  # lxml on pathological markup
+        raise ParseError("corrupt_file", f"Unreadable HTML ({type(exc).__name__}).") from None
+
+
+def _parse(data: bytes, limits: Limits) -> list[Block]:
     import lxml.html
     from lxml import etree
 
-    text = decode(data)
+    # An XML prolog names an encoding; the text is decoded already and lxml refuses both.
+    text = _XML_DECLARATION.sub("", decode(data), count=1)
     if len(text) > limits.max_chars * 4:
         raise ParseError("too_much_text", "The page is too large.")
     try:
         root = lxml.html.document_fromstring(text or "<html></html>")
     except (etree.ParserError, ValueError) as exc:
         raise ParseError("corrupt_file", f"Unreadable HTML: {str(exc)[:200]}") from None
-    for element in root.xpath("//comment()"):
-        element.drop_tree()
-    for tag in DROP:
-        for element in root.iter(tag):
-            element.drop_tree() if element.getparent() is not None else None
-    for role in DROP_ROLES:
-        for element in root.xpath(f"//*[@role='{role}']"):
-            if element.getparent() is not None:
-                element.drop_tree()
+    unwanted = [
+        *root.xpath("//comment()"),
+        *(element for tag in DROP for element in root.iter(tag)),
+        *(element for role in DROP_ROLES for element in root.xpath(f"//*[@role='{role}']")),
+    ]
+    for element in unwanted:  # collected first: dropping while iterating skips and detaches
+        if element.getparent() is not None:
+            element.drop_tree()
     main = (root.xpath("//main") or root.xpath("//*[@role='main']") or root.xpath("//article")
             or root.xpath("//body") or [root])[0]  # fmt: skip
     title = _clean(" ".join(root.xpath("//title//text()")))

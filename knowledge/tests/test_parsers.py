@@ -207,3 +207,12 @@ def test_a_dead_zygote_is_replaced_and_the_one_shot_sandbox_still_works(tmp_path
     assert texts(parse_isolated(path, MARKDOWN, **args)) == ["hello"]
     assert sandbox._zygote.proc is not None and sandbox._zygote.proc.pid != zygote.pid
     assert texts(sandbox._spawn_isolated(path, MARKDOWN, **args)) == ["hello"]
+
+
+def test_html_with_an_xml_prolog_and_nested_removed_elements():
+    page = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n<html><body><nav><div><nav>inner menu</nav>'
+        b"<script>x()</script></div></nav><header><!-- c --><nav>m</nav></header>"
+        b"<p>Kept text.</p></body></html>"
+    )
+    assert texts(parse(HTML, page, LIMITS)) == ["Kept text."]
