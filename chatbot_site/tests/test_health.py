@@ -22,9 +22,8 @@ def test_health_reports_database_pgvector_and_redis(api_client, redis_client):
     assert body["version"]
     checks = body["checks"]
     assert checks["database"]["status"] == "ok"
-    assert checks["pgvector"] == {"status": "ok", "version": "0.8.6"} or (
-        checks["pgvector"]["status"] == "ok" and checks["pgvector"]["version"].startswith("0.")
-    )
+    assert checks["pgvector"]["status"] == "ok"
+    assert checks["pgvector"]["version"].startswith("0.8")  # iterative index scans need >= 0.8
     assert checks["redis"]["status"] == "ok"
     assert checks["worker"]["status"] == "ok"
     assert response["Cache-Control"] == "no-store"

@@ -3,6 +3,7 @@ passes Django's deployment checks. Each case runs in a fresh interpreter, as a r
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -55,7 +56,7 @@ def production_env(**overrides: str) -> dict[str, str]:
 def test_dev_settings_default_to_debug_and_offline_backends():
     result = start("chatbot_site.settings.dev", OPENAI_API_KEY="")
     assert result.returncode == 0, result.stderr
-    values = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["DEBUG"] is True
     assert values["LLM_BACKEND"] == "extractive"
     assert values["EMBEDDING_DIMENSIONS"] == 384
@@ -72,7 +73,7 @@ def test_environment_overrides_reach_settings():
         VECTOR_INDEX_KIND="ivfflat",
     )
     assert result.returncode == 0, result.stderr
-    values = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["LLM_BACKEND"] == "openai"  # default follows OPENAI_API_KEY
     assert values["EMBEDDING_DIMENSIONS"] == 768
     assert values["ALLOWED_HOSTS"] == ["a.example", "b.example"]
@@ -108,7 +109,7 @@ def test_production_refuses_to_start_without_its_required_settings(missing):
 def test_production_defaults_are_safe():
     result = start("chatbot_site.settings.production", **production_env())
     assert result.returncode == 0, result.stderr
-    values = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    values = json.loads(result.stdout.strip().splitlines()[-1])
     assert values["DEBUG"] is False
     assert values["SESSION_COOKIE_SECURE"] is True
     assert values["LOG_FORMAT"] == "json"
