@@ -294,6 +294,25 @@ TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE: int = env.int(
     "TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE", default=60
 )
 
+# --- Retrieval (knowledge.retrieval): fusion tuned on SciFact's train queries, docs/EVAL.md ---
+RETRIEVAL_RRF_K: int = env.int("RETRIEVAL_RRF_K", default=60)
+RETRIEVAL_VECTOR_WEIGHT: float = env.float("RETRIEVAL_VECTOR_WEIGHT", default=1.0)
+RETRIEVAL_TEXT_WEIGHT: float = env.float("RETRIEVAL_TEXT_WEIGHT", default=1.0)
+RETRIEVAL_CANDIDATES: int = env.int("RETRIEVAL_CANDIDATES", default=100)
+# pgvector 0.8 iterative index scans keep filtered ANN recall for small tenants.
+HNSW_EF_SEARCH: int = env.int("HNSW_EF_SEARCH", default=100)
+HNSW_MAX_SCAN_TUPLES: int = env.int("HNSW_MAX_SCAN_TUPLES", default=40000)
+IVFFLAT_PROBES: int = env.int("IVFFLAT_PROBES", default=10)
+IVFFLAT_MAX_PROBES: int = env.int("IVFFLAT_MAX_PROBES", default=100)
+
+# --- Chat (conversations.chat) ------------------------------------------------------------
+LLM_TIMEOUT_SECONDS: float = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
+LLM_MAX_RETRIES: int = env.int("LLM_MAX_RETRIES", default=2)
+LLM_RETRY_BASE_SECONDS: float = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
+CHAT_HISTORY_TOKENS: int = env.int("CHAT_HISTORY_TOKENS", default=2000)
+CHAT_CONTEXT_TOKENS: int = env.int("CHAT_CONTEXT_TOKENS", default=6000)
+SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
+
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FORMAT: str = env.str("LOG_FORMAT", default="json")

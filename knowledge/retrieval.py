@@ -1,0 +1,276 @@
+"""Hybrid retrieval: pgvector cosine search and PostgreSQL full text, fused by weighted
+reciprocal rank fusion, in one SQL statement.
+
+Both legs are always filtered by tenant, the bot's datasets, the scope's tags, the request's tags
+and ``ready`` documents. The vector leg runs under pgvector 0.8's iterative index scans
+(``hnsw.iterative_scan`` / ``ivfflat.iterative_scan`` = ``relaxed_order``), set per transaction,
+so a tenant that owns a small slice of a large table still gets as many hits as it asks for.
+
+Each hit carries its vector score (cosine similarity), its text score (``ts_rank_cd``), its fused
+score and a ``relevance`` in 0..1 (the cosine similarity clamped to 0..1) — what a scope's
+``min_relevance`` is compared with.
+
+The text leg matches *any* query term (``websearch_to_tsquery``'s AND turned into OR): natural
+questions rarely contain every term of a passage, and an all-terms match finds nothing for most
+of them. Ranking then rewards passages that cover more of the terms.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from knowledge.embeddings import get_embedder
+from knowledge.models import BotDataset, DocumentStatus
+
+Mode = Literal["hybrid", "vector", "text"]
+MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    dataset_id: uuid.UUID
+    title: str
+    source: str
+    page: int | None
+    text: str
+    heading_path: list[str]
+    tags: list[str]
+    vector_score: float | None
+    text_score: float | None
+    fused_score: float
+    relevance: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "document_id": str(self.document_id),
+            "chunk_id": str(self.chunk_id),
+            "dataset_id": str(self.dataset_id),
+            "title": self.title,
+            "source": self.source,
+            "page": self.page,
+            "text": self.text,
+            "heading_path": self.heading_path,
+            "tags": self.tags,
+            "score": round(self.relevance, 4),
+            "scores": {
+                "vector": None if self.vector_score is None else round(self.vector_score, 4),
+                "text": None if self.text_score is None else round(self.text_score, 4),
+                "fused": round(self.fused_score, 6),
+            },
+        }
+
+
+@dataclass
+class Retrieval:
+    hits: list[Hit]
+    embedding_tokens: int = 0
+    query_vector: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How the two legs are combined; defaults from the settings (tuned in docs/EVAL.md)."""
+
+    rrf_k: int
+    vector_weight: float
+    text_weight: float
+    candidates: int
+
+    @classmethod
+    def from_settings(cls) -> Fusion:
+        return cls(
+            rrf_k=settings.RETRIEVAL_RRF_K,
+            vector_weight=settings.RETRIEVAL_VECTOR_WEIGHT,
+            text_weight=settings.RETRIEVAL_TEXT_WEIGHT,
+            candidates=settings.RETRIEVAL_CANDIDATES,
+        )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where a bot may search: its tenant, datasets (with their text-search languages), tags."""
+
+    tenant_id: uuid.UUID
+    dataset_ids: list[uuid.UUID]
+    languages: list[str]
+    scope_tags: list[str] = field(default_factory=list)
+    filter_tags: list[str] = field(default_factory=list)
+
+
+def search_space_for_bot(bot: Any, *, filter_tags: Sequence[str] = ()) -> SearchSpace:
+    links = BotDataset.objects.for_tenant(bot.tenant_id).filter(bot=bot)
+    rows = list(links.values_list("dataset_id", "dataset__language"))
+    scope = bot.scope
+    return SearchSpace(
+        tenant_id=bot.tenant_id,
+        dataset_ids=[r[0] for r in rows],
+        languages=sorted({str(r[1]) for r in rows}),
+        scope_tags=list(scope.tags) if scope is not None else [],
+        filter_tags=list(dict.fromkeys(filter_tags)),
+    )
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+def _filters(space: SearchSpace, params: dict[str, Any]) -> str:
+    params["tenant"] = space.tenant_id
+    params["datasets"] = space.dataset_ids
+    params["ready"] = DocumentStatus.READY.value
+    clauses = [
+        "c.tenant_id = %(tenant)s",
+        "c.dataset_id = ANY(%(datasets)s)",
+        "EXISTS (SELECT 1 FROM knowledge_document d"
+        " WHERE d.id = c.document_id AND d.status = %(ready)s)",
+    ]
+    if space.scope_tags:
+        params["scope_tags"] = space.scope_tags
+        clauses.append("c.tags && %(scope_tags)s::varchar[]")
+    if space.filter_tags:
+        params["filter_tags"] = space.filter_tags
+        clauses.append("c.tags && %(filter_tags)s::varchar[]")
+    return " AND ".join(clauses)
+
+
+def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> tuple[str, dict]:
+    params: dict[str, Any] = {
+        "top_k": top_k,
+        "candidates": max(fusion.candidates, top_k),
+        "rrf_k": fusion.rrf_k,
+        "wv": fusion.vector_weight if mode != "text" else 0.0,
+        "wt": fusion.text_weight if mode != "vector" else 0.0,
+        "languages": space.languages,
+    }
+    where = _filters(space, params)
+    vector_leg = f"""
+        SELECT id, distance, row_number() OVER (ORDER BY distance) AS rank FROM (
+            SELECT c.id, c.embedding <=> %(vector)s::vector AS distance
+            FROM knowledge_chunk c
+            WHERE {where} AND c.embedding IS NOT NULL
+            ORDER BY c.embedding <=> %(vector)s::vector
+            LIMIT %(candidates)s
+        ) v"""
+    # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); its AND becomes OR.
+    text_leg = f"""
+        SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
+            SELECT c.id, ts_rank_cd(c.search_vector, q.query, 1) AS text_score
+            FROM q JOIN knowledge_chunk c
+              ON c.language = q.language AND c.search_vector @@ q.query
+            WHERE {where}
+            ORDER BY text_score DESC
+            LIMIT %(candidates)s
+        ) t"""
+    empty_vector = "SELECT NULL::uuid AS id, NULL::float8 AS distance, NULL::bigint AS rank LIMIT 0"
+    empty_text = "SELECT NULL::uuid AS id, NULL::float4 AS text_score, NULL::bigint AS rank LIMIT 0"
+    sql = f"""
+    WITH q AS MATERIALIZED (
+        SELECT l.language::regconfig AS language,
+               NULLIF(replace(websearch_to_tsquery(l.language::regconfig, %(query)s)::text,
+                              ' & ', ' | '), '')::tsquery AS query
+        FROM unnest(%(languages)s::text[]) AS l(language)
+    ),
+    vec AS MATERIALIZED ({vector_leg if mode != "text" else empty_vector}),
+    txt AS MATERIALIZED ({text_leg if mode != "vector" else empty_text}),
+    fused AS (
+        SELECT coalesce(vec.id, txt.id) AS id, vec.distance, txt.text_score,
+               coalesce(%(wv)s / (%(rrf_k)s + vec.rank), 0)
+             + coalesce(%(wt)s / (%(rrf_k)s + txt.rank), 0) AS fused
+        FROM vec FULL OUTER JOIN txt ON vec.id = txt.id
+        ORDER BY fused DESC, id
+        LIMIT %(top_k)s
+    )
+    SELECT c.id, c.document_id, c.dataset_id, d.title, d.source, c.page, c.text,
+           c.heading_path, c.tags,
+           CASE WHEN c.embedding IS NULL THEN NULL
+                ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,
+           fused.text_score, fused.fused
+    FROM fused
+    JOIN knowledge_chunk c ON c.id = fused.id
+    JOIN knowledge_document d ON d.id = c.document_id
+    ORDER BY fused.fused DESC, c.id
+    """
+    return sql, params
+
+
+def _scan_settings() -> list[tuple[str, str]]:
+    return [
+        ("hnsw.iterative_scan", "relaxed_order"),
+        ("hnsw.ef_search", str(settings.HNSW_EF_SEARCH)),
+        ("hnsw.max_scan_tuples", str(settings.HNSW_MAX_SCAN_TUPLES)),
+        ("ivfflat.iterative_scan", "relaxed_order"),
+        ("ivfflat.probes", str(settings.IVFFLAT_PROBES)),
+        ("ivfflat.max_probes", str(settings.IVFFLAT_MAX_PROBES)),
+    ]
+
+
+def search(
+    space: SearchSpace,
+    *,
+    query: str,
+    query_vector: Sequence[float],
+    top_k: int,
+    mode: Mode = "hybrid",
+    fusion: Fusion | None = None,
+) -> list[Hit]:
+    """The ``top_k`` best chunks for ``query`` in ``space`` (one statement, in one transaction
+    whose index-scan settings are ``SET LOCAL``)."""
+    if not space.dataset_ids or not query.strip():
+        return []
+    sql, params = build_sql(space, mode=mode, top_k=top_k, fusion=fusion or Fusion.from_settings())
+    params["query"] = query
+    params["vector"] = vector_literal(query_vector)
+    scan = _scan_settings()
+    set_config = "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in scan)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(set_config, [value for _, value in scan])
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    hits = []
+    for row in rows:
+        similarity = None if row[9] is None else float(row[9])
+        hits.append(
+            Hit(
+                chunk_id=row[0],
+                document_id=row[1],
+                dataset_id=row[2],
+                title=row[3],
+                source=row[4],
+                page=row[5],
+                text=row[6],
+                heading_path=list(row[7] or []),
+                tags=list(row[8] or []),
+                vector_score=similarity,
+                text_score=None if row[10] is None else float(row[10]),
+                fused_score=float(row[11]),
+                relevance=min(1.0, max(0.0, similarity or 0.0)),
+            )
+        )
+    return hits
+
+
+def retrieve(
+    space: SearchSpace,
+    *,
+    query: str,
+    top_k: int,
+    mode: Mode = "hybrid",
+    fusion: Fusion | None = None,
+) -> Retrieval:
+    """Embed ``query`` with the dataset's embedding model, then :func:`search`."""
+    embedder = get_embedder()
+    if not space.dataset_ids or not query.strip():
+        return Retrieval(hits=[])
+    vector = embedder.embed([query])[0]
+    hits = search(
+        space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion
+    )
+    return Retrieval(hits=hits, embedding_tokens=embedder.count_tokens(query), query_vector=vector)
