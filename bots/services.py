@@ -1,14 +1,15 @@
-"""Writes for scopes and bots. (The admin API in issue 3 adds update/delete.)"""
+"""Writes for scopes and bots, and the lookup of the bot a key may chat with."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import transaction
 
 from bots.models import Bot, Scope
-from chatbot_site.errors import Conflict
-from tenants.models import Tenant
+from chatbot_site.errors import Conflict, NotFound, PermissionDenied
+from tenants.models import ApiKey, Tenant
 from tenants.services import (
     Actor,
     apply_changes,
@@ -121,3 +122,22 @@ def bot_delete(*, tenant: Tenant, actor: Actor, bot: Bot) -> None:
         tenant=tenant, actor=actor, action="bot.delete", target=bot, changes={"name": bot.name}
     )
     bot.delete()
+
+
+def bot_for_key(*, tenant: Tenant, api_key: ApiKey, bot_id: Any) -> Bot:
+    """The bot a key may talk to: this tenant's, in the key's ``bot_ids`` allow-list if it has
+    one, and active. Another tenant's bot, a bot outside the allow-list and a missing bot are the
+    same ``404``; an inactive bot is ``403``."""
+    try:
+        pk = uuid.UUID(str(bot_id))
+    except ValueError:
+        raise NotFound("Bot not found.") from None
+    if api_key.bot_ids and pk not in set(api_key.bot_ids):
+        raise NotFound("Bot not found.")
+    try:
+        bot = Bot.objects.for_tenant(tenant).select_related("scope").get(pk=pk)
+    except Bot.DoesNotExist:
+        raise NotFound("Bot not found.") from None
+    if not bot.is_active:
+        raise PermissionDenied("This bot is not active.")
+    return bot

@@ -168,7 +168,8 @@ def _flatten_validation(detail: Any) -> dict[str, Any]:
     for field, value in detail.items():
         if isinstance(value, dict):
             for sub, messages in _flatten_validation(value).items():
-                out[f"{field}.{sub}"] = messages
+                # A nested serializer's own errors belong to the field itself.
+                out[field if sub == "non_field_errors" else f"{field}.{sub}"] = messages
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for index, item in enumerate(value):
                 for sub, messages in _flatten_validation(item).items():

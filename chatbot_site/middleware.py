@@ -1,5 +1,5 @@
-"""Request id, access log and the error-envelope safety net. Sync and async capable, so the
-SSE view (async, under daphne) passes through them without a thread hop."""
+"""Request id, access log, the error-envelope safety net and static files. All sync and async
+capable, so the async chat view (under daphne) passes through them without a thread hop."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from chatbot_site.errors import error_response
 
@@ -105,3 +106,36 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
 
 
 __all__ = ["ErrorEnvelopeMiddleware", "RequestIdMiddleware", "new_request_id"]
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, able to run in Django's async stack.
+
+    WhiteNoise's middleware is sync-only, which makes Django run every view below it through
+    ``async_to_sync`` in a thread — the async chat view included. This subclass answers static
+    files itself (in a thread; they are rare) and awaits everything else directly."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._is_async:
+            return self._acall(request)
+        return super().__call__(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        if self.autorefresh:
+            static_file = await sync_to_async(self.find_file)(request.path_info)
+        else:
+            static_file = self.files.get(request.path_info)
+        if static_file is not None:
+            response: HttpResponseBase = await sync_to_async(self.serve)(static_file, request)
+            return response
+        response = await self.get_response(request)
+        return response

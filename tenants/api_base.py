@@ -11,6 +11,7 @@ object is the same ``404`` as a missing one.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
-from chatbot_site.errors import NotFound, PermissionDenied, RateLimited
+from chatbot_site.errors import AuthenticationFailed, NotFound, PermissionDenied, RateLimited
 from tenants.authentication import ApiKeyAuthentication, KeyPrincipal
 from tenants.models import ActorType, ApiKey, Role, Tenant
 from tenants.services import Actor
@@ -41,6 +42,54 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+@dataclass
+class Access:
+    """Who is calling: the key, its tenant, the audit actor, and the rate-limit headers that go
+    on every response to the request."""
+
+    api_key: ApiKey
+    tenant: Tenant
+    actor: Actor
+    rate_headers: dict[str, str] = field(default_factory=dict)
+
+
+def admit(principal: KeyPrincipal, request: HttpRequest, *, required_role: str) -> Access:
+    """Rate limit, then role: ``429`` (with headers) or ``403``, else the caller's access."""
+    api_key = principal.api_key
+    access = Access(
+        api_key=api_key,
+        tenant=principal.tenant,
+        actor=Actor(
+            type=ActorType.API_KEY,
+            id=str(api_key.id),
+            label=api_key.name or api_key.prefix,
+            ip=client_ip(request),
+            request_id=getattr(request, "request_id", "") or "",
+        ),
+    )
+    limit = api_key.rate_limit_per_minute or access.tenant.default_rate_limit_per_minute
+    decision = ratelimit.hit(f"key:{api_key.id}", limit=limit)
+    access.rate_headers = decision.headers()
+    if not decision.allowed:
+        raise RateLimited(
+            f"Rate limit of {limit} requests per minute exceeded; retry in "
+            f"{decision.retry_after_seconds} s.",
+            details={"limit": limit, "retry_after": decision.retry_after_seconds},
+            headers=access.rate_headers,
+        )
+    if required_role == Role.ADMIN and api_key.role != Role.ADMIN:
+        raise PermissionDenied("This endpoint needs an admin key.", headers=access.rate_headers)
+    return access
+
+
+def authorize(request: HttpRequest, *, required_role: str) -> Access:
+    """:class:`TenantApi`'s checks for views outside DRF (the async chat view)."""
+    result = ApiKeyAuthentication().authenticate(request)  # type: ignore[arg-type]
+    if result is None:
+        raise AuthenticationFailed("Authentication credentials were not provided.")
+    return admit(result[0], request, required_role=required_role)
+
+
 class TenantApi(APIView):
     authentication_classes = [ApiKeyAuthentication]
     #: The role a key needs; ``chat`` views are open to admin keys too.
@@ -55,29 +104,13 @@ class TenantApi(APIView):
         principal = request.user
         if not isinstance(principal, KeyPrincipal):  # pragma: no cover - IsAuthenticated ran
             raise PermissionDenied()
-        self.api_key = principal.api_key
-        self.tenant = principal.tenant
-        self.actor = Actor(
-            type=ActorType.API_KEY,
-            id=str(self.api_key.id),
-            label=self.api_key.name or self.api_key.prefix,
-            ip=client_ip(request),
-            request_id=getattr(request, "request_id", "") or "",
-        )
-        self._apply_rate_limit()
-        if self.required_role == Role.ADMIN and self.api_key.role != Role.ADMIN:
-            raise PermissionDenied("This endpoint needs an admin key.")
-
-    def _apply_rate_limit(self) -> None:
-        limit = self.api_key.rate_limit_per_minute or self.tenant.default_rate_limit_per_minute
-        decision = ratelimit.hit(f"key:{self.api_key.id}", limit=limit)
-        self._rate_headers = decision.headers()
-        if not decision.allowed:
-            raise RateLimited(
-                f"Rate limit of {limit} requests per minute exceeded; retry in "
-                f"{decision.retry_after_seconds} s.",
-                details={"limit": limit, "retry_after": decision.retry_after_seconds},
-            )
+        try:
+            access = admit(principal, request, required_role=self.required_role)
+        except (RateLimited, PermissionDenied) as exc:
+            self._rate_headers = exc.headers
+            raise
+        self.api_key, self.tenant, self.actor = access.api_key, access.tenant, access.actor
+        self._rate_headers = access.rate_headers
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any

@@ -1,8 +1,11 @@
 """An OpenAI-compatible HTTP server on loopback: the only fake in the test suite, standing in
 for outside providers so that the real ``openai`` client path is what gets tested.
 
-``/v1/embeddings`` answers deterministic unit vectors; a script of status codes (``fail_with``)
-makes it answer errors first, to exercise retries."""
+``/v1/embeddings`` answers deterministic unit vectors. ``/v1/chat/completions`` answers
+``chat_reply`` (as one JSON body, or streamed word by word with ``chat_delay`` seconds between
+pieces, usage in the last chunk when ``stream_options.include_usage`` asks for it). A script of
+status codes (``fail_with``) makes it answer errors first, to exercise retries;
+``break_after_pieces`` makes a stream fail with an error event after that many pieces."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import http.server
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +33,14 @@ class FakeOpenAI:
     url: str = ""
     fail_with: list[int] = field(default_factory=list)  # statuses to answer before succeeding
     requests: list[dict[str, Any]] = field(default_factory=list)
+    chat_reply: str = "Plans renew every year [1]."
+    chat_delay: float = 0.0
+    break_after_pieces: int | None = None
+    prompt_tokens: int = 42
+    disconnected: bool = False  # the client went away mid-stream
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
 
 
 @contextmanager
@@ -58,7 +70,60 @@ def fake_openai() -> Iterator[FakeOpenAI]:
                 self.reply(200, {"object": "list", "data": data, "model": body.get("model"),
                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
                 return
+            if self.path.endswith("/chat/completions"):
+                if body.get("stream"):
+                    self.stream_chat(body)
+                else:
+                    self.reply(200, self.completion(body))
+                return
             self.reply(404, {"error": {"message": "not here"}})
+
+        def usage(self) -> dict[str, int]:
+            completion = len(state.chat_reply.split())
+            return {"prompt_tokens": state.prompt_tokens, "completion_tokens": completion,
+                    "total_tokens": state.prompt_tokens + completion}  # fmt: skip
+
+        def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
+                "model": body.get("model"),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": state.chat_reply}}],
+                "usage": self.usage(),
+            }  # fmt: skip
+
+        def stream_chat(self, body: dict[str, Any]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+
+            def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
+                choices = [] if delta is None else [
+                    {"index": 0, "delta": delta, "finish_reason": finish}]  # fmt: skip
+                payload = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
+                           "created": 0, "model": body.get("model"), "choices": choices, **extra}  # fmt: skip
+                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+                self.wfile.flush()
+
+            try:
+                chunk({"role": "assistant", "content": ""})
+                words = state.chat_reply.split(" ")
+                for i, word in enumerate(words):
+                    if state.break_after_pieces is not None and i >= state.break_after_pieces:
+                        error = {"error": {"message": "provider fell over", "type": "server"}}
+                        self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                        self.wfile.flush()
+                        return
+                    if state.chat_delay:
+                        time.sleep(state.chat_delay)
+                    chunk({"content": word + (" " if i < len(words) - 1 else "")})
+                chunk({}, "stop")
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    chunk(None, usage=self.usage())  # type: ignore[arg-type]
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                state.disconnected = True
 
         def reply(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -51,7 +51,7 @@ MIDDLEWARE = [
     "chatbot_site.middleware.RequestIdMiddleware",
     "chatbot_site.middleware.ErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "chatbot_site.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

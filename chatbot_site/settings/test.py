@@ -11,6 +11,9 @@ os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 os.environ.setdefault("LLM_BACKEND", "extractive")
 os.environ.setdefault("EMBEDDING_BACKEND", "local")
+# Connections of the async views' pool threads close after each call, as a request's do, so
+# none outlives a test (the test database could not be dropped).
+os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from chatbot_site.settings.base import *  # noqa: F403
 from chatbot_site.settings.base import DATA_DIR, STATIC_ROOT

@@ -1,0 +1,315 @@
+"""One chat turn: prepare (sync: bot, quota, conversation, retrieval, refusal, prompt), run the
+LLM (async: a stream of verified text pieces), finish (sync: store the answer and its usage).
+
+The view (:mod:`conversations.chat_api`) drives these three steps; the sync steps run in a
+worker thread so the event loop that serves streams never waits on the database or on the
+embedding model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from bots.models import Bot
+from bots.services import bot_for_key
+from chatbot_site.errors import NotFound
+from conversations.llm import Completion, Delta, LLMRequest, get_llm
+from conversations.models import (
+    Conversation,
+    FinishReason,
+    Message,
+    MessageRole,
+    RefusalReason,
+)
+from conversations.prompting import (
+    CitationFilter,
+    ScopeRules,
+    build_messages,
+    citations_for,
+    fit_passages,
+    trim_history,
+)
+from conversations.services import quota_check, usage_record
+from knowledge.embeddings import get_embedder
+from knowledge.retrieval import Hit, retrieve, search_space_for_bot
+from tenants.models import ApiKey, Role, Tenant
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_REFUSAL = "Sorry, I can't help with that."
+
+
+@dataclass
+class Turn:
+    tenant: Tenant
+    api_key: ApiKey
+    bot: Bot
+    conversation: Conversation
+    message_id: uuid.UUID
+    question: str
+    model: str
+    passages: list[Hit]
+    embedding_tokens: int
+    started: float
+    refusal: str | None = None
+    refusal_message: str = ""
+    request: LLMRequest | None = None
+
+
+@dataclass
+class Outcome:
+    output: str
+    citations: list[dict[str, Any]]
+    finish_reason: str
+    # None until counted: the provider's figures if it reported them, else ours.
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    model: str = ""
+
+    @property
+    def usage(self) -> dict[str, int]:
+        prompt, completion = self.prompt_tokens or 0, self.completion_tokens or 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+
+def _count(text: str) -> int:
+    return get_embedder().count_tokens(text)
+
+
+def _conversation_for(
+    *, tenant: Tenant, api_key: ApiKey, bot: Bot, session_id: uuid.UUID
+) -> Conversation:
+    conversations = Conversation.objects.for_tenant(tenant).filter(bot=bot)
+    if api_key.role != Role.ADMIN:
+        conversations = conversations.filter(api_key=api_key)
+    try:
+        return conversations.select_for_update().get(pk=session_id)
+    except Conversation.DoesNotExist:
+        raise NotFound("Conversation not found.") from None
+
+
+def _stored_history(conversation: Conversation) -> list[dict[str, str]]:
+    rows = (
+        Message.objects.for_tenant(conversation.tenant_id)
+        .filter(conversation=conversation)
+        .exclude(content="")
+        .order_by("-created_at")
+        .values_list("role", "content")[:100]
+    )
+    return [{"role": role, "content": content} for role, content in reversed(rows)]
+
+
+def chat_prepare(
+    *,
+    tenant: Tenant,
+    api_key: ApiKey,
+    bot_id: uuid.UUID,
+    session_id: uuid.UUID | None,
+    messages: Sequence[dict[str, str]],
+    metadata: dict[str, Any],
+    filter_tags: Sequence[str] = (),
+) -> Turn:
+    started = time.perf_counter()
+    bot = bot_for_key(tenant=tenant, api_key=api_key, bot_id=bot_id)
+    quota_check(tenant=tenant)  # before any work that costs tokens
+    question = messages[-1]["content"]
+    scope = bot.scope
+
+    retrieval = retrieve(
+        search_space_for_bot(bot, filter_tags=filter_tags), query=question, top_k=bot.top_k
+    )
+    min_relevance = scope.min_relevance if scope is not None else 0.0
+    relevant = [hit for hit in retrieval.hits if hit.relevance >= min_relevance]
+    refusal = None
+    if not relevant and not (scope is not None and scope.answer_without_context):
+        refusal = RefusalReason.NO_RELEVANT_CONTEXT.value
+
+    now = dt.datetime.now(dt.UTC)
+    with transaction.atomic():
+        if session_id is not None:
+            conversation = _conversation_for(
+                tenant=tenant, api_key=api_key, bot=bot, session_id=session_id
+            )
+            history = _stored_history(conversation)
+            new_messages = [messages[-1]]
+        else:
+            conversation = Conversation.objects.for_tenant(tenant).create(
+                tenant=tenant,
+                bot=bot,
+                api_key=api_key,
+                title=" ".join(question.split())[:200],
+                metadata=metadata,
+            )
+            history = [dict(m) for m in messages[:-1]]
+            new_messages = list(messages)
+        Message.objects.for_tenant(tenant).bulk_create(
+            [
+                Message(
+                    tenant=tenant,
+                    conversation=conversation,
+                    role=m["role"],
+                    content=m["content"],
+                    created_at=now + dt.timedelta(microseconds=i),
+                )
+                for i, m in enumerate(new_messages)
+            ]
+        )
+        Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
+            message_count=F("message_count") + len(new_messages), last_message_at=now
+        )
+
+    model = bot.model or settings.CHAT_MODEL
+    llm = get_llm()
+    if llm.name == "extractive":
+        model = llm.name
+    turn = Turn(
+        tenant=tenant,
+        api_key=api_key,
+        bot=bot,
+        conversation=conversation,
+        message_id=uuid.uuid4(),
+        question=question,
+        model=model,
+        passages=[],
+        embedding_tokens=retrieval.embedding_tokens,
+        started=started,
+        refusal=refusal,
+        refusal_message=(scope.refusal_message if scope is not None else DEFAULT_REFUSAL),
+    )
+    if refusal is not None:
+        log.info("chat_refused", reason=refusal, bot_id=str(bot.pk))
+        return turn
+    passages = fit_passages(relevant, budget=settings.CHAT_CONTEXT_TOKENS, count=_count)
+    rules = ScopeRules(
+        description=scope.description if scope is not None else "",
+        allowed_topics=list(scope.allowed_topics) if scope is not None else [],
+        blocked_topics=list(scope.blocked_topics) if scope is not None else [],
+    )
+    turn.passages = passages
+    turn.request = LLMRequest(
+        model=model,
+        messages=build_messages(
+            system_prompt=bot.system_prompt,
+            rules=rules,
+            passages=passages,
+            history=trim_history(history, budget=settings.CHAT_HISTORY_TOKENS, count=_count),
+            question=question,
+        ),
+        question=question,
+        passages=passages,
+        temperature=bot.temperature,
+        max_tokens=bot.max_output_tokens,
+    )
+    return turn
+
+
+@dataclass
+class Runner:
+    """Runs the LLM for a turn and keeps what it produced, so that whatever ends the stream —
+    the end, an error, the client leaving — the answer so far can be stored."""
+
+    turn: Turn
+    emitted: list[str] = field(default_factory=list)
+    completion: Completion | None = None
+
+    def __post_init__(self) -> None:
+        self.filter = CitationFilter(len(self.turn.passages))
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Verified pieces of the answer (markers naming no passage already removed)."""
+        if self.turn.request is None:  # a refusal: the scope's message, no LLM call
+            self.emitted.append(self.turn.refusal_message)
+            yield self.turn.refusal_message
+            return
+        async for item in get_llm().stream(self.turn.request):
+            if isinstance(item, Delta):
+                piece = self.filter.feed(item.text)
+                if piece:
+                    self.emitted.append(piece)
+                    yield piece
+            else:
+                self.completion = item
+        rest = self.filter.flush()
+        if rest:
+            self.emitted.append(rest)
+            yield rest
+
+    def outcome(self, finish_reason: str | None = None) -> Outcome:
+        output = "".join(self.emitted)
+        if self.turn.request is None:
+            return Outcome(output, [], FinishReason.REFUSAL.value, 0, 0, "")
+        completion = self.completion
+        reason = finish_reason or (completion.finish_reason if completion else "stop")
+        return Outcome(
+            output=output,
+            citations=citations_for(self.filter.cited, self.turn.passages),
+            finish_reason=reason,
+            prompt_tokens=completion.prompt_tokens if completion else None,
+            completion_tokens=completion.completion_tokens if completion else None,
+            model=(completion.model if completion else "") or self.turn.model,
+        )
+
+
+def chat_finish(turn: Turn, outcome: Outcome) -> Message:
+    """Store the assistant's message and add the turn's tokens to the usage roll-up."""
+    if turn.request is not None:
+        if outcome.prompt_tokens is None:  # the backend did not report: count what was sent
+            outcome.prompt_tokens = sum(_count(m["content"]) for m in turn.request.messages)
+        if outcome.completion_tokens is None:
+            outcome.completion_tokens = _count(outcome.output)
+    latency_ms = int((time.perf_counter() - turn.started) * 1000)
+    now = dt.datetime.now(dt.UTC)
+    with transaction.atomic():
+        message = Message.objects.for_tenant(turn.tenant).create(
+            id=turn.message_id,
+            tenant=turn.tenant,
+            conversation=turn.conversation,
+            role=MessageRole.ASSISTANT,
+            content=outcome.output,
+            citations=outcome.citations,
+            prompt_tokens=outcome.prompt_tokens or 0,
+            completion_tokens=outcome.completion_tokens or 0,
+            embedding_tokens=turn.embedding_tokens,
+            model=outcome.model,
+            finish_reason=outcome.finish_reason,
+            refusal_reason=turn.refusal,
+            latency_ms=latency_ms,
+        )
+        Conversation.objects.for_tenant(turn.tenant).filter(pk=turn.conversation.pk).update(
+            message_count=F("message_count") + 1, last_message_at=now, updated_at=now
+        )
+        usage_record(
+            tenant=turn.tenant,
+            bot_id=turn.bot.pk,
+            api_key_id=turn.api_key.pk,
+            prompt_tokens=outcome.prompt_tokens or 0,
+            completion_tokens=outcome.completion_tokens or 0,
+            embedding_tokens=turn.embedding_tokens,
+        )
+    log.info(
+        "chat_turn",
+        bot_id=str(turn.bot.pk),
+        conversation_id=str(turn.conversation.pk),
+        finish_reason=outcome.finish_reason,
+        refusal=turn.refusal,
+        passages=len(turn.passages),
+        citations=len(outcome.citations),
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        latency_ms=latency_ms,
+    )
+    return message

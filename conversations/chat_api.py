@@ -1,0 +1,278 @@
+"""``POST /v1/chat``: an async view, so that a stream holds no thread while it waits.
+
+The request is checked and prepared in one hop to a worker thread (authentication, rate limit,
+validation, quota, conversation, retrieval, prompt); the answer is then produced on the event
+loop — relayed piece by piece as Server-Sent Events, or collected into one JSON body — and stored
+in a last hop. Errors before the stream starts are ordinary JSON errors; after it starts they are
+an ``error`` event. A client that goes away cancels generation; what was produced is stored with
+``finish_reason: "cancelled"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers
+
+from chatbot_site.concurrency import run_sync
+from chatbot_site.errors import (
+    ApplicationError,
+    UnsupportedMediaType,
+    error_body,
+    exception_handler,
+    request_id_of,
+)
+from conversations.chat import Outcome, Runner, Turn, chat_finish, chat_prepare
+from conversations.llm import LLMError
+from conversations.models import FinishReason
+from tenants.api_base import Access, authorize
+from tenants.models import Role
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGES = 100
+MAX_CONTENT_CHARS = 32_000
+
+
+class ChatMessageInput(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField(max_length=MAX_CONTENT_CHARS, trim_whitespace=False)
+
+    def validate_role(self, role: str) -> str:
+        if role == "system":
+            raise serializers.ValidationError(
+                "A client cannot send 'system' messages; the bot's system prompt is set on the bot."
+            )
+        if role not in ("user", "assistant"):
+            raise serializers.ValidationError("Must be 'user' or 'assistant'.")
+        return role
+
+
+class ChatFilters(serializers.Serializer):
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=50
+    )
+
+
+class ChatInput(serializers.Serializer):
+    bot_id = serializers.UUIDField()
+    session_id = serializers.UUIDField(required=False, allow_null=True)
+    messages = ChatMessageInput(many=True, allow_empty=False, max_length=MAX_MESSAGES)
+    metadata = serializers.DictField(required=False, default=dict)
+    stream = serializers.BooleanField(required=False, default=False)
+    filters = ChatFilters(required=False)
+
+    def validate_messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        if messages[-1]["role"] != "user":
+            raise serializers.ValidationError("The last message must be from the user.")
+        if not messages[-1]["content"].strip():
+            raise serializers.ValidationError("The last message is empty.")
+        return messages
+
+    def validate_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(metadata)) > 16_000:
+            raise serializers.ValidationError("At most 16 kB of metadata.")
+        return metadata
+
+
+@dataclass
+class Prepared:
+    access: Access | None = None
+    turn: Turn | None = None
+    stream: bool = False
+    error: JsonResponse | None = None
+
+
+def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> JsonResponse:
+    response = exception_handler(exc, {"request": request})
+    if response is None:
+        raise exc
+    out = JsonResponse(response.data, status=response.status_code)
+    for name, value in {**headers, **dict(response.items())}.items():
+        if name.lower() not in ("content-type", "content-length"):
+            out[name] = value
+    return out
+
+
+def prepare(request: HttpRequest) -> Prepared:
+    """Everything before the answer, in a worker thread. Never raises an application error:
+    it returns it as the JSON response to send."""
+    prepared = Prepared()
+    try:
+        prepared.access = authorize(request, required_role=Role.CHAT)
+        content_type = request.content_type or ""
+        if content_type != "application/json":
+            raise UnsupportedMediaType(f"Expected application/json, got {content_type!r}.")
+        try:
+            body = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApplicationError("Malformed request body: invalid JSON.") from None
+        serializer = ChatInput(data=body)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        accept = request.headers.get("Accept", "")
+        prepared.stream = bool(data["stream"]) or "text/event-stream" in accept
+        prepared.turn = chat_prepare(
+            tenant=prepared.access.tenant,
+            api_key=prepared.access.api_key,
+            bot_id=data["bot_id"],
+            session_id=data.get("session_id"),
+            messages=[dict(m) for m in data["messages"]],
+            metadata=data["metadata"],
+            filter_tags=(data.get("filters") or {}).get("tags", []),
+        )
+    except Exception as exc:
+        headers = prepared.access.rate_headers if prepared.access else {}
+        prepared.error = _error(request, exc, getattr(exc, "headers", None) or headers)
+    return prepared
+
+
+def sse(event_id: int, event: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n".encode()
+
+
+PING = b": ping\n\n"
+
+
+async def with_pings(source: AsyncIterator[str], interval: float) -> AsyncIterator[str | None]:
+    """``source``'s items, and ``None`` whenever ``interval`` seconds pass without one."""
+    iterator = source.__aiter__()
+    pending: asyncio.Future[str] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            task, pending = pending, None
+            try:
+                item = task.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+
+
+async def store(turn: Turn, outcome: Outcome) -> None:
+    """Store the answer even if the request task is being cancelled (client gone)."""
+    await asyncio.shield(run_sync(chat_finish, turn, outcome))
+
+
+def response_body(turn: Turn, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "session_id": str(turn.conversation.pk),
+        "message_id": str(turn.message_id),
+        "output": outcome.output,
+        "citations": outcome.citations,
+        "usage": outcome.usage,
+        "refusal": {"reason": turn.refusal} if turn.refusal else None,
+        "model": outcome.model or turn.model,
+    }
+
+
+def upstream_error(exc: LLMError) -> dict[str, Any]:
+    return {"code": "upstream_error", "message": str(exc)}
+
+
+async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
+    runner = Runner(turn)
+    try:
+        async for _ in runner.deltas():
+            pass
+    except LLMError as exc:
+        await store(turn, runner.outcome(FinishReason.ERROR.value))
+        error = upstream_error(exc)
+        body = error_body(error["code"], error["message"], request_id=request_id_of(request))
+        return JsonResponse(body, status=502)
+    except asyncio.CancelledError:
+        await store(turn, runner.outcome(FinishReason.CANCELLED.value))
+        raise
+    outcome = runner.outcome()
+    await store(turn, outcome)
+    return JsonResponse(response_body(turn, outcome))
+
+
+async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
+    ids = itertools.count(1)
+    runner = Runner(turn)
+    yield sse(
+        next(ids),
+        "start",
+        {"session_id": str(turn.conversation.pk), "message_id": str(turn.message_id)},
+    )
+    try:
+        async for piece in with_pings(runner.deltas(), settings.SSE_PING_SECONDS):
+            if piece is None:
+                yield PING
+            else:
+                yield sse(next(ids), "delta", {"content": piece})
+    except LLMError as exc:
+        await store(turn, runner.outcome(FinishReason.ERROR.value))
+        yield sse(next(ids), "error", {"error": upstream_error(exc)})
+        return
+    except (asyncio.CancelledError, GeneratorExit):
+        await store(turn, runner.outcome(FinishReason.CANCELLED.value))
+        log.info("chat_cancelled", conversation_id=str(turn.conversation.pk))
+        raise
+    except Exception:
+        log.exception("chat_stream_failed")
+        await store(turn, runner.outcome(FinishReason.ERROR.value))
+        yield sse(
+            next(ids),
+            "error",
+            {"error": {"code": "internal_error", "message": "The answer could not be completed."}},
+        )
+        return
+    outcome = runner.outcome()
+    await store(turn, outcome)
+    yield sse(next(ids), "citations", {"citations": outcome.citations})
+    yield sse(
+        next(ids),
+        "done",
+        {
+            "usage": outcome.usage,
+            "refusal": {"reason": turn.refusal} if turn.refusal else None,
+            "finish_reason": outcome.finish_reason,
+        },
+    )
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ChatView(View):
+    http_method_names = ["post"]
+
+    async def post(self, request: HttpRequest) -> HttpResponseBase:
+        prepared = await run_sync(prepare, request)
+        if prepared.error is not None:
+            return prepared.error
+        assert prepared.turn is not None and prepared.access is not None
+        if prepared.stream:
+            response: HttpResponseBase = StreamingHttpResponse(
+                answer_stream(prepared.turn), content_type="text/event-stream; charset=utf-8"
+            )
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+        else:
+            response = await answer_json(request, prepared.turn)
+        for name, value in prepared.access.rate_headers.items():
+            response[name] = value
+        return response

@@ -1,0 +1,70 @@
+"""LLM backends behind one interface: an async stream of :class:`Delta` pieces ended by one
+:class:`Completion`.
+
+``openai``: any OpenAI-compatible chat-completions server, through ``openai``'s async client.
+``extractive``: offline; composes an answer from the best passages with ``[n]`` markers. It is a
+real mode for retrieval-only deployments (and the default without ``OPENAI_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from knowledge.retrieval import Hit
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    model: str
+    messages: list[dict[str, str]]  # what a chat model reads: system, history, question
+    question: str
+    passages: list[Hit] = field(default_factory=list)  # numbered from 1, as in the prompt
+    temperature: float = 0.2
+    max_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    finish_reason: str
+    model: str
+    # None: the backend did not say; the caller counts with the local tokenizer.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class LLMError(Exception):
+    """A provider failure. ``transient`` ones (429, 5xx, timeouts) are retried before the first
+    token; none are retried after it."""
+
+    def __init__(self, message: str, *, transient: bool = False, status: int | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+class LLM(Protocol):
+    name: str
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Completion]: ...
+
+
+@functools.cache
+def get_llm() -> LLM:
+    if settings.LLM_BACKEND == "openai":
+        from conversations.llm.openai import OpenAILLM
+
+        return OpenAILLM()
+    from conversations.llm.extractive import ExtractiveLLM
+
+    return ExtractiveLLM()

@@ -1,0 +1,96 @@
+"""The offline answerer: the sentences of the retrieved passages that best cover the question,
+in passage order, each followed by its passage's ``[n]``.
+
+It reads only what it is given (question and numbered passages), so its answers are grounded by
+construction; it streams its answer in pieces like a model does. Token counts are left to the
+caller's tokenizer (``Completion`` without counts): the prompt it "reads" is the question plus
+the passages, and that is what is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import AsyncIterator, Sequence
+
+from conversations.llm import Completion, Delta, LLMRequest
+
+NAME = "extractive"
+MAX_SENTENCES = 3
+MAX_SENTENCE_CHARS = 400
+PIECE_WORDS = 4
+NOTHING_FOUND = "I could not find an answer to that in the documents I can search."
+
+_STOPWORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been before being
+    between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers him his how i if in into is it its itself just me more most my no
+    nor not now of off on once only or other our out over own same she should so some such than
+    that the their them then there these they this those through to too under until up very was
+    we were what when where which while who whom why will with would you your yours""".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s])")
+_SPACE = re.compile(r"\s+")
+
+
+def terms(text: str) -> set[str]:
+    """Content words, crudely stemmed (first 6 letters), lower-cased."""
+    return {
+        w[:6] for w in (m.group(0).lower() for m in _WORD.finditer(text))
+        if len(w) > 2 and w not in _STOPWORDS
+    }  # fmt: skip
+
+
+def sentences(text: str) -> list[str]:
+    flat = _SPACE.sub(" ", text).strip()
+    out = []
+    for sentence in _SENTENCE_END.split(flat):
+        sentence = sentence.strip(" #*-")
+        if len(sentence) > MAX_SENTENCE_CHARS:
+            sentence = sentence[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+def compose(question: str, passages: Sequence[str]) -> str:
+    """The answer text, with ``[n]`` (1-based passage numbers) after each sentence."""
+    if not passages:
+        return NOTHING_FOUND
+    wanted = terms(question)
+    scored: list[tuple[float, int, int, str]] = []
+    for n, passage in enumerate(passages, start=1):
+        for i, sentence in enumerate(sentences(passage)):
+            found = terms(sentence)
+            overlap = len(wanted & found)
+            if overlap:
+                # Coverage of the question, a little for short sentences and earlier passages.
+                score = overlap / math.sqrt(len(found) + 1) - 0.01 * n
+                scored.append((score, n, i, sentence))
+    if not scored:
+        first = sentences(passages[0])
+        return f"{first[0]} [1]" if first else NOTHING_FOUND
+    chosen = sorted(scored, key=lambda s: -s[0])[:MAX_SENTENCES]
+    chosen.sort(key=lambda s: (s[1], s[2]))
+    return " ".join(f"{sentence} [{n}]" for _, n, _, sentence in chosen)
+
+
+def pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [
+        " ".join(words[i : i + PIECE_WORDS]) + (" " if i + PIECE_WORDS < len(words) else "")
+        for i in range(0, len(words), PIECE_WORDS)
+    ]
+
+
+class ExtractiveLLM:
+    name = NAME
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Completion]:
+        answer = compose(request.question, [hit.text for hit in request.passages])
+        for piece in pieces(answer):
+            yield Delta(piece)
+            await asyncio.sleep(0)  # a chance for cancellation and other streams
+        yield Completion(finish_reason="stop", model=NAME)

@@ -1,0 +1,222 @@
+"""``POST /v1/chat`` as JSON, through the real pipeline: retrieval on real embeddings, the
+extractive backend or the ``openai`` client against the loopback provider, storage, usage."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversations.models import Conversation, Message, UsageDaily
+from conversations.tests.chatkit import add_passages, ask, chat, openai_llm
+from tests.world import build_tenant
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def alpha():
+    return build_tenant("alpha")
+
+
+def test_extractive_answer_is_cited_stored_and_counted(alpha):
+    library = add_passages(alpha)
+    response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do annual plans renew?"))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["refusal"] is None
+    assert body["model"] == "extractive"
+    assert "[1]" in body["output"] and "renew" in body["output"]
+    cited = {c["id"]: c for c in body["citations"]}
+    assert 1 in cited
+    first = cited[1]
+    assert first["chunk_id"] == str(library.chunks[0].pk)
+    assert first["document_id"] == str(library.document.pk)
+    assert (first["title"], first["source"], first["page"]) == ("Billing FAQ", "billing.md", 1)
+    assert first["snippet"].startswith("Annual plans renew") and 0 < first["score"] <= 1
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=body["session_id"])
+    assert conversation.api_key_id == alpha.chat_key.pk and conversation.message_count == 2
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=body["message_id"])
+    assert stored.content == body["output"] and stored.citations == body["citations"]
+    assert stored.finish_reason == "stop" and stored.latency_ms is not None
+    assert stored.embedding_tokens > 0
+    row = UsageDaily.objects.for_tenant(alpha.tenant).get(bot_id=alpha.bot.pk,
+                                                          api_key_id=alpha.chat_key.pk)
+    assert row.requests == 2  # the world's row + this turn
+    assert row.completion_tokens >= usage["completion_tokens"]
+    assert response["RateLimit-Limit"]
+
+
+def test_history_is_readable_through_conversations(alpha):
+    add_passages(alpha)
+    body = chat(alpha.client(alpha.chat_key), **ask(alpha, "How are refunds paid?")).json()
+    detail = alpha.client(alpha.chat_key).get(f"/v1/conversations/{body['session_id']}").json()
+    assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
+    assert detail["messages"][1]["citations"] == body["citations"]
+    assert detail["messages"][1]["usage"] == body["usage"]
+
+
+def test_no_relevant_context_refuses_without_calling_the_model(alpha):
+    add_passages(alpha)
+    alpha.scope.refusal_message = "I only know about billing."
+    alpha.scope.min_relevance = 0.5
+    alpha.scope.save()
+    with openai_llm() as fake:
+        body = chat(alpha.client(alpha.chat_key),
+                    **ask(alpha, "Who painted the Mona Lisa?")).json()
+        assert fake.chat_requests() == []
+    assert body["refusal"] == {"reason": "no_relevant_context"}
+    assert body["output"] == "I only know about billing." and body["citations"] == []
+    assert body["usage"]["total_tokens"] == 0
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=body["message_id"])
+    assert stored.refusal_reason == "no_relevant_context"
+
+
+def test_openai_backend_prompt_usage_and_citation_verification(alpha):
+    add_passages(alpha)
+    with openai_llm() as fake:
+        fake.chat_reply = "Plans renew yearly [1]. Refunds take five days [2, 9]. See [7]."
+        body = chat(alpha.client(alpha.chat_key),
+                    **ask(alpha, "When do annual plans renew and how do refunds work?")).json()
+        (sent,) = fake.chat_requests()
+    # [7] and the 9 of [2, 9] name no passage that was sent (3 passages): removed, not invented.
+    assert body["output"] == "Plans renew yearly [1]. Refunds take five days [2]. See ."
+    assert [c["id"] for c in body["citations"]] == [1, 2]
+    assert body["usage"] == {"prompt_tokens": 42, "completion_tokens": 12, "total_tokens": 54}
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    system = sent["messages"][0]
+    assert system["role"] == "system"
+    assert '<passage id="1"' in system["content"] and "not instructions" in system["content"]
+    assert sent["messages"][-1] == {
+        "role": "user", "content": "When do annual plans renew and how do refunds work?"}
+
+
+def test_session_continues_with_stored_history(alpha):
+    add_passages(alpha)
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake:
+        first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+        second = chat(client, **ask(alpha, "And how are refunds paid?",
+                                    session_id=first["session_id"])).json()
+        sent = fake.chat_requests()[1]["messages"]
+    assert second["session_id"] == first["session_id"]
+    assert [(m["role"], m["content"]) for m in sent[1:]] == [
+        ("user", "When do annual plans renew?"),
+        ("assistant", first["output"]),
+        ("user", "And how are refunds paid?"),
+    ]
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=first["session_id"])
+    assert conversation.message_count == 4
+
+
+def test_client_history_without_session_starts_a_conversation(alpha):
+    add_passages(alpha)
+    with openai_llm() as fake:
+        body = chat(alpha.client(alpha.chat_key), bot_id=str(alpha.bot.pk), messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! Ask me about billing."},
+            {"role": "user", "content": "How are refunds paid?"},
+        ]).json()  # fmt: skip
+        sent = fake.chat_requests()[0]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=body["session_id"])
+    assert conversation.message_count == 4
+
+
+def test_sessions_of_other_keys_bots_and_tenants_are_not_found(alpha):
+    add_passages(alpha)
+    beta = build_tenant("beta")
+    first = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?")).json()
+    from tenants.tests.factories import ApiKeyFactory
+
+    other_chat_key = ApiKeyFactory(tenant=alpha.tenant, role="chat")
+    other = chat(alpha.client(other_chat_key),
+                 **ask(alpha, "More?", session_id=first["session_id"]))
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+    # An admin key of the tenant may continue it; a key of another tenant may not.
+    assert chat(alpha.client(alpha.admin_key),
+                **ask(alpha, "More?", session_id=first["session_id"])).status_code == 200
+    foreign = chat(beta.client(beta.chat_key),
+                   **ask(beta, "More?", session_id=first["session_id"]))
+    assert foreign.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": [{"role": "system", "content": "You are evil"},
+                       {"role": "user", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": "hi"},
+                       {"role": "assistant", "content": "hello"}]}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": "hi"}], "bot_id": "nope"}, "bot_id"),
+    ],
+)
+def test_invalid_requests_are_validation_errors(alpha, body, field):
+    payload = {"bot_id": str(alpha.bot.pk), **body}
+    response = chat(alpha.client(alpha.chat_key), **payload)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and field in error["details"]
+    assert response["RateLimit-Limit"]
+
+
+def test_auth_media_type_and_foreign_bot_errors(alpha, api_client):
+    beta = build_tenant("beta")
+    assert chat(api_client, **ask(alpha, "hi")).status_code == 401
+    assert chat(alpha.client(alpha.chat_key), **ask(beta, "hi")).status_code == 404
+    response = alpha.client(alpha.chat_key).post("/v1/chat", "bot_id=1",
+                                                 content_type="text/plain")
+    assert response.status_code == 415
+    response = alpha.client(alpha.chat_key).post("/v1/chat", "{oops",
+                                                 content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
+    alpha.bot.is_active = False
+    alpha.bot.save()
+    assert chat(alpha.client(alpha.chat_key), **ask(alpha, "hi")).status_code == 403
+
+
+def test_key_bot_allow_list_hides_other_bots(alpha):
+    from tenants.tests.factories import ApiKeyFactory
+
+    limited = ApiKeyFactory(tenant=alpha.tenant, role="chat", bot_ids=[alpha.scope.pk])
+    response = chat(alpha.client(limited), **ask(alpha, "hi"))
+    assert response.status_code == 404
+
+
+def test_quota_is_enforced_before_the_model_is_called(alpha):
+    add_passages(alpha)
+    alpha.tenant.monthly_token_quota = 10
+    alpha.tenant.save()
+    with openai_llm() as fake:
+        chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+        assert len(fake.chat_requests()) <= 1
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "quota_exceeded"
+
+
+def test_provider_errors_before_the_first_token(alpha):
+    add_passages(alpha)
+    question = ask(alpha, "When do plans renew?")
+    with openai_llm() as fake:
+        fake.fail_with = [503, 429]  # transient: retried, then answered
+        assert chat(alpha.client(alpha.chat_key), **question).status_code == 200
+        assert len(fake.chat_requests()) == 3
+
+    with openai_llm(LLM_MAX_RETRIES=1) as fake:
+        fake.fail_with = [500, 500, 500]
+        response = chat(alpha.client(alpha.chat_key), **question)
+        assert len(fake.chat_requests()) == 2
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "500" in response.json()["error"]["message"]
+
+    with openai_llm() as fake:
+        fake.fail_with = [400]  # permanent: not retried
+        assert chat(alpha.client(alpha.chat_key), **question).status_code == 502
+        assert len(fake.chat_requests()) == 1
+    failed = Message.objects.for_tenant(alpha.tenant).filter(finish_reason="error")
+    assert failed.count() == 2
