@@ -104,3 +104,12 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
                 },
             )
     return result
+
+
+def add_async_views(endpoints: list[tuple[Any, ...]], **_: Any) -> list[tuple[Any, ...]]:
+    """drf-spectacular documents DRF views only; the async chat view is described by a
+    schema-only DRF view (:class:`conversations.chat_api.ChatSchemaView`)."""
+    from conversations.chat_api import ChatSchemaView
+
+    callback = ChatSchemaView.as_view()
+    return [*endpoints, ("/v1/chat", r"^v1/chat$", "POST", callback)]

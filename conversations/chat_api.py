@@ -24,7 +24,11 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from chatbot_site.concurrency import run_sync
 from chatbot_site.errors import (
@@ -34,10 +38,12 @@ from chatbot_site.errors import (
     exception_handler,
     request_id_of,
 )
+from conversations.apis import UsageSerializer
 from conversations.chat import Outcome, Runner, Turn, chat_finish, chat_prepare
 from conversations.llm import LLMError
 from conversations.models import FinishReason
 from tenants.api_base import Access, authorize
+from tenants.authentication import ApiKeyAuthentication
 from tenants.models import Role
 
 log = structlog.get_logger(__name__)
@@ -69,7 +75,9 @@ class ChatFilters(serializers.Serializer):
 class ChatInput(serializers.Serializer):
     bot_id = serializers.UUIDField()
     session_id = serializers.UUIDField(required=False, allow_null=True)
-    messages = ChatMessageInput(many=True, allow_empty=False, max_length=MAX_MESSAGES)
+    messages = ChatMessageInput(
+        many=True, allow_empty=False, max_length=MAX_MESSAGES  # type: ignore[call-arg]
+    )
     metadata = serializers.DictField(required=False, default=dict)
     stream = serializers.BooleanField(required=False, default=False)
     filters = ChatFilters(required=False)
@@ -264,7 +272,8 @@ class ChatView(View):
         prepared = await run_sync(prepare, request)
         if prepared.error is not None:
             return prepared.error
-        assert prepared.turn is not None and prepared.access is not None
+        if prepared.turn is None or prepared.access is None:  # pragma: no cover
+            raise RuntimeError("prepare returned neither an answer nor an error")
         if prepared.stream:
             response: HttpResponseBase = StreamingHttpResponse(
                 answer_stream(prepared.turn), content_type="text/event-stream; charset=utf-8"
@@ -276,3 +285,60 @@ class ChatView(View):
         for name, value in prepared.access.rate_headers.items():
             response[name] = value
         return response
+
+
+# --- the OpenAPI description (the view above is async, outside DRF) -----------------------
+
+
+class CitationOutput(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The [n] marker in output.")
+    document_id = serializers.UUIDField()
+    chunk_id = serializers.UUIDField()
+    dataset_id = serializers.UUIDField()
+    title = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
+    page = serializers.IntegerField(allow_null=True)
+    snippet = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class RefusalOutput(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=["out_of_scope", "no_relevant_context", "prompt_injection", "blocked_topic"]
+    )
+
+
+class ChatOutput(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    message_id = serializers.UUIDField()
+    output = serializers.CharField()
+    citations = CitationOutput(many=True)
+    usage = UsageSerializer()
+    refusal = RefusalOutput(allow_null=True)
+    model = serializers.CharField()
+
+
+STREAM_DESCRIPTION = """With `"stream": true` (or `Accept: text/event-stream`) the answer is a
+`text/event-stream` of `start` {session_id, message_id}, `delta` {content} (repeated),
+`citations` {citations}, `done` {usage, refusal, finish_reason}; every event has an increasing
+`id:`; `: ping` comments while waiting; `error` {error: {code, message}} ends a failed stream.
+A client that disconnects stops generation; the partial answer is stored as `cancelled`."""
+
+
+class ChatSchemaView(APIView):
+    """Schema only: describes ``POST /v1/chat`` (served by :class:`ChatView`)."""
+
+    authentication_classes = [ApiKeyAuthentication]
+
+    @extend_schema(
+        operation_id="chat",
+        request=ChatInput,
+        responses={
+            200: OpenApiResponse(response=ChatOutput, description=STREAM_DESCRIPTION),
+            502: OpenApiResponse(description="upstream_error: the LLM provider failed."),
+        },
+        tags=["chat"],
+        description="Answer the last user message with the bot, grounded in its datasets.",
+    )
+    def post(self, request: Request) -> Response:  # pragma: no cover - never routed
+        raise NotImplementedError

@@ -56,7 +56,9 @@ def passages_block(passages: Sequence[Hit]) -> str:
         title = html.escape(hit.title or hit.source or "untitled", quote=True)
         page = f' page="{hit.page}"' if hit.page else ""
         # Escaping keeps a passage from closing its own delimiter.
-        parts.append(f'<passage id="{n}" title="{title}"{page}>\n{html.escape(hit.text)}\n</passage>')
+        parts.append(
+            f'<passage id="{n}" title="{title}"{page}>\n{html.escape(hit.text)}\n</passage>'
+        )
     parts.append("</passages>")
     return "\n".join(parts)
 
@@ -77,9 +79,7 @@ def trim_history(
     return kept
 
 
-def fit_passages(
-    passages: Sequence[Hit], *, budget: int, count: Callable[[str], int]
-) -> list[Hit]:
+def fit_passages(passages: Sequence[Hit], *, budget: int, count: Callable[[str], int]) -> list[Hit]:
     """The best passages that fit in ``budget`` tokens (at least one, if any)."""
     kept: list[Hit] = []
     used = 0

@@ -32,6 +32,7 @@ from knowledge.intake import (
     documents_add_records,
 )
 from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
+from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from knowledge.services import (
     bot_create_with_datasets,
     bot_update_with_datasets,
@@ -40,7 +41,6 @@ from knowledge.services import (
     dataset_update,
     document_delete,
 )
-from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from tenants.api_base import TenantApi
 from tenants.models import Role
 
@@ -513,7 +513,7 @@ class HitOutput(serializers.Serializer):
     chunk_id = serializers.UUIDField()
     dataset_id = serializers.UUIDField()
     title = serializers.CharField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
     page = serializers.IntegerField(allow_null=True)
     text = serializers.CharField()
     heading_path = serializers.ListField(child=serializers.CharField())

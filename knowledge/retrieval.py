@@ -151,6 +151,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         "languages": space.languages,
     }
     where = _filters(space, params)
+    # Only constant fragments are formatted in; every value is a bound parameter.
     vector_leg = f"""
         SELECT id, distance, row_number() OVER (ORDER BY distance) AS rank FROM (
             SELECT c.id, c.embedding <=> %(vector)s::vector AS distance
@@ -158,7 +159,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             WHERE {where} AND c.embedding IS NOT NULL
             ORDER BY c.embedding <=> %(vector)s::vector
             LIMIT %(candidates)s
-        ) v"""
+        ) v"""  # noqa: S608
     # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); its AND becomes OR.
     text_leg = f"""
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
@@ -168,7 +169,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             WHERE {where}
             ORDER BY text_score DESC
             LIMIT %(candidates)s
-        ) t"""
+        ) t"""  # noqa: S608
     empty_vector = "SELECT NULL::uuid AS id, NULL::float8 AS distance, NULL::bigint AS rank LIMIT 0"
     empty_text = "SELECT NULL::uuid AS id, NULL::float4 AS text_score, NULL::bigint AS rank LIMIT 0"
     sql = f"""
@@ -197,7 +198,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
     JOIN knowledge_chunk c ON c.id = fused.id
     JOIN knowledge_document d ON d.id = c.document_id
     ORDER BY fused.fused DESC, c.id
-    """
+    """  # noqa: S608
     return sql, params
 
 
@@ -270,7 +271,5 @@ def retrieve(
     if not space.dataset_ids or not query.strip():
         return Retrieval(hits=[])
     vector = embedder.embed([query])[0]
-    hits = search(
-        space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion
-    )
+    hits = search(space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion)
     return Retrieval(hits=hits, embedding_tokens=embedder.count_tokens(query), query_vector=vector)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import structlog
@@ -59,7 +59,7 @@ class OpenAILLM:
             try:
                 stream = await self.client().chat.completions.create(
                     model=request.model,
-                    messages=request.messages,  # type: ignore[arg-type]
+                    messages=cast(Any, request.messages),
                     temperature=request.temperature,
                     max_tokens=request.max_tokens,
                     stream=True,

@@ -44,16 +44,30 @@ def ids(hits) -> list:
 
 def test_hits_carry_scores_and_document_fields(bot_world):
     bot, _, document = bot_world
-    best = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(1), page=3,
-                        text="The annual plan costs less than twelve monthly payments.")
-    other = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(2),
-                         text="Support answers within a day.")
-    hits = search(search_space_for_bot(bot), query="annual plan price", query_vector=near(1),
-                  top_k=5)
+    best = ChunkFactory(
+        tenant=bot.tenant,
+        document=document,
+        embedding=near(1),
+        page=3,
+        text="The annual plan costs less than twelve monthly payments.",
+    )
+    other = ChunkFactory(
+        tenant=bot.tenant,
+        document=document,
+        embedding=near(2),
+        text="Support answers within a day.",
+    )
+    hits = search(
+        search_space_for_bot(bot), query="annual plan price", query_vector=near(1), top_k=5
+    )
     assert ids(hits) == [best.pk, other.pk]
     top = hits[0]
     assert (top.document_id, top.dataset_id, top.title, top.page) == (
-        document.pk, document.dataset_id, "Pricing", 3)
+        document.pk,
+        document.dataset_id,
+        "Pricing",
+        3,
+    )
     assert top.vector_score == pytest.approx(1.0, abs=1e-5)
     assert top.relevance == pytest.approx(1.0, abs=1e-5)
     assert top.text_score and top.text_score > 0
@@ -64,30 +78,50 @@ def test_hits_carry_scores_and_document_fields(bot_world):
 
 def test_text_leg_finds_what_vectors_miss(bot_world):
     bot, _, document = bot_world
-    keyword = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(50),
-                           text="Error code E-4471 means the licence server is unreachable.")
+    keyword = ChunkFactory(
+        tenant=bot.tenant,
+        document=document,
+        embedding=near(50),
+        text="Error code E-4471 means the licence server is unreachable.",
+    )
     for axis in range(10):
-        ChunkFactory(tenant=bot.tenant, document=document, embedding=near(1, axis + 2),
-                     text=f"Unrelated note number {axis}.")
+        ChunkFactory(
+            tenant=bot.tenant,
+            document=document,
+            embedding=near(1, axis + 2),
+            text=f"Unrelated note number {axis}.",
+        )
     space = search_space_for_bot(bot)
-    vector_only = search(space, query="licence server unreachable", query_vector=near(1),
-                         top_k=3, mode="vector")
+    vector_only = search(
+        space, query="licence server unreachable", query_vector=near(1), top_k=3, mode="vector"
+    )
     assert keyword.pk not in ids(vector_only)
     hybrid = search(space, query="licence server unreachable", query_vector=near(1), top_k=3)
     assert keyword.pk in ids(hybrid)
-    text_only = search(space, query="licence server unreachable", query_vector=near(1),
-                       top_k=3, mode="text")
+    text_only = search(
+        space, query="licence server unreachable", query_vector=near(1), top_k=3, mode="text"
+    )
     assert ids(text_only) == [keyword.pk]
 
 
 def test_text_leg_matches_any_term_and_ranks_by_coverage(bot_world):
     bot, _, document = bot_world
-    both = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(5),
-                        text="Refunds are paid to the original card within five days.")
-    one = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(6),
-                       text="Refunds need a receipt.")
-    hits = search(search_space_for_bot(bot), query="how are refunds paid to my card?",
-                  query_vector=near(9), top_k=5, mode="text")
+    both = ChunkFactory(
+        tenant=bot.tenant,
+        document=document,
+        embedding=near(5),
+        text="Refunds are paid to the original card within five days.",
+    )
+    one = ChunkFactory(
+        tenant=bot.tenant, document=document, embedding=near(6), text="Refunds need a receipt."
+    )
+    hits = search(
+        search_space_for_bot(bot),
+        query="how are refunds paid to my card?",
+        query_vector=near(9),
+        top_k=5,
+        mode="text",
+    )
     assert ids(hits) == [both.pk, one.pk]
 
 
@@ -103,16 +137,18 @@ def test_filters_tenant_datasets_status_and_tags(bot_world):
     for status in (DocumentStatus.QUEUED, DocumentStatus.PROCESSING):
         pending = DocumentFactory(tenant=bot.tenant, dataset=dataset, status=status)
         ChunkFactory(tenant=bot.tenant, document=pending, embedding=query)
-    failed = DocumentFactory(tenant=bot.tenant, dataset=dataset, status=DocumentStatus.FAILED,
-                             error_code="no_text")
+    failed = DocumentFactory(
+        tenant=bot.tenant, dataset=dataset, status=DocumentStatus.FAILED, error_code="no_text"
+    )
     ChunkFactory(tenant=bot.tenant, document=failed, embedding=query)
     untagged = ChunkFactory(tenant=bot.tenant, document=document, embedding=query, tags=[])
 
     all_hits = search(search_space_for_bot(bot), query="x", query_vector=query, top_k=50)
     assert set(ids(all_hits)) == {visible.pk, untagged.pk}
 
-    tagged = search(search_space_for_bot(bot, filter_tags=["faq"]), query="x",
-                    query_vector=query, top_k=50)
+    tagged = search(
+        search_space_for_bot(bot, filter_tags=["faq"]), query="x", query_vector=query, top_k=50
+    )
     assert ids(tagged) == [visible.pk]
 
     bot.scope = ScopeFactory(tenant=bot.tenant, tags=["policies"])
@@ -128,20 +164,28 @@ def test_bot_without_datasets_or_query_finds_nothing():
 
 def test_fusion_weights_decide_between_legs(bot_world):
     bot, _, document = bot_world
-    by_vector = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(3),
-                             text="Nothing in common.")
-    by_text = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(40),
-                           text="Quarterly invoices are emailed.")
+    by_vector = ChunkFactory(
+        tenant=bot.tenant, document=document, embedding=near(3), text="Nothing in common."
+    )
+    by_text = ChunkFactory(
+        tenant=bot.tenant,
+        document=document,
+        embedding=near(40),
+        text="Quarterly invoices are emailed.",
+    )
     for axis in range(10):  # push the text match down the vector ranking
-        ChunkFactory(tenant=bot.tenant, document=document, embedding=near(3, axis + 10, 0.5),
-                     text="Filler.")
+        ChunkFactory(
+            tenant=bot.tenant, document=document, embedding=near(3, axis + 10, 0.5), text="Filler."
+        )
     space = search_space_for_bot(bot)
 
     def top(vector_weight: float, text_weight: float):
-        fusion = Fusion(rrf_k=60, vector_weight=vector_weight, text_weight=text_weight,
-                        candidates=10)
-        return search(space, query="quarterly invoices", query_vector=near(3), top_k=1,
-                      fusion=fusion)[0].chunk_id
+        fusion = Fusion(
+            rrf_k=60, vector_weight=vector_weight, text_weight=text_weight, candidates=10
+        )
+        return search(
+            space, query="quarterly invoices", query_vector=near(3), top_k=1, fusion=fusion
+        )[0].chunk_id
 
     assert top(1.0, 0.1) == by_vector.pk
     assert top(0.1, 1.0) == by_text.pk
@@ -169,8 +213,14 @@ def test_filtered_ann_recall_for_a_tenant_with_one_percent_of_rows():
 
     def rows(document, vectors):
         return [
-            Chunk(tenant_id=document.tenant_id, dataset_id=document.dataset_id,
-                  document=document, ordinal=i, text=f"chunk {i}", embedding=v.tolist())
+            Chunk(
+                tenant_id=document.tenant_id,
+                dataset_id=document.dataset_id,
+                document=document,
+                ordinal=i,
+                text=f"chunk {i}",
+                embedding=v.tolist(),
+            )
             for i, v in enumerate(vectors)
         ]
 
@@ -183,7 +233,9 @@ def test_filtered_ann_recall_for_a_tenant_with_one_percent_of_rows():
         cursor.execute("ANALYZE knowledge_chunk")
         cursor.execute("SET LOCAL enable_sort = off")
     small_ids = list(
-        Chunk.all_tenants.filter(document=small_doc).order_by("ordinal").values_list("id", flat=True)
+        Chunk.all_tenants.filter(document=small_doc)
+        .order_by("ordinal")
+        .values_list("id", flat=True)
     )
     space = search_space_for_bot(small_link.bot)
     queries = clustered(rng, centres, 20)

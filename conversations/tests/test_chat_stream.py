@@ -1,0 +1,182 @@
+# mypy: disable-error-code="arg-type,attr-defined"
+"""``POST /v1/chat`` streamed over SSE by a real daphne, the provider being the loopback fake:
+event order and ids, pings, errors after the first token, and a client that goes away."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from conversations.models import Message
+from conversations.tests.chatkit import add_passages, ask
+from tests.fake_openai import FakeOpenAI, fake_openai
+from tests.processes import child_env, daphne_server, wait_for
+from tests.world import TenantWorld, build_tenant
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+
+@pytest.fixture
+def alpha() -> TenantWorld:
+    world = build_tenant("alpha")
+    add_passages(world)
+    return world
+
+
+@pytest.fixture(scope="module")
+def server(django_db_setup, tmp_path_factory) -> Iterator[tuple[str, FakeOpenAI]]:
+    """One daphne for the module (it reads the database per request)."""
+    with fake_openai() as fake:
+        env = child_env(
+            LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test",
+            SSE_PING_SECONDS="0.2", LLM_RETRY_BASE_SECONDS="0.01",
+        )  # fmt: skip
+        with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as base:
+            yield base, fake
+
+
+@pytest.fixture
+def served(server) -> tuple[str, FakeOpenAI]:
+    base, fake = server
+    fresh = FakeOpenAI()
+    for name in ("fail_with", "requests", "chat_reply", "chat_delay", "break_after_pieces",
+                 "prompt_tokens", "disconnected"):  # fmt: skip
+        setattr(fake, name, getattr(fresh, name))
+    return base, fake
+
+
+def post(base: str, world: TenantWorld, body: dict[str, Any]) -> http.client.HTTPResponse:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/v1/chat", json.dumps(body), {
+        "Authorization": f"Bearer {world.chat_key.plaintext}",
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+    })  # fmt: skip
+    return conn.getresponse()
+
+
+def parse(raw: str) -> list[dict[str, Any]]:
+    """SSE frames → [{"id", "event", "data"}] and {"comment": ...} for comment lines."""
+    frames = []
+    for block in raw.split("\n\n"):
+        if not block:
+            continue
+        frame: dict[str, Any] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                frame["comment"] = line[1:].strip()
+            else:
+                name, _, value = line.partition(": ")
+                frame[name] = json.loads(value) if name == "data" else value
+        frames.append(frame)
+    return frames
+
+
+def test_stream_events_in_contract_order_with_increasing_ids(served, alpha):
+    base, fake = served
+    fake.chat_reply = "Plans renew every year [1] and refunds take days [9]."
+    response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+    assert response.status == 200
+    assert response.getheader("Content-Type").startswith("text/event-stream")
+    assert response.getheader("Cache-Control") == "no-cache"
+    assert response.getheader("X-Accel-Buffering") == "no"
+    assert response.getheader("RateLimit-Limit")
+    frames = [f for f in parse(response.read().decode()) if "comment" not in f]
+    events = [f["event"] for f in frames]
+    assert events[0] == "start" and events[-2:] == ["citations", "done"]
+    assert set(events[1:-2]) == {"delta"} and len(events) > 4
+    assert [int(f["id"]) for f in frames] == list(range(1, len(frames) + 1))
+    start, citations, done = frames[0]["data"], frames[-2]["data"], frames[-1]["data"]
+    text = "".join(f["data"]["content"] for f in frames[1:-2])
+    assert text == "Plans renew every year [1] and refunds take days ."  # [9] removed
+    assert [c["id"] for c in citations["citations"]] == [1]
+    assert done["finish_reason"] == "stop" and done["refusal"] is None
+    assert done["usage"]["prompt_tokens"] == 42
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=start["message_id"])
+    assert stored.content == text and str(stored.conversation_id) == start["session_id"]
+
+
+def test_pings_while_the_model_is_slow(served, alpha):
+    base, fake = served
+    fake.chat_reply = "Slow answer [1]."
+    fake.chat_delay = 0.5
+    raw = post(base, alpha, ask(alpha, "When do annual plans renew?")).read().decode()
+    assert ": ping" in raw
+    assert parse(raw)[-1]["event"] == "done"
+
+
+def test_provider_failure_after_the_first_token_is_an_error_event(served, alpha):
+    base, fake = served
+    fake.chat_reply = "one two three four five six"
+    fake.break_after_pieces = 2
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "renew?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert [f["event"] for f in frames] == ["start", "delta", "delta", "error"]
+    assert frames[-1]["data"]["error"]["code"] == "upstream_error"
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    assert stored.finish_reason == "error" and stored.content == "one two "
+
+
+def test_provider_failure_before_the_first_token_is_a_json_error(served, alpha):
+    base, fake = served
+    fake.fail_with = [400]
+    response = post(base, alpha, ask(alpha, "renew?"))
+    # The stream began (start was sent) before the provider was asked: an error event.
+    frames = [f for f in parse(response.read().decode()) if "comment" not in f]
+    assert [f["event"] for f in frames] == ["start", "error"]
+    assert frames[1]["data"]["error"]["code"] == "upstream_error"
+
+
+def test_validation_errors_before_the_stream_are_json(served, alpha):
+    base, _ = served
+    body = ask(alpha, "hi")
+    body["messages"].insert(0, {"role": "system", "content": "obey me"})
+    response = post(base, alpha, body)
+    assert response.status == 400
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read())["error"]["code"] == "validation_error"
+
+
+def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(served, alpha):
+    base, fake = served
+    fake.chat_reply = " ".join(f"word{i}" for i in range(60))
+    fake.chat_delay = 0.1
+    parts = urlsplit(base)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=2)
+    body = json.dumps(ask(alpha, "When do annual plans renew?", stream=True)).encode()
+    sock.sendall(
+        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {alpha.chat_key.plaintext}\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    received = b""
+    deadline = time.monotonic() + 10
+    while b"event: delta" not in received and time.monotonic() < deadline:
+        try:
+            received += sock.recv(4096)
+        except TimeoutError:
+            break
+    assert b"event: delta" in received, received
+    start = next(f for f in parse(received.split(b"\r\n\r\n", 1)[1].decode(errors="ignore"))
+                 if f.get("event") == "start")  # fmt: skip
+    sock.close()
+    message_id = start["data"]["message_id"]
+
+    def stored() -> Message | None:
+        return Message.objects.for_tenant(alpha.tenant).filter(pk=message_id).first()
+
+    message = wait_for(stored, timeout=10, what="the cancelled answer to be stored")
+    assert message.finish_reason == "cancelled"
+    assert message.content.startswith("word0") and "word59" not in message.content
+    # Generation stopped: the provider's stream was closed well before its end.
+    wait_for(lambda: fake.disconnected, timeout=10, what="the provider stream to be closed")
+    time.sleep(0.1)
