@@ -8,7 +8,7 @@ export HOST PORT
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench corpus
+.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench corpus eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,12 @@ bench: $(VENV)/.installed-dev
 ## make corpus: ingest ../shared/corpora/{pdf,docx,json,markdown,html} into a "corpus" tenant
 ## with a worker running (start one with `make worker` in another terminal); prints outcomes.
 CORPORA ?= ../shared/corpora
+DATASET ?= $(CORPORA)/eval/scifact
+# Retrieval quality on a BEIR-like set (docs/EVAL.md); TUNE=1 searches the fusion on the train queries.
+eval: $(VENV)/.installed-base
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py eval_retrieval $(DATASET) $(if $(TUNE),--tune,)
+
 corpus: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py create_tenant corpus >/dev/null 2>&1 || true

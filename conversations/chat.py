@@ -1,5 +1,6 @@
-"""One chat turn: prepare (sync: bot, quota, conversation, retrieval, refusal, prompt), run the
-LLM (async: a stream of verified text pieces), finish (sync: store the answer and its usage).
+"""One chat turn: open (sync: bot, quota, conversation), ground (sync: retrieval, refusal,
+prompt), run the LLM (async: a stream of verified text pieces), finish (sync: store the answer
+and its usage).
 
 The view (:mod:`conversations.chat_api`) drives these three steps; the sync steps run in a
 worker thread so the event loop that serves streams never waits on the database or on the
@@ -61,6 +62,8 @@ class Turn:
     passages: list[Hit]
     embedding_tokens: int
     started: float
+    history: list[dict[str, str]] = field(default_factory=list)
+    filter_tags: list[str] = field(default_factory=list)
     refusal: str | None = None
     refusal_message: str = ""
     request: LLMRequest | None = None
@@ -113,7 +116,7 @@ def _stored_history(conversation: Conversation) -> list[dict[str, str]]:
     return [{"role": role, "content": content} for role, content in reversed(rows)]
 
 
-def chat_prepare(
+def chat_open(
     *,
     tenant: Tenant,
     api_key: ApiKey,
@@ -123,21 +126,12 @@ def chat_prepare(
     metadata: dict[str, Any],
     filter_tags: Sequence[str] = (),
 ) -> Turn:
+    """Everything a stream needs before its ``start`` event: the bot, the quota, the
+    conversation (created or continued) with the new user message(s) stored."""
     started = time.perf_counter()
     bot = bot_for_key(tenant=tenant, api_key=api_key, bot_id=bot_id)
     quota_check(tenant=tenant)  # before any work that costs tokens
     question = messages[-1]["content"]
-    scope = bot.scope
-
-    retrieval = retrieve(
-        search_space_for_bot(bot, filter_tags=filter_tags), query=question, top_k=bot.top_k
-    )
-    min_relevance = scope.min_relevance if scope is not None else 0.0
-    relevant = [hit for hit in retrieval.hits if hit.relevance >= min_relevance]
-    refusal = None
-    if not relevant and not (scope is not None and scope.answer_without_context):
-        refusal = RefusalReason.NO_RELEVANT_CONTEXT.value
-
     now = dt.datetime.now(dt.UTC)
     with transaction.atomic():
         if session_id is not None:
@@ -158,41 +152,48 @@ def chat_prepare(
             new_messages = list(messages)
         Message.objects.for_tenant(tenant).bulk_create(
             [
-                Message(
-                    tenant=tenant,
-                    conversation=conversation,
-                    role=m["role"],
-                    content=m["content"],
-                    created_at=now + dt.timedelta(microseconds=i),
-                )
-                for i, m in enumerate(new_messages)
+                Message(tenant=tenant, conversation=conversation, role=m["role"],
+                        content=m["content"])
+                for m in new_messages
             ]
-        )
+        )  # fmt: skip
         Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
             message_count=F("message_count") + len(new_messages), last_message_at=now
         )
-
-    model = bot.model or settings.CHAT_MODEL
     llm = get_llm()
-    if llm.name == "extractive":
-        model = llm.name
-    turn = Turn(
+    scope = bot.scope
+    return Turn(
         tenant=tenant,
         api_key=api_key,
         bot=bot,
         conversation=conversation,
         message_id=uuid.uuid4(),
         question=question,
-        model=model,
+        model=llm.name if llm.name == "extractive" else (bot.model or settings.CHAT_MODEL),
         passages=[],
-        embedding_tokens=retrieval.embedding_tokens,
+        embedding_tokens=0,
         started=started,
-        refusal=refusal,
+        history=history,
+        filter_tags=list(filter_tags),
         refusal_message=(scope.refusal_message if scope is not None else DEFAULT_REFUSAL),
     )
-    if refusal is not None:
-        log.info("chat_refused", reason=refusal, bot_id=str(bot.pk))
-        return turn
+
+
+def chat_ground(turn: Turn) -> None:
+    """Retrieve the passages, decide a refusal, build the prompt (``turn.request``)."""
+    bot, scope = turn.bot, turn.bot.scope
+    retrieval = retrieve(
+        search_space_for_bot(bot, filter_tags=turn.filter_tags),
+        query=turn.question,
+        top_k=bot.top_k,
+    )
+    turn.embedding_tokens = retrieval.embedding_tokens
+    min_relevance = scope.min_relevance if scope is not None else 0.0
+    relevant = [hit for hit in retrieval.hits if hit.relevance >= min_relevance]
+    if not relevant and not (scope is not None and scope.answer_without_context):
+        turn.refusal = RefusalReason.NO_RELEVANT_CONTEXT.value
+        log.info("chat_refused", reason=turn.refusal, bot_id=str(bot.pk))
+        return
     passages = fit_passages(relevant, budget=settings.CHAT_CONTEXT_TOKENS, count=_count)
     rules = ScopeRules(
         description=scope.description if scope is not None else "",
@@ -201,20 +202,19 @@ def chat_prepare(
     )
     turn.passages = passages
     turn.request = LLMRequest(
-        model=model,
+        model=turn.model,
         messages=build_messages(
             system_prompt=bot.system_prompt,
             rules=rules,
             passages=passages,
-            history=trim_history(history, budget=settings.CHAT_HISTORY_TOKENS, count=_count),
-            question=question,
+            history=trim_history(turn.history, budget=settings.CHAT_HISTORY_TOKENS, count=_count),
+            question=turn.question,
         ),
-        question=question,
+        question=turn.question,
         passages=passages,
         temperature=bot.temperature,
         max_tokens=bot.max_output_tokens,
     )
-    return turn
 
 
 @dataclass

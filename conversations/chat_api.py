@@ -39,7 +39,7 @@ from chatbot_site.errors import (
     request_id_of,
 )
 from conversations.apis import UsageSerializer
-from conversations.chat import Outcome, Runner, Turn, chat_finish, chat_prepare
+from conversations.chat import Outcome, Runner, Turn, chat_finish, chat_ground, chat_open
 from conversations.llm import LLMError
 from conversations.models import FinishReason
 from tenants.api_base import Access, authorize
@@ -115,8 +115,8 @@ def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> Jso
 
 
 def prepare(request: HttpRequest) -> Prepared:
-    """Everything before the answer, in a worker thread. Never raises an application error:
-    it returns it as the JSON response to send."""
+    """Everything before the answer (before the ``start`` event, for a stream), in a worker
+    thread. Never raises an application error: it returns it as the JSON response to send."""
     prepared = Prepared()
     try:
         prepared.access = authorize(request, required_role=Role.CHAT)
@@ -132,7 +132,7 @@ def prepare(request: HttpRequest) -> Prepared:
         data = serializer.validated_data
         accept = request.headers.get("Accept", "")
         prepared.stream = bool(data["stream"]) or "text/event-stream" in accept
-        prepared.turn = chat_prepare(
+        prepared.turn = chat_open(
             tenant=prepared.access.tenant,
             api_key=prepared.access.api_key,
             bot_id=data["bot_id"],
@@ -141,6 +141,8 @@ def prepare(request: HttpRequest) -> Prepared:
             metadata=data["metadata"],
             filter_tags=(data.get("filters") or {}).get("tags", []),
         )
+        if not prepared.stream:  # a stream sends `start` first, then grounds
+            chat_ground(prepared.turn)
     except Exception as exc:
         headers = prepared.access.rate_headers if prepared.access else {}
         prepared.error = _error(request, exc, getattr(exc, "headers", None) or headers)
@@ -228,6 +230,8 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         {"session_id": str(turn.conversation.pk), "message_id": str(turn.message_id)},
     )
     try:
+        await run_sync(chat_ground, turn)
+        runner = Runner(turn)  # knows the passages now
         async for piece in with_pings(runner.deltas(), settings.SSE_PING_SECONDS):
             if piece is None:
                 yield PING
@@ -241,14 +245,14 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         await store(turn, runner.outcome(FinishReason.CANCELLED.value))
         log.info("chat_cancelled", conversation_id=str(turn.conversation.pk))
         raise
-    except Exception:
-        log.exception("chat_stream_failed")
+    except Exception as exc:
         await store(turn, runner.outcome(FinishReason.ERROR.value))
-        yield sse(
-            next(ids),
-            "error",
-            {"error": {"code": "internal_error", "message": "The answer could not be completed."}},
-        )
+        if isinstance(exc, ApplicationError):  # e.g. the embedding provider failed (502)
+            error = {"code": exc.code, "message": exc.message}
+        else:
+            log.exception("chat_stream_failed")
+            error = {"code": "internal_error", "message": "The answer could not be completed."}
+        yield sse(next(ids), "error", {"error": error})
         return
     outcome = runner.outcome()
     await store(turn, outcome)

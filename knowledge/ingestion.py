@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from knowledge.chunking import chunk_blocks
+from knowledge.chunking import ChunkDraft, chunk_blocks
 from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
@@ -44,6 +44,25 @@ MESSAGES = {
 
 class TransientIngestError(Exception):
     """Try again later (provider rate limits, timeouts); the claim has been released."""
+
+
+CONTEXT_TOKENS = 34
+
+
+def embedding_input(title: str, draft: ChunkDraft) -> str:
+    """A chunk is embedded with the document title and its heading path in front: a passage
+    deep in a section still matches questions about that section ("contextual" chunk
+    embeddings). The stored (and full-text indexed) text is the chunk alone."""
+    text = str(draft.text)
+    if title and text.startswith(title):  # records carry their title in the text already
+        title = ""
+    context = " > ".join(part for part in [title, *draft.heading_path] if part)
+    if not context:
+        return text
+    words = context.split()
+    if len(words) > 24:  # keep the context line within CONTEXT_TOKENS, roughly
+        context = " ".join(words[:24])
+    return f"{context}\n{text}"
 
 
 def _fail(document_id: uuid.UUID, claimed_at: Any, code: str, message: str) -> None:
@@ -133,11 +152,12 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
                 wall_seconds=settings.PARSE_WALL_SECONDS,
             )
         lap("parse")
-        size = max(16, min(document.dataset.chunk_size, embedder.max_tokens - 2))
+        # Room for the context line each chunk is embedded with (see embedding_input).
+        size = max(16, min(document.dataset.chunk_size, embedder.max_tokens - CONTEXT_TOKENS))
         overlap = min(document.dataset.chunk_overlap, size // 2)
         drafts = chunk_blocks(blocks, size=size, overlap=overlap, count=embedder.count_tokens)
         lap("chunk")
-        vectors = embedder.embed([d.text for d in drafts])
+        vectors = embedder.embed([embedding_input(document.title, d) for d in drafts])
         lap("embed")
     except (ParseError, FetchError) as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message)

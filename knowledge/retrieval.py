@@ -25,7 +25,8 @@ from typing import Any, Literal
 from django.conf import settings
 from django.db import connection, transaction
 
-from knowledge.embeddings import get_embedder
+from chatbot_site.errors import UpstreamError
+from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.models import BotDataset, DocumentStatus
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -270,6 +271,9 @@ def retrieve(
     embedder = get_embedder()
     if not space.dataset_ids or not query.strip():
         return Retrieval(hits=[])
-    vector = embedder.embed([query])[0]
+    try:
+        vector = embedder.embed([query])[0]
+    except EmbeddingError as exc:
+        raise UpstreamError(f"The embedding provider failed: {exc}") from exc
     hits = search(space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion)
     return Retrieval(hits=hits, embedding_tokens=embedder.count_tokens(query), query_vector=vector)

@@ -5,6 +5,7 @@ a new one (a key's secret can never be shown twice)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,8 @@ DEMO_SLUG = "demo"
 # Real documents that ship with the repository: the service's own documentation.
 DEMO_DOCUMENTS = [settings.BASE_DIR / "README.md", settings.BASE_DIR / "docs" / "BENCHMARKS.md"]
 KEY_NAME = "make run"
+
+DEMO_QUESTION = "How do I add documents to a dataset?"
 
 
 class Command(BaseCommand):
@@ -83,6 +86,9 @@ class Command(BaseCommand):
         _key, plaintext = api_key_create(tenant=tenant, actor=actor, role=Role.ADMIN, name=KEY_NAME)
 
         base = f"http://{options['host']}:{options['port']}"
+        chat_body = json.dumps(
+            {"bot_id": str(bot.id), "messages": [{"role": "user", "content": DEMO_QUESTION}]}
+        )
         self.stdout.write(
             "\n".join(
                 [
@@ -95,6 +101,10 @@ class Command(BaseCommand):
                     f"  export CHATBOT_API_KEY={plaintext}",
                     f"  curl -s {base}/v1/health",
                     f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY" {base}/v1/bots',
+                    "Ask the demo bot (once its documents are ingested, a few seconds; add"
+                    ' "stream": true for Server-Sent Events):',
+                    f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY"'
+                    f" -H \"Content-Type: application/json\" {base}/v1/chat -d '{chat_body}'",
                     f"  API reference: {base}/v1/docs",
                     "More keys: python manage.py create_api_key --tenant demo --role chat",
                     "",
