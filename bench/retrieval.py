@@ -12,7 +12,8 @@
 Tenants: one holds 1% of the rows ("small"), nineteen share the rest. Recall@10 of ``vector`` is
 measured against exact search (index scans off) on the same tenant. The data set is built once
 into the database ``bench_retrieval`` on the embedded server (or ``DATABASE_URL``'s server) and
-reused by later runs (``BENCH_REBUILD=1`` rebuilds it). `make bench` runs it.
+reused by later runs (``BENCH_REBUILD=1`` rebuilds it). ``BENCH_INDEX=ivfflat`` measures the
+other index kind (the index is rebuilt when the kind differs). `make bench` runs it.
 """
 
 from __future__ import annotations
@@ -142,6 +143,19 @@ def main() -> int:
             cursor.execute("TRUNCATE tenants_tenant CASCADE")
             build(cursor, rng, centres)
 
+    from knowledge import vector_index
+
+    kind = os.environ.get("BENCH_INDEX", "hnsw")
+    with connection.cursor() as cursor:
+        if vector_index.current_kind(cursor) != kind:
+            started = time.perf_counter()
+            cursor.execute(vector_index.drop_sql())
+            cursor.execute("SET maintenance_work_mem = '1GB'")
+            cursor.execute("SET max_parallel_maintenance_workers = 2")
+            cursor.execute(vector_index.create_sql(kind, rows=ROWS))
+            cursor.execute("ANALYZE knowledge_chunk")
+            print(f"  {kind} index built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
     queries = centres[rng.integers(0, len(centres), QUERIES)]
     queries = queries + 0.35 * rng.standard_normal(queries.shape).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -223,8 +237,14 @@ def main() -> int:
             "short": short,
         }
 
-    print(f"\n{ROWS} chunks x {DIMS}-d, {TENANTS} tenants, {QUERIES} queries, HNSW m=16 "
-          f"ef_construction=64; ef_search={os.environ.get('HNSW_EF_SEARCH', '100')}")  # fmt: skip
+    from django.conf import settings
+
+    index = (
+        f"HNSW m=16 ef_construction=64, ef_search={settings.HNSW_EF_SEARCH}"
+        if kind == "hnsw"
+        else f"IVFFLAT lists={vector_index.ivfflat_lists(ROWS)}, probes={settings.IVFFLAT_PROBES}"
+    )
+    print(f"\n{ROWS} chunks x {DIMS}-d, {TENANTS} tenants, {QUERIES} queries, {index}")
     print("\n| tenant | path | p50 ms | p95 ms | p95 / floor p95 | recall@10 | short answers |")
     print("|---|---|---|---|---|---|---|")
     for label, result in results.items():

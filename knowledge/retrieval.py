@@ -30,6 +30,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.models import BotDataset, DocumentStatus
 
 Mode = Literal["hybrid", "vector", "text"]
+TEXT_RANKS = ("ts_rank_cd", "ts_rank")
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
 
 
@@ -84,6 +85,16 @@ class Fusion:
     vector_weight: float
     text_weight: float
     candidates: int
+    # The text leg's ranking: ts_rank_cd (cover density) or ts_rank (frequency), with a
+    # PostgreSQL normalization bit mask (0 none, 1 log length, 2 length, ...).
+    text_rank: str = "ts_rank_cd"
+    text_normalization: int = 1
+
+    def __post_init__(self) -> None:
+        if self.text_rank not in TEXT_RANKS:  # formatted into SQL: an allow-list
+            raise ValueError(f"text_rank must be one of {TEXT_RANKS}")
+        if not 0 <= self.text_normalization <= 63:
+            raise ValueError("text_normalization is a bit mask 0..63")
 
     @classmethod
     def from_settings(cls) -> Fusion:
@@ -92,6 +103,8 @@ class Fusion:
             vector_weight=settings.RETRIEVAL_VECTOR_WEIGHT,
             text_weight=settings.RETRIEVAL_TEXT_WEIGHT,
             candidates=settings.RETRIEVAL_CANDIDATES,
+            text_rank=settings.RETRIEVAL_TEXT_RANK,
+            text_normalization=settings.RETRIEVAL_TEXT_NORMALIZATION,
         )
 
 
@@ -150,6 +163,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         "wv": fusion.vector_weight if mode != "text" else 0.0,
         "wt": fusion.text_weight if mode != "vector" else 0.0,
         "languages": space.languages,
+        "normalization": fusion.text_normalization,
     }
     where = _filters(space, params)
     # Only constant fragments are formatted in; every value is a bound parameter.
@@ -164,7 +178,8 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
     # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); its AND becomes OR.
     text_leg = f"""
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
-            SELECT c.id, ts_rank_cd(c.search_vector, q.query, 1) AS text_score
+            SELECT c.id, {fusion.text_rank}(c.search_vector, q.query, %(normalization)s)
+                   AS text_score
             FROM q JOIN knowledge_chunk c
               ON c.language = q.language AND c.search_vector @@ q.query
             WHERE {where}

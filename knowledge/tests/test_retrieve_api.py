@@ -1,0 +1,75 @@
+"""``POST /v1/retrieve``: the bot's hits through the API, with real query embeddings."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversations.tests.chatkit import add_passages
+from knowledge.tests.factories import ChunkFactory, DocumentFactory
+from tests.world import build_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alpha():
+    return build_tenant("alpha")
+
+
+def retrieve(world, key=None, **body):
+    return world.client(key or world.chat_key).post("/v1/retrieve", body, format="json")
+
+
+def test_hits_best_first_in_the_contract_shape(alpha):
+    library = add_passages(alpha)
+    response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?", top_k=2)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert len(body["data"]) == 2
+    top = body["data"][0]
+    assert top["chunk_id"] == str(library.chunks[1].pk)  # the refunds passage
+    for field in ("document_id", "chunk_id", "dataset_id", "title", "source", "page", "text"):
+        assert field in top
+    assert 0 < top["score"] <= 1 and top["scores"]["text"] > 0
+    assert body["data"][0]["scores"]["fused"] >= body["data"][1]["scores"]["fused"]
+    assert body["usage"]["embedding_tokens"] > 0
+    assert response["RateLimit-Limit"]
+
+
+def test_top_k_defaults_to_the_bots_and_is_bounded(alpha):
+    add_passages(alpha)
+    alpha.bot.top_k = 1
+    alpha.bot.save()
+    body = retrieve(alpha, bot_id=str(alpha.bot.pk), query="refunds").json()
+    assert len(body["data"]) == 1
+    response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="refunds", top_k=101)
+    assert response.status_code == 400 and "top_k" in response.json()["error"]["details"]
+
+
+def test_filter_tags_and_other_tenants(alpha):
+    add_passages(alpha)
+    tagged_doc = DocumentFactory(tenant=alpha.tenant, dataset=alpha.dataset, tags=["pricing"])
+    tagged = ChunkFactory(
+        tenant=alpha.tenant,
+        document=tagged_doc,
+        tags=["pricing"],
+        text="The pro plan costs ten euros.",
+    )
+    body = retrieve(
+        alpha,
+        bot_id=str(alpha.bot.pk),
+        query="price of the pro plan",
+        filters={"tags": ["pricing"]},
+    ).json()
+    assert [h["chunk_id"] for h in body["data"]] == [str(tagged.pk)]
+    beta = build_tenant("beta")
+    response = retrieve(beta, bot_id=str(alpha.bot.pk), query="refunds")
+    assert response.status_code == 404
+
+
+def test_mode_selects_a_single_leg(alpha):
+    add_passages(alpha)
+    body = retrieve(alpha, bot_id=str(alpha.bot.pk), query="zzzz qqqq", mode="text").json()
+    assert body["data"] == []
+    body = retrieve(alpha, bot_id=str(alpha.bot.pk), query="zzzz qqqq", mode="vector").json()
+    assert body["data"]
