@@ -250,8 +250,9 @@ class Runner:
 
     def outcome(self, finish_reason: str | None = None) -> Outcome:
         output = "".join(self.emitted)
-        if self.turn.request is None:
-            return Outcome(output, [], FinishReason.REFUSAL.value, 0, 0, "")
+        if self.turn.request is None:  # a refusal, or the turn ended before grounding
+            reason = FinishReason.REFUSAL.value if self.turn.refusal else finish_reason
+            return Outcome(output, [], reason or FinishReason.ERROR.value, 0, 0, "")
         completion = self.completion
         reason = finish_reason or (completion.finish_reason if completion else "stop")
         return Outcome(

@@ -38,13 +38,14 @@ class FakeOpenAI:
     break_after_pieces: int | None = None
     prompt_tokens: int = 42
     disconnected: bool = False  # the client went away mid-stream
+    keep_requests: bool = True
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
 
 
 @contextmanager
-def fake_openai() -> Iterator[FakeOpenAI]:
+def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
     state = FakeOpenAI()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -54,7 +55,8 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            state.requests.append({"path": self.path, "body": body})
+            if state.keep_requests:
+                state.requests.append({"path": self.path, "body": body})
             if state.fail_with:
                 status = state.fail_with.pop(0)
                 self.reply(status, {"error": {"message": "scripted failure", "type": "test"}})
@@ -133,8 +135,11 @@ def fake_openai() -> Iterator[FakeOpenAI]:
             self.end_headers()
             self.wfile.write(data)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 1024  # benchmarks open hundreds of streams at once
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -143,3 +148,22 @@ def fake_openai() -> Iterator[FakeOpenAI]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """``python -m tests.fake_openai PORT [REPLY_WORDS] [DELAY]``: serve until killed (benchmarks
+    run it in a process of its own so it does not share their GIL)."""
+    import sys
+
+    port = int(sys.argv[1])
+    words = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    with fake_openai(port=port) as state:
+        state.chat_reply = " ".join(f"word{i}" for i in range(words - 1)) + " [1]."
+        state.chat_delay = delay
+        state.keep_requests = False
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""Chat overhead and streams, against floors measured in the same run.
+
+  floor      retrieval SQL (``knowledge.retrieval.search``, hybrid) + one non-streaming call to
+             the zero-latency LLM server with the ``openai`` client — what a chat turn cannot
+             avoid — run by 1 and 16 threads
+  chat       ``POST /v1/chat`` (JSON) through an ASGI server (daphne, uvicorn, granian when
+             installed), 1 and 16 concurrent keep-alive clients
+  stream     the same with ``"stream": true``: time to the first byte, p50/p95 of the whole stream
+  pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer
+  500        500 concurrent slow streams held by one server process: RSS per stream
+
+The LLM is ``tests/fake_openai.py`` in a process of its own; the query embedding uses the local
+model (as a default deployment does). A fresh database ``bench_chat`` holds one tenant whose bot
+searches 300 passages. `make bench` runs it; ``BENCH_CHAT_REQUESTS`` sets the sample size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+REQUESTS = int(os.environ.get("BENCH_CHAT_REQUESTS", "200"))
+QUESTIONS = [
+    "How do refunds work?", "When does my plan renew?", "How do I export my data?",
+    "What is the rate limit?", "How do I rotate an API key?", "Where are invoices sent?",
+]  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: S603
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"server on {port} did not answer")
+
+
+def server_argv(name: str, port: int) -> list[str] | None:
+    app = "chatbot_site.asgi:application"
+    if name == "daphne":
+        return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log",
+                "/dev/null", app]  # fmt: skip
+    if name == "uvicorn" and (BIN / "uvicorn").exists():
+        return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port),
+                "--no-access-log", "--lifespan", "off", app]  # fmt: skip
+    if name == "granian" and (BIN / "granian").exists():
+        return [str(BIN / "granian"), "--interface", "asginl", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "1", "--no-ws", app]  # fmt: skip
+    return None
+
+
+async def post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes, key: str
+) -> tuple[float, float, bytes]:
+    """One request on a keep-alive connection: (seconds to first byte, total seconds, body)."""
+    started = time.perf_counter()
+    writer.write(
+        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    first = time.perf_counter() - started
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if not status_line.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(status_line.decode() + str(headers))
+    chunks = []
+    if headers.get("transfer-encoding") == "chunked":
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            data = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            chunks.append(data[:-2])
+    else:
+        chunks.append(await reader.readexactly(int(headers["content-length"])))
+    return first, time.perf_counter() - started, b"".join(chunks)
+
+
+async def load(
+    port: int, key: str, bot: str, *, clients: int, total: int, stream: bool, warmup: int = 3
+) -> dict[str, float]:
+    latencies: list[float] = []
+    firsts: list[float] = []
+    per_client = max(1, total // clients)
+
+    async def client(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(per_client + warmup):
+            body = json.dumps({"bot_id": bot, "stream": stream, "messages": [
+                {"role": "user", "content": QUESTIONS[(n + i) % len(QUESTIONS)]}]}).encode()  # fmt: skip
+            first, elapsed, _ = await post(reader, writer, body, key)
+            if i >= warmup:
+                latencies.append(elapsed * 1000)
+                firsts.append(first * 1000)
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "p50": percentile(latencies, 0.5),
+        "p95": percentile(latencies, 0.95),
+        "rps": len(latencies) / elapsed,
+        "first_p50": percentile(firsts, 0.5),
+        "first_p95": percentile(firsts, 0.95),
+    }
+
+
+def floor(
+    space: Any, vectors: list[list[float]], llm_url: str, *, threads: int
+) -> dict[str, float]:
+    import openai
+    from django.db import connection
+
+    from knowledge.retrieval import search
+
+    latencies: list[float] = []
+    per_thread = max(1, REQUESTS // threads)
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        client = openai.OpenAI(api_key="sk-bench", base_url=llm_url, max_retries=0)
+        for i in range(per_thread + 3):
+            started = time.perf_counter()
+            question = QUESTIONS[(n + i) % len(QUESTIONS)]
+            search(space, query=question, query_vector=vectors[(n + i) % len(vectors)], top_k=5)
+            client.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": question}]
+            )
+            if i >= 3:
+                with lock:
+                    latencies.append((time.perf_counter() - started) * 1000)
+        connection.close()
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return {
+        "p50": percentile(latencies, 0.5),
+        "p95": percentile(latencies, 0.95),
+        "rps": len(latencies) / elapsed,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    from bots.models import Bot
+    from knowledge.embeddings import get_embedder
+    from knowledge.models import BotDataset, Chunk, Dataset, Document, DocumentStatus
+    from knowledge.retrieval import search_space_for_bot
+    from tenants.models import Role, Tenant
+    from tenants.services import Actor, api_key_create
+
+    setup_test_environment()
+    connection.settings_dict["TEST"]["NAME"] = "bench_chat"
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    tenant = Tenant.objects.create(slug="bench", name="bench",
+                                   default_rate_limit_per_minute=10_000_000)  # fmt: skip
+    bot = Bot.objects.for_tenant(tenant).create(tenant=tenant, name="bot", top_k=5)
+    dataset = Dataset.objects.for_tenant(tenant).create(tenant=tenant, name="faq")
+    BotDataset.objects.for_tenant(tenant).create(tenant=tenant, bot=bot, dataset=dataset)
+    document = Document.objects.for_tenant(tenant).create(
+        tenant=tenant, dataset=dataset, title="FAQ", source="faq.md", source_type="record",
+        status=DocumentStatus.READY, content_hash="0" * 64,
+    )  # fmt: skip
+    topics = ["refunds", "renewal", "export", "rate limits", "API keys", "invoices"]
+    texts = [f"Passage {i} about {topics[i % 6]}: how {topics[i % 6]} work for account "
+             f"holders, with the steps and the limits that apply." for i in range(300)]  # fmt: skip
+    embedder = get_embedder()
+    vectors = embedder.embed(texts)
+    Chunk.objects.for_tenant(tenant).bulk_create(
+        Chunk(tenant=tenant, dataset=dataset, document=document, ordinal=i, text=text,
+              embedding=vector, embedding_model=embedder.model)
+        for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
+    )  # fmt: skip
+    _key, secret = api_key_create(tenant=tenant, actor=Actor.system("bench"), role=Role.CHAT)
+    space = search_space_for_bot(bot)
+    query_vectors = embedder.embed(QUESTIONS)
+    db = connection.settings_dict
+    database_url = (
+        f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
+        if str(db["HOST"]).startswith("/")
+        else f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
+    logs = ROOT / ".data" / "bench-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    llm_port = free_port()
+    base_env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=database_url,
+                    LLM_BACKEND="openai", OPENAI_API_KEY="sk-bench",
+                    OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1", LOG_LEVEL="WARNING",
+                    DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
+    rows: list[str] = []
+    with process([sys.executable, "-m", "tests.fake_openai", str(llm_port), "20"], base_env,
+                 logs / "llm.log"):  # fmt: skip
+        time.sleep(1)
+        llm_url = f"http://127.0.0.1:{llm_port}/v1"
+        floors = {c: floor(space, query_vectors, llm_url, threads=c) for c in (1, 16)}
+        for c, f in floors.items():
+            rows.append(f"| floor | {c} | {f['p50']:.1f} | {f['p95']:.1f} | {f['rps']:.0f} | | |")
+        for name in ("daphne", "uvicorn", "granian"):
+            port = free_port()
+            argv = server_argv(name, port)
+            if argv is None:
+                rows.append(f"| {name} | not installed | | | | | |")
+                continue
+            with process(argv, base_env, logs / f"{name}.log"):
+                wait_http(port)
+                for clients in (1, 16):
+                    for stream in (False, True):
+                        r = asyncio.run(load(port, secret, str(bot.pk), clients=clients,
+                                             total=REQUESTS, stream=stream))  # fmt: skip
+                        f = floors[clients]
+                        label = f"{name} {'stream' if stream else 'json'}"
+                        first = f"{r['first_p50']:.1f} / {r['first_p95']:.1f}" if stream else ""
+                        rows.append(
+                            f"| {label} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "
+                            f"{r['rps']:.0f} | +{r['p95'] - f['p95']:.1f} | {first} |"
+                        )
+    print(f"\nPOST /v1/chat, zero-latency LLM (20-word answer), {REQUESTS} requests per row")
+    print(
+        "\n| path | clients | p50 ms | p95 ms | req/s | p95 over floor ms | first byte p50/p95 ms |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+
+    # CPU per relayed piece and memory per held stream (daphne, the default).
+    print("\n| measure | value |\n|---|---|")
+    results: dict[str, float] = {}
+    for words in (1, 2001):
+        llm_port = free_port()
+        env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
+        with process([sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words)], env,
+                     logs / "llm-pieces.log"):  # fmt: skip
+            port = free_port()
+            with process(server_argv("daphne", port) or [], env, logs / "daphne-pieces.log") as p:
+                wait_http(port)
+                asyncio.run(load(port, secret, str(bot.pk), clients=1, total=3, stream=True))
+                before = cpu_seconds(p.pid)
+                asyncio.run(load(port, secret, str(bot.pk), clients=1, total=20, stream=True))
+                results[str(words)] = (cpu_seconds(p.pid) - before) / 20
+    per_piece = (results["2001"] - results["1"]) / 2000 * 1e6
+    print(f"| server CPU per relayed piece | {per_piece:.1f} µs |")
+
+    streams = 500
+    llm_port = free_port()
+    env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
+    with process([sys.executable, "-m", "tests.fake_openai", str(llm_port), "30", "0.5"], env,
+                 logs / "llm-slow.log"):  # fmt: skip
+        port = free_port()
+        with process(server_argv("daphne", port) or [], env, logs / "daphne-500.log") as p:
+            wait_http(port)
+            asyncio.run(load(port, secret, str(bot.pk), clients=2, total=4, stream=True))
+            idle = rss_bytes(p.pid)
+            peak = idle
+            done = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, rss_bytes(p.pid))
+                    time.sleep(0.2)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.perf_counter()
+            result = asyncio.run(load(port, secret, str(bot.pk), clients=streams, total=streams,
+                                      stream=True, warmup=0))  # fmt: skip
+            done.set()
+            sampler.join()
+    print(f"| {streams} concurrent streams (30 pieces, 0.5 s apart) | all completed in "
+          f"{time.perf_counter() - started:.1f} s; p95 {result['p95'] / 1000:.1f} s |")  # fmt: skip
+    print(f"| server RSS idle → peak | {idle / 2**20:.0f} MB → {peak / 2**20:.0f} MB |")
+    print(f"| memory per held stream | {(peak - idle) / streams / 1024:.0f} kB |")
+    connection.creation.destroy_test_db("bench_chat", verbosity=0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
