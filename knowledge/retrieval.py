@@ -30,7 +30,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.models import BotDataset, DocumentStatus
 
 Mode = Literal["hybrid", "vector", "text"]
-TEXT_RANKS = ("ts_rank_cd", "ts_rank")
+TEXT_RANKS = ("bm25", "ts_rank_cd", "ts_rank")
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "text")
 
 
@@ -87,8 +87,9 @@ class Fusion:
     candidates: int
     # The text leg's ranking: ts_rank_cd (cover density) or ts_rank (frequency), with a
     # PostgreSQL normalization bit mask (0 none, 1 log length, 2 length, ...).
-    text_rank: str = "ts_rank_cd"
+    text_rank: str = "bm25"
     text_normalization: int = 1
+    df_cap: int = 20_000
 
     def __post_init__(self) -> None:
         if self.text_rank not in TEXT_RANKS:  # formatted into SQL: an allow-list
@@ -105,6 +106,7 @@ class Fusion:
             candidates=settings.RETRIEVAL_CANDIDATES,
             text_rank=settings.RETRIEVAL_TEXT_RANK,
             text_normalization=settings.RETRIEVAL_TEXT_NORMALIZATION,
+            df_cap=settings.RETRIEVAL_DF_CAP,
         )
 
 
@@ -164,6 +166,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         "wt": fusion.text_weight if mode != "vector" else 0.0,
         "languages": space.languages,
         "normalization": fusion.text_normalization,
+        "df_cap": fusion.df_cap,
     }
     where = _filters(space, params)
     # Only constant fragments are formatted in; every value is a bound parameter.
@@ -175,8 +178,24 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             ORDER BY c.embedding <=> %(vector)s::vector
             LIMIT %(candidates)s
         ) v"""  # noqa: S608
-    # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); its AND becomes OR.
-    text_leg = f"""
+    if fusion.text_rank == "bm25":
+        # Each query term weighted by its BM25 idf in the searched chunks (document frequency
+        # counted through the GIN index, capped: a term in more than df_cap chunks is treated
+        # as a stopword), times ts_rank's saturating term frequency, length-normalised.
+        text_leg = f"""
+        SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
+            SELECT c.id,
+                   sum(w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s)) AS text_score
+            FROM weighted w JOIN knowledge_chunk c
+              ON c.language = w.language AND c.search_vector @@ w.tq
+            WHERE {where}
+            GROUP BY c.id
+            ORDER BY text_score DESC
+            LIMIT %(candidates)s
+        ) t"""  # noqa: S608
+    else:
+        # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); AND → OR.
+        text_leg = f"""
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
             SELECT c.id, {fusion.text_rank}(c.search_vector, q.query, %(normalization)s)
                    AS text_score
@@ -186,6 +205,32 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             ORDER BY text_score DESC
             LIMIT %(candidates)s
         ) t"""  # noqa: S608
+    weighted = f"""
+    terms AS MATERIALIZED (
+        SELECT DISTINCT l.language::regconfig AS language,
+               quote_literal(t.lexeme)::tsquery AS tq
+        FROM unnest(%(languages)s::text[]) AS l(language),
+             LATERAL unnest(to_tsvector(l.language::regconfig, %(query)s)) AS t
+    ),
+    corpus AS MATERIALIZED (
+        SELECT greatest(coalesce(sum(d.chunk_count), 0), 1) AS n FROM knowledge_document d
+        WHERE d.tenant_id = %(tenant)s AND d.dataset_id = ANY(%(datasets)s)
+          AND d.status = %(ready)s
+    ),
+    weighted AS MATERIALIZED (
+        SELECT terms.language, terms.tq,
+               ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) AS idf
+        FROM terms CROSS JOIN corpus,
+        LATERAL (
+            SELECT count(*) AS df FROM (
+                SELECT 1 FROM knowledge_chunk c
+                WHERE {where} AND c.language = terms.language AND c.search_vector @@ terms.tq
+                LIMIT %(df_cap)s
+            ) s
+        ) df
+        WHERE df.df > 0 AND df.df < %(df_cap)s
+    ),"""  # noqa: S608
+    uses_weights = fusion.text_rank == "bm25" and mode != "vector"
     empty_vector = "SELECT NULL::uuid AS id, NULL::float8 AS distance, NULL::bigint AS rank LIMIT 0"
     empty_text = "SELECT NULL::uuid AS id, NULL::float4 AS text_score, NULL::bigint AS rank LIMIT 0"
     sql = f"""
@@ -194,7 +239,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
                NULLIF(replace(websearch_to_tsquery(l.language::regconfig, %(query)s)::text,
                               ' & ', ' | '), '')::tsquery AS query
         FROM unnest(%(languages)s::text[]) AS l(language)
-    ),
+    ),{weighted if uses_weights else ""}
     vec AS MATERIALIZED ({vector_leg if mode != "text" else empty_vector}),
     txt AS MATERIALIZED ({text_leg if mode != "vector" else empty_text}),
     fused AS (

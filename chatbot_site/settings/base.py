@@ -300,7 +300,8 @@ RETRIEVAL_RRF_K: int = env.int("RETRIEVAL_RRF_K", default=60)
 RETRIEVAL_VECTOR_WEIGHT: float = env.float("RETRIEVAL_VECTOR_WEIGHT", default=1.0)
 RETRIEVAL_TEXT_WEIGHT: float = env.float("RETRIEVAL_TEXT_WEIGHT", default=1.0)
 RETRIEVAL_CANDIDATES: int = env.int("RETRIEVAL_CANDIDATES", default=100)
-RETRIEVAL_TEXT_RANK: str = env.str("RETRIEVAL_TEXT_RANK", default="ts_rank_cd")
+RETRIEVAL_TEXT_RANK: str = env.str("RETRIEVAL_TEXT_RANK", default="bm25")
+RETRIEVAL_DF_CAP: int = env.int("RETRIEVAL_DF_CAP", default=20_000)
 RETRIEVAL_TEXT_NORMALIZATION: int = env.int("RETRIEVAL_TEXT_NORMALIZATION", default=1)
 # pgvector 0.8 iterative index scans keep filtered ANN recall for small tenants.
 HNSW_EF_SEARCH: int = env.int("HNSW_EF_SEARCH", default=100)
@@ -330,7 +331,7 @@ def validate() -> None:
         "LLM_BACKEND": (LLM_BACKEND, {"openai", "extractive"}),
         "EMBEDDING_BACKEND": (EMBEDDING_BACKEND, {"openai", "local"}),
         "VECTOR_INDEX_KIND": (VECTOR_INDEX_KIND, {"hnsw", "ivfflat"}),
-        "RETRIEVAL_TEXT_RANK": (RETRIEVAL_TEXT_RANK, {"ts_rank_cd", "ts_rank"}),
+        "RETRIEVAL_TEXT_RANK": (RETRIEVAL_TEXT_RANK, {"bm25", "ts_rank_cd", "ts_rank"}),
         "LOG_FORMAT": (LOG_FORMAT, {"json", "console"}),
     }
     for name, (value, allowed) in choices.items():

@@ -130,8 +130,8 @@ class Command(BaseCommand):
         self.stdout.write("\n| text ranking | normalization | text-only nDCG@10 | recall@100 |")
         self.stdout.write("|---|---|---|---|")
         best_rank: tuple[float, str, int] = (-1.0, base.text_rank, base.text_normalization)
-        for rank, normalization in (("ts_rank_cd", 1), ("ts_rank_cd", 0), ("ts_rank", 1),
-                                    ("ts_rank", 0)):  # fmt: skip
+        for rank, normalization in (("bm25", 1), ("bm25", 0), ("bm25", 2),
+                                    ("ts_rank_cd", 1)):  # fmt: skip
             fusion = replace(base, text_rank=rank, text_normalization=normalization)
             ndcg, recall, _ = self.score(space, queries, vectors, external, "text", fusion)
             self.stdout.write(f"| {rank} | {normalization} | {ndcg:.4f} | {recall:.4f} |")
@@ -141,7 +141,7 @@ class Command(BaseCommand):
         self.stdout.write(f"\nvector only: nDCG@10 {ndcg:.4f}, recall@100 {recall:.4f}")
         rows = []
         grid: Iterable[tuple[int, float, int]] = itertools.product(
-            (5, 20, 60), (0.3, 0.5, 0.7, 1.0), (100, 200)
+            (20, 60), (0.5, 0.7, 1.0, 1.3), (100,)
         )
         for rrf_k, text_weight, candidates in grid:
             fusion = Fusion(rrf_k=rrf_k, vector_weight=1.0, text_weight=text_weight,
