@@ -184,12 +184,14 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         # as a stopword), times ts_rank's saturating term frequency, length-normalised.
         text_leg = f"""
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
-            SELECT c.id,
-                   sum(w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s)) AS text_score
-            FROM weighted w JOIN knowledge_chunk c
-              ON c.language = w.language AND c.search_vector @@ w.tq
-            WHERE {where}
-            GROUP BY c.id
+            SELECT id, sum(score) AS text_score FROM (
+                SELECT c.id, w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s) AS score
+                FROM weighted w JOIN knowledge_chunk c
+                  ON c.language = w.language AND c.search_vector @@ w.tq
+                WHERE {where}
+                OFFSET 0  -- a fence: group the scores, not the rows with their tsvectors
+            ) per_term
+            GROUP BY id
             ORDER BY text_score DESC
             LIMIT %(candidates)s
         ) t"""  # noqa: S608
@@ -205,7 +207,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             ORDER BY text_score DESC
             LIMIT %(candidates)s
         ) t"""  # noqa: S608
-    weighted = f"""
+    weighted = """
     terms AS MATERIALIZED (
         SELECT DISTINCT l.language::regconfig AS language,
                quote_literal(t.lexeme)::tsquery AS tq
@@ -213,23 +215,25 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
              LATERAL unnest(to_tsvector(l.language::regconfig, %(query)s)) AS t
     ),
     corpus AS MATERIALIZED (
-        SELECT greatest(coalesce(sum(d.chunk_count), 0), 1) AS n FROM knowledge_document d
-        WHERE d.tenant_id = %(tenant)s AND d.dataset_id = ANY(%(datasets)s)
-          AND d.status = %(ready)s
+        SELECT greatest(count(*), 1) AS n FROM knowledge_chunk c
+        WHERE c.tenant_id = %(tenant)s AND c.dataset_id = ANY(%(datasets)s)
     ),
     weighted AS MATERIALIZED (
+        -- idf needs document frequencies, not exact ones: counted over the searched
+        -- datasets (not tags or document status), through the GIN index, capped.
         SELECT terms.language, terms.tq,
                ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) AS idf
         FROM terms CROSS JOIN corpus,
         LATERAL (
             SELECT count(*) AS df FROM (
                 SELECT 1 FROM knowledge_chunk c
-                WHERE {where} AND c.language = terms.language AND c.search_vector @@ terms.tq
+                WHERE c.tenant_id = %(tenant)s AND c.dataset_id = ANY(%(datasets)s)
+                  AND c.language = terms.language AND c.search_vector @@ terms.tq
                 LIMIT %(df_cap)s
             ) s
         ) df
         WHERE df.df > 0 AND df.df < %(df_cap)s
-    ),"""  # noqa: S608
+    ),"""
     uses_weights = fusion.text_rank == "bm25" and mode != "vector"
     empty_vector = "SELECT NULL::uuid AS id, NULL::float8 AS distance, NULL::bigint AS rank LIMIT 0"
     empty_text = "SELECT NULL::uuid AS id, NULL::float4 AS text_score, NULL::bigint AS rank LIMIT 0"
