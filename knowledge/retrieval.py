@@ -160,7 +160,8 @@ def _filters(space: SearchSpace, params: dict[str, Any]) -> str:
 def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> tuple[str, dict]:
     params: dict[str, Any] = {
         "top_k": top_k,
-        "candidates": max(fusion.candidates, top_k),
+        # Fusion needs each leg's deeper list; a single leg needs only top_k.
+        "candidates": max(fusion.candidates, top_k) if mode == "hybrid" else top_k,
         "rrf_k": fusion.rrf_k,
         "wv": fusion.vector_weight if mode != "text" else 0.0,
         "wt": fusion.text_weight if mode != "vector" else 0.0,
