@@ -296,9 +296,9 @@ TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE: int = env.int(
 )
 
 # --- Retrieval (knowledge.retrieval): fusion tuned on SciFact's train queries, docs/EVAL.md ---
-RETRIEVAL_RRF_K: int = env.int("RETRIEVAL_RRF_K", default=60)
+RETRIEVAL_RRF_K: int = env.int("RETRIEVAL_RRF_K", default=20)
 RETRIEVAL_VECTOR_WEIGHT: float = env.float("RETRIEVAL_VECTOR_WEIGHT", default=1.0)
-RETRIEVAL_TEXT_WEIGHT: float = env.float("RETRIEVAL_TEXT_WEIGHT", default=1.0)
+RETRIEVAL_TEXT_WEIGHT: float = env.float("RETRIEVAL_TEXT_WEIGHT", default=1.3)
 RETRIEVAL_CANDIDATES: int = env.int("RETRIEVAL_CANDIDATES", default=100)
 RETRIEVAL_TEXT_RANK: str = env.str("RETRIEVAL_TEXT_RANK", default="bm25")
 RETRIEVAL_DF_CAP: int = env.int("RETRIEVAL_DF_CAP", default=20_000)
