@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -157,29 +158,71 @@ def sse(event_id: int, event: str, data: dict[str, Any]) -> bytes:
 PING = b": ping\n\n"
 
 
-async def with_pings(source: AsyncIterator[str], interval: float) -> AsyncIterator[str | None]:
-    """``source``'s items, and ``None`` whenever ``interval`` seconds pass without one."""
-    iterator = source.__aiter__()
-    pending: asyncio.Future[str] | None = None
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+async def relay(source: AsyncIterator[str], interval: float) -> AsyncIterator[str | None]:
+    """``source``'s text, and ``None`` (a ping) whenever ``interval`` seconds pass without any.
+
+    The source runs in a task of its own and hands pieces over through a deque, so relaying a
+    piece creates no task or timer, and pieces that arrive while the previous one is being
+    written go out together in one event. A ping task wakes only when the stream is idle.
+    Cancelling the consumer (the client left) cancels the source, which closes the provider's
+    stream."""
+    items: deque[Any] = deque()
+    ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+
+    async def produce() -> None:
+        try:
+            async for piece in source:
+                items.append(piece)
+                ready.set()
+            items.append(_DONE)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            items.append(_Failure(exc))
+        ready.set()
+
+    async def ping() -> None:
+        nonlocal last
+        while True:
+            await asyncio.sleep(max(0.0, last + interval - loop.time()))
+            if loop.time() - last >= interval:
+                items.append(None)
+                last = loop.time()
+                ready.set()
+
+    producer = asyncio.create_task(produce())
+    pinger = asyncio.create_task(ping())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            task, pending = pending, None
-            try:
-                item = task.result()
-            except StopAsyncIteration:
+            while not items:
+                ready.clear()
+                await ready.wait()
+            item = items.popleft()
+            if item is _DONE:
                 return
+            if isinstance(item, _Failure):
+                raise item.exc
+            if item is not None:
+                while items and isinstance(items[0], str):  # coalesce what has arrived
+                    item += items.popleft()
+                last = loop.time()
             yield item
     finally:
-        if pending is not None:
-            pending.cancel()
+        for task in (producer, pinger):
+            task.cancel()
+        for task in (producer, pinger):
             with contextlib.suppress(BaseException):
-                await pending
+                await task
 
 
 async def store(turn: Turn, outcome: Outcome) -> None:
@@ -232,7 +275,7 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     try:
         await run_sync(chat_ground, turn)
         runner = Runner(turn)  # knows the passages now
-        async for piece in with_pings(runner.deltas(), settings.SSE_PING_SECONDS):
+        async for piece in relay(runner.deltas(), settings.SSE_PING_SECONDS):
             if piece is None:
                 yield PING
             else:

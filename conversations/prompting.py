@@ -84,7 +84,7 @@ def fit_passages(passages: Sequence[Hit], *, budget: int, count: Callable[[str],
     kept: list[Hit] = []
     used = 0
     for hit in passages:
-        cost = count(hit.text) + 12
+        cost = (hit.token_count or count(hit.text)) + 12
         if kept and used + cost > budget:
             break
         kept.append(hit)

@@ -49,6 +49,7 @@ class Hit:
     text_score: float | None
     fused_score: float
     relevance: float
+    token_count: int = 0  # the chunk's, counted at ingestion with the embedding tokenizer
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -256,7 +257,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         LIMIT %(top_k)s
     )
     SELECT c.id, c.document_id, c.dataset_id, d.title, d.source, c.page, c.text,
-           c.heading_path, c.tags,
+           c.heading_path, c.tags, c.token_count,
            CASE WHEN c.embedding IS NULL THEN NULL
                 ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,
            fused.text_score, fused.fused
@@ -303,7 +304,7 @@ def search(
         rows = cursor.fetchall()
     hits = []
     for row in rows:
-        similarity = None if row[9] is None else float(row[9])
+        similarity = None if row[10] is None else float(row[10])
         hits.append(
             Hit(
                 chunk_id=row[0],
@@ -316,9 +317,10 @@ def search(
                 heading_path=list(row[7] or []),
                 tags=list(row[8] or []),
                 vector_score=similarity,
-                text_score=None if row[10] is None else float(row[10]),
-                fused_score=float(row[11]),
+                text_score=None if row[11] is None else float(row[11]),
+                fused_score=float(row[12]),
                 relevance=min(1.0, max(0.0, similarity or 0.0)),
+                token_count=int(row[9] or 0),
             )
         )
     return hits

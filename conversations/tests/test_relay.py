@@ -1,0 +1,74 @@
+"""The SSE relay: pings while idle, coalescing, errors, and cancellation reaching the source."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conversations.chat_api import relay
+
+
+async def collect(source, interval: float) -> list:
+    return [item async for item in relay(source, interval)]
+
+
+def test_pings_only_while_idle_and_pieces_in_order():
+    async def slow():
+        yield "a"
+        await asyncio.sleep(0.35)
+        yield "b"
+
+    items = asyncio.run(collect(slow(), 0.1))
+    assert items[0] == "a" and items[-1] == "b"
+    assert 2 <= items.count(None) <= 4 and len(items) == items.count(None) + 2
+
+
+def test_pieces_that_arrive_together_are_coalesced():
+    async def burst():
+        for piece in ("x", "y", "z"):
+            yield piece
+
+    assert asyncio.run(collect(burst(), 5)) == ["xyz"]
+
+
+def test_source_errors_reach_the_consumer():
+    async def failing():
+        yield "partial"
+        await asyncio.sleep(0.01)
+        raise RuntimeError("provider fell over")
+
+    async def run():
+        got = []
+        with pytest.raises(RuntimeError, match="fell over"):
+            async for item in relay(failing(), 5):
+                got.append(item)
+        return got
+
+    assert asyncio.run(run()) == ["partial"]
+
+
+def test_cancelling_the_consumer_closes_the_source():
+    closed = asyncio.Event()
+
+    async def endless():
+        try:
+            while True:
+                yield "piece "
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+
+    async def run() -> bool:
+        async def consume():
+            async for _ in relay(endless(), 5):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return closed.is_set()
+
+    assert asyncio.run(run())
