@@ -9,6 +9,7 @@ SSE ``error`` event (or ``502`` for a JSON answer).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -51,28 +52,29 @@ class OpenAILLM:
             self._clients[id(loop)] = client
         return client
 
-    async def _open(self, request: LLMRequest) -> tuple[Any, Any, Any]:
-        """The stream, its iterator and its first chunk — retried while nothing was received."""
+    async def _open(self, request: LLMRequest) -> tuple[Any, Any, dict[str, Any] | None]:
+        """The response, its lines and its first chunk — retried while nothing was received."""
         attempt = 0
         while True:
-            stream = None
+            manager = self.client().chat.completions.with_streaming_response.create(
+                model=request.model,
+                messages=cast(Any, request.messages),
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            entered = False
             try:
-                stream = await self.client().chat.completions.create(
-                    model=request.model,
-                    messages=cast(Any, request.messages),
-                    temperature=request.temperature,
-                    max_tokens=request.max_tokens,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                )
-                iterator = stream.__aiter__()
-                first = await iterator.__anext__()
-                return stream, iterator, first
-            except StopAsyncIteration:
-                return stream, None, None
-            except openai.OpenAIError as exc:
-                if stream is not None:
-                    await stream.close()
+                response = await manager.__aenter__()
+                entered = True
+                lines = response.iter_lines()
+                return manager, lines, await _next_chunk(lines)
+            except (openai.OpenAIError, LLMError) as exc:
+                if entered:
+                    await manager.__aexit__(None, None, None)
+                if isinstance(exc, LLMError):
+                    raise
                 transient, status = _transient(exc)
                 if not transient or attempt >= settings.LLM_MAX_RETRIES:
                     raise LLMError(_describe(exc), transient=transient, status=status) from exc
@@ -81,38 +83,66 @@ class OpenAILLM:
                 log.warning("llm_retry", attempt=attempt + 1, status=status, delay_s=delay)
                 attempt += 1
                 await asyncio.sleep(delay)
+            except BaseException:
+                if entered:
+                    await manager.__aexit__(None, None, None)
+                raise
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Completion]:
-        stream, iterator, chunk = await self._open(request)
+        # The response body is read as raw Server-Sent Events and parsed with json: building
+        # the SDK's pydantic chunk objects cost ~0.3 ms of CPU per piece (measured).
+        manager, lines, chunk = await self._open(request)
         finish_reason = "stop"
         model = request.model
         prompt_tokens = completion_tokens = None
         try:
             while chunk is not None:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    prompt_tokens = chunk.usage.prompt_tokens
-                    completion_tokens = chunk.usage.completion_tokens
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        yield Delta(choice.delta.content)
-                    if choice.finish_reason:
-                        finish_reason = "length" if choice.finish_reason == "length" else "stop"
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    chunk = None
+                model = chunk.get("model") or model
+                usage = chunk.get("usage")
+                if usage:
+                    prompt_tokens = usage.get("prompt_tokens")
+                    completion_tokens = usage.get("completion_tokens")
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        yield Delta(content)
+                    if choice.get("finish_reason"):
+                        finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
+                chunk = await _next_chunk(lines)
+        except LLMError:
+            raise
         except Exception as exc:  # the provider or the connection, mid-stream: never retried
             raise LLMError(_describe(exc), transient=False) from exc
         finally:
-            if stream is not None:
-                await stream.close()
+            await manager.__aexit__(None, None, None)
         yield Completion(
             finish_reason=finish_reason,
             model=model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
+
+
+async def _next_chunk(lines: AsyncIterator[str]) -> dict[str, Any] | None:
+    """The next ``data:`` payload of the event stream, or None at its end."""
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return None
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise LLMError("The language model provider sent malformed data.") from None
+        if not isinstance(chunk, dict):
+            raise LLMError("The language model provider sent malformed data.")
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise LLMError(f"The language model provider failed: {message}"[:300])
+        return chunk
+    return None
 
 
 def _describe(exc: Exception) -> str:
