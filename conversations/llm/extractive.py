@@ -1,5 +1,6 @@
 """The offline answerer: the sentences of the retrieved passages that best cover the question,
-in passage order, each followed by its passage's ``[n]``.
+in passage order, each followed by its passage's ``[n]``. Code blocks, command lines and table
+rows are skipped: they are cited passages, not sentences to read out.
 
 It reads only what it is given (question and numbered passages), so its answers are grounded by
 construction; it streams its answer in pieces like a model does. Token counts are left to the
@@ -167,6 +168,23 @@ def sentences(text: str) -> list[str]:
     return out
 
 
+_FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
+
+
+def readable_text(passage: str) -> str:
+    """The passage without code blocks, table rows and headings."""
+    lines = _FENCE.sub("\n", passage).splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("|", "#")))
+
+
+def prose(sentence: str) -> bool:
+    """Reads as a sentence, not as code, a command line or a table row."""
+    if len(sentence) < 6:
+        return False
+    readable = sum(ch.isalpha() or ch in " ,.;:'()-" for ch in sentence)
+    return readable / len(sentence) >= 0.85
+
+
 def compose(question: str, passages: Sequence[str]) -> str:
     """The answer text, with ``[n]`` (1-based passage numbers) after each sentence."""
     if not passages:
@@ -174,7 +192,9 @@ def compose(question: str, passages: Sequence[str]) -> str:
     wanted = terms(question)
     scored: list[tuple[float, int, int, str]] = []
     for n, passage in enumerate(passages, start=1):
-        for i, sentence in enumerate(sentences(passage)):
+        for i, sentence in enumerate(sentences(readable_text(passage))):
+            if not prose(sentence):
+                continue
             found = terms(sentence)
             overlap = len(wanted & found)
             if overlap:
@@ -182,7 +202,7 @@ def compose(question: str, passages: Sequence[str]) -> str:
                 score = overlap / math.sqrt(len(found) + 1) - 0.01 * n
                 scored.append((score, n, i, sentence))
     if not scored:
-        first = sentences(passages[0])
+        first = [s for s in sentences(readable_text(passages[0])) if prose(s)]
         return f"{first[0]} [1]" if first else NOTHING_FOUND
     chosen = sorted(scored, key=lambda s: -s[0])[:MAX_SENTENCES]
     chosen.sort(key=lambda s: (s[1], s[2]))

@@ -90,3 +90,13 @@ def test_extractive_answer_cites_the_sentences_that_cover_the_question():
     assert answer == "Refunds take five business days to reach the card. [1]"
     assert compose("anything", []) == NOTHING_FOUND
     assert compose("zzz", ["Only this. And that."]) == "Only this. [1]"
+
+
+def test_extractive_answer_skips_code_and_tables():
+    passage = (
+        "```sh\ncurl -s -H 'Authorization: Bearer $KEY' http://x/v1/datasets/$ID/documents\n```\n"
+        "| target | what |\n|---|---|\n"
+        "A new document is queued for ingestion and becomes ready within seconds."
+    )
+    answer = compose("How do I add a document?", [passage])
+    assert answer == "A new document is queued for ingestion and becomes ready within seconds. [1]"

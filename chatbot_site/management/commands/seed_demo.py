@@ -17,8 +17,8 @@ from django.utils import timezone
 from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
 from knowledge.intake import document_add_upload
-from knowledge.models import Dataset
-from knowledge.services import bot_datasets_set, dataset_create
+from knowledge.models import Dataset, Document
+from knowledge.services import bot_datasets_set, dataset_create, document_delete
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import Actor, api_key_create, audit_record, tenant_create
 
@@ -52,6 +52,8 @@ class Command(BaseCommand):
                 description="Questions about this chatbot service: setup, API, ingestion, retrieval.",
                 allowed_topics=["installation", "API", "ingestion", "retrieval", "operations"],
                 refusal_message="I can only answer questions about this chatbot service.",
+                # all-MiniLM-L6-v2 scores relevant README passages (Markdown, code) 0.25-0.55.
+                min_relevance=0.2,
             )
         bot = Bot.objects.for_tenant(tenant).filter(name="Demo assistant").first()
         if bot is None:
@@ -78,6 +80,10 @@ class Command(BaseCommand):
                 tenant=tenant, actor=actor, dataset=dataset, upload=upload, tags=["docs"]
             )
             queued += added.created
+            # A newer version of the same file replaces the older one (not a second copy).
+            older = Document.objects.for_tenant(tenant).filter(dataset=dataset, source=path.name)
+            for old_document in older.exclude(pk=added.document.pk):
+                document_delete(tenant=tenant, actor=actor, document=old_document)
 
         for old in ApiKey.objects.for_tenant(tenant).filter(name=KEY_NAME, revoked_at__isnull=True):
             old.revoked_at = timezone.now()

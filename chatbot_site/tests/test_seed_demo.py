@@ -1,0 +1,56 @@
+"""`make run`'s seed: the demo tenant, bot and dataset; a newer version of a demo file replaces the
+older one; the printed key and question get a cited answer from the demo bot, offline."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from chatbot_site.management.commands import seed_demo
+from knowledge.ingestion import document_ingest
+from knowledge.models import Document
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GUIDE = """# Guide
+
+## Adding documents
+
+To add documents to a dataset, upload a file, a URL or JSON records to
+`POST /v1/datasets/{id}/documents`; each becomes a document that the worker parses, chunks
+and embeds. {version}
+"""
+
+
+def seed() -> str:
+    out = io.StringIO()
+    call_command("seed_demo", host="127.0.0.1", port=8000, stdout=out)
+    return out.getvalue()
+
+
+def test_seed_is_idempotent_replaces_old_versions_and_answers_its_curl(tmp_path, monkeypatch):
+    guide = tmp_path / "guide.md"
+    monkeypatch.setattr(seed_demo, "DEMO_DOCUMENTS", [guide])
+    guide.write_text(GUIDE.replace("{version}", "First version."))
+    seed()
+    guide.write_text(GUIDE.replace("{version}", "Second version."))
+    printed = seed()
+
+    documents = Document.objects.for_tenant(Document.all_tenants.get().tenant_id)
+    (document,) = documents.filter(source="guide.md")
+    assert document_ingest(document_id=document.pk) == "ready"
+
+    key = re.search(r"Admin API key \(shown once\): (\S+)", printed).group(1)
+    body = json.loads(re.search(r"/v1/chat -d '(.+)'", printed).group(1))
+    assert body["messages"][0]["content"] == seed_demo.DEMO_QUESTION
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    answer = client.post("/v1/chat", body, format="json").json()
+    assert answer["refusal"] is None, answer
+    assert answer["citations"] and answer["citations"][0]["source"] == "guide.md"
+    assert "Second version" in answer["citations"][0]["snippet"]
