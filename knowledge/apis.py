@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bots.models import Bot, Scope
-from bots.services import bot_delete, bot_for_key
+from bots.services import bot_delete
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from knowledge.intake import (
@@ -32,7 +32,6 @@ from knowledge.intake import (
     documents_add_records,
 )
 from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
-from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from knowledge.services import (
     bot_create_with_datasets,
     bot_update_with_datasets,
@@ -42,7 +41,6 @@ from knowledge.services import (
     document_delete,
 )
 from tenants.api_base import TenantApi
-from tenants.models import Role
 
 
 def Tag() -> serializers.CharField:
@@ -483,72 +481,3 @@ class BotDetailApi(BotApiBase):
         bot = self.get_object(Bot, bot_id, queryset=self.bots())
         bot_delete(tenant=self.tenant, actor=self.actor, bot=bot)
         return Response(status=204)
-
-
-# --- retrieval -----------------------------------------------------------------------------
-
-
-class RetrieveFilters(serializers.Serializer):
-    tags = serializers.ListField(child=Tag(), required=False, max_length=50)
-
-
-class RetrieveInput(serializers.Serializer):
-    bot_id = serializers.UUIDField()
-    query = serializers.CharField(max_length=4000)
-    top_k = serializers.IntegerField(min_value=1, max_value=100, required=False)
-    filters = RetrieveFilters(required=False)
-    mode = serializers.ChoiceField(
-        choices=list(MODES), default="hybrid", help_text="hybrid (default), vector or text."
-    )
-
-
-class HitScores(serializers.Serializer):
-    vector = serializers.FloatField(allow_null=True, help_text="Cosine similarity.")
-    text = serializers.FloatField(allow_null=True, help_text="ts_rank_cd of the text match.")
-    fused = serializers.FloatField(help_text="Weighted reciprocal rank fusion.")
-
-
-class HitOutput(serializers.Serializer):
-    document_id = serializers.UUIDField()
-    chunk_id = serializers.UUIDField()
-    dataset_id = serializers.UUIDField()
-    title = serializers.CharField()
-    source = serializers.CharField()  # type: ignore[assignment]
-    page = serializers.IntegerField(allow_null=True)
-    text = serializers.CharField()
-    heading_path = serializers.ListField(child=serializers.CharField())
-    tags = serializers.ListField(child=serializers.CharField())
-    score = serializers.FloatField(
-        help_text="Relevance 0..1 (what a scope's min_relevance is compared with)."
-    )
-    scores = HitScores()
-
-
-class RetrieveOutput(serializers.Serializer):
-    data = HitOutput(many=True)  # type: ignore[assignment]  # the contract's field name
-    usage = serializers.DictField(child=serializers.IntegerField())
-
-
-class RetrieveApi(TenantApi):
-    required_role = Role.CHAT
-
-    @extend_schema(
-        operation_id="retrieve",
-        request=RetrieveInput,
-        responses=RetrieveOutput,
-        tags=["chat"],
-        description="Retrieval only: the bot's best passages for a query, best first.",
-    )
-    def post(self, request: Request) -> Response:
-        data = self.validated(RetrieveInput, request.data)
-        bot = bot_for_key(tenant=self.tenant, api_key=self.api_key, bot_id=data["bot_id"])
-        space = search_space_for_bot(bot, filter_tags=(data.get("filters") or {}).get("tags", []))
-        result = retrieve(
-            space, query=data["query"], top_k=data.get("top_k") or bot.top_k, mode=data["mode"]
-        )
-        return Response(
-            {
-                "data": [hit.as_json() for hit in result.hits],
-                "usage": {"embedding_tokens": result.embedding_tokens},
-            }
-        )

@@ -3,7 +3,6 @@ from django.urls import path
 from knowledge import apis
 
 urlpatterns = [
-    path("retrieve", apis.RetrieveApi.as_view(), name="retrieve"),
     path("bots", apis.BotListCreateApi.as_view(), name="bots"),
     path("bots/<str:bot_id>", apis.BotDetailApi.as_view(), name="bot-detail"),
     path("datasets", apis.DatasetListCreateApi.as_view(), name="datasets"),

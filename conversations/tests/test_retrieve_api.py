@@ -20,8 +20,15 @@ def retrieve(world, key=None, **body):
     return world.client(key or world.chat_key).post("/v1/retrieve", body, format="json")
 
 
+def key_embedding_tokens(world) -> int:
+    usage = world.client(world.admin_key).get("/v1/usage?group_by=api_key").json()
+    rows = [r for r in usage["data"] if r["api_key_id"] == str(world.chat_key.pk)]
+    return rows[0]["embedding_tokens"] if rows else 0
+
+
 def test_hits_best_first_in_the_contract_shape(alpha):
     library = add_passages(alpha)
+    before = key_embedding_tokens(alpha)
     response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?", top_k=2)
     assert response.status_code == 200, response.content
     body = response.json()
@@ -34,6 +41,8 @@ def test_hits_best_first_in_the_contract_shape(alpha):
     assert body["data"][0]["scores"]["fused"] >= body["data"][1]["scores"]["fused"]
     assert body["usage"]["embedding_tokens"] > 0
     assert response["RateLimit-Limit"]
+    # The query embedding counts in the key's usage.
+    assert key_embedding_tokens(alpha) - before == body["usage"]["embedding_tokens"]
 
 
 def test_top_k_defaults_to_the_bots_and_is_bounded(alpha):
