@@ -141,15 +141,17 @@ def chat_open(
             history = _stored_history(conversation)
             new_messages = [messages[-1]]
         else:
+            history = [dict(m) for m in messages[:-1]]
+            new_messages = list(messages)
             conversation = Conversation.objects.for_tenant(tenant).create(
                 tenant=tenant,
                 bot=bot,
                 api_key=api_key,
                 title=" ".join(question.split())[:200],
                 metadata=metadata,
+                message_count=len(new_messages),
+                last_message_at=now,
             )
-            history = [dict(m) for m in messages[:-1]]
-            new_messages = list(messages)
         Message.objects.for_tenant(tenant).bulk_create(
             [
                 Message(tenant=tenant, conversation=conversation, role=m["role"],
@@ -157,9 +159,10 @@ def chat_open(
                 for m in new_messages
             ]
         )  # fmt: skip
-        Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
-            message_count=F("message_count") + len(new_messages), last_message_at=now
-        )
+        if session_id is not None:
+            Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
+                message_count=F("message_count") + 1, last_message_at=now, updated_at=now
+            )
     llm = get_llm()
     scope = bot.scope
     return Turn(

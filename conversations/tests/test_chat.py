@@ -243,3 +243,15 @@ def test_provider_errors_before_the_first_token(alpha):
         assert len(fake.chat_requests()) == 1
     failed = Message.objects.for_tenant(alpha.tenant).filter(finish_reason="error")
     assert failed.count() == 2
+
+
+def test_oversized_bodies_are_refused_before_parsing(alpha, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 50_000
+    huge = ask(alpha, "x" * 60_000)
+    response = chat(alpha.client(alpha.chat_key), **huge)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    too_long = chat(alpha.client(alpha.chat_key), **ask(alpha, "y" * 32_001))
+    assert (
+        too_long.status_code == 400 and "messages.0.content" in too_long.json()["error"]["details"]
+    )
