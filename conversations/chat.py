@@ -1,5 +1,5 @@
-"""One chat turn: open (sync: bot, quota, conversation), ground (sync: retrieval, refusal,
-prompt), run the LLM (async: a stream of verified text pieces), finish (sync: store the answer
+"""One chat turn: open (sync checks: bot, quota, session), persist (the conversation and the
+user's message), ground (sync: retrieval, refusal, prompt), run the LLM (async: a stream of verified text pieces), finish (sync: store the answer
 and its usage).
 
 The view (:mod:`conversations.chat_api`) drives these three steps; the sync steps run in a
@@ -10,6 +10,7 @@ embedding model.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -67,6 +68,10 @@ class Turn:
     refusal: str | None = None
     refusal_message: str = ""
     request: LLMRequest | None = None
+    new_messages: list[dict[str, str]] = field(default_factory=list)
+    is_new_conversation: bool = False
+    persisted: bool = False
+    persist_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 @dataclass
@@ -100,7 +105,7 @@ def _conversation_for(
     if api_key.role != Role.ADMIN:
         conversations = conversations.filter(api_key=api_key)
     try:
-        return conversations.select_for_update().get(pk=session_id)
+        return conversations.get(pk=session_id)
     except Conversation.DoesNotExist:
         raise NotFound("Conversation not found.") from None
 
@@ -126,43 +131,33 @@ def chat_open(
     metadata: dict[str, Any],
     filter_tags: Sequence[str] = (),
 ) -> Turn:
-    """Everything a stream needs before its ``start`` event: the bot, the quota, the
-    conversation (created or continued) with the new user message(s) stored."""
+    """Every check a stream makes before its ``start`` event: the bot, the quota, the session.
+    Nothing is written yet (:func:`chat_persist` does that), so ``start`` is not held up by
+    writes, and a refused request leaves no trace."""
     started = time.perf_counter()
     bot = bot_for_key(tenant=tenant, api_key=api_key, bot_id=bot_id)
     quota_check(tenant=tenant)  # before any work that costs tokens
     question = messages[-1]["content"]
-    now = dt.datetime.now(dt.UTC)
-    with transaction.atomic():
-        if session_id is not None:
-            conversation = _conversation_for(
-                tenant=tenant, api_key=api_key, bot=bot, session_id=session_id
-            )
-            history = _stored_history(conversation)
-            new_messages = [messages[-1]]
-        else:
-            history = [dict(m) for m in messages[:-1]]
-            new_messages = list(messages)
-            conversation = Conversation.objects.for_tenant(tenant).create(
-                tenant=tenant,
-                bot=bot,
-                api_key=api_key,
-                title=" ".join(question.split())[:200],
-                metadata=metadata,
-                message_count=len(new_messages),
-                last_message_at=now,
-            )
-        Message.objects.for_tenant(tenant).bulk_create(
-            [
-                Message(tenant=tenant, conversation=conversation, role=m["role"],
-                        content=m["content"])
-                for m in new_messages
-            ]
-        )  # fmt: skip
-        if session_id is not None:
-            Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
-                message_count=F("message_count") + 1, last_message_at=now, updated_at=now
-            )
+    if session_id is not None:
+        conversation = _conversation_for(
+            tenant=tenant, api_key=api_key, bot=bot, session_id=session_id
+        )
+        history = _stored_history(conversation)
+        new_messages = [dict(messages[-1])]
+        is_new = False
+    else:
+        history = [dict(m) for m in messages[:-1]]
+        new_messages = [dict(m) for m in messages]
+        # Not saved yet; its id is the session_id the `start` event announces.
+        conversation = Conversation(
+            id=uuid.uuid4(),
+            tenant=tenant,
+            bot=bot,
+            api_key=api_key,
+            title=" ".join(question.split())[:200],
+            metadata=metadata,
+        )
+        is_new = True
     llm = get_llm()
     scope = bot.scope
     return Turn(
@@ -179,7 +174,38 @@ def chat_open(
         history=history,
         filter_tags=list(filter_tags),
         refusal_message=(scope.refusal_message if scope is not None else DEFAULT_REFUSAL),
+        new_messages=new_messages,
+        is_new_conversation=is_new,
     )
+
+
+def chat_persist(turn: Turn) -> None:
+    """Store the conversation (if new) and the user's message(s); once, whichever of the
+    grounding hop and a cancelled stream's store comes first."""
+    with turn.persist_lock:
+        if turn.persisted:
+            return
+        now = dt.datetime.now(dt.UTC)
+        tenant, conversation = turn.tenant, turn.conversation
+        with transaction.atomic():
+            if turn.is_new_conversation:
+                conversation.message_count = len(turn.new_messages)
+                conversation.last_message_at = now
+                conversation.save(force_insert=True)
+            else:
+                Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
+                    message_count=F("message_count") + len(turn.new_messages),
+                    last_message_at=now,
+                    updated_at=now,
+                )
+            Message.objects.for_tenant(tenant).bulk_create(
+                [
+                    Message(tenant=tenant, conversation=conversation, role=m["role"],
+                            content=m["content"])
+                    for m in turn.new_messages
+                ]
+            )  # fmt: skip
+        turn.persisted = True
 
 
 def chat_ground(turn: Turn) -> None:
@@ -270,6 +296,7 @@ class Runner:
 
 def chat_finish(turn: Turn, outcome: Outcome) -> Message:
     """Store the assistant's message and add the turn's tokens to the usage roll-up."""
+    chat_persist(turn)  # a stream cancelled before grounding has not stored its question yet
     if turn.request is not None:
         if outcome.prompt_tokens is None:  # the backend did not report: count what was sent
             outcome.prompt_tokens = sum(_count(m["content"]) for m in turn.request.messages)

@@ -40,7 +40,15 @@ from chatbot_site.errors import (
     request_id_of,
 )
 from conversations.apis import UsageSerializer
-from conversations.chat import Outcome, Runner, Turn, chat_finish, chat_ground, chat_open
+from conversations.chat import (
+    Outcome,
+    Runner,
+    Turn,
+    chat_finish,
+    chat_ground,
+    chat_open,
+    chat_persist,
+)
 from conversations.llm import LLMError
 from conversations.models import FinishReason
 from tenants.api_base import Access, authorize
@@ -142,12 +150,18 @@ def prepare(request: HttpRequest) -> Prepared:
             metadata=data["metadata"],
             filter_tags=(data.get("filters") or {}).get("tags", []),
         )
-        if not prepared.stream:  # a stream sends `start` first, then grounds
+        if not prepared.stream:  # a stream sends `start` first, then stores and grounds
+            chat_persist(prepared.turn)
             chat_ground(prepared.turn)
     except Exception as exc:
         headers = prepared.access.rate_headers if prepared.access else {}
         prepared.error = _error(request, exc, getattr(exc, "headers", None) or headers)
     return prepared
+
+
+def persist_and_ground(turn: Turn) -> None:
+    chat_persist(turn)
+    chat_ground(turn)
 
 
 def sse(event_id: int, event: str, data: dict[str, Any]) -> bytes:
@@ -273,7 +287,7 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         {"session_id": str(turn.conversation.pk), "message_id": str(turn.message_id)},
     )
     try:
-        await run_sync(chat_ground, turn)
+        await run_sync(persist_and_ground, turn)
         runner = Runner(turn)  # knows the passages now
         async for piece in relay(runner.deltas(), settings.SSE_PING_SECONDS):
             if piece is None:
