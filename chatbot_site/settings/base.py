@@ -337,6 +337,8 @@ def validate() -> None:
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(allowed)}")
+    if SSE_PING_SECONDS <= 0 or LLM_TIMEOUT_SECONDS <= 0:
+        raise ImproperlyConfigured("SSE_PING_SECONDS and LLM_TIMEOUT_SECONDS must be positive")
     if not 1 <= EMBEDDING_DIMENSIONS <= 2000:
         # pgvector indexes `vector` columns up to 2,000 dimensions.
         raise ImproperlyConfigured("EMBEDDING_DIMENSIONS must be between 1 and 2000")

@@ -89,6 +89,8 @@ def test_environment_overrides_reach_settings():
         ("VECTOR_INDEX_KIND", "btree"),
         ("LOG_FORMAT", "xml"),
         ("EMBEDDING_DIMENSIONS", "4096"),
+        ("RETRIEVAL_TEXT_RANK", "bm99"),
+        ("SSE_PING_SECONDS", "0"),
     ],
 )
 def test_invalid_setting_fails_at_start_naming_the_variable(name, value):
