@@ -17,15 +17,11 @@ searches 300 passages. `make bench` runs it; ``BENCH_CHAT_REQUESTS`` sets the sa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,32 +37,6 @@ QUESTIONS = [
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def wait_http(port: int, timeout: float = 30) -> None:
@@ -224,6 +194,7 @@ def main() -> int:
     from knowledge.retrieval import search_space_for_bot
     from tenants.models import Role, Tenant
     from tenants.services import Actor, api_key_create
+    from tests.processes import free_port, running
 
     setup_test_environment()
     connection.settings_dict["TEST"]["NAME"] = "bench_chat"
@@ -266,7 +237,7 @@ def main() -> int:
                     CONN_MAX_AGE="60",  # production default (test settings close per call)
                     DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
     rows: list[str] = []
-    with process([sys.executable, "-m", "tests.fake_openai", str(llm_port), "20"], base_env,
+    with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), "20"], base_env,
                  logs / "llm.log"):  # fmt: skip
         time.sleep(1)
         llm_url = f"http://127.0.0.1:{llm_port}/v1"
@@ -279,7 +250,7 @@ def main() -> int:
             if argv is None:
                 rows.append(f"| {name} | not installed | | | | | |")
                 continue
-            with process(argv, base_env, logs / f"{name}.log"):
+            with running(argv, base_env, logs / f"{name}.log"):
                 wait_http(port)
                 for clients in (1, 16):
                     for stream in (False, True):
@@ -306,10 +277,10 @@ def main() -> int:
     for words in (1, 2001):
         llm_port = free_port()
         env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
-        with process([sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words)], env,
+        with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words)], env,
                      logs / "llm-pieces.log"):  # fmt: skip
             port = free_port()
-            with process(server_argv("daphne", port) or [], env, logs / "daphne-pieces.log") as p:
+            with running(server_argv("daphne", port) or [], env, logs / "daphne-pieces.log") as p:
                 wait_http(port)
                 asyncio.run(load(port, secret, str(bot.pk), clients=1, total=3, stream=True))
                 before = cpu_seconds(p.pid)
@@ -321,10 +292,10 @@ def main() -> int:
     streams = 500
     llm_port = free_port()
     env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
-    with process([sys.executable, "-m", "tests.fake_openai", str(llm_port), "30", "0.5"], env,
+    with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), "30", "0.5"], env,
                  logs / "llm-slow.log"):  # fmt: skip
         port = free_port()
-        with process(server_argv("daphne", port) or [], env, logs / "daphne-500.log") as p:
+        with running(server_argv("daphne", port) or [], env, logs / "daphne-500.log") as p:
             wait_http(port)
             asyncio.run(load(port, secret, str(bot.pk), clients=2, total=4, stream=True))
             idle = rss_bytes(p.pid)

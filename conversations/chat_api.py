@@ -76,6 +76,8 @@ class ChatMessageInput(serializers.Serializer):
 
 
 class ChatFilters(serializers.Serializer):
+    """``filters`` of /v1/chat and /v1/retrieve: only chunks with one of these tags."""
+
     tags = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, max_length=50
     )

@@ -11,23 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bots.services import bot_for_key
+from conversations.chat_api import ChatFilters
 from conversations.services import usage_record
 from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from tenants.api_base import TenantApi
 from tenants.models import Role
 
 
-class RetrieveFilters(serializers.Serializer):
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=50
-    )
-
-
 class RetrieveInput(serializers.Serializer):
     bot_id = serializers.UUIDField()
     query = serializers.CharField(max_length=4000)
     top_k = serializers.IntegerField(min_value=1, max_value=100, required=False)
-    filters = RetrieveFilters(required=False)
+    filters = ChatFilters(required=False)
     mode = serializers.ChoiceField(
         choices=list(MODES), default="hybrid", help_text="hybrid (default), vector or text."
     )

@@ -236,16 +236,22 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         ) df
         WHERE df.df > 0 AND df.df < %(df_cap)s
     ),"""
-    uses_weights = fusion.text_rank == "bm25" and mode != "vector"
-    empty_vector = "SELECT NULL::uuid AS id, NULL::float8 AS distance, NULL::bigint AS rank LIMIT 0"
-    empty_text = "SELECT NULL::uuid AS id, NULL::float4 AS text_score, NULL::bigint AS rank LIMIT 0"
-    sql = f"""
-    WITH q AS MATERIALIZED (
+    # The text leg's query: per-term idf weights (bm25), or one OR-query per language.
+    text_query = (
+        weighted
+        if fusion.text_rank == "bm25"
+        else """
+    q AS MATERIALIZED (
         SELECT l.language::regconfig AS language,
                NULLIF(replace(websearch_to_tsquery(l.language::regconfig, %(query)s)::text,
                               ' & ', ' | '), '')::tsquery AS query
         FROM unnest(%(languages)s::text[]) AS l(language)
-    ),{weighted if uses_weights else ""}
+    ),"""
+    )
+    empty_vector = "SELECT NULL::uuid AS id, NULL::float8 AS distance, NULL::bigint AS rank LIMIT 0"
+    empty_text = "SELECT NULL::uuid AS id, NULL::float4 AS text_score, NULL::bigint AS rank LIMIT 0"
+    sql = f"""
+    WITH {text_query if mode != "vector" else ""}
     vec AS MATERIALIZED ({vector_leg if mode != "text" else empty_vector}),
     txt AS MATERIALIZED ({text_leg if mode != "vector" else empty_text}),
     fused AS (

@@ -261,3 +261,27 @@ def test_filtered_ann_recall_for_a_tenant_with_one_percent_of_rows():
         cursor.execute("SET LOCAL hnsw.ef_search = 40")
         cursor.execute(sql, [small_link.tenant_id, literal])
         assert len(cursor.fetchall()) < 10
+
+
+@pytest.mark.parametrize("text_rank", ["bm25", "ts_rank_cd", "ts_rank"])
+def test_every_text_ranking_finds_the_keyword_chunk(bot_world, text_rank):
+    bot, _, document = bot_world
+    keyword = ChunkFactory(
+        tenant=bot.tenant,
+        document=document,
+        embedding=near(50),
+        text="Error code E-4471 means the licence server is unreachable.",
+    )
+    ChunkFactory(tenant=bot.tenant, document=document, embedding=near(1), text="Other words.")
+    fusion = Fusion(
+        rrf_k=60, vector_weight=1.0, text_weight=1.0, candidates=10, text_rank=text_rank
+    )
+    space = search_space_for_bot(bot)
+    text_hits = search(
+        space, query="licence server", query_vector=near(1), top_k=1, mode="text", fusion=fusion
+    )
+    assert ids(text_hits) == [keyword.pk]
+    hybrid_hits = search(
+        space, query="licence server", query_vector=near(1), top_k=2, fusion=fusion
+    )
+    assert keyword.pk in ids(hybrid_hits)

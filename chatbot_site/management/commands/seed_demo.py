@@ -6,6 +6,7 @@ a new one (a key's secret can never be shown twice)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +37,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", default="8000")
+        parser.add_argument(
+            "--document",
+            action="append",
+            type=Path,
+            dest="documents",
+            help="A file for the demo dataset (repeatable); default: README.md, BENCHMARKS.md.",
+        )
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
@@ -72,7 +80,8 @@ class Command(BaseCommand):
             bot_datasets_set(tenant=tenant, actor=actor, bot=bot, datasets=[dataset])
 
         queued = 0
-        for path in DEMO_DOCUMENTS:
+        documents = options.get("documents") or DEMO_DOCUMENTS
+        for path in documents:
             if not path.exists():
                 continue
             upload = SimpleUploadedFile(path.name, path.read_bytes())
@@ -100,7 +109,7 @@ class Command(BaseCommand):
                 [
                     "",
                     f"Demo tenant '{tenant.slug}', bot '{bot.name}' ({bot.id}),",
-                    f"dataset '{dataset.name}' ({dataset.id}): {len(DEMO_DOCUMENTS)} documents"
+                    f"dataset '{dataset.name}' ({dataset.id}): {len(documents)} documents"
                     f" from this repository ({queued} newly queued for ingestion).",
                     f"Admin API key (shown once): {plaintext}",
                     "Try:",
