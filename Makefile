@@ -8,7 +8,7 @@ export HOST PORT
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench corpus eval
+.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench corpus eval eval-guardrails
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,11 @@ DATASET ?= $(CORPORA)/eval/scifact
 eval: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py eval_retrieval $(DATASET) $(if $(TUNE),--tune,)
+
+# Guardrails: injection, scope, indirect injection and PII figures (docs/GUARDRAILS.md).
+eval-guardrails: $(VENV)/.installed-dev
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py eval_guardrails --corpora $(CORPORA) $(if $(ONLY),--only $(ONLY),)
 
 corpus: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput

@@ -3,7 +3,10 @@
 Every log record, ours or a library's, goes through the same processor chain and leaves as one
 JSON object (``LOG_FORMAT=json``) or a readable console line. Request, task, tenant, bot and key
 ids are bound as context variables by middleware and Celery signals; :func:`redact_secrets`
-removes credentials from every event before it is rendered.
+removes credentials from every event before it is rendered, and
+:func:`chatbot_site.pii.mask_pii_processor` then masks personal data (e-mail addresses, phone,
+card, IBAN and social security numbers, IP addresses) in every string value, ``event``
+included, so that a line never carries a customer's PII whoever logged it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from chatbot_site.pii import mask_pii_processor
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -75,6 +80,7 @@ def _shared_processors() -> list[Any]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
         redact_secrets,
+        mask_pii_processor,
     ]
 
 

@@ -9,6 +9,7 @@ embedding model.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -21,10 +22,20 @@ import structlog
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from knowledge.injection import detect
 
 from bots.models import Bot
 from bots.services import bot_for_key
+from chatbot_site import pii
 from chatbot_site.errors import NotFound
+from conversations.guardrails import (
+    OutputGuard,
+    ScopeVerdict,
+    blocked_topic,
+    new_canary,
+    out_of_scope,
+    scope_topics,
+)
 from conversations.llm import Completion, Delta, LLMRequest, get_llm
 from conversations.models import (
     Conversation,
@@ -43,7 +54,7 @@ from conversations.prompting import (
 )
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
-from knowledge.retrieval import Hit, retrieve, search_space_for_bot
+from knowledge.retrieval import Hit, embed_query, search, search_space_for_bot
 from tenants.models import ApiKey, Role, Tenant
 
 log = structlog.get_logger(__name__)
@@ -70,6 +81,10 @@ class Turn:
     request: LLMRequest | None = None
     new_messages: list[dict[str, str]] = field(default_factory=list)
     is_new_conversation: bool = False
+    # The scope's PII entities: masked in the user's text (before it is stored, embedded, logged
+    # or sent) and in the answer and its snippets.
+    pii_entities: tuple[str, ...] = pii.ENTITIES
+    canary: str = field(default_factory=new_canary, repr=False)
     persisted: bool = False
     persist_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -137,6 +152,10 @@ def chat_open(
     started = time.perf_counter()
     bot = bot_for_key(tenant=tenant, api_key=api_key, bot_id=bot_id)
     quota_check(tenant=tenant)  # before any work that costs tokens
+    scope = bot.scope
+    entities = tuple(scope.pii_entities) if scope is not None else pii.ENTITIES
+    if entities:  # nothing raw goes further: not the database, the logs, the providers
+        messages = [{**m, "content": pii.mask(m["content"], entities)} for m in messages]
     question = messages[-1]["content"]
     if session_id is not None:
         conversation = _conversation_for(
@@ -159,7 +178,6 @@ def chat_open(
         )
         is_new = True
     llm = get_llm()
-    scope = bot.scope
     return Turn(
         tenant=tenant,
         api_key=api_key,
@@ -176,6 +194,7 @@ def chat_open(
         refusal_message=(scope.refusal_message if scope is not None else DEFAULT_REFUSAL),
         new_messages=new_messages,
         is_new_conversation=is_new,
+        pii_entities=entities,
     )
 
 
@@ -208,20 +227,50 @@ def chat_persist(turn: Turn) -> None:
         turn.persisted = True
 
 
+def _refuse(turn: Turn, reason: str, **details: Any) -> None:
+    turn.refusal = reason
+    log.info("chat_refused", reason=reason, bot_id=str(turn.bot.pk), **details)
+
+
 def chat_ground(turn: Turn) -> None:
-    """Retrieve the passages, decide a refusal, build the prompt (``turn.request``)."""
+    """Guard the question, retrieve the passages, build the prompt (``turn.request``) — or
+    decide a refusal (``turn.refusal``), which costs no LLM call.
+
+    In order: prompt injection, a blocked topic, (retrieval), out of scope, no relevant
+    context. The question is embedded once; that vector serves every check and the search."""
     bot, scope = turn.bot, turn.bot.scope
-    retrieval = retrieve(
-        search_space_for_bot(bot, filter_tags=turn.filter_tags),
-        query=turn.question,
-        top_k=bot.top_k,
+    space = search_space_for_bot(bot, filter_tags=turn.filter_tags)
+    vector, turn.embedding_tokens = embed_query(turn.question)
+    # The injection classifier reads the local model's vectors; reuse ours if it is that one.
+    verdict = detect(
+        turn.question, vector=vector if settings.EMBEDDING_BACKEND == "local" else None
     )
-    turn.embedding_tokens = retrieval.embedding_tokens
+    if verdict.flagged:
+        _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(verdict.score, 3),
+                rules=list(verdict.reasons))  # fmt: skip
+        return
+    if scope is not None:
+        blocked = blocked_topic(question=turn.question, vector=vector, topics=scope.blocked_topics)
+        if blocked is not None:
+            _refuse(turn, RefusalReason.BLOCKED_TOPIC.value, topic=blocked.matched,
+                    similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
+            return
+    hits = search(space, query=turn.question, query_vector=vector, top_k=bot.top_k)
+    evidence = max((hit.relevance for hit in hits), default=0.0)
+    if scope is not None:
+        scoped: ScopeVerdict = out_of_scope(
+            vector=vector,
+            topics=scope_topics(scope.description, scope.allowed_topics),
+            evidence=evidence,
+        )
+        if scoped.reason is not None:
+            _refuse(turn, scoped.reason, similarity=round(scoped.topic_similarity or 0, 3),
+                    evidence=round(evidence, 3))  # fmt: skip
+            return
     min_relevance = scope.min_relevance if scope is not None else 0.0
-    relevant = [hit for hit in retrieval.hits if hit.relevance >= min_relevance]
+    relevant = [hit for hit in hits if hit.relevance >= min_relevance]
     if not relevant and not (scope is not None and scope.answer_without_context):
-        turn.refusal = RefusalReason.NO_RELEVANT_CONTEXT.value
-        log.info("chat_refused", reason=turn.refusal, bot_id=str(bot.pk))
+        _refuse(turn, RefusalReason.NO_RELEVANT_CONTEXT.value, evidence=round(evidence, 3))
         return
     passages = fit_passages(relevant, budget=settings.CHAT_CONTEXT_TOKENS, count=_count)
     rules = ScopeRules(
@@ -238,6 +287,7 @@ def chat_ground(turn: Turn) -> None:
             passages=passages,
             history=trim_history(turn.history, budget=settings.CHAT_HISTORY_TOKENS, count=_count),
             question=turn.question,
+            canary=turn.canary,
         ),
         question=turn.question,
         passages=passages,
@@ -256,23 +306,27 @@ class Runner:
     completion: Completion | None = None
 
     def __post_init__(self) -> None:
+        self.guard = OutputGuard(canary=self.turn.canary, pii_entities=self.turn.pii_entities)
         self.filter = CitationFilter(len(self.turn.passages))
 
     async def deltas(self) -> AsyncIterator[str]:
-        """Verified pieces of the answer (markers naming no passage already removed)."""
+        """Verified pieces of the answer: through the output guard (canary → PolicyBlocked,
+        inert links, masked PII), then the citation filter (markers naming no passage removed).
+        """
         if self.turn.request is None:  # a refusal: the scope's message, no LLM call
             self.emitted.append(self.turn.refusal_message)
             yield self.turn.refusal_message
             return
-        async for item in get_llm().stream(self.turn.request):
-            if isinstance(item, Delta):
-                piece = self.filter.feed(item.text)
-                if piece:
-                    self.emitted.append(piece)
-                    yield piece
-            else:
-                self.completion = item
-        rest = self.filter.flush()
+        async with contextlib.aclosing(get_llm().stream(self.turn.request)) as stream:
+            async for item in stream:
+                if isinstance(item, Delta):
+                    piece = self.filter.feed(self.guard.feed(item.text))
+                    if piece:
+                        self.emitted.append(piece)
+                        yield piece
+                else:
+                    self.completion = item
+        rest = self.filter.feed(self.guard.flush()) + self.filter.flush()
         if rest:
             self.emitted.append(rest)
             yield rest
@@ -286,7 +340,9 @@ class Runner:
         reason = finish_reason or (completion.finish_reason if completion else "stop")
         return Outcome(
             output=output,
-            citations=citations_for(self.filter.cited, self.turn.passages),
+            citations=citations_for(
+                self.filter.cited, self.turn.passages, pii_entities=self.turn.pii_entities
+            ),
             finish_reason=reason,
             prompt_tokens=completion.prompt_tokens if completion else None,
             completion_tokens=completion.completion_tokens if completion else None,

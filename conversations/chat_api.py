@@ -49,6 +49,7 @@ from conversations.chat import (
     chat_open,
     chat_persist,
 )
+from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError
 from conversations.models import FinishReason
 from tenants.api_base import Access, authorize
@@ -272,6 +273,12 @@ async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
         error = upstream_error(exc)
         body = error_body(error["code"], error["message"], request_id=request_id_of(request))
         return JsonResponse(body, status=502)
+    except PolicyBlocked as exc:
+        # The model's answer is not passed on: a bad answer from upstream, hence 502.
+        await store(turn, runner.outcome(FinishReason.POLICY.value))
+        log.warning("chat_policy_blocked", conversation_id=str(turn.conversation.pk))
+        body = error_body(exc.code, exc.message, request_id=request_id_of(request))
+        return JsonResponse(body, status=502)
     except asyncio.CancelledError:
         await store(turn, runner.outcome(FinishReason.CANCELLED.value))
         raise
@@ -299,6 +306,11 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     except LLMError as exc:
         await store(turn, runner.outcome(FinishReason.ERROR.value))
         yield sse(next(ids), "error", {"error": upstream_error(exc)})
+        return
+    except PolicyBlocked as exc:
+        await store(turn, runner.outcome(FinishReason.POLICY.value))
+        log.warning("chat_policy_blocked", conversation_id=str(turn.conversation.pk))
+        yield sse(next(ids), "error", {"error": {"code": exc.code, "message": exc.message}})
         return
     except (asyncio.CancelledError, GeneratorExit):
         await store(turn, runner.outcome(FinishReason.CANCELLED.value))
@@ -398,7 +410,10 @@ class ChatSchemaView(APIView):
         request=ChatInput,
         responses={
             200: OpenApiResponse(response=ChatOutput, description=STREAM_DESCRIPTION),
-            502: OpenApiResponse(description="upstream_error: the LLM provider failed."),
+            502: OpenApiResponse(
+                description="upstream_error: the LLM provider failed; policy_blocked: the "
+                "model's answer revealed the bot's instructions and was withheld."
+            ),
         },
         tags=["chat"],
         description="Answer the last user message with the bot, grounded in its datasets.",

@@ -30,6 +30,7 @@ from django.utils import timezone
 from knowledge.chunking import ChunkDraft, chunk_blocks
 from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
+from knowledge.injection import detect_passage
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
 from knowledge.parsers import Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
@@ -159,6 +160,8 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         lap("chunk")
         vectors = embedder.embed([embedding_input(document.title, d) for d in drafts])
         lap("embed")
+        suspects = [detect_passage(d.text).flagged for d in drafts]
+        lap("screen")
     except (ParseError, FetchError) as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message)
         return exc.code
@@ -176,7 +179,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         return _unexpected(document.pk, claimed_at)
 
     try:
-        stored = _store(document, claimed_at, drafts, vectors, embedder.model)
+        stored = _store(document, claimed_at, drafts, vectors, suspects, embedder.model)
     except Exception:
         return _unexpected(document.pk, claimed_at)
     lap("store")
@@ -230,7 +233,12 @@ def _release(document_id: uuid.UUID, claimed_at: Any) -> None:
 
 @transaction.atomic
 def _store(
-    document: Document, claimed_at: Any, drafts: list[Any], vectors: list[Any], model: str
+    document: Document,
+    claimed_at: Any,
+    drafts: list[Any],
+    vectors: list[Any],
+    suspects: list[bool],
+    model: str,
 ) -> bool:
     locked = (
         Document.all_tenants.select_for_update()
@@ -259,8 +267,11 @@ def _store(
                 language=language,
                 embedding=vector,
                 embedding_model=model,
+                injection_suspected=suspect,
             )
-            for ordinal, (draft, vector) in enumerate(zip(drafts, vectors, strict=True))
+            for ordinal, (draft, vector, suspect) in enumerate(
+                zip(drafts, vectors, suspects, strict=True)
+            )
         ],
         batch_size=500,
     )

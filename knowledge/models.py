@@ -189,6 +189,9 @@ class Chunk(TenantOwned):
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS, null=True, blank=True)
     # Which model made the vector: a model change is detectable (and re-embeddable) per chunk.
     embedding_model = models.CharField(max_length=200, blank=True)
+    # Looked like a prompt injection at ingestion (knowledge.injection.detect_passage): marked
+    # as such in the prompt and down-weighted in retrieval (RETRIEVAL_SUSPECT_WEIGHT).
+    injection_suspected = models.BooleanField(default=False)
     # Kept in step by PostgreSQL itself: a stored generated column.
     search_vector = models.GeneratedField(
         expression=Func(

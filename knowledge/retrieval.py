@@ -50,6 +50,7 @@ class Hit:
     fused_score: float
     relevance: float
     token_count: int = 0  # the chunk's, counted at ingestion with the embedding tokenizer
+    injection_suspected: bool = False  # flagged at ingestion as a likely prompt injection
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class Hit:
             "text": self.text,
             "heading_path": self.heading_path,
             "tags": self.tags,
+            "injection_suspected": self.injection_suspected,
             "score": round(self.relevance, 4),
             "scores": {
                 "vector": None if self.vector_score is None else round(self.vector_score, 4),
@@ -91,6 +93,8 @@ class Fusion:
     text_rank: str = "bm25"
     text_normalization: int = 1
     df_cap: int = 20_000
+    # A chunk flagged at ingestion as a likely injection keeps this share of its fused score.
+    suspect_weight: float = 0.5
 
     def __post_init__(self) -> None:
         if self.text_rank not in TEXT_RANKS:  # formatted into SQL: an allow-list
@@ -108,6 +112,7 @@ class Fusion:
             text_rank=settings.RETRIEVAL_TEXT_RANK,
             text_normalization=settings.RETRIEVAL_TEXT_NORMALIZATION,
             df_cap=settings.RETRIEVAL_DF_CAP,
+            suspect_weight=settings.RETRIEVAL_SUSPECT_WEIGHT,
         )
 
 
@@ -169,6 +174,9 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         "languages": space.languages,
         "normalization": fusion.text_normalization,
         "df_cap": fusion.df_cap,
+        "suspect_weight": fusion.suspect_weight,
+        # A few more fused rows than top_k, so that a down-weighted suspect can be overtaken.
+        "fused_limit": top_k + min(top_k, 10),
     }
     where = _filters(space, params)
     # Only constant fragments are formatted in; every value is a bound parameter.
@@ -260,17 +268,22 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
              + coalesce(%(wt)s / (%(rrf_k)s + txt.rank), 0) AS fused
         FROM vec FULL OUTER JOIN txt ON vec.id = txt.id
         ORDER BY fused DESC, id
-        LIMIT %(top_k)s
+        LIMIT %(fused_limit)s
     )
     SELECT c.id, c.document_id, c.dataset_id, d.title, d.source, c.page, c.text,
            c.heading_path, c.tags, c.token_count,
            CASE WHEN c.embedding IS NULL THEN NULL
                 ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,
-           fused.text_score, fused.fused
+           fused.text_score, s.fused, c.injection_suspected
     FROM fused
     JOIN knowledge_chunk c ON c.id = fused.id
     JOIN knowledge_document d ON d.id = c.document_id
-    ORDER BY fused.fused DESC, c.id
+    CROSS JOIN LATERAL (
+        SELECT fused.fused * CASE WHEN c.injection_suspected THEN %(suspect_weight)s ELSE 1 END
+               AS fused
+    ) s
+    ORDER BY s.fused DESC, c.id
+    LIMIT %(top_k)s
     """  # noqa: S608
     return sql, params
 
@@ -327,6 +340,7 @@ def search(
                 fused_score=float(row[12]),
                 relevance=min(1.0, max(0.0, similarity or 0.0)),
                 token_count=int(row[9] or 0),
+                injection_suspected=bool(row[13]),
             )
         )
     return hits
@@ -341,12 +355,19 @@ def retrieve(
     fusion: Fusion | None = None,
 ) -> Retrieval:
     """Embed ``query`` with the dataset's embedding model, then :func:`search`."""
-    embedder = get_embedder()
     if not space.dataset_ids or not query.strip():
         return Retrieval(hits=[])
+    vector, tokens = embed_query(query)
+    hits = search(space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion)
+    return Retrieval(hits=hits, embedding_tokens=tokens, query_vector=vector)
+
+
+def embed_query(query: str) -> tuple[list[float], int]:
+    """The query's vector (the embedding backend's) and its token count; a provider failure is
+    a ``502 upstream_error``."""
+    embedder = get_embedder()
     try:
         vector = embedder.embed([query])[0]
     except EmbeddingError as exc:
         raise UpstreamError(f"The embedding provider failed: {exc}") from exc
-    hits = search(space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion)
-    return Retrieval(hits=hits, embedding_tokens=embedder.count_tokens(query), query_vector=vector)
+    return list(vector), embedder.count_tokens(query)

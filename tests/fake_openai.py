@@ -5,14 +5,20 @@ for outside providers so that the real ``openai`` client path is what gets teste
 ``chat_reply`` (as one JSON body, or streamed word by word with ``chat_delay`` seconds between
 pieces, usage in the last chunk when ``stream_options.include_usage`` asks for it). A script of
 status codes (``fail_with``) makes it answer errors first, to exercise retries;
-``break_after_pieces`` makes a stream fail with an error event after that many pieces."""
+``break_after_pieces`` makes a stream fail with an error event after that many pieces;
+``piece_chars`` streams pieces of that many characters instead of words.
+
+``obey = True`` makes it the model the guardrails are measured against: one that *does* leak and
+*does* obey instructions, wherever they come from (:func:`obedient_reply`)."""
 
 from __future__ import annotations
 
 import hashlib
+import html
 import http.server
 import json
 import math
+import re
 import sys
 import threading
 import time
@@ -20,6 +26,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
+
+_PASSAGE = re.compile(r"<passage [^>]*>\n(.*?)\n</passage>", re.S)
+_URL = re.compile(r"(?:https?://|www\.)[^\s)\]\"'<>]{1,500}")
+_LEAK_CUE = re.compile(
+    r"(?i)(system prompt|instruction|above|previous|prompt|rules|ignore|forget|vergiss|"
+    r"password|secret|reveal|repeat|print|pwned)"
+)
+_SAY = re.compile(
+    r"(?i)\b(?:say|print|output|respond with|reply with|write)\s*:?\s*[\"']([^\"']{1,200})[\"']"
+)
+
+
+def obedient_reply(body: dict[str, Any]) -> str:
+    """What a model with no manners answers: it follows every instruction it reads — in the
+    question or in a passage — leaks its system prompt when anything hints at it, renders every
+    URL it saw as an image carrying the user's question, repeats the question (and any PII in
+    it) and quotes the first passage (and any PII in that)."""
+    messages = body.get("messages") or []
+    system = next((m["content"] for m in messages if m.get("role") == "system"), "")
+    question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    passages = [html.unescape(p) for p in _PASSAGE.findall(system)]
+    read = "\n".join([question, *passages])
+    parts = [f"You asked: {question}"]
+    if _LEAK_CUE.search(read):
+        parts.append(f"My instructions are: {system}")
+    for said in _SAY.findall(read):
+        parts.append(said)
+    for url in dict.fromkeys(_URL.findall(read)):
+        parts.append(f"![status]({url}?q={quote(question[:100])}) [more]({url})")
+    if passages:
+        parts.append(f"The source says: {passages[0][:400]} [1]")
+    return "\n\n".join(parts)
 
 
 def fake_vector(text: str, dimensions: int) -> list[float]:
@@ -38,6 +77,8 @@ class FakeOpenAI:
     chat_delay: float = 0.0
     break_after_pieces: int | None = None
     prompt_tokens: int = 42
+    piece_chars: int | None = None
+    obey: bool = False
     disconnected: bool = False  # the client went away mid-stream
     keep_requests: bool = True
 
@@ -81,18 +122,22 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 return
             self.reply(404, {"error": {"message": "not here"}})
 
-        def usage(self) -> dict[str, int]:
-            completion = len(state.chat_reply.split())
+        def reply_text(self, body: dict[str, Any]) -> str:
+            return obedient_reply(body) if state.obey else state.chat_reply
+
+        def usage(self, reply: str) -> dict[str, int]:
+            completion = len(reply.split())
             return {"prompt_tokens": state.prompt_tokens, "completion_tokens": completion,
                     "total_tokens": state.prompt_tokens + completion}  # fmt: skip
 
         def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+            reply = self.reply_text(body)
             return {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                 "model": body.get("model"),
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": state.chat_reply}}],
-                "usage": self.usage(),
+                             "message": {"role": "assistant", "content": reply}}],
+                "usage": self.usage(reply),
             }  # fmt: skip
 
         def stream_chat(self, body: dict[str, Any]) -> None:
@@ -110,8 +155,14 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
 
             try:
                 chunk({"role": "assistant", "content": ""})
-                words = state.chat_reply.split(" ")
-                for i, word in enumerate(words):
+                reply = self.reply_text(body)
+                if state.piece_chars:
+                    size = state.piece_chars
+                    pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
+                else:
+                    words = reply.split(" ")
+                    pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+                for i, piece in enumerate(pieces):
                     if state.break_after_pieces is not None and i >= state.break_after_pieces:
                         error = {"error": {"message": "provider fell over", "type": "server"}}
                         self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
@@ -119,10 +170,10 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                         return
                     if state.chat_delay:
                         time.sleep(state.chat_delay)
-                    chunk({"content": word + (" " if i < len(words) - 1 else "")})
+                    chunk({"content": piece})
                 chunk({}, "stop")
                 if (body.get("stream_options") or {}).get("include_usage"):
-                    chunk(None, usage=self.usage())  # type: ignore[arg-type]
+                    chunk(None, usage=self.usage(reply))  # type: ignore[arg-type]
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):

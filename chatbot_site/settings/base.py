@@ -303,6 +303,8 @@ RETRIEVAL_CANDIDATES: int = env.int("RETRIEVAL_CANDIDATES", default=100)
 RETRIEVAL_TEXT_RANK: str = env.str("RETRIEVAL_TEXT_RANK", default="bm25")
 RETRIEVAL_DF_CAP: int = env.int("RETRIEVAL_DF_CAP", default=20_000)
 RETRIEVAL_TEXT_NORMALIZATION: int = env.int("RETRIEVAL_TEXT_NORMALIZATION", default=1)
+# Share of its fused score a chunk flagged at ingestion as a likely prompt injection keeps.
+RETRIEVAL_SUSPECT_WEIGHT: float = env.float("RETRIEVAL_SUSPECT_WEIGHT", default=0.5)
 # pgvector 0.8 iterative index scans keep filtered ANN recall for small tenants.
 HNSW_EF_SEARCH: int = env.int("HNSW_EF_SEARCH", default=100)
 HNSW_MAX_SCAN_TUPLES: int = env.int("HNSW_MAX_SCAN_TUPLES", default=40000)
@@ -316,6 +318,17 @@ LLM_RETRY_BASE_SECONDS: float = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 CHAT_HISTORY_TOKENS: int = env.int("CHAT_HISTORY_TOKENS", default=2000)
 CHAT_CONTEXT_TOKENS: int = env.int("CHAT_CONTEXT_TOKENS", default=6000)
 SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
+
+# --- Guardrails (conversations.guardrails, knowledge.injection): calibrated in GUARDRAILS.md --
+# A question is in scope if it is this close (cosine) to the scope's description or an allowed
+# topic, or if retrieval found a passage at least SCOPE_EVIDENCE_THRESHOLD close to it.
+SCOPE_TOPIC_THRESHOLD: float = env.float("SCOPE_TOPIC_THRESHOLD", default=0.28)
+SCOPE_EVIDENCE_THRESHOLD: float = env.float("SCOPE_EVIDENCE_THRESHOLD", default=0.2)
+# A question this close to one of the scope's blocked topics is refused (blocked_topic).
+SCOPE_BLOCKED_THRESHOLD: float = env.float("SCOPE_BLOCKED_THRESHOLD", default=0.5)
+# Hosts that links and images in answers may point to (and their subdomains); others are
+# made inert. Empty: no URL in an answer stays clickable or loadable.
+OUTPUT_ALLOWED_HOSTS: list[str] = env.list("OUTPUT_ALLOWED_HOSTS", default=[])
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO").upper()

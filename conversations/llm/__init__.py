@@ -9,7 +9,7 @@ real mode for retrieval-only deployments (and the default without ``OPENAI_API_K
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,7 +56,7 @@ class LLMError(Exception):
 class LLM(Protocol):
     name: str
 
-    def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Completion]: ...
+    def stream(self, request: LLMRequest) -> AsyncGenerator[Delta | Completion, None]: ...
 
 
 @functools.cache

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from conversations.llm import Completion, Delta, LLMRequest
 
@@ -220,7 +220,7 @@ def pieces(text: str) -> list[str]:
 class ExtractiveLLM:
     name = NAME
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Completion]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[Delta | Completion, None]:
         answer = compose(request.question, [hit.text for hit in request.passages])
         for piece in pieces(answer):
             yield Delta(piece)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import openai
@@ -88,7 +88,7 @@ class OpenAILLM:
                     await manager.__aexit__(None, None, None)
                 raise
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[Delta | Completion]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[Delta | Completion, None]:
         # The response body is read as raw Server-Sent Events and parsed with json: building
         # the SDK's pydantic chunk objects cost ~0.3 ms of CPU per piece (measured).
         manager, lines, chunk = await self._open(request)

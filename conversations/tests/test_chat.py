@@ -63,6 +63,7 @@ def test_no_relevant_context_refuses_without_calling_the_model(alpha):
     add_passages(alpha)
     alpha.scope.refusal_message = "I only know about billing."
     alpha.scope.min_relevance = 0.5
+    alpha.scope.description, alpha.scope.allowed_topics = "", []  # no out_of_scope check
     alpha.scope.save()
     with openai_llm() as fake:
         body = chat(alpha.client(alpha.chat_key), **ask(alpha, "Who painted the Mona Lisa?")).json()

@@ -43,7 +43,7 @@ def test_markdown_document_becomes_ready_with_embedded_chunks(side):
     assert document.status == DocumentStatus.READY
     assert document.chunk_count == 3 and document.token_count > 30
     assert document.ingested_at is not None and document.attempts == 1
-    assert set(document.timings) == {"parse", "chunk", "embed", "store"}
+    assert set(document.timings) == {"parse", "chunk", "embed", "screen", "store"}
     chunks = list(
         Chunk.objects.for_tenant(side.tenant).filter(document=document).order_by("ordinal")
     )
@@ -149,7 +149,7 @@ def test_a_run_that_lost_its_claim_does_not_store(side):
     Document.all_tenants.filter(pk=document.pk).update(processing_started_at=newer)
     draft = ChunkDraft("late text", None, [], 0, 9, 2)
     vector = [1.0] + [0.0] * (settings.EMBEDDING_DIMENSIONS - 1)
-    assert _store(mine, mine.processing_started_at, [draft], [vector], "m") is False
+    assert _store(mine, mine.processing_started_at, [draft], [vector], [False], "m") is False
     assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
 
 

@@ -29,6 +29,15 @@ DEMO_DOCUMENTS = [settings.BASE_DIR / "README.md", settings.BASE_DIR / "docs" / 
 KEY_NAME = "make run"
 
 DEMO_QUESTION = "How do I add documents to a dataset?"
+# The demo bot's scope (make eval-guardrails measures its question sets against it).
+DEMO_SCOPE: dict[str, Any] = {
+    "name": "Product documentation",
+    "description": "Questions about this chatbot service: setup, API, ingestion, retrieval.",
+    "allowed_topics": ["installation", "API", "ingestion", "retrieval", "operations"],
+    "refusal_message": "I can only answer questions about this chatbot service.",
+    # all-MiniLM-L6-v2 scores relevant README passages (Markdown, code) 0.25-0.55.
+    "min_relevance": 0.2,
+}
 
 
 class Command(BaseCommand):
@@ -53,16 +62,7 @@ class Command(BaseCommand):
         )
         scope = Scope.objects.for_tenant(tenant).filter(name="Product documentation").first()
         if scope is None:
-            scope = scope_create(
-                tenant=tenant,
-                actor=actor,
-                name="Product documentation",
-                description="Questions about this chatbot service: setup, API, ingestion, retrieval.",
-                allowed_topics=["installation", "API", "ingestion", "retrieval", "operations"],
-                refusal_message="I can only answer questions about this chatbot service.",
-                # all-MiniLM-L6-v2 scores relevant README passages (Markdown, code) 0.25-0.55.
-                min_relevance=0.2,
-            )
+            scope = scope_create(tenant=tenant, actor=actor, **DEMO_SCOPE)
         bot = Bot.objects.for_tenant(tenant).filter(name="Demo assistant").first()
         if bot is None:
             bot = bot_create(

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -185,34 +185,34 @@ class Command(BaseCommand):
             documents_add_records(tenant=tenant, actor=actor, dataset=dataset, records=records)
         pending = documents.exclude(status__in=[DocumentStatus.READY, DocumentStatus.FAILED])
         if pending.exists():
-            self.run_workers(pending, workers)
+            run_workers(pending, workers, self.stderr.write)
         failed = documents.filter(status=DocumentStatus.FAILED).count()
         if failed:
             self.stderr.write(f"warning: {failed} documents failed to ingest")
         return bot
 
-    def run_workers(self, pending: Any, workers: int) -> None:
-        total = pending.count()
-        self.stderr.write(f"ingesting {total} documents with {workers} worker processes ...")
-        env = dict(os.environ)
-        env.setdefault("DJANGO_SETTINGS_MODULE", os.environ.get("DJANGO_SETTINGS_MODULE", ""))
-        argv = [
-            sys.executable, "-m", "celery", "-A", "chatbot_site", "worker",
-            f"--concurrency={workers}", "--loglevel=WARNING", "--without-mingle",
-            "--without-gossip", "-n", f"eval-{os.getpid()}@%h",
-        ]  # fmt: skip
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env)  # noqa: S603
-        try:
-            while (left := pending.count()) > 0:
-                if proc.poll() is not None:
-                    raise CommandError("the ingestion worker exited")
-                done = total - left
-                rate = done / max(1e-9, time.perf_counter() - started)
-                self.stderr.write(f"  {done}/{total} ingested ({rate:.1f} documents/s)")
-                time.sleep(5)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-        elapsed = time.perf_counter() - started
-        self.stderr.write(f"ingested {total} documents in {elapsed:.0f} s")
+
+def run_workers(pending: Any, workers: int, write: Callable[[str], Any]) -> None:
+    """Run Celery ingestion workers until ``pending`` (a queryset of documents) is empty."""
+    total = pending.count()
+    write(f"ingesting {total} documents with {workers} worker processes ...")
+    env = dict(os.environ)
+    argv = [
+        sys.executable, "-m", "celery", "-A", "chatbot_site", "worker",
+        f"--concurrency={workers}", "--loglevel=WARNING", "--without-mingle",
+        "--without-gossip", "-n", f"eval-{os.getpid()}@%h",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env)  # noqa: S603
+    try:
+        while (left := pending.count()) > 0:
+            if proc.poll() is not None:
+                raise CommandError("the ingestion worker exited")
+            done = total - left
+            rate = done / max(1e-9, time.perf_counter() - started)
+            write(f"  {done}/{total} ingested ({rate:.1f} documents/s)")
+            time.sleep(2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    write(f"ingested {total} documents in {time.perf_counter() - started:.0f} s")

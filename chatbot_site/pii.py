@@ -1,0 +1,399 @@
+"""PII detection and masking: e-mail addresses, phone numbers, card numbers, IBANs, US social
+security numbers and IP addresses.
+
+Each entity is a *candidate* regular expression, kept simple and bounded (every quantifier has
+an upper limit and repetitions cannot split the same characters two ways, so matching stays
+linear in the text), then a Python *validator* that decides: Luhn for cards, ISO 13616 length
+and mod-97 for IBANs, ``ipaddress`` for IPs, the SSA's ranges for SSNs, digit counts and shape
+rules for phones. Detection does not depend on which entities are asked for: every entity is
+found, overlaps are resolved (the longer span wins, then the more specific entity), and only
+then are the spans filtered, so an SSN never turns into a ``[PHONE]`` because SSNs are off.
+
+Choices worth knowing:
+
+- SSN: ``AAA-GG-SSSS`` and ``AAA GG SSSS`` always; nine bare digits only when "ssn" or "social
+  security" starts at most 32 characters *before* them, with no other digit in between (before
+  only, so that masking a stream piece by piece gives the same answer as masking it whole).
+- PHONE: 7 to 15 digits in groups (``+``/``00`` country code, ``(0)``, ``(area)``, separators
+  space . - /, extensions ``x123``/``ext. 123``). A bare run of digits is a phone only as a
+  valid NANP number (10 digits, or 11 starting with 1); two plain groups ("555 1234") only
+  after a word like "phone", "call" or "mobile", the same way as bare SSNs; dates, decimals,
+  IP-, version- and SSN-shaped groups and runs of years are not phones. Other runs of numbers
+  totalling 7+ digits in 3+ groups ("batch 32 64 128") are masked: we err towards masking.
+- IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
+  and slices like ``[1::2]`` stay; "version 1.2.3.4" is a valid dotted quad and is masked.
+- EMAIL: ASCII addresses with a letters-only top-level domain.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+ENTITIES: tuple[str, ...] = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "SSN", "IP_ADDRESS")
+# Tie-break when two spans of the same length overlap: the more specific check wins.
+_PRIORITY = {"CREDIT_CARD": 0, "IBAN": 1, "SSN": 2, "IP_ADDRESS": 3, "EMAIL": 4, "PHONE": 5}
+MAX_HOLD = 64
+
+
+@dataclass(frozen=True)
+class Span:
+    entity: str
+    start: int
+    end: int
+
+
+# --- EMAIL -------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}"
+    r"(?![A-Za-z0-9\-])",
+    re.ASCII,
+)
+
+
+def _emails(text: str) -> Iterator[tuple[int, int]]:
+    for m in _EMAIL.finditer(text):
+        start = m.start()
+        while text[start] == ".":
+            start += 1
+        labels = m.group().rpartition("@")[2].split(".")
+        tld = labels[-1]
+        if text[start] == "@" or not (tld.isalpha() and 2 <= len(tld) <= 24):
+            continue
+        if all(label and label[0] != "-" and label[-1] != "-" for label in labels):
+            yield start, m.end()
+
+
+# --- CREDIT_CARD -------------------------------------------------------------------------
+
+# Unbroken digits (so a list of cards separated by spaces is masked card by card), or groups
+# sharing one separator (then the number must not go on with more groups).
+_CARD = re.compile(
+    r"(?<![\w\-.])(?:[1-9][0-9]{11,18}(?![\w])(?![.\-][0-9])"
+    r"|(?<![0-9] )[1-9][0-9]{3}([ \-])[0-9]{1,6}(?:\1[0-9]{1,6}){1,3}(?![\w])(?![ .\-][0-9]))",
+    re.ASCII,
+)
+_CARD_GROUPS = ((4, 6, 5), (4, 6, 4))  # Amex, Diners; otherwise groups of 4, the last 1-4
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _cards(text: str) -> Iterator[tuple[int, int]]:
+    for m in _CARD.finditer(text):
+        groups = tuple(len(g) for g in m.group().split(m.group(1))) if m.group(1) else ()
+        digits = m.group().replace(" ", "").replace("-", "")
+        fours = all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4 if groups else True
+        if (fours or groups in _CARD_GROUPS) and 12 <= len(digits) <= 19 and luhn_ok(digits):
+            yield m.start(), m.end()
+
+
+# --- IBAN --------------------------------------------------------------------------------
+
+# ISO 13616 registry: country code -> IBAN length.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28,
+    "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28,
+    "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22,
+    "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24,
+    "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+_IBAN_START = re.compile(r"(?<![\w])[A-Za-z]{2}[0-9]{2}", re.ASCII)
+_IBAN_BODY = re.compile(r"(?: ?[A-Za-z0-9]){11,30}", re.ASCII)
+
+
+def iban_ok(iban: str) -> bool:
+    iban = iban.replace(" ", "").upper()
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban.isascii():
+        return False
+    return int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
+
+
+def _ibans(text: str) -> Iterator[tuple[int, int]]:
+    # Start by start: a failed candidate must not swallow a real IBAN that follows it.
+    for s in _IBAN_START.finditer(text):
+        length = IBAN_LENGTHS.get(s.group()[:2].upper())
+        body = _IBAN_BODY.match(text, s.end())
+        if length is None or body is None:
+            continue
+        end, seen = s.end(), 4
+        while seen < length and end < body.end():  # walk `length` alphanumerics
+            seen += text[end] != " "
+            end += 1
+        if seen < length or (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+            continue
+        candidate = text[s.start() : end]
+        spaced = " " in candidate
+        if spaced and any(c != " " for c in candidate[4::5]):
+            continue  # spaces only as the usual groups of four
+        if iban_ok(candidate):
+            yield s.start(), end
+
+
+# --- context ----------------------------------------------------------------------------
+
+CUE_WINDOW = 32  # a context word counts if it starts at most this many characters before
+
+
+def _cue_before(cue: re.Pattern[str], text: str, start: int) -> bool:
+    """A context word shortly before ``start``, with no digit between it and ``start``. Only
+    text *before* a span decides, so masking a stream piecewise (see :func:`hold_from`) gives
+    the same result as masking it whole."""
+    found = list(cue.finditer(text, max(0, start - CUE_WINDOW), start))
+    return bool(found) and not any(c.isdigit() for c in text[found[-1].end() : start])
+
+
+# --- SSN ---------------------------------------------------------------------------------
+
+_SSN = re.compile(  # AAA-GG-SSSS, even right after another number; AAA GG SSSS on its own
+    r"(?<![\w\-.])([0-9]{3})-([0-9]{2})-([0-9]{4})(?![\w])(?![\-.][0-9])"
+    r"|(?<![\w\-.])(?<![0-9] )([0-9]{3})( ?)([0-9]{2})\5([0-9]{4})(?![\w])(?![ \-.][0-9])",
+    re.ASCII,
+)
+_SSN_CUE = re.compile(r"\b(?:ssns?|social\s{1,3}security)\b", re.ASCII | re.IGNORECASE)
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _ssns(text: str) -> Iterator[tuple[int, int]]:
+    for m in _SSN.finditer(text):
+        parts = m.group(1, 2, 3) if m.group(1) else m.group(4, 6, 7)
+        bare = m.group(5) == ""
+        if ssn_ok(*parts) and (not bare or _cue_before(_SSN_CUE, text, m.start())):
+            yield m.start(), m.end()
+
+
+# --- IP_ADDRESS --------------------------------------------------------------------------
+
+_IPV4 = re.compile(r"(?<![\w])(?<![\w]\.)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![\w])(?!\.[\w])", re.ASCII)
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:\.[0-9]{1,3}){0,3}(?![\w:])",
+    re.ASCII,
+)
+
+
+def _ips(text: str) -> Iterator[tuple[int, int]]:
+    for m in _IPV4.finditer(text):
+        try:
+            ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        yield m.start(), m.end()
+    for m in _IPV6.finditer(text):
+        raw = m.group()
+        hex_digits = sum(c != ":" and c != "." for c in raw)
+        if hex_digits < 3 or not any(c.isdigit() for c in raw):
+            continue
+        try:
+            ipaddress.IPv6Address(raw)
+        except ValueError:
+            continue
+        yield m.start(), m.end()
+
+
+# --- PHONE -------------------------------------------------------------------------------
+
+_PHONE = re.compile(
+    r"""
+    (?<![\w+])
+    (?:\+[0-9]{1,3}[ .\-]?                       # a country code, even right after a number;
+      |(?<![0-9][ .\-/])(?:00[0-9]{1,3}[ .\-]?)?)  # else not the tail of a longer number
+    (?:\(0\)[ .\-]?)?                     # trunk prefix, as in +44 (0)20
+    (?:\([0-9]{1,5}\)[ .\-]?)?            # area code in brackets
+    [0-9]{1,12}(?:[ .\-/][0-9]{1,12}){0,6}
+    (?:\ ?(?:x|ext\.?)\ ?[0-9]{1,6})?     # extension
+    (?![\w])(?![ .\-/][0-9])
+    """,
+    re.ASCII | re.VERBOSE | re.IGNORECASE,
+)
+_PHONE_EXT = re.compile(r" ?(?:x|ext\.?) ?[0-9]{1,6}\Z", re.ASCII | re.IGNORECASE)
+_PHONE_SEP = re.compile(r"[ .\-/()]{1,4}")
+_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+_SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")  # an SSN or nothing, even out of range
+# Two plain groups ("555 1234", "3610-114") are as often a street number or a postcode: they
+# count only right after one of these words, with no other number in between.
+_PHONE_CUE = re.compile(
+    r"\b(?:phones?|tel|telephone|call(?:ed|ing)?|mobile|cell|fax|desk|office|contact|reach"
+    r"|dial|sms|text|whatsapp|answering)\b",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def _date_like(groups: list[str]) -> bool:
+    for a, b, c in zip(groups, groups[1:], groups[2:], strict=False):
+        if _YEAR.fullmatch(a) and len(b) <= 2 and len(c) <= 2:  # 2024-01-15
+            if 1 <= int(b) <= 12 and 1 <= int(c) <= 31:
+                return True
+        elif _YEAR.fullmatch(c) and len(a) <= 2 and len(b) <= 2:  # 15.01.2024, 01/15/2024
+            x, y = sorted((int(a), int(b)))
+            if 1 <= x <= 12 and 1 <= y <= 31:
+                return True
+    return False
+
+
+def phone_ok(raw: str) -> bool:
+    main = _PHONE_EXT.sub("", raw)
+    groups = [g for g in _PHONE_SEP.split(main.lstrip("+")) if g]
+    digits = "".join(groups)
+    if not 7 <= len(digits) <= 15:
+        return False
+    if len(groups) == 1 and main == digits:  # a bare run of digits: only a NANP number
+        nanp = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+        return len(nanp) == 10 and nanp[0] in "23456789" and nanp[3] in "23456789"
+    if "." in main and (len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups)):
+        return False  # decimals, versions, IP-shaped quads
+    if len(groups[-1]) < 2 or _date_like(groups) or _SSN_SHAPE.fullmatch(raw):
+        return False
+    return not all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups)
+
+
+def _phones(text: str) -> Iterator[tuple[int, int]]:
+    for m in _PHONE.finditer(text):
+        raw = m.group()
+        plain = raw[0] not in "+(" and not raw.startswith("00")
+        weak = plain and len(_PHONE_SEP.split(_PHONE_EXT.sub("", raw))) == 2
+        if phone_ok(raw) and (not weak or _cue_before(_PHONE_CUE, text, m.start())):
+            yield m.start(), m.end()
+
+
+# --- find, mask, hold_from ---------------------------------------------------------------
+
+_FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
+    "EMAIL": _emails,
+    "PHONE": _phones,
+    "CREDIT_CARD": _cards,
+    "IBAN": _ibans,
+    "SSN": _ssns,
+    "IP_ADDRESS": _ips,
+}
+# Every entity needs a digit, except e-mail ("@"): text with neither is clean.
+_MAYBE_PII = re.compile(r"[0-9@]")
+
+
+def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
+    """Non-overlapping spans, sorted by start; a longer/validated span wins an overlap."""
+    wanted = set(entities)
+    if not wanted or not _MAYBE_PII.search(text):
+        return []
+    candidates = [
+        Span(entity, start, end)
+        for entity, finder in _FINDERS.items()
+        for start, end in finder(text)
+    ]
+    candidates.sort(key=lambda s: (s.start - s.end, _PRIORITY[s.entity], s.start))
+    starts: list[int] = []  # the chosen spans, disjoint and kept in order
+    chosen: list[Span] = []
+    for span in candidates:
+        i = bisect.bisect(starts, span.start)
+        if (i and chosen[i - 1].end > span.start) or (
+            i < len(chosen) and chosen[i].start < span.end
+        ):
+            continue
+        starts.insert(i, span.start)
+        chosen.insert(i, span)
+    return [s for s in chosen if s.entity in wanted]
+
+
+def mask(text: str, entities: Iterable[str] = ENTITIES) -> str:
+    """text with each span replaced by its mask, e.g. "[EMAIL]"."""
+    if not _MAYBE_PII.search(text):
+        return text
+    parts: list[str] = []
+    last = 0
+    for span in find(text, entities):
+        parts += (text[last : span.start], f"[{span.entity}]")
+        last = span.end
+    if not parts:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+# A suffix matching this may still grow into a span: each branch accepts every prefix of what
+# the finders above can match (and more; holding too much costs latency, never leaks). A context
+# word is held with what follows it, up to the point where it could no longer count.
+_HOLD = re.compile(
+    r"(?:(?:" + _PHONE_CUE.pattern + "|" + _SSN_CUE.pattern + r"|\bsocial(?:\s{1,3}[a-z]{0,8})?)"
+    rf"[^0-9]{{0,{CUE_WINDOW}}})?"
+    r"""
+    (?:
+        [A-Za-z0-9._%+\-]{1,64}(?:@[A-Za-z0-9.\-]{0,253})?                 # e-mail
+      | [+(0-9][0-9()\ .\-/]{0,40}(?:\ ?(?:x|e|ex|ext\.?)?\ ?[0-9]{0,6})?   # phone, card, SSN, IPv4
+      | [A-Za-z]{2}[0-9]{2}(?:\ ?[A-Za-z0-9]){0,30}\ ?                       # IBAN
+      | [\[0-9A-Fa-f:.]{1,45}                                                # IPv6
+    )?
+    \Z
+    """,
+    re.ASCII | re.VERBOSE | re.IGNORECASE,
+)
+
+
+def hold_from(text: str) -> int:
+    """For streaming output: the smallest index i such that text[i:] might still become (part
+    of) a PII span when more text is appended. Returns len(text) when nothing needs holding, and
+    never holds more than MAX_HOLD characters back.
+
+    Emitting ``mask(text[:i])`` piece by piece gives what ``mask`` of the whole text would: a
+    context word a span depends on is held too, and so is a complete span that ``i`` would cut.
+    """
+    floor = max(0, len(text) - MAX_HOLD)
+    match = _HOLD.search(text, floor)
+    cut = match.start() if match else len(text)
+    base = max(0, floor - MAX_HOLD)
+    for span in find(text[base:]):
+        if span.start + base < cut < span.end + base:
+            cut = span.start + base
+            break
+    return max(cut, floor)
+
+
+# --- logging -----------------------------------------------------------------------------
+
+_KEEP_SUFFIXES = ("_id", "timestamp", "level", "logger")
+
+
+def _mask_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: v if str(k).endswith(_KEEP_SUFFIXES) else _mask_value(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_mask_value(v, depth + 1) for v in value)
+    return value
+
+
+def mask_pii_processor(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: masks every entity in every string value of the event (nested dicts,
+    lists and tuples included, to the same depth as the secret scrubber), the ``event`` itself
+    too; keys ending in ``_id``, ``timestamp``, ``level`` or ``logger`` are left alone."""
+    del logger, method_name
+    for key, value in event_dict.items():
+        if not str(key).endswith(_KEEP_SUFFIXES):
+            event_dict[key] = _mask_value(value)
+    return event_dict

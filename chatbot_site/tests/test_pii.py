@@ -1,0 +1,481 @@
+"""PII detection and masking (chatbot_site.pii). Every example is made up here: card numbers get
+their Luhn digit and IBANs their check digits from the helpers below."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+
+import pytest
+import structlog
+
+from chatbot_site import pii
+from chatbot_site.logging import build_logging_config
+
+
+def with_luhn(prefix: str) -> str:
+    """``prefix`` plus the digit that makes it pass the Luhn check."""
+    for digit in "0123456789":
+        if pii.luhn_ok(prefix + digit):
+            return prefix + digit
+    raise AssertionError("unreachable")
+
+
+def broken_luhn(number: str) -> str:
+    last = str((int(number[-1]) + 1) % 10)
+    return number[:-1] + last
+
+
+def make_iban(country: str, bban: str) -> str:
+    rearranged = bban + country + "00"
+    check = 98 - int("".join(str(int(c, 36)) for c in rearranged)) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+def spans(text: str, entities=pii.ENTITIES) -> list[tuple[str, str]]:
+    return [(s.entity, text[s.start : s.end]) for s in pii.find(text, entities)]
+
+
+CARD = with_luhn("453201511283036")  # 16 digits, Visa-like
+AMEX = with_luhn("37828224631000")  # 15 digits
+GB_IBAN = "GB82WEST12345698765432"
+DE_IBAN = "DE89370400440532013000"
+
+
+# --- each entity: positives -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "john.doe@example.com",
+        "j.o-h_n+tag@mail.example.co.uk",
+        "ADMIN@EXAMPLE.ORG",
+        "user%ops@sub-domain.example.travel",
+    ],
+)
+def test_email_addresses_are_found_whole(value):
+    assert spans(f"write to {value}, please") == [("EMAIL", value)]
+    assert pii.mask(f"<{value}>.") == "<[EMAIL]>."
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CARD,
+        f"{CARD[:4]} {CARD[4:8]} {CARD[8:12]} {CARD[12:]}",
+        f"{CARD[:4]}-{CARD[4:8]}-{CARD[8:12]}-{CARD[12:]}",
+        AMEX,
+        f"{AMEX[:4]} {AMEX[4:10]} {AMEX[10:]}",  # Amex grouping 4-6-5
+        with_luhn("60110009901394"),  # 15
+        with_luhn("50189876543"),  # 12, the shortest
+        with_luhn("622126000000000000"),  # 19, the longest
+    ],
+)
+def test_card_numbers_that_pass_luhn_are_found(value):
+    assert spans(f"my card {value} was charged") == [("CREDIT_CARD", value)]
+
+
+def test_cards_listed_one_after_another_are_each_masked():
+    other = with_luhn("555555555555444")
+    assert pii.mask(f"cards {CARD} {other} and {AMEX}") == (
+        "cards [CREDIT_CARD] [CREDIT_CARD] and [CREDIT_CARD]"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        GB_IBAN,
+        "GB82 WEST 1234 5698 7654 32",
+        GB_IBAN.lower(),
+        "gb82 west 1234 5698 7654 32",
+        DE_IBAN,
+        "DE89 3704 0044 0532 0130 00",
+        make_iban("FR", "20041010050500013M02606"),
+        make_iban("NL", "ABNA0417164300"),
+        make_iban("NO", "86011117947"),  # the shortest (15)
+        make_iban("MT", "MALT011000012345MTLCAST001S"),  # 31
+    ],
+)
+def test_ibans_with_a_valid_checksum_and_length_are_found(value):
+    assert spans(f"IBAN: {value}. Thanks") == [("IBAN", value)]
+
+
+def test_a_failed_iban_candidate_does_not_hide_the_iban_after_it():
+    assert spans(f"ab12 {GB_IBAN}") == [("IBAN", GB_IBAN)]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Here's my SSN: 123-45-6789", "123-45-6789"),
+        ("ssn 772 19 4410 on file", "772 19 4410"),
+        ("My SSN is 123456789.", "123456789"),
+        ("his social security number: 078051120", "078051120"),
+        ("area 899 is valid: 899-12-3456", "899-12-3456"),
+    ],
+)
+def test_ssns_are_found(text, value):
+    assert spans(text) == [("SSN", value)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "192.168.1.100",
+        "8.8.8.8",
+        "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "2001:db8::1",
+        "fe80::1ff:fe23:4567:890a",
+        "::ffff:192.0.2.128",
+    ],
+)
+def test_ip_addresses_are_found(value):
+    assert spans(f"blocked {value}.") == [("IP_ADDRESS", value)]
+
+
+def test_ip_addresses_in_urls_and_logs_are_masked():
+    assert pii.mask("GET http://[2001:db8::1]:8080/x from 10.0.0.7:5123") == (
+        "GET http://[[IP_ADDRESS]]:8080/x from [IP_ADDRESS]:5123"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+1 (555) 123-4567",
+        "905-674-3793",
+        "07700 063 966",
+        "(37) 788-063",
+        "0490 75 40 81",
+        "699 956 915",
+        "+44 20 7946 0958",
+        "+44 (0)20 7946 0958",
+        "+33 1 23 45 67 89",
+        "01.23.45.67.89",
+        "212.555.0187",
+        "(212)555-0187",
+        "001-212-555-0187",
+        "555-123-4567 x123",
+        "555-123-4567 ext. 12",
+        "+4915112345678",
+        "2125550187",  # bare: a valid NANP number
+    ],
+)
+def test_phone_numbers_are_found_whole(value):
+    assert spans(f"Reach us at {value}. Thanks") == [("PHONE", value)]
+
+
+def test_numbers_side_by_side_are_each_found():
+    assert spans(f"{GB_IBAN} 123-45-6789 +1 (555) 123-4567") == [
+        ("IBAN", GB_IBAN),
+        ("SSN", "123-45-6789"),
+        ("PHONE", "+1 (555) 123-4567"),
+    ]
+
+
+def test_two_group_numbers_are_phones_only_after_a_phone_word():
+    assert spans("Please call me on 555 0199?") == [("PHONE", "555 0199")]
+    assert spans("Mobile:\n412 7781") == [("PHONE", "412 7781")]
+    assert spans("Unit 204 5531 Oak Road") == []
+    assert spans("ZIP: 75534-030") == []
+    # The word must come before the number, with no other number in between.
+    assert spans("555 0199 is my phone") == []
+    assert spans("phone 1, room 12, 555 0199") == []
+
+
+# --- negatives: nothing to mask ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"card {broken_luhn(CARD)} failed",
+        f"card {CARD[:4]} {CARD[4:8]} {CARD[8:12]} {broken_luhn(CARD)[12:]} failed",
+        f"ref {CARD}7 (20 digits)",
+        f"mixed {CARD[:4]} {CARD[4:8]}-{CARD[8:12]} {CARD[12:]}",
+        "GB83WEST12345698765432",  # bad checksum
+        "GB82WEST1234569876543",  # too short for GB
+        "XX82WEST12345698765432",  # no such country
+        f"see{GB_IBAN}",  # glued to a word
+        "GB82 WE ST12 3456 9876 5432",  # spaces off the groups of four
+        "000-12-3456",
+        "666-12-3456",
+        "900-12-3456",
+        "987-65-4321",
+        "123-00-4567",
+        "123-45-0000",
+        "order 123456789 shipped",  # nine bare digits without "SSN" before them
+        "123456789 is my ssn",  # the context word must come first
+        "version 1.2.3",
+        "release 1.2.3.4.5",
+        "256.1.1.1 is not an address",
+        "x = a::b; std::vector<int>; dead::beef; v[1::2]",
+        "at 12:30:45, MAC 00:1a:2b:3c:4d:5e",
+        "not-an-email@ or @handle or a@b",
+        "user@localhost and user@example.c0m",
+    ],
+)
+def test_near_misses_are_not_masked(text):
+    assert pii.find(text) == []
+    assert pii.mask(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Released on 2024-01-15 at 10:20:30, see 15.01.2024 and 01/15/2024 and 2024/01/15.",
+        "ISO timestamps: 2024-01-15T10:20:30.123456+00:00 and 2024-01-15 10:20:30Z.",
+        "Request 550e8400-e29b-41d4-a716-446655440000 took 1534 ms.",
+        "The price is $1,299.99 (EUR 1 299,99), up 12.5% since 1999.",
+        "Between 1999 and 2005 we shipped 12 000 units; 2019-2020 sales were 3.14159 million.",
+        "Python 3.11.4, Django 5.2.1, numpy 1.26.4, Windows build 10.0.19045.3803.",
+        "Order #12345678 of 3 items, room 101, chapter 3.2.1, page 245, figure 12-3.",
+        "Coordinates 48.8566, 2.3522, ratio 16:9, 1920x1080, HTTP 404, port 8080.",
+        "Commit 3f786850e387550fdab836ed7e6dc881de23001b, epoch 1705312800, pid 4242.",
+        "Call me at 5 pm; the meeting in room 4 lasts 90 minutes.",
+    ],
+)
+def test_ordinary_prose_and_technical_text_stays_clean(text):
+    assert pii.mask(text) == text
+
+
+# --- find and mask ----------------------------------------------------------------------
+
+
+def test_mask_replaces_each_span_with_its_typed_mask():
+    text = (
+        f"I'm jane@example.org, +44 20 7946 0958, card {CARD}, IBAN {DE_IBAN}, "
+        "SSN 123-45-6789, from 203.0.113.9."
+    )
+    assert pii.mask(text) == (
+        "I'm [EMAIL], [PHONE], card [CREDIT_CARD], IBAN [IBAN], SSN [SSN], from [IP_ADDRESS]."
+    )
+
+
+def test_mask_masks_only_the_entities_asked_for():
+    text = f"jane@example.org paid with {CARD}"
+    assert pii.mask(text, ["CREDIT_CARD"]) == "jane@example.org paid with [CREDIT_CARD]"
+    assert pii.mask(text, ["EMAIL"]) == f"[EMAIL] paid with {CARD}"
+    assert pii.mask(text, []) == text
+
+
+def test_a_span_keeps_its_entity_when_that_entity_is_not_asked_for():
+    # An SSN is not a phone number because SSNs are off; it is left alone.
+    assert pii.mask("SSN 123-45-6789", ["PHONE"]) == "SSN 123-45-6789"
+
+
+def test_text_that_cannot_hold_pii_is_returned_as_is():
+    text = "No digits and no at sign here: just words, colons: and dots..."
+    assert pii.mask(text) is text
+    assert pii.find(text) == []
+
+
+def test_overlaps_resolve_to_one_span_the_longer_or_more_specific():
+    card12 = with_luhn("50189876543")
+    grouped = f"{card12[:4]} {card12[4:8]} {card12[8:]}"  # also a plausible phone number
+    assert spans(f"pay {grouped}") == [("CREDIT_CARD", grouped)]
+    # SSN-shaped numbers are SSNs, not phones.
+    assert spans("ref 123-45-6789") == [("SSN", "123-45-6789")]
+    # The digits inside an IBAN, an e-mail or an IPv6 address are not spans of their own.
+    assert spans(f"IBAN {'DE89 3704 0044 0532 0130 00'}") == [
+        ("IBAN", "DE89 3704 0044 0532 0130 00")
+    ]
+    assert spans(f"x {CARD}@example.com") == [("EMAIL", f"{CARD}@example.com")]
+    assert spans("::ffff:192.0.2.128") == [("IP_ADDRESS", "::ffff:192.0.2.128")]
+
+
+def test_find_returns_disjoint_spans_sorted_by_start():
+    text = f"{CARD} a@b.io 10.0.0.1 {GB_IBAN} 123-45-6789 +1 (555) 123-4567, " * 3
+    found = pii.find(text)
+    assert len(found) == 18
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
+    assert [s.entity for s in found[:6]] == [
+        "CREDIT_CARD",
+        "EMAIL",
+        "IP_ADDRESS",
+        "IBAN",
+        "SSN",
+        "PHONE",
+    ]
+
+
+# --- hold_from and streaming ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, held",
+    [
+        ("Write to john.doe@exam", "john.doe@exam"),
+        ("Number: +1 (555) 12", "+1 (555) 12"),
+        ("Call +1 (555) 12", "Call +1 (555) 12"),  # with the word a short number would need
+        ("Card 4111 1111", "4111 1111"),
+        ("IBAN GB82 WEST", "GB82 WEST"),
+        ("from 192.168.", "192.168."),
+        ("from fe80::1f", "fe80::1f"),
+        ("The answer is john", "john"),  # may become john@...
+        ("my ssn is ", "ssn is "),  # the context word a bare SSN would need
+        (f"Card {CARD} ", f"{CARD} "),  # complete, but may still grow
+        ("Write to john@example.com.", "john@example.com."),
+    ],
+)
+def test_hold_from_holds_what_may_still_become_pii(text, held):
+    assert text[pii.hold_from(text) :] == held
+
+
+@pytest.mark.parametrize("text", ["", "Hello there. ", "It works!\n", "Done (see above). "])
+def test_hold_from_holds_nothing_when_nothing_can_grow(text):
+    assert pii.hold_from(text) == len(text)
+
+
+def test_hold_from_never_holds_more_than_max_hold():
+    for text in ("a" * 500, "1 " * 300, "x" * 100 + "@" + "y." * 200):
+        assert len(text) - pii.hold_from(text) <= pii.MAX_HOLD
+
+
+STREAMED = [
+    "Hi, mail me at john.doe@example.com and I'll reply.",
+    "Call +1 (555) 123-4567 x123 today, or +44 20 7946 0958.",
+    f"Card {CARD[:4]} {CARD[4:8]} {CARD[8:12]} {CARD[12:]} expires soon.",
+    "Send it to GB82 WEST 1234 5698 7654 32 please.",
+    "Server 192.168.10.24 and fe80::1ff:fe23:4567:890a are down.",
+    "My social security number is 078051120, and my SSN card says 078-05-1120.",
+    "Please call me on 555 0199 tomorrow.",
+    f"{DE_IBAN} is the IBAN; {AMEX} is the card.",
+]
+
+
+def stream(text: str, sizes) -> tuple[str, list[str]]:
+    """The hold/emit loop of a streaming guard: returns the output and every emitted state."""
+    out, pending, states = "", "", []
+    i = 0
+    for size in sizes:
+        if i >= len(text):
+            break
+        pending += text[i : i + size]
+        i += size
+        cut = pii.hold_from(pending)
+        out += pii.mask(pending[:cut])
+        pending = pending[cut:]
+        states.append(out)
+    out += pii.mask(pending)
+    return out, states
+
+
+@pytest.mark.parametrize("text", STREAMED)
+def test_streaming_char_by_char_never_emits_raw_pii_and_ends_as_mask(text):
+    expected = pii.mask(text)
+    assert expected != text
+    raw = [text[s.start : s.end] for s in pii.find(text)]
+    out, states = stream(text, [1] * len(text))
+    assert out == expected
+    for state in states:
+        assert expected.startswith(state)  # nothing emitted is ever taken back or changed
+        for value in raw:
+            assert value[:2] not in state  # not even the first two characters of a span
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_streaming_in_random_chunks_ends_as_mask(seed):
+    rng = random.Random(seed)
+    text = " ".join(STREAMED)
+    out, states = stream(text, [rng.randint(1, 12) for _ in range(len(text))])
+    assert out == pii.mask(text)
+    assert all(pii.mask(text).startswith(state) for state in states)
+
+
+# --- the structlog processor ------------------------------------------------------------
+
+
+def test_processor_masks_nested_strings_and_leaves_ids_and_metadata_alone():
+    event = {
+        "event": "user jane@example.org asked",
+        "level": "info",
+        "logger": "chatbot.test",
+        "timestamp": "2024-01-15T10:20:30Z",
+        "request_id": "jane@example.org",
+        "document_id": CARD,
+        "status": 200,
+        "amount": int(CARD),
+        "payload": {
+            "contact": ["+44 20 7946 0958", ("ssn 123-45-6789", 7)],
+            "user_id": "10.0.0.1",
+            "nested": {"note": f"iban {GB_IBAN}"},
+        },
+    }
+    out = pii.mask_pii_processor(None, "info", dict(event))
+    assert out["event"] == "user [EMAIL] asked"
+    for key in ("level", "logger", "timestamp", "request_id", "document_id", "status", "amount"):
+        assert out[key] == event[key]
+    assert out["payload"] == {
+        "contact": ["[PHONE]", ("ssn [SSN]", 7)],
+        "user_id": "10.0.0.1",
+        "nested": {"note": "iban [IBAN]"},
+    }
+
+
+def test_processor_stops_at_the_same_depth_as_the_secret_scrubber():
+    deep: dict = {"v": "a@b.io"}
+    for _ in range(10):
+        deep = {"d": deep}
+    out = pii.mask_pii_processor(None, "info", {"event": "x", "deep": deep, "top": "a@b.io"})
+    assert out["top"] == "[EMAIL]"  # and the deep value did not crash or recurse forever
+
+
+def test_every_log_line_is_masked_ours_and_foreign(caplog):
+    config = build_logging_config(level="INFO", fmt="json")["formatters"]["structured"]
+    factory = config.pop("()")
+    formatter = factory(**config)
+    with caplog.at_level(logging.INFO):
+        structlog.get_logger("chatbot.test").info(
+            "question_received", text=f"card {CARD}, mail jane@example.org"
+        )
+        logging.getLogger("some.library").info("client %s connected", "203.0.113.9")
+    lines = [json.loads(formatter.format(r)) for r in caplog.records[-2:]]
+    assert lines[0]["text"] == "card [CREDIT_CARD], mail [EMAIL]"
+    assert lines[1]["event"] == "client [IP_ADDRESS] connected"
+    assert CARD not in json.dumps(lines)
+
+
+# --- adversarial inputs: must finish in the suite's normal time ---------------------------
+
+N = 100_000  # 200,000 characters of two-character units: anything quadratic would hang
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1 " * N,
+        "a@" * N,
+        "a." * N + "@",
+        "+(" * N,
+        "::" * N,
+        "1-" * N,
+        "1." * N,
+        "7" * (2 * N),
+        "1-2 3.4/5 " * (N // 5),
+        ("a" * 63 + ".") * (N // 32) + "@" + "b." * 1000,
+        "a@" + "b." * N,
+        "ab:" * N,
+        "GB82 " * N,
+        "+1 (0)(1) " * (N // 5),
+        "1:" * N,
+        "ssn 12345678 " * (N // 6),
+        "x" * (2 * N),
+    ],
+    ids=lambda t: repr(t[:12]),
+)
+def test_adversarial_inputs_complete(text):
+    masked = pii.mask(text)
+    assert isinstance(masked, str)
+    assert 0 <= pii.hold_from(text) <= len(text)
+
+
+def test_many_spans_are_resolved_without_quadratic_work():
+    text = "x@y.io 123-45-6789 " * (N // 10)
+    found = pii.find(text)
+    assert len(found) == 2 * (N // 10)
+    assert pii.mask(text) == "[EMAIL] [SSN] " * (N // 10)

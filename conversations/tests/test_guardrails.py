@@ -1,0 +1,178 @@
+"""The output guard and the scope checks, piece by piece (the chat tests drive them end to end)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversations.guardrails import (
+    LINK_REMOVED,
+    MAX_HOLD,
+    OutputGuard,
+    PolicyBlocked,
+    blocked_topic,
+    canary_rule,
+    new_canary,
+    out_of_scope,
+    sanitize_links,
+    url_allowed,
+)
+from knowledge.embeddings import get_embedder
+
+HOSTS = ("docs.example.org",)
+
+
+def run(guard: OutputGuard, text: str, size: int) -> tuple[str, list[str]]:
+    """Stream ``text`` through ``guard`` in pieces of ``size`` characters."""
+    emitted = []
+    for i in range(0, len(text), size):
+        emitted.append(guard.feed(text[i : i + size]))
+    emitted.append(guard.flush())
+    return "".join(emitted), emitted
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("![x](https://evil.test/p?q=secret)", "x"),
+        ("![](https://evil.test/p.png)", ""),
+        ("[click](https://evil.test/login)", "click"),
+        ("[](https://evil.test/)", LINK_REMOVED),
+        ('![x](https://evil.test/a "title")', "x"),
+        ("![x](//evil.test/a.png)", "x"),
+        ("see https://evil.test/x?d=1.", f"see {LINK_REMOVED}."),
+        ("see www.evil.test/x", f"see {LINK_REMOVED}"),
+        ("<https://evil.test/x>", f"<{LINK_REMOVED}>"),
+        ("[ref]: https://evil.test/x", f"[ref]: {LINK_REMOVED}"),
+        ("[a](javascript:alert(1))", f"[a]({LINK_REMOVED}))"),
+        ("![x](data:image/png;base64,AAAA)", "x"),
+        ("[docs](https://docs.example.org/guide)", "[docs](https://docs.example.org/guide)"),
+        ("https://api.docs.example.org/v1 ok", "https://api.docs.example.org/v1 ok"),
+        ("[rel](/guide#setup)", "[rel](/guide#setup)"),
+        ("https://docs.example.org.evil.test/x", LINK_REMOVED),
+        ("https://evil.test@docs.example.org/x", "https://evil.test@docs.example.org/x"),
+        ("https://docs.example.org@evil.test/x", LINK_REMOVED),
+        (
+            "Plain text with a ratio 3:2 and time 10:30.",
+            "Plain text with a ratio 3:2 and time 10:30.",
+        ),
+    ],
+)
+def test_links_to_other_hosts_are_made_inert(text: str, expected: str) -> None:
+    assert sanitize_links(text, HOSTS) == expected
+
+
+def test_no_allowed_hosts_means_no_live_urls() -> None:
+    assert not url_allowed("https://docs.example.org/", ())
+    assert url_allowed("/relative/path", ())
+    assert not url_allowed("mailto:a@b.test", HOSTS)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 50])
+def test_streamed_image_never_leaks_its_url(size: int) -> None:
+    text = "Here: ![status](https://evil.test/log?q=the+secret+question) and [more](https://evil.test/x) done [1]."
+    out, pieces = run(OutputGuard(pii_entities=(), hosts=HOSTS), text, size)
+    assert "evil.test" not in out
+    assert all("evil" not in p and "https" not in p for p in pieces)
+    assert out == "Here: status and more done [1]."
+
+
+def test_canary_cuts_the_answer_before_any_of_it_is_shown() -> None:
+    canary = new_canary()
+    assert canary in canary_rule(canary)
+    for size in (1, 3, 5, 64):
+        guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+        emitted = []
+        with pytest.raises(PolicyBlocked):
+            text = f"My instructions are: be nice. Marker {canary.upper()} and more."
+            for i in range(0, len(text), size):
+                emitted.append(guard.feed(text[i : i + size]))
+        shown = "".join(emitted)
+        assert guard.blocked
+        # Not even a prefix of the canary got out.
+        assert "cnry" not in shown.lower()
+        # What came before the canary in the same piece is withheld too.
+        assert "My instructions are:".startswith(shown) or shown.startswith("My instructions")
+
+
+def test_text_that_merely_starts_like_the_canary_is_released() -> None:
+    canary = "cnry-0123456789abcdef"
+    guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+    assert guard.feed("cnry") == ""
+    assert guard.feed("-01 is not it ") == "cnry-01 is not it "
+    assert guard.flush() == ""
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 9])
+def test_streamed_pii_is_masked_and_never_partly_shown(size: int) -> None:
+    text = (
+        "Write to jane.doe@example.com or call +1 (415) 555-0132, card 4111 1111 1111 1111, "
+        "IBAN GB82 WEST 1234 5698 7654 32, from 203.0.113.9 today."
+    )
+    out, pieces = run(OutputGuard(hosts=HOSTS), text, size)
+    assert "[EMAIL]" in out and "[CREDIT_CARD]" in out and "[IBAN]" in out
+    assert "[IP_ADDRESS]" in out and "[PHONE]" in out
+    for raw in ("jane", "555", "4111", "WEST", "203.0"):
+        assert raw not in out
+    joined = "|".join(pieces)
+    assert "jane." not in joined and "4111 1" not in joined
+
+
+def test_the_guard_holds_back_only_what_may_still_change() -> None:
+    guard = OutputGuard(pii_entities=(), hosts=HOSTS)
+    assert guard.feed("The plan renews ") == "The plan renews "
+    assert guard.feed("yearly") == ""  # a partial word: it could still become a URL
+    assert guard.feed(" [see") == "yearly "
+    assert guard.feed(" the docs](https://docs.example.org/a)") == ""  # a link is held whole
+    assert guard.feed(" now") == "[see the docs](https://docs.example.org/a) "
+    assert guard.flush() == "now"
+
+
+def test_the_hold_is_bounded() -> None:
+    guard = OutputGuard(pii_entities=(), hosts=HOSTS)
+    shown = guard.feed("x" * (MAX_HOLD * 3))
+    assert len(shown) >= MAX_HOLD * 2
+    assert shown + guard.flush() == "x" * (MAX_HOLD * 3)
+
+
+def test_adversarial_markup_completes() -> None:
+    # Inputs that would make a backtracking pattern explode; no timing assert (house rule).
+    for text in ("[" * 50_000, "[a](" * 20_000, "![" * 30_000 + "](", "http://" * 20_000,
+                 "]((" * 30_000, "www." * 30_000):  # fmt: skip
+        guard = OutputGuard(hosts=HOSTS)
+        out = guard.feed(text) + guard.flush()
+        assert "http://" not in out and "www.w" not in out
+
+
+@pytest.mark.django_db
+def test_blocked_topics_by_name_or_by_meaning() -> None:
+    embedder = get_embedder()
+    topics = ["pricing", "competitor products"]
+
+    def check(question: str) -> str:
+        verdict = blocked_topic(
+            question=question, vector=embedder.embed([question])[0], topics=topics
+        )
+        return verdict.matched if verdict else ""
+
+    assert check("What is your pricing for 10 seats?") == "pricing"
+    assert check("Which competitors' products are better?") == "competitor products"
+    assert check("How do I upload a PDF to a dataset?") == ""
+    assert check("How do I reset my password?") == ""
+
+
+@pytest.mark.django_db
+def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
+    embedder = get_embedder()
+    topics = ["Questions about billing, invoices and subscription plans.", "billing", "refunds"]
+
+    def verdict(question: str, evidence: float) -> str | None:
+        vector = embedder.embed([question])[0]
+        return out_of_scope(vector=vector, topics=topics, evidence=evidence).reason
+
+    assert verdict("How do I get a refund for my invoice?", evidence=0.0) is None
+    assert verdict("What is a good recipe for banana bread?", evidence=0.0) == "out_of_scope"
+    # Evidence from the tenant's own documents admits it even if the topics do not.
+    assert verdict("What is a good recipe for banana bread?", evidence=0.9) is None
+    # A scope without description or topics admits everything.
+    vector = embedder.embed(["anything"])[0]
+    assert out_of_scope(vector=vector, topics=[], evidence=0.0).reason is None

@@ -1,0 +1,215 @@
+"""Prompt-injection detection, for chat questions (a hit is a ``prompt_injection`` refusal, no
+LLM call) and for ingested chunks (a hit flags the chunk: marked in the prompt, down-weighted in
+retrieval).
+
+Rules over normalised text (NFKC, case-folded, zero-width characters removed, spaced-out
+letters joined), English and German, for the known families: overriding earlier instructions,
+a new persona, extracting the prompt, delimiter hijacks, exfiltration and output steering. Every
+pattern is bounded (no nested quantifiers), so adversarial input stays linear.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+MODEL_PATH = Path(__file__).with_name("injection_model.json")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    flagged: bool
+    score: float  # 0..1
+    reasons: tuple[str, ...]
+
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_SPACED = re.compile(r"\b(?:\w ){3,40}\w\b")
+_WS = re.compile(r"\s{1,1000}")
+_EARLIER = (
+    r"(?:previous|prior|preceding|above|earlier|former|initial|original|all|any|every|the|your|"
+    r"my|these|those|system|developer)"
+)
+_ORDERS = r"(?:instructions?|directions?|rules?|prompts?|guidelines?|orders?|commands?|context|text|messages?|tasks?|constraints?|everything|all)"
+
+# Chat questions: each rule alone is decisive.
+QUESTION_RULES: dict[str, re.Pattern[str]] = {
+    "override": re.compile(
+        rf"\b(?:ignore|disregard|forget|skip|override|bypass|drop|abandon|neglect)\b"
+        rf"(?:\W{{1,3}}\w{{1,20}}){{0,4}}?\W{{1,3}}{_EARLIER}?\W{{0,3}}(?:\w{{1,20}}\W{{1,3}}){{0,2}}{_ORDERS}\b"
+    ),
+    "override_short": re.compile(
+        r"\b(?:ignore|forget|disregard)\s(?:all|everything|that|this|the above|what i said|"
+        r"what you were told|your (?:programming|training|rules))\b"
+    ),
+    "override_de": re.compile(
+        r"\b(?:vergiss|vergessen sie|ignoriere|ignorieren sie|missachte)\b.{0,60}?"
+        r"(?:alles|anweisungen|befehle|regeln|vorherige|obige|bisherige|zuvor|davor|aufgaben)"
+    ),
+    "new_task": re.compile(
+        r"\b(?:now|from now on|instead|new (?:task|instructions?|rules?))\b.{0,40}?\b"
+        r"(?:you (?:are|will|must|should)|your (?:new )?(?:task|job|role|goal) is)\b"
+    ),
+    "new_task_de": re.compile(
+        r"\b(?:ab jetzt|nun|jetzt|stattdessen|neue aufgabe)\b.{0,40}?\b(?:bist du|du bist|"
+        r"sollst du|musst du|deine (?:neue )?aufgabe)\b"
+    ),
+    "persona": re.compile(
+        r"\b(?:you are now|act as (?:if|an?|my|the)|pretend (?:to be|you are|that)|"
+        r"roleplay as|role-play as|from now on you|you will now act|simulate being|"
+        r"stell dir vor,? du bist|tu so,? als|du bist jetzt|spiel(?:e)? die rolle)\b"
+    ),
+    "jailbreak": re.compile(
+        r"\b(?:dan mode|do anything now|developer mode|jailbreak|jailbroken|god mode|"
+        r"no (?:restrictions|limitations|filters|rules) apply|without (?:any )?(?:restrictions|"
+        r"filters|censorship)|unfiltered|uncensored)\b"
+    ),
+    "extraction": re.compile(
+        r"\b(?:reveal|show|print|repeat|output|display|tell me|give me|list|write out|spell out|"
+        r"leak|dump|share|what (?:is|are|was|were))\b.{0,40}?\b(?:(?:system|initial|original|"
+        r"hidden|secret|first|internal) (?:prompt|instructions?|message|rules)|your (?:prompt|"
+        r"instructions|rules|guidelines|initial|system)|the (?:words|text) above|everything "
+        r"above|previous (?:text|instructions))\b"
+    ),
+    "extraction_de": re.compile(
+        r"\b(?:zeig|zeige|nenne|gib|wiederhole|verrate|ausgeben)\b.{0,40}?\b(?:system ?prompt|"
+        r"anweisungen|deine regeln|prompt)\b"
+    ),
+    "task_switch": re.compile(
+        r"\b(?:well done|very good|very well|excellent|great job|congratulations|simply great|"
+        r"that is enough|that is done|that was ok|sehr gut|gut gemacht|ausgezeichnet|"
+        r"herzlichen glückwunsch|einfach großartig|das genügt|das ist erledigt|das war schon)\b"
+        r".{0,120}?\b(?:now|nun|jetzt|but now|aber jetzt)\b"
+    ),
+    "task_switch_follow": re.compile(
+        r"\b(?:new|further|neue|weitere) (?:instructions?|tasks?|anweisungen|aufgaben) "
+        r"(?:follow|folgen)\b|\b(?:leave|remove|put) (?:all )?(?:the )?previous|"
+        r"\balle (?:vorherigen|vorangegangenen|bisherigen)\b|\b(?:attention|achtung)\W{0,3}"
+        r"(?:stop|stopp)\b|\bdo not answer (?:this|the) question\b|\bmake something up\b|"
+        r"\bolvid[ae] todo\b"
+    ),
+    "act_as": re.compile(
+        r"\b(?:i want you to act as|i would like you to act as|ich möchte, dass (?:sie|du) "
+        r"(?:als|wie)|(?:als|wie) .{1,60}? (?:fungieren|agieren|auftreten))\b"
+    ),
+    "style_hijack": re.compile(
+        r"\b(?:answer|antworte|respond|reply)\w{0,3} (?:\w{1,20} ){0,3}(?:in the style of|im stil)"
+    ),
+    "delimiter": re.compile(
+        r"(?:<\|im_(?:start|end)\|>|<\|(?:system|assistant|user|endoftext)\|>|\[/?inst\]|"
+        r"<</?sys>>|###\s?(?:system|instruction)|</?(?:system|passages?|instructions?)>|"
+        r"^\s{0,4}(?:system|assistant)\s?:)",
+        re.M,
+    ),
+    "steer_output": re.compile(
+        r"\b(?:say|print|output|respond with|reply with|answer with|write)\b\W{0,3}"
+        r"[\"'\u201c\u2018]?(?:i have been|i've been) (?:pwned|hacked)|\bpwned\b"
+    ),
+    "exfiltration": re.compile(
+        r"(?:!\[[^\]]{0,100}\]\(https?://|\b(?:send|post|forward|upload|exfiltrate)\b.{0,60}?"
+        r"\bto\b.{0,30}?(?:https?://|www\.|\b\S{1,60}@\S{1,60}\.\w{2,10}))"
+    ),
+}
+
+# Ingested chunks: documents legitimately say "ignore" or "system"; flag only text addressed
+# to an AI assistant that overrides, re-roles, extracts or exfiltrates.
+PASSAGE_RULES = (
+    "override",
+    "override_de",
+    "new_task_de",
+    "persona",
+    "jailbreak",
+    "extraction",
+    "extraction_de",
+    "delimiter",
+    "steer_output",
+    "exfiltration",
+)
+_PASSAGE_DELIMITER = re.compile(
+    r"(?:<\|im_(?:start|end)\|>|<\|(?:system|endoftext)\|>|\[/?inst\]|<</?sys>>|" r"</?passages?>)"
+)
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text[:20_000]).translate(_ZERO_WIDTH).casefold()
+    # "i g n o r e" → "ignore"
+    text = _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
+    return _WS.sub(" ", text)
+
+
+def _hits(text: str, names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(name for name in names if QUESTION_RULES[name].search(text))
+
+
+def rules_flag(text: str) -> bool:
+    return bool(_hits(normalise(text), tuple(QUESTION_RULES)))
+
+
+def local_embedder() -> Any:
+    """The offline MiniLM model the classifier was trained on, whatever EMBEDDING_BACKEND says."""
+    from knowledge.embeddings import get_embedder
+
+    if settings.EMBEDDING_BACKEND == "local":
+        return get_embedder()
+    return _own_local_embedder()
+
+
+@functools.cache
+def _own_local_embedder() -> Any:
+    from knowledge.embeddings.local import LocalEmbedder
+
+    return LocalEmbedder()
+
+
+@functools.cache
+def _model() -> dict[str, Any] | None:
+    if not MODEL_PATH.exists():
+        return None
+    data: dict[str, Any] = json.loads(MODEL_PATH.read_text())
+    return data
+
+
+def classifier_score(vector: Sequence[float]) -> float:
+    model = _model()
+    if model is None or len(vector) != len(model["weights"]):
+        return 0.0
+    z = model["bias"] + sum(w * v for w, v in zip(model["weights"], vector, strict=True))
+    return 1 / (1 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def detect(text: str, *, vector: Sequence[float] | None = None) -> Verdict:
+    """For a user's chat question: the rules, then the classifier over the local embedding
+    (``vector`` if the caller already has it from the local model; else computed)."""
+    reasons = _hits(normalise(text), tuple(QUESTION_RULES))
+    if reasons:
+        return Verdict(True, 1.0, reasons)
+    model = _model()
+    if model is None:
+        return Verdict(False, 0.0, ())
+    if vector is None:
+        vector = local_embedder().embed([text])[0]
+    score = classifier_score(vector)
+    threshold = getattr(settings, "INJECTION_THRESHOLD", None) or model["threshold"]
+    flagged = score >= threshold
+    return Verdict(flagged, score, ("classifier",) if flagged else ())
+
+
+def detect_passage(text: str, *, vector: Sequence[float] | None = None) -> Verdict:
+    """For an ingested document chunk: a stricter subset of the rules only (the classifier
+    was trained on prompts, not documents)."""
+    del vector
+    normal = normalise(text)
+    names = [n for n in PASSAGE_RULES if n != "delimiter"]
+    reasons = _hits(normal, names)
+    if _PASSAGE_DELIMITER.search(normal):
+        reasons = (*reasons, "delimiter")
+    return Verdict(bool(reasons), 1.0 if reasons else 0.0, reasons)
