@@ -22,7 +22,6 @@ import structlog
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from knowledge.injection import detect
 
 from bots.models import Bot
 from bots.services import bot_for_key
@@ -54,6 +53,7 @@ from conversations.prompting import (
 )
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
+from knowledge.injection import detect
 from knowledge.retrieval import Hit, embed_query, search, search_space_for_bot
 from tenants.models import ApiKey, Role, Tenant
 
