@@ -1,6 +1,16 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ChatbotSiteConfig(AppConfig):
+    default = True
+
     name = "chatbot_site"
     verbose_name = "Chatbot service"
+
+
+class StaffAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin whose default site lets in only staff with a verified TOTP device."""
+
+    default = False  # chatbot_site's own config stays this module's default
+    default_site = "chatbot_site.staff_site.StaffAdminSite"

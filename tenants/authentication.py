@@ -120,7 +120,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         claims = dict(token.payload)
         key = (
             ApiKey.all_tenants.select_related("tenant")
-            .filter(pk=claims.get("key_id"), tenant_id=claims.get("tenant_id"))
+            .filter(pk=str(claims.get("key_id")), tenant_id=str(claims.get("tenant_id")))
             .first()
             if _is_uuid(claims.get("key_id")) and _is_uuid(claims.get("tenant_id"))
             else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -73,7 +74,8 @@ class TenantOwned(BaseModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     objects: ClassVar[TenantScopedManager] = TenantScopedManager()
-    all_tenants: ClassVar[models.Manager[Any]] = models.Manager()
+    # (no-redef: django-stubs' plugin may see this manager twice, depending on module order)
+    all_tenants: ClassVar[models.Manager[Any]] = models.Manager()  # type: ignore[no-redef]
 
     class Meta:
         abstract = True
@@ -199,3 +201,18 @@ class AuditLog(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("audit log entries cannot be deleted")
+
+
+class StaffMembership(models.Model):
+    """The tenant a staff user (a person signing in to the admin) works for. A tenant staff user
+    sees and edits only that tenant's objects; a superuser sees every tenant; a staff user who
+    is neither sees nothing (chatbot_site.staff_admin)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_membership"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant}"

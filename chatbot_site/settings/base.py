@@ -29,7 +29,7 @@ PORT: int = env.int("PORT", default=8000)
 
 INSTALLED_APPS = [
     "daphne",  # first, so that `runserver` serves ASGI
-    "django.contrib.admin",
+    "chatbot_site.apps.StaffAdminConfig",  # django.contrib.admin with the TOTP-only site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "chatbot_site",
     "tenants",
     "bots",
@@ -57,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(); async-capable
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -190,6 +193,14 @@ STORAGES = {
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 MEDIA_URL = "media/"
 ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
+# Staff sign-in (chatbot_site.staff_site): password + TOTP. Failed attempts per user and client
+# IP before a lockout of STAFF_LOCKOUT_SECONDS; per IP (any user) the limit is ten times higher.
+STAFF_LOGIN_FAILURES: int = env.int("STAFF_LOGIN_FAILURES", default=5)
+STAFF_LOCKOUT_SECONDS: int = env.int("STAFF_LOCKOUT_SECONDS", default=900)
+OTP_TOTP_ISSUER: str = env.str("OTP_TOTP_ISSUER", default="Chatbot service")
+# Seconds between refreshes of the ingestion monitor while documents are queued or processing.
+ADMIN_MONITOR_REFRESH_SECONDS: int = env.int("ADMIN_MONITOR_REFRESH_SECONDS", default=3)
+SESSION_COOKIE_AGE: int = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 
 # Request bodies read by Django (JSON, form fields). File uploads have their own cap (issue 4).
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)

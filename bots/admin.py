@@ -1,0 +1,36 @@
+"""Admin for bots and scopes (guardrail policies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from bots.models import Bot, Scope
+from bots.services import bot_delete, scope_delete
+from chatbot_site.staff_admin import TenantScopedAdmin, staff_actor
+
+
+@admin.register(Scope)
+class ScopeAdmin(TenantScopedAdmin):
+    list_display = ["name", "tenant", "min_relevance", "answer_without_context", "updated_at"]
+    list_filter = ["answer_without_context", "updated_at"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    list_select_related = ["tenant"]
+
+    def delete_object(self, request: HttpRequest, obj: Any) -> None:
+        scope_delete(tenant=obj.tenant, actor=staff_actor(request), scope=obj)
+
+
+@admin.register(Bot)
+class BotAdmin(TenantScopedAdmin):
+    list_display = ["name", "tenant", "scope", "model", "is_active", "top_k", "updated_at"]
+    list_filter = ["is_active", ("scope", admin.RelatedOnlyFieldListFilter), "updated_at"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    list_select_related = ["tenant", "scope"]
+
+    def delete_object(self, request: HttpRequest, obj: Any) -> None:
+        bot_delete(tenant=obj.tenant, actor=staff_actor(request), bot=obj)

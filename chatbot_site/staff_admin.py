@@ -1,0 +1,200 @@
+"""The base of every tenant-owned model's admin: scoped to the staff user's tenant, audited.
+
+- A superuser sees every tenant; a staff user with a :class:`~tenants.models.StaffMembership`
+  sees only that tenant's rows; any other staff user sees nothing (fails closed).
+- Querysets, foreign-key and filter choices, actions and object URLs are all scoped: another
+  tenant's object id in a URL is a 404, not a redirect that says it exists.
+- A form cannot point one tenant's object at another tenant's (checked in ``clean``).
+- Every add, change and delete is written to the tenant's audit log, the actor being the staff
+  user, exactly as API actions are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django import forms
+from django.contrib import admin, messages
+from django.db import models
+from django.http import Http404, HttpRequest
+
+from chatbot_site.errors import ApplicationError
+from tenants.api_base import client_ip
+from tenants.models import ActorType, Tenant
+from tenants.services import Actor, audit_record
+from tenants.staff import staff_tenant_of
+
+log = structlog.get_logger(__name__)
+
+
+def staff_tenant(request: HttpRequest) -> Tenant | None:
+    """The request user's tenant (cached on the request)."""
+    if not hasattr(request, "_staff_tenant"):
+        request._staff_tenant = staff_tenant_of(request.user)  # type: ignore[attr-defined]
+    return request._staff_tenant  # type: ignore[attr-defined]
+
+
+def is_superuser(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_superuser", False))
+
+
+def may_see(request: HttpRequest) -> bool:
+    return is_superuser(request) or staff_tenant(request) is not None
+
+
+def staff_actor(request: HttpRequest) -> Actor:
+    user = request.user
+    request_id = getattr(request, "request_id", "")  # RequestIdMiddleware
+    return Actor(
+        type=ActorType.STAFF,
+        id=str(user.pk),
+        label=user.get_username(),
+        ip=client_ip(request),
+        request_id=str(request_id),
+    )
+
+
+def scope_to_tenant(
+    request: HttpRequest, queryset: models.QuerySet[Any], field: str = "tenant"
+) -> models.QuerySet[Any]:
+    """``queryset`` limited to what the request's staff user may see."""
+    if is_superuser(request):
+        return queryset
+    tenant = staff_tenant(request)
+    if tenant is None:
+        return queryset.none()
+    return queryset.filter(**{field: tenant.pk})
+
+
+def _tenant_field(model: type[models.Model]) -> str | None:
+    if model is Tenant:
+        return "pk"
+    names = {f.name for f in model._meta.get_fields()}
+    return "tenant" if "tenant" in names else None
+
+
+class TenantConsistentForm(forms.ModelForm):
+    """Refuses a related object of another tenant (a superuser picks from every tenant)."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        tenant = data.get("tenant")
+        tenant_id = tenant.pk if tenant is not None else getattr(self.instance, "tenant_id", None)
+        for name, value in list(data.items()):
+            if name == "tenant" or tenant_id is None:
+                continue
+            related = value if isinstance(value, list | tuple | models.QuerySet) else [value]
+            for item in related:
+                if getattr(item, "tenant_id", tenant_id) != tenant_id:
+                    self.add_error(name, "This belongs to another tenant.")
+                    break
+        return data
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    """Admin of a tenant-owned model. ``read_only`` models can be looked at, never changed."""
+
+    form = TenantConsistentForm
+    read_only = False
+    tenant_field = "tenant"
+    audit_name = ""  # the audit log's name for the model (as the API writes it); default: model
+
+    # --- what the user may see ---------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        return scope_to_tenant(request, super().get_queryset(request), self.tenant_field)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:  # absent, malformed or another tenant's: all the same 404
+            raise Http404("No such object.")
+        return obj
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return may_see(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_see(request)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return not self.read_only and may_see(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not self.read_only and may_see(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not self.read_only and may_see(request)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        related = db_field.remote_field.model
+        if related is Tenant and not is_superuser(request):
+            tenant = staff_tenant(request)
+            kwargs["queryset"] = Tenant.objects.filter(pk__in=[tenant.pk] if tenant else [])
+            kwargs["initial"] = tenant
+            kwargs["empty_label"] = None
+        elif (field := _tenant_field(related)) is not None:
+            kwargs["queryset"] = scope_to_tenant(request, related._default_manager.all(), field)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        related = db_field.remote_field.model
+        if (field := _tenant_field(related)) is not None:
+            kwargs["queryset"] = scope_to_tenant(request, related._default_manager.all(), field)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    # --- writes, audited -----------------------------------------------------------------
+    def audit_tenant(self, obj: Any) -> Tenant:
+        return obj if isinstance(obj, Tenant) else obj.tenant
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not is_superuser(request) and not isinstance(obj, Tenant):
+            obj.tenant = staff_tenant(request)
+        super().save_model(request, obj, form, change)
+        concrete = {f.name for f in obj._meta.concrete_fields}
+        changes = {f: obj.serializable_value(f) for f in form.changed_data if f in concrete}
+        action = f"{self.audit_name or obj._meta.model_name}.{'update' if change else 'create'}"
+        audit_record(
+            tenant=self.audit_tenant(obj),
+            actor=staff_actor(request),
+            action=action,
+            target=obj,
+            changes=changes,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        try:
+            self.delete_object(request, obj)
+        except ApplicationError as exc:
+            messages.error(request, f"{obj}: {exc.message}")
+
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def delete_object(self, request: HttpRequest, obj: Any) -> None:
+        """Delete one object; subclasses call their app's service (files, rules, audit)."""
+        audit_record(
+            tenant=self.audit_tenant(obj),
+            actor=staff_actor(request),
+            action=f"{self.audit_name or obj._meta.model_name}.delete",
+            target=obj,
+            changes={"name": str(obj)},
+        )
+        obj.delete()
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """A list of related rows on a change page, with links, never edited there."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return may_see(request)

@@ -1,0 +1,271 @@
+"""Admin for datasets, documents and chunks, with upload and ingestion monitoring.
+
+The document list *is* the ingestion monitor: status counts over the current filter (one
+dataset, or all), each document's status, error, timings and chunk count, reingest and delete
+actions, and a page that refreshes itself while anything is queued or processing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, Func, Q, QuerySet, Sum
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+
+from chatbot_site.errors import ApplicationError, PayloadTooLarge
+from chatbot_site.staff_admin import (
+    ReadOnlyInline,
+    TenantScopedAdmin,
+    may_see,
+    scope_to_tenant,
+    staff_actor,
+)
+from knowledge.admin_upload import UploadForm, add_documents
+from knowledge.intake import document_reingest
+from knowledge.models import Chunk, Dataset, Document, DocumentStatus
+from knowledge.services import dataset_delete, document_delete
+
+STATUSES = [s.value for s in DocumentStatus]
+
+
+def monitor_url(dataset_id: Any = None) -> str:
+    url = reverse("admin:knowledge_document_changelist")
+    return f"{url}?dataset__id__exact={dataset_id}" if dataset_id else url
+
+
+def status_counts(queryset: QuerySet[Any]) -> dict[str, int]:
+    rows = queryset.order_by().values("status").annotate(n=Count("id"))
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+class DocumentInline(ReadOnlyInline):
+    model = Document
+    fields: ClassVar[Any] = ["title", "status", "error_code", "chunk_count", "updated_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    max_num = 0
+    verbose_name_plural = "Documents (newest first; the full list is in the ingestion monitor)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # The newest 50: a dataset of thousands of documents must still open quickly.
+        ids = list(super().get_queryset(request).order_by("-created_at").values("id")[:50])
+        return Document.all_tenants.filter(id__in=[row["id"] for row in ids])
+
+
+@admin.register(Dataset)
+class DatasetAdmin(TenantScopedAdmin):
+    list_display = ["name", "tenant", "documents", "ingestion", "chunks", "upload", "updated_at"]
+    list_filter = ["language", "updated_at"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["id", "created_at", "updated_at", "monitor"]
+    list_select_related = ["tenant"]
+    inlines = [DocumentInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        counts = {
+            f"n_{status}": Count("documents", filter=Q(documents__status=status))
+            for status in STATUSES
+        }
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_documents=Count("documents"), n_chunks=Sum("documents__chunk_count"))
+            .annotate(**counts)
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.upload_view)
+        return [
+            path("<path:object_id>/upload/", view, name="knowledge_dataset_upload"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="documents", ordering="n_documents")
+    def documents(self, obj: Any) -> int:
+        return int(obj.n_documents)
+
+    @admin.display(description="ingestion")
+    def ingestion(self, obj: Any) -> str:
+        parts = [(s, getattr(obj, f"n_{s}")) for s in STATUSES if getattr(obj, f"n_{s}")]
+        if not parts:
+            return "—"
+        url = monitor_url(obj.pk)
+        return format_html_join(
+            " · ",
+            '<a href="{}&status__exact={}" class="doc-status doc-status-{}">{} {}</a>',
+            ((url, s, s, n, s) for s, n in parts),
+        )
+
+    @admin.display(description="chunks", ordering="n_chunks")
+    def chunks(self, obj: Any) -> int:
+        return int(obj.n_chunks or 0)
+
+    @admin.display(description="")
+    def upload(self, obj: Any) -> str:
+        url = reverse("admin:knowledge_dataset_upload", args=[obj.pk])
+        return format_html('<a href="{}">Upload…</a>', url)
+
+    @admin.display(description="ingestion monitor")
+    def monitor(self, obj: Any) -> str:
+        upload = reverse("admin:knowledge_dataset_upload", args=[obj.pk])
+        return format_html(
+            '<a href="{}">Monitor ingestion</a> · <a href="{}">Upload documents</a>',
+            monitor_url(obj.pk),
+            upload,
+        )
+
+    def delete_object(self, request: HttpRequest, obj: Any) -> None:
+        dataset_delete(tenant=obj.tenant, actor=staff_actor(request), dataset=obj)
+
+    def upload_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        try:
+            dataset = self.get_object(request, object_id)  # another tenant's: 404
+            if not self.has_change_permission(request, dataset):
+                raise PermissionDenied
+            form = UploadForm(request.POST or None, request.FILES or None)
+        except PayloadTooLarge as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(request.path)
+        if request.method == "POST" and form.is_valid():
+            outcome = add_documents(
+                dataset=dataset,
+                actor=staff_actor(request),
+                files=form.cleaned_data["documents"],
+                urls=form.cleaned_data["urls"],
+                tags=form.cleaned_data["tags"],
+            )
+            if outcome.queued or outcome.existing:
+                messages.success(request, outcome.summary())
+            for error in outcome.errors:
+                messages.error(request, error)
+            return HttpResponseRedirect(monitor_url(dataset.pk))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Upload documents to {dataset}",
+            "dataset": dataset,
+            "form": form,
+            "opts": self.opts,
+            "max_mb": settings.INGEST_MAX_UPLOAD_BYTES // (1024 * 1024),
+            "monitor_url": monitor_url(dataset.pk),
+        }
+        return TemplateResponse(request, "staff/dataset_upload.html", context)
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        scoped = scope_to_tenant(request, Document.all_tenants.all())
+        tags = (
+            scoped.annotate(tag=Func(F("tags"), function="unnest"))
+            .order_by("tag")
+            .values_list("tag", flat=True)
+            .distinct()[:100]
+        )
+        return [(t, t) for t in tags]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(tags__contains=[value]) if value else queryset
+
+
+@admin.register(Document)
+class DocumentAdmin(TenantScopedAdmin):
+    change_list_template = "staff/document_change_list.html"
+    list_display = ["title", "dataset", "status_badge", "error", "chunk_count", "timing",
+                    "attempts", "updated_at"]  # fmt: skip
+    list_filter = ["status", ("dataset", admin.RelatedOnlyFieldListFilter), TagFilter,
+                   "content_type", "source_type", "created_at", "ingested_at"]  # fmt: skip
+    search_fields = ["title", "source", "error_code"]
+    list_select_related = ["dataset"]
+    actions = ["reingest", "delete_selected"]
+    readonly_fields = ["chunks_link"]
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # documents are added by upload, on the dataset (knowledge.admin_upload)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # what ingestion wrote is read-only; reingest or delete instead
+
+    def has_reingest_permission(self, request: HttpRequest) -> bool:
+        return may_see(request)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Document) -> str:
+        return format_html('<span class="doc-status doc-status-{0}">{0}</span>', obj.status)
+
+    @admin.display(description="error", ordering="error_code")
+    def error(self, obj: Document) -> str:
+        if not obj.error_code:
+            return ""
+        message = (obj.error_message or "")[:200]
+        return format_html("<strong>{}</strong> {}", obj.error_code, message)
+
+    @admin.display(description="timings (ms)")
+    def timing(self, obj: Document) -> str:
+        stages = obj.timings or {}
+        return " · ".join(f"{k} {v}" for k, v in stages.items() if isinstance(v, int | float))
+
+    @admin.display(description="chunks")
+    def chunks_link(self, obj: Document) -> str:
+        url = reverse("admin:knowledge_chunk_changelist")
+        return format_html('<a href="{}?document__id__exact={}">{} chunks</a>', url, obj.pk,
+                           obj.chunk_count)  # fmt: skip
+
+    @admin.action(description="Reingest selected documents", permissions=["reingest"])
+    def reingest(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        done, busy = 0, 0
+        for document in queryset.select_related("tenant"):
+            try:
+                document_reingest(
+                    tenant=document.tenant, actor=staff_actor(request), document=document
+                )
+                done += 1
+            except ApplicationError:
+                busy += 1
+        messages.success(request, f"Queued {done} document(s) for ingestion again.")
+        if busy:
+            messages.warning(request, f"{busy} document(s) were already queued or processing.")
+
+    def delete_object(self, request: HttpRequest, obj: Any) -> None:
+        document_delete(tenant=obj.tenant, actor=staff_actor(request), document=obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            counts = status_counts(context["cl"].queryset)
+            busy = counts["queued"] + counts["processing"]
+            dataset_id = request.GET.get("dataset__id__exact")
+            context.update(
+                status_counts=counts,
+                refresh_seconds=settings.ADMIN_MONITOR_REFRESH_SECONDS if busy else 0,
+                upload_url=(
+                    reverse("admin:knowledge_dataset_upload", args=[dataset_id])
+                    if dataset_id
+                    else ""
+                ),
+            )
+        return response
+
+
+@admin.register(Chunk)
+class ChunkAdmin(TenantScopedAdmin):
+    read_only = True
+    list_display = ["__str__", "document", "page", "token_count", "injection_suspected",
+                    "embedding_model"]  # fmt: skip
+    list_filter = ["injection_suspected", ("dataset", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["text"]
+    list_select_related = ["document"]
+    exclude = ["embedding"]
+    show_full_result_count = False

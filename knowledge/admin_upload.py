@@ -1,0 +1,102 @@
+"""Dataset upload from the admin: several files and URLs at once, with tags. Each becomes a
+document queued for ingestion by the same services the API uses (knowledge.intake)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+from chatbot_site.errors import ApplicationError
+from knowledge.intake import document_add_upload, document_add_url
+from knowledge.models import Dataset
+from tenants.services import Actor
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)] if data else []
+
+
+class UploadForm(forms.Form):
+    documents = MultipleFileField(
+        required=False,
+        help_text="PDF, DOCX, Markdown, HTML, JSON or plain text; several at once.",
+    )
+    urls = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="One http(s) URL per line; the worker fetches each one.",
+    )
+    tags = forms.CharField(
+        required=False, max_length=1000, help_text="Comma-separated, given to every document."
+    )
+
+    def clean_urls(self) -> list[str]:
+        lines = [line.strip() for line in self.cleaned_data["urls"].splitlines()]
+        urls = [line for line in lines if line]
+        if len(urls) > 100:
+            raise forms.ValidationError("At most 100 URLs at once.")
+        return urls
+
+    def clean_tags(self) -> list[str]:
+        tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
+        if any(len(t) > 100 for t in tags):
+            raise forms.ValidationError("A tag is at most 100 characters.")
+        return list(dict.fromkeys(tags))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("documents") and not data.get("urls") and not self.errors:
+            raise forms.ValidationError("Choose at least one file or give a URL.")
+        return data
+
+
+class Outcome:
+    def __init__(self) -> None:
+        self.queued: list[str] = []
+        self.existing: list[str] = []
+        self.errors: list[str] = []
+
+    def summary(self) -> str:
+        parts = [f"Queued {len(self.queued)} document(s) for ingestion."]
+        if self.existing:
+            parts.append(f"Already in the dataset: {', '.join(self.existing)}.")
+        return " ".join(parts)
+
+
+def add_documents(
+    *, dataset: Dataset, actor: Actor, files: list[UploadedFile], urls: list[str], tags: list[str]
+) -> Outcome:
+    """Queue every file and URL; one bad item is reported and does not stop the others."""
+    outcome = Outcome()
+    items: list[tuple[str, Any]] = [(f.name or "upload", f) for f in files]
+    items += [(url, url) for url in urls]
+    for label, item in items:
+        try:
+            if isinstance(item, str):
+                added = document_add_url(
+                    tenant=dataset.tenant, actor=actor, dataset=dataset, url=item, tags=tags
+                )
+            else:
+                added = document_add_upload(
+                    tenant=dataset.tenant, actor=actor, dataset=dataset, upload=item, tags=tags
+                )
+        except ApplicationError as exc:
+            reasons = "; ".join(m for v in exc.details.values() if isinstance(v, list) for m in v)
+            outcome.errors.append(f"{label}: {exc.message}{' ' + reasons if reasons else ''}")
+            continue
+        (outcome.queued if added.created else outcome.existing).append(label)
+    return outcome

@@ -1,0 +1,136 @@
+"""Admin for tenants, their API keys, the audit log and staff memberships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from chatbot_site.staff_admin import TenantScopedAdmin, is_superuser, staff_actor, staff_tenant
+from tenants.models import ApiKey, AuditLog, StaffMembership, Tenant
+from tenants.services import api_key_create, api_key_revoke
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantScopedAdmin):
+    tenant_field = "pk"
+    list_display = ["slug", "name", "is_active", "default_rate_limit_per_minute",
+                    "monthly_token_quota", "created_at"]  # fmt: skip
+    list_filter = ["is_active", "created_at"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return is_superuser(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_superuser(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a tenant's audit log outlives it (PROTECT): deactivate instead
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantScopedAdmin):
+    """Creating a key shows its secret once, on the page after the form; it is never stored.
+    Keys are revoked, not deleted (their usage and audit history stay attributable)."""
+
+    audit_name = "api_key"
+    list_display = ["name", "prefix", "role", "tenant", "is_revoked", "last_used_at",
+                    "expires_at", "created_at"]  # fmt: skip
+    list_filter = [RevokedFilter, "role", "created_at"]
+    search_fields = ["name", "prefix"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        editable = ["name", "rate_limit_per_minute", "expires_at"]
+        if obj is None:
+            return ["tenant", "name", "role", "rate_limit_per_minute", "expires_at"]
+        return [*editable, "tenant", "role", "prefix", "last_used_at", "revoked_at", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["tenant", "role", "prefix", "last_used_at", "revoked_at", "created_at"]
+
+    @admin.display(boolean=True, description="revoked")
+    def is_revoked(self, obj: ApiKey) -> bool:
+        return obj.revoked_at is not None
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        tenant = obj.tenant if is_superuser(request) else staff_tenant(request)
+        key, plaintext = api_key_create(
+            tenant=tenant,  # type: ignore[arg-type]
+            actor=staff_actor(request),
+            role=obj.role,
+            name=obj.name,
+            rate_limit_per_minute=obj.rate_limit_per_minute,
+            expires_at=obj.expires_at,
+        )
+        obj.__dict__.update({k: v for k, v in key.__dict__.items() if k != "_state"})
+        obj._state.adding = False
+        obj._plaintext = plaintext
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: Any = None) -> Any:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key created",
+            "key": obj,
+            "plaintext": obj._plaintext,
+            "opts": self.opts,
+        }
+        response: HttpResponse = TemplateResponse(request, "staff/api_key_created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True).select_related("tenant"):
+            api_key_revoke(tenant=key.tenant, actor=staff_actor(request), key=key)
+            revoked += 1
+        messages.success(request, f"Revoked {revoked} key(s).")
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(TenantScopedAdmin):
+    read_only = True
+    list_display = ["created_at", "action", "actor_type", "actor_label", "target_type",
+                    "target_id", "tenant", "ip"]  # fmt: skip
+    list_filter = ["actor_type", "action", "target_type", "created_at"]
+    search_fields = ["action", "actor_label", "target_id", "request_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant"]
+
+
+@admin.register(StaffMembership)
+class StaffMembershipAdmin(admin.ModelAdmin):
+    """Which tenant each staff user works for: superusers only (Django's own permissions)."""
+
+    list_display = ["user", "tenant", "created_at"]
+    list_select_related = ["user", "tenant"]
+    search_fields = ["user__username", "tenant__slug"]
