@@ -40,7 +40,7 @@ worker: $(VENV)/.installed-base
 	  --max-memory-per-child=1500000
 
 ## make test: ruff, black --check, mypy, pytest (real PostgreSQL, Redis and Celery)
-test: $(VENV)/.installed-dev nginx
+test: $(VENV)/.installed-dev nginx chromium
 	$(BIN)/ruff check .
 	$(BIN)/black --check --quiet .
 	$(BIN)/mypy .
@@ -69,6 +69,16 @@ nginx:
 	    (apt-get install -y -qq nginx-light >/dev/null 2>&1 || \
 	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq nginx-light >/dev/null 2>&1)) ; } || \
 	  echo "nginx not installable here: the nginx config test checks structure only"
+
+# The admin's browser test drives Debian's Chromium (never a downloaded browser). Installed here
+# when missing and we are root with apt; if that fails the browser test fails loudly.
+.PHONY: chromium
+chromium:
+	@[ -x /usr/bin/chromium ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) ; } || \
+	  echo "Chromium could not be installed (apt-get install chromium): the browser test will fail"
 
 ## make bench: performance figures as ratios to a floor measured in the same run (docs/BENCHMARKS.md)
 bench: $(VENV)/.installed-dev

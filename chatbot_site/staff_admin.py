@@ -151,7 +151,11 @@ class TenantScopedAdmin(admin.ModelAdmin):
             obj.tenant = staff_tenant(request)
         super().save_model(request, obj, form, change)
         concrete = {f.name for f in obj._meta.concrete_fields}
-        changes = {f: obj.serializable_value(f) for f in form.changed_data if f in concrete}
+        changes = {
+            f: obj.serializable_value(f)
+            for f in form.changed_data  # (array fields report "changed" when only re-typed)
+            if f in concrete and (not change or form.initial.get(f) != obj.serializable_value(f))
+        }
         action = f"{self.audit_name or obj._meta.model_name}.{'update' if change else 'create'}"
         audit_record(
             tenant=self.audit_tenant(obj),

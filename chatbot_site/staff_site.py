@@ -16,8 +16,8 @@ import hashlib
 import math
 from typing import Any
 
-import qrcode  # type: ignore[import-untyped]
-import qrcode.image.svg  # type: ignore[import-untyped]
+import qrcode
+import qrcode.image.svg
 import structlog
 from django import forms
 from django.conf import settings
@@ -117,6 +117,7 @@ class StaffAdminSite(admin.AdminSite):
     site_title = "Chatbot admin"
     index_title = "Tenants, bots and knowledge"
     enable_nav_sidebar = True
+    site_url = None  # the service has no public site to link to
 
     def has_permission(self, request: HttpRequest) -> bool:
         user = request.user

@@ -96,7 +96,9 @@ def add_documents(
                 )
         except ApplicationError as exc:
             reasons = "; ".join(m for v in exc.details.values() if isinstance(v, list) for m in v)
-            outcome.errors.append(f"{label}: {exc.message}{' ' + reasons if reasons else ''}")
+            outcome.errors.append(
+                f"Not queued: {label} — {exc.message}{' ' + reasons if reasons else ''}"
+            )
             continue
         (outcome.queued if added.created else outcome.existing).append(label)
     return outcome

@@ -1,0 +1,78 @@
+"""Bots and scopes edited in the admin are validated and written to the audit log."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots.models import Bot, Scope
+from bots.tests.factories import BotFactory, ScopeFactory
+from tenants.models import AuditLog
+from tenants.tests.factories import TenantFactory
+from tests.staff import staff_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tenant():
+    return TenantFactory(slug="acme")
+
+
+def scope_form(tenant, **overrides) -> dict:
+    data = {
+        "tenant": str(tenant.pk),
+        "name": "Support",
+        "description": "Questions about our product.",
+        "allowed_topics": "billing,shipping",
+        "blocked_topics": "politics",
+        "refusal_message": "I can only help with our product.",
+        "min_relevance": "0.3",
+        "pii_entities": "EMAIL,PHONE",
+        "tags": "",
+    }
+    return {**data, **overrides}
+
+
+def test_a_scope_created_and_changed_in_the_admin_is_audited_with_the_staff_user(tenant):
+    staff = staff_client(tenant, "alice")
+    created = staff.post("/admin/bots/scope/add/", scope_form(tenant))
+    assert created.status_code == 302
+    scope = Scope.objects.for_tenant(tenant).get(name="Support")
+    assert scope.blocked_topics == ["politics"] and scope.pii_entities == ["EMAIL", "PHONE"]
+
+    changed = staff.post(
+        f"/admin/bots/scope/{scope.pk}/change/", scope_form(tenant, min_relevance="0.5")
+    )
+    assert changed.status_code == 302
+    entries = AuditLog.objects.for_tenant(tenant).filter(target_id=str(scope.pk))
+    by_action = {e.action: e for e in entries}
+    assert set(by_action) == {"scope.create", "scope.update"}
+    assert all(e.actor_type == "staff" and e.actor_label == "alice" for e in entries)
+    assert by_action["scope.update"].changes == {"min_relevance": 0.5}
+
+
+def test_invalid_values_are_refused_by_the_form_not_the_database(tenant):
+    staff = staff_client(tenant, "alice")
+    response = staff.post(
+        "/admin/bots/scope/add/", scope_form(tenant, min_relevance="3", pii_entities="PASSPORT")
+    )
+    assert response.status_code == 200
+    assert not Scope.objects.for_tenant(tenant).exists()
+
+
+def test_deleting_a_bot_goes_through_the_service_and_is_audited(tenant):
+    bot = BotFactory(tenant=tenant)
+    staff = staff_client(tenant, "alice")
+    response = staff.post(f"/admin/bots/bot/{bot.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Bot.objects.for_tenant(tenant).exists()
+    entry = AuditLog.objects.for_tenant(tenant).get(action="bot.delete")
+    assert (entry.actor_type, entry.target_id) == ("staff", str(bot.pk))
+
+
+def test_a_scope_in_use_cannot_be_deleted(tenant):
+    scope = ScopeFactory(tenant=tenant)
+    BotFactory(tenant=tenant, scope=scope)
+    staff = staff_client(tenant, "alice")
+    staff.post(f"/admin/bots/scope/{scope.pk}/delete/", {"post": "yes"})
+    assert Scope.objects.for_tenant(tenant).filter(pk=scope.pk).exists()

@@ -1,0 +1,215 @@
+"""The admin's dataset upload, ingestion monitor and actions: same services as the API,
+audited with the staff user as actor."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from knowledge.models import Document, DocumentStatus
+from knowledge.tests.factories import DatasetFactory, DocumentFactory
+from knowledge.tests.fixtures import make_pdf
+from tenants.models import AuditLog
+from tenants.tests.factories import TenantFactory
+from tests.staff import PASSWORD, code, make_staff, staff_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tenant():
+    return TenantFactory(slug="acme")
+
+
+@pytest.fixture
+def dataset(tenant):
+    return DatasetFactory(tenant=tenant, name="Handbook")
+
+
+@pytest.fixture
+def staff(tenant):
+    return staff_client(tenant, "alice")
+
+
+def staff_audit(tenant, action: str) -> list[AuditLog]:
+    entries = AuditLog.objects.for_tenant(tenant).filter(action=action)
+    return [e for e in entries if e.actor_type == "staff" and e.actor_label == "alice"]
+
+
+def test_upload_queues_every_file_with_its_tags_after_commit(
+    staff, tenant, dataset, django_capture_on_commit_callbacks
+):
+    files = [
+        SimpleUploadedFile("guide.md", b"# Guide\n\nRefunds take 14 days."),
+        SimpleUploadedFile("report.pdf", make_pdf(["Revenue grew."])),
+    ]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = staff.post(
+            f"/admin/knowledge/dataset/{dataset.pk}/upload/",
+            {"documents": files, "tags": "handbook, 2026, handbook"},
+        )
+
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"?dataset__id__exact={dataset.pk}")
+    documents = Document.objects.for_tenant(tenant).filter(dataset=dataset)
+    assert sorted(d.source for d in documents) == ["guide.md", "report.pdf"]
+    assert {d.content_type for d in documents} == {"text/markdown", "application/pdf"}
+    assert all(d.status == DocumentStatus.QUEUED and d.file for d in documents)
+    assert all(d.tags == ["handbook", "2026"] for d in documents)
+    assert len(callbacks) == 2  # one ingestion task each, enqueued only after the commit
+    assert len(staff_audit(tenant, "document.create")) == 2
+
+
+def test_a_bad_file_or_url_is_reported_and_the_others_still_queue(staff, tenant, dataset):
+    response = staff.post(
+        f"/admin/knowledge/dataset/{dataset.pk}/upload/",
+        {
+            "documents": [
+                SimpleUploadedFile("tool.exe", b"MZ\x90\x00" + bytes(range(256)) * 8),
+                SimpleUploadedFile("notes.txt", b"Plain notes about refunds."),
+            ],
+            "urls": "http://127.0.0.1/admin\nftp://example.com/file",
+        },
+        follow=True,
+    )
+
+    text = response.content.decode()
+    assert "Queued 1 document(s)" in text
+    assert "Not queued: tool.exe — Unsupported file type" in text
+    assert "Not queued: http://127.0.0.1/admin — The URL cannot be fetched. url_not_allowed" in text
+    assert "Not queued: ftp://example.com/file — The URL cannot be fetched." in text
+    assert list(Document.objects.for_tenant(tenant).values_list("source", flat=True)) == [
+        "notes.txt"
+    ]
+
+
+def test_uploading_the_same_file_again_is_the_existing_document(staff, tenant, dataset):
+    url = f"/admin/knowledge/dataset/{dataset.pk}/upload/"
+    staff.post(url, {"documents": [SimpleUploadedFile("a.md", b"# Same")]})
+    again = staff.post(url, {"documents": [SimpleUploadedFile("b.md", b"# Same")]}, follow=True)
+    assert "Already in the dataset: b.md" in again.content.decode()
+    assert Document.objects.for_tenant(tenant).count() == 1
+
+
+def test_an_empty_upload_shows_the_form_again_with_the_reason(staff, dataset):
+    response = staff.post(f"/admin/knowledge/dataset/{dataset.pk}/upload/", {"tags": "x"})
+    assert response.status_code == 200
+    assert "Choose at least one file or give a URL." in response.content.decode()
+
+
+def test_an_upload_over_the_size_limit_is_refused_with_a_message(staff, tenant, dataset, settings):
+    settings.INGEST_MAX_UPLOAD_BYTES = 1024
+    response = staff.post(
+        f"/admin/knowledge/dataset/{dataset.pk}/upload/",
+        {"documents": [SimpleUploadedFile("big.md", b"# Big\n" + b"x" * 200_000)]},
+        follow=True,
+    )
+    assert "Uploads are limited to" in response.content.decode()
+    assert not Document.objects.for_tenant(tenant).exists()
+
+
+def csrf_token(client: Client, url: str) -> str:
+    page = client.get(url).content.decode()
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert match, page[:500]
+    return match.group(1)
+
+
+def test_the_upload_form_checks_csrf_and_refuses_an_oversize_body_with_a_message(
+    tenant, dataset, settings
+):
+    _, device = make_staff(tenant, "alice")
+    client = Client(enforce_csrf_checks=True)
+    token = csrf_token(client, "/admin/login/")
+    signed_in = client.post(
+        "/admin/login/",
+        {"username": "alice", "password": PASSWORD, "otp_token": code(device),
+         "csrfmiddlewaretoken": token},
+    )  # fmt: skip
+    assert signed_in.status_code == 302
+    url = f"/admin/knowledge/dataset/{dataset.pk}/upload/"
+    small = SimpleUploadedFile("small.md", b"# Small")
+    assert client.post(url, {"documents": [small]}).status_code == 403  # no token
+
+    settings.INGEST_MAX_UPLOAD_BYTES = 1024
+    big = SimpleUploadedFile("big.md", b"# Big\n" + b"x" * 200_000)
+    response = client.post(
+        url, {"documents": [big], "csrfmiddlewaretoken": csrf_token(client, url)}, follow=True
+    )
+    assert response.status_code == 200
+    assert "Uploads are limited to" in response.content.decode()
+    assert not Document.objects.for_tenant(tenant).exists()
+
+
+def test_the_monitor_counts_statuses_and_refreshes_only_while_work_is_in_progress(
+    staff, tenant, dataset
+):
+    DocumentFactory(tenant=tenant, dataset=dataset, status=DocumentStatus.READY)
+    DocumentFactory(
+        tenant=tenant,
+        dataset=dataset,
+        status=DocumentStatus.FAILED,
+        error_code="encrypted_pdf",
+        error_message="The PDF is encrypted.",
+    )
+    queued = DocumentFactory(tenant=tenant, dataset=dataset, status=DocumentStatus.QUEUED)
+    url = f"/admin/knowledge/document/?dataset__id__exact={dataset.pk}"
+
+    busy = staff.get(url).content.decode()
+    assert re.search(r'id="count-queued">queued: 1<', busy)
+    assert re.search(r'id="count-ready">ready: 1<', busy)
+    assert re.search(r'id="count-failed">failed: 1<', busy)
+    assert "encrypted_pdf" in busy and "The PDF is encrypted." in busy
+    assert "window.location.reload()" in busy
+    assert f"/admin/knowledge/dataset/{dataset.pk}/upload/" in busy
+
+    Document.objects.for_tenant(tenant).filter(pk=queued.pk).update(status=DocumentStatus.READY)
+    settled = staff.get(url).content.decode()
+    assert re.search(r'id="count-ready">ready: 2<', settled)
+    assert "window.location.reload()" not in settled
+
+
+def test_the_dataset_list_shows_counts_per_status(staff, tenant, dataset):
+    DocumentFactory(tenant=tenant, dataset=dataset, status=DocumentStatus.READY, chunk_count=7)
+    DocumentFactory(tenant=tenant, dataset=dataset, status=DocumentStatus.PROCESSING)
+    page = staff.get("/admin/knowledge/dataset/").content.decode()
+    assert "1 ready" in page and "1 processing" in page
+    assert '<td class="field-chunks">7</td>' in page
+
+
+def test_reingest_action_requeues_finished_documents_and_is_audited(
+    staff, tenant, dataset, django_capture_on_commit_callbacks
+):
+    failed = DocumentFactory(
+        tenant=tenant, dataset=dataset, status=DocumentStatus.FAILED, error_code="no_text"
+    )
+    busy = DocumentFactory(tenant=tenant, dataset=dataset, status=DocumentStatus.PROCESSING)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = staff.post(
+            "/admin/knowledge/document/",
+            {"action": "reingest", "_selected_action": [str(failed.pk), str(busy.pk)]},
+            follow=True,
+        )
+
+    text = response.content.decode()
+    assert "Queued 1 document(s) for ingestion again." in text
+    assert "1 document(s) were already queued or processing." in text
+    failed.refresh_from_db()
+    assert failed.status == DocumentStatus.QUEUED and failed.error_code is None
+    assert len(callbacks) == 1
+    assert [e.target_id for e in staff_audit(tenant, "document.reingest")] == [str(failed.pk)]
+
+
+def test_delete_action_removes_documents_through_the_service_and_is_audited(staff, tenant, dataset):
+    doomed = DocumentFactory(tenant=tenant, dataset=dataset)
+    kept = DocumentFactory(tenant=tenant, dataset=dataset)
+    response = staff.post(
+        "/admin/knowledge/document/",
+        {"action": "delete_selected", "_selected_action": [str(doomed.pk)], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert list(Document.objects.for_tenant(tenant).values_list("pk", flat=True)) == [kept.pk]
+    assert [e.target_id for e in staff_audit(tenant, "document.delete")] == [str(doomed.pk)]

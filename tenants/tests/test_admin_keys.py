@@ -1,0 +1,68 @@
+"""API keys in the admin: the secret is shown once and works; revoking is audited."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from rest_framework.test import APIClient
+
+from tenants.models import ApiKey, AuditLog
+from tenants.tests.factories import ApiKeyFactory, TenantFactory
+from tests.staff import staff_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tenant():
+    return TenantFactory(slug="acme")
+
+
+def test_creating_a_key_shows_its_secret_once_and_the_secret_works(tenant):
+    staff = staff_client(tenant, "alice")
+    response = staff.post(
+        "/admin/tenants/apikey/add/", {"tenant": str(tenant.pk), "name": "ops", "role": "admin"}
+    )
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    secret = re.search(r'id="api-key-secret"[^>]*>([^<]+)<', response.content.decode()).group(1)
+    key = ApiKey.objects.for_tenant(tenant).get(name="ops")
+    assert key.prefix in secret and key.key_hash not in secret
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert api.get("/v1/bots").status_code == 200
+    # Never again: the change page and the list do not carry it.
+    assert secret not in staff.get(f"/admin/tenants/apikey/{key.pk}/change/").content.decode()
+    assert secret not in staff.get("/admin/tenants/apikey/").content.decode()
+    entry = AuditLog.objects.for_tenant(tenant).get(action="api_key.create")
+    assert (entry.actor_type, entry.actor_label) == ("staff", "alice")
+    assert secret not in str(entry.changes)
+
+
+def test_revoking_keys_in_the_admin_stops_them_at_once_and_is_audited(tenant):
+    key = ApiKeyFactory(tenant=tenant, role="admin")
+    staff = staff_client(tenant, "alice")
+    response = staff.post(
+        "/admin/tenants/apikey/", {"action": "revoke", "_selected_action": [str(key.pk)]}
+    )
+    assert response.status_code == 302
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key.plaintext}")
+    assert api.get("/v1/bots").status_code == 401
+    entry = AuditLog.objects.for_tenant(tenant).get(action="api_key.revoke")
+    assert (entry.actor_type, entry.target_id) == ("staff", str(key.pk))
+
+
+def test_audit_log_entries_cannot_be_changed_or_deleted_in_the_admin(tenant):
+    key = ApiKeyFactory(tenant=tenant)
+    staff = staff_client(tenant, "alice", superuser=True)
+    staff.post("/admin/tenants/apikey/", {"action": "revoke", "_selected_action": [str(key.pk)]})
+    entry = AuditLog.objects.for_tenant(tenant).get(action="api_key.revoke")
+
+    page = staff.get(f"/admin/tenants/auditlog/{entry.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert staff.get(f"/admin/tenants/auditlog/{entry.pk}/delete/").status_code == 403
+    assert b"delete_selected" not in staff.get("/admin/tenants/auditlog/").content
+    assert AuditLog.objects.for_tenant(tenant).filter(pk=entry.pk).exists()
