@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from bots.models import Bot, Scope
 from bots.services import bot_delete, scope_delete
-from chatbot_site.staff_admin import TenantScopedAdmin, staff_actor
+from chatbot_site.staff_admin import TenantScopedAdmin, admin_link, admin_links, staff_actor
 
 
 @admin.register(Scope)
@@ -26,11 +26,20 @@ class ScopeAdmin(TenantScopedAdmin):
 
 @admin.register(Bot)
 class BotAdmin(TenantScopedAdmin):
-    list_display = ["name", "tenant", "scope", "model", "is_active", "top_k", "updated_at"]
+    list_display = ["name", "tenant", "scope_link", "model", "is_active", "top_k", "updated_at"]
     list_filter = ["is_active", ("scope", admin.RelatedOnlyFieldListFilter), "updated_at"]
     search_fields = ["name", "description"]
-    readonly_fields = ["id", "created_at", "updated_at"]
+    readonly_fields = ["id", "searches", "created_at", "updated_at"]
     list_select_related = ["tenant", "scope"]
+
+    @admin.display(description="scope", ordering="scope__name")
+    def scope_link(self, obj: Bot) -> str:
+        return admin_link(obj.scope)
+
+    @admin.display(description="searches datasets")
+    def searches(self, obj: Any) -> str:
+        # Which datasets a bot searches is set through the API (PATCH /v1/bots/{id}).
+        return admin_links(obj.datasets.all()) if obj.pk else "—"
 
     def delete_object(self, request: HttpRequest, obj: Any) -> None:
         bot_delete(tenant=obj.tenant, actor=staff_actor(request), bot=obj)

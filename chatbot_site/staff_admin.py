@@ -18,6 +18,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.http import Http404, HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from chatbot_site.errors import ApplicationError
 from tenants.api_base import client_ip
@@ -65,6 +67,18 @@ def scope_to_tenant(
     if tenant is None:
         return queryset.none()
     return queryset.filter(**{field: tenant.pk})
+
+
+def admin_link(obj: Any) -> str:
+    """A link to ``obj``'s admin page (the viewer's permissions decide what it shows)."""
+    if obj is None:
+        return "—"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, obj)
+
+
+def admin_links(objects: Any) -> str:
+    return format_html_join(", ", "{}", ((admin_link(o),) for o in objects)) or "—"
 
 
 def _tenant_field(model: type[models.Model]) -> str | None:

@@ -24,6 +24,8 @@ from chatbot_site.errors import ApplicationError, PayloadTooLarge
 from chatbot_site.staff_admin import (
     ReadOnlyInline,
     TenantScopedAdmin,
+    admin_link,
+    admin_links,
     may_see,
     scope_to_tenant,
     staff_actor,
@@ -67,7 +69,7 @@ class DatasetAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "documents", "ingestion", "chunks", "upload", "updated_at"]
     list_filter = ["language", "updated_at"]
     search_fields = ["name", "description"]
-    readonly_fields = ["id", "created_at", "updated_at", "monitor"]
+    readonly_fields = ["id", "created_at", "updated_at", "monitor", "searched_by"]
     list_select_related = ["tenant"]
     inlines = [DocumentInline]
 
@@ -125,6 +127,10 @@ class DatasetAdmin(TenantScopedAdmin):
             monitor_url(obj.pk),
             upload,
         )
+
+    @admin.display(description="searched by bots")
+    def searched_by(self, obj: Any) -> str:
+        return admin_links(obj.bots.all()) if obj.pk else "—"
 
     def delete_object(self, request: HttpRequest, obj: Any) -> None:
         dataset_delete(tenant=obj.tenant, actor=staff_actor(request), dataset=obj)
@@ -189,7 +195,7 @@ class TagFilter(admin.SimpleListFilter):
 @admin.register(Document)
 class DocumentAdmin(TenantScopedAdmin):
     change_list_template = "staff/document_change_list.html"
-    list_display = ["title", "dataset", "status_badge", "error", "chunk_count", "timing",
+    list_display = ["title", "dataset_link", "status_badge", "error", "chunk_count", "timing",
                     "attempts", "updated_at"]  # fmt: skip
     list_filter = ["status", ("dataset", admin.RelatedOnlyFieldListFilter), TagFilter,
                    "content_type", "source_type", "created_at", "ingested_at"]  # fmt: skip
@@ -207,6 +213,10 @@ class DocumentAdmin(TenantScopedAdmin):
 
     def has_reingest_permission(self, request: HttpRequest) -> bool:
         return may_see(request)
+
+    @admin.display(description="dataset", ordering="dataset__name")
+    def dataset_link(self, obj: Document) -> str:
+        return admin_link(obj.dataset)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Document) -> str:
@@ -271,10 +281,14 @@ class DocumentAdmin(TenantScopedAdmin):
 @admin.register(Chunk)
 class ChunkAdmin(TenantScopedAdmin):
     read_only = True
-    list_display = ["__str__", "document", "page", "token_count", "injection_suspected",
+    list_display = ["__str__", "document_link", "page", "token_count", "injection_suspected",
                     "embedding_model"]  # fmt: skip
     list_filter = ["injection_suspected", ("dataset", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["text"]
     list_select_related = ["document"]
     exclude = ["embedding"]
     show_full_result_count = False
+
+    @admin.display(description="document")
+    def document_link(self, obj: Chunk) -> str:
+        return admin_link(obj.document)

@@ -62,6 +62,19 @@ def test_another_tenants_object_in_the_url_is_404(world, alpha_staff, page):
         assert response.status_code == 404, (url, response.status_code)
 
 
+def test_change_pages_link_related_objects_of_the_tenant(world, alpha_staff):
+    document = alpha_staff.get(f"/admin/knowledge/document/{world.a.document.pk}/change/")
+    chunks = f"/admin/knowledge/chunk/?document__id__exact={world.a.document.pk}"
+    assert chunks.encode() in document.content
+    listing = alpha_staff.get(chunks)
+    assert listing.status_code == 200
+    assert str(chunk_of(world.a).pk).encode() in listing.content
+    dataset = alpha_staff.get(f"/admin/knowledge/dataset/{world.a.dataset.pk}/change/").content
+    assert f"/admin/bots/bot/{world.a.bot.pk}/change/".encode() in dataset
+    bot = alpha_staff.get(f"/admin/bots/bot/{world.a.bot.pk}/change/").content
+    assert f"/admin/knowledge/dataset/{world.a.dataset.pk}/change/".encode() in bot
+
+
 def test_a_malformed_or_missing_id_is_the_same_404(world, alpha_staff):
     assert alpha_staff.get("/admin/bots/bot/not-a-uuid/change/").status_code == 404
     missing = "00000000-0000-0000-0000-000000000000"

@@ -198,6 +198,7 @@ ADMIN_URL: str = env.str("ADMIN_URL", default="admin/")
 STAFF_LOGIN_FAILURES: int = env.int("STAFF_LOGIN_FAILURES", default=5)
 STAFF_LOCKOUT_SECONDS: int = env.int("STAFF_LOCKOUT_SECONDS", default=900)
 OTP_TOTP_ISSUER: str = env.str("OTP_TOTP_ISSUER", default="Chatbot service")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # no one reads another person's TOTP secret in the admin
 # Seconds between refreshes of the ingestion monitor while documents are queued or processing.
 ADMIN_MONITOR_REFRESH_SECONDS: int = env.int("ADMIN_MONITOR_REFRESH_SECONDS", default=3)
 SESSION_COOKIE_AGE: int = env.int("SESSION_COOKIE_AGE", default=8 * 3600)

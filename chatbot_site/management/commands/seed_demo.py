@@ -122,6 +122,10 @@ class Command(BaseCommand):
                     f" -H \"Content-Type: application/json\" {base}/v1/chat -d '{chat_body}'",
                     f"  API reference: {base}/v1/docs",
                     "More keys: python manage.py create_api_key --tenant demo --role chat",
+                    f"Staff admin: {base}/{settings.ADMIN_URL} (password + authenticator code);"
+                    " create a user with",
+                    "  STAFF_PASSWORD=... .venv/bin/python manage.py create_staff you --tenant demo"
+                    " --superuser",
                     "",
                 ]
             )
