@@ -112,6 +112,9 @@ class TenantScopedAdmin(admin.ModelAdmin):
     form = TenantConsistentForm
     read_only = False
     tenant_field = "tenant"
+    # Deleting one of these takes thousands of rows with it (documents, chunks): the confirmation
+    # page names the objects and counts their children instead of listing every row.
+    summarize_deletion = False
     audit_name = ""  # the audit log's name for the model (as the API writes it); default: model
 
     # --- what the user may see ---------------------------------------------------------------
@@ -178,6 +181,13 @@ class TenantScopedAdmin(admin.ModelAdmin):
             target=obj,
             changes=changes,
         )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        if not self.summarize_deletion:
+            return super().get_deleted_objects(objs, request)
+        objs = list(objs)
+        names = [f"{self.opts.verbose_name}: {admin_link(obj)}" for obj in objs]
+        return names, {self.opts.verbose_name_plural: len(objs)}, set(), []
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         try:

@@ -9,8 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from knowledge.models import Document, DocumentStatus
-from knowledge.tests.factories import DatasetFactory, DocumentFactory
+from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.tests.factories import ChunkFactory, DatasetFactory, DocumentFactory
 from knowledge.tests.fixtures import make_pdf
 from tenants.models import AuditLog
 from tenants.tests.factories import TenantFactory
@@ -213,3 +213,29 @@ def test_delete_action_removes_documents_through_the_service_and_is_audited(staf
     assert response.status_code == 302
     assert list(Document.objects.for_tenant(tenant).values_list("pk", flat=True)) == [kept.pk]
     assert [e.target_id for e in staff_audit(tenant, "document.delete")] == [str(doomed.pk)]
+
+
+def test_a_dataset_page_lists_its_own_newest_documents(staff, tenant, dataset):
+    own = DocumentFactory(tenant=tenant, dataset=dataset, title="Own handbook")
+    DocumentFactory(tenant=tenant, title="Elsewhere")  # newer, in another dataset
+    page = staff.get(f"/admin/knowledge/dataset/{dataset.pk}/change/").content.decode()
+    assert "Own handbook" in page and f"/admin/knowledge/document/{own.pk}/change/" in page
+    assert "Elsewhere" not in page
+
+
+def test_deleting_a_dataset_confirms_with_a_summary_and_goes_through_the_service(
+    staff, tenant, dataset
+):
+    chunks = [
+        ChunkFactory(tenant=tenant, document=DocumentFactory(tenant=tenant, dataset=dataset))
+        for _ in range(3)
+    ]
+    url = f"/admin/knowledge/dataset/{dataset.pk}/delete/"
+    confirm = staff.get(url).content.decode()
+    assert "Handbook" in confirm
+    assert not any(str(c.pk) in confirm or str(c.document_id) in confirm for c in chunks)
+
+    assert staff.post(url, {"post": "yes"}).status_code == 302
+    assert not Document.objects.for_tenant(tenant).exists()
+    assert not Chunk.objects.for_tenant(tenant).exists()
+    assert [e.target_id for e in staff_audit(tenant, "dataset.delete")] == [str(dataset.pk)]
