@@ -102,6 +102,10 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info,
+                    # The traceback exists as text only now: scrub and mask it too (an
+                    # exception message can quote a value, e.g. a unique-key violation).
+                    redact_secrets,
+                    mask_pii_processor,
                     renderer,
                 ],
             }

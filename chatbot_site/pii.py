@@ -371,6 +371,43 @@ def hold_from(text: str) -> int:
 _KEEP_SUFFIXES = ("_id", "timestamp", "level", "logger")
 
 
+def mask_data(value: Any, entities: Iterable[str] = ENTITIES, depth: int = 0) -> Any:
+    """A JSON-like value with every string (keys included) masked, and every number that reads
+    as PII replaced by its mask. Nesting deeper than MAX_DATA_DEPTH is refused (ValueError):
+    callers validate depth first (:func:`data_depth`)."""
+    if isinstance(value, str):
+        return mask(value, entities)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        text = str(value)
+        masked = mask(text, entities)
+        return value if masked == text else masked
+    if depth >= MAX_DATA_DEPTH:
+        raise ValueError("nested too deeply to mask")
+    if isinstance(value, dict):
+        return {mask(str(k), entities): mask_data(v, entities, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_data(v, entities, depth + 1) for v in value]
+    return value
+
+
+MAX_DATA_DEPTH = 32
+
+
+def data_depth(value: Any) -> int:
+    """How deeply a JSON-like value nests (iterative: any depth is safe to measure)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def _mask_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return mask(value)

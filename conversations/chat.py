@@ -53,7 +53,7 @@ from conversations.prompting import (
 )
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
-from knowledge.injection import detect
+from knowledge.injection import detect, detect_many
 from knowledge.retrieval import Hit, embed_query, search, search_space_for_bot
 from tenants.models import ApiKey, Role, Tenant
 
@@ -156,6 +156,7 @@ def chat_open(
     entities = tuple(scope.pii_entities) if scope is not None else pii.ENTITIES
     if entities:  # nothing raw goes further: not the database, the logs, the providers
         messages = [{**m, "content": pii.mask(m["content"], entities)} for m in messages]
+        metadata = pii.mask_data(metadata, entities)
     question = messages[-1]["content"]
     if session_id is not None:
         conversation = _conversation_for(
@@ -232,6 +233,21 @@ def _refuse(turn: Turn, reason: str, **details: Any) -> None:
     log.info("chat_refused", reason=reason, bot_id=str(turn.bot.pk), **details)
 
 
+def _injected_history(turn: Turn) -> tuple[int, Any] | None:
+    """A new conversation's earlier user messages come from the client too (a stored
+    conversation's were checked when they were sent): the first flagged one, with its index."""
+    if not turn.is_new_conversation:
+        return None
+    earlier = [
+        (i, m["content"]) for i, m in enumerate(turn.new_messages[:-1]) if m["role"] == "user"
+    ]
+    verdicts = detect_many([text for _, text in earlier])
+    for (index, _), verdict in zip(earlier, verdicts, strict=True):
+        if verdict.flagged:
+            return index, verdict
+    return None
+
+
 def chat_ground(turn: Turn) -> None:
     """Guard the question, retrieve the passages, build the prompt (``turn.request``) — or
     decide a refusal (``turn.refusal``), which costs no LLM call.
@@ -248,6 +264,10 @@ def chat_ground(turn: Turn) -> None:
     if verdict.flagged:
         _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(verdict.score, 3),
                 rules=list(verdict.reasons))  # fmt: skip
+        return
+    if (earlier := _injected_history(turn)) is not None:
+        _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(earlier[1].score, 3),
+                rules=list(earlier[1].reasons), message_index=earlier[0])  # fmt: skip
         return
     if scope is not None:
         blocked = blocked_topic(question=turn.question, vector=vector, topics=scope.blocked_topics)

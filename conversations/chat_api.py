@@ -31,6 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chatbot_site import pii
 from chatbot_site.concurrency import run_sync
 from chatbot_site.errors import (
     ApplicationError,
@@ -102,6 +103,8 @@ class ChatInput(serializers.Serializer):
         return messages
 
     def validate_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        if pii.data_depth(metadata) > pii.MAX_DATA_DEPTH:
+            raise serializers.ValidationError(f"At most {pii.MAX_DATA_DEPTH} levels of nesting.")
         if len(json.dumps(metadata)) > 16_000:
             raise serializers.ValidationError("At most 16 kB of metadata.")
         return metadata
@@ -137,7 +140,7 @@ def prepare(request: HttpRequest) -> Prepared:
             raise UnsupportedMediaType(f"Expected application/json, got {content_type!r}.")
         try:
             body = json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApplicationError("Malformed request body: invalid JSON.") from None
         serializer = ChatInput(data=body)
         serializer.is_valid(raise_exception=True)

@@ -203,6 +203,16 @@ def detect(text: str, *, vector: Sequence[float] | None = None) -> Verdict:
     return Verdict(flagged, score, ("classifier",) if flagged else ())
 
 
+def detect_many(texts: Sequence[str]) -> list[Verdict]:
+    """:func:`detect` for several texts, their vectors embedded in one batch."""
+    if not texts:
+        return []
+    vectors: Sequence[Any] = (
+        local_embedder().embed(list(texts)) if _model() is not None else [None] * len(texts)
+    )
+    return [detect(text, vector=vector) for text, vector in zip(texts, vectors, strict=True)]
+
+
 def detect_passage(text: str, *, vector: Sequence[float] | None = None) -> Verdict:
     """For an ingested document chunk: a stricter subset of the rules only (the classifier
     was trained on prompts, not documents)."""

@@ -221,7 +221,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "chatbot_site.parsers.JSONParser",  # DRF's, with over-deep JSON a 400
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "chatbot_site.errors.exception_handler",

@@ -53,6 +53,13 @@ def test_malformed_json_is_400_invalid_request(client):
     envelope(response, 400, "invalid_request")
 
 
+def test_json_nested_past_the_parsers_recursion_limit_is_400_not_500(client):
+    nested = '{"a": ' * 5000 + "1" + "}" * 5000
+    response = client.post("/v1/test/echo", data=nested, content_type="application/json")
+    error = envelope(response, 400, "invalid_request")
+    assert "nested too deeply" in error["message"]
+
+
 def test_validation_errors_name_each_field(client):
     response = client.post(
         "/v1/test/echo", data={"name": "far too long", "count": 0}, content_type="application/json"

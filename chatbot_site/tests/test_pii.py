@@ -440,6 +440,24 @@ def test_every_log_line_is_masked_ours_and_foreign(caplog):
     assert CARD not in json.dumps(lines)
 
 
+def test_tracebacks_in_log_lines_are_masked_too(caplog):
+    config = build_logging_config(level="INFO", fmt="json")["formatters"]["structured"]
+    factory = config.pop("()")
+    formatter = factory(**config)
+    with caplog.at_level(logging.INFO):
+        try:
+            raise ValueError(f"duplicate key (email)=(jane@example.org) card {CARD}")
+        except ValueError:
+            structlog.get_logger("chatbot.test").exception("insert_failed")
+            logging.getLogger("some.library").exception("lib failed for 203.0.113.9")
+            # Formatted while the exception is being handled, as a handler does.
+            lines = [json.loads(formatter.format(r)) for r in caplog.records[-2:]]
+    assert all("ValueError: duplicate key (email)=([EMAIL]) card [CREDIT_CARD]" in line[
+        "exception"] for line in lines)  # fmt: skip
+    assert "jane@example.org" not in json.dumps(lines) and CARD not in json.dumps(lines)
+    assert lines[1]["event"] == "lib failed for [IP_ADDRESS]"
+
+
 # --- adversarial inputs: must finish in the suite's normal time ---------------------------
 
 N = 100_000  # 200,000 characters of two-character units: anything quadratic would hang
