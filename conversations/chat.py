@@ -53,7 +53,7 @@ from conversations.prompting import (
 )
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
-from knowledge.injection import detect, detect_many
+from knowledge.injection import detect
 from knowledge.retrieval import Hit, embed_query, search, search_space_for_bot
 from tenants.models import ApiKey, Role, Tenant
 
@@ -241,9 +241,8 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     earlier = [
         (i, m["content"]) for i, m in enumerate(turn.new_messages[:-1]) if m["role"] == "user"
     ]
-    verdicts = detect_many([text for _, text in earlier])
-    for (index, _), verdict in zip(earlier, verdicts, strict=True):
-        if verdict.flagged:
+    for index, text in earlier:
+        if (verdict := detect(text)).flagged:
             return index, verdict
     return None
 
@@ -253,14 +252,10 @@ def chat_ground(turn: Turn) -> None:
     decide a refusal (``turn.refusal``), which costs no LLM call.
 
     In order: prompt injection, a blocked topic, (retrieval), out of scope, no relevant
-    context. The question is embedded once; that vector serves every check and the search."""
+    context. The question is embedded once (after the injection check, which needs no vector);
+    that vector serves the scope checks and the search."""
     bot, scope = turn.bot, turn.bot.scope
-    space = search_space_for_bot(bot, filter_tags=turn.filter_tags)
-    vector, turn.embedding_tokens = embed_query(turn.question)
-    # The injection classifier reads the local model's vectors; reuse ours if it is that one.
-    verdict = detect(
-        turn.question, vector=vector if settings.EMBEDDING_BACKEND == "local" else None
-    )
+    verdict = detect(turn.question)  # no embedding needed: an injection costs nothing
     if verdict.flagged:
         _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(verdict.score, 3),
                 rules=list(verdict.reasons))  # fmt: skip
@@ -269,6 +264,8 @@ def chat_ground(turn: Turn) -> None:
         _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(earlier[1].score, 3),
                 rules=list(earlier[1].reasons), message_index=earlier[0])  # fmt: skip
         return
+    space = search_space_for_bot(bot, filter_tags=turn.filter_tags)
+    vector, turn.embedding_tokens = embed_query(turn.question)
     if scope is not None:
         blocked = blocked_topic(question=turn.question, vector=vector, topics=scope.blocked_topics)
         if blocked is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+
+from knowledge.injection_ngrams import NgramModel
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 
@@ -154,69 +155,37 @@ def rules_flag(text: str) -> bool:
     return bool(_hits(normalise(text), tuple(QUESTION_RULES)))
 
 
-def local_embedder() -> Any:
-    """The offline MiniLM model the classifier was trained on, whatever EMBEDDING_BACKEND says."""
-    from knowledge.embeddings import get_embedder
-
-    if settings.EMBEDDING_BACKEND == "local":
-        return get_embedder()
-    return _own_local_embedder()
-
-
 @functools.cache
-def _own_local_embedder() -> Any:
-    from knowledge.embeddings.local import LocalEmbedder
-
-    return LocalEmbedder()
-
-
-@functools.cache
-def _model() -> dict[str, Any] | None:
+def _model() -> tuple[NgramModel, float] | None:
+    """The shipped classifier and its threshold (``manage.py train_injection`` writes them)."""
     if not MODEL_PATH.exists():
         return None
     data: dict[str, Any] = json.loads(MODEL_PATH.read_text())
-    return data
+    return NgramModel.from_json(data), float(data["threshold"])
 
 
-def classifier_score(vector: Sequence[float]) -> float:
+def classifier_score(text: str) -> float:
     model = _model()
-    if model is None or len(vector) != len(model["weights"]):
-        return 0.0
-    z = model["bias"] + sum(w * v for w, v in zip(model["weights"], vector, strict=True))
-    return 1 / (1 + math.exp(-max(-60.0, min(60.0, z))))
+    return model[0].score(text) if model is not None else 0.0
 
 
-def detect(text: str, *, vector: Sequence[float] | None = None) -> Verdict:
-    """For a user's chat question: the rules, then the classifier over the local embedding
-    (``vector`` if the caller already has it from the local model; else computed)."""
+def detect(text: str) -> Verdict:
+    """For a user's chat message: the rules, then the character n-gram classifier."""
     reasons = _hits(normalise(text), tuple(QUESTION_RULES))
     if reasons:
         return Verdict(True, 1.0, reasons)
     model = _model()
     if model is None:
         return Verdict(False, 0.0, ())
-    if vector is None:
-        vector = local_embedder().embed([text])[0]
-    score = classifier_score(vector)
-    threshold = getattr(settings, "INJECTION_THRESHOLD", None) or model["threshold"]
-    flagged = score >= threshold
+    classifier, threshold = model
+    score = classifier.score(text)
+    flagged = score >= (getattr(settings, "INJECTION_THRESHOLD", None) or threshold)
     return Verdict(flagged, score, ("classifier",) if flagged else ())
 
 
-def detect_many(texts: Sequence[str]) -> list[Verdict]:
-    """:func:`detect` for several texts, their vectors embedded in one batch."""
-    if not texts:
-        return []
-    vectors: Sequence[Any] = (
-        local_embedder().embed(list(texts)) if _model() is not None else [None] * len(texts)
-    )
-    return [detect(text, vector=vector) for text, vector in zip(texts, vectors, strict=True)]
-
-
-def detect_passage(text: str, *, vector: Sequence[float] | None = None) -> Verdict:
+def detect_passage(text: str) -> Verdict:
     """For an ingested document chunk: a stricter subset of the rules only (the classifier
     was trained on prompts, not documents)."""
-    del vector
     normal = normalise(text)
     names = [n for n in PASSAGE_RULES if n != "delimiter"]
     reasons = _hits(normal, names)

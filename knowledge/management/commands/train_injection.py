@@ -1,7 +1,8 @@
 """``manage.py train_injection``: fit the prompt-injection classifier (logistic regression over
-the offline MiniLM embedding) on the *train* split of a labelled JSONL set (deepset
-prompt-injections by default), choose the threshold by cross-validation on that split so that
-at most ``--max-false-positive`` of benign prompts are flagged, and write
+character n-gram TF-IDF, :mod:`knowledge.injection_ngrams`) on the *train* split of a labelled
+JSONL set (deepset prompt-injections by default) plus our own benign product questions; choose
+the regularisation and the threshold by 5-fold cross-validation on that split, so that at most
+``--max-false-positive`` of the benign prompts the rules pass are flagged; write
 ``knowledge/injection_model.json``. The test split is only scored, never used for fitting."""
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from knowledge.injection import MODEL_PATH, local_embedder, rules_flag
+from knowledge.injection import MODEL_PATH, rules_flag
+from knowledge.injection_ngrams import Vectorizer, fit_logistic, to_json
 
 DEFAULT_DATA = (
     "../shared/corpora/injection/deepset-prompt-injections/deepset_prompt_injections.jsonl"
@@ -58,16 +60,8 @@ EXTRA_BENIGN = [
 ]
 
 
-def fit(x: np.ndarray, y: np.ndarray, *, l2: float, steps: int = 1500) -> tuple[np.ndarray, float]:
-    w = np.zeros(x.shape[1])
-    b = 0.0
-    rate = 0.5
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-(x @ w + b)))
-        grad = p - y
-        w -= rate * (x.T @ grad / len(y) + l2 * w)
-        b -= rate * float(grad.mean())
-    return w, b
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1 / (1 + np.exp(-z)))
 
 
 class Command(BaseCommand):
@@ -79,22 +73,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = [json.loads(line) for line in options["data"].open(encoding="utf-8")]
-        embedder = local_embedder()
         train = [r for r in rows if r["split"] == "train"] + [
             {"text": text, "label": 0, "split": "train"} for text in EXTRA_BENIGN
         ]
         test = [r for r in rows if r["split"] == "test"]
-        x = np.array(embedder.embed([r["text"] for r in train]))
+        texts = [r["text"] for r in train]
         y = np.array([float(r["label"]) for r in train])
-        rules = np.array([rules_flag(r["text"]) for r in train])
-        rng = np.random.default_rng(7)
-        folds = rng.integers(0, 5, len(y))
+        rules = np.array([rules_flag(t) for t in texts])
+        folds = np.random.default_rng(7).integers(0, 5, len(y))
         best: tuple[float, float, float] | None = None  # (recall, l2, threshold)
-        for l2 in (1e-4, 1e-3, 1e-2):
+        for l2 in (1e-3, 3e-4, 1e-4):
             scores = np.zeros(len(y))
             for fold in range(5):
-                w, b = fit(x[folds != fold], y[folds != fold], l2=l2)
-                scores[folds == fold] = 1 / (1 + np.exp(-(x[folds == fold] @ w + b)))
+                fit_texts = [t for t, f in zip(texts, folds, strict=True) if f != fold]
+                held_texts = [t for t, f in zip(texts, folds, strict=True) if f == fold]
+                vectorizer = Vectorizer.fit(fit_texts)
+                w, b = fit_logistic(vectorizer.transform(fit_texts), y[folds != fold], l2=l2)
+                scores[folds == fold] = sigmoid(vectorizer.transform(held_texts) @ w + b)
             benign = np.sort(scores[(y == 0) & ~rules])[::-1]
             allowed = int(options["max_false_positive"] * len(benign))
             threshold = float(benign[allowed]) + 1e-6 if allowed < len(benign) else 0.5
@@ -105,31 +100,27 @@ class Command(BaseCommand):
         if best is None:  # pragma: no cover - the loop above always runs
             raise RuntimeError("no model was fitted")
         recall, l2, threshold = best
-        w, b = fit(x, y, l2=l2)
-        xt = np.array(embedder.embed([r["text"] for r in test]))
+        vectorizer = Vectorizer.fit(texts)
+        w, b = fit_logistic(vectorizer.transform(texts), y, l2=l2)
+        test_texts = [r["text"] for r in test]
         yt = np.array([r["label"] for r in test])
-        flagged = (1 / (1 + np.exp(-(xt @ w + b))) >= threshold) | np.array(
-            [rules_flag(r["text"]) for r in test]
+        flagged = (sigmoid(vectorizer.transform(test_texts) @ w + b) >= threshold) | np.array(
+            [rules_flag(t) for t in test_texts]
         )
         metrics = {
             "train_cv_recall": round(recall, 3),
             "test_recall": round(float(flagged[yt == 1].mean()), 3),
             "test_false_positive_rate": round(float(flagged[yt == 0].mean()), 3),
         }
-        MODEL_PATH.write_text(
-            json.dumps(
-                {
-                    "kind": "logistic_regression",
-                    "embedding_model": embedder.model,
-                    "trained_on": "deepset/prompt-injections split=train + EXTRA_BENIGN",
-                    "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
-                    "l2": l2,
-                    "threshold": round(threshold, 6),
-                    "metrics": metrics,
-                    "bias": round(b, 6),
-                    "weights": [round(float(v), 6) for v in w],
-                }
-            )
-            + "\n"
-        )
+        model = {
+            "kind": "char_ngram_tfidf_logistic_regression",
+            "ngrams": "char_wb 2..5, sublinear tf, smoothed idf, min_df 2, L2-normalised",
+            "trained_on": "deepset/prompt-injections split=train + EXTRA_BENIGN",
+            "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
+            "l2": l2,
+            "threshold": round(threshold, 6),
+            "metrics": metrics,
+            **to_json(vectorizer, w, b),
+        }
+        MODEL_PATH.write_text(json.dumps(model, ensure_ascii=False, sort_keys=True) + "\n")
         self.stdout.write(json.dumps(metrics))
