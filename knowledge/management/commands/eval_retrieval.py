@@ -203,7 +203,10 @@ def run_workers(pending: Any, workers: int, write: Callable[[str], Any]) -> None
         "--without-gossip", "-n", f"eval-{os.getpid()}@%h",
     ]  # fmt: skip
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env)  # noqa: S603
+    # The worker's banner and logs go to stderr: stdout carries only the report.
+    proc = subprocess.Popen(  # noqa: S603
+        argv, cwd=settings.BASE_DIR, env=env, stdout=sys.stderr, stderr=sys.stderr
+    )
     try:
         while (left := pending.count()) > 0:
             if proc.poll() is not None:
