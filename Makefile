@@ -85,6 +85,7 @@ bench: $(VENV)/.installed-dev
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.auth_overhead
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.ingest_throughput
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.retrieval
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.chat
 
 ## make corpus: ingest ../shared/corpora/{pdf,docx,json,markdown,html} into a "corpus" tenant
 ## with a worker running (start one with `make worker` in another terminal); prints outcomes.

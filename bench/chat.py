@@ -11,7 +11,8 @@
 
 The LLM is ``tests/fake_openai.py`` in a process of its own; the query embedding uses the local
 model (as a default deployment does). A fresh database ``bench_chat`` holds one tenant whose bot
-searches 300 passages. `make bench` runs it; ``BENCH_CHAT_REQUESTS`` sets the sample size.
+searches 300 passages. `make bench` runs it; ``BENCH_CHAT_REQUESTS`` sets the sample size,
+``BENCH_CHAT_PARTS`` (comma-separated: latency, pieces, streams; default all) what runs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 REQUESTS = int(os.environ.get("BENCH_CHAT_REQUESTS", "200"))
+PARTS = set(os.environ.get("BENCH_CHAT_PARTS", "latency,pieces,streams").split(","))
 QUESTIONS = [
     "How do refunds work?", "When does my plan renew?", "How do I export my data?",
     "What is the rate limit?", "How do I rotate an API key?", "Where are invoices sent?",
@@ -194,7 +196,7 @@ def main() -> int:
     from knowledge.retrieval import search_space_for_bot
     from tenants.models import Role, Tenant
     from tenants.services import Actor, api_key_create
-    from tests.processes import free_port, running
+    from tests.processes import free_port
 
     setup_test_environment()
     connection.settings_dict["TEST"]["NAME"] = "bench_chat"
@@ -237,6 +239,29 @@ def main() -> int:
                     CONN_MAX_AGE="60",  # production default (test settings close per call)
                     DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
     rows: list[str] = []
+    if "latency" in PARTS:
+        latency_rows(rows, llm_port, base_env, logs, space, query_vectors, secret, str(bot.pk))
+        print(f"\nPOST /v1/chat, zero-latency LLM (20-word answer), {REQUESTS} requests per row")
+        print(
+            "\n| path | clients | p50 ms | p95 ms | req/s | p95 over floor ms "
+            "| first byte p50/p95 ms |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for row in rows:
+            print(row)
+    print("\n| measure | value |\n|---|---|")
+    if "pieces" in PARTS:
+        pieces(base_env, logs, secret, str(bot.pk))
+    if "streams" in PARTS:
+        held_streams(base_env, logs, secret, str(bot.pk))
+    connection.creation.destroy_test_db("bench_chat", verbosity=0)
+    return 0
+
+
+def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs: Path,
+                 space: Any, query_vectors: Any, secret: str, bot_id: str) -> None:  # fmt: skip
+    from tests.processes import free_port, running
+
     with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), "20"], base_env,
                  logs / "llm.log"):  # fmt: skip
         time.sleep(1)
@@ -254,7 +279,7 @@ def main() -> int:
                 wait_http(port)
                 for clients in (1, 16):
                     for stream in (False, True):
-                        r = asyncio.run(load(port, secret, str(bot.pk), clients=clients,
+                        r = asyncio.run(load(port, secret, bot_id, clients=clients,
                                              total=REQUESTS, stream=stream))  # fmt: skip
                         f = floors[clients]
                         label = f"{name} {'stream' if stream else 'json'}"
@@ -263,16 +288,12 @@ def main() -> int:
                             f"| {label} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "
                             f"{r['rps']:.0f} | +{r['p95'] - f['p95']:.1f} | {first} |"
                         )
-    print(f"\nPOST /v1/chat, zero-latency LLM (20-word answer), {REQUESTS} requests per row")
-    print(
-        "\n| path | clients | p50 ms | p95 ms | req/s | p95 over floor ms | first byte p50/p95 ms |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        print(row)
 
-    # CPU per relayed piece and memory per held stream (daphne, the default).
-    print("\n| measure | value |\n|---|---|")
+
+def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
+    """Server CPU per relayed SSE piece: a 2,001-word answer minus a 1-word answer (daphne)."""
+    from tests.processes import free_port, running
+
     results: dict[str, float] = {}
     for words in (1, 2001):
         llm_port = free_port()
@@ -282,12 +303,17 @@ def main() -> int:
             port = free_port()
             with running(server_argv("daphne", port) or [], env, logs / "daphne-pieces.log") as p:
                 wait_http(port)
-                asyncio.run(load(port, secret, str(bot.pk), clients=1, total=3, stream=True))
+                asyncio.run(load(port, secret, bot_id, clients=1, total=3, stream=True))
                 before = cpu_seconds(p.pid)
-                asyncio.run(load(port, secret, str(bot.pk), clients=1, total=20, stream=True))
+                asyncio.run(load(port, secret, bot_id, clients=1, total=20, stream=True))
                 results[str(words)] = (cpu_seconds(p.pid) - before) / 20
     per_piece = (results["2001"] - results["1"]) / 2000 * 1e6
     print(f"| server CPU per relayed piece | {per_piece:.1f} µs |")
+
+
+def held_streams(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
+    """500 concurrent slow streams held by one daphne process: time and memory per stream."""
+    from tests.processes import free_port, running
 
     streams = 500
     llm_port = free_port()
@@ -297,7 +323,7 @@ def main() -> int:
         port = free_port()
         with running(server_argv("daphne", port) or [], env, logs / "daphne-500.log") as p:
             wait_http(port)
-            asyncio.run(load(port, secret, str(bot.pk), clients=2, total=4, stream=True))
+            asyncio.run(load(port, secret, bot_id, clients=2, total=4, stream=True))
             idle = rss_bytes(p.pid)
             peak = idle
             done = threading.Event()
@@ -311,7 +337,7 @@ def main() -> int:
             sampler = threading.Thread(target=sample)
             sampler.start()
             started = time.perf_counter()
-            result = asyncio.run(load(port, secret, str(bot.pk), clients=streams, total=streams,
+            result = asyncio.run(load(port, secret, bot_id, clients=streams, total=streams,
                                       stream=True, warmup=0))  # fmt: skip
             done.set()
             sampler.join()
@@ -319,8 +345,6 @@ def main() -> int:
           f"{time.perf_counter() - started:.1f} s; p95 {result['p95'] / 1000:.1f} s |")  # fmt: skip
     print(f"| server RSS idle → peak | {idle / 2**20:.0f} MB → {peak / 2**20:.0f} MB |")
     print(f"| memory per held stream | {(peak - idle) / streams / 1024:.0f} kB |")
-    connection.creation.destroy_test_db("bench_chat", verbosity=0)
-    return 0
 
 
 if __name__ == "__main__":

@@ -201,28 +201,37 @@ class OutputGuard:
         """Start of the longest suffix of ``text`` that is a prefix of the canary."""
         if not self.canary:
             return len(text)
-        lowered = text[-len(self.canary) :].lower()
-        for k in range(min(len(self.canary) - 1, len(lowered)), 0, -1):
-            if lowered.endswith(self.canary[:k]):
-                return len(text) - k
+        tail = text[max(0, len(text) - len(self.canary) + 1) :].lower()
+        first = self.canary[0]
+        at = tail.find(first)
+        while at != -1:  # only where the canary's first character occurs
+            if self.canary.startswith(tail[at:]):
+                return len(text) - (len(tail) - at)
+            at = tail.find(first, at + 1)
         return len(text)
 
-    def _clean(self, text: str) -> str:
-        text = sanitize_links(text, self.hosts)
-        if self.pii_entities:
-            text = pii.mask(text, self.pii_entities)
-        return text
+    def _clean(self, text: str, spans: Sequence[pii.Span] = ()) -> str:
+        """Links made inert, then PII masked: with ``spans`` (found in ``text``'s own buffer)
+        when no link changed the text, else by a fresh scan."""
+        sanitized = sanitize_links(text, self.hosts)
+        if not self.pii_entities:
+            return sanitized
+        if sanitized == text:
+            return pii.mask_spans(text, spans, self.pii_entities)
+        return pii.mask(sanitized, self.pii_entities)
 
     def feed(self, text: str) -> str:
         buffer = self._pending + text
         self._check_canary(buffer)
+        # One PII scan of the buffer serves the hold, the straddle check and the masking.
+        spans = pii.find(buffer) if self.pii_entities else []
         # Hold the last partial word (a URL, an e-mail or the canary may still be forming),
         # an unfinished Markdown link, the start of a PII span or of the canary.
         space = max(buffer.rfind(" "), buffer.rfind("\n"), buffer.rfind("\t"))
         cut = min(
             space + 1,
             _open_link_start(buffer),
-            pii.hold_from(buffer) if self.pii_entities else len(buffer),
+            pii.hold_from(buffer, spans) if self.pii_entities else len(buffer),
             self._canary_hold(buffer),
         )
         cut = max(cut, len(buffer) - MAX_HOLD)
@@ -235,19 +244,17 @@ class OutputGuard:
             if match.end() > cut:
                 cut = match.start()
                 break
-        if self.pii_entities:
-            for span in pii.find(buffer[max(0, cut - 256) :], self.pii_entities):
-                offset = max(0, cut - 256)
-                if span.start + offset < cut < span.end + offset:
-                    cut = span.start + offset
-                    break
+        for span in spans:
+            if span.start < cut < span.end:
+                cut = span.start
+                break
         self._pending = buffer[cut:]
-        return self._clean(buffer[:cut])
+        return self._clean(buffer[:cut], [s for s in spans if s.end <= cut])
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
         self._check_canary(rest)
-        return self._clean(rest)
+        return self._clean(rest, pii.find(rest) if self.pii_entities else [])
 
 
 # --- scope: blocked topics and out-of-scope questions ------------------------------------

@@ -47,6 +47,16 @@ def test_local_embedding_is_deterministic_and_batch_independent():
     assert max(abs(a - b) for a, b in zip(alone, batched, strict=True)) < 1e-5
 
 
+def test_local_embeddings_come_back_in_the_callers_order_whatever_their_lengths():
+    # Batches are formed from texts of similar length: 20 texts, longest first, over 3 batches.
+    texts = [" ".join(["word"] * n) + f" number {n}" for n in range(40, 0, -2)]
+    embedder = LocalEmbedder()
+    together = embedder.embed(texts)
+    for text, vector in zip(texts, together, strict=True):
+        alone = embedder.embed([text])[0]
+        assert max(abs(a - b) for a, b in zip(alone, vector, strict=True)) < 1e-5, text
+
+
 def test_openai_backend_batches_and_honours_dimensions(provider):
     embedder = OpenAIEmbedder()
     vectors = embedder.embed([f"text {n}" for n in range(300)])
