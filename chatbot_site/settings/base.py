@@ -334,8 +334,8 @@ SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
 # --- Guardrails (conversations.guardrails, knowledge.injection): calibrated in GUARDRAILS.md --
 # A question is in scope if it is this close (cosine) to the scope's description or an allowed
 # topic, or if retrieval found a passage at least SCOPE_EVIDENCE_THRESHOLD close to it.
-SCOPE_TOPIC_THRESHOLD: float = env.float("SCOPE_TOPIC_THRESHOLD", default=0.28)
-SCOPE_EVIDENCE_THRESHOLD: float = env.float("SCOPE_EVIDENCE_THRESHOLD", default=0.2)
+SCOPE_TOPIC_THRESHOLD: float = env.float("SCOPE_TOPIC_THRESHOLD", default=0.14)
+SCOPE_EVIDENCE_THRESHOLD: float = env.float("SCOPE_EVIDENCE_THRESHOLD", default=0.24)
 # A question this close to one of the scope's blocked topics is refused (blocked_topic).
 SCOPE_BLOCKED_THRESHOLD: float = env.float("SCOPE_BLOCKED_THRESHOLD", default=0.5)
 # Hosts that links and images in answers may point to (and their subdomains); others are

@@ -45,6 +45,7 @@ from chatbot_site.management.commands.seed_demo import DEMO_DOCUMENTS, DEMO_SCOP
 from conversations.chat import Runner, chat_finish, chat_ground, chat_open, chat_persist
 from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError, get_llm
+from conversations.management.commands import _scope_calibration as calibration
 from conversations.models import FinishReason, Message
 from knowledge.intake import document_add_upload, documents_add_records
 from knowledge.management.commands.eval_retrieval import run_workers
@@ -289,6 +290,27 @@ class Command(BaseCommand):
                     f"| {category} | {split} | {pct(refused, c['n'])} | {c['out_of_scope']} "
                     f"| {c['no_relevant_context']} | {c['prompt_injection']} | {c['blocked_topic']} |"
                 )
+        self.calibration(bot, questions)
+
+    def calibration(self, bot: Bot, questions: list[dict[str, Any]]) -> None:
+        items = [calibration.signals(bot, q) for q in questions]
+        topic, evidence = calibration.calibrate(items)
+        defaults = (settings.SCOPE_TOPIC_THRESHOLD, settings.SCOPE_EVIDENCE_THRESHOLD)
+        self.out(
+            f"\nCalibration on the tune half only (grid {calibration.TOPIC_GRID[0]}-"
+            f"{calibration.TOPIC_GRID[-1]} x {calibration.EVIDENCE_GRID[0]}-"
+            f"{calibration.EVIDENCE_GRID[-1]}, on-topic false refusals <= "
+            f"{calibration.MAX_ON_TOPIC_FALSE:.0%}): topic {topic}, evidence {evidence}\n"
+        )
+        self.out("| thresholds (topic, evidence) | split | on_topic refused | off_topic refused "
+                 "| near_topic refused |")  # fmt: skip
+        self.out("|---|---|---|---|---|")
+        for label, pair in (("defaults", defaults), ("calibrated", (topic, evidence))):
+            for split in ("tune", "heldout"):
+                r = calibration.rates([s for s in items if s.split == split], *pair)
+                cells = " | ".join(pct(*r.get(c, (0, 0))) for c in ("on_topic", "off_topic",
+                                                                    "near_topic"))  # fmt: skip
+                self.out(f"| {label} {pair} | {split} | {cells} |")
 
     # --- (ii b) indirect injection -----------------------------------------------------------
 

@@ -1,0 +1,83 @@
+"""Calibration of the scope thresholds for ``manage.py eval_guardrails`` (part ii).
+
+Each question's signals are computed once through the chat pipeline's own functions (the
+injection detector, the blocked-topic check, retrieval, the topic similarity); a grid over
+``SCOPE_TOPIC_THRESHOLD`` x ``SCOPE_EVIDENCE_THRESHOLD`` is then scored without re-running
+anything. The pair is chosen on the *tune* half only: the most off- and near-topic refusals with
+at most ``MAX_ON_TOPIC_FALSE`` of on-topic questions refused; ties go to the more permissive
+pair. The held-out half is reported at the chosen pair and at the configured defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bots.models import Bot
+from conversations.guardrails import blocked_topic, out_of_scope, scope_topics
+from knowledge.injection import detect
+from knowledge.retrieval import embed_query, search, search_space_for_bot
+
+MAX_ON_TOPIC_FALSE = 0.03
+TOPIC_GRID = [round(0.10 + 0.02 * i, 2) for i in range(26)]  # 0.10 .. 0.60
+EVIDENCE_GRID = [round(0.10 + 0.02 * i, 2) for i in range(31)]  # 0.10 .. 0.70
+
+
+@dataclass(frozen=True)
+class Signals:
+    category: str  # on_topic | off_topic | near_topic
+    split: str  # tune | heldout
+    similarity: float  # to the scope's description or closest allowed topic
+    evidence: float  # the best retrieved passage's relevance
+    refused_anyway: bool  # by a check the thresholds do not touch
+
+    def refused(self, topic: float, evidence: float) -> bool:
+        admitted = self.similarity >= topic or self.evidence >= evidence
+        return self.refused_anyway or not admitted
+
+
+def signals(bot: Bot, question: dict[str, str]) -> Signals:
+    scope = bot.scope
+    if scope is None:
+        raise ValueError("the demo bot has a scope")
+    text = question["text"]
+    vector, _ = embed_query(text)
+    hits = search(search_space_for_bot(bot), query=text, query_vector=vector, top_k=bot.top_k)
+    evidence = max((hit.relevance for hit in hits), default=0.0)
+    topics = scope_topics(scope.description, scope.allowed_topics)
+    similarity = out_of_scope(vector=vector, topics=topics, evidence=evidence).topic_similarity
+    no_context = not any(h.relevance >= scope.min_relevance for h in hits)
+    refused_anyway = (
+        detect(text).flagged
+        or blocked_topic(question=text, vector=vector, topics=scope.blocked_topics) is not None
+        or (no_context and not scope.answer_without_context)
+    )
+    return Signals(question["category"], question["split"], similarity or 0.0, evidence,
+                   refused_anyway)  # fmt: skip
+
+
+def rates(items: Iterable[Signals], topic: float, evidence: float) -> dict[str, tuple[int, int]]:
+    """category → (refused, total)."""
+    out: dict[str, tuple[int, int]] = {}
+    for s in items:
+        refused, total = out.get(s.category, (0, 0))
+        out[s.category] = (refused + s.refused(topic, evidence), total + 1)
+    return out
+
+
+def calibrate(items: list[Signals]) -> tuple[float, float]:
+    tune = [s for s in items if s.split == "tune"]
+    best: tuple[int, float, float, float] | None = None  # (refusals, -(t + e), t, e)
+    for topic in TOPIC_GRID:
+        for evidence in EVIDENCE_GRID:
+            r = rates(tune, topic, evidence)
+            on_refused, on_total = r.get("on_topic", (0, 0))
+            if on_total and on_refused / on_total > MAX_ON_TOPIC_FALSE:
+                continue
+            refusals = r.get("off_topic", (0, 0))[0] + r.get("near_topic", (0, 0))[0]
+            key = (refusals, -(topic + evidence), topic, evidence)
+            if best is None or key > best:
+                best = key
+    if best is None:
+        raise ValueError("no threshold pair keeps on-topic false refusals within the limit")
+    return best[2], best[3]

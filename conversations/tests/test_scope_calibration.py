@@ -1,0 +1,32 @@
+"""The scope-threshold calibration used by ``make eval-guardrails``: chosen on the tune half."""
+
+from __future__ import annotations
+
+from conversations.management.commands._scope_calibration import Signals, calibrate, rates
+
+
+def item(category: str, similarity: float, evidence: float, split: str = "tune") -> Signals:
+    return Signals(category, split, similarity, evidence, refused_anyway=False)
+
+
+def test_calibration_refuses_the_most_without_refusing_on_topic_questions():
+    items = [
+        item("on_topic", 0.30, 0.10),  # admitted by its topic similarity only
+        item("on_topic", 0.12, 0.40),  # admitted by its evidence only
+        item("off_topic", 0.20, 0.10),
+        item("off_topic", 0.05, 0.30),
+        item("near_topic", 0.26, 0.38),
+        # Held-out items never influence the choice, however they would pull it.
+        *[item("on_topic", 0.01, 0.01, "heldout") for _ in range(5)],
+    ]
+    # On-topic: topic <= 0.30 (or evidence <= 0.10) and evidence <= 0.40 (or topic <= 0.12).
+    # Refusing the near-topic one as well takes topic > 0.26 and evidence > 0.38.
+    topic, evidence = calibrate(items)
+    assert (topic, evidence) == (0.28, 0.4)  # of (0.28 | 0.30, 0.40): the more permissive
+    tune = rates([s for s in items if s.split == "tune"], topic, evidence)
+    assert tune == {"on_topic": (0, 2), "off_topic": (2, 2), "near_topic": (1, 1)}
+
+
+def test_ties_go_to_the_more_permissive_pair():
+    items = [item("on_topic", 0.50, 0.50), item("off_topic", 0.05, 0.05)]
+    assert calibrate(items) == (0.1, 0.1)
