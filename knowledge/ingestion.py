@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -158,7 +159,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         overlap = min(document.dataset.chunk_overlap, size // 2)
         drafts = chunk_blocks(blocks, size=size, overlap=overlap, count=embedder.count_tokens)
         lap("chunk")
-        vectors = embedder.embed([embedding_input(document.title, d) for d in drafts])
+        vectors = embed_all(embedder, [embedding_input(document.title, d) for d in drafts])
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
         lap("screen")
@@ -190,6 +191,20 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     log.info("document_ingested", document_id=str(document.pk), chunks=len(drafts),
              ms=sum(timings.values()), **{f"{k}_ms": v for k, v in timings.items()})  # fmt: skip
     return "ready"
+
+
+EMBED_WINDOW = 256
+
+
+def embed_all(embedder: Any, texts: list[str]) -> np.ndarray:
+    """All vectors as one float32 array, embedded ``EMBED_WINDOW`` texts at a time: a Python
+    list of floats costs ~32 bytes a dimension, a float32 row 4, and a large document's vectors
+    are held until the one replacing transaction."""
+    out = np.empty((len(texts), embedder.dimensions), dtype=np.float32)
+    for start in range(0, len(texts), EMBED_WINDOW):
+        window = embedder.embed(texts[start : start + EMBED_WINDOW])
+        out[start : start + len(window)] = np.asarray(window, dtype=np.float32)
+    return out
 
 
 def _unexpected(document_id: uuid.UUID, claimed_at: Any) -> str:
@@ -236,7 +251,7 @@ def _store(
     document: Document,
     claimed_at: Any,
     drafts: list[Any],
-    vectors: list[Any],
+    vectors: Any,  # one row per draft (float32 array)
     suspects: list[bool],
     model: str,
 ) -> bool:

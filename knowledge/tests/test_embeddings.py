@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from knowledge.embeddings import EmbeddingError
@@ -123,3 +124,16 @@ def test_pipeline_releases_the_document_on_a_transient_provider_failure(provider
         assert document_ingest(document_id=document.pk) == "embedding_rejected"
     finally:
         get_embedder.cache_clear()
+
+
+def test_ingestion_holds_vectors_as_one_float32_array_across_windows():
+    from knowledge.ingestion import EMBED_WINDOW, embed_all
+
+    embedder = LocalEmbedder()
+    texts = [f"note {i}" for i in range(EMBED_WINDOW + 5)]  # two windows
+    vectors = embed_all(embedder, texts)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(texts), embedder.dimensions)
+    for index in (0, EMBED_WINDOW - 1, EMBED_WINDOW, len(texts) - 1):
+        alone = embedder.embed([texts[index]])[0]
+        assert np.abs(vectors[index] - np.asarray(alone)).max() < 1e-5
+    assert embed_all(embedder, []).shape == (0, embedder.dimensions)
