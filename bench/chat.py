@@ -236,7 +236,7 @@ def main() -> int:
     base_env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=database_url,
                     LLM_BACKEND="openai", OPENAI_API_KEY="sk-bench",
                     OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1", LOG_LEVEL="WARNING",
-                    CONN_MAX_AGE="60",  # production default (test settings close per call)
+                    DB_POOL="true",  # the default (test settings keep it too)
                     DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
     rows: list[str] = []
     if "latency" in PARTS:

@@ -86,6 +86,7 @@ TEMPLATES = [
 
 # --- Database: DATABASE_URL, or the embedded PostgreSQL + pgvector under DATA_DIR --------------
 DB_CONNECT_TIMEOUT: int = env.int("DB_CONNECT_TIMEOUT", default=5)
+DB_POOL: bool = env.bool("DB_POOL", default=True)
 EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
 
 
@@ -104,8 +105,19 @@ def database_config() -> dict[str, Any]:
             "PORT": "",
         }
     config.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT
-    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    config["CONN_HEALTH_CHECKS"] = True
+    if DB_POOL:
+        # Django's psycopg pool, one per process: a request or a thread-pool call borrows a
+        # connection and returns it, so the connections are bounded by DB_POOL_MAX_SIZE per
+        # process instead of one per thread, and none is opened per request.
+        config["OPTIONS"]["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=8),
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+        config["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not as well
+    else:
+        config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+        config["CONN_HEALTH_CHECKS"] = True
     config["ATOMIC_REQUESTS"] = False  # transactions are short and explicit (services)
     return config
 
