@@ -3,7 +3,11 @@
 A top-level array is a list of records; an object with one array of objects under a usual key
 (``records``, ``data``, ``items``, ``results``, ``documents``) likewise; any other object is one
 record. Depth is checked by a linear scan before ``json.loads`` (a 10,000-deep document fails
-as ``json_too_deep``, not as a RecursionError), long strings are cut at ``max_json_string``."""
+as ``json_too_deep``, not as a RecursionError), long strings are cut at ``max_json_string``.
+
+A large array of nothing but numbers (GeoJSON coordinates, a time series) becomes one line with
+its size and first values: thousands of numbers are nothing a question can be matched against,
+and embedding them whole took a 2.2 MB GeoJSON file past the task's time limit."""
 
 from __future__ import annotations
 
@@ -14,6 +18,26 @@ from knowledge.parsers import Block, Limits, ParseError
 from knowledge.parsers.text import decode
 
 RECORD_KEYS = ("records", "data", "items", "results", "documents", "entries")
+MAX_NUMBERS = 64  # a numeric array with more numbers than this is summarised
+FIRST_NUMBERS = 8
+_DONE = object()
+
+
+def numbers_in(value: list[Any]) -> list[float | int] | None:
+    """The numbers of a (nested) array holding nothing else, in order; None otherwise."""
+    found: list[float | int] = []
+    stack: list[Any] = [iter(value)]
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            found.append(item)
+        else:
+            return None
+    return found
 
 
 def max_depth(text: str) -> int:
@@ -44,6 +68,10 @@ def lines(value: Any, limits: Limits, path: str = "") -> list[str]:
             out += lines(item, limits, f"{path}.{key}" if path else str(key))
         return out
     if isinstance(value, list):
+        numbers = numbers_in(value)
+        if numbers is not None and len(numbers) > MAX_NUMBERS:
+            first = ", ".join(str(n) for n in numbers[:FIRST_NUMBERS])
+            return [f"{path}: {len(numbers):,} numbers, the first {first}, ..."]
         if all(not isinstance(v, dict | list) for v in value):
             joined = ", ".join("" if v is None else str(v) for v in value)
             return [f"{path}: {joined[: limits.max_json_string]}"] if value else []

@@ -46,6 +46,24 @@ def test_json_records_become_field_path_lines():
     assert blocks[0].heading_path == ["A"]
 
 
+def test_large_numeric_arrays_are_summarised_small_ones_kept():
+    ring = [[round(-65.6 + i / 1000, 3), round(43.4 + i / 1000, 3)] for i in range(5000)]
+    geojson = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "Canada", "codes": [1, 2, 3]},
+         "geometry": {"type": "Polygon", "coordinates": [ring]}}]}  # fmt: skip
+    blocks = parse(JSON, json.dumps(geojson).encode(), LIMITS)
+    assert texts(blocks) == [
+        "type: Feature\nproperties.name: Canada\nproperties.codes: 1, 2, 3\n"
+        "geometry.type: Polygon\ngeometry.coordinates: 10,000 numbers, the first "
+        "-65.6, 43.4, -65.599, 43.401, -65.598, 43.402, -65.597, 43.403, ..."
+    ]
+    # Mixed arrays, and numbers with anything else among them, are kept line by line.
+    mixed = parse(JSON, json.dumps({"v": [[1, "a"]] * 100}).encode(), LIMITS)
+    assert texts(mixed)[0].count("\n") == 99
+    booleans = parse(JSON, json.dumps({"flags": [True] * 100}).encode(), LIMITS)
+    assert texts(booleans) == ["flags: " + ", ".join(["True"] * 100)]
+
+
 def test_json_lines_are_records_too():
     blocks = parse(JSON, b'{"q": "one"}\n{"q": "two"}\n', LIMITS)
     assert texts(blocks) == ["q: one", "q: two"]
