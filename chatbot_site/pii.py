@@ -335,15 +335,7 @@ def mask(text: str, entities: Iterable[str] = ENTITIES) -> str:
     """text with each span replaced by its mask, e.g. "[EMAIL]"."""
     if not _MAYBE_PII.search(text):
         return text
-    parts: list[str] = []
-    last = 0
-    for span in find(text, entities):
-        parts += (text[last : span.start], f"[{span.entity}]")
-        last = span.end
-    if not parts:
-        return text
-    parts.append(text[last:])
-    return "".join(parts)
+    return mask_spans(text, find(text, entities), entities)
 
 
 # A suffix matching this may still grow into a span: each branch accepts every prefix of what
@@ -388,7 +380,8 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
 
 
 def mask_spans(text: str, spans: Sequence[Span], entities: Iterable[str] = ENTITIES) -> str:
-    """``text`` with the given spans (of ``find(text)``) of the wanted entities masked."""
+    """``text`` with the given spans (sorted, disjoint: ``find``'s) of the wanted entities
+    masked; spans reaching past the end of ``text`` are left alone."""
     wanted = set(entities)
     parts: list[str] = []
     last = 0
@@ -405,6 +398,9 @@ def mask_spans(text: str, spans: Sequence[Span], entities: Iterable[str] = ENTIT
 # --- logging -----------------------------------------------------------------------------
 
 _KEEP_SUFFIXES = ("_id", "timestamp", "level", "logger")
+
+
+MAX_DATA_DEPTH = 32
 
 
 def mask_data(value: Any, entities: Iterable[str] = ENTITIES, depth: int = 0) -> Any:
@@ -426,9 +422,6 @@ def mask_data(value: Any, entities: Iterable[str] = ENTITIES, depth: int = 0) ->
     if isinstance(value, list | tuple):
         return [mask_data(v, entities, depth + 1) for v in value]
     return value
-
-
-MAX_DATA_DEPTH = 32
 
 
 def data_depth(value: Any) -> int:

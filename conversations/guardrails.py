@@ -249,7 +249,7 @@ class OutputGuard:
                 cut = span.start
                 break
         self._pending = buffer[cut:]
-        return self._clean(buffer[:cut], [s for s in spans if s.end <= cut])
+        return self._clean(buffer[:cut], spans)  # spans past the cut are left for next time
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""

@@ -91,6 +91,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
             rate_limit_per_minute=obj.rate_limit_per_minute,
             expires_at=obj.expires_at,
         )
+        # The admin goes on with ``obj`` (log entry, response_add): make it the created key.
         obj.__dict__.update({k: v for k, v in key.__dict__.items() if k != "_state"})
         obj._state.adding = False
         obj._plaintext = plaintext
