@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import tempfile
 import time
 import uuid
@@ -194,6 +195,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
 
 
 EMBED_WINDOW = 256
+STORE_BATCH = 500
 
 
 def embed_all(embedder: Any, texts: list[str]) -> np.ndarray:
@@ -264,32 +266,32 @@ def _store(
         return False
     Chunk.all_tenants.filter(document_id=document.pk).delete()
     language = document.dataset.language
-    Chunk.all_tenants.bulk_create(
-        [
-            Chunk(
-                tenant_id=document.tenant_id,
-                dataset_id=document.dataset_id,
-                document_id=document.pk,
-                ordinal=ordinal,
-                text=draft.text,
-                page=draft.page,
-                heading_path=draft.heading_path,
-                tags=list(document.tags),
-                metadata=draft.metadata,
-                token_count=draft.token_count,
-                char_start=draft.char_start,
-                char_end=draft.char_end,
-                language=language,
-                embedding=vector,
-                embedding_model=model,
-                injection_suspected=suspect,
-            )
-            for ordinal, (draft, vector, suspect) in enumerate(
-                zip(drafts, vectors, suspects, strict=True)
-            )
-        ],
-        batch_size=500,
+    rows = (
+        Chunk(
+            tenant_id=document.tenant_id,
+            dataset_id=document.dataset_id,
+            document_id=document.pk,
+            ordinal=ordinal,
+            text=draft.text,
+            page=draft.page,
+            heading_path=draft.heading_path,
+            tags=list(document.tags),
+            metadata=draft.metadata,
+            token_count=draft.token_count,
+            char_start=draft.char_start,
+            char_end=draft.char_end,
+            language=language,
+            embedding=vector,
+            embedding_model=model,
+            injection_suspected=suspect,
+        )
+        for ordinal, (draft, vector, suspect) in enumerate(
+            zip(drafts, vectors, suspects, strict=True)
+        )
     )
+    # Model instances are built STORE_BATCH at a time, not for the whole document at once.
+    while batch := list(itertools.islice(rows, STORE_BATCH)):
+        Chunk.all_tenants.bulk_create(batch)
     now = timezone.now()
     locked.status = DocumentStatus.READY
     locked.chunk_count = len(drafts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from django.conf import settings
@@ -21,7 +21,12 @@ DIMENSIONS = 384
 # The model was trained on 256-token inputs; the shipped tokenizer says 128, which silently drops
 # passage tails and drifts vectors (cosine 0.68), so it is raised here.
 MAX_TOKENS = 256
-BATCH = 8  # keeps peak memory near 0.5 GB
+# Texts per model call: as many as fit TOKEN_BUDGET (rows x padded width), so short texts share
+# a call and a full-length one runs alone. On one core, batching long texts buys no speed (the
+# matrix products are already large) while the activations grow with rows x width^2; measured on
+# chunks of 40-300 words: fixed batches of 8 ran 35 texts/s and kept +300 MB in ONNX Runtime's
+# arena, this budget 41 texts/s and +24 MB; on 20-word texts both ~315/s (docs/BENCHMARKS.md).
+TOKEN_BUDGET = 256
 
 
 def _model_file() -> Path:
@@ -87,8 +92,7 @@ class LocalEmbedder:
         # 20-180 words). Results go back in the caller's order.
         encoded = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
-        for start in range(0, len(order), BATCH):
-            rows = order[start : start + BATCH]
+        for rows in _batches(order, [len(e.ids) for e in encoded]):
             encodings = [encoded[i] for i in rows]
             width = max(len(e.ids) for e in encodings)
             ids = np.zeros((len(rows), width), dtype=np.int64)
@@ -112,3 +116,16 @@ class LocalEmbedder:
             for row, vector in zip(rows, vectors, strict=True):
                 out[row] = vector
         return out
+
+
+def _batches(order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+    """``order`` (indices by ascending length) cut into calls of at most ``TOKEN_BUDGET`` padded
+    tokens each; a text longer than the budget alone is one call."""
+    rows: list[int] = []
+    for index in order:
+        if rows and (len(rows) + 1) * lengths[index] > TOKEN_BUDGET:
+            yield rows
+            rows = []
+        rows.append(index)
+    if rows:
+        yield rows

@@ -49,13 +49,28 @@ def test_local_embedding_is_deterministic_and_batch_independent():
 
 
 def test_local_embeddings_come_back_in_the_callers_order_whatever_their_lengths():
-    # Batches are formed from texts of similar length: 20 texts, longest first, over 3 batches.
+    # Batches are formed from texts of similar length: 20 texts, longest first, over 6 calls.
     texts = [" ".join(["word"] * n) + f" number {n}" for n in range(40, 0, -2)]
     embedder = LocalEmbedder()
     together = embedder.embed(texts)
     for text, vector in zip(texts, together, strict=True):
         alone = embedder.embed([text])[0]
         assert max(abs(a - b) for a, b in zip(alone, vector, strict=True)) < 1e-5, text
+
+
+def test_local_model_calls_stay_within_the_token_budget():
+    from knowledge.embeddings.local import TOKEN_BUDGET, _batches
+
+    lengths = [300, 5, 5, 40, 5, 120, 64, 64, 64, 64, 7]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    calls = list(_batches(order, lengths))
+    assert [i for call in calls for i in call] == order  # every text once, in length order
+    for call in calls:
+        padded = len(call) * max(lengths[i] for i in call)
+        assert padded <= TOKEN_BUDGET or len(call) == 1, call
+    assert calls[0] == [1, 2, 4, 10, 3]  # short texts share a call ...
+    assert calls[-1] == [0] and [5] in calls  # ... long ones run alone
+    assert [6, 7, 8, 9] in calls
 
 
 def test_openai_backend_batches_and_honours_dimensions(provider):
