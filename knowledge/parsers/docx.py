@@ -49,7 +49,14 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
     except ParseError:
         raise
     except Exception as exc:  # python-docx meets documents it cannot read in many ways
-        raise ParseError("corrupt_file", f"Unreadable DOCX ({type(exc).__name__}).") from None
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: Exception) -> ParseError:
+    if "amplification" in str(exc):
+        # libxml2 refuses entities that expand far beyond the input ("billion laughs").
+        return ParseError("xml_bomb", "The document's XML entities expand far beyond its size.")
+    return ParseError("corrupt_file", f"Unreadable DOCX ({type(exc).__name__}).")
 
 
 def _parse(data: bytes, limits: Limits) -> list[Block]:
@@ -61,7 +68,7 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:
-        raise ParseError("corrupt_file", f"Unreadable DOCX ({type(exc).__name__}).") from None
+        raise _unreadable(exc) from None
     blocks: list[Block] = []
     path: list[tuple[int, str]] = []
     for item in document.iter_inner_content():

@@ -20,6 +20,10 @@ TEXT_BLOCKS = ("p", "li", "pre", "blockquote", "dd", "dt", "figcaption", "captio
 
 
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]{0,200}\?>")
+# A DOCTYPE with an internal subset (entity declarations): lxml's HTML parser expands none of
+# them but would show the subset's tail as text. Each class stops at the character that follows
+# it, so the match is linear.
+_DOCTYPE_SUBSET = re.compile(r"^\s*<!DOCTYPE[^\[>]{0,200}\[[^\]]*\]\s*>", re.IGNORECASE)
 
 
 def _clean(text: str) -> str:
@@ -40,7 +44,7 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
     from lxml import etree
 
     # An XML prolog names an encoding; the text is decoded already and lxml refuses both.
-    text = _XML_DECLARATION.sub("", decode(data), count=1)
+    text = _DOCTYPE_SUBSET.sub("", _XML_DECLARATION.sub("", decode(data), count=1), count=1)
     if len(text) > limits.max_chars * 4:
         raise ParseError("too_much_text", "The page is too large.")
     try:

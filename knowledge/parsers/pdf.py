@@ -1,6 +1,7 @@
 """PDF with pdfplumber: text per page (page numbers kept), tables as ``a | b | c`` rows.
 Encrypted → ``encrypted_pdf``; no text layer (scans) → ``no_text``; unreadable → ``corrupt_file``;
-more pages than allowed → ``too_many_pages``."""
+more pages than allowed → ``too_many_pages``; a stream that decompresses past the parser's
+memory limit → ``parse_memory``."""
 
 from __future__ import annotations
 
@@ -24,14 +25,18 @@ def _outside(boxes: list[tuple[float, float, float, float]]) -> Callable[[dict[s
     return keep
 
 
+def _caused_by(exc: BaseException, *kinds: type[BaseException]) -> bool:
+    """pdfplumber wraps pdfminer's errors: PdfminerException(PDFPasswordIncorrect())."""
+    causes = [exc, *[a for a in exc.args if isinstance(a, BaseException)]]
+    return any(isinstance(cause, kinds) for cause in causes)
+
+
 def parse(data: bytes, limits: Limits) -> list[Block]:
     import pdfplumber
     from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
 
     def is_encryption(exc: BaseException) -> bool:
-        # pdfplumber wraps pdfminer's errors: PdfminerException(PDFPasswordIncorrect()).
-        causes = [exc, *[a for a in exc.args if isinstance(a, BaseException)]]
-        return any(isinstance(c, PDFPasswordIncorrect | PDFEncryptionError) for c in causes)
+        return _caused_by(exc, PDFPasswordIncorrect, PDFEncryptionError)
 
     try:
         pdf = pdfplumber.open(io.BytesIO(data))
@@ -58,6 +63,10 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
                 text = outside.extract_text() or ""
                 rows = [row for table in tables for row in (table.extract() or [])]
             except Exception as exc:
+                if _caused_by(exc, MemoryError):  # a decompression bomb, wrapped by pdfplumber
+                    raise ParseError(
+                        "parse_memory", f"Page {number} needs more memory than allowed."
+                    ) from None
                 raise ParseError(
                     "corrupt_file", f"Page {number} is unreadable ({type(exc).__name__})."
                 ) from None

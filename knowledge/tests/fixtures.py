@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 import zipfile
 
 
@@ -44,6 +45,11 @@ def make_pdf(pages: list[str], *, raw: list[str] | None = None) -> bytes:
         stream = f"BT /F1 12 Tf 72 750 Td ({escaped}) Tj ET\n{extra}".encode()
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    return _write_pdf(objects)
+
+
+def _write_pdf(objects: list[bytes]) -> bytes:
+    """Numbered objects (1 = catalog), an xref table and a trailer."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []
@@ -101,3 +107,47 @@ def make_zip_bomb(unpacked_mb: int = 20) -> bytes:
 
 def deep_json(depth: int = 10_000) -> bytes:
     return ("[" * depth + "]" * depth).encode()
+
+
+def make_pdf_flate_bomb(unpacked_mb: int = 400) -> bytes:
+    """A one-page PDF whose content stream inflates to ``unpacked_mb`` MB (under 1 MB on disk)."""
+    packer = zlib.compressobj(9)
+    parts = [packer.compress(b"BT /F1 12 Tf 72 750 Td (Bomb.) Tj ET\n")]
+    block = b" " * (1024 * 1024)
+    parts += [packer.compress(block) for _ in range(unpacked_mb)]
+    stream = b"".join([*parts, packer.flush()])
+    return _write_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+            + stream
+            + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
+
+
+def billion_laughs(root: str, levels: int = 9) -> str:
+    """A DOCTYPE whose entity ``&lol9;`` expands to 10**levels "lol"s."""
+    entities = "".join(
+        f'<!ENTITY lol{i} "{("&lol%s;" % ("" if i == 1 else i - 1)) * 10}">'
+        for i in range(1, levels + 1)
+    )
+    return f'<!DOCTYPE {root} [<!ENTITY lol "lol">{entities}]>'
+
+
+def make_docx_laughs() -> bytes:
+    """:func:`make_docx` with a billion-laughs DOCTYPE in word/document.xml and ``&lol9;`` used."""
+    source = zipfile.ZipFile(io.BytesIO(make_docx()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                prolog, rest = data.replace(b"<w:t>", b"<w:t>&lol9;", 1).split(b"?>", 1)
+                data = prolog + b"?>" + billion_laughs("w:document").encode() + rest
+            archive.writestr(item, data)
+    return out.getvalue()

@@ -9,10 +9,13 @@ from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, Limits, Par
 from knowledge.parsers.detect import detect
 from knowledge.parsers.sandbox import parse_isolated
 from knowledge.tests.fixtures import (
+    billion_laughs,
     deep_json,
     make_docx,
+    make_docx_laughs,
     make_encrypted_pdf,
     make_pdf,
+    make_pdf_flate_bomb,
     make_zip_bomb,
 )
 
@@ -147,6 +150,36 @@ def test_docx_zip_bomb_is_refused_before_unpacking():
     with pytest.raises(ParseError) as excinfo:
         parse(DOCX, make_zip_bomb(), LIMITS)
     assert excinfo.value.code == "zip_bomb"
+
+
+@pytest.mark.parametrize(
+    ("kind", "make", "code"),
+    [
+        (PDF, lambda: make_pdf_flate_bomb(400), "parse_memory"),  # inflates to 400 MB
+        (PDF, lambda: make_pdf(["p"] * (LIMITS.max_pages + 1)), "too_many_pages"),
+        (DOCX, make_docx_laughs, "xml_bomb"),
+        (DOCX, make_zip_bomb, "zip_bomb"),
+        (JSON, deep_json, "json_too_deep"),
+    ],
+    ids=["pdf-decompression", "pdf-pages", "docx-billion-laughs", "docx-zip", "json-deep"],
+)
+def test_bombs_fail_in_the_sandbox_with_their_code(tmp_path, kind, make, code):
+    path = tmp_path / "bomb"
+    path.write_bytes(make())
+    with pytest.raises(ParseError) as excinfo:
+        parse_isolated(path, kind, limits=LIMITS, memory_bytes=256 * 1024 * 1024,
+                       cpu_seconds=30, wall_seconds=60)  # fmt: skip
+    assert (excinfo.value.code, bool(excinfo.value.message)) == (code, True)
+    # The sandbox keeps serving after each bomb.
+    path.write_bytes(b"# A\n\nstill here")
+    blocks = parse_isolated(path, MARKDOWN, limits=LIMITS, memory_bytes=1 << 30,
+                            cpu_seconds=30, wall_seconds=60)  # fmt: skip
+    assert texts(blocks) == ["still here"]
+
+
+def test_html_entities_are_never_expanded():
+    page = f"{billion_laughs('html')}<html><body><p>Kept. &lol9;</p></body></html>".encode()
+    assert texts(parse(HTML, page, LIMITS)) == ["Kept. &lol9;"]
 
 
 @pytest.mark.parametrize(
