@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import zlib
 import zipfile
+import zlib
 
 
 def table_stream(
