@@ -363,11 +363,11 @@ def retrieve(
 
 
 def embed_query(query: str) -> tuple[list[float], int]:
-    """The query's vector (the embedding backend's) and its token count; a provider failure is
-    a ``502 upstream_error``."""
+    """The query's vector (the embedding backend's) and its tokens (as the provider counted
+    them); a provider failure is a ``502 upstream_error``."""
     embedder = get_embedder()
     try:
-        vector = embedder.embed([query])[0]
+        vectors, tokens = embedder.embed_counted([query])
     except EmbeddingError as exc:
         raise UpstreamError(f"The embedding provider failed: {exc}") from exc
-    return list(vector), embedder.count_tokens(query)
+    return list(vectors[0]), tokens

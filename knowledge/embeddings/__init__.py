@@ -31,6 +31,10 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
+    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens used (the provider's count where there is one)."""
+        ...
+
     def count_tokens(self, text: str) -> int: ...
 
 

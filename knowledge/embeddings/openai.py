@@ -2,8 +2,9 @@
 
 Batched within the provider's limits (inputs per request and tokens per request), ``dimensions``
 passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts and
-connection errors; any other 4xx is permanent. Tokens are counted with the local model's
-tokenizer — close to, not exactly, the provider's; batches keep a margin for the difference.
+connection errors; any other 4xx is permanent. Batches are sized with the local model's
+tokenizer — close to, not exactly, the provider's, so they keep a margin for the difference;
+the tokens *reported* (usage) are the provider's own count from each response.
 """
 
 from __future__ import annotations
@@ -70,12 +71,19 @@ class OpenAIEmbedder:
         return batches
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors: list[list[float]] = []
-        for batch in self._batches(texts):
-            vectors.extend(self._embed_batch(batch))
-        return vectors
+        return self.embed_counted(texts)[0]
 
-    def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens the provider billed (its ``usage``; our estimate if absent)."""
+        vectors: list[list[float]] = []
+        tokens = 0
+        for batch in self._batches(texts):
+            batch_vectors, batch_tokens = self._embed_batch(batch)
+            vectors.extend(batch_vectors)
+            tokens += batch_tokens
+        return vectors, tokens
+
+    def _embed_batch(self, batch: list[str]) -> tuple[list[list[float]], int]:
         import openai
 
         for attempt in range(1, ATTEMPTS + 1):
@@ -91,7 +99,11 @@ class OpenAIEmbedder:
                         transient=False,
                         code="embedding_dimension_mismatch",
                     )
-                return vectors
+                usage = getattr(response, "usage", None)
+                billed = getattr(usage, "prompt_tokens", None)
+                if not isinstance(billed, int):
+                    billed = sum(self.count_tokens(text) for text in batch)
+                return vectors, billed
             except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
                     openai.InternalServerError) as exc:  # fmt: skip
                 transient: Exception = exc

@@ -91,6 +91,27 @@ def test_transient_provider_errors_are_retried(provider, status):
     assert len(provider.requests) == 3
 
 
+def test_reported_tokens_are_the_providers_count_not_our_estimate(provider, settings):
+    from knowledge.embeddings import get_embedder
+    from knowledge.retrieval import embed_query
+
+    # The fake provider bills one token per word; the local WordPiece tokenizer splits
+    # punctuation and long words, so the two counts differ and show which one is reported.
+    query = "Rotate my key, please: unbelievably quickly!"
+    texts = [f"text number {n}, here" for n in range(300)]  # two requests (256 inputs each)
+    vectors, tokens = OpenAIEmbedder().embed_counted(texts)
+    assert len(vectors) == 300 and tokens == 300 * 4
+    settings.EMBEDDING_BACKEND = "openai"
+    get_embedder.cache_clear()
+    try:
+        vector, billed = embed_query(query)
+    finally:
+        get_embedder.cache_clear()
+    assert len(vector) == 384
+    assert billed == len(query.split()) == 6
+    assert LocalEmbedder().count_tokens(query) != billed
+
+
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 def test_permanent_provider_errors_are_not_retried(provider, status):
     provider.fail_with = [status]
