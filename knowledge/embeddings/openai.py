@@ -55,12 +55,19 @@ class OpenAIEmbedder:
             self._local_counter = counter
         return len(self._local_counter.encode(text, add_special_tokens=False).ids)
 
+    def _cost(self, text: str) -> int:
+        """Our estimate of the provider's tokens. WordPiece reads a long or unknown-script word as
+        one ``[UNK]`` where a byte-level BPE needs many, so the UTF-8 length / 4 (about one BPE
+        token per 4 bytes of English) is the floor of the estimate."""
+        return max(self.count_tokens(text), -(-len(text.encode()) // 4))
+
     def _batches(self, texts: Sequence[str]) -> list[list[str]]:
         batches: list[list[str]] = []
         current: list[str] = []
         tokens = 0
         for text in texts:
-            cost = min(self.count_tokens(text), MAX_INPUT_TOKENS)
+            text = _fit(text)
+            cost = min(self._cost(text), MAX_INPUT_TOKENS)
             if current and (len(current) >= MAX_INPUTS or tokens + cost > MAX_TOKENS_PER_REQUEST):
                 batches.append(current)
                 current, tokens = [], 0
@@ -127,6 +134,17 @@ class OpenAIEmbedder:
             )
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _fit(text: str) -> str:
+    """An input the provider cannot refuse for length: a byte-level BPE never needs more tokens
+    than the text has UTF-8 bytes, so a text within MAX_INPUT_TOKENS bytes always fits. Only
+    pathological chunks are longer (ours are at most 512 WordPiece tokens, ~2-3 kB of text);
+    they are embedded by their first MAX_INPUT_TOKENS bytes instead of failing the document."""
+    data = text.encode()
+    if len(data) <= MAX_INPUT_TOKENS:
+        return text
+    return data[:MAX_INPUT_TOKENS].decode(errors="ignore")
 
 
 def _normalise(vector: list[float]) -> list[float]:

@@ -91,6 +91,22 @@ def test_transient_provider_errors_are_retried(provider, status):
     assert len(provider.requests) == 3
 
 
+def test_inputs_the_provider_could_refuse_for_length_are_cut_and_batched_by_bytes(provider):
+    # 150 "words" of 120 letters: WordPiece counts each as one [UNK] (150 tokens), a byte-level
+    # BPE needs thousands; 18 kB of text per input.
+    giant = " ".join(["x" * 119 + chr(0x3B1 + n % 20) for n in range(150)])
+    embedder = OpenAIEmbedder()
+    assert embedder.count_tokens(giant) <= 200
+    vectors = embedder.embed([giant] * 120 + ["short"])
+    assert len(vectors) == 121
+    sent = [text for request in provider.requests for text in request["body"]["input"]]
+    assert sent[-1] == "short" and all(len(t.encode()) <= 8000 for t in sent)
+    # Batched by the byte floor (120 x 2,000 > 200,000: two requests), not by WordPiece tokens
+    # (120 x ~150 would fit one).
+    per_request = [sum(len(t.encode()) // 4 for t in r["body"]["input"]) for r in provider.requests]
+    assert len(provider.requests) == 2 and max(per_request) <= 200_000
+
+
 def test_reported_tokens_are_the_providers_count_not_our_estimate(provider, settings):
     from knowledge.embeddings import get_embedder
     from knowledge.retrieval import embed_query
