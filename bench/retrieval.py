@@ -18,6 +18,7 @@ other index kind (the index is rebuilt when the kind differs). `make bench` runs
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import statistics
@@ -36,6 +37,43 @@ WORDS = (  # noqa: SIM905 - a word list reads better as one string
     "chunk search vector index language report usage payment card currency tax region backup "
     "restore audit log policy scope topic answer citation stream latency cache worker queue"
 ).split()
+
+
+TEXT = os.environ.get("BENCH_TEXT", "zipf")
+ZIPF_VOCABULARY = 20_000
+
+
+@functools.cache
+def zipf_vocabulary() -> tuple[list[str], Any]:
+    """20,000 pronounceable pseudo-words and Zipf probabilities (s = 1.07, as English text)."""
+    import numpy as np
+
+    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
+    rng = np.random.default_rng(5)
+    combos = rng.choice(len(syllables) ** 3, ZIPF_VOCABULARY, replace=False)
+    n = len(syllables)
+    words = [syllables[x // n // n] + syllables[x // n % n] + syllables[x % n] for x in combos]
+    weights = 1.0 / np.arange(1, ZIPF_VOCABULARY + 1) ** 1.07
+    return words, weights / weights.sum()
+
+
+def chunk_texts(rng: Any, count: int) -> list[str]:
+    """``BENCH_TEXT=zipf`` (default): 120 words drawn from a Zipf distribution over 20,000
+    pseudo-words, like real prose. ``narrow``: 30 words from a 50-word vocabulary, every word
+    in ~45% of chunks — the text leg's worst case."""
+    if TEXT == "narrow":
+        return [" ".join(rng.choice(WORDS, 30)) for _ in range(count)]
+    words, probabilities = zipf_vocabulary()
+    picks = rng.choice(len(words), (count, 120), p=probabilities)
+    return [" ".join(words[w] for w in row) for row in picks]
+
+
+def query_text(rng: Any) -> str:
+    """Four words, drawn as the chunks' words are."""
+    if TEXT == "narrow":
+        return " ".join(rng.choice(WORDS, 4))
+    words, probabilities = zipf_vocabulary()
+    return " ".join(words[w] for w in rng.choice(len(words), 4, p=probabilities))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,19 +124,20 @@ def build(cursor: Any, rng: Any, centres: Any) -> None:
         vectors = picks + 0.35 * rng.standard_normal(picks.shape).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         buffer = io.StringIO()
+        texts = chunk_texts(rng, size)
         for i, vector in enumerate(vectors):
-            words = " ".join(rng.choice(WORDS, 30))
+            words = texts[i]
             literal = "[" + ",".join(f"{x:.5f}" for x in vector) + "]"
             buffer.write(
                 f"{uuid.uuid4()}\t{tenant}\t{dataset}\t{documents[i % len(documents)]}\t{i}\t"
-                f"{words}\t{{}}\t{{}}\t{{}}\t30\t0\t{len(words)}\tenglish\t{literal}\tbench\t"
-                f"{now}\t{now}\n"
+                f"{words}\t{{}}\t{{}}\t{{}}\t{len(words.split())}\t0\t{len(words)}\tenglish\t"
+                f"{literal}\tbench\tf\t{now}\t{now}\n"
             )
         buffer.seek(0)
         with cursor.cursor.copy(
             "COPY knowledge_chunk (id, tenant_id, dataset_id, document_id, ordinal, text,"
             " heading_path, tags, metadata, token_count, char_start, char_end, language,"
-            " embedding, embedding_model, created_at, updated_at) FROM STDIN"
+            " embedding, embedding_model, injection_suspected, created_at, updated_at) FROM STDIN"
         ) as copy:
             while data := buffer.read(1 << 20):
                 copy.write(data)
@@ -126,7 +165,9 @@ def main() -> int:
     from tenants.services import Actor, api_key_create
 
     setup_test_environment()
-    connection.settings_dict["TEST"]["NAME"] = "bench_retrieval"
+    connection.settings_dict["TEST"]["NAME"] = (
+        "bench_retrieval" if TEXT == "narrow" else f"bench_retrieval_{TEXT}"
+    )
     rebuild = os.environ.get("BENCH_REBUILD") == "1"
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=not rebuild)
     rng = np.random.default_rng(11)
@@ -201,7 +242,7 @@ def main() -> int:
                     timings["vector"].append((time.perf_counter() - started) * 1000)
                     recalls.append(len({h.chunk_id for h in hits} & exact[i]) / 10)
                     short += len(hits) < 10
-                    query = " ".join(rng.choice(WORDS, 4))
+                    query = query_text(rng)
                     started = time.perf_counter()
                     search(space, query=query, query_vector=vector, top_k=10)
                     timings["hybrid"].append((time.perf_counter() - started) * 1000)
@@ -214,7 +255,7 @@ def main() -> int:
         embedder = get_embedder()
         api, embed = [], []
         for i in range(QUERIES + 20):
-            query = " ".join(rng.choice(WORDS, 4))
+            query = query_text(rng)
             started = time.perf_counter()
             embedder.embed([query])
             embed_ms = (time.perf_counter() - started) * 1000
@@ -244,7 +285,8 @@ def main() -> int:
         if kind == "hnsw"
         else f"IVFFLAT lists={vector_index.ivfflat_lists(ROWS)}, probes={settings.IVFFLAT_PROBES}"
     )
-    print(f"\n{ROWS} chunks x {DIMS}-d, {TENANTS} tenants, {QUERIES} queries, {index}")
+    print(f"\n{ROWS} chunks x {DIMS}-d, {TENANTS} tenants, {QUERIES} queries, {index}, "
+          f"text: {TEXT}")  # fmt: skip
     print("\n| tenant | path | p50 ms | p95 ms | p95 / floor p95 | recall@10 | short answers |")
     print("|---|---|---|---|---|---|---|")
     for label, result in results.items():

@@ -218,3 +218,21 @@ class Chunk(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"
+
+
+class TermStat(models.Model):
+    """How many chunks of a dataset hold a lexeme — BM25's document frequencies — and, under
+    ``lexeme=''``, how many chunks the dataset has. Written only by PostgreSQL: statement
+    triggers on ``knowledge_chunk`` add and subtract the lexemes of inserted, deleted and
+    re-texted chunks (migration 0008), so retrieval reads a frequency with one index lookup
+    instead of counting a term's postings at query time. Internal: no API reads it."""
+
+    pk = models.CompositePrimaryKey("dataset", "language", "lexeme")
+    # The primary key's prefix indexes it.
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+", db_index=False)
+    language = RegConfigField(max_length=63)
+    lexeme = models.TextField()
+    df = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}:{self.language}:{self.lexeme or '(chunks)'}={self.df}"

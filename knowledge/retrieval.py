@@ -87,12 +87,17 @@ class Fusion:
     rrf_k: int
     vector_weight: float
     text_weight: float
-    candidates: int
+    candidates: int  # the text leg's depth (and the vector leg's, unless vector_candidates)
     # The text leg's ranking: ts_rank_cd (cover density) or ts_rank (frequency), with a
     # PostgreSQL normalization bit mask (0 none, 1 log length, 2 length, ...).
     text_rank: str = "bm25"
     text_normalization: int = 1
-    df_cap: int = 20_000
+    # The text leg reads the postings of a query's rarest terms up to this many rows (bm25).
+    text_postings: int = 1000
+    # The vector leg's depth in hybrid mode. Each extra candidate costs HNSW about 1/selectivity
+    # more tuples to visit (and past ~20 the planner trades the index for an exact scan of the
+    # tenant's rows), while ranks past 20 add little to a fused top 10 (docs/EVAL.md).
+    vector_candidates: int | None = None
     # A chunk flagged at ingestion as a likely injection keeps this share of its fused score.
     suspect_weight: float = 0.5
 
@@ -111,7 +116,8 @@ class Fusion:
             candidates=settings.RETRIEVAL_CANDIDATES,
             text_rank=settings.RETRIEVAL_TEXT_RANK,
             text_normalization=settings.RETRIEVAL_TEXT_NORMALIZATION,
-            df_cap=settings.RETRIEVAL_DF_CAP,
+            text_postings=settings.RETRIEVAL_TEXT_POSTINGS,
+            vector_candidates=settings.RETRIEVAL_VECTOR_CANDIDATES,
             suspect_weight=settings.RETRIEVAL_SUSPECT_WEIGHT,
         )
 
@@ -168,12 +174,15 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         "top_k": top_k,
         # Fusion needs each leg's deeper list; a single leg needs only top_k.
         "candidates": max(fusion.candidates, top_k) if mode == "hybrid" else top_k,
+        "vector_candidates": (
+            max(fusion.vector_candidates or fusion.candidates, top_k) if mode == "hybrid" else top_k
+        ),
         "rrf_k": fusion.rrf_k,
         "wv": fusion.vector_weight if mode != "text" else 0.0,
         "wt": fusion.text_weight if mode != "vector" else 0.0,
         "languages": space.languages,
         "normalization": fusion.text_normalization,
-        "df_cap": fusion.df_cap,
+        "postings": fusion.text_postings,
         "suspect_weight": fusion.suspect_weight,
         # A few more fused rows than top_k, so that a down-weighted suspect can be overtaken.
         "fused_limit": top_k + min(top_k, 10),
@@ -186,25 +195,27 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             FROM knowledge_chunk c
             WHERE {where} AND c.embedding IS NOT NULL
             ORDER BY c.embedding <=> %(vector)s::vector
-            LIMIT %(candidates)s
+            LIMIT %(vector_candidates)s
         ) v"""  # noqa: S608
     if fusion.text_rank == "bm25":
-        # Each query term weighted by its BM25 idf in the searched chunks (document frequency
-        # counted through the GIN index, capped: a term in more than df_cap chunks is treated
-        # as a stopword), times ts_rank's saturating term frequency, length-normalised.
-        text_leg = f"""
+        # Each query term weighted by its BM25 idf in the searched datasets (frequencies read
+        # from knowledge_termstat), times ts_rank's saturating term frequency, length-normalised.
+        # Only the rarest terms' postings are read, up to text_postings rows together; the
+        # commoner terms score those candidates but bring in none of their own (a chunk holding
+        # only common terms cannot reach the top on them). No term that rare: chunks holding
+        # every term, as many as the leg's depth.
+        text_leg = """
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
             SELECT id, sum(score) AS text_score FROM (
                 SELECT c.id, w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s) AS score
-                FROM weighted w JOIN knowledge_chunk c
-                  ON c.language = w.language AND c.search_vector @@ w.tq
-                WHERE {where}
+                FROM matched m JOIN knowledge_chunk c ON c.id = m.id
+                JOIN weighted w ON c.language = w.language AND c.search_vector @@ w.tq
                 OFFSET 0  -- a fence: group the scores, not the rows with their tsvectors
             ) per_term
             GROUP BY id
             ORDER BY text_score DESC
             LIMIT %(candidates)s
-        ) t"""  # noqa: S608
+        ) t"""
     else:
         # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); AND → OR.
         text_leg = f"""
@@ -217,33 +228,58 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             ORDER BY text_score DESC
             LIMIT %(candidates)s
         ) t"""  # noqa: S608
-    weighted = """
+    weighted = f"""
     terms AS MATERIALIZED (
-        SELECT DISTINCT l.language::regconfig AS language,
-               quote_literal(t.lexeme)::tsquery AS tq
+        SELECT DISTINCT l.language::regconfig AS language, t.lexeme
         FROM unnest(%(languages)s::text[]) AS l(language),
              LATERAL unnest(to_tsvector(l.language::regconfig, %(query)s)) AS t
     ),
     corpus AS MATERIALIZED (
-        SELECT greatest(count(*), 1) AS n FROM knowledge_chunk c
-        WHERE c.tenant_id = %(tenant)s AND c.dataset_id = ANY(%(datasets)s)
+        SELECT greatest(coalesce(sum(s.df), 0), 1) AS n FROM knowledge_termstat s
+        WHERE s.dataset_id = ANY(%(datasets)s) AND s.lexeme = ''
     ),
     weighted AS MATERIALIZED (
-        -- idf needs document frequencies, not exact ones: counted over the searched
-        -- datasets (not tags or document status), through the GIN index, capped.
-        SELECT terms.language, terms.tq,
-               ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) AS idf
+        -- Frequencies over the searched datasets (not tags or document status); postings is
+        -- the running total of the rarer terms' frequencies, rarest first.
+        SELECT terms.language, quote_literal(terms.lexeme)::tsquery AS tq,
+               ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) AS idf,
+               sum(df.df) OVER (ORDER BY df.df, terms.language, terms.lexeme) AS postings
         FROM terms CROSS JOIN corpus,
         LATERAL (
-            SELECT count(*) AS df FROM (
-                SELECT 1 FROM knowledge_chunk c
-                WHERE c.tenant_id = %(tenant)s AND c.dataset_id = ANY(%(datasets)s)
-                  AND c.language = terms.language AND c.search_vector @@ terms.tq
-                LIMIT %(df_cap)s
-            ) s
+            SELECT coalesce(sum(s.df), 0) AS df FROM knowledge_termstat s
+            WHERE s.dataset_id = ANY(%(datasets)s) AND s.language = terms.language
+              AND s.lexeme = terms.lexeme
         ) df
-        WHERE df.df > 0 AND df.df < %(df_cap)s
-    ),"""
+        WHERE df.df > 0
+    ),
+    every_term AS MATERIALIZED (
+        SELECT language, string_agg(tq::text, ' & ')::tsquery AS query
+        FROM weighted GROUP BY language
+    ),
+    -- Per term, a LATERAL scan: the term is a parameter of the inner scan, so the planner
+    -- intersects the term's GIN postings with the dataset's rows instead of hashing the query's
+    -- terms against every row of the tenant (what it chose as a plain join: 18 ms, not 2).
+    matched AS MATERIALIZED (
+        SELECT s.id FROM weighted w CROSS JOIN LATERAL (
+            SELECT c.id FROM knowledge_chunk c
+            WHERE c.language = w.language AND c.search_vector @@ w.tq AND {where}
+        ) s
+        WHERE w.postings <= %(postings)s
+        UNION
+        -- No term that rare: every term is common, so the chunks holding all of them are
+        -- common too; the first text-leg-depth of them are found by filtering the datasets'
+        -- rows (OFFSET 0 keeps the GIN index out: its postings span every tenant, ~20 ms).
+        (SELECT s.id FROM every_term e CROSS JOIN LATERAL (
+            SELECT r.id FROM (
+                SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
+                WHERE {where} OFFSET 0
+            ) r
+            WHERE r.language = e.language AND r.search_vector @@ e.query
+            LIMIT %(candidates)s
+         ) s
+         WHERE NOT EXISTS (SELECT 1 FROM weighted WHERE postings <= %(postings)s)
+         LIMIT %(candidates)s)
+    ),"""  # noqa: S608
     # The text leg's query: per-term idf weights (bm25), or one OR-query per language.
     text_query = (
         weighted

@@ -1,0 +1,142 @@
+"""BM25's document frequencies kept by PostgreSQL triggers (knowledge_termstat), and the text leg
+that reads only the postings of a query's rarest terms."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+
+from knowledge.models import Chunk
+from knowledge.retrieval import Fusion, search, search_space_for_bot
+from knowledge.services import dataset_delete
+from knowledge.tests.factories import (
+    BotDatasetFactory,
+    ChunkFactory,
+    DatasetFactory,
+    DocumentFactory,
+    unit_vector,
+)
+from tenants.services import Actor
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(dataset_id) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT lexeme, df FROM knowledge_termstat WHERE dataset_id = %s", [dataset_id]
+        )
+        return dict(cursor.fetchall())
+
+
+def counted(dataset_id) -> dict[str, int]:
+    """The same frequencies counted from the chunks themselves."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT t.lexeme, count(*) FROM knowledge_chunk c, unnest(c.search_vector) t"
+            " WHERE c.dataset_id = %s GROUP BY t.lexeme",
+            [dataset_id],
+        )
+        out = dict(cursor.fetchall())
+    chunks = Chunk.all_tenants.filter(dataset_id=dataset_id).count()
+    return {**out, "": chunks} if chunks else out
+
+
+def test_frequencies_follow_every_way_chunks_change():
+    dataset = DatasetFactory()
+    first = DocumentFactory(tenant=dataset.tenant, dataset=dataset)
+    second = DocumentFactory(tenant=dataset.tenant, dataset=dataset)
+    a = ChunkFactory(tenant=dataset.tenant, document=first, text="Refunds take five days.")
+    ChunkFactory(tenant=dataset.tenant, document=first, text="Refunds need a receipt.")
+    ChunkFactory(tenant=dataset.tenant, document=second, text="Invoices arrive monthly.")
+    assert stored(dataset.pk) == counted(dataset.pk)
+    assert stored(dataset.pk)["refund"] == 2 and stored(dataset.pk)[""] == 3
+
+    Chunk.all_tenants.filter(pk=a.pk).update(text="Exports run nightly.")  # re-texted
+    assert stored(dataset.pk) == counted(dataset.pk)
+    assert stored(dataset.pk)["refund"] == 1 and stored(dataset.pk)["export"] == 1
+
+    first.delete()  # cascades to its chunks
+    assert stored(dataset.pk) == counted(dataset.pk) == {"invoic": 1, "arriv": 1, "month": 1, "": 1}
+
+    dataset_delete(tenant=dataset.tenant, actor=Actor.system("tests"), dataset=dataset)
+    assert stored(dataset.pk) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_of_one_dataset_neither_deadlock_nor_lose_counts():
+    dataset = DatasetFactory()
+    documents = [DocumentFactory(tenant=dataset.tenant, dataset=dataset) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def replace_chunks(document, words: list[str]) -> None:
+        try:
+            for round_number in range(30):
+                with transaction.atomic():
+                    Chunk.all_tenants.filter(document=document).delete()
+                    rows = [
+                        Chunk(tenant=dataset.tenant, dataset=dataset, document=document,
+                              ordinal=i, text=f"{word} shared round{round_number}")
+                        for i, word in enumerate(words)  # opposite orders in the two threads
+                    ]  # fmt: skip
+                    Chunk.all_tenants.bulk_create(rows)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    words = [f"word{n}" for n in range(40)]
+    threads = [
+        threading.Thread(target=replace_chunks, args=(documents[0], words)),
+        threading.Thread(target=replace_chunks, args=(documents[1], words[::-1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert stored(dataset.pk) == counted(dataset.pk)
+    assert stored(dataset.pk)["share"] == 80
+
+
+@pytest.fixture
+def world():
+    link = BotDatasetFactory()
+    document = DocumentFactory(tenant=link.bot.tenant, dataset=link.dataset)
+    return link.bot, document
+
+
+def text_hits(bot, query: str, postings: int) -> list[str]:
+    fusion = Fusion(rrf_k=20, vector_weight=1.0, text_weight=1.0, candidates=100,
+                    text_postings=postings)  # fmt: skip
+    hits = search(search_space_for_bot(bot), query=query, query_vector=unit_vector(0),
+                  top_k=50, mode="text", fusion=fusion)  # fmt: skip
+    return [h.text for h in hits]
+
+
+def test_common_terms_score_candidates_but_bring_in_none(world):
+    bot, document = world
+    for n in range(20):
+        ChunkFactory(tenant=bot.tenant, document=document, text=f"Our service note {n}.")
+    ChunkFactory(tenant=bot.tenant, document=document, text="The service outage report.")
+    ChunkFactory(tenant=bot.tenant, document=document, text="An outage of power.")
+    # Unbounded: every chunk holding "service" or "outage" is a candidate.
+    assert len(text_hits(bot, "service outage", postings=10_000)) == 22
+    # Bounded to 5 postings: only "outage" (2 chunks) is read; "service" (21) adds to the
+    # score of those it is in.
+    assert sorted(text_hits(bot, "service outage", postings=5)) == [
+        "An outage of power.",
+        "The service outage report.",
+    ]
+
+
+def test_with_no_rare_term_the_chunks_holding_every_term_are_read(world):
+    bot, document = world
+    for n in range(10):
+        ChunkFactory(tenant=bot.tenant, document=document, text=f"Service note {n}.")
+        ChunkFactory(tenant=bot.tenant, document=document, text=f"Billing service entry {n}.")
+    # Both terms are in more than 5 chunks: the chunks holding both are read instead.
+    hits = text_hits(bot, "billing service", postings=5)
+    assert len(hits) == 10 and all(text.startswith("Billing service") for text in hits)
