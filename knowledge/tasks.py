@@ -40,7 +40,11 @@ def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-d
         raise self.retry(exc=exc, countdown=delay) from exc
 
 
-@shared_task(name="knowledge.reap_documents", ignore_result=True, time_limit=120)
+# Both limits: a task's own time_limit below the global soft limit (CELERY_TASK_SOFT_TIME_LIMIT)
+# makes every send fail ("soft_time_limit must be less than or equal to time_limit").
+@shared_task(
+    name="knowledge.reap_documents", ignore_result=True, soft_time_limit=100, time_limit=120
+)
 def reap_documents() -> dict[str, int]:
     from knowledge.ingestion import reap
 

@@ -131,11 +131,16 @@ def daphne_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def celery_worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(
+    env: dict[str, str], log_path: Path, *, beat: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker process; ``beat`` embeds celery beat too (the schedule runs), as `make run`."""
     argv = [
         str(VENV_BIN / "celery"), "-A", "chatbot_site", "worker",
         "--loglevel=INFO", "--concurrency=1", "--pool=prefork", "--without-mingle",
         "--without-gossip", "-n", f"test-{os.getpid()}@%h",
     ]  # fmt: skip
+    if beat:
+        argv += ["--beat", "--schedule", str(log_path.with_suffix(".schedule"))]
     with running(argv, env, log_path) as proc:
         yield proc

@@ -280,8 +280,10 @@ FILE_UPLOAD_HANDLERS = [
     "knowledge.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+# How often celery beat runs the reaper (knowledge.ingestion.reap).
+INGEST_REAP_SECONDS: float = env.float("INGEST_REAP_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE = {
-    "reap-documents": {"task": "knowledge.reap_documents", "schedule": 60.0},
+    "reap-documents": {"task": "knowledge.reap_documents", "schedule": INGEST_REAP_SECONDS},
 }
 
 # --- API keys and JWT ------------------------------------------------------------------------
