@@ -210,7 +210,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
             SELECT id, sum(score) AS text_score FROM (
                 SELECT c.id, w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s) AS score
-                FROM matched m JOIN knowledge_chunk c ON c.id = m.id
+                FROM (SELECT DISTINCT ON (id) * FROM matched ORDER BY id) c
                 JOIN weighted w ON c.language = w.language AND c.search_vector @@ w.tq
                 OFFSET 0  -- a fence: group the scores, not the rows with their tsvectors
             ) per_term
@@ -272,26 +272,27 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
     -- By the index, per term, a LATERAL scan: the term is a parameter of the inner scan, so
     -- the planner intersects the term's GIN postings with the dataset's rows instead of
     -- hashing the query's terms against every row of the tenant.
+    -- (The rows carry their tsvectors to the scoring: no second lookup of each chunk.)
     matched AS MATERIALIZED (
-        SELECT s.id FROM weighted w CROSS JOIN LATERAL (
-            SELECT c.id FROM knowledge_chunk c
+        SELECT s.* FROM weighted w CROSS JOIN LATERAL (
+            SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
             WHERE c.language = w.language AND c.search_vector @@ w.tq AND {where}
         ) s
         WHERE w.postings <= %(postings)s
           AND (SELECT bool_and(by_index) FROM seeds)
-        UNION
+        UNION ALL
         -- By a scan of the datasets' rows (OFFSET 0 keeps the GIN index out).
-        SELECT r.id FROM seeds e CROSS JOIN LATERAL (
+        SELECT r.* FROM seeds e CROSS JOIN LATERAL (
             SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
             WHERE {where} OFFSET 0
         ) r
         WHERE NOT e.by_index AND r.language = e.language AND r.search_vector @@ e.query
-        UNION
+        UNION ALL
         -- No term that rare: every term is common, so the chunks holding all of them are
         -- common too; the first text-leg-depth of them are found by filtering the datasets'
         -- rows (OFFSET 0 keeps the GIN index out: its postings span every tenant, ~20 ms).
-        (SELECT s.id FROM every_term e CROSS JOIN LATERAL (
-            SELECT r.id FROM (
+        (SELECT s.* FROM every_term e CROSS JOIN LATERAL (
+            SELECT r.* FROM (
                 SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
                 WHERE {where} OFFSET 0
             ) r
