@@ -98,6 +98,10 @@ class Fusion:
     # more tuples to visit (and past ~20 the planner trades the index for an exact scan of the
     # tenant's rows), while ranks past 20 add little to a fused top 10 (docs/EVAL.md).
     vector_candidates: int | None = None
+    # The rare terms' chunks come from the GIN index while their estimated postings (across all
+    # tenants) are at most this many times the searched chunks, else from a scan of those
+    # chunks: scanning a row costs about what reading 15 postings does (measured at 200k).
+    text_index_factor: float = 15.0
     # A chunk flagged at ingestion as a likely injection keeps this share of its fused score.
     suspect_weight: float = 0.5
 
@@ -183,8 +187,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         "languages": space.languages,
         "normalization": fusion.text_normalization,
         "postings": fusion.text_postings,
-        # Scanning a row costs about what reading 15 postings does (measured at 200k chunks).
-        "gin_factor": 15,
+        "gin_factor": fusion.text_index_factor,
         "suspect_weight": fusion.suspect_weight,
         # A few more fused rows than top_k, so that a down-weighted suspect can be overtaken.
         "fused_limit": top_k + min(top_k, 10),
@@ -279,7 +282,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             WHERE c.language = w.language AND c.search_vector @@ w.tq AND {where}
         ) s
         WHERE w.postings <= %(postings)s
-          AND (SELECT bool_and(by_index) FROM seeds)
+          AND EXISTS (SELECT 1 FROM seeds e WHERE e.language = w.language AND e.by_index)
         UNION ALL
         -- By a scan of the datasets' rows (OFFSET 0 keeps the GIN index out).
         SELECT r.* FROM seeds e CROSS JOIN LATERAL (

@@ -140,3 +140,23 @@ def test_with_no_rare_term_the_chunks_holding_every_term_are_read(world):
     # Both terms are in more than 5 chunks: the chunks holding both are read instead.
     hits = text_hits(bot, "billing service", postings=5)
     assert len(hits) == 10 and all(text.startswith("Billing service") for text in hits)
+
+
+def test_rare_terms_are_found_alike_by_the_index_and_by_a_scan_in_every_language():
+    link = BotDatasetFactory(dataset__language="english")
+    bot = link.bot
+    other = DatasetFactory(tenant=bot.tenant, language="simple")
+    BotDatasetFactory(tenant=bot.tenant, bot=bot, dataset=other)
+    for dataset, words in ((link.dataset, "Refunds"), (other, "refunds")):
+        document = DocumentFactory(tenant=bot.tenant, dataset=dataset)
+        ChunkFactory(tenant=bot.tenant, document=document, text=f"{words} take five days.")
+        ChunkFactory(tenant=bot.tenant, document=document, text="Invoices arrive monthly.")
+    space = search_space_for_bot(bot)
+    found = {}
+    for factor in (0.0, 1e12):  # always a scan of the rows; always the GIN index
+        fusion = Fusion(rrf_k=20, vector_weight=1.0, text_weight=1.0, candidates=100,
+                        text_index_factor=factor)  # fmt: skip
+        hits = search(space, query="refunds", query_vector=unit_vector(0), top_k=10,
+                      mode="text", fusion=fusion)  # fmt: skip
+        found[factor] = sorted(h.text for h in hits)
+    assert found[0.0] == found[1e12] == ["Refunds take five days.", "refunds take five days."]
