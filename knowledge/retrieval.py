@@ -262,9 +262,9 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         FROM weighted GROUP BY language
     ),
     -- The rare terms' chunks come from the GIN index or from a scan of the datasets' rows,
-    -- whichever reads less: the index's postings span every tenant, so a term in 2 of 5 of a small
-    -- tenant's chunks may have 80,000 postings (and 2,000 rows to scan). Its total postings are
-    -- estimated as the term's share of the searched chunks times the table's rows.
+    -- whichever reads less: the index's postings span every tenant, so a term in two of every
+    -- five chunks of a small tenant may have 80,000 postings (against 2,000 rows to scan). Its
+    -- postings are estimated as its share of the searched chunks times the table's rows.
     seeds AS MATERIALIZED (
         SELECT language, string_agg(tq::text, ' | ')::tsquery AS query,
                sum(df) * (SELECT greatest(reltuples, 1) FROM pg_class
