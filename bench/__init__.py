@@ -1,0 +1,34 @@
+"""Benchmarks (`make bench`): each is ``python -m bench.<name>`` under the test settings, with a
+database of its own made by Django's test-database machinery."""
+
+from __future__ import annotations
+
+import os
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
+    import django
+
+    django.setup()
+
+
+def create_database(name: str | None = None, *, reuse: bool = False) -> str:
+    """Create the benchmark's database (``name``, else Django's test name; an existing one is
+    kept with ``reuse``) and switch the connection to it. Returns what
+    :func:`destroy_database` needs."""
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    old_name = str(connection.settings_dict["NAME"])
+    if name:
+        connection.settings_dict["TEST"]["NAME"] = name
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=reuse)
+    return old_name
+
+
+def destroy_database(old_name: str) -> None:
+    from django.db import connection
+
+    connection.creation.destroy_test_db(old_name, verbosity=0)

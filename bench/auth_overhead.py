@@ -15,26 +15,22 @@ import statistics
 import sys
 import time
 
+from bench import create_database, destroy_database, setup_django
+
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 PER_ROUND = int(os.environ.get("BENCH_PER_ROUND", "50"))
 
 
 def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
-    import django
-
-    django.setup()
-    from django.db import connection
-    from django.test.utils import override_settings, setup_test_environment
+    setup_django()
+    from django.test.utils import override_settings
     from rest_framework.test import APIClient
 
     from chatbot_site.redis import get_redis
     from tenants.authentication import issue_token
     from tests.world import build_tenant
 
-    setup_test_environment()
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = create_database()
     try:
         get_redis().flushdb()
         side = build_tenant("bench")
@@ -65,7 +61,7 @@ def main() -> int:
             median = statistics.median(samples[name])
             print(f"| {name} | {median:.3f} | {median / floor:.2f} | {median - floor:+.3f} |")
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+        destroy_database(old_name)
     return 0
 
 

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import create_database, destroy_database, setup_django
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 REQUESTS = int(os.environ.get("BENCH_CHAT_REQUESTS", "200"))
@@ -183,12 +185,8 @@ def rss_bytes(pid: int) -> int:
 
 
 def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
-    import django
-
-    django.setup()
+    setup_django()
     from django.db import connection
-    from django.test.utils import setup_test_environment
 
     from bots.models import Bot
     from knowledge.embeddings import get_embedder
@@ -198,9 +196,7 @@ def main() -> int:
     from tenants.services import Actor, api_key_create
     from tests.processes import free_port
 
-    setup_test_environment()
-    connection.settings_dict["TEST"]["NAME"] = "bench_chat"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = create_database("bench_chat")
     tenant = Tenant.objects.create(slug="bench", name="bench",
                                    default_rate_limit_per_minute=10_000_000)  # fmt: skip
     bot = Bot.objects.for_tenant(tenant).create(tenant=tenant, name="bot", top_k=5)
@@ -254,7 +250,7 @@ def main() -> int:
         pieces(base_env, logs, secret, str(bot.pk))
     if "streams" in PARTS:
         held_streams(base_env, logs, secret, str(bot.pk))
-    connection.creation.destroy_test_db("bench_chat", verbosity=0)
+    destroy_database(old_name)
     return 0
 
 

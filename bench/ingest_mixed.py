@@ -22,6 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench import create_database, destroy_database, setup_django
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("CORPORA", ROOT.parent / "shared" / "corpora"))
 PER_KIND = int(os.environ.get("BENCH_MIXED_PER_KIND", "20"))
@@ -128,13 +130,8 @@ class Sampler(threading.Thread):
 
 
 def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
-    import django
-
-    django.setup()
+    setup_django()
     from django.core.files.uploadedfile import SimpleUploadedFile
-    from django.db import connection
-    from django.test.utils import setup_test_environment
     from rest_framework.test import APIClient
 
     from knowledge.models import Dataset, Document, DocumentStatus
@@ -142,9 +139,7 @@ def main() -> int:
     from tenants.services import Actor, api_key_create
     from tests.processes import VENV_BIN, child_env, running, wait_for
 
-    setup_test_environment()
-    connection.settings_dict["TEST"]["NAME"] = "bench_mixed"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = create_database("bench_mixed")
     tenant = Tenant.objects.create(slug="mixed", name="mixed",
                                    default_rate_limit_per_minute=1_000_000)  # fmt: skip
     dataset = Dataset.objects.for_tenant(tenant).create(tenant=tenant, name="mixed")
@@ -210,7 +205,7 @@ def main() -> int:
           f"{sampler.peak_pss / 1024:.0f} MB (idle after the run {idle_pss / 1024:.0f} MB); "
           f"largest RSS of one worker process {sampler.peak_rss['worker'] / 1024:.0f} MB, "
           f"of one parser process {sampler.peak_rss['parser'] / 1024:.0f} MB")  # fmt: skip
-    connection.creation.destroy_test_db("bench_mixed", verbosity=0)
+    destroy_database(old_name)
     return 0
 
 

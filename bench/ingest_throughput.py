@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import create_database, destroy_database, setup_django
+
 CORPUS = Path(
     os.environ.get(
         "BENCH_CORPUS", Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "pdf"
@@ -67,14 +69,10 @@ def pdfs() -> list[Path]:
 
 
 def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
-    import django
-
-    django.setup()
+    setup_django()
     import pdfplumber
     from django.conf import settings
-    from django.db import connection, transaction
-    from django.test.utils import setup_test_environment
+    from django.db import transaction
 
     from knowledge.chunking import chunk_blocks
     from knowledge.embeddings import get_embedder
@@ -150,9 +148,7 @@ def main() -> int:
     raw_encode(embedder, texts)  # the floor: the model's own encode, in document order
     floor_embed = len(texts) / (time.perf_counter() - started)
 
-    setup_test_environment()
-    old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    old_name = create_database()
     try:
         side = build_tenant("bench")
         document: Any = DocumentFactory(tenant=side.tenant, dataset=side.dataset)
@@ -169,7 +165,7 @@ def main() -> int:
             )  # fmt: skip
         ours_embed = len(texts) / (time.perf_counter() - started)
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
+        destroy_database(old_name)
 
     print(f"pdfs={len(files)} pages={pages} chunks={len(texts)} parse rounds={ROUNDS} "
           f"python={sys.version.split()[0]}")  # fmt: skip
