@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,17 @@ from tenants.services import Actor, tenant_create
 REFERENCES = {
     "scifact": "published on SciFact: BM25 0.665, all-MiniLM-L6-v2 0.645 nDCG@10",
 }
+
+
+@dataclass(frozen=True)
+class Run:
+    """The judged queries of a run: where they search, their vectors, and each document's id
+    in the set (``external``)."""
+
+    space: Any
+    queries: list[dict[str, Any]]
+    vectors: list[list[float]]
+    external: dict[Any, str]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -82,9 +93,9 @@ class Command(BaseCommand):
         self.stderr.write(
             f"{len(queries)} queries embedded in {time.perf_counter() - started:.1f} s"
         )
-        space = search_space_for_bot(bot)
+        run = Run(search_space_for_bot(bot), queries, vectors, external)
         if options["tune"]:
-            self.tune(space, queries, vectors, external)
+            self.tune(run)
             return
         self.stdout.write(
             f"\n{name}: {len(queries)} queries from {queries_path.name}, "
@@ -93,40 +104,34 @@ class Command(BaseCommand):
         self.stdout.write(f"fusion: {Fusion.from_settings()}\n")
         self.stdout.write("| mode | nDCG@10 | recall@100 | ms/query |\n|---|---|---|---|")
         for mode in MODES:
-            ndcg, recall, ms = self.score(space, queries, vectors, external, mode, None)
+            ndcg, recall, ms = self.score(run, mode, None)
             self.stdout.write(f"| {mode} | {ndcg:.4f} | {recall:.4f} | {ms:.1f} |")
 
     def score(
         self,
-        space: Any,
-        queries: list[dict[str, Any]],
-        vectors: list[list[float]],
-        external: dict[Any, str],
+        run: Run,
         mode: Mode,
         fusion: Fusion | None,
     ) -> tuple[float, float, float]:
         ndcgs: list[float] = []
         recalls: list[float] = []
         started = time.perf_counter()
-        for query, vector in zip(queries, vectors, strict=True):
+        for query, vector in zip(run.queries, run.vectors, strict=True):
             relevant = {str(r) for r in query["relevant_ids"]}
             # nDCG@10 from a top-30 search (candidate depths grow with top_k, so a top-100
             # search would hide what the defaults do; 30 chunks hold 10 distinct documents —
             # the unit SciFact judges — for nearly every query), recall@100 from a top-100 one.
             for top_k, metric, out in ((30, ndcg_at, ndcgs), (100, recall_at, recalls)):
-                hits = search(space, query=query["query"], query_vector=vector, top_k=top_k,
+                hits = search(run.space, query=query["query"], query_vector=vector, top_k=top_k,
                               mode=mode, fusion=fusion)  # fmt: skip
-                ranked = list(dict.fromkeys(str(external[h.document_id]) for h in hits))
+                ranked = list(dict.fromkeys(str(run.external[h.document_id]) for h in hits))
                 out.append(metric(ranked, relevant))
-        ms = (time.perf_counter() - started) * 1000 / max(1, len(queries))
+        ms = (time.perf_counter() - started) * 1000 / max(1, len(run.queries))
         return sum(ndcgs) / len(ndcgs), sum(recalls) / len(recalls), ms
 
     def tune(
         self,
-        space: Any,
-        queries: list[dict[str, Any]],
-        vectors: list[list[float]],
-        external: dict[Any, str],
+        run: Run,
     ) -> None:
         """Two stages on the train queries: the text ranking (text-only nDCG), then the fusion
         (k, text weight, candidate depth) with that ranking."""
@@ -137,11 +142,11 @@ class Command(BaseCommand):
         for rank, normalization in (("bm25", 1), ("bm25", 0), ("bm25", 2),
                                     ("ts_rank_cd", 1)):  # fmt: skip
             fusion = replace(base, text_rank=rank, text_normalization=normalization)
-            ndcg, recall, _ = self.score(space, queries, vectors, external, "text", fusion)
+            ndcg, recall, _ = self.score(run, "text", fusion)
             self.stdout.write(f"| {rank} | {normalization} | {ndcg:.4f} | {recall:.4f} |")
             best_rank = max(best_rank, (ndcg, rank, normalization))
         _, rank, normalization = best_rank
-        ndcg, recall, _ = self.score(space, queries, vectors, external, "vector", base)
+        ndcg, recall, _ = self.score(run, "vector", base)
         self.stdout.write(f"\nvector only: nDCG@10 {ndcg:.4f}, recall@100 {recall:.4f}")
         rows = []
         grid: Iterable[tuple[int, float, int]] = itertools.product(
@@ -151,7 +156,7 @@ class Command(BaseCommand):
             fusion = Fusion(rrf_k=rrf_k, vector_weight=1.0, text_weight=text_weight,
                             candidates=candidates, text_rank=rank,
                             text_normalization=normalization)  # fmt: skip
-            ndcg, recall, _ = self.score(space, queries, vectors, external, "hybrid", fusion)
+            ndcg, recall, _ = self.score(run, "hybrid", fusion)
             rows.append((ndcg, recall, fusion))
             self.stderr.write(f"{fusion}: nDCG@10 {ndcg:.4f} recall@100 {recall:.4f}")
         self.stdout.write(f"\nhybrid, text ranking {rank}/{normalization}:\n")
@@ -161,14 +166,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"| {f.rrf_k} | {f.text_weight} | {f.candidates} | {ndcg:.4f} | {recall:.4f} |"
             )
-        self.depths(space, queries, vectors, external, max(rows, key=lambda r: r[0])[2])
+        self.depths(run, max(rows, key=lambda r: r[0])[2])
 
     def depths(
         self,
-        space: Any,
-        queries: list[dict[str, Any]],
-        vectors: list[list[float]],
-        external: dict[Any, str],
+        run: Run,
         best: Fusion,
     ) -> None:
         """What the latency bounds cost in quality: the vector leg's depth and the text leg's
@@ -179,7 +181,7 @@ class Command(BaseCommand):
         for vector_candidates, postings in itertools.product((20, 40, 100),
                                                              (1000, 2000, 4000, 10**9)):  # fmt: skip
             fusion = replace(best, vector_candidates=vector_candidates, text_postings=postings)
-            ndcg, recall, ms = self.score(space, queries, vectors, external, "hybrid", fusion)
+            ndcg, recall, ms = self.score(run, "hybrid", fusion)
             self.stdout.write(f"| {vector_candidates} | {postings} | {ndcg:.4f} | {recall:.4f} "
                               f"| {ms:.1f} |")  # fmt: skip
 
