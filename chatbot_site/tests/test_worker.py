@@ -45,3 +45,18 @@ def test_a_real_worker_heartbeats_runs_tasks_with_the_request_id_and_leaves(tmp_
     assert "worker_ready" in events, "the worker logs through structlog as JSON"
     assert events["worker_ping"]["request_id"] == "req-from-api"
     assert events["worker_ping"]["task_id"] == sent.id
+
+
+def test_every_task_can_be_sent_with_the_configured_time_limits():
+    """Celery refuses to send a task whose soft limit (its own, else the global one) exceeds its
+    hard limit: a task setting only ``time_limit`` below CELERY_TASK_SOFT_TIME_LIMIT can never
+    run (the document reaper could not, until 2026-11-25)."""
+    from chatbot_site.celery import app
+
+    app.loader.import_default_modules()
+    ours = {name: task for name, task in app.tasks.items() if not name.startswith("celery.")}
+    assert {"knowledge.ingest_document", "knowledge.reap_documents"} <= set(ours)
+    for name, task in ours.items():
+        soft = task.soft_time_limit or app.conf.task_soft_time_limit
+        hard = task.time_limit or app.conf.task_time_limit
+        assert not (soft and hard and soft > hard), (name, soft, hard)
