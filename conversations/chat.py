@@ -54,7 +54,13 @@ from conversations.prompting import (
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
 from knowledge.injection import detect
-from knowledge.retrieval import Hit, embed_query, search, search_space_for_bot
+from knowledge.retrieval import (
+    FollowUp,
+    Hit,
+    embed_queries,
+    search,
+    search_space_for_bot,
+)
 from tenants.models import ApiKey, Role, Tenant
 
 log = structlog.get_logger(__name__)
@@ -247,6 +253,15 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     return None
 
 
+def _previous_question(turn: Turn) -> list[str]:
+    """The conversation's last user message before the question (masked like everything the
+    turn holds), as a one-item list; none when the history has none or steering is off."""
+    if settings.RETRIEVAL_HISTORY_WEIGHT <= 0:
+        return []
+    earlier = [m["content"] for m in turn.history if m["role"] == "user" and m["content"].strip()]
+    return earlier[-1:]
+
+
 def chat_ground(turn: Turn) -> None:
     """Guard the question, retrieve the passages, build the prompt (``turn.request``) — or
     decide a refusal (``turn.refusal``), which costs no LLM call.
@@ -265,15 +280,26 @@ def chat_ground(turn: Turn) -> None:
                 rules=list(earlier[1].reasons), message_index=earlier[0])  # fmt: skip
         return
     space = search_space_for_bot(bot, filter_tags=turn.filter_tags)
-    vector, turn.embedding_tokens = embed_query(turn.question)
+    # A follow-up ("How much does it cost?") is searched in the light of the previous user
+    # message; the question and that message are embedded in one call.
+    previous = _previous_question(turn)
+    vectors, turn.embedding_tokens = embed_queries([turn.question, *previous])
+    vector = vectors[0]
+    context = (
+        FollowUp(text=previous[0], vector=vectors[1], weight=settings.RETRIEVAL_HISTORY_WEIGHT)
+        if previous
+        else None
+    )
     if scope is not None:
         blocked = blocked_topic(question=turn.question, vector=vector, topics=scope.blocked_topics)
         if blocked is not None:
             _refuse(turn, RefusalReason.BLOCKED_TOPIC.value, topic=blocked.matched,
                     similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
             return
-    hits = search(space, query=turn.question, query_vector=vector, top_k=bot.top_k)
-    evidence = max((hit.relevance for hit in hits), default=0.0)
+    hits = search(space, query=turn.question, query_vector=vector, top_k=bot.top_k, context=context)
+    # Scope is decided on the question alone: an earlier on-topic message must not carry an
+    # off-topic follow-up past the check.
+    evidence = max((hit.question_relevance for hit in hits), default=0.0)
     if scope is not None:
         scoped: ScopeVerdict = out_of_scope(
             vector=vector,

@@ -51,6 +51,9 @@ class Hit:
     relevance: float
     token_count: int = 0  # the chunk's, counted at ingestion with the embedding tokenizer
     injection_suspected: bool = False  # flagged at ingestion as a likely prompt injection
+    # The relevance to the question alone (the same as ``relevance`` unless the search was
+    # steered by a follow-up's context): what scope decisions are taken on.
+    question_relevance: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,25 @@ class Retrieval:
     hits: list[Hit]
     embedding_tokens: int = 0
     query_vector: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A follow-up question's context: the conversation's previous user message, its vector,
+    and how much it counts against the question (its terms' idf and its vector are scaled by
+    ``weight``), so that "How much does it cost?" after "Tell me about the Pro plan" finds the
+    Pro plan's price while a change of subject still follows the new question."""
+
+    text: str
+    vector: Sequence[float] = field(repr=False)
+    weight: float
+
+
+def steer(vector: Sequence[float], context: FollowUp) -> list[float]:
+    """The question's vector moved towards the context's by ``weight``, unit length again."""
+    blended = [q + context.weight * c for q, c in zip(vector, context.vector, strict=True)]
+    norm = sum(x * x for x in blended) ** 0.5 or 1.0
+    return [x / norm for x in blended]
 
 
 @dataclass(frozen=True)
@@ -235,9 +257,16 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         ) t"""  # noqa: S608
     weighted = f"""
     terms AS MATERIALIZED (
-        SELECT DISTINCT l.language::regconfig AS language, t.lexeme
-        FROM unnest(%(languages)s::text[]) AS l(language),
-             LATERAL unnest(to_tsvector(l.language::regconfig, %(query)s)) AS t
+        -- The question's terms, and a follow-up's context terms at the context's weight.
+        SELECT l.language::regconfig AS language, t.lexeme, max(t.weight) AS weight
+        FROM unnest(%(languages)s::text[]) AS l(language), LATERAL (
+            SELECT lexeme, 1::float8 AS weight
+            FROM unnest(to_tsvector(l.language::regconfig, %(query)s))
+            UNION ALL
+            SELECT lexeme, %(context_weight)s::float8
+            FROM unnest(to_tsvector(l.language::regconfig, %(context)s))
+        ) t
+        GROUP BY 1, 2
     ),
     corpus AS MATERIALIZED (
         SELECT greatest(coalesce(sum(s.df), 0), 1) AS n FROM knowledge_termstat s
@@ -247,7 +276,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
         -- Frequencies over the searched datasets (not tags or document status); postings is
         -- the running total of the rarer terms' frequencies, rarest first.
         SELECT terms.language, quote_literal(terms.lexeme)::tsquery AS tq, df.df,
-               ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) AS idf,
+               terms.weight * ln(1 + (corpus.n - df.df + 0.5) / (df.df + 0.5)) AS idf,
                sum(df.df) OVER (ORDER BY df.df, terms.language, terms.lexeme) AS postings
         FROM terms CROSS JOIN corpus,
         LATERAL (
@@ -335,7 +364,9 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
            c.heading_path, c.tags, c.token_count,
            CASE WHEN c.embedding IS NULL THEN NULL
                 ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,
-           fused.text_score, s.fused, c.injection_suspected
+           fused.text_score, s.fused, c.injection_suspected,
+           CASE WHEN c.embedding IS NULL THEN NULL
+                ELSE 1 - (c.embedding <=> %(question_vector)s::vector) END AS question_similarity
     FROM fused
     JOIN knowledge_chunk c ON c.id = fused.id
     JOIN knowledge_document d ON d.id = c.document_id
@@ -368,14 +399,24 @@ def search(
     top_k: int,
     mode: Mode = "hybrid",
     fusion: Fusion | None = None,
+    context: FollowUp | None = None,
 ) -> list[Hit]:
     """The ``top_k`` best chunks for ``query`` in ``space`` (one statement, in one transaction
-    whose index-scan settings are ``SET LOCAL``)."""
+    whose index-scan settings are ``SET LOCAL``). With a follow-up's ``context``, the vector leg
+    searches with the steered vector and the text leg (bm25) adds the context's terms at its
+    weight; each hit's ``question_relevance`` is still measured against the question alone."""
     if not space.dataset_ids or not query.strip():
         return []
     sql, params = build_sql(space, mode=mode, top_k=top_k, fusion=fusion or Fusion.from_settings())
     params["query"] = query
-    params["vector"] = vector_literal(query_vector)
+    params["question_vector"] = vector_literal(query_vector)
+    steered = context is not None and context.weight > 0 and bool(context.vector)
+    if context is not None and steered:
+        params["vector"] = vector_literal(steer(query_vector, context))
+        params["context"], params["context_weight"] = context.text, context.weight
+    else:
+        params["vector"] = params["question_vector"]
+        params["context"], params["context_weight"] = "", 0.0
     scan = _scan_settings()
     set_config = "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in scan)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -385,6 +426,7 @@ def search(
     hits = []
     for row in rows:
         similarity = None if row[10] is None else float(row[10])
+        question_similarity = None if row[14] is None else float(row[14])
         hits.append(
             Hit(
                 chunk_id=row[0],
@@ -402,6 +444,7 @@ def search(
                 relevance=min(1.0, max(0.0, similarity or 0.0)),
                 token_count=int(row[9] or 0),
                 injection_suspected=bool(row[13]),
+                question_relevance=min(1.0, max(0.0, question_similarity or 0.0)),
             )
         )
     return hits
@@ -423,12 +466,18 @@ def retrieve(
     return Retrieval(hits=hits, embedding_tokens=tokens, query_vector=vector)
 
 
-def embed_query(query: str) -> tuple[list[float], int]:
-    """The query's vector (the embedding backend's) and its tokens (as the provider counted
-    them); a provider failure is a ``502 upstream_error``."""
+def embed_queries(texts: Sequence[str]) -> tuple[list[list[float]], int]:
+    """The texts' vectors (the embedding backend's, in one call) and their tokens (as the
+    provider counted them); a provider failure is a ``502 upstream_error``."""
     embedder = get_embedder()
     try:
-        vectors, tokens = embedder.embed_counted([query])
+        vectors, tokens = embedder.embed_counted(list(texts))
     except EmbeddingError as exc:
         raise UpstreamError(f"The embedding provider failed: {exc}") from exc
-    return list(vectors[0]), tokens
+    return [list(v) for v in vectors], tokens
+
+
+def embed_query(query: str) -> tuple[list[float], int]:
+    """One query's vector and tokens (:func:`embed_queries`)."""
+    (vector,), tokens = embed_queries([query])
+    return vector, tokens

@@ -330,6 +330,9 @@ RETRIEVAL_TEXT_RANK: str = env.str("RETRIEVAL_TEXT_RANK", default="bm25")
 RETRIEVAL_TEXT_POSTINGS: int = env.int("RETRIEVAL_TEXT_POSTINGS", default=1000)
 RETRIEVAL_VECTOR_CANDIDATES: int = env.int("RETRIEVAL_VECTOR_CANDIDATES", default=20)
 RETRIEVAL_TEXT_NORMALIZATION: int = env.int("RETRIEVAL_TEXT_NORMALIZATION", default=1)
+# A follow-up question is searched with the previous user message's vector and terms at this
+# weight of the question's (0 turns it off; README "Follow-up questions").
+RETRIEVAL_HISTORY_WEIGHT: float = env.float("RETRIEVAL_HISTORY_WEIGHT", default=0.3)
 # Share of its fused score a chunk flagged at ingestion as a likely prompt injection keeps.
 RETRIEVAL_SUSPECT_WEIGHT: float = env.float("RETRIEVAL_SUSPECT_WEIGHT", default=0.5)
 # pgvector 0.8 iterative index scans keep filtered ANN recall for small tenants.
@@ -379,6 +382,8 @@ def validate() -> None:
             raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(allowed)}")
     if SSE_PING_SECONDS <= 0 or LLM_TIMEOUT_SECONDS <= 0:
         raise ImproperlyConfigured("SSE_PING_SECONDS and LLM_TIMEOUT_SECONDS must be positive")
+    if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:
+        raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
     if not 1 <= EMBEDDING_DIMENSIONS <= 2000:
         # pgvector indexes `vector` columns up to 2,000 dimensions.
         raise ImproperlyConfigured("EMBEDDING_DIMENSIONS must be between 1 and 2000")

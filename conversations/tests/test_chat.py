@@ -4,9 +4,11 @@ extractive backend or the ``openai`` client against the loopback provider, stora
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 
 from conversations.models import Conversation, Message, UsageDaily
-from conversations.tests.chatkit import add_passages, ask, chat, openai_llm
+from conversations.tests.chatkit import PASSAGES, add_passages, ask, chat, openai_llm
+from knowledge.embeddings import get_embedder
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -256,3 +258,30 @@ def test_oversized_bodies_are_refused_before_parsing(alpha, settings):
     assert (
         too_long.status_code == 400 and "messages.0.content" in too_long.json()["error"]["details"]
     )
+
+
+PLANS = [
+    "The Pro plan costs 30 dollars per seat each month and includes single sign-on.",
+    "The Basic plan costs 5 dollars per seat each month.",
+    *PASSAGES,
+]
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.0])
+def test_follow_up_is_searched_in_the_light_of_the_previous_question(alpha, weight):
+    """ "How much does it cost?" alone reads most like the Basic plan's FAQ entry; after "Tell
+    me about the Pro plan" it means the Pro plan (RETRIEVAL_HISTORY_WEIGHT; 0 turns it off)."""
+    library = add_passages(alpha, PLANS)
+    pro, basic = (str(chunk.pk) for chunk in library.chunks[:2])
+    client = alpha.client(alpha.chat_key)
+    with override_settings(RETRIEVAL_HISTORY_WEIGHT=weight):
+        first = chat(client, **ask(alpha, "Tell me about the Pro plan.")).json()
+        follow_up = ask(alpha, "How much does it cost?", session_id=first["session_id"])
+        second = chat(client, **follow_up).json()
+    assert first["citations"][0]["chunk_id"] == pro
+    assert second["refusal"] is None
+    assert second["citations"][0]["chunk_id"] == (pro if weight else basic)
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=second["message_id"])
+    # Both the question and the previous one were embedded (one call), and counted.
+    alone = get_embedder().embed_counted(["How much does it cost?"])[1]
+    assert stored.embedding_tokens > alone if weight else stored.embedding_tokens == alone

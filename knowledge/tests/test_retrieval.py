@@ -10,7 +10,7 @@ from django.db import connection
 from bots.tests.factories import ScopeFactory
 from knowledge import vector_index
 from knowledge.models import Chunk, DocumentStatus
-from knowledge.retrieval import Fusion, SearchSpace, search, search_space_for_bot
+from knowledge.retrieval import FollowUp, Fusion, SearchSpace, search, search_space_for_bot
 from knowledge.tests.factories import (
     BotDatasetFactory,
     ChunkFactory,
@@ -74,6 +74,30 @@ def test_hits_carry_scores_and_document_fields(bot_world):
     assert hits[1].text_score is None  # no query term in it
     assert hits[1].relevance == pytest.approx(0.0, abs=1e-5)
     assert top.fused_score > hits[1].fused_score
+
+
+@pytest.mark.parametrize("mode", ["vector", "text"])
+def test_a_follow_up_context_steers_each_leg(bot_world, mode):
+    """The question leans to the Basic plan; the previous question names the Pro plan."""
+    bot, _, document = bot_world
+    pro = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(1),
+                       text="The Pro plan costs 30 dollars a month.")  # fmt: skip
+    basic = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(2),
+                         text="The Basic plan costs 5 dollars; extra seats cost more.")  # fmt: skip
+    space, question = search_space_for_bot(bot), near(2, 1, 0.8)
+    alone = search(space, query="what does it cost", query_vector=question, top_k=2, mode=mode)
+    assert ids(alone) == [basic.pk, pro.pk]
+    context = FollowUp(text="Tell me about the Pro plan", vector=near(1), weight=0.5)
+    steered = search(space, query="what does it cost", query_vector=question, top_k=2,
+                     mode=mode, context=context)  # fmt: skip
+    assert ids(steered) == [pro.pk, basic.pk]
+    if mode == "vector":
+        # Ranked by the steered vector, but question_relevance is the question's alone.
+        assert steered[0].vector_score > alone[1].vector_score
+        assert steered[0].question_relevance == pytest.approx(alone[1].relevance, abs=1e-5)
+    off = FollowUp(text="Tell me about the Pro plan", vector=near(1), weight=0.0)
+    assert ids(search(space, query="what does it cost", query_vector=question, top_k=2,
+                      mode=mode, context=off)) == ids(alone)  # fmt: skip
 
 
 def test_text_leg_finds_what_vectors_miss(bot_world):
