@@ -286,8 +286,11 @@ def main() -> int:
         if kind == "hnsw"
         else f"IVFFLAT lists={vector_index.ivfflat_lists(ROWS)}, probes={settings.IVFFLAT_PROBES}"
     )
+    with connection.cursor() as cursor:  # the floor is read from shared buffers or not
+        cursor.execute("SHOW shared_buffers")
+        (buffers,) = cursor.fetchone()
     print(f"\n{ROWS} chunks x {DIMS}-d, {TENANTS} tenants, {QUERIES} queries, {index}, "
-          f"text: {TEXT}")  # fmt: skip
+          f"text: {TEXT}, shared_buffers: {buffers}")  # fmt: skip
     print("\n| tenant | path | p50 ms | p95 ms | p95 / floor p95 | recall@10 | short answers |")
     print("|---|---|---|---|---|---|---|")
     for label, result in results.items():

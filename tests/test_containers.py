@@ -31,6 +31,10 @@ def test_compose_has_every_service_of_the_stack():
     assert {"api", "worker", "postgres", "redis", "nginx", "migrate"} <= set(SERVICES)
     assert "pgvector" in SERVICES["postgres"]["image"]
     assert SERVICES["redis"]["image"].startswith("redis:")
+    # Sized for retrieval's working set, not PostgreSQL's 128 MB default (docs/BENCHMARKS.md).
+    command = SERVICES["postgres"]["command"]
+    assert command[0] == "postgres"
+    assert "shared_buffers=${POSTGRES_SHARED_BUFFERS:-1GB}" in command
 
 
 def test_compose_app_services_get_database_and_redis_of_the_stack():
