@@ -253,13 +253,18 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     return None
 
 
+# A follow-up's context is the previous message's subject, not a pasted document: its first
+# 2,000 characters (more than the local embedder reads) bound the terms and tokens it adds.
+FOLLOW_UP_CONTEXT_CHARS = 2_000
+
+
 def _previous_question(turn: Turn) -> list[str]:
     """The conversation's last user message before the question (masked like everything the
     turn holds), as a one-item list; none when the history has none or steering is off."""
     if settings.RETRIEVAL_HISTORY_WEIGHT <= 0:
         return []
     earlier = [m["content"] for m in turn.history if m["role"] == "user" and m["content"].strip()]
-    return earlier[-1:]
+    return [text[:FOLLOW_UP_CONTEXT_CHARS] for text in earlier[-1:]]
 
 
 def chat_ground(turn: Turn) -> None:

@@ -436,8 +436,7 @@ def search(
     sql, params = build_sql(space, mode=mode, top_k=top_k, fusion=fusion or Fusion.from_settings())
     params["query"] = query
     params["question_vector"] = vector_literal(query_vector)
-    steered = context is not None and context.weight > 0 and bool(context.vector)
-    if context is not None and steered:
+    if context is not None and context.weight > 0 and context.vector:
         params["vector"] = vector_literal(steer(query_vector, context))
         params["context"], params["context_weight"] = context.text, context.weight
     else:

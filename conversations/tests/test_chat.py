@@ -285,3 +285,17 @@ def test_follow_up_is_searched_in_the_light_of_the_previous_question(alpha, weig
     # Both the question and the previous one were embedded (one call), and counted.
     alone = get_embedder().embed_counted(["How much does it cost?"])[1]
     assert stored.embedding_tokens > alone if weight else stored.embedding_tokens == alone
+
+
+def test_a_long_previous_message_lends_only_its_beginning(alpha):
+    add_passages(alpha, PLANS)
+    client = alpha.client(alpha.chat_key)
+    long_first = "Tell me about the Pro plan. " + "It matters a lot to our team. " * 1000
+    first = chat(client, **ask(alpha, long_first)).json()
+    second = chat(
+        client, **ask(alpha, "How much does it cost?", session_id=first["session_id"])
+    ).json()
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=second["message_id"])
+    count = get_embedder().count_tokens
+    # Embedded (and billed): the question and the first 2,000 characters of the earlier message.
+    assert stored.embedding_tokens == count("How much does it cost?") + count(long_first[:2000])
