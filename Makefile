@@ -98,7 +98,7 @@ DATASET ?= $(CORPORA)/eval/scifact
 # Retrieval quality on a BEIR-like set (docs/EVAL.md); TUNE=1 searches the fusion on the train queries.
 eval: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py eval_retrieval $(DATASET) $(if $(TUNE),--tune,)
+	$(BIN)/python manage.py eval_retrieval $(DATASET) $(if $(TUNE),--tune,) $(if $(FOLLOW_UP),--follow-up,)
 
 # Guardrails: injection, scope, indirect injection and PII figures (docs/GUARDRAILS.md).
 eval-guardrails: $(VENV)/.installed-dev

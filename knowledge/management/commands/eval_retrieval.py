@@ -4,7 +4,9 @@
 ``<dir>`` holds ``corpus.jsonl`` (``id``, ``title``, ``text``) and ``queries.jsonl`` (``id``,
 ``query``, ``relevant_ids``). The corpus is ingested once into the tenant ``eval-<dir name>``
 (reused by later runs). Prints nDCG@10 and recall@100 for vector-only, text-only and hybrid.
-``--tune`` searches the fusion parameters on ``queries_train.jsonl`` instead.
+``--tune`` searches the fusion parameters on ``queries_train.jsonl`` instead. ``--follow-up``
+measures ``RETRIEVAL_HISTORY_WEIGHT`` on the test queries as follow-ups (see
+:meth:`Command.follow_up`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,20 @@ from bots.services import bot_create
 from knowledge.embeddings import get_embedder
 from knowledge.intake import documents_add_records
 from knowledge.models import Dataset, Document, DocumentStatus
-from knowledge.retrieval import MODES, Fusion, Mode, search, search_space_for_bot
+from knowledge.retrieval import MODES, FollowUp, Fusion, Mode, search, search_space_for_bot
 from knowledge.services import bot_datasets_set, dataset_create
 from tenants.models import Tenant
 from tenants.services import Actor, tenant_create
+
+# Follow-ups that mean nothing without the previous question (written before any run).
+FOLLOW_UPS = [
+    "What is the evidence for this?",
+    "Is that true?",
+    "Tell me more about it.",
+    "What did the studies find?",
+    "Why is that?",
+]
+HISTORY_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 1.0)
 
 REFERENCES = {
     "scifact": "published on SciFact: BM25 0.665, all-MiniLM-L6-v2 0.645 nDCG@10",
@@ -75,6 +87,9 @@ class Command(BaseCommand):
         parser.add_argument("--corpus", default="corpus.jsonl")
         parser.add_argument("--workers", type=int, default=2, help="ingestion worker processes")
         parser.add_argument("--tune", action="store_true", help="grid-search the fusion")
+        parser.add_argument(
+            "--follow-up", action="store_true", help="measure RETRIEVAL_HISTORY_WEIGHT"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         root: Path = options["dataset_dir"]
@@ -97,6 +112,9 @@ class Command(BaseCommand):
         if options["tune"]:
             self.tune(run)
             return
+        if options["follow_up"]:
+            self.follow_up(run)
+            return
         self.stdout.write(
             f"\n{name}: {len(queries)} queries from {queries_path.name}, "
             f"{len(external)} documents; {REFERENCES.get(name, '')}"
@@ -112,22 +130,57 @@ class Command(BaseCommand):
         run: Run,
         mode: Mode,
         fusion: Fusion | None,
+        contexts: Sequence[FollowUp | None] | None = None,
     ) -> tuple[float, float, float]:
         ndcgs: list[float] = []
         recalls: list[float] = []
         started = time.perf_counter()
-        for query, vector in zip(run.queries, run.vectors, strict=True):
+        for i, (query, vector) in enumerate(zip(run.queries, run.vectors, strict=True)):
+            context = contexts[i] if contexts else None
             relevant = {str(r) for r in query["relevant_ids"]}
             # nDCG@10 from a top-30 search (candidate depths grow with top_k, so a top-100
             # search would hide what the defaults do; 30 chunks hold 10 distinct documents —
             # the unit SciFact judges — for nearly every query), recall@100 from a top-100 one.
             for top_k, metric, out in ((30, ndcg_at, ndcgs), (100, recall_at, recalls)):
                 hits = search(run.space, query=query["query"], query_vector=vector, top_k=top_k,
-                              mode=mode, fusion=fusion)  # fmt: skip
+                              mode=mode, fusion=fusion, context=context)  # fmt: skip
                 ranked = list(dict.fromkeys(str(run.external[h.document_id]) for h in hits))
                 out.append(metric(ranked, relevant))
         ms = (time.perf_counter() - started) * 1000 / max(1, len(run.queries))
         return sum(ndcgs) / len(ndcgs), sum(recalls) / len(recalls), ms
+
+    def follow_up(self, run: Run) -> None:
+        """Two sides of ``RETRIEVAL_HISTORY_WEIGHT``, hybrid, on the judged queries:
+
+        - *carried*: the previous message is a judged query, the question a follow-up that means
+          nothing alone ("Is that true?"); judged by the previous query's relevant documents.
+        - *switched*: the previous message is another judged query (half the set away), the
+          question a judged query of its own; judged by its own relevant documents, so any
+          loss against weight 0 is what steering costs a change of subject.
+        """
+        vectors = get_embedder().embed(FOLLOW_UPS)
+        n = len(run.queries)
+        carried = Run(
+            run.space,
+            [{"query": FOLLOW_UPS[i % len(FOLLOW_UPS)], "relevant_ids": q["relevant_ids"]}
+             for i, q in enumerate(run.queries)],
+            [vectors[i % len(FOLLOW_UPS)] for i in range(n)],
+            run.external,
+        )  # fmt: skip
+        self.stdout.write(f"\nfollow-ups: {n} judged queries, hybrid (defaults otherwise)\n")
+        self.stdout.write("| history weight | carried nDCG@10 | switched nDCG@10 | recall@100 "
+                          "carried / switched |")  # fmt: skip
+        self.stdout.write("|---|---|---|---|")
+        for weight in HISTORY_WEIGHTS:
+            previous = [
+                FollowUp(text=q["query"], vector=v, weight=weight)
+                for q, v in zip(run.queries, run.vectors, strict=True)
+            ]
+            switched = [previous[(i + n // 2) % n] for i in range(n)]
+            carry = self.score(carried, "hybrid", None, previous)
+            switch = self.score(run, "hybrid", None, switched)
+            self.stdout.write(f"| {weight} | {carry[0]:.4f} | {switch[0]:.4f} "
+                              f"| {carry[1]:.4f} / {switch[1]:.4f} |")  # fmt: skip
 
     def tune(
         self,
