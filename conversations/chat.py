@@ -302,9 +302,9 @@ def chat_ground(turn: Turn) -> None:
                     similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
             return
     hits = search(space, query=turn.question, query_vector=vector, top_k=bot.top_k, context=context)
-    # Scope is decided on the question alone: an earlier on-topic message must not carry an
-    # off-topic follow-up past the check.
-    evidence = max((hit.question_relevance for hit in hits), default=0.0)
+    # A hit's relevance is the question's own, so scope and min_relevance are decided on the
+    # question alone: an earlier on-topic message cannot carry an off-topic follow-up past them.
+    evidence = max((hit.relevance for hit in hits), default=0.0)
     if scope is not None:
         scoped: ScopeVerdict = out_of_scope(
             vector=vector,

@@ -51,9 +51,6 @@ class Hit:
     relevance: float
     token_count: int = 0  # the chunk's, counted at ingestion with the embedding tokenizer
     injection_suspected: bool = False  # flagged at ingestion as a likely prompt injection
-    # The relevance to the question alone (the same as ``relevance`` unless the search was
-    # steered by a follow-up's context): what scope decisions are taken on.
-    question_relevance: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -430,7 +427,8 @@ def search(
     """The ``top_k`` best chunks for ``query`` in ``space`` (one statement, in one transaction
     whose index-scan settings are ``SET LOCAL``). With a follow-up's ``context``, the vector leg
     searches with the steered vector and the text leg (bm25) adds the context's terms at its
-    weight; each hit's ``question_relevance`` is still measured against the question alone."""
+    weight (ranking, and each hit's ``vector_score``, follow the steered search); each hit's
+    ``relevance`` is still its similarity to the question alone."""
     if not space.dataset_ids or not query.strip():
         return []
     sql, params = build_sql(space, mode=mode, top_k=top_k, fusion=fusion or Fusion.from_settings())
@@ -466,10 +464,11 @@ def search(
                 vector_score=similarity,
                 text_score=None if row[11] is None else float(row[11]),
                 fused_score=float(row[12]),
-                relevance=min(1.0, max(0.0, similarity or 0.0)),
+                # The question's own: a follow-up's context changes what is found, not whether
+                # it is relevant enough to answer from (min_relevance, scope evidence).
+                relevance=min(1.0, max(0.0, question_similarity or 0.0)),
                 token_count=int(row[9] or 0),
                 injection_suspected=bool(row[13]),
-                question_relevance=min(1.0, max(0.0, question_similarity or 0.0)),
             )
         )
     return hits

@@ -92,9 +92,11 @@ def test_a_follow_up_context_steers_each_leg(bot_world, mode):
                      mode=mode, context=context)  # fmt: skip
     assert ids(steered) == [pro.pk, basic.pk]
     if mode == "vector":
-        # Ranked by the steered vector, but question_relevance is the question's alone.
+        # Ranked (and vector-scored) by the steered vector; relevance is the question's alone.
         assert steered[0].vector_score > alone[1].vector_score
-        assert steered[0].question_relevance == pytest.approx(alone[1].relevance, abs=1e-5)
+        assert steered[1].vector_score < alone[0].vector_score
+        assert steered[0].relevance == pytest.approx(alone[1].relevance, abs=1e-5)
+        assert steered[1].relevance == pytest.approx(alone[0].relevance, abs=1e-5)
     off = FollowUp(text="Tell me about the Pro plan", vector=near(1), weight=0.0)
     assert ids(search(space, query="what does it cost", query_vector=question, top_k=2,
                       mode=mode, context=off)) == ids(alone)  # fmt: skip
