@@ -48,7 +48,7 @@ from conversations.management.commands import _scope_calibration as calibration
 from conversations.management.commands._pii_scores import pii_report
 from conversations.models import FinishReason
 from knowledge.intake import document_add_upload, documents_add_records
-from knowledge.management.commands.eval_retrieval import read_jsonl, run_workers
+from knowledge.management.commands.eval_retrieval import FOLLOW_UPS, read_jsonl, run_workers
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus
 from knowledge.services import bot_datasets_set, dataset_create
 from tenants.models import ApiKey, Role, Tenant
@@ -155,13 +155,19 @@ class Command(BaseCommand):
         bot_datasets_set(tenant=self.tenant, actor=self.actor, bot=bot, datasets=datasets)
         return bot
 
-    def ask(self, bot: Bot, question: str) -> Answer:
+    def ask(self, bot: Bot, question: str, *, previous: str | None = None) -> Answer:
+        """One turn of a new conversation; with ``previous``, the client's messages are that
+        question, an assistant reply and then ``question``."""
+        earlier = [] if previous is None else [
+            {"role": "user", "content": previous},
+            {"role": "assistant", "content": "Here is what the documentation says."},
+        ]  # fmt: skip
         turn = chat_open(
             tenant=self.tenant,
             api_key=self.key,
             bot_id=bot.pk,
             session_id=None,
-            messages=[{"role": "user", "content": question}],
+            messages=[*earlier, {"role": "user", "content": question}],
             metadata={},
         )
         chat_persist(turn)
@@ -277,7 +283,35 @@ class Command(BaseCommand):
                     f"| {category} | {split} | {pct(refused, c['n'])} | {c['out_of_scope']} "
                     f"| {c['no_relevant_context']} | {c['prompt_injection']} | {c['blocked_topic']} |"
                 )
+        self.follow_ups(bot, questions)
         self.calibration(bot, questions)
+
+    def follow_ups(self, bot: Bot, questions: list[dict[str, Any]]) -> None:
+        """Each off-topic question after an on-topic one, and each on-topic question after an
+        off-topic one: retrieval is steered by the earlier question (RETRIEVAL_HISTORY_WEIGHT),
+        scope must still be decided on the question."""
+        on = [q["text"] for q in questions if q["category"] == "on_topic"]
+        off = [q["text"] for q in questions if q["category"] == "off_topic"]
+        sequences = {
+            "off_topic after on_topic": [(on[i % len(on)], q) for i, q in enumerate(off)],
+            "on_topic after off_topic": [(off[i % len(off)], q) for i, q in enumerate(on)],
+            # A follow-up that names nothing must pass the scope check on its own words.
+            "bare follow-up after on_topic": [
+                (q, FOLLOW_UPS[i % len(FOLLOW_UPS)]) for i, q in enumerate(on)
+            ],
+        }
+        self.out(f"\nFollow-ups (RETRIEVAL_HISTORY_WEIGHT {settings.RETRIEVAL_HISTORY_WEIGHT}; "
+                 "both splits):\n")  # fmt: skip
+        self.out("| sequence | refused | out_of_scope | no_relevant_context | other |")
+        self.out("|---|---|---|---|---|")
+        for label, pairs in sequences.items():
+            c: Counter[str] = Counter()
+            for previous, question in pairs:
+                c[self.ask(bot, question, previous=previous).refusal or "answered"] += 1
+            refused = len(pairs) - c["answered"]
+            other = refused - c["out_of_scope"] - c["no_relevant_context"]
+            self.out(f"| {label} | {pct(refused, len(pairs))} | {c['out_of_scope']} "
+                     f"| {c['no_relevant_context']} | {other} |")  # fmt: skip
 
     def calibration(self, bot: Bot, questions: list[dict[str, Any]]) -> None:
         items = [calibration.signals(bot, q) for q in questions]
