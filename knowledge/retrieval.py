@@ -198,7 +198,12 @@ def _filters(space: SearchSpace, params: dict[str, Any]) -> str:
     return " AND ".join(clauses)
 
 
-def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> tuple[str, dict]:
+def build_sql(
+    space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion, follow_up: bool = False
+) -> tuple[str, dict]:
+    """The statement and its constant parameters. ``follow_up``: the search is steered by a
+    follow-up's context (``%(context)s`` terms, a ``%(question_vector)s`` for relevance); a
+    plain search carries none of that."""
     params: dict[str, Any] = {
         "top_k": top_k,
         # Fusion needs each leg's deeper list; a single leg needs only top_k.
@@ -259,7 +264,8 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             ORDER BY text_score DESC
             LIMIT %(candidates)s
         ) t"""  # noqa: S608
-    weighted = f"""
+    terms = (
+        """
     terms AS MATERIALIZED (
         -- The question's terms, and a follow-up's context terms at the context's weight.
         SELECT l.language::regconfig AS language, t.lexeme, max(t.weight) AS weight
@@ -271,7 +277,23 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
             FROM unnest(to_tsvector(l.language::regconfig, %(context)s))
         ) t
         GROUP BY 1, 2
-    ),
+    ),"""
+        if follow_up
+        else """
+    terms AS MATERIALIZED (
+        SELECT DISTINCT l.language::regconfig AS language, t.lexeme, 1::float8 AS weight
+        FROM unnest(%(languages)s::text[]) AS l(language),
+             LATERAL unnest(to_tsvector(l.language::regconfig, %(query)s)) AS t
+    ),"""
+    )
+    # The hits' relevance: to the question alone (a plain search's similarity is that already).
+    question_similarity = (
+        """CASE WHEN c.embedding IS NULL THEN NULL
+                ELSE 1 - (c.embedding <=> %(question_vector)s::vector) END"""
+        if follow_up
+        else "NULL::float8"
+    )
+    weighted = f"""{terms}
     corpus AS MATERIALIZED (
         SELECT greatest(coalesce(sum(s.df), 0), 1) AS n FROM knowledge_termstat s
         WHERE s.dataset_id = ANY(%(datasets)s) AND s.lexeme = ''
@@ -388,8 +410,7 @@ def build_sql(space: SearchSpace, *, mode: Mode, top_k: int, fusion: Fusion) -> 
            CASE WHEN c.embedding IS NULL THEN NULL
                 ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,
            fused.text_score, s.fused, c.injection_suspected,
-           CASE WHEN c.embedding IS NULL THEN NULL
-                ELSE 1 - (c.embedding <=> %(question_vector)s::vector) END AS question_similarity
+           {question_similarity} AS question_similarity
     FROM fused
     JOIN knowledge_chunk c ON c.id = fused.id
     JOIN knowledge_document d ON d.id = c.document_id
@@ -431,15 +452,16 @@ def search(
     ``relevance`` is still its similarity to the question alone."""
     if not space.dataset_ids or not query.strip():
         return []
-    sql, params = build_sql(space, mode=mode, top_k=top_k, fusion=fusion or Fusion.from_settings())
+    steered = context is not None and context.weight > 0 and bool(context.vector)
+    sql, params = build_sql(space, mode=mode, top_k=top_k, fusion=fusion or Fusion.from_settings(),
+                            follow_up=steered)  # fmt: skip
     params["query"] = query
-    params["question_vector"] = vector_literal(query_vector)
-    if context is not None and context.weight > 0 and context.vector:
+    if context is not None and steered:
+        params["question_vector"] = vector_literal(query_vector)
         params["vector"] = vector_literal(steer(query_vector, context))
         params["context"], params["context_weight"] = context.text, context.weight
     else:
-        params["vector"] = params["question_vector"]
-        params["context"], params["context_weight"] = "", 0.0
+        params["vector"] = vector_literal(query_vector)
     scan = _scan_settings()
     set_config = "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name, _ in scan)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -449,7 +471,7 @@ def search(
     hits = []
     for row in rows:
         similarity = None if row[10] is None else float(row[10])
-        question_similarity = None if row[14] is None else float(row[14])
+        own = row[14] if steered else row[10]  # the similarity to the question alone
         hits.append(
             Hit(
                 chunk_id=row[0],
@@ -466,7 +488,7 @@ def search(
                 fused_score=float(row[12]),
                 # The question's own: a follow-up's context changes what is found, not whether
                 # it is relevant enough to answer from (min_relevance, scope evidence).
-                relevance=min(1.0, max(0.0, question_similarity or 0.0)),
+                relevance=min(1.0, max(0.0, float(own or 0.0))),
                 token_count=int(row[9] or 0),
                 injection_suspected=bool(row[13]),
             )
