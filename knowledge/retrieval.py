@@ -244,7 +244,7 @@ def build_sql(
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
             SELECT id, sum(score) AS text_score FROM (
                 SELECT c.id, w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s) AS score
-                FROM (SELECT DISTINCT ON (id) * FROM matched ORDER BY id) c
+                FROM matched c
                 JOIN weighted w ON c.language = w.language AND c.search_vector @@ w.tq
                 OFFSET 0  -- a fence: group the scores, not the rows with their tsvectors
             ) per_term
@@ -337,17 +337,19 @@ def build_sql(
                <= %(gin_factor)s * (SELECT n FROM corpus) AS by_index
         FROM weighted WHERE postings <= %(postings)s GROUP BY language
     ),
-    -- By the index, per term, a LATERAL scan: the term is a parameter of the inner scan, so
-    -- the planner intersects the term's GIN postings with the dataset's rows instead of
-    -- hashing the query's terms against every row of the tenant.
-    -- (The rows carry their tsvectors to the scoring: no second lookup of each chunk.)
+    -- By the index, per language, a LATERAL scan: the rare terms' OR-query is a parameter of
+    -- the inner scan, so the (dataset, search_vector) GIN index reads those terms' postings
+    -- within the searched datasets, each chunk once, instead of the planner hashing the
+    -- query's terms against every row of the tenant.
+    -- Each branch below yields a chunk at most once (one language per chunk, and the branches
+    -- exclude each other), and the rows carry their tsvectors to the scoring: no second
+    -- lookup of each chunk.
     matched AS MATERIALIZED (
-        SELECT s.* FROM weighted w CROSS JOIN LATERAL (
+        SELECT s.* FROM seeds e CROSS JOIN LATERAL (
             SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
-            WHERE c.language = w.language AND c.search_vector @@ w.tq AND {where}
+            WHERE c.language = e.language AND c.search_vector @@ e.query AND {where}
         ) s
-        WHERE w.postings <= %(postings)s
-          AND EXISTS (SELECT 1 FROM seeds e WHERE e.language = w.language AND e.by_index)
+        WHERE e.by_index
         UNION ALL
         -- By a scan of the datasets' rows (OFFSET 0 keeps the GIN index out).
         SELECT r.* FROM seeds e CROSS JOIN LATERAL (
