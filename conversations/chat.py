@@ -31,6 +31,7 @@ from conversations.guardrails import (
     OutputGuard,
     ScopeVerdict,
     blocked_topic,
+    names_no_subject,
     new_canary,
     out_of_scope,
     scope_topics,
@@ -295,19 +296,30 @@ def chat_ground(turn: Turn) -> None:
         if previous
         else None
     )
+    # A follow-up that names nothing ("Can you explain that?", guardrails.names_no_subject)
+    # means what the previous user message was about: that message is searched and judged
+    # (blocked topics, scope, min_relevance), steered by the follow-up. A follow-up with a
+    # subject of its own is judged on its own words, whatever came before.
+    judged, judged_vector = turn.question, vector
+    if previous and names_no_subject(turn.question):
+        judged, judged_vector = previous[0], vectors[1]
+        context = FollowUp(text=turn.question, vector=vector,
+                           weight=settings.RETRIEVAL_HISTORY_WEIGHT)  # fmt: skip
+        log.info("chat_follow_up_judged_as_previous")
     if scope is not None:
-        blocked = blocked_topic(question=turn.question, vector=vector, topics=scope.blocked_topics)
-        if blocked is not None:
-            _refuse(turn, RefusalReason.BLOCKED_TOPIC.value, topic=blocked.matched,
-                    similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
-            return
-    hits = search(space, query=turn.question, query_vector=vector, top_k=bot.top_k, context=context)
+        for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
+            blocked = blocked_topic(question=text, vector=text_vector, topics=scope.blocked_topics)
+            if blocked is not None:
+                _refuse(turn, RefusalReason.BLOCKED_TOPIC.value, topic=blocked.matched,
+                        similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
+                return
+    hits = search(space, query=judged, query_vector=judged_vector, top_k=bot.top_k, context=context)
     # A hit's relevance is the question's own, so scope and min_relevance are decided on the
     # question alone: an earlier on-topic message cannot carry an off-topic follow-up past them.
     evidence = max((hit.relevance for hit in hits), default=0.0)
     if scope is not None:
         scoped: ScopeVerdict = out_of_scope(
-            vector=vector,
+            vector=judged_vector,
             topics=scope_topics(scope.description, scope.allowed_topics),
             evidence=evidence,
         )

@@ -11,6 +11,7 @@ from conversations.guardrails import (
     PolicyBlocked,
     blocked_topic,
     canary_rule,
+    names_no_subject,
     new_canary,
     out_of_scope,
     sanitize_links,
@@ -176,3 +177,21 @@ def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
     # A scope without description or topics admits everything.
     vector = embedder.embed(["anything"])[0]
     assert out_of_scope(vector=vector, topics=[], evidence=0.0).reason is None
+
+
+@pytest.mark.parametrize(
+    ("question", "bare"),
+    [
+        ("Can you explain that in more detail?", True),
+        ("What's that?", True),
+        ("Why?", True),
+        ("Kannst du das genauer erklären?", True),
+        ("Tell me more about the Roman Empire.", False),
+        ("Why is the sky blue, then?", False),
+        ("Und wie wird das Wetter morgen in Berlin?", False),
+        ("", False),
+        ("?!", False),
+    ],
+)
+def test_a_question_names_no_subject_only_when_every_word_is_a_follow_up_word(question, bare):
+    assert names_no_subject(question) is bare
