@@ -59,6 +59,15 @@ def pii_scores(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _from_generated(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of Presidio's generated_small.json in the synth_dataset_v2.jsonl shape."""
+    spans = [
+        {"type": s["entity_type"], "start": s["start_position"], "end": s["end_position"]}
+        for s in row["spans"]
+    ]
+    return {"text": row["full_text"], "spans": spans}
+
+
 def pii_report(command: Any, logs: io.StringIO) -> None:
     """Part (iii) of the eval, run by ``command`` (its corpora, output, bot and fake LLM):
     the detection table, then every held-out sentence with a target entity sent through chat
@@ -78,6 +87,18 @@ def pii_report(command: Any, logs: io.StringIO) -> None:
             f"| {entity} | {dev['recall']} | {dev['precision']} | {held['recall']} "
             f"| {held['precision']} | {held['gold']} |"
         )
+    # A second set nothing was tuned on: Presidio's generated_small.json (100 sentences
+    # generated apart from the synthetic set), its spans converted.
+    small_path = command.corpora / "pii/presidio-research/generated_small.json"
+    if small_path.is_file():
+        small = [_from_generated(r) for r in json.loads(small_path.read_text(encoding="utf-8"))]
+        second = pii_scores(small)
+        command.out(f"\nSecond held-out set (generated_small.json, {len(small)} sentences):\n")
+        command.out("| entity | recall | precision | spans |")
+        command.out("|---|---|---|---|")
+        for entity in pii.ENTITIES:
+            e = second[entity]
+            command.out(f"| {entity} | {e['recall']} | {e['precision']} | {e['gold']} |")
     # Every held-out sentence with a target entity goes through chat; then search the sinks.
     bot = command.bot(
         "pii bot", scope={"answer_without_context": True, "min_relevance": 0.0}, datasets=[]
