@@ -121,6 +121,12 @@ class Fusion:
     # tenants) are at most this many times the searched chunks, else from a scan of those
     # chunks: scanning a row costs about what reading 15 postings does (measured at 200k).
     text_index_factor: float = 15.0
+    # The chunks holding every term (when no term is rare) come from the GIN index while the
+    # terms' estimated postings (across all tenants) are at most this many times the rows a
+    # scan would read to find the leg's depth of them: the index's bitmap AND costs 13-21 ns a
+    # posting, filtering a row 1.7-2.6 us (measured at 200k, Zipf text: 196k postings in 4 ms
+    # against 10,421 rows in 18 ms; 453k in 6 ms against 5,858 rows in 15 ms).
+    text_index_all_factor: float = 80.0
     # A chunk flagged at ingestion as a likely injection keeps this share of its fused score.
     suspect_weight: float = 0.5
 
@@ -212,6 +218,7 @@ def build_sql(
         "normalization": fusion.text_normalization,
         "postings": fusion.text_postings,
         "gin_factor": fusion.text_index_factor,
+        "gin_all_factor": fusion.text_index_all_factor,
         "suspect_weight": fusion.suspect_weight,
         # A few more fused rows than top_k, so that a down-weighted suspect can be overtaken.
         "fused_limit": top_k + min(top_k, 10),
@@ -305,17 +312,24 @@ def build_sql(
         ) df
         WHERE df.df > 0
     ),
-    -- No rare term: the chunks holding every term, from the (dataset, search_vector) GIN index,
-    -- which intersects the terms' postings within the searched datasets.
+    -- No rare term: the chunks holding every term, from the GIN index (its bitmap AND of the
+    -- terms' postings, across tenants) or from a scan of the datasets' rows until the leg's
+    -- depth is found (expected rows: depth / the terms' joint share, assumed independent).
     every_term AS MATERIALIZED (
-        SELECT language, string_agg(tq::text, ' & ')::tsquery AS query
+        SELECT language, string_agg(tq::text, ' & ')::tsquery AS query,
+               sum(df) * (SELECT greatest(reltuples, 1) FROM pg_class
+                          WHERE oid = 'knowledge_chunk'::regclass) / (SELECT n FROM corpus)
+               <= %(gin_all_factor)s * least(
+                   (SELECT n FROM corpus),
+                   %(candidates)s / greatest(exp(sum(ln(least(df, (SELECT n FROM corpus))::float8
+                                                        / (SELECT n FROM corpus)))), 1e-9)
+               ) AS by_index
         FROM weighted GROUP BY language
     ),
     -- The rare terms' chunks come from the GIN index or from a scan of the datasets' rows,
-    -- whichever reads less: a term's postings in the index span every tenant, so even
-    -- intersected with the dataset's a term in two of every five chunks of a small tenant has
-    -- 80,000 postings to read (against 2,000 rows to scan). Its postings are estimated as its
-    -- share of the searched chunks times the table's rows.
+    -- whichever reads less: the index's postings span every tenant, so a term in two of every
+    -- five chunks of a small tenant may have 80,000 postings (against 2,000 rows to scan). Its
+    -- postings are estimated as its share of the searched chunks times the table's rows.
     seeds AS MATERIALIZED (
         SELECT language, string_agg(tq::text, ' | ')::tsquery AS query,
                sum(df) * (SELECT greatest(reltuples, 1) FROM pg_class
@@ -344,13 +358,27 @@ def build_sql(
         ) r
         WHERE NOT e.by_index AND r.language = e.language AND r.search_vector @@ e.query
         UNION ALL
-        -- No term that rare: the chunks holding every term, up to the text leg's depth.
+        -- No term that rare: the chunks holding every term, up to the text leg's depth, by
+        -- the index ...
         (SELECT s.* FROM every_term e CROSS JOIN LATERAL (
             SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
             WHERE c.language = e.language AND c.search_vector @@ e.query AND {where}
             LIMIT %(candidates)s
          ) s
-         WHERE NOT EXISTS (SELECT 1 FROM weighted WHERE postings <= %(postings)s)
+         WHERE e.by_index AND NOT EXISTS (SELECT 1 FROM weighted WHERE postings <= %(postings)s)
+         LIMIT %(candidates)s)
+        UNION ALL
+        -- ... or by filtering the datasets' rows (OFFSET 0 keeps the GIN index out).
+        (SELECT s.* FROM every_term e CROSS JOIN LATERAL (
+            SELECT r.* FROM (
+                SELECT c.id, c.language, c.search_vector FROM knowledge_chunk c
+                WHERE {where} OFFSET 0
+            ) r
+            WHERE r.language = e.language AND r.search_vector @@ e.query
+            LIMIT %(candidates)s
+         ) s
+         WHERE NOT e.by_index
+           AND NOT EXISTS (SELECT 1 FROM weighted WHERE postings <= %(postings)s)
          LIMIT %(candidates)s)
     ),"""  # noqa: S608
     # The text leg's query: per-term idf weights (bm25), or one OR-query per language.

@@ -108,9 +108,9 @@ def world():
     return link.bot, document
 
 
-def text_hits(bot, query: str, postings: int) -> list[str]:
+def text_hits(bot, query: str, postings: int, all_terms_factor: float = 80.0) -> list[str]:
     fusion = Fusion(rrf_k=20, vector_weight=1.0, text_weight=1.0, candidates=100,
-                    text_postings=postings)  # fmt: skip
+                    text_postings=postings, text_index_all_factor=all_terms_factor)  # fmt: skip
     hits = search(search_space_for_bot(bot), query=query, query_vector=unit_vector(0),
                   top_k=50, mode="text", fusion=fusion)  # fmt: skip
     return [h.text for h in hits]
@@ -132,14 +132,15 @@ def test_common_terms_score_candidates_but_bring_in_none(world):
     ]
 
 
-def test_with_no_rare_term_the_chunks_holding_every_term_are_read(world):
+@pytest.mark.parametrize("factor", [0.0, 1e12])  # always a scan of the rows; always the index
+def test_with_no_rare_term_the_chunks_holding_every_term_are_read(world, factor):
     bot, document = world
     for n in range(10):
         ChunkFactory(tenant=bot.tenant, document=document, text=f"Service note {n}.")
         ChunkFactory(tenant=bot.tenant, document=document, text=f"Billing service entry {n}.")
     other = ChunkFactory(text="Billing service entry of another tenant.")  # never read
     # Both terms are in more than 5 chunks: the chunks holding both are read instead.
-    hits = text_hits(bot, "billing service", postings=5)
+    hits = text_hits(bot, "billing service", postings=5, all_terms_factor=factor)
     assert len(hits) == 10 and all(text.startswith("Billing service") for text in hits)
     assert other.text not in hits
 
