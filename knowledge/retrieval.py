@@ -112,7 +112,7 @@ class Fusion:
     text_rank: str = "bm25"
     text_normalization: int = 1
     # The text leg reads the postings of a query's rarest terms up to this many rows (bm25).
-    text_postings: int = 1000
+    text_postings: int = 500
     # The vector leg's depth in hybrid mode. Each extra candidate costs HNSW about 1/selectivity
     # more tuples to visit (and past ~20 the planner trades the index for an exact scan of the
     # tenant's rows), while ranks past 20 add little to a fused top 10 (docs/EVAL.md).
@@ -123,10 +123,12 @@ class Fusion:
     text_index_factor: float = 15.0
     # The chunks holding every term (when no term is rare) come from the GIN index while the
     # terms' estimated postings (across all tenants) are at most this many times the rows a
-    # scan would read to find the leg's depth of them: the index's bitmap AND costs 13-21 ns a
-    # posting, filtering a row 1.7-2.6 us (measured at 200k, Zipf text: 196k postings in 4 ms
-    # against 10,421 rows in 18 ms; 453k in 6 ms against 5,858 rows in 15 ms).
-    text_index_all_factor: float = 80.0
+    # scan would read to find the leg's depth of them. 80 with a bitmap AND of the terms'
+    # postings across tenants (13-21 ns a posting against 1.7-2.6 us a filtered row); 160 since
+    # the (dataset, search_vector) index intersects them within the datasets (measured at 200k,
+    # docs/BENCHMARKS.md 2026-12-04: a 5% tenant with every term in 45% of its chunks reads the
+    # index, a 1% one scans its 2,000 rows).
+    text_index_all_factor: float = 160.0
     # A chunk flagged at ingestion as a likely injection keeps this share of its fused score.
     suspect_weight: float = 0.5
 

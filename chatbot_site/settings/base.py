@@ -327,7 +327,7 @@ RETRIEVAL_VECTOR_WEIGHT: float = env.float("RETRIEVAL_VECTOR_WEIGHT", default=1.
 RETRIEVAL_TEXT_WEIGHT: float = env.float("RETRIEVAL_TEXT_WEIGHT", default=1.3)
 RETRIEVAL_CANDIDATES: int = env.int("RETRIEVAL_CANDIDATES", default=100)
 RETRIEVAL_TEXT_RANK: str = env.str("RETRIEVAL_TEXT_RANK", default="bm25")
-RETRIEVAL_TEXT_POSTINGS: int = env.int("RETRIEVAL_TEXT_POSTINGS", default=1000)
+RETRIEVAL_TEXT_POSTINGS: int = env.int("RETRIEVAL_TEXT_POSTINGS", default=500)
 RETRIEVAL_VECTOR_CANDIDATES: int = env.int("RETRIEVAL_VECTOR_CANDIDATES", default=20)
 RETRIEVAL_TEXT_NORMALIZATION: int = env.int("RETRIEVAL_TEXT_NORMALIZATION", default=1)
 # A follow-up question is searched with the previous user message's vector and terms at this
