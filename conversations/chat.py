@@ -306,6 +306,12 @@ def chat_ground(turn: Turn) -> None:
         context = FollowUp(text=turn.question, vector=vector,
                            weight=settings.RETRIEVAL_HISTORY_WEIGHT)  # fmt: skip
         log.info("chat_follow_up_judged_as_previous")
+        # A stored session's earlier message was checked when it was sent, and refused if it
+        # was an injection; "Tell me more." after it must not search and answer it now.
+        if (verdict := detect(judged)).flagged:
+            _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(verdict.score, 3),
+                    rules=list(verdict.reasons))  # fmt: skip
+            return
     if scope is not None:
         for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
             blocked = blocked_topic(question=text, vector=text_vector, topics=scope.blocked_topics)
@@ -314,8 +320,9 @@ def chat_ground(turn: Turn) -> None:
                         similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
                 return
     hits = search(space, query=judged, query_vector=judged_vector, top_k=bot.top_k, context=context)
-    # A hit's relevance is the question's own, so scope and min_relevance are decided on the
-    # question alone: an earlier on-topic message cannot carry an off-topic follow-up past them.
+    # A hit's relevance is the judged question's own (the question, or the previous message for
+    # a follow-up that names nothing), so scope and min_relevance are decided on it alone: an
+    # earlier on-topic message cannot carry an off-topic follow-up past them.
     evidence = max((hit.relevance for hit in hits), default=0.0)
     if scope is not None:
         scoped: ScopeVerdict = out_of_scope(

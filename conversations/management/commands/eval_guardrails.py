@@ -326,9 +326,9 @@ class Command(BaseCommand):
             other = refused - c["out_of_scope"] - c["no_relevant_context"]
             self.out(f"| {label} | {pct(refused, len(pairs))} | {c['out_of_scope']} "
                      f"| {c['no_relevant_context']} | {other} |")  # fmt: skip
-        self.follow_up_calibration(follow_ups)
+        self.follow_up_rule(follow_ups)
 
-    def follow_up_calibration(self, rows: list[dict[str, Any]]) -> None:
+    def follow_up_rule(self, rows: list[dict[str, Any]]) -> None:
         """Which follow-ups ``names_no_subject`` judges as the previous question, per split."""
         self.out("\nFollow-ups judged as the previous question (guardrails.names_no_subject):\n")
         self.out("| split | bare | off-topic with a subject |")
