@@ -116,6 +116,8 @@ class Command(BaseCommand):
                     pii_report(self, logs)
             finally:
                 get_llm.cache_clear()
+                # Streams cut short (a policy block) leave their generators to be closed here.
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
                 self.loop.close()
         self.out(f"\n(eval-guardrails took {time.perf_counter() - started:.0f} s)")
 
