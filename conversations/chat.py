@@ -31,7 +31,6 @@ from conversations.guardrails import (
     OutputGuard,
     ScopeVerdict,
     blocked_topic,
-    names_no_subject,
     new_canary,
     out_of_scope,
     scope_topics,
@@ -54,6 +53,7 @@ from conversations.prompting import (
 )
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
+from knowledge.follow_ups import names_no_subject
 from knowledge.injection import detect
 from knowledge.retrieval import (
     FollowUp,
@@ -296,9 +296,9 @@ def chat_ground(turn: Turn) -> None:
         if previous
         else None
     )
-    # A follow-up that names nothing ("Can you explain that?", guardrails.names_no_subject)
+    # A follow-up that names nothing ("Can you explain that?", knowledge.follow_ups)
     # means what the previous user message was about: that message is searched and judged
-    # (blocked topics, scope, min_relevance), steered by the follow-up. A follow-up with a
+    # (injection, blocked topics, scope, min_relevance), steered by the follow-up. One with a
     # subject of its own is judged on its own words, whatever came before.
     judged, judged_vector = turn.question, vector
     if previous and names_no_subject(turn.question):

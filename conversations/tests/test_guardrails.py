@@ -11,13 +11,13 @@ from conversations.guardrails import (
     PolicyBlocked,
     blocked_topic,
     canary_rule,
-    names_no_subject,
     new_canary,
     out_of_scope,
     sanitize_links,
     url_allowed,
 )
 from knowledge.embeddings import get_embedder
+from knowledge.follow_ups import names_no_subject
 
 HOSTS = ("docs.example.org",)
 

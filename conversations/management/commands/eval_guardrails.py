@@ -42,11 +42,12 @@ from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
 from chatbot_site.management.commands.seed_demo import DEMO_DOCUMENTS, DEMO_SCOPE
 from conversations.chat import Runner, chat_finish, chat_ground, chat_open, chat_persist
-from conversations.guardrails import PolicyBlocked, names_no_subject
+from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError, get_llm
 from conversations.management.commands import _scope_calibration as calibration
 from conversations.management.commands._pii_scores import pii_report
 from conversations.models import FinishReason
+from knowledge.follow_ups import names_no_subject
 from knowledge.intake import document_add_upload, documents_add_records
 from knowledge.management.commands.eval_retrieval import FOLLOW_UPS, read_jsonl, run_workers
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus
@@ -332,7 +333,9 @@ class Command(BaseCommand):
 
     def follow_up_rule(self, rows: list[dict[str, Any]]) -> None:
         """Which follow-ups ``names_no_subject`` judges as the previous question, per split."""
-        self.out("\nFollow-ups judged as the previous question (guardrails.names_no_subject):\n")
+        self.out(
+            "\nFollow-ups judged as the previous question (knowledge.follow_ups.names_no_subject):\n"
+        )
         self.out("| split | bare | off-topic with a subject |")
         self.out("|---|---|---|")
         for split in ("tune", "heldout"):
