@@ -356,7 +356,9 @@ def chat_ground(turn: Turn) -> None:
             question=turn.question,
             canary=turn.canary,
         ),
-        question=turn.question,
+        # What an answer without a chat model (extractive) picks sentences for: for a follow-up
+        # that names nothing, the subject it refers to as well.
+        question=turn.question if judged == turn.question else f"{judged}\n{turn.question}",
         passages=passages,
         temperature=bot.temperature,
         max_tokens=bot.max_output_tokens,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class LLMRequest:
     model: str
     messages: list[dict[str, str]]  # what a chat model reads: system, history, question
-    question: str
+    question: str  # what the answer is about (with the subject a bare follow-up refers to)
     passages: list[Hit] = field(default_factory=list)  # numbered from 1, as in the prompt
     temperature: float = 0.2
     max_tokens: int = 1024

@@ -198,6 +198,22 @@ def test_a_follow_up_that_names_nothing_is_judged_as_the_previous_question(alpha
     assert "Can you explain that in more detail?" in json.dumps(fake.requests[-1])
 
 
+def test_the_offline_answerer_answers_a_follow_up_that_names_nothing_from_its_subject():
+    """The extractive backend picks sentences by the question's words; "Can you explain that in
+    more detail?" has none of the subject's, so it reads the previous question's too (else it
+    falls back to the best passage's first sentence)."""
+    world = build_tenant("beta")
+    add_passages(world, ["Plan changes, in short. Annual plans renew automatically every year "
+                         "on the date of purchase."])  # fmt: skip
+    client = world.client(world.chat_key)
+    first = chat(client, **ask(world, "When do annual plans renew?")).json()
+    assert "renew automatically" in first["output"]
+    body = chat(client, **ask(world, "Can you explain that in more detail?",
+                              session_id=first["session_id"])).json()  # fmt: skip
+    assert body["refusal"] is None
+    assert "renew automatically" in body["output"] and body["citations"], body
+
+
 def test_a_follow_up_that_names_nothing_is_refused_after_an_off_topic_question(alpha):
     billing_scope(alpha, min_relevance=0.0)
     client = alpha.client(alpha.chat_key)
