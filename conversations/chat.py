@@ -53,7 +53,7 @@ from conversations.prompting import (
 )
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
-from knowledge.follow_ups import names_no_subject
+from knowledge.follow_ups import what_to_search
 from knowledge.injection import detect
 from knowledge.retrieval import (
     FollowUp,
@@ -300,11 +300,8 @@ def chat_ground(turn: Turn) -> None:
     # means what the previous user message was about: that message is searched and judged
     # (injection, blocked topics, scope, min_relevance), steered by the follow-up. One with a
     # subject of its own is judged on its own words, whatever came before.
-    judged, judged_vector = turn.question, vector
-    if previous and names_no_subject(turn.question):
-        judged, judged_vector = previous[0], vectors[1]
-        context = FollowUp(text=turn.question, vector=vector,
-                           weight=settings.RETRIEVAL_HISTORY_WEIGHT)  # fmt: skip
+    judged, judged_vector, context = what_to_search(turn.question, vector, context)
+    if judged != turn.question:
         log.info("chat_follow_up_judged_as_previous")
         # A stored session's earlier message was checked when it was sent, and refused if it
         # was an injection; "Tell me more." after it must not search and answer it now.

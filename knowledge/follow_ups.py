@@ -6,6 +6,9 @@ chat searches and judges that message, steered by the follow-up (conversations.c
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+from knowledge.retrieval import FollowUp
 
 # A follow-up that names no subject of its own ("Can you explain that in more detail?") is made
 # only of these: function words and the vocabulary of asking for more (English, German).
@@ -37,3 +40,17 @@ def names_no_subject(question: str) -> bool:
     anything ("... for lasagna recipes too?") has a subject of its own."""
     words = _ANY_WORD.findall(question.lower())
     return bool(words) and all(word in FOLLOW_UP_WORDS for word in words)
+
+
+def what_to_search(
+    question: str, vector: Sequence[float], previous: FollowUp | None
+) -> tuple[str, Sequence[float], FollowUp | None]:
+    """The text, vector and steering a question is searched (and judged) with, given the
+    previous user message as ``previous`` (its weight ``RETRIEVAL_HISTORY_WEIGHT``): a question
+    that names nothing is searched as that message, steered by the question; any other question
+    as itself, steered by that message. No history, or weight 0: the question alone."""
+    if previous is None or previous.weight <= 0:
+        return question, vector, None
+    if names_no_subject(question):
+        return previous.text, previous.vector, FollowUp(question, vector, previous.weight)
+    return question, vector, previous

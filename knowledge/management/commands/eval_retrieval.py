@@ -30,7 +30,7 @@ from django.utils.text import slugify
 from bots.models import Bot
 from bots.services import bot_create
 from knowledge.embeddings import get_embedder
-from knowledge.follow_ups import names_no_subject
+from knowledge.follow_ups import names_no_subject, what_to_search
 from knowledge.intake import documents_add_records
 from knowledge.models import Dataset, Document, DocumentStatus
 from knowledge.retrieval import MODES, FollowUp, Fusion, Mode, search, search_space_for_bot
@@ -168,18 +168,9 @@ class Command(BaseCommand):
             [vectors[i % len(FOLLOW_UPS)] for i in range(n)],
             run.external,
         )  # fmt: skip
-        # As chat searches them: a follow-up that names nothing is searched as the previous
-        # query, steered by the follow-up (knowledge.follow_ups); the others as above.
-        bare = [names_no_subject(q["query"]) for q in carried.queries]
-        as_chat = Run(
-            run.space,
-            [{"query": p["query"] if b else f["query"], "relevant_ids": f["relevant_ids"]}
-             for p, f, b in zip(run.queries, carried.queries, bare, strict=True)],
-            [p if b else f for p, f, b in zip(run.vectors, carried.vectors, bare, strict=True)],
-            run.external,
-        )  # fmt: skip
+        bare = sum(names_no_subject(q["query"]) for q in carried.queries)
         self.stdout.write(f"\nfollow-ups: {n} judged queries, hybrid (defaults otherwise); "
-                          f"{sum(bare)} of the carried follow-ups name nothing\n")  # fmt: skip
+                          f"{bare} of the carried follow-ups name nothing\n")  # fmt: skip
         self.stdout.write("| history weight | carried nDCG@10 | carried, as chat searches it "
                           "| switched nDCG@10 | recall@100 carried / switched |")  # fmt: skip
         self.stdout.write("|---|---|---|---|---|")
@@ -188,15 +179,21 @@ class Command(BaseCommand):
                 FollowUp(text=q["query"], vector=v, weight=weight)
                 for q, v in zip(run.queries, run.vectors, strict=True)
             ]
-            steering = [
-                FollowUp(text=f["query"], vector=v, weight=weight) if b else p
-                for p, f, v, b in zip(previous, carried.queries, carried.vectors, bare,
-                                      strict=True)
-            ]  # fmt: skip
+            # As chat searches them (knowledge.follow_ups.what_to_search).
+            searched = [
+                what_to_search(f["query"], v, p)
+                for f, v, p in zip(carried.queries, carried.vectors, previous, strict=True)
+            ]
+            as_chat = Run(
+                run.space,
+                [{"query": text, "relevant_ids": f["relevant_ids"]}
+                 for (text, _, _), f in zip(searched, carried.queries, strict=True)],
+                [list(vector) for _, vector, _ in searched],
+                run.external,
+            )  # fmt: skip
             switched = [previous[(i + n // 2) % n] for i in range(n)]
             carry = self.score(carried, "hybrid", None, previous)
-            # (At weight 0 chat reads no history at all: the follow-up is searched alone.)
-            chat = self.score(as_chat, "hybrid", None, steering) if weight > 0 else carry
+            chat = self.score(as_chat, "hybrid", None, [context for _, _, context in searched])
             switch = self.score(run, "hybrid", None, switched)
             self.stdout.write(f"| {weight} | {carry[0]:.4f} | {chat[0]:.4f} | {switch[0]:.4f} "
                               f"| {carry[1]:.4f} / {switch[1]:.4f} |")  # fmt: skip
