@@ -48,6 +48,9 @@ class Dataset(TenantOwned):
     bots: models.ManyToManyField[Bot, BotDataset] = models.ManyToManyField(
         Bot, through="BotDataset", related_name="datasets", blank=True
     )
+    # Set by knowledge.vector_index.maintain once the dataset's own partial ANN index is built
+    # (large datasets of a shared table); retrieval then searches the dataset through it.
+    own_vector_index = models.BooleanField(default=False, editable=False)
 
     class Meta(TenantOwned.Meta):
         ordering = ["name"]

@@ -162,11 +162,13 @@ class SearchSpace:
     languages: list[str]
     scope_tags: list[str] = field(default_factory=list)
     filter_tags: list[str] = field(default_factory=list)
+    # Those of dataset_ids with an ANN index of their own (knowledge.vector_index.maintain).
+    indexed_dataset_ids: list[uuid.UUID] = field(default_factory=list)
 
 
 def search_space_for_bot(bot: Any, *, filter_tags: Sequence[str] = ()) -> SearchSpace:
     links = BotDataset.objects.for_tenant(bot.tenant_id).filter(bot=bot)
-    rows = list(links.values_list("dataset_id", "dataset__language"))
+    rows = list(links.values_list("dataset_id", "dataset__language", "dataset__own_vector_index"))
     scope = bot.scope
     return SearchSpace(
         tenant_id=bot.tenant_id,
@@ -174,6 +176,7 @@ def search_space_for_bot(bot: Any, *, filter_tags: Sequence[str] = ()) -> Search
         languages=sorted({str(r[1]) for r in rows}),
         scope_tags=list(scope.tags) if scope is not None else [],
         filter_tags=list(dict.fromkeys(filter_tags)),
+        indexed_dataset_ids=[r[0] for r in rows if r[2]],
     )
 
 
@@ -181,13 +184,15 @@ def vector_literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 
 
-def _filters(space: SearchSpace, params: dict[str, Any]) -> str:
+def _filters(
+    space: SearchSpace, params: dict[str, Any], datasets: str = "c.dataset_id = ANY(%(datasets)s)"
+) -> str:
     params["tenant"] = space.tenant_id
     params["datasets"] = space.dataset_ids
     params["ready"] = DocumentStatus.READY.value
     clauses = [
         "c.tenant_id = %(tenant)s",
-        "c.dataset_id = ANY(%(datasets)s)",
+        datasets,
         "EXISTS (SELECT 1 FROM knowledge_document d"
         " WHERE d.id = c.document_id AND d.status = %(ready)s)",
     ]
@@ -198,6 +203,40 @@ def _filters(space: SearchSpace, params: dict[str, Any]) -> str:
         params["filter_tags"] = space.filter_tags
         clauses.append("c.tags && %(filter_tags)s::varchar[]")
     return " AND ".join(clauses)
+
+
+# A dataset's own index serves it through a branch of its own; past this many such datasets
+# in one search, one scan of the shared index for all of them visits fewer tuples.
+MAX_OWN_INDEX_BRANCHES = 4
+
+
+def _nearest(space: SearchSpace, params: dict[str, Any]) -> str:
+    """The vector leg's candidates, nearest first. A dataset with an index of its own is
+    searched alone (``dataset_id = <its id>`` is what the planner matches with the partial
+    index's predicate), the others together through the shared index; the branches' lists are
+    merged by distance."""
+    indexed = set(space.indexed_dataset_ids)
+    own = [d for d in space.dataset_ids if d in indexed]
+    if len(own) > MAX_OWN_INDEX_BRANCHES:
+        own = []
+    rest = [d for d in space.dataset_ids if d not in own]
+    clauses = []
+    for i, dataset_id in enumerate(own):
+        params[f"own_dataset_{i}"] = dataset_id
+        clauses.append(f"c.dataset_id = %(own_dataset_{i})s")
+    if rest:
+        params["shared_datasets"] = rest
+        clauses.append("c.dataset_id = ANY(%(shared_datasets)s)")
+    branches = [f"""SELECT c.id, c.embedding <=> %(vector)s::vector AS distance
+            FROM knowledge_chunk c
+            WHERE {_filters(space, params, datasets)} AND c.embedding IS NOT NULL
+            ORDER BY c.embedding <=> %(vector)s::vector
+            LIMIT %(vector_candidates)s""" for datasets in clauses]  # noqa: S608
+    if len(branches) == 1:
+        return branches[0]
+    merged = "\n            UNION ALL\n".join(f"({branch})" for branch in branches)
+    return f"""SELECT id, distance FROM ({merged}) b
+            ORDER BY distance LIMIT %(vector_candidates)s"""  # noqa: S608
 
 
 def build_sql(
@@ -229,11 +268,7 @@ def build_sql(
     # Only constant fragments are formatted in; every value is a bound parameter.
     vector_leg = f"""
         SELECT id, distance, row_number() OVER (ORDER BY distance) AS rank FROM (
-            SELECT c.id, c.embedding <=> %(vector)s::vector AS distance
-            FROM knowledge_chunk c
-            WHERE {where} AND c.embedding IS NOT NULL
-            ORDER BY c.embedding <=> %(vector)s::vector
-            LIMIT %(vector_candidates)s
+            {_nearest(space, params)}
         ) v"""  # noqa: S608
     if fusion.text_rank == "bm25":
         # Each query term weighted by its BM25 idf in the searched datasets (frequencies read

@@ -49,3 +49,16 @@ def reap_documents() -> dict[str, int]:
     from knowledge.ingestion import reap
 
     return reap()
+
+
+# Builds a large dataset's own index concurrently: minutes on a large table, so its own limits.
+@shared_task(
+    name="knowledge.maintain_vector_indexes",
+    ignore_result=True,
+    soft_time_limit=3300,
+    time_limit=3600,
+)
+def maintain_vector_indexes() -> dict:
+    from knowledge.vector_index import maintain
+
+    return maintain()

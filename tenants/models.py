@@ -74,8 +74,9 @@ class TenantOwned(BaseModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     objects: ClassVar[TenantScopedManager] = TenantScopedManager()
-    # (no-redef: django-stubs' plugin may see this manager twice, depending on module order)
-    all_tenants: ClassVar[models.Manager[Any]] = models.Manager()  # type: ignore[no-redef]
+    # (no-redef: django-stubs' plugin may see this manager twice, depending on module order;
+    # unused-ignore: in the other order it does not)
+    all_tenants: ClassVar[models.Manager[Any]] = models.Manager()  # type: ignore[no-redef, unused-ignore]
 
     class Meta:
         abstract = True

@@ -317,6 +317,14 @@ EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", defaul
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
 # hnsw | ivfflat. Changing it on a live database: `manage.py vector_index --rebuild`.
 VECTOR_INDEX_KIND: str = env.str("VECTOR_INDEX_KIND", default="hnsw")
+# A dataset with at least this many chunks (and at most half the table's) gets an ANN index of
+# its own, built by celery beat every VECTOR_INDEX_MAINTAIN_SECONDS (knowledge.vector_index).
+VECTOR_INDEX_DATASET_MIN_CHUNKS: int = env.int("VECTOR_INDEX_DATASET_MIN_CHUNKS", default=5000)
+VECTOR_INDEX_MAINTAIN_SECONDS: float = env.float("VECTOR_INDEX_MAINTAIN_SECONDS", default=600.0)
+CELERY_BEAT_SCHEDULE["maintain-vector-indexes"] = {
+    "task": "knowledge.maintain_vector_indexes",
+    "schedule": VECTOR_INDEX_MAINTAIN_SECONDS,
+}
 TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE: int = env.int(
     "TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE", default=60
 )

@@ -3,14 +3,27 @@ filtered ANN search when a tenant owns a small slice of a large table."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pytest
+from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 
 from bots.tests.factories import ScopeFactory
 from knowledge import vector_index
 from knowledge.models import Chunk, DocumentStatus
-from knowledge.retrieval import FollowUp, Fusion, SearchSpace, search, search_space_for_bot
+from knowledge.retrieval import (
+    FollowUp,
+    Fusion,
+    SearchSpace,
+    build_sql,
+    search,
+    search_space_for_bot,
+    vector_literal,
+)
 from knowledge.tests.factories import (
     BotDatasetFactory,
     ChunkFactory,
@@ -311,3 +324,117 @@ def test_every_text_ranking_finds_the_keyword_chunk(bot_world, text_rank):
         space, query="licence server", query_vector=near(1), top_k=2, fusion=fusion
     )
     assert keyword.pk in ids(hybrid_hits)
+
+
+def load(document, vectors) -> list:
+    chunks = Chunk.all_tenants.bulk_create(
+        [
+            Chunk(
+                tenant_id=document.tenant_id,
+                dataset_id=document.dataset_id,
+                document=document,
+                ordinal=i,
+                text=f"chunk {i}",
+                embedding=v.tolist(),
+            )
+            for i, v in enumerate(vectors)
+        ]
+    )
+    return [c.pk for c in chunks]
+
+
+def maintain() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks at CREATE INDEX
+    return vector_index.maintain(concurrently=False)
+
+
+def own_indexes() -> dict:
+    with connection.cursor() as cursor:
+        return {i.dataset_id: i for i in vector_index.dataset_indexes(cursor)}
+
+
+@override_settings(VECTOR_INDEX_DATASET_MIN_CHUNKS=40)
+def test_a_large_dataset_gets_an_ann_index_of_its_own_and_is_searched_through_it():
+    """Beside 200 chunks of another tenant, the bot's large dataset (60 chunks) gets its own
+    partial index and its small one (10) does not; the vector leg searches the large one
+    through its index and the small one through the shared index, and the merged list is the
+    exact ranking over both."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((8, 384)).astype(np.float32)
+    load(DocumentFactory(), clustered(rng, centres, 200))
+    link = BotDatasetFactory()
+    small = DatasetFactory(tenant=link.tenant)
+    BotDatasetFactory(tenant=link.tenant, bot=link.bot, dataset=small)
+    big_vectors, small_vectors = clustered(rng, centres, 60), clustered(rng, centres, 10)
+    big_ids = load(DocumentFactory(tenant=link.tenant, dataset=link.dataset), big_vectors)
+    small_ids = load(DocumentFactory(tenant=link.tenant, dataset=small), small_vectors)
+
+    done = maintain()
+    assert done["created"] == [str(link.dataset_id)]  # the 200-chunk dataset is 74% of the table
+    assert set(own_indexes()) == {link.dataset_id}
+    link.dataset.refresh_from_db()
+    small.refresh_from_db()
+    assert link.dataset.own_vector_index and not small.own_vector_index
+    space = search_space_for_bot(link.bot)
+    assert space.indexed_dataset_ids == [link.dataset_id]
+
+    query = clustered(rng, centres, 1)[0]
+    sql, params = build_sql(space, mode="vector", top_k=10, fusion=Fusion.from_settings())
+    params.update(query="x", vector=vector_literal(query.tolist()))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")  # index scans, as on a large table
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert vector_index.dataset_index_name(link.dataset_id) in plan
+    assert vector_index.INDEX_NAME in plan  # the small dataset's branch
+
+    everything = np.vstack([big_vectors, small_vectors])
+    exact = [(big_ids + small_ids)[i] for i in np.argsort(-(everything @ query))[:10]]
+    hits = search(space, query="x", query_vector=query.tolist(), top_k=10, mode="vector")
+    assert ids(hits) == exact
+
+    assert maintain()["created"] == []  # kept as it is
+
+
+@override_settings(VECTOR_INDEX_DATASET_MIN_CHUNKS=40)
+def test_a_dataset_index_is_dropped_when_the_dataset_shrinks_or_goes_and_rebuilt_for_a_new_kind():
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((8, 384)).astype(np.float32)
+    load(DocumentFactory(), clustered(rng, centres, 150))  # over half the table: no own index
+    shrinking, going, rekinded = (DocumentFactory() for _ in range(3))
+    shrinking_ids = load(shrinking, clustered(rng, centres, 45))
+    load(going, clustered(rng, centres, 45))
+    load(rekinded, clustered(rng, centres, 45))
+    maintain()
+    assert set(own_indexes()) == {d.dataset_id for d in (shrinking, going, rekinded)}
+
+    # Down to 25 chunks: kept (half the threshold); to 15: dropped, its flag first.
+    Chunk.all_tenants.filter(pk__in=shrinking_ids[:20]).delete()
+    assert maintain()["dropped"] == []
+    Chunk.all_tenants.filter(pk__in=shrinking_ids[20:30]).delete()
+    going.dataset.delete()
+    done = maintain()
+    assert set(done["dropped"]) == {str(shrinking.dataset_id), str(going.dataset_id)}
+    assert set(own_indexes()) == {rekinded.dataset_id}
+    shrinking.dataset.refresh_from_db()
+    assert not shrinking.dataset.own_vector_index
+
+    with override_settings(VECTOR_INDEX_KIND="ivfflat"):
+        done = maintain()
+    assert done["dropped"] == done["created"] == [str(rekinded.dataset_id)]
+    assert own_indexes()[rekinded.dataset_id].kind == "ivfflat"
+
+
+def test_the_vector_index_command_builds_the_datasets_indexes():
+    rng = np.random.default_rng(5)
+    load(DocumentFactory(), clustered(rng, np.eye(4, 384), 60))  # two thirds: no own index
+    load(DocumentFactory(), clustered(rng, np.eye(4, 384), 30))
+    out = io.StringIO()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with override_settings(VECTOR_INDEX_DATASET_MIN_CHUNKS=20):
+        call_command("vector_index", "--datasets", "--no-concurrently", stdout=out)
+    report = json.loads(out.getvalue())
+    assert report["created"] == report["dataset_indexes"] == 1

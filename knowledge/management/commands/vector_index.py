@@ -13,12 +13,18 @@ from knowledge import vector_index
 class Command(BaseCommand):
     help = (
         "Show the ANN index on chunk embeddings, or rebuild it as HNSW or IVFFLAT "
-        "(default: the VECTOR_INDEX_KIND setting). Rebuild IVFFLAT after a bulk load."
+        "(default: the VECTOR_INDEX_KIND setting). Rebuild IVFFLAT after a bulk load. "
+        "--datasets builds (and drops) large datasets' own indexes now, as celery beat does."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rebuild", action="store_true", help="Drop and create the index.")
         parser.add_argument("--kind", choices=vector_index.KINDS, default=None)
+        parser.add_argument(
+            "--datasets",
+            action="store_true",
+            help="Give large datasets their own index now (knowledge.vector_index.maintain).",
+        )
         parser.add_argument(
             "--no-concurrently",
             action="store_true",
@@ -35,12 +41,16 @@ class Command(BaseCommand):
                 cursor.execute(vector_index.drop_sql(concurrently=concurrently))
                 cursor.execute(vector_index.create_sql(kind, rows=rows, concurrently=concurrently))
             current = vector_index.current_kind(cursor)
-        self.stdout.write(
-            json.dumps(
-                {
-                    "index": vector_index.INDEX_NAME,
-                    "kind": current,
-                    "setting": settings.VECTOR_INDEX_KIND,
-                }
+        report: dict[str, Any] = {
+            "index": vector_index.INDEX_NAME,
+            "kind": current,
+            "setting": settings.VECTOR_INDEX_KIND,
+        }
+        if options["datasets"]:
+            done = vector_index.maintain(concurrently=concurrently)
+            report.update(created=len(done["created"]), dropped=len(done["dropped"]))
+        with connection.cursor() as cursor:
+            report["dataset_indexes"] = len(
+                [i for i in vector_index.dataset_indexes(cursor) if i.valid]
             )
-        )
+        self.stdout.write(json.dumps(report))
