@@ -78,7 +78,14 @@ class DatasetAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "documents", "ingestion", "chunks", "upload", "updated_at"]
     list_filter = ["language", "updated_at"]
     search_fields = ["name", "description"]
-    readonly_fields = ["id", "created_at", "updated_at", "monitor", "searched_by"]
+    readonly_fields = [
+        "id",
+        "created_at",
+        "updated_at",
+        "monitor",
+        "searched_by",
+        "own_vector_index",
+    ]
     list_select_related = ["tenant"]
     inlines = [DocumentInline]
     summarize_deletion = True

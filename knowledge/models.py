@@ -50,7 +50,11 @@ class Dataset(TenantOwned):
     )
     # Set by knowledge.vector_index.maintain once the dataset's own partial ANN index is built
     # (large datasets of a shared table); retrieval then searches the dataset through it.
-    own_vector_index = models.BooleanField(default=False, editable=False)
+    own_vector_index = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Searched through an ANN index of its own (large datasets; built by celery beat).",
+    )
 
     class Meta(TenantOwned.Meta):
         ordering = ["name"]

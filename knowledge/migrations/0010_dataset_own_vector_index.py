@@ -14,6 +14,10 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="dataset",
             name="own_vector_index",
-            field=models.BooleanField(default=False, editable=False),
+            field=models.BooleanField(
+                default=False,
+                editable=False,
+                help_text="Searched through an ANN index of its own (large datasets; built by celery beat).",
+            ),
         ),
     ]
