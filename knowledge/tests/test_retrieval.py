@@ -438,3 +438,17 @@ def test_the_vector_index_command_builds_the_datasets_indexes():
         call_command("vector_index", "--datasets", "--no-concurrently", stdout=out)
     report = json.loads(out.getvalue())
     assert report["created"] == report["dataset_indexes"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_index_scan_settings_last_only_for_the_search():
+    """The settings and the search go to the server as one query (one round trip) in autocommit:
+    an implicit transaction, so nothing is left set on the (pooled) connection."""
+    link = BotDatasetFactory()
+    document = DocumentFactory(tenant=link.tenant, dataset=link.dataset)
+    chunk = ChunkFactory(tenant=link.tenant, document=document, embedding=near(2))
+    hits = search(search_space_for_bot(link.bot), query="x", query_vector=near(2), top_k=1)
+    assert ids(hits) == [chunk.pk]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.iterative_scan')")
+        assert cursor.fetchone()[0] == "off"
