@@ -13,7 +13,9 @@ Tenants: one holds 1% of the rows ("small"), nineteen share the rest. Recall@10 
 measured against exact search (index scans off) on the same tenant. The data set is built once
 into the database ``bench_retrieval`` on the embedded server (or ``DATABASE_URL``'s server) and
 reused by later runs (``BENCH_REBUILD=1`` rebuilds it). ``BENCH_INDEX=ivfflat`` measures the
-other index kind (the index is rebuilt when the kind differs). `make bench` runs it.
+other index kind (the index is rebuilt when the kind differs). Large datasets get their own
+index as celery beat gives it them (``knowledge.vector_index.maintain``;
+``BENCH_DATASET_INDEXES=0`` drops them). `make bench` runs it.
 """
 
 from __future__ import annotations
