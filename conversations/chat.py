@@ -1,10 +1,11 @@
-"""One chat turn: open (sync checks: bot, quota, session), persist (the conversation and the
-user's message), ground (sync: retrieval, refusal, prompt), run the LLM (async: a stream of verified text pieces), finish (sync: store the answer
-and its usage).
+"""One chat turn: open (sync checks: bot, quota, session), persist (a stream's conversation and
+user's message, stored before it is grounded), ground (sync: retrieval, refusal, prompt), run the
+LLM (async: a stream of verified text pieces), finish (sync: store the answer and its usage, and
+whatever was not stored yet, in one transaction).
 
-The view (:mod:`conversations.chat_api`) drives these three steps; the sync steps run in a
-worker thread so the event loop that serves streams never waits on the database or on the
-embedding model.
+The view (:mod:`conversations.chat_api`) drives these steps; the sync steps run in worker
+threads so the event loop that serves streams never waits on the database or on the embedding
+model.
 """
 
 from __future__ import annotations
@@ -208,31 +209,38 @@ def chat_open(
 
 def chat_persist(turn: Turn) -> None:
     """Store the conversation (if new) and the user's message(s); once, whichever of the
-    grounding hop and a cancelled stream's store comes first."""
+    grounding hop and a cancelled stream's store comes first. A stream does this early, so
+    that the session its ``start`` event announced exists while the answer streams; a JSON
+    answer leaves it to :func:`chat_finish`, which stores the turn in one transaction."""
     with turn.persist_lock:
         if turn.persisted:
             return
-        now = dt.datetime.now(dt.UTC)
-        tenant, conversation = turn.tenant, turn.conversation
         with transaction.atomic():
-            if turn.is_new_conversation:
-                conversation.message_count = len(turn.new_messages)
-                conversation.last_message_at = now
-                conversation.save(force_insert=True)
-            else:
-                Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
-                    message_count=F("message_count") + len(turn.new_messages),
-                    last_message_at=now,
-                    updated_at=now,
-                )
-            Message.objects.for_tenant(tenant).bulk_create(
-                [
-                    Message(tenant=tenant, conversation=conversation, role=m["role"],
-                            content=m["content"])
-                    for m in turn.new_messages
-                ]
-            )  # fmt: skip
+            _store_question(turn, answers=0)
         turn.persisted = True
+
+
+def _store_question(turn: Turn, *, answers: int) -> list[Message]:
+    """Write the conversation (insert, or count the new messages) and return the user's
+    message rows to insert; ``answers`` is 1 when the assistant's message goes in with them."""
+    now = dt.datetime.now(dt.UTC)
+    tenant, conversation = turn.tenant, turn.conversation
+    added = len(turn.new_messages) + answers
+    if turn.is_new_conversation:
+        conversation.message_count = added
+        conversation.last_message_at = now
+        conversation.save(force_insert=True)
+    else:
+        Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
+            message_count=F("message_count") + added, last_message_at=now, updated_at=now
+        )
+    rows = [
+        Message(tenant=tenant, conversation=conversation, role=m["role"], content=m["content"])
+        for m in turn.new_messages
+    ]
+    if not answers:
+        Message.objects.for_tenant(tenant).bulk_create(rows)
+    return rows
 
 
 def _refuse(turn: Turn, reason: str, **details: Any) -> None:
@@ -417,34 +425,40 @@ class Runner:
 
 
 def chat_finish(turn: Turn, outcome: Outcome) -> Message:
-    """Store the assistant's message and add the turn's tokens to the usage roll-up."""
-    chat_persist(turn)  # a stream cancelled before grounding has not stored its question yet
+    """Store the assistant's message and add the turn's tokens to the usage roll-up — with the
+    conversation and the question when they are not stored yet (a JSON answer, or a stream
+    cancelled before grounding): one transaction for the whole turn."""
     if turn.request is not None:
         if outcome.prompt_tokens is None:  # the backend did not report: count what was sent
             outcome.prompt_tokens = sum(_count(m["content"]) for m in turn.request.messages)
         if outcome.completion_tokens is None:
             outcome.completion_tokens = _count(outcome.output)
     latency_ms = int((time.perf_counter() - turn.started) * 1000)
-    now = dt.datetime.now(dt.UTC)
-    with transaction.atomic():
-        message = Message.objects.for_tenant(turn.tenant).create(
-            id=turn.message_id,
-            tenant=turn.tenant,
-            conversation=turn.conversation,
-            role=MessageRole.ASSISTANT,
-            content=outcome.output,
-            citations=outcome.citations,
-            prompt_tokens=outcome.prompt_tokens or 0,
-            completion_tokens=outcome.completion_tokens or 0,
-            embedding_tokens=turn.embedding_tokens,
-            model=outcome.model,
-            finish_reason=outcome.finish_reason,
-            refusal_reason=turn.refusal,
-            latency_ms=latency_ms,
-        )
-        Conversation.objects.for_tenant(turn.tenant).filter(pk=turn.conversation.pk).update(
-            message_count=F("message_count") + 1, last_message_at=now, updated_at=now
-        )
+    message = Message(
+        id=turn.message_id,
+        tenant=turn.tenant,
+        conversation=turn.conversation,
+        role=MessageRole.ASSISTANT,
+        content=outcome.output,
+        citations=outcome.citations,
+        prompt_tokens=outcome.prompt_tokens or 0,
+        completion_tokens=outcome.completion_tokens or 0,
+        embedding_tokens=turn.embedding_tokens,
+        model=outcome.model,
+        finish_reason=outcome.finish_reason,
+        refusal_reason=turn.refusal,
+        latency_ms=latency_ms,
+    )
+    with turn.persist_lock, transaction.atomic():
+        if turn.persisted:
+            now = dt.datetime.now(dt.UTC)
+            Conversation.objects.for_tenant(turn.tenant).filter(pk=turn.conversation.pk).update(
+                message_count=F("message_count") + 1, last_message_at=now, updated_at=now
+            )
+            rows = [message]
+        else:  # the question's rows first: they are older than the answer
+            rows = [*_store_question(turn, answers=1), message]
+        Message.objects.for_tenant(turn.tenant).bulk_create(rows)
         usage_record(
             tenant=turn.tenant,
             bot_id=turn.bot.pk,
@@ -453,6 +467,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
             completion_tokens=outcome.completion_tokens or 0,
             embedding_tokens=turn.embedding_tokens,
         )
+    turn.persisted = True
     log.info(
         "chat_turn",
         bot_id=str(turn.bot.pk),

@@ -299,3 +299,40 @@ def test_a_long_previous_message_lends_only_its_beginning(alpha):
     count = get_embedder().count_tokens
     # Embedded (and billed): the question and the first 2,000 characters of the earlier message.
     assert stored.embedding_tokens == count("How much does it cost?") + count(long_first[:2000])
+
+
+def test_a_json_turn_is_stored_whole_or_not_at_all(alpha):
+    """Question, answer, the conversation's count and the usage go in one transaction at the
+    end of a JSON turn: one that fails before the model is asked leaves nothing behind."""
+    add_passages(alpha)
+    client = alpha.client(alpha.chat_key)
+
+    def rows() -> tuple[int, ...]:
+        return tuple(
+            model.objects.for_tenant(alpha.tenant).count()
+            for model in (Conversation, Message, UsageDaily)
+        )
+
+    before = rows()
+    with openai_llm(EMBEDDING_BACKEND="openai") as fake:
+        get_embedder.cache_clear()
+        try:
+            fake.fail_with = [400]  # the query's embedding is refused: nothing to ground on
+            response = chat(client, **ask(alpha, "When do annual plans renew?"))
+        finally:
+            get_embedder.cache_clear()
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert rows() == before
+
+    first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+    chat(client, **ask(alpha, "How are refunds paid?", session_id=first["session_id"]))
+    stored = list(
+        Message.objects.for_tenant(alpha.tenant)
+        .filter(conversation_id=first["session_id"])
+        .order_by("created_at")
+    )
+    assert [m.role for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert len({m.created_at for m in stored}) == 4  # a question is older than its answer
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=first["session_id"])
+    assert conversation.message_count == 4

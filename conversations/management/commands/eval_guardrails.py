@@ -41,7 +41,7 @@ from django.test import override_settings
 from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
 from chatbot_site.management.commands.seed_demo import DEMO_DOCUMENTS, DEMO_SCOPE
-from conversations.chat import Runner, chat_finish, chat_ground, chat_open, chat_persist
+from conversations.chat import Runner, chat_finish, chat_ground, chat_open
 from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError, get_llm
 from conversations.management.commands import _scope_calibration as calibration
@@ -174,8 +174,7 @@ class Command(BaseCommand):
             messages=[*earlier, {"role": "user", "content": question}],
             metadata={},
         )
-        chat_persist(turn)
-        chat_ground(turn)
+        chat_ground(turn)  # stored with the answer by chat_finish, as /v1/chat does
         runner = Runner(turn)
         pieces: list[str] = []
         blocked = False
