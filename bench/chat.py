@@ -6,6 +6,8 @@
   chat       ``POST /v1/chat`` (JSON) through an ASGI server (daphne, uvicorn, granian when
              installed), 1 and 16 concurrent keep-alive clients
   stream     the same with ``"stream": true``: time to the first byte, p50/p95 of the whole stream
+  kept       daphne JSON with the query vector cache on (``EMBEDDING_QUERY_CACHE_SIZE``; the other
+             rows turn it off, so that every question is embedded as a new one would be)
   pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer
   500        500 concurrent slow streams held by one server process: RSS per stream
 
@@ -233,6 +235,9 @@ def main() -> int:
                     LLM_BACKEND="openai", OPENAI_API_KEY="sk-bench",
                     OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1", LOG_LEVEL="WARNING",
                     DB_POOL="true",  # the default (test settings keep it too)
+                    # Every question embedded, as a stream of new questions would be; the
+                    # "kept query vectors" rows show the default cache on six repeated ones.
+                    EMBEDDING_QUERY_CACHE_SIZE="0",
                     DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
     rows: list[str] = []
     if "latency" in PARTS:
@@ -265,20 +270,23 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
         floors = {c: floor(space, query_vectors, llm_url, threads=c) for c in (1, 16)}
         for c, f in floors.items():
             rows.append(f"| floor | {c} | {f['p50']:.1f} | {f['p95']:.1f} | {f['rps']:.0f} | | |")
-        for name in ("daphne", "uvicorn", "granian"):
+        for name, cached in (("daphne", False), ("uvicorn", False), ("granian", False),
+                             ("daphne", True)):  # fmt: skip
             port = free_port()
             argv = server_argv(name, port)
             if argv is None:
                 rows.append(f"| {name} | not installed | | | | | |")
                 continue
-            with running(argv, base_env, logs / f"{name}.log"):
+            env = dict(base_env, EMBEDDING_QUERY_CACHE_SIZE="4096") if cached else base_env
+            with running(argv, env, logs / f"{name}.log"):
                 wait_http(port)
                 for clients in (1, 16):
-                    for stream in (False, True):
+                    for stream in (False,) if cached else (False, True):
                         r = asyncio.run(load(port, secret, bot_id, clients=clients,
                                              total=REQUESTS, stream=stream))  # fmt: skip
                         f = floors[clients]
                         label = f"{name} {'stream' if stream else 'json'}"
+                        label += ", kept query vectors" if cached else ""
                         first = f"{r['first_p50']:.1f} / {r['first_p95']:.1f}" if stream else ""
                         rows.append(
                             f"| {label} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "

@@ -297,7 +297,9 @@ def chat_ground(turn: Turn) -> None:
     # A follow-up ("How much does it cost?") is searched in the light of the previous user
     # message; the question and that message are embedded in one call.
     previous = _previous_question(turn)
-    vectors, turn.embedding_tokens = embed_queries([turn.question, *previous])
+    vectors, turn.embedding_tokens = embed_queries(
+        [turn.question, *previous], tenant_id=turn.tenant.pk
+    )
     vector = vectors[0]
     context = (
         FollowUp(text=previous[0], vector=vectors[1], weight=settings.RETRIEVAL_HISTORY_WEIGHT)

@@ -28,6 +28,7 @@ from django.db import connection
 from chatbot_site.errors import UpstreamError
 from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.models import BotDataset, DocumentStatus
+from knowledge.query_vectors import embed_cached
 
 Mode = Literal["hybrid", "vector", "text"]
 TEXT_RANKS = ("bm25", "ts_rank_cd", "ts_rank")
@@ -554,23 +555,30 @@ def retrieve(
     """Embed ``query`` with the dataset's embedding model, then :func:`search`."""
     if not space.dataset_ids or not query.strip():
         return Retrieval(hits=[])
-    vector, tokens = embed_query(query)
+    vector, tokens = embed_query(query, tenant_id=space.tenant_id)
     hits = search(space, query=query, query_vector=vector, top_k=top_k, mode=mode, fusion=fusion)
     return Retrieval(hits=hits, embedding_tokens=tokens, query_vector=vector)
 
 
-def embed_queries(texts: Sequence[str]) -> tuple[list[list[float]], int]:
+def embed_queries(
+    texts: Sequence[str], *, tenant_id: uuid.UUID | None = None
+) -> tuple[list[list[float]], int]:
     """The texts' vectors (the embedding backend's, in one call) and their tokens (as the
-    provider counted them); a provider failure is a ``502 upstream_error``."""
+    provider counted them); a provider failure is a ``502 upstream_error``. With a tenant, a
+    text that tenant's questions were embedded for lately is not embedded again
+    (:mod:`knowledge.query_vectors`) and costs no tokens."""
     embedder = get_embedder()
     try:
-        vectors, tokens = embedder.embed_counted(list(texts))
+        if tenant_id is None:
+            vectors, tokens = embedder.embed_counted(list(texts))
+        else:
+            vectors, tokens = embed_cached(embedder, texts, tenant_id=tenant_id)
     except EmbeddingError as exc:
         raise UpstreamError(f"The embedding provider failed: {exc}") from exc
     return [list(v) for v in vectors], tokens
 
 
-def embed_query(query: str) -> tuple[list[float], int]:
+def embed_query(query: str, *, tenant_id: uuid.UUID | None = None) -> tuple[list[float], int]:
     """One query's vector and tokens (:func:`embed_queries`)."""
-    (vector,), tokens = embed_queries([query])
+    (vector,), tokens = embed_queries([query], tenant_id=tenant_id)
     return vector, tokens

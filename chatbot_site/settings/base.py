@@ -315,6 +315,8 @@ EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
+# Query vectors kept per process and tenant (knowledge.query_vectors); 0 turns the cache off.
+EMBEDDING_QUERY_CACHE_SIZE: int = env.int("EMBEDDING_QUERY_CACHE_SIZE", default=4096)
 # hnsw | ivfflat. Changing it on a live database: `manage.py vector_index --rebuild`.
 VECTOR_INDEX_KIND: str = env.str("VECTOR_INDEX_KIND", default="hnsw")
 # A dataset with at least this many chunks (and at most half the table's) gets an ANN index of
@@ -392,6 +394,8 @@ def validate() -> None:
         raise ImproperlyConfigured("SSE_PING_SECONDS and LLM_TIMEOUT_SECONDS must be positive")
     if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:
         raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
+    if EMBEDDING_QUERY_CACHE_SIZE < 0:
+        raise ImproperlyConfigured("EMBEDDING_QUERY_CACHE_SIZE must be 0 (off) or more")
     if not 1 <= EMBEDDING_DIMENSIONS <= 2000:
         # pgvector indexes `vector` columns up to 2,000 dimensions.
         raise ImproperlyConfigured("EMBEDDING_DIMENSIONS must be between 1 and 2000")

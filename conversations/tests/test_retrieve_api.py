@@ -82,3 +82,49 @@ def test_mode_selects_a_single_leg(alpha):
     assert body["data"] == []
     body = retrieve(alpha, bot_id=str(alpha.bot.pk), query="zzzz qqqq", mode="vector").json()
     assert body["data"]
+
+
+@pytest.fixture
+def embedding_provider(settings):
+    """The ``openai`` embedding backend against the loopback provider (which counts requests)."""
+    from knowledge.embeddings import get_embedder
+    from tests.fake_openai import fake_openai
+
+    with fake_openai() as fake:
+        settings.EMBEDDING_BACKEND = "openai"
+        settings.OPENAI_BASE_URL = fake.url
+        settings.OPENAI_API_KEY = "sk-test-not-a-real-key-000000"
+        get_embedder.cache_clear()
+        try:
+            yield fake
+        finally:
+            get_embedder.cache_clear()
+
+
+def embedding_calls(fake) -> int:
+    return sum(1 for r in fake.requests if r["path"].endswith("/embeddings"))
+
+
+def test_a_tenants_repeated_query_is_embedded_once_and_billed_once(
+    alpha, embedding_provider, settings
+):
+    add_passages(alpha)
+    beta = build_tenant("beta")
+    add_passages(beta)
+    calls = embedding_calls(embedding_provider)  # the passages'
+    query = {"query": "How are refunds paid?", "top_k": 2}
+    first = retrieve(alpha, bot_id=str(alpha.bot.pk), **query).json()
+    again = retrieve(alpha, bot_id=str(alpha.bot.pk), **query).json()
+    assert embedding_calls(embedding_provider) == calls + 1
+    assert first["usage"]["embedding_tokens"] > 0 and again["usage"]["embedding_tokens"] == 0
+    assert [h["chunk_id"] for h in again["data"]] == [h["chunk_id"] for h in first["data"]]
+    assert [h["score"] for h in again["data"]] == [h["score"] for h in first["data"]]
+
+    # Another tenant asking the same is embedded afresh: no tenant can time what others ask.
+    other = retrieve(beta, bot_id=str(beta.bot.pk), **query).json()
+    assert embedding_calls(embedding_provider) == calls + 2
+    assert other["usage"]["embedding_tokens"] == first["usage"]["embedding_tokens"]
+
+    settings.EMBEDDING_QUERY_CACHE_SIZE = 0  # off: every query is embedded
+    retrieve(alpha, bot_id=str(alpha.bot.pk), **query)
+    assert embedding_calls(embedding_provider) == calls + 3
