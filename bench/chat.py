@@ -6,6 +6,7 @@
   chat       ``POST /v1/chat`` (JSON) through an ASGI server (daphne, uvicorn, granian when
              installed), 1 and 16 concurrent keep-alive clients
   stream     the same with ``"stream": true``: time to the first byte, p50/p95 of the whole stream
+  2 procs    daphne JSON served by two processes, the clients' connections spread over both
   kept       daphne JSON with the query vector cache on (``EMBEDDING_QUERY_CACHE_SIZE``; the other
              rows turn it off, so that every question is embedded as a new one would be)
   pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer
@@ -20,6 +21,7 @@ searches 300 passages. `make bench` runs it; ``BENCH_CHAT_REQUESTS`` sets the sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -105,14 +107,23 @@ async def post(
 
 
 async def load(
-    port: int, key: str, bot: str, *, clients: int, total: int, stream: bool, warmup: int = 3
+    port: int | list[int],
+    key: str,
+    bot: str,
+    *,
+    clients: int,
+    total: int,
+    stream: bool,
+    warmup: int = 3,
 ) -> dict[str, float]:
+    """``clients`` keep-alive connections, spread over ``port``'s servers as nginx would."""
+    ports = port if isinstance(port, list) else [port]
     latencies: list[float] = []
     firsts: list[float] = []
     per_client = max(1, total // clients)
 
     async def client(n: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", ports[n % len(ports)])
         for i in range(per_client + warmup):
             body = json.dumps({"bot_id": bot, "stream": stream, "messages": [
                 {"role": "user", "content": QUESTIONS[(n + i) % len(QUESTIONS)]}]}).encode()  # fmt: skip
@@ -292,6 +303,26 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
                             f"| {label} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "
                             f"{r['rps']:.0f} | +{r['p95'] - f['p95']:.1f} | {first} |"
                         )
+        # Two processes (as two api replicas behind nginx would be), clients spread over both.
+        with contextlib.ExitStack() as stack:
+            ports: list[int] = []
+            while len(ports) < 2:
+                if (port := free_port()) not in ports:
+                    ports.append(port)
+            for i, port in enumerate(ports):
+                argv = server_argv("daphne", port) or []
+                stack.enter_context(running(argv, base_env, logs / f"daphne-{i}.log"))
+            for port in ports:  # each process loads its embedding model before it is timed
+                wait_http(port)
+                asyncio.run(load(port, secret, bot_id, clients=1, total=5, stream=False))
+            for clients in (1, 16):
+                r = asyncio.run(load(ports, secret, bot_id, clients=clients, total=REQUESTS,
+                                     stream=False))  # fmt: skip
+                f = floors[clients]
+                rows.append(
+                    f"| daphne json, 2 processes | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "
+                    f"{r['rps']:.0f} | +{r['p95'] - f['p95']:.1f} | |"
+                )
 
 
 def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
