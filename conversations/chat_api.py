@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ class Prepared:
     turn: Turn | None = None
     stream: bool = False
     error: JsonResponse | None = None
+    auth_ms: float = 0.0  # authentication and rate limit, for the Server-Timing header
 
 
 def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> JsonResponse:
@@ -135,7 +137,9 @@ def prepare(request: HttpRequest) -> Prepared:
     thread. Never raises an application error: it returns it as the JSON response to send."""
     prepared = Prepared()
     try:
+        started = time.perf_counter()
         prepared.access = authorize(request, required_role=Role.CHAT)
+        prepared.auth_ms = (time.perf_counter() - started) * 1000
         content_type = request.content_type or ""
         if content_type != "application/json":
             raise UnsupportedMediaType(f"Expected application/json, got {content_type!r}.")
@@ -349,6 +353,7 @@ class ChatView(View):
     http_method_names = ["post"]
 
     async def post(self, request: HttpRequest) -> HttpResponseBase:
+        started = time.perf_counter()
         prepared = await run_sync(prepare, request)
         if prepared.error is not None:
             return prepared.error
@@ -364,6 +369,13 @@ class ChatView(View):
             response = await answer_json(request, prepared.turn)
         for name, value in prepared.access.rate_headers.items():
             response[name] = value
+        # W3C Server-Timing: authentication, and the time from the view's start to this
+        # response's first byte (a stream's `start` event; a JSON answer's whole body).
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        response["Server-Timing"] = (
+            f"auth;dur={prepared.auth_ms:.2f}, {'start' if prepared.stream else 'answer'};"
+            f"dur={elapsed_ms:.2f}"
+        )
         return response
 
 

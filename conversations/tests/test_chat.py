@@ -50,6 +50,8 @@ def test_extractive_answer_is_cited_stored_and_counted(alpha):
     assert row.requests == 2  # the world's row + this turn
     assert row.completion_tokens >= usage["completion_tokens"]
     assert response["RateLimit-Limit"]
+    timing = dict(m.strip().split(";dur=") for m in response["Server-Timing"].split(","))
+    assert set(timing) == {"auth", "answer"} and float(timing["auth"]) > 0
 
 
 def test_history_is_readable_through_conversations(alpha):

@@ -89,6 +89,9 @@ def test_stream_events_in_contract_order_with_increasing_ids(served, alpha):
     assert response.getheader("Cache-Control") == "no-cache"
     assert response.getheader("X-Accel-Buffering") == "no"
     assert response.getheader("RateLimit-Limit")
+    # W3C Server-Timing: authentication and the time to `start` (what make bench reads).
+    timing = dict(m.strip().split(";dur=") for m in response.getheader("Server-Timing").split(","))
+    assert set(timing) == {"auth", "start"} and 0 < float(timing["auth"]) < float(timing["start"])
     frames = [f for f in parse(response.read().decode()) if "comment" not in f]
     events = [f["event"] for f in frames]
     assert events[0] == "start" and events[-2:] == ["citations", "done"]
