@@ -451,25 +451,26 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
         refusal_reason=turn.refusal,
         latency_ms=latency_ms,
     )
-    with turn.persist_lock, transaction.atomic():
-        if turn.persisted:
-            now = dt.datetime.now(dt.UTC)
-            Conversation.objects.for_tenant(turn.tenant).filter(pk=turn.conversation.pk).update(
-                message_count=F("message_count") + 1, last_message_at=now, updated_at=now
+    with turn.persist_lock:  # a stream's grounding hop may still be storing the question
+        with transaction.atomic():
+            if turn.persisted:
+                now = dt.datetime.now(dt.UTC)
+                Conversation.objects.for_tenant(turn.tenant).filter(pk=turn.conversation.pk).update(
+                    message_count=F("message_count") + 1, last_message_at=now, updated_at=now
+                )
+                rows = [message]
+            else:  # the question's rows first: they are older than the answer
+                rows = [*_store_question(turn, answers=1), message]
+            Message.objects.for_tenant(turn.tenant).bulk_create(rows)
+            usage_record(
+                tenant=turn.tenant,
+                bot_id=turn.bot.pk,
+                api_key_id=turn.api_key.pk,
+                prompt_tokens=outcome.prompt_tokens or 0,
+                completion_tokens=outcome.completion_tokens or 0,
+                embedding_tokens=turn.embedding_tokens,
             )
-            rows = [message]
-        else:  # the question's rows first: they are older than the answer
-            rows = [*_store_question(turn, answers=1), message]
-        Message.objects.for_tenant(turn.tenant).bulk_create(rows)
-        usage_record(
-            tenant=turn.tenant,
-            bot_id=turn.bot.pk,
-            api_key_id=turn.api_key.pk,
-            prompt_tokens=outcome.prompt_tokens or 0,
-            completion_tokens=outcome.completion_tokens or 0,
-            embedding_tokens=turn.embedding_tokens,
-        )
-    turn.persisted = True
+        turn.persisted = True  # under the lock: the grounding hop must not store it again
     log.info(
         "chat_turn",
         bot_id=str(turn.bot.pk),
