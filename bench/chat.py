@@ -342,24 +342,31 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
 
 
 def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
-    """Server CPU per relayed SSE piece: a 2,001-word answer minus a 1-word answer (daphne)."""
+    """Server CPU per relayed SSE piece: a 2,001-word answer minus a 1-word answer (daphne),
+    the words sent as fast as the provider can (they arrive in bursts, relayed together) and
+    0.5 ms apart (one per network read: the per-piece cost of a provider slower than the relay).
+    """
     from tests.processes import free_port, running
 
     results: dict[str, float] = {}
-    for words in (1, 2001):
+    for label, words, delay, requests in (("one", 1, 0.0, 20), ("burst", 2001, 0.0, 20),
+                                          ("paced", 2001, 0.0005, 10)):  # fmt: skip
         llm_port = free_port()
         env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
-        with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words)], env,
-                     logs / "llm-pieces.log"):  # fmt: skip
+        argv = [sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words), str(delay)]
+        with running(argv, env, logs / "llm-pieces.log"):
             port = free_port()
             with running(server_argv("daphne", port) or [], env, logs / "daphne-pieces.log") as p:
                 wait_http(port)
                 asyncio.run(load(port, secret, bot_id, clients=1, total=3, stream=True))
                 before = cpu_seconds(p.pid)
-                asyncio.run(load(port, secret, bot_id, clients=1, total=20, stream=True))
-                results[str(words)] = (cpu_seconds(p.pid) - before) / 20
-    per_piece = (results["2001"] - results["1"]) / 2000 * 1e6
-    print(f"| server CPU per relayed piece | {per_piece:.1f} µs |")
+                asyncio.run(load(port, secret, bot_id, clients=1, total=requests, stream=True,
+                                 warmup=0))  # fmt: skip
+                results[label] = (cpu_seconds(p.pid) - before) / requests
+    for label, text in (("burst", "pieces arriving together"),
+                        ("paced", "one piece per read, 0.5 ms apart")):  # fmt: skip
+        per_piece = (results[label] - results["one"]) / 2000 * 1e6
+        print(f"| server CPU per relayed piece, {text} | {per_piece:.1f} µs |")
 
 
 def held_streams(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:

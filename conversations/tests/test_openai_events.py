@@ -1,0 +1,63 @@
+"""The provider's event stream as the network delivers it: the events each read completes are
+handed over together; lines split across reads, CRLF, comments and the end are handled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from conversations.llm import LLMError
+from conversations.llm.openai import _Events, _parse
+
+
+async def reads(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def batches(*chunks: bytes) -> list[list[str]]:
+    async def collect() -> list[list[str]]:
+        events, out = _Events(reads(*chunks)), []
+        while (batch := await events.next_batch()) is not None:
+            out.append([json.loads(payload)["c"] for payload in batch])
+        return out
+
+    return asyncio.run(collect())
+
+
+def event(content: str, newline: str = "\n") -> bytes:
+    return f"data: {json.dumps({'c': content}, ensure_ascii=False)}{newline}{newline}".encode()
+
+
+def test_events_that_arrive_together_are_one_batch():
+    assert batches(event("a") + event("b") + event("c"), event("d")) == [["a", "b", "c"], ["d"]]
+
+
+def test_a_line_split_across_reads_and_a_character_split_across_them_are_joined():
+    whole = event("café ☕") + event("next")
+    cut = whole.index("☕".encode()) + 1  # inside the multi-byte character
+    assert batches(whole[:cut], whole[cut:]) == [["café ☕", "next"]]
+    assert batches(*(whole[i : i + 1] for i in range(len(whole)))) == [["café ☕"], ["next"]]
+
+
+def test_comments_crlf_done_and_a_last_line_without_newline():
+    stream = b": keep-alive\r\n\r\n" + event("a", "\r\n") + b"data: [DONE]\r\n\r\n" + event("x")
+    assert batches(stream) == [["a"]]  # nothing after [DONE] is read
+    assert batches(event("a") + b'data: {"c": "b"}') == [["a"], ["b"]]
+    assert batches(b"", b": only a comment\n\n") == []
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"{not json", "malformed"),
+        (b"[1, 2]", "malformed"),
+        (b'{"error": {"message": "overloaded"}}', "overloaded"),
+    ],
+)
+def test_garbage_and_error_events_are_llm_errors(payload, message):
+    with pytest.raises(LLMError, match=message):
+        _parse(payload)
