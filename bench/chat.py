@@ -344,7 +344,8 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
 def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
     """Server CPU per relayed SSE piece: a 2,001-word answer minus a 1-word answer (daphne),
     the words sent as fast as the provider can (they arrive in bursts, relayed together) and
-    0.5 ms apart (one per network read: the per-piece cost of a provider slower than the relay).
+    0.5 ms apart (a token-at-a-time provider: with ``LLM_STREAM_BATCH_SECONDS=0`` one network
+    read and one event per piece, by default a read and an event per 20 ms).
     """
     from tests.processes import free_port, running
 
@@ -364,7 +365,7 @@ def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> No
                                  warmup=0))  # fmt: skip
                 results[label] = (cpu_seconds(p.pid) - before) / requests
     for label, text in (("burst", "pieces arriving together"),
-                        ("paced", "one piece per read, 0.5 ms apart")):  # fmt: skip
+                        ("paced", "a piece every 0.5 ms")):  # fmt: skip
         per_piece = (results[label] - results["one"]) / 2000 * 1e6
         print(f"| server CPU per relayed piece, {text} | {per_piece:.1f} µs |")
 

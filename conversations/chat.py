@@ -380,6 +380,9 @@ class Runner:
     turn: Turn
     emitted: list[str] = field(default_factory=list)
     completion: Completion | None = None
+    # A stream's relay reads the provider at most every LLM_STREAM_BATCH_SECONDS: a token at a
+    # time would cost an event-loop wake-up each. A JSON answer waits for all of it anyway.
+    paced: bool = False
 
     def __post_init__(self) -> None:
         self.guard = OutputGuard(canary=self.turn.canary, pii_entities=self.turn.pii_entities)
@@ -393,7 +396,8 @@ class Runner:
             self.emitted.append(self.turn.refusal_message)
             yield self.turn.refusal_message
             return
-        async with contextlib.aclosing(get_llm().stream(self.turn.request)) as stream:
+        pace = settings.LLM_STREAM_BATCH_SECONDS if self.paced else 0.0
+        async with contextlib.aclosing(get_llm().stream(self.turn.request, pace=pace)) as stream:
             async for item in stream:
                 if isinstance(item, Delta):
                     piece = self.filter.feed(self.guard.feed(item.text))

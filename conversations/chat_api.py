@@ -306,7 +306,7 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     )
     try:
         await run_sync(persist_and_ground, turn)
-        runner = Runner(turn)  # knows the passages now
+        runner = Runner(turn, paced=True)  # knows the passages now
         async for piece in relay(runner.deltas(), settings.SSE_PING_SECONDS):
             if piece is None:
                 yield PING

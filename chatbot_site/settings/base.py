@@ -358,6 +358,9 @@ LLM_RETRY_BASE_SECONDS: float = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 CHAT_HISTORY_TOKENS: int = env.int("CHAT_HISTORY_TOKENS", default=2000)
 CHAT_CONTEXT_TOKENS: int = env.int("CHAT_CONTEXT_TOKENS", default=6000)
 SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
+# After each read of the provider's stream, wait until this long has passed before the next: what
+# arrives meanwhile is relayed as one piece (conversations.llm.openai). 0: read as it comes.
+LLM_STREAM_BATCH_SECONDS: float = env.float("LLM_STREAM_BATCH_SECONDS", default=0.02)
 
 # --- Guardrails (conversations.guardrails, knowledge.injection): calibrated in GUARDRAILS.md --
 # A question is in scope if it is this close (cosine) to the scope's description or an allowed
@@ -392,6 +395,8 @@ def validate() -> None:
             raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(allowed)}")
     if SSE_PING_SECONDS <= 0 or LLM_TIMEOUT_SECONDS <= 0:
         raise ImproperlyConfigured("SSE_PING_SECONDS and LLM_TIMEOUT_SECONDS must be positive")
+    if not 0 <= LLM_STREAM_BATCH_SECONDS <= 1:
+        raise ImproperlyConfigured("LLM_STREAM_BATCH_SECONDS must be between 0 and 1")
     if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:
         raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
     if EMBEDDING_QUERY_CACHE_SIZE < 0:

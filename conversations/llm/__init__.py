@@ -56,7 +56,12 @@ class LLMError(Exception):
 class LLM(Protocol):
     name: str
 
-    def stream(self, request: LLMRequest) -> AsyncGenerator[Delta | Completion, None]: ...
+    def stream(
+        self, request: LLMRequest, *, pace: float = 0.0
+    ) -> AsyncGenerator[Delta | Completion, None]:
+        """The answer's pieces, then its :class:`Completion`. ``pace``: read a remote
+        provider at most this often (a stream's relay; a JSON answer reads as it comes)."""
+        ...
 
 
 @functools.cache

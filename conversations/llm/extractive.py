@@ -220,7 +220,10 @@ def pieces(text: str) -> list[str]:
 class ExtractiveLLM:
     name = NAME
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[Delta | Completion, None]:
+    async def stream(
+        self, request: LLMRequest, *, pace: float = 0.0
+    ) -> AsyncGenerator[Delta | Completion, None]:
+        del pace  # nothing remote to read
         answer = compose(request.question, [hit.text for hit in request.passages])
         for piece in pieces(answer):
             yield Delta(piece)

@@ -52,7 +52,9 @@ class OpenAILLM:
             self._clients[id(loop)] = client
         return client
 
-    async def _open(self, request: LLMRequest) -> tuple[Any, _Events, list[bytes] | None]:
+    async def _open(
+        self, request: LLMRequest, pace: float
+    ) -> tuple[Any, _Events, list[bytes] | None]:
         """The response, its events and the first of them — retried while nothing was
         received."""
         attempt = 0
@@ -69,7 +71,7 @@ class OpenAILLM:
             try:
                 response = await manager.__aenter__()
                 entered = True
-                events = _Events(response.iter_bytes())
+                events = _Events(response.iter_bytes(), pace=pace)
                 return manager, events, await events.next_batch()
             except (openai.OpenAIError, LLMError) as exc:
                 if entered:
@@ -89,12 +91,14 @@ class OpenAILLM:
                     await manager.__aexit__(None, None, None)
                 raise
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[Delta | Completion, None]:
+    async def stream(
+        self, request: LLMRequest, *, pace: float = 0.0
+    ) -> AsyncGenerator[Delta | Completion, None]:
         # The response body is read as raw Server-Sent Events and parsed with json: building
         # the SDK's pydantic chunk objects cost ~0.3 ms of CPU per piece (measured). The
         # events that arrived together go on as one piece: a fast provider's burst is guarded,
         # filtered and relayed once, not once per token.
-        manager, events, batch = await self._open(request)
+        manager, events, batch = await self._open(request, pace)
         finish_reason = "stop"
         model = request.model
         prompt_tokens = completion_tokens = None
@@ -139,20 +143,31 @@ class OpenAILLM:
 
 class _Events:
     """The provider's event stream, read a network chunk at a time: the ``data:`` payloads of
-    the events completed by each read, handed over together."""
+    the events completed by each read, handed over together; reads ``pace`` seconds apart at
+    least (``LLM_STREAM_BATCH_SECONDS`` for a stream's relay)."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], *, pace: float = 0.0) -> None:
         self._chunks = chunks
         self._rest = b""
         self._done = False
+        self._pace = pace
+        self._last_read = -pace
 
     async def next_batch(self) -> list[bytes] | None:
-        """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read."""
+        """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read.
+
+        A read starts ``pace`` seconds after the previous one returned, at the earliest (the
+        first is not held): a provider that sends a token at a time costs at most one wake-up
+        of the event loop per ``pace``, not one per token."""
+        loop = asyncio.get_running_loop()
         while not self._done:
+            if (wait := self._last_read + self._pace - loop.time()) > 0:
+                await asyncio.sleep(wait)  # what arrives meanwhile is read at once
             try:
                 data = await anext(self._chunks)
             except StopAsyncIteration:
                 self._done, data = True, b"\n"  # a last line that lacks its newline
+            self._last_read = loop.time()
             lines = (self._rest + data).split(b"\n")
             self._rest = lines.pop()
             batch: list[bytes] = []

@@ -61,3 +61,53 @@ def test_comments_crlf_done_and_a_last_line_without_newline():
 def test_garbage_and_error_events_are_llm_errors(payload, message):
     with pytest.raises(LLMError, match=message):
         _parse(payload)
+
+
+class Socket:
+    """Bytes written every ``interval`` seconds; a read returns all that has arrived (as
+    ``recv`` does), waiting for the first byte if nothing has."""
+
+    def __init__(self, chunks: list[bytes], interval: float) -> None:
+        self.buffer = bytearray()
+        self.arrived = asyncio.Event()
+        self.closed = False
+        self.task = asyncio.get_running_loop().create_task(self.write(chunks, interval))
+
+    async def write(self, chunks: list[bytes], interval: float) -> None:
+        for chunk in chunks:
+            await asyncio.sleep(interval)
+            self.buffer += chunk
+            self.arrived.set()
+        self.closed = True
+        self.arrived.set()
+
+    def __aiter__(self) -> Socket:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self.buffer:
+            if self.closed:
+                raise StopAsyncIteration
+            self.arrived.clear()
+            await self.arrived.wait()
+        data, self.buffer = bytes(self.buffer), bytearray()
+        return data
+
+
+@pytest.mark.parametrize("pace", [0.0, 0.05])
+def test_paced_reads_relay_a_token_at_a_time_provider_in_few_pieces(pace):
+    """40 tokens 5 ms apart (200 ms): paced at 50 ms, the first is read alone (it is not held
+    back) and the rest in a handful of reads; every token arrives once, in order."""
+    words = [f"w{i} " for i in range(40)]
+
+    async def collect() -> list[list[str]]:
+        events, out = _Events(Socket([event(w) for w in words], 0.005), pace=pace), []
+        while (batch := await events.next_batch()) is not None:
+            out.append([json.loads(payload)["c"] for payload in batch])
+        return out
+
+    batches_read = asyncio.run(collect())
+    assert [w for batch in batches_read for w in batch] == words
+    assert batches_read[0] == [words[0]]
+    if pace:  # a slower machine makes the reads fewer, not more
+        assert len(batches_read) <= len(words) // 2
