@@ -358,8 +358,8 @@ LLM_RETRY_BASE_SECONDS: float = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 CHAT_HISTORY_TOKENS: int = env.int("CHAT_HISTORY_TOKENS", default=2000)
 CHAT_CONTEXT_TOKENS: int = env.int("CHAT_CONTEXT_TOKENS", default=6000)
 SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
-# After each read of the provider's stream, wait until this long has passed before the next: what
-# arrives meanwhile is relayed as one piece (conversations.llm.openai). 0: read as it comes.
+# A stream's provider that sends a token at a time is read at most this often; what arrives in
+# between is relayed as one piece (conversations.llm.openai._Events). 0: read as it comes.
 LLM_STREAM_BATCH_SECONDS: float = env.float("LLM_STREAM_BATCH_SECONDS", default=0.02)
 
 # --- Guardrails (conversations.guardrails, knowledge.injection): calibrated in GUARDRAILS.md --

@@ -143,25 +143,27 @@ class OpenAILLM:
 
 class _Events:
     """The provider's event stream, read a network chunk at a time: the ``data:`` payloads of
-    the events completed by each read, handed over together; reads ``pace`` seconds apart at
-    least (``LLM_STREAM_BATCH_SECONDS`` for a stream's relay)."""
+    the events completed by each read, handed over together.
+
+    With ``pace``, a provider that trickles (two reads in a row that complete one event each:
+    a token at a time) is from then on read at most every ``pace`` seconds, so that it costs an
+    event-loop wake-up per ``pace``, not per token; one that sends faster than it is read (its
+    events arrive together) is never held back."""
 
     def __init__(self, chunks: AsyncIterator[bytes], *, pace: float = 0.0) -> None:
         self._chunks = chunks
         self._rest = b""
         self._done = False
         self._pace = pace
-        self._last_read = -pace
+        self._pacing = False
+        self._single_reads = 0
+        self._last_read = 0.0
 
     async def next_batch(self) -> list[bytes] | None:
-        """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read.
-
-        A read starts ``pace`` seconds after the previous one returned, at the earliest (the
-        first is not held): a provider that sends a token at a time costs at most one wake-up
-        of the event loop per ``pace``, not one per token."""
+        """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read."""
         loop = asyncio.get_running_loop()
         while not self._done:
-            if (wait := self._last_read + self._pace - loop.time()) > 0:
+            if self._pacing and (wait := self._last_read + self._pace - loop.time()) > 0:
                 await asyncio.sleep(wait)  # what arrives meanwhile is read at once
             try:
                 data = await anext(self._chunks)
@@ -179,6 +181,9 @@ class _Events:
                     self._done = True
                     break
                 batch.append(payload)
+            if self._pace and not self._pacing:
+                self._single_reads = self._single_reads + 1 if len(batch) <= 1 else 0
+                self._pacing = self._single_reads >= 2
             if batch:
                 return batch
         return None

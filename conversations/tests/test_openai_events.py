@@ -111,3 +111,17 @@ def test_paced_reads_relay_a_token_at_a_time_provider_in_few_pieces(pace):
     assert batches_read[0] == [words[0]]
     if pace:  # a slower machine makes the reads fewer, not more
         assert len(batches_read) <= len(words) // 2
+
+
+def test_a_provider_faster_than_the_relay_is_never_held_back():
+    """Events that arrive together (a fast provider, a burst) start no pacing: nothing waits."""
+    words = [f"w{i} " for i in range(40)]
+    chunks = [b"".join(event(w) for w in words[:1]), b"".join(event(w) for w in words[1:])]
+
+    async def collect() -> tuple[list[str], bool]:
+        events, out = _Events(Socket(chunks, 0.001), pace=60.0), list[str]()
+        while (batch := await events.next_batch()) is not None:
+            out.extend(json.loads(payload)["c"] for payload in batch)
+        return out, events._pacing
+
+    assert asyncio.run(collect()) == (words, False)
