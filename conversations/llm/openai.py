@@ -141,6 +141,9 @@ class OpenAILLM:
         )
 
 
+MAX_EVENT_BYTES = 1 << 20  # one event's line; a chat chunk is well under a kilobyte
+
+
 class _Events:
     """The provider's event stream, read a network chunk at a time: the ``data:`` payloads of
     the events completed by each read, handed over together.
@@ -172,6 +175,8 @@ class _Events:
             self._last_read = loop.time()
             lines = (self._rest + data).split(b"\n")
             self._rest = lines.pop()
+            if len(self._rest) > MAX_EVENT_BYTES:  # a line that never ends: not an event stream
+                raise LLMError("The language model provider sent malformed data.")
             batch: list[bytes] = []
             for line in lines:
                 if not line.startswith(b"data:"):

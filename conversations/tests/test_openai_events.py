@@ -50,6 +50,18 @@ def test_comments_crlf_done_and_a_last_line_without_newline():
     assert batches(b"", b": only a comment\n\n") == []
 
 
+def test_a_line_that_never_ends_is_malformed_data_not_unbounded_memory():
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+
+    async def first() -> object:
+        return await _Events(endless()).next_batch()
+
+    with pytest.raises(LLMError, match="malformed"):
+        asyncio.run(first())
+
+
 @pytest.mark.parametrize(
     "payload, message",
     [
