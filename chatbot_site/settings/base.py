@@ -7,6 +7,7 @@ the HTTPS hardening. The variables are documented in README.md and ``.env.exampl
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,15 @@ EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
+# Worker threads per process for the async views' database and embedding work
+# (chatbot_site.concurrency). With the local embedder that work is CPU-bound under one GIL, and
+# more threads than CPUs + 1 only contend for it (docs/BENCHMARKS.md: 6 threads against 3 on two
+# cores, 16 clients: 6% fewer JSON turns/s, 20% fewer streams); a remote embedder waits on the
+# network, so more threads help it.
+CHAT_WORKER_THREADS: int = env.int(
+    "CHAT_WORKER_THREADS",
+    default=len(os.sched_getaffinity(0)) + 1 if EMBEDDING_BACKEND == "local" else 8,
+)
 # Query vectors kept per process and tenant (knowledge.query_vectors); 0 turns the cache off.
 EMBEDDING_QUERY_CACHE_SIZE: int = env.int("EMBEDDING_QUERY_CACHE_SIZE", default=4096)
 # hnsw | ivfflat. Changing it on a live database: `manage.py vector_index --rebuild`.
@@ -399,6 +409,8 @@ def validate() -> None:
         raise ImproperlyConfigured("LLM_STREAM_BATCH_SECONDS must be between 0 and 1")
     if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:
         raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
+    if not 1 <= CHAT_WORKER_THREADS <= 64:
+        raise ImproperlyConfigured("CHAT_WORKER_THREADS must be between 1 and 64")
     if EMBEDDING_QUERY_CACHE_SIZE < 0:
         raise ImproperlyConfigured("EMBEDDING_QUERY_CACHE_SIZE must be 0 (off) or more")
     if not 1 <= EMBEDDING_DIMENSIONS <= 2000:

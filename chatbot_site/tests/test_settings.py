@@ -91,6 +91,7 @@ def test_environment_overrides_reach_settings():
         ("EMBEDDING_DIMENSIONS", "4096"),
         ("RETRIEVAL_TEXT_RANK", "bm99"),
         ("SSE_PING_SECONDS", "0"),
+        ("CHAT_WORKER_THREADS", "0"),
     ],
 )
 def test_invalid_setting_fails_at_start_naming_the_variable(name, value):
