@@ -316,14 +316,22 @@ EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity on Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # Worker threads per process for the async views' database and embedding work
 # (chatbot_site.concurrency). With the local embedder that work is CPU-bound under one GIL, and
 # more threads than CPUs + 1 only contend for it (docs/BENCHMARKS.md: 6 threads against 3 on two
 # cores, 16 clients: 6% fewer JSON turns/s, 20% fewer streams); a remote embedder waits on the
 # network, so more threads help it.
 CHAT_WORKER_THREADS: int = env.int(
-    "CHAT_WORKER_THREADS",
-    default=len(os.sched_getaffinity(0)) + 1 if EMBEDDING_BACKEND == "local" else 8,
+    "CHAT_WORKER_THREADS", default=_cpus() + 1 if EMBEDDING_BACKEND == "local" else 8
 )
 # Query vectors kept per process and tenant (knowledge.query_vectors); 0 turns the cache off.
 EMBEDDING_QUERY_CACHE_SIZE: int = env.int("EMBEDDING_QUERY_CACHE_SIZE", default=4096)
