@@ -216,31 +216,30 @@ def chat_persist(turn: Turn) -> None:
         if turn.persisted:
             return
         with transaction.atomic():
-            _store_question(turn, answers=0)
+            _store(turn, question=True, answer=None)
         turn.persisted = True
 
 
-def _store_question(turn: Turn, *, answers: int) -> list[Message]:
-    """Write the conversation (insert, or count the new messages) and return the user's
-    message rows to insert; ``answers`` is 1 when the assistant's message goes in with them."""
+def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
+    """Write the turn's rows not stored yet: the question (and a new conversation), the answer;
+    the conversation's count and last message time follow. Call inside a transaction."""
     now = dt.datetime.now(dt.UTC)
     tenant, conversation = turn.tenant, turn.conversation
-    added = len(turn.new_messages) + answers
-    if turn.is_new_conversation:
-        conversation.message_count = added
+    rows = [
+        Message(tenant=tenant, conversation=conversation, role=m["role"], content=m["content"])
+        for m in (turn.new_messages if question else ())
+    ]
+    if answer is not None:
+        rows.append(answer)  # after the question's rows: it is the newer
+    if question and turn.is_new_conversation:
+        conversation.message_count = len(rows)
         conversation.last_message_at = now
         conversation.save(force_insert=True)
     else:
         Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
-            message_count=F("message_count") + added, last_message_at=now, updated_at=now
+            message_count=F("message_count") + len(rows), last_message_at=now, updated_at=now
         )
-    rows = [
-        Message(tenant=tenant, conversation=conversation, role=m["role"], content=m["content"])
-        for m in turn.new_messages
-    ]
-    if not answers:
-        Message.objects.for_tenant(tenant).bulk_create(rows)
-    return rows
+    Message.objects.for_tenant(tenant).bulk_create(rows)
 
 
 def _refuse(turn: Turn, reason: str, **details: Any) -> None:
@@ -457,15 +456,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
     )
     with turn.persist_lock:  # a stream's grounding hop may still be storing the question
         with transaction.atomic():
-            if turn.persisted:
-                now = dt.datetime.now(dt.UTC)
-                Conversation.objects.for_tenant(turn.tenant).filter(pk=turn.conversation.pk).update(
-                    message_count=F("message_count") + 1, last_message_at=now, updated_at=now
-                )
-                rows = [message]
-            else:  # the question's rows first: they are older than the answer
-                rows = [*_store_question(turn, answers=1), message]
-            Message.objects.for_tenant(turn.tenant).bulk_create(rows)
+            _store(turn, question=not turn.persisted, answer=message)
             usage_record(
                 tenant=turn.tenant,
                 bot_id=turn.bot.pk,
