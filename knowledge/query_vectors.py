@@ -69,12 +69,13 @@ def key_for(tenant_id: uuid.UUID, embedder: Embedder, text: str) -> Key:
 
 
 def embed_cached(
-    embedder: Embedder, texts: Sequence[str], *, tenant_id: uuid.UUID
+    embedder: Embedder, texts: Sequence[str], *, tenant_id: uuid.UUID | None
 ) -> tuple[list[list[float]], int]:
     """``embedder.embed_counted(texts)`` for the texts not kept yet (one call), the kept
-    vectors for the others; the tokens are those of the call alone."""
+    vectors for the others; the tokens are those of the call alone. Without a tenant, or with
+    the cache off, every text is embedded."""
     size = settings.EMBEDDING_QUERY_CACHE_SIZE
-    if size <= 0:
+    if size <= 0 or tenant_id is None:
         return embedder.embed_counted(list(texts))
     keys = [key_for(tenant_id, embedder, text) for text in texts]
     vectors: list[list[float] | None] = [CACHE.get(key) for key in keys]

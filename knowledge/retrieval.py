@@ -569,10 +569,7 @@ def embed_queries(
     (:mod:`knowledge.query_vectors`) and costs no tokens."""
     embedder = get_embedder()
     try:
-        if tenant_id is None:
-            vectors, tokens = embedder.embed_counted(list(texts))
-        else:
-            vectors, tokens = embed_cached(embedder, texts, tenant_id=tenant_id)
+        vectors, tokens = embed_cached(embedder, texts, tenant_id=tenant_id)
     except EmbeddingError as exc:
         raise UpstreamError(f"The embedding provider failed: {exc}") from exc
     return [list(v) for v in vectors], tokens
