@@ -281,6 +281,15 @@ def main() -> int:
     return 0
 
 
+def table_row(label: str, clients: int, r: dict[str, float], floor: dict[str, float],
+        first: str = "") -> str:  # fmt: skip
+    """One line of the latency table: the load's figures and its p95 over the floor's."""
+    return (
+        f"| {label} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | {r['rps']:.0f} | "
+        f"+{r['p95'] - floor['p95']:.1f} | {first} |"
+    )
+
+
 def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs: Path,
                  space: Any, query_vectors: Any, secret: str, bot_id: str) -> None:  # fmt: skip
     from tests.processes import free_port, running
@@ -315,10 +324,7 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
                             if stream
                             else ""
                         )
-                        rows.append(
-                            f"| {label} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "
-                            f"{r['rps']:.0f} | +{r['p95'] - f['p95']:.1f} | {first} |"
-                        )
+                        rows.append(table_row(label, clients, r, f, first))
         # Two processes (as two api replicas behind nginx would be), clients spread over both.
         with contextlib.ExitStack() as stack:
             ports: list[int] = []
@@ -334,11 +340,7 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
             for clients in (1, 16):
                 r = asyncio.run(load(ports, secret, bot_id, clients=clients, total=REQUESTS,
                                      stream=False))  # fmt: skip
-                f = floors[clients]
-                rows.append(
-                    f"| daphne json, 2 processes | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | "
-                    f"{r['rps']:.0f} | +{r['p95'] - f['p95']:.1f} | |"
-                )
+                rows.append(table_row("daphne json, 2 processes", clients, r, floors[clients]))
 
 
 def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
