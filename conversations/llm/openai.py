@@ -145,13 +145,21 @@ MAX_EVENT_BYTES = 1 << 20  # one event's line; a chat chunk is well under a kilo
 
 
 class _Events:
-    """The provider's event stream, read a network chunk at a time: the ``data:`` payloads of
-    the events completed by each read, handed over together.
+    """The provider's event stream, read as the HTTP client hands the body over: the ``data:``
+    payloads of the events each read completes, handed over together.
 
-    With ``pace``, a provider that trickles (two reads in a row that complete one event each:
-    a token at a time) is from then on read at most every ``pace`` seconds, so that it costs an
-    event-loop wake-up per ``pace``, not per token; one that sends faster than it is read (its
-    events arrive together) is never held back."""
+    The client hands over what one network read brought as it is framed: all of it at once for
+    a plain body, one chunk (one event) per read for a chunked one — which is what providers
+    send. A read that suspends went to the network; one that does not was served from what the
+    client already holds.
+
+    With ``pace``, a provider that trickles (two network reads in a row that bring one event
+    each: a token at a time) is from then on read at most every ``pace`` seconds, so that it
+    costs an event-loop wake-up per ``pace``, not per token: after a network read the next one
+    waits until ``pace`` has passed since the last wait ended. What the client already holds is
+    never waited for, so pacing delays a piece by at most ``pace`` (plus one gap of the
+    provider's) and never slows the stream down; a provider that sends faster than it is read
+    (its events arrive together) is never paced."""
 
     def __init__(self, chunks: AsyncIterator[bytes], *, pace: float = 0.0) -> None:
         self._chunks = chunks
@@ -159,39 +167,73 @@ class _Events:
         self._done = False
         self._pace = pace
         self._pacing = False
-        self._single_reads = 0
-        self._last_read = 0.0
+        self._trickles = 0  # network reads in a row that brought at most one event
+        self._fetched: int | None = None  # events since the last network read (None: none yet)
+        self._wait_after = False  # the last read went to the network: pace the next one
+        self._waited_until = 0.0
 
     async def next_batch(self) -> list[bytes] | None:
         """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read."""
         loop = asyncio.get_running_loop()
         while not self._done:
-            if self._pacing and (wait := self._last_read + self._pace - loop.time()) > 0:
-                await asyncio.sleep(wait)  # what arrives meanwhile is read at once
-            try:
-                data = await anext(self._chunks)
-            except StopAsyncIteration:
-                self._done, data = True, b"\n"  # a last line that lacks its newline
-            self._last_read = loop.time()
-            lines = (self._rest + data).split(b"\n")
-            self._rest = lines.pop()
-            if len(self._rest) > MAX_EVENT_BYTES:  # a line that never ends: not an event stream
-                raise LLMError("The language model provider sent malformed data.")
-            batch: list[bytes] = []
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue  # comments, event names, blank separators
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    self._done = True
-                    break
-                batch.append(payload)
-            if self._pace and not self._pacing:
-                self._single_reads = self._single_reads + 1 if len(batch) <= 1 else 0
-                self._pacing = self._single_reads >= 2
+            just_waited = False
+            if self._pacing and self._wait_after:
+                if (wait := self._waited_until + self._pace - loop.time()) > 0:
+                    await asyncio.sleep(wait)  # what arrives meanwhile is read at once
+                self._waited_until, just_waited = loop.time(), True
+            started = loop.time()
+            data, network = await self._read()
+            batch = self._parse_lines(data)
+            if network:
+                if self._pace and not self._pacing and self._fetched is not None:
+                    # what the previous network read brought, now that it is all read
+                    self._trickles = self._trickles + 1 if self._fetched <= 1 else 0
+                    self._pacing = self._trickles >= 2
+                self._fetched = 0
+                # The first read after a wait that did not wait itself and was handed one event
+                # fetched what came meanwhile, and the client may hold more: read on unpaced.
+                quick = just_waited and loop.time() - started < self._pace
+                self._wait_after = not (quick and len(batch) <= 1)
+            else:
+                self._wait_after = False
+            self._fetched = (self._fetched or 0) + len(batch)
             if batch:
                 return batch
         return None
+
+    async def _read(self) -> tuple[bytes, bool]:
+        """The next piece of the body, and whether reading it suspended (went to the network):
+        a callback queued now runs only if the read gives the event loop a turn."""
+        suspended = False
+
+        def mark() -> None:
+            nonlocal suspended
+            suspended = True
+
+        handle = asyncio.get_running_loop().call_soon(mark)
+        try:
+            data = await anext(self._chunks)
+        except StopAsyncIteration:
+            self._done, data = True, b"\n"  # a last line that lacks its newline
+        finally:
+            handle.cancel()
+        return data, suspended
+
+    def _parse_lines(self, data: bytes) -> list[bytes]:
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        if len(self._rest) > MAX_EVENT_BYTES:  # a line that never ends: not an event stream
+            raise LLMError("The language model provider sent malformed data.")
+        batch: list[bytes] = []
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue  # comments, event names, blank separators
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self._done = True
+                break
+            batch.append(payload)
+        return batch
 
 
 def _parse(payload: bytes) -> dict[str, Any]:

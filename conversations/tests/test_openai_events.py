@@ -137,3 +137,58 @@ def test_a_provider_faster_than_the_relay_is_never_held_back():
         return out, events._pacing
 
     assert asyncio.run(collect()) == (words, False)
+
+
+class ChunkedSocket(Socket):
+    """The same bytes as an HTTP client reads a chunked body: a network read takes all that
+    has arrived but hands over one chunk (here one event each); the rest come from what the
+    client holds, without suspending. A network read yields to the event loop even when bytes
+    are waiting (as anyio's does)."""
+
+    def __init__(self, chunks: list[bytes], interval: float) -> None:
+        super().__init__(chunks, interval)
+        self.held: list[bytes] = []
+        self.network_reads = 0
+
+    async def __anext__(self) -> bytes:
+        if not self.held:
+            self.network_reads += 1
+            await asyncio.sleep(0)
+            data = await super().__anext__()
+            self.held = [part + b"\n\n" for part in data.split(b"\n\n") if part]
+        return self.held.pop(0)
+
+
+def test_pacing_a_chunked_stream_never_waits_for_what_the_client_holds():
+    """A token every 2 ms, paced at 50 ms, read a chunk at a time: a wait only ever comes
+    before a network read, never while the client holds events (reading those one per wait
+    would make 80 tokens take 4 s), and the network is read about once per 50 ms, not once
+    per token."""
+    words = [f"w{i} " for i in range(80)]
+    pace = 0.05
+
+    class Timed(ChunkedSocket):
+        def __init__(self, chunks: list[bytes], interval: float) -> None:
+            super().__init__(chunks, interval)
+            self.last = 0.0
+            self.held_after_wait = 0  # reads of held events long after the previous read
+
+        async def __anext__(self) -> bytes:
+            now = asyncio.get_running_loop().time()
+            if self.held and self.last and now - self.last >= pace * 0.9:
+                self.held_after_wait += 1
+            self.last = now
+            return await super().__anext__()
+
+    async def collect() -> tuple[list[str], Timed, bool]:
+        socket = Timed([event(w) for w in words], 0.002)
+        events, out = _Events(socket, pace=pace), list[str]()
+        while (batch := await events.next_batch()) is not None:
+            out.extend(json.loads(payload)["c"] for payload in batch)
+        return out, socket, events._pacing
+
+    out, socket, pacing = asyncio.run(collect())
+    assert out == words
+    assert pacing
+    assert socket.held_after_wait == 0
+    assert socket.network_reads <= len(words) // 4  # ~160 ms of tokens, paced at 50 ms
