@@ -8,6 +8,9 @@ status codes (``fail_with``) makes it answer errors first, to exercise retries;
 ``break_after_pieces`` makes a stream fail with an error event after that many pieces;
 ``piece_chars`` streams pieces of that many characters instead of words.
 
+It speaks HTTP/1.1 as providers do: connections are kept alive, and a stream is sent with
+chunked transfer encoding, one event per chunk, so the client reads it a chunk at a time.
+
 ``obey = True`` makes it the model the guardrails are measured against: one that *does* leak and
 *does* obey instructions, wherever they come from (:func:`obedient_reply`)."""
 
@@ -91,6 +94,8 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
     state = FakeOpenAI()
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, and a chunked stream
+
         def log_message(self, *args: Any) -> None:
             pass
 
@@ -143,15 +148,19 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
         def stream_chat(self, body: dict[str, Any]) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+
+            def send(data: bytes) -> None:  # one chunk; an empty one ends the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
 
             def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
                 choices = [] if delta is None else [
                     {"index": 0, "delta": delta, "finish_reason": finish}]  # fmt: skip
                 payload = {"id": "chatcmpl-test", "object": "chat.completion.chunk",
                            "created": 0, "model": body.get("model"), "choices": choices, **extra}  # fmt: skip
-                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
-                self.wfile.flush()
+                send(f"data: {json.dumps(payload)}\n\n".encode())
 
             try:
                 chunk({"role": "assistant", "content": ""})
@@ -165,8 +174,8 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 for i, piece in enumerate(pieces):
                     if state.break_after_pieces is not None and i >= state.break_after_pieces:
                         error = {"error": {"message": "provider fell over", "type": "server"}}
-                        self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
-                        self.wfile.flush()
+                        send(f"data: {json.dumps(error)}\n\n".encode())
+                        send(b"")
                         return
                     if state.chat_delay:
                         time.sleep(state.chat_delay)
@@ -174,10 +183,11 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 chunk({}, "stop")
                 if (body.get("stream_options") or {}).get("include_usage"):
                     chunk(None, usage=self.usage(reply))  # type: ignore[arg-type]
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
+                send(b"data: [DONE]\n\n")
+                send(b"")
             except (BrokenPipeError, ConnectionResetError):
                 state.disconnected = True
+                self.close_connection = True
 
         def reply(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -117,6 +117,21 @@ def test_pings_while_the_model_is_slow(served, alpha):
     assert parse(raw)[-1]["event"] == "done"
 
 
+def test_a_token_at_a_time_provider_is_relayed_whole_in_few_deltas(served, alpha):
+    """60 words 3 ms apart, each its own chunk of the provider's chunked body: read at most
+    every LLM_STREAM_BATCH_SECONDS (20 ms), they go out as a handful of deltas, and none is
+    left waiting (read one chunk per 20 ms, this answer came as 60 one-word deltas)."""
+    base, fake = served
+    words = [f"word{i}" for i in range(59)] + ["[1]."]
+    fake.chat_reply, fake.chat_delay = " ".join(words), 0.003
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                               .read().decode()) if "comment" not in f]  # fmt: skip
+    deltas = [f["data"]["content"] for f in frames if f["event"] == "delta"]
+    assert "".join(deltas) == " ".join(words)
+    assert frames[-1]["event"] == "done"
+    assert len(deltas) <= 30
+
+
 def test_provider_failure_after_the_first_token_is_an_error_event(served, alpha):
     base, fake = served
     fake.chat_reply = "one two three four five six"
