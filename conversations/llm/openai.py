@@ -67,15 +67,14 @@ class OpenAILLM:
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            entered = False
+            events: _Events | None = None
             try:
                 response = await manager.__aenter__()
-                entered = True
                 events = _Events(response.iter_bytes(), pace=pace)
                 return manager, events, await events.next_batch()
             except (openai.OpenAIError, LLMError) as exc:
-                if entered:
-                    await manager.__aexit__(None, None, None)
+                if events is not None:
+                    await _close(manager, events)
                 if isinstance(exc, LLMError):
                     raise
                 transient, status = _transient(exc)
@@ -87,8 +86,8 @@ class OpenAILLM:
                 attempt += 1
                 await asyncio.sleep(delay)
             except BaseException:
-                if entered:
-                    await manager.__aexit__(None, None, None)
+                if events is not None:
+                    await _close(manager, events)
                 raise
 
     async def stream(
@@ -132,7 +131,7 @@ class OpenAILLM:
         except Exception as exc:  # the provider or the connection, mid-stream: never retried
             raise LLMError(_describe(exc), transient=False) from exc
         finally:
-            await manager.__aexit__(None, None, None)
+            await _close(manager, events)
         yield Completion(
             finish_reason=finish_reason,
             model=model,
@@ -142,16 +141,19 @@ class OpenAILLM:
 
 
 MAX_EVENT_BYTES = 1 << 20  # one event's line; a chat chunk is well under a kilobyte
+MAX_HELD_EVENTS = 4096  # read ahead of the relay at most this many events (~1 MB)
 
 
 class _Events:
-    """The provider's event stream, read as the HTTP client hands the body over: the ``data:``
-    payloads of the events each read completes, handed over together.
+    """The provider's event stream: the ``data:`` payloads read since the last batch, handed
+    over together.
 
-    The client hands over what one network read brought as it is framed: all of it at once for
-    a plain body, one chunk (one event) per read for a chunked one — which is what providers
-    send. A read that suspends went to the network; one that does not was served from what the
-    client already holds.
+    A reader task reads the body as the HTTP client hands it over: all a network read brought
+    at once for a plain body, one chunk (one event) per read for a chunked one — which is what
+    providers send. A read that suspends went to the network; one that does not was served from
+    what the client already holds, and the reader takes all of that before the relay wakes up,
+    so the events of one network read go on as one piece (guarded, filtered and relayed once,
+    not once per token), and the reader goes on reading while the relay writes.
 
     With ``pace``, a provider that trickles (two network reads in a row that bring one event
     each: a token at a time) is from then on read at most every ``pace`` seconds, so that it
@@ -164,42 +166,82 @@ class _Events:
     def __init__(self, chunks: AsyncIterator[bytes], *, pace: float = 0.0) -> None:
         self._chunks = chunks
         self._rest = b""
-        self._done = False
+        self._done = False  # [DONE] or the end of the body was read
         self._pace = pace
         self._pacing = False
         self._trickles = 0  # network reads in a row that brought at most one event
         self._fetched: int | None = None  # events since the last network read (None: none yet)
         self._wait_after = False  # the last read went to the network: pace the next one
         self._waited_until = 0.0
+        self._held: list[bytes] = []  # read, not yet handed over
+        self._failure: Exception | None = None
+        self._ended = False  # the reader stopped: the body is read, or reading it failed
+        self._reader: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None  # the relay waits for events
+        self._room: asyncio.Future[None] | None = None  # the reader waits for the relay
 
     async def next_batch(self) -> list[bytes] | None:
         """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read."""
         loop = asyncio.get_running_loop()
-        while not self._done:
-            just_waited = False
-            if self._pacing and self._wait_after:
-                if (wait := self._waited_until + self._pace - loop.time()) > 0:
-                    await asyncio.sleep(wait)  # what arrives meanwhile is read at once
-                self._waited_until, just_waited = loop.time(), True
-            started = loop.time()
-            data, network = await self._read()
-            batch = self._parse_lines(data)
-            if network:
-                if self._pace and not self._pacing and self._fetched is not None:
-                    # what the previous network read brought, now that it is all read
-                    self._trickles = self._trickles + 1 if self._fetched <= 1 else 0
-                    self._pacing = self._trickles >= 2
-                self._fetched = 0
-                # The first read after a wait that did not wait itself and was handed one event
-                # fetched what came meanwhile, and the client may hold more: read on unpaced.
-                quick = just_waited and loop.time() - started < self._pace
-                self._wait_after = not (quick and len(batch) <= 1)
-            else:
-                self._wait_after = False
-            self._fetched = (self._fetched or 0) + len(batch)
-            if batch:
-                return batch
-        return None
+        if self._reader is None:
+            self._reader = loop.create_task(self._read_all())
+        while not self._held:
+            if self._ended:
+                if self._failure is not None:
+                    raise self._failure
+                return None
+            self._wakeup = loop.create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        batch, self._held = self._held, []
+        _resolve(self._room)
+        return batch
+
+    async def aclose(self) -> None:
+        """Stop reading (before the response is closed)."""
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+            await asyncio.wait([self._reader])
+
+    async def _read_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._done:
+                just_waited = False
+                if self._pacing and self._wait_after:
+                    if (wait := self._waited_until + self._pace - loop.time()) > 0:
+                        await asyncio.sleep(wait)  # what arrives meanwhile is read at once
+                    self._waited_until, just_waited = loop.time(), True
+                started = loop.time()
+                data, network = await self._read()
+                batch = self._parse_lines(data)
+                if network:
+                    if self._pace and not self._pacing and self._fetched is not None:
+                        # what the previous network read brought, now that it is all read
+                        self._trickles = self._trickles + 1 if self._fetched <= 1 else 0
+                        self._pacing = self._trickles >= 2
+                    self._fetched = 0
+                    # The first read after a wait that did not wait itself and was handed one
+                    # event fetched what came meanwhile, and the client may hold more: read on
+                    # unpaced.
+                    quick = just_waited and loop.time() - started < self._pace
+                    self._wait_after = not (quick and len(batch) <= 1)
+                else:
+                    self._wait_after = False
+                self._fetched = (self._fetched or 0) + len(batch)
+                if batch:
+                    self._held.extend(batch)
+                    _resolve(self._wakeup)
+                    if len(self._held) >= MAX_HELD_EVENTS:  # a relay that does not keep up
+                        self._room = loop.create_future()
+                        await self._room
+        except Exception as exc:  # handed to the relay, in order, after what came before it
+            self._failure = exc
+        finally:
+            self._ended = True
+            _resolve(self._wakeup)
 
     async def _read(self) -> tuple[bytes, bool]:
         """The next piece of the body, and whether reading it suspended (went to the network):
@@ -234,6 +276,19 @@ class _Events:
                 break
             batch.append(payload)
         return batch
+
+
+async def _close(manager: Any, events: _Events) -> None:
+    """Stop reading the response, then close it."""
+    try:
+        await events.aclose()
+    finally:
+        await manager.__aexit__(None, None, None)
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _parse(payload: bytes) -> dict[str, Any]:

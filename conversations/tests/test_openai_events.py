@@ -14,7 +14,9 @@ from conversations.llm.openai import _Events, _parse
 
 
 async def reads(*chunks: bytes) -> AsyncIterator[bytes]:
+    """Each chunk from the network: reading it gives the event loop a turn."""
     for chunk in chunks:
+        await asyncio.sleep(0)
         yield chunk
 
 
@@ -46,7 +48,7 @@ def test_a_line_split_across_reads_and_a_character_split_across_them_are_joined(
 def test_comments_crlf_done_and_a_last_line_without_newline():
     stream = b": keep-alive\r\n\r\n" + event("a", "\r\n") + b"data: [DONE]\r\n\r\n" + event("x")
     assert batches(stream) == [["a"]]  # nothing after [DONE] is read
-    assert batches(event("a") + b'data: {"c": "b"}') == [["a"], ["b"]]
+    assert batches(event("a") + b'data: {"c": "b"}') == [["a", "b"]]
     assert batches(b"", b": only a comment\n\n") == []
 
 
@@ -192,3 +194,60 @@ def test_pacing_a_chunked_stream_never_waits_for_what_the_client_holds():
     assert pacing
     assert socket.held_after_wait == 0
     assert socket.network_reads <= len(words) // 4  # ~160 ms of tokens, paced at 50 ms
+
+
+def test_what_the_client_holds_of_a_chunked_burst_is_one_batch():
+    """40 events arriving together, handed over a chunk per read: one network read, one batch
+    (relayed as one piece), not 40."""
+    words = [f"w{i} " for i in range(40)]
+
+    async def collect() -> tuple[list[list[str]], int]:
+        socket = ChunkedSocket([b"".join(event(w) for w in words)], 0.001)
+        events, out = _Events(socket, pace=0.05), []
+        while (batch := await events.next_batch()) is not None:
+            out.append([json.loads(payload)["c"] for payload in batch])
+        return out, socket.network_reads
+
+    assert asyncio.run(collect()) == ([words], 2)  # the second network read finds the end
+
+
+def test_a_failure_comes_after_the_events_read_before_it_and_the_reader_stops():
+    async def failing() -> AsyncIterator[bytes]:
+        await asyncio.sleep(0)
+        yield event("a") + event("b")
+        await asyncio.sleep(0)
+        raise ConnectionResetError("gone")
+
+    async def collect() -> tuple[list[list[str]], BaseException | None, bool]:
+        events, out, failure = _Events(failing()), [], None
+        try:
+            while (batch := await events.next_batch()) is not None:
+                out.append([json.loads(payload)["c"] for payload in batch])
+        except ConnectionResetError as exc:
+            failure = exc
+        assert events._reader is not None
+        return out, failure, events._reader.done()
+
+    out, failure, stopped = asyncio.run(collect())
+    assert out == [["a", "b"]]
+    assert isinstance(failure, ConnectionResetError)
+    assert stopped
+
+
+def test_closing_stops_the_reader_of_an_endless_stream():
+    async def endless() -> AsyncIterator[bytes]:
+        n = 0
+        while True:
+            await asyncio.sleep(0.001)
+            n += 1
+            yield event(f"w{n}")
+
+    async def first_then_close() -> tuple[list[bytes] | None, bool]:
+        events = _Events(endless())
+        batch = await events.next_batch()
+        await events.aclose()
+        assert events._reader is not None
+        return batch, events._reader.cancelled()
+
+    batch, cancelled = asyncio.run(first_then_close())
+    assert batch and cancelled
