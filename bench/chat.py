@@ -345,9 +345,10 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
 
 def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
     """Server CPU per relayed SSE piece: a 2,001-word answer minus a 1-word answer (daphne),
-    the words sent as fast as the provider can (they arrive in bursts, relayed together) and
-    0.5 ms apart (a token-at-a-time provider: with ``LLM_STREAM_BATCH_SECONDS=0`` a network
-    read and an event per piece; by default, once it is seen trickling, one per 20 ms).
+    each word one chunk of the provider's chunked body, sent as fast as the provider can (they
+    arrive in bursts, relayed together) and 0.5 ms apart (a token-at-a-time provider: with
+    ``LLM_STREAM_BATCH_SECONDS=0`` a network read and an event per piece; by default, once it
+    is seen trickling, about one per 20 ms).
     """
     from tests.processes import free_port, running
 

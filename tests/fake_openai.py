@@ -95,6 +95,9 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, and a chunked stream
+        # Each write goes out at once, as a provider flushes each event; with Nagle's algorithm
+        # a kept-alive JSON answer (headers, then body) stalls for the client's delayed ACK.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
