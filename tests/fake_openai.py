@@ -84,6 +84,7 @@ class FakeOpenAI:
     obey: bool = False
     disconnected: bool = False  # the client went away mid-stream
     keep_requests: bool = True
+    connections: int = 0  # accepted so far (a client that keeps them alive opens few)
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
@@ -92,6 +93,7 @@ class FakeOpenAI:
 @contextmanager
 def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
     state = FakeOpenAI()
+    counting = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, and a chunked stream
@@ -101,6 +103,11 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
 
         def log_message(self, *args: Any) -> None:
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with counting:
+                state.connections += 1
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

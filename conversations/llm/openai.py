@@ -142,6 +142,11 @@ class OpenAILLM:
 
 MAX_EVENT_BYTES = 1 << 20  # one event's line; a chat chunk is well under a kilobyte
 MAX_HELD_EVENTS = 4096  # read ahead of the relay at most this many events (~1 MB)
+# After [DONE], what is left of the body (a chunked body's last, empty chunk) is read, so that
+# the connection goes back to the client's pool instead of being closed: a new connection (and
+# TLS handshake) per turn otherwise. A provider that does not end the body soon is cut off.
+DRAIN_SECONDS = 0.5
+DRAIN_BYTES = 1 << 16
 
 
 class _Events:
@@ -179,6 +184,8 @@ class _Events:
         self._reader: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None  # the relay waits for events
         self._room: asyncio.Future[None] | None = None  # the reader waits for the relay
+        self._draining = False  # everything is handed over; the rest of the body is read
+        self._body_read = False  # to its end
 
     async def next_batch(self) -> list[bytes] | None:
         """The next non-empty list of payloads, or None once ``[DONE]`` or the end is read."""
@@ -200,10 +207,19 @@ class _Events:
         return batch
 
     async def aclose(self) -> None:
-        """Stop reading (before the response is closed)."""
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
-            await asyncio.wait([self._reader])
+        """Stop reading (before the response is closed): after ``[DONE]``, once the rest of the
+        body is read (at most ``DRAIN_SECONDS``); before it, at once."""
+        reader = self._reader
+        if reader is None or reader.done():
+            return
+        if not self._draining:
+            reader.cancel()
+        try:
+            await asyncio.wait([reader])
+        finally:
+            if not reader.done():  # this task was cancelled while the rest was being read
+                reader.cancel()
+                await asyncio.wait([reader])
 
     async def _read_all(self) -> None:
         loop = asyncio.get_running_loop()
@@ -237,11 +253,27 @@ class _Events:
                     if len(self._held) >= MAX_HELD_EVENTS:  # a relay that does not keep up
                         self._room = loop.create_future()
                         await self._room
+            self._draining = True
+            self._ended = True
+            _resolve(self._wakeup)
+            await self._drain()
         except Exception as exc:  # handed to the relay, in order, after what came before it
             self._failure = exc
         finally:
             self._ended = True
             _resolve(self._wakeup)
+
+    async def _drain(self) -> None:
+        if self._body_read:
+            return
+        left = DRAIN_BYTES
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for data in self._chunks:
+                    if (left := left - len(data)) < 0:
+                        return
+        except Exception:  # noqa: S110 - not ended in time, or broken: the connection is closed
+            pass
 
     async def _read(self) -> tuple[bytes, bool]:
         """The next piece of the body, and whether reading it suspended (went to the network):
@@ -256,7 +288,8 @@ class _Events:
         try:
             data = await anext(self._chunks)
         except StopAsyncIteration:
-            self._done, data = True, b"\n"  # a last line that lacks its newline
+            self._done = self._body_read = True
+            data = b"\n"  # a last line that lacks its newline
         finally:
             handle.cancel()
         return data, suspended

@@ -132,6 +132,16 @@ def test_a_token_at_a_time_provider_is_relayed_whole_in_few_deltas(served, alpha
     assert len(deltas) <= 30
 
 
+def test_the_server_keeps_one_connection_to_the_provider_across_turns(served, alpha):
+    base, fake = served
+    post(base, alpha, ask(alpha, "When do annual plans renew?")).read()  # may open one
+    before = fake.connections
+    for _ in range(3):
+        frames = parse(post(base, alpha, ask(alpha, "When do annual plans renew?")).read().decode())
+        assert frames[-1]["event"] == "done"
+    assert fake.connections == before
+
+
 def test_provider_failure_after_the_first_token_is_an_error_event(served, alpha):
     base, fake = served
     fake.chat_reply = "one two three four five six"

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from conversations.llm import LLMError
-from conversations.llm.openai import _Events, _parse
+from conversations.llm import Delta, LLMError, LLMRequest
+from conversations.llm.openai import OpenAILLM, _Events, _parse
+from tests.fake_openai import fake_openai
 
 
 async def reads(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -251,3 +252,45 @@ def test_closing_stops_the_reader_of_an_endless_stream():
 
     batch, cancelled = asyncio.run(first_then_close())
     assert batch and cancelled
+
+
+def test_turns_reuse_the_providers_connection(settings):
+    """After ``[DONE]`` the rest of the chunked body is read, so the connection goes back to the
+    pool: three streamed answers, one connection (not a TCP and TLS handshake per turn)."""
+    request = LLMRequest(model="m", messages=[{"role": "user", "content": "hi"}], question="hi")
+
+    async def three(llm: OpenAILLM) -> list[str]:
+        answers = []
+        for _ in range(3):
+            parts = [p.text async for p in llm.stream(request) if isinstance(p, Delta)]
+            answers.append("".join(parts))
+        return answers
+
+    with fake_openai() as fake:
+        settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = fake.url, "sk-test"
+        fake.chat_reply = "Plans renew every year [1]."
+        assert asyncio.run(three(OpenAILLM())) == ["Plans renew every year [1]."] * 3
+        assert fake.connections == 1
+
+
+def test_a_body_that_does_not_end_after_done_is_cut_off():
+    """Everything before ``[DONE]`` is handed over at once; a provider that then never ends its
+    body holds the turn up for at most DRAIN_SECONDS before the connection is dropped."""
+
+    async def hanging() -> AsyncIterator[bytes]:
+        await asyncio.sleep(0)
+        yield event("a") + b"data: [DONE]\n\n"
+        await asyncio.sleep(3600)
+        yield b""
+
+    async def run() -> tuple[list[bytes] | None, list[bytes] | None, float]:
+        loop = asyncio.get_running_loop()
+        events = _Events(hanging())
+        first, end = await events.next_batch(), await events.next_batch()
+        started = loop.time()
+        await events.aclose()
+        return first, end, loop.time() - started
+
+    first, end, waited = asyncio.run(run())
+    assert (first, end) == ([b'{"c": "a"}'], None)
+    assert waited < 2
