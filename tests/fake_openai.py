@@ -6,7 +6,8 @@ for outside providers so that the real ``openai`` client path is what gets teste
 pieces, usage in the last chunk when ``stream_options.include_usage`` asks for it). A script of
 status codes (``fail_with``) makes it answer errors first, to exercise retries;
 ``break_after_pieces`` makes a stream fail with an error event after that many pieces;
-``piece_chars`` streams pieces of that many characters instead of words.
+``piece_chars`` streams pieces of that many characters instead of words; ``stalls`` makes
+streams stall (before the first piece: a provider slow to start; later: one that hangs).
 
 It speaks HTTP/1.1 as providers do: connections are kept alive, and a stream is sent with
 chunked transfer encoding, one event per chunk, so the client reads it a chunk at a time.
@@ -22,6 +23,7 @@ import http.server
 import json
 import math
 import re
+import socket
 import sys
 import threading
 import time
@@ -85,6 +87,10 @@ class FakeOpenAI:
     disconnected: bool = False  # the client went away mid-stream
     keep_requests: bool = True
     connections: int = 0  # accepted so far (a client that keeps them alive opens few)
+    # A script for streamed answers, one entry per request while it lasts: (pieces, seconds) =
+    # after that many pieces of the answer, stall that long (a slow or hung provider; a
+    # negative time: drop the connection there, mid-body).
+    stalls: list[tuple[int, float]] = field(default_factory=list)
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
@@ -172,6 +178,7 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                            "created": 0, "model": body.get("model"), "choices": choices, **extra}  # fmt: skip
                 send(f"data: {json.dumps(payload)}\n\n".encode())
 
+            stall_at, stall = state.stalls.pop(0) if state.stalls else (-1, 0.0)
             try:
                 chunk({"role": "assistant", "content": ""})
                 reply = self.reply_text(body)
@@ -189,6 +196,12 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                         return
                     if state.chat_delay:
                         time.sleep(state.chat_delay)
+                    if i == stall_at and stall < 0:  # the provider dies mid-body
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if i == stall_at:
+                        time.sleep(stall)
                     chunk({"content": piece})
                 chunk({}, "stop")
                 if (body.get("stream_options") or {}).get("include_usage"):

@@ -14,6 +14,7 @@ import random
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
+import httpx2  # what openai's client reads response bodies with (and raises while reading)
 import openai
 import structlog
 from django.conf import settings
@@ -27,7 +28,8 @@ def _transient(exc: Exception) -> tuple[bool, int | None]:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         return status == 429 or status >= 500, status
-    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+    # A response body is read with the HTTP client's own errors, not the SDK's.
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | httpx2.TransportError):
         return True, None
     return False, None
 
@@ -55,8 +57,9 @@ class OpenAILLM:
     async def _open(
         self, request: LLMRequest, pace: float
     ) -> tuple[Any, _Events, list[bytes] | None]:
-        """The response, its events and the first of them — retried while nothing was
-        received."""
+        """The response, its events and the first of them that begin the answer (a token, a
+        finish, usage) — retried while none was received: the role chunk a provider sends
+        before its first token does not count."""
         attempt = 0
         while True:
             manager = self.client().chat.completions.with_streaming_response.create(
@@ -71,8 +74,13 @@ class OpenAILLM:
             try:
                 response = await manager.__aenter__()
                 events = _Events(response.iter_bytes(), pace=pace)
-                return manager, events, await events.next_batch()
-            except (openai.OpenAIError, LLMError) as exc:
+                first: list[bytes] = []
+                while (batch := await events.next_batch()) is not None:
+                    first += batch
+                    if any(_begins_answer(payload) for payload in batch):
+                        break
+                return manager, events, first or None
+            except (openai.OpenAIError, httpx2.TransportError, LLMError) as exc:
                 if events is not None:
                     await _close(manager, events)
                 if isinstance(exc, LLMError):
@@ -339,11 +347,23 @@ def _parse(payload: bytes) -> dict[str, Any]:
     return chunk
 
 
+def _begins_answer(payload: bytes) -> bool:
+    chunk = _parse(payload)
+    if chunk.get("usage"):
+        return True
+    return any(
+        (choice.get("delta") or {}).get("content") or choice.get("finish_reason")
+        for choice in chunk.get("choices") or ()
+    )
+
+
 def _describe(exc: Exception) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"The language model provider answered {exc.status_code}."
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return "The language model provider timed out."
     if isinstance(exc, openai.APIConnectionError):
         return "The language model provider could not be reached."
+    if isinstance(exc, httpx2.TransportError):
+        return "The connection to the language model provider broke."
     return "The language model provider failed."

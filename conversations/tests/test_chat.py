@@ -250,6 +250,41 @@ def test_provider_errors_before_the_first_token(alpha):
     assert failed.count() == 2
 
 
+def test_a_provider_slow_to_start_is_retried_one_that_hangs_or_dies_is_an_upstream_error(alpha):
+    """The read timeout (LLM_TIMEOUT_SECONDS) while no token has come (the provider sent only
+    its role chunk) is retried like any transient failure; after the first token it is final:
+    502 ``upstream_error`` saying the provider timed out (or that its connection broke), and the
+    turn stored as ``error``."""
+    add_passages(alpha)
+    question = ask(alpha, "When do plans renew?")
+    with openai_llm(LLM_TIMEOUT_SECONDS=0.3, LLM_MAX_RETRIES=1) as fake:
+        fake.chat_reply = "Plans renew every year [1]."
+        fake.stalls = [(0, 1.5)]  # the first attempt stalls before its first token
+        response = chat(alpha.client(alpha.chat_key), **question)
+        assert response.status_code == 200, response.json()
+        assert response.json()["output"] == "Plans renew every year [1]."
+        assert len(fake.chat_requests()) == 2
+
+        fake.stalls = [(2, 1.5)]  # two tokens, then nothing
+        response = chat(alpha.client(alpha.chat_key), **question)
+        assert len(fake.chat_requests()) == 3  # not retried
+    assert response.status_code == 502
+    assert response.json()["error"] == {
+        "code": "upstream_error", "message": "The language model provider timed out.",
+        "details": {}, **{k: v for k, v in response.json()["error"].items()
+                         if k not in ("code", "message", "details")},
+    }  # fmt: skip
+    with openai_llm(LLM_MAX_RETRIES=1) as fake:
+        fake.stalls = [(2, -1)]  # two tokens, then the connection drops
+        response = chat(alpha.client(alpha.chat_key), **question)
+        assert len(fake.chat_requests()) == 1
+    assert response.status_code == 502
+    assert response.json()["error"]["message"] == (
+        "The connection to the language model provider broke."
+    )
+    assert Message.objects.for_tenant(alpha.tenant).filter(finish_reason="error").count() == 2
+
+
 def test_oversized_bodies_are_refused_before_parsing(alpha, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 50_000
     huge = ask(alpha, "x" * 60_000)
