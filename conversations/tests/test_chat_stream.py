@@ -47,7 +47,7 @@ def served(server) -> tuple[str, FakeOpenAI]:
     base, fake = server
     fresh = FakeOpenAI()
     for name in ("fail_with", "requests", "chat_reply", "chat_delay", "break_after_pieces",
-                 "prompt_tokens", "disconnected", "piece_chars", "obey"):  # fmt: skip
+                 "prompt_tokens", "disconnected", "piece_chars", "obey", "stalls"):  # fmt: skip
         setattr(fake, name, getattr(fresh, name))
     return base, fake
 
