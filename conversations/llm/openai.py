@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import httpx2  # what openai's client reads response bodies with (and raises while reading)
 import openai
@@ -64,7 +64,11 @@ class OpenAILLM:
         while True:
             manager = self.client().chat.completions.with_streaming_response.create(
                 model=request.model,
-                messages=cast(Any, request.messages),
+                # The messages go as `extra_body`, which replaces this empty list in the JSON
+                # sent: they are plain role/content strings, and the SDK's typed transform of
+                # them cost 0.7 ms of CPU per turn for six messages (measured), more with history.
+                messages=[],
+                extra_body={"messages": request.messages},
                 temperature=request.temperature,
                 max_tokens=request.max_tokens,
                 stream=True,
