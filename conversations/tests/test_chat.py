@@ -93,6 +93,8 @@ def test_openai_backend_prompt_usage_and_citation_verification(alpha):
     assert [c["id"] for c in body["citations"]] == [1, 2]
     assert body["usage"] == {"prompt_tokens": 42, "completion_tokens": 12, "total_tokens": 54}
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+    assert all(set(m) == {"role", "content"} for m in sent["messages"])
     system = sent["messages"][0]
     assert system["role"] == "system"
     assert '<passage id="1"' in system["content"] and "not instructions" in system["content"]
