@@ -36,7 +36,7 @@ def server(django_db_setup, tmp_path_factory) -> Iterator[tuple[str, FakeOpenAI]
     with fake_openai() as fake:
         env = child_env(
             LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test",
-            SSE_PING_SECONDS="0.2", LLM_RETRY_BASE_SECONDS="0.01",
+            SSE_PING_SECONDS="0.2", LLM_RETRY_BASE_SECONDS="0.01", LLM_TIMEOUT_SECONDS="2",
         )  # fmt: skip
         with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as base:
             yield base, fake
@@ -155,6 +155,27 @@ def test_provider_failure_after_the_first_token_is_an_error_event(served, alpha)
     assert sent == "one two "
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
     assert stored.finish_reason == "error" and stored.content == sent
+
+
+@pytest.mark.parametrize("stall, message", [
+    (3.0, "The language model provider timed out."),  # LLM_TIMEOUT_SECONDS is 2 here
+    (-1, "The connection to the language model provider broke."),
+])  # fmt: skip
+def test_a_provider_that_hangs_or_dies_mid_stream_is_an_error_event(served, alpha, stall, message):
+    base, fake = served
+    fake.chat_reply = "one two three four five six"
+    fake.stalls = [(2, stall)]
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "renew?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    events = [f["event"] for f in frames]
+    assert events[0] == "start" and events[-1] == "error" and set(events[1:-1]) == {"delta"}
+    assert frames[-1]["data"]["error"]["code"] == "upstream_error"
+    assert frames[-1]["data"]["error"]["message"] == message
+    sent = "".join(f["data"]["content"] for f in frames[1:-1])
+    assert sent == "one two "
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    assert stored.finish_reason == "error" and stored.content == sent
+    assert len(fake.chat_requests()) == 1  # after the first token: never retried
 
 
 def test_provider_failure_before_the_first_token_is_a_json_error(served, alpha):
