@@ -128,13 +128,10 @@ class OpenAILLM:
                     if usage:
                         prompt_tokens = usage.get("prompt_tokens")
                         completion_tokens = usage.get("completion_tokens")
-                    for choice in chunk.get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            text.append(content)
-                        if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
-                            finish_reason = "length" if reason == "length" else "stop"
+                    content, reason = _contents(chunk)
+                    text += content
+                    if reason:
+                        finish_reason = "length" if reason == "length" else "stop"
                 if text:
                     yield Delta("".join(text))
                 batch = await events.next_batch()
@@ -265,15 +262,14 @@ class _Events:
                     if len(self._held) >= MAX_HELD_EVENTS:  # a relay that does not keep up
                         self._room = loop.create_future()
                         await self._room
-            self._draining = True
-            self._ended = True
-            _resolve(self._wakeup)
-            await self._drain()
         except Exception as exc:  # handed to the relay, in order, after what came before it
             self._failure = exc
-        finally:
+        finally:  # cancelled too
             self._ended = True
             _resolve(self._wakeup)
+        if self._failure is None:  # everything is handed over; aclose() waits for the rest
+            self._draining = True
+            await self._drain()
 
     async def _drain(self) -> None:
         if self._body_read:
@@ -351,14 +347,20 @@ def _parse(payload: bytes) -> dict[str, Any]:
     return chunk
 
 
+def _contents(chunk: dict[str, Any]) -> tuple[list[str], str | None]:
+    """One chunk's pieces of text and its finish reason, if any."""
+    text, reason = [], None
+    for choice in chunk.get("choices") or ():
+        if content := (choice.get("delta") or {}).get("content"):
+            text.append(content)
+        reason = choice.get("finish_reason") or reason
+    return text, reason
+
+
 def _begins_answer(payload: bytes) -> bool:
     chunk = _parse(payload)
-    if chunk.get("usage"):
-        return True
-    return any(
-        (choice.get("delta") or {}).get("content") or choice.get("finish_reason")
-        for choice in chunk.get("choices") or ()
-    )
+    text, reason = _contents(chunk)
+    return bool(text or reason or chunk.get("usage"))
 
 
 def _describe(exc: Exception) -> str:
