@@ -8,6 +8,9 @@ class ChatbotSiteConfig(AppConfig):
     name = "chatbot_site"
     verbose_name = "Chatbot service"
 
+    def ready(self) -> None:
+        from chatbot_site import checks  # noqa: F401  (registers the middleware check)
+
 
 class StaffAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin whose default site lets in only staff with a verified TOTP device."""
