@@ -237,6 +237,7 @@ def main() -> int:
     vectors = embedder.embed(texts)
     Chunk.objects.for_tenant(tenant).bulk_create(
         Chunk(tenant=tenant, dataset=dataset, document=document, ordinal=i, text=text,
+              token_count=embedder.count_tokens(text),  # as ingestion stores it
               embedding=vector, embedding_model=embedder.model)
         for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
     )  # fmt: skip

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from bots.models import Bot, Scope
 from chatbot_site.errors import Conflict, NotFound, PermissionDenied
+from chatbot_site.lookups import Lookup
 from tenants.models import ApiKey, Tenant
 from tenants.services import (
     Actor,
@@ -124,6 +125,10 @@ def bot_delete(*, tenant: Tenant, actor: Actor, bot: Bot) -> None:
     bot.delete()
 
 
+# Every chat turn runs it: its SQL is written once (chatbot_site.lookups).
+BOT_BY_ID: Lookup[Bot] = Lookup(Bot, 't0."tenant_id" = %s AND t0."id" = %s', related=("scope",))
+
+
 def bot_for_key(*, tenant: Tenant, api_key: ApiKey, bot_id: Any) -> Bot:
     """The bot a key may talk to: this tenant's, in the key's ``bot_ids`` allow-list if it has
     one, and active. Another tenant's bot, a bot outside the allow-list and a missing bot are the
@@ -134,10 +139,9 @@ def bot_for_key(*, tenant: Tenant, api_key: ApiKey, bot_id: Any) -> Bot:
         raise NotFound("Bot not found.") from None
     if api_key.bot_ids and pk not in set(api_key.bot_ids):
         raise NotFound("Bot not found.")
-    try:
-        bot = Bot.objects.for_tenant(tenant).select_related("scope").get(pk=pk)
-    except Bot.DoesNotExist:
-        raise NotFound("Bot not found.") from None
+    bot = BOT_BY_ID.get(tenant.pk, pk)
+    if bot is None:
+        raise NotFound("Bot not found.")
     if not bot.is_active:
         raise PermissionDenied("This bot is not active.")
     return bot

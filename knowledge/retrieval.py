@@ -27,7 +27,7 @@ from django.db import connection
 
 from chatbot_site.errors import UpstreamError
 from knowledge.embeddings import EmbeddingError, get_embedder
-from knowledge.models import BotDataset, DocumentStatus
+from knowledge.models import BotDataset, Dataset, DocumentStatus
 from knowledge.query_vectors import embed_cached
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -168,8 +168,15 @@ class SearchSpace:
 
 
 def search_space_for_bot(bot: Any, *, filter_tags: Sequence[str] = ()) -> SearchSpace:
-    links = BotDataset.objects.for_tenant(bot.tenant_id).filter(bot=bot)
-    rows = list(links.values_list("dataset_id", "dataset__language", "dataset__own_vector_index"))
+    # Every chat turn asks: plain SQL, not the ORM's compile per call (chatbot_site.lookups).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT l.dataset_id, d.language, d.own_vector_index
+            FROM {BotDataset._meta.db_table} l JOIN {Dataset._meta.db_table} d ON d.id = l.dataset_id
+            WHERE l.tenant_id = %s AND l.bot_id = %s ORDER BY l.dataset_id""",  # noqa: S608
+            [bot.tenant_id, bot.pk],
+        )
+        rows = cursor.fetchall()
     scope = bot.scope
     return SearchSpace(
         tenant_id=bot.tenant_id,

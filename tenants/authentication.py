@@ -10,6 +10,7 @@ at once. Every failure is the same 401; which part was wrong is not the caller's
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -22,10 +23,17 @@ from rest_framework.request import Request
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from chatbot_site.lookups import Lookup
 from tenants.keys import key_matches, parse_key
 from tenants.models import ApiKey, Tenant
 
 FAILURE = "Invalid, revoked or expired credentials."
+
+# Every API request runs one of these: their SQL is written once (chatbot_site.lookups).
+KEY_BY_PREFIX: Lookup[ApiKey] = Lookup(ApiKey, 't0."prefix" = %s', related=("tenant",))
+KEY_BY_ID: Lookup[ApiKey] = Lookup(
+    ApiKey, 't0."id" = %s AND t0."tenant_id" = %s', related=("tenant",)
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def _by_key(self, credential: str) -> ApiKey:
         prefix = parse_key(credential)
-        key = ApiKey.all_tenants.select_related("tenant").filter(prefix=prefix).first()
+        key = KEY_BY_PREFIX.get(prefix)
         if key is None or not key_matches(credential, key.key_hash):
             self._fail()
         return key
@@ -118,11 +126,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         except TokenError:
             self._fail()
         claims = dict(token.payload)
+        key_id, tenant_id = claims.get("key_id"), claims.get("tenant_id")
         key = (
-            ApiKey.all_tenants.select_related("tenant")
-            .filter(pk=str(claims.get("key_id")), tenant_id=str(claims.get("tenant_id")))
-            .first()
-            if _is_uuid(claims.get("key_id")) and _is_uuid(claims.get("tenant_id"))
+            KEY_BY_ID.get(uuid.UUID(key_id), uuid.UUID(tenant_id))
+            if _is_uuid(key_id) and _is_uuid(tenant_id)
             else None
         )
         if key is None:
@@ -137,8 +144,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 def _is_uuid(value: Any) -> bool:
-    import uuid
-
     try:
         uuid.UUID(str(value))
     except ValueError:
