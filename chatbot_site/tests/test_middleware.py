@@ -62,6 +62,11 @@ def test_the_staff_admin_keeps_its_session_and_csrf_middleware(hops):
     assert not any(h.startswith(("SecurityMiddleware.", "CommonMiddleware.")) for h in hooks)
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"
+    # CSRF is enforced on the admin's forms, and not on the API (keys, not cookies).
+    strict = AsyncClient(enforce_csrf_checks=True)
+    login = {"username": "x", "password": "y"}
+    assert asyncio.run(strict.post(f"/{settings.ADMIN_URL}login/", login)).status_code == 403
+    assert asyncio.run(strict.post("/v1/auth/token", {})).status_code != 403
 
 
 def test_the_deployment_check_misses_no_middleware_django_would(settings):
