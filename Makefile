@@ -8,7 +8,7 @@ export HOST PORT
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench bench-mixed corpus eval eval-guardrails
+.PHONY: run test lint format typecheck pytest install requirements worker stop clean bench bench-ab bench-mixed corpus eval eval-guardrails
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ bench: $(VENV)/.installed-dev
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.ingest_throughput
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.retrieval
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.chat
+
+## make bench-ab AB="/tmp/before .": chat turns served by each checkout, interleaved (bench/chat_ab.py)
+bench-ab: $(VENV)/.installed-dev
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.chat_ab $(AB)
 
 ## make bench-mixed: 100 mixed corpus documents + 6 bombs through the API to a real worker, memory sampled
 bench-mixed: $(VENV)/.installed-dev

@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,22 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def main() -> int:
+@dataclass
+class Bench:
+    """The benchmark's tenant (one bot over 300 passages, a chat key) in a fresh database
+    ``bench_chat``, and the environment a server needs to serve it with the test provider on
+    ``llm_port``."""
+
+    secret: str
+    bot_id: str
+    space: Any
+    query_vectors: Any
+    llm_port: int
+    base_env: dict[str, str]
+    old_name: str
+
+
+def build_bench() -> Bench:
     setup_django()
     from django.db import connection
 
@@ -242,17 +258,12 @@ def main() -> int:
         for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
     )  # fmt: skip
     _key, secret = api_key_create(tenant=tenant, actor=Actor.system("bench"), role=Role.CHAT)
-    space = search_space_for_bot(bot)
-    query_vectors = embedder.embed(QUESTIONS)
     db = connection.settings_dict
     database_url = (
         f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
         if str(db["HOST"]).startswith("/")
         else f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     )
-    logs = ROOT / ".data" / "bench-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-
     llm_port = free_port()
     base_env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=database_url,
                     LLM_BACKEND="openai", OPENAI_API_KEY="sk-bench",
@@ -262,9 +273,21 @@ def main() -> int:
                     # "kept query vectors" rows show the default cache on six repeated ones.
                     EMBEDDING_QUERY_CACHE_SIZE="0",
                     DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
+    return Bench(secret=secret, bot_id=str(bot.pk), space=search_space_for_bot(bot),
+                 query_vectors=embedder.embed(QUESTIONS), llm_port=llm_port,
+                 base_env=base_env, old_name=old_name)  # fmt: skip
+
+
+def main() -> int:
+    bench = build_bench()
+    secret, space, query_vectors = bench.secret, bench.space, bench.query_vectors
+    llm_port, base_env, bot_id = bench.llm_port, bench.base_env, bench.bot_id
+    logs = ROOT / ".data" / "bench-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
     rows: list[str] = []
     if "latency" in PARTS:
-        latency_rows(rows, llm_port, base_env, logs, space, query_vectors, secret, str(bot.pk))
+        latency_rows(rows, llm_port, base_env, logs, space, query_vectors, secret, bot_id)
         print(f"\nPOST /v1/chat, zero-latency LLM (20-word answer), {REQUESTS} requests per row")
         print(
             "\n| path | clients | p50 ms | p95 ms | req/s | p95 over floor ms "
@@ -275,10 +298,10 @@ def main() -> int:
             print(row)
     print("\n| measure | value |\n|---|---|")
     if "pieces" in PARTS:
-        pieces(base_env, logs, secret, str(bot.pk))
+        pieces(base_env, logs, secret, bot_id)
     if "streams" in PARTS:
-        held_streams(base_env, logs, secret, str(bot.pk))
-    destroy_database(old_name)
+        held_streams(base_env, logs, secret, bot_id)
+    destroy_database(bench.old_name)
     return 0
 
 

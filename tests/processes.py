@@ -79,12 +79,12 @@ def http_get_json(url: str) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 @contextlib.contextmanager
 def running(
-    argv: list[str], env: dict[str, str], log_path: Path
+    argv: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
         # A session of its own: the process and its children (a worker's pool) are one group.
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             yield proc
