@@ -156,15 +156,23 @@ def terms(text: str) -> set[str]:
     }  # fmt: skip
 
 
+# A Markdown block ends at a blank line or where a list item begins; a sentence never spans two.
+_BLOCK_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t])")
+_LIST_MARKER = re.compile(r"^(?:[-*+]|\d{1,3}[.)])\s+")
+# Bold and strong markers: a sentence cut out of its paragraph must not carry half a pair.
+_STRONG = re.compile(r"\*\*|__")
+
+
 def sentences(text: str) -> list[str]:
-    flat = _SPACE.sub(" ", text).strip()
     out = []
-    for sentence in _SENTENCE_END.split(flat):
-        sentence = sentence.strip(" #*-")
-        if len(sentence) > MAX_SENTENCE_CHARS:
-            sentence = sentence[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
-        if sentence:
-            out.append(sentence)
+    for block in _BLOCK_BREAK.split(text):
+        flat = _STRONG.sub("", _LIST_MARKER.sub("", _SPACE.sub(" ", block).strip()))
+        for sentence in _SENTENCE_END.split(flat):
+            sentence = sentence.strip(" #*-")
+            if len(sentence) > MAX_SENTENCE_CHARS:
+                sentence = sentence[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+            if sentence:
+                out.append(sentence)
     return out
 
 

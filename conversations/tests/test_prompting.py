@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conversations.llm.extractive import NOTHING_FOUND, compose
+from conversations.llm.extractive import NOTHING_FOUND, compose, sentences
 from conversations.prompting import (
     CitationFilter,
     ScopeRules,
@@ -100,3 +100,23 @@ def test_extractive_answer_skips_code_and_tables():
     )
     answer = compose("How do I add a document?", [passage])
     assert answer == "A new document is queued for ingestion and becomes ready within seconds. [1]"
+
+
+def test_extractive_sentences_end_with_their_list_item_and_carry_no_half_markup():
+    passage = (
+        "The admin has two pages:\n"
+        "- **Datasets → Upload…**: several files at once, with tags\n"
+        "- **Documents** is the ingestion monitor: queued, processing, ready and failed counts.\n"
+        "1. __Reingest__ queues a document again\n\n"
+        "A new paragraph about uploads."
+    )
+    assert sentences(passage) == [
+        "The admin has two pages:",
+        "Datasets → Upload…: several files at once, with tags",
+        "Documents is the ingestion monitor: queued, processing, ready and failed counts.",
+        "Reingest queues a document again",
+        "A new paragraph about uploads.",
+    ]
+    answer = compose("How do I upload files with tags?", [passage])
+    assert answer.startswith("Datasets → Upload…: several files at once, with tags [1]")
+    assert "**" not in answer and "__" not in answer
