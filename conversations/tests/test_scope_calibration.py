@@ -30,3 +30,32 @@ def test_calibration_refuses_the_most_without_refusing_on_topic_questions():
 def test_ties_go_to_the_more_permissive_pair():
     items = [item("on_topic", 0.50, 0.50), item("off_topic", 0.05, 0.05)]
     assert calibrate(items) == (0.1, 0.1)
+
+
+def test_the_blocked_threshold_is_the_lowest_that_blocks_no_allowed_tune_question():
+    from conversations.management.commands._scope_calibration import (
+        BlockedSignal,
+        blocked_calibrate,
+    )
+
+    items = [
+        BlockedSignal("blocked_named", "tune", 1.0),
+        BlockedSignal("blocked_paraphrase", "tune", 0.41),
+        BlockedSignal("on_topic", "tune", 0.33),
+        BlockedSignal("allowed_near", "tune", 0.35),
+        BlockedSignal("on_topic", "heldout", 0.55),  # held out: never pulls the choice
+    ]
+    assert blocked_calibrate(items) == 0.36
+    assert [s.blocked(0.36) for s in items] == [True, True, False, False, True]
+
+
+def test_blocked_signals_come_from_the_pipelines_own_check(db):
+    from conversations.management.commands._scope_calibration import blocked_signal
+
+    topics = ["pricing", "competitors"]
+    named = blocked_signal({"category": "blocked_named", "split": "tune",
+                            "text": "What are the prices?"}, topics)  # fmt: skip
+    other = blocked_signal({"category": "on_topic", "split": "tune",
+                            "text": "How do I rotate an API key?"}, topics)  # fmt: skip
+    assert named.closeness == 1.0 and named.blocked(0.99)
+    assert -1.0 <= other.closeness < 0.5 and not other.blocked(0.5)

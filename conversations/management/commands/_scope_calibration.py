@@ -6,12 +6,17 @@ injection detector, the blocked-topic check, retrieval, the topic similarity); a
 anything. The pair is chosen on the *tune* half only: the most off- and near-topic refusals with
 at most ``MAX_ON_TOPIC_FALSE`` of on-topic questions refused; ties go to the more permissive
 pair. The held-out half is reported at the chosen pair and at the configured defaults.
+
+``SCOPE_BLOCKED_THRESHOLD`` likewise, on ``blocked_questions.jsonl`` and the on-topic set: the
+lowest threshold that blocks no on-topic question of the tune half.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from django.test import override_settings
 
 from bots.models import Bot
 from conversations.guardrails import blocked_topic, out_of_scope, scope_topics
@@ -81,3 +86,40 @@ def calibrate(items: list[Signals]) -> tuple[float, float]:
     if best is None:
         raise ValueError("no threshold pair keeps on-topic false refusals within the limit")
     return best[2], best[3]
+
+
+# --- blocked topics: SCOPE_BLOCKED_THRESHOLD -------------------------------------------------
+
+BLOCKED_GRID = [round(0.30 + 0.02 * i, 2) for i in range(16)]  # 0.30 .. 0.60
+ALLOWED = ("allowed_near", "on_topic")  # questions a blocked-topic check must let through
+
+
+@dataclass(frozen=True)
+class BlockedSignal:
+    category: str  # blocked_named | blocked_paraphrase | allowed_near | on_topic
+    split: str
+    closeness: float  # 1.0 when the question names a topic, else its best topic similarity
+
+    def blocked(self, threshold: float) -> bool:
+        return self.closeness >= threshold
+
+
+def blocked_signal(question: dict[str, str], topics: list[str]) -> BlockedSignal:
+    """Through the pipeline's own check, with every threshold admitted: its verdict carries
+    1.0 for a named topic, else the closest topic's similarity, which is what the configured
+    threshold is compared with."""
+    vector, _ = embed_query(question["text"])
+    with override_settings(SCOPE_BLOCKED_THRESHOLD=-1.0):
+        verdict = blocked_topic(question=question["text"], vector=vector, topics=topics)
+    closeness = verdict.topic_similarity if verdict is not None else -1.0
+    return BlockedSignal(question["category"], question["split"], float(closeness or 0.0))
+
+
+def blocked_calibrate(items: list[BlockedSignal]) -> float:
+    """The lowest threshold (most blocked questions caught) at which no tune-half question of
+    ``ALLOWED`` is blocked."""
+    tune = [s for s in items if s.split == "tune" and s.category in ALLOWED]
+    for threshold in BLOCKED_GRID:
+        if not any(s.blocked(threshold) for s in tune):
+            return threshold
+    return BLOCKED_GRID[-1]
