@@ -13,6 +13,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
 )
@@ -220,6 +221,23 @@ class UrlInput(serializers.Serializer):
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
 
+class DocumentsAdded(serializers.Serializer):
+    data = DocumentOutput(many=True)  # type: ignore[assignment]
+
+
+# JSON bodies are one of two shapes, and records are answered as a list: in the schema, oneOf.
+DOCUMENT_JSON_INPUT = PolymorphicProxySerializer(
+    component_name="DocumentJsonInput",
+    serializers=[UrlInput, RecordsInput],
+    resource_type_field_name=None,
+)
+DOCUMENT_ADDED = PolymorphicProxySerializer(
+    component_name="DocumentAdded",
+    serializers=[DocumentOutput, DocumentsAdded],
+    resource_type_field_name=None,
+)
+
+
 class UploadInput(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=False)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
@@ -263,12 +281,9 @@ class DatasetDocumentListApi(TenantApi):
         operation_id="documents_create",
         request={
             "multipart/form-data": UploadInput,
-            "application/json": RecordsInput,
+            "application/json": DOCUMENT_JSON_INPUT,
         },
-        responses={
-            202: DocumentOutput,
-            200: DocumentOutput,
-        },
+        responses={202: DOCUMENT_ADDED, 200: DOCUMENT_ADDED},
         description=(
             "Add a document: a file (multipart `file`, optional `title`, `tags`), "
             '`{"url": ...}`, or `{"records": [...]}` (up to 1,000; one document each, answered '

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.validation import validate_schema
 
-from tests.test_api_isolation import v1_routes, verbs
+from tests.test_api_isolation import PUBLIC, fill, v1_routes, verbs
+from tests.world import World
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +86,97 @@ def test_schema_and_docs_are_served_without_credentials(client):
     docs = client.get("/v1/docs")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+# --- responses conform to the schema ------------------------------------------------------------
+
+
+def as_json_schema(node: Any) -> Any:
+    """OpenAPI 3.0's ``nullable: true`` in JSON Schema terms (the rest validates as it is)."""
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: as_json_schema(value) for key, value in node.items()}
+    if node.pop("nullable", False):
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+def assert_conforms(schema, method: str, template: str, response) -> None:
+    """The response's JSON body matches what the schema documents for its status code."""
+    documented = schema["paths"][template][method]["responses"]
+    status = str(response.status_code)
+    assert status in documented, f"{method.upper()} {template}: {status} is not documented"
+    content = documented[status].get("content", {})
+    if not content:
+        assert not response.content, f"{method.upper()} {template}: {status} has a body"
+        return
+    assert response["Content-Type"].split(";")[0] in content, response["Content-Type"]
+    body_schema = as_json_schema(content["application/json"]["schema"])
+    validator = jsonschema.Draft7Validator(
+        {**body_schema, "components": as_json_schema(schema["components"])}
+    )
+    errors = [
+        f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(response.json())
+    ]
+    assert not errors, f"{method.upper()} {template} {status}: {errors[:5]}"
+
+
+def template_of(route: str) -> str:
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+
+
+def test_every_read_answers_as_the_schema_says(schema, world: World):
+    client = world.a.client()
+    checked = 0
+    for route, view in v1_routes():
+        if route in PUBLIC - {"v1/health"} or "get" not in verbs(view):
+            continue
+        response = client.get(fill(route, world.a))
+        assert_conforms(schema, "get", template_of(route), response)
+        checked += 1
+    assert checked >= 14
+
+
+def test_adding_documents_answers_as_the_schema_says(schema, world: World):
+    """A file or a URL is answered with the document, records with ``{"data": [...]}``."""
+    client = world.a.client()
+    path = f"/v1/datasets/{world.a.dataset.pk}/documents"
+    template = "/v1/datasets/{dataset_id}/documents"
+
+    records = client.post(
+        path, {"records": [{"title": "One", "text": "First."}, {"text": "Second."}]}, format="json"
+    )
+    assert records.status_code == 202, records.content
+    assert len(records.json()["data"]) == 2
+    assert_conforms(schema, "post", template, records)
+
+    upload = SimpleUploadedFile("notes.md", b"# Notes\n\nSome text.", "text/markdown")
+    single = client.post(path, {"file": upload, "tags": "a,b"}, format="multipart")
+    assert single.status_code == 202, single.content
+    assert single.json()["source"] == "notes.md"
+    assert_conforms(schema, "post", template, single)
+
+    again = client.post(
+        path,
+        {"file": SimpleUploadedFile("notes.md", b"# Notes\n\nSome text.", "text/markdown")},
+        format="multipart",
+    )
+    assert again.status_code == 200
+    assert_conforms(schema, "post", template, again)
+
+    invalid = client.post(path, {"records": []}, format="json")
+    assert invalid.status_code == 400
+    assert_conforms(schema, "post", template, invalid)
+
+
+def test_the_json_body_of_adding_a_document_is_documented_as_either_shape(schema):
+    body = schema["paths"]["/v1/datasets/{dataset_id}/documents"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    one_of = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["oneOf"]
+    json_shapes = {shape["$ref"] for shape in one_of}
+    assert json_shapes == {
+        "#/components/schemas/UrlInputRequest",
+        "#/components/schemas/RecordsInputRequest",
+    }
