@@ -177,6 +177,8 @@ def _replace(
 ) -> Added:  # fmt: skip
     if document.status == DocumentStatus.PROCESSING:
         raise Conflict(f"Document {document.external_id!r} is being ingested; try again shortly.")
+    if (twin := _existing(tenant, document.dataset, content_hash)) is not None:
+        raise _same_content(document, twin)
     old_file = document.file.name if document.file else None
     for name, value in fields.items():
         setattr(document, name, value)
@@ -185,13 +187,31 @@ def _replace(
     document.attempts = 0
     document.error_code = document.error_message = None
     document.file.save("original", ContentFile(data), save=False)
-    document.save()
+    try:
+        with transaction.atomic():
+            document.save()
+    except IntegrityError:
+        # Another request stored that content in this dataset meanwhile.
+        if (twin := _existing(tenant, document.dataset, content_hash)) is None:
+            raise
+        raise _same_content(document, twin) from None
     if old_file and old_file != document.file.name:
         transaction.on_commit(lambda: _delete_quietly(old_file))
     audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
                  changes={"content_hash": content_hash, "title": document.title})  # fmt: skip
     enqueue_ingest_on_commit(document.pk)
     return Added(document, created=True)
+
+
+def _same_content(document: Document, twin: Document) -> Conflict:
+    """A record's new content is already another document of the dataset: content is stored
+    once per dataset, so the record cannot become a second copy of it."""
+    return Conflict(
+        f"Record {document.external_id!r}: its new content is already document {twin.pk} "
+        "in this dataset (same title, text and metadata); change one of them or delete that "
+        "document first.",
+        details={"external_id": document.external_id, "document_id": str(twin.pk)},
+    )
 
 
 def _delete_quietly(name: str) -> None:

@@ -107,6 +107,44 @@ def test_record_with_known_external_id_and_new_text_replaces_the_document(side):
     assert second.json()["data"][0]["status"] == "queued"
 
 
+def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothing_changes(side):
+    """Content is stored once per dataset: record kb-1 cannot become a copy of kb-2 (a 500
+    before, from the unique index); the whole batch is refused and both documents stay."""
+    client = side.client()
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    first = client.post(
+        url,
+        {
+            "records": [
+                {"text": "one", "external_id": "kb-1"},
+                {"text": "two", "external_id": "kb-2"},
+            ]
+        },
+        format="json",
+    )
+    one, two = (d["id"] for d in first.json()["data"])
+    before = sorted(Document.objects.for_tenant(side.tenant).values_list("pk", "content_hash"))
+
+    response = client.post(
+        url,
+        {
+            "records": [
+                {"text": "three", "external_id": "kb-3"},
+                {"text": "two", "external_id": "kb-1"},
+            ]
+        },
+        format="json",
+    )
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "conflict"
+    assert error["details"] == {"external_id": "kb-1", "document_id": two}
+    after = sorted(Document.objects.for_tenant(side.tenant).values_list("pk", "content_hash"))
+    assert after == before  # kb-3 was not added either
+    assert not Document.objects.for_tenant(side.tenant).filter(external_id="kb-3").exists()
+    assert Document.objects.for_tenant(side.tenant).get(pk=one).external_id == "kb-1"
+
+
 @pytest.mark.parametrize(
     "payload",
     [
