@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
+# PostgreSQL stores neither NUL in text or jsonb nor unpaired surrogates (no UTF-8 encodes
+# them); JSON can carry both as escapes (\u0000, \ud800).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_MESSAGE = (
+    "strings may not contain NUL (\\u0000) or unpaired surrogate (\\ud800-\\udfff) characters."
+)
+
+
+def has_unstorable_text(value: Any) -> bool:
+    """Whether any string of a parsed JSON value, key or value, PostgreSQL could not store.
+    Iterative, so any depth is safe to walk."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, with JSON nested past Python's recursion limit a 400 (not a 500)."""
+    """DRF's JSON parser, with JSON nested past Python's recursion limit and strings the
+    database cannot store a 400 (not a 500 from the database or the encoder)."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON nested too deeply.") from None
+        if has_unstorable_text(data):
+            raise ParseError(UNSTORABLE_MESSAGE)
+        return data

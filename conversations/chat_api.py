@@ -42,6 +42,7 @@ from chatbot_site.errors import (
     exception_handler,
     request_id_of,
 )
+from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text
 from conversations.apis import UsageSerializer
 from conversations.chat import (
     Outcome,
@@ -147,6 +148,8 @@ def prepare(request: HttpRequest) -> Prepared:
             body = json.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApplicationError("Malformed request body: invalid JSON.") from None
+        if has_unstorable_text(body):
+            raise ApplicationError(f"Malformed request body: {UNSTORABLE_MESSAGE}")
         serializer = ChatInput(data=body)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -18,7 +18,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,6 +26,7 @@ from bots.models import Bot, Scope
 from bots.services import bot_delete
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from chatbot_site.parsers import JSONParser
 from knowledge.intake import (
     document_add_upload,
     document_add_url,

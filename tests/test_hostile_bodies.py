@@ -1,0 +1,52 @@
+"""Every /v1 route that reads a JSON body answers a body the database cannot store, or one
+nested past what the parser can read, with `400 invalid_request` — never a 500. Found by
+fuzzing the served API (schemathesis): NUL in record metadata or chat metadata reached
+PostgreSQL's jsonb, an unpaired surrogate reached the UTF-8 encoder, and the documents route
+parsed JSON without the depth guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_api_isolation import fill, v1_routes, verbs
+from tests.world import World
+
+pytestmark = pytest.mark.django_db(transaction=True)  # /v1/chat reads on its own thread
+
+BODIES = {
+    "nul in a nested value": '{"records": [{"text": "x", "metadata": {"a": "x\\u0000y"}}], '
+    '"metadata": {"a": ["x\\u0000y"]}, "name": "x"}',
+    "unpaired surrogate in a key": '{"metadata": {"\\ud800": 1}, "name": "x", '
+    '"records": [{"text": "x", "metadata": {"\\udfff": 1}}]}',
+    "nested past the parser": '{"metadata": ' + "[" * 5000 + "]" * 5000 + "}",
+}
+
+
+@pytest.mark.parametrize("name", BODIES)
+def test_every_json_route_refuses_the_body_as_invalid(world: World, name: str):
+    body = BODIES[name]
+    client = world.a.client()
+    client.raise_request_exception = False  # a 500 is asserted against, not raised
+    checked = 0
+    for route, view in v1_routes():
+        for verb in verbs(view):
+            if verb not in {"post", "patch", "put"} or route.endswith("reingest"):
+                continue
+            path = fill(route, world.a)
+            response = getattr(client, verb)(path, data=body, content_type="application/json")
+            assert response.status_code == 400, f"{verb.upper()} {path}: {response.content[:300]!r}"
+            error = response.json()["error"]
+            assert error["code"] == "invalid_request", f"{verb.upper()} {path}: {error}"
+            assert error["message"].startswith("Malformed request body"), error
+            checked += 1
+    assert checked >= 10
+
+
+def test_text_with_those_characters_escaped_is_still_text(world: World):
+    """A backslash followed by "u0000" is four ordinary characters, stored as sent."""
+    response = world.a.client().post(
+        f"/v1/datasets/{world.a.dataset.pk}/documents",
+        data='{"records": [{"text": "a literal \\\\u0000 and \\\\ud800", "metadata": {"k": "\\\\u0000"}}]}',
+        content_type="application/json",
+    )
+    assert response.status_code == 202, response.content
