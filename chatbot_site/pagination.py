@@ -85,7 +85,11 @@ def paginate(
 _PAGES: dict[str, type[serializers.Serializer]] = {}
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        description=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}.",
+    ),
     OpenApiParameter("cursor", str, description="`next_cursor` of the previous page."),
 ]
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
 
 from chatbot_site.errors import ValidationFailed
+
+# What parse_time accepts, for OpenApiParameter(type=...): a date or a date-time.
+ISO_8601: dict[str, Any] = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+}
 
 
 def parse_time(value: str | None, name: str) -> dt.datetime | None:

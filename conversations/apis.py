@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet, Sum
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -13,7 +14,7 @@ from rest_framework.response import Response
 
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import parse_day, parse_time, parse_uuid
+from chatbot_site.params import ISO_8601, parse_day, parse_time, parse_uuid
 from conversations.models import Conversation, Message, UsageDaily
 from conversations.services import conversation_delete, tokens_used_this_month
 from tenants.api_base import TenantApi
@@ -59,8 +60,8 @@ class ConversationDetailOutput(ConversationOutput):
 
 
 TIME_RANGE = [
-    OpenApiParameter("from", str, description="ISO 8601; inclusive."),
-    OpenApiParameter("to", str, description="ISO 8601; exclusive."),
+    OpenApiParameter("from", ISO_8601, description="ISO 8601; inclusive."),
+    OpenApiParameter("to", ISO_8601, description="ISO 8601; exclusive."),
 ]
 
 
@@ -80,7 +81,7 @@ class ConversationListApi(ConversationApiBase):
     @extend_schema(
         operation_id="conversations_list",
         responses=page_of(ConversationOutput),
-        parameters=[*PAGE_PARAMETERS, OpenApiParameter("bot_id", str), *TIME_RANGE],
+        parameters=[*PAGE_PARAMETERS, OpenApiParameter("bot_id", OpenApiTypes.UUID), *TIME_RANGE],
         tags=["conversations"],
     )
     def get(self, request: Request) -> Response:
@@ -156,9 +157,11 @@ class UsageApi(TenantApi):
         responses=UsageOutput,
         parameters=[
             OpenApiParameter(
-                "from", str, description="First day (UTC), inclusive; default: 30 days ago."
+                "from", ISO_8601, description="First day (UTC), inclusive; default: 30 days ago."
             ),
-            OpenApiParameter("to", str, description="Last day (UTC), inclusive; default: today."),
+            OpenApiParameter(
+                "to", ISO_8601, description="Last day (UTC), inclusive; default: today."
+            ),
             OpenApiParameter("group_by", str, enum=list(GROUPS), default="day"),
         ],
         tags=["usage"],

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed, RateLimited
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import parse_time
+from chatbot_site.params import ISO_8601, parse_time
 from tenants.api_base import TenantApi, client_ip
 from tenants.authentication import FAILURE, issue_token, key_is_usable, touch_last_used
 from tenants.keys import key_matches, parse_key
@@ -121,8 +121,8 @@ class AuditLogListApi(TenantApi):
             OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
             OpenApiParameter("target_id", str),
             OpenApiParameter("actor_id", str),
-            OpenApiParameter("from", str, description="ISO 8601; inclusive."),
-            OpenApiParameter("to", str, description="ISO 8601; exclusive."),
+            OpenApiParameter("from", ISO_8601, description="ISO 8601; inclusive."),
+            OpenApiParameter("to", ISO_8601, description="ISO 8601; exclusive."),
         ],
         tags=["audit-logs"],
     )

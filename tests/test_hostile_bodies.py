@@ -50,3 +50,25 @@ def test_text_with_those_characters_escaped_is_still_text(world: World):
         content_type="application/json",
     )
     assert response.status_code == 202, response.content
+
+
+def test_only_adding_a_document_takes_multipart(world: World):
+    """The admin API is JSON: a form has no lists or nulls (`tags={}` became ["{}"] and an
+    empty `expires_at` a null when every route took multipart). 415 names what is expected."""
+    client = world.a.client()
+    client.raise_request_exception = False
+    checked = 0
+    for route, view in v1_routes():
+        for verb in verbs(view):
+            if verb not in {"post", "patch", "put"} or route.endswith("reingest"):
+                continue
+            path = fill(route, world.a)
+            response = getattr(client, verb)(path, {"name": "x", "tags": "{}"}, format="multipart")
+            if route.endswith("/documents"):
+                assert response.status_code == 400, response.content  # a form without a file
+                assert response.json()["error"]["details"] == {"file": ["No file was submitted."]}
+                continue
+            assert response.status_code == 415, f"{verb.upper()} {path}: {response.content[:300]!r}"
+            assert response.json()["error"]["code"] == "unsupported_media_type"
+            checked += 1
+    assert checked >= 10

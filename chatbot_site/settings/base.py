@@ -239,10 +239,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "chatbot_site.parsers.JSONParser",  # DRF's, with over-deep JSON a 400
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only: the admin API's lists and nulls have no multipart form (tags=["{}"] was the
+    # result). Adding a document takes multipart too; that view says so itself.
+    "DEFAULT_PARSER_CLASSES": ["chatbot_site.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "chatbot_site.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
