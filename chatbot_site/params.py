@@ -24,11 +24,15 @@ def parse_time(value: str | None, name: str) -> dt.datetime | None:
         parsed = parse_datetime(value)
         if parsed is None and (day := parse_date(value)):
             parsed = dt.datetime.combine(day, dt.time.min)
-    except ValueError:
+        if parsed is not None:
+            # In UTC: PostgreSQL refuses offsets past ±15:59, which Python allows up to ±23:59.
+            parsed = parsed.replace(tzinfo=dt.UTC) if not parsed.tzinfo else parsed
+            parsed = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # out of range, or past year 9999 once in UTC
         parsed = None
     if parsed is None:
         raise ValidationFailed(details={name: ["Expected an ISO 8601 date or date-time."]})
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return parsed
 
 
 def parse_day(value: str | None, name: str) -> dt.date | None:
@@ -43,3 +47,15 @@ def parse_uuid(value: str | None, name: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         raise ValidationFailed(details={name: ["Must be a UUID."]}) from None
+
+
+def parse_bool(value: str | None, name: str) -> bool | None:
+    """``true`` or ``false`` (also 1/0), or None when absent; anything else is a field error."""
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in {"true", "1"}:
+        return True
+    if lowered in {"false", "0"}:
+        return False
+    raise ValidationFailed(details={name: ["Must be true or false."]})

@@ -26,6 +26,7 @@ from bots.models import Bot, Scope
 from bots.services import bot_delete
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from chatbot_site.params import parse_bool
 from chatbot_site.parsers import JSONParser
 from knowledge.intake import (
     document_add_upload,
@@ -434,9 +435,9 @@ class BotListCreateApi(BotApiBase):
     )
     def get(self, request: Request) -> Response:
         bots = self.bots()
-        active = request.query_params.get("is_active")
-        if active in {"true", "false"}:
-            bots = bots.filter(is_active=active == "true")
+        active = parse_bool(request.query_params.get("is_active"), "is_active")
+        if active is not None:
+            bots = bots.filter(is_active=active)
         return Response(paginate(bots, request, lambda r: BotOutput(r, many=True).data))
 
     @extend_schema(
