@@ -7,15 +7,62 @@ memory and ~1.3 s on the reactor thread, during which no other request or stream
 was served, and a body that parser rejects got a bare ``400`` with no envelope. Django parses the
 body again anyway, streaming and within its limits, so Twisted's copy is pure cost.
 :func:`daphne_leaves_bodies_to_django` turns it off (Twisted's own ``parsePOSTFormSubmission``).
+
+Twisted also takes a body of any size: it is written to a temporary file whole before daphne
+calls the application, so Django's limits (``INGEST_MAX_UPLOAD_BYTES``) answered only after a
+hostile 10 GB upload had filled the disk. The same requests now refuse a body past
+:func:`body_limit` as it arrives: a declared ``Content-Length`` at once, a chunked body at the
+first chunk over, with ``413 payload_too_large`` in the contract's envelope, and the
+connection closed. (nginx caps bodies in the containers too: ``client_max_body_size``.)
 """
 
 from __future__ import annotations
 
 import inspect
+import io
+import json
 import sys
+import uuid
 from typing import Any
 
+import structlog
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+BODY_SLACK = 1024 * 1024  # a multipart envelope around the largest file allowed
+
+
+def body_limit() -> int:
+    """The largest request body any route can accept: an upload of the largest file allowed,
+    or the largest JSON body, whichever is larger."""
+    return (
+        max(settings.INGEST_MAX_UPLOAD_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+        + BODY_SLACK
+    )
+
+
+def too_large_response(limit: int) -> bytes:
+    """A complete HTTP/1.1 413 response, written before the request has been read whole."""
+    from chatbot_site.errors import error_body  # imported by asgi.py before Django is set up
+
+    request_id = uuid.uuid4().hex
+    body = json.dumps(
+        error_body(
+            "payload_too_large",
+            f"Request bodies are limited to {limit // (1024 * 1024)} MB "
+            f"(files to {settings.INGEST_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
+            details={"limit_bytes": limit},
+            request_id=request_id,
+        )
+    ).encode()
+    head = (
+        "HTTP/1.1 413 Content Too Large\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Request-Id: {request_id}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def daphne_leaves_bodies_to_django() -> None:
@@ -38,7 +85,42 @@ def daphne_leaves_bodies_to_django() -> None:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["parsePOSTFormSubmission"] = False
+            self.body_received = 0
+            self.body_refused = False
             super().__init__(*args, **kwargs)
+
+        def gotLength(self, length: int | None) -> None:
+            if length is not None and length > body_limit():
+                self.content = io.BytesIO()
+                self.refuse_body()
+                return
+            super().gotLength(length)
+
+        def handleContentChunk(self, data: bytes) -> None:
+            if self.body_refused:
+                return
+            self.body_received += len(data)
+            if self.body_received > body_limit():
+                self.refuse_body()
+                return
+            super().handleContentChunk(data)
+
+        def refuse_body(self) -> None:
+            self.body_refused = True
+            self.channel.transport.write(too_large_response(body_limit()))
+            self.channel.loseConnection()
+            structlog.get_logger("chatbot.request").warning(
+                "request_body_refused",
+                method=self.method.decode("latin-1", "replace"),
+                path=self.uri.decode("latin-1", "replace").split("?", 1)[0][:200],
+                received=self.body_received,
+                declared=(self.getHeader(b"content-length") or b"").decode("latin-1") or None,
+                limit=body_limit(),
+            )
+
+        def process(self) -> None:
+            if not self.body_refused:  # a refused body is never handed to the application
+                super().process()
 
     http_protocol.WebRequest = WebRequest
 

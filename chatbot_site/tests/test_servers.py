@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -72,3 +74,69 @@ def test_multipart_bodies_are_parsed_by_django_only(tmp_path):
     stored = Document.all_tenants.get(pk=document["id"])
     assert stored.tenant_id == side.tenant.pk
     assert stored.dataset_id == side.dataset.pk
+
+
+def raw_request(base: str, head: bytes, body_parts=(), timeout: float = 20) -> bytes:
+    """Send a request by hand (a declared length that is never sent, or a chunked body) and
+    read what the server answers before it closes the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(head)
+        with contextlib.suppress(OSError):  # the server may close while we still send
+            for part in body_parts:
+                conn.sendall(part)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+    return answer
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
+    """Twisted wrote any body whole to a temporary file before the application saw it; a
+    declared length past the limit is now refused before the body is read, a chunked body at
+    the first chunk over, in the contract's envelope."""
+    side = build_tenant("bodycap")
+    env = child_env(INGEST_MAX_UPLOAD_BYTES=str(1024 * 1024), DATA_UPLOAD_MAX_MEMORY_SIZE="65536")
+    limit = 2 * 1024 * 1024  # the larger of the two, plus a megabyte for a form's envelope
+    path = f"/v1/datasets/{side.dataset.pk}/documents"
+    auth = f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
+    with daphne_server(env, tmp_path / "daphne.log") as base:
+        declared = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
+            "Content-Type: application/octet-stream\r\nContent-Length: 10000000000\r\n\r\n"
+        ).encode()
+        status, headers, body = parse_answer(raw_request(base, declared))
+        assert status == 413
+        assert headers["Content-Type"] == "application/json"
+        assert body["error"]["code"] == "payload_too_large"
+        assert body["error"]["details"] == {"limit_bytes": limit}
+        assert body["error"]["request_id"] == headers["X-Request-Id"]
+
+        chunked = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        piece = b"x" * 65536
+        parts = [b"%x\r\n%s\r\n" % (len(piece), piece)] * (limit // len(piece) + 1)
+        status, _, body = parse_answer(raw_request(base, chunked, parts))
+        assert status == 413
+        assert body["error"]["code"] == "payload_too_large"
+
+        # Under the limit, the same server still takes a body.
+        status, _, body = post(
+            base + path, side.admin_key.plaintext, file_part("small.md", b"# Small\n\nText.")
+        )
+        assert status == 202, body
+
+    refusals = [line for line in (tmp_path / "daphne.log").read_text().splitlines()
+                if "request_body_refused" in line]  # fmt: skip
+    assert len(refusals) == 2, refusals
+    assert "declared=10000000000" in refusals[0]
