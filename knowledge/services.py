@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from django.db import transaction
+from django.db.models import QuerySet
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
@@ -156,6 +157,7 @@ def dataset_delete(*, tenant: Tenant, actor: Actor, dataset: Dataset) -> None:
         target=dataset,
         changes={"name": dataset.name},
     )
+    _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(dataset=dataset))
     dataset.delete()
     transaction.on_commit(lambda: _delete_files(files))
 
@@ -170,8 +172,19 @@ def document_delete(*, tenant: Tenant, actor: Actor, document: Document) -> None
         target=document,
         changes={"title": document.title, "source": document.source},
     )
+    _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(pk=document.pk))
     document.delete()
     transaction.on_commit(lambda: _delete_files(files))
+
+
+def _lock_against_ingestion(documents: QuerySet[Document]) -> None:
+    """Lock the rows before their chunks are collected for deletion. A worker storing chunks
+    holds its document's row lock until it commits (``ingestion._store``): without this, its
+    chunks could commit between the delete of the chunks and that of the document, and the
+    document's deferred foreign key failed at commit (a 500, found by fuzzing). Locked first,
+    the delete waits for that worker and then sees its chunks, or the worker waits and then
+    finds its document gone."""
+    list(documents.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def _delete_files(names: list[str]) -> None:
