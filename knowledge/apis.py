@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db import IntegrityError
 from django.db.models import Count, Prefetch, QuerySet
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -24,7 +25,7 @@ from rest_framework.response import Response
 
 from bots.models import Bot, Scope
 from bots.services import bot_delete
-from chatbot_site.errors import PermissionDenied, ValidationFailed
+from chatbot_site.errors import NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import parse_bool
 from chatbot_site.parsers import JSONParser
@@ -296,6 +297,15 @@ class DatasetDocumentListApi(TenantApi):
     )
     def post(self, request: Request, dataset_id: str) -> Response:
         dataset = self.get_object(Dataset, dataset_id)
+        try:
+            return self._add(request, dataset)
+        except IntegrityError:
+            # Deleted between the lookup and this commit: the new rows' foreign key failed.
+            if not self.scoped(Dataset).filter(pk=dataset.pk).exists():
+                raise NotFound("Dataset not found.") from None
+            raise
+
+    def _add(self, request: Request, dataset: Dataset) -> Response:
         if request.content_type.startswith("multipart/"):
             data = self.validated(UploadInput, request.data)
             added = document_add_upload(

@@ -71,7 +71,7 @@ def race(document: Document, delete: Callable[[], None]) -> list[BaseException]:
 
 def test_deleting_a_dataset_while_a_worker_stores_chunks():
     side = build_tenant("racy")
-    tenant, dataset = side.tenant, side.dataset
+    tenant, dataset, dataset_id = side.tenant, side.dataset, side.dataset.pk  # delete() clears pk
 
     errors = race(
         side.document,
@@ -79,14 +79,15 @@ def test_deleting_a_dataset_while_a_worker_stores_chunks():
     )
 
     assert errors == []
-    assert not Dataset.all_tenants.filter(pk=dataset.pk).exists()
-    assert not Document.all_tenants.filter(dataset_id=dataset.pk).exists()
-    assert not Chunk.all_tenants.filter(dataset_id=dataset.pk).exists()
+    assert not Dataset.all_tenants.filter(pk=dataset_id).exists()
+    assert not Document.all_tenants.filter(dataset_id=dataset_id).exists()
+    assert not Chunk.all_tenants.filter(dataset_id=dataset_id).exists()
+    assert Chunk.all_tenants.filter(tenant_id=tenant.pk).count() == 0
 
 
 def test_deleting_a_document_while_a_worker_stores_its_chunks():
     side = build_tenant("racy-doc")
-    tenant, document = side.tenant, side.document
+    tenant, document, document_id = side.tenant, side.document, side.document.pk
 
     errors = race(
         document,
@@ -94,5 +95,54 @@ def test_deleting_a_document_while_a_worker_stores_its_chunks():
     )
 
     assert errors == []
-    assert not Document.all_tenants.filter(pk=document.pk).exists()
-    assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
+    assert not Document.all_tenants.filter(pk=document_id).exists()
+    assert not Chunk.all_tenants.filter(document_id=document_id).exists()
+
+
+def test_adding_a_document_to_a_dataset_deleted_meanwhile_is_404():
+    """The dataset was found, then deleted by another request before this one committed: the
+    new document's foreign key fails at commit, which answers 404 as for any missing dataset."""
+    side = build_tenant("racy-add")
+    tenant, dataset, dataset_id = side.tenant, side.dataset, side.dataset.pk
+    deleted, go = threading.Event(), threading.Event()
+    answers: list = []
+
+    def deleter() -> None:
+        try:
+            with transaction.atomic():
+                dataset_delete(tenant=tenant, actor=Actor.system("tests"), dataset=dataset)
+                deleted.set()
+                go.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    def adder() -> None:
+        try:
+            client = side.client()
+            client.raise_request_exception = False
+            answers.append(
+                client.post(
+                    f"/v1/datasets/{dataset_id}/documents",
+                    {"records": [{"text": "Added while the dataset goes."}]},
+                    format="json",
+                )
+            )
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deleter), threading.Thread(target=adder)]
+    threads[0].start()
+    assert deleted.wait(timeout=30)
+    threads[1].start()
+    deadline = time.monotonic() + 30
+    while not waiting_on_a_lock():
+        assert time.monotonic() < deadline, "the add never waited for the delete"
+        time.sleep(0.01)
+    go.set()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert answers[0].status_code == 404, answers[0].content
+    error = answers[0].json()["error"]
+    assert (error["code"], error["message"]) == ("not_found", "Dataset not found.")
+    assert not Document.all_tenants.filter(dataset_id=dataset_id).exists()
