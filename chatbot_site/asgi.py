@@ -1,12 +1,14 @@
-"""ASGI entry point, served by daphne (`daphne chatbot_site.asgi:application`)."""
+"""ASGI entry point, served by daphne (`daphne chatbot_site.asgi:application`); uvicorn and
+granian serve the same application. Request bodies past the largest any route takes are refused
+as they arrive, whatever the server (`chatbot_site.servers`)."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
-from chatbot_site.servers import prepare_server
+from chatbot_site.servers import BodyLimit, prepare_server
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.production")
 
 prepare_server()
-application = get_asgi_application()
+application = BodyLimit(get_asgi_application())

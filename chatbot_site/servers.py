@@ -23,7 +23,7 @@ import io
 import json
 import sys
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from django.conf import settings
@@ -41,8 +41,8 @@ def body_limit() -> int:
     )
 
 
-def too_large_response(limit: int) -> bytes:
-    """A complete HTTP/1.1 413 response, written before the request has been read whole."""
+def too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of a ``413 payload_too_large`` in the contract's envelope."""
     from chatbot_site.errors import error_body  # imported by asgi.py before Django is set up
 
     request_id = uuid.uuid4().hex
@@ -55,14 +55,22 @@ def too_large_response(limit: int) -> bytes:
             request_id=request_id,
         )
     ).encode()
-    head = (
-        "HTTP/1.1 413 Content Too Large\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"X-Request-Id: {request_id}\r\n"
-        "Connection: close\r\n\r\n"
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        (b"connection", b"close"),
+    ]
+    return headers, body
+
+
+def too_large_response(limit: int) -> bytes:
+    """A complete HTTP/1.1 413 response, written before the request has been read whole."""
+    headers, body = too_large(limit)
+    head = b"HTTP/1.1 413 Content Too Large\r\n" + b"".join(
+        name.title() + b": " + value + b"\r\n" for name, value in headers
     )
-    return head.encode() + body
+    return head + b"\r\n" + body
 
 
 def daphne_leaves_bodies_to_django() -> None:
@@ -123,6 +131,54 @@ def daphne_leaves_bodies_to_django() -> None:
                 super().process()
 
     http_protocol.WebRequest = WebRequest
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: the same cap for any server (uvicorn and granian hand the body over as
+    it arrives, and Django's handler writes all of it to a temporary file before a view runs).
+    A declared ``Content-Length`` past :func:`body_limit` is refused before the body is read;
+    a body that grows past it, at the message that crosses it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit()
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if value.isdigit() and int(value) > limit:
+                    await self._refuse(send, limit)
+                    return
+                break
+        received = 0
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return cast(dict[str, Any], message)
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:  # raised while Django read the body: nothing was sent yet
+            await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send: Any, limit: int) -> None:
+        headers, body = too_large(limit)
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        structlog.get_logger("chatbot.request").warning("request_body_refused", limit=limit)
 
 
 def prepare_server() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -140,3 +141,58 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
                 if "request_body_refused" in line]  # fmt: skip
     assert len(refusals) == 2, refusals
     assert "declared=10000000000" in refusals[0]
+
+
+def asgi_call(headers: list[tuple[bytes, bytes]], bodies: list[bytes]) -> list[dict]:
+    """One request through the project's ASGI application, as uvicorn or granian would send
+    it: the body in messages, as it arrives."""
+    from chatbot_site.asgi import application
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/auth/token", "raw_path": b"/v1/auth/token",
+        "query_string": b"", "root_path": "", "headers": headers,
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }  # fmt: skip
+    messages = [
+        {"type": "http.request", "body": body, "more_body": i < len(bodies) - 1}
+        for i, body in enumerate(bodies)
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client stays connected until the answer is sent
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(application(scope, receive, send))
+    return sent
+
+
+def test_any_asgi_server_gets_the_same_limit(settings):
+    """uvicorn and granian hand the body over as it arrives; Django's handler would write all
+    of it to a temporary file before a view ran."""
+    settings.INGEST_MAX_UPLOAD_BYTES = 1024
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    limit = 1024 + 1024 * 1024
+    json_type = (b"content-type", b"application/json")
+
+    declared = asgi_call([json_type, (b"content-length", b"9" * 12)], [b"{}"])
+    streamed = asgi_call([json_type], [b" " * 65536] * (limit // 65536 + 2))
+    for sent in (declared, streamed):
+        assert sent[0]["status"] == 413
+        headers = dict(sent[0]["headers"])
+        body = json.loads(sent[1]["body"])
+        assert body["error"]["code"] == "payload_too_large"
+        assert body["error"]["details"] == {"limit_bytes": limit}
+        assert body["error"]["request_id"] == headers[b"x-request-id"].decode()
+
+    small = asgi_call([json_type, (b"content-length", b"15")], [b'{"api_key": ""}'])
+    assert small[0]["status"] == 400  # read and answered by the view
+    assert json.loads(small[1]["body"])["error"]["details"] == {
+        "api_key": ["This field may not be blank."]
+    }
