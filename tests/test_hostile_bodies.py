@@ -72,3 +72,20 @@ def test_only_adding_a_document_takes_multipart(world: World):
             assert response.json()["error"]["code"] == "unsupported_media_type"
             checked += 1
     assert checked >= 10
+
+
+def test_every_read_refuses_a_query_parameter_with_nul(world: World):
+    """Found by fuzzing: `?tag=a%00b` reached PostgreSQL (which stores no NUL) as a 500."""
+    client = world.a.client()
+    client.raise_request_exception = False
+    checked = 0
+    for route, view in v1_routes():
+        if "get" not in verbs(view) or route in {"v1/health", "v1/schema", "v1/docs"}:
+            continue
+        path = fill(route, world.a)
+        for query in ("?tag=a%00b", "?a%00b=1"):
+            response = client.get(path + query)
+            assert response.status_code == 400, f"GET {path}{query}: {response.content[:300]!r}"
+            assert response.json()["error"]["code"] == "invalid_request"
+        checked += 1
+    assert checked >= 10
