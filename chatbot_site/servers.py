@@ -151,11 +151,13 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = body_limit()
+        declared = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if value.isdigit() and int(value) > limit:
                     await self._refuse(send, limit)
                     return
+                declared = True
                 break
         received = 0
 
@@ -166,6 +168,15 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _TooLarge
+                if not declared and received and not message.get("more_body", False):
+                    # A chunked body has no Content-Length, and DRF reads a request without
+                    # one as having no body ("This field is required."). Django reads the
+                    # whole body before it builds the request from the scope, so its length
+                    # can be declared here.
+                    scope["headers"] = [
+                        *scope.get("headers", ()),
+                        (b"content-length", str(received).encode()),
+                    ]
             return cast(dict[str, Any], message)
 
         try:
