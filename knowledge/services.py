@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
+from chatbot_site.errors import NotFound
 from knowledge.models import BotDataset, Dataset, Document
 from tenants.models import Tenant
 from tenants.services import (
@@ -143,6 +144,7 @@ def dataset_update(
 @transaction.atomic
 def dataset_delete(*, tenant: Tenant, actor: Actor, dataset: Dataset) -> None:
     """The dataset, its documents and their chunks; stored files go once the rows are gone."""
+    _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(dataset=dataset))
     files = list(
         Document.objects.for_tenant(tenant)
         .filter(dataset=dataset)
@@ -157,13 +159,15 @@ def dataset_delete(*, tenant: Tenant, actor: Actor, dataset: Dataset) -> None:
         target=dataset,
         changes={"name": dataset.name},
     )
-    _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(dataset=dataset))
     dataset.delete()
     transaction.on_commit(lambda: _delete_files(files))
 
 
 @transaction.atomic
 def document_delete(*, tenant: Tenant, actor: Actor, document: Document) -> None:
+    if not _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(pk=document.pk)):
+        raise NotFound("Document not found.")  # deleted meanwhile by another request
+    document.refresh_from_db(fields=["file"])  # a URL document's file arrives with its worker
     files = [document.file.name] if document.file else []
     audit_record(
         tenant=tenant,
@@ -172,19 +176,18 @@ def document_delete(*, tenant: Tenant, actor: Actor, document: Document) -> None
         target=document,
         changes={"title": document.title, "source": document.source},
     )
-    _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(pk=document.pk))
     document.delete()
     transaction.on_commit(lambda: _delete_files(files))
 
 
-def _lock_against_ingestion(documents: QuerySet[Document]) -> None:
+def _lock_against_ingestion(documents: QuerySet[Document]) -> list[Any]:
     """Lock the rows before their chunks are collected for deletion. A worker storing chunks
     holds its document's row lock until it commits (``ingestion._store``): without this, its
     chunks could commit between the delete of the chunks and that of the document, and the
     document's deferred foreign key failed at commit (a 500, found by fuzzing). Locked first,
-    the delete waits for that worker and then sees its chunks, or the worker waits and then
-    finds its document gone."""
-    list(documents.select_for_update().order_by("pk").values_list("pk", flat=True))
+    the delete waits for that worker and then sees its chunks (and the file a URL document's
+    worker stored), or the worker waits and then finds its document gone."""
+    return list(documents.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def _delete_files(names: list[str]) -> None:
