@@ -15,6 +15,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
@@ -95,7 +96,17 @@ class RequestIdMiddleware(_DualMiddleware):
 class ErrorEnvelopeMiddleware(_DualMiddleware):
     """Last line of defence for ``/v1``: an error response that is not already our JSON
     envelope (a bare 404 from a resolver, a 405 from a plain Django view, a 413 from the body
-    limit) is replaced with one, so clients only ever parse one error shape."""
+    limit) is replaced with one, so clients only ever parse one error shape.
+
+    It also refuses a query string carrying NUL (``%00``), for every route, the staff admin's
+    included: PostgreSQL text holds no NUL, so a filter with one was a 500 (found by fuzzing).
+    (Inside ``RequestIdMiddleware``, so the 400 still carries the request id.)"""
+
+    def before(self, request: HttpRequest) -> None:
+        if "%00" in request.META.get("QUERY_STRING", ""):
+            raise BadRequest(
+                "Malformed query string: parameters may not contain NUL (%00) characters."
+            )
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if response.status_code < 400 or not request.path.startswith("/v1"):

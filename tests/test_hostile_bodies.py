@@ -89,3 +89,17 @@ def test_every_read_refuses_a_query_parameter_with_nul(world: World):
             assert response.json()["error"]["code"] == "invalid_request"
         checked += 1
     assert checked >= 10
+
+
+def test_the_staff_admin_refuses_a_query_parameter_with_nul(world: World):
+    """Django's admin filters passed `?name=%00` to PostgreSQL as well (a 500)."""
+    from tests.staff import staff_client
+
+    client = staff_client(world.a.tenant, superuser=True)
+    client.raise_request_exception = False
+    for path in ("/admin/bots/bot/?name=%00", "/admin/knowledge/document/?q=a%00b"):
+        response = client.get(path)
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.json()["error"]["code"] == "invalid_request"
+        assert response.json()["error"]["request_id"] == response["X-Request-ID"]
+    assert client.get("/admin/bots/bot/?name=x").status_code == 200
