@@ -15,7 +15,6 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
@@ -52,16 +51,16 @@ class _DualMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        self.before(request)
-        return self.after(request, self.get_response(request))
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        self.before(request)
-        response = await self.get_response(request)
+        response = self.before(request) or self.get_response(request)
         return self.after(request, response)
 
-    def before(self, request: HttpRequest) -> None:
-        pass
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.before(request) or await self.get_response(request)
+        return self.after(request, response)
+
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        """A response here answers the request without the rest of the stack."""
+        return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         return response
@@ -102,11 +101,14 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
     included: PostgreSQL text holds no NUL, so a filter with one was a 500 (found by fuzzing).
     (Inside ``RequestIdMiddleware``, so the 400 still carries the request id.)"""
 
-    def before(self, request: HttpRequest) -> None:
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
         if "%00" in request.META.get("QUERY_STRING", ""):
-            raise BadRequest(
-                "Malformed query string: parameters may not contain NUL (%00) characters."
+            return error_response(
+                request,
+                400,
+                message="Malformed query string: parameters may not contain NUL (%00) characters.",
             )
+        return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if response.status_code < 400 or not request.path.startswith("/v1"):
