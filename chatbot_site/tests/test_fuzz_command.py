@@ -1,0 +1,25 @@
+"""`manage.py fuzz_api` (make fuzz): a scratch tenant whose key the fuzzer cannot exhaust, and
+the fuzzer's verdict as the command's."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from tenants.models import ApiKey, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_fuzzing_runs_as_a_new_tenant_and_fails_when_the_fuzzer_does():
+    call_command("fuzz_api", url="http://127.0.0.1:1", schemathesis=shutil.which("true"))
+    tenant = Tenant.objects.get(slug__startswith="fuzz-")
+    key = ApiKey.objects.for_tenant(tenant).get()
+    assert (key.role, key.rate_limit_per_minute) == ("admin", 1_000_000)
+
+    with pytest.raises(CommandError, match="found failures"):
+        call_command("fuzz_api", url="http://127.0.0.1:1", schemathesis=shutil.which("false"))
+    with pytest.raises(CommandError, match="make fuzz"):
+        call_command("fuzz_api", url="http://127.0.0.1:1", schemathesis="/nonexistent/st")
