@@ -19,6 +19,14 @@ def test_fuzzing_runs_as_a_new_tenant_and_fails_when_the_fuzzer_does():
     key = ApiKey.objects.for_tenant(tenant).get()
     assert (key.role, key.rate_limit_per_minute) == ("admin", 1_000_000)
 
+    call_command(
+        "fuzz_api", url="http://127.0.0.1:1", schemathesis=shutil.which("true"), role="chat"
+    )
+    chat_key = ApiKey.objects.for_tenant(
+        Tenant.objects.exclude(pk=tenant.pk).get(slug__startswith="fuzz-")
+    ).get()
+    assert chat_key.role == "chat"
+
     with pytest.raises(CommandError, match="found failures"):
         call_command("fuzz_api", url="http://127.0.0.1:1", schemathesis=shutil.which("false"))
     with pytest.raises(CommandError, match="make fuzz"):

@@ -38,6 +38,9 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="The running server.")
         parser.add_argument("--examples", type=int, default=100, help="Cases per operation.")
         parser.add_argument(
+            "--role", choices=[Role.ADMIN, Role.CHAT], default=Role.ADMIN, help="The key's role."
+        )
+        parser.add_argument(
             "--schemathesis", default=".venv-fuzz/bin/schemathesis", help="The CLI to run."
         )
 
@@ -47,10 +50,10 @@ class Command(BaseCommand):
         with transaction.atomic():
             tenant = tenant_create(slug=slug, actor=actor)
             _key, plaintext = api_key_create(
-                tenant=tenant, actor=actor, role=Role.ADMIN, name="fuzz",
+                tenant=tenant, actor=actor, role=options["role"], name="fuzz",
                 rate_limit_per_minute=1_000_000,
             )  # fmt: skip
-        self.stdout.write(f"Fuzzing {options['url']} as tenant {slug} ...")
+        self.stdout.write(f"Fuzzing {options['url']} as tenant {slug}, a {options['role']} key ...")
         workdir = Path(settings.DATA_DIR) / "fuzz"  # schemathesis keeps a cache here
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [
