@@ -62,3 +62,12 @@ def maintain_vector_indexes() -> dict:
     from knowledge.vector_index import maintain
 
     return maintain()
+
+
+@shared_task(
+    name="knowledge.sweep_orphan_files", ignore_result=True, soft_time_limit=1700, time_limit=1800
+)
+def sweep_orphan_files() -> dict[str, int]:
+    from knowledge.storage_sweep import sweep_orphan_files as sweep
+
+    return sweep()

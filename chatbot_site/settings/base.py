@@ -346,6 +346,13 @@ VECTOR_INDEX_KIND: str = env.str("VECTOR_INDEX_KIND", default="hnsw")
 # its own, built by celery beat every VECTOR_INDEX_MAINTAIN_SECONDS (knowledge.vector_index).
 VECTOR_INDEX_DATASET_MIN_CHUNKS: int = env.int("VECTOR_INDEX_DATASET_MIN_CHUNKS", default=5000)
 VECTOR_INDEX_MAINTAIN_SECONDS: float = env.float("VECTOR_INDEX_MAINTAIN_SECONDS", default=600.0)
+# Stored originals no document refers to (a request whose commit failed) are deleted once this
+# old (knowledge.storage_sweep), by a daily sweep.
+ORPHAN_FILE_AGE_SECONDS: int = env.int("ORPHAN_FILE_AGE_SECONDS", default=24 * 3600)
+CELERY_BEAT_SCHEDULE["sweep-orphan-files"] = {
+    "task": "knowledge.sweep_orphan_files",
+    "schedule": env.int("ORPHAN_FILE_SWEEP_SECONDS", default=24 * 3600),
+}
 CELERY_BEAT_SCHEDULE["maintain-vector-indexes"] = {
     "task": "knowledge.maintain_vector_indexes",
     "schedule": VECTOR_INDEX_MAINTAIN_SECONDS,
