@@ -4,11 +4,16 @@ the compose file's services, ports, env and health checks; the Dockerfile; the n
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,20 +107,22 @@ def nginx_binary() -> str | None:
     )
 
 
-def test_nginx_config_passes_nginx_t_where_nginx_is_installed(tmp_path):
-    binary = nginx_binary()
-    if binary is None:
-        # `make test` installs nginx where it can (root with apt); the structure test above
-        # still checks this file everywhere.
-        print("nginx not installed: structure checked only")
-        return
-    (tmp_path / "logs").mkdir()
+def nginx_main_conf(tmp_path: Path, *, upstream: str, listen: str | None = None) -> Path:
+    """docker/nginx.conf as the compose file serves it, with its upstream (and port) replaced."""
+    (tmp_path / "logs").mkdir(exist_ok=True)
+    conf = NGINX_CONF.replace("server api:8000", f"server {upstream}")
+    if listen is not None:
+        conf = conf.replace("listen 80;", f"listen {listen};")
     server = tmp_path / "server.conf"
-    server.write_text(NGINX_CONF.replace("server api:8000", "server 127.0.0.1:8000"))
+    server.write_text(conf)
     main = tmp_path / "nginx.conf"
+    # As root, nginx's workers would run as nobody, who cannot write under pytest's tmp dirs.
+    user = "user root;" if os.geteuid() == 0 else ""
     main.write_text(f"""
+        {user}
         pid {tmp_path}/nginx.pid;
         error_log {tmp_path}/logs/error.log;
+        daemon off;
         events {{}}
         http {{
             access_log off;
@@ -127,6 +134,17 @@ def test_nginx_config_passes_nginx_t_where_nginx_is_installed(tmp_path):
             include {server};
         }}
         """)
+    return main
+
+
+def test_nginx_config_passes_nginx_t_where_nginx_is_installed(tmp_path):
+    binary = nginx_binary()
+    if binary is None:
+        # `make test` installs nginx where it can (root with apt); the structure test above
+        # still checks this file everywhere.
+        print("nginx not installed: structure checked only")
+        return
+    main = nginx_main_conf(tmp_path, upstream="127.0.0.1:8000")
     result = subprocess.run(
         [binary, "-t", "-p", str(tmp_path), "-c", str(main)],
         capture_output=True,
@@ -142,3 +160,69 @@ def test_env_example_documents_every_contract_setting():
     named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.M))
     missing = [name for name in CONTRACT_SETTINGS if name not in named]
     assert not missing, missing
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.integration
+def test_too_large_bodies_are_refused_in_the_envelope_behind_nginx(tmp_path):
+    """The compose file's nginx in front of daphne: a body over the app's limit is refused by the
+    app (nginx lets it through), one over nginx's by nginx, both as the contract's 413."""
+    binary = nginx_binary()
+    if binary is None:
+        print("nginx not installed: structure checked only")
+        return
+    from chatbot_site.servers import body_limit
+    from tests.processes import child_env, daphne_server, free_port, running, wait_for
+    from tests.world import build_tenant
+
+    side = build_tenant("behind-nginx")
+    port = free_port()
+    path = f"/v1/datasets/{side.dataset.pk}/documents"
+    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
+        main = nginx_main_conf(
+            tmp_path, upstream=base.removeprefix("http://"), listen=f"127.0.0.1:{port}"
+        )
+        argv = [binary, "-p", str(tmp_path), "-c", str(main)]
+        with running(argv, dict(os.environ), tmp_path / "nginx.log"):
+            wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
+            # nginx reads a body whole before it passes it on: the app's refusal needs the body.
+            for size, refused_by in ((body_limit() + 1, "app"), (60 * 1024 * 1024, "nginx")):
+                status, headers, body = declared_post(
+                    port, path, side.admin_key.plaintext, size, send_body=refused_by == "app"
+                )
+                assert status == 413, (refused_by, status, body[:200])
+                error = json.loads(body)["error"]
+                assert error["code"] == "payload_too_large", (refused_by, error)
+                assert error["request_id"] == headers["x-request-id"], (refused_by, headers)
+                if refused_by == "app":
+                    assert error["details"] == {"limit_bytes": body_limit()}
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def declared_post(
+    port: int, path: str, key: str, size: int, *, send_body: bool
+) -> tuple[int, dict[str, str], bytes]:
+    """A POST of ``size`` bytes (or declaring them and sending none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        with contextlib.suppress(OSError):  # the server may answer and close while we send
+            piece = b"x" * (1024 * 1024)
+            for offset in range(0, size if send_body else 0, len(piece)):
+                conn.sendall(piece[: size - offset])
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
