@@ -226,3 +226,30 @@ def declared_post(
     lines = head.decode().split("\r\n")
     headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
+
+
+def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
+    binary = nginx_binary()
+    if binary is None:
+        print("nginx not installed: structure checked only")
+        return
+    from tests.processes import free_port, running, wait_for
+
+    port, nothing_there = free_port(), free_port()
+    main = nginx_main_conf(
+        tmp_path, upstream=f"127.0.0.1:{nothing_there}", listen=f"127.0.0.1:{port}"
+    )
+    with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
+                 tmp_path / "nginx.log"):  # fmt: skip
+        wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"GET /v1/bots HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split()[1] == b"503", head
+    assert b"Retry-After: 5" in head
+    error = json.loads(body)["error"]
+    assert error["code"] == "service_unavailable"
+    assert error["request_id"]
