@@ -91,8 +91,9 @@ class ChatFilters(serializers.Serializer):
 class ChatInput(serializers.Serializer):
     bot_id = serializers.UUIDField()
     session_id = serializers.UUIDField(required=False, allow_null=True)
-    messages = ChatMessageInput(
-        many=True, allow_empty=False, max_length=MAX_MESSAGES  # type: ignore[call-arg]
+    # A ListField (not many=True): the schema then carries minItems/maxItems.
+    messages = serializers.ListField(
+        child=ChatMessageInput(), allow_empty=False, min_length=1, max_length=MAX_MESSAGES
     )
     metadata = serializers.DictField(required=False, default=dict)
     stream = serializers.BooleanField(required=False, default=False)

@@ -215,7 +215,10 @@ class RecordInput(serializers.Serializer):
 
 
 class RecordsInput(serializers.Serializer):
-    records = RecordInput(many=True, allow_empty=False, max_length=1000)  # type: ignore[call-arg]
+    # A ListField (not many=True): the schema then carries minItems/maxItems.
+    records = serializers.ListField(
+        child=RecordInput(), allow_empty=False, min_length=1, max_length=1000
+    )
 
 
 class UrlInput(serializers.Serializer):

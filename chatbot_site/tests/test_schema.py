@@ -180,3 +180,12 @@ def test_the_json_body_of_adding_a_document_is_documented_as_either_shape(schema
         "#/components/schemas/UrlInputRequest",
         "#/components/schemas/RecordsInputRequest",
     }
+
+
+def test_list_bounds_are_in_the_schema(schema):
+    """What validation enforces on the lists of a chat and of records, the schema says too."""
+    components = schema["components"]["schemas"]
+    messages = components["ChatInputRequest"]["properties"]["messages"]
+    records = components["RecordsInputRequest"]["properties"]["records"]
+    assert (messages["minItems"], messages["maxItems"]) == (1, 100)
+    assert (records["minItems"], records["maxItems"]) == (1, 1000)
