@@ -6,9 +6,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-from chatbot_site.servers import BodyLimit, prepare_server
+from chatbot_site.servers import RequestGuard, prepare_server
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.production")
 
 prepare_server()
-application = BodyLimit(get_asgi_application())
+application = RequestGuard(get_asgi_application())

@@ -15,10 +15,12 @@ hostile 10 GB upload had filled the disk. The same requests now refuse a body pa
 first chunk over, with ``413 payload_too_large`` in the contract's envelope, and the
 connection closed. (nginx caps bodies in the containers too: ``client_max_body_size``.)
 
-:class:`BodyLimit` wraps the application with the same cap for any ASGI server (uvicorn and
+:class:`RequestGuard` wraps the application with the same cap for any ASGI server (uvicorn and
 granian hand the body over as it arrives; Django's handler spooled all of it to a temporary
-file before a view ran), and declares a chunked body's length, which DRF needs to read it at
-all. It costs ~1.7 µs per request (measured in process).
+file before a view ran), declares a chunked body's length, which DRF needs to read it at all,
+and answers an exception that escapes Django before a response started with a ``500`` in the
+envelope (the servers' own is an HTML page). It costs ~1.7 µs per request (measured in
+process).
 """
 
 from __future__ import annotations
@@ -142,11 +144,17 @@ class _TooLarge(Exception):
     pass
 
 
-class BodyLimit:
-    """ASGI middleware: the same cap for any server (uvicorn and granian hand the body over as
-    it arrives, and Django's handler writes all of it to a temporary file before a view runs).
-    A declared ``Content-Length`` past :func:`body_limit` is refused before the body is read;
-    a body that grows past it, at the message that crosses it."""
+class RequestGuard:
+    """ASGI middleware around the Django application, for any server.
+
+    - The body limit: a declared ``Content-Length`` past :func:`body_limit` is refused before
+      the body is read; a body that grows past it, at the message that crosses it (uvicorn and
+      granian hand the body over as it arrives, and Django's handler writes all of it to a
+      temporary file before a view runs).
+    - A chunked body's length, declared once it is in (DRF reads none without one).
+    - The last resort: an exception that escapes Django before a response started is answered
+      ``500 internal_error`` in the envelope; one after it started goes on to the server, which
+      cuts the response off."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -188,6 +196,34 @@ class BodyLimit:
             await self.app(scope, limited_receive, send)
         except _TooLarge:  # raised while Django read the body: nothing was sent yet
             await self._refuse(send, limit)
+        except Exception:
+            structlog.get_logger("chatbot.request").exception("asgi_unhandled_exception")
+            if not await self._answer_internal_error(send):
+                raise
+
+    @staticmethod
+    async def _answer_internal_error(send: Any) -> bool:
+        """A 500 in the envelope, if no response has started (the server refuses a second
+        start: then False)."""
+        from chatbot_site.errors import error_body
+
+        # The request's id, if RequestIdMiddleware bound it before the failure (as the log has).
+        bound = structlog.contextvars.get_contextvars().get("request_id")
+        request_id = bound if isinstance(bound, str) else uuid.uuid4().hex
+        body = json.dumps(
+            error_body("internal_error", "Internal server error.", request_id=request_id)
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        try:
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+        except Exception:  # the response had started
+            return False
+        await send({"type": "http.response.body", "body": body})
+        return True
 
     @staticmethod
     async def _refuse(send: Any, limit: int) -> None:

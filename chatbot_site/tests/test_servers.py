@@ -228,3 +228,45 @@ def test_a_chunked_json_body_is_read(tmp_path):
         status, _, created = parse_answer(raw_request(base, head, parts))
     assert status == 201, created
     assert (created["name"], created["tags"]) == ("sent in chunks", ["a"])
+
+
+def test_an_exception_that_escapes_django_is_a_500_in_the_envelope():
+    """Before a response started: the contract's 500 (the servers' own is an HTML page). After
+    it started: the server's to handle (it cuts the response off)."""
+    from chatbot_site.servers import RequestGuard
+
+    async def fails_at_once(scope, receive, send):
+        raise RuntimeError("boom")
+
+    async def fails_mid_stream(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("boom")
+
+    def run(app) -> tuple[list[dict], BaseException | None]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start" and sent:
+                raise ValueError("HTTP response has already been started")  # as daphne does
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/bots", "headers": []}
+        try:
+            asyncio.run(RequestGuard(app)(scope, receive, send))
+        except RuntimeError as exc:
+            return sent, exc
+        return sent, None
+
+    sent, raised = run(fails_at_once)
+    assert raised is None
+    assert sent[0]["status"] == 500
+    error = json.loads(sent[1]["body"])["error"]
+    assert error["code"] == "internal_error" and "boom" not in sent[1]["body"].decode()
+    assert error["request_id"] == dict(sent[0]["headers"])[b"x-request-id"].decode()
+
+    sent, raised = run(fails_mid_stream)
+    assert isinstance(raised, RuntimeError)
+    assert [m["status"] for m in sent] == [200]
