@@ -91,13 +91,13 @@ bench: $(VENV)/.installed-dev
 bench-ab: $(VENV)/.installed-dev
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.chat_ab $(AB)
 
-## make fuzz: schemathesis against the running server (make run) as a scratch tenant; URL, FUZZ_EXAMPLES, FUZZ_ROLE
+## make fuzz: schemathesis against the running server (make run) as a scratch tenant; URL, FUZZ_EXAMPLES, FUZZ_ROLE, FUZZ_JWT=1
 FUZZ_VENV := .venv-fuzz
 fuzz: $(VENV)/.installed-base
 	test -x $(FUZZ_VENV)/bin/schemathesis || { $(PYTHON) -m venv $(FUZZ_VENV) && \
 	  $(FUZZ_VENV)/bin/pip install -q "schemathesis==4.32.5"; }
 	$(BIN)/python manage.py fuzz_api --url $(or $(URL),http://$(HOST):$(PORT)) \
-	  --examples $(or $(FUZZ_EXAMPLES),100) --role $(or $(FUZZ_ROLE),admin) \
+	  --examples $(or $(FUZZ_EXAMPLES),100) --role $(or $(FUZZ_ROLE),admin) $(if $(FUZZ_JWT),--jwt) \
 	  --schemathesis $(FUZZ_VENV)/bin/schemathesis
 
 ## make bench-mixed: 100 mixed corpus documents + 6 bombs through the API to a real worker, memory sampled

@@ -31,3 +31,8 @@ def test_fuzzing_runs_as_a_new_tenant_and_fails_when_the_fuzzer_does():
         call_command("fuzz_api", url="http://127.0.0.1:1", schemathesis=shutil.which("false"))
     with pytest.raises(CommandError, match="make fuzz"):
         call_command("fuzz_api", url="http://127.0.0.1:1", schemathesis="/nonexistent/st")
+
+
+def test_fuzzing_with_a_jwt_needs_the_server_to_exchange_the_key():
+    with pytest.raises(CommandError, match="exchange the key for a JWT"):
+        call_command("fuzz_api", url="http://127.0.0.1:1", jwt=True, schemathesis="true")
