@@ -15,6 +15,10 @@ hostile 10 GB upload had filled the disk. The same requests now refuse a body pa
 first chunk over, with ``413 payload_too_large`` in the contract's envelope, and the
 connection closed. (nginx caps bodies in the containers too: ``client_max_body_size``.)
 
+The errors daphne answers itself (an invalid header value, an application that failed or timed
+out before answering) are in the contract's envelope too; Twisted's own refusals of a malformed
+request line or header name stay a bare ``400``.
+
 :class:`RequestGuard` wraps the application with the same cap for any ASGI server (uvicorn and
 granian hand the body over as it arrives; Django's handler spooled all of it to a temporary
 file before a view ran), declares a chunked body's length, which DRF needs to read it at all,
@@ -80,6 +84,26 @@ def too_large_response(limit: int) -> bytes:
     return head + b"\r\n" + body
 
 
+DAPHNE_ERROR_CODES = {400: "invalid_request", 503: "service_unavailable"}
+
+
+def daphne_error(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers and body of an error daphne answers itself (its messages are fixed texts
+    such as "Invalid header value", never the request's data)."""
+    from chatbot_site.errors import error_body
+
+    request_id = uuid.uuid4().hex
+    payload = json.dumps(
+        error_body(DAPHNE_ERROR_CODES.get(status, "internal_error"), message, request_id=request_id)
+    ).encode()
+    headers = [
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", str(len(payload)).encode()),
+        (b"X-Request-Id", request_id.encode()),
+    ]
+    return headers, payload
+
+
 def daphne_leaves_bodies_to_django() -> None:
     """Make daphne build its requests with Twisted's form parsing off. Idempotent.
 
@@ -136,6 +160,13 @@ def daphne_leaves_bodies_to_django() -> None:
         def process(self) -> None:
             if not self.body_refused:  # a refused body is never handed to the application
                 super().process()
+
+        def basic_error(self, status: int, status_text: bytes, body: str) -> None:
+            """daphne's own errors (an invalid header or path, an application that failed or
+            timed out before answering) in the contract's envelope, not an HTML page."""
+            headers, payload = daphne_error(status, body)
+            self.handle_reply({"type": "http.response.start", "status": status, "headers": headers})
+            self.handle_reply({"type": "http.response.body", "body": payload})
 
     http_protocol.WebRequest = WebRequest
 

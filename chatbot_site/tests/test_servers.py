@@ -270,3 +270,20 @@ def test_an_exception_that_escapes_django_is_a_500_in_the_envelope():
     sent, raised = run(fails_mid_stream)
     assert isinstance(raised, RuntimeError)
     assert [m["status"] for m in sent] == [200]
+
+
+def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
+    """daphne answers some requests itself (an invalid header value, an application that timed
+    out before answering): in the contract's shape, not its HTML page. (Twisted's own
+    refusals, such as a malformed header name or request line, stay a bare 400.)"""
+    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
+        head = (
+            b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Odd: a\x0bb\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        status, headers, body = parse_answer(raw_request(base, head))
+    assert status == 400, body
+    assert headers["Content-Type"] == "application/json"
+    assert body["error"]["code"] == "invalid_request"
+    assert body["error"]["message"] == "Invalid header value"
+    assert body["error"]["request_id"] == headers["X-Request-Id"]
