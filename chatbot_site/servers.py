@@ -52,27 +52,39 @@ def body_limit() -> int:
     )
 
 
-def too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The headers and body of a ``413 payload_too_large`` in the contract's envelope."""
+def error_reply(
+    code: str,
+    message: str,
+    *,
+    details: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    close: bool = False,
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """ASGI headers and body of an error in the contract's envelope, for the answers given
+    outside Django (the server's own, a body refused as it arrives, a failure Django let out)."""
     from chatbot_site.errors import error_body  # imported by asgi.py before Django is set up
 
-    request_id = uuid.uuid4().hex
-    body = json.dumps(
-        error_body(
-            "payload_too_large",
-            f"Request bodies are limited to {limit // (1024 * 1024)} MB "
-            f"(files to {settings.INGEST_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
-            details={"limit_bytes": limit},
-            request_id=request_id,
-        )
-    ).encode()
+    request_id = request_id or uuid.uuid4().hex
+    body = json.dumps(error_body(code, message, details=details, request_id=request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
-        (b"connection", b"close"),
     ]
+    if close:
+        headers.append((b"connection", b"close"))
     return headers, body
+
+
+def too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """A ``413 payload_too_large``; the connection is closed after it (the body is unread)."""
+    return error_reply(
+        "payload_too_large",
+        f"Request bodies are limited to {limit // (1024 * 1024)} MB "
+        f"(files to {settings.INGEST_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
+        details={"limit_bytes": limit},
+        close=True,
+    )
 
 
 def too_large_response(limit: int) -> bytes:
@@ -84,24 +96,8 @@ def too_large_response(limit: int) -> bytes:
     return head + b"\r\n" + body
 
 
+# daphne's own errors: their messages are fixed texts ("Invalid header value"), never request data.
 DAPHNE_ERROR_CODES = {400: "invalid_request", 503: "service_unavailable"}
-
-
-def daphne_error(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The headers and body of an error daphne answers itself (its messages are fixed texts
-    such as "Invalid header value", never the request's data)."""
-    from chatbot_site.errors import error_body
-
-    request_id = uuid.uuid4().hex
-    payload = json.dumps(
-        error_body(DAPHNE_ERROR_CODES.get(status, "internal_error"), message, request_id=request_id)
-    ).encode()
-    headers = [
-        (b"Content-Type", b"application/json"),
-        (b"Content-Length", str(len(payload)).encode()),
-        (b"X-Request-Id", request_id.encode()),
-    ]
-    return headers, payload
 
 
 def daphne_leaves_bodies_to_django() -> None:
@@ -126,10 +122,11 @@ def daphne_leaves_bodies_to_django() -> None:
             kwargs["parsePOSTFormSubmission"] = False
             self.body_received = 0
             self.body_refused = False
+            self.body_cap = body_limit()  # read once per request, not per chunk
             super().__init__(*args, **kwargs)
 
         def gotLength(self, length: int | None) -> None:
-            if length is not None and length > body_limit():
+            if length is not None and length > self.body_cap:
                 self.content = io.BytesIO()
                 self.refuse_body()
                 return
@@ -139,14 +136,14 @@ def daphne_leaves_bodies_to_django() -> None:
             if self.body_refused:
                 return
             self.body_received += len(data)
-            if self.body_received > body_limit():
+            if self.body_received > self.body_cap:
                 self.refuse_body()
                 return
             super().handleContentChunk(data)
 
         def refuse_body(self) -> None:
             self.body_refused = True
-            self.channel.transport.write(too_large_response(body_limit()))
+            self.channel.transport.write(too_large_response(self.body_cap))
             self.channel.loseConnection()
             structlog.get_logger("chatbot.request").warning(
                 "request_body_refused",
@@ -154,7 +151,7 @@ def daphne_leaves_bodies_to_django() -> None:
                 path=self.uri.decode("latin-1", "replace").split("?", 1)[0][:200],
                 received=self.body_received,
                 declared=(self.getHeader(b"content-length") or b"").decode("latin-1") or None,
-                limit=body_limit(),
+                limit=self.body_cap,
             )
 
         def process(self) -> None:
@@ -164,7 +161,7 @@ def daphne_leaves_bodies_to_django() -> None:
         def basic_error(self, status: int, status_text: bytes, body: str) -> None:
             """daphne's own errors (an invalid header or path, an application that failed or
             timed out before answering) in the contract's envelope, not an HTML page."""
-            headers, payload = daphne_error(status, body)
+            headers, payload = error_reply(DAPHNE_ERROR_CODES.get(status, "internal_error"), body)
             self.handle_reply({"type": "http.response.start", "status": status, "headers": headers})
             self.handle_reply({"type": "http.response.body", "body": payload})
 
@@ -236,19 +233,13 @@ class RequestGuard:
     async def _answer_internal_error(send: Any) -> bool:
         """A 500 in the envelope, if no response has started (the server refuses a second
         start: then False)."""
-        from chatbot_site.errors import error_body
-
         # The request's id, if RequestIdMiddleware bound it before the failure (as the log has).
         bound = structlog.contextvars.get_contextvars().get("request_id")
-        request_id = bound if isinstance(bound, str) else uuid.uuid4().hex
-        body = json.dumps(
-            error_body("internal_error", "Internal server error.", request_id=request_id)
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()),
-        ]
+        headers, body = error_reply(
+            "internal_error",
+            "Internal server error.",
+            request_id=bound if isinstance(bound, str) else None,
+        )
         try:
             await send({"type": "http.response.start", "status": 500, "headers": headers})
         except Exception:  # the response had started
