@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +144,35 @@ def celery_worker(
         argv += ["--beat", "--schedule", str(log_path.with_suffix(".schedule"))]
     with running(argv, env, log_path) as proc:
         yield proc
+
+
+def raw_request(
+    base: str, head: bytes, body_parts: Iterable[bytes] = (), timeout: float = 20
+) -> bytes:
+    """Send a request by hand (a declared length that is never sent, or a chunked body) and
+    read what the server answers before it closes the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(head)
+        with contextlib.suppress(OSError):  # the server may close while we still send
+            for part in body_parts:
+                conn.sendall(part)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                answer += chunk
+    return answer
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], dict]:
+    """Status, headers (names in lower case) and JSON body of a raw HTTP/1.1 answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        data = b""
+        while body:
+            size, _, rest = body.partition(b"\r\n")
+            data, body = data + rest[: int(size, 16)], rest[int(size, 16) + 2 :]
+        body = data
+    return int(lines[0].split()[1]), headers, json.loads(body)

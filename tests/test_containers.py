@@ -5,7 +5,6 @@ the compose file's services, ports, env and health checks; the Dockerfile; the n
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -172,7 +171,15 @@ def test_too_large_bodies_are_refused_in_the_envelope_behind_nginx(tmp_path):
         print("nginx not installed: structure checked only")
         return
     from chatbot_site.servers import body_limit
-    from tests.processes import child_env, daphne_server, free_port, running, wait_for
+    from tests.processes import (
+        child_env,
+        daphne_server,
+        free_port,
+        parse_answer,
+        raw_request,
+        running,
+        wait_for,
+    )
     from tests.world import build_tenant
 
     side = build_tenant("behind-nginx")
@@ -187,11 +194,24 @@ def test_too_large_bodies_are_refused_in_the_envelope_behind_nginx(tmp_path):
             wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
             # nginx reads a body whole before it passes it on: the app's refusal needs the body.
             for size, refused_by in ((body_limit() + 1, "app"), (60 * 1024 * 1024, "nginx")):
-                status, headers, body = declared_post(
-                    port, path, side.admin_key.plaintext, size, send_body=refused_by == "app"
+                head = (
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n"
+                    "Connection: close\r\n\r\n"
+                ).encode()
+                piece = b"x" * (1024 * 1024)
+                parts = (piece[: size - offset] for offset in range(0, size, len(piece)))
+                status, headers, body = parse_answer(
+                    raw_request(
+                        f"http://127.0.0.1:{port}",
+                        head,
+                        parts if refused_by == "app" else (),
+                        timeout=30,
+                    )
                 )
-                assert status == 413, (refused_by, status, body[:200])
-                error = json.loads(body)["error"]
+                assert status == 413, (refused_by, status, body)
+                error = body["error"]
                 assert error["code"] == "payload_too_large", (refused_by, error)
                 assert error["request_id"] == headers["x-request-id"], (refused_by, headers)
                 if refused_by == "app":
@@ -204,36 +224,12 @@ def port_open(port: int) -> bool:
     return False
 
 
-def declared_post(
-    port: int, path: str, key: str, size: int, *, send_body: bool
-) -> tuple[int, dict[str, str], bytes]:
-    """A POST of ``size`` bytes (or declaring them and sending none)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-        conn.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        with contextlib.suppress(OSError):  # the server may answer and close while we send
-            piece = b"x" * (1024 * 1024)
-            for offset in range(0, size if send_body else 0, len(piece)):
-                conn.sendall(piece[: size - offset])
-        answer = b""
-        with contextlib.suppress(OSError):
-            while chunk := conn.recv(65536):
-                answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
 def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
     binary = nginx_binary()
     if binary is None:
         print("nginx not installed: structure checked only")
         return
-    from tests.processes import free_port, running, wait_for
+    from tests.processes import free_port, parse_answer, raw_request, running, wait_for
 
     port, nothing_there = free_port(), free_port()
     main = nginx_main_conf(
@@ -242,14 +238,15 @@ def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
     with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
                  tmp_path / "nginx.log"):  # fmt: skip
         wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-            conn.sendall(b"GET /v1/bots HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = b""
-            while chunk := conn.recv(65536):
-                answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.split(b"\r\n")[0].split()[1] == b"503", head
-    assert b"Retry-After: 5" in head
-    error = json.loads(body)["error"]
+        status, headers, body = parse_answer(
+            raw_request(
+                f"http://127.0.0.1:{port}",
+                b"GET /v1/bots HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                timeout=30,
+            )
+        )
+    assert status == 503, body
+    assert headers["retry-after"] == "5"
+    error = body["error"]
     assert error["code"] == "service_unavailable"
     assert error["request_id"]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
 from knowledge.models import Document
-from tests.processes import child_env, daphne_server
+from tests.processes import child_env, daphne_server, parse_answer, raw_request
 from tests.world import build_tenant
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -32,9 +30,13 @@ def post(url: str, key: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, dict(response.headers.items()), response.read()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers.items()), exc.read()
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
 
 def file_part(name: str, content: bytes) -> bytes:
@@ -57,10 +59,10 @@ def test_multipart_bodies_are_parsed_by_django_only(tmp_path):
         # before Django saw it; now Django's parser answers in the contract's shape.
         status, headers, body = post(base + url_of, side.admin_key.plaintext, b"--b0undary--\r\n")
         assert status == 400, body
-        assert headers["Content-Type"] == "application/json"
+        assert headers["content-type"] == "application/json"
         error = json.loads(body)["error"]
         assert error["code"] in {"validation_error", "invalid_request"}
-        assert error["request_id"] == headers["X-Request-Id"]
+        assert error["request_id"] == headers["x-request-id"]
 
         # A real upload still arrives whole.
         content = b"# Served upload\n\n" + b"A paragraph that arrives through daphne. " * 2000
@@ -75,35 +77,6 @@ def test_multipart_bodies_are_parsed_by_django_only(tmp_path):
     stored = Document.all_tenants.get(pk=document["id"])
     assert stored.tenant_id == side.tenant.pk
     assert stored.dataset_id == side.dataset.pk
-
-
-def raw_request(base: str, head: bytes, body_parts=(), timeout: float = 20) -> bytes:
-    """Send a request by hand (a declared length that is never sent, or a chunked body) and
-    read what the server answers before it closes the connection."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
-        conn.sendall(head)
-        with contextlib.suppress(OSError):  # the server may close while we still send
-            for part in body_parts:
-                conn.sendall(part)
-        answer = b""
-        with contextlib.suppress(OSError):
-            while chunk := conn.recv(65536):
-                answer += chunk
-    return answer
-
-
-def parse_answer(answer: bytes) -> tuple[int, dict[str, str], dict]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    if headers.get("Transfer-Encoding") == "chunked":
-        data = b""
-        while body:
-            size, _, rest = body.partition(b"\r\n")
-            data, body = data + rest[: int(size, 16)], rest[int(size, 16) + 2 :]
-        body = data
-    return int(lines[0].split()[1]), headers, json.loads(body)
 
 
 def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
@@ -122,10 +95,10 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
         ).encode()
         status, headers, body = parse_answer(raw_request(base, declared))
         assert status == 413
-        assert headers["Content-Type"] == "application/json"
+        assert headers["content-type"] == "application/json"
         assert body["error"]["code"] == "payload_too_large"
         assert body["error"]["details"] == {"limit_bytes": limit}
-        assert body["error"]["request_id"] == headers["X-Request-Id"]
+        assert body["error"]["request_id"] == headers["x-request-id"]
 
         chunked = (
             f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
@@ -283,7 +256,7 @@ def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
         )
         status, headers, body = parse_answer(raw_request(base, head))
     assert status == 400, body
-    assert headers["Content-Type"] == "application/json"
+    assert headers["content-type"] == "application/json"
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["message"] == "Invalid header value"
-    assert body["error"]["request_id"] == headers["X-Request-Id"]
+    assert body["error"]["request_id"] == headers["x-request-id"]

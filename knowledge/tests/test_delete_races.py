@@ -29,44 +29,55 @@ def waiting_on_a_lock() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-def race(document: Document, delete: Callable[[], None]) -> list[BaseException]:
-    """A worker's store (the document's row locked, chunks inserted, not yet committed), the
-    delete started meanwhile and seen waiting on a lock, then the worker's commit."""
-    stored, go = threading.Event(), threading.Event()
+def contend(hold: Callable[[], None], contender: Callable[[], None]) -> list[BaseException]:
+    """``hold`` runs in a transaction left open; ``contender`` starts meanwhile, on its own
+    connection, and once it is seen waiting on a lock the held transaction commits. The
+    exceptions either raised, for the test to assert on."""
+    held, go = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def holder() -> None:
         try:
             with transaction.atomic():
-                Document.all_tenants.select_for_update().get(pk=document.pk)
-                ChunkFactory(tenant=document.tenant, document=document, ordinal=99)
-                stored.set()
+                hold()
+                held.set()
                 go.wait(timeout=30)
         except BaseException as exc:  # reported by the test
             errors.append(exc)
         finally:
             connections.close_all()
 
-    def deleter() -> None:
+    def other() -> None:
         try:
-            delete()
+            contender()
         except BaseException as exc:  # reported by the test
             errors.append(exc)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=worker), threading.Thread(target=deleter)]
+    threads = [threading.Thread(target=holder), threading.Thread(target=other)]
     threads[0].start()
-    assert stored.wait(timeout=30)
+    assert held.wait(timeout=30)
     threads[1].start()
     deadline = time.monotonic() + 30
     while not waiting_on_a_lock():
-        assert time.monotonic() < deadline, "the delete never waited for the worker"
+        assert time.monotonic() < deadline, "the contender never waited for the held transaction"
         time.sleep(0.01)
     go.set()
     for thread in threads:
         thread.join(timeout=60)
     return errors
+
+
+def race(document: Document, delete: Callable[[], None]) -> list[BaseException]:
+    """A worker's store (the document's row locked, chunks inserted, not yet committed), the
+    delete started meanwhile and seen waiting on a lock, then the worker's commit."""
+
+    def store() -> None:
+        Document.all_tenants.select_for_update().get(pk=document.pk)
+        ChunkFactory(tenant=document.tenant, document=document, ordinal=99)
+
+    return contend(store, delete)
 
 
 def test_deleting_a_dataset_while_a_worker_stores_chunks():
@@ -104,44 +115,24 @@ def test_adding_a_document_to_a_dataset_deleted_meanwhile_is_404():
     new document's foreign key fails at commit, which answers 404 as for any missing dataset."""
     side = build_tenant("racy-add")
     tenant, dataset, dataset_id = side.tenant, side.dataset, side.dataset.pk
-    deleted, go = threading.Event(), threading.Event()
     answers: list = []
 
-    def deleter() -> None:
-        try:
-            with transaction.atomic():
-                dataset_delete(tenant=tenant, actor=Actor.system("tests"), dataset=dataset)
-                deleted.set()
-                go.wait(timeout=30)
-        finally:
-            connections.close_all()
-
-    def adder() -> None:
-        try:
-            client = side.client()
-            client.raise_request_exception = False
-            answers.append(
-                client.post(
-                    f"/v1/datasets/{dataset_id}/documents",
-                    {"records": [{"text": "Added while the dataset goes."}]},
-                    format="json",
-                )
+    def add() -> None:
+        client = side.client()
+        client.raise_request_exception = False
+        answers.append(
+            client.post(
+                f"/v1/datasets/{dataset_id}/documents",
+                {"records": [{"text": "Added while the dataset goes."}]},
+                format="json",
             )
-        finally:
-            connections.close_all()
+        )
 
-    threads = [threading.Thread(target=deleter), threading.Thread(target=adder)]
-    threads[0].start()
-    assert deleted.wait(timeout=30)
-    threads[1].start()
-    deadline = time.monotonic() + 30
-    while not waiting_on_a_lock():
-        assert time.monotonic() < deadline, "the add never waited for the delete"
-        time.sleep(0.01)
-    go.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    errors = contend(
+        lambda: dataset_delete(tenant=tenant, actor=Actor.system("tests"), dataset=dataset), add
+    )
 
+    assert errors == []
     assert answers[0].status_code == 404, answers[0].content
     error = answers[0].json()["error"]
     assert (error["code"], error["message"]) == ("not_found", "Dataset not found.")
