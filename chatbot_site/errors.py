@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import csrf
 from rest_framework import exceptions as drf
@@ -240,8 +240,6 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Http
         return error_response(request, 413)
     if isinstance(exception, SuspiciousOperation):
         return error_response(request, 400, message="The request was rejected as unsafe.")
-    if isinstance(exception, BadRequest) and str(exception):
-        return error_response(request, 400, message=str(exception))
     return error_response(request, 400)
 
 
