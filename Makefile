@@ -86,6 +86,7 @@ bench: $(VENV)/.installed-dev
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.ingest_throughput
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.retrieval
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.chat
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.llm_client
 
 ## make bench-ab AB="/tmp/before .": chat turns served by each checkout, interleaved (bench/chat_ab.py)
 bench-ab: $(VENV)/.installed-dev

@@ -391,6 +391,8 @@ SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
 # A stream's provider that sends a token at a time is read at most this often; what arrives in
 # between is relayed as one piece (conversations.llm.openai._Events). 0: read as it comes.
 LLM_STREAM_BATCH_SECONDS: float = env.float("LLM_STREAM_BATCH_SECONDS", default=0.02)
+# The HTTP client under openai's: aiohttp (its C parser; openai's own `aiohttp` extra) or httpx.
+LLM_HTTP_CLIENT: str = env.str("LLM_HTTP_CLIENT", default="aiohttp")
 
 # --- Guardrails (conversations.guardrails, knowledge.injection): calibrated in GUARDRAILS.md --
 # A question is in scope if it is this close (cosine) to the scope's description or an allowed
@@ -419,6 +421,7 @@ def validate() -> None:
         "VECTOR_INDEX_KIND": (VECTOR_INDEX_KIND, {"hnsw", "ivfflat"}),
         "RETRIEVAL_TEXT_RANK": (RETRIEVAL_TEXT_RANK, {"bm25", "ts_rank_cd", "ts_rank"}),
         "LOG_FORMAT": (LOG_FORMAT, {"json", "console"}),
+        "LLM_HTTP_CLIENT": (LLM_HTTP_CLIENT, {"aiohttp", "httpx"}),
     }
     for name, (value, allowed) in choices.items():
         if value not in allowed:

@@ -92,6 +92,7 @@ def test_environment_overrides_reach_settings():
         ("RETRIEVAL_TEXT_RANK", "bm99"),
         ("SSE_PING_SECONDS", "0"),
         ("CHAT_WORKER_THREADS", "0"),
+        ("LLM_HTTP_CLIENT", "requests"),
     ],
 )
 def test_invalid_setting_fails_at_start_naming_the_variable(name, value):

@@ -24,6 +24,40 @@ from conversations.llm import Completion, Delta, LLMError, LLMRequest
 log = structlog.get_logger(__name__)
 
 
+# aiohttp stops reading a response's socket once more than max(4, read_bufsize // 16) chunks of
+# its body wait unread, and reads on once at most half of them do. The body is read in pieces of
+# up to 16 kB all the same (its byte watermarks rise to match); what this buys is a paced relay
+# (LLM_STREAM_BATCH_SECONDS) of a provider that sends a token per chunk: the tokens that come
+# while it waits stay in the kernel and arrive in one read, instead of each waking the event loop.
+AIOHTTP_READ_BUFSIZE = 64
+
+
+def _aiohttp_client() -> httpx2.AsyncClient:
+    """openai's own aiohttp client (its ``aiohttp`` extra), with the session it would make but
+    for ``read_bufsize``. aiohttp parses HTTP/1.1 in C: a provider call cost 1.0 ms of CPU against
+    1.4-1.5 ms with httpx2's h11, a piece of a burst 10-11 µs against 16-20 (``bench.llm_client``,
+    BENCHMARKS.md)."""
+    import aiohttp
+    from openai._vendor.httpx_aiohttp import AiohttpTransport  # what DefaultAioHttpClient uses
+
+    limits = openai.DEFAULT_CONNECTION_LIMITS
+    ssl_context = httpx2.create_ssl_context()
+
+    def session() -> aiohttp.ClientSession:  # made on the first request, in the running loop
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=limits.max_connections or 0,
+                keepalive_timeout=limits.keepalive_expiry,
+                ssl=ssl_context,
+            ),
+            read_bufsize=AIOHTTP_READ_BUFSIZE,
+        )
+
+    return openai.DefaultAioHttpClient(
+        timeout=settings.LLM_TIMEOUT_SECONDS, transport=AiohttpTransport(client=session)
+    )
+
+
 def _transient(exc: Exception) -> tuple[bool, int | None]:
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -38,21 +72,40 @@ class OpenAILLM:
     name = "openai"
 
     def __init__(self) -> None:
-        self._clients: dict[int, openai.AsyncOpenAI] = {}
+        # Each loop's client, and the async generator that closes it when the loop shuts down
+        # (held here: the loop's own set of async generators is weak).
+        self._clients: dict[
+            asyncio.AbstractEventLoop, tuple[openai.AsyncOpenAI, AsyncGenerator[None, None]]
+        ] = {}
 
-    def client(self) -> openai.AsyncOpenAI:
-        # An async HTTP client belongs to the event loop it first ran on.
+    async def client(self) -> openai.AsyncOpenAI:
+        """The client of the running event loop: an async HTTP client belongs to the loop it
+        first ran on. It is closed when that loop shuts down (``asyncio.run``, and so asgiref's
+        ``async_to_sync``: a loop per call in the test client and management commands); the
+        server's loop keeps its client, and its pooled connections, for the process's life."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
-        if client is None:
-            client = openai.AsyncOpenAI(
-                api_key=settings.OPENAI_API_KEY or "not-set",
-                base_url=settings.OPENAI_BASE_URL or None,
-                timeout=settings.LLM_TIMEOUT_SECONDS,
-                max_retries=0,  # retries are ours, and only before the first token
-            )
-            self._clients[id(loop)] = client
+        if loop in self._clients:
+            return self._clients[loop][0]
+        client = openai.AsyncOpenAI(
+            api_key=settings.OPENAI_API_KEY or "not-set",
+            base_url=settings.OPENAI_BASE_URL or None,
+            timeout=settings.LLM_TIMEOUT_SECONDS,
+            max_retries=0,  # retries are ours, and only before the first token
+            http_client=_aiohttp_client() if settings.LLM_HTTP_CLIENT == "aiohttp" else None,
+        )
+        closer = self._close_at_shutdown(loop, client)
+        await anext(closer)  # now one of the loop's async generators, closed at its shutdown
+        self._clients[loop] = (client, closer)
         return client
+
+    async def _close_at_shutdown(
+        self, loop: asyncio.AbstractEventLoop, client: openai.AsyncOpenAI
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            self._clients.pop(loop, None)
+            await client.close()
 
     async def _open(
         self, request: LLMRequest, pace: float
@@ -62,7 +115,7 @@ class OpenAILLM:
         before its first token does not count."""
         attempt = 0
         while True:
-            manager = self.client().chat.completions.with_streaming_response.create(
+            manager = (await self.client()).chat.completions.with_streaming_response.create(
                 model=request.model,
                 # The messages go as `extra_body`, which replaces this empty list in the JSON
                 # sent: they are plain role/content strings, and the SDK's typed transform of

@@ -252,14 +252,19 @@ def test_provider_errors_before_the_first_token(alpha):
     assert failed.count() == 2
 
 
-def test_a_provider_slow_to_start_is_retried_one_that_hangs_or_dies_is_an_upstream_error(alpha):
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+def test_a_provider_slow_to_start_is_retried_one_that_hangs_or_dies_is_an_upstream_error(
+    alpha, http_client
+):
     """The read timeout (LLM_TIMEOUT_SECONDS) while no token has come (the provider sent only
     its role chunk) is retried like any transient failure; after the first token it is final:
     502 ``upstream_error`` saying the provider timed out (or that its connection broke), and the
-    turn stored as ``error``."""
+    turn stored as ``error``. Under either HTTP client (``LLM_HTTP_CLIENT``)."""
     add_passages(alpha)
     question = ask(alpha, "When do plans renew?")
-    with openai_llm(LLM_TIMEOUT_SECONDS=0.3, LLM_MAX_RETRIES=1) as fake:
+    with openai_llm(
+        LLM_TIMEOUT_SECONDS=0.3, LLM_MAX_RETRIES=1, LLM_HTTP_CLIENT=http_client
+    ) as fake:
         fake.chat_reply = "Plans renew every year [1]."
         fake.stalls = [(0, 1.5)]  # the first attempt stalls before its first token
         response = chat(alpha.client(alpha.chat_key), **question)
@@ -274,7 +279,7 @@ def test_a_provider_slow_to_start_is_retried_one_that_hangs_or_dies_is_an_upstre
     error = response.json()["error"]
     assert (error["code"], error["message"], error["details"]) == (
         "upstream_error", "The language model provider timed out.", {})  # fmt: skip
-    with openai_llm(LLM_MAX_RETRIES=1) as fake:
+    with openai_llm(LLM_MAX_RETRIES=1, LLM_HTTP_CLIENT=http_client) as fake:
         fake.stalls = [(2, -1)]  # two tokens, then the connection drops
         response = chat(alpha.client(alpha.chat_key), **question)
         assert len(fake.chat_requests()) == 1

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import openai
 import pytest
 
 from conversations.llm import Delta, LLMError, LLMRequest
@@ -254,23 +255,31 @@ def test_closing_stops_the_reader_of_an_endless_stream():
     assert batch and cancelled
 
 
-def test_turns_reuse_the_providers_connection(settings):
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+def test_turns_reuse_the_providers_connection(settings, http_client):
     """After ``[DONE]`` the rest of the chunked body is read, so the connection goes back to the
-    pool: three streamed answers, one connection (not a TCP and TLS handshake per turn)."""
+    pool: three streamed answers, one connection (not a TCP and TLS handshake per turn). The
+    loop's client is closed when the loop shuts down, and a new loop gets a new one."""
+    settings.LLM_HTTP_CLIENT = http_client
     request = LLMRequest(model="m", messages=[{"role": "user", "content": "hi"}], question="hi")
+    llm = OpenAILLM()
 
-    async def three(llm: OpenAILLM) -> list[str]:
+    async def three() -> tuple[list[str], openai.AsyncOpenAI]:
         answers = []
         for _ in range(3):
             parts = [p.text async for p in llm.stream(request) if isinstance(p, Delta)]
             answers.append("".join(parts))
-        return answers
+        return answers, await llm.client()
 
     with fake_openai() as fake:
         settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = fake.url, "sk-test"
         fake.chat_reply = "Plans renew every year [1]."
-        assert asyncio.run(three(OpenAILLM())) == ["Plans renew every year [1]."] * 3
+        answers, client = asyncio.run(three())
+        assert answers == ["Plans renew every year [1]."] * 3
         assert fake.connections == 1
+        assert client.is_closed() and llm._clients == {}
+        again, other = asyncio.run(three())
+        assert again == answers and other is not client and fake.connections == 2
 
 
 def test_a_body_that_does_not_end_after_done_is_cut_off():
