@@ -12,12 +12,15 @@ Twisted also takes a body of any size: it is written to a temporary file whole b
 calls the application, so Django's limits (``INGEST_MAX_UPLOAD_BYTES``) answered only after a
 hostile 10 GB upload had filled the disk. The same requests now refuse a body past
 :func:`body_limit` as it arrives: a declared ``Content-Length`` at once, a chunked body at the
-first chunk over, with ``413 payload_too_large`` in the contract's envelope, and the
-connection closed. (nginx caps bodies in the containers too: ``client_max_body_size``.)
+first chunk over, with ``413 payload_too_large`` in the contract's envelope. (nginx caps bodies in the containers too: ``client_max_body_size``.)
+
+After the 413 the rest of such a body is read and dropped until it ends or pauses (a lingering
+close, as nginx does): closed with it unread, the socket sent a reset, and a proxy still
+sending the body (nginx) answered 502 instead of passing the 413 on.
 
 The errors daphne answers itself (an invalid header value, an application that failed or timed
-out before answering) are in the contract's envelope too; Twisted's own refusals of a malformed
-request line or header name stay a bare ``400``.
+out before answering) are in the contract's envelope too, and so are Twisted's refusals of a
+request it cannot parse (a malformed request line, header name or chunk, too many headers).
 
 :class:`RequestGuard` wraps the application with the same cap for any ASGI server (uvicorn and
 granian hand the body over as it arrives; Django's handler spooled all of it to a temporary
@@ -29,6 +32,7 @@ process).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import json
@@ -41,6 +45,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 BODY_SLACK = 1024 * 1024  # a multipart envelope around the largest file allowed
+LINGER_IDLE_SECONDS = 1.0
+LINGER_MAX_SECONDS = 10.0
 
 
 def body_limit() -> int:
@@ -87,11 +93,13 @@ def too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
     )
 
 
-def too_large_response(limit: int) -> bytes:
-    """A complete HTTP/1.1 413 response, written before the request has been read whole."""
-    headers, body = too_large(limit)
-    head = b"HTTP/1.1 413 Content Too Large\r\n" + b"".join(
-        name.title() + b": " + value + b"\r\n" for name, value in headers
+def raw_response(status_line: bytes, reply: tuple[list[tuple[bytes, bytes]], bytes]) -> bytes:
+    """A complete HTTP/1.1 response, for a connection the server writes to itself."""
+    headers, body = reply
+    head = (
+        status_line
+        + b"\r\n"
+        + b"".join(name.title() + b": " + value + b"\r\n" for name, value in headers)
     )
     return head + b"\r\n" + body
 
@@ -123,6 +131,8 @@ def daphne_leaves_bodies_to_django() -> None:
             self.body_received = 0
             self.body_refused = False
             self.body_cap = body_limit()  # read once per request, not per chunk
+            self.linger_idle: Any = None  # after a refusal: the rest of the body is dropped
+            self.linger_end: Any = None
             super().__init__(*args, **kwargs)
 
         def gotLength(self, length: int | None) -> None:
@@ -133,7 +143,9 @@ def daphne_leaves_bodies_to_django() -> None:
             super().gotLength(length)
 
         def handleContentChunk(self, data: bytes) -> None:
-            if self.body_refused:
+            if self.body_refused:  # lingering: read and dropped
+                if self.linger_idle is not None and self.linger_idle.active():
+                    self.linger_idle.reset(LINGER_IDLE_SECONDS)
                 return
             self.body_received += len(data)
             if self.body_received > self.body_cap:
@@ -143,8 +155,18 @@ def daphne_leaves_bodies_to_django() -> None:
 
         def refuse_body(self) -> None:
             self.body_refused = True
-            self.channel.transport.write(too_large_response(self.body_cap))
-            self.channel.loseConnection()
+            self.channel.transport.write(
+                raw_response(b"HTTP/1.1 413 Content Too Large", too_large(self.body_cap))
+            )
+            # Closed now, with the rest of the body unread, the socket would send a reset, and
+            # a client or proxy still sending (nginx) reports that instead of the 413. So the
+            # rest is read and dropped until it ends, pauses for LINGER_IDLE_SECONDS, or
+            # LINGER_MAX_SECONDS have passed (nginx's own lingering close).
+            from twisted.internet import reactor as installed
+
+            reactor = cast(Any, installed)  # the one daphne installed (asyncio's)
+            self.linger_idle = reactor.callLater(LINGER_IDLE_SECONDS, self.end_linger)
+            self.linger_end = reactor.callLater(LINGER_MAX_SECONDS, self.end_linger)
             structlog.get_logger("chatbot.request").warning(
                 "request_body_refused",
                 method=self.method.decode("latin-1", "replace"),
@@ -154,9 +176,25 @@ def daphne_leaves_bodies_to_django() -> None:
                 limit=self.body_cap,
             )
 
+        def end_linger(self) -> None:
+            for call in (self.linger_idle, self.linger_end):
+                if call is not None and call.active():
+                    call.cancel()
+            self.linger_idle = self.linger_end = None
+            if self.channel is not None:
+                self.channel.loseConnection()
+
+        def connectionLost(self, reason: Any) -> None:
+            for call in (self.linger_idle, self.linger_end):
+                if call is not None and call.active():
+                    call.cancel()
+            super().connectionLost(reason)
+
         def process(self) -> None:
-            if not self.body_refused:  # a refused body is never handed to the application
-                super().process()
+            if self.body_refused:  # never handed to the application; all of it is read
+                self.end_linger()
+                return
+            super().process()
 
         def basic_error(self, status: int, status_text: bytes, body: str) -> None:
             """daphne's own errors (an invalid header or path, an application that failed or
@@ -166,6 +204,35 @@ def daphne_leaves_bodies_to_django() -> None:
             self.handle_reply({"type": "http.response.body", "body": payload})
 
     http_protocol.WebRequest = WebRequest
+
+    build_protocol = http_protocol.HTTPFactory.buildProtocol
+
+    def build_protocol_in_envelope(factory: Any, addr: Any) -> Any:
+        protocol = build_protocol(factory, addr)
+        # Twisted answers a request it cannot parse (a malformed request line, header name or
+        # chunk; a bad Content-Length; too many or too long headers) with a bare 400 of its own
+        # and closes the connection: the same, in the envelope. (Its channel sits inside a
+        # wrapper that picks HTTP/1.1 or HTTP/2.)
+        channel = getattr(protocol, "_channel", protocol)
+        if hasattr(channel, "_respondToBadRequestAndDisconnect"):
+            channel._respondToBadRequestAndDisconnect = functools.partial(
+                malformed_request, channel
+            )
+        return protocol
+
+    http_protocol.HTTPFactory.buildProtocol = build_protocol_in_envelope
+
+
+MALFORMED = "The request is not valid HTTP/1.1."
+
+
+def malformed_request(channel: Any) -> None:
+    """A ``400 invalid_request`` in the envelope, then the connection closed (what Twisted's
+    ``HTTPChannel`` does in its own words when a request cannot be parsed)."""
+    reply = error_reply("invalid_request", MALFORMED, close=True)
+    channel.transport.write(raw_response(b"HTTP/1.1 400 Bad Request", reply))
+    channel.loseConnection()
+    structlog.get_logger("chatbot.request").warning("request_malformed")
 
 
 class _TooLarge(Exception):

@@ -250,3 +250,34 @@ def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
     error = body["error"]
     assert error["code"] == "service_unavailable"
     assert error["request_id"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v1/bots HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /v1/bots HTTP/1.1\r\nConnection: close\r\n\r\n",  # no Host
+        b"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    ],
+    ids=["request-line", "no-host", "header-too-large"],
+)
+def test_a_request_nginx_cannot_parse_is_400_in_the_envelope(tmp_path, head):
+    binary = nginx_binary()
+    if binary is None:
+        print("nginx not installed: structure checked only")
+        return
+    from tests.processes import free_port, parse_answer, raw_request, running, wait_for
+
+    port = free_port()
+    main = nginx_main_conf(
+        tmp_path, upstream=f"127.0.0.1:{free_port()}", listen=f"127.0.0.1:{port}"
+    )
+    with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
+                 tmp_path / "nginx.log"):  # fmt: skip
+        wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
+        status, headers, body = parse_answer(
+            raw_request(f"http://127.0.0.1:{port}", head, timeout=30)
+        )
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    assert body["error"]["request_id"] == headers["x-request-id"]

@@ -110,6 +110,17 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
         assert status == 413
         assert body["error"]["code"] == "payload_too_large"
 
+        # A client that sends the whole body anyway reads the 413, and the connection closes
+        # once the body is in: the rest is read and dropped (closed with it unread, the socket
+        # sends a reset, which nginx reports instead of the 413: test_containers).
+        sent = limit + 3 * 65536
+        whole = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {sent}\r\n\r\n"
+        ).encode()
+        answer = raw_request(base, whole, [piece] * (sent // len(piece)))
+        assert parse_answer(answer)[0] == 413, answer[:200]
+
         # Under the limit, the same server still takes a body.
         status, _, body = post(
             base + path, side.admin_key.plaintext, file_part("small.md", b"# Small\n\nText.")
@@ -118,7 +129,7 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
 
     refusals = [line for line in (tmp_path / "daphne.log").read_text().splitlines()
                 if "request_body_refused" in line]  # fmt: skip
-    assert len(refusals) == 2, refusals
+    assert len(refusals) == 3, refusals
     assert "declared=10000000000" in refusals[0]
 
 
@@ -247,8 +258,7 @@ def test_an_exception_that_escapes_django_is_a_500_in_the_envelope():
 
 def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
     """daphne answers some requests itself (an invalid header value, an application that timed
-    out before answering): in the contract's shape, not its HTML page. (Twisted's own
-    refusals, such as a malformed header name or request line, stay a bare 400.)"""
+    out before answering): in the contract's shape, not its HTML page."""
     with daphne_server(child_env(), tmp_path / "daphne.log") as base:
         head = (
             b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Odd: a\x0bb\r\n"
@@ -259,4 +269,38 @@ def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
     assert headers["content-type"] == "application/json"
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["message"] == "Invalid header value"
+    assert body["error"]["request_id"] == headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v1/health\r\n\r\n",  # no HTTP version
+        b"GET /v1/h\xc3\xa9alth HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # not ASCII
+        b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: x\r\n\r\n",
+        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\n",
+        b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: b\r\n" * 1000 + b"\r\n",
+    ],
+    ids=[
+        "request-line",
+        "path-not-ascii",
+        "header-name",
+        "content-length",
+        "chunk-size",
+        "too-many-headers",
+    ],
+)
+def test_a_request_twisted_cannot_parse_is_refused_in_the_envelope(tmp_path, head):
+    """Twisted refuses these itself, before daphne or Django see a request: it used to answer
+    a bare ``400 Bad Request`` with no body."""
+    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
+        answer = raw_request(base, head)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    status, headers, body = parse_answer(answer)
+    assert (status, headers["content-type"], headers["connection"]) == (
+        400, "application/json", "close")  # fmt: skip
+    assert body["error"]["code"] == "invalid_request"
+    assert body["error"]["message"] == "The request is not valid HTTP/1.1."
     assert body["error"]["request_id"] == headers["x-request-id"]
