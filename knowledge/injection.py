@@ -69,6 +69,37 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"roleplay as|role-play as|from now on you|you will now act|simulate being|"
         r"stell dir vor,? du bist|tu so,? als|du bist jetzt|spiel(?:e)? die rolle)\b"
     ),
+    # Other languages' overrides, overrides in passing, and output steering (written from
+    # general knowledge of these attacks and the train split's misses; GUARDRAILS.md).
+    "override_ml": re.compile(
+        r"\b(?:забудь(?:те)?|игнорируй(?:те)?|проигнорируй(?:те)?)\b.{0,40}?"
+        r"(?:инструкци|правил|указани|всё|все)"
+        r"|\b(?:ignore[zr]?|oublie[zr]?)\b.{0,30}?\b(?:instructions|consignes|règles)\b"
+        r"|\b(?:ignora|olvida)\b.{0,30}?\b(?:instrucciones|reglas|indicaciones)\b"
+        r"|\b(?:ignora|dimentica)\b.{0,30}?\b(?:istruzioni|regole)\b"
+    ),
+    "override_despite": re.compile(
+        r"\b(?:despite|regardless of|notwithstanding) (?:what|anything|everything|all) "
+        r"(?:you(?:'ve| have)? (?:been )?(?:told|instructed|taught)|(?:i|we|they) (?:said|told you))"
+        r"|\b(?:disregarding|ignoring|forgetting) (?:all |the |any |your )?(?:previous |prior |"
+        r"above |earlier |given )?(?:instructions|articles|context|documents|rules|text|above)\b"
+    ),
+    "override_de_after": re.compile(
+        r"\b(?:obigen|vorherigen|bisherigen|vorangegangenen|vorigen)\b.{0,40}?"
+        r"\b(?:ignorieren|vergessen|missachten)\b"
+    ),
+    "instruction_label": re.compile(
+        r"\b(?:additional |new |extra |further |secret |hidden |zusätzliche |neue )?"
+        r"(?:instruction|anweisung)s?\s{0,2}[:\-\u2013]"
+    ),
+    "steer_claim": re.compile(
+        r"(?:^|[.!?\n]\s{0,3})(?:now |jetzt )?(?:state|say|claim|declare|assert|proclaim|sag|sage|"
+        r"behaupte)\b (?:that|dass)\b(?! again| once more)|(?:^|[.!?]\s{0,3})say (?:yes|no)\b"
+    ),
+    "persona_short": re.compile(
+        r"^be (?:a|an|my) \w{2,20}[.!]|\bpretend (?:you|u) (?:can|could|have|were|are)\b"
+    ),
+    "coercion": re.compile(r"\b(?:oder du stirbst|or you(?:'ll| will)? die)\b"),
     "jailbreak": re.compile(
         r"\b(?:dan mode|do anything now|developer mode|jailbreak|jailbroken|god mode|"
         r"no (?:restrictions|limitations|filters|rules) apply|without (?:any )?(?:restrictions|"
