@@ -383,6 +383,8 @@ IVFFLAT_MAX_PROBES: int = env.int("IVFFLAT_MAX_PROBES", default=100)
 
 # --- Chat (conversations.chat) ------------------------------------------------------------
 LLM_TIMEOUT_SECONDS: float = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
+# The whole answer from the provider, retries included (each wait is LLM_TIMEOUT_SECONDS).
+LLM_TURN_TIMEOUT_SECONDS: float = env.float("LLM_TURN_TIMEOUT_SECONDS", default=300.0)
 LLM_MAX_RETRIES: int = env.int("LLM_MAX_RETRIES", default=2)
 LLM_RETRY_BASE_SECONDS: float = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 CHAT_HISTORY_TOKENS: int = env.int("CHAT_HISTORY_TOKENS", default=2000)
@@ -426,8 +428,10 @@ def validate() -> None:
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise ImproperlyConfigured(f"{name}={value!r}: expected one of {sorted(allowed)}")
-    if SSE_PING_SECONDS <= 0 or LLM_TIMEOUT_SECONDS <= 0:
-        raise ImproperlyConfigured("SSE_PING_SECONDS and LLM_TIMEOUT_SECONDS must be positive")
+    if SSE_PING_SECONDS <= 0 or LLM_TIMEOUT_SECONDS <= 0 or LLM_TURN_TIMEOUT_SECONDS <= 0:
+        raise ImproperlyConfigured(
+            "SSE_PING_SECONDS, LLM_TIMEOUT_SECONDS and LLM_TURN_TIMEOUT_SECONDS must be positive"
+        )
     if not 0 <= LLM_STREAM_BATCH_SECONDS <= 1:
         raise ImproperlyConfigured("LLM_STREAM_BATCH_SECONDS must be between 0 and 1")
     if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:

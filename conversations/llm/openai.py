@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import httpx2  # what openai's client reads response bodies with (and raises while reading)
 import openai
@@ -22,6 +22,7 @@ from django.conf import settings
 from conversations.llm import Completion, Delta, LLMError, LLMRequest
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 # aiohttp stops reading a response's socket once more than max(4, read_bufsize // 16) chunks of
@@ -56,6 +57,21 @@ def _aiohttp_client() -> httpx2.AsyncClient:
     return openai.DefaultAioHttpClient(
         timeout=settings.LLM_TIMEOUT_SECONDS, transport=AiohttpTransport(client=session)
     )
+
+
+TURN_TIMED_OUT = "The language model provider did not finish its answer in time."
+
+
+async def _in_time(deadline: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or an ``LLMError`` once the turn's deadline (loop time) passed."""
+    timeout = asyncio.timeout_at(deadline)
+    try:
+        async with timeout:
+            return await awaitable
+    except TimeoutError as exc:
+        if not timeout.expired():  # not ours
+            raise
+        raise LLMError(TURN_TIMED_OUT, transient=False) from exc
 
 
 def _transient(exc: Exception) -> tuple[bool, int | None]:
@@ -108,7 +124,7 @@ class OpenAILLM:
             await client.close()
 
     async def _open(
-        self, request: LLMRequest, pace: float
+        self, request: LLMRequest, pace: float, deadline: float
     ) -> tuple[Any, _Events, list[bytes] | None]:
         """The response, its events and the first of them that begin the answer (a token, a
         finish, usage) — retried while none was received: the role chunk a provider sends
@@ -129,10 +145,10 @@ class OpenAILLM:
             )
             events: _Events | None = None
             try:
-                response = await manager.__aenter__()
+                response = await _in_time(deadline, manager.__aenter__())
                 events = _Events(response.iter_bytes(), pace=pace)
                 first: list[bytes] = []
-                while (batch := await events.next_batch()) is not None:
+                while (batch := await _in_time(deadline, events.next_batch())) is not None:
                     first += batch
                     if any(_begins_answer(payload) for payload in batch):
                         break
@@ -149,7 +165,7 @@ class OpenAILLM:
                 delay *= 0.5 + random.random()  # noqa: S311 - jitter, not security
                 log.warning("llm_retry", attempt=attempt + 1, status=status, delay_s=delay)
                 attempt += 1
-                await asyncio.sleep(delay)
+                await _in_time(deadline, asyncio.sleep(delay))
             except BaseException:
                 if events is not None:
                     await _close(manager, events)
@@ -162,7 +178,10 @@ class OpenAILLM:
         # the SDK's pydantic chunk objects cost ~0.3 ms of CPU per piece (measured). The
         # events that arrived together go on as one piece: a fast provider's burst is guarded,
         # filtered and relayed once, not once per token.
-        manager, events, batch = await self._open(request, pace)
+        # The whole answer, retries included, within LLM_TURN_TIMEOUT_SECONDS: the read timeout
+        # alone lets a provider that sends a token a minute hold a turn for hours.
+        deadline = asyncio.get_running_loop().time() + settings.LLM_TURN_TIMEOUT_SECONDS
+        manager, events, batch = await self._open(request, pace, deadline)
         finish_reason = "stop"
         model = request.model
         prompt_tokens = completion_tokens = None
@@ -187,7 +206,7 @@ class OpenAILLM:
                         finish_reason = "length" if reason == "length" else "stop"
                 if text:
                     yield Delta("".join(text))
-                batch = await events.next_batch()
+                batch = await _in_time(deadline, events.next_batch())
         except LLMError:
             raise
         except Exception as exc:  # the provider or the connection, mid-stream: never retried

@@ -290,6 +290,25 @@ def test_a_provider_slow_to_start_is_retried_one_that_hangs_or_dies_is_an_upstre
     assert Message.objects.for_tenant(alpha.tenant).filter(finish_reason="error").count() == 2
 
 
+def test_a_provider_that_is_slow_but_never_silent_is_cut_at_the_turn_deadline(alpha):
+    """Every wait is shorter than the read timeout (LLM_TIMEOUT_SECONDS), yet the answer does
+    not come: the turn ends at LLM_TURN_TIMEOUT_SECONDS with a 502, stored as ``error`` with
+    what had come, and is not retried."""
+    add_passages(alpha)
+    question = ask(alpha, "When do plans renew?")
+    with openai_llm(LLM_TIMEOUT_SECONDS=5, LLM_TURN_TIMEOUT_SECONDS=0.5) as fake:
+        fake.chat_reply = "Plans renew every year [1]."
+        fake.stalls = [(2, 2.0)]  # two tokens, then a pause the read timeout allows
+        response = chat(alpha.client(alpha.chat_key), **question)
+        assert len(fake.chat_requests()) == 1
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == (
+        "upstream_error", "The language model provider did not finish its answer in time.")  # fmt: skip
+    stored = Message.objects.for_tenant(alpha.tenant).get(finish_reason="error")
+    assert stored.content == "Plans renew "
+
+
 def test_oversized_bodies_are_refused_before_parsing(alpha, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 50_000
     huge = ask(alpha, "x" * 60_000)
