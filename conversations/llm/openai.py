@@ -133,15 +133,18 @@ class OpenAILLM:
         while True:
             manager = (await self.client()).chat.completions.with_streaming_response.create(
                 model=request.model,
-                # The messages go as `extra_body`, which replaces this empty list in the JSON
-                # sent: they are plain role/content strings, and the SDK's typed transform of
-                # them cost 0.7 ms of CPU per turn for six messages (measured), more with history.
+                # The body goes as `extra_body`, which replaces this empty list in the JSON sent,
+                # and is merged after the SDK's typed transform of the arguments: that walk cost
+                # 0.7 ms of CPU per turn for six messages (measured), more with history, and
+                # 110 µs against 66 with the options left to `extra_body` too (in process).
                 messages=[],
-                extra_body={"messages": request.messages},
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
                 stream=True,
-                stream_options={"include_usage": True},
+                extra_body={
+                    "messages": request.messages,
+                    "temperature": request.temperature,
+                    "max_tokens": request.max_tokens,
+                    "stream_options": {"include_usage": True},
+                },
             )
             events: _Events | None = None
             try:

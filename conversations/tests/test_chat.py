@@ -93,6 +93,7 @@ def test_openai_backend_prompt_usage_and_citation_verification(alpha):
     assert [c["id"] for c in body["citations"]] == [1, 2]
     assert body["usage"] == {"prompt_tokens": 42, "completion_tokens": 12, "total_tokens": 54}
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert (sent["temperature"], sent["max_tokens"]) == (0.2, 1024)  # LLMRequest's defaults
     assert [m["role"] for m in sent["messages"]] == ["system", "user"]
     assert all(set(m) == {"role", "content"} for m in sent["messages"])
     system = sent["messages"][0]
