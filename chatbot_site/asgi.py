@@ -4,11 +4,9 @@ as they arrive, whatever the server (`chatbot_site.servers`)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
-
-from chatbot_site.servers import RequestGuard, prepare_server
+from chatbot_site.servers import RequestGuard, django_application, prepare_server
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.production")
 
 prepare_server()
-application = RequestGuard(get_asgi_application())
+application = RequestGuard(django_application())

@@ -133,14 +133,19 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
     assert "declared=10000000000" in refusals[0]
 
 
-def asgi_call(headers: list[tuple[bytes, bytes]], bodies: list[bytes]) -> list[dict]:
+def asgi_call(
+    headers: list[tuple[bytes, bytes]],
+    bodies: list[bytes],
+    path: str = "/v1/auth/token",
+    method: str = "POST",
+) -> list[dict]:
     """One request through the project's ASGI application, as uvicorn or granian would send
     it: the body in messages, as it arrives."""
     from chatbot_site.asgi import application
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/auth/token", "raw_path": b"/v1/auth/token",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(),
         "query_string": b"", "root_path": "", "headers": headers,
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
     }  # fmt: skip
@@ -304,3 +309,32 @@ def test_a_request_twisted_cannot_parse_is_refused_in_the_envelope(tmp_path, hea
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["message"] == "The request is not valid HTTP/1.1."
     assert body["error"]["request_id"] == headers["x-request-id"]
+
+
+def test_chat_turns_make_no_thread_of_their_own(monkeypatch):
+    """Django runs every request in a ``ThreadSensitiveContext``, which makes a thread (and a
+    second one to join it) per request for its thread-sensitive calls. ``POST /v1/chat`` does
+    without (its sync work has a pool of its own); every other route keeps it."""
+    from asgiref import sync
+
+    from conversations.tests.chatkit import ask
+
+    entered: list[object] = []
+    original = sync.ThreadSensitiveContext.__aenter__
+
+    async def spy(self: object) -> object:
+        entered.append(self)
+        return await original(self)
+
+    monkeypatch.setattr(sync.ThreadSensitiveContext, "__aenter__", spy)
+    side = build_tenant("threads")
+    auth = (b"authorization", f"Bearer {side.chat_key.plaintext}".encode())
+    body = json.dumps(ask(side, "When do plans renew?")).encode()
+    sent = asgi_call([auth, (b"content-type", b"application/json"),
+                      (b"content-length", str(len(body)).encode())], [body], "/v1/chat")  # fmt: skip
+    assert sent[0]["status"] == 200, sent
+    assert json.loads(sent[1]["body"])["session_id"]
+    assert entered == []
+    sent = asgi_call([auth], [b""], "/v1/conversations", method="GET")
+    assert sent[0]["status"] == 200, sent
+    assert len(entered) == 1
