@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,51 +172,39 @@ def test_too_large_bodies_are_refused_in_the_envelope_behind_nginx(tmp_path):
         print("nginx not installed: structure checked only")
         return
     from chatbot_site.servers import body_limit
-    from tests.processes import (
-        child_env,
-        daphne_server,
-        free_port,
-        parse_answer,
-        raw_request,
-        running,
-        wait_for,
-    )
+    from tests.processes import child_env, daphne_server, parse_answer, raw_request
     from tests.world import build_tenant
 
     side = build_tenant("behind-nginx")
-    port = free_port()
     path = f"/v1/datasets/{side.dataset.pk}/documents"
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        main = nginx_main_conf(
-            tmp_path, upstream=base.removeprefix("http://"), listen=f"127.0.0.1:{port}"
-        )
-        argv = [binary, "-p", str(tmp_path), "-c", str(main)]
-        with running(argv, dict(os.environ), tmp_path / "nginx.log"):
-            wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
-            # nginx reads a body whole before it passes it on: the app's refusal needs the body.
-            for size, refused_by in ((body_limit() + 1, "app"), (60 * 1024 * 1024, "nginx")):
-                head = (
-                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
-                    f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n"
-                    "Connection: close\r\n\r\n"
-                ).encode()
-                piece = b"x" * (1024 * 1024)
-                parts = (piece[: size - offset] for offset in range(0, size, len(piece)))
-                status, headers, body = parse_answer(
-                    raw_request(
-                        f"http://127.0.0.1:{port}",
-                        head,
-                        parts if refused_by == "app" else (),
-                        timeout=30,
-                    )
+    with (
+        daphne_server(child_env(), tmp_path / "daphne.log") as app,
+        nginx_in_front(tmp_path, binary, app.removeprefix("http://")) as base,
+    ):
+        # nginx reads a body whole before it passes it on: the app's refusal needs the body.
+        for size, refused_by in ((body_limit() + 1, "app"), (60 * 1024 * 1024, "nginx")):
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            piece = b"x" * (1024 * 1024)
+            parts = (piece[: size - offset] for offset in range(0, size, len(piece)))
+            status, headers, body = parse_answer(
+                raw_request(
+                    base,
+                    head,
+                    parts if refused_by == "app" else (),
+                    timeout=30,
                 )
-                assert status == 413, (refused_by, status, body)
-                error = body["error"]
-                assert error["code"] == "payload_too_large", (refused_by, error)
-                assert error["request_id"] == headers["x-request-id"], (refused_by, headers)
-                if refused_by == "app":
-                    assert error["details"] == {"limit_bytes": body_limit()}
+            )
+            assert status == 413, (refused_by, status, body)
+            error = body["error"]
+            assert error["code"] == "payload_too_large", (refused_by, error)
+            assert error["request_id"] == headers["x-request-id"], (refused_by, headers)
+            if refused_by == "app":
+                assert error["details"] == {"limit_bytes": body_limit()}
 
 
 def port_open(port: int) -> bool:
@@ -224,23 +213,31 @@ def port_open(port: int) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def nginx_in_front(tmp_path: Path, binary: str, upstream: str) -> Iterator[str]:
+    """The compose file's nginx config served on a free port in front of ``upstream``
+    (host:port): its base URL, once it listens."""
+    from tests.processes import free_port, running, wait_for
+
+    port = free_port()
+    main = nginx_main_conf(tmp_path, upstream=upstream, listen=f"127.0.0.1:{port}")
+    with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
+                 tmp_path / "nginx.log"):  # fmt: skip
+        wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
+        yield f"http://127.0.0.1:{port}"
+
+
 def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
     binary = nginx_binary()
     if binary is None:
         print("nginx not installed: structure checked only")
         return
-    from tests.processes import free_port, parse_answer, raw_request, running, wait_for
+    from tests.processes import free_port, parse_answer, raw_request
 
-    port, nothing_there = free_port(), free_port()
-    main = nginx_main_conf(
-        tmp_path, upstream=f"127.0.0.1:{nothing_there}", listen=f"127.0.0.1:{port}"
-    )
-    with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
-                 tmp_path / "nginx.log"):  # fmt: skip
-        wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
+    with nginx_in_front(tmp_path, binary, f"127.0.0.1:{free_port()}") as base:
         status, headers, body = parse_answer(
             raw_request(
-                f"http://127.0.0.1:{port}",
+                base,
                 b"GET /v1/bots HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                 timeout=30,
             )
@@ -266,18 +263,10 @@ def test_a_request_nginx_cannot_parse_is_400_in_the_envelope(tmp_path, head):
     if binary is None:
         print("nginx not installed: structure checked only")
         return
-    from tests.processes import free_port, parse_answer, raw_request, running, wait_for
+    from tests.processes import free_port, parse_answer, raw_request
 
-    port = free_port()
-    main = nginx_main_conf(
-        tmp_path, upstream=f"127.0.0.1:{free_port()}", listen=f"127.0.0.1:{port}"
-    )
-    with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
-                 tmp_path / "nginx.log"):  # fmt: skip
-        wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
-        status, headers, body = parse_answer(
-            raw_request(f"http://127.0.0.1:{port}", head, timeout=30)
-        )
+    with nginx_in_front(tmp_path, binary, f"127.0.0.1:{free_port()}") as base:
+        status, headers, body = parse_answer(raw_request(base, head, timeout=30))
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["request_id"] == headers["x-request-id"]
