@@ -311,30 +311,38 @@ def test_a_request_twisted_cannot_parse_is_refused_in_the_envelope(tmp_path, hea
     assert body["error"]["request_id"] == headers["x-request-id"]
 
 
-def test_chat_turns_make_no_thread_of_their_own(monkeypatch):
+def test_chat_turns_make_no_thread_of_their_own():
     """Django runs every request in a ``ThreadSensitiveContext``, which makes a thread (and a
-    second one to join it) per request for its thread-sensitive calls. ``POST /v1/chat`` does
-    without (its sync work has a pool of its own); every other route keeps it."""
-    from asgiref import sync
+    second one to join it) per request for its thread-sensitive calls, such as the
+    ``request_finished`` receivers. ``POST /v1/chat`` does without (its sync work has a pool of
+    its own): its receivers run in one shared thread; every other route gets a new one."""
+    import threading
+
+    from django.core.signals import request_finished
 
     from conversations.tests.chatkit import ask
 
-    entered: list[object] = []
-    original = sync.ThreadSensitiveContext.__aenter__
+    finished_in: list[threading.Thread] = []
 
-    async def spy(self: object) -> object:
-        entered.append(self)
-        return await original(self)
+    def record(**_: object) -> None:
+        finished_in.append(threading.current_thread())
 
-    monkeypatch.setattr(sync.ThreadSensitiveContext, "__aenter__", spy)
     side = build_tenant("threads")
     auth = (b"authorization", f"Bearer {side.chat_key.plaintext}".encode())
     body = json.dumps(ask(side, "When do plans renew?")).encode()
-    sent = asgi_call([auth, (b"content-type", b"application/json"),
-                      (b"content-length", str(len(body)).encode())], [body], "/v1/chat")  # fmt: skip
-    assert sent[0]["status"] == 200, sent
-    assert json.loads(sent[1]["body"])["session_id"]
-    assert entered == []
-    sent = asgi_call([auth], [b""], "/v1/conversations", method="GET")
-    assert sent[0]["status"] == 200, sent
-    assert len(entered) == 1
+    chat_headers = [auth, (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]  # fmt: skip
+    request_finished.connect(record)
+    try:
+        for _ in range(2):
+            sent = asgi_call(chat_headers, [body], "/v1/chat")
+            assert sent[0]["status"] == 200, sent
+            assert json.loads(sent[1]["body"])["session_id"]
+        for _ in range(2):
+            sent = asgi_call([auth], [b""], "/v1/conversations", method="GET")
+            assert sent[0]["status"] == 200, sent
+    finally:
+        request_finished.disconnect(record)
+    chat_a, chat_b, other_a, other_b = finished_in
+    assert chat_a is chat_b  # asgiref's one shared thread
+    assert other_a is not other_b and chat_a not in (other_a, other_b)  # a thread per request
