@@ -54,9 +54,8 @@ def _aiohttp_client() -> httpx2.AsyncClient:
             read_bufsize=AIOHTTP_READ_BUFSIZE,
         )
 
-    return openai.DefaultAioHttpClient(
-        timeout=settings.LLM_TIMEOUT_SECONDS, transport=AiohttpTransport(client=session)
-    )
+    # Timeouts are the SDK's, per request (AsyncOpenAI's `timeout`).
+    return openai.DefaultAioHttpClient(transport=AiohttpTransport(client=session))
 
 
 TURN_TIMED_OUT = "The language model provider did not finish its answer in time."
