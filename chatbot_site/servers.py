@@ -176,18 +176,19 @@ def daphne_leaves_bodies_to_django() -> None:
                 limit=self.body_cap,
             )
 
-        def end_linger(self) -> None:
+        def stop_lingering(self) -> None:
             for call in (self.linger_idle, self.linger_end):
                 if call is not None and call.active():
                     call.cancel()
             self.linger_idle = self.linger_end = None
+
+        def end_linger(self) -> None:
+            self.stop_lingering()
             if self.channel is not None:
                 self.channel.loseConnection()
 
         def connectionLost(self, reason: Any) -> None:
-            for call in (self.linger_idle, self.linger_end):
-                if call is not None and call.active():
-                    call.cancel()
+            self.stop_lingering()
             super().connectionLost(reason)
 
         def process(self) -> None:
