@@ -39,6 +39,7 @@ import json
 import sys
 import uuid
 from typing import Any, cast
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import structlog
 from django.conf import settings
@@ -240,6 +241,24 @@ class _TooLarge(Exception):
     pass
 
 
+def origin_form(scope: dict[str, Any]) -> dict[str, Any]:
+    """The scope of a request whose target is in absolute form (``GET http://host/v1/health``),
+    as if it had come in origin form: the URL's path, and its host as the ``Host`` header, which
+    RFC 9112 (3.2.2) tells a server to ignore for such a request. daphne passed the whole URL on
+    as the path, and Django answered 404; a client talking to the API through a forward proxy
+    configuration sends this form."""
+    target = urlsplit(scope["path"])
+    path, raw_path = target.path or "/", (target.path or "/").encode()
+    raw = scope.get("raw_path")
+    if raw and raw[:8].lower().startswith((b"http://", b"https://")):
+        raw_path = urlsplit(raw).path or b"/"
+        path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    headers = [(name, value) for name, value in scope.get("headers", ()) if name != b"host"]
+    if host := target.netloc.rpartition("@")[2]:  # no user information in a Host header
+        headers.append((b"host", host.encode("ascii", "replace")))
+    return {**scope, "path": path, "raw_path": raw_path, "headers": headers}
+
+
 class RequestGuard:
     """ASGI middleware around the Django application, for any server.
 
@@ -259,6 +278,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"][:8].lower().startswith(("http://", "https://")):
+            scope = origin_form(scope)
         limit = body_limit()
         declared = False
         for name, value in scope.get("headers", ()):

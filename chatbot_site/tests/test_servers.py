@@ -277,6 +277,26 @@ def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
     assert body["error"]["request_id"] == headers["x-request-id"]
 
 
+def test_a_request_target_in_absolute_form_is_served(tmp_path):
+    """``GET http://host/v1/health`` (RFC 9112 3.2.2: a server must accept it, and take the host
+    from it rather than from the ``Host`` header); daphne used to hand Django the whole URL as
+    the path, a 404."""
+    answers = {}
+    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
+        authority = base.removeprefix("http://")
+        for target, host in ((f"HTTP://{authority}/v1/health?probe=1", "elsewhere.example"),
+                             ("http://elsewhere.example/v1/health", authority)):  # fmt: skip
+            head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            answers[host] = parse_answer(raw_request(base, head.encode()))
+    status, _, body = answers["elsewhere.example"]
+    assert status == 200, body
+    assert body["status"] in {"ok", "degraded"}  # the health view answered (no worker here)
+    status, headers, body = answers[authority]  # the target's host is the one Django checks
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    assert body["error"]["request_id"] == headers["x-request-id"]
+
+
 @pytest.mark.parametrize(
     "head",
     [
