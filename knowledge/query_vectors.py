@@ -69,20 +69,24 @@ def key_for(tenant_id: uuid.UUID, embedder: Embedder, text: str) -> Key:
 
 
 def embed_cached(
-    embedder: Embedder, texts: Sequence[str], *, tenant_id: uuid.UUID | None
+    embedder: Embedder,
+    texts: Sequence[str],
+    *,
+    tenant_id: uuid.UUID | None,
+    within: float | None = None,
 ) -> tuple[list[list[float]], int]:
     """``embedder.embed_counted(texts)`` for the texts not kept yet (one call), the kept
     vectors for the others; the tokens are those of the call alone. Without a tenant, or with
     the cache off, every text is embedded."""
     size = settings.EMBEDDING_QUERY_CACHE_SIZE
     if size <= 0 or tenant_id is None:
-        return embedder.embed_counted(list(texts))
+        return embedder.embed_counted(list(texts), within=within)
     keys = [key_for(tenant_id, embedder, text) for text in texts]
     vectors: list[list[float] | None] = [CACHE.get(key) for key in keys]
     missing = [i for i, vector in enumerate(vectors) if vector is None]
     tokens = 0
     if missing:
-        fresh, tokens = embedder.embed_counted([texts[i] for i in missing])
+        fresh, tokens = embedder.embed_counted([texts[i] for i in missing], within=within)
         for i, vector in zip(missing, fresh, strict=True):
             # As kept: a question's vector is the same whether it was kept or not (pgvector
             # reads 32-bit floats anyway).

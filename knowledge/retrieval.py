@@ -573,10 +573,13 @@ def embed_queries(
     """The texts' vectors (the embedding backend's, in one call) and their tokens (as the
     provider counted them); a provider failure is a ``502 upstream_error``. With a tenant, a
     text that tenant's questions were embedded for lately is not embedded again
-    (:mod:`knowledge.query_vectors`) and costs no tokens."""
+    (:mod:`knowledge.query_vectors`) and costs no tokens. Someone waits for the answer: a
+    provider gets ``EMBEDDING_QUERY_TIMEOUT_SECONDS`` for the call, retries included."""
     embedder = get_embedder()
     try:
-        vectors, tokens = embed_cached(embedder, texts, tenant_id=tenant_id)
+        vectors, tokens = embed_cached(
+            embedder, texts, tenant_id=tenant_id, within=settings.EMBEDDING_QUERY_TIMEOUT_SECONDS
+        )
     except EmbeddingError as exc:
         raise UpstreamError(f"The embedding provider failed: {exc}") from exc
     return [list(v) for v in vectors], tokens

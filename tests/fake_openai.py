@@ -80,6 +80,7 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     chat_reply: str = "Plans renew every year [1]."
     chat_delay: float = 0.0
+    embedding_delay: float = 0.0  # seconds before an embeddings answer (a slow provider)
     break_after_pieces: int | None = None
     prompt_tokens: int = 42
     piece_chars: int | None = None
@@ -125,6 +126,7 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 self.reply(status, {"error": {"message": "scripted failure", "type": "test"}})
                 return
             if self.path.endswith("/embeddings"):
+                time.sleep(state.embedding_delay)
                 inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                 dims = body.get("dimensions") or 8
                 data = [

@@ -321,6 +321,9 @@ EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
+# A question's embedding (chat, /v1/retrieve): all attempts and waits within this; ingestion
+# retries on its own schedule.
+EMBEDDING_QUERY_TIMEOUT_SECONDS: float = env.float("EMBEDDING_QUERY_TIMEOUT_SECONDS", default=10.0)
 
 
 def _cpus() -> int:
@@ -438,6 +441,10 @@ def validate() -> None:
         raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
     if not 1 <= CHAT_WORKER_THREADS <= 64:
         raise ImproperlyConfigured("CHAT_WORKER_THREADS must be between 1 and 64")
+    if EMBEDDING_TIMEOUT_SECONDS <= 0 or EMBEDDING_QUERY_TIMEOUT_SECONDS <= 0:
+        raise ImproperlyConfigured(
+            "EMBEDDING_TIMEOUT_SECONDS and EMBEDDING_QUERY_TIMEOUT_SECONDS must be positive"
+        )
     if EMBEDDING_QUERY_CACHE_SIZE < 0:
         raise ImproperlyConfigured("EMBEDDING_QUERY_CACHE_SIZE must be 0 (off) or more")
     if not 1 <= EMBEDDING_DIMENSIONS <= 2000:

@@ -31,8 +31,12 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
-    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
-        """Vectors and the tokens used (the provider's count where there is one)."""
+    def embed_counted(
+        self, texts: Sequence[str], *, within: float | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens used (the provider's count where there is one). ``within``:
+        the seconds a caller can wait for a provider, retries included (None: no bound but
+        each request's timeout)."""
         ...
 
     def count_tokens(self, text: str) -> int: ...

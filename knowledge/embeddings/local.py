@@ -83,9 +83,11 @@ class LocalEmbedder:
         """Tokens the model sees, without the [CLS]/[SEP] it adds."""
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
-    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+    def embed_counted(
+        self, texts: Sequence[str], *, within: float | None = None
+    ) -> tuple[list[list[float]], int]:
         """Vectors and the tokens of the texts (no provider to bill; the same count as
-        :meth:`count_tokens`)."""
+        :meth:`count_tokens`). ``within`` is the providers' bound: no provider to wait for."""
         return self.embed(texts), sum(self.count_tokens(text) for text in texts)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -2,7 +2,8 @@
 
 Batched within the provider's limits (inputs per request and tokens per request), ``dimensions``
 passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts and
-connection errors; any other 4xx is permanent. Batches are sized with the local model's
+connection errors; any other 4xx is permanent. A caller that waits (a question being embedded)
+gives a time budget for all the attempts and waits together (``within``); ingestion gives none. Batches are sized with the local model's
 tokenizer — close to, not exactly, the provider's, so they keep a margin for the difference;
 the tokens *reported* (usage) are the provider's own count from each response.
 """
@@ -80,23 +81,32 @@ class OpenAIEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return self.embed_counted(texts)[0]
 
-    def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
-        """Vectors and the tokens the provider billed (its ``usage``; our estimate if absent)."""
+    def embed_counted(
+        self, texts: Sequence[str], *, within: float | None = None
+    ) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens the provider billed (its ``usage``; our estimate if absent).
+        ``within``: seconds for the whole call, retries and their waits included."""
+        deadline = None if within is None else time.monotonic() + within
         vectors: list[list[float]] = []
         tokens = 0
         for batch in self._batches(texts):
-            batch_vectors, batch_tokens = self._embed_batch(batch)
+            batch_vectors, batch_tokens = self._embed_batch(batch, deadline)
             vectors.extend(batch_vectors)
             tokens += batch_tokens
         return vectors, tokens
 
-    def _embed_batch(self, batch: list[str]) -> tuple[list[list[float]], int]:
+    def _embed_batch(
+        self, batch: list[str], deadline: float | None
+    ) -> tuple[list[list[float]], int]:
         import openai
 
         for attempt in range(1, ATTEMPTS + 1):
+            timeout = settings.EMBEDDING_TIMEOUT_SECONDS
+            if deadline is not None and (timeout := min(timeout, _left(deadline))) <= 0:
+                raise EmbeddingError(LATE, transient=True)
             try:
                 response = self._client.embeddings.create(
-                    model=self.model, input=batch, dimensions=self.dimensions
+                    model=self.model, input=batch, dimensions=self.dimensions, timeout=timeout
                 )
                 data = sorted(response.data, key=lambda item: item.index)
                 vectors = [_normalise(item.embedding) for item in data]
@@ -129,11 +139,20 @@ class OpenAIEmbedder:
                 ) from transient
             base = settings.EMBEDDING_RETRY_BASE_SECONDS
             delay = random.uniform(0, min(30.0, base * 2**attempt))  # noqa: S311 (jitter)
+            if deadline is not None and delay >= _left(deadline):
+                raise EmbeddingError(LATE, transient=True) from transient
             log.warning(
                 "embedding_retry", attempt=attempt, error=type(transient).__name__, delay_s=delay
             )
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+LATE = "The embedding provider did not answer in time."
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.monotonic()
 
 
 def _fit(text: str) -> str:

@@ -146,6 +146,39 @@ def test_a_provider_that_keeps_failing_is_a_transient_error_for_the_task_to_retr
     assert len(provider.requests) == 5
 
 
+def test_a_question_waits_for_the_provider_at_most_its_budget_retries_included(
+    provider, settings
+):
+    """A chat turn or /v1/retrieve embeds the question while a client waits: a provider that
+    does not answer gets EMBEDDING_QUERY_TIMEOUT_SECONDS for every attempt together (five
+    attempts of EMBEDDING_TIMEOUT_SECONDS each, and the waits between them, otherwise)."""
+    from chatbot_site.errors import UpstreamError
+    from knowledge.embeddings import get_embedder
+    from knowledge.retrieval import embed_query
+
+    settings.EMBEDDING_BACKEND = "openai"
+    settings.EMBEDDING_TIMEOUT_SECONDS = 30
+    settings.EMBEDDING_QUERY_TIMEOUT_SECONDS = 0.5
+    provider.embedding_delay = 3
+    get_embedder.cache_clear()
+    try:
+        with pytest.raises(UpstreamError) as excinfo:
+            embed_query("Is anyone there?")
+    finally:
+        get_embedder.cache_clear()
+    assert excinfo.value.message == (
+        "The embedding provider failed: The embedding provider did not answer in time."
+    )
+    assert len(provider.requests) == 1  # no attempt begun once the budget was spent
+
+    # Failures that leave time for a retry are still retried within the budget; ingestion
+    # (no budget) keeps its five attempts.
+    provider.embedding_delay = 0
+    provider.fail_with = [503]
+    assert len(OpenAIEmbedder().embed_counted(["again"], within=10)[0]) == 1
+    assert len(provider.requests) == 3
+
+
 @pytest.mark.django_db
 def test_pipeline_releases_the_document_on_a_transient_provider_failure(provider, settings):
     from django.core.files.uploadedfile import SimpleUploadedFile
