@@ -39,7 +39,12 @@ def _aiohttp_client() -> httpx2.AsyncClient:
     1.4-1.5 ms with httpx2's h11, a piece of a burst 10-11 µs against 16-20 (``bench.llm_client``,
     BENCHMARKS.md)."""
     import aiohttp
-    from openai._vendor.httpx_aiohttp import AiohttpTransport  # what DefaultAioHttpClient uses
+
+    try:  # what DefaultAioHttpClient uses, not a public name of openai's
+        from openai._vendor.httpx_aiohttp import AiohttpTransport
+    except ImportError:  # moved by a later openai: its public client, aiohttp's own buffer
+        log.warning("llm_aiohttp_transport_not_found")
+        return openai.DefaultAioHttpClient()
 
     limits = openai.DEFAULT_CONNECTION_LIMITS
     ssl_context = httpx2.create_ssl_context()
