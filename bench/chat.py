@@ -10,7 +10,9 @@
   2 procs    daphne JSON served by two processes, the clients' connections spread over both
   kept       daphne JSON with the query vector cache on (``EMBEDDING_QUERY_CACHE_SIZE``; the other
              rows turn it off, so that every question is embedded as a new one would be)
-  pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer
+  pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer;
+             and with 32 streams at once each sent a token every 20 ms, beside the same
+             figure for a bare asyncio relay (``bench.relay_floor``), the floor
   500        500 concurrent slow streams held by one server process: RSS per stream
 
 The LLM is ``tests/fake_openai.py`` in a process of its own; the query embedding uses the local
@@ -395,6 +397,61 @@ def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> No
                         ("paced", "a piece every 0.5 ms")):  # fmt: skip
         per_piece = (results[label] - results["one"]) / 2000 * 1e6
         print(f"| server CPU per relayed piece, {text} | {per_piece:.1f} µs |")
+    ours, floor_ = (
+        trickle(base_env, logs, secret, bot_id, server) for server in ("daphne", "floor")
+    )
+    print(f"| server CPU per relayed piece, {TRICKLE_CLIENTS} streams at once, each sent a token "
+          f"every {TRICKLE_GAP * 1000:.0f} ms | {ours * 1e6:.1f} µs; floor (a bare asyncio relay, "
+          f"`bench.relay_floor`) {floor_ * 1e6:.1f} µs: {ours / floor_:.2f}x |")  # fmt: skip
+
+
+TRICKLE_CLIENTS = 32
+TRICKLE_GAP = 0.02  # a token every 20 ms: 50 tokens/s, as hosted models stream
+TRICKLE_WORDS = (51, 201)
+
+
+def trickle(base_env: dict[str, str], logs: Path, secret: str, bot_id: str, server: str) -> float:
+    """Server CPU per relayed piece when every piece is a token of its own: ``TRICKLE_CLIENTS``
+    streams at once, the provider sending each a token every ``TRICKLE_GAP`` seconds (the
+    relay's pacing gathers nothing at that rate). Per piece = (CPU per request of the longer
+    answer - of the shorter) / the difference in pieces, both at the same concurrency, so the
+    turn's own costs cancel out. ``server``: daphne, or ``floor`` (:mod:`bench.relay_floor`)."""
+    from tests.processes import free_port, running
+
+    per_request: list[float] = []
+    requests = 2 * TRICKLE_CLIENTS
+    for words in TRICKLE_WORDS:
+        llm_port = free_port()
+        env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
+        fake = [sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words),
+                str(TRICKLE_GAP)]  # fmt: skip
+        with running(fake, env, logs / "llm-trickle.log"):
+            port = free_port()
+            argv = (server_argv("daphne", port) if server == "daphne" else
+                    [sys.executable, "-m", "bench.relay_floor", str(port), str(llm_port)])  # fmt: skip
+            with running(argv or [], env, logs / f"{server}-trickle.log") as process:
+                wait_port(port)
+                asyncio.run(load(port, secret, bot_id, clients=TRICKLE_CLIENTS,
+                                 total=TRICKLE_CLIENTS, stream=True, warmup=0))  # fmt: skip
+                before = cpu_seconds(process.pid)
+                asyncio.run(load(port, secret, bot_id, clients=TRICKLE_CLIENTS, total=requests,
+                                 stream=True, warmup=0))  # fmt: skip
+                per_request.append((cpu_seconds(process.pid) - before) / requests)
+    return (per_request[1] - per_request[0]) / (TRICKLE_WORDS[1] - TRICKLE_WORDS[0])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    """Until something accepts connections on ``port``."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port}")
 
 
 def held_streams(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
