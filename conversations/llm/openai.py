@@ -153,9 +153,9 @@ class OpenAILLM:
             events: _Events | None = None
             try:
                 response = await _in_time(deadline, manager.__aenter__())
-                events = _Events(response.iter_bytes(), pace=pace)
+                events = _Events(response.iter_bytes(), pace=pace, deadline=deadline)
                 first: list[bytes] = []
-                while (batch := await _in_time(deadline, events.next_batch())) is not None:
+                while (batch := await events.next_batch()) is not None:
                     first += batch
                     if any(_begins_answer(payload) for payload in batch):
                         break
@@ -213,7 +213,7 @@ class OpenAILLM:
                         finish_reason = "length" if reason == "length" else "stop"
                 if text:
                     yield Delta("".join(text))
-                batch = await _in_time(deadline, events.next_batch())
+                batch = await events.next_batch()
         except LLMError:
             raise
         except Exception as exc:  # the provider or the connection, mid-stream: never retried
@@ -254,10 +254,18 @@ class _Events:
     waits until ``pace`` has passed since the last wait ended. What the client already holds is
     never waited for, so pacing delays a piece by at most ``pace`` (plus one gap of the
     provider's) and never slows the stream down; a provider that sends faster than it is read
-    (its events arrive together) is never paced."""
+    (its events arrive together) is never paced.
 
-    def __init__(self, chunks: AsyncIterator[bytes], *, pace: float = 0.0) -> None:
+    ``deadline`` (loop time): past it, a wait for events is an ``LLMError``. One timer per
+    stream wakes the relay then, not a timeout armed and cancelled around every batch."""
+
+    def __init__(
+        self, chunks: AsyncIterator[bytes], *, pace: float = 0.0, deadline: float | None = None
+    ) -> None:
         self._chunks = chunks
+        self._deadline = deadline
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._expired = False
         self._rest = b""
         self._done = False  # [DONE] or the end of the body was read
         self._pace = pace
@@ -285,6 +293,11 @@ class _Events:
                 if self._failure is not None:
                     raise self._failure
                 return None
+            if self._deadline is not None:
+                if self._expired or loop.time() >= self._deadline:
+                    raise LLMError(TURN_TIMED_OUT, transient=False)
+                if self._deadline_timer is None:
+                    self._deadline_timer = loop.call_at(self._deadline, self._expire)
             self._wakeup = loop.create_future()
             try:
                 await self._wakeup
@@ -294,9 +307,15 @@ class _Events:
         _resolve(self._room)
         return batch
 
+    def _expire(self) -> None:
+        self._expired = True
+        _resolve(self._wakeup)
+
     async def aclose(self) -> None:
         """Stop reading (before the response is closed): after ``[DONE]``, once the rest of the
         body is read (at most ``DRAIN_SECONDS``); before it, at once."""
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
         reader = self._reader
         if reader is None or reader.done():
             return

@@ -236,6 +236,35 @@ def test_a_failure_comes_after_the_events_read_before_it_and_the_reader_stops():
     assert stopped
 
 
+def test_past_the_deadline_what_was_read_is_handed_over_then_waiting_is_an_error():
+    async def slow() -> AsyncIterator[bytes]:
+        yield event("a")
+        await asyncio.sleep(0.2)  # past the deadline
+        yield event("b")
+        await asyncio.sleep(60)
+        yield event("never")
+
+    async def collect() -> tuple[list[list[str]], LLMError | None, bool]:
+        loop = asyncio.get_running_loop()
+        events = _Events(slow(), deadline=loop.time() + 0.05)
+        out, failure = [], None
+        try:
+            while (batch := await events.next_batch()) is not None:
+                out.append([json.loads(payload)["c"] for payload in batch])
+                await asyncio.sleep(0.3)  # the relay is slow: "b" arrives meanwhile
+        except LLMError as exc:
+            failure = exc
+        await events.aclose()
+        assert events._reader is not None
+        return out, failure, events._reader.done()
+
+    out, failure, stopped = asyncio.run(collect())
+    assert out == [["a"], ["b"]]  # read before anyone waited past the deadline
+    assert failure is not None and not failure.transient
+    assert str(failure) == "The language model provider did not finish its answer in time."
+    assert stopped
+
+
 def test_closing_stops_the_reader_of_an_endless_stream():
     async def endless() -> AsyncIterator[bytes]:
         n = 0
