@@ -109,6 +109,23 @@ def raw_response(status_line: bytes, reply: tuple[list[tuple[bytes, bytes]], byt
 DAPHNE_ERROR_CODES = {400: "invalid_request", 503: "service_unavailable"}
 
 
+def write_now(channel: Any) -> None:
+    """Send what a piece of a streamed response left in the connection's buffer now, as an
+    asyncio transport does, instead of on the reactor's next turn: Twisted only marks the
+    socket for writing, which cost every streamed piece an event-loop wake-up and Twisted's
+    dispatch. What the socket does not take stays buffered for the reactor, and a failed send
+    is found again there and handled as Twisted handles it."""
+    transport = getattr(channel, "transport", None)
+    if (
+        transport is None
+        or getattr(transport, "TLS", True)  # TLS buffers its own records: left to Twisted
+        or not getattr(transport, "connected", False)
+        or getattr(transport, "disconnecting", True)
+    ):
+        return
+    transport.doWrite()
+
+
 def daphne_leaves_bodies_to_django() -> None:
     """Make daphne build its requests with Twisted's form parsing off. Idempotent.
 
@@ -197,6 +214,11 @@ def daphne_leaves_bodies_to_django() -> None:
                 self.end_linger()
                 return
             super().process()
+
+        def handle_reply(self, message: dict[str, Any]) -> None:
+            super().handle_reply(message)
+            if message["type"] == "http.response.body" and message.get("more_body", False):
+                write_now(self.channel)
 
         def basic_error(self, status: int, status_text: bytes, body: str) -> None:
             """daphne's own errors (an invalid header or path, an application that failed or
