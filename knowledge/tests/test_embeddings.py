@@ -146,9 +146,7 @@ def test_a_provider_that_keeps_failing_is_a_transient_error_for_the_task_to_retr
     assert len(provider.requests) == 5
 
 
-def test_a_question_waits_for_the_provider_at_most_its_budget_retries_included(
-    provider, settings
-):
+def test_a_question_waits_for_the_provider_at_most_its_budget_retries_included(provider, settings):
     """A chat turn or /v1/retrieve embeds the question while a client waits: a provider that
     does not answer gets EMBEDDING_QUERY_TIMEOUT_SECONDS for every attempt together (five
     attempts of EMBEDDING_TIMEOUT_SECONDS each, and the waits between them, otherwise)."""
