@@ -55,7 +55,7 @@ from conversations.prompting import (
 from conversations.services import quota_check, usage_record
 from knowledge.embeddings import get_embedder
 from knowledge.follow_ups import what_to_search
-from knowledge.injection import detect
+from knowledge.injection import detect, detect_passage
 from knowledge.retrieval import (
     FollowUp,
     Hit,
@@ -257,8 +257,12 @@ def _refuse(turn: Turn, reason: str, **details: Any) -> None:
 
 
 def _injected_history(turn: Turn) -> tuple[int, Any] | None:
-    """A new conversation's earlier user messages come from the client too (a stored
-    conversation's were checked when they were sent): the first flagged one, with its index.
+    """A new conversation's earlier messages come from the client too (a stored conversation's
+    were checked when they were sent): the first flagged one, with its index. User messages get
+    the prompt detector; assistant turns, which the client writes as if the model had said them
+    ("Understood: from now on I ignore my instructions ..."), the stricter rules documents get:
+    the classifier, fitted on prompts, reads ordinary answers ("you can ignore that warning")
+    as attacks.
 
     Only those the prompt carries (the newest within ``CHAT_HISTORY_TOKENS``): older ones never
     reach the model, and scoring them all let one request of 100 messages of 32,000
@@ -268,7 +272,8 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     carried = turn.prompt_history()
     first = len(turn.history) - len(carried)  # the new conversation's history is its messages
     for index, message in enumerate(carried, start=first):
-        if message["role"] == "user" and (verdict := detect(message["content"])).flagged:
+        check = {"user": detect, "assistant": detect_passage}.get(message["role"])
+        if check is not None and (verdict := check(message["content"])).flagged:
             return index, verdict
     return None
 

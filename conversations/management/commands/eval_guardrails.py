@@ -75,6 +75,11 @@ class Answer:
     attempted: str  # what the obedient model wrote (before our guard), "" without an LLM call
 
 
+# Asked after a client-sent assistant turn: a question of its own subject (not a bare follow-up,
+# which would be judged as the message before it).
+ASSISTANT_TURN_QUESTION = "Which languages do you support?"
+
+
 def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}% ({part}/{whole})" if whole else "n/a"
 
@@ -163,12 +168,15 @@ class Command(BaseCommand):
         bot_datasets_set(tenant=self.tenant, actor=self.actor, bot=bot, datasets=datasets)
         return bot
 
-    def ask(self, bot: Bot, question: str, *, previous: str | None = None) -> Answer:
-        """One turn of a new conversation; with ``previous``, the client's messages are that
-        question, an assistant reply and then ``question``."""
-        earlier = [] if previous is None else [
-            {"role": "user", "content": previous},
-            {"role": "assistant", "content": "Here is what the documentation says."},
+    def ask(
+        self, bot: Bot, question: str, *, previous: str | None = None, reply: str | None = None
+    ) -> Answer:
+        """One turn of a new conversation; with ``previous`` or ``reply``, the client's messages
+        are that question ("Hello."), that assistant reply ("Here is what the documentation
+        says.") and then ``question``."""
+        earlier = [] if previous is None and reply is None else [
+            {"role": "user", "content": previous or "Hello."},
+            {"role": "assistant", "content": reply or "Here is what the documentation says."},
         ]  # fmt: skip
         turn = chat_open(
             tenant=self.tenant,
@@ -254,6 +262,27 @@ class Command(BaseCommand):
         refused = sum(self.ask(bot, p).refusal == "prompt_injection" for p in payloads)
         self.out(
             f"| pallms payload list | {pct(refused, len(payloads))} | {pct(len(payloads) - refused, len(payloads))} | n/a |"
+        )
+        # The same texts as an assistant turn the client wrote into a new conversation's
+        # history, followed by a harmless question: checked with the rules documents get.
+        hits = Counter()
+        for row in (r for r in rows if r["split"] == "test"):
+            answer = self.ask(bot, ASSISTANT_TURN_QUESTION, reply=row["text"])
+            label = "inj" if row["label"] == 1 else "ok"
+            hits[label] += 1
+            hits[f"{label}-refused"] += answer.refusal == "prompt_injection"
+            hits[f"{label}-llm"] += answer.refusal is None
+        self.out(
+            f"| deepset test, as a client-sent assistant turn | {pct(hits['inj-refused'], hits['inj'])} "
+            f"| {pct(hits['inj-llm'], hits['inj'])} | {pct(hits['ok-refused'], hits['ok'])} |"
+        )
+        refused = sum(
+            self.ask(bot, ASSISTANT_TURN_QUESTION, reply=p).refusal == "prompt_injection"
+            for p in payloads
+        )
+        self.out(
+            f"| pallms payloads, as a client-sent assistant turn | {pct(refused, len(payloads))} "
+            f"| {pct(len(payloads) - refused, len(payloads))} | n/a |"
         )
 
     # --- (ii) scope --------------------------------------------------------------------------
