@@ -29,6 +29,7 @@ from django.conf import settings
 
 from chatbot_site import pii
 from knowledge.embeddings import get_embedder
+from knowledge.retrieval import embed_queries
 
 # --- canary ------------------------------------------------------------------------------
 
@@ -277,8 +278,11 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 @functools.lru_cache(maxsize=512)
 def _topic_vectors(key: tuple[str, ...], model: str) -> tuple[tuple[float, ...], ...]:
+    """Embedded as a question is (a turn waits for them): within EMBEDDING_QUERY_TIMEOUT_SECONDS,
+    and a provider failure is a ``502 upstream_error``. Kept per process, not billed to a turn."""
     del model  # part of the cache key: a model change re-embeds
-    return tuple(tuple(v) for v in get_embedder().embed(list(key)))
+    vectors, _tokens = embed_queries(list(key))
+    return tuple(tuple(v) for v in vectors)
 
 
 def topic_vectors(texts: Sequence[str]) -> list[tuple[float, ...]]:

@@ -364,6 +364,35 @@ def test_a_long_previous_message_lends_only_its_beginning(alpha):
     assert stored.embedding_tokens == count("How much does it cost?") + count(long_first[:2000])
 
 
+def test_a_provider_failing_on_the_scopes_topics_is_a_502_within_the_question_budget(
+    alpha, settings
+):
+    """A scope's topics are embedded (once per process) by the embedding backend too; a
+    provider that fails then is the same ``502 upstream_error`` as one failing on the question,
+    within EMBEDDING_QUERY_TIMEOUT_SECONDS, not a 500 after five full attempts."""
+    add_passages(alpha)
+    settings.EMBEDDING_RETRY_BASE_SECONDS = 0.01
+    settings.EMBEDDING_QUERY_TIMEOUT_SECONDS = 1
+    client = alpha.client(alpha.chat_key)
+    with openai_llm(EMBEDDING_BACKEND="openai") as fake:
+        get_embedder.cache_clear()
+        try:
+            first = chat(client, **ask(alpha, "When do annual plans renew?"))
+            assert first.status_code == 200, first.content  # the question's vector is kept
+            alpha.scope.blocked_topics = ["quarterly sales targets of 1999"]  # not cached yet
+            alpha.scope.save()
+            fake.fail_with = [503] * 20
+            response = chat(client, **ask(alpha, "When do annual plans renew?"))
+        finally:
+            get_embedder.cache_clear()
+    assert response.status_code == 502, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == (
+        "upstream_error",
+        "The embedding provider failed: The embedding provider kept failing.",
+    )
+
+
 def test_a_json_turn_is_stored_whole_or_not_at_all(alpha):
     """Question, answer, the conversation's count and the usage go in one transaction at the
     end of a JSON turn: one that fails before the model is asked leaves nothing behind."""

@@ -133,9 +133,10 @@ class OpenAIEmbedder:
                         transient=False,
                         code="embedding_rejected",
                     ) from exc
-            if attempt == ATTEMPTS:
+            if attempt == ATTEMPTS:  # ingestion's task tries again later; a question cannot
+                later = "" if deadline is not None else "; will retry later"
                 raise EmbeddingError(
-                    "The embedding provider kept failing; will retry later.", transient=True
+                    f"The embedding provider kept failing{later}.", transient=True
                 ) from transient
             base = settings.EMBEDDING_RETRY_BASE_SECONDS
             delay = random.uniform(0, min(30.0, base * 2**attempt))  # noqa: S311 (jitter)
