@@ -301,7 +301,13 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if scope["path"][:8].lower().startswith(("http://", "https://")):
-            scope = origin_form(scope)
+            try:
+                scope = origin_form(scope)
+            except ValueError:  # "http://[::1/v1/health": not a URL
+                headers, body = error_reply("invalid_request", "The request target is not a URL.")
+                await send({"type": "http.response.start", "status": 400, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
         limit = body_limit()
         declared = False
         for name, value in scope.get("headers", ()):

@@ -285,7 +285,8 @@ def test_a_request_target_in_absolute_form_is_served(tmp_path):
     with daphne_server(child_env(), tmp_path / "daphne.log") as base:
         authority = base.removeprefix("http://")
         for target, host in ((f"HTTP://{authority}/v1/health?probe=1", "elsewhere.example"),
-                             ("http://elsewhere.example/v1/health", authority)):  # fmt: skip
+                             ("http://elsewhere.example/v1/health", authority),
+                             ("http://[::1/v1/health", "broken.example")):  # fmt: skip
             head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
             answers[host] = parse_answer(raw_request(base, head.encode()))
     status, _, body = answers["elsewhere.example"]
@@ -295,6 +296,10 @@ def test_a_request_target_in_absolute_form_is_served(tmp_path):
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["request_id"] == headers["x-request-id"]
+    status, headers, body = answers["broken.example"]
+    assert status == 400, body
+    assert body["error"] == {"code": "invalid_request", "message": "The request target is not a URL.",
+                             "details": {}, "request_id": headers["x-request-id"]}  # fmt: skip
 
 
 @pytest.mark.parametrize(
