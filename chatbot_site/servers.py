@@ -304,9 +304,8 @@ class RequestGuard:
             try:
                 scope = origin_form(scope)
             except ValueError:  # "http://[::1/v1/health": not a URL
-                headers, body = error_reply("invalid_request", "The request target is not a URL.")
-                await send({"type": "http.response.start", "status": 400, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                reply = error_reply("invalid_request", "The request target is not a URL.")
+                await self._send(send, 400, reply)
                 return
         limit = body_limit()
         declared = False
@@ -365,10 +364,14 @@ class RequestGuard:
         return True
 
     @staticmethod
-    async def _refuse(send: Any, limit: int) -> None:
-        headers, body = too_large(limit)
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+    async def _send(send: Any, status: int, reply: tuple[list[tuple[bytes, bytes]], bytes]) -> None:
+        headers, body = reply
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    @classmethod
+    async def _refuse(cls, send: Any, limit: int) -> None:
+        await cls._send(send, 413, too_large(limit))
         structlog.get_logger("chatbot.request").warning("request_body_refused", limit=limit)
 
 

@@ -3,9 +3,10 @@
 Batched within the provider's limits (inputs per request and tokens per request), ``dimensions``
 passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts and
 connection errors; any other 4xx is permanent. A caller that waits (a question being embedded)
-gives a time budget for all the attempts and waits together (``within``); ingestion gives none. Batches are sized with the local model's
-tokenizer — close to, not exactly, the provider's, so they keep a margin for the difference;
-the tokens *reported* (usage) are the provider's own count from each response.
+gives a time budget for all the attempts and waits together (``within``); ingestion gives none.
+Batches are sized with the local model's tokenizer — close to, not exactly, the provider's, so
+they keep a margin for the difference; the tokens *reported* (usage) are the provider's own
+count from each response.
 """
 
 from __future__ import annotations

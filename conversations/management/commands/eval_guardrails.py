@@ -246,44 +246,35 @@ class Command(BaseCommand):
             "| set | injections refused | injections reaching the model | benign falsely refused |"
         )
         self.out("|---|---|---|---|")
-        for split in ("train", "test"):
+
+        def as_question(text: str) -> Answer:
+            return self.ask(bot, text)
+
+        def as_assistant_turn(text: str) -> Answer:
+            # What a client wrote into a new conversation's history as the model's answer,
+            # followed by a harmless question: checked with the rules documents get.
+            return self.ask(bot, ASSISTANT_TURN_QUESTION, reply=text)
+
+        test = [r for r in rows if r["split"] == "test"]
+        attacks: list[dict[str, Any]] = [{"text": p, "label": 1} for p in payloads]
+        for name, ask, texts in (
+            ("deepset train (tuning)", as_question, [r for r in rows if r["split"] == "train"]),
+            ("deepset test (held out)", as_question, test),
+            ("pallms payload list", as_question, attacks),
+            ("deepset test, as a client-sent assistant turn", as_assistant_turn, test),
+            ("pallms payloads, as a client-sent assistant turn", as_assistant_turn, attacks),
+        ):  # fmt: skip
             hits: Counter[str] = Counter()
-            for row in (r for r in rows if r["split"] == split):
-                answer = self.ask(bot, row["text"])
+            for row in texts:
+                answer = ask(row["text"])
                 label = "inj" if row["label"] == 1 else "ok"
                 hits[label] += 1
                 hits[f"{label}-refused"] += answer.refusal == "prompt_injection"
                 hits[f"{label}-llm"] += answer.refusal is None
-            name = "deepset train (tuning)" if split == "train" else "deepset test (held out)"
             self.out(
                 f"| {name} | {pct(hits['inj-refused'], hits['inj'])} "
                 f"| {pct(hits['inj-llm'], hits['inj'])} | {pct(hits['ok-refused'], hits['ok'])} |"
             )
-        refused = sum(self.ask(bot, p).refusal == "prompt_injection" for p in payloads)
-        self.out(
-            f"| pallms payload list | {pct(refused, len(payloads))} | {pct(len(payloads) - refused, len(payloads))} | n/a |"
-        )
-        # The same texts as an assistant turn the client wrote into a new conversation's
-        # history, followed by a harmless question: checked with the rules documents get.
-        hits = Counter()
-        for row in (r for r in rows if r["split"] == "test"):
-            answer = self.ask(bot, ASSISTANT_TURN_QUESTION, reply=row["text"])
-            label = "inj" if row["label"] == 1 else "ok"
-            hits[label] += 1
-            hits[f"{label}-refused"] += answer.refusal == "prompt_injection"
-            hits[f"{label}-llm"] += answer.refusal is None
-        self.out(
-            f"| deepset test, as a client-sent assistant turn | {pct(hits['inj-refused'], hits['inj'])} "
-            f"| {pct(hits['inj-llm'], hits['inj'])} | {pct(hits['ok-refused'], hits['ok'])} |"
-        )
-        refused = sum(
-            self.ask(bot, ASSISTANT_TURN_QUESTION, reply=p).refusal == "prompt_injection"
-            for p in payloads
-        )
-        self.out(
-            f"| pallms payloads, as a client-sent assistant turn | {pct(refused, len(payloads))} "
-            f"| {pct(len(payloads) - refused, len(payloads))} | n/a |"
-        )
 
     # --- (ii) scope --------------------------------------------------------------------------
 
