@@ -33,7 +33,8 @@ run: $(VENV)/.installed-base
 	@$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule \
 	  --loglevel=INFO --concurrency=2 --max-memory-per-child=1500000 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
+	DB_STATEMENT_TIMEOUT_SECONDS=$${DB_STATEMENT_TIMEOUT_SECONDS:-30} \
+	  $(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
 	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule --loglevel=INFO \

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import csrf
 from rest_framework import exceptions as drf
@@ -181,6 +182,12 @@ def _flatten_validation(detail: Any) -> dict[str, Any]:
     return out
 
 
+def _pgcode(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (57014: a statement cancelled by its timeout)."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) if cause is not None else None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: every exception raised in a DRF view ends here."""
     request = context.get("request")
@@ -214,6 +221,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status, code, message = 403, "permission_denied", STATUS_CODES[403][1]
     elif isinstance(exc, RequestDataTooBig):
         status, code, message = 413, "payload_too_large", STATUS_CODES[413][1]
+    elif isinstance(exc, DatabaseOperationalError):
+        # The database went away, the pool had no connection in time, or a statement outlived
+        # DB_STATEMENT_TIMEOUT_SECONDS: the client may try again. The log names which (the
+        # error's own text may quote the statement, so it stays out of the answer).
+        log.error("database_unavailable", error=type(exc).__name__, pgcode=_pgcode(exc))
+        status, code = 503, "service_unavailable"
+        message = "The database is unavailable or too slow; try again shortly."
+        headers["Retry-After"] = "5"
     else:
         return None  # unexpected: Django logs it and handler500 answers
 

@@ -48,6 +48,9 @@ def test_compose_app_services_get_database_and_redis_of_the_stack():
         assert "@postgres:5432/" in env["DATABASE_URL"], name
         assert env["REDIS_URL"].startswith("redis://redis:6379"), name
         assert SERVICES[name]["env_file"] == ".env", name
+    # The statement bound is the API's: migrate builds indexes, the worker stores documents.
+    assert env_of("api")["DB_STATEMENT_TIMEOUT_SECONDS"] == "${DB_STATEMENT_TIMEOUT_SECONDS:-30}"
+    assert not any("DB_STATEMENT_TIMEOUT_SECONDS" in env_of(n) for n in ("worker", "migrate"))
     assert "celery -A chatbot_site worker" in " ".join(SERVICES["worker"]["command"])
     assert "migrate" in SERVICES["migrate"]["command"]
 

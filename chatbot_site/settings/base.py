@@ -94,6 +94,10 @@ TEMPLATES = [
 # --- Database: DATABASE_URL, or the embedded PostgreSQL + pgvector under DATA_DIR --------------
 DB_CONNECT_TIMEOUT: int = env.int("DB_CONNECT_TIMEOUT", default=5)
 DB_POOL: bool = env.bool("DB_POOL", default=True)
+# Every statement of this process's connections ends after this many seconds (0: no limit), and
+# the request gets a 503. Meant for the API processes, as a bound under every request; migrations
+# build indexes and workers store whole documents, so leave it off for them.
+DB_STATEMENT_TIMEOUT_SECONDS: float = env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=0)
 EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
 
 
@@ -112,6 +116,11 @@ def database_config() -> dict[str, Any]:
             "PORT": "",
         }
     config.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT
+    if DB_STATEMENT_TIMEOUT_SECONDS > 0:  # set when the connection starts: no statement per use
+        limit = f"-c statement_timeout={max(1, round(DB_STATEMENT_TIMEOUT_SECONDS * 1000))}"
+        config["OPTIONS"]["options"] = " ".join(
+            filter(None, [config["OPTIONS"].get("options"), limit])
+        )
     if DB_POOL:
         # Django's psycopg pool, one per process: a request or a thread-pool call borrows a
         # connection and returns it, so the connections are bounded by DB_POOL_MAX_SIZE per
@@ -441,6 +450,8 @@ def validate() -> None:
         raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
     if not 1 <= CHAT_WORKER_THREADS <= 64:
         raise ImproperlyConfigured("CHAT_WORKER_THREADS must be between 1 and 64")
+    if DB_STATEMENT_TIMEOUT_SECONDS < 0:
+        raise ImproperlyConfigured("DB_STATEMENT_TIMEOUT_SECONDS must be 0 (no limit) or more")
     if EMBEDDING_TIMEOUT_SECONDS <= 0 or EMBEDDING_QUERY_TIMEOUT_SECONDS <= 0:
         raise ImproperlyConfigured(
             "EMBEDDING_TIMEOUT_SECONDS and EMBEDDING_QUERY_TIMEOUT_SECONDS must be positive"

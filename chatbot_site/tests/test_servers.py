@@ -277,6 +277,35 @@ def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
     assert body["error"]["request_id"] == headers["x-request-id"]
 
 
+def test_a_statement_past_db_statement_timeout_is_a_503_in_the_envelope(tmp_path):
+    """``DB_STATEMENT_TIMEOUT_SECONDS`` reaches the server's connections when they start, and a
+    statement it cancels (here: one waiting for a lock another connection holds) is answered
+    ``503 service_unavailable``, not a 500 or a request hung as long as the lock."""
+    import psycopg
+
+    from tests.processes import database_url_of_current_connection
+
+    side = build_tenant("slowdb")
+    env = child_env(DB_STATEMENT_TIMEOUT_SECONDS="0.3")
+    with daphne_server(env, tmp_path / "daphne.log") as base:
+        with psycopg.connect(database_url_of_current_connection()) as locker:
+            locker.execute("LOCK TABLE bots_bot IN ACCESS EXCLUSIVE MODE")  # until rollback
+            head = (
+                f"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                f"Authorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
+            )
+            status, headers, body = parse_answer(raw_request(base, head.encode()))
+            locker.rollback()
+        again = parse_answer(raw_request(base, head.encode()))  # the lock is gone
+    assert status == 503, body
+    assert headers["retry-after"] == "5"
+    assert body["error"]["code"] == "service_unavailable"
+    assert body["error"]["message"] == "The database is unavailable or too slow; try again shortly."
+    assert body["error"]["request_id"] == headers["x-request-id"]
+    assert again[0] == 200, again
+    assert "database_unavailable" in (tmp_path / "daphne.log").read_text()
+
+
 def test_a_request_target_in_absolute_form_is_served(tmp_path):
     """``GET http://host/v1/health`` (RFC 9112 3.2.2: a server must accept it, and take the host
     from it rather than from the ``Host`` header); daphne used to hand Django the whole URL as
