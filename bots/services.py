@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from bots.models import Bot, Scope
+from chatbot_site.database import without_statement_timeout
 from chatbot_site.errors import Conflict, NotFound, PermissionDenied
 from chatbot_site.lookups import Lookup
 from tenants.models import ApiKey, Tenant
@@ -118,7 +119,11 @@ def bot_update(
 
 
 @transaction.atomic
+@transaction.atomic
 def bot_delete(*, tenant: Tenant, actor: Actor, bot: Bot) -> None:
+    """The bot and its conversations; not bound by ``DB_STATEMENT_TIMEOUT_SECONDS`` (their
+    messages go in one statement)."""
+    without_statement_timeout()
     audit_record(
         tenant=tenant, actor=actor, action="bot.delete", target=bot, changes={"name": bot.name}
     )

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from knowledge.models import Dataset, Document
+from knowledge.models import Document
 from tests.processes import child_env, daphne_server, parse_answer, raw_request
 from tests.world import build_tenant
 
@@ -306,32 +306,39 @@ def test_a_statement_past_db_statement_timeout_is_a_503_in_the_envelope(tmp_path
     assert "database_unavailable" in (tmp_path / "daphne.log").read_text()
 
 
-def test_deleting_a_dataset_is_not_bound_by_the_statement_timeout(tmp_path):
-    """A dataset's chunks go in one statement that grows with it: ``DELETE /v1/datasets/{id}``
-    waits here for a lock held longer than ``DB_STATEMENT_TIMEOUT_SECONDS`` and still succeeds."""
+@pytest.mark.parametrize(
+    ("what", "table"), [("datasets", "knowledge_chunk"), ("bots", "conversations_message")]
+)
+def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeout(
+    tmp_path, what, table
+):
+    """A dataset's chunks, a bot's messages: each goes in one statement that grows with them,
+    so ``DELETE /v1/datasets/{id}`` and ``DELETE /v1/bots/{id}`` wait here for a lock held past
+    ``DB_STATEMENT_TIMEOUT_SECONDS`` and still succeed."""
     import threading
 
     import psycopg
 
     from tests.processes import database_url_of_current_connection
 
-    side = build_tenant("bigdelete")
+    side = build_tenant(f"big{what}")
+    target = side.dataset if what == "datasets" else side.bot
     env = child_env(DB_STATEMENT_TIMEOUT_SECONDS="0.3")
     head = (
-        f"DELETE /v1/datasets/{side.dataset.pk} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"DELETE /v1/{what}/{target.pk} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Connection: close\r\nAuthorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
     )
     with (
         daphne_server(env, tmp_path / "daphne.log") as base,
         psycopg.connect(database_url_of_current_connection()) as locker,
     ):
-        locker.execute("LOCK TABLE knowledge_chunk IN ACCESS EXCLUSIVE MODE")
+        locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         release = threading.Timer(1.0, locker.rollback)  # past the 0.3 s bound
         release.start()
         answer = raw_request(base, head.encode())
         release.join()
     assert answer.startswith(b"HTTP/1.1 204 "), answer[:300]
-    assert not Dataset.all_tenants.filter(pk=side.dataset.pk).exists()
+    assert not type(target).all_tenants.filter(pk=target.pk).exists()
 
 
 def test_a_request_target_in_absolute_form_is_served(tmp_path):
