@@ -119,7 +119,6 @@ def bot_update(
 
 
 @transaction.atomic
-@transaction.atomic
 def bot_delete(*, tenant: Tenant, actor: Actor, bot: Bot) -> None:
     """The bot and its conversations; not bound by ``DB_STATEMENT_TIMEOUT_SECONDS`` (their
     messages go in one statement)."""
