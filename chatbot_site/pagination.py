@@ -49,8 +49,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         when = dt.datetime.fromisoformat(created)
         if when.tzinfo is None or not pk:
             raise ValueError("incomplete cursor")
-        return when, pk
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC: PostgreSQL refuses offsets past ±15:59, which Python allows up to ±23:59.
+        return when.astimezone(dt.UTC), pk
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed(details={"cursor": ["Invalid cursor."]}) from None
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from knowledge.models import Chunk, Document
@@ -130,13 +132,37 @@ def test_lists_paginate_with_a_stable_cursor(side):
     assert seen[:5] == [f"set {n}" for n in reversed(range(5))]  # newest first
 
 
+def forged_cursor(created: str, pk: str = "11111111-1111-1111-1111-111111111111") -> str:
+    return base64.urlsafe_b64encode(f"{created}|{pk}".encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 201}, {"limit": "x"}, {"cursor": "%%%"}]
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 201},
+        {"limit": "x"},
+        {"cursor": "%%%"},
+        {"cursor": forged_cursor("2026-12-06T00:00:00")},  # no offset
+        {"cursor": forged_cursor("0001-01-01T00:00:00+01:00")},  # before year 1 in UTC
+        {"cursor": forged_cursor("2026-12-06T00:00:00+00:00", "not-a-uuid")},
+    ],
 )
 def test_bad_paging_parameters_are_field_errors(side, params):
     response = side.client().get("/v1/datasets", params)
     assert response.status_code == 400
     assert set(response.json()["error"]["details"]) <= {"limit", "cursor"}
+
+
+def test_a_cursor_with_an_offset_postgresql_refuses_is_read_in_utc(side):
+    """Python reads offsets up to ±23:59, PostgreSQL only to ±15:59: a forged cursor at +20:00
+    was a 500 on every list."""
+    client = side.client()
+    for n in range(3):
+        client.post("/v1/datasets", {"name": f"set {n}"}, format="json")
+    response = client.get("/v1/datasets", {"cursor": forged_cursor("2999-01-01T00:00:00+20:00")})
+    assert response.status_code == 200
+    assert len(response.json()["data"]) == 4  # the three and the world's own, all older
 
 
 def test_list_query_count_does_not_grow_with_rows(side, django_assert_max_num_queries):
