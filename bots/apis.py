@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
@@ -16,7 +17,7 @@ from rest_framework.response import Response
 
 from bots.models import PII_ENTITIES, Bot, Scope
 from bots.services import scope_create, scope_delete, scope_update
-from chatbot_site.errors import ValidationFailed
+from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from tenants.api_base import TenantApi
 from tenants.models import ApiKey, Role
@@ -158,12 +159,27 @@ class ApiKeyInput(serializers.Serializer):
 
 
 class ApiKeyMixin(TenantApi):
+    """A key limited to some bots (``bot_ids``) manages only keys limited to some of the same
+    bots, itself included: otherwise it could make a key for every bot, or lift its own limit."""
+
+    def managed_keys(self) -> QuerySet[ApiKey]:
+        keys = self.scoped(ApiKey)
+        if own := self.api_key.bot_ids:
+            keys = keys.filter(bot_ids__len__gt=0, bot_ids__contained_by=own)
+        return keys
+
     def checked_bot_ids(self, bot_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         unique = list(dict.fromkeys(bot_ids))
         found = set(self.scoped(Bot).filter(pk__in=unique).values_list("pk", flat=True))
         missing = [str(pk) for pk in unique if pk not in found]
         if missing:
             raise ValidationFailed(details={"bot_ids": [f"Bot not found: {pk}" for pk in missing]})
+        own = self.api_key.bot_ids
+        if own and not (unique and set(unique) <= set(own)):
+            raise PermissionDenied(
+                "This key is limited to some bots: the keys it manages must be limited to some "
+                "of them."
+            )
         return unique
 
 
@@ -175,7 +191,7 @@ class ApiKeyListCreateApi(ApiKeyMixin):
         tags=["api-keys"],
     )
     def get(self, request: Request) -> Response:
-        keys = self.scoped(ApiKey)
+        keys = self.managed_keys()
         if request.query_params.get("include_revoked") not in {"1", "true"}:
             keys = keys.filter(revoked_at__isnull=True)
         return Response(paginate(keys, request, lambda rows: ApiKeyOutput(rows, many=True).data))
@@ -200,8 +216,7 @@ class ApiKeyListCreateApi(ApiKeyMixin):
     )
     def post(self, request: Request) -> Response:
         data = self.validated(ApiKeyInput, request.data)
-        if "bot_ids" in data:
-            data["bot_ids"] = self.checked_bot_ids(data["bot_ids"])
+        data["bot_ids"] = self.checked_bot_ids(data.get("bot_ids", []))
         key, plaintext = api_key_create(tenant=self.tenant, actor=self.actor, **data)
         body = dict(ApiKeyOutput(key).data)
         body["api_key"] = plaintext
@@ -218,7 +233,7 @@ class ApiKeyDetailApi(ApiKeyMixin):
         tags=["api-keys"],
     )
     def patch(self, request: Request, key_id: uuid.UUID) -> Response:
-        key = self.get_object(ApiKey, key_id)
+        key = self.get_object(ApiKey, key_id, queryset=self.managed_keys())
         changes = self.validated(ApiKeyInput, request.data, partial=True)
         if "bot_ids" in changes:
             changes["bot_ids"] = self.checked_bot_ids(changes["bot_ids"])
@@ -227,5 +242,6 @@ class ApiKeyDetailApi(ApiKeyMixin):
 
     @extend_schema(operation_id="api_keys_revoke", responses={204: None}, tags=["api-keys"])
     def delete(self, request: Request, key_id: uuid.UUID) -> Response:
-        api_key_revoke(tenant=self.tenant, actor=self.actor, key=self.get_object(ApiKey, key_id))
+        key = self.get_object(ApiKey, key_id, queryset=self.managed_keys())
+        api_key_revoke(tenant=self.tenant, actor=self.actor, key=key)
         return Response(status=204)

@@ -177,6 +177,8 @@ class UsageApi(TenantApi):
             raise ValidationFailed(details={"group_by": [f"Must be one of {', '.join(GROUPS)}."]})
         column = GROUPS[group_by]
         rows = UsageDaily.objects.for_tenant(self.tenant).filter(day__gte=start, day__lte=end)
+        if self.api_key.bot_ids:  # a key limited to some bots sees their usage only
+            rows = rows.filter(bot_id__in=self.api_key.bot_ids)
         sums: dict[str, Any] = {
             "requests": Sum("requests"),
             "prompt_tokens": Sum("prompt_tokens"),

@@ -92,3 +92,60 @@ def test_revoked_keys_leave_the_default_listing(side):
         client.patch(f"/v1/api-keys/{side.chat_key.pk}", {"name": "x"}, format="json").status_code
         == 409
     )
+
+
+def test_a_key_limited_to_some_bots_manages_only_keys_limited_to_some_of_them(side):
+    """An admin key with ``bot_ids`` could create an unlimited admin key, or lift its own limit,
+    and so reach every bot."""
+    from tenants.tests.factories import ApiKeyFactory
+
+    admin = side.client()
+    other_bot = admin.post("/v1/bots", {"name": "Other"}, format="json").json()["id"]
+    limited = ApiKeyFactory(tenant=side.tenant, bot_ids=[side.bot.pk])
+    client = side.client(limited)
+    mine = [str(side.bot.pk)]
+
+    for body in ({"role": "admin"}, {"role": "chat", "bot_ids": [other_bot]},
+                 {"role": "chat", "bot_ids": [*mine, other_bot]}):  # fmt: skip
+        refused = client.post("/v1/api-keys", {"name": "wider", **body}, format="json")
+        assert refused.status_code == 403, body
+        assert refused.json()["error"]["code"] == "permission_denied"
+    assert client.patch(
+        f"/v1/api-keys/{limited.pk}", {"bot_ids": []}, format="json"
+    ).status_code == 403  # fmt: skip
+    created = client.post(
+        "/v1/api-keys", {"name": "widget", "role": "chat", "bot_ids": mine}, format="json"
+    )
+    assert created.status_code == 201
+
+    # Keys it does not manage are the same 404 as missing ones, and are not listed.
+    listed = {k["id"] for k in client.get("/v1/api-keys").json()["data"]}
+    assert listed == {str(limited.pk), created.json()["id"]}
+    for key in (side.admin_key, side.chat_key):
+        assert (
+            client.patch(f"/v1/api-keys/{key.pk}", {"name": "x"}, format="json").status_code == 404
+        )
+        assert client.delete(f"/v1/api-keys/{key.pk}").status_code == 404
+    assert admin.get(f"/v1/bots/{other_bot}").status_code == 200  # the admin key still works
+    assert client.delete(f"/v1/api-keys/{created.json()['id']}").status_code == 204
+
+    # The unlimited admin key still manages every key.
+    assert len(admin.get("/v1/api-keys").json()["data"]) >= 3
+
+
+def test_a_key_limited_to_some_bots_sees_their_usage_only(side):
+    from conversations.models import UsageDaily
+    from tenants.tests.factories import ApiKeyFactory
+
+    today = timezone.now().date()
+    other_bot = side.client().post("/v1/bots", {"name": "Other"}, format="json").json()["id"]
+    for bot_id, tokens in ((side.bot.pk, 10), (other_bot, 1000)):
+        UsageDaily.all_tenants.create(
+            tenant=side.tenant, day=today, bot_id=bot_id, requests=1, prompt_tokens=tokens
+        )
+    limited = side.client(ApiKeyFactory(tenant=side.tenant, bot_ids=[side.bot.pk]))
+    body = limited.get("/v1/usage", {"group_by": "bot"}).json()
+    assert [row["bot_id"] for row in body["data"]] == [str(side.bot.pk)]
+    assert body["totals"]["prompt_tokens"] == body["data"][0]["prompt_tokens"] >= 10
+    everything = side.client().get("/v1/usage", {"group_by": "bot"}).json()
+    assert everything["totals"]["prompt_tokens"] == body["totals"]["prompt_tokens"] + 1000
