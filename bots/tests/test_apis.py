@@ -149,3 +149,21 @@ def test_a_key_limited_to_some_bots_sees_their_usage_only(side):
     assert body["totals"]["prompt_tokens"] == body["data"][0]["prompt_tokens"] >= 10
     everything = side.client().get("/v1/usage", {"group_by": "bot"}).json()
     assert everything["totals"]["prompt_tokens"] == body["totals"]["prompt_tokens"] + 1000
+
+
+@pytest.mark.parametrize(
+    "query, accept", [({}, "application/xml"), ({"format": "xml"}, "application/json")]
+)
+def test_a_representation_we_do_not_render_is_answered_in_json_after_authentication(
+    side, query, accept
+):
+    """DRF refused these with a 406 before authenticating: no credentials got a 406, not 401."""
+    from rest_framework.test import APIClient
+
+    anonymous = APIClient().get("/v1/scopes", query, HTTP_ACCEPT=accept)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "authentication_failed"
+    keyed = side.client().get("/v1/scopes", query, HTTP_ACCEPT=accept)
+    assert keyed.status_code == 200 and keyed["Content-Type"] == "application/json"
+    assert keyed.json()["data"][0]["id"] == str(side.scope.pk)
+    assert "RateLimit-Remaining" in keyed

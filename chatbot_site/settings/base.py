@@ -251,6 +251,8 @@ REST_FRAMEWORK = {
     # JSON only: the admin API's lists and nulls have no multipart form (tags=["{}"] was the
     # result). Adding a document takes multipart too; that view says so itself.
     "DEFAULT_PARSER_CLASSES": ["chatbot_site.parsers.JSONParser"],
+    # No 406: an Accept header naming nothing the view renders gets JSON (chatbot_site/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "chatbot_site.negotiation.FirstRendererWhenNoneFits",
     "EXCEPTION_HANDLER": "chatbot_site.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
