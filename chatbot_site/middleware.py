@@ -20,7 +20,7 @@ from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
 
-from chatbot_site.errors import error_response
+from chatbot_site.errors import error_response, wants_json
 
 log = structlog.get_logger("chatbot.request")
 
@@ -93,7 +93,7 @@ class RequestIdMiddleware(_DualMiddleware):
 
 
 class ErrorEnvelopeMiddleware(_DualMiddleware):
-    """Last line of defence for ``/v1``: an error response that is not already our JSON
+    """Last line of defence for ``/v1`` (and for clients that ask for no page): an error response that is not already our JSON
     envelope (a bare 404 from a resolver, a 405 from a plain Django view, a 413 from the body
     limit) is replaced with one, so clients only ever parse one error shape.
 
@@ -111,7 +111,9 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
         return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        if response.status_code < 400 or not request.path.startswith("/v1"):
+        # Outside /v1 too for a client that asks for no page: in DEBUG (``make run``) Django
+        # answers an unknown path with its HTML debug page, not ``handler404``.
+        if response.status_code < 400 or not wants_json(request):
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response

@@ -36,6 +36,17 @@ def test_unknown_path_outside_the_api_is_json_too(client):
     envelope(client.get("/nowhere"), 404, "not_found")
 
 
+@pytest.mark.parametrize("path", ["/nowhere", "/v1/no-such-thing"])
+def test_unknown_paths_are_json_in_debug_mode_too(client, settings, path):
+    """``make run`` runs with DEBUG on, where Django answers an unknown path with its HTML debug
+    page (listing the URL patterns) instead of ``handler404``."""
+    settings.DEBUG = True
+    envelope(client.get(path, HTTP_ACCEPT="application/json"), 404, "not_found")
+    envelope(client.get(path), 404, "not_found")  # curl's */*
+    browser = client.get("/nowhere", HTTP_ACCEPT="text/html")
+    assert browser.status_code == 404 and browser["Content-Type"].startswith("text/html")
+
+
 def test_wrong_method_on_an_api_view_is_405(client):
     response = client.post("/v1/health")
     envelope(response, 405, "method_not_allowed")
