@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
@@ -93,7 +94,7 @@ class RequestIdMiddleware(_DualMiddleware):
 
 
 class ErrorEnvelopeMiddleware(_DualMiddleware):
-    """Last line of defence for ``/v1`` (and for clients that ask for no page): an error response that is not already our JSON
+    """Last line of defence for ``/v1``: an error response that is not already our JSON
     envelope (a bare 404 from a resolver, a 405 from a plain Django view, a 413 from the body
     limit) is replaced with one, so clients only ever parse one error shape.
 
@@ -111,9 +112,12 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
         return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        # Outside /v1 too for a client that asks for no page: in DEBUG (``make run``) Django
-        # answers an unknown path with its HTML debug page, not ``handler404``.
-        if response.status_code < 400 or not wants_json(request):
+        if response.status_code < 400 or not (
+            request.path.startswith("/v1")
+            # DEBUG (``make run``): Django answers an unknown path with its HTML debug page, not
+            # ``handler404``; a client that asks for no page gets what production sends it.
+            or (response.status_code == 404 and settings.DEBUG and wants_json(request))
+        ):
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
