@@ -1,10 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import chatbot_site.schema  # noqa: F401  (registers the auth scheme extension)
 from chatbot_site.health import HealthApi
+from tenants.api_base import UnknownPathApi
 
 v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
@@ -14,6 +15,7 @@ v1: list[URLPattern | URLResolver] = [
     path("", include("bots.urls")),
     path("", include("knowledge.urls")),
     path("", include("conversations.urls")),
+    re_path(r"", UnknownPathApi.as_view()),  # last: a 404 that still checks a key's rate limit
 ]
 
 urlpatterns = [

@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.authentication import get_authorization_header
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -142,3 +144,17 @@ class TenantApi(APIView):
         serializer = serializer_class(data=data, context={"tenant": self.tenant}, **kwargs)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
+
+
+@extend_schema(exclude=True)
+class UnknownPathApi(TenantApi):
+    """Any ``/v1`` path no view serves: ``404 not_found`` — after the credentials, when a request
+    sends some, so that a keyed request carries its ``RateLimit-*`` headers like every other
+    (and a bad key is the ``401`` it is everywhere). Without credentials it is a plain 404."""
+
+    required_role = Role.CHAT
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if get_authorization_header(request):
+            super().initial(request, *args, **kwargs)
+        raise NotFound("Not found.")

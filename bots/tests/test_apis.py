@@ -167,3 +167,16 @@ def test_a_representation_we_do_not_render_is_answered_in_json_after_authenticat
     assert keyed.status_code == 200 and keyed["Content-Type"] == "application/json"
     assert keyed.json()["data"][0]["id"] == str(side.scope.pk)
     assert "RateLimit-Remaining" in keyed
+
+
+def test_an_unknown_api_path_is_404_with_the_keys_rate_limit_headers(side):
+    from rest_framework.test import APIClient
+
+    for key in (side.admin_key, side.chat_key):
+        response = side.client(key).post("/v1/no/such/thing", {}, format="json")
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+        assert "RateLimit-Remaining" in response
+    anonymous = APIClient().get("/v1/no-such-thing")
+    assert anonymous.status_code == 404 and "RateLimit-Remaining" not in anonymous
+    bad_key = APIClient().get("/v1/no-such-thing", HTTP_AUTHORIZATION="Bearer cbk_nope")
+    assert bad_key.status_code == 401

@@ -59,14 +59,14 @@ class BoomApi(APIView):
         raise RuntimeError("password=hunter2")
 
 
-urlpatterns = [
-    *real_urlpatterns,
+urlpatterns = [  # before the real ones, whose /v1 ends with a catch-all 404
     path("v1/test/echo", EchoApi.as_view()),
     path("v1/test/domain", DomainErrorApi.as_view()),
     path("v1/test/private", PrivateApi.as_view()),
     path("v1/test/boom", boom),
     path("v1/test/boom-drf", BoomApi.as_view()),
     path("v1/test/plain-405", plain_405),
+    *real_urlpatterns,
 ]
 
 handler400 = "chatbot_site.errors.handler400"
