@@ -61,6 +61,9 @@ class ScopeInput(serializers.Serializer):
     )  # fmt: skip
     tags = serializers.ListField(child=Tag(), max_length=100, required=False)
 
+    def validate_pii_entities(self, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))  # a set of entities: ["EMAIL", "EMAIL"] is ["EMAIL"]
+
 
 class ScopeListCreateApi(TenantApi):
     @extend_schema(

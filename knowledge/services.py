@@ -59,13 +59,14 @@ def bot_datasets_set(
             if pk not in existing
         ]
     )
-    audit_record(
-        tenant=tenant,
-        actor=actor,
-        action="bot.datasets_set",
-        target=bot,
-        changes={"dataset_ids": sorted(str(pk) for pk in wanted)},
-    )
+    if audit:  # off when the caller's own entry (bot.create, bot.update) names the datasets
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="bot.datasets_set",
+            target=bot,
+            changes={"dataset_ids": sorted(str(pk) for pk in wanted)},
+        )
     return list(wanted.values())
 
 
@@ -122,6 +123,8 @@ def bot_update_with_datasets(
         if before != after:
             bot_datasets_set(tenant=tenant, actor=actor, bot=bot, datasets=datasets, audit=False)
             audit["dataset_ids"] = sorted(after)
+            if not fields:  # only the links changed: the bot was still updated
+                bot.save(update_fields=["updated_at"])
     if audit:
         audit_record(tenant=tenant, actor=actor, action="bot.update", target=bot, changes=audit)
     return bot

@@ -43,6 +43,9 @@ def test_scope_patch_and_delete_rules(side):
     )
     assert patched.status_code == 200
     assert patched.json()["blocked_topics"] == ["politics"]
+    repeated = {"pii_entities": ["EMAIL", "IBAN", "EMAIL"]}
+    patched = client.patch(f"/v1/scopes/{side.scope.pk}", repeated, format="json")
+    assert patched.json()["pii_entities"] == ["EMAIL", "IBAN"]
     in_use = client.delete(f"/v1/scopes/{side.scope.pk}")
     assert in_use.status_code == 409
     assert in_use.json()["error"]["details"]["bots"] == [side.bot.name]

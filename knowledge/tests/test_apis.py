@@ -89,6 +89,21 @@ def test_patch_bot_changes_only_what_was_sent_and_audits_it(side):
     assert set(entry.changes) == {"top_k", "scope_id", "dataset_ids"}
 
 
+def test_a_bots_datasets_are_one_audit_entry_and_changing_them_updates_the_bot(side):
+    client = side.client()
+    created = client.post(
+        "/v1/bots", {"name": "Helpdesk", "dataset_ids": [str(side.dataset.pk)]}, format="json"
+    ).json()
+    assert actions(side) == ["bot.create"]  # it was bot.create and bot.datasets_set
+    other = client.post("/v1/datasets", {"name": "More"}, format="json").json()["id"]
+    patched = client.patch(
+        f"/v1/bots/{created['id']}", {"dataset_ids": [other]}, format="json"
+    ).json()
+    assert patched["dataset_ids"] == [other]
+    assert patched["updated_at"] > created["updated_at"]
+    assert actions(side) == ["bot.create", "dataset.create", "bot.update"]
+
+
 def test_patch_with_nothing_new_writes_no_audit_entry(side):
     side.client().patch(f"/v1/bots/{side.bot.pk}", {"top_k": side.bot.top_k}, format="json")
     assert "bot.update" not in actions(side)
