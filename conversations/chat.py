@@ -231,7 +231,12 @@ def chat_persist(turn: Turn) -> None:
 
 def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
     """Write the turn's rows not stored yet: the question (and a new conversation), the answer;
-    the conversation's count and last message time follow. Call inside a transaction."""
+    the conversation's count and last message time follow. Call inside a transaction.
+
+    A stored conversation is updated before its messages are written, which locks its row: a
+    deletion (:func:`conversations.services.conversation_delete` locks it first) then either
+    waits for this turn and deletes its messages too, or has deleted the conversation, and the
+    turn's messages are not written (they would point at nothing)."""
     now = dt.datetime.now(dt.UTC)
     tenant, conversation = turn.tenant, turn.conversation
     rows = [
@@ -244,10 +249,13 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
         conversation.message_count = len(rows)
         conversation.last_message_at = now
         conversation.save(force_insert=True)
-    else:
-        Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk).update(
-            message_count=F("message_count") + len(rows), last_message_at=now, updated_at=now
-        )
+    elif (
+        not Conversation.objects.for_tenant(tenant)
+        .filter(pk=conversation.pk)
+        .update(message_count=F("message_count") + len(rows), last_message_at=now, updated_at=now)
+    ):
+        log.info("chat_conversation_deleted", conversation_id=str(conversation.pk))
+        return
     Message.objects.for_tenant(tenant).bulk_create(rows)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -264,6 +265,25 @@ async def store(turn: Turn, outcome: Outcome) -> None:
     await asyncio.shield(run_sync(chat_finish, turn, outcome))
 
 
+async def store_or_log(turn: Turn, outcome: Outcome) -> None:
+    """For a stream that ends in an ``error`` event anyway (or whose client is gone): a failure
+    to store its turn is logged, not raised past the generator (daphne then held the
+    connection open with the stream unfinished)."""
+    try:
+        await store(turn, outcome)
+    except Exception as exc:
+        store_failed(exc)
+
+
+def store_failed(exc: Exception) -> dict[str, str]:
+    """The ``error`` event of a stream whose turn could not be stored."""
+    if isinstance(exc, OperationalError):  # the database gone or past its statement timeout
+        log.warning("chat_store_failed", error=type(exc).__name__)
+        return {"code": "service_unavailable", "message": "The answer could not be stored."}
+    log.exception("chat_store_failed")
+    return {"code": "internal_error", "message": "The answer could not be stored."}
+
+
 def response_body(turn: Turn, outcome: Outcome) -> dict[str, Any]:
     return {
         "session_id": str(turn.conversation.pk),
@@ -321,20 +341,20 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
             else:
                 yield sse(next(ids), "delta", {"content": piece})
     except LLMError as exc:
-        await store(turn, runner.outcome(FinishReason.ERROR.value))
+        await store_or_log(turn, runner.outcome(FinishReason.ERROR.value))
         yield sse(next(ids), "error", {"error": upstream_error(exc)})
         return
     except PolicyBlocked as exc:
-        await store(turn, runner.outcome(FinishReason.POLICY.value))
+        await store_or_log(turn, runner.outcome(FinishReason.POLICY.value))
         log.warning("chat_policy_blocked", conversation_id=str(turn.conversation.pk))
         yield sse(next(ids), "error", {"error": {"code": exc.code, "message": exc.message}})
         return
     except (asyncio.CancelledError, GeneratorExit):
-        await store(turn, runner.outcome(FinishReason.CANCELLED.value))
+        await store_or_log(turn, runner.outcome(FinishReason.CANCELLED.value))
         log.info("chat_cancelled", conversation_id=str(turn.conversation.pk))
         raise
     except Exception as exc:
-        await store(turn, runner.outcome(FinishReason.ERROR.value))
+        await store_or_log(turn, runner.outcome(FinishReason.ERROR.value))
         if isinstance(exc, ApplicationError):  # e.g. the embedding provider failed (502)
             error = {"code": exc.code, "message": exc.message}
         else:
@@ -343,7 +363,11 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         yield sse(next(ids), "error", {"error": error})
         return
     outcome = runner.outcome()
-    await store(turn, outcome)
+    try:
+        await store(turn, outcome)
+    except Exception as exc:  # the answer was streamed: say that it was not kept, then end
+        yield sse(next(ids), "error", {"error": store_failed(exc)})
+        return
     yield sse(next(ids), "citations", {"citations": outcome.citations})
     yield sse(
         next(ids),

@@ -17,6 +17,12 @@ from tenants.services import Actor, audit_record
 
 @transaction.atomic
 def conversation_delete(*, tenant: Tenant, actor: Actor, conversation: Conversation) -> None:
+    """Its row is locked first, so that a turn still being answered either stores its messages
+    before them all are deleted or finds the conversation gone (``chat._store``): a message
+    written between the two would have failed the deletion (a 500)."""
+    locked = Conversation.objects.for_tenant(tenant).select_for_update().filter(pk=conversation.pk)
+    if not list(locked.values_list("pk", flat=True)):
+        return  # deleted meanwhile
     audit_record(tenant=tenant, actor=actor, action="conversation.delete", target=conversation)
     conversation.delete()
 

@@ -79,3 +79,57 @@ def test_usage_from_last_month_does_not_count_against_this_months_quota(side):
     first = dt.datetime.now(dt.UTC).date().replace(day=1)
     UsageDailyFactory(tenant=side.tenant, day=first - dt.timedelta(days=1), prompt_tokens=5000)
     quota_check(tenant=side.tenant)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_conversation_while_a_turn_is_being_stored_deletes_that_turn_too():
+    """A streamed answer is stored when it ends; a DELETE at that moment deleted the messages it
+    saw, then the conversation, whose new message then failed the deletion: a 500, and the
+    conversation stayed. Now the deletion waits for the turn and deletes its message too."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+    from django.db.models import F
+
+    from conversations.models import Conversation, Message, MessageRole
+
+    side = build_tenant("racing")
+    conversation = side.conversation
+    written, commit = threading.Event(), threading.Event()
+
+    def a_turn_being_stored() -> None:  # what chat._store does for a stored conversation
+        try:
+            with transaction.atomic():
+                Conversation.objects.for_tenant(side.tenant).filter(pk=conversation.pk).update(
+                    message_count=F("message_count") + 1
+                )
+                Message.objects.for_tenant(side.tenant).create(
+                    tenant=side.tenant, conversation=conversation,
+                    role=MessageRole.ASSISTANT, content="the answer",
+                )  # fmt: skip
+                written.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    answers = []
+
+    def delete() -> None:
+        try:
+            answers.append(side.client().delete(f"/v1/conversations/{conversation.pk}"))
+        finally:
+            connection.close()
+
+    turn = threading.Thread(target=a_turn_being_stored)
+    turn.start()
+    assert written.wait(10)
+    deleting = threading.Thread(target=delete)
+    deleting.start()
+    time.sleep(0.5)  # the DELETE is waiting for the turn's transaction
+    commit.set()
+    turn.join(10)
+    deleting.join(10)
+    assert answers[0].status_code == 204, answers[0].content
+    assert not Conversation.all_tenants.filter(pk=conversation.pk).exists()
+    assert not Message.all_tenants.filter(conversation_id=conversation.pk).exists()

@@ -275,3 +275,33 @@ def test_streamed_answers_carry_no_exfiltration_url_and_no_raw_pii(served, alpha
     assert "[EMAIL]" in shown and "[PHONE]" in shown
     for citation in frames[-2]["data"]["citations"]:
         assert "jane.roe" not in citation["snippet"] and "[EMAIL]" in citation["snippet"]
+
+
+def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_stays_deleted(
+    served, alpha
+):
+    """The answer's store found its conversation gone: the stream stopped without ``done`` or
+    ``error`` and daphne held the connection open (an IntegrityError past the generator)."""
+    from conversations.models import Conversation, UsageDaily
+
+    base, fake = served
+    fake.chat_reply = " ".join(f"word{i}" for i in range(30))
+    fake.chat_delay = 0.03
+    response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+    head = b""
+    while b"event: delta" not in head:
+        line = response.readline()
+        assert line, head
+        head += line
+    session = next(f for f in parse(head.decode()) if f.get("event") == "start")["data"]
+    parts = urlsplit(base)
+    other = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    other.request("DELETE", f"/v1/conversations/{session['session_id']}",
+                  headers={"Authorization": f"Bearer {alpha.chat_key.plaintext}"})  # fmt: skip
+    assert other.getresponse().status == 204
+    frames = [f for f in parse((head + response.read()).decode()) if "comment" not in f]
+    assert [f["event"] for f in frames][-2:] == ["citations", "done"]
+    assert not Conversation.all_tenants.filter(pk=session["session_id"]).exists()
+    assert not Message.all_tenants.filter(conversation_id=session["session_id"]).exists()
+    used = UsageDaily.objects.for_tenant(alpha.tenant).values_list("completion_tokens", flat=True)
+    assert sum(used) >= 30  # the answer's tokens were spent: still counted
