@@ -220,6 +220,17 @@ def daphne_leaves_bodies_to_django() -> None:
             if message["type"] == "http.response.body" and message.get("more_body", False):
                 write_now(self.channel)
 
+        def handle_exception(self, exception: Exception) -> None:
+            """The application failed. Before its response started: daphne's 500 (below, in the
+            envelope). After: the connection is cut, so the client sees the response incomplete
+            — daphne tried to start a second response, which failed, and left the connection
+            open with the first one unfinished."""
+            if self._response_started:
+                if self.channel is not None:
+                    self.channel.transport.abortConnection()
+                return
+            super().handle_exception(exception)
+
         def basic_error(self, status: int, status_text: bytes, body: str) -> None:
             """daphne's own errors (an invalid header or path, an application that failed or
             timed out before answering) in the contract's envelope, not an HTML page."""
@@ -291,7 +302,7 @@ class RequestGuard:
     - A chunked body's length, declared once it is in (DRF reads none without one).
     - The last resort: an exception that escapes Django before a response started is answered
       ``500 internal_error`` in the envelope; one after it started goes on to the server, which
-      cuts the response off."""
+      cuts the response off (daphne: ``WebRequest.handle_exception``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

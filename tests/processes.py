@@ -100,7 +100,9 @@ def running(
 
 
 @contextlib.contextmanager
-def daphne_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
+def daphne_server(
+    env: dict[str, str], log_path: Path, application: str = "chatbot_site.asgi:application"
+) -> Iterator[str]:
     port = free_port()
     argv = [
         str(VENV_BIN / "daphne"),
@@ -110,7 +112,7 @@ def daphne_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
         str(port),
         "--access-log",
         "/dev/null",
-        "chatbot_site.asgi:application",
+        application,
     ]
     base = f"http://127.0.0.1:{port}"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -259,6 +261,23 @@ def test_an_exception_that_escapes_django_is_a_500_in_the_envelope():
     sent, raised = run(fails_mid_stream)
     assert isinstance(raised, RuntimeError)
     assert [m["status"] for m in sent] == [200]
+
+
+def test_a_response_the_application_fails_in_is_cut_off_not_left_open(tmp_path):
+    """daphne tried to start a second response (its 500) after the first had begun, which
+    failed, and the connection stayed open with the response unfinished: a streaming client
+    waited forever. Now the connection is cut, without the chunked body's end."""
+    app = "chatbot_site.tests.asgi_fails_mid_response:application"
+    with daphne_server(child_env(), tmp_path / "daphne.log", application=app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(4096):  # a TimeoutError here: left open
+                    received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ") and b"partial" in received
+    assert not received.endswith(b"0\r\n\r\n")  # not ended as if complete
 
 
 def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
