@@ -170,7 +170,7 @@ def prepare(request: HttpRequest) -> Prepared:
             chat_ground(prepared.turn)  # the turn is stored in one transaction at its end
     except Exception as exc:
         headers = prepared.access.rate_headers if prepared.access else {}
-        prepared.error = _error(request, exc, getattr(exc, "headers", None) or headers)
+        prepared.error = _error(request, exc, {**headers, **getattr(exc, "headers", {})})
     return prepared
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 
 from django.db import transaction
@@ -31,6 +32,10 @@ def month_start(today: dt.date) -> dt.date:
     return today.replace(day=1)
 
 
+def next_month_start(today: dt.date) -> dt.date:
+    return (today.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
 def tokens_used_this_month(*, tenant: Tenant, today: dt.date | None = None) -> int:
     today = today or dt.datetime.now(dt.UTC).date()
     totals = (
@@ -52,9 +57,16 @@ def quota_check(*, tenant: Tenant) -> None:
         return
     used = tokens_used_this_month(tenant=tenant)
     if used >= tenant.monthly_token_quota:
+        now = dt.datetime.now(dt.UTC)
+        resets = dt.datetime.combine(next_month_start(now.date()), dt.time.min, dt.UTC)
         raise QuotaExceeded(
             "The monthly token quota is used up.",
-            details={"quota": tenant.monthly_token_quota, "used": used},
+            details={
+                "quota": tenant.monthly_token_quota,
+                "used": used,
+                "resets_at": resets.isoformat().replace("+00:00", "Z"),
+            },
+            headers={"Retry-After": str(math.ceil((resets - now).total_seconds()))},
         )
 
 

@@ -133,3 +133,14 @@ def test_deleting_a_conversation_while_a_turn_is_being_stored_deletes_that_turn_
     assert answers[0].status_code == 204, answers[0].content
     assert not Conversation.all_tenants.filter(pk=conversation.pk).exists()
     assert not Message.all_tenants.filter(conversation_id=conversation.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "day, first",
+    [("2026-12-31", "2027-01-01"), ("2026-01-31", "2026-02-01"), ("2028-02-29", "2028-03-01"),
+     ("2026-06-01", "2026-07-01")],
+)  # fmt: skip
+def test_a_quota_resets_on_the_first_of_the_next_month(day, first):
+    from conversations.services import next_month_start
+
+    assert next_month_start(dt.date.fromisoformat(day)) == dt.date.fromisoformat(first)

@@ -3,6 +3,8 @@ extractive backend or the ``openai`` client against the loopback provider, stora
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.test import override_settings
 
@@ -226,7 +228,14 @@ def test_quota_is_enforced_before_the_model_is_called(alpha):
         response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
         assert len(fake.chat_requests()) <= 1
     assert response.status_code == 429
-    assert response.json()["error"]["code"] == "quota_exceeded"
+    error = response.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    # Retry-After: until the quota's month ends (UTC), which details.resets_at names.
+    resets = dt.datetime.fromisoformat(error["details"]["resets_at"])
+    assert resets.day == 1 and resets.time() == dt.time() and resets > dt.datetime.now(dt.UTC)
+    wait = (resets - dt.datetime.now(dt.UTC)).total_seconds()
+    assert 0 < wait <= int(response["Retry-After"]) <= wait + 2
+    assert "RateLimit-Remaining" in response  # the key's rate-limit headers stay
 
 
 def test_provider_errors_before_the_first_token(alpha):
