@@ -30,6 +30,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -380,9 +381,28 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     )
 
 
+def wrong_method(request: HttpRequest) -> JsonResponse:
+    """``405`` after the credentials, as on the DRF views: a keyed request carries its
+    ``RateLimit-*`` headers, and a missing or bad key is the ``401`` it is everywhere."""
+    headers: dict[str, str] = {}
+    try:
+        headers = authorize(request, required_role=Role.CHAT).rate_headers
+        raise MethodNotAllowed(request.method or "")
+    except Exception as exc:
+        response = _error(request, exc, {**headers, **getattr(exc, "headers", {})})
+    if response.status_code == 405:
+        response["Allow"] = "POST"
+    return response
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class ChatView(View):
     http_method_names = ["post"]
+
+    async def http_method_not_allowed(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        return await run_sync(wrong_method, request)
 
     async def post(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()

@@ -437,3 +437,16 @@ def test_a_json_turn_is_stored_whole_or_not_at_all(alpha):
     assert len({m.created_at for m in stored}) == 4  # a question is older than its answer
     conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=first["session_id"])
     assert conversation.message_count == 4
+
+
+def test_a_wrong_method_is_405_after_the_key_with_its_rate_limit_headers(alpha):
+    from rest_framework.test import APIClient
+
+    for method in ("get", "put", "delete"):
+        response = getattr(alpha.client(alpha.chat_key), method)("/v1/chat")
+        assert response.status_code == 405, response.content
+        assert response.json()["error"]["code"] == "method_not_allowed"
+        assert response["Allow"] == "POST" and "RateLimit-Remaining" in response
+    anonymous = APIClient().get("/v1/chat")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "authentication_failed"
