@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from conversations.llm import Completion, Delta, LLMRequest
+from knowledge.embeddings import get_embedder
 
 NAME = "extractive"
 MAX_SENTENCES = 3
@@ -225,6 +226,22 @@ def pieces(text: str) -> list[str]:
     ]
 
 
+def within(text: str, max_tokens: int, count: Callable[[str], int]) -> tuple[str, bool]:
+    """The longest run of ``text``'s first words that ``count`` puts at ``max_tokens`` or fewer
+    (a model stops there too, with ``finish_reason: "length"``), and whether it was cut."""
+    if count(text) <= max_tokens:
+        return text, False
+    words = text.split(" ")
+    fits, too_many = 0, len(words)
+    while too_many - fits > 1:  # a binary search: the count is not additive over words
+        middle = (fits + too_many) // 2
+        if count(" ".join(words[:middle])) <= max_tokens:
+            fits = middle
+        else:
+            too_many = middle
+    return " ".join(words[:fits]), True
+
+
 class ExtractiveLLM:
     name = NAME
 
@@ -233,7 +250,9 @@ class ExtractiveLLM:
     ) -> AsyncGenerator[Delta | Completion, None]:
         del pace  # nothing remote to read
         answer = compose(request.question, [hit.text for hit in request.passages])
-        for piece in pieces(answer):
+        # Counted as the caller counts the completion's tokens (the local tokenizer).
+        answer, cut = within(answer, request.max_tokens, get_embedder().count_tokens)
+        for piece in pieces(answer) if answer else ():
             yield Delta(piece)
             await asyncio.sleep(0)  # a chance for cancellation and other streams
-        yield Completion(finish_reason="stop", model=NAME)
+        yield Completion(finish_reason="length" if cut else "stop", model=NAME)

@@ -450,3 +450,17 @@ def test_a_wrong_method_is_405_after_the_key_with_its_rate_limit_headers(alpha):
     anonymous = APIClient().get("/v1/chat")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "authentication_failed"
+
+
+def test_the_extractive_answer_stops_at_the_bots_max_output_tokens(alpha):
+    add_passages(alpha)
+    question = ask(alpha, "When do annual plans renew?")
+    whole = chat(alpha.client(alpha.chat_key), **question).json()
+    assert whole["usage"]["completion_tokens"] > 5
+    alpha.bot.max_output_tokens = 5
+    alpha.bot.save()
+    cut = chat(alpha.client(alpha.chat_key), **question).json()
+    assert 0 < cut["usage"]["completion_tokens"] <= 5
+    assert whole["output"].startswith(cut["output"].split("[")[0].rstrip())
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=cut["message_id"])
+    assert stored.finish_reason == "length"
