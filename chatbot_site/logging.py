@@ -11,6 +11,7 @@ included, so that a line never carries a customer's PII whoever logged it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import MutableMapping
 from typing import Any
@@ -84,6 +85,15 @@ def _shared_processors() -> list[Any]:
     ]
 
 
+class WithoutTraceback(logging.Filter):
+    """Drops the traceback of a record whose cause is the client's, not ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
     """The ``LOGGING`` dict for Django; also configures structlog to feed into it."""
     configure_structlog()
@@ -110,11 +120,17 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
                 ],
             }
         },
+        "filters": {"without_traceback": {"()": WithoutTraceback}},
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "structured"},
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # Without handlers of its own: Django's default prints its records unformatted in
+            # DEBUG (make run), and they reach the root's structured handler too: twice.
+            "django": {"level": level},
+            # A client's bad Host header: a warning-worthy line, not a traceback.
+            "django.security.DisallowedHost": {"filters": ["without_traceback"]},
             # Our own access log replaces these; the request line would be logged twice.
             "django.server": {"level": "WARNING"},
             "django.request": {"level": "ERROR"},

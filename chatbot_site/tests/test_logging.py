@@ -68,3 +68,15 @@ def test_stdlib_loggers_are_rendered_by_the_same_pipeline(caplog):
     assert line["event"] == "plain library message"
     assert line["request_id"] == "abc"
     assert line["logger"] == "some.library"
+
+
+def test_djangos_records_are_logged_once_and_a_bad_host_without_a_traceback(client, caplog):
+    """In DEBUG (``make run``) Django's own console handler printed its records unformatted,
+    and the root's structured handler printed them again; a bad Host header was a traceback
+    twice."""
+    assert logging.getLogger("django").handlers == []
+    with caplog.at_level(logging.WARNING, logger="django.security.DisallowedHost"):
+        response = client.get("/v1/health", HTTP_HOST="bad host")
+    assert response.status_code == 400
+    record = next(r for r in caplog.records if r.name == "django.security.DisallowedHost")
+    assert record.exc_info is None and "Invalid HTTP_HOST header" in record.getMessage()
