@@ -220,6 +220,24 @@ class RecordsInput(serializers.Serializer):
         child=RecordInput(), allow_empty=False, min_length=1, max_length=1000
     )
 
+    def validate_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An ``external_id`` names one document: twice in a batch, the second record would
+        silently replace the first (and the answer list the first, which no longer exists)."""
+        first: dict[str, int] = {}
+        repeated: dict[str, Any] = {}
+        for index, record in enumerate(records):
+            if (external_id := record.get("external_id")) is None:
+                continue
+            if external_id in first:
+                repeated[str(index)] = {
+                    "external_id": [f"Repeats the external_id of record {first[external_id]}."]
+                }
+            else:
+                first[external_id] = index
+        if repeated:
+            raise serializers.ValidationError(repeated)
+        return records
+
 
 class UrlInput(serializers.Serializer):
     url = serializers.URLField(max_length=2048)
@@ -317,6 +335,10 @@ class DatasetDocumentListApi(TenantApi):
             )  # fmt: skip
             status = 202 if added.created else 200
             return Response(DocumentOutput(added.document).data, status=status)
+        if isinstance(request.data, dict) and {"records", "url"} <= request.data.keys():
+            raise ValidationFailed(
+                details={"non_field_errors": ['Send {"records": [...]} or {"url": ...}, not both.']}
+            )
         if isinstance(request.data, dict) and "records" in request.data:
             records = self.validated(RecordsInput, request.data)["records"]
             results = documents_add_records(

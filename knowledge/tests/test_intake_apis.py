@@ -162,6 +162,34 @@ def test_bad_records_are_field_errors(side, payload):
     assert response.json()["error"]["code"] == "validation_error"
 
 
+def test_an_external_id_twice_in_one_batch_is_a_field_error_and_nothing_is_added(side):
+    """The second record replaced the first silently, and the answer listed the first (its
+    title and hash), which no longer existed."""
+    payload = {"records": [
+        {"title": "A", "text": "Alpha text one.", "external_id": "dup"},
+        {"title": "B", "text": "Beta text two.", "external_id": "other"},
+        {"title": "C", "text": "Gamma text three.", "external_id": "dup"},
+    ]}  # fmt: skip
+    before = Document.objects.for_tenant(side.tenant).count()
+    response = side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["details"] == {
+        "records.2.external_id": ["Repeats the external_id of record 0."]
+    }
+    assert Document.objects.for_tenant(side.tenant).count() == before
+
+
+def test_records_and_a_url_together_are_refused(side):
+    payload = {"records": [{"text": "Alpha."}], "url": "https://example.com/a"}
+    response = side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json"
+    )
+    assert response.status_code == 400
+    assert "not both" in response.json()["error"]["details"]["non_field_errors"][0]
+
+
 def test_more_than_1000_records_is_refused(side):
     payload = {"records": [{"text": f"r{n}"} for n in range(1001)]}
     response = side.client().post(
