@@ -68,7 +68,9 @@ def embedding_input(title: str, draft: ChunkDraft) -> str:
     return f"{context}\n{text}"
 
 
-def _fail(document_id: uuid.UUID, claimed_at: Any, code: str, message: str) -> None:
+def _fail(
+    document_id: uuid.UUID, claimed_at: Any, code: str, message: str, detail: str = ""
+) -> None:
     updated = Document.all_tenants.filter(
         pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
     ).update(
@@ -79,7 +81,9 @@ def _fail(document_id: uuid.UUID, claimed_at: Any, code: str, message: str) -> N
         updated_at=timezone.now(),
     )
     if updated:
-        log.warning("document_failed", document_id=str(document_id), code=code)
+        # ``detail`` names what a parser library raised: for operators, not for the message.
+        extra = {"detail": detail} if detail else {}
+        log.warning("document_failed", document_id=str(document_id), code=code, **extra)
 
 
 def claim(document_id: uuid.UUID) -> Document | None:
@@ -164,7 +168,10 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
         lap("screen")
-    except (ParseError, FetchError) as exc:
+    except ParseError as exc:
+        _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
+        return exc.code
+    except FetchError as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message)
         return exc.code
     except SoftTimeLimitExceeded:

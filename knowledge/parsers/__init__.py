@@ -45,12 +45,14 @@ class Limits:
 
 
 class ParseError(Exception):
-    """A document that cannot be turned into text; ``code`` is shown to users."""
+    """A document that cannot be turned into text; ``code`` and ``message`` are shown to users,
+    ``detail`` (what the parser library raised, say) goes to the worker's log only."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, detail: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")

@@ -56,7 +56,11 @@ def _unreadable(exc: Exception) -> ParseError:
     if "amplification" in str(exc):
         # libxml2 refuses entities that expand far beyond the input ("billion laughs").
         return ParseError("xml_bomb", "The document's XML entities expand far beyond its size.")
-    return ParseError("corrupt_file", f"Unreadable DOCX ({type(exc).__name__}).")
+    return ParseError(
+        "corrupt_file",
+        "The DOCX cannot be read; the file is damaged or not a Word document.",
+        type(exc).__name__,
+    )
 
 
 def _parse(data: bytes, limits: Limits) -> list[Block]:

@@ -16,6 +16,7 @@ DROP = (
 )  # fmt: skip
 DROP_ROLES = ("navigation", "banner", "contentinfo", "complementary", "search", "menu")
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+UNREADABLE = "The HTML page cannot be read; its markup or encoding is damaged."
 TEXT_BLOCKS = ("p", "li", "pre", "blockquote", "dd", "dt", "figcaption", "caption")
 
 
@@ -36,7 +37,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
     except ParseError:
         raise
     except (ValueError, AssertionError, TypeError) as exc:  # lxml on pathological markup
-        raise ParseError("corrupt_file", f"Unreadable HTML ({type(exc).__name__}).") from None
+        raise ParseError("corrupt_file", UNREADABLE, type(exc).__name__) from None
 
 
 def _parse(data: bytes, limits: Limits) -> list[Block]:
@@ -50,7 +51,7 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
     try:
         root = lxml.html.document_fromstring(text or "<html></html>")
     except (etree.ParserError, ValueError) as exc:
-        raise ParseError("corrupt_file", f"Unreadable HTML: {str(exc)[:200]}") from None
+        raise ParseError("corrupt_file", UNREADABLE, type(exc).__name__) from None
     unwanted = [
         *root.xpath("//comment()"),
         *(element for tag in DROP for element in root.iter(tag)),

@@ -13,6 +13,7 @@ from typing import Any
 from knowledge.parsers import Block, Limits, ParseError
 
 _PARAGRAPHS = re.compile(r"\n\s*\n+")
+UNREADABLE = "The PDF cannot be read; the file is damaged or not a valid PDF."
 
 
 def _outside(boxes: list[tuple[float, float, float, float]]) -> Callable[[dict[str, Any]], bool]:
@@ -43,7 +44,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
     except Exception as exc:  # pdfminer raises many unrelated types for broken files
         if is_encryption(exc):
             raise ParseError("encrypted_pdf", "The PDF is encrypted.") from None
-        raise ParseError("corrupt_file", f"Unreadable PDF ({type(exc).__name__}).") from None
+        raise ParseError("corrupt_file", UNREADABLE, type(exc).__name__) from None
     blocks: list[Block] = []
     with pdf:
         try:
@@ -51,7 +52,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
         except Exception as exc:
             if is_encryption(exc):
                 raise ParseError("encrypted_pdf", "The PDF is encrypted.") from None
-            raise ParseError("corrupt_file", f"Unreadable PDF ({type(exc).__name__}).") from None
+            raise ParseError("corrupt_file", UNREADABLE, type(exc).__name__) from None
         if len(pages) > limits.max_pages:
             raise ParseError("too_many_pages", f"More than {limits.max_pages} pages.")
         for number, page in enumerate(pages, start=1):
@@ -68,7 +69,9 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
                         "parse_memory", f"Page {number} needs more memory than allowed."
                     ) from None
                 raise ParseError(
-                    "corrupt_file", f"Page {number} is unreadable ({type(exc).__name__})."
+                    "corrupt_file",
+                    f"Page {number} of the PDF cannot be read; the file may be damaged.",
+                    type(exc).__name__,
                 ) from None
             finally:
                 page.flush_cache()

@@ -127,7 +127,7 @@ def _blocks(payload: dict[str, object]) -> list[Block]:
     if "error" in payload:
         error = payload["error"]
         assert isinstance(error, dict)  # noqa: S101 (protocol)
-        raise ParseError(str(error["code"]), str(error["message"]))
+        raise ParseError(str(error["code"]), str(error["message"]), str(error.get("detail", "")))
     raw = payload["blocks"]
     assert isinstance(raw, list)  # noqa: S101 (protocol)
     blocks = [Block(**block) for block in raw]
@@ -181,7 +181,9 @@ def _main() -> int:
     try:
         blocks = parse(content_type, data, limits)
     except ParseError as exc:
-        payload: dict[str, object] = {"error": {"code": exc.code, "message": exc.message}}
+        payload: dict[str, object] = {
+            "error": {"code": exc.code, "message": exc.message, "detail": exc.detail}
+        }
     except MemoryError:
         payload = {
             "error": {"code": "parse_memory", "message": "Parsing needed more memory than allowed."}

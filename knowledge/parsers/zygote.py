@@ -6,7 +6,8 @@ warm zygote costs milliseconds. Isolation is unchanged: each document is parsed 
 process with ``RLIMIT_AS`` / ``RLIMIT_CPU`` / ``RLIMIT_FSIZE`` and a wall-clock deadline, and the
 zygote itself never parses. Protocol (one JSON object per line): the worker writes
 ``{"content_type", "path", "limits", "memory", "cpu", "wall"}`` to the zygote's stdin and reads
-``{"blocks": [...]}`` or ``{"error": {"code", "message"}}`` from its stdout.
+``{"blocks": [...]}`` or ``{"error": {"code", "message", "detail"}}`` from its stdout (``detail``,
+when there is one, is for the worker's log, never for users).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _parse_in_child(request: dict[str, Any], write_fd: int) -> None:
             blocks = parse(request["content_type"], data, Limits(**request["limits"]))
             payload: dict[str, Any] = {"blocks": [asdict(b) for b in blocks]}
         except ParseError as exc:
-            payload = {"error": {"code": exc.code, "message": exc.message}}
+            payload = {"error": {"code": exc.code, "message": exc.message, "detail": exc.detail}}
         except MemoryError:
             payload = {
                 "error": {
@@ -150,7 +151,8 @@ def _serve() -> int:
             result = {
                 "error": {
                     "code": "parser_crash",
-                    "message": f"Parser host error ({type(exc).__name__}).",
+                    "message": "The parser failed.",
+                    "detail": f"zygote: {type(exc).__name__}",
                 }
             }
         out.write(json.dumps(result).encode() + b"\n")

@@ -151,3 +151,12 @@ def make_docx_laughs() -> bytes:
                 data = prolog + b"?>" + billion_laughs("w:document").encode() + rest
             archive.writestr(item, data)
     return out.getvalue()
+
+
+def make_package_without_relationships() -> bytes:
+    """A zip with ``word/document.xml`` but none of the parts that make it a Word package."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+    return out.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 from django.conf import settings
@@ -162,3 +163,16 @@ def test_json_with_lone_surrogates_is_stored(side):
         .values_list("text", flat=True)
     )
     assert "\ufffd lone" in texts[0]
+
+
+def test_an_unreadable_file_fails_readably_and_logs_what_the_parser_raised(side, caplog):
+    document = add(side, "broken.pdf", b"%PDF-1.4\nnot a PDF after all\n")
+    with caplog.at_level(logging.WARNING, logger="knowledge.ingestion"):
+        assert document_ingest(document_id=document.pk) == "corrupt_file"
+    document.refresh_from_db()
+    assert document.error_message == (
+        "The PDF cannot be read; the file is damaged or not a valid PDF."
+    )
+    [line] = [r.msg for r in caplog.records
+              if isinstance(r.msg, dict) and r.msg.get("event") == "document_failed"]  # fmt: skip
+    assert (line["code"], line["detail"]) == ("corrupt_file", "PdfminerException")

@@ -14,6 +14,7 @@ from knowledge.tests.fixtures import (
     make_docx,
     make_docx_laughs,
     make_encrypted_pdf,
+    make_package_without_relationships,
     make_pdf,
     make_pdf_flate_bomb,
     make_zip_bomb,
@@ -144,6 +145,24 @@ def test_docx_headings_paragraphs_lists_and_tables_in_reading_order():
         ("table", "Kind | Days", ["Handbook", "Leave"]),
         ("table", "Vacation | 20", ["Handbook", "Leave"]),
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [(PDF, b"%PDF-1.4\nnot a PDF after all\n"), (DOCX, make_package_without_relationships())],
+    ids=["pdf", "docx"],
+)
+def test_unreadable_files_say_so_to_people_and_name_the_cause_for_the_log(tmp_path, kind, data):
+    path = tmp_path / "broken"
+    path.write_bytes(data)
+    with pytest.raises(ParseError) as excinfo:
+        parse_isolated(path, kind, limits=LIMITS, memory_bytes=1 << 30, cpu_seconds=30,
+                       wall_seconds=60)  # fmt: skip
+    error = excinfo.value
+    assert error.code == "corrupt_file"
+    assert error.message.startswith(("The PDF cannot be read", "The DOCX cannot be read"))
+    assert error.detail.isidentifier()  # the exception's class, e.g. PdfminerException
+    assert error.detail not in error.message and "Exception" not in error.message
 
 
 def test_docx_zip_bomb_is_refused_before_unpacking():
