@@ -26,12 +26,40 @@ class Block:
     code block, a JSON record. Chunking packs blocks; it never splits a block it can fit."""
 
     text: str
-    kind: str = "paragraph"  # paragraph | code | table | record | list
+    kind: str = "paragraph"  # paragraph | code | table | record | list | heading
     page: int | None = None
     heading_path: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Outline:
+    """The blocks of a document with headings, as its parser walks it. A heading is the heading
+    path of the text under it, not text of its own; a heading with no text under it at all (a
+    page that is only a title, an empty last section) becomes a ``heading`` block, so that its
+    words are still indexed."""
+
+    def __init__(self) -> None:
+        self._blocks: list[Block] = []
+        self._path: list[tuple[int, str, int]] = []  # level, title, index of its own block
+        self._covered: set[int] = set()  # heading blocks whose heading has text under it
+
+    def heading(self, level: int, title: str) -> None:
+        while self._path and self._path[-1][0] >= level:
+            self._path.pop()
+        self._blocks.append(Block(title, "heading", None, self.path()))
+        self._path.append((level, title, len(self._blocks) - 1))
+
+    def path(self) -> list[str]:
+        return [title for _level, title, _index in self._path]
+
+    def add(self, text: str, kind: str = "paragraph", page: int | None = None) -> None:
+        self._covered.update(index for _level, _title, index in self._path)
+        self._blocks.append(Block(text, kind, page, self.path()))
+
+    def blocks(self) -> list[Block]:
+        return [block for i, block in enumerate(self._blocks) if i not in self._covered]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""DOCX with python-docx: headings (``Heading N`` styles) form the heading path; paragraphs,
-list items and table rows in reading order. The zip is checked first: too large unpacked or
-too compressed → ``zip_bomb``; not a zip or no ``word/document.xml`` → ``corrupt_file``.
+"""DOCX with python-docx: headings (``Heading N`` styles) form the heading path (a heading with no
+text under it is a block of its own); paragraphs, list items and table rows in reading order.
+The zip is checked first: too large unpacked or too compressed → ``zip_bomb``; not a zip or no
+``word/document.xml`` → ``corrupt_file``.
 python-docx parses XML with entity resolution off (no billion laughs)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 import zipfile
 from typing import Any
 
-from knowledge.parsers import Block, Limits, ParseError
+from knowledge.parsers import Block, Limits, Outline, ParseError
 
 _HEADING = re.compile(r"^(?:Heading|Überschrift|Titre|Título)\s*(\d)$", re.I)
 
@@ -73,8 +74,7 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:
         raise _unreadable(exc) from None
-    blocks: list[Block] = []
-    path: list[tuple[int, str]] = []
+    outline = Outline()
     for item in document.iter_inner_content():
         if isinstance(item, Paragraph):
             text = item.text.strip()
@@ -83,17 +83,13 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
             style = item.style.name if item.style is not None else ""
             heading = _HEADING.match(style or "")
             if heading or style == "Title":
-                level = int(heading.group(1)) if heading else 0
-                while path and path[-1][0] >= level:
-                    path.pop()
-                path.append((level, text))
+                outline.heading(int(heading.group(1)) if heading else 0, text)
                 continue
-            kind = "list" if "List" in (style or "") else "paragraph"
-            blocks.append(Block(text, kind, None, [t for _l, t in path]))
+            outline.add(text, "list" if "List" in (style or "") else "paragraph")
         elif isinstance(item, Table):
             for row in item.rows:
                 cells = _row_cells(row)
                 deduped = [c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]]
                 if any(deduped):
-                    blocks.append(Block(" | ".join(deduped), "table", None, [t for _l, t in path]))
-    return blocks
+                    outline.add(" | ".join(deduped), "table")
+    return outline.blocks()

@@ -1,13 +1,14 @@
 """HTML: the main content (``<main>``, ``<article>``, ``role=main``, else ``<body>``) without
 scripts, styles, navigation, headers, footers, forms and asides; headings become the heading
-path, tables become ``a | b | c`` rows. lxml's HTML parser expands no external entities."""
+path (a heading with no text under it a block of its own), tables become ``a | b | c`` rows. lxml's HTML parser expands no external entities.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from knowledge.parsers import Block, Limits, ParseError
+from knowledge.parsers import Block, Limits, Outline, ParseError
 from knowledge.parsers.text import decode
 
 DROP = (
@@ -63,46 +64,38 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
     main = (root.xpath("//main") or root.xpath("//*[@role='main']") or root.xpath("//article")
             or root.xpath("//body") or [root])[0]  # fmt: skip
     title = _clean(" ".join(root.xpath("//title//text()")))
-    blocks: list[Block] = []
-    path: list[tuple[int, str]] = []
-
-    def headings() -> list[str]:
-        return [t for _level, t in path]
+    outline = Outline()
 
     def walk(element: Any) -> None:
         tag = element.tag if isinstance(element.tag, str) else ""
         if tag in HEADINGS:
             heading = _clean(element.text_content())
             if heading:
-                level = HEADINGS[tag]
-                while path and path[-1][0] >= level:
-                    path.pop()
-                path.append((level, heading))
+                outline.heading(HEADINGS[tag], heading)
             return
         if tag == "table":
             for row in element.iter("tr"):
                 cells = [_clean(c.text_content()) for c in row if c.tag in ("td", "th")]
                 if any(cells):
-                    blocks.append(Block(" | ".join(cells), "table", None, headings()))
+                    outline.add(" | ".join(cells), "table")
             return
         if tag in TEXT_BLOCKS:
             content = element.text_content()
             content = content.strip() if tag == "pre" else _clean(content)
             if content:
-                blocks.append(
-                    Block(content, "code" if tag == "pre" else "paragraph", None, headings())
-                )
+                outline.add(content, "code" if tag == "pre" else "paragraph")
             return
         if tag in ("div", "section", "main", "article", "body", "span", "td") and element.text:
             loose = _clean(element.text)
             if loose:
-                blocks.append(Block(loose, "paragraph", None, headings()))
+                outline.add(loose)
         for child in element:
             walk(child)
             if child.tail and _clean(child.tail):
-                blocks.append(Block(_clean(child.tail), "paragraph", None, headings()))
+                outline.add(_clean(child.tail))
 
     walk(main)
+    blocks = outline.blocks()
     if title and blocks and not blocks[0].heading_path:
         for block in blocks:
             block.heading_path = (

@@ -1,11 +1,11 @@
 """Markdown: sections by ATX (``#``) and setext headings, paragraphs and lists by blank lines,
-fenced code blocks kept whole."""
+fenced code blocks kept whole. A heading with no text under it is a block of its own."""
 
 from __future__ import annotations
 
 import re
 
-from knowledge.parsers import Block, Limits, ParseError
+from knowledge.parsers import Block, Limits, Outline, ParseError
 from knowledge.parsers.text import decode
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
@@ -18,31 +18,20 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
     text = decode(data)
     if len(text) > limits.max_chars:
         raise ParseError("too_much_text", f"More than {limits.max_chars:,} characters.")
-    blocks: list[Block] = []
-    path: list[tuple[int, str]] = []
+    outline = Outline()
     buffer: list[str] = []
     fence: str | None = None
-
-    def headings() -> list[str]:
-        return [title for _level, title in path]
 
     def flush(kind: str = "paragraph") -> None:
         if buffer and "".join(buffer).strip():
             is_list = all(_LIST.match(line) or line.startswith((" ", "\t")) for line in buffer)
-            blocks.append(
-                Block(
-                    "\n".join(buffer).strip(),
-                    "list" if is_list and kind == "paragraph" else kind,
-                    None,
-                    headings(),
-                )
+            outline.add(
+                "\n".join(buffer).strip(), "list" if is_list and kind == "paragraph" else kind
             )
         buffer.clear()
 
     def enter(level: int, title: str) -> None:
-        while path and path[-1][0] >= level:
-            path.pop()
-        path.append((level, title.strip()))
+        outline.heading(level, title.strip())
 
     for line in text.split("\n"):
         if fence is not None:
@@ -71,4 +60,4 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
             continue
         buffer.append(line)
     flush("code" if fence is not None else "paragraph")
-    return blocks
+    return outline.blocks()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from typing import Any
 
 
 def table_stream(
@@ -88,6 +89,10 @@ def make_docx() -> bytes:
     table = document.add_table(rows=2, cols=2)
     table.cell(0, 0).text, table.cell(0, 1).text = "Kind", "Days"
     table.cell(1, 0).text, table.cell(1, 1).text = "Vacation", "20"
+    return save_docx(document)
+
+
+def save_docx(document: Any) -> bytes:
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()

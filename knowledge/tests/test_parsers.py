@@ -18,6 +18,7 @@ from knowledge.tests.fixtures import (
     make_pdf,
     make_pdf_flate_bomb,
     make_zip_bomb,
+    save_docx,
 )
 
 LIMITS = Limits()
@@ -40,6 +41,24 @@ def test_markdown_keeps_heading_paths_and_code_blocks_whole():
         ("list", ["Guide", "Setext"]),
     ]
     assert blocks[2].text == "```sh\npip install x\n\nmake run\n```"
+
+
+def test_markdown_of_headings_only_is_indexed_as_its_headings():
+    blocks = parse(MARKDOWN, b"# Annual report 2020\n\n## Revenue grew by twelve percent\n", LIMITS)
+    assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
+        ("heading", "Annual report 2020", []),
+        ("heading", "Revenue grew by twelve percent", ["Annual report 2020"]),
+    ]
+
+
+def test_a_heading_with_text_under_it_stays_a_heading_path_only():
+    source = b"# Guide\n\n## Empty section\n\n## Install\n\nRun it.\n\n## See also\n"
+    blocks = parse(MARKDOWN, source, LIMITS)
+    assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
+        ("heading", "Empty section", ["Guide"]),
+        ("paragraph", "Run it.", ["Guide", "Install"]),
+        ("heading", "See also", ["Guide"]),
+    ]
 
 
 def test_json_records_become_field_path_lines():
@@ -92,6 +111,19 @@ def test_html_main_content_without_navigation_scripts_or_footer():
     blocks = parse(HTML, page, LIMITS)
     assert texts(blocks) == ["Refunds take five days.", "Plan | Days", "Pro | 2"]
     assert all(b.heading_path == ["Refunds"] for b in blocks)
+
+
+def test_html_of_a_heading_only_is_indexed_as_that_heading():
+    page = "<h3>Jahresabschluss zum Geschäftsjahr 2020</h3>".encode()
+    blocks = parse(HTML, page, LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("heading", "Jahresabschluss zum Geschäftsjahr 2020")
+    ]
+    titled = b"<html><head><title>Report</title></head><body><h1>Q1</h1><h2>Q2</h2></body></html>"
+    assert [(b.text, b.heading_path) for b in parse(HTML, titled, LIMITS)] == [
+        ("Q1", ["Report"]),
+        ("Q2", ["Q1"]),
+    ]
 
 
 def test_text_in_other_encodings_and_with_nul_bytes_does_not_crash():
@@ -163,6 +195,19 @@ def test_unreadable_files_say_so_to_people_and_name_the_cause_for_the_log(tmp_pa
     assert error.message.startswith(("The PDF cannot be read", "The DOCX cannot be read"))
     assert error.detail.isidentifier()  # the exception's class, e.g. PdfminerException
     assert error.detail not in error.message and "Exception" not in error.message
+
+
+def test_docx_of_headings_only_is_indexed_as_its_headings():
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Annual report 2020", level=1)
+    document.add_heading("Revenue grew by twelve percent", level=2)
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
+        ("heading", "Annual report 2020", []),
+        ("heading", "Revenue grew by twelve percent", ["Annual report 2020"]),
+    ]
 
 
 def test_docx_zip_bomb_is_refused_before_unpacking():
