@@ -165,3 +165,29 @@ def make_package_without_relationships() -> bytes:
         archive.writestr("[Content_Types].xml", "<Types/>")
         archive.writestr("word/document.xml", "<w:document/>")
     return out.getvalue()
+
+
+OOXML_PREFIXES = {
+    "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+    "wp": "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing",
+    "a": "http://schemas.openxmlformats.org/drawingml/2006/main",
+    "wps": "http://schemas.microsoft.com/office/word/2010/wordprocessingShape",
+    "v": "urn:schemas-microsoft-com:vml",
+}
+
+
+def make_docx_body(xml: str) -> Any:
+    """python-docx's blank document with ``xml`` (WordprocessingML using the prefixes of
+    ``OOXML_PREFIXES``) as its body; the caller may add parts before saving it."""
+    import docx
+    from lxml import etree
+
+    document = docx.Document()
+    body = document.element.body
+    declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in OOXML_PREFIXES.items())
+    fragment = etree.fromstring(f"<w:body {declarations}>{xml}</w:body>")
+    for child in list(fragment):
+        body.insert(len(body) - 1, child)  # before the section properties
+    return document

@@ -12,6 +12,7 @@ from knowledge.tests.fixtures import (
     billion_laughs,
     deep_json,
     make_docx,
+    make_docx_body,
     make_docx_laughs,
     make_encrypted_pdf,
     make_package_without_relationships,
@@ -207,6 +208,61 @@ def test_docx_of_headings_only_is_indexed_as_its_headings():
     assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
         ("heading", "Annual report 2020", []),
         ("heading", "Revenue grew by twelve percent", ["Annual report 2020"]),
+    ]
+
+
+def test_docx_tables_in_table_cells_are_read_at_any_depth_once_each():
+    import docx
+
+    document = docx.Document()
+    outer = document.add_table(rows=4, cols=2)
+    outer.cell(0, 0).text, outer.cell(0, 1).text = "Region", "Offices"
+    outer.cell(1, 0).text = "Europe"
+    cell = outer.cell(1, 1)
+    cell.paragraphs[0].text = "Two countries:"
+    inner = cell.add_table(rows=2, cols=2)
+    inner.cell(0, 0).text, inner.cell(0, 1).text = "France", "Paris"
+    inner.cell(1, 0).text = "Germany"
+    deepest = inner.cell(1, 1).add_table(rows=1, cols=2)
+    deepest.cell(0, 0).text, deepest.cell(0, 1).text = "Berlin", "Bonn"
+    cell.add_paragraph("Both open on weekdays.")
+    merged = outer.cell(2, 0).merge(outer.cell(3, 1))  # two rows, two columns
+    merged.paragraphs[0].text = "Asia"
+    merged.add_table(rows=1, cols=2).rows[0].cells[0].text = "Tokyo"
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("table", "Region | Offices"),
+        ("table", "Europe | Two countries: Both open on weekdays."),
+        ("table", "France | Paris"),
+        ("table", "Germany |"),
+        ("table", "Berlin | Bonn"),
+        ("table", "Asia"),
+        ("table", "Tokyo |"),
+        ("table", "Asia"),
+    ]
+
+
+def test_docx_text_in_content_controls_smart_tags_and_tracked_changes_is_read():
+    document = make_docx_body(
+        "<w:sdt><w:sdtPr><w:alias w:val='Summary'/></w:sdtPr><w:sdtContent>"
+        "<w:p><w:r><w:t>Refunds take five days.</w:t></w:r></w:p>"
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Plan</w:t></w:r></w:p></w:tc>"
+        "<w:tc><w:p><w:sdt><w:sdtContent><w:r><w:t>Days</w:t></w:r></w:sdtContent></w:sdt></w:p>"
+        "</w:tc></w:tr></w:tbl></w:sdtContent></w:sdt>"
+        "<w:p><w:r><w:t xml:space='preserve'>Ship to </w:t></w:r>"
+        "<w:smartTag w:element='place'><w:r><w:t>Washington</w:t></w:r></w:smartTag>"
+        "<w:ins w:id='1' w:author='a'><w:r><w:t xml:space='preserve'> by air</w:t></w:r></w:ins>"
+        "<w:del w:id='2' w:author='a'><w:r><w:delText> by sea</w:delText></w:r></w:del>"
+        "<w:moveFrom w:id='3' w:author='a'><w:r><w:t> by rail</w:t></w:r></w:moveFrom>"
+        "<w:r><w:fldChar w:fldCharType='begin'/></w:r><w:r><w:instrText> SEQ </w:instrText></w:r>"
+        "<w:r><w:fldChar w:fldCharType='separate'/></w:r><w:r><w:t>.</w:t></w:r>"
+        "<w:r><w:fldChar w:fldCharType='end'/></w:r></w:p>"
+    )
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("paragraph", "Refunds take five days."),
+        ("table", "Plan | Days"),
+        ("paragraph", "Ship to Washington by air."),
     ]
 
 
