@@ -8,6 +8,7 @@ process, not the worker. Every failure is a :class:`ParseError` with a stable co
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,9 +55,16 @@ class Outline:
     def path(self) -> list[str]:
         return [title for _level, title, _index in self._path]
 
-    def add(self, text: str, kind: str = "paragraph", page: int | None = None) -> None:
+    def add(
+        self,
+        text: str,
+        kind: str = "paragraph",
+        page: int | None = None,
+        under: Sequence[str] = (),
+    ) -> None:
+        """A block of text under the current headings (and ``under``, headings of its own)."""
         self._covered.update(index for _level, _title, index in self._path)
-        self._blocks.append(Block(text, kind, page, self.path()))
+        self._blocks.append(Block(text, kind, page, [*self.path(), *under]))
 
     def blocks(self) -> list[Block]:
         return [block for i, block in enumerate(self._blocks) if i not in self._covered]

@@ -5,7 +5,11 @@ The text is read from the XML, not from python-docx's paragraph and cell objects
 the runs and hyperlinks directly in a paragraph and the paragraphs directly in a cell. So the
 text of content controls (``w:sdt``), tracked insertions and moves, smart tags and fields is
 read, deleted text and field codes are not; a table row is ``a | b | c`` of its cells' text,
-and a table inside a cell (at any depth) follows its row as rows of its own.
+and a table inside a cell (at any depth) follows its row as rows of its own. Text boxes (in
+DrawingML shapes and VML) follow the paragraph they are anchored in, each once: of the branches
+of an ``mc:AlternateContent`` (a DrawingML shape and its VML copy) only one is read. Ruby text
+is its base text without the phonetic guide. An ``altChunk`` (HTML or plain text imported into
+the document) is read with the HTML or text parser; other imported formats are not.
 
 The zip is checked first: too large unpacked or too compressed → ``zip_bomb``; not a zip or no
 ``word/document.xml`` → ``corrupt_file``. python-docx parses XML with entity resolution off (no
@@ -25,18 +29,21 @@ _HEADING = re.compile(r"^(?:Heading|Überschrift|Titre|Título)\s*(\d)$", re.I)
 
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 P, T, TBL, TR, TC = f"{W}p", f"{W}t", f"{W}tbl", f"{W}tr", f"{W}tc"
+TEXT_BOX, ALT_CHUNK = f"{W}txbxContent", f"{W}altChunk"
+MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 # Run content that stands for a character, as in python-docx's ``Run.text``.
 _CHARACTERS = {f"{W}tab": "\t", f"{W}ptab": "\t", f"{W}br": "\n", f"{W}cr": "\n",
                f"{W}noBreakHyphen": "-"}  # fmt: skip
-# Never text: properties, deleted or moved-away content, field codes; drawings and objects.
+# Never text: properties, deleted or moved-away content, field codes, ruby's phonetic guide.
 _SKIP = frozenset(
     f"{W}{name}"
     for name in (
         "pPr", "rPr", "tblPr", "tblGrid", "trPr", "tcPr", "sectPr", "sdtPr", "sdtEndPr",
-        "del", "moveFrom", "delText", "instrText", "delInstrText", "drawing", "pict", "object",
-        "ruby",
+        "del", "moveFrom", "delText", "instrText", "delInstrText", "rt", "rubyPr",
     )
-) | {"{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"}  # fmt: skip
+)  # fmt: skip
+_HTML = ("text/html", "application/xhtml+xml")
 
 
 def check_zip(data: bytes, limits: Limits) -> None:
@@ -82,37 +89,55 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:
         raise _unreadable(exc) from None
-    reader = _Reader(document)
+    reader = _Reader(document, limits)
     reader.body(document.element.body, headings=True)
     return reader.outline.blocks()
 
 
+def _content(element: Any) -> Iterator[Any]:
+    """The child elements of ``element``, an ``mc:AlternateContent`` replaced by the children of
+    the first of its branches that has text (a DrawingML text box's VML fallback is a copy)."""
+    for child in element:
+        if child.tag == f"{MC}AlternateContent":
+            for branch in child:
+                has_text = next(branch.iter(T), None) is not None
+                if branch.tag in (f"{MC}Choice", f"{MC}Fallback") and has_text:
+                    yield from _content(branch)
+                    break
+        elif isinstance(child.tag, str) and child.tag not in _SKIP:
+            yield child
+
+
 def _children(element: Any, tag: str) -> Iterator[Any]:
     """``tag`` children of ``element``, also those wrapped in content controls or custom XML."""
-    for child in element:
+    for child in _content(element):
         if child.tag == tag:
             yield child
-        elif isinstance(child.tag, str) and child.tag not in _SKIP and child.tag not in (P, TBL):
+        elif child.tag not in (P, TBL, TEXT_BOX):
             yield from _children(child, tag)
 
 
-def _inline(element: Any) -> str:
-    """The text of a paragraph (or of an element in one), at any depth of wrapping elements."""
+def _inline(element: Any, boxes: list[Any]) -> str:
+    """The text of a paragraph (or of an element in one), at any depth of wrapping elements;
+    the text boxes in it are added to ``boxes``."""
     parts: list[str] = []
-    for child in element:
+    for child in _content(element):
         tag = child.tag
         if tag == T:
             parts.append(child.text or "")
         elif tag in _CHARACTERS:
             parts.append(_CHARACTERS[tag])
-        elif isinstance(tag, str) and tag not in _SKIP:  # runs, hyperlinks, w:ins, w:sdt, ...
-            parts.append(_inline(child))
+        elif tag == TEXT_BOX:
+            boxes.append(child)
+        else:  # runs, hyperlinks, w:ins, w:sdt, w:ruby, drawings, ...
+            parts.append(_inline(child, boxes))
     return "".join(parts)
 
 
 class _Reader:
-    def __init__(self, document: Any) -> None:
+    def __init__(self, document: Any, limits: Limits) -> None:
         self.document = document
+        self.limits = limits
         self.outline = Outline()
         self._styles: dict[str | None, str] = {}
         self._cells: dict[Any, str] = {}  # w:tc → its text; a merged cell repeats in a row
@@ -129,16 +154,19 @@ class _Reader:
 
     def body(self, container: Any, *, headings: bool) -> None:
         """Block-level content: paragraphs, tables, and whatever wraps them (``w:sdt``...)."""
-        for child in container:
+        for child in _content(container):
             if child.tag == P:
                 self.paragraph(child, headings=headings)
             elif child.tag == TBL:
                 self.table(child)
-            elif isinstance(child.tag, str) and child.tag not in _SKIP:
+            elif child.tag == ALT_CHUNK:
+                self.alt_chunk(child)
+            else:
                 self.body(child, headings=headings)
 
     def paragraph(self, paragraph: Any, *, headings: bool) -> None:
-        text = _inline(paragraph).strip()
+        boxes: list[Any] = []
+        text = _inline(paragraph, boxes).strip()
         if text:
             style = self.style(paragraph)
             heading = _HEADING.match(style)
@@ -146,6 +174,18 @@ class _Reader:
                 self.outline.heading(int(heading.group(1)) if heading else 0, text)
             else:
                 self.outline.add(text, "list" if "List" in style else "paragraph")
+        for box in boxes:  # a heading style in a text box is no heading of the document
+            self.body(box, headings=False)
+
+    def alt_chunk(self, element: Any) -> None:
+        from knowledge.parsers import html, text
+
+        part = self.document.part.related_parts.get(element.get(R_ID))
+        if part is None or part.content_type not in (*_HTML, "text/plain"):
+            return  # MHT, RTF or a DOCX imported into the document: not read
+        module = html if part.content_type in _HTML else text
+        for block in module.parse(part.blob, self.limits):
+            self.outline.add(block.text, block.kind, under=block.heading_path)
 
     def table(self, tbl: Any) -> None:
         """One ``a | b | c`` block a row; tables in its cells follow the row they are in."""
@@ -169,12 +209,15 @@ class _Reader:
 
     def cell(self, container: Any, texts: list[str], tables: list[Any]) -> None:
         """A cell's paragraphs' text, in any order and wrapping, and the tables in it."""
-        for child in container:
+        for child in _content(container):
             if child.tag == P:
-                texts.append(_inline(child))
+                boxes: list[Any] = []
+                texts.append(_inline(child, boxes))
+                for box in boxes:
+                    self.cell(box, texts, tables)
             elif child.tag == TBL:
                 tables.append(child)
-            elif isinstance(child.tag, str) and child.tag not in _SKIP:
+            else:
                 self.cell(child, texts, tables)
 
 

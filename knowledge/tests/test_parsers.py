@@ -266,6 +266,60 @@ def test_docx_text_in_content_controls_smart_tags_and_tracked_changes_is_read():
     ]
 
 
+def _text_box(text: str, *, drawingml: bool) -> str:
+    content = f"<w:txbxContent><w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:txbxContent>"
+    if not drawingml:
+        return f"<w:pict><v:shape><v:textbox>{content}</v:textbox></v:shape></w:pict>"
+    return (
+        "<w:drawing><wp:anchor><a:graphic><a:graphicData><wps:wsp>"
+        f"<wps:txbx>{content}</wps:txbx></wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing>"
+    )
+
+
+def test_docx_text_boxes_are_read_once_each_after_their_paragraph_and_ruby_without_its_guide():
+    box = _text_box("Boxed note.", drawingml=True)
+    copy = _text_box("Boxed note.", drawingml=False)
+    document = make_docx_body(
+        "<w:p><w:r><w:t>Anchor text.</w:t></w:r><w:r><mc:AlternateContent>"
+        f"<mc:Choice Requires='wps'>{box}</mc:Choice><mc:Fallback>{copy}</mc:Fallback>"
+        "</mc:AlternateContent></w:r></w:p>"
+        f"<w:p><w:r>{_text_box('Old-style box.', drawingml=False)}</w:r></w:p>"
+        "<w:p><w:r><w:t xml:space='preserve'>Tokyo is </w:t></w:r><w:ruby><w:rubyPr/>"
+        "<w:rt><w:r><w:t>とうきょう</w:t></w:r></w:rt>"
+        "<w:rubyBase><w:r><w:t>東京</w:t></w:r></w:rubyBase></w:ruby></w:p>"
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Cell</w:t></w:r>"
+        f"<w:r>{_text_box('with a box', drawingml=True)}</w:r></w:p></w:tc></w:tr></w:tbl>"
+    )
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("paragraph", "Anchor text."),
+        ("paragraph", "Boxed note."),
+        ("paragraph", "Old-style box."),
+        ("paragraph", "Tokyo is 東京"),
+        ("table", "Cell with a box"),
+    ]
+
+
+def test_docx_html_imported_as_an_alt_chunk_is_read_with_the_html_parser():
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+    from docx.oxml.ns import qn
+
+    document = make_docx_body(
+        "<w:p><w:pPr><w:pStyle w:val='Heading1'/></w:pPr><w:r><w:t>Imported</w:t></w:r></w:p>"
+        "<w:altChunk/>"
+    )
+    page = b"<html><body><h2>Refunds</h2><p>Refunds take five days.</p></body></html>"
+    part = Part(PackURI("/word/chunk.html"), "text/html", page, document.part.package)
+    rid = document.part.relate_to(part, RT.A_F_CHUNK)
+    document.element.body.find(qn("w:altChunk")).set(qn("r:id"), rid)
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.text, b.heading_path) for b in blocks] == [
+        ("Refunds take five days.", ["Imported", "Refunds"])
+    ]
+
+
 def test_docx_zip_bomb_is_refused_before_unpacking():
     with pytest.raises(ParseError) as excinfo:
         parse(DOCX, make_zip_bomb(), LIMITS)
