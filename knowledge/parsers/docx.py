@@ -12,7 +12,10 @@ is its base text without the phonetic guide. An ``altChunk`` (HTML or plain text
 the document) is read with the HTML or text parser; other imported formats are not.
 
 The zip is checked first: too large unpacked or too compressed → ``zip_bomb``; not a zip or no
-``word/document.xml`` → ``corrupt_file``. python-docx parses XML with entity resolution off (no
+``word/document.xml`` → ``corrupt_file``. A Strict Open XML document (Word's "Strict Open XML
+Document" format: the same parts in other namespaces, which python-docx does not know) and a
+macro-enabled one (``.docm``, ``.dotm``: another content type for the main part; macros are never
+run) are rewritten as a plain DOCX first. python-docx parses XML with entity resolution off (no
 billion laughs)."""
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ _SKIP = frozenset(
     )
 )  # fmt: skip
 _HTML = ("text/html", "application/xhtml+xml")
+
+# Strict's namespaces and relationship types are the transitional ones under another root:
+# http://purl.oclc.org/ooxml/wordprocessingml/main → .../wordprocessingml/2006/main. (Two are also
+# spelled differently, extended- and custom-properties; python-docx reads neither part.)
+_STRICT = re.compile(rb"http://purl\.oclc\.org/ooxml/(\w+)/(\w+)")
+_TRANSITIONAL = rb"http://schemas.openxmlformats.org/\1/2006/\2"
+_MAIN = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+_MACRO_ENABLED_MAIN = re.compile(
+    rb"application/vnd\.ms-word\.(?:document\.macroEnabled|template\.macroEnabledTemplate)\.main\+xml"
+)
 
 
 def check_zip(data: bytes, limits: Limits) -> None:
@@ -86,12 +99,31 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
 
     check_zip(data, limits)
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(io.BytesIO(_as_transitional(data)))
     except Exception as exc:
         raise _unreadable(exc) from None
     reader = _Reader(document, limits)
     reader.body(document.element.body, headings=True)
     return reader.outline.blocks()
+
+
+def _as_transitional(data: bytes) -> bytes:
+    """A Strict or macro-enabled package rewritten as a plain DOCX; any other unchanged."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        types = archive.read("[Content_Types].xml")
+        strict = _STRICT.search(archive.read("_rels/.rels")) is not None
+        if not strict and not _MACRO_ENABLED_MAIN.search(types):
+            return data
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as copy:
+            for info in archive.infolist():
+                content = archive.read(info)
+                if info.filename == "[Content_Types].xml":
+                    content = _MACRO_ENABLED_MAIN.sub(_MAIN, content)
+                if strict and info.filename.endswith((".xml", ".rels")):
+                    content = _STRICT.sub(_TRANSITIONAL, content)
+                copy.writestr(info.filename, content)
+    return out.getvalue()
 
 
 def _content(element: Any) -> Iterator[Any]:

@@ -191,3 +191,54 @@ def make_docx_body(xml: str) -> Any:
     for child in list(fragment):
         body.insert(len(body) - 1, child)  # before the section properties
     return document
+
+
+# Transitional namespaces and their Strict Open XML spellings (ECMA-376 Part 1, Strict).
+STRICT_NAMESPACES = {
+    "http://schemas.openxmlformats.org/wordprocessingml/2006/main": (
+        "http://purl.oclc.org/ooxml/wordprocessingml/main"
+    ),
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships": (
+        "http://purl.oclc.org/ooxml/officeDocument/relationships"
+    ),
+    "http://schemas.openxmlformats.org/officeDocument/2006/math": (
+        "http://purl.oclc.org/ooxml/officeDocument/math"
+    ),
+    "http://schemas.openxmlformats.org/drawingml/2006/main": (
+        "http://purl.oclc.org/ooxml/drawingml/main"
+    ),
+    "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing": (
+        "http://purl.oclc.org/ooxml/drawingml/wordprocessingDrawing"
+    ),
+    "http://schemas.openxmlformats.org/drawingml/2006/picture": (
+        "http://purl.oclc.org/ooxml/drawingml/picture"
+    ),
+}
+
+
+def _rewrite_parts(data: bytes, rewrite: Any) -> bytes:
+    """The zip ``data`` with each member's bytes passed through ``rewrite(name, content)``."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in source.infolist():
+            archive.writestr(item, rewrite(item.filename, source.read(item.filename)))
+    return out.getvalue()
+
+
+def as_strict(data: bytes) -> bytes:
+    """A DOCX as Word saves it in "Strict Open XML Document" format (namespaces only)."""
+
+    def rewrite(_name: str, content: bytes) -> bytes:
+        for transitional, strict in STRICT_NAMESPACES.items():
+            content = content.replace(transitional.encode(), strict.encode())
+        return content
+
+    return _rewrite_parts(data, rewrite)
+
+
+def as_macro_enabled(data: bytes) -> bytes:
+    """A DOCX whose main part has the content type of a ``.docm`` (macros themselves left out)."""
+    main = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+    docm = b"application/vnd.ms-word.document.macroEnabled.main+xml"
+    return _rewrite_parts(data, lambda name, content: content.replace(main, docm))

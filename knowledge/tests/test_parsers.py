@@ -9,6 +9,8 @@ from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, Limits, Par
 from knowledge.parsers.detect import detect
 from knowledge.parsers.sandbox import parse_isolated
 from knowledge.tests.fixtures import (
+    as_macro_enabled,
+    as_strict,
     billion_laughs,
     deep_json,
     make_docx,
@@ -318,6 +320,14 @@ def test_docx_html_imported_as_an_alt_chunk_is_read_with_the_html_parser():
     assert [(b.text, b.heading_path) for b in blocks] == [
         ("Refunds take five days.", ["Imported", "Refunds"])
     ]
+
+
+@pytest.mark.parametrize("convert", [as_strict, as_macro_enabled], ids=["strict", "docm"])
+def test_strict_and_macro_enabled_docx_are_read_like_any_docx(convert):
+    data = convert(make_docx())
+    assert data != make_docx() and detect(data, "handbook.docx") == DOCX
+    plain = parse(DOCX, make_docx(), LIMITS)
+    assert [b.as_dict() for b in parse(DOCX, data, LIMITS)] == [b.as_dict() for b in plain]
 
 
 def test_docx_zip_bomb_is_refused_before_unpacking():
