@@ -36,10 +36,28 @@ SIXTOFOUR = ipaddress.ip_network("2002::/16")
 
 
 class FetchError(Exception):
-    def __init__(self, code: str, message: str):
+    """``message`` is for the document's owner; ``detail`` (what the socket raised, say) goes
+    to the worker's log only."""
+
+    def __init__(self, code: str, message: str, detail: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail
+
+
+def _failed(exc: OSError | http.client.HTTPException) -> FetchError:
+    if isinstance(exc, ssl.SSLError):
+        message = "The secure connection to the server failed (its TLS certificate or handshake)."
+    elif isinstance(exc, ConnectionRefusedError):
+        message = "The server refused the connection."
+    elif isinstance(exc, ConnectionError):
+        message = "The server closed the connection."
+    elif isinstance(exc, http.client.HTTPException):
+        message = "The server's answer was not valid HTTP."
+    else:
+        message = "The URL could not be fetched."
+    return FetchError("url_fetch_failed", message, type(exc).__name__)
 
 
 def refused(message: str) -> FetchError:
@@ -191,9 +209,7 @@ def fetch(url: str) -> Fetched:
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, TimeoutError | socket.timeout):
                 raise FetchError("url_timeout", "Fetching the URL took too long.") from None
-            raise FetchError(
-                "url_fetch_failed", f"Fetching failed ({type(exc).__name__})."
-            ) from None
+            raise _failed(exc) from None
         finally:
             connection.close()
     raise FetchError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.")

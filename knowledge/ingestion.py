@@ -172,7 +172,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
     except FetchError as exc:
-        _fail(document.pk, claimed_at, exc.code, exc.message)
+        _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
     except SoftTimeLimitExceeded:
         _fail(document.pk, claimed_at, "ingest_timeout",

@@ -3,6 +3,7 @@ servers (loopback is allowed only where a test turns on the test-only setting)."
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import ipaddress
@@ -221,3 +222,43 @@ def test_a_redirect_to_the_metadata_service_fails_the_document(server):
     body = side.client().get(f"/v1/documents/{document_id}").json()
     assert body["status"] == "failed"
     assert body["error"]["code"] == "url_not_allowed"
+
+
+@pytest.fixture
+def not_http() -> Iterator[str]:
+    """A server that answers anything with a line that is not HTTP, then closes."""
+    import socketserver
+
+    class Garbage(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):  # the client may be gone first
+                self.request.recv(4096)
+                self.request.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Garbage) as tcp:
+        threading.Thread(target=tcp.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{tcp.server_address[1]}"
+        tcp.shutdown()
+
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_connection_failures_are_told_in_words_not_exception_names(not_http):
+    """They were "Fetching failed (ConnectionRefusedError)."; the class is for the log only."""
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{unused.getsockname()[1]}/"  # nothing listens there
+    answers = {}
+    for url in (closed, f"{not_http}/page"):
+        with pytest.raises(FetchError) as excinfo:
+            fetch(url)
+        answers[url] = excinfo.value
+    refused, garbled = answers[closed], answers[f"{not_http}/page"]
+    assert (refused.code, refused.message) == (
+        "url_fetch_failed", "The server refused the connection."
+    )  # fmt: skip
+    assert refused.detail == "ConnectionRefusedError"
+    assert garbled.code == "url_fetch_failed"
+    assert garbled.message == "The server's answer was not valid HTTP."
+    assert "Error" not in refused.message + garbled.message
