@@ -229,7 +229,8 @@ def pieces(text: str) -> list[str]:
 def within(text: str, max_tokens: int, count: Callable[[str], int]) -> tuple[str, bool]:
     """The longest run of ``text``'s first words that ``count`` puts at ``max_tokens`` or fewer
     (a model stops there too, with ``finish_reason: "length"``), and whether it was cut."""
-    if count(text) <= max_tokens:
+    # A token is at least one character: a text no longer than the limit needs no counting.
+    if len(text) <= max_tokens or count(text) <= max_tokens:
         return text, False
     words = text.split(" ")
     fits, too_many = 0, len(words)
