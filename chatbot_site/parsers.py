@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -9,21 +10,26 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
 # PostgreSQL stores neither NUL in text or jsonb nor unpaired surrogates (no UTF-8 encodes
-# them); JSON can carry both as escapes (\u0000, \ud800).
+# them); JSON can carry both as escapes (\u0000, \ud800). Nor does jsonb hold NaN or infinity,
+# which Python's json reads (NaN, Infinity, and 1e400 as inf).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 UNSTORABLE_MESSAGE = (
-    "strings may not contain NUL (\\u0000) or unpaired surrogate (\\ud800-\\udfff) characters."
+    "strings may not contain NUL (\\u0000) or unpaired surrogate (\\ud800-\\udfff) characters, "
+    "and numbers must be finite (no NaN, Infinity or numbers past 1.8e308)."
 )
 
 
 def has_unstorable_text(value: Any) -> bool:
-    """Whether any string of a parsed JSON value, key or value, PostgreSQL could not store.
-    Iterative, so any depth is safe to walk."""
+    """Whether any string of a parsed JSON value, key or value, or any of its numbers,
+    PostgreSQL could not store. Iterative, so any depth is safe to walk."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             if _UNSTORABLE.search(item):
+                return True
+        elif isinstance(item, float):
+            if not math.isfinite(item):  # a chat turn failed with a 500 after its answer
                 return True
         elif isinstance(item, dict):
             stack.extend(item)

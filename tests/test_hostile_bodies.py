@@ -2,7 +2,8 @@
 nested past what the parser can read, with `400 invalid_request` — never a 500. Found by
 fuzzing the served API (schemathesis): NUL in record metadata or chat metadata reached
 PostgreSQL's jsonb, an unpaired surrogate reached the UTF-8 encoder, and the documents route
-parsed JSON without the depth guard."""
+parsed JSON without the depth guard. NaN, Infinity and 1e400 (read as inf) too: jsonb holds
+none of them, and a chat turn failed after its answer (a security audit, 2026-12-06)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ BODIES = {
     "unpaired surrogate in a key": '{"metadata": {"\\ud800": 1}, "name": "x", '
     '"records": [{"text": "x", "metadata": {"\\udfff": 1}}]}',
     "nested past the parser": '{"metadata": ' + "[" * 5000 + "]" * 5000 + "}",
+    # Python reads these, jsonb does not: a chat turn failed after its answer, unbilled.
+    "NaN": '{"metadata": {"x": NaN}, "name": "x", "records": [{"text": "x", "metadata": {"x": NaN}}]}',
+    "a float past 1.8e308": '{"metadata": {"x": [1e400]}, "name": "x", '
+    '"records": [{"text": "x", "metadata": {"x": -1e400}}]}',
 }
 
 
