@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
+
+from chatbot_site import pii
 
 # PostgreSQL stores neither NUL in text or jsonb nor unpaired surrogates (no UTF-8 encodes
 # them); JSON can carry both as escapes (\u0000, \ud800). Nor does jsonb hold NaN or infinity,
@@ -37,6 +40,17 @@ def has_unstorable_text(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def metadata_problem(metadata: Any, *, max_chars: int) -> str | None:
+    """Why a client's ``metadata`` is refused, if it is: nested deeper than
+    ``pii.MAX_DATA_DEPTH`` (masking walks it, and so does the staff admin's page, which failed
+    with a RecursionError on a record nested 950 levels), or longer than ``max_chars`` as JSON."""
+    if pii.data_depth(metadata) > pii.MAX_DATA_DEPTH:
+        return f"At most {pii.MAX_DATA_DEPTH} levels of nesting."
+    if len(json.dumps(metadata)) > max_chars:
+        return f"At most {max_chars // 1000} kB of metadata."
+    return None
 
 
 class JSONParser(parsers.JSONParser):

@@ -35,7 +35,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatbot_site import pii
 from chatbot_site.concurrency import run_sync
 from chatbot_site.errors import (
     ApplicationError,
@@ -44,7 +43,7 @@ from chatbot_site.errors import (
     exception_handler,
     request_id_of,
 )
-from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text
+from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
 from conversations.apis import UsageSerializer
 from conversations.chat import (
     Outcome,
@@ -109,10 +108,8 @@ class ChatInput(serializers.Serializer):
         return messages
 
     def validate_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
-        if pii.data_depth(metadata) > pii.MAX_DATA_DEPTH:
-            raise serializers.ValidationError(f"At most {pii.MAX_DATA_DEPTH} levels of nesting.")
-        if len(json.dumps(metadata)) > 16_000:
-            raise serializers.ValidationError("At most 16 kB of metadata.")
+        if problem := metadata_problem(metadata, max_chars=16_000):
+            raise serializers.ValidationError(problem)
         return metadata
 
 

@@ -28,7 +28,7 @@ from bots.services import bot_delete
 from chatbot_site.errors import NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import parse_bool
-from chatbot_site.parsers import JSONParser
+from chatbot_site.parsers import JSONParser, metadata_problem
 from knowledge.intake import (
     document_add_upload,
     document_add_url,
@@ -212,6 +212,11 @@ class RecordInput(serializers.Serializer):
         if not value.strip():
             raise serializers.ValidationError("Must not be blank.")
         return value.replace("\x00", "")
+
+    def validate_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        if problem := metadata_problem(metadata, max_chars=64_000):
+            raise serializers.ValidationError(problem)
+        return metadata
 
 
 class RecordsInput(serializers.Serializer):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -152,6 +154,9 @@ def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothin
         {"records": [{"title": "no text"}]},
         {"records": [{"text": "  "}]},
         {"nothing": 1},
+        # Deeper than masking walks (the staff admin's page failed on one nested 950 levels)
+        {"records": [{"text": "x", "metadata": {"a": json.loads("[" * 40 + "]" * 40)}}]},
+        {"records": [{"text": "x", "metadata": {"a": "y" * 70_000}}]},  # past 64 kB
     ],
 )
 def test_bad_records_are_field_errors(side, payload):
