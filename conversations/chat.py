@@ -345,7 +345,10 @@ def chat_ground(turn: Turn) -> None:
             return
     if scope is not None:
         for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
-            blocked = blocked_topic(question=text, vector=text_vector, topics=scope.blocked_topics)
+            blocked = blocked_topic(
+                question=text, vector=text_vector, topics=scope.blocked_topics,
+                tenant_id=turn.tenant.pk,
+            )  # fmt: skip
             if blocked is not None:
                 _refuse(turn, RefusalReason.BLOCKED_TOPIC.value, topic=blocked.matched,
                         similarity=round(blocked.topic_similarity or 0, 3))  # fmt: skip
@@ -360,6 +363,7 @@ def chat_ground(turn: Turn) -> None:
             vector=judged_vector,
             topics=scope_topics(scope.description, scope.allowed_topics),
             evidence=evidence,
+            tenant_id=turn.tenant.pk,
         )
         if scoped.reason is not None:
             _refuse(turn, scoped.reason, similarity=round(scoped.topic_similarity or 0, 3),

@@ -277,19 +277,23 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 @functools.lru_cache(maxsize=512)
-def _topic_vectors(key: tuple[str, ...], model: str) -> tuple[tuple[float, ...], ...]:
+def _topic_vectors(
+    key: tuple[str, ...], model: str, tenant_id: object
+) -> tuple[tuple[float, ...], ...]:
     """Embedded as a question is (a turn waits for them): within EMBEDDING_QUERY_TIMEOUT_SECONDS,
-    and a provider failure is a ``502 upstream_error``. Kept per process, not billed to a turn."""
-    del model  # part of the cache key: a model change re-embeds
+    and a provider failure is a ``502 upstream_error``. Kept per process and tenant (a tenant
+    whose topics were cached by another's answered faster: a timing signal of what another
+    tenant's scope says), not billed to a turn."""
+    del model, tenant_id  # parts of the cache key: a model change re-embeds
     vectors, _tokens = embed_queries(list(key))
     return tuple(tuple(v) for v in vectors)
 
 
-def topic_vectors(texts: Sequence[str]) -> list[tuple[float, ...]]:
+def topic_vectors(texts: Sequence[str], *, tenant_id: object) -> list[tuple[float, ...]]:
     texts = tuple(t for t in (" ".join(t.split()) for t in texts) if t)
     if not texts:
         return []
-    return list(_topic_vectors(texts, get_embedder().model))
+    return list(_topic_vectors(texts, get_embedder().model, tenant_id))
 
 
 _WORD = re.compile(r"\w{1,64}")
@@ -340,7 +344,7 @@ def _mentions(question: str, topic: str) -> bool:
 
 
 def blocked_topic(
-    *, question: str, vector: Sequence[float], topics: Sequence[str]
+    *, question: str, vector: Sequence[float], topics: Sequence[str], tenant_id: object
 ) -> ScopeVerdict | None:
     """The scope's blocked topic this question is about, if any: named in it, or close to it
     in embedding space (``SCOPE_BLOCKED_THRESHOLD``)."""
@@ -351,7 +355,7 @@ def blocked_topic(
         if _mentions(question, topic):
             return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=topic)
     best, best_topic = 0.0, ""
-    for topic, topic_vector in zip(topics, topic_vectors(topics), strict=True):
+    for topic, topic_vector in zip(topics, topic_vectors(topics, tenant_id=tenant_id), strict=True):
         similarity = _cosine(vector, topic_vector)
         if similarity > best:
             best, best_topic = similarity, topic
@@ -369,13 +373,14 @@ def out_of_scope(
     vector: Sequence[float],
     topics: Sequence[str],
     evidence: float,
+    tenant_id: object,
 ) -> ScopeVerdict:
     """A question is in scope when it is close to the scope's description or one of its
     allowed topics (``SCOPE_TOPIC_THRESHOLD``) or when retrieval found a passage that is close to
     it (``SCOPE_EVIDENCE_THRESHOLD``). A scope with no description and no topics admits all."""
     if not topics:
         return ScopeVerdict(None, evidence=evidence)
-    similarity = max(_cosine(vector, v) for v in topic_vectors(topics))
+    similarity = max(_cosine(vector, v) for v in topic_vectors(topics, tenant_id=tenant_id))
     inside = (
         similarity >= settings.SCOPE_TOPIC_THRESHOLD
         or evidence >= settings.SCOPE_EVIDENCE_THRESHOLD

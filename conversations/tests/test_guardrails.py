@@ -151,7 +151,7 @@ def test_blocked_topics_by_name_or_by_meaning() -> None:
 
     def check(question: str) -> str:
         verdict = blocked_topic(
-            question=question, vector=embedder.embed([question])[0], topics=topics
+            question=question, vector=embedder.embed([question])[0], topics=topics, tenant_id=1
         )
         return verdict.matched if verdict else ""
 
@@ -168,7 +168,7 @@ def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
 
     def verdict(question: str, evidence: float) -> str | None:
         vector = embedder.embed([question])[0]
-        return out_of_scope(vector=vector, topics=topics, evidence=evidence).reason
+        return out_of_scope(vector=vector, topics=topics, evidence=evidence, tenant_id=1).reason
 
     assert verdict("How do I get a refund for my invoice?", evidence=0.0) is None
     assert verdict("What is a good recipe for banana bread?", evidence=0.0) == "out_of_scope"
@@ -176,7 +176,7 @@ def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
     assert verdict("What is a good recipe for banana bread?", evidence=0.9) is None
     # A scope without description or topics admits everything.
     vector = embedder.embed(["anything"])[0]
-    assert out_of_scope(vector=vector, topics=[], evidence=0.0).reason is None
+    assert out_of_scope(vector=vector, topics=[], evidence=0.0, tenant_id=1).reason is None
 
 
 @pytest.mark.parametrize(
@@ -195,3 +195,19 @@ def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
 )
 def test_a_question_names_no_subject_only_when_every_word_is_a_follow_up_word(question, bare):
     assert names_no_subject(question) is bare
+
+
+@pytest.mark.django_db
+def test_a_scopes_topic_vectors_are_kept_per_tenant() -> None:
+    """Keyed by the topics alone, a tenant whose scope listed another tenant's topics got its
+    first answer faster: a timing signal of what another tenant's scope says."""
+    from conversations.guardrails import _topic_vectors, topic_vectors
+
+    topics = ["a topic only this test names, 7f3a"]
+    before = _topic_vectors.cache_info()
+    first = topic_vectors(topics, tenant_id="tenant-1")
+    topic_vectors(topics, tenant_id="tenant-1")
+    other = topic_vectors(topics, tenant_id="tenant-2")
+    after = _topic_vectors.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (2, 1)
+    assert first == other

@@ -54,8 +54,8 @@ def test_blocked_signals_come_from_the_pipelines_own_check(db):
 
     topics = ["pricing", "competitors"]
     named = blocked_signal({"category": "blocked_named", "split": "tune",
-                            "text": "What are the prices?"}, topics)  # fmt: skip
+                            "text": "What are the prices?"}, topics, 1)  # fmt: skip
     other = blocked_signal({"category": "on_topic", "split": "tune",
-                            "text": "How do I rotate an API key?"}, topics)  # fmt: skip
+                            "text": "How do I rotate an API key?"}, topics, 1)  # fmt: skip
     assert named.closeness == 1.0 and named.blocked(0.99)
     assert -1.0 <= other.closeness < 0.5 and not other.blocked(0.5)

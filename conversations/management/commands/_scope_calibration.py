@@ -50,11 +50,16 @@ def signals(bot: Bot, question: dict[str, str]) -> Signals:
     hits = search(search_space_for_bot(bot), query=text, query_vector=vector, top_k=bot.top_k)
     evidence = max((hit.relevance for hit in hits), default=0.0)
     topics = scope_topics(scope.description, scope.allowed_topics)
-    similarity = out_of_scope(vector=vector, topics=topics, evidence=evidence).topic_similarity
+    similarity = out_of_scope(
+        vector=vector, topics=topics, evidence=evidence, tenant_id=scope.tenant_id
+    ).topic_similarity
     no_context = not any(h.relevance >= scope.min_relevance for h in hits)
     refused_anyway = (
         detect(text).flagged
-        or blocked_topic(question=text, vector=vector, topics=scope.blocked_topics) is not None
+        or blocked_topic(
+            question=text, vector=vector, topics=scope.blocked_topics, tenant_id=scope.tenant_id
+        )
+        is not None
         or (no_context and not scope.answer_without_context)
     )
     return Signals(question["category"], question["split"], similarity or 0.0, evidence,
@@ -104,13 +109,15 @@ class BlockedSignal:
         return self.closeness >= threshold
 
 
-def blocked_signal(question: dict[str, str], topics: list[str]) -> BlockedSignal:
+def blocked_signal(question: dict[str, str], topics: list[str], tenant_id: object) -> BlockedSignal:
     """Through the pipeline's own check, with every threshold admitted: its verdict carries
     1.0 for a named topic, else the closest topic's similarity, which is what the configured
     threshold is compared with."""
     vector, _ = embed_query(question["text"])
     with override_settings(SCOPE_BLOCKED_THRESHOLD=-1.0):
-        verdict = blocked_topic(question=question["text"], vector=vector, topics=topics)
+        verdict = blocked_topic(
+            question=question["text"], vector=vector, topics=topics, tenant_id=tenant_id
+        )
     closeness = verdict.topic_similarity if verdict is not None else -1.0
     return BlockedSignal(question["category"], question["split"], float(closeness or 0.0))
 

@@ -336,7 +336,7 @@ class Command(BaseCommand):
             other = c["n"] - c["answered"] - c["blocked_topic"]
             self.out(f"| {category} | {c['n']} | {pct(c['blocked_topic'], c['n'])} "
                      f"| {pct(other, c['n'])} | {pct(c['answered'], c['n'])} |")  # fmt: skip
-        items = [calibration.blocked_signal(row, BLOCKED_TOPICS) for row in rows]
+        items = [calibration.blocked_signal(row, BLOCKED_TOPICS, self.tenant.pk) for row in rows]
         chosen = calibration.blocked_calibrate(items)
         self.out(
             f"\nCalibration on the tune half only (grid {calibration.BLOCKED_GRID[0]}-"
