@@ -25,7 +25,7 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -86,20 +86,44 @@ def _fail(
         log.warning("document_failed", document_id=str(document_id), code=code, **extra)
 
 
+# The queued document a run takes: its own when it is being retried (its backoff is its own
+# task's); else, among its own and every never-tried one, first one of the tenant with the
+# fewest documents being ingested now, its own on a tie, then the oldest. One task is queued per
+# document, so every run takes one and none is left over; a tenant that queued a thousand
+# documents no longer holds up another's one for as long as the thousand take.
+_NEXT_QUEUED = """
+WITH busy AS (
+    SELECT tenant_id, count(*) AS n FROM knowledge_document
+    WHERE status = 'processing' GROUP BY tenant_id
+)
+SELECT d.id FROM knowledge_document d LEFT JOIN busy ON busy.tenant_id = d.tenant_id
+WHERE d.status = 'queued' AND (d.id = %(own)s OR d.attempts = 0)
+ORDER BY (d.id = %(own)s AND d.attempts > 0) DESC, coalesce(busy.n, 0), d.id = %(own)s DESC,
+         d.created_at
+LIMIT 1
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
 def claim(document_id: uuid.UUID) -> Document | None:
-    """``queued → processing`` for this run, or None when someone else has it (or it is done)."""
+    """``queued → processing`` for this run: ``document_id``'s document, or another tenant's
+    that has waited while ``document_id``'s tenant has more of its documents being ingested
+    (:data:`_NEXT_QUEUED`); None when nothing is queued."""
     now = timezone.now()
-    claimed = Document.all_tenants.filter(pk=document_id, status=DocumentStatus.QUEUED).update(
-        status=DocumentStatus.PROCESSING,
-        processing_started_at=now,
-        attempts=F("attempts") + 1,
-        error_code=None,
-        error_message=None,
-        updated_at=now,
-    )
-    if not claimed:
-        return None
-    document = Document.all_tenants.select_related("dataset").get(pk=document_id)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_NEXT_QUEUED, {"own": document_id})
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        Document.all_tenants.filter(pk=row[0]).update(
+            status=DocumentStatus.PROCESSING,
+            processing_started_at=now,
+            attempts=F("attempts") + 1,
+            error_code=None,
+            error_message=None,
+            updated_at=now,
+        )
+    document = Document.all_tenants.select_related("dataset").get(pk=row[0])
     if document.attempts > settings.INGEST_MAX_ATTEMPTS:
         _fail(document.pk, now, "worker_crash",
               MESSAGES["worker_crash"].format(n=settings.INGEST_MAX_ATTEMPTS))  # fmt: skip

@@ -170,6 +170,12 @@ class Document(TenantOwned):
                 condition=Q(status=DocumentStatus.PROCESSING),
                 name="document_processing_claims",
             ),
+            # The next document to ingest, fairly between tenants (ingestion.claim).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status=DocumentStatus.QUEUED),
+                name="document_queued",
+            ),
             GinIndex(fields=["tags"], name="document_tags_gin"),
         ]
 

@@ -176,3 +176,48 @@ def test_an_unreadable_file_fails_readably_and_logs_what_the_parser_raised(side,
     [line] = [r.msg for r in caplog.records
               if isinstance(r.msg, dict) and r.msg.get("event") == "document_failed"]  # fmt: skip
     assert (line["code"], line["detail"]) == ("corrupt_file", "PdfminerException")
+
+
+def test_a_run_takes_the_waiting_document_of_a_tenant_with_fewer_being_ingested():
+    """One queue for every tenant: a tenant that queued a thousand documents held up another's
+    one until all of them were done (a security audit, 2026-12-06). A run now takes the queued
+    document of the tenant with the fewest documents being ingested, its own on a tie; one
+    task per document, so every document is still taken exactly once."""
+    busy, waiting = build_tenant("busy"), build_tenant("waiting")
+    running = add(busy, "running.md", GUIDE + b"\nRunning.\n")
+    Document.all_tenants.filter(pk=running.pk).update(
+        status=DocumentStatus.PROCESSING, processing_started_at=timezone.now()
+    )
+    first, second = add(busy, "a.md", GUIDE + b"\nA.\n"), add(busy, "b.md", GUIDE + b"\nB.\n")
+    theirs = add(waiting, "theirs.md", GUIDE + b"\nTheirs.\n")  # queued last
+
+    taken = claim(first.pk)  # the busy tenant's next task
+    assert taken is not None and taken.pk == theirs.pk
+    Document.all_tenants.filter(pk=theirs.pk).update(status=DocumentStatus.READY)
+    # The waiting tenant's own task then takes what is left: the busy tenant's oldest.
+    again = claim(theirs.pk)
+    assert again is not None and again.pk == first.pk
+    assert claim(second.pk).pk == second.pk  # type: ignore[union-attr]
+    assert claim(second.pk) is None  # nothing queued: the run has nothing to do
+
+
+def test_a_document_being_retried_is_taken_by_its_own_run():
+    """Its backoff belongs to its own (retried) task: nobody else's run takes it early, and its
+    run does not leave it for another tenant's document."""
+    busy, waiting = build_tenant("busy"), build_tenant("waiting")
+    running = add(busy, "running.md", GUIDE + b"\nRunning.\n")
+    Document.all_tenants.filter(pk=running.pk).update(
+        status=DocumentStatus.PROCESSING, processing_started_at=timezone.now()
+    )
+    retried = add(busy, "retried.md", GUIDE + b"\nRetried.\n")
+    Document.all_tenants.filter(pk=retried.pk).update(attempts=1)  # released after a 429
+    theirs = add(waiting, "theirs.md", GUIDE + b"\nTheirs.\n")
+    assert claim(retried.pk).pk == retried.pk  # type: ignore[union-attr]
+    assert claim(theirs.pk).pk == theirs.pk  # type: ignore[union-attr]
+    Document.all_tenants.filter(pk=retried.pk).update(status=DocumentStatus.QUEUED)
+    another = build_tenant("another")
+    fresh = add(another, "fresh.md", GUIDE + b"\nFresh.\n")
+    assert claim(fresh.pk).pk == fresh.pk  # type: ignore[union-attr]
+    # A run whose own document is gone takes a never-tried one, never the retried one.
+    assert claim(theirs.pk) is None
+    assert Document.all_tenants.get(pk=retried.pk).status == DocumentStatus.QUEUED
