@@ -157,6 +157,8 @@ def _inline(element: Any, boxes: list[Any]) -> str:
         tag = child.tag
         if tag == T:
             parts.append(child.text or "")
+            # After an entity reference (entities are not resolved): the text that follows it.
+            parts.extend(reference.tail or "" for reference in child)
         elif tag in _CHARACTERS:
             parts.append(_CHARACTERS[tag])
         elif tag == TEXT_BOX:

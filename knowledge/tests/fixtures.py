@@ -216,7 +216,7 @@ STRICT_NAMESPACES = {
 }
 
 
-def _rewrite_parts(data: bytes, rewrite: Any) -> bytes:
+def rewrite_parts(data: bytes, rewrite: Any) -> bytes:
     """The zip ``data`` with each member's bytes passed through ``rewrite(name, content)``."""
     source = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
@@ -234,11 +234,11 @@ def as_strict(data: bytes) -> bytes:
             content = content.replace(transitional.encode(), strict.encode())
         return content
 
-    return _rewrite_parts(data, rewrite)
+    return rewrite_parts(data, rewrite)
 
 
 def as_macro_enabled(data: bytes) -> bytes:
     """A DOCX whose main part has the content type of a ``.docm`` (macros themselves left out)."""
     main = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
     docm = b"application/vnd.ms-word.document.macroEnabled.main+xml"
-    return _rewrite_parts(data, lambda name, content: content.replace(main, docm))
+    return rewrite_parts(data, lambda name, content: content.replace(main, docm))

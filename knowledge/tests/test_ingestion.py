@@ -197,7 +197,7 @@ def test_a_run_takes_the_waiting_document_of_a_tenant_with_fewer_being_ingested(
     # The waiting tenant's own task then takes what is left: the busy tenant's oldest.
     again = claim(theirs.pk)
     assert again is not None and again.pk == first.pk
-    assert claim(second.pk).pk == second.pk  # type: ignore[union-attr]
+    assert claim(second.pk).pk == second.pk
     assert claim(second.pk) is None  # nothing queued: the run has nothing to do
 
 
@@ -212,12 +212,12 @@ def test_a_document_being_retried_is_taken_by_its_own_run():
     retried = add(busy, "retried.md", GUIDE + b"\nRetried.\n")
     Document.all_tenants.filter(pk=retried.pk).update(attempts=1)  # released after a 429
     theirs = add(waiting, "theirs.md", GUIDE + b"\nTheirs.\n")
-    assert claim(retried.pk).pk == retried.pk  # type: ignore[union-attr]
-    assert claim(theirs.pk).pk == theirs.pk  # type: ignore[union-attr]
+    assert claim(retried.pk).pk == retried.pk
+    assert claim(theirs.pk).pk == theirs.pk
     Document.all_tenants.filter(pk=retried.pk).update(status=DocumentStatus.QUEUED)
     another = build_tenant("another")
     fresh = add(another, "fresh.md", GUIDE + b"\nFresh.\n")
-    assert claim(fresh.pk).pk == fresh.pk  # type: ignore[union-attr]
+    assert claim(fresh.pk).pk == fresh.pk
     # A run whose own document is gone takes a never-tried one, never the retried one.
     assert claim(theirs.pk) is None
     assert Document.all_tenants.get(pk=retried.pk).status == DocumentStatus.QUEUED

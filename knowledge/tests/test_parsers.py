@@ -21,6 +21,7 @@ from knowledge.tests.fixtures import (
     make_pdf,
     make_pdf_flate_bomb,
     make_zip_bomb,
+    rewrite_parts,
     save_docx,
 )
 
@@ -266,6 +267,22 @@ def test_docx_text_in_content_controls_smart_tags_and_tracked_changes_is_read():
         ("table", "Plan | Days"),
         ("paragraph", "Ship to Washington by air."),
     ]
+
+
+def test_docx_text_after_an_entity_reference_is_kept():
+    """Entities are not resolved (no billion laughs); the text after a reference was lost with
+    it ("Welcome to &co; headquarters" read as "Welcome to")."""
+
+    def with_entity(name: str, content: bytes) -> bytes:
+        if name != "word/document.xml":
+            return content
+        prolog, rest = content.split(b"?>", 1)
+        rest = rest.replace(b"<w:t>", b"<w:t>Welcome to &co; headquarters. ", 1)
+        return prolog + b'?><!DOCTYPE w:document [<!ENTITY co "Acme">]>' + rest
+
+    blocks = parse(DOCX, rewrite_parts(make_docx(), with_entity), LIMITS)
+    heading = " ".join(blocks[0].heading_path[0].split())  # the first w:t is the heading's
+    assert heading == "Welcome to headquarters. Handbook"
 
 
 def _text_box(text: str, *, drawingml: bool) -> str:
