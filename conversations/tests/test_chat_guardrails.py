@@ -43,7 +43,8 @@ def test_pii_in_the_question_never_reaches_the_model_the_database_or_the_logs(al
         body = chat(alpha.client(alpha.chat_key), **ask(alpha, question)).json()
         sent = json.dumps(fake.requests)
     assert body["refusal"] is None, body
-    for raw in (CARD, "4111", EMAIL):
+    # Any piece of the card, but not a random id that holds "4111" ("...-190e-4111-9314-..."):
+    for raw in (CARD, "4111 1111", "41111111", EMAIL):
         assert raw not in sent and raw not in body["output"]
         assert raw not in caplog.text
     assert "[CREDIT_CARD]" in sent and "[EMAIL]" in sent
