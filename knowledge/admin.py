@@ -63,6 +63,8 @@ class DocumentInline(ReadOnlyInline):
         # view): a dataset of thousands of documents must still open quickly.
         match = request.resolver_match
         dataset_id = match.kwargs.get("object_id") if match else None
+        if not dataset_id:  # the add page: no documents yet (a sliced queryset was a 500 here)
+            return Document.all_tenants.none()
         newest = (
             super()
             .get_queryset(request)
@@ -70,7 +72,7 @@ class DocumentInline(ReadOnlyInline):
             .order_by("-created_at")
             .values_list("id", flat=True)[:50]
         )
-        return Document.all_tenants.filter(id__in=list(newest)) if dataset_id else newest.none()
+        return Document.all_tenants.filter(id__in=list(newest))
 
 
 @admin.register(Dataset)
