@@ -5,13 +5,26 @@ from __future__ import annotations
 import random
 import uuid
 
+import structlog
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 
+log = structlog.get_logger(__name__)
+
 
 def enqueue_ingest(document_id: uuid.UUID | str) -> None:
-    ingest_document.delay(str(document_id))
+    """Queue the document's ingestion. A broker that cannot take it (Redis down) is logged, not
+    raised: the document is stored as ``queued`` already (an upload answered 500 for a document
+    that existed), and the reaper queues it again once it has waited ``INGEST_LEASE_SECONDS``."""
+    try:
+        ingest_document.apply_async((str(document_id),), retry_policy=PUBLISH_RETRY)
+    except Exception as exc:  # kombu's OperationalError, redis' ConnectionError, ...
+        log.warning("ingest_enqueue_failed", document_id=str(document_id), error=type(exc).__name__)
+
+
+# A request waits for the publish: two quick tries, not Celery's default three with backoff.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 def enqueue_ingest_on_commit(document_id: uuid.UUID | str) -> None:

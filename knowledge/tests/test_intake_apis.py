@@ -221,3 +221,34 @@ def test_deleting_a_document_removes_its_stored_file(side, django_capture_on_com
     with django_capture_on_commit_callbacks(execute=True):
         assert side.client().delete(f"/v1/documents/{document_id}").status_code == 204
     assert not default_storage.exists(name)
+
+
+@pytest.fixture
+def broker_down():
+    """The Celery app publishing to a port nothing listens on (9, discard), as when Redis is
+    down; its cached connection pools are dropped before and after."""
+    from chatbot_site.celery import app
+
+    saved = app.conf.broker_url
+
+    def point_at(url: str) -> None:
+        app.conf.broker_url = url
+        app._pool = None  # Celery keeps its connection and producer pools: new ones for the URL
+        app.amqp._producer_pool = None
+
+    point_at("redis://127.0.0.1:9/0")
+    yield
+    point_at(saved)
+
+
+@pytest.mark.usefixtures("broker_down")
+def test_an_upload_while_the_broker_is_down_is_accepted_and_left_to_the_reaper(
+    side, django_capture_on_commit_callbacks, caplog
+):
+    """It was a 500, for a document stored as queued all the same (sending it again: a 200)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(side, "guide.md", b"# Guide\n\nHello while Redis is away.")
+    assert response.status_code == 202, response.content
+    document = Document.objects.for_tenant(side.tenant).get(pk=response.json()["id"])
+    assert document.status == DocumentStatus.QUEUED
+    assert "ingest_enqueue_failed" in caplog.text
