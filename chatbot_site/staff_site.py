@@ -33,6 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django_otp import login as otp_login
+from redis.exceptions import RedisError
 
 from chatbot_site.redis import get_redis
 from tenants.api_base import client_ip
@@ -49,7 +50,10 @@ FAILED = "Please enter the correct username, password and authenticator code of 
 
 
 class LoginThrottle:
-    """Counts failed sign-ins per (user, IP) and per IP, in Redis, with a fixed lockout."""
+    """Counts failed sign-ins per (user, IP) and per IP, in Redis, with a fixed lockout.
+
+    With Redis down it counts nothing and locks nobody out (logged as an error), as the API's
+    rate limits do: sign-in still needs the password and a TOTP code, and it was a 500."""
 
     def __init__(self, username: str, ip: str | None) -> None:
         user = hashlib.sha256(username.casefold().encode()).hexdigest()[:32]
@@ -58,21 +62,30 @@ class LoginThrottle:
 
     def locked_for(self) -> int:
         """Seconds left of a lockout, or 0."""
-        redis = get_redis()
-        for key, limit in zip(self.keys, self.limits, strict=True):
-            if int(redis.get(key) or 0) >= limit:
-                return max(int(redis.ttl(key)), 1)
+        try:
+            redis = get_redis()
+            for key, limit in zip(self.keys, self.limits, strict=True):
+                if int(redis.get(key) or 0) >= limit:
+                    return max(int(redis.ttl(key)), 1)
+        except RedisError as exc:
+            log.error("staff_login_throttle_unavailable", error=type(exc).__name__)
         return 0
 
     def failed(self) -> None:
-        with get_redis().pipeline() as pipe:
-            for key in self.keys:
-                pipe.incr(key)
-                pipe.expire(key, settings.STAFF_LOCKOUT_SECONDS)
-            pipe.execute()
+        try:
+            with get_redis().pipeline() as pipe:
+                for key in self.keys:
+                    pipe.incr(key)
+                    pipe.expire(key, settings.STAFF_LOCKOUT_SECONDS)
+                pipe.execute()
+        except RedisError as exc:
+            log.error("staff_login_throttle_unavailable", error=type(exc).__name__)
 
     def succeeded(self) -> None:
-        get_redis().delete(self.keys[0])
+        try:
+            get_redis().delete(self.keys[0])
+        except RedisError as exc:
+            log.error("staff_login_throttle_unavailable", error=type(exc).__name__)
 
 
 class LoginForm(forms.Form):

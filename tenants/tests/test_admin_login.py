@@ -71,6 +71,23 @@ def test_password_and_code_open_every_admin_page(tenant):
         assert client.get(url).status_code == 200, url
 
 
+def test_sign_in_works_while_redis_is_down_and_a_wrong_code_is_still_refused(tenant, settings):
+    """The failed-attempt counter lives in Redis; with Redis gone sign-in was a 500. It now
+    counts nothing (logged), as the API's rate limits do, and password and code still decide."""
+    from chatbot_site.redis import get_redis
+
+    user, device = make_staff(tenant)
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
+    get_redis.cache_clear()  # (conftest clears it again after the test)
+    client = Client()
+    response = sign_in(client, user, device)
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    wrong = Client().post(  # (after: django-otp then holds the device back for a second)
+        "/admin/login/", {"username": "alice", "password": PASSWORD, "otp_token": "000000"}
+    )
+    assert wrong.status_code == 400
+
+
 def test_a_code_cannot_be_replayed_within_its_window(tenant):
     _, device = make_staff(tenant)
     used = code(device)
