@@ -188,6 +188,32 @@ def _pgcode(exc: BaseException) -> str | None:
     return getattr(cause, "sqlstate", None) if cause is not None else None
 
 
+DATABASE_UNAVAILABLE = "The database is unavailable or too slow; try again shortly."
+
+
+def _log_database_unavailable(exc: BaseException) -> None:
+    """The database went away, the pool had no connection in time, or a statement outlived
+    DB_STATEMENT_TIMEOUT_SECONDS: the client may try again. The log names which (the error's
+    own text may quote the statement, so it stays out of the answer)."""
+    log.error("database_unavailable", error=type(exc).__name__, pgcode=_pgcode(exc))
+
+
+def database_unavailable(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """A ``503`` with ``Retry-After`` for a view outside DRF (the staff admin): the envelope for
+    clients that ask for no page, a short page for browsers."""
+    _log_database_unavailable(exc)
+    if wants_json(request):
+        response: HttpResponse = error_response(request, 503, message=DATABASE_UNAVAILABLE)
+    else:
+        response = HttpResponse(
+            f"<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"
+            f"<p>{DATABASE_UNAVAILABLE}</p>",
+            status=503,
+        )
+    response["Retry-After"] = "5"
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: every exception raised in a DRF view ends here."""
     request = context.get("request")
@@ -222,12 +248,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, RequestDataTooBig):
         status, code, message = 413, "payload_too_large", STATUS_CODES[413][1]
     elif isinstance(exc, DatabaseOperationalError):
-        # The database went away, the pool had no connection in time, or a statement outlived
-        # DB_STATEMENT_TIMEOUT_SECONDS: the client may try again. The log names which (the
-        # error's own text may quote the statement, so it stays out of the answer).
-        log.error("database_unavailable", error=type(exc).__name__, pgcode=_pgcode(exc))
-        status, code = 503, "service_unavailable"
-        message = "The database is unavailable or too slow; try again shortly."
+        _log_database_unavailable(exc)
+        status, code, message = 503, "service_unavailable", DATABASE_UNAVAILABLE
         headers["Retry-After"] = "5"
     else:
         return None  # unexpected: Django logs it and handler500 answers

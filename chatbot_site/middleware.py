@@ -16,12 +16,13 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
 
-from chatbot_site.errors import error_response, wants_json
+from chatbot_site.errors import database_unavailable, error_response, wants_json
 
 log = structlog.get_logger("chatbot.request")
 
@@ -109,6 +110,13 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
                 400,
                 message="Malformed query string: parameters may not contain NUL (%00) characters.",
             )
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        """The database gone or too slow in a view outside DRF (the staff admin): a 503 with
+        Retry-After, as the API answers (DRF's views map it themselves), not a 500."""
+        if isinstance(exception, DatabaseOperationalError):
+            return database_unavailable(request, exception)
         return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

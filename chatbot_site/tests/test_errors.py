@@ -47,6 +47,16 @@ def test_unknown_paths_are_json_in_debug_mode_too(client, settings, path):
     assert browser.status_code == 404 and browser["Content-Type"].startswith("text/html")
 
 
+def test_a_page_outside_the_api_that_finds_the_database_gone_is_a_503(client):
+    """The staff admin's pages were a 500 while PostgreSQL was down; the API's a 503."""
+    for accept, kind in (("text/html", "text/html"), ("application/json", "application/json")):
+        response = client.get("/staff-test/database-gone", HTTP_ACCEPT=accept)
+        assert response.status_code == 503 and response["Retry-After"] == "5"
+        assert response["Content-Type"].startswith(kind)
+        assert b"unavailable or too slow" in response.content
+        assert b"SELECT" not in response.content and b"10.0.0.5" not in response.content
+
+
 def test_wrong_method_on_an_api_view_is_405(client):
     response = client.post("/v1/health")
     envelope(response, 405, "method_not_allowed")

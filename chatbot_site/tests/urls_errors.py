@@ -1,5 +1,6 @@
 """The real URLs plus views that fail on purpose, one per error source."""
 
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import path
 from rest_framework import serializers
@@ -47,6 +48,11 @@ def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("SELECT secret FROM somewhere")  # must never reach the client
 
 
+def database_gone(request: HttpRequest) -> HttpResponse:
+    """A page outside DRF (as the staff admin's are) whose query finds the database gone."""
+    raise OperationalError("connection to server at 10.0.0.5 failed: SELECT secret")
+
+
 def plain_405(request: HttpRequest) -> HttpResponse:
     return HttpResponseNotAllowed(["GET"])
 
@@ -66,6 +72,7 @@ urlpatterns = [  # before the real ones, whose /v1 ends with a catch-all 404
     path("v1/test/boom", boom),
     path("v1/test/boom-drf", BoomApi.as_view()),
     path("v1/test/plain-405", plain_405),
+    path("staff-test/database-gone", database_gone),
     *real_urlpatterns,
 ]
 
