@@ -16,7 +16,32 @@ import environ
 from chatbot_site.logging import build_logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-env = environ.Env()
+
+
+class StrictEnv(environ.Env):
+    """django-environ, with a value a variable cannot take stopping the process with a message
+    that names it: ``PORT=abc`` was a ValueError about ``int()`` in a traceback, and
+    ``SECURE_SSL_REDIRECT=perhaps`` silently read as false."""
+
+    BOOLEAN_FALSE_STRINGS = ("false", "off", "no", "n", "0", "")
+
+    def get_value(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET,
+                  parse_default: bool = False) -> Any:  # fmt: skip
+        from django.core.exceptions import ImproperlyConfigured
+
+        raw = os.environ.get(var)
+        if cast is bool and raw is not None:
+            spelled = raw.strip().lower()
+            if spelled not in self.BOOLEAN_TRUE_STRINGS + self.BOOLEAN_FALSE_STRINGS:
+                raise ImproperlyConfigured(f"{var}={raw!r}: expected true or false (or 1/0).")
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError as exc:
+            kind = getattr(cast, "__name__", "a valid value")
+            raise ImproperlyConfigured(f"{var}={raw!r}: expected {kind} ({exc}).") from None
+
+
+env = StrictEnv()
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / ".data")))
 
@@ -463,6 +488,42 @@ def validate() -> None:
     if not 1 <= EMBEDDING_DIMENSIONS <= 2000:
         # pgvector indexes `vector` columns up to 2,000 dimensions.
         raise ImproperlyConfigured("EMBEDDING_DIMENSIONS must be between 1 and 2000")
+    if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ImproperlyConfigured(
+            f"LOG_LEVEL={LOG_LEVEL!r}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    if not 1 <= PORT <= 65535:
+        raise ImproperlyConfigured(f"PORT={PORT}: expected 1-65535")
+    # Sizes, counts and durations that mean nothing at 0 or below (read as numbers already).
+    for name in POSITIVE_SETTINGS:
+        if name in os.environ and float(os.environ[name]) <= 0:
+            raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: must be more than 0")
+    for name in NON_NEGATIVE_SETTINGS:
+        if name in os.environ and float(os.environ[name]) < 0:
+            raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: must be 0 or more")
+
+
+POSITIVE_SETTINGS = (
+    "DB_CONNECT_TIMEOUT", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT", "REDIS_SOCKET_TIMEOUT",
+    "CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT", "WORKER_HEARTBEAT_SECONDS",
+    "WORKER_HEARTBEAT_MAX_AGE", "STAFF_LOGIN_FAILURES", "STAFF_LOCKOUT_SECONDS",
+    "ADMIN_MONITOR_REFRESH_SECONDS", "SESSION_COOKIE_AGE", "DATA_UPLOAD_MAX_MEMORY_SIZE",
+    "INGEST_MAX_UPLOAD_BYTES", "INGEST_MAX_ATTEMPTS", "INGEST_TASK_SOFT_SECONDS",
+    "INGEST_TASK_HARD_SECONDS", "INGEST_LEASE_SECONDS", "PARSE_MEMORY_BYTES",
+    "PARSE_CPU_SECONDS", "PARSE_WALL_SECONDS", "URL_FETCH_MAX_BYTES", "URL_FETCH_TOTAL_SECONDS",
+    "INGEST_REAP_SECONDS", "JWT_ACCESS_TOKEN_SECONDS", "AUTH_FAILURES_PER_MINUTE",
+    "TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE", "VECTOR_INDEX_MAINTAIN_SECONDS",
+    "ORPHAN_FILE_SWEEP_SECONDS", "RETRIEVAL_RRF_K", "RETRIEVAL_CANDIDATES",
+    "RETRIEVAL_TEXT_POSTINGS", "RETRIEVAL_VECTOR_CANDIDATES", "HNSW_EF_SEARCH",
+    "HNSW_MAX_SCAN_TUPLES", "IVFFLAT_PROBES", "IVFFLAT_MAX_PROBES", "CHAT_HISTORY_TOKENS",
+    "CHAT_CONTEXT_TOKENS",
+)  # fmt: skip
+NON_NEGATIVE_SETTINGS = (
+    "DB_POOL_MIN_SIZE", "CONN_MAX_AGE", "REDIS_DB", "NUM_PROXIES", "API_KEY_LAST_USED_RESOLUTION",
+    "LLM_MAX_RETRIES", "LLM_RETRY_BASE_SECONDS", "EMBEDDING_RETRY_BASE_SECONDS",
+    "ORPHAN_FILE_AGE_SECONDS", "RETRIEVAL_VECTOR_WEIGHT", "RETRIEVAL_TEXT_WEIGHT",
+    "VECTOR_INDEX_DATASET_MIN_CHUNKS", "RETRIEVAL_SUSPECT_WEIGHT",
+)  # fmt: skip
 
 
 validate()

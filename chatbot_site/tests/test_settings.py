@@ -93,12 +93,36 @@ def test_environment_overrides_reach_settings():
         ("SSE_PING_SECONDS", "0"),
         ("CHAT_WORKER_THREADS", "0"),
         ("LLM_HTTP_CLIENT", "requests"),
+        # Not numbers: a ValueError about int() in a traceback before.
+        ("PORT", "abc"),
+        ("EMBEDDING_DIMENSIONS", "abc"),
+        ("DB_POOL_MAX_SIZE", "x"),
+        ("URL_FETCH_TOTAL_SECONDS", "soon"),
+        # Not a boolean: read as false before (DEBUG=maybe, DB_POOL=yes-please).
+        ("DEBUG", "maybe"),
+        ("DB_POOL", "yes-please"),
+        # Out of range: accepted before.
+        ("LOG_LEVEL", "LOUD"),
+        ("PORT", "70000"),
+        ("INGEST_LEASE_SECONDS", "-5"),
+        ("WORKER_HEARTBEAT_SECONDS", "0"),
+        ("RETRIEVAL_TEXT_WEIGHT", "-1"),
     ],
 )
 def test_invalid_setting_fails_at_start_naming_the_variable(name, value):
     result = start("chatbot_site.settings.dev", **{name: value})
     assert result.returncode != 0
-    assert name in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # the message itself, not the traceback's code
+    assert last.startswith("django.core.exceptions.ImproperlyConfigured: ") and name in last, last
+
+
+def test_a_production_boolean_that_is_not_one_stops_the_start():
+    """SECURE_SSL_REDIRECT=perhaps turned the HTTPS redirect off without a word."""
+    result = start(
+        "chatbot_site.settings.production", **production_env(SECURE_SSL_REDIRECT="perhaps")
+    )
+    assert result.returncode != 0
+    assert "SECURE_SSL_REDIRECT='perhaps': expected true or false" in result.stderr
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"])
