@@ -40,9 +40,14 @@ from knowledge.parsers.sandbox import parse_isolated
 log = structlog.get_logger(__name__)
 
 MESSAGES = {
-    "worker_crash": "Ingestion stopped without finishing {n} times; the document may crash the parser or worker.",
+    "worker_crash": "Ingestion stopped without finishing {attempts}; the document may crash the parser or worker.",
     "missing_file": "The stored file is gone; upload the document again.",
 }
+
+
+def _crashed_message() -> str:
+    n = settings.INGEST_MAX_ATTEMPTS
+    return MESSAGES["worker_crash"].format(attempts="once" if n == 1 else f"{n} times")
 
 
 class TransientIngestError(Exception):
@@ -125,8 +130,7 @@ def claim(document_id: uuid.UUID) -> Document | None:
         )
     document = Document.all_tenants.select_related("dataset").get(pk=row[0])
     if document.attempts > settings.INGEST_MAX_ATTEMPTS:
-        _fail(document.pk, now, "worker_crash",
-              MESSAGES["worker_crash"].format(n=settings.INGEST_MAX_ATTEMPTS))  # fmt: skip
+        _fail(document.pk, now, "worker_crash", _crashed_message())
         return None
     return document
 
@@ -348,7 +352,7 @@ def reap(*, now: Any = None) -> dict[str, int]:
     failed = stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS).update(
         status=DocumentStatus.FAILED,
         error_code="worker_crash",
-        error_message=MESSAGES["worker_crash"].format(n=settings.INGEST_MAX_ATTEMPTS),
+        error_message=_crashed_message(),
         processing_started_at=None,
         updated_at=now,
     )

@@ -123,6 +123,22 @@ def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
         reap()
     document.refresh_from_db()
     assert (document.status, document.error_code) == (DocumentStatus.FAILED, "worker_crash")
+    assert document.error_message.startswith("Ingestion stopped without finishing 3 times;")
+
+
+@pytest.mark.parametrize(("attempts", "said"), [(1, "once"), (2, "2 times")])
+def test_the_crash_message_counts_in_words(side, settings, attempts, said):
+    settings.INGEST_MAX_ATTEMPTS = attempts
+    document = add(side, "guide.md", GUIDE)
+    for _ in range(attempts):
+        claim(document.pk)
+        Document.all_tenants.filter(pk=document.pk).update(
+            processing_started_at=timezone.now()
+            - dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 5)
+        )
+        reap()
+    document.refresh_from_db()
+    assert document.error_message.startswith(f"Ingestion stopped without finishing {said};")
 
 
 def test_reaper_requeues_a_document_whose_worker_died(side, django_capture_on_commit_callbacks):
