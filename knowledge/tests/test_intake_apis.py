@@ -232,9 +232,11 @@ def broker_down():
     saved = app.conf.broker_url
 
     def point_at(url: str) -> None:
-        app.conf.broker_url = url
-        app._pool = None  # Celery keeps its connection and producer pools: new ones for the URL
-        app.amqp._producer_pool = None
+        app.conf.update(broker_url=url)
+        # Celery keeps a connection pool and a producer pool; dropped as its own _after_fork
+        # drops them, so that the next publish connects to ``url``.
+        vars(app)["_pool"] = None
+        vars(app.amqp)["_producer_pool"] = None
 
     point_at("redis://127.0.0.1:9/0")
     yield
