@@ -196,10 +196,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
         lap("screen")
-    except ParseError as exc:
-        _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
-        return exc.code
-    except FetchError as exc:
+    except (ParseError, FetchError) as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
     except SoftTimeLimitExceeded:
