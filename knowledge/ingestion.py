@@ -51,7 +51,13 @@ def _crashed_message() -> str:
 
 
 class TransientIngestError(Exception):
-    """Try again later (provider rate limits, timeouts); the claim has been released."""
+    """Try again later (provider rate limits, timeouts); the claim has been released.
+    ``document_id``: the document that failed, which a fair claim may have made another than the
+    run's own; the retry names that one."""
+
+    def __init__(self, message: str, *, document_id: uuid.UUID) -> None:
+        super().__init__(message)
+        self.document_id = document_id
 
 
 CONTEXT_TOKENS = 34
@@ -91,20 +97,19 @@ def _fail(
         log.warning("document_failed", document_id=str(document_id), code=code, **extra)
 
 
-# The queued document a run takes: its own when it is being retried (its backoff is its own
-# task's); else, among its own and every never-tried one, first one of the tenant with the
-# fewest documents being ingested now, its own on a tie, then the oldest. One task is queued per
-# document, so every run takes one and none is left over; a tenant that queued a thousand
-# documents no longer holds up another's one for as long as the thousand take.
+# The queued document a run takes: the one of the tenant with the fewest documents being
+# ingested now, its own on a tie, then the oldest. Every queued document has a task of its own
+# queued with it (upload, reingest, retry, reaper), so every run takes one and none is left
+# over; a tenant that queued a thousand documents no longer holds up another's one for as long
+# as the thousand take.
 _NEXT_QUEUED = """
 WITH busy AS (
     SELECT tenant_id, count(*) AS n FROM knowledge_document
     WHERE status = 'processing' GROUP BY tenant_id
 )
 SELECT d.id FROM knowledge_document d LEFT JOIN busy ON busy.tenant_id = d.tenant_id
-WHERE d.status = 'queued' AND (d.id = %(own)s OR d.attempts = 0)
-ORDER BY (d.id = %(own)s AND d.attempts > 0) DESC, coalesce(busy.n, 0), d.id = %(own)s DESC,
-         d.created_at
+WHERE d.status = 'queued'
+ORDER BY coalesce(busy.n, 0), d.id = %(own)s DESC, d.created_at
 LIMIT 1
 FOR UPDATE OF d SKIP LOCKED
 """
@@ -206,7 +211,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     except EmbeddingError as exc:
         if exc.transient:
             _release(document.pk, claimed_at)
-            raise TransientIngestError(str(exc)) from exc
+            raise TransientIngestError(str(exc), document_id=document.pk) from exc
         _fail(document.pk, claimed_at, exc.code, str(exc))
         return exc.code
     except Exception:

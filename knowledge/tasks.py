@@ -50,7 +50,9 @@ def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-d
     except TransientIngestError as exc:
         # Exponential backoff with full jitter: 2, 4, 8 ... s, capped at five minutes.
         delay = random.uniform(1, min(300, 2 ** (self.request.retries + 1)))  # noqa: S311
-        raise self.retry(exc=exc, countdown=delay) from exc
+        # For the document that failed, which a fair claim may have made another than ours.
+        retried = (str(exc.document_id),)
+        raise self.retry(args=retried, exc=exc, countdown=delay) from exc
 
 
 # Both limits: a task's own time_limit below the global soft limit (CELERY_TASK_SOFT_TIME_LIMIT)

@@ -197,8 +197,9 @@ def test_pipeline_releases_the_document_on_a_transient_provider_failure(provider
     get_embedder.cache_clear()
     try:
         provider.fail_with = [503] * 5
-        with pytest.raises(TransientIngestError):
+        with pytest.raises(TransientIngestError) as failed:
             document_ingest(document_id=document.pk)
+        assert failed.value.document_id == document.pk  # what its retry names
         document.refresh_from_db()
         assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
         assert document_ingest(document_id=document.pk) == "ready"  # the retry succeeds

@@ -215,25 +215,3 @@ def test_a_run_takes_the_waiting_document_of_a_tenant_with_fewer_being_ingested(
     assert again is not None and again.pk == first.pk
     assert claim(second.pk).pk == second.pk
     assert claim(second.pk) is None  # nothing queued: the run has nothing to do
-
-
-def test_a_document_being_retried_is_taken_by_its_own_run():
-    """Its backoff belongs to its own (retried) task: nobody else's run takes it early, and its
-    run does not leave it for another tenant's document."""
-    busy, waiting = build_tenant("busy"), build_tenant("waiting")
-    running = add(busy, "running.md", GUIDE + b"\nRunning.\n")
-    Document.all_tenants.filter(pk=running.pk).update(
-        status=DocumentStatus.PROCESSING, processing_started_at=timezone.now()
-    )
-    retried = add(busy, "retried.md", GUIDE + b"\nRetried.\n")
-    Document.all_tenants.filter(pk=retried.pk).update(attempts=1)  # released after a 429
-    theirs = add(waiting, "theirs.md", GUIDE + b"\nTheirs.\n")
-    assert claim(retried.pk).pk == retried.pk
-    assert claim(theirs.pk).pk == theirs.pk
-    Document.all_tenants.filter(pk=retried.pk).update(status=DocumentStatus.QUEUED)
-    another = build_tenant("another")
-    fresh = add(another, "fresh.md", GUIDE + b"\nFresh.\n")
-    assert claim(fresh.pk).pk == fresh.pk
-    # A run whose own document is gone takes a never-tried one, never the retried one.
-    assert claim(theirs.pk) is None
-    assert Document.all_tenants.get(pk=retried.pk).status == DocumentStatus.QUEUED
