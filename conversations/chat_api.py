@@ -123,6 +123,8 @@ class Prepared:
 
 
 def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> JsonResponse:
+    """The error's envelope with ``headers`` (the key's rate-limit headers) and those of the
+    error itself (``Retry-After`` ...), which win."""
     response = exception_handler(exc, {"request": request})
     if response is None:
         raise exc
@@ -168,7 +170,7 @@ def prepare(request: HttpRequest) -> Prepared:
             chat_ground(prepared.turn)  # the turn is stored in one transaction at its end
     except Exception as exc:
         headers = prepared.access.rate_headers if prepared.access else {}
-        prepared.error = _error(request, exc, {**headers, **getattr(exc, "headers", {})})
+        prepared.error = _error(request, exc, headers)
     return prepared
 
 
@@ -386,7 +388,7 @@ def wrong_method(request: HttpRequest) -> JsonResponse:
         headers = authorize(request, required_role=Role.CHAT).rate_headers
         raise MethodNotAllowed(request.method or "")
     except Exception as exc:
-        response = _error(request, exc, {**headers, **getattr(exc, "headers", {})})
+        response = _error(request, exc, headers)
     if response.status_code == 405:
         response["Allow"] = "POST"
     return response

@@ -1,7 +1,7 @@
 """HTML: the main content (``<main>``, ``<article>``, ``role=main``, else ``<body>``) without
 scripts, styles, navigation, headers, footers, forms and asides; headings become the heading
-path (a heading with no text under it a block of its own), tables become ``a | b | c`` rows. lxml's HTML parser expands no external entities.
-"""
+path (a heading with no text under it a block of its own), tables become ``a | b | c`` rows.
+lxml's HTML parser expands no external entities."""
 
 from __future__ import annotations
 
