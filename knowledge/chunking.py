@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 
 from knowledge.parsers import Block
 
-# Sentence ends, Latin and CJK (ideographic full stop, fullwidth exclamation and question marks).
-_SENTENCE = re.compile("(?<=[.!?\u3002\uff01\uff1f])\\s+|\n+")
+# Sentence ends: Latin ones where whitespace follows; CJK ones (ideographic full stop, fullwidth
+# exclamation and question marks) wherever they stand, since those scripts put no space after them.
+_SENTENCE = re.compile("(?<=[.!?])\\s+|(?<=[\u3002\uff01\uff1f])\\s*|\n+")
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana, CJK
+# ideographs. A "word" of theirs longer than a chunk is text, not a hash or a base64 blob.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+)
 
 
 @dataclass
@@ -66,22 +72,44 @@ def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> lis
         # sum of its words' tokens: each word is counted once (linear, not quadratic).
         window: list[str] = []
         window_tokens = 0
-        window_start = index
+        window_start = offset = index
         for word in sentence.split(" "):
+            word_start, offset = offset, offset + len(word) + 1
             word_tokens = count(word)
             if window and window_tokens + word_tokens > size:
-                chunk = " ".join(window)
-                pieces.append(Piece(chunk, start + window_start, window_tokens))
-                window_start = text.find(word, window_start + len(chunk))
+                pieces.append(Piece(" ".join(window), start + window_start, window_tokens))
                 window, window_tokens = [], 0
+            if word_tokens > size and _UNSPACED.search(word):
+                pieces.extend(_runs(word, start + word_start, size, count))
+                continue
             if word_tokens > size:  # one "word" longer than a chunk (a hash, a base64 blob)
                 word = word[: size * 2]
                 word_tokens = count(word)
+            if not window:
+                window_start = word_start
             window.append(word)
             window_tokens += word_tokens
         if window:
-            chunk = " ".join(window)
-            pieces.append(Piece(chunk, start + window_start, window_tokens))
+            pieces.append(Piece(" ".join(window), start + window_start, window_tokens))
+    return pieces
+
+
+def _runs(word: str, start: int, size: int, count: Callable[[str], int]) -> list[Piece]:
+    """Text in a script without spaces, too long for a chunk: consecutive runs of at most
+    ``size`` tokens, every character kept (a character is at most one token for the local model;
+    a run that counts more, as a remote tokenizer may, is halved until it fits)."""
+    pieces: list[Piece] = []
+    position = 0
+    while position < len(word):
+        length = size
+        run = word[position : position + length]
+        tokens = count(run)
+        while tokens > size and length > 1:
+            length //= 2
+            run = word[position : position + length]
+            tokens = count(run)
+        pieces.append(Piece(run, start + position, tokens))
+        position += len(run)
     return pieces
 
 

@@ -64,3 +64,20 @@ def test_an_unbreakable_run_is_split_at_words(count):
     drafts = chunk_blocks([Block("word " * 500)], size=50, overlap=0, count=count)
     assert len(drafts) >= 10
     assert all(d.token_count <= 50 for d in drafts)
+
+
+def test_text_without_spaces_is_cut_into_runs_and_kept_whole(count):
+    """Chinese (or Japanese, Thai) has no spaces: sentences end at 。 with none after it, and a
+    run longer than a chunk is cut, not truncated to its first characters like a base64 blob."""
+    sentence = "退款政策适用于所有在线订单客户可以在三十天内退货。"
+    text = sentence * 200 + "没有句号的一段很长的文字" * 100  # the last run has no sentence end
+    drafts = chunk_blocks([Block(text)], size=64, overlap=0, count=count)
+
+    assert all(d.token_count <= 64 for d in drafts)
+    assert "".join(d.text for d in drafts).replace(" ", "") == text
+    for draft in drafts:
+        assert text[draft.char_start : draft.char_end].replace(" ", "") == draft.text.replace(
+            " ", ""
+        )
+    assert drafts[0].text.startswith(sentence)
+
