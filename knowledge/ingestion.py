@@ -197,6 +197,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         overlap = min(document.dataset.chunk_overlap, size // 2)
         drafts = chunk_blocks(blocks, size=size, overlap=overlap, count=embedder.count_tokens)
         lap("chunk")
+        _within_token_limit(drafts)
         vectors = embed_all(embedder, [embedding_input(document.title, d) for d in drafts])
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
@@ -229,6 +230,19 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     log.info("document_ingested", document_id=str(document.pk), chunks=len(drafts),
              ms=sum(timings.values()), **{f"{k}_ms": v for k, v in timings.items()})  # fmt: skip
     return "ready"
+
+
+def _within_token_limit(drafts: list[ChunkDraft]) -> None:
+    """Embedding is the slow stage (a few thousand tokens a second on one core locally) and the
+    paid one remotely: a document that would take longer than its run may is refused at once,
+    not after holding a worker until ``INGEST_TASK_SOFT_SECONDS``."""
+    tokens = sum(draft.token_count for draft in drafts)
+    if tokens > settings.INGEST_MAX_TOKENS:
+        raise ParseError(
+            "too_much_text",
+            f"The document is too long to index: {tokens:,} tokens, more than the "
+            f"{settings.INGEST_MAX_TOKENS:,} one document may have.",
+        )
 
 
 EMBED_WINDOW = 256

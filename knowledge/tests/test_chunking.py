@@ -80,4 +80,3 @@ def test_text_without_spaces_is_cut_into_runs_and_kept_whole(count):
             " ", ""
         )
     assert drafts[0].text.startswith(sentence)
-

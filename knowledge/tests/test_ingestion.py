@@ -100,6 +100,17 @@ def test_bad_documents_fail_with_a_readable_code(side, name, data, code):
     assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
 
 
+def test_a_document_with_more_tokens_than_a_run_may_embed_fails_before_embedding(side, settings):
+    settings.INGEST_MAX_TOKENS = 40
+    document = add(side, "guide.md", GUIDE)
+    assert document_ingest(document_id=document.pk) == "too_much_text"
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.FAILED
+    assert document.error_code == "too_much_text"
+    assert "more than the 40 one document may have" in document.error_message
+    assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
+
+
 def test_pdf_pages_reach_the_chunks(side):
     document = add(side, "two.pdf", make_pdf(["Alpha page.", "Beta page."]))
     document_ingest(document_id=document.pk)
