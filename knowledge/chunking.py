@@ -83,8 +83,7 @@ def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> lis
                 pieces.extend(_runs(word, start + word_start, size, count))
                 continue
             if word_tokens > size:  # one "word" longer than a chunk (a hash, a base64 blob)
-                word = word[: size * 2]
-                word_tokens = count(word)
+                word, word_tokens = _prefix_within(word[: size * 2], size, count)
             if not window:
                 window_start = word_start
             window.append(word)
@@ -94,20 +93,23 @@ def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> lis
     return pieces
 
 
+def _prefix_within(text: str, size: int, count: Callable[[str], int]) -> tuple[str, int]:
+    """The longest of ``text``, ``text`` halved, quartered... that counts at most ``size``
+    tokens, and its count."""
+    tokens = count(text)
+    while tokens > size and len(text) > 1:
+        text = text[: len(text) // 2]
+        tokens = count(text)
+    return text, tokens
+
+
 def _runs(word: str, start: int, size: int, count: Callable[[str], int]) -> list[Piece]:
     """Text in a script without spaces, too long for a chunk: consecutive runs of at most
-    ``size`` tokens, every character kept (a character is at most one token for the local model;
-    a run that counts more, as a remote tokenizer may, is halved until it fits)."""
+    ``size`` tokens, every character kept."""
     pieces: list[Piece] = []
     position = 0
     while position < len(word):
-        length = size
-        run = word[position : position + length]
-        tokens = count(run)
-        while tokens > size and length > 1:
-            length //= 2
-            run = word[position : position + length]
-            tokens = count(run)
+        run, tokens = _prefix_within(word[position : position + size], size, count)
         pieces.append(Piece(run, start + position, tokens))
         position += len(run)
     return pieces

@@ -20,6 +20,7 @@ import structlog
 from django.conf import settings
 
 from knowledge.embeddings import EmbeddingError
+from knowledge.embeddings.local import _tokenizer_file, count_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -49,13 +50,11 @@ class OpenAIEmbedder:
         if self._local_counter is None:
             from tokenizers import Tokenizer
 
-            from knowledge.embeddings.local import _tokenizer_file
-
             counter = Tokenizer.from_file(str(_tokenizer_file()))
             counter.no_truncation()
             counter.no_padding()
             self._local_counter = counter
-        return len(self._local_counter.encode(text, add_special_tokens=False).ids)
+        return count_tokens(self._local_counter, text)
 
     def _cost(self, text: str) -> int:
         """Our estimate of the provider's tokens. WordPiece reads a long or unknown-script word as

@@ -80,3 +80,28 @@ def test_text_without_spaces_is_cut_into_runs_and_kept_whole(count):
             " ", ""
         )
     assert drafts[0].text.startswith(sentence)
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("ภาษาไทยเป็นภาษาที่ไม่มีการเว้นวรรคระหว่างคำ " * 2000, True),  # Thai: [UNK] per phrase
+        ("ひらがなだけのぶんしょう" * 2000, True),  # kana without kanji or 。
+        ("🙂" * 20000, False),  # one [UNK]; a "word" longer than a chunk, cut short like a blob
+    ],
+    ids=["thai", "kana", "emoji"],
+)
+def test_words_the_model_reads_as_one_unknown_token_still_make_bounded_chunks(count, text, kept):
+    drafts = chunk_blocks([Block(text)], size=64, overlap=0, count=count)
+    assert max(len(d.text.encode()) for d in drafts) <= 64 * 10 + 10
+    assert all(d.token_count <= 64 for d in drafts)
+    if kept:
+        assert "".join(d.text for d in drafts).replace(" ", "") == text.replace(" ", "")
+
+
+def test_a_blob_longer_than_a_chunk_is_cut_short(count):
+    blob = "QUJD" * 5000  # base64: nothing a question matches, one [UNK] to the model
+    drafts = chunk_blocks([Block(f"Intro words. {blob} Closing words.")], size=64, overlap=0,
+                          count=count)  # fmt: skip
+    assert sum(len(d.text) for d in drafts) < 500
+    assert drafts[0].text.startswith("Intro words.")

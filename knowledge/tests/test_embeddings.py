@@ -73,6 +73,23 @@ def test_local_model_calls_stay_within_the_token_budget():
     assert [6, 7, 8, 9] in calls
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["ภาษาไทยเป็นภาษาที่ไม่มีการเว้นวรรค", "ひらがなだけのぶんしょう", "🙂" * 50, "x" * 150],
+)
+def test_a_word_the_model_reads_as_unknown_counts_by_its_bytes(text):
+    """One [UNK] to the model, many tokens to an LLM's byte-level BPE: chunk sizes and prompt
+    budgets need the second."""
+    embedder = LocalEmbedder()
+    assert embedder.count_tokens(text) == -(-len(text.encode()) // 4)
+    assert embedder.count_tokens(f"Hello {text} world") == embedder.count_tokens(text) + 2
+
+
+def test_known_words_count_as_the_model_reads_them():
+    embedder = LocalEmbedder()
+    assert embedder.count_tokens("Rotate keys every ninety days.") == 6
+
+
 def test_openai_backend_batches_and_honours_dimensions(provider):
     embedder = OpenAIEmbedder()
     vectors = embedder.embed([f"text {n}" for n in range(300)])
@@ -92,11 +109,11 @@ def test_transient_provider_errors_are_retried(provider, status):
 
 
 def test_inputs_the_provider_could_refuse_for_length_are_cut_and_batched_by_bytes(provider):
-    # 150 "words" of 120 letters: WordPiece counts each as one [UNK] (150 tokens), a byte-level
-    # BPE needs thousands; 18 kB of text per input.
+    # 150 "words" of 120 letters: WordPiece reads each as one [UNK], a byte-level BPE needs
+    # thousands, and so does our count; 18 kB of text per input.
     giant = " ".join(["x" * 119 + chr(0x3B1 + n % 20) for n in range(150)])
     embedder = OpenAIEmbedder()
-    assert embedder.count_tokens(giant) <= 200
+    assert embedder.count_tokens(giant) >= len(giant.encode()) // 4
     vectors = embedder.embed([giant] * 120 + ["short"])
     assert len(vectors) == 121
     sent = [text for request in provider.requests for text in request["body"]["input"]]
