@@ -11,6 +11,14 @@ of an ``mc:AlternateContent`` (a DrawingML shape and its VML copy) only one is r
 is its base text without the phonetic guide. An ``altChunk`` (HTML or plain text imported into
 the document) is read with the HTML or text parser; other imported formats are not.
 
+Footnotes and endnotes that the text references are read right after the paragraph (or table
+row) with the reference, under the same headings, each once however often it is referenced: a
+note qualifies the sentence it hangs on, so it belongs in that sentence's chunk, not in a list at
+the end. Notes nobody references, Word's separators and continuation notices, and references in
+notes themselves (Word allows none) are not read. A notes part is parsed as python-docx parses
+``document.xml``, entities unresolved; a billion laughs there is an ``xml_bomb``, while a notes
+part that is not well-formed XML is left out and the rest of the document still read.
+
 The zip is checked first: too large unpacked or too compressed → ``zip_bomb``; not a zip or no
 ``word/document.xml`` → ``corrupt_file``. A Strict Open XML document (Word's "Strict Open XML
 Document" format: the same parts in other namespaces, which python-docx does not know) and a
@@ -33,6 +41,9 @@ _HEADING = re.compile(r"^(?:Heading|Überschrift|Titre|Título)\s*(\d)$", re.I)
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 P, T, TBL, TR, TC = f"{W}p", f"{W}t", f"{W}tbl", f"{W}tr", f"{W}tc"
 TEXT_BOX, ALT_CHUNK = f"{W}txbxContent", f"{W}altChunk"
+W_ID, W_TYPE = f"{W}id", f"{W}type"
+# Where a note is referenced → the note's element in its part.
+_NOTE_OF = {f"{W}footnoteReference": f"{W}footnote", f"{W}endnoteReference": f"{W}endnote"}
 MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
 R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 # Run content that stands for a character, as in python-docx's ``Run.text``.
@@ -102,7 +113,7 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
         document = docx.Document(io.BytesIO(_as_transitional(data)))
     except Exception as exc:
         raise _unreadable(exc) from None
-    reader = _Reader(document, limits)
+    reader = _Reader(document, limits, _notes(document))
     reader.body(document.element.body, headings=True)
     return reader.outline.blocks()
 
@@ -124,6 +135,31 @@ def _as_transitional(data: bytes) -> bytes:
                     content = _STRICT.sub(_TRANSITIONAL, content)
                 copy.writestr(info.filename, content)
     return out.getvalue()
+
+
+def _notes(document: Any) -> dict[tuple[str, str], Any]:
+    """The footnotes and endnotes a reference can point to, by (tag, ``w:id``)."""
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.oxml.parser import parse_xml
+    from lxml import etree
+
+    notes: dict[tuple[str, str], Any] = {}
+    parts = dict.fromkeys(  # each part once, however many relationships point to it
+        rel.target_part
+        for rel in document.part.rels.values()
+        if not rel.is_external and rel.reltype in (RT.FOOTNOTES, RT.ENDNOTES)
+    )
+    for part in parts:
+        try:
+            root = parse_xml(part.blob)  # python-docx's parser, as for document.xml
+        except etree.XMLSyntaxError as exc:
+            if "amplification" in str(exc):
+                raise _unreadable(exc) from None
+            continue  # a damaged notes part costs its notes, not the document
+        for note in root:
+            if note.tag in _NOTE_OF.values() and note.get(W_TYPE, "normal") == "normal":
+                notes.setdefault((note.tag, note.get(W_ID, "")), note)
+    return notes
 
 
 def _content(element: Any) -> Iterator[Any]:
@@ -149,9 +185,9 @@ def _children(element: Any, tag: str) -> Iterator[Any]:
             yield from _children(child, tag)
 
 
-def _inline(element: Any, boxes: list[Any]) -> str:
+def _inline(element: Any, anchored: list[Any]) -> str:
     """The text of a paragraph (or of an element in one), at any depth of wrapping elements;
-    the text boxes in it are added to ``boxes``."""
+    the text boxes and note references in it are added to ``anchored``, in document order."""
     parts: list[str] = []
     for child in _content(element):
         tag = child.tag
@@ -161,17 +197,18 @@ def _inline(element: Any, boxes: list[Any]) -> str:
             parts.extend(reference.tail or "" for reference in child)
         elif tag in _CHARACTERS:
             parts.append(_CHARACTERS[tag])
-        elif tag == TEXT_BOX:
-            boxes.append(child)
+        elif tag == TEXT_BOX or tag in _NOTE_OF:
+            anchored.append(child)
         else:  # runs, hyperlinks, w:ins, w:sdt, w:ruby, drawings, ...
-            parts.append(_inline(child, boxes))
+            parts.append(_inline(child, anchored))
     return "".join(parts)
 
 
 class _Reader:
-    def __init__(self, document: Any, limits: Limits) -> None:
+    def __init__(self, document: Any, limits: Limits, notes: dict[tuple[str, str], Any]) -> None:
         self.document = document
         self.limits = limits
+        self.notes = notes  # a note is removed once read
         self.outline = Outline()
         self._styles: dict[str | None, str] = {}
         self._cells: dict[Any, str] = {}  # w:tc → its text; a merged cell repeats in a row
@@ -199,8 +236,8 @@ class _Reader:
                 self.body(child, headings=headings)
 
     def paragraph(self, paragraph: Any, *, headings: bool) -> None:
-        boxes: list[Any] = []
-        text = _inline(paragraph, boxes).strip()
+        anchored: list[Any] = []
+        text = _inline(paragraph, anchored).strip()
         if text:
             style = self.style(paragraph)
             heading = _HEADING.match(style)
@@ -208,8 +245,22 @@ class _Reader:
                 self.outline.heading(int(heading.group(1)) if heading else 0, text)
             else:
                 self.outline.add(text, "list" if "List" in style else "paragraph")
-        for box in boxes:  # a heading style in a text box is no heading of the document
-            self.body(box, headings=False)
+        for element in anchored:
+            if element.tag == TEXT_BOX:  # a heading style in one is no heading of the document
+                self.body(element, headings=False)
+            else:
+                self.note(element)
+
+    def note(self, reference: Any) -> None:
+        """The note ``reference`` points to, unless read already; references in it are not
+        followed (Word puts none there, and a chain of them would only recurse)."""
+        note = self.notes.pop((_NOTE_OF[reference.tag], reference.get(W_ID, "")), None)
+        if note is not None:
+            notes, self.notes = self.notes, {}
+            try:
+                self.body(note, headings=False)
+            finally:
+                self.notes = notes
 
     def alt_chunk(self, element: Any) -> None:
         from knowledge.parsers import html, text
@@ -222,37 +273,47 @@ class _Reader:
             self.outline.add(block.text, block.kind, under=block.heading_path)
 
     def table(self, tbl: Any) -> None:
-        """One ``a | b | c`` block a row; tables in its cells follow the row they are in."""
+        """One ``a | b | c`` block a row; the notes its cells reference and the tables in them
+        follow the row they are in."""
         from docx.table import Table
 
         table = Table(tbl, self.document)
         for tr in _children(tbl, TR):
             nested: list[Any] = []
+            references: list[Any] = []
             cells: list[str] = []
             for tc in _row_cells(tr, table):
                 if tc not in self._cells:
                     texts: list[str] = []
-                    self.cell(tc, texts, nested)
+                    self.cell(tc, texts, nested, references)
                     self._cells[tc] = " ".join(" ".join(texts).split())
                 cells.append(self._cells[tc])
             deduped = [c for i, c in enumerate(cells) if i == 0 or c != cells[i - 1]]
             if any(deduped):
                 self.outline.add(" | ".join(deduped), "table")
+            for reference in references:
+                self.note(reference)
             for inner in nested:
                 self.table(inner)
 
-    def cell(self, container: Any, texts: list[str], tables: list[Any]) -> None:
-        """A cell's paragraphs' text, in any order and wrapping, and the tables in it."""
+    def cell(
+        self, container: Any, texts: list[str], tables: list[Any], references: list[Any]
+    ) -> None:
+        """A cell's paragraphs' text, in any order and wrapping, the tables in it and its note
+        references."""
         for child in _content(container):
             if child.tag == P:
-                boxes: list[Any] = []
-                texts.append(_inline(child, boxes))
-                for box in boxes:
-                    self.cell(box, texts, tables)
+                anchored: list[Any] = []
+                texts.append(_inline(child, anchored))
+                for element in anchored:
+                    if element.tag == TEXT_BOX:
+                        self.cell(element, texts, tables, references)
+                    else:
+                        references.append(element)
             elif child.tag == TBL:
                 tables.append(child)
             else:
-                self.cell(child, texts, tables)
+                self.cell(child, texts, tables, references)
 
 
 def _row_cells(tr: Any, table: Any) -> list[Any]:

@@ -193,6 +193,23 @@ def make_docx_body(xml: str) -> Any:
     return document
 
 
+def add_notes_part(document: Any, kind: str, notes: str) -> None:
+    """A ``word/{kind}s.xml`` part (``kind`` is ``footnote`` or ``endnote``) related to the main
+    document, with ``notes`` (``w:footnote`` or ``w:endnote`` elements) in it."""
+    from docx.opc.constants import CONTENT_TYPE as CT
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+
+    declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in OOXML_PREFIXES.items())
+    xml = f"<w:{kind}s {declarations}>{notes}</w:{kind}s>"
+    content_type = CT.WML_FOOTNOTES if kind == "footnote" else CT.WML_ENDNOTES
+    relationship = RT.FOOTNOTES if kind == "footnote" else RT.ENDNOTES
+    blob = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>{xml}'.encode()
+    part = Part(PackURI(f"/word/{kind}s.xml"), content_type, blob, document.part.package)
+    document.part.relate_to(part, relationship)
+
+
 # Transitional namespaces and their Strict Open XML spellings (ECMA-376 Part 1, Strict).
 STRICT_NAMESPACES = {
     "http://schemas.openxmlformats.org/wordprocessingml/2006/main": (

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,6 +10,7 @@ from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, Limits, Par
 from knowledge.parsers.detect import detect
 from knowledge.parsers.sandbox import parse_isolated
 from knowledge.tests.fixtures import (
+    add_notes_part,
     as_macro_enabled,
     as_strict,
     billion_laughs,
@@ -336,6 +338,70 @@ def test_docx_html_imported_as_an_alt_chunk_is_read_with_the_html_parser():
     blocks = parse(DOCX, save_docx(document), LIMITS)
     assert [(b.text, b.heading_path) for b in blocks] == [
         ("Refunds take five days.", ["Imported", "Refunds"])
+    ]
+
+
+def _note(kind: str, note_id: int, text: str, note_type: str = "") -> str:
+    attribute = f" w:type='{note_type}'" if note_type else ""
+    return (
+        f"<w:{kind} w:id='{note_id}'{attribute}><w:p><w:r><w:{kind}Ref/></w:r>"
+        f"<w:r><w:t xml:space='preserve'> {text}</w:t></w:r></w:p></w:{kind}>"
+    )
+
+
+def _with_notes() -> bytes:
+    document = make_docx_body(
+        "<w:p><w:pPr><w:pStyle w:val='Heading1'/></w:pPr><w:r><w:t>Leave</w:t></w:r></w:p>"
+        "<w:p><w:r><w:t>Twenty days a year.</w:t></w:r>"
+        "<w:r><w:footnoteReference w:id='2'/></w:r></w:p>"
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Sick leave</w:t></w:r></w:p></w:tc>"
+        "<w:tc><w:p><w:r><w:t>Unlimited</w:t></w:r><w:r><w:endnoteReference w:id='1'/></w:r>"
+        "</w:p></w:tc></w:tr></w:tbl>"
+        "<w:p><w:r><w:t>As noted above.</w:t></w:r><w:r><w:footnoteReference w:id='2'/></w:r></w:p>"
+    )
+    add_notes_part(
+        document,
+        "footnote",
+        "<w:footnote w:type='separator' w:id='-1'><w:p><w:r><w:separator/></w:r></w:p></w:footnote>"
+        + _note("footnote", 0, "Continued on the next page.", "continuationNotice")
+        + _note("footnote", 2, "Up to five days carry over to March.")
+        + _note("footnote", 3, "A note nothing references."),
+    )
+    add_notes_part(document, "endnote", _note("endnote", 1, "With a doctor's note after a week."))
+    return save_docx(document)
+
+
+def test_docx_notes_follow_the_paragraph_or_row_that_references_them_once_each():
+    blocks = parse(DOCX, _with_notes(), LIMITS)
+    assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
+        ("paragraph", "Twenty days a year.", ["Leave"]),
+        ("paragraph", "Up to five days carry over to March.", ["Leave"]),
+        ("table", "Sick leave | Unlimited", ["Leave"]),
+        ("paragraph", "With a doctor's note after a week.", ["Leave"]),
+        ("paragraph", "As noted above.", ["Leave"]),
+    ]
+
+
+def test_docx_notes_part_that_is_a_bomb_fails_as_one_and_a_damaged_one_is_left_out():
+    def footnotes(replace: Any) -> Any:
+        def rewrite(name: str, content: bytes) -> bytes:
+            return replace(content) if name == "word/footnotes.xml" else content
+
+        return rewrite
+
+    def laughs(content: bytes) -> bytes:
+        prolog, rest = content.replace(b"carry over", b"carry &lol9; over").split(b"?>", 1)
+        return prolog + b"?>" + billion_laughs("w:footnotes").encode() + rest
+
+    with pytest.raises(ParseError) as excinfo:
+        parse(DOCX, rewrite_parts(_with_notes(), footnotes(laughs)), LIMITS)
+    assert excinfo.value.code == "xml_bomb"
+    damaged = rewrite_parts(_with_notes(), footnotes(lambda content: content[:-20]))
+    assert texts(parse(DOCX, damaged, LIMITS)) == [
+        "Twenty days a year.",
+        "Sick leave | Unlimited",
+        "With a doctor's note after a week.",
+        "As noted above.",
     ]
 
 
