@@ -19,6 +19,12 @@ notes themselves (Word allows none) are not read. A notes part is parsed as pyth
 ``document.xml``, entities unresolved; a billion laughs there is an ``xml_bomb``, while a notes
 part that is not well-formed XML is left out and the rest of the document still read.
 
+Page headers and footers (those the sections use: first, odd and even pages) come after the
+body, outside its headings, each paragraph or row once whose text is not in the body already:
+they often hold the only mention of a title, an owner or an effective date ("Handbook for
+Chapter 13 Standing Trustees ... Effective October 1, 2012"), but repeat it in every section.
+Those without a letter (page numbers, rules drawn with underscores) are left out.
+
 The zip is checked first: too large unpacked or too compressed → ``zip_bomb``; not a zip or no
 ``word/document.xml`` → ``corrupt_file``. A Strict Open XML document (Word's "Strict Open XML
 Document" format: the same parts in other namespaces, which python-docx does not know) and a
@@ -42,6 +48,7 @@ W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 P, T, TBL, TR, TC = f"{W}p", f"{W}t", f"{W}tbl", f"{W}tr", f"{W}tc"
 TEXT_BOX, ALT_CHUNK = f"{W}txbxContent", f"{W}altChunk"
 W_ID, W_TYPE = f"{W}id", f"{W}type"
+HEADER_REF, FOOTER_REF = f"{W}headerReference", f"{W}footerReference"
 # Where a note is referenced → the note's element in its part.
 _NOTE_OF = {f"{W}footnoteReference": f"{W}footnote", f"{W}endnoteReference": f"{W}endnote"}
 MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
@@ -115,7 +122,8 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
         raise _unreadable(exc) from None
     reader = _Reader(document, limits, _notes(document))
     reader.body(document.element.body, headings=True)
-    return reader.outline.blocks()
+    blocks = reader.outline.blocks()
+    return [*blocks, *_headers_and_footers(document, limits, blocks)]
 
 
 def _as_transitional(data: bytes) -> bytes:
@@ -160,6 +168,35 @@ def _notes(document: Any) -> dict[tuple[str, str], Any]:
             if note.tag in _NOTE_OF.values() and note.get(W_TYPE, "normal") == "normal":
                 notes.setdefault((note.tag, note.get(W_ID, "")), note)
     return notes
+
+
+def _headers_and_footers(document: Any, limits: Limits, body: list[Block]) -> list[Block]:
+    """The sections' page headers and footers (parsed by python-docx with the document), each
+    part once and each text once that is not in ``body`` already (as text or heading); no
+    heading path, nothing without a letter."""
+    from docx.opc.part import XmlPart
+
+    related = document.part.related_parts
+    parts = dict.fromkeys(
+        related[r_id]
+        for reference in document.element.body.iter(HEADER_REF, FOOTER_REF)
+        if (r_id := reference.get(R_ID)) in related
+    )
+    reader = _Reader(document, limits, {})  # no notes in headers or footers
+    for part in parts:
+        if isinstance(part, XmlPart):
+            reader.body(part.element, headings=False)
+    candidates = reader.outline.blocks()
+    if not candidates:
+        return []
+    seen = {" ".join(text.split()) for b in body for text in [b.text, *b.heading_path]}
+    blocks: list[Block] = []
+    for block in candidates:
+        key = " ".join(block.text.split())
+        if key not in seen and any(character.isalpha() for character in key):
+            seen.add(key)
+            blocks.append(block)
+    return blocks
 
 
 def _content(element: Any) -> Iterator[Any]:

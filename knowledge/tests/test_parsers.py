@@ -405,6 +405,33 @@ def test_docx_notes_part_that_is_a_bomb_fails_as_one_and_a_damaged_one_is_left_o
     ]
 
 
+def test_docx_page_headers_and_footers_follow_the_body_each_text_once():
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Leave policy", level=1)
+    document.add_paragraph("Twenty days a year.")
+    first = document.sections[0]
+    first.header.paragraphs[0].text = "Acme Corp HR"
+    first.footer.paragraphs[0].text = "Effective 1 May 2024"
+    first.footer.add_paragraph("7")  # a page number as Word caches it: no text to index
+    first.footer.add_paragraph("Leave policy")  # the body has it already
+    first.different_first_page_header_footer = True
+    first.first_page_header.paragraphs[0].text = "Draft for the works council"
+    second = document.add_section()
+    second.header.is_linked_to_previous = False
+    second.header.paragraphs[0].text = "Acme Corp HR"  # another part, the same text
+    document.add_paragraph("Ask your manager first.")
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.text, b.heading_path) for b in blocks] == [
+        ("Twenty days a year.", ["Leave policy"]),
+        ("Ask your manager first.", ["Leave policy"]),
+        ("Acme Corp HR", []),
+        ("Effective 1 May 2024", []),
+        ("Draft for the works council", []),
+    ]
+
+
 @pytest.mark.parametrize("convert", [as_strict, as_macro_enabled], ids=["strict", "docm"])
 def test_strict_and_macro_enabled_docx_are_read_like_any_docx(convert):
     data = convert(make_docx())
