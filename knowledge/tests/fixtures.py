@@ -67,6 +67,46 @@ def _write_pdf(objects: list[bytes]) -> bytes:
     return out.getvalue()
 
 
+def _stream(dictionary: str, data: bytes) -> bytes:
+    return f"<< {dictionary} /Length {len(data)} >>\nstream\n".encode() + data + b"\nendstream"
+
+
+def make_pdf_icc_without_components() -> bytes:
+    """Two pages whose ICCBased colour spaces lack the required ``/N``: page 1's in the page's
+    resources (an RGB profile), page 2's in those of the form XObject that draws its text (a
+    CMYK one). Only the profiles' 128-byte headers are there; the colour space signature (bytes
+    16-19) is what says how many components the profile has."""
+
+    def profile(signature: bytes) -> bytes:
+        return b"\0" * 12 + b"mntr" + signature + b"XYZ " + b"\0" * 36 + b"acsp" + b"\0" * 68
+
+    font = "/Font << /F1 8 0 R >>"
+    form = b"/CS1 cs 0 0 0 1 scn BT /F1 12 Tf 72 750 Td (Exchanges take ten days.) Tj ET"
+    return _write_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>",
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            f"/Resources << {font} /ColorSpace << /CS0 [/ICCBased 9 0 R] >> >> >>".encode(),
+            _stream(
+                "",
+                b"/CS0 cs 0.2 0.4 0.6 scn BT /F1 12 Tf 72 750 Td (Refunds take five days.) Tj ET",
+            ),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 6 0 R "
+            b"/Resources << /XObject << /Fm0 7 0 R >> >> >>",
+            _stream("", b"/Fm0 Do"),
+            _stream(
+                "/Type /XObject /Subtype /Form /BBox [0 0 612 792] "
+                f"/Resources << {font} /ColorSpace << /CS1 [/ICCBased 10 0 R] >> >>",
+                form,
+            ),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+            _stream("", profile(b"RGB ")),
+            _stream("", profile(b"CMYK")),
+        ]
+    )
+
+
 def make_encrypted_pdf(pages: list[str]) -> bytes:
     from pypdf import PdfReader, PdfWriter
 

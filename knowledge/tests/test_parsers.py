@@ -22,6 +22,7 @@ from knowledge.tests.fixtures import (
     make_package_without_relationships,
     make_pdf,
     make_pdf_flate_bomb,
+    make_pdf_icc_without_components,
     make_zip_bomb,
     rewrite_parts,
     save_docx,
@@ -172,6 +173,16 @@ def test_truncated_pdf_fails_as_corrupt():
     with pytest.raises(ParseError) as excinfo:
         parse(PDF, make_pdf(["x"])[:60], LIMITS)
     assert excinfo.value.code in {"corrupt_file", "no_text"}
+
+
+def test_pdf_whose_icc_colour_spaces_lack_their_component_count_is_read():
+    """pdfminer failed such a page with a PDFKeyError ("does not have attribute 'N'"), whether
+    the colour space is in the page's resources or in a form's it draws."""
+    blocks = parse(PDF, make_pdf_icc_without_components(), LIMITS)
+    assert [(b.text, b.page) for b in blocks] == [
+        ("Refunds take five days.", 1),
+        ("Exchanges take ten days.", 2),
+    ]
 
 
 def test_docx_headings_paragraphs_lists_and_tables_in_reading_order():
