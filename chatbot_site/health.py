@@ -35,7 +35,7 @@ def _pg_vector_version() -> tuple[Any, ...] | None:
     probe waiting its full ``DB_POOL_TIMEOUT`` while it reconnects in the background, and a probe
     that times out tells an orchestrator less than a prompt 503 does. A pool busy with requests
     does not fail the probe (the database still answers a direct connection)."""
-    pool = connection.pool
+    pool = getattr(connection, "pool", None)  # the psycopg backend's; None without DB_POOL
     if pool is None:
         with connection.cursor() as cursor:
             cursor.execute(_PGVECTOR_VERSION)
