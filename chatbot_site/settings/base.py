@@ -361,6 +361,8 @@ EMBEDDING_BACKEND: str = env.str("EMBEDDING_BACKEND", default="local")
 EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
+# ONNX Runtime threads per process for the local model.
+EMBEDDING_THREADS: int = env.int("EMBEDDING_THREADS", default=1)
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)
 # A question's embedding (chat, /v1/retrieve): all attempts and waits within this; ingestion
 # retries on its own schedule.
@@ -499,6 +501,19 @@ def validate() -> None:
         )
     if not 1 <= PORT <= 65535:
         raise ImproperlyConfigured(f"PORT={PORT}: expected 1-65535")
+    # Celery refuses to send a task whose soft limit is above its hard one, and a lease shorter
+    # than the hard limit hands a running document to a second worker.
+    ordered = [
+        ("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT, "CELERY_TASK_TIME_LIMIT",
+         CELERY_TASK_TIME_LIMIT),
+        ("INGEST_TASK_SOFT_SECONDS", INGEST_TASK_SOFT_SECONDS, "INGEST_TASK_HARD_SECONDS",
+         INGEST_TASK_HARD_SECONDS),
+        ("INGEST_TASK_HARD_SECONDS", INGEST_TASK_HARD_SECONDS, "INGEST_LEASE_SECONDS",
+         INGEST_LEASE_SECONDS),
+    ]  # fmt: skip
+    for lower, low, upper, high in ordered:
+        if low > high:
+            raise ImproperlyConfigured(f"{lower}={low} must not be above {upper}={high}")
     # Sizes, counts and durations that mean nothing at 0 or below (read as numbers already).
     for name in POSITIVE_SETTINGS:
         if name in os.environ and float(os.environ[name]) <= 0:
@@ -510,7 +525,7 @@ def validate() -> None:
 
 POSITIVE_SETTINGS = (
     "DB_CONNECT_TIMEOUT", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT", "REDIS_SOCKET_TIMEOUT",
-    "CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT", "WORKER_HEARTBEAT_SECONDS",
+    "CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT", "EMBEDDING_THREADS", "WORKER_HEARTBEAT_SECONDS",
     "WORKER_HEARTBEAT_MAX_AGE", "HEALTH_POOL_WAIT_SECONDS", "STAFF_LOGIN_FAILURES", "STAFF_LOCKOUT_SECONDS",
     "ADMIN_MONITOR_REFRESH_SECONDS", "SESSION_COOKIE_AGE", "DATA_UPLOAD_MAX_MEMORY_SIZE",
     "INGEST_MAX_UPLOAD_BYTES", "INGEST_MAX_ATTEMPTS", "INGEST_MAX_TOKENS", "INGEST_TASK_SOFT_SECONDS",

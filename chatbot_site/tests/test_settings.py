@@ -107,6 +107,13 @@ def test_environment_overrides_reach_settings():
         ("INGEST_LEASE_SECONDS", "-5"),
         ("WORKER_HEARTBEAT_SECONDS", "0"),
         ("RETRIEVAL_TEXT_WEIGHT", "-1"),
+        # Read by the worker only: a 500 on every question (EMBEDDING_THREADS=abc), or a queue
+        # that never ran (a soft limit above the hard one: Celery refused every task).
+        ("EMBEDDING_THREADS", "abc"),
+        ("EMBEDDING_THREADS", "0"),
+        ("INGEST_TASK_SOFT_SECONDS", "700"),
+        ("INGEST_LEASE_SECONDS", "600"),
+        ("CELERY_TASK_SOFT_TIME_LIMIT", "1000"),
     ],
 )
 def test_invalid_setting_fails_at_start_naming_the_variable(name, value):

@@ -88,7 +88,7 @@ class LocalEmbedder:
         if digest != MODEL_SHA256:
             raise ImproperlyConfigured(f"{path}: sha256 {digest} is not the pinned model")
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("EMBEDDING_THREADS", "1"))
+        options.intra_op_num_threads = settings.EMBEDDING_THREADS
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
