@@ -464,6 +464,8 @@ def _begins_answer(payload: bytes) -> bool:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"The language model provider answered {exc.status_code}."
+    if _not_connected(exc):
+        return "The language model provider could not be reached."
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return "The language model provider timed out."
     if isinstance(exc, openai.APIConnectionError):
@@ -471,3 +473,19 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, httpx2.TransportError):
         return "The connection to the language model provider broke."
     return "The language model provider failed."
+
+
+def _not_connected(exc: BaseException) -> bool:
+    """A connection refused or a host not resolved, under either HTTP client: openai's aiohttp
+    transport raises those (aiohttp's ``ClientConnectorError``) as httpx's ``ConnectTimeout``,
+    so only the cause tells them from a timeout."""
+    import aiohttp
+
+    cause: BaseException | None = exc
+    for _depth in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, aiohttp.ClientConnectorError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

@@ -11,6 +11,7 @@ from django.test import override_settings
 from conversations.models import Conversation, Message, UsageDaily
 from conversations.tests.chatkit import PASSAGES, add_passages, ask, chat, openai_llm
 from knowledge.embeddings import get_embedder
+from tests.processes import free_port
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -260,6 +261,25 @@ def test_provider_errors_before_the_first_token(alpha):
         assert len(fake.chat_requests()) == 1
     failed = Message.objects.for_tenant(alpha.tenant).filter(finish_reason="error")
     assert failed.count() == 2
+
+
+@pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
+def test_a_provider_that_refuses_the_connection_is_said_to_be_unreachable(alpha, http_client):
+    """Under aiohttp a refused connection came back as "timed out" (in 50 ms)."""
+    add_passages(alpha)
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    with (
+        openai_llm(LLM_MAX_RETRIES=0, LLM_HTTP_CLIENT=http_client),
+        override_settings(OPENAI_BASE_URL=closed),
+    ):
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 502
+    assert response.json()["error"] == {
+        "code": "upstream_error",
+        "message": "The language model provider could not be reached.",
+        "details": {},
+        "request_id": response.json()["error"]["request_id"],
+    }
 
 
 @pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])
