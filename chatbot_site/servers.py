@@ -32,12 +32,14 @@ process).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import io
 import json
 import sys
 import uuid
+from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -134,7 +136,7 @@ def daphne_leaves_bodies_to_django() -> None:
     it listens, so replacing the module's class here covers every request it serves.
     """
     from daphne import http_protocol
-    from twisted.web.http import Request
+    from twisted.web.http import RESPONSES, Request
 
     if getattr(http_protocol.WebRequest, "leaves_bodies_to_django", False):
         return
@@ -143,6 +145,13 @@ def daphne_leaves_bodies_to_django() -> None:
 
     class WebRequest(http_protocol.WebRequest):
         leaves_bodies_to_django = True
+
+        def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+            """Twisted's table of reason phrases lacks 429 ("429 Unknown Status")."""
+            if message is None and code not in RESPONSES:
+                with contextlib.suppress(ValueError):
+                    message = HTTPStatus(code).phrase.encode()
+            super().setResponseCode(code, message)
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["parsePOSTFormSubmission"] = False

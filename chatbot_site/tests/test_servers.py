@@ -419,6 +419,19 @@ def test_a_request_twisted_cannot_parse_is_refused_in_the_envelope(tmp_path, hea
     assert body["error"]["request_id"] == headers["x-request-id"]
 
 
+def test_a_429_has_its_reason_phrase(tmp_path):
+    """Twisted's table lacks 429: every rate limit and quota answer read "429 Unknown Status"."""
+    body = b'{"api_key": "cbk_000000000000_not-a-key"}'
+    head = (
+        b"POST /v1/auth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with daphne_server(child_env(AUTH_FAILURES_PER_MINUTE="1"), tmp_path / "daphne.log") as base:
+        answers = [raw_request(base, head) for _attempt in range(3)]
+    assert answers[0].startswith(b"HTTP/1.1 401 Unauthorized"), answers[0][:100]
+    assert answers[-1].startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), answers[-1][:100]
+
+
 def test_chat_turns_make_no_thread_of_their_own():
     """Django runs every request in a ``ThreadSensitiveContext``, which makes a thread (and a
     second one to join it) per request for its thread-sensitive calls, such as the
