@@ -45,10 +45,10 @@ ERROR_SCHEMA = {
 }
 
 ERRORS_BY_METHOD = {
-    "get": ["400", "401", "403", "404", "429"],
-    "post": ["400", "401", "403", "404", "409", "413", "415", "429"],
-    "patch": ["400", "401", "403", "404", "409", "415", "429"],
-    "delete": ["401", "403", "404", "409", "429"],
+    "get": ["400", "401", "403", "404", "429", "503"],
+    "post": ["400", "401", "403", "404", "409", "413", "415", "429", "503"],
+    "patch": ["400", "401", "403", "404", "409", "413", "415", "429", "503"],
+    "delete": ["401", "403", "404", "409", "429", "503"],
 }
 DESCRIPTIONS = {
     "400": "invalid_request / validation_error",
@@ -59,6 +59,7 @@ DESCRIPTIONS = {
     "413": "payload_too_large",
     "415": "unsupported_media_type",
     "429": "rate_limited (with Retry-After) / quota_exceeded",
+    "503": "service_unavailable (the database does not answer; with Retry-After)",
 }
 
 

@@ -72,6 +72,10 @@ def test_every_operation_documents_the_error_envelope_and_auth(schema):
     for path, ops in schema["paths"].items():
         for method, operation in ops.items():
             assert "500" in operation["responses"], (method, path)
+            # Any request can find the database gone (503); any body can be too large (413).
+            assert "503" in operation["responses"], (method, path)
+            if method in {"post", "patch"}:
+                assert "413" in operation["responses"], (method, path)
             if path not in {"/v1/health", "/v1/auth/token"}:
                 assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"
