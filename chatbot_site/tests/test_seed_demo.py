@@ -45,6 +45,11 @@ def test_seed_is_idempotent_replaces_old_versions_and_answers_its_curl(tmp_path)
     assert document_ingest(document_id=document.pk) == "ready"
 
     key = re.search(r"Admin API key \(shown once\): (\S+)", printed).group(1)
+    # The README's examples name these three: one line sets them all.
+    exported = re.search(r"export CHATBOT_API_KEY=(\S+) BOT_ID=(\S+) DATASET_ID=(\S+)", printed)
+    assert exported.group(1) == key
+    assert exported.group(2) == str(document.dataset.bots.get().pk)
+    assert exported.group(3) == str(document.dataset_id)
     body = json.loads(re.search(r"/v1/chat -d '(.+)'", printed).group(1))
     assert body["messages"][0]["content"] == seed_demo.DEMO_QUESTION
     client = APIClient()

@@ -113,7 +113,7 @@ class Command(BaseCommand):
                     f" from this repository ({queued} newly queued for ingestion).",
                     f"Admin API key (shown once): {plaintext}",
                     "Try:",
-                    f"  export CHATBOT_API_KEY={plaintext}",
+                    f"  export CHATBOT_API_KEY={plaintext} BOT_ID={bot.id} DATASET_ID={dataset.id}",
                     f"  curl -s {base}/v1/health",
                     f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY" {base}/v1/bots',
                     "Ask the demo bot (once its documents are ingested, a few seconds; add"
@@ -121,7 +121,7 @@ class Command(BaseCommand):
                     f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY"'
                     f" -H \"Content-Type: application/json\" {base}/v1/chat -d '{chat_body}'",
                     f"  API reference: {base}/v1/docs",
-                    "More keys: python manage.py create_api_key --tenant demo --role chat",
+                    "More keys: .venv/bin/python manage.py create_api_key --tenant demo --role chat",
                     f"Staff admin: {base}/{settings.ADMIN_URL} (password + authenticator code);"
                     " create a user with",
                     "  STAFF_PASSWORD=... .venv/bin/python manage.py create_staff you --tenant demo"
