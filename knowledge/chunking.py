@@ -19,6 +19,7 @@ from knowledge.parsers import Block
 # Sentence ends: Latin ones where whitespace follows; CJK ones (ideographic full stop, fullwidth
 # exclamation and question marks) wherever they stand, since those scripts put no space after them.
 _SENTENCE = re.compile("(?<=[.!?])\\s+|(?<=[\u3002\uff01\uff1f])\\s*|\n+")
+_WORD = re.compile(r"\S+")
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana, CJK
 # ideographs. A "word" of theirs longer than a chunk is text, not a hash or a base64 blob.
 _UNSPACED = re.compile(
@@ -72,9 +73,9 @@ def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> lis
         # sum of its words' tokens: each word is counted once (linear, not quadratic).
         window: list[str] = []
         window_tokens = 0
-        window_start = offset = index
-        for word in sentence.split(" "):
-            word_start, offset = offset, offset + len(word) + 1
+        window_start = index
+        for match in _WORD.finditer(sentence):  # any whitespace: NBSP, U+3000, tabs too
+            word, word_start = match.group(), index + match.start()
             word_tokens = count(word)
             if window and window_tokens + word_tokens > size:
                 pieces.append(Piece(" ".join(window), start + window_start, window_tokens))

@@ -105,3 +105,15 @@ def test_a_blob_longer_than_a_chunk_is_cut_short(count):
                           count=count)  # fmt: skip
     assert sum(len(d.text) for d in drafts) < 500
     assert drafts[0].text.startswith("Intro words.")
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u3000", "\t", "\u202f"])
+def test_words_apart_by_any_whitespace_are_split_not_cut_short(count, space):
+    """Words joined by a no-break space (or an ideographic space, or tabs) were one "word"
+    longer than a chunk, and cut to its first 2 x size characters: the rest was lost."""
+    text = space.join(["Die", "Anleitung"] + [f"Kapitel{n}" for n in range(300)] + ["Zebrafisch."])
+    drafts = chunk_blocks([Block(text)], size=64, overlap=0, count=count)
+    assert len(drafts) > 5
+    assert "Zebrafisch." in drafts[-1].text and "Kapitel200" in " ".join(d.text for d in drafts)
+    for draft in drafts:
+        assert text[draft.char_start :].startswith(draft.text.split(" ")[0])
