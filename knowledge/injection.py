@@ -78,6 +78,30 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"|\b(?:ignora|olvida)\b.{0,30}?\b(?:instrucciones|reglas|indicaciones)\b"
         r"|\b(?:ignora|dimentica)\b.{0,30}?\b(?:istruzioni|regole)\b"
     ),
+    # "Ignore all previous instructions" and "show your system prompt" where the audit of
+    # 2026-12-06 found them passing: Chinese, Japanese, Korean, Arabic, Hindi, Hebrew, Greek,
+    # Polish, Turkish, Portuguese, Dutch (verb first or, in Japanese, Korean, Hindi and Turkish,
+    # verb last).
+    "override_intl": re.compile(
+        r"(?:忽略|忽视|忽視|无视|無視|不要理会|不要理會|忘记|忘記|忘掉|抛开|拋開|放弃|放棄)"
+        r".{0,12}?(?:指令|指示|规则|規則|提示|要求|设定|設定|命令)"
+        r"|(?:指示|命令|ルール|指令|プロンプト|設定)(?:を|は|も)?.{0,12}?(?:無視|忘れ)"
+        r"|(?:지시|지침|명령|규칙|프롬프트)\S{0,4}.{0,12}?(?:무시|잊어|잊고)"
+        r"|(?:تجاهل|انس|أهمل)\w{0,3}.{0,30}?(?:تعليمات|التعليمات|الإرشادات|الأوامر|القواعد)"
+        r"|(?:निर्देश|नियम|आदेश)\S{0,5}.{0,24}?(?:अनदेखा|अंदाज|भूल)"
+        r"|(?:התעלם|שכח)\w{0,2}.{0,30}?(?:הוראות|ההוראות|הנחיות|ההנחיות|הכללים)"
+        r"|\b(?:αγνόησε|αγνοήστε|ξέχασε|ξεχάστε)\b.{0,40}?(?:οδηγί|εντολ|κανόν)"
+        r"|\b(?:zignoruj|ignoruj|zapomnij)\b.{0,40}?\b(?:instrukcj|polece|reguł|zasad)"
+        r"|\b(?:talimat|komut|kural)\w{0,8}.{0,20}?\b(?:yok say|görmezden gel|unut)"
+        r"|\b(?:ignore|ignora|esqueça|esqueca|desconsidere)\b.{0,30}?"
+        r"\b(?:instruções|instrucoes|regras|orientações)\b"
+        r"|\b(?:negeer|vergeet)\b.{0,30}?\b(?:instructies|regels|opdrachten)\b"
+    ),
+    "extraction_intl": re.compile(
+        r"(?:系统|系統|初始)(?:提示|指令|消息|訊息)"
+        r"|システムプロンプト|시스템 ?프롬프트"
+        r"|(?:موجه|تعليمات|رسالة) النظام|सिस्टम प्रॉम्प्ट|הנחיית המערכת|הוראות המערכת"
+    ),
     "override_despite": re.compile(
         r"\b(?:despite|regardless of|notwithstanding) (?:what|anything|everything|all) "
         r"(?:you(?:'ve| have)? (?:been )?(?:told|instructed|taught)|(?:i|we|they) (?:said|told you))"
@@ -156,6 +180,7 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
 # to an AI assistant that overrides, re-roles, extracts or exfiltrates.
 PASSAGE_RULES = (
     "override",
+    "override_intl",
     "override_de",
     "new_task_de",
     "persona",
