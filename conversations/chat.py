@@ -458,13 +458,35 @@ class Runner:
         )
 
 
+def _checked_usage(request: LLMRequest, outcome: Outcome) -> None:
+    """The provider's token counts, where they could be true: a whole number, no more prompt
+    tokens than the bytes sent (plus each message's framing) and no more completion tokens than
+    the ``max_tokens`` asked for. Anything else (a negative count took a tenant's usage below
+    zero; 10**12 spent its monthly quota, or failed the store) is replaced by our own count."""
+    bounds = {
+        "prompt_tokens": sum(len(m["content"].encode()) + 16 for m in request.messages) + 256,
+        "completion_tokens": request.max_tokens + 16,
+    }
+    for name, bound in bounds.items():
+        value = getattr(outcome, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
+            log.warning("llm_usage_implausible", field=name, value=repr(value)[:40], bound=bound)
+            setattr(outcome, name, None)
+
+
 def chat_finish(turn: Turn, outcome: Outcome) -> Message:
     """Store the assistant's message and add the turn's tokens to the usage roll-up — with the
     conversation and the question when they are not stored yet (a JSON answer, or a stream
     cancelled before grounding): one transaction for the whole turn."""
     if turn.request is not None:
+        _checked_usage(turn.request, outcome)
         if outcome.prompt_tokens is None:  # the backend did not report: count what was sent
-            outcome.prompt_tokens = sum(_count(m["content"]) for m in turn.request.messages)
+            unanswered = outcome.finish_reason == FinishReason.ERROR and not outcome.output
+            outcome.prompt_tokens = 0 if unanswered else sum(
+                _count(m["content"]) for m in turn.request.messages
+            )  # fmt: skip
         if outcome.completion_tokens is None:
             outcome.completion_tokens = _count(outcome.output)
     latency_ms = int((time.perf_counter() - turn.started) * 1000)

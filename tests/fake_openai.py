@@ -7,7 +7,9 @@ pieces, usage in the last chunk when ``stream_options.include_usage`` asks for i
 status codes (``fail_with``) makes it answer errors first, to exercise retries;
 ``break_after_pieces`` makes a stream fail with an error event after that many pieces;
 ``piece_chars`` streams pieces of that many characters instead of words; ``stalls`` makes
-streams stall (before the first piece: a provider slow to start; later: one that hangs).
+streams stall (before the first piece: a provider slow to start; later: one that hangs);
+``chat_body`` streams those bytes instead of an answer, and ``ignore_stream`` answers a JSON
+completion to a request for a stream (hostile or broken providers).
 
 It speaks HTTP/1.1 as providers do: connections are kept alive, and a stream is sent with
 chunked transfer encoding, one event per chunk, so the client reads it a chunk at a time.
@@ -92,6 +94,10 @@ class FakeOpenAI:
     # after that many pieces of the answer, stall that long (a slow or hung provider; a
     # negative time: drop the connection there, mid-body).
     stalls: list[tuple[int, float]] = field(default_factory=list)
+    # A hostile provider: the body of a streamed answer, verbatim (None: the answer above), or
+    # a JSON completion where a stream was asked for.
+    chat_body: list[bytes] | None = None
+    ignore_stream: bool = False
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
@@ -138,7 +144,7 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
                 return
             if self.path.endswith("/chat/completions"):
-                if body.get("stream"):
+                if body.get("stream") and not state.ignore_stream:
                     self.stream_chat(body)
                 else:
                     self.reply(200, self.completion(body))
@@ -148,10 +154,12 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
         def reply_text(self, body: dict[str, Any]) -> str:
             return obedient_reply(body) if state.obey else state.chat_reply
 
-        def usage(self, reply: str) -> dict[str, int]:
+        def usage(self, reply: str) -> dict[str, Any]:
             completion = len(reply.split())
-            return {"prompt_tokens": state.prompt_tokens, "completion_tokens": completion,
-                    "total_tokens": state.prompt_tokens + completion}  # fmt: skip
+            claimed: Any = state.prompt_tokens  # a hostile provider may claim anything
+            total = claimed + completion if isinstance(claimed, int) else claimed
+            return {"prompt_tokens": claimed, "completion_tokens": completion,
+                    "total_tokens": total}  # fmt: skip
 
         def completion(self, body: dict[str, Any]) -> dict[str, Any]:
             reply = self.reply_text(body)
@@ -180,6 +188,11 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                            "created": 0, "model": body.get("model"), "choices": choices, **extra}  # fmt: skip
                 send(f"data: {json.dumps(payload)}\n\n".encode())
 
+            if state.chat_body is not None:
+                for data in state.chat_body:
+                    send(data)
+                send(b"")
+                return
             stall_at, stall = state.stalls.pop(0) if state.stalls else (-1, 0.0)
             try:
                 chunk({"role": "assistant", "content": ""})

@@ -20,6 +20,7 @@ import structlog
 from django.conf import settings
 
 from conversations.llm import Completion, Delta, LLMError, LLMRequest
+from knowledge.parsers import clean_text
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -64,6 +65,8 @@ def _aiohttp_client() -> httpx2.AsyncClient:
 
 
 TURN_TIMED_OUT = "The language model provider did not finish its answer in time."
+NO_EVENTS = "The language model provider did not stream an answer."
+MALFORMED = "The language model provider sent malformed data."
 
 
 async def _in_time(deadline: float, awaitable: Awaitable[T]) -> T:
@@ -159,7 +162,9 @@ class OpenAILLM:
                     first += batch
                     if any(_begins_answer(payload) for payload in batch):
                         break
-                return manager, events, first or None
+                if not first:  # not an event stream: a JSON completion, an error page
+                    raise LLMError(NO_EVENTS, transient=False)
+                return manager, events, first
             except (openai.OpenAIError, httpx2.TransportError, LLMError) as exc:
                 if events is not None:
                     await _close(manager, events)
@@ -202,7 +207,8 @@ class OpenAILLM:
                         if text:  # what came before the failure is the answer so far
                             yield Delta("".join(text))
                         raise
-                    model = chunk.get("model") or model
+                    if isinstance(named := chunk.get("model"), str) and 0 < len(named) <= 100:
+                        model = named
                     usage = chunk.get("usage")
                     if usage:
                         prompt_tokens = usage.get("prompt_tokens")
@@ -404,7 +410,7 @@ class _Events:
         lines = (self._rest + data).split(b"\n")
         self._rest = lines.pop()
         if len(self._rest) > MAX_EVENT_BYTES:  # a line that never ends: not an event stream
-            raise LLMError("The language model provider sent malformed data.")
+            raise LLMError(MALFORMED)
         batch: list[bytes] = []
         for line in lines:
             if not line.startswith(b"data:"):
@@ -435,23 +441,43 @@ def _parse(payload: bytes) -> dict[str, Any]:
     try:
         chunk = json.loads(payload)
     except ValueError:
-        raise LLMError("The language model provider sent malformed data.") from None
+        raise LLMError(MALFORMED) from None
     if not isinstance(chunk, dict):
-        raise LLMError("The language model provider sent malformed data.")
+        raise LLMError(MALFORMED)
     if chunk.get("error"):
         error = chunk["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise LLMError(f"The language model provider failed: {message}"[:300])
+        message = str(error.get("message") if isinstance(error, dict) else error)
+        if settings.OPENAI_API_KEY:  # a provider may echo the credentials it was sent
+            message = message.replace(settings.OPENAI_API_KEY, "[OPENAI_API_KEY]")
+        # Its words are the provider's (a stack trace, a path, our own key echoed back): the
+        # log keeps them, the client is told what happened.
+        log.warning("llm_provider_error_event", message=message[:300])
+        raise LLMError("The language model provider reported an error.")
     return chunk
 
 
 def _contents(chunk: dict[str, Any]) -> tuple[list[str], str | None]:
-    """One chunk's pieces of text and its finish reason, if any."""
+    """One chunk's pieces of text and its finish reason, if any. A chunk of another shape is
+    malformed data; a NUL or half a surrogate pair in the text (which neither PostgreSQL nor
+    UTF-8 can carry) is dropped or replaced."""
     text, reason = [], None
-    for choice in chunk.get("choices") or ():
-        if content := (choice.get("delta") or {}).get("content"):
-            text.append(content)
-        reason = choice.get("finish_reason") or reason
+    choices = chunk.get("choices") or ()
+    if not isinstance(choices, list | tuple):
+        raise LLMError(MALFORMED)
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise LLMError(MALFORMED)
+        delta = choice.get("delta")
+        if not isinstance(delta, dict | None):
+            raise LLMError(MALFORMED)
+        if content := (delta or {}).get("content"):
+            if not isinstance(content, str):
+                raise LLMError(MALFORMED)
+            clean = content.isascii() and "\x00" not in content
+            text.append(content if clean else clean_text(content))
+        if (finish := choice.get("finish_reason")) is not None and not isinstance(finish, str):
+            raise LLMError(MALFORMED)
+        reason = finish or reason
     return text, reason
 
 

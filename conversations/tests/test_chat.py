@@ -4,6 +4,7 @@ extractive backend or the ``openai`` client against the loopback provider, stora
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.test import override_settings
@@ -484,3 +485,100 @@ def test_the_extractive_answer_stops_at_the_bots_max_output_tokens(alpha):
     assert whole["output"].startswith(cut["output"].split("[")[0].rstrip())
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=cut["message_id"])
     assert stored.finish_reason == "length"
+
+
+ROLE = b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}\n\n'
+
+
+def event(payload: object) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def piece(text: str, finish: str | None = None) -> bytes:
+    return event({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+
+
+def test_a_providers_error_event_is_not_passed_on_word_for_word(alpha):
+    """Its words can be anything: a stack trace, a path, the credentials it was sent."""
+    add_passages(alpha)
+    with openai_llm(LLM_MAX_RETRIES=0) as fake:
+        fake.chat_body = [ROLE, piece("Plans "), event(
+            {"error": {"message": "Traceback at /srv/llm/worker.py: Bearer sk-test"}})]  # fmt: skip
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 502
+    assert response.json()["error"]["message"] == "The language model provider reported an error."
+    assert "sk-test" not in response.content.decode() and "/srv" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [ROLE, event({"choices": {"a": 1}})],  # choices that are not a list
+        [ROLE, event({"choices": ["text"]})],
+        [ROLE, event({"choices": [{"delta": {"content": 42}}]})],
+        [ROLE, event({"choices": [{"delta": "Plans"}]})],
+    ],
+    ids=["choices-object", "choice-string", "content-number", "delta-string"],
+)
+def test_a_chunk_of_another_shape_is_malformed_data_not_a_500(alpha, body):
+    add_passages(alpha)
+    with openai_llm(LLM_MAX_RETRIES=0) as fake:
+        fake.chat_body = body
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["message"] == (
+        "The language model provider sent malformed data."
+    )
+
+
+def test_text_no_database_can_store_is_cleaned_not_a_500(alpha):
+    add_passages(alpha)
+    with openai_llm(LLM_MAX_RETRIES=0) as fake:
+        fake.chat_body = [ROLE, piece("Plans\u0000 renew "), piece("yearly \ud800[1]", "stop")]
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 200, response.content
+    assert response.json()["output"] == "Plans renew yearly \ufffd[1]"
+    stored = Message.objects.for_tenant(alpha.tenant).get(role="assistant")
+    assert stored.content == "Plans renew yearly \ufffd[1]"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, [b"<html><body>Bad gateway</body></html>"], [b"{this is not json"]],
+    ids=["json-completion", "html-page", "garbage"],
+)
+def test_a_body_that_is_not_an_event_stream_is_an_upstream_error_not_an_empty_answer(alpha, body):
+    add_passages(alpha)
+    with openai_llm(LLM_MAX_RETRIES=0) as fake:
+        fake.ignore_stream = body is None
+        fake.chat_body = body
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["message"] == (
+        "The language model provider did not stream an answer."
+    )
+
+
+@pytest.mark.parametrize("claimed", [-1_000_000, 10**15, "x", 1.5e300, True])
+def test_token_counts_a_provider_could_not_have_counted_are_replaced_by_ours(alpha, claimed):
+    """A negative count took a tenant's usage below zero; 10**15 spent its monthly quota (or
+    failed the store: a 500 after the answer)."""
+    add_passages(alpha)
+    with openai_llm() as fake:
+        fake.prompt_tokens = claimed
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 200, response.content
+    counted = response.json()["usage"]["prompt_tokens"]
+    assert 50 < counted < 5000  # our count of the prompt sent
+    assert Message.objects.for_tenant(alpha.tenant).get(role="assistant").prompt_tokens == counted
+    assert 50 < UsageDaily.objects.for_tenant(alpha.tenant).get().prompt_tokens < 5000
+
+
+def test_a_turn_the_provider_refused_before_any_token_costs_no_prompt_tokens(alpha):
+    add_passages(alpha)
+    with openai_llm(LLM_MAX_RETRIES=0) as fake:
+        fake.fail_with = [500]
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 502
+    failed = Message.objects.for_tenant(alpha.tenant).get(role="assistant")
+    assert (failed.finish_reason, failed.prompt_tokens, failed.completion_tokens) == ("error", 0, 0)
