@@ -186,7 +186,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if not self.summarize_deletion:
             return super().get_deleted_objects(objs, request)
         objs = list(objs)
-        names = [f"{self.opts.verbose_name}: {admin_link(obj)}" for obj in objs]
+        names = [format_html("{}: {}", self.opts.verbose_name, admin_link(obj)) for obj in objs]
         return names, {self.opts.verbose_name_plural: len(objs)}, set(), []
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:

@@ -252,3 +252,22 @@ def test_deleting_a_dataset_confirms_with_a_summary_and_goes_through_the_service
     assert not Document.objects.for_tenant(tenant).exists()
     assert not Chunk.objects.for_tenant(tenant).exists()
     assert [e.target_id for e in staff_audit(tenant, "dataset.delete")] == [str(dataset.pk)]
+
+
+def test_the_delete_confirmation_links_the_objects_instead_of_showing_escaped_html(
+    staff, tenant, dataset
+):
+    document = DocumentFactory(tenant=tenant, dataset=dataset, title="Refund policy")
+    pages = {
+        f"/admin/knowledge/dataset/{dataset.pk}/change/": staff.get(
+            f"/admin/knowledge/dataset/{dataset.pk}/delete/"
+        ),
+        f"/admin/knowledge/document/{document.pk}/change/": staff.post(
+            "/admin/knowledge/document/",
+            {"action": "delete_selected", "_selected_action": [str(document.pk)]},
+        ),
+    }
+    for link, page in pages.items():
+        text = page.content.decode()
+        assert f'<a href="{link}">' in text, link
+        assert "&lt;a href" not in text, link
