@@ -14,7 +14,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from django.db.models import F, Func, Q
+from django.db.models import F, Func, Q, lookups
 from pgvector.django import VectorField
 
 from bots.models import Bot
@@ -32,6 +32,26 @@ class RegConfigField(models.CharField):
 
     def rel_db_type(self, connection: Any) -> str:
         return "regconfig"
+
+
+class ComparedAsText(lookups.Lookup):
+    """Compares a regconfig column with a value as text. regconfig has no ``=`` of its own:
+    PostgreSQL uses the oid's, and reads ``'english'`` as an oid (a DataError, as the admin's
+    language filter was). As text, an unknown configuration matches nothing."""
+
+    def process_lhs(self, compiler: Any, connection: Any, lhs: Any = None) -> Any:
+        sql, params = super().process_lhs(compiler, connection, lhs)
+        return (f"({sql})::text" if self.rhs_is_direct_value() else sql), params
+
+
+@RegConfigField.register_lookup
+class RegConfigExact(ComparedAsText, lookups.Exact):
+    pass
+
+
+@RegConfigField.register_lookup
+class RegConfigIn(ComparedAsText, lookups.In):
+    pass
 
 
 class Dataset(TenantOwned):

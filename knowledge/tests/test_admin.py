@@ -271,3 +271,13 @@ def test_the_delete_confirmation_links_the_objects_instead_of_showing_escaped_ht
         text = page.content.decode()
         assert f'<a href="{link}">' in text, link
         assert "&lt;a href" not in text, link
+
+
+@pytest.mark.parametrize("facets", ["", "&_facets=True"])
+def test_the_language_filter_lists_the_datasets_of_that_language(staff, tenant, dataset, facets):
+    """language is a regconfig column: compared with a bare string it was read as an oid (500)."""
+    DatasetFactory(tenant=tenant, name="Manuel", language="french")
+    for language, names in [("english", ["Handbook"]), ("french", ["Manuel"]), ("klingon", [])]:
+        response = staff.get(f"/admin/knowledge/dataset/?language={language}{facets}")
+        assert response.status_code == 200, response.content[:300]
+        assert [d.name for d in response.context["cl"].result_list] == names

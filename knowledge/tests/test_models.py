@@ -7,10 +7,11 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from pgvector.django import CosineDistance
 
 from knowledge import vector_index
-from knowledge.models import Chunk, DocumentStatus
+from knowledge.models import Chunk, Dataset, DocumentStatus
 from knowledge.tests.factories import (
     BotDatasetFactory,
     ChunkFactory,
@@ -100,6 +101,16 @@ def test_full_text_vector_follows_the_chunk_language():
     simple = ChunkFactory(text="Invoices are emailed.", language="simple")
     assert matches(simple, "invoices", config="simple")
     assert not matches(simple, "invoice", config="simple")  # no stemming in `simple`
+
+
+def test_a_language_is_compared_as_text_and_an_unknown_one_matches_nothing():
+    english = DatasetFactory(language="english")
+    french = DatasetFactory(tenant=english.tenant, language="french")
+    datasets = Dataset.objects.for_tenant(english.tenant)
+    assert list(datasets.filter(language="french")) == [french]
+    assert set(datasets.filter(language__in=["english", "french"])) == {english, french}
+    assert not datasets.filter(language="klingon").exists()
+    assert not datasets.exclude(language=F("language")).exists()  # a column: compared as is
 
 
 def test_cosine_search_orders_chunks_by_similarity():
