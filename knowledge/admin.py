@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -23,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from chatbot_site.errors import ApplicationError, PayloadTooLarge
 from chatbot_site.staff_admin import (
     ReadOnlyInline,
+    TenantConsistentForm,
     TenantScopedAdmin,
     admin_link,
     admin_links,
@@ -32,7 +34,7 @@ from chatbot_site.staff_admin import (
 )
 from knowledge.admin_upload import UploadForm, add_documents
 from knowledge.intake import document_reingest
-from knowledge.models import Chunk, Dataset, Document, DocumentStatus
+from knowledge.models import LANGUAGES, Chunk, Dataset, Document, DocumentStatus
 from knowledge.services import dataset_delete, document_delete
 
 STATUSES = [s.value for s in DocumentStatus]
@@ -75,8 +77,19 @@ class DocumentInline(ReadOnlyInline):
         return Document.all_tenants.filter(id__in=list(newest))
 
 
+class DatasetForm(TenantConsistentForm):
+    # The languages the API accepts: another name is not a text search configuration of the
+    # database, which refused it with a 500.
+    language = forms.ChoiceField(
+        choices=[(name, name) for name in LANGUAGES],
+        initial="english",
+        help_text="Full-text search configuration.",
+    )
+
+
 @admin.register(Dataset)
 class DatasetAdmin(TenantScopedAdmin):
+    form = DatasetForm
     list_display = ["name", "tenant", "documents", "ingestion", "chunks", "upload", "updated_at"]
     list_filter = ["language", "updated_at"]
     search_fields = ["name", "description"]

@@ -35,7 +35,7 @@ from knowledge.intake import (
     document_reingest,
     documents_add_records,
 )
-from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
+from knowledge.models import LANGUAGES, BotDataset, Dataset, Document, DocumentStatus
 from knowledge.services import (
     bot_create_with_datasets,
     bot_update_with_datasets,
@@ -49,14 +49,6 @@ from tenants.api_base import TenantApi
 
 def Tag() -> serializers.CharField:
     return serializers.CharField(max_length=100)
-
-
-LANGUAGES = (
-    "simple", "arabic", "armenian", "basque", "catalan", "danish", "dutch", "english", "finnish",
-    "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish", "italian",
-    "lithuanian", "nepali", "norwegian", "portuguese", "romanian", "russian", "serbian",
-    "spanish", "swedish", "tamil", "turkish", "yiddish",
-)  # fmt: skip
 
 
 # --- datasets ------------------------------------------------------------------------------

@@ -20,6 +20,14 @@ from pgvector.django import VectorField
 from bots.models import Bot
 from tenants.models import TenantOwned
 
+# The text search configurations a dataset may use (PostgreSQL's own, as the API documents them).
+LANGUAGES = (
+    "simple", "arabic", "armenian", "basque", "catalan", "danish", "dutch", "english", "finnish",
+    "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish", "italian",
+    "lithuanian", "nepali", "norwegian", "portuguese", "romanian", "russian", "serbian",
+    "spanish", "swedish", "tamil", "turkish", "yiddish",
+)  # fmt: skip
+
 
 class RegConfigField(models.CharField):
     """A PostgreSQL ``regconfig`` (text search configuration, e.g. ``english``, ``simple``).

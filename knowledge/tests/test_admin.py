@@ -223,17 +223,42 @@ def test_a_dataset_page_lists_its_own_newest_documents(staff, tenant, dataset):
     assert "Elsewhere" not in page
 
 
-def test_the_add_dataset_page_opens_and_adds_one(staff, tenant):
-    """Its documents inline sliced a queryset and then filtered it: a 500 for everyone."""
-    response = staff.get("/admin/knowledge/dataset/add/")
-    assert response.status_code == 200, response.content[:300]
+def dataset_form(tenant, **overrides) -> dict:
     form = {"name": "Added in the admin", "tenant": str(tenant.pk), "language": "english",
             "chunk_size": 512, "chunk_overlap": 64, "tags": "[]",
             "documents-TOTAL_FORMS": 0, "documents-INITIAL_FORMS": 0,
             "documents-MIN_NUM_FORMS": 0, "documents-MAX_NUM_FORMS": 0}  # fmt: skip
-    saved = staff.post("/admin/knowledge/dataset/add/", form)
+    return {**form, **overrides}
+
+
+def test_the_add_dataset_page_opens_and_adds_one(staff, tenant):
+    """Its documents inline sliced a queryset and then filtered it: a 500 for everyone."""
+    response = staff.get("/admin/knowledge/dataset/add/")
+    assert response.status_code == 200, response.content[:300]
+    saved = staff.post("/admin/knowledge/dataset/add/", dataset_form(tenant))
     assert saved.status_code == 302, saved.content.decode()[:2000]
     assert Dataset.objects.for_tenant(tenant).filter(name="Added in the admin").exists()
+
+
+def test_a_language_postgresql_does_not_have_is_a_form_error(staff, tenant, dataset):
+    """The database refused it: a 500, ProgrammingError "text search configuration ... does
+    not exist". The admin offers the API's languages."""
+    pages = {"/admin/knowledge/dataset/add/": "Added in the admin",
+             f"/admin/knowledge/dataset/{dataset.pk}/change/": "Handbook"}  # fmt: skip
+    for url, name in pages.items():
+        response = staff.post(url, dataset_form(tenant, name=name, language="klingon"))
+        assert response.status_code == 200, (url, response.content[:300])
+        assert list(response.context["adminform"].form.errors) == ["language"], url
+    assert [(d.name, d.language) for d in Dataset.objects.for_tenant(tenant)] == [
+        ("Handbook", "english")
+    ]
+    french = staff.post(
+        f"/admin/knowledge/dataset/{dataset.pk}/change/",
+        dataset_form(tenant, name="Handbook", language="french"),
+    )
+    assert french.status_code == 302
+    dataset.refresh_from_db()
+    assert dataset.language == "french"
 
 
 def test_deleting_a_dataset_confirms_with_a_summary_and_goes_through_the_service(
