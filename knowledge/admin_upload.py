@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from chatbot_site.errors import ApplicationError
+from knowledge.apis import UrlInput
 from knowledge.intake import document_add_upload, document_add_url
 from knowledge.models import Dataset
 from tenants.services import Actor
+
+log = structlog.get_logger(__name__)
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -77,14 +81,26 @@ class Outcome:
         return " ".join(parts)
 
 
+def url_refusals(url: str) -> list[str]:
+    """Why the API would refuse ``url`` (its format, its length), checked by the API's own
+    field; empty when it would take it."""
+    checked = UrlInput(data={"url": url})
+    return [] if checked.is_valid() else [str(message) for message in checked.errors["url"]]
+
+
 def add_documents(
     *, dataset: Dataset, actor: Actor, files: list[UploadedFile], urls: list[str], tags: list[str]
 ) -> Outcome:
-    """Queue every file and URL; one bad item is reported and does not stop the others."""
+    """Queue every file and URL; one bad item is reported and does not stop the others. Each
+    item is added in a transaction of its own, so a failure is that item's alone."""
     outcome = Outcome()
     items: list[tuple[str, Any]] = [(f.name or "upload", f) for f in files]
     items += [(url, url) for url in urls]
-    for label, item in items:
+    for index, (label, item) in enumerate(items):
+        shown = label if len(label) <= 200 else f"{label[:200]}…"
+        if isinstance(item, str) and (refusals := url_refusals(item)):
+            outcome.errors.append(f"Not queued: {shown} — {' '.join(refusals)}")
+            continue
         try:
             if isinstance(item, str):
                 added = document_add_url(
@@ -97,8 +113,12 @@ def add_documents(
         except ApplicationError as exc:
             reasons = "; ".join(m for v in exc.details.values() if isinstance(v, list) for m in v)
             outcome.errors.append(
-                f"Not queued: {label} — {exc.message}{' ' + reasons if reasons else ''}"
+                f"Not queued: {shown} — {exc.message}{' ' + reasons if reasons else ''}"
             )
+            continue
+        except Exception:  # the items before it are committed and queued: the page must say so
+            log.exception("admin_upload_item_failed", dataset_id=str(dataset.pk), item=index)
+            outcome.errors.append(f"Not queued: {shown} — It could not be added (error logged).")
             continue
         (outcome.queued if added.created else outcome.existing).append(label)
     return outcome

@@ -86,6 +86,57 @@ def test_a_bad_file_or_url_is_reported_and_the_others_still_queue(staff, tenant,
     ]
 
 
+def test_a_url_the_api_would_refuse_is_listed_and_the_others_still_queue(staff, tenant, dataset):
+    """A URL longer than the column was a 500 (DataError) after the URLs before it were saved
+    and queued."""
+    too_long = "http://93.184.216.34/" + "x" * 2048
+    urls = ["http://93.184.216.34/first", too_long, "not a url", "http://93.184.216.34/last"]
+    response = staff.post(
+        f"/admin/knowledge/dataset/{dataset.pk}/upload/", {"urls": "\n".join(urls)}, follow=True
+    )
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "Queued 2 document(s)" in text
+    assert "Not queued: http://93.184.216.34/xxx" in text
+    assert "Ensure this field has no more than 2048 characters." in text
+    assert too_long not in text
+    assert "Not queued: not a url — Enter a valid URL." in text
+    sources = Document.objects.for_tenant(tenant).values_list("source", flat=True)
+    assert sorted(sources) == ["http://93.184.216.34/first", "http://93.184.216.34/last"]
+
+
+def test_an_item_that_fails_unexpectedly_is_listed_and_the_others_still_queue(
+    staff, tenant, dataset, monkeypatch
+):
+    from django.db import DatabaseError
+
+    from knowledge import admin_upload
+
+    add_url = admin_upload.document_add_url
+
+    def failing(**kwargs):
+        if kwargs["url"].endswith("/broken"):
+            raise DatabaseError("value too long")
+        return add_url(**kwargs)
+
+    monkeypatch.setattr(admin_upload, "document_add_url", failing)
+    urls = [
+        "http://93.184.216.34/first",
+        "http://93.184.216.34/broken",
+        "http://93.184.216.34/last",
+    ]
+    response = staff.post(
+        f"/admin/knowledge/dataset/{dataset.pk}/upload/", {"urls": "\n".join(urls)}, follow=True
+    )
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "Queued 2 document(s)" in text
+    assert "Not queued: http://93.184.216.34/broken — It could not be added" in text
+    assert Document.objects.for_tenant(tenant).count() == 2
+
+
 def test_uploading_the_same_file_again_is_the_existing_document(staff, tenant, dataset):
     url = f"/admin/knowledge/dataset/{dataset.pk}/upload/"
     staff.post(url, {"documents": [SimpleUploadedFile("a.md", b"# Same")]})
