@@ -9,7 +9,13 @@ from django.http import HttpRequest
 
 from bots.models import Bot, Scope
 from bots.services import bot_delete, scope_delete
-from chatbot_site.staff_admin import TenantScopedAdmin, admin_link, admin_links, staff_actor
+from chatbot_site.staff_admin import (
+    RelatedOnlyFilter,
+    TenantScopedAdmin,
+    admin_link,
+    admin_links,
+    staff_actor,
+)
 
 
 @admin.register(Scope)
@@ -27,7 +33,7 @@ class ScopeAdmin(TenantScopedAdmin):
 @admin.register(Bot)
 class BotAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "scope_link", "model", "is_active", "top_k", "updated_at"]
-    list_filter = ["is_active", ("scope", admin.RelatedOnlyFieldListFilter), "updated_at"]
+    list_filter = ["is_active", ("scope", RelatedOnlyFilter), "updated_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["id", "searches", "created_at", "updated_at"]
     list_select_related = ["tenant", "scope"]

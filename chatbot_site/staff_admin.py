@@ -88,6 +88,21 @@ def _tenant_field(model: type[models.Model]) -> str | None:
     return "tenant" if "tenant" in names else None
 
 
+class AppliedWhenGiven(admin.ListFilter):
+    """A list filter that is kept, and so applied, whenever its parameter is in the URL.
+
+    Django leaves out a filter with too few choices to be worth showing, after it has taken the
+    filter's parameter out of the query: ``?dataset__id__exact=<a dataset without documents>``
+    (one dataset in use) then listed every document, the other dataset's included."""
+
+    def has_output(self) -> bool:
+        return bool(self.used_parameters) or super().has_output()
+
+
+class RelatedOnlyFilter(AppliedWhenGiven, admin.RelatedOnlyFieldListFilter):
+    """The related objects some row points to (in the staff user's scope, as the rows are)."""
+
+
 class TenantConsistentForm(forms.ModelForm):
     """Refuses a related object of another tenant (a superuser picks from every tenant)."""
 

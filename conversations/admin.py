@@ -6,7 +6,12 @@ from typing import Any, ClassVar
 
 from django.contrib import admin
 
-from chatbot_site.staff_admin import ReadOnlyInline, TenantScopedAdmin, admin_link
+from chatbot_site.staff_admin import (
+    ReadOnlyInline,
+    RelatedOnlyFilter,
+    TenantScopedAdmin,
+    admin_link,
+)
 from conversations.models import Conversation, Message
 
 
@@ -29,7 +34,7 @@ class ConversationAdmin(TenantScopedAdmin):
         "last_message_at",
         "created_at",
     ]
-    list_filter = [("bot", admin.RelatedOnlyFieldListFilter), "last_message_at", "created_at"]
+    list_filter = [("bot", RelatedOnlyFilter), "last_message_at", "created_at"]
     search_fields = ["title"]
     list_select_related = ["bot", "api_key"]
     inlines = [MessageInline]

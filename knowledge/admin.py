@@ -23,7 +23,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from chatbot_site.errors import ApplicationError, PayloadTooLarge
 from chatbot_site.staff_admin import (
+    AppliedWhenGiven,
     ReadOnlyInline,
+    RelatedOnlyFilter,
     TenantConsistentForm,
     TenantScopedAdmin,
     admin_link,
@@ -205,7 +207,7 @@ class DatasetAdmin(TenantScopedAdmin):
         return TemplateResponse(request, "staff/dataset_upload.html", context)
 
 
-class TagFilter(admin.SimpleListFilter):
+class TagFilter(AppliedWhenGiven, admin.SimpleListFilter):
     title = "tag"
     parameter_name = "tag"
 
@@ -229,7 +231,7 @@ class DocumentAdmin(TenantScopedAdmin):
     change_list_template = "staff/document_change_list.html"
     list_display = ["title", "dataset_link", "status_badge", "error", "chunk_count", "timing",
                     "attempts", "updated_at"]  # fmt: skip
-    list_filter = ["status", ("dataset", admin.RelatedOnlyFieldListFilter), TagFilter,
+    list_filter = ["status", ("dataset", RelatedOnlyFilter), TagFilter,
                    "content_type", "source_type", "created_at", "ingested_at"]  # fmt: skip
     search_fields = ["title", "source", "error_code"]
     list_select_related = ["dataset"]
@@ -316,7 +318,7 @@ class ChunkAdmin(TenantScopedAdmin):
     read_only = True
     list_display = ["__str__", "document_link", "page", "token_count", "injection_suspected",
                     "embedding_model"]  # fmt: skip
-    list_filter = ["injection_suspected", ("dataset", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["injection_suspected", ("dataset", RelatedOnlyFilter)]
     search_fields = ["text"]
     list_select_related = ["document"]
     exclude = ["embedding"]
