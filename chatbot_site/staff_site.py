@@ -3,7 +3,7 @@
 - No admin page is served to a session without a verified TOTP device (``has_permission``).
 - A staff user without a confirmed device who gives the right password is signed in *unverified*
   and sent to the enrolment page: a QR code and the secret of a new device, which counts only
-  once one of its codes has been typed back.
+  once one of its codes has been typed back. Signing out ends any session, that one included.
 - A code is spent when used (django-otp keeps the last time step), so it cannot be replayed.
 - Failed attempts are counted in Redis per user and client IP (and per IP): past
   ``STAFF_LOGIN_FAILURES`` the pair is locked out for ``STAFF_LOCKOUT_SECONDS``, whether the
@@ -137,7 +137,15 @@ class StaffAdminSite(admin.AdminSite):
         return _is_staff(user) and bool(getattr(user, "is_verified", lambda: False)())
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        return [path("enroll/", self.enroll, name="enroll"), *super().get_urls()]
+        # Signing out is open to every session, an enrolling one (signed in, no verified device
+        # yet) included: behind ``admin_view`` it was sent to the index and kept, and the secret
+        # on the enrolment page still led to full access. (LogoutView takes only a POST, with
+        # its CSRF token, and is never cached.)
+        own = [
+            path("enroll/", self.enroll, name="enroll"),
+            path("logout/", self.logout, name="logout"),
+        ]
+        return [*own, *(url for url in super().get_urls() if getattr(url, "name", "") != "logout")]
 
     @method_decorator(sensitive_post_parameters("password", "otp_token"))
     @method_decorator(csrf_protect)

@@ -144,6 +144,43 @@ def test_a_user_without_a_device_enrols_with_a_qr_code_and_one_confirmed_code(te
     assert fresh.get("/admin/enroll/")["Location"] == "/admin/login/"
 
 
+def test_signing_out_of_enrolment_ends_the_session(tenant):
+    """The sign-out was behind the verified-device check: it sent an enrolling session to the
+    index and kept it, and the secret and a code from it still gave full admin access."""
+    get_user_model().objects.create_user("bob", password=PASSWORD, is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"',
+                      client.get("/admin/login/").content.decode()).group(1)  # fmt: skip
+    client.post("/admin/login/", {"username": "bob", "password": PASSWORD,
+                                  "csrfmiddlewaretoken": token})  # fmt: skip
+    page = client.get("/admin/enroll/").content.decode()
+    sign_out = re.search(r'<form method="post" action="([^"]+)" id="enroll-sign-out">', page)
+    assert sign_out and sign_out.group(1) == "/admin/logout/"
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+
+    response = client.post("/admin/logout/", {"csrfmiddlewaretoken": token})
+
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+    assert client.get("/admin/enroll/")["Location"] == "/admin/login/"
+    device = TOTPDevice.objects.get(user__username="bob")
+    refused = client.post(
+        "/admin/enroll/", {"otp_token": code(device), "csrfmiddlewaretoken": token}
+    )
+    assert refused["Location"] == "/admin/login/"
+    device.refresh_from_db()
+    assert not device.confirmed and shows_no_admin_page(client)
+
+
+def test_a_verified_session_signs_out_too(tenant):
+    user, device = make_staff(tenant)
+    client = Client()
+    sign_in(client, user, device)
+    assert client.post("/admin/logout/").status_code == 200
+    assert shows_no_admin_page(client)
+    assert client.get("/admin/logout/").status_code == 405  # a sign-out is a POST
+
+
 def test_enrolment_needs_a_signed_in_staff_user():
     assert Client().get("/admin/enroll/")["Location"] == "/admin/login/"
 
