@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.http import HttpRequest
@@ -37,6 +37,11 @@ class BotAdmin(TenantScopedAdmin):
     search_fields = ["name", "description"]
     readonly_fields = ["id", "searches", "created_at", "updated_at"]
     list_select_related = ["tenant", "scope"]
+    # The API deletes a bot with its conversations (read-only here), and so does the admin.
+    summarize_deletion: ClassVar = {
+        "conversations.Conversation": "bot",
+        "conversations.Message": "conversation__bot",
+    }
 
     @admin.display(description="scope", ordering="scope__name")
     def scope_link(self, obj: Bot) -> str:

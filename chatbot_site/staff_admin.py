@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db import models
 from django.http import Http404, HttpRequest
@@ -127,9 +128,11 @@ class TenantScopedAdmin(admin.ModelAdmin):
     form = TenantConsistentForm
     read_only = False
     tenant_field = "tenant"
-    # Deleting one of these takes thousands of rows with it (documents, chunks): the confirmation
-    # page names the objects and counts their children instead of listing every row.
-    summarize_deletion = False
+    # Deleting one of these takes many rows with it (documents, chunks; conversations, messages),
+    # which the delete service removes and which may be read-only here: the confirmation page
+    # names the objects and counts those rows instead of listing (and permission-checking) each
+    # one. Model label → the lookup from it to the deleted objects; empty: Django's own page.
+    summarize_deletion: ClassVar[dict[str, str]] = {}
     audit_name = ""  # the audit log's name for the model (as the API writes it); default: model
 
     # --- what the user may see ---------------------------------------------------------------
@@ -202,7 +205,12 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return super().get_deleted_objects(objs, request)
         objs = list(objs)
         names = [format_html("{}: {}", self.opts.verbose_name, admin_link(obj)) for obj in objs]
-        return names, {self.opts.verbose_name_plural: len(objs)}, set(), []
+        counts = {self.opts.verbose_name_plural: len(objs)}
+        for label, lookup in self.summarize_deletion.items():
+            model = apps.get_model(label)
+            rows = model._default_manager.filter(**{f"{lookup}__in": objs})
+            counts[model._meta.verbose_name_plural] = rows.count()
+        return names, counts, set(), []
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         try:

@@ -105,7 +105,7 @@ class DatasetAdmin(TenantScopedAdmin):
     ]
     list_select_related = ["tenant"]
     inlines = [DocumentInline]
-    summarize_deletion = True
+    summarize_deletion: ClassVar = {"knowledge.Document": "dataset", "knowledge.Chunk": "dataset"}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         counts = {
@@ -238,7 +238,7 @@ class DocumentAdmin(TenantScopedAdmin):
     actions = ["reingest", "delete_selected"]
     readonly_fields = ["chunks_link"]
     list_per_page = 50
-    summarize_deletion = True
+    summarize_deletion: ClassVar = {"knowledge.Chunk": "document"}
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False  # documents are added by upload, on the dataset (knowledge.admin_upload)

@@ -6,6 +6,8 @@ import pytest
 
 from bots.models import Bot, Scope
 from bots.tests.factories import BotFactory, ScopeFactory
+from conversations.models import Conversation, Message
+from conversations.tests.factories import ConversationFactory, MessageFactory
 from tenants.models import AuditLog
 from tenants.tests.factories import TenantFactory
 from tests.staff import staff_client
@@ -68,6 +70,36 @@ def test_deleting_a_bot_goes_through_the_service_and_is_audited(tenant):
     assert not Bot.objects.for_tenant(tenant).exists()
     entry = AuditLog.objects.for_tenant(tenant).get(action="bot.delete")
     assert (entry.actor_type, entry.target_id) == ("staff", str(bot.pk))
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_a_bot_is_deleted_with_its_conversations_after_a_confirmation_that_counts_them(
+    tenant, superuser
+):
+    """Conversations and messages are read-only in the admin: the delete page said there was no
+    permission to delete them, so a bot that had talked could not be deleted, even by a
+    superuser. The API deletes it with its conversations; so does the admin."""
+    bot = BotFactory(tenant=tenant, name="Helpdesk")
+    kept = ConversationFactory(tenant=tenant)  # another bot's
+    for messages in (1, 2):
+        conversation = ConversationFactory(tenant=tenant, bot=bot)
+        MessageFactory.create_batch(messages, tenant=tenant, conversation=conversation)
+    staff = staff_client(tenant, "alice", superuser=superuser)
+    url = f"/admin/bots/bot/{bot.pk}/delete/"
+
+    confirm = staff.get(url)
+    assert confirm.status_code == 200
+    assert not confirm.context["perms_lacking"] and not confirm.context["protected"]
+    text = confirm.content.decode()
+    assert "Helpdesk" in text
+    assert "<li>Bots: 1</li>" in text
+    assert "<li>Conversations: 2</li>" in text and "<li>Messages: 3</li>" in text
+
+    assert staff.post(url, {"post": "yes"}).status_code == 302
+    assert list(Bot.objects.for_tenant(tenant)) == [kept.bot]
+    assert list(Conversation.objects.for_tenant(tenant)) == [kept]
+    assert not Message.objects.for_tenant(tenant).exists()
+    assert AuditLog.objects.for_tenant(tenant).filter(action="bot.delete").count() == 1
 
 
 def test_a_scope_in_use_cannot_be_deleted(tenant):

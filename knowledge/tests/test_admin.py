@@ -322,6 +322,7 @@ def test_deleting_a_dataset_confirms_with_a_summary_and_goes_through_the_service
     url = f"/admin/knowledge/dataset/{dataset.pk}/delete/"
     confirm = staff.get(url).content.decode()
     assert "Handbook" in confirm
+    assert "<li>Documents: 3</li>" in confirm and "<li>Chunks: 3</li>" in confirm
     assert not any(str(c.pk) in confirm or str(c.document_id) in confirm for c in chunks)
 
     assert staff.post(url, {"post": "yes"}).status_code == 302
