@@ -17,6 +17,8 @@ import structlog
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import Http404, HttpRequest
 from django.urls import reverse
@@ -122,7 +124,33 @@ class TenantConsistentForm(forms.ModelForm):
         return data
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
+class StaffModelAdmin(admin.ModelAdmin):
+    """What every admin of the site shares: TenantScopedAdmin and StaffMembershipAdmin derive
+    from it, and :meth:`StaffAdminSite.register` mixes it into Django's own (users, groups,
+    TOTP devices)."""
+
+    def response_action(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> Any:
+        # An id the primary key cannot take (``_selected_action=notauuid``, or empty) was a 500
+        # (ValidationError from ``pk__in``); it selects nothing, and an action on nothing is
+        # Django's "Items must be selected" message.
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        ids = [value for value in selected if _is_value_of(self.opts.pk, value)]
+        if len(ids) < len(selected):
+            post = request.POST.copy()
+            post.setlist(helpers.ACTION_CHECKBOX_NAME, ids)
+            request.POST = post  # type: ignore[assignment]
+        return super().response_action(request, queryset)
+
+
+def _is_value_of(field: Any, value: str) -> bool:
+    try:
+        field.to_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+class TenantScopedAdmin(StaffModelAdmin):
     """Admin of a tenant-owned model. ``read_only`` models can be looked at, never changed."""
 
     form = TenantConsistentForm

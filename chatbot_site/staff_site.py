@@ -36,6 +36,7 @@ from django_otp import login as otp_login
 from redis.exceptions import RedisError
 
 from chatbot_site.redis import get_redis
+from chatbot_site.staff_admin import StaffModelAdmin
 from tenants.api_base import client_ip
 from tenants.staff import (
     totp_device_confirm,
@@ -135,6 +136,18 @@ class StaffAdminSite(admin.AdminSite):
     def has_permission(self, request: HttpRequest) -> bool:
         user = request.user
         return _is_staff(user) and bool(getattr(user, "is_verified", lambda: False)())
+
+    def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        """Every admin of the site is a StaffModelAdmin, Django's own (users, groups, TOTP
+        devices) included: what it adds (actions on malformed ids, ...) holds everywhere."""
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, StaffModelAdmin):
+            admin_class = type(
+                admin_class.__name__,
+                (StaffModelAdmin, admin_class),
+                {"__module__": admin_class.__module__, "__doc__": admin_class.__doc__},
+            )
+        super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         # Signing out is open to every session, an enrolling one (signed in, no verified device

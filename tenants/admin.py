@@ -9,7 +9,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from chatbot_site.staff_admin import TenantScopedAdmin, is_superuser, staff_actor, staff_tenant
+from chatbot_site.staff_admin import (
+    StaffModelAdmin,
+    TenantScopedAdmin,
+    is_superuser,
+    staff_actor,
+    staff_tenant,
+)
 from tenants.models import ApiKey, AuditLog, StaffMembership, Tenant
 from tenants.services import api_key_create, api_key_revoke
 
@@ -129,7 +135,7 @@ class AuditLogAdmin(TenantScopedAdmin):
 
 
 @admin.register(StaffMembership)
-class StaffMembershipAdmin(admin.ModelAdmin):
+class StaffMembershipAdmin(StaffModelAdmin):
     """Which tenant each staff user works for: superusers only (Django's own permissions)."""
 
     list_display = ["user", "tenant", "created_at"]

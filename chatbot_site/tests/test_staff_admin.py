@@ -4,12 +4,14 @@ a URL may ask for."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from bots.models import Bot
 from bots.tests.factories import BotFactory
 from knowledge.models import Document
 from knowledge.tests.factories import DatasetFactory
+from tenants.models import ApiKey
 from tests.staff import staff_client
 
 pytestmark = pytest.mark.django_db
@@ -59,3 +61,31 @@ def test_a_filter_in_the_url_is_applied_even_when_it_offers_one_choice_or_none(
     assert response.status_code == 200, response.content[:300]
     assert list(response.context["cl"].result_list) == []
     assert response.context["cl"].has_active_filters
+
+
+@pytest.mark.parametrize("selected", ["notauuid", "", "1.5"])
+@pytest.mark.parametrize(
+    ("url", "action", "superuser"),
+    [
+        ("knowledge/document", "reingest", False),
+        ("knowledge/document", "delete_selected", False),
+        ("tenants/apikey", "revoke", False),
+        ("tenants/staffmembership", "delete_selected", True),
+        ("auth/user", "delete_selected", True),
+    ],
+)
+def test_an_action_on_ids_that_are_not_ids_changes_nothing(world, url, action, superuser, selected):
+    """``queryset.filter(pk__in=["notauuid"])`` was a 500 (ValidationError)."""
+    client = staff_client(world.a.tenant, superuser=superuser)
+    response = client.post(
+        f"/admin/{url}/",
+        {"action": action, "_selected_action": selected, "index": "0"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Items must be selected in order to perform actions on them." in (
+        response.content.decode()
+    )
+    assert Document.objects.for_tenant(world.a.tenant).get().status == "ready"
+    assert ApiKey.objects.for_tenant(world.a.tenant).filter(revoked_at__isnull=True).count() == 2
+    assert get_user_model().objects.count() == 1
