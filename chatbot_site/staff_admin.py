@@ -18,8 +18,10 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import get_fields_from_path
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import DataError, models, router, transaction
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -129,6 +131,45 @@ class StaffModelAdmin(admin.ModelAdmin):
     from it, and :meth:`StaffAdminSite.register` mixes it into Django's own (users, groups,
     TOTP devices)."""
 
+    # Lookups that the site's own links put in this list's URL besides its filters' (the
+    # "chunks of this document" link): the only others a URL may ask for.
+    linked_lookups: ClassVar[tuple[str, ...]] = ()
+
+    def lookup_allowed(self, lookup: str, value: Any, request: Any = None) -> bool:
+        # Django allows any lookup on the model's own fields: ``?name__regex=(``, ``?tags=x``,
+        # ``?ip=notanip`` or ``?created_at__year=0`` reached the database (a 500). Only what the
+        # list's filters, date hierarchy and links ask for is allowed; anything else is a 400.
+        return lookup in self.allowed_lookups(request)
+
+    def allowed_lookups(self, request: Any) -> set[str]:
+        allowed = set(self.linked_lookups)
+        for item in self.get_list_filter(request) if request else self.list_filter:
+            if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
+                allowed.add(str(item.parameter_name))
+                continue
+            path = item[0] if isinstance(item, list | tuple) else item
+            if not isinstance(path, str):
+                continue
+            allowed.update(f"{path}{lookup}" for lookup in FIELD_FILTER_LOOKUPS)
+            field = get_fields_from_path(self.model, path)[-1]
+            if (target := getattr(field, "target_field", None)) is not None:  # a relation
+                allowed.add(f"{path}__{target.name}__exact")
+        if self.date_hierarchy:
+            allowed.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        return allowed
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        # An allowed lookup with a value that Python or the database cannot take (a year past
+        # datetime's range in the date hierarchy: OverflowError, which Django does not catch)
+        # is Django's "incorrect lookup" page, not a 500. (The savepoint keeps an outer
+        # transaction usable after a DataError.)
+        try:
+            with transaction.atomic(using=router.db_for_read(self.model)):
+                return super().get_changelist_instance(request)
+        except (DataError, OverflowError) as exc:
+            log.info("admin_lookup_refused", model=self.opts.label, error=type(exc).__name__)
+            raise IncorrectLookupParameters(exc) from exc
+
     def response_action(self, request: HttpRequest, queryset: models.QuerySet[Any]) -> Any:
         # An id the primary key cannot take (``_selected_action=notauuid``, or empty) was a 500
         # (ValidationError from ``pk__in``); it selects nothing, and an action on nothing is
@@ -140,6 +181,11 @@ class StaffModelAdmin(admin.ModelAdmin):
             post.setlist(helpers.ACTION_CHECKBOX_NAME, ids)
             request.POST = post  # type: ignore[assignment]
         return super().response_action(request, queryset)
+
+
+# What Django's field list filters put in a URL: ``field`` (all values), ``field__exact``
+# (booleans, choices), ``field__gte`` and ``field__lt`` (dates), ``field__isnull``.
+FIELD_FILTER_LOOKUPS = ("", "__exact", "__gte", "__lt", "__isnull")
 
 
 def _is_value_of(field: Any, value: str) -> bool:

@@ -319,6 +319,7 @@ class ChunkAdmin(TenantScopedAdmin):
     list_display = ["__str__", "document_link", "page", "token_count", "injection_suspected",
                     "embedding_model"]  # fmt: skip
     list_filter = ["injection_suspected", ("dataset", RelatedOnlyFilter)]
+    linked_lookups = ("document__id__exact",)  # a document's "chunks" link (not a filter: too many)
     search_fields = ["text"]
     list_select_related = ["document"]
     exclude = ["embedding"]

@@ -113,4 +113,4 @@ def test_the_staff_admin_refuses_a_query_parameter_with_nul(world: World):
         assert response.status_code == 400, (path, response.status_code)
         assert response.json()["error"]["code"] == "invalid_request"
         assert response.json()["error"]["request_id"] == response["X-Request-ID"]
-    assert client.get("/admin/bots/bot/?name=x").status_code == 200
+    assert client.get("/admin/bots/bot/?is_active__exact=1").status_code == 200
