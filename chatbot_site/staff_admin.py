@@ -4,7 +4,8 @@
   sees only that tenant's rows; any other staff user sees nothing (fails closed).
 - Querysets, foreign-key and filter choices, actions and object URLs are all scoped: another
   tenant's object id in a URL is a 404, not a redirect that says it exists.
-- A form cannot point one tenant's object at another tenant's (checked in ``clean``).
+- A form cannot point one tenant's object at another tenant's (checked in ``clean``), and an
+  object's tenant cannot change once it is created (read-only on its change page).
 - Every add, change and delete is written to the tenant's audit log, the actor being the staff
   user, exactly as API actions are.
 """
@@ -233,6 +234,14 @@ class TenantScopedAdmin(StaffModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return not self.read_only and may_see(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        # The tenant is set at creation: a superuser who moved a bot, dataset or scope to
+        # another tenant left its dependants with the old one (an IntegrityError, a 500).
+        if obj is not None and self.tenant_field == "tenant" and "tenant" not in fields:
+            fields.append("tenant")
+        return fields
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         related = db_field.remote_field.model

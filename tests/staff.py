@@ -43,3 +43,21 @@ def staff_client(tenant: Tenant, username: str = "alice", *, superuser: bool = F
     response = sign_in(client, user, device)
     assert response.status_code == 302, response.content[:500]
     return client
+
+
+def change_form_data(response: Any, **overrides: Any) -> dict[str, Any]:
+    """What the browser posts back from an admin change page left as it is (inlines unchanged:
+    none of their forms), with ``overrides``; a value of ``None`` leaves the field out."""
+    form = response.context["adminform"].form
+    data: dict[str, Any] = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is None or value is False:
+            continue
+        data[name] = list(value) if isinstance(value, list | tuple) else value
+    for inline in response.context["inline_admin_formsets"]:
+        prefix = inline.formset.prefix
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0,
+                     f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 0})  # fmt: skip
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}

@@ -10,7 +10,7 @@ from conversations.models import Conversation, Message
 from conversations.tests.factories import ConversationFactory, MessageFactory
 from tenants.models import AuditLog
 from tenants.tests.factories import TenantFactory
-from tests.staff import staff_client
+from tests.staff import change_form_data, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +108,21 @@ def test_a_scope_in_use_cannot_be_deleted(tenant):
     staff = staff_client(tenant, "alice")
     staff.post(f"/admin/bots/scope/{scope.pk}/delete/", {"post": "yes"})
     assert Scope.objects.for_tenant(tenant).filter(pk=scope.pk).exists()
+
+
+@pytest.mark.parametrize(("url", "attr"), [("bots/bot", "bot"), ("bots/scope", "scope"),
+                                            ("knowledge/dataset", "dataset")])  # fmt: skip
+def test_a_superuser_cannot_move_an_object_to_another_tenant(world, url, attr):
+    """Its dependants (conversations, documents, bots) stayed with the old tenant: the save was a
+    500, IntegrityError. The tenant is set at creation and shown read-only afterwards."""
+    mine = getattr(world.a, attr)
+    staff = staff_client(world.a.tenant, "root", superuser=True)
+    change = f"/admin/{url}/{mine.pk}/change/"
+    page = staff.get(change)
+    assert "tenant" not in page.context["adminform"].form.fields
+
+    moved = change_form_data(page, tenant=str(world.b.tenant.pk), scope=None)
+    response = staff.post(change, moved)
+    assert response.status_code == 302, response.content[:500]
+    mine.refresh_from_db()
+    assert mine.tenant_id == world.a.tenant.pk
