@@ -6,10 +6,8 @@ the tenant's bots, and dependencies point one way (bots → tenants)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.db.models import QuerySet
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -20,7 +18,7 @@ from bots.services import scope_create, scope_delete, scope_update
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from tenants.api_base import TenantApi
-from tenants.models import ApiKey, Role
+from tenants.models import KEY_RATE_LIMIT_MAX, ApiKey, Role, validate_key_expiry
 from tenants.services import api_key_create, api_key_revoke, api_key_update
 
 
@@ -151,14 +149,11 @@ class ApiKeyInput(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
     bot_ids = serializers.ListField(child=serializers.UUIDField(), max_length=1000, required=False)
     rate_limit_per_minute = serializers.IntegerField(
-        min_value=1, max_value=1_000_000, allow_null=True, required=False
+        min_value=1, max_value=KEY_RATE_LIMIT_MAX, allow_null=True, required=False
     )
-    expires_at = serializers.DateTimeField(allow_null=True, required=False)
-
-    def validate_expires_at(self, value: Any) -> Any:
-        if value is not None and value <= timezone.now():
-            raise serializers.ValidationError("Must be in the future.")
-        return value
+    expires_at = serializers.DateTimeField(
+        allow_null=True, required=False, validators=[validate_key_expiry]
+    )
 
 
 class ApiKeyMixin(TenantApi):

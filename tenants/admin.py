@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -11,12 +12,20 @@ from django.template.response import TemplateResponse
 
 from chatbot_site.staff_admin import (
     StaffModelAdmin,
+    TenantConsistentForm,
     TenantScopedAdmin,
     is_superuser,
     staff_actor,
     staff_tenant,
 )
-from tenants.models import ApiKey, AuditLog, StaffMembership, Tenant
+from tenants.models import (
+    KEY_RATE_LIMIT_MAX,
+    ApiKey,
+    AuditLog,
+    StaffMembership,
+    Tenant,
+    validate_key_expiry,
+)
 from tenants.services import api_key_create, api_key_revoke
 
 
@@ -54,12 +63,31 @@ class RevokedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ApiKeyForm(TenantConsistentForm):
+    """The API's bounds: a rate limit up to KEY_RATE_LIMIT_MAX, an expiry in the future (when
+    it is set or changed: an expired key can still be renamed)."""
+
+    rate_limit_per_minute = forms.IntegerField(
+        min_value=1,
+        max_value=KEY_RATE_LIMIT_MAX,
+        required=False,
+        help_text="Requests per minute; blank: the tenant's default.",
+    )
+
+    def clean_expires_at(self) -> Any:
+        value = self.cleaned_data.get("expires_at")
+        if "expires_at" in self.changed_data:
+            validate_key_expiry(value)
+        return value
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdmin):
     """Creating a key shows its secret once, on the page after the form; it is never stored.
     Keys are revoked, not deleted (their usage and audit history stay attributable)."""
 
     audit_name = "api_key"
+    form = ApiKeyForm
     list_display = ["name", "prefix", "role", "tenant", "is_revoked", "last_used_at",
                     "expires_at", "created_at"]  # fmt: skip
     list_filter = [RevokedFilter, "role", "created_at"]

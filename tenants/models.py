@@ -9,14 +9,17 @@ foreign keys (:mod:`tenants.db`) point at.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from tenants.errors import TenantScopeError
 
@@ -93,6 +96,16 @@ class TenantOwned(BaseModel):
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
     CHAT = "chat", "Chat"
+
+
+# A key's own settings take the same bounds in the API and in the admin.
+KEY_RATE_LIMIT_MAX = 1_000_000  # requests per minute
+
+
+def validate_key_expiry(value: dt.datetime | None) -> None:
+    """A new expiry is in the future: a key is revoked, not made expired."""
+    if value is not None and value <= timezone.now():
+        raise ValidationError("Must be in the future.")
 
 
 class ApiKey(TenantOwned):

@@ -80,6 +80,12 @@ def test_api_key_create_update_and_validation(side):
     )
     assert bad.status_code == 400
     assert {"role", "expires_at"} <= set(bad.json()["error"]["details"])
+    assert bad.json()["error"]["details"]["expires_at"] == ["Must be in the future."]
+    too_fast = client.patch(
+        f"/v1/api-keys/{body['id']}", {"rate_limit_per_minute": 1_000_001}, format="json"
+    )
+    assert too_fast.status_code == 400
+    assert set(too_fast.json()["error"]["details"]) == {"rate_limit_per_minute"}
 
 
 def test_revoked_keys_leave_the_default_listing(side):

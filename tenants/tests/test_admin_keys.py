@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tenants.models import ApiKey, AuditLog
@@ -66,3 +68,40 @@ def test_audit_log_entries_cannot_be_changed_or_deleted_in_the_admin(tenant):
     assert staff.get(f"/admin/tenants/auditlog/{entry.pk}/delete/").status_code == 403
     assert b"delete_selected" not in staff.get("/admin/tenants/auditlog/").content
     assert AuditLog.objects.for_tenant(tenant).filter(pk=entry.pk).exists()
+
+
+def key_form(tenant, **overrides) -> dict:
+    form = {"tenant": str(tenant.pk), "name": "ops", "role": "chat",
+            "rate_limit_per_minute": "", "expires_at_0": "", "expires_at_1": ""}  # fmt: skip
+    return {**form, **overrides}
+
+
+def test_a_key_takes_the_apis_bounds_on_its_rate_limit_and_expiry(tenant):
+    """The admin let a key have 1,000,001 requests a minute (the API's maximum is 1,000,000)
+    and an expiry in the past."""
+    staff = staff_client(tenant, "alice")
+    past = (timezone.now() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    refused = {
+        "rate_limit_per_minute": {"rate_limit_per_minute": "1000001"},
+        "expires_at": {"expires_at_0": past, "expires_at_1": "12:00:00"},
+    }
+    for field, values in refused.items():
+        response = staff.post("/admin/tenants/apikey/add/", key_form(tenant, **values))
+        assert response.status_code == 200, field
+        assert list(response.context["adminform"].form.errors) == [field]
+    assert not ApiKey.objects.for_tenant(tenant).exists()
+
+    key = ApiKeyFactory(tenant=tenant, expires_at=timezone.now() - dt.timedelta(hours=1))
+    change = f"/admin/tenants/apikey/{key.pk}/change/"
+    expired = timezone.localtime(key.expires_at)
+    unchanged = {
+        "name": "renamed",
+        "rate_limit_per_minute": "1000000",
+        "expires_at_0": expired.strftime("%Y-%m-%d"),
+        "expires_at_1": expired.strftime("%H:%M:%S"),
+    }  # (the time as the page shows it: to the second)
+    assert staff.post(change, unchanged).status_code == 302  # an expiry left as it was is fine
+    key.refresh_from_db()
+    assert (key.name, key.rate_limit_per_minute) == ("renamed", 1_000_000)
+    earlier = {**unchanged, "expires_at_0": past}
+    assert list(staff.post(change, earlier).context["adminform"].form.errors) == ["expires_at"]
