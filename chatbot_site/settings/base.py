@@ -501,15 +501,12 @@ def validate() -> None:
         )
     if not 1 <= PORT <= 65535:
         raise ImproperlyConfigured(f"PORT={PORT}: expected 1-65535")
-    # Celery refuses to send a task whose soft limit is above its hard one, and a lease shorter
-    # than the hard limit hands a running document to a second worker.
+    # Celery refuses to send a task whose soft limit is above its hard one.
     ordered = [
         ("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT, "CELERY_TASK_TIME_LIMIT",
          CELERY_TASK_TIME_LIMIT),
         ("INGEST_TASK_SOFT_SECONDS", INGEST_TASK_SOFT_SECONDS, "INGEST_TASK_HARD_SECONDS",
          INGEST_TASK_HARD_SECONDS),
-        ("INGEST_TASK_HARD_SECONDS", INGEST_TASK_HARD_SECONDS, "INGEST_LEASE_SECONDS",
-         INGEST_LEASE_SECONDS),
     ]  # fmt: skip
     for lower, low, upper, high in ordered:
         if low > high:

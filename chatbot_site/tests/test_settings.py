@@ -112,7 +112,6 @@ def test_environment_overrides_reach_settings():
         ("EMBEDDING_THREADS", "abc"),
         ("EMBEDDING_THREADS", "0"),
         ("INGEST_TASK_SOFT_SECONDS", "700"),
-        ("INGEST_LEASE_SECONDS", "600"),
         ("CELERY_TASK_SOFT_TIME_LIMIT", "1000"),
     ],
 )
