@@ -28,6 +28,7 @@ from bots.models import Bot
 from bots.services import bot_for_key
 from chatbot_site import pii
 from chatbot_site.errors import NotFound
+from chatbot_site.text import clip
 from conversations.guardrails import (
     OutputGuard,
     ScopeVerdict,
@@ -191,7 +192,7 @@ def chat_open(
             tenant=tenant,
             bot=bot,
             api_key=api_key,
-            title=" ".join(question.split())[:200],
+            title=clip(" ".join(question.split()), 200),
             metadata=metadata,
         )
         is_new = True

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from chatbot_site import pii
+from chatbot_site.text import grapheme_cut
 from knowledge.embeddings import get_embedder
 from knowledge.retrieval import embed_queries
 
@@ -172,7 +173,9 @@ def _open_link_start(text: str) -> int:
 
 # --- the streaming output guard ----------------------------------------------------------
 
-MAX_HOLD = 4096  # never hold back more than this: past it, text is sanitised as it stands
+# Never hold back more than this (and the rest of a grapheme cluster it would split, at most
+# chatbot_site.text.MAX_WALK characters): past it, text is sanitised as it stands.
+MAX_HOLD = 4096
 
 
 class OutputGuard:
@@ -235,7 +238,8 @@ class OutputGuard:
             pii.hold_from(buffer, spans) if self.pii_entities else len(buffer),
             self._canary_hold(buffer),
         )
-        cut = max(cut, len(buffer) - MAX_HOLD)
+        if cut < len(buffer) - MAX_HOLD:  # forced: not inside a flag, an emoji or a letter's marks
+            cut = grapheme_cut(buffer, len(buffer) - MAX_HOLD)
         # A span that is complete but straddles the cut is held whole.
         for match in _MD_LINK.finditer(buffer, max(0, cut - _MAX_LINK_TEXT - _MAX_URL - 16)):
             if match.start() < cut < match.end():

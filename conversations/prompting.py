@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatbot_site import pii
+from chatbot_site.text import clip
 from conversations.guardrails import canary_rule
 from knowledge.retrieval import Hit
 
@@ -173,7 +174,7 @@ def citations_for(
         if pii_entities:  # the client sees snippets: the scope's masking applies to them too
             snippet = pii.mask(snippet, pii_entities)
         if len(snippet) > SNIPPET_CHARS:
-            snippet = snippet[:SNIPPET_CHARS].rsplit(" ", 1)[0] + " …"
+            snippet = clip(snippet, SNIPPET_CHARS).rsplit(" ", 1)[0] + " …"
         out.append(
             {
                 "id": number,

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chatbot_site.text import clip
 from knowledge.parsers import Block
 
 # Sentence ends: Latin ones where whitespace follows; CJK ones (ideographic full stop, fullwidth
@@ -84,7 +85,7 @@ def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> lis
                 pieces.extend(_runs(word, start + word_start, size, count))
                 continue
             if word_tokens > size:  # one "word" longer than a chunk (a hash, a base64 blob)
-                word, word_tokens = _prefix_within(word[: size * 2], size, count)
+                word, word_tokens = _prefix_within(clip(word, size * 2), size, count)
             if not window:
                 window_start = word_start
             window.append(word)
@@ -99,18 +100,19 @@ def _prefix_within(text: str, size: int, count: Callable[[str], int]) -> tuple[s
     tokens, and its count."""
     tokens = count(text)
     while tokens > size and len(text) > 1:
-        text = text[: len(text) // 2]
+        text = clip(text, len(text) // 2)
         tokens = count(text)
     return text, tokens
 
 
 def _runs(word: str, start: int, size: int, count: Callable[[str], int]) -> list[Piece]:
     """Text in a script without spaces, too long for a chunk: consecutive runs of at most
-    ``size`` tokens, every character kept."""
+    ``size`` tokens, every character kept, cut between grapheme clusters (a Thai vowel mark
+    stays with its consonant)."""
     pieces: list[Piece] = []
     position = 0
     while position < len(word):
-        run, tokens = _prefix_within(word[position : position + size], size, count)
+        run, tokens = _prefix_within(clip(word[position : position + size + 1], size), size, count)
         pieces.append(Piece(run, start + position, tokens))
         position += len(run)
     return pieces

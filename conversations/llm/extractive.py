@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 
+from chatbot_site.text import clip
 from conversations.llm import Completion, Delta, LLMRequest
 from knowledge.embeddings import get_embedder
 
@@ -171,7 +172,7 @@ def sentences(text: str) -> list[str]:
         for sentence in _SENTENCE_END.split(flat):
             sentence = sentence.strip(" #*-")
             if len(sentence) > MAX_SENTENCE_CHARS:
-                sentence = sentence[:MAX_SENTENCE_CHARS].rsplit(" ", 1)[0] + " …"
+                sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0] + " …"
             if sentence:
                 out.append(sentence)
     return out

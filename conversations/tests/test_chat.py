@@ -58,6 +58,15 @@ def test_extractive_answer_is_cited_stored_and_counted(alpha):
     assert set(timing) == {"auth", "answer"} and float(timing["auth"]) > 0
 
 
+def test_a_long_question_titles_its_conversation_without_half_an_emoji(alpha):
+    add_passages(alpha)
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # 👨‍👩‍👧‍👦
+    question = ("When do annual plans renew? " + "x" * 200)[:198] + family + " thanks"
+    body = chat(alpha.client(alpha.chat_key), **ask(alpha, question)).json()
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=body["session_id"])
+    assert conversation.title == question[:198]
+
+
 def test_history_is_readable_through_conversations(alpha):
     add_passages(alpha)
     body = chat(alpha.client(alpha.chat_key), **ask(alpha, "How are refunds paid?")).json()

@@ -135,6 +135,20 @@ def test_the_hold_is_bounded() -> None:
     assert shown + guard.flush() == "x" * (MAX_HOLD * 3)
 
 
+@pytest.mark.parametrize(
+    ("cluster", "tail"),
+    [("\U0001f1ef\U0001f1f5", "x"), ("\U0001f468\u200d\U0001f469\u200d\U0001f467", "")],
+    ids=["flags", "zwj-emoji"],
+)
+def test_the_forced_cut_does_not_split_an_emoji(cluster: str, tail: str) -> None:
+    """Past MAX_HOLD the guard releases text with no space in it: between two clusters."""
+    text = cluster * (MAX_HOLD * 2 // len(cluster)) + tail
+    guard = OutputGuard(pii_entities=(), hosts=HOSTS)
+    shown = guard.feed(text)
+    assert len(shown) >= MAX_HOLD - 32 and len(shown) % len(cluster) == 0
+    assert shown + guard.flush() == text
+
+
 def test_adversarial_markup_completes() -> None:
     # Inputs that would make a backtracking pattern explode; no timing assert (house rule).
     for text in ("[" * 50_000, "[a](" * 20_000, "![" * 30_000 + "](", "http://" * 20_000,

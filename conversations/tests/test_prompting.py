@@ -52,6 +52,19 @@ def test_citations_list_only_cited_passages_in_order():
     assert len(out[0]["snippet"]) <= 305 and out[0]["snippet"].endswith("…")
 
 
+def test_a_snippet_is_cut_between_flags_not_inside_one():
+    japan = "\U0001f1ef\U0001f1f5"  # 🇯🇵: two regional indicators
+    text = "Fans:" + japan * 200 + "\n\nThe Tokyo tower lights up every night in winter."
+    (out,) = citations_for([1], [hit(text)])
+    assert out["snippet"] == "Fans:" + japan * 147 + " …"
+
+
+def test_a_long_extractive_sentence_keeps_its_last_letters_marks():
+    thai = "\u0e1b\u0e47\u0e19"  # ป็น: the mark ็ belongs to the ป before it
+    (sentence,) = sentences(thai * 140)
+    assert sentence == thai * 133 + " …"
+
+
 def test_prompt_delimits_passages_as_data_and_escapes_them():
     messages = build_messages(
         system_prompt="You are the billing bot.",

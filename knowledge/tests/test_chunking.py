@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from chatbot_site.text import is_mark
 from knowledge.chunking import chunk_blocks, document_text
 from knowledge.parsers import Block
 
@@ -80,6 +81,15 @@ def test_text_without_spaces_is_cut_into_runs_and_kept_whole(count):
             " ", ""
         )
     assert drafts[0].text.startswith(sentence)
+
+
+def test_runs_without_spaces_are_cut_between_letters_not_before_their_marks(count):
+    """Thai vowel and tone marks (and a Devanagari vowel sign) stay with their consonant."""
+    text = "ภาษาไทยเป็นภาษาที่ไม่มีการเว้นวรรคระหว่างคำ" * 60 + "เมืองหลวงคือกรุงเทพ" * 40
+    drafts = chunk_blocks([Block(text)], size=64, overlap=0, count=count)
+    assert len(drafts) > 10 and "".join(d.text for d in drafts) == text
+    for draft in drafts:
+        assert not is_mark(draft.text[0]) and draft.text[0] != "\u0e33", draft.text[:5]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,85 @@
+"""Text as its readers see it, in any script: where it may be cut without splitting what shows
+as one character (a grapheme cluster).
+
+The cut is a simple approximation of Unicode's extended grapheme clusters (UAX #29), not the
+full algorithm: a position is *not* a boundary
+
+- before a combining mark (``unicodedata`` categories Mn, Mc, Me: accents, Thai and Devanagari
+  vowel signs, Arabic vowel marks, variation selectors U+FE00-FE0F, keycap U+20E3) or before
+  Thai/Lao SARA AM (U+0E33, U+0EB3: spacing vowels Unicode files as letters);
+- before or after ZERO WIDTH JOINER (U+200D, emoji ZWJ sequences such as families);
+- before an emoji skin-tone modifier (U+1F3FB-1F3FF) or a tag character (U+E0020-E007F,
+  subdivision flags);
+- inside a regional-indicator pair (flags): between two indicators after an odd number of them;
+- between CR and LF.
+
+Not modelled: Hangul jamo sequences, prepended concatenation marks, Indic conjuncts across a
+virama (a cut there leaves a half form, which still reads). A cut never walks back more than
+:data:`MAX_WALK` code points: past that (a base letter with 40 marks on it) the text is cut where
+it was asked to be.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+MAX_WALK = 32
+ZWJ = "\u200d"
+MARK_CATEGORIES = frozenset({"Mn", "Mc", "Me"})
+_SPACING_VOWELS = frozenset("\u0e33\u0eb3")
+
+
+def is_mark(ch: str) -> bool:
+    """A combining mark: it belongs to the character before it."""
+    return unicodedata.category(ch) in MARK_CATEGORIES
+
+
+def _extends(ch: str) -> bool:
+    """``ch`` joins the cluster before it."""
+    return (
+        ch == ZWJ
+        or ch in _SPACING_VOWELS
+        or "\U0001f3fb" <= ch <= "\U0001f3ff"
+        or "\U000e0020" <= ch <= "\U000e007f"
+        or is_mark(ch)
+    )
+
+
+def _regional(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"
+
+
+def _boundary(text: str, i: int) -> bool:
+    """Whether ``text`` may be cut before ``text[i]`` (0 < i < len(text))."""
+    before, after = text[i - 1], text[i]
+    if before == ZWJ or _extends(after):
+        return False
+    if before == "\r":
+        return after != "\n"
+    if _regional(before) and _regional(after):
+        start = i - 1
+        while start > 0 and _regional(text[start - 1]):
+            start -= 1
+        return (i - start) % 2 == 0  # an even number of indicators before: between two flags
+    return True
+
+
+def grapheme_cut(text: str, n: int) -> int:
+    """The largest position ``<= n`` at which ``text`` can be cut without splitting a grapheme
+    cluster (by the approximation above). Never 0 for ``n > 0``: when the walk back would reach
+    the start of ``text`` or pass :data:`MAX_WALK` code points, ``n`` itself."""
+    if n >= len(text):
+        return len(text)
+    if n <= 0:
+        return 0
+    cut = n
+    while cut > 0 and n - cut <= MAX_WALK:
+        if _boundary(text, cut):
+            return cut
+        cut -= 1
+    return n
+
+
+def clip(text: str, n: int) -> str:
+    """At most ``n`` code points of the start of ``text``, cut at a grapheme boundary."""
+    return text[: grapheme_cut(text, n)]
