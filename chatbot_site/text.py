@@ -1,5 +1,5 @@
 """Text as its readers see it, in any script: where it may be cut without splitting what shows
-as one character (a grapheme cluster).
+as one character (a grapheme cluster), what a word is and where a sentence ends.
 
 The cut is a simple approximation of Unicode's extended grapheme clusters (UAX #29), not the
 full algorithm: a position is *not* a boundary
@@ -21,6 +21,7 @@ it was asked to be.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 MAX_WALK = 32
@@ -83,3 +84,31 @@ def grapheme_cut(text: str, n: int) -> int:
 def clip(text: str, n: int) -> str:
     """At most ``n`` code points of the start of ``text``, cut at a grapheme boundary."""
     return text[: grapheme_cut(text, n)]
+
+
+def _mark_class() -> str:
+    """The combining marks of planes 0 and 1 as the body of a regex character class (read from
+    ``unicodedata`` once, at import: under 20 ms)."""
+    ranges: list[list[int]] = []
+    categories = map(unicodedata.category, map(chr, range(0x20000)))
+    for code, category in enumerate(categories):
+        if category in MARK_CATEGORIES:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+# A word: letters, digits and underscore (``\w``) with the combining marks written on them and the
+# joiners inside Persian and Indic words (ZWNJ, ZWJ). ``\w`` alone is no word pattern for most of
+# the world's scripts: Python's ``re`` reads no mark as a word character, so it cut "राजनीति"
+# into र, जन, त and the Arabic "كَتَبَ" into its three letters.
+WORD = re.compile(f"[\\w{_mark_class()}\u200c\u200d]+")
+
+# Where a sentence ends: Latin ``.!?``, the Devanagari danda and double danda (``।॥``), the
+# Arabic question mark (``؟``) and the Urdu full stop (U+06D4) where whitespace follows; the CJK
+# full stop, fullwidth exclamation and question marks (``。``, U+FF01, U+FF1F) wherever they
+# stand, since those scripts put no space after them. A pattern to split at (an alternation:
+# wrap it in a group to add to it).
+SENTENCE_END = "(?<=[.!?\u0964\u0965\u061f\u06d4])\\s+|(?<=[\u3002\uff01\uff1f])\\s*"

@@ -14,12 +14,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatbot_site.text import clip
+from chatbot_site.text import SENTENCE_END, clip
 from knowledge.parsers import Block
 
-# Sentence ends: Latin ones where whitespace follows; CJK ones (ideographic full stop, fullwidth
-# exclamation and question marks) wherever they stand, since those scripts put no space after them.
-_SENTENCE = re.compile("(?<=[.!?])\\s+|(?<=[\u3002\uff01\uff1f])\\s*|\n+")
+# Sentence ends (chatbot_site.text.SENTENCE_END: Latin, Devanagari, Arabic ones where whitespace
+# follows, CJK ones wherever they stand) and line breaks.
+_SENTENCE = re.compile(f"{SENTENCE_END}|\n+")
 _WORD = re.compile(r"\S+")
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana, CJK
 # ideographs. A "word" of theirs longer than a chunk is text, not a hash or a base64 blob.

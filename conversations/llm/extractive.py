@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 
-from chatbot_site.text import clip
+from chatbot_site.text import SENTENCE_END, WORD, clip, is_mark
 from conversations.llm import Completion, Delta, LLMRequest
 from knowledge.embeddings import get_embedder
 
@@ -145,15 +145,14 @@ _STOPWORDS = frozenset(
         "yours",
     ]
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s])")
+_SENTENCE_END = re.compile(f"(?:{SENTENCE_END})(?=\\S)")
 _SPACE = re.compile(r"\s+")
 
 
 def terms(text: str) -> set[str]:
     """Content words, crudely stemmed (first 6 letters), lower-cased."""
     return {
-        w[:6] for w in (m.group(0).lower() for m in _WORD.finditer(text))
+        w[:6] for w in (m.group(0).lower() for m in WORD.finditer(text))
         if len(w) > 2 and w not in _STOPWORDS
     }  # fmt: skip
 
@@ -187,11 +186,18 @@ def readable_text(passage: str) -> str:
     return "\n".join(line for line in lines if not line.lstrip().startswith(("|", "#")))
 
 
+# The punctuation of prose (Latin, Devanagari, Arabic, CJK) and the joiners inside words.
+_PROSE_PUNCTUATION = frozenset(
+    " ,.;:'()-\u0964\u0965\u060c\u061b\u061f\u06d4\u3001\u3002\uff0c\uff01\uff1f\u200c\u200d"
+)
+
+
 def prose(sentence: str) -> bool:
-    """Reads as a sentence, not as code, a command line or a table row."""
+    """Reads as a sentence, not as code, a command line or a table row. A letter's combining
+    marks (Hindi and Tamil vowel signs, Arabic and Hebrew vowel marks) are part of its words."""
     if len(sentence) < 6:
         return False
-    readable = sum(ch.isalpha() or ch in " ,.;:'()-" for ch in sentence)
+    readable = sum(ch.isalpha() or ch in _PROSE_PUNCTUATION or is_mark(ch) for ch in sentence)
     return readable / len(sentence) >= 0.85
 
 

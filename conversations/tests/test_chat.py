@@ -67,6 +67,14 @@ def test_a_long_question_titles_its_conversation_without_half_an_emoji(alpha):
     assert conversation.title == question[:198]
 
 
+def test_the_extractive_backend_answers_hindi_from_a_hindi_record(alpha):
+    add_passages(
+        alpha, ["ताजमहल आगरा शहर में यमुना नदी के किनारे स्थित है। इसे शाहजहाँ ने बनवाया था।"]
+    )
+    body = chat(alpha.client(alpha.chat_key), **ask(alpha, "ताजमहल किसने बनवाया था?")).json()
+    assert body["refusal"] is None and "इसे शाहजहाँ ने बनवाया था। [1]" in body["output"]
+
+
 def test_history_is_readable_through_conversations(alpha):
     add_passages(alpha)
     body = chat(alpha.client(alpha.chat_key), **ask(alpha, "How are refunds paid?")).json()

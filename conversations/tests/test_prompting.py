@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conversations.llm.extractive import NOTHING_FOUND, compose, sentences
+from conversations.llm.extractive import NOTHING_FOUND, compose, sentences, terms
 from conversations.prompting import (
     CitationFilter,
     ScopeRules,
@@ -103,6 +103,57 @@ def test_extractive_answer_cites_the_sentences_that_cover_the_question():
     assert answer == "Refunds take five business days to reach the card. [1]"
     assert compose("anything", []) == NOTHING_FOUND
     assert compose("zzz", ["Only this. And that."]) == "Only this. [1]"
+
+
+@pytest.mark.parametrize(
+    ("question", "passage", "answer"),
+    [
+        (
+            "ताजमहल किसने बनवाया था?",
+            "ताजमहल आगरा शहर में यमुना नदी के किनारे स्थित है। इसे शाहजहाँ ने बनवाया था।",
+            "ताजमहल आगरा शहर में यमुना नदी के किनारे स्थित है। [1] इसे शाहजहाँ ने बनवाया था। [1]",
+        ),
+        (
+            "தமிழ்நாட்டின் தலைநகரம் எது?",
+            "சென்னை தமிழ்நாட்டின் தலைநகரம் ஆகும். இது வங்காள விரிகுடாவின் கரையில் அமைந்துள்ளது.",
+            "சென்னை தமிழ்நாட்டின் தலைநகரம் ஆகும். [1]",
+        ),
+        (
+            "أَيْنَ تَقَعُ القَاهِرَةُ؟",
+            "تَقَعُ مَدِينَةُ القَاهِرَةِ عَلَى ضِفَافِ نَهْرِ النِّيلِ. وَهِيَ عَاصِمَةُ مِصْرَ.",
+            "تَقَعُ مَدِينَةُ القَاهِرَةِ عَلَى ضِفَافِ نَهْرِ النِّيلِ. [1]",
+        ),
+        (
+            "מָה עִיר הַבִּירָה שֶׁל יִשְׂרָאֵל?",
+            "יְרוּשָׁלַיִם הִיא עִיר הַבִּירָה שֶׁל יִשְׂרָאֵל. הָעִיר עַתִּיקָה מְאוֹד.",
+            "יְרוּשָׁלַיִם הִיא עִיר הַבִּירָה שֶׁל יִשְׂרָאֵל. [1]",
+        ),
+    ],
+    ids=["hindi", "tamil", "arabic-harakat", "hebrew-niqqud"],
+)
+def test_extractive_answer_reads_scripts_whose_words_carry_combining_marks(
+    question, passage, answer
+):
+    assert compose(question, [passage]) == answer
+
+
+def test_terms_keep_a_letters_marks_in_its_word():
+    assert terms("भारत की राजधानी नई दिल्ली") == {"भारत", "राजधान", "दिल्ली"}
+    assert terms("كَتَبَ الطَّالِبُ الدَّرْسَ") == {"كَتَبَ", "الطَّا", "الدَّر"}
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # می‌خواهم: a ZWNJ inside
+    assert terms(persian) == {persian[:6]}
+
+
+def test_extractive_sentences_end_at_cjk_devanagari_and_arabic_marks():
+    text = "東京タワーは毎晩光ります。冬は特にきれいです\uff01ताजमहल आगरा में है। इसे किसने बनवाया? أين هي؟ هنا."
+    assert sentences(text) == [
+        "東京タワーは毎晩光ります。",
+        "冬は特にきれいです\uff01",
+        "ताजमहल आगरा में है।",
+        "इसे किसने बनवाया?",
+        "أين هي؟",
+        "هنا.",
+    ]
 
 
 def test_extractive_answer_skips_code_and_tables():

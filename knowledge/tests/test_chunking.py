@@ -83,6 +83,15 @@ def test_text_without_spaces_is_cut_into_runs_and_kept_whole(count):
     assert drafts[0].text.startswith(sentence)
 
 
+def test_a_long_hindi_block_is_split_at_its_dandas(count):
+    """A sentence too long for a chunk is split at words; Hindi sentences end at a danda (।)."""
+    sentence = "ताजमहल आगरा शहर में यमुना नदी के किनारे स्थित है।"
+    text = " ".join([sentence] * 80)
+    drafts = chunk_blocks([Block(text)], size=64, overlap=0, count=count)
+    assert len(drafts) > 3
+    assert all(d.text.endswith("।") and d.text.startswith(sentence[:6]) for d in drafts)
+
+
 def test_runs_without_spaces_are_cut_between_letters_not_before_their_marks(count):
     """Thai vowel and tone marks (and a Devanagari vowel sign) stay with their consonant."""
     text = "ภาษาไทยเป็นภาษาที่ไม่มีการเว้นวรรคระหว่างคำ" * 60 + "เมืองหลวงคือกรุงเทพ" * 40
