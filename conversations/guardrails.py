@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from chatbot_site import pii
-from chatbot_site.text import grapheme_cut
+from chatbot_site.text import WORD, grapheme_cut
 from knowledge.embeddings import get_embedder
 from knowledge.retrieval import embed_queries
 
@@ -300,7 +300,6 @@ def topic_vectors(texts: Sequence[str], *, tenant_id: object) -> list[tuple[floa
     return list(_topic_vectors(texts, get_embedder().model, tenant_id))
 
 
-_WORD = re.compile(r"\w{1,64}")
 _STOP = frozenset(
     [
         "a",
@@ -330,7 +329,9 @@ _STOP = frozenset(
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.casefold()) if w not in _STOP]
+    """Content words, with their combining marks (``\\w`` alone cut "राजनीति" into र, जन, त,
+    and "र" began every Hindi word that starts with it)."""
+    return [w for w in WORD.findall(text.casefold()) if w not in _STOP]
 
 
 def _mentions(question: str, topic: str) -> bool:

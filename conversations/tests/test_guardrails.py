@@ -176,6 +176,25 @@ def test_blocked_topics_by_name_or_by_meaning() -> None:
 
 
 @pytest.mark.django_db
+def test_a_hindi_blocked_topic_is_named_only_by_its_own_word(settings) -> None:
+    """\\w cut "राजनीति" (politics) into र, जन, त: any question with a word starting with र
+    and "जन" in it (जनसंख्या, population) named it. The local English model puts any two Hindi
+    texts about 0.65 apart, so the naming is tested with the similarity leg out of the way."""
+    settings.SCOPE_BLOCKED_THRESHOLD = 0.99
+    embedder = get_embedder()
+
+    def check(question: str) -> str:
+        verdict = blocked_topic(
+            question=question, vector=embedder.embed([question])[0], topics=["राजनीति"], tenant_id=1
+        )
+        return verdict.matched if verdict else ""
+
+    assert check("भारत की जनसंख्या कितनी है?") == ""
+    assert check("भारत की राजनीति कैसी है?") == "राजनीति"
+    assert check("राजनीतिक दलों के बारे में बताइए") == "राजनीति"  # a longer form of the word
+
+
+@pytest.mark.django_db
 def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
     embedder = get_embedder()
     topics = ["Questions about billing, invoices and subscription plans.", "billing", "refunds"]
