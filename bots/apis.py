@@ -17,6 +17,7 @@ from bots.models import PII_ENTITIES, Bot, Scope
 from bots.services import scope_create, scope_delete, scope_update
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from chatbot_site.params import TagField
 from tenants.api_base import TenantApi
 from tenants.models import KEY_RATE_LIMIT_MAX, ApiKey, Role, validate_key_expiry
 from tenants.services import api_key_create, api_key_revoke, api_key_update
@@ -24,10 +25,6 @@ from tenants.services import api_key_create, api_key_revoke, api_key_update
 
 def Topic() -> serializers.CharField:
     return serializers.CharField(max_length=200)
-
-
-def Tag() -> serializers.CharField:
-    return serializers.CharField(max_length=100)
 
 
 class ScopeOutput(serializers.Serializer):
@@ -57,7 +54,7 @@ class ScopeInput(serializers.Serializer):
         child=serializers.ChoiceField(choices=PII_ENTITIES), max_length=len(PII_ENTITIES),
         required=False,
     )  # fmt: skip
-    tags = serializers.ListField(child=Tag(), max_length=100, required=False)
+    tags = serializers.ListField(child=TagField(), max_length=100, required=False)
 
     def validate_pii_entities(self, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))  # a set of entities: ["EMAIL", "EMAIL"] is ["EMAIL"]

@@ -1,12 +1,15 @@
-"""Query-parameter parsing shared by list endpoints; bad values are field-level 400s."""
+"""Query-parameter parsing shared by list endpoints; bad values are field-level 400s. Tags,
+as parameters and in bodies."""
 
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
 from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
+from rest_framework import serializers
 
 from chatbot_site.errors import ValidationFailed
 
@@ -59,3 +62,23 @@ def parse_bool(value: str | None, name: str) -> bool | None:
     if lowered in {"false", "0"}:
         return False
     raise ValidationFailed(details={name: ["Must be true or false."]})
+
+
+MAX_TAG_CHARS = 100
+
+
+def parse_tag(value: str) -> str:
+    """A tag as it is stored and matched: in NFC, so that a tag written with a decomposed "é"
+    (e + U+0301) is the same tag as one written with the precomposed character."""
+    return unicodedata.normalize("NFC", value)
+
+
+class TagField(serializers.CharField):
+    """A tag in a request body (:func:`parse_tag`), at most :data:`MAX_TAG_CHARS` characters."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", MAX_TAG_CHARS)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        return parse_tag(super().to_internal_value(data))

@@ -43,6 +43,7 @@ from chatbot_site.errors import (
     exception_handler,
     request_id_of,
 )
+from chatbot_site.params import TagField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
 from conversations.apis import UsageSerializer
 from conversations.chat import (
@@ -84,9 +85,7 @@ class ChatMessageInput(serializers.Serializer):
 class ChatFilters(serializers.Serializer):
     """``filters`` of /v1/chat and /v1/retrieve: only chunks with one of these tags."""
 
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=50
-    )
+    tags = serializers.ListField(child=TagField(), required=False, max_length=50)
 
 
 class ChatInput(serializers.Serializer):

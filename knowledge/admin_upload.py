@@ -10,6 +10,7 @@ from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from chatbot_site.errors import ApplicationError
+from chatbot_site.params import MAX_TAG_CHARS, parse_tag
 from knowledge.apis import UrlInput
 from knowledge.intake import document_add_upload, document_add_url
 from knowledge.models import Dataset
@@ -56,8 +57,8 @@ class UploadForm(forms.Form):
         return urls
 
     def clean_tags(self) -> list[str]:
-        tags = [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
-        if any(len(t) > 100 for t in tags):
+        tags = [parse_tag(t.strip()) for t in self.cleaned_data["tags"].split(",") if t.strip()]
+        if any(len(t) > MAX_TAG_CHARS for t in tags):
             raise forms.ValidationError("A tag is at most 100 characters.")
         return list(dict.fromkeys(tags))
 

@@ -27,7 +27,7 @@ from bots.models import Bot, Scope
 from bots.services import bot_delete
 from chatbot_site.errors import NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import parse_bool
+from chatbot_site.params import MAX_TAG_CHARS, TagField, parse_bool, parse_tag
 from chatbot_site.parsers import JSONParser, metadata_problem
 from knowledge.intake import (
     document_add_upload,
@@ -45,11 +45,6 @@ from knowledge.services import (
     document_delete,
 )
 from tenants.api_base import TenantApi
-
-
-def Tag() -> serializers.CharField:
-    return serializers.CharField(max_length=100)
-
 
 # --- datasets ------------------------------------------------------------------------------
 
@@ -70,7 +65,7 @@ class DatasetOutput(serializers.Serializer):
 class DatasetInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
-    tags = serializers.ListField(child=Tag(), max_length=100, required=False)
+    tags = serializers.ListField(child=TagField(), max_length=100, required=False)
     chunk_size = serializers.IntegerField(min_value=32, max_value=8192, required=False)
     chunk_overlap = serializers.IntegerField(min_value=0, max_value=4096, required=False)
     language = serializers.ChoiceField(choices=LANGUAGES, required=False)
@@ -96,7 +91,7 @@ class DatasetListCreateApi(TenantApi):
     def get(self, request: Request) -> Response:
         datasets = self.scoped(Dataset).annotate(document_count=Count("documents"))
         if tag := request.query_params.get("tag"):
-            datasets = datasets.filter(tags__contains=[tag])
+            datasets = datasets.filter(tags__contains=[parse_tag(tag)])
         return Response(paginate(datasets, request, lambda r: DatasetOutput(r, many=True).data))
 
     @extend_schema(
@@ -183,7 +178,7 @@ def filter_documents(documents: QuerySet[Document], request: Request) -> QuerySe
             )
         documents = documents.filter(status=status)
     if tag := request.query_params.get("tag"):
-        documents = documents.filter(tags__contains=[tag])
+        documents = documents.filter(tags__contains=[parse_tag(tag)])
     return documents
 
 
@@ -197,7 +192,7 @@ class RecordInput(serializers.Serializer):
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
     text = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
     metadata = serializers.DictField(required=False, default=dict)
-    tags = serializers.ListField(child=Tag(), max_length=100, required=False, default=list)
+    tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)
     external_id = serializers.CharField(max_length=255, required=False, allow_null=True)
 
     def validate_text(self, value: str) -> str:
@@ -238,7 +233,7 @@ class RecordsInput(serializers.Serializer):
 
 class UrlInput(serializers.Serializer):
     url = serializers.URLField(max_length=2048)
-    tags = serializers.ListField(child=Tag(), max_length=100, required=False, default=list)
+    tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
 
@@ -279,7 +274,8 @@ def parse_tags(raw: str) -> list[str]:
         tags = value
     else:
         tags = [t for t in (part.strip() for part in raw.split(",")) if t]
-    if len(tags) > 100 or any(len(t) > 100 for t in tags):
+    tags = [parse_tag(t) for t in tags]
+    if len(tags) > 100 or any(len(t) > MAX_TAG_CHARS for t in tags):
         raise ValidationFailed(details={"tags": ["At most 100 tags of at most 100 characters."]})
     return tags
 

@@ -28,6 +28,7 @@ from django.db import connection
 from chatbot_site.errors import UpstreamError
 from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.models import BotDataset, Dataset, DocumentStatus
+from knowledge.parsers import normalize_text
 from knowledge.query_vectors import embed_cached
 
 Mode = Literal["hybrid", "vector", "text"]
@@ -496,7 +497,9 @@ def search(
     whose index-scan settings are ``SET LOCAL``, sent in one round trip). With a follow-up's ``context``, the vector leg
     searches with the steered vector and the text leg (bm25) adds the context's terms at its
     weight (ranking, and each hit's ``vector_score``, follow the steered search); each hit's
-    ``relevance`` is still its similarity to the question alone."""
+    ``relevance`` is still its similarity to the question alone. The query is searched in the
+    form documents are stored in (:func:`knowledge.parsers.normalize_text`)."""
+    query = normalize_text(query)
     if not space.dataset_ids or not query.strip():
         return []
     steered = context is not None and context.weight > 0 and bool(context.vector)
@@ -506,7 +509,7 @@ def search(
     if context is not None and steered:
         params["question_vector"] = vector_literal(query_vector)
         params["vector"] = vector_literal(steer(query_vector, context))
-        params["context"], params["context_weight"] = context.text, context.weight
+        params["context"], params["context_weight"] = normalize_text(context.text), context.weight
     else:
         params["vector"] = vector_literal(query_vector)
     scan = _scan_settings()
@@ -560,6 +563,7 @@ def retrieve(
     fusion: Fusion | None = None,
 ) -> Retrieval:
     """Embed ``query`` with the dataset's embedding model, then :func:`search`."""
+    query = normalize_text(query)
     if not space.dataset_ids or not query.strip():
         return Retrieval(hits=[])
     vector, tokens = embed_query(query, tenant_id=space.tenant_id)
@@ -574,8 +578,11 @@ def embed_queries(
     provider counted them); a provider failure is a ``502 upstream_error``. With a tenant, a
     text that tenant's questions were embedded for lately is not embedded again
     (:mod:`knowledge.query_vectors`) and costs no tokens. Someone waits for the answer: a
-    provider gets ``EMBEDDING_QUERY_TIMEOUT_SECONDS`` for the call, retries included."""
+    provider gets ``EMBEDDING_QUERY_TIMEOUT_SECONDS`` for the call, retries included. Texts are
+    embedded in the form documents are (:func:`knowledge.parsers.normalize_text`)."""
     embedder = get_embedder()
+    # A text of invisible characters only stays as it is: providers refuse an empty input.
+    texts = [normalize_text(text) or text for text in texts]
     try:
         vectors, tokens = embed_cached(
             embedder, texts, tenant_id=tenant_id, within=settings.EMBEDDING_QUERY_TIMEOUT_SECONDS

@@ -76,6 +76,16 @@ def test_filter_tags_and_other_tenants(alpha):
     assert response.status_code == 404
 
 
+def test_a_tag_filter_in_nfd_finds_chunks_tagged_in_nfc(alpha):
+    add_passages(alpha)
+    document = DocumentFactory(tenant=alpha.tenant, dataset=alpha.dataset, tags=["caf\u00e9"])
+    tagged = ChunkFactory(tenant=alpha.tenant, document=document, tags=["caf\u00e9"],
+                          text="The cafe opens at nine.")  # fmt: skip
+    body = retrieve(alpha, bot_id=str(alpha.bot.pk), query="When does the cafe open?",
+                    filters={"tags": ["cafe\u0301"]}).json()  # fmt: skip
+    assert [h["chunk_id"] for h in body["data"]] == [str(tagged.pk)]
+
+
 def test_mode_selects_a_single_leg(alpha):
     add_passages(alpha)
     body = retrieve(alpha, bot_id=str(alpha.bot.pk), query="zzzz qqqq", mode="text").json()

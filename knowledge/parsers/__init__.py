@@ -8,6 +8,7 @@ process, not the worker. Every failure is a :class:`ParseError` with a stable co
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -92,11 +93,26 @@ class ParseError(Exception):
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# Invisible characters that glue to the words around them, so that full text search indexes
+# 'pass\u200bword' and finds neither "password" nor "pass": zero width space, soft hyphen, word
+# joiner, byte order mark and the bidirectional controls (LRM, RLM, embeddings, overrides,
+# isolates). Not ZWNJ or ZWJ (U+200C, U+200D): they are spelling in Persian and Indic scripts
+# and hold emoji sequences together.
+_INVISIBLE = re.compile("[\u00ad\u200b\u200e\u200f\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+
+
+def normalize_text(text: str) -> str:
+    """The one form of text that is stored and searched (documents at ingestion, queries at
+    retrieval): without the invisible characters above, in NFC, so that an "é" typed as e +
+    U+0301 finds the precomposed one and vice versa. Not NFKC: that would change what readers
+    see (m² → m2, ﬁ → fi, full-width letters)."""
+    return unicodedata.normalize("NFC", _INVISIBLE.sub("", text))
 
 
 def clean_text(text: str) -> str:
-    """Text PostgreSQL accepts: no NUL, no lone UTF-16 surrogates (JSON escapes can carry them)."""
-    return _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
+    """Text PostgreSQL accepts (no NUL, no lone UTF-16 surrogates: JSON escapes can carry them),
+    in the form it is searched in (:func:`normalize_text`)."""
+    return normalize_text(_SURROGATES.sub("\ufffd", text.replace("\x00", "")))
 
 
 def parse(content_type: str, data: bytes, limits: Limits) -> list[Block]:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from knowledge.ingestion import claim, document_ingest, reap
 from knowledge.intake import document_add_upload
 from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.retrieval import retrieve, search_space_for_bot
 from knowledge.tests.fixtures import make_encrypted_pdf, make_pdf
 from tenants.services import Actor
 from tests.world import build_tenant
@@ -190,6 +191,36 @@ def test_json_with_lone_surrogates_is_stored(side):
         .values_list("text", flat=True)
     )
     assert "\ufffd lone" in texts[0]
+
+
+def test_documents_and_queries_meet_in_one_normal_form(side):
+    """Invisible characters glued to words made lexemes like 'pass\u200bword', and an "é"
+    written as e + U+0301 (NFD) was a different word from the precomposed one (NFC)."""
+    hebrew = "\u05d4\u05e1\u05e4\u05e8\u05d9\u05d9\u05d4"
+    text = (
+        "Reset your pass\u200bword from the account page. "
+        "The caf\u00e9 opens at nine. "  # NFC
+        "Cre\u0300me bru\u0302le\u0301e is served on Sundays. "  # NFD
+        f"The {hebrew}\u200f closes at six."  # Hebrew, then a right-to-left mark
+    )
+    document = add(side, "notes.txt", text.encode())
+    assert document_ingest(document_id=document.pk) == "ready"
+    (stored,) = Chunk.objects.for_tenant(side.tenant).filter(document=document)
+    assert stored.text == (
+        "Reset your password from the account page. The caf\u00e9 opens at nine. "
+        f"Cr\u00e8me br\u00fbl\u00e9e is served on Sundays. The {hebrew} closes at six."
+    )
+    space = search_space_for_bot(side.bot)
+
+    def finds(query: str) -> bool:
+        hits = retrieve(space, query=query, top_k=5, mode="text").hits
+        return document.pk in {h.document_id for h in hits}
+
+    assert finds("password") and finds("pass\u200bword")
+    assert finds("cafe\u0301")  # an NFD query, an NFC document
+    assert finds("cr\u00e8me br\u00fbl\u00e9e")  # an NFC query, an NFD document
+    assert finds(hebrew)
+    assert not finds("pass")
 
 
 def test_an_unreadable_file_fails_readably_and_logs_what_the_parser_raised(side, caplog):

@@ -95,6 +95,20 @@ def test_records_make_one_document_each_and_repeat_is_200(side, django_capture_o
     assert [d["id"] for d in again.json()["data"]] == [d["id"] for d in data]
 
 
+def test_tags_are_stored_and_filtered_in_nfc(side):
+    """A tag written with a decomposed "é" (e + U+0301) is the same tag as the precomposed one."""
+    client = side.client()
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    payload = {"records": [{"text": "Menus change weekly.", "tags": ["cafe\u0301"]}]}
+    (created,) = client.post(url, payload, format="json").json()["data"]
+    assert created["tags"] == ["caf\u00e9"]
+    uploaded = upload(side, "menu.md", b"# Menu", tags="cafe\u0301, bar").json()
+    assert uploaded["tags"] == ["caf\u00e9", "bar"]
+    for tag in ("caf\u00e9", "cafe\u0301"):
+        listed = client.get(url, {"tag": tag}).json()["data"]
+        assert {d["id"] for d in listed} == {created["id"], uploaded["id"]}
+
+
 def test_record_with_known_external_id_and_new_text_replaces_the_document(side):
     client = side.client()
     url = f"/v1/datasets/{side.dataset.pk}/documents"

@@ -133,6 +133,20 @@ def test_html_of_a_heading_only_is_indexed_as_that_heading():
     ]
 
 
+def test_text_is_kept_in_nfc_without_invisible_characters_but_with_its_joiners():
+    hebrew = "\u05d4\u05e1\u05e4\u05e8\u05d9\u05d9\u05d4"
+    text = (
+        f"\ufeffpass\u200bword soft\u00adhyphen word\u2060joiner \u202b{hebrew}\u200f\u202c "
+        "\u2067isolated\u2069 Cafe\u0301 \u200eleft. Kept: m\u00b2, \ufb01le, "
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \U0001f468\u200d\U0001f469"
+    )
+    (block,) = parse(TEXT, text.encode(), LIMITS)
+    assert block.text == (
+        f"password softhyphen wordjoiner {hebrew} isolated Caf\u00e9 left. Kept: m\u00b2, \ufb01le, "
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \U0001f468\u200d\U0001f469"
+    )
+
+
 def test_text_in_other_encodings_and_with_nul_bytes_does_not_crash():
     latin1 = "Prix: 10 €, déjà payé.\n\nFin.".encode("cp1252")
     assert texts(parse(TEXT, latin1, LIMITS))[0].startswith("Prix: 10")
