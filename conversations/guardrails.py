@@ -67,10 +67,11 @@ _MD_LINK = re.compile(
 )
 # [text]: url  (a reference definition)
 _MD_REFERENCE = re.compile(r"(?m)^ {0,3}\[([^\[\]\n]{1,500})\]:[ \t]{0,8}(\S{1,2048})")
-# Bare URLs, as renderers autolink them: with a scheme, or starting www.
+# Bare URLs, as renderers autolink them: with a scheme, or starting www. After anything but an
+# ASCII letter or digit (\b would miss a URL glued to Chinese or Japanese text: 见https://...).
 _BARE_URL = re.compile(
-    r"(?i)(?:\b(?:https?|ftp|wss?|data|javascript|vbscript|file):[^\s<>\"'`]{1,2048}"
-    r"|\bwww\.[^\s<>\"'`]{1,2048})"
+    r"(?i)(?<![a-z0-9_])(?:(?:https?|ftp|wss?|data|javascript|vbscript|file):[^\s<>\"'`]{1,2048}"
+    r"|www\.[^\s<>\"'`]{1,2048})"
 )
 _TRAILING_PUNCT = ".,;:!?)]}'\""
 
@@ -173,6 +174,40 @@ def _open_link_start(text: str) -> int:
 
 # --- the streaming output guard ----------------------------------------------------------
 
+# Characters that end a "word" as a space does: no PII value and no URL is written with them
+# (Chinese, Japanese and Korean script and punctuation), so an answer in a script without
+# spaces streams instead of arriving whole at the end. CJK punctuation U+3000-303F, kana,
+# Bopomofo, Hangul, the ideographs, and of the full-width forms only the exclamation mark,
+# comma, semicolon and question mark (U+FF01, FF0C, FF1B, FF1F) and the half-width katakana: not
+# the full-width digits, letters, commercial at or full stop (U+FF10-FF5A, FF20, FF0E), which
+# the PII masker is to read as their ASCII twins, nor parentheses, colons or the tilde (phones,
+# IPv6, URLs).
+_UNSPACED_BREAKS = (
+    "\u1100-\u11ff\u3000-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31bf\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff01\uff0c\uff1b\uff1f"
+    "\uff61-\uff9f\U00020000-\U0003ffff"
+)
+_LAST_UNSPACED_BREAK = re.compile(f"[{_UNSPACED_BREAKS}][^{_UNSPACED_BREAKS}]*\\Z")
+
+
+def _unspaced_word_end(text: str, start: int) -> int:
+    """Just past the last character of ``text[start:]`` that ends a word in a script without
+    spaces (``start`` if none), held back to the start of a bare URL that runs through it (a URL
+    may carry such characters: it is sanitised whole) and never inside a grapheme cluster."""
+    if text.isascii():
+        return start
+    match = _LAST_UNSPACED_BREAK.search(text, start)
+    if match is None:
+        return start
+    end = match.start() + 1
+    for url in _BARE_URL.finditer(text, start):
+        if url.start() >= end:
+            break
+        if url.end() >= end:
+            return url.start()
+    return max(start, grapheme_cut(text, end))
+
+
 # Never hold back more than this (and the rest of a grapheme cluster it would split, at most
 # chatbot_site.text.MAX_WALK characters): past it, text is sanitised as it stands.
 MAX_HOLD = 4096
@@ -230,10 +265,11 @@ class OutputGuard:
         # One PII scan of the buffer serves the hold, the straddle check and the masking.
         spans = pii.find(buffer) if self.pii_entities else []
         # Hold the last partial word (a URL, an e-mail or the canary may still be forming),
-        # an unfinished Markdown link, the start of a PII span or of the canary.
+        # an unfinished Markdown link, the start of a PII span or of the canary. A word ends at
+        # a space, or in Chinese or Japanese at a character no PII value or URL is written with.
         space = max(buffer.rfind(" "), buffer.rfind("\n"), buffer.rfind("\t"))
         cut = min(
-            space + 1,
+            _unspaced_word_end(buffer, space + 1),
             _open_link_start(buffer),
             pii.hold_from(buffer, spans) if self.pii_entities else len(buffer),
             self._canary_hold(buffer),

@@ -63,6 +63,18 @@ def post(base: str, world: TenantWorld, body: dict[str, Any]) -> http.client.HTT
     return conn.getresponse()
 
 
+def post_json(base: str, world: TenantWorld, body: dict[str, Any]) -> dict[str, Any]:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/v1/chat", json.dumps(body), {
+        "Authorization": f"Bearer {world.chat_key.plaintext}",
+        "Content-Type": "application/json",
+    })  # fmt: skip
+    response = conn.getresponse()
+    assert response.status == 200
+    return json.loads(response.read())
+
+
 def parse(raw: str) -> list[dict[str, Any]]:
     """SSE frames → [{"id", "event", "data"}] and {"comment": ...} for comment lines."""
     frames = []
@@ -130,6 +142,27 @@ def test_a_token_at_a_time_provider_is_relayed_whole_in_few_deltas(served, alpha
     assert "".join(deltas) == " ".join(words)
     assert frames[-1]["event"] == "done"
     assert len(deltas) <= 30
+
+
+def test_an_answer_in_chinese_streams_in_pieces_and_joins_to_the_json_answer(served, alpha):
+    """Chinese puts no space between words: the output guard held the answer back to its end
+    and sent it as one delta. PII split across the provider's pieces is still masked."""
+    base, fake = served
+    fake.chat_reply = (
+        "年度计划在购买之日每年自动续订[1]。您可以随时在账单页面取消续订\uff0c退款会在五个工作日内"
+        "退回原卡。如有疑问请发邮件至jane.roe@example.com或致电+44-20-7946-0958\uff0c我们会尽快答复。"
+    )
+    fake.piece_chars, fake.chat_delay = 2, 0.03
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                               .read().decode()) if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "done", frames[-1]
+    deltas = [f["data"]["content"] for f in frames if f["event"] == "delta"]
+    assert len(deltas) >= 5
+    assert not any(raw in delta for delta in deltas for raw in ("jane", "7946", "@"))
+    fake.chat_delay = 0
+    answer = post_json(base, alpha, ask(alpha, "When do annual plans renew?"))
+    assert "".join(deltas) == answer["output"]
+    assert "[EMAIL]" in answer["output"] and "[PHONE]" in answer["output"]
 
 
 def test_the_server_keeps_one_connection_to_the_provider_across_turns(served, alpha):

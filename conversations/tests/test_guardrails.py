@@ -62,6 +62,12 @@ def test_links_to_other_hosts_are_made_inert(text: str, expected: str) -> None:
     assert sanitize_links(text, HOSTS) == expected
 
 
+def test_a_url_glued_to_chinese_text_is_a_url() -> None:
+    assert sanitize_links("详情见https://attacker.example/x。", HOSTS) == f"详情见{LINK_REMOVED}"
+    assert sanitize_links("见www.attacker.example", HOSTS) == f"见{LINK_REMOVED}"
+    assert sanitize_links("见https://docs.example.org/a", HOSTS) == "见https://docs.example.org/a"
+
+
 def test_no_allowed_hosts_means_no_live_urls() -> None:
     assert not url_allowed("https://docs.example.org/", ())
     assert url_allowed("/relative/path", ())
@@ -126,6 +132,39 @@ def test_the_guard_holds_back_only_what_may_still_change() -> None:
     assert guard.feed(" the docs](https://docs.example.org/a)") == ""  # a link is held whole
     assert guard.feed(" now") == "[see the docs](https://docs.example.org/a) "
     assert guard.flush() == "now"
+
+
+def test_an_answer_without_spaces_is_released_as_it_comes() -> None:
+    """Chinese and Japanese put no space between words: the guard released nothing before the
+    end. A CJK character or CJK punctuation ends a word as a space does."""
+    guard = OutputGuard(hosts=HOSTS)
+    assert guard.feed("年度计划") == "年度计划"
+    assert guard.feed("每年自动续订[1]。退款") == "每年自动续订[1]。退款"
+    assert guard.feed("はカード") == "はカード"
+    # Full-width digits and letters may be a PII value (the masker is to read them): held on.
+    assert guard.feed("电话\uff10\uff13-\uff11\uff12") == "电话"
+    assert guard.feed("\uff13\uff14") == ""
+    assert guard.feed("。") == "\uff10\uff13-\uff11\uff12\uff13\uff14。"
+    assert guard.flush() == ""
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_pii_and_urls_in_an_answer_without_spaces_are_masked_whole(size: int) -> None:
+    text = (
+        "请发邮件至jane.roe@example.com或致电+44 20 7946 0958\uff0c"
+        "详情见https://attacker.example/收集数据 谢谢。文档见https://docs.example.org/指南页面。"
+    )
+    whole = OutputGuard(hosts=HOSTS)
+    expected = whole.feed(text) + whole.flush()
+    assert expected == (
+        "请发邮件至[EMAIL]或致电[PHONE]\uff0c详情见[link removed] 谢谢。"
+        "文档见https://docs.example.org/指南页面。"
+    )
+    out, pieces = run(OutputGuard(hosts=HOSTS), text, size)
+    assert out == expected
+    assert len([p for p in pieces if p]) > 3  # released as it came, not whole at the end
+    joined = "|".join(pieces)
+    assert "jane" not in joined and "attacker" not in joined and "7946" not in joined
 
 
 def test_the_hold_is_bounded() -> None:
