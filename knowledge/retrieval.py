@@ -571,6 +571,15 @@ def retrieve(
     return Retrieval(hits=hits, embedding_tokens=tokens, query_vector=vector)
 
 
+def _release_connection() -> None:
+    """A remote provider may take seconds (``EMBEDDING_QUERY_TIMEOUT_SECONDS``): the thread's
+    pooled database connection goes back to the pool meanwhile. Held, twenty questions to a
+    hung provider took every pooled connection, and other tenants' requests waited for one
+    (7.6 s for ``GET /v1/bots``). The next query borrows one again."""
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
+
+
 def embed_queries(
     texts: Sequence[str], *, tenant_id: uuid.UUID | None = None
 ) -> tuple[list[list[float]], int]:
@@ -581,6 +590,8 @@ def embed_queries(
     provider gets ``EMBEDDING_QUERY_TIMEOUT_SECONDS`` for the call, retries included. Texts are
     embedded in the form documents are (:func:`knowledge.parsers.normalize_text`)."""
     embedder = get_embedder()
+    if settings.EMBEDDING_BACKEND == "openai":
+        _release_connection()
     # A text of invisible characters only stays as it is: providers refuse an empty input.
     texts = [normalize_text(text) or text for text in texts]
     try:

@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +97,7 @@ class FakeOpenAI:
     # A hostile provider: the body of a streamed answer, verbatim (None: the answer above), or
     # a JSON completion where a stream was asked for.
     chat_body: list[bytes] | None = None
+    on_embeddings: Callable[[], None] | None = None  # called as an embeddings request arrives
     ignore_stream: bool = False
 
     def chat_requests(self) -> list[dict[str, Any]]:
@@ -132,6 +133,8 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 self.reply(status, {"error": {"message": "scripted failure", "type": "test"}})
                 return
             if self.path.endswith("/embeddings"):
+                if state.on_embeddings is not None:
+                    state.on_embeddings()
                 time.sleep(state.embedding_delay)
                 inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                 dims = body.get("dimensions") or 8

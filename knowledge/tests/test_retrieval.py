@@ -20,6 +20,7 @@ from knowledge.retrieval import (
     Fusion,
     SearchSpace,
     build_sql,
+    embed_queries,
     search,
     search_space_for_bot,
     vector_literal,
@@ -452,3 +453,35 @@ def test_the_index_scan_settings_last_only_for_the_search():
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('hnsw.iterative_scan')")
         assert cursor.fetchone()[0] == "off"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("backend", "released"), [("openai", True), ("local", False)])
+def test_a_question_waiting_for_a_remote_provider_holds_no_database_connection(backend, released):
+    """Twenty questions to a hung provider held every pooled connection while they waited; the
+    local model answers in milliseconds, and the connection stays for the search after it."""
+    from django.db import connections
+
+    from knowledge.embeddings import get_embedder
+    from tenants.models import Tenant
+    from tests.fake_openai import fake_openai
+
+    wrapper = connections["default"]  # this thread's
+    seen: list[bool] = []
+    with (
+        fake_openai() as fake,
+        override_settings(
+            EMBEDDING_BACKEND=backend, OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test"
+        ),
+    ):
+        get_embedder.cache_clear()
+        try:
+            fake.on_embeddings = lambda: seen.append(wrapper.connection is None)
+            Tenant.objects.count()  # the request's reads so far: a pooled connection is held
+            assert wrapper.connection is not None
+            embed_queries(["When do plans renew?"])
+            if not released:
+                seen.append(wrapper.connection is None)
+        finally:
+            get_embedder.cache_clear()
+    assert seen == [released]
