@@ -23,13 +23,25 @@ Choices worth knowing:
 - IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
   and slices like ``[1::2]`` stay; "version 1.2.3.4" is a valid dotted quad and is masked.
 - EMAIL: ASCII addresses with a letters-only top-level domain.
+
+Text with any non-ASCII character is also searched in a *folded* copy, made for detection only:
+invisible characters (zero-width spaces and joiners, soft hyphens, bidi controls, variation
+selectors) and combining marks dropped, every Unicode space a space, every dash and the minus
+sign "-", every decimal digit (Arabic-Indic, Devanagari, full-width, ...) its ASCII digit,
+full-width and small forms their ASCII character (NFKC, character by character), the ideographic
+full stop ".". Spans found in the copy are mapped back to the original characters they came
+from, and join the spans found in the text as it stands (so nothing masked before is lost to
+the folding: a zero-width space that separates a word from a card number still does); overlaps
+are then resolved as usual. ASCII text takes none of this: the folding is never looked at.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,6 +287,121 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
             yield m.start(), m.end()
 
 
+# --- non-ASCII text: detection on a folded copy -------------------------------------------
+
+# Invisible characters, dropped: Unicode's Default_Ignorable_Code_Point set (soft hyphen,
+# zero-width space and joiners, bidi marks and controls, word joiner, BOM, variation
+# selectors, Hangul fillers, tags, ...), in the BMP and above it.
+_INVISIBLE_BMP = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+)
+_INVISIBLE_CHAR = re.compile(
+    f"[{_INVISIBLE_BMP}\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+# Compatibility forms folded by NFKC when that gives one ASCII character: the one dot leader,
+# small forms (U+FE50-FE6B), full-width ASCII (U+FF01-FF5E), mathematical letters and digits.
+_COMPAT_BMP = "\u2024\ufe50-\ufe6b\uff01-\uff5e"
+_COMPAT_CHAR = re.compile(f"[{_COMPAT_BMP}\U0001d400-\U0001d7ff]")
+_FULL_STOPS = "\u3002\uff61"  # the ideographic full stop, and its half-width form
+_MINUS = "\u2212"
+_FOLDED_CATEGORIES = frozenset({"Mn", "Mc", "Me", "Zs", "Zl", "Zp", "Nd", "Pd"})
+
+
+@functools.cache
+def _foldable() -> re.Pattern[str]:
+    """A character that :func:`_fold_char` may change: in the BMP those it changes (and a few
+    small forms and unassigned code points it keeps), above it any (emoji, mostly; each is
+    looked at once). Built on first use, so that the scan of the BMP's categories (~10 ms) is
+    paid only by a process that sees non-ASCII text. One character class: the regular
+    expression engine tests a BMP character against it in constant time."""
+    ranges: list[list[int]] = []
+    for code in range(0x80, 0x10000):
+        if unicodedata.category(chr(code)) in _FOLDED_CATEGORIES:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    by_category = "".join(f"{chr(first)}-{chr(last)}" for first, last in ranges)
+    others = _INVISIBLE_BMP + _COMPAT_BMP + _FULL_STOPS + _MINUS + "\x85"
+    return re.compile(f"[{by_category}{others}\U00010000-\U0010ffff]")
+
+
+_FOLDED_CHARS: dict[str, str] = {}  # a cache: at most the few thousand foldable characters
+
+
+def _fold_char(char: str) -> str:
+    folded = _FOLDED_CHARS.get(char)
+    if folded is None:
+        category = unicodedata.category(char)
+        if category[0] == "M" or _INVISIBLE_CHAR.match(char):
+            folded = ""
+        elif category == "Zs":
+            folded = " "
+        elif char.isspace():  # line and paragraph separators, NEL
+            folded = "\n"
+        elif category == "Nd":
+            folded = str(unicodedata.decimal(char))
+        elif category == "Pd" or char == _MINUS:
+            folded = "-"
+        elif char in _FULL_STOPS:
+            folded = "."
+        elif _COMPAT_CHAR.match(char):
+            nfkc = unicodedata.normalize("NFKC", char)
+            folded = nfkc if len(nfkc) == 1 and nfkc.isascii() else char
+        else:
+            folded = char
+        _FOLDED_CHARS[char] = folded
+    return folded
+
+
+@dataclass(frozen=True)
+class _Folded:
+    """A folded copy of a text. Every character of ``text`` comes from exactly one character of
+    the original (folding maps one character to one, or drops it), so positions map back."""
+
+    text: str
+    removed: list[int]  # the dropped characters' indices in the original, ascending
+    gaps: list[int]  # where each of them was, as an index into ``text`` (non-decreasing)
+
+    def original(self, index: int) -> int:
+        """The original index of ``text[index]`` (of the end, for ``len(text)``)."""
+        return index + bisect.bisect_right(self.gaps, index)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span of ``text[start:end]``: dropped characters inside it belong to it,
+        those just before or after it do not."""
+        return self.original(start), self.original(end - 1) + 1
+
+    def index(self, original: int) -> int:
+        """The index in ``text`` of the original index ``original`` (or of what follows it)."""
+        return original - bisect.bisect_left(self.removed, original)
+
+
+def _fold(text: str) -> _Folded:
+    pieces: list[str] = []
+    removed: list[int] = []
+    gaps: list[int] = []
+    last = 0
+    for match in _foldable().finditer(text):
+        char = match.group()
+        folded = _fold_char(char)
+        if folded == char:
+            continue
+        at = match.start()
+        pieces.append(text[last:at])
+        if folded:
+            pieces.append(folded)
+        else:
+            gaps.append(at - len(removed))
+            removed.append(at)
+        last = at + 1
+    if not pieces:
+        return _Folded(text, removed, gaps)
+    pieces.append(text[last:])
+    return _Folded("".join(pieces), removed, gaps)
+
+
 # --- find, mask, hold_from ---------------------------------------------------------------
 
 _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
@@ -287,6 +414,7 @@ _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
 }
 # Every entity needs a digit, except e-mail ("@"): text with neither is clean.
 _MAYBE_PII = re.compile(r"[0-9@]")
+_MAYBE_PII_UNICODE = re.compile(r"[\d@\ufe6b\uff20]")  # any decimal digit, small and wide "@"
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
@@ -307,16 +435,41 @@ def _finders_for(text: str) -> list[tuple[str, Callable[[str], Iterator[tuple[in
     return [(entity, finder) for entity, finder in _FINDERS.items() if possible[entity]]
 
 
-def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
-    """Non-overlapping spans, sorted by start; a longer/validated span wins an overlap."""
-    wanted = set(entities)
-    if not wanted or not _MAYBE_PII.search(text):
-        return []
-    candidates = [
+def _candidates(text: str) -> list[Span]:
+    return [
         Span(entity, start, end)
         for entity, finder in _finders_for(text)
         for start, end in finder(text)
     ]
+
+
+def _unicode_candidates(text: str) -> list[Span]:
+    """Spans in text with non-ASCII characters: those found in it as it stands (what ASCII text
+    gets), then those found in its folded copy, mapped back (overlapping or the same)."""
+    if not _MAYBE_PII_UNICODE.search(text):
+        return []
+    candidates = _candidates(text) if _MAYBE_PII.search(text) else []
+    folded = _fold(text)
+    if folded.text is not text:
+        candidates += [
+            Span(entity, *folded.span(start, end))
+            for entity, finder in _finders_for(folded.text)
+            for start, end in finder(folded.text)
+        ]
+    return candidates
+
+
+def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
+    """Non-overlapping spans, sorted by start; a longer/validated span wins an overlap."""
+    wanted = set(entities)
+    if not wanted:
+        return []
+    if text.isascii():
+        if not _MAYBE_PII.search(text):
+            return []
+        candidates = _candidates(text)
+    else:
+        candidates = _unicode_candidates(text)
     candidates.sort(key=lambda s: (s.start - s.end, _PRIORITY[s.entity], s.start))
     starts: list[int] = []  # the chosen spans, disjoint and kept in order
     chosen: list[Span] = []
@@ -333,7 +486,7 @@ def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
 
 def mask(text: str, entities: Iterable[str] = ENTITIES) -> str:
     """text with each span replaced by its mask, e.g. "[EMAIL]"."""
-    if not _MAYBE_PII.search(text):
+    if not (_MAYBE_PII if text.isascii() else _MAYBE_PII_UNICODE).search(text):
         return text
     return mask_spans(text, find(text, entities), entities)
 

@@ -303,6 +303,157 @@ def test_find_returns_disjoint_spans_sorted_by_start():
     ]
 
 
+# --- non-ASCII text: found in a folded copy, masked in the original ------------------------
+
+
+def wide(text: str) -> str:
+    """``text`` with "!" to "~" in their full-width forms (U+FF01-FF5E); spaces stay."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def in_digits(text: str, zero: str) -> str:
+    """``text`` with its digits in the script whose digit zero is ``zero``."""
+    return "".join(chr(ord(zero) + int(c)) if "0" <= c <= "9" else c for c in text)
+
+
+NBSP, NNBSP, ZWSP = "\u00a0", "\u202f", "\u200b"
+ARABIC_INDIC, DEVANAGARI = "\u0660", "\u0966"  # their digit zero
+
+# What an audit found passing through unmasked (or half masked), each as it was written.
+NON_ASCII = [
+    ("EMAIL", wide("john.doe@example.com")),
+    ("EMAIL", "john.doe\uff20example.com"),  # full-width at sign
+    ("EMAIL", f"john.doe{ZWSP}@example.com"),
+    ("EMAIL", f"john.doe@exam{ZWSP}ple.com"),
+    ("PHONE", f"+49{NBSP}30{NBSP}12345678"),
+    ("PHONE", f"+33{NNBSP}1{NNBSP}42{NNBSP}68{NNBSP}53{NNBSP}00"),
+    ("PHONE", wide("+49 30 12345678")),
+    ("PHONE", in_digits("+966 11 234 5678", ARABIC_INDIC)),  # Arabic-Indic digits
+    ("PHONE", "+1 415\u2011555\u20112671"),  # non-breaking hyphens
+    ("PHONE", "(415) 555\u20132671"),  # en dash
+    ("PHONE", f"+49 30 1234{ZWSP}5678"),  # was masked up to the zero-width space
+    ("IBAN", NBSP.join(["DE89", "3704", "0044", "0532", "0130", "00"])),
+    ("IBAN", wide(DE_IBAN)),
+    ("IBAN", f"{DE_IBAN[:12]}{ZWSP}{DE_IBAN[12:]}"),
+    ("CREDIT_CARD", NBSP.join(["4111", "1111", "1111", "1111"])),
+    ("CREDIT_CARD", wide("4111111111111111")),
+    ("CREDIT_CARD", in_digits("4111 1111 1111 1111", DEVANAGARI)),  # Devanagari digits
+    ("CREDIT_CARD", "4111 1111 1111 " + wide("1111")),  # was "[PHONE] " + the last group
+    ("SSN", "123\u201045\u20106789"),  # U+2010 hyphens
+    ("SSN", wide("123-45-6789")),
+    ("IP_ADDRESS", wide("192.168.10.20")),
+    ("IP_ADDRESS", "192\u3002168\u300210\u300220"),  # ideographic full stops
+]
+
+
+@pytest.mark.parametrize("entity, value", NON_ASCII, ids=ascii)
+def test_non_ascii_spaces_dashes_digits_and_invisibles_do_not_hide_pii(entity, value):
+    text = f"SSN/Kontakt: {value} \u2013 danke"
+    assert spans(text) == [(entity, value)]
+    assert pii.mask(text) == f"SSN/Kontakt: [{entity}] \u2013 danke"
+    assert pii.mask(value) == f"[{entity}]"
+
+
+def test_masks_replace_exactly_the_original_characters_in_mixed_text():
+    text = (
+        f"Grüße aus Köln! Schreib an {wide('jane@example.org')}{ZWSP} oder ruf an: "
+        f"+49{NBSP}30{NBSP}12345678 \u2013 Karte {in_digits('4111 1111 1111 1111', DEVANAGARI)}; "
+        f"東京の IP は{wide('192.168.1.1')}です。IBAN{NBSP}{NBSP.join(['DE89', '3704', '0044'])}"
+        f"{NBSP}0532{NBSP}0130{NBSP}00 \u00b7 SSN 123\u201045\u20106789 \u2713"
+    )
+    assert [(s.entity, text[s.start : s.end]) for s in pii.find(text)] == [
+        ("EMAIL", wide("jane@example.org")),
+        ("PHONE", f"+49{NBSP}30{NBSP}12345678"),
+        ("CREDIT_CARD", in_digits("4111 1111 1111 1111", DEVANAGARI)),
+        ("IP_ADDRESS", wide("192.168.1.1")),
+        ("IBAN", NBSP.join(["DE89", "3704", "0044", "0532", "0130", "00"])),
+        ("SSN", "123\u201045\u20106789"),
+    ]
+    assert pii.mask(text) == (
+        f"Grüße aus Köln! Schreib an [EMAIL]{ZWSP} oder ruf an: [PHONE] \u2013 Karte "
+        f"[CREDIT_CARD]; 東京の IP は[IP_ADDRESS]です。IBAN{NBSP}[IBAN] \u00b7 SSN [SSN] \u2713"
+    )
+
+
+def test_invisible_characters_at_the_edges_of_a_span_stay_outside_the_mask():
+    text = f"{ZWSP}\u2066john@example.com\u2069{ZWSP}, \u200e+49 30 12345678\u200f."
+    assert pii.mask(text) == f"{ZWSP}\u2066[EMAIL]\u2069{ZWSP}, \u200e[PHONE]\u200f."
+
+
+def test_what_was_masked_in_non_ascii_text_still_is():
+    # An invisible character between a word and a number separates them, as it did.
+    assert pii.mask(f"card{ZWSP}{CARD} and ssn{ZWSP}123456789") == (
+        f"card{ZWSP}[CREDIT_CARD] and ssn{ZWSP}[SSN]"
+    )
+    # The ideographic full stop ends a sentence even before a digit.
+    assert pii.mask("電話は03-1234-5678。2番目") == "電話は[PHONE]。2番目"
+    assert pii.mask("Café: 203.0.113.9 · +44 20 7946 0958") == "Café: [IP_ADDRESS] · [PHONE]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Grüße \u2013 Preis 1\u202f299,99\u00a0€, 2019\u20132020, Seite 12\u201314",
+        f"Version {wide('2.1.3')}, 第{wide('3')}章, ①②③ and x² + y²",
+        "\u0663\u0661 \u062f\u064a\u0633\u0645\u0628\u0631 \u0662\u0660\u0662\u0664",  # 31 December 2024
+        wide("2024-01-15 10:20:30, order #12345678, room 101"),
+    ],
+    ids=ascii,
+)
+def test_non_ascii_numbers_that_are_not_pii_stay_clean(text):
+    assert pii.mask(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"card {broken_luhn(CARD)} failed",
+        f"mixed {CARD[:4]} {CARD[4:8]}-{CARD[8:12]} {CARD[12:]}",
+        "GB83WEST12345698765432",
+        "GB82 WE ST12 3456 9876 5432",
+        "666-12-3456",
+        "order 123456789 shipped",
+        "release 1.2.3.4.5",
+        "256.1.1.1 is not an address",
+        "at 12:30:45, MAC 00:1a:2b:3c:4d:5e",
+        "not-an-email@ or @handle or a@b",
+        "Released on 2024-01-15 at 10:20:30, see 15.01.2024 and 01/15/2024 and 2024/01/15.",
+        "Between 1999 and 2005 we shipped 12 000 units; 2019-2020 sales were 3.14159 million.",
+        "Python 3.11.4, Django 5.2.1, numpy 1.26.4, Windows build 10.0.19045.3803.",
+        "Order #12345678 of 3 items, room 101, chapter 3.2.1, page 245, figure 12-3.",
+        "Coordinates 48.8566, 2.3522, ratio 16:9, 1920x1080, HTTP 404, port 8080.",
+    ],
+)
+@pytest.mark.parametrize(
+    "written",
+    [wide, lambda t: t.replace(" ", NBSP), lambda t: t.replace("-", "\u2013"), "Grüße, {}".format],
+    ids=["full-width", "no-break spaces", "en dashes", "after non-ASCII"],
+)
+def test_near_misses_written_in_non_ascii_forms_stay_clean(text, written):
+    text = written(text)
+    assert pii.find(text) == []
+    assert pii.mask(text) == text
+
+
+def test_every_bmp_character_the_folding_changes_is_looked_at():
+    foldable = pii._foldable()
+    missed = [
+        f"U+{code:04X}"
+        for code in range(0x80, 0x10000)
+        if pii._fold_char(chr(code)) != chr(code) and not foldable.fullmatch(chr(code))
+    ]
+    assert missed == []
+
+
+def test_ascii_text_never_goes_through_the_folding(monkeypatch):
+    def fail(text):
+        raise AssertionError("folded ASCII text")
+
+    monkeypatch.setattr(pii, "_fold", fail)
+    text = f"I'm jane@example.org, +44 20 7946 0958, card {CARD}, from 203.0.113.9."
+    assert pii.mask(text) == "I'm [EMAIL], [PHONE], card [CREDIT_CARD], from [IP_ADDRESS]."
+
+
 # --- hold_from and streaming ------------------------------------------------------------
 
 
@@ -494,8 +645,23 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "1:" * N,
         "ssn 12345678 " * (N // 6),
         "x" * (2 * N),
+        # Non-ASCII: folded for detection first, so the same must hold of the folding.
+        wide("1.") * N,
+        wide("7") * (2 * N),
+        wide("+(") * N,
+        wide("a@") * N,
+        wide("GB82 ") * N,
+        "1\u200b" * N,
+        "1" + "\u200b" * (2 * N) + "1",
+        "\u200b" * (2 * N),
+        "\u0661 " * N,
+        "1\u00a0" * N,
+        "1\u2013" * N,
+        "192\u3002" * N,
+        "a\u0301" * N + "@example.com",
+        wide("ssn 12345678 ") * (N // 6),
     ],
-    ids=lambda t: repr(t[:12]),
+    ids=lambda t: ascii(t[:12]),
 )
 def test_adversarial_inputs_complete(text):
     masked = pii.mask(text)
@@ -508,3 +674,9 @@ def test_many_spans_are_resolved_without_quadratic_work():
     found = pii.find(text)
     assert len(found) == 2 * (N // 10)
     assert pii.mask(text) == "[EMAIL] [SSN] " * (N // 10)
+
+
+def test_many_spans_in_folded_text_are_mapped_back_without_quadratic_work():
+    text = f"x\uff20y.io 123\u201045\u20106789{ZWSP} " * (N // 10)
+    assert len(pii.find(text)) == 2 * (N // 10)
+    assert pii.mask(text) == f"[EMAIL] [SSN]{ZWSP} " * (N // 10)
