@@ -510,6 +510,23 @@ _HOLD = re.compile(
 )
 
 
+_HOLD_CONTEXT = 4  # characters before the held window folded too, for the look-behinds
+
+
+def _hold_folded(text: str, floor: int) -> int:
+    """Where :data:`_HOLD` matches the folded copy of ``text[floor:]``, as an index of ``text``
+    (``len(text)`` where it does not, or where folding changes nothing there)."""
+    base = max(0, floor - _HOLD_CONTEXT)
+    tail = text[base:]
+    if tail.isascii():
+        return len(text)
+    folded = _fold(tail)
+    if folded.text is tail:
+        return len(text)
+    match = _HOLD.search(folded.text, folded.index(floor - base))
+    return base + folded.original(match.start()) if match else len(text)
+
+
 def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     """For streaming output: the smallest index i such that text[i:] might still become (part
     of) a PII span when more text is appended. Returns len(text) when nothing needs holding, and
@@ -522,6 +539,8 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     floor = max(0, len(text) - MAX_HOLD)
     match = _HOLD.search(text, floor)
     cut = match.start() if match else len(text)
+    if not text.isascii():
+        cut = min(cut, _hold_folded(text, floor))
     if spans is None:
         base = max(0, floor - MAX_HOLD)
         spans = [Span(s.entity, s.start + base, s.end + base) for s in find(text[base:])]

@@ -549,6 +549,54 @@ def test_streaming_in_random_chunks_ends_as_mask(seed):
     assert all(pii.mask(text).startswith(state) for state in states)
 
 
+STREAMED_NON_ASCII = [
+    f"Mail: {wide('john.doe@example.com')} \u2013 danke, oder jane{ZWSP}@example.org{ZWSP}.",
+    f"Ruf an: +49{NBSP}30{NBSP}12345678 oder +49 30 1234{ZWSP}5678 \u2013 bis dann.",
+    f"Karte {in_digits('4111 1111 1111 1111', DEVANAGARI)} läuft ab; {wide(CARD)} auch.",
+    f"IBAN {NBSP.join(['DE89', '3704', '0044', '0532', '0130', '00'])} bitte.",
+    f"Server {wide('192.168.10.24')} und 192\u3002168\u300210\u300225 sind aus\u3002",
+    f"SSN 123\u201045\u20106789 und {wide('SSN 123456789')}, Telefon 555{NBSP}0199.",
+]
+
+
+@pytest.mark.parametrize("text", STREAMED_NON_ASCII, ids=ascii)
+def test_streaming_non_ascii_text_char_by_char_never_emits_raw_pii(text):
+    expected = pii.mask(text)
+    found = pii.find(text)
+    assert found
+    out, states = stream(text, [1] * len(text))
+    assert out == expected
+    for state in states:
+        assert expected.startswith(state)
+        for span in found:
+            assert text[span.start : span.start + 2] not in state
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_streaming_non_ascii_text_in_random_chunks_ends_as_mask(seed):
+    rng = random.Random(seed)
+    text = " ".join(STREAMED_NON_ASCII)
+    out, states = stream(text, [rng.randint(1, 12) for _ in range(len(text))])
+    assert out == pii.mask(text)
+    assert all(pii.mask(text).startswith(state) for state in states)
+
+
+@pytest.mark.parametrize(
+    "text, held",
+    [
+        (f"Write to {wide('john.doe@exam')}", wide("john.doe@exam")),
+        (f"Write to john.doe{ZWSP}", f"john.doe{ZWSP}"),
+        (f"Number: +49{NBSP}30{NBSP}12", f"+49{NBSP}30{NBSP}12"),
+        (f"Card {wide('4111 1111')}", wide("4111 1111")),
+        ("from 192\u3002168\u3002", "192\u3002168\u3002"),
+        (f"my {wide('ssn')} is ", f"{wide('ssn')} is "),
+    ],
+    ids=ascii,
+)
+def test_hold_from_holds_what_may_still_become_pii_in_non_ascii_forms(text, held):
+    assert text[pii.hold_from(text) :] == held
+
+
 # --- the structlog processor ------------------------------------------------------------
 
 
