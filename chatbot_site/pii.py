@@ -22,7 +22,11 @@ Choices worth knowing:
   totalling 7+ digits in 3+ groups ("batch 32 64 128") are masked: we err towards masking.
 - IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
   and slices like ``[1::2]`` stay; "version 1.2.3.4" is a valid dotted quad and is masked.
-- EMAIL: ASCII addresses with a letters-only top-level domain.
+- EMAIL: addresses with a letters-only top-level domain. In text with non-ASCII characters,
+  the local part and the domain may have letters of any script written with spaces between
+  words (internationalised addresses and domains: "jörg.müller@bücher.de", "иван@пример.рф");
+  letters of scripts written without them (Han, kana, Hangul, Thai, ...) never join an
+  address, so "メールはjohn@example.comです" keeps its words.
 
 Text with any non-ASCII character is also searched in a *folded* copy, made for detection only:
 invisible characters (zero-width spaces and joiners, soft hyphens, bidi controls, variation
@@ -68,17 +72,61 @@ _EMAIL = re.compile(
 )
 
 
+# A letter or digit of a script written with spaces between words: any but those of Han, kana,
+# Hangul (whose particles attach to the word before), Yi, Thai, Lao, Khmer and Myanmar.
+_NO_SPACE_SCRIPTS = (
+    "\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u19e0-\u19ff\u2e80-\u2fdf"
+    "\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3040-\u31ff\u3400-\u4dbf"
+    "\u4e00-\ua4cf\ua960-\ua97f\ua9e0-\ua9ff\uaa60-\uaa7f\uac00-\ud7ff\uf900-\ufaff"
+    "\uff66-\uffdc\U0001b000-\U0001b2ff\U00020000-\U0003ffff"
+)
+_IDN_LETTER = f"[^\\W_{_NO_SPACE_SCRIPTS}]"
+# _EMAIL's two halves with non-ASCII letters (their ASCII parts are _EMAIL's classes). Meant
+# for folded text: combining marks are gone from it. The local part is found from its end: the
+# last character before the "@" that cannot be in it (one backward pass, in the regex engine).
+_IDN_BEFORE_LOCAL = re.compile(rf"(?s:.*)(?:[^\w.%+\-]|[{_NO_SPACE_SCRIPTS}])")
+_IDN_DOMAIN = re.compile(
+    rf"(?:{_IDN_LETTER}|-){{1,63}}(?:\.(?:{_IDN_LETTER}|-){{1,63}}){{1,8}}(?!{_IDN_LETTER}|-)"
+)
+
+
+def _email_start(text: str, start: int, end: int) -> int | None:
+    """Where the address in the candidate ``text[start:end]`` starts (leading dots are not
+    part of it), if it is one."""
+    while text[start] == ".":
+        start += 1
+    labels = text[start:end].rpartition("@")[2].split(".")
+    tld = labels[-1]
+    if text[start] == "@" or not (tld.isalpha() and 2 <= len(tld) <= 24):
+        return None
+    if all(label and label[0] != "-" and label[-1] != "-" for label in labels):
+        return start
+    return None
+
+
 def _emails(text: str) -> Iterator[tuple[int, int]]:
     for m in _EMAIL.finditer(text):
-        start = m.start()
-        while text[start] == ".":
-            start += 1
-        labels = m.group().rpartition("@")[2].split(".")
-        tld = labels[-1]
-        if text[start] == "@" or not (tld.isalpha() and 2 <= len(tld) <= 24):
-            continue
-        if all(label and label[0] != "-" and label[-1] != "-" for label in labels):
+        start = _email_start(text, m.start(), m.end())
+        if start is not None:
             yield start, m.end()
+
+
+def _idn_emails(text: str) -> Iterator[tuple[int, int]]:
+    """What ``finditer`` of _EMAIL with :data:`_IDN_LETTER` for its letters would find, looked
+    for from each "@" (an alternation per character is slow to try at every position)."""
+    done = 0  # where the last match ended: matches do not overlap
+    at = text.find("@")
+    while at != -1:
+        local = max(done, at - 64)
+        before = _IDN_BEFORE_LOCAL.match(text, local, at)
+        local = before.end() if before else local
+        domain = _IDN_DOMAIN.match(text, at + 1) if local < at else None
+        if domain:
+            start = _email_start(text, local, domain.end())
+            if start is not None:
+                yield start, domain.end()
+            done = domain.end()
+        at = text.find("@", max(at + 1, done))
 
 
 # --- CREDIT_CARD -------------------------------------------------------------------------
@@ -412,13 +460,17 @@ _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "SSN": _ssns,
     "IP_ADDRESS": _ips,
 }
+# The finders for the folded copy of a text with non-ASCII characters.
+_UNICODE_FINDERS = {**_FINDERS, "EMAIL": _idn_emails}
 # Every entity needs a digit, except e-mail ("@"): text with neither is clean.
 _MAYBE_PII = re.compile(r"[0-9@]")
 _MAYBE_PII_UNICODE = re.compile(r"[\d@\ufe6b\uff20]")  # any decimal digit, small and wide "@"
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
-def _finders_for(text: str) -> list[tuple[str, Callable[[str], Iterator[tuple[int, int]]]]]:
+def _finders_for(
+    text: str, finders: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = _FINDERS
+) -> list[tuple[str, Callable[[str], Iterator[tuple[int, int]]]]]:
     """The finders that could match ``text`` at all, from cheap necessary conditions: a phone
     has at least 7 digits, a card 12, an SSN 9, an IBAN its 2 check digits and more (the
     shortest, Norway's, has 13), an IPv4 address 4 digits and dots, an IPv6 address a colon.
@@ -432,7 +484,7 @@ def _finders_for(text: str) -> list[tuple[str, Callable[[str], Iterator[tuple[in
         "SSN": digits >= 9,
         "IP_ADDRESS": ":" in text or (digits >= 4 and "." in text),
     }
-    return [(entity, finder) for entity, finder in _FINDERS.items() if possible[entity]]
+    return [(entity, finder) for entity, finder in finders.items() if possible[entity]]
 
 
 def _candidates(text: str) -> list[Span]:
@@ -445,7 +497,8 @@ def _candidates(text: str) -> list[Span]:
 
 def _unicode_candidates(text: str) -> list[Span]:
     """Spans in text with non-ASCII characters: those found in it as it stands (what ASCII text
-    gets), then those found in its folded copy, mapped back (overlapping or the same)."""
+    gets), then those found in its folded copy, mapped back (overlapping or the same), with
+    e-mail addresses of non-ASCII letters."""
     if not _MAYBE_PII_UNICODE.search(text):
         return []
     candidates = _candidates(text) if _MAYBE_PII.search(text) else []
@@ -453,9 +506,11 @@ def _unicode_candidates(text: str) -> list[Span]:
     if folded.text is not text:
         candidates += [
             Span(entity, *folded.span(start, end))
-            for entity, finder in _finders_for(folded.text)
+            for entity, finder in _finders_for(folded.text, _UNICODE_FINDERS)
             for start, end in finder(folded.text)
         ]
+    elif "@" in text:
+        candidates += [Span("EMAIL", start, end) for start, end in _idn_emails(text)]
     return candidates
 
 
@@ -510,21 +565,32 @@ _HOLD = re.compile(
 )
 
 
+# _HOLD's e-mail branch with _IDN_LETTER for its letters and digits.
+_HOLD_IDN_EMAIL = re.compile(
+    rf"(?:{_IDN_LETTER}|[_.%+\-]){{1,64}}(?:@(?:{_IDN_LETTER}|[.\-]){{0,253}})?\Z"
+)
 _HOLD_CONTEXT = 4  # characters before the held window folded too, for the look-behinds
 
 
 def _hold_folded(text: str, floor: int) -> int:
-    """Where :data:`_HOLD` matches the folded copy of ``text[floor:]``, as an index of ``text``
-    (``len(text)`` where it does not, or where folding changes nothing there)."""
+    """Where :data:`_HOLD` matches the folded copy of ``text[floor:]`` (or an e-mail address
+    of non-ASCII letters may be forming), as an index of ``text``; ``len(text)`` if nowhere."""
     base = max(0, floor - _HOLD_CONTEXT)
     tail = text[base:]
     if tail.isascii():
         return len(text)
     folded = _fold(tail)
-    if folded.text is tail:
-        return len(text)
-    match = _HOLD.search(folded.text, folded.index(floor - base))
-    return base + folded.original(match.start()) if match else len(text)
+    start = folded.index(floor - base)
+    patterns = [_HOLD] if folded.text is not tail else []
+    last = folded.text[-1:]
+    if last.isalnum() or last in ("_", ".", "%", "+", "-", "@"):  # else no address can end there
+        patterns.append(_HOLD_IDN_EMAIL)
+    cut = len(folded.text)
+    for pattern in patterns:
+        match = pattern.search(folded.text, start)
+        if match:
+            cut = min(cut, match.start())
+    return base + folded.original(cut)
 
 
 def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import random
+import re
 
 import pytest
 import structlog
@@ -325,6 +326,8 @@ NON_ASCII = [
     ("EMAIL", "john.doe\uff20example.com"),  # full-width at sign
     ("EMAIL", f"john.doe{ZWSP}@example.com"),
     ("EMAIL", f"john.doe@exam{ZWSP}ple.com"),
+    ("EMAIL", "info@bücher.de"),  # an internationalised domain
+    ("EMAIL", "jörg.müller@example.com"),  # was "jörg.mü[EMAIL]"
     ("PHONE", f"+49{NBSP}30{NBSP}12345678"),
     ("PHONE", f"+33{NNBSP}1{NNBSP}42{NNBSP}68{NNBSP}53{NNBSP}00"),
     ("PHONE", wide("+49 30 12345678")),
@@ -433,6 +436,77 @@ def test_near_misses_written_in_non_ascii_forms_stay_clean(text, written):
     text = written(text)
     assert pii.find(text) == []
     assert pii.mask(text) == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "иван.петров@пример.рф",
+        "γιάννης@παράδειγμα.ελ",
+        "josé_núñez+ñ@correo.españa.es",
+        "jo\u0308rg.mu\u0308ller@bu\u0308cher.de",  # decomposed: combining diaeresis
+        "\u0930\u093e\u092e@\u0909\u0926\u093e\u0939\u0930\u0923.\u092d\u093e\u0930\u0924",  # Devanagari
+        "müller@example.com",
+    ],
+    ids=ascii,
+)
+def test_addresses_with_non_ascii_letters_are_found_whole(value):
+    assert spans(f"Adresse: {value}, bitte.") == [("EMAIL", value)]
+    assert pii.mask(f"«{value}»") == "«[EMAIL]»"
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("メールはjohn@example.comです。", "メールは[EMAIL]です。"),
+        ("이메일은 john@example.com입니다", "이메일은 [EMAIL]입니다"),
+        ("请发邮件至john.doe@example.cn谢谢", "请发邮件至[EMAIL]谢谢"),
+        ("ติดต่อjohn@example.co.thครับ", "ติดต่อ[EMAIL]ครับ"),
+    ],
+    ids=ascii,
+)
+def test_words_of_scripts_written_without_spaces_stay_outside_an_address(text, masked):
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Grüße an jörg@büro und @jörg, bis später",
+        "jörg@bücher.c0m and jörg@-bücher.de and jörg@bücher-.de",
+        "Straße 5 @ München, Köln 1@2.3",
+    ],
+    ids=ascii,
+)
+def test_non_ascii_near_misses_of_addresses_stay_clean(text):
+    assert pii.mask(text) == text
+
+
+@pytest.mark.parametrize("alphabet", ["ab.-@_ 1", "a.@", "ab@.-%+", "xyz.@ -"])
+def test_the_idn_address_finder_finds_what_the_ascii_one_does_in_ascii_text(alphabet):
+    rng = random.Random(alphabet)
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90)))
+        assert list(pii._idn_emails(text)) == list(pii._emails(text)), text
+
+
+@pytest.mark.parametrize("alphabet", ["aä.-@ xé_", "äö.@-メ ", "ä" * 8 + ".@-"])
+def test_the_idn_address_finder_finds_what_one_pattern_would(alphabet):
+    # The finder works from each "@"; this is the pattern it stands for.
+    letter = pii._IDN_LETTER
+    pattern = re.compile(
+        rf"(?:{letter}|[_.%+\-]){{1,64}}@(?:{letter}|-){{1,63}}"
+        rf"(?:\.(?:{letter}|-){{1,63}}){{1,8}}(?!{letter}|-)"
+    )
+    rng = random.Random(alphabet)
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 150)))
+        expected = [
+            (start, m.end())
+            for m in pattern.finditer(text)
+            if (start := pii._email_start(text, m.start(), m.end())) is not None
+        ]
+        assert list(pii._idn_emails(text)) == expected, text
 
 
 def test_every_bmp_character_the_folding_changes_is_looked_at():
@@ -556,6 +630,7 @@ STREAMED_NON_ASCII = [
     f"IBAN {NBSP.join(['DE89', '3704', '0044', '0532', '0130', '00'])} bitte.",
     f"Server {wide('192.168.10.24')} und 192\u3002168\u300210\u300225 sind aus\u3002",
     f"SSN 123\u201045\u20106789 und {wide('SSN 123456789')}, Telefon 555{NBSP}0199.",
+    "Grüße, jörg.müller@example.com oder info@bücher.de \u2013 иван@пример.рф.",
 ]
 
 
@@ -590,6 +665,8 @@ def test_streaming_non_ascii_text_in_random_chunks_ends_as_mask(seed):
         (f"Card {wide('4111 1111')}", wide("4111 1111")),
         ("from 192\u3002168\u3002", "192\u3002168\u3002"),
         (f"my {wide('ssn')} is ", f"{wide('ssn')} is "),
+        ("Schreib an jörg.mü", "jörg.mü"),
+        ("Schreib an info@bü", "info@bü"),
     ],
     ids=ascii,
 )
@@ -708,6 +785,12 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "192\u3002" * N,
         "a\u0301" * N + "@example.com",
         wide("ssn 12345678 ") * (N // 6),
+        "\u00e4@" * N,
+        "\u00e4." * N + "@",
+        ("\u00e4" * 63 + ".") * (N // 32) + "@" + "\u00fc." * 1000,
+        "a@" + "\u00e4." * N,
+        "\u00e4" * (2 * N) + "@b\u00fccher.de",
+        "\u00e4@-" * N,
     ],
     ids=lambda t: ascii(t[:12]),
 )
