@@ -213,6 +213,11 @@ def _unspaced_word_end(text: str, start: int) -> int:
 MAX_HOLD = 4096
 
 
+# Released text kept as context for the next piece's PII scan: a context word counts up to
+# pii.CUE_WINDOW characters before a number, and the longest ("social security") is 15 long.
+LEAD_CHARS = pii.CUE_WINDOW + 32
+
+
 class OutputGuard:
     """Feeds the model's text through; returns what is safe to show now.
 
@@ -229,6 +234,9 @@ class OutputGuard:
         self.pii_entities = tuple(pii_entities)
         self.hosts = tuple(allowed_hosts() if hosts is None else hosts)
         self._pending = ""
+        # The end of what was released, as it came: a context word there ("SSN ", "call me
+        # on ") decides whether the number after it is PII, and the number may come later.
+        self._lead = ""
         self.blocked = False
 
     def _check_canary(self, text: str) -> None:
@@ -259,11 +267,28 @@ class OutputGuard:
             return pii.mask_spans(text, spans, self.pii_entities)
         return pii.mask(sanitized, self.pii_entities)
 
+    def _spans(self, buffer: str) -> list[pii.Span]:
+        """PII spans of ``buffer``, read after the released text's last words, so that a
+        context word released before the number it announces still counts: masking piece by
+        piece gives what masking the whole answer gives."""
+        if not self.pii_entities:
+            return []
+        lead = len(self._lead)
+        return [
+            pii.Span(span.entity, span.start - lead, span.end - lead)
+            for span in pii.find(self._lead + buffer)
+            if span.start >= lead
+        ]
+
+    def _released(self, text: str) -> str:
+        self._lead = (self._lead + text)[-LEAD_CHARS:]
+        return text
+
     def feed(self, text: str) -> str:
         buffer = self._pending + text
         self._check_canary(buffer)
         # One PII scan of the buffer serves the hold, the straddle check and the masking.
-        spans = pii.find(buffer) if self.pii_entities else []
+        spans = self._spans(buffer)
         # Hold the last partial word (a URL, an e-mail or the canary may still be forming),
         # an unfinished Markdown link, the start of a PII span or of the canary. A word ends at
         # a space, or in Chinese or Japanese at a character no PII value or URL is written with.
@@ -290,12 +315,14 @@ class OutputGuard:
                 cut = span.start
                 break
         self._pending = buffer[cut:]
-        return self._clean(buffer[:cut], spans)  # spans past the cut are left for next time
+        # spans past the cut are left for next time
+        return self._clean(self._released(buffer[:cut]), spans)
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
         self._check_canary(rest)
-        return self._clean(rest, pii.find(rest) if self.pii_entities else [])
+        spans = self._spans(rest)  # before ``rest`` joins the lead
+        return self._clean(self._released(rest), spans)
 
 
 # --- scope: blocked topics and out-of-scope questions ------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot_site import pii
 from conversations.guardrails import (
     LINK_REMOVED,
     MAX_HOLD,
@@ -122,6 +123,24 @@ def test_streamed_pii_is_masked_and_never_partly_shown(size: int) -> None:
         assert raw not in out
     joined = "|".join(pieces)
     assert "jane." not in joined and "4111 1" not in joined
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["My SSN ", "123456", "789,"],  # the answer's last words
+        ["Please call me on ", "555", " 0199,"],
+        ["Social security number: ", "078 05 ", "1120."],
+    ],
+)
+def test_a_number_announced_in_an_earlier_piece_is_masked(pieces: list[str]) -> None:
+    """The context word ("SSN", "call") was released with its piece; the number after it, read
+    without it, was not PII: "SSN 123456789," reached the client raw."""
+    guard = OutputGuard(hosts=HOSTS)
+    out = "".join(guard.feed(piece) for piece in pieces) + guard.flush()
+    whole = pii.mask("".join(pieces))
+    assert "[" in whole  # the whole answer has a masked number
+    assert out == whole
 
 
 def test_the_guard_holds_back_only_what_may_still_change() -> None:
