@@ -9,7 +9,10 @@ status codes (``fail_with``) makes it answer errors first, to exercise retries;
 ``piece_chars`` streams pieces of that many characters instead of words; ``stalls`` makes
 streams stall (before the first piece: a provider slow to start; later: one that hangs);
 ``chat_body`` streams those bytes instead of an answer, and ``ignore_stream`` answers a JSON
-completion to a request for a stream (hostile or broken providers).
+completion to a request for a stream (hostile or broken providers);
+``embedding_answers`` scripts what ``/v1/embeddings`` answers instead of its vectors (a broken or
+hostile provider): each entry, one per request while they last, is a function of the answer it
+would have sent, returning the answer to send (JSON-able, or bytes sent as they are).
 
 It speaks HTTP/1.1 as providers do: connections are kept alive, and a stream is sent with
 chunked transfer encoding, one event per chunk, so the client reads it a chunk at a time.
@@ -83,6 +86,11 @@ class FakeOpenAI:
     chat_reply: str = "Plans renew every year [1]."
     chat_delay: float = 0.0
     embedding_delay: float = 0.0  # seconds before an embeddings answer (a slow provider)
+    # What /v1/embeddings answers (status 200), one entry per request while they last, as a
+    # function of its proper answer: JSON-able, or bytes sent as they are with Content-Type
+    # ``embedding_content_type`` ("data": [] instead of vectors, a proxy's HTML page, ...).
+    embedding_answers: list[Callable[[dict[str, Any]], Any]] = field(default_factory=list)
+    embedding_content_type: str = "application/json"
     break_after_pieces: int | None = None
     prompt_tokens: int = 42
     piece_chars: int | None = None
@@ -143,8 +151,14 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                     for i, t in enumerate(inputs)
                 ]
                 tokens = sum(len(t.split()) for t in inputs)
-                self.reply(200, {"object": "list", "data": data, "model": body.get("model"),
-                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
+                answer = {"object": "list", "data": data, "model": body.get("model"),
+                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+                if state.embedding_answers:
+                    sent = state.embedding_answers.pop(0)(answer)
+                    raw = sent if isinstance(sent, bytes) else json.dumps(sent).encode()
+                    self.reply_bytes(200, raw, state.embedding_content_type)
+                    return
+                self.reply(200, answer)
                 return
             if self.path.endswith("/chat/completions"):
                 if body.get("stream") and not state.ignore_stream:
@@ -231,9 +245,11 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 self.close_connection = True
 
         def reply(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+            self.reply_bytes(status, json.dumps(payload).encode(), "application/json")
+
+        def reply_bytes(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -138,3 +138,19 @@ def test_a_tenants_repeated_query_is_embedded_once_and_billed_once(
     settings.EMBEDDING_QUERY_CACHE_SIZE = 0  # off: every query is embedded
     retrieve(alpha, bot_id=str(alpha.bot.pk), **query)
     assert embedding_calls(embedding_provider) == calls + 3
+
+
+def test_a_provider_answer_that_is_not_embeddings_is_a_502_upstream_error(
+    alpha, embedding_provider, settings
+):
+    add_passages(alpha)
+    settings.EMBEDDING_RETRY_BASE_SECONDS = 0.01
+    html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    embedding_provider.embedding_content_type = "text/html"
+    embedding_provider.embedding_answers = [lambda ok: html] * 5
+    response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?")
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert response.json()["error"]["message"] == (
+        "The embedding provider failed: The embedding provider sent an invalid answer."
+    )

@@ -1,8 +1,10 @@
 """Embeddings from any OpenAI-compatible ``/embeddings`` endpoint.
 
 Batched within the provider's limits (inputs per request and tokens per request), ``dimensions``
-passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts and
-connection errors; any other 4xx is permanent. A caller that waits (a question being embedded)
+passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts,
+connection errors and answers that are not well-formed embeddings answers (:func:`_read`: the
+provider's answer is checked, never trusted, before a vector reaches the database); any other
+4xx is permanent. A caller that waits (a question being embedded)
 gives a time budget for all the attempts and waits together (``within``); ingestion gives none.
 Batches are sized with the local model's tokenizer — close to, not exactly, the provider's, so
 they keep a margin for the difference; the tokens *reported* (usage) are the provider's own
@@ -11,11 +13,15 @@ count from each response.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import structlog
 from django.conf import settings
 
@@ -100,33 +106,36 @@ class OpenAIEmbedder:
     ) -> tuple[list[list[float]], int]:
         import openai
 
+        last: Exception | None = None
         for attempt in range(1, ATTEMPTS + 1):
             timeout = settings.EMBEDDING_TIMEOUT_SECONDS
             if deadline is not None and (timeout := min(timeout, _left(deadline))) <= 0:
-                raise EmbeddingError(LATE, transient=True)
+                raise EmbeddingError(_late(last), transient=True) from last
             try:
-                response = self._client.embeddings.create(
-                    model=self.model, input=batch, dimensions=self.dimensions, timeout=timeout
-                )
-                data = sorted(response.data, key=lambda item: item.index)
-                vectors = [_normalise(item.embedding) for item in data]
-                if len(vectors) != len(batch) or any(len(v) != self.dimensions for v in vectors):
+                # The raw answer, read by us (_read): the SDK's own reading of a broken answer
+                # raises whatever its parts do (ValueError, AttributeError, binascii.Error ...).
+                response = self._client.embeddings.with_raw_response.create(
+                    model=self.model, input=batch, dimensions=self.dimensions,
+                    encoding_format="base64", timeout=timeout,
+                )  # fmt: skip
+                vectors, billed = _read(response.http_response.content, len(batch))
+                if any(len(v) != self.dimensions for v in vectors):
+                    if len({len(v) for v in vectors}) > 1:
+                        raise InvalidAnswer("vectors of different sizes")
                     raise EmbeddingError(
-                        "The provider returned vectors of the wrong number or size.",
+                        "The provider returned vectors of the wrong size.",
                         transient=False,
                         code="embedding_dimension_mismatch",
                     )
-                usage = getattr(response, "usage", None)
-                billed = getattr(usage, "prompt_tokens", None)
                 if not isinstance(billed, int):
                     billed = sum(self.count_tokens(text) for text in batch)
                 return vectors, billed
             except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
-                    openai.InternalServerError) as exc:  # fmt: skip
-                transient: Exception = exc
+                    openai.InternalServerError, InvalidAnswer) as exc:  # fmt: skip
+                last = exc
             except openai.APIStatusError as exc:
                 if exc.status_code >= 500:
-                    transient = exc
+                    last = exc
                 else:
                     raise EmbeddingError(
                         f"The embedding provider refused the request ({exc.status_code}).",
@@ -135,20 +144,30 @@ class OpenAIEmbedder:
                     ) from exc
             if attempt == ATTEMPTS:  # ingestion's task tries again later; a question cannot
                 later = "" if deadline is not None else "; will retry later"
-                raise EmbeddingError(
-                    f"The embedding provider kept failing{later}.", transient=True
-                ) from transient
+                message = (
+                    INVALID
+                    if isinstance(last, InvalidAnswer)
+                    else f"The embedding provider kept failing{later}."
+                )
+                raise EmbeddingError(message, transient=True) from last
             base = settings.EMBEDDING_RETRY_BASE_SECONDS
             delay = random.uniform(0, min(30.0, base * 2**attempt))  # noqa: S311 (jitter)
             if deadline is not None and delay >= _left(deadline):
-                raise EmbeddingError(LATE, transient=True) from transient
-            log.warning(
-                "embedding_retry", attempt=attempt, error=type(transient).__name__, delay_s=delay
-            )
+                raise EmbeddingError(_late(last), transient=True) from last
+            reason = {"reason": str(last)} if isinstance(last, InvalidAnswer) else {}
+            log.warning("embedding_retry", attempt=attempt, error=type(last).__name__,
+                        delay_s=delay, **reason)  # fmt: skip
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+class InvalidAnswer(Exception):
+    """The provider answered 200 with something that is not a well-formed embeddings answer
+    (a proxy's HTML page, truncated JSON, no vectors, NaN ...): transient, like a 5xx, since
+    that is what a proxy in trouble sends. The message says what was wrong, for the log."""
+
+
+INVALID = "The embedding provider sent an invalid answer."
 LATE = "The embedding provider did not answer in time."
 
 
@@ -167,6 +186,61 @@ def _fit(text: str) -> str:
     return data[:MAX_INPUT_TOKENS].decode(errors="ignore")
 
 
-def _normalise(vector: list[float]) -> list[float]:
-    norm = sum(x * x for x in vector) ** 0.5 or 1.0
-    return [x / norm for x in vector]
+def _late(last: Exception | None) -> str:
+    return INVALID if isinstance(last, InvalidAnswer) else LATE
+
+
+def _read(body: bytes, count: int) -> tuple[list[list[float]], object]:
+    """The unit vectors of an embeddings answer for ``count`` inputs, in input order, and its
+    ``usage.prompt_tokens`` as sent (None if absent); :class:`InvalidAnswer` unless it has
+    exactly ``count`` items whose ``index`` values are the ints 0..count-1 and whose vectors
+    are valid (:func:`_unit`). Duplicate or string indexes would hand chunks each other's
+    vectors."""
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, [[[[...
+        raise InvalidAnswer("not JSON") from exc
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list) or len(data) != count:
+        raise InvalidAnswer(f"no list of {count} embeddings")
+    vectors: list[list[float] | None] = [None] * count
+    for item in data:
+        index = item.get("index") if isinstance(item, dict) else None
+        if type(index) is not int or not 0 <= index < count or vectors[index] is not None:
+            raise InvalidAnswer("indexes are not 0..n-1")
+        vectors[index] = _unit(item.get("embedding"))
+    usage = answer.get("usage")
+    return [v for v in vectors if v is not None], (
+        usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    )
+
+
+def _unit(embedding: object) -> list[float]:
+    """The vector scaled to unit length: a list of numbers (not bools or strings) or base64 of
+    little-endian float32s, every value finite, not all zero (a zero vector has no direction:
+    its cosine similarity to anything is NaN) and not so large that the squares overflow."""
+    if isinstance(embedding, str):
+        try:
+            raw = base64.b64decode(embedding, validate=True)
+        except ValueError as exc:  # binascii.Error
+            raise InvalidAnswer("invalid base64") from exc
+        if not raw or len(raw) % 4:
+            raise InvalidAnswer("base64 of a length no float32s have")
+        values = np.frombuffer(raw, dtype="<f4").astype(np.float64)
+    elif isinstance(embedding, list) and embedding and {type(x) for x in embedding} <= NUMBERS:
+        try:
+            values = np.asarray(embedding, dtype=np.float64)
+        except OverflowError as exc:  # an int beyond any float
+            raise InvalidAnswer("a value out of range") from exc
+    else:
+        raise InvalidAnswer("an embedding that is not a list of numbers")
+    if not np.isfinite(values).all():
+        raise InvalidAnswer("a value that is NaN or infinite")
+    with np.errstate(over="ignore", under="ignore"):
+        squares = float(np.dot(values, values))
+    if not math.isfinite(squares) or squares <= 0:
+        raise InvalidAnswer("a zero vector, or one too large to scale")
+    return cast(list[float], (values / math.sqrt(squares)).tolist())
+
+
+NUMBERS = {int, float}  # JSON numbers as json.loads reads them (a bool is not one)

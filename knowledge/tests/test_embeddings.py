@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 
 import numpy as np
@@ -163,6 +165,97 @@ def test_a_provider_that_keeps_failing_is_a_transient_error_for_the_task_to_retr
     assert len(provider.requests) == 5
 
 
+def _each_vector(value):
+    """An answer whose every embedding is ``value`` (a function of the proper vector)."""
+    return lambda ok: {
+        **ok,
+        "data": [{**d, "embedding": value(d["embedding"])} for d in ok["data"]],
+    }
+
+
+def _first_vector(value):
+    return lambda ok: {**ok, "data": [{**ok["data"][0], "embedding": value}, *ok["data"][1:]]}
+
+
+def _indexes(indexes):
+    return lambda ok: {
+        **ok,
+        "data": [{**d, "index": i} for d, i in zip(ok["data"], indexes, strict=True)],
+    }
+
+
+BROKEN_ANSWERS = {
+    "truncated JSON": lambda ok: json.dumps(ok).encode()[:60],
+    "an HTML page": lambda ok: b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+    "no embeddings": lambda ok: {**ok, "data": []},
+    "data null": lambda ok: {**ok, "data": None},
+    "data an object": lambda ok: {**ok, "data": {}},
+    "data a string": lambda ok: {**ok, "data": "nope"},
+    "an error in a 200": lambda ok: {"error": {"message": "overloaded", "type": "server"}},
+    "a JSON string": lambda ok: "nope",
+    "JSON nested too deep": lambda ok: b"[" * 100_000 + b"]" * 100_000,
+    "NaN": _first_vector([math.nan] * 384),
+    "Infinity": _first_vector([1.0] * 383 + [math.inf]),
+    "a string value": _first_vector(["0.5"] * 384),
+    "a null value": _first_vector([0.5] * 383 + [None]),
+    "a bool value": _first_vector([True] * 384),
+    "squares that overflow": _first_vector([1e200] * 384),
+    "an int beyond any float": lambda ok: json.dumps(ok).replace("0.", "1" + "0" * 400, 1).encode(),
+    "a zero vector": _first_vector([0.0] * 384),
+    "null vector": _first_vector(None),
+    "invalid base64": _first_vector("not base64!"),
+    "base64 of the wrong length": _first_vector(base64.b64encode(b"\0" * 1535).decode()),
+    "base64 of NaN": _first_vector(
+        base64.b64encode(np.full(384, np.nan, "<f4").tobytes()).decode()
+    ),
+    "vectors of different sizes": lambda ok: {
+        **ok,
+        "data": [{**d, "embedding": d["embedding"][d["index"] :]} for d in ok["data"]],
+    },
+    # Sorted by index, the reversed list stayed reversed: each text got another's vector.
+    "duplicate indexes": lambda ok: {**ok, "data": [{**d, "index": 0} for d in ok["data"][::-1]]},
+    "string indexes": _indexes(["0", "1", "2"]),
+    "an index out of range": _indexes([1, 2, 3]),
+    "a bool index": _indexes([False, True, 2]),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_ANSWERS.values(), ids=BROKEN_ANSWERS.keys())
+def test_an_answer_that_is_not_a_well_formed_embeddings_answer_is_a_transient_error(
+    provider, broken
+):
+    """Whatever a broken proxy or a hostile provider sends with a 200 is an EmbeddingError
+    (the SDK raised ValueError, AttributeError, binascii.Error ..., or let NaN through to the
+    database), retried like a 5xx, never a vector in the database."""
+    provider.embedding_answers = [broken] * 5
+    with pytest.raises(EmbeddingError) as excinfo:
+        OpenAIEmbedder().embed(["one", "two", "three"])
+    assert (excinfo.value.transient, excinfo.value.code) == (True, "embedding_failed")
+    assert str(excinfo.value) == "The embedding provider sent an invalid answer."
+    assert len(provider.requests) == 5
+    provider.embedding_answers = [broken]  # once: the retry succeeds
+    assert len(OpenAIEmbedder().embed(["one", "two", "three"])) == 3
+
+
+def test_vectors_come_back_by_their_index_from_floats_or_base64(provider):
+    texts = ["zero", "one", "two", "three"]
+    expected = OpenAIEmbedder().embed(texts)
+
+    def shuffled_base64(ok):
+        data = [{**d, "embedding": base64.b64encode(np.asarray(d["embedding"], "<f4")).decode()}
+                for d in ok["data"]]  # fmt: skip
+        return {**ok, "data": [data[2], data[0], data[3], data[1]]}
+
+    provider.embedding_answers = [shuffled_base64]
+    got = OpenAIEmbedder().embed(texts)
+    assert np.abs(np.asarray(got) - np.asarray(expected)).max() < 1e-6
+    # Vectors of another size, all alike: the model ignores `dimensions` (a setting to fix).
+    provider.embedding_answers = [_each_vector(lambda v: v[:383])]
+    with pytest.raises(EmbeddingError) as excinfo:
+        OpenAIEmbedder().embed(texts)
+    assert (excinfo.value.transient, excinfo.value.code) == (False, "embedding_dimension_mismatch")
+
+
 def test_a_question_waits_for_the_provider_at_most_its_budget_retries_included(provider, settings):
     """A chat turn or /v1/retrieve embeds the question while a client waits: a provider that
     does not answer gets EMBEDDING_QUERY_TIMEOUT_SECONDS for every attempt together (five
@@ -223,6 +316,35 @@ def test_pipeline_releases_the_document_on_a_transient_provider_failure(provider
         provider.fail_with = [400]
         Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED)
         assert document_ingest(document_id=document.pk) == "embedding_rejected"
+    finally:
+        get_embedder.cache_clear()
+
+
+@pytest.mark.django_db
+def test_an_invalid_answer_releases_the_document_for_a_retry_not_internal_error(provider, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.embeddings import get_embedder
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from knowledge.intake import document_add_upload
+    from knowledge.models import Chunk, DocumentStatus
+    from tenants.services import Actor
+    from tests.world import build_tenant
+
+    side = build_tenant("acme")
+    document = document_add_upload(
+        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+        upload=SimpleUploadedFile("a.md", b"# A\n\nSome text to embed."),
+    ).document  # fmt: skip
+    settings.EMBEDDING_BACKEND = "openai"
+    get_embedder.cache_clear()
+    try:
+        provider.embedding_answers = [BROKEN_ANSWERS["NaN"]] * 5
+        with pytest.raises(TransientIngestError, match="sent an invalid answer"):
+            document_ingest(document_id=document.pk)
+        document.refresh_from_db()
+        assert (document.status, document.error_code) == (DocumentStatus.QUEUED, None)
+        assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
     finally:
         get_embedder.cache_clear()
 
