@@ -17,6 +17,7 @@ of them. Ranking then rewards passages that cover more of the terms.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -528,8 +529,8 @@ def search(
         rows = cursor.fetchall()
     hits = []
     for row in rows:
-        similarity = None if row[10] is None else float(row[10])
-        own = row[14] if steered else row[10]  # the similarity to the question alone
+        similarity = _score(row[10])
+        own = _score(row[14] if steered else row[10])  # the similarity to the question alone
         hits.append(
             Hit(
                 chunk_id=row[0],
@@ -542,16 +543,26 @@ def search(
                 heading_path=list(row[7] or []),
                 tags=list(row[8] or []),
                 vector_score=similarity,
-                text_score=None if row[11] is None else float(row[11]),
-                fused_score=float(row[12]),
+                text_score=_score(row[11]),
+                fused_score=_score(row[12]) or 0.0,
                 # The question's own: a follow-up's context changes what is found, not whether
                 # it is relevant enough to answer from (min_relevance, scope evidence).
-                relevance=min(1.0, max(0.0, float(own or 0.0))),
+                relevance=min(1.0, max(0.0, own or 0.0)),
                 token_count=int(row[9] or 0),
                 injection_suspected=bool(row[13]),
             )
         )
     return hits
+
+
+def _score(value: Any) -> float | None:
+    """A score as a finite float (None stays None). A zero vector stored before answers were
+    checked has no direction: its cosine similarity is NaN, which no JSON answer can carry; it
+    counts as no relevance."""
+    if value is None:
+        return None
+    score = float(value)
+    return score if math.isfinite(score) else 0.0
 
 
 def retrieve(

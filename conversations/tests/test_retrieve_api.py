@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conversations.tests.chatkit import add_passages
+from knowledge.models import Chunk
 from knowledge.tests.factories import ChunkFactory, DocumentFactory
 from tests.world import build_tenant
 
@@ -154,3 +155,15 @@ def test_a_provider_answer_that_is_not_embeddings_is_a_502_upstream_error(
     assert response.json()["error"]["message"] == (
         "The embedding provider failed: The embedding provider sent an invalid answer."
     )
+
+
+def test_a_zero_vector_stored_earlier_scores_no_relevance_instead_of_failing(alpha):
+    """A zero vector (a provider's, before answers were checked) has a NaN cosine similarity
+    to every question: it made every retrieval over its dataset a 500."""
+    library = add_passages(alpha)
+    zero = [0.0] * len(library.chunks[0].embedding)
+    Chunk.objects.for_tenant(alpha.tenant).filter(pk=library.chunks[1].pk).update(embedding=zero)
+    response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?", top_k=3)
+    assert response.status_code == 200, response.content
+    [hit] = [h for h in response.json()["data"] if h["chunk_id"] == str(library.chunks[1].pk)]
+    assert hit["score"] == 0 and hit["scores"]["vector"] == 0
