@@ -167,3 +167,19 @@ def test_a_zero_vector_stored_earlier_scores_no_relevance_instead_of_failing(alp
     assert response.status_code == 200, response.content
     [hit] = [h for h in response.json()["data"] if h["chunk_id"] == str(library.chunks[1].pk)]
     assert hit["score"] == 0 and hit["scores"]["vector"] == 0
+
+
+@pytest.mark.parametrize("reported", [-1_000_000, 10**12])
+def test_a_providers_absurd_token_count_is_not_what_the_tenant_is_billed(
+    alpha, embedding_provider, reported
+):
+    add_passages(alpha)
+    before = key_embedding_tokens(alpha)
+    embedding_provider.embedding_answers = [
+        lambda ok: {**ok, "usage": {"prompt_tokens": reported, "total_tokens": reported}}
+    ]
+    response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?")
+    assert response.status_code == 200, response.content
+    billed = response.json()["usage"]["embedding_tokens"]
+    assert 0 < billed < 50  # our estimate of five words
+    assert key_embedding_tokens(alpha) - before == billed

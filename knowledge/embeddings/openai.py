@@ -8,7 +8,7 @@ provider's answer is checked, never trusted, before a vector reaches the databas
 gives a time budget for all the attempts and waits together (``within``); ingestion gives none.
 Batches are sized with the local model's tokenizer — close to, not exactly, the provider's, so
 they keep a margin for the difference; the tokens *reported* (usage) are the provider's own
-count from each response.
+count from each response, where it is plausible (:func:`_billed`).
 """
 
 from __future__ import annotations
@@ -68,20 +68,22 @@ class OpenAIEmbedder:
         token per 4 bytes of English) is the floor of the estimate."""
         return max(self.count_tokens(text), -(-len(text.encode()) // 4))
 
-    def _batches(self, texts: Sequence[str]) -> list[list[str]]:
-        batches: list[list[str]] = []
+    def _batches(self, texts: Sequence[str]) -> list[tuple[list[str], int]]:
+        """The texts (each cut to fit, :func:`_fit`) in requests within the provider's limits,
+        each with our estimate of its tokens."""
+        batches: list[tuple[list[str], int]] = []
         current: list[str] = []
         tokens = 0
         for text in texts:
             text = _fit(text)
             cost = min(self._cost(text), MAX_INPUT_TOKENS)
             if current and (len(current) >= MAX_INPUTS or tokens + cost > MAX_TOKENS_PER_REQUEST):
-                batches.append(current)
+                batches.append((current, tokens))
                 current, tokens = [], 0
             current.append(text)
             tokens += cost
         if current:
-            batches.append(current)
+            batches.append((current, tokens))
         return batches
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
@@ -90,19 +92,20 @@ class OpenAIEmbedder:
     def embed_counted(
         self, texts: Sequence[str], *, within: float | None = None
     ) -> tuple[list[list[float]], int]:
-        """Vectors and the tokens the provider billed (its ``usage``; our estimate if absent).
+        """Vectors and the tokens the provider billed (its ``usage`` where plausible, else our
+        estimate: :func:`_billed`).
         ``within``: seconds for the whole call, retries and their waits included."""
         deadline = None if within is None else time.monotonic() + within
         vectors: list[list[float]] = []
         tokens = 0
-        for batch in self._batches(texts):
-            batch_vectors, batch_tokens = self._embed_batch(batch, deadline)
+        for batch, estimate in self._batches(texts):
+            batch_vectors, batch_tokens = self._embed_batch(batch, estimate, deadline)
             vectors.extend(batch_vectors)
             tokens += batch_tokens
         return vectors, tokens
 
     def _embed_batch(
-        self, batch: list[str], deadline: float | None
+        self, batch: list[str], estimate: int, deadline: float | None
     ) -> tuple[list[list[float]], int]:
         import openai
 
@@ -118,7 +121,7 @@ class OpenAIEmbedder:
                     model=self.model, input=batch, dimensions=self.dimensions,
                     encoding_format="base64", timeout=timeout,
                 )  # fmt: skip
-                vectors, billed = _read(response.http_response.content, len(batch))
+                vectors, reported = _read(response.http_response.content, len(batch))
                 if any(len(v) != self.dimensions for v in vectors):
                     if len({len(v) for v in vectors}) > 1:
                         raise InvalidAnswer("vectors of different sizes")
@@ -127,9 +130,7 @@ class OpenAIEmbedder:
                         transient=False,
                         code="embedding_dimension_mismatch",
                     )
-                if not isinstance(billed, int):
-                    billed = sum(self.count_tokens(text) for text in batch)
-                return vectors, billed
+                return vectors, _billed(reported, estimate)
             except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError,
                     openai.InternalServerError, InvalidAnswer) as exc:  # fmt: skip
                 last = exc
@@ -184,6 +185,27 @@ def _fit(text: str) -> str:
     if len(data) <= MAX_INPUT_TOKENS:
         return text
     return data[:MAX_INPUT_TOKENS].decode(errors="ignore")
+
+
+# A provider's count of a request's tokens is believed up to this many times our estimate plus
+# USAGE_SLACK: our estimate is at least a token per 4 bytes of UTF-8, and a byte-level BPE never
+# needs more tokens than the text has bytes (USAGE_SLACK: the special tokens some add per input).
+USAGE_FACTOR = 4
+USAGE_SLACK = 100
+
+
+def _billed(reported: object, estimate: int) -> int:
+    """The tokens to bill for a request: the provider's count (``usage.prompt_tokens``) if it is
+    plausible — an int (not a bool), 0 or more, at most ``USAGE_FACTOR`` x our estimate +
+    ``USAGE_SLACK`` — else our estimate. It is added to a tenant's usage and quota: -1,000,000
+    made a tenant's totals negative (a quota bypass), 10**12 locked it out of chat for the
+    month and overflowed a chat turn's token columns."""
+    if reported is None:  # no usage: not every compatible provider sends it
+        return estimate
+    if type(reported) is int and 0 <= reported <= USAGE_FACTOR * estimate + USAGE_SLACK:
+        return reported
+    log.warning("embedding_usage_implausible", value=repr(reported)[:40], estimate=estimate)
+    return estimate
 
 
 def _late(last: Exception | None) -> str:

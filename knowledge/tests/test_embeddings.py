@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 
 import numpy as np
@@ -145,6 +146,34 @@ def test_reported_tokens_are_the_providers_count_not_our_estimate(provider, sett
     assert len(vector) == 384
     assert billed == len(query.split()) == 6
     assert LocalEmbedder().count_tokens(query) != billed
+
+
+@pytest.mark.parametrize("reported", [-1_000_000, 10**12, True, "12", 12.0, [12]], ids=repr)
+def test_a_token_count_no_provider_could_mean_is_replaced_by_our_estimate(
+    provider, reported, caplog
+):
+    """The count is added to the tenant's usage and quota: -1,000,000 made the totals negative,
+    10**12 locked the tenant out for the month."""
+    texts = ["Rotate my key, please", "x" * 400]
+    embedder = OpenAIEmbedder()
+    estimate = sum(embedder._cost(text) for text in texts)
+    provider.embedding_answers = [lambda ok: {**ok, "usage": {"prompt_tokens": reported}}]
+    with caplog.at_level(logging.WARNING, logger="knowledge.embeddings.openai"):
+        assert embedder.embed_counted(texts)[1] == estimate
+    logged = [r.msg for r in caplog.records if isinstance(r.msg, dict)
+              and r.msg.get("event") == "embedding_usage_implausible"]  # fmt: skip
+    assert [line["value"] for line in logged] == [repr(reported)]
+    provider.embedding_answers = [lambda ok: {k: v for k, v in ok.items() if k != "usage"}]
+    assert embedder.embed_counted(texts)[1] == estimate  # none sent: our estimate, silently
+
+
+def test_a_plausible_token_count_is_the_providers_even_far_from_our_estimate(provider):
+    texts = ["Rotate my key, please", "x" * 400]
+    embedder = OpenAIEmbedder()
+    estimate = sum(embedder._cost(text) for text in texts)
+    for reported in (0, 1, 4 * estimate + 100):
+        provider.embedding_answers = [lambda ok, n=reported: {**ok, "usage": {"prompt_tokens": n}}]
+        assert embedder.embed_counted(texts)[1] == reported
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
