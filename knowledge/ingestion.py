@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import tempfile
 import time
@@ -42,6 +43,7 @@ log = structlog.get_logger(__name__)
 MESSAGES = {
     "worker_crash": "Ingestion stopped without finishing {attempts}; the document may crash the parser or worker.",
     "missing_file": "The stored file is gone; upload the document again.",
+    "embedding_unavailable": "The embedding provider did not answer after {attempts} attempts; reingest to try again.",
 }
 
 
@@ -53,11 +55,21 @@ def _crashed_message() -> str:
 class TransientIngestError(Exception):
     """Try again later (provider rate limits, timeouts); the claim has been released.
     ``document_id``: the document that failed, which a fair claim may have made another than the
-    run's own; the retry names that one."""
+    run's own; the retry names that one. ``failures``: that document's transient failures so far
+    (what the retry's backoff grows with)."""
 
-    def __init__(self, message: str, *, document_id: uuid.UUID) -> None:
+    def __init__(self, message: str, *, document_id: uuid.UUID, failures: int = 1) -> None:
         super().__init__(message)
         self.document_id = document_id
+        self.failures = failures
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery pickles the exception a task ends with; the default (cls(*args)) cannot pass
+        # keyword-only arguments, and the worker logged an UnpickleableExceptionWrapper instead.
+        rebuild = functools.partial(
+            TransientIngestError, document_id=self.document_id, failures=self.failures
+        )
+        return rebuild, self.args
 
 
 CONTEXT_TOKENS = 34
@@ -80,7 +92,12 @@ def embedding_input(title: str, draft: ChunkDraft) -> str:
 
 
 def _fail(
-    document_id: uuid.UUID, claimed_at: Any, code: str, message: str, detail: str = ""
+    document_id: uuid.UUID,
+    claimed_at: Any,
+    code: str,
+    message: str,
+    detail: str = "",
+    **changes: Any,
 ) -> None:
     updated = Document.all_tenants.filter(
         pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
@@ -90,6 +107,7 @@ def _fail(
         error_message=message[:2000],
         processing_started_at=None,
         updated_at=timezone.now(),
+        **changes,
     )
     if updated:
         # ``detail`` names what a parser library raised: for operators, not for the message.
@@ -211,8 +229,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         return "ingest_timeout"
     except EmbeddingError as exc:
         if exc.transient:
-            _release(document.pk, claimed_at)
-            raise TransientIngestError(str(exc), document_id=document.pk) from exc
+            return _retry_later(document, claimed_at, exc)
         _fail(document.pk, claimed_at, exc.code, str(exc))
         return exc.code
     except Exception:
@@ -292,11 +309,41 @@ def _fetch_source(document: Document) -> None:
         default_storage.delete(old)
 
 
-def _release(document_id: uuid.UUID, claimed_at: Any) -> None:
-    """Give the claim back for a retry; the attempt does not count against the document."""
-    Document.all_tenants.filter(
-        pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
-    ).update(status=DocumentStatus.QUEUED, processing_started_at=None, attempts=F("attempts") - 1)
+def _retry_later(document: Document, claimed_at: Any, exc: EmbeddingError) -> str:
+    """The provider failed this run (after its own tries): give the claim back and raise
+    :class:`TransientIngestError` for the task to retry, or, at the document's
+    ``INGEST_TRANSIENT_ATTEMPTS``-th such run, fail it ``embedding_unavailable``. Counted on the
+    document, not the task: a retry may run another document than the one it names (fair
+    claiming), a message may be redelivered or re-enqueued by the reaper, and every such run
+    counts against the document it failed — so none is queued forever."""
+    failures = document.transient_failures + 1  # this run holds the claim: no other writer
+    cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+    if failures >= settings.INGEST_TRANSIENT_ATTEMPTS:
+        message = MESSAGES["embedding_unavailable"].format(attempts=failures)
+        _fail(document.pk, claimed_at, "embedding_unavailable", message, cause,
+              transient_failures=failures)  # fmt: skip
+        return "embedding_unavailable"
+    if not _release(document.pk, claimed_at, transient_failures=failures):
+        log.warning("document_claim_lost", document_id=str(document.pk))
+        return "claim_lost"  # the reaper gave it to another run, which retries it
+    log.warning("document_retry", document_id=str(document.pk), failures=failures, error=cause)
+    raise TransientIngestError(str(exc), document_id=document.pk, failures=failures) from exc
+
+
+def _release(document_id: uuid.UUID, claimed_at: Any, **changes: Any) -> bool:
+    """Give the claim back for a retry; the attempt does not count against the document (as a
+    crash: ``attempts``). False if this run no longer held the claim."""
+    return bool(
+        Document.all_tenants.filter(
+            pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
+        ).update(
+            status=DocumentStatus.QUEUED,
+            processing_started_at=None,
+            attempts=F("attempts") - 1,
+            updated_at=timezone.now(),
+            **changes,
+        )
+    )
 
 
 @transaction.atomic
@@ -350,8 +397,10 @@ def _store(
     locked.embedding_model = model
     locked.ingested_at = now
     locked.processing_started_at = None
+    locked.transient_failures = 0
     locked.save(update_fields=["status", "chunk_count", "token_count", "embedding_model",
-                               "ingested_at", "processing_started_at", "updated_at"])  # fmt: skip
+                               "ingested_at", "processing_started_at", "transient_failures",
+                               "updated_at"])  # fmt: skip
     return True
 
 

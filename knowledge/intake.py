@@ -184,7 +184,7 @@ def _replace(
         setattr(document, name, value)
     document.content_hash = content_hash
     document.status = DocumentStatus.QUEUED
-    document.attempts = 0
+    document.attempts = document.transient_failures = 0
     document.error_code = document.error_message = None
     document.file.save("original", ContentFile(data), save=False)
     try:
@@ -258,10 +258,11 @@ def document_reingest(*, tenant: Tenant, actor: Actor, document: Document) -> Do
     if locked.status in (DocumentStatus.PROCESSING, DocumentStatus.QUEUED):
         raise Conflict("The document is already queued or being ingested.")
     locked.status = DocumentStatus.QUEUED
-    locked.attempts = 0
+    locked.attempts = locked.transient_failures = 0
     locked.error_code = locked.error_message = None
     locked.updated_at = timezone.now()
-    locked.save(update_fields=["status", "attempts", "error_code", "error_message", "updated_at"])
+    locked.save(update_fields=["status", "attempts", "transient_failures", "error_code",
+                               "error_message", "updated_at"])  # fmt: skip
     audit_record(tenant=tenant, actor=actor, action="document.reingest", target=locked)
     enqueue_ingest_on_commit(locked.pk)
     return locked

@@ -156,6 +156,9 @@ class Document(TenantOwned):
     chunk_count = models.PositiveIntegerField(default=0)
     token_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Runs the embedding provider failed (5xx, 429, timeouts, invalid answers) since the document
+    # was last queued by someone: at INGEST_TRANSIENT_ATTEMPTS it fails embedding_unavailable.
+    transient_failures = models.PositiveSmallIntegerField(default=0)
     embedding_model = models.CharField(max_length=200, blank=True)
     # Milliseconds per stage of the last ingestion: {"fetch", "parse", "chunk", "embed", "store"}.
     timings = models.JSONField(default=dict, blank=True)

@@ -37,7 +37,12 @@ def enqueue_ingest_on_commit(document_id: uuid.UUID | str) -> None:
     name="knowledge.ingest_document",
     acks_late=True,
     reject_on_worker_lost=True,
-    max_retries=6,
+    # No limit of the task's own: each retry follows a run the provider failed, which counted
+    # against the document it names (Document.transient_failures); at INGEST_TRANSIENT_ATTEMPTS
+    # that document fails embedding_unavailable instead of raising, which ends the chain. A
+    # limit per task left the document queued, its failure unrecorded, for the reaper to requeue
+    # forever (a retry may run another document than its own: fair claiming).
+    max_retries=None,
     soft_time_limit=settings.INGEST_TASK_SOFT_SECONDS,
     time_limit=settings.INGEST_TASK_HARD_SECONDS,
     ignore_result=True,
@@ -48,8 +53,9 @@ def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-d
     try:
         return document_ingest(document_id=uuid.UUID(document_id))
     except TransientIngestError as exc:
-        # Exponential backoff with full jitter: 2, 4, 8 ... s, capped at five minutes.
-        delay = random.uniform(1, min(300, 2 ** (self.request.retries + 1)))  # noqa: S311
+        # Exponential backoff with full jitter over the document's failures: 2, 4, 8 ... s,
+        # capped at five minutes.
+        delay = random.uniform(1, min(300, 2**exc.failures))  # noqa: S311
         # For the document that failed, which a fair claim may have made another than ours.
         retried = (str(exc.document_id),)
         raise self.retry(args=retried, exc=exc, countdown=delay) from exc

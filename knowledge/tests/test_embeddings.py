@@ -378,6 +378,117 @@ def test_an_invalid_answer_releases_the_document_for_a_retry_not_internal_error(
         get_embedder.cache_clear()
 
 
+def _upload(side, name="a.md", text=b"# A\n\nSome text to embed."):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.intake import document_add_upload
+    from tenants.services import Actor
+
+    return document_add_upload(
+        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+        upload=SimpleUploadedFile(name, text),
+    ).document  # fmt: skip
+
+
+@pytest.fixture
+def remote_embeddings(provider, settings):
+    from knowledge.embeddings import get_embedder
+
+    settings.EMBEDDING_BACKEND = "openai"
+    get_embedder.cache_clear()
+    yield provider
+    get_embedder.cache_clear()
+
+
+@pytest.mark.django_db
+def test_a_document_the_provider_keeps_failing_ends_failed_with_a_readable_reason(
+    remote_embeddings, settings
+):
+    """It was left queued with no error and its attempt given back after the task's retries,
+    and the reaper requeued it every 12 minutes, forever."""
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from knowledge.intake import document_reingest
+    from knowledge.models import DocumentStatus
+    from tenants.services import Actor
+    from tests.world import build_tenant
+
+    settings.INGEST_TRANSIENT_ATTEMPTS = 3
+    side = build_tenant("acme")
+    document = _upload(side)
+    remote_embeddings.fail_with = [503] * 100
+    for failures in (1, 2):
+        with pytest.raises(TransientIngestError) as failed:
+            document_ingest(document_id=document.pk)
+        assert (failed.value.document_id, failed.value.failures) == (document.pk, failures)
+        document.refresh_from_db()
+        assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
+        assert (document.transient_failures, document.error_code) == (failures, None)
+    assert document_ingest(document_id=document.pk) == "embedding_unavailable"
+    document.refresh_from_db()
+    assert (document.status, document.error_code) == (
+        DocumentStatus.FAILED,
+        "embedding_unavailable",
+    )
+    assert document.error_message == (
+        "The embedding provider did not answer after 3 attempts; reingest to try again."
+    )
+    assert len(remote_embeddings.requests) == 3 * 5  # five tries a run
+
+    # Reingesting starts the count afresh.
+    remote_embeddings.fail_with = [503] * 5
+    document_reingest(tenant=side.tenant, actor=Actor.system("tests"), document=document)
+    with pytest.raises(TransientIngestError):
+        document_ingest(document_id=document.pk)
+    assert document_ingest(document_id=document.pk) == "ready"
+    document.refresh_from_db()
+    assert (document.status, document.transient_failures) == (DocumentStatus.READY, 0)
+
+
+@pytest.mark.django_db
+def test_a_transient_failure_counts_against_the_document_the_run_took_not_its_own(
+    remote_embeddings,
+):
+    """A fair claim may give a run another tenant's document: the failure is that document's,
+    and the retry names it."""
+    from django.utils import timezone
+
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from knowledge.models import Document, DocumentStatus
+    from tests.world import build_tenant
+
+    busy, waiting = build_tenant("busy"), build_tenant("waiting")
+    running = _upload(busy, "running.md", b"# R\n\nRunning.")
+    Document.all_tenants.filter(pk=running.pk).update(
+        status=DocumentStatus.PROCESSING, processing_started_at=timezone.now()
+    )
+    own = _upload(busy, "own.md", b"# O\n\nOwn text.")
+    theirs = _upload(waiting, "theirs.md", b"# T\n\nTheir text.")
+    remote_embeddings.fail_with = [503] * 5
+    with pytest.raises(TransientIngestError) as failed:
+        document_ingest(document_id=own.pk)
+    assert failed.value.document_id == theirs.pk
+    failures = dict(
+        Document.all_tenants.filter(pk__in=[own.pk, theirs.pk]).values_list(
+            "pk", "transient_failures"
+        )
+    )
+    assert failures == {own.pk: 0, theirs.pk: 1}
+
+
+def test_a_transient_ingest_error_survives_pickling():
+    """Celery pickles the exception a task ends with: it logged an UnpickleableExceptionWrapper."""
+    import pickle
+    import uuid
+
+    from knowledge.ingestion import TransientIngestError
+
+    document_id = uuid.uuid4()
+    error = TransientIngestError("The provider kept failing.", document_id=document_id, failures=4)
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes)
+    assert (type(copy), str(copy), copy.document_id, copy.failures) == (
+        TransientIngestError, "The provider kept failing.", document_id, 4)  # fmt: skip
+
+
 def test_ingestion_holds_vectors_as_one_float32_array_across_windows():
     from knowledge.ingestion import EMBED_WINDOW, embed_all
 

@@ -107,3 +107,37 @@ def test_documents_queued_before_a_redis_restart_still_finish(tmp_path, redis_cl
         except AssertionError:
             raise AssertionError(log.read_text()[-4000:]) from None
     assert "documents_reaped" in log.read_text()
+
+
+def test_a_document_the_embedding_provider_keeps_failing_ends_failed_through_a_real_worker(
+    tmp_path,
+):
+    """After the task's retries the worker logged an UnpickleableExceptionWrapper and left the
+    document queued with no error, for the reaper to requeue every lease, forever."""
+    from tests.fake_openai import fake_openai
+
+    side = build_tenant("acme")
+    log = tmp_path / "worker.log"
+    with fake_openai() as provider:
+        provider.fail_with = [503] * 1000
+        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
+                        OPENAI_API_KEY="sk-test-not-a-real-key-000000",
+                        EMBEDDING_RETRY_BASE_SECONDS="0.01", INGEST_TRANSIENT_ATTEMPTS="2")  # fmt: skip
+        with celery_worker(env, log):
+            response = side.client().post(
+                f"/v1/datasets/{side.dataset.pk}/documents",
+                {"file": SimpleUploadedFile("guide.md", b"# Guide\n\nAsk about refunds.")},
+                format="multipart",
+            )
+            document_id = response.json()["id"]
+            try:
+                wait_for(lambda: status(document_id) == "failed", timeout=60, what="failed")
+            except AssertionError:
+                raise AssertionError(log.read_text()[-4000:]) from None
+        assert len(provider.requests) == 2 * 5  # two runs of five tries
+    body = side.client().get(f"/v1/documents/{document_id}").json()
+    assert body["error"] == {
+        "code": "embedding_unavailable",
+        "message": "The embedding provider did not answer after 2 attempts; reingest to try again.",
+    }
+    assert "Unpickleable" not in log.read_text()
