@@ -13,6 +13,8 @@ completion to a request for a stream (hostile or broken providers);
 ``embedding_answers`` scripts what ``/v1/embeddings`` answers instead of its vectors (a broken or
 hostile provider): each entry, one per request while they last, is a function of the answer it
 would have sent, returning the answer to send (JSON-able, or bytes sent as they are).
+``embedding_pieces`` sends an embeddings answer in that many pieces, ``embedding_piece_delay``
+seconds apart (a provider that trickles its body).
 
 It speaks HTTP/1.1 as providers do: connections are kept alive, and a stream is sent with
 chunked transfer encoding, one event per chunk, so the client reads it a chunk at a time.
@@ -91,6 +93,8 @@ class FakeOpenAI:
     # ``embedding_content_type`` ("data": [] instead of vectors, a proxy's HTML page, ...).
     embedding_answers: list[Callable[[dict[str, Any]], Any]] = field(default_factory=list)
     embedding_content_type: str = "application/json"
+    embedding_pieces: int = 1  # an embeddings answer's body in this many pieces ...
+    embedding_piece_delay: float = 0.0  # ... this many seconds apart (a trickling provider)
     break_after_pieces: int | None = None
     prompt_tokens: int = 42
     piece_chars: int | None = None
@@ -153,12 +157,14 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 tokens = sum(len(t.split()) for t in inputs)
                 answer = {"object": "list", "data": data, "model": body.get("model"),
                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+                content_type = "application/json"
+                raw = json.dumps(answer).encode()
                 if state.embedding_answers:
                     sent = state.embedding_answers.pop(0)(answer)
                     raw = sent if isinstance(sent, bytes) else json.dumps(sent).encode()
-                    self.reply_bytes(200, raw, state.embedding_content_type)
-                    return
-                self.reply(200, answer)
+                    content_type = state.embedding_content_type
+                self.reply_bytes(200, raw, content_type, pieces=state.embedding_pieces,
+                                 delay=state.embedding_piece_delay)  # fmt: skip
                 return
             if self.path.endswith("/chat/completions"):
                 if body.get("stream") and not state.ignore_stream:
@@ -247,12 +253,23 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
         def reply(self, status: int, payload: dict[str, Any]) -> None:
             self.reply_bytes(status, json.dumps(payload).encode(), "application/json")
 
-        def reply_bytes(self, status: int, data: bytes, content_type: str) -> None:
+        def reply_bytes(
+            self, status: int, data: bytes, content_type: str, pieces: int = 1, delay: float = 0
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            size = max(1, -(-len(data) // max(1, pieces)))
+            try:
+                for start in range(0, len(data), size):
+                    if start and delay:
+                        time.sleep(delay)
+                    self.wfile.write(data[start : start + size])
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                state.disconnected = True
+                self.close_connection = True
 
     class Server(http.server.ThreadingHTTPServer):
         request_queue_size = 1024  # benchmarks open hundreds of streams at once

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from conversations.tests.chatkit import add_passages
@@ -183,3 +185,21 @@ def test_a_providers_absurd_token_count_is_not_what_the_tenant_is_billed(
     billed = response.json()["usage"]["embedding_tokens"]
     assert 0 < billed < 50  # our estimate of five words
     assert key_embedding_tokens(alpha) - before == billed
+
+
+def test_a_provider_that_trickles_its_answer_is_cut_at_the_querys_budget(
+    alpha, embedding_provider, settings
+):
+    """Each piece within the read timeout, the answer 4 s long: /v1/retrieve waited for all of
+    it (30 s for 100 pieces 0.5 s apart), past EMBEDDING_QUERY_TIMEOUT_SECONDS."""
+    add_passages(alpha)
+    settings.EMBEDDING_QUERY_TIMEOUT_SECONDS = 1
+    embedding_provider.embedding_pieces = 40
+    embedding_provider.embedding_piece_delay = 0.1
+    started = time.monotonic()
+    response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?")
+    assert time.monotonic() - started < 2
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["message"] == (
+        "The embedding provider failed: The embedding provider did not answer in time."
+    )

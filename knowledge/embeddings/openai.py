@@ -4,8 +4,10 @@ Batched within the provider's limits (inputs per request and tokens per request)
 passed through, retried with exponential backoff and full jitter on 429, 5xx, timeouts,
 connection errors and answers that are not well-formed embeddings answers (:func:`_read`: the
 provider's answer is checked, never trusted, before a vector reaches the database); any other
-4xx is permanent. A caller that waits (a question being embedded)
-gives a time budget for all the attempts and waits together (``within``); ingestion gives none.
+4xx is permanent. Each request, its answer's last byte included, ends within its timeout
+(:mod:`knowledge.embeddings.deadline`: a provider that trickles its answer is cut there, as a
+timeout). A caller that waits (a question being embedded) gives a time budget for all the
+attempts and waits together (``within``); ingestion gives none.
 Batches are sized with the local model's tokenizer — close to, not exactly, the provider's, so
 they keep a margin for the difference; the tokens *reported* (usage) are the provider's own
 count from each response, where it is plausible (:func:`_billed`).
@@ -42,6 +44,8 @@ class OpenAIEmbedder:
     def __init__(self) -> None:
         from openai import OpenAI
 
+        from knowledge.embeddings.deadline import http_client
+
         self.model = settings.EMBEDDING_MODEL
         self.dimensions = settings.EMBEDDING_DIMENSIONS
         self._client = OpenAI(
@@ -49,6 +53,7 @@ class OpenAIEmbedder:
             base_url=settings.OPENAI_BASE_URL or None,
             timeout=settings.EMBEDDING_TIMEOUT_SECONDS,
             max_retries=0,  # retries are ours: jittered, and counted in the logs
+            http_client=http_client(),  # a request's timeout bounds it whole, answer included
         )
         self._local_counter: Any = None
 

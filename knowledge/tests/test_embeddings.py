@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import math
+import time
 
 import numpy as np
 import pytest
@@ -314,6 +315,40 @@ def test_a_question_waits_for_the_provider_at_most_its_budget_retries_included(p
     provider.fail_with = [503]
     assert len(OpenAIEmbedder().embed_counted(["again"], within=10)[0]) == 1
     assert len(provider.requests) == 3
+
+
+def test_a_provider_that_trickles_its_answer_is_cut_at_the_timeout(provider, settings):
+    """httpx's timeouts bound each single read: an answer sent in 100 pieces 0.5 s apart held a
+    chat turn 50 s and /v1/retrieve 30 s. EMBEDDING_TIMEOUT_SECONDS now bounds each request,
+    its answer's last byte included; the cut is a timeout, retried (ingestion: five tries)."""
+    import openai
+
+    settings.EMBEDDING_TIMEOUT_SECONDS = 0.5
+    provider.embedding_pieces, provider.embedding_piece_delay = 20, 0.1  # 2 s, 0.1 s a read
+    started = time.monotonic()
+    with pytest.raises(EmbeddingError) as excinfo:
+        OpenAIEmbedder().embed(["trickle"])
+    assert time.monotonic() - started < 5 * 0.5 + 1.5  # five cut tries and the waits between
+    assert excinfo.value.transient and len(provider.requests) == 5
+    assert isinstance(excinfo.value.__cause__, openai.APITimeoutError)
+    provider.embedding_pieces, provider.embedding_piece_delay = 5, 0.02  # in time: answered
+    assert len(OpenAIEmbedder().embed(["slow but in time"])) == 1
+
+
+def test_an_answer_that_stops_midway_is_cut_at_the_deadline_not_a_read_timeout_later(
+    provider, settings
+):
+    """Headers after 0.6 s of a 1 s timeout, then one piece and silence: the wait for the next
+    piece is bounded by the 0.4 s left, not by a read timeout of its own (1.6 s in all)."""
+    settings.EMBEDDING_TIMEOUT_SECONDS = 1
+    provider.embedding_delay = 0.6
+    provider.embedding_pieces, provider.embedding_piece_delay = 2, 5
+    embedder = OpenAIEmbedder()
+    embedder.count_tokens("warm up the tokenizer")
+    started = time.monotonic()
+    with pytest.raises(EmbeddingError, match="did not answer in time"):
+        embedder.embed_counted(["stops midway"], within=1.1)  # a try, a short second one
+    assert time.monotonic() - started < 1.3
 
 
 @pytest.mark.django_db
