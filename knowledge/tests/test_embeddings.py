@@ -351,68 +351,6 @@ def test_an_answer_that_stops_midway_is_cut_at_the_deadline_not_a_read_timeout_l
     assert time.monotonic() - started < 1.3
 
 
-@pytest.mark.django_db
-def test_pipeline_releases_the_document_on_a_transient_provider_failure(provider, settings):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    from knowledge.embeddings import get_embedder
-    from knowledge.ingestion import TransientIngestError, document_ingest
-    from knowledge.intake import document_add_upload
-    from knowledge.models import Document, DocumentStatus
-    from tenants.services import Actor
-    from tests.world import build_tenant
-
-    side = build_tenant("acme")
-    document = document_add_upload(
-        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
-        upload=SimpleUploadedFile("a.md", b"# A\n\nSome text to embed."),
-    ).document  # fmt: skip
-    settings.EMBEDDING_BACKEND = "openai"
-    get_embedder.cache_clear()
-    try:
-        provider.fail_with = [503] * 5
-        with pytest.raises(TransientIngestError) as failed:
-            document_ingest(document_id=document.pk)
-        assert failed.value.document_id == document.pk  # what its retry names
-        document.refresh_from_db()
-        assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
-        assert document_ingest(document_id=document.pk) == "ready"  # the retry succeeds
-        provider.fail_with = [400]
-        Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED)
-        assert document_ingest(document_id=document.pk) == "embedding_rejected"
-    finally:
-        get_embedder.cache_clear()
-
-
-@pytest.mark.django_db
-def test_an_invalid_answer_releases_the_document_for_a_retry_not_internal_error(provider, settings):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    from knowledge.embeddings import get_embedder
-    from knowledge.ingestion import TransientIngestError, document_ingest
-    from knowledge.intake import document_add_upload
-    from knowledge.models import Chunk, DocumentStatus
-    from tenants.services import Actor
-    from tests.world import build_tenant
-
-    side = build_tenant("acme")
-    document = document_add_upload(
-        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
-        upload=SimpleUploadedFile("a.md", b"# A\n\nSome text to embed."),
-    ).document  # fmt: skip
-    settings.EMBEDDING_BACKEND = "openai"
-    get_embedder.cache_clear()
-    try:
-        provider.embedding_answers = [BROKEN_ANSWERS["NaN"]] * 5
-        with pytest.raises(TransientIngestError, match="sent an invalid answer"):
-            document_ingest(document_id=document.pk)
-        document.refresh_from_db()
-        assert (document.status, document.error_code) == (DocumentStatus.QUEUED, None)
-        assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
-    finally:
-        get_embedder.cache_clear()
-
-
 def _upload(side, name="a.md", text=b"# A\n\nSome text to embed."):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -433,6 +371,42 @@ def remote_embeddings(provider, settings):
     get_embedder.cache_clear()
     yield provider
     get_embedder.cache_clear()
+
+
+@pytest.mark.django_db
+def test_pipeline_releases_the_document_on_a_transient_provider_failure(remote_embeddings):
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from knowledge.models import Document, DocumentStatus
+    from tests.world import build_tenant
+
+    document = _upload(build_tenant("acme"))
+    remote_embeddings.fail_with = [503] * 5
+    with pytest.raises(TransientIngestError) as failed:
+        document_ingest(document_id=document.pk)
+    assert failed.value.document_id == document.pk  # what its retry names
+    document.refresh_from_db()
+    assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
+    assert document_ingest(document_id=document.pk) == "ready"  # the retry succeeds
+    remote_embeddings.fail_with = [400]
+    Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED)
+    assert document_ingest(document_id=document.pk) == "embedding_rejected"
+
+
+@pytest.mark.django_db
+def test_an_invalid_answer_releases_the_document_for_a_retry_not_internal_error(
+    remote_embeddings,
+):
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from knowledge.models import Chunk, DocumentStatus
+    from tests.world import build_tenant
+
+    document = _upload(build_tenant("acme"))
+    remote_embeddings.embedding_answers = [BROKEN_ANSWERS["NaN"]] * 5
+    with pytest.raises(TransientIngestError, match="sent an invalid answer"):
+        document_ingest(document_id=document.pk)
+    document.refresh_from_db()
+    assert (document.status, document.error_code) == (DocumentStatus.QUEUED, None)
+    assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
 
 
 @pytest.mark.django_db
