@@ -461,19 +461,22 @@ class Runner:
 
 def _checked_usage(request: LLMRequest, outcome: Outcome) -> None:
     """The provider's token counts, where they could be true: a whole number, no more prompt
-    tokens than the bytes sent (plus each message's framing) and no more completion tokens than
-    the ``max_tokens`` asked for. Anything else (a negative count took a tenant's usage below
-    zero; 10**12 spent its monthly quota, or failed the store) is replaced by our own count."""
+    tokens than the bytes sent (plus each message's framing), no more completion tokens than
+    the ``max_tokens`` asked for and no fewer than one per 64 bytes of the answer. Anything else
+    (a negative count took a tenant's usage below zero; 10**12 spent its monthly quota, or
+    failed the store; 7 for a 16 kB answer) is replaced by our own count."""
+    sent = sum(len(m["content"].encode()) + 16 for m in request.messages)
     bounds = {
-        "prompt_tokens": sum(len(m["content"].encode()) + 16 for m in request.messages) + 256,
-        "completion_tokens": request.max_tokens + 16,
+        "prompt_tokens": (0, sent + 256),
+        "completion_tokens": (len(outcome.output.encode()) // 64, request.max_tokens + 16),
     }
-    for name, bound in bounds.items():
+    for name, (least, most) in bounds.items():
         value = getattr(outcome, name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
-            log.warning("llm_usage_implausible", field=name, value=repr(value)[:40], bound=bound)
+        if type(value) is not int or not least <= value <= most:
+            log.warning("llm_usage_implausible", field=name, value=repr(value)[:40],
+                        least=least, most=most)  # fmt: skip
             setattr(outcome, name, None)
 
 

@@ -197,6 +197,7 @@ class OpenAILLM:
         finish_reason = "stop"
         model = request.model
         prompt_tokens = completion_tokens = None
+        room = request.max_tokens * MAX_CHARS_PER_TOKEN  # characters the answer may still take
         try:
             while batch is not None:
                 text: list[str] = []
@@ -218,7 +219,13 @@ class OpenAILLM:
                     if reason:
                         finish_reason = "length" if reason == "length" else "stop"
                 if text:
-                    yield Delta("".join(text))
+                    piece = "".join(text)
+                    room -= len(piece)
+                    if room < 0:  # a provider that ignores max_tokens: the answer stops here
+                        yield Delta(piece[:room])
+                        finish_reason, prompt_tokens, completion_tokens = "length", None, None
+                        break
+                    yield Delta(piece)
                 batch = await events.next_batch()
         except LLMError:
             raise
@@ -234,6 +241,9 @@ class OpenAILLM:
         )
 
 
+# An answer of max_tokens tokens is at most this many characters long (English runs 4 a token):
+# a provider that ignores max_tokens streamed and stored a 10 MB answer it billed as 7 tokens.
+MAX_CHARS_PER_TOKEN = 16
 MAX_EVENT_BYTES = 1 << 20  # one event's line; a chat chunk is well under a kilobyte
 MAX_HELD_EVENTS = 4096  # read ahead of the relay at most this many events (~1 MB)
 # After [DONE], what is left of the body (a chunked body's last, empty chunk) is read, so that

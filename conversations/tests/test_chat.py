@@ -599,3 +599,19 @@ def test_a_turn_the_provider_refused_before_any_token_costs_no_prompt_tokens(alp
     assert response.status_code == 502
     failed = Message.objects.for_tenant(alpha.tenant).get(role="assistant")
     assert (failed.finish_reason, failed.prompt_tokens, failed.completion_tokens) == ("error", 0, 0)
+
+
+def test_a_provider_that_ignores_max_tokens_is_cut_and_its_count_not_believed(alpha):
+    """One streamed and stored a 10 MB answer it billed as 7 tokens."""
+    add_passages(alpha)
+    with openai_llm() as fake:
+        fake.chat_reply = "word " * 50_000
+        fake.piece_chars = 4096
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    limit = alpha.bot.max_output_tokens * 16
+    assert len(body["output"]) <= limit
+    stored = Message.objects.for_tenant(alpha.tenant).get(role="assistant")
+    assert stored.finish_reason == "length" and len(stored.content) <= limit
+    assert body["usage"]["completion_tokens"] > len(body["output"]) // 64  # not the provider's
