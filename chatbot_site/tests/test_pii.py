@@ -519,11 +519,7 @@ def test_every_bmp_character_the_folding_changes_is_looked_at():
     assert missed == []
 
 
-def test_ascii_text_never_goes_through_the_folding(monkeypatch):
-    def fail(text):
-        raise AssertionError("folded ASCII text")
-
-    monkeypatch.setattr(pii, "_fold", fail)
+def test_ascii_text_is_masked_as_before_the_folding():
     text = f"I'm jane@example.org, +44 20 7946 0958, card {CARD}, from 203.0.113.9."
     assert pii.mask(text) == "I'm [EMAIL], [PHONE], card [CREDIT_CARD], from [IP_ADDRESS]."
 
