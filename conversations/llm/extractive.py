@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 
-from chatbot_site.text import SENTENCE_END, WORD, clip, is_mark
+from chatbot_site.text import SENTENCE_END, WORD, clip, grapheme_cut, is_mark
 from conversations.llm import Completion, Delta, LLMRequest
 from knowledge.embeddings import get_embedder
 
@@ -23,6 +23,7 @@ NAME = "extractive"
 MAX_SENTENCES = 3
 MAX_SENTENCE_CHARS = 400
 PIECE_WORDS = 4
+PIECE_CHARS = 16
 NOTHING_FOUND = "I could not find an answer to that in the documents I can search."
 
 _STOPWORDS = frozenset(
@@ -226,11 +227,32 @@ def compose(question: str, passages: Sequence[str]) -> str:
 
 
 def pieces(text: str) -> list[str]:
-    words = text.split(" ")
-    return [
-        " ".join(words[i : i + PIECE_WORDS]) + (" " if i + PIECE_WORDS < len(words) else "")
-        for i in range(0, len(words), PIECE_WORDS)
-    ]
+    """``text`` in pieces of :data:`PIECE_WORDS` words, as a model streams it. A word longer
+    than :data:`PIECE_CHARS` characters goes in pieces of its own of at most that many, cut
+    between grapheme clusters: a Chinese, Japanese or Thai sentence has no spaces, and came as
+    one piece at the end."""
+    out: list[str] = []
+    words: list[str] = []
+    split = text.split(" ")
+    for i, word in enumerate(split):
+        space = " " if i + 1 < len(split) else ""
+        if len(word) <= PIECE_CHARS:
+            words.append(word + space)
+            if len(words) == PIECE_WORDS:
+                out.append("".join(words))
+                words = []
+            continue
+        if words:
+            out.append("".join(words))
+            words = []
+        while len(word) > PIECE_CHARS:
+            cut = grapheme_cut(word, PIECE_CHARS)
+            out.append(word[:cut])
+            word = word[cut:]
+        out.append(word + space)
+    if words:
+        out.append("".join(words))
+    return out
 
 
 def within(text: str, max_tokens: int, count: Callable[[str], int]) -> tuple[str, bool]:
@@ -247,7 +269,22 @@ def within(text: str, max_tokens: int, count: Callable[[str], int]) -> tuple[str
             fits = middle
         else:
             too_many = middle
+    if fits == 0:  # the first word alone is too long: a sentence of a script without spaces
+        return _first_chars_within(words[0], max_tokens, count), True
     return " ".join(words[:fits]), True
+
+
+def _first_chars_within(word: str, max_tokens: int, count: Callable[[str], int]) -> str:
+    """The longest start of ``word``, cut between grapheme clusters, that ``count`` puts at
+    ``max_tokens`` or fewer."""
+    fits, too_many = 0, len(word)
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        if count(clip(word, middle)) <= max_tokens:
+            fits = middle
+        else:
+            too_many = middle
+    return clip(word, fits)
 
 
 class ExtractiveLLM:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conversations.llm.extractive import NOTHING_FOUND, compose, sentences, terms
+from conversations.llm.extractive import NOTHING_FOUND, compose, pieces, sentences, terms, within
 from conversations.prompting import (
     CitationFilter,
     ScopeRules,
@@ -14,6 +14,7 @@ from conversations.prompting import (
     citations_for,
     trim_history,
 )
+from knowledge.embeddings import get_embedder
 from knowledge.retrieval import Hit
 
 
@@ -154,6 +155,30 @@ def test_extractive_sentences_end_at_cjk_devanagari_and_arabic_marks():
         "أين هي؟",
         "هنا.",
     ]
+
+
+CHINESE = "东京塔每晚都会亮灯。冬天的时候特别漂亮，很多游客会在晚上来这里拍照留念。"  # noqa: RUF001 - a full-width comma
+
+
+def test_an_answer_without_spaces_streams_in_pieces_and_joins_back():
+    chinese = CHINESE
+    thai = "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย"  # vowel marks: no piece starts with one
+    for answer in (chinese, "Read this first. " + thai + " [1]", "Short words stay four a piece."):
+        parts = pieces(answer)
+        assert "".join(parts) == answer
+        assert all(0 < len(part) <= 4 * 17 for part in parts)
+    assert len(pieces(chinese)) == 3  # was 1: the whole answer at the end
+    assert pieces("Short words stay four a piece.") == ["Short words stay four ", "a piece."]
+    assert not any(p[0] in "\u0e31\u0e34\u0e35\u0e47\u0e48\u0e49" for p in pieces(thai))
+
+
+def test_an_answer_without_spaces_over_the_limit_is_cut_not_emptied():
+    count = get_embedder().count_tokens
+    chinese = CHINESE * 4
+    answer, cut = within(chinese, 20, count)
+    assert cut and answer and chinese.startswith(answer)
+    assert count(answer) <= 20 < count(chinese[: len(answer) + 1])
+    assert within("Two words", 20, count) == ("Two words", False)
 
 
 def test_extractive_answer_skips_code_and_tables():
