@@ -44,6 +44,7 @@ class MessageRole(models.TextChoices):
 class FinishReason(models.TextChoices):
     STOP = "stop", "Stop"
     LENGTH = "length", "Length"
+    CONTENT_FILTER = "content_filter", "Cut by the provider's content filter"
     CANCELLED = "cancelled", "Cancelled by the client"
     ERROR = "error", "Error"
     POLICY = "policy_blocked", "Blocked by policy"

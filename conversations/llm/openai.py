@@ -67,6 +67,9 @@ def _aiohttp_client() -> httpx2.AsyncClient:
 TURN_TIMED_OUT = "The language model provider did not finish its answer in time."
 NO_EVENTS = "The language model provider did not stream an answer."
 MALFORMED = "The language model provider sent malformed data."
+# The provider's finish reasons a turn keeps: max_tokens reached, and its own moderation cut
+# the answer (the client should know the answer is not whole).
+_FINISH_REASONS = frozenset({"length", "content_filter"})
 
 
 async def _in_time(deadline: float, awaitable: Awaitable[T]) -> T:
@@ -216,8 +219,8 @@ class OpenAILLM:
                         completion_tokens = usage.get("completion_tokens")
                     content, reason = _contents(chunk)
                     text += content
-                    if reason:
-                        finish_reason = "length" if reason == "length" else "stop"
+                    if reason:  # tool calls and reasons of the provider's own are a stop
+                        finish_reason = reason if reason in _FINISH_REASONS else "stop"
                 if text:
                     piece = "".join(text)
                     room -= len(piece)

@@ -47,7 +47,8 @@ def served(server) -> tuple[str, FakeOpenAI]:
     base, fake = server
     fresh = FakeOpenAI()
     for name in ("fail_with", "requests", "chat_reply", "chat_delay", "break_after_pieces",
-                 "prompt_tokens", "disconnected", "piece_chars", "obey", "stalls"):  # fmt: skip
+                 "prompt_tokens", "disconnected", "piece_chars", "obey", "stalls",
+                 "chat_body"):  # fmt: skip
         setattr(fake, name, getattr(fresh, name))
     return base, fake
 
@@ -163,6 +164,28 @@ def test_an_answer_in_chinese_streams_in_pieces_and_joins_to_the_json_answer(ser
     answer = post_json(base, alpha, ask(alpha, "When do annual plans renew?"))
     assert "".join(deltas) == answer["output"]
     assert "[EMAIL]" in answer["output"] and "[PHONE]" in answer["output"]
+
+
+def test_an_answer_the_providers_content_filter_cut_says_so(served, alpha):
+    """``finish_reason: content_filter`` was reported and stored as ``stop``: the client could
+    not tell a whole answer from one the provider's moderation cut off."""
+    base, fake = served
+    add_passages(alpha)
+
+    def chunk(content: str, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+        return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
+
+    fake.chat_body = [chunk("Plans renew "), chunk("", "content_filter"), b"data: [DONE]\n\n"]
+    response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+    frames = [f for f in parse(response.read().decode()) if "comment" not in f]
+    assert frames[-1]["event"] == "done", frames
+    assert frames[-1]["data"]["finish_reason"] == "content_filter"
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    assert (stored.content, stored.finish_reason) == ("Plans renew ", "content_filter")
+    fake.chat_body = [chunk("Plans renew."), chunk("", "tool_calls"), b"data: [DONE]\n\n"]
+    frames = parse(post(base, alpha, ask(alpha, "Renewal?")).read().decode())
+    assert frames[-1]["data"]["finish_reason"] == "stop"  # a reason we do not keep
 
 
 def test_the_server_keeps_one_connection_to_the_provider_across_turns(served, alpha):
