@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -308,7 +309,10 @@ async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
         await store(turn, runner.outcome(FinishReason.ERROR.value))
         error = upstream_error(exc)
         body = error_body(error["code"], error["message"], request_id=request_id_of(request))
-        return JsonResponse(body, status=502)
+        response = JsonResponse(body, status=502)
+        if exc.retry_after is not None:  # when the provider said to come back
+            response["Retry-After"] = str(math.ceil(exc.retry_after))
+        return response
     except PolicyBlocked as exc:
         # The model's answer is not passed on: a bad answer from upstream, hence 502.
         await store(turn, runner.outcome(FinishReason.POLICY.value))

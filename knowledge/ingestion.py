@@ -56,18 +56,30 @@ class TransientIngestError(Exception):
     """Try again later (provider rate limits, timeouts); the claim has been released.
     ``document_id``: the document that failed, which a fair claim may have made another than the
     run's own; the retry names that one. ``failures``: that document's transient failures so far
-    (what the retry's backoff grows with)."""
+    (what the retry's backoff grows with). ``retry_after``: the seconds the provider asked for,
+    if it did (the retry waits at least that long)."""
 
-    def __init__(self, message: str, *, document_id: uuid.UUID, failures: int = 1) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        document_id: uuid.UUID,
+        failures: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.document_id = document_id
         self.failures = failures
+        self.retry_after = retry_after
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Celery pickles the exception a task ends with; the default (cls(*args)) cannot pass
         # keyword-only arguments, and the worker logged an UnpickleableExceptionWrapper instead.
         rebuild = functools.partial(
-            TransientIngestError, document_id=self.document_id, failures=self.failures
+            TransientIngestError,
+            document_id=self.document_id,
+            failures=self.failures,
+            retry_after=self.retry_after,
         )
         return rebuild, self.args
 
@@ -327,7 +339,9 @@ def _retry_later(document: Document, claimed_at: Any, exc: EmbeddingError) -> st
         log.warning("document_claim_lost", document_id=str(document.pk))
         return "claim_lost"  # the reaper gave it to another run, which retries it
     log.warning("document_retry", document_id=str(document.pk), failures=failures, error=cause)
-    raise TransientIngestError(str(exc), document_id=document.pk, failures=failures) from exc
+    raise TransientIngestError(
+        str(exc), document_id=document.pk, failures=failures, retry_after=exc.retry_after
+    ) from exc
 
 
 def _release(document_id: uuid.UUID, claimed_at: Any, **changes: Any) -> bool:

@@ -54,8 +54,9 @@ def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-d
         return document_ingest(document_id=uuid.UUID(document_id))
     except TransientIngestError as exc:
         # Exponential backoff with full jitter over the document's failures: 2, 4, 8 ... s,
-        # capped at five minutes.
+        # capped at five minutes; never sooner than the provider asked (its Retry-After).
         delay = random.uniform(1, min(300, 2**exc.failures))  # noqa: S311
+        delay = max(delay, exc.retry_after or 0.0)
         # For the document that failed, which a fair claim may have made another than ours.
         retried = (str(exc.document_id),)
         raise self.retry(args=retried, exc=exc, countdown=delay) from exc

@@ -84,6 +84,7 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
 class FakeOpenAI:
     url: str = ""
     fail_with: list[int] = field(default_factory=list)  # statuses to answer before succeeding
+    fail_headers: dict[str, str] = field(default_factory=dict)  # sent with those ("Retry-After")
     requests: list[dict[str, Any]] = field(default_factory=list)
     chat_reply: str = "Plans renew every year [1]."
     chat_delay: float = 0.0
@@ -142,7 +143,8 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 state.requests.append({"path": self.path, "body": body})
             if state.fail_with:
                 status = state.fail_with.pop(0)
-                self.reply(status, {"error": {"message": "scripted failure", "type": "test"}})
+                error = {"error": {"message": "scripted failure", "type": "test"}}
+                self.reply(status, error, state.fail_headers)
                 return
             if self.path.endswith("/embeddings"):
                 if state.on_embeddings is not None:
@@ -250,14 +252,26 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 state.disconnected = True
                 self.close_connection = True
 
-        def reply(self, status: int, payload: dict[str, Any]) -> None:
-            self.reply_bytes(status, json.dumps(payload).encode(), "application/json")
+        def reply(
+            self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
+            self.reply_bytes(
+                status, json.dumps(payload).encode(), "application/json", headers=headers
+            )
 
         def reply_bytes(
-            self, status: int, data: bytes, content_type: str, pieces: int = 1, delay: float = 0
+            self,
+            status: int,
+            data: bytes,
+            content_type: str,
+            pieces: int = 1,
+            delay: float = 0,
+            headers: dict[str, str] | None = None,
         ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             size = max(1, -(-len(data) // max(1, pieces)))

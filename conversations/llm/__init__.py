@@ -47,10 +47,18 @@ class LLMError(Exception):
     """A provider failure. ``transient`` ones (429, 5xx, timeouts) are retried before the first
     token; none are retried after it."""
 
-    def __init__(self, message: str, *, transient: bool = False, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.retry_after = retry_after  # seconds, when the provider said when to come back
 
 
 class LLM(Protocol):

@@ -19,6 +19,7 @@ import openai
 import structlog
 from django.conf import settings
 
+from chatbot_site.providers import retry_after
 from conversations.llm import Completion, Delta, LLMError, LLMRequest
 from knowledge.parsers import clean_text
 
@@ -82,6 +83,16 @@ async def _in_time(deadline: float, awaitable: Awaitable[T]) -> T:
         if not timeout.expired():  # not ours
             raise
         raise LLMError(TURN_TIMED_OUT, transient=False) from exc
+
+
+# The longest Retry-After a question waits for: a person is waiting for the answer. Longer, and
+# the turn fails at once (502 with the provider's Retry-After) instead of asking again early.
+MAX_RETRY_AFTER_SECONDS = 20.0
+
+
+def _can_wait(seconds: float, deadline: float) -> bool:
+    loop_time = asyncio.get_running_loop().time()
+    return seconds <= MAX_RETRY_AFTER_SECONDS and loop_time + seconds < deadline
 
 
 def _transient(exc: Exception) -> tuple[bool, int | None]:
@@ -174,10 +185,18 @@ class OpenAILLM:
                 if isinstance(exc, LLMError):
                     raise
                 transient, status = _transient(exc)
-                if not transient or attempt >= settings.LLM_MAX_RETRIES:
-                    raise LLMError(_describe(exc), transient=transient, status=status) from exc
+                wait = retry_after(exc) if transient else None
+                if (
+                    not transient
+                    or attempt >= settings.LLM_MAX_RETRIES
+                    or (wait is not None and not _can_wait(wait, deadline))
+                ):
+                    raise LLMError(
+                        _describe(exc), transient=transient, status=status, retry_after=wait
+                    ) from exc
                 delay = settings.LLM_RETRY_BASE_SECONDS * 2**attempt
                 delay *= 0.5 + random.random()  # noqa: S311 - jitter, not security
+                delay = max(delay, wait or 0.0)  # asking sooner only earns another 429
                 log.warning("llm_retry", attempt=attempt + 1, status=status, delay_s=delay)
                 attempt += 1
                 await _in_time(deadline, asyncio.sleep(delay))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from django.test import override_settings
@@ -279,6 +280,35 @@ def test_provider_errors_before_the_first_token(alpha):
         assert len(fake.chat_requests()) == 1
     failed = Message.objects.for_tenant(alpha.tenant).filter(finish_reason="error")
     assert failed.count() == 2
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Retry-After": "1"}, {"retry-after-ms": "1000", "Retry-After": "9"}]
+)
+def test_a_rate_limited_provider_is_asked_again_when_it_said_not_sooner(alpha, headers):
+    """A 429's Retry-After was ignored: the retries came 10-20 ms apart (the backoff here) and
+    met the same 429, asking again early only prolongs a provider's limit."""
+    add_passages(alpha)
+    with openai_llm() as fake:
+        fake.fail_with, fake.fail_headers = [429], headers
+        started = time.monotonic()
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+        waited = time.monotonic() - started
+    assert response.status_code == 200, response.content
+    assert len(fake.chat_requests()) == 2 and waited >= 1.0
+
+
+def test_a_provider_that_asks_for_a_long_wait_fails_at_once_with_its_retry_after(alpha):
+    """Nobody waits two minutes for an answer: the turn ends with a 502 that says when to come
+    back, after one request to the provider instead of three."""
+    add_passages(alpha)
+    with openai_llm() as fake:
+        fake.fail_with, fake.fail_headers = [429, 429, 429], {"Retry-After": "120"}
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+        assert len(fake.chat_requests()) == 1
+    assert response.status_code == 502
+    assert response["Retry-After"] == "120" and "RateLimit-Remaining" in response
+    assert response.json()["error"]["message"] == "The language model provider answered 429."
 
 
 @pytest.mark.parametrize("http_client", ["aiohttp", "httpx"])

@@ -18,10 +18,18 @@ from django.conf import settings
 class EmbeddingError(Exception):
     """``transient`` errors are retried (429, 5xx, timeouts); the others fail the document."""
 
-    def __init__(self, message: str, *, transient: bool, code: str = "embedding_failed"):
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        code: str = "embedding_failed",
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.transient = transient
         self.code = code
+        self.retry_after = retry_after  # seconds, when the provider said when to come back
 
 
 class Embedder(Protocol):

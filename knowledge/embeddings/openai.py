@@ -27,6 +27,7 @@ import numpy as np
 import structlog
 from django.conf import settings
 
+from chatbot_site.providers import retry_after
 from knowledge.embeddings import EmbeddingError
 from knowledge.embeddings.local import _tokenizer_file, count_tokens
 
@@ -158,6 +159,10 @@ class OpenAIEmbedder:
                 raise EmbeddingError(message, transient=True) from last
             base = settings.EMBEDDING_RETRY_BASE_SECONDS
             delay = random.uniform(0, min(30.0, base * 2**attempt))  # noqa: S311 (jitter)
+            wait = retry_after(last)  # asking sooner than the provider said earns another 429
+            if wait is not None and wait > MAX_RETRY_AFTER_SECONDS:  # the task comes back later
+                raise EmbeddingError(RATE_LIMITED, transient=True, retry_after=wait) from last
+            delay = max(delay, wait or 0.0)
             if deadline is not None and delay >= _left(deadline):
                 raise EmbeddingError(_late(last), transient=True) from last
             reason = {"reason": str(last)} if isinstance(last, InvalidAnswer) else {}
@@ -174,6 +179,10 @@ class InvalidAnswer(Exception):
 
 
 INVALID = "The embedding provider sent an invalid answer."
+RATE_LIMITED = "The embedding provider asked us to wait; will retry later."
+# The longest Retry-After an embedding call sleeps for (a worker slot waits meanwhile); longer,
+# and the call fails transiently: ingestion's task is retried later, a question gets its 502.
+MAX_RETRY_AFTER_SECONDS = 30.0
 LATE = "The embedding provider did not answer in time."
 
 

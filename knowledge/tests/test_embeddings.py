@@ -112,6 +112,34 @@ def test_transient_provider_errors_are_retried(provider, status):
     assert len(provider.requests) == 3
 
 
+def test_a_rate_limited_provider_is_asked_again_no_sooner_than_it_said(provider):
+    """Retry-After was ignored: the retries came after the backoff's 10-40 ms (here)."""
+    provider.fail_with, provider.fail_headers = [429], {"Retry-After": "1"}
+    started = time.monotonic()
+    assert len(OpenAIEmbedder().embed(["wait for me"])) == 1
+    assert len(provider.requests) == 2 and time.monotonic() - started >= 1.0
+
+
+def test_a_long_retry_after_fails_at_once_for_the_task_to_come_back_then(provider):
+    provider.fail_with, provider.fail_headers = [429] * 5, {"Retry-After": "120"}
+    with pytest.raises(EmbeddingError) as excinfo:
+        OpenAIEmbedder().embed(["later"])
+    assert (excinfo.value.transient, excinfo.value.retry_after) == (True, 120.0)
+    assert len(provider.requests) == 1  # not five requests into a rate limit
+
+
+@pytest.mark.django_db
+def test_the_ingestion_retry_waits_what_the_provider_asked(remote_embeddings):
+    from knowledge.ingestion import TransientIngestError, document_ingest
+    from tests.world import build_tenant
+
+    document = _upload(build_tenant("acme"))
+    remote_embeddings.fail_with, remote_embeddings.fail_headers = [429], {"Retry-After": "90"}
+    with pytest.raises(TransientIngestError) as failed:
+        document_ingest(document_id=document.pk)
+    assert failed.value.retry_after == 90.0
+
+
 def test_inputs_the_provider_could_refuse_for_length_are_cut_and_batched_by_bytes(provider):
     # 150 "words" of 120 letters: WordPiece reads each as one [UNK], a byte-level BPE needs
     # thousands, and so does our count; 18 kB of text per input.
@@ -492,10 +520,12 @@ def test_a_transient_ingest_error_survives_pickling():
     from knowledge.ingestion import TransientIngestError
 
     document_id = uuid.uuid4()
-    error = TransientIngestError("The provider kept failing.", document_id=document_id, failures=4)
+    error = TransientIngestError(
+        "The provider kept failing.", document_id=document_id, failures=4, retry_after=9.5
+    )
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes)
-    assert (type(copy), str(copy), copy.document_id, copy.failures) == (
-        TransientIngestError, "The provider kept failing.", document_id, 4)  # fmt: skip
+    assert (type(copy), str(copy), copy.document_id, copy.failures, copy.retry_after) == (
+        TransientIngestError, "The provider kept failing.", document_id, 4, 9.5)  # fmt: skip
 
 
 def test_ingestion_holds_vectors_as_one_float32_array_across_windows():
