@@ -610,7 +610,8 @@ def embed_queries(
             embedder, texts, tenant_id=tenant_id, within=settings.EMBEDDING_QUERY_TIMEOUT_SECONDS
         )
     except EmbeddingError as exc:
-        raise UpstreamError(f"The embedding provider failed: {exc}") from exc
+        wait = {} if exc.retry_after is None else {"Retry-After": str(math.ceil(exc.retry_after))}
+        raise UpstreamError(f"The embedding provider failed: {exc}", headers=wait) from exc
     return [list(v) for v in vectors], tokens
 
 

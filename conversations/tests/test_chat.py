@@ -470,6 +470,23 @@ def test_a_provider_failing_on_the_scopes_topics_is_a_502_within_the_question_bu
     )
 
 
+def test_an_embedding_provider_asking_for_a_long_wait_is_a_502_with_its_retry_after(alpha):
+    add_passages(alpha)
+    with openai_llm(EMBEDDING_BACKEND="openai", EMBEDDING_RETRY_BASE_SECONDS=0.01) as fake:
+        get_embedder.cache_clear()
+        try:
+            fake.fail_with, fake.fail_headers = [429] * 5, {"Retry-After": "75"}
+            response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+        finally:
+            get_embedder.cache_clear()
+        assert len(fake.requests) == 1
+    assert response.status_code == 502, response.content
+    assert response["Retry-After"] == "75"
+    assert response.json()["error"]["message"] == (
+        "The embedding provider failed: The embedding provider asked us to wait."
+    )
+
+
 def test_a_json_turn_is_stored_whole_or_not_at_all(alpha):
     """Question, answer, the conversation's count and the usage go in one transaction at the
     end of a JSON turn: one that fails before the model is asked leaves nothing behind."""

@@ -161,7 +161,8 @@ class OpenAIEmbedder:
             delay = random.uniform(0, min(30.0, base * 2**attempt))  # noqa: S311 (jitter)
             wait = retry_after(last)  # asking sooner than the provider said earns another 429
             if wait is not None and wait > MAX_RETRY_AFTER_SECONDS:  # the task comes back later
-                raise EmbeddingError(RATE_LIMITED, transient=True, retry_after=wait) from last
+                message = RATE_LIMITED + ("" if deadline is not None else "; will retry later")
+                raise EmbeddingError(message + ".", transient=True, retry_after=wait) from last
             delay = max(delay, wait or 0.0)
             if deadline is not None and delay >= _left(deadline):
                 raise EmbeddingError(_late(last), transient=True) from last
@@ -179,7 +180,7 @@ class InvalidAnswer(Exception):
 
 
 INVALID = "The embedding provider sent an invalid answer."
-RATE_LIMITED = "The embedding provider asked us to wait; will retry later."
+RATE_LIMITED = "The embedding provider asked us to wait"
 # The longest Retry-After an embedding call sleeps for (a worker slot waits meanwhile); longer,
 # and the call fails transiently: ingestion's task is retried later, a question gets its 502.
 MAX_RETRY_AFTER_SECONDS = 30.0
