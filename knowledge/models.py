@@ -214,6 +214,14 @@ class Document(TenantOwned):
         return self.title or self.source or str(self.id)
 
 
+SEARCH_VECTOR = Func(
+    F("language"),
+    Func(F("text"), function="knowledge_cjk_bigrams", output_field=models.TextField()),
+    function="to_tsvector",
+    output_field=SearchVectorField(),
+)
+
+
 class Chunk(TenantOwned):
     """A retrievable passage. ``tenant`` and ``dataset`` are denormalised from the document so
     that retrieval filters without joins; composite FKs keep them consistent."""
@@ -236,11 +244,11 @@ class Chunk(TenantOwned):
     # Looked like a prompt injection at ingestion (knowledge.injection.detect_passage): marked
     # as such in the prompt and down-weighted in retrieval (RETRIEVAL_SUSPECT_WEIGHT).
     injection_suspected = models.BooleanField(default=False)
-    # Kept in step by PostgreSQL itself: a stored generated column.
+    # Kept in step by PostgreSQL itself: a stored generated column. Chinese, Japanese and Korean
+    # are indexed as overlapping character bigrams (knowledge_cjk_bigrams, migration 0013), as
+    # the question is searched: PostgreSQL's parser read a whole unspaced run as one word.
     search_vector = models.GeneratedField(
-        expression=Func(
-            F("language"), F("text"), function="to_tsvector", output_field=SearchVectorField()
-        ),
+        expression=SEARCH_VECTOR,
         output_field=SearchVectorField(),
         db_persist=True,
     )

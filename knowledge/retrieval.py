@@ -318,10 +318,10 @@ def build_sql(
         SELECT l.language::regconfig AS language, t.lexeme, max(t.weight) AS weight
         FROM unnest(%(languages)s::text[]) AS l(language), LATERAL (
             SELECT lexeme, 1::float8 AS weight
-            FROM unnest(to_tsvector(l.language::regconfig, %(query)s))
+            FROM unnest(to_tsvector(l.language::regconfig, knowledge_cjk_bigrams(%(query)s)))
             UNION ALL
             SELECT lexeme, %(context_weight)s::float8
-            FROM unnest(to_tsvector(l.language::regconfig, %(context)s))
+            FROM unnest(to_tsvector(l.language::regconfig, knowledge_cjk_bigrams(%(context)s)))
         ) t
         GROUP BY 1, 2
     ),"""
@@ -330,7 +330,8 @@ def build_sql(
     terms AS MATERIALIZED (
         SELECT DISTINCT l.language::regconfig AS language, t.lexeme, 1::float8 AS weight
         FROM unnest(%(languages)s::text[]) AS l(language),
-             LATERAL unnest(to_tsvector(l.language::regconfig, %(query)s)) AS t
+             LATERAL unnest(to_tsvector(l.language::regconfig,
+                                        knowledge_cjk_bigrams(%(query)s))) AS t
     ),"""
     )
     # The hits' relevance: to the question alone (a plain search's similarity is that already).
@@ -435,7 +436,8 @@ def build_sql(
         else """
     q AS MATERIALIZED (
         SELECT l.language::regconfig AS language,
-               NULLIF(replace(websearch_to_tsquery(l.language::regconfig, %(query)s)::text,
+               NULLIF(replace(websearch_to_tsquery(l.language::regconfig,
+                                                  knowledge_cjk_bigrams(%(query)s))::text,
                               ' & ', ' | '), '')::tsquery AS query
         FROM unnest(%(languages)s::text[]) AS l(language)
     ),"""

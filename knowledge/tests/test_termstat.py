@@ -163,3 +163,38 @@ def test_rare_terms_are_found_alike_by_the_index_and_by_a_scan_in_every_language
                       mode="text", fusion=fusion)  # fmt: skip
         found[factor] = sorted(h.text for h in hits)
     assert found[0.0] == found[1e12] == ["Refunds take five days.", "refunds take five days."]
+
+
+CJK_PASSAGES = [
+    "东京塔每晚都会亮灯，冬天的时候特别漂亮。",  # noqa: RUF001 - a full-width comma
+    "退款会在五个工作日内退回到原来的银行卡。",
+    "東京タワーは毎晩ライトアップされます。",
+    "返金は五営業日以内に元のカードに戻ります。",
+    "서울에서 가장 유명한 음식점은 명동에 있습니다.",
+    "환불은 영업일 기준 5일 이내에 처리됩니다.",
+    "Refunds are paid to the original card within five business days.",
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("东京塔什么时候亮灯", 0),  # "When does Tokyo Tower light up?"
+        ("退款需要多久", 1),  # "How long does a refund take?"
+        ("東京タワーはいつ光りますか", 2),
+        ("返金はいつ戻りますか", 3),
+        ("서울 음식점", 4),
+        ("환불 처리", 5),
+        ("refunds card", 6),
+    ],
+)
+def test_chinese_japanese_and_korean_are_searched_by_character_bigrams(query, expected):
+    """PostgreSQL's parser read an unspaced run as one word: "东京塔每晚都会亮灯" was a single
+    lexeme, and no question but that very clause matched it (migration 0013)."""
+    link = BotDatasetFactory(dataset__language="simple")
+    document = DocumentFactory(tenant=link.bot.tenant, dataset=link.dataset)
+    for text in CJK_PASSAGES:
+        ChunkFactory(tenant=link.bot.tenant, document=document, text=text, language="simple")
+    hits = text_hits(link.bot, query, postings=10_000)
+    assert hits and hits[0] == CJK_PASSAGES[expected]
+    assert stored(link.dataset.pk) == counted(link.dataset.pk)
