@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from corsheaders.defaults import default_headers as cors_default_headers
 
 from chatbot_site.logging import build_logging_config
 
@@ -49,6 +50,13 @@ SECRET_KEY: str = env.str("SECRET_KEY")  # no default: a missing key fails at st
 DEBUG: bool = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+# A browser client of an allowed origin may send its own X-Request-ID (API.md: echoed back), and
+# its scripts may read the headers the contract puts on responses: the request id, the rate
+# limit's and Retry-After. (Without them the preflight refused X-Request-ID, which blocked the
+# request, and none of those headers was readable.) Never with credentials (cookies).
+CORS_ALLOW_HEADERS: tuple[str, ...] = (*cors_default_headers, "x-request-id")
+CORS_EXPOSE_HEADERS: list[str] = ["X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
+                                  "RateLimit-Reset", "Retry-After"]  # fmt: skip
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=8000)

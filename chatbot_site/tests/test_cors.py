@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from tenants.tests.factories import ApiKeyFactory
+
 pytestmark = pytest.mark.django_db
 
 
@@ -31,3 +33,31 @@ def test_other_origins_get_no_cors_headers(client):
     assert "Access-Control-Allow-Origin" not in response
     plain = client.get("/v1/health", HTTP_ORIGIN="https://evil.example.net")
     assert "Access-Control-Allow-Origin" not in plain
+
+
+def test_a_browser_client_may_send_its_request_id(client):
+    """API.md: the service echoes a client's ``X-Request-ID``. A browser sends that header only
+    if the preflight allows it; it did not, so the browser blocked the whole request."""
+    response = client.options(
+        "/v1/chat",
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization,content-type,x-request-id",
+    )
+    allowed = {h.strip() for h in response["Access-Control-Allow-Headers"].lower().split(",")}
+    assert {"authorization", "content-type", "x-request-id"} <= allowed
+
+
+def test_a_browser_client_may_read_the_contract_headers(api_client):
+    """The request id, the rate-limit headers and Retry-After are on every keyed response; a
+    script reads a cross-origin response's headers only if they are exposed."""
+    key = ApiKeyFactory()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key.plaintext}")
+    response = api_client.get(
+        "/v1/bots", HTTP_ORIGIN="https://app.example.com", HTTP_X_REQUEST_ID="browser-1"
+    )
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == "browser-1"
+    exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
+    assert {"x-request-id", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
+            "retry-after"} <= exposed  # fmt: skip
