@@ -351,9 +351,12 @@ JWT_ACCESS_TOKEN_SECONDS: int = env.int("JWT_ACCESS_TOKEN_SECONDS", default=900)
 AUTH_FAILURES_PER_MINUTE: int = env.int("AUTH_FAILURES_PER_MINUTE", default=10)
 # Proxies in front of the app that append to X-Forwarded-For (nginx in docker-compose: 1).
 NUM_PROXIES: int = env.int("NUM_PROXIES", default=0)
+# Empty (``JWT_SIGNING_KEY=``, as .env.example spells it) is unset, not an empty HS256 key: that
+# made every token exchange and every request with a JWT a 500.
+JWT_SIGNING_KEY: str = env.str("JWT_SIGNING_KEY", default="")
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
-    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "SIGNING_KEY": JWT_SIGNING_KEY if JWT_SIGNING_KEY.strip() else SECRET_KEY,
     "ACCESS_TOKEN_LIFETIME": dt.timedelta(seconds=JWT_ACCESS_TOKEN_SECONDS),
     "AUDIENCE": "chatbot-api",
     "ISSUER": "chatbot-service",

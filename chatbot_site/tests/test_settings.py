@@ -160,6 +160,24 @@ def test_production_passes_the_deployment_checks():
     assert "no issues" in result.stdout
 
 
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_jwt_signing_key_means_the_secret_key(value):
+    """``JWT_SIGNING_KEY=`` (the .env.example line, uncommented) was an empty HS256 key: every
+    token exchange and every request carrying a JWT was a 500 (PyJWT: "HMAC key must not be
+    empty"). Empty is unset, as for the other variables: the key is SECRET_KEY."""
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "from rest_framework_simplejwt.tokens import AccessToken; "
+        "token = AccessToken(); token['key_id'] = 'k'; AccessToken(str(token)); "
+        "print(s.SIMPLE_JWT['SIGNING_KEY'] == s.SECRET_KEY)"
+    )
+    result = start(
+        "chatbot_site.settings.production", code, **production_env(JWT_SIGNING_KEY=value)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True"
+
+
 def test_redis_url_database_number_is_applied(monkeypatch):
     from chatbot_site.settings.base import redis_urls
 
