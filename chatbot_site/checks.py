@@ -1,4 +1,4 @@
-"""Deployment checks for the adapted middleware (``chatbot_site.middleware``).
+"""Deployment checks: the adapted middleware (``chatbot_site.middleware``) and the JWT key.
 
 Django's ``security.W001``-``W003`` look for its own middleware by dotted path, so they cannot
 see the subclasses this project installs in their place; the settings silence those three and
@@ -45,4 +45,24 @@ def middleware_installed(app_configs: Any = None, **kwargs: Any) -> list[checks.
         )
         for path, django_check, lost in REQUIRED
         if not _installed(path)
+    ]
+
+
+# RFC 7518 (3.2): an HS256 key of at least 256 bits. A shorter one can be guessed offline from
+# any one token the service issued, and then every token forged.
+MIN_JWT_KEY_BYTES = 32
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def jwt_key_strength(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    size = len(str(settings.SIMPLE_JWT["SIGNING_KEY"]).encode())
+    if size >= MIN_JWT_KEY_BYTES:
+        return []
+    return [
+        checks.Warning(
+            f"The JWT signing key (JWT_SIGNING_KEY, else SECRET_KEY) is {size} "
+            f"bytes: HS256 needs at least {MIN_JWT_KEY_BYTES}, or a token's key can be guessed "
+            "offline and tokens forged.",
+            id="chatbot_site.W010",
+        )
     ]

@@ -55,6 +55,7 @@ CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 # limit's and Retry-After. (Without them the preflight refused X-Request-ID, which blocked the
 # request, and none of those headers was readable.) Never with credentials (cookies).
 CORS_ALLOW_HEADERS: tuple[str, ...] = (*cors_default_headers, "x-request-id")
+CORS_URLS_REGEX = r"^/v1/"  # the API only: the staff admin is not for other origins
 CORS_EXPOSE_HEADERS: list[str] = ["X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
                                   "RateLimit-Reset", "Retry-After"]  # fmt: skip
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -61,3 +61,13 @@ def test_a_browser_client_may_read_the_contract_headers(api_client):
     exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
     assert {"x-request-id", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
             "retry-after"} <= exposed  # fmt: skip
+
+
+def test_the_staff_admin_is_not_shared_with_other_origins(client):
+    """CORS is for the API: an allowed origin got Access-Control-Allow-Origin on admin pages."""
+    response = client.get("/admin/login/", HTTP_ORIGIN="https://app.example.com")
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response
+    assert "Access-Control-Allow-Origin" in client.get(
+        "/v1/health", HTTP_ORIGIN="https://app.example.com"
+    )

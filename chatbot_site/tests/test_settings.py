@@ -160,6 +160,19 @@ def test_production_passes_the_deployment_checks():
     assert "no issues" in result.stdout
 
 
+def test_the_deployment_checks_refuse_a_jwt_key_short_enough_to_guess():
+    """HS256 wants a key of 256 bits: one of 8 characters is guessed offline from any token the
+    service issued, and then every token can be forged. It was accepted without a word."""
+    result = start(
+        "chatbot_site.settings.production",
+        code="import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        **production_env(JWT_SIGNING_KEY="s3cr3t!!"),
+    )
+    assert result.returncode != 0
+    assert "chatbot_site.W010" in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("value", ["", "   "])
 def test_an_empty_jwt_signing_key_means_the_secret_key(value):
     """``JWT_SIGNING_KEY=`` (the .env.example line, uncommented) was an empty HS256 key: every
