@@ -111,16 +111,24 @@ def _fail(
     detail: str = "",
     **changes: Any,
 ) -> None:
-    updated = Document.all_tenants.filter(
-        pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
-    ).update(
-        status=DocumentStatus.FAILED,
-        error_code=code,
-        error_message=message[:2000],
-        processing_started_at=None,
-        updated_at=timezone.now(),
-        **changes,
-    )
+    """Fail the document this run claimed. A document that had been ready (a reingest) loses
+    its earlier chunks with it: a failed document is never searched, and its chunks would have
+    stayed in ``chunk_count`` and in the dataset's BM25 statistics (``knowledge_termstat``)."""
+    with transaction.atomic():
+        updated = Document.all_tenants.filter(
+            pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
+        ).update(
+            status=DocumentStatus.FAILED,
+            error_code=code,
+            error_message=message[:2000],
+            processing_started_at=None,
+            chunk_count=0,
+            token_count=0,
+            updated_at=timezone.now(),
+            **changes,
+        )
+        if updated:  # the row is locked now, as ingestion._store and deletions lock it first
+            Chunk.all_tenants.filter(document_id=document_id).delete()
     if updated:
         # ``detail`` names what a parser library raised: for operators, not for the message.
         extra = {"detail": detail} if detail else {}
@@ -428,13 +436,22 @@ def reap(*, now: Any = None) -> dict[str, int]:
     stale = Document.all_tenants.filter(
         status=DocumentStatus.PROCESSING, processing_started_at__lt=now - lease
     )
-    failed = stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS).update(
-        status=DocumentStatus.FAILED,
-        error_code="worker_crash",
-        error_message=_crashed_message(),
-        processing_started_at=None,
-        updated_at=now,
-    )
+    with transaction.atomic():  # failed with its earlier chunks gone, as _fail does
+        crashed = list(
+            stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS)
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        failed = Document.all_tenants.filter(pk__in=crashed).update(
+            status=DocumentStatus.FAILED,
+            error_code="worker_crash",
+            error_message=_crashed_message(),
+            processing_started_at=None,
+            chunk_count=0,
+            token_count=0,
+            updated_at=now,
+        )
+        Chunk.all_tenants.filter(document_id__in=crashed).delete()
     requeued_ids = list(stale.values_list("pk", flat=True))
     Document.all_tenants.filter(pk__in=requeued_ids, status=DocumentStatus.PROCESSING).update(
         status=DocumentStatus.QUEUED, processing_started_at=None, updated_at=now

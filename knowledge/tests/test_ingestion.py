@@ -138,6 +138,45 @@ def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
     assert document.error_message.startswith("Ingestion stopped without finishing 3 times;")
 
 
+def test_a_reingest_that_fails_leaves_no_chunks_behind(side):
+    """A ready document reingested after its stored file went missing failed ``missing_file``
+    and kept its earlier chunks: ``chunk_count`` said 3 on a failed document, and its words
+    stayed in the dataset's BM25 statistics while it could not be searched."""
+    from django.core.files.storage import default_storage
+
+    from knowledge.intake import document_reingest
+    from knowledge.tests.test_termstat import counted, stored
+
+    document = add(side, "guide.md", GUIDE)
+    assert document_ingest(document_id=document.pk) == "ready"
+    document.refresh_from_db()
+    default_storage.delete(document.file.name)
+    document_reingest(tenant=side.tenant, actor=Actor.system("tests"), document=document)
+    assert document_ingest(document_id=document.pk) == "missing_file"
+    document.refresh_from_db()
+    assert (document.status, document.chunk_count, document.token_count) == ("failed", 0, 0)
+    assert not Chunk.all_tenants.filter(document=document).exists()
+    assert "rotat" not in stored(side.dataset.pk)
+    assert stored(side.dataset.pk) == counted(side.dataset.pk)
+
+
+def test_a_reingest_that_keeps_killing_its_worker_leaves_no_chunks_behind(side):
+    document = add(side, "guide.md", GUIDE)
+    assert document_ingest(document_id=document.pk) == "ready"
+    Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED, attempts=0)
+    for _ in range(settings.INGEST_MAX_ATTEMPTS):
+        assert claim(document.pk) is not None
+        Document.all_tenants.filter(pk=document.pk).update(
+            processing_started_at=timezone.now()
+            - dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 5)
+        )
+        reap()
+    document.refresh_from_db()
+    assert (document.status, document.error_code) == (DocumentStatus.FAILED, "worker_crash")
+    assert (document.chunk_count, document.token_count) == (0, 0)
+    assert not Chunk.all_tenants.filter(document=document).exists()
+
+
 @pytest.mark.parametrize(("attempts", "said"), [(1, "once"), (2, "2 times")])
 def test_the_crash_message_counts_in_words(side, settings, attempts, said):
     settings.INGEST_MAX_ATTEMPTS = attempts
