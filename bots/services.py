@@ -121,8 +121,17 @@ def bot_update(
 @transaction.atomic
 def bot_delete(*, tenant: Tenant, actor: Actor, bot: Bot) -> None:
     """The bot and its conversations; not bound by ``DB_STATEMENT_TIMEOUT_SECONDS`` (their
-    messages go in one statement)."""
+    messages go in one statement). Its row is locked first, so that a turn being stored
+    (``conversations.chat._store`` share-locks it) either commits before the conversations are
+    collected, and they go with the rest, or finds the bot gone and stores none."""
     without_statement_timeout()
+    if not list(
+        Bot.objects.for_tenant(tenant)
+        .select_for_update()
+        .filter(pk=bot.pk)
+        .values_list("pk", flat=True)
+    ):
+        raise NotFound("Bot not found.")  # deleted meanwhile by another request
     audit_record(
         tenant=tenant, actor=actor, action="bot.delete", target=bot, changes={"name": bot.name}
     )

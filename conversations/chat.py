@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 
 from bots.models import Bot
@@ -237,9 +237,19 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
     A stored conversation is updated before its messages are written, which locks its row: a
     deletion (:func:`conversations.services.conversation_delete` locks it first) then either
     waits for this turn and deletes its messages too, or has deleted the conversation, and the
-    turn's messages are not written (they would point at nothing)."""
+    turn's messages are not written (they would point at nothing).
+
+    The bot's row is share-locked first, for the same reason: a bot deleted while its turn was
+    answered (:func:`bots.services.bot_delete` locks it first) took its conversations with it,
+    and the turn's new conversation then failed its foreign key at commit — a 500, and the
+    turn's tokens, already spent, were not counted. Now the deletion waits for the turn and
+    deletes what it stored, or the turn finds its bot gone and stores no conversation (its
+    usage is still counted: usage outlives a bot)."""
     now = dt.datetime.now(dt.UTC)
     tenant, conversation = turn.tenant, turn.conversation
+    if not _bot_still_there(turn):
+        log.info("chat_bot_deleted", bot_id=str(turn.bot.pk))
+        return
     rows = [
         Message(tenant=tenant, conversation=conversation, role=m["role"], content=m["content"])
         for m in (turn.new_messages if question else ())
@@ -258,6 +268,17 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
         log.info("chat_conversation_deleted", conversation_id=str(conversation.pk))
         return
     Message.objects.for_tenant(tenant).bulk_create(rows)
+
+
+def _bot_still_there(turn: Turn) -> bool:
+    """Whether the turn's bot exists, its row share-locked (``FOR KEY SHARE``: a ``PATCH`` of
+    the bot is not held up, its deletion is) until the turn's transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM bots_bot WHERE tenant_id = %s AND id = %s FOR KEY SHARE",
+            [turn.tenant.pk, turn.bot.pk],
+        )
+        return cursor.fetchone() is not None
 
 
 def _refuse(turn: Turn, reason: str, **details: Any) -> None:

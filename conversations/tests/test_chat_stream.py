@@ -361,3 +361,35 @@ def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_sta
     assert not Message.all_tenants.filter(conversation_id=session["session_id"]).exists()
     used = UsageDaily.objects.for_tenant(alpha.tenant).values_list("completion_tokens", flat=True)
     assert sum(used) >= 30  # the answer's tokens were spent: still counted
+
+
+def test_a_bot_deleted_while_a_json_turn_is_answered_still_answers_and_counts_the_tokens(
+    served, alpha
+):
+    """The turn stored a new conversation for a bot deleted meanwhile: its foreign key failed at
+    commit, the answer was a 500 and the tokens the provider had spent were not counted. Now
+    the turn answers, stores no conversation (the bot's went with it) and counts its usage."""
+    import threading
+
+    from conversations.models import Conversation, UsageDaily
+    from tests.processes import wait_for
+
+    base, fake = served
+    fake.chat_reply = " ".join(f"word{i}" for i in range(30))
+    fake.chat_delay = 0.05
+    answers: list[dict[str, Any]] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(post_json(base, alpha, ask(alpha, "When do plans renew?")))
+    )
+    asking.start()
+    wait_for(fake.chat_requests, timeout=10, what="the provider to be asked")
+    parts = urlsplit(base)
+    other = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    other.request("DELETE", f"/v1/bots/{alpha.bot.pk}",
+                  headers={"Authorization": f"Bearer {alpha.admin_key.plaintext}"})  # fmt: skip
+    assert other.getresponse().status == 204
+    asking.join(30)
+    assert answers and answers[0]["output"].startswith("word0")  # post_json: a 200
+    assert not Conversation.all_tenants.filter(bot_id=alpha.bot.pk).exists()
+    usage = UsageDaily.objects.for_tenant(alpha.tenant).filter(bot_id=alpha.bot.pk)
+    assert sum(usage.values_list("completion_tokens", flat=True)) >= 30
