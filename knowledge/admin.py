@@ -37,7 +37,7 @@ from chatbot_site.staff_admin import (
 from knowledge.admin_upload import UploadForm, add_documents
 from knowledge.intake import document_reingest
 from knowledge.models import LANGUAGES, Chunk, Dataset, Document, DocumentStatus
-from knowledge.services import dataset_delete, document_delete
+from knowledge.services import dataset_chunks_follow_language, dataset_delete, document_delete
 
 STATUSES = [s.value for s in DocumentStatus]
 
@@ -165,6 +165,11 @@ class DatasetAdmin(TenantScopedAdmin):
     @admin.display(description="searched by bots")
     def searched_by(self, obj: Any) -> str:
         return admin_links(obj.bots.all()) if obj.pk else "—"
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)  # in the admin's transaction
+        if change and "language" in form.changed_data:
+            dataset_chunks_follow_language(obj)
 
     def delete_object(self, request: HttpRequest, obj: Any) -> None:
         dataset_delete(tenant=obj.tenant, actor=staff_actor(request), dataset=obj)

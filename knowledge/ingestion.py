@@ -384,8 +384,15 @@ def _store(
     )
     if locked is None:
         return False
+    # Read under a share lock: a dataset whose language is being changed (which re-indexes its
+    # chunks: knowledge.services.dataset_chunks_follow_language) gets these in the new one.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT language::text FROM knowledge_dataset WHERE id = %s FOR SHARE",
+            [document.dataset_id],
+        )
+        (language,) = cursor.fetchone()
     Chunk.all_tenants.filter(document_id=document.pk).delete()
-    language = document.dataset.language
     rows = (
         Chunk(
             tenant_id=document.tenant_id,

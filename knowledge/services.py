@@ -13,7 +13,7 @@ from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
 from chatbot_site.database import without_statement_timeout
 from chatbot_site.errors import NotFound
-from knowledge.models import BotDataset, Dataset, Document
+from knowledge.models import BotDataset, Chunk, Dataset, Document
 from tenants.models import Tenant
 from tenants.services import (
     Actor,
@@ -134,7 +134,11 @@ def bot_update_with_datasets(
 def dataset_update(
     *, tenant: Tenant, actor: Actor, dataset: Dataset, changes: dict[str, Any]
 ) -> Dataset:
-    update_audited(
+    """A new ``language`` re-indexes the dataset's chunks in it (their full-text vectors and
+    the BM25 statistics follow, kept by PostgreSQL): the question is read in the dataset's
+    language, and chunks left in the old one were never found by the text leg again until each
+    document was reingested. Not bound by ``DB_STATEMENT_TIMEOUT_SECONDS``: one statement."""
+    fields = update_audited(
         tenant=tenant,
         actor=actor,
         instance=dataset,
@@ -142,7 +146,21 @@ def dataset_update(
         action="dataset.update",
         conflict=f"A dataset named {changes.get('name', dataset.name)!r} already exists.",
     )
+    if "language" in fields:
+        dataset_chunks_follow_language(dataset)
     return dataset
+
+
+def dataset_chunks_follow_language(dataset: Dataset) -> None:
+    """Put the dataset's chunks in its (new) language; call in the transaction that changed
+    it. PostgreSQL recomputes their ``search_vector`` and moves the BM25 frequencies
+    (``knowledge_termstat``) itself. The dataset's row is locked by its update until commit,
+    and a worker storing chunks reads the language under a share lock of that row
+    (``ingestion._store``): none are stored in the old language after this."""
+    without_statement_timeout()
+    Chunk.all_tenants.filter(dataset_id=dataset.pk).exclude(language=dataset.language).update(
+        language=dataset.language
+    )
 
 
 @transaction.atomic

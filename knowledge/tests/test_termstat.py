@@ -198,3 +198,82 @@ def test_chinese_japanese_and_korean_are_searched_by_character_bigrams(query, ex
     hits = text_hits(link.bot, query, postings=10_000)
     assert hits and hits[0] == CJK_PASSAGES[expected]
     assert stored(link.dataset.pk) == counted(link.dataset.pk)
+
+
+GERMAN = "Die Rechnungen kommen monatlich."
+
+
+def test_a_new_language_reindexes_the_datasets_chunks_and_their_frequencies():
+    """``PATCH /v1/datasets/{id} {"language"}`` changed how questions are read but left the
+    chunks in the old language: the text leg found none of them again (until every document
+    was reingested), and the BM25 statistics stayed in the old language."""
+    from tests.world import build_tenant
+
+    side = build_tenant("polyglot")  # an english dataset with one chunk
+    ChunkFactory(tenant=side.tenant, document=side.document, text=GERMAN)
+    assert text_hits(side.bot, "Rechnung", postings=10_000) == []  # english: no such stem
+    response = side.client().patch(
+        f"/v1/datasets/{side.dataset.pk}", {"language": "german"}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["language"] == "german"
+    assert text_hits(side.bot, "Rechnung", postings=10_000) == [GERMAN]
+    chunks = Chunk.all_tenants.filter(dataset_id=side.dataset.pk)
+    assert set(chunks.values_list("language", flat=True)) == {"german"}
+    assert stored(side.dataset.pk) == counted(side.dataset.pk)
+    assert stored(side.dataset.pk)["rechnung"] == 1
+
+
+def test_a_language_changed_in_the_admin_reindexes_the_chunks_too():
+    from tests.staff import change_form_data, staff_client
+    from tests.world import build_tenant
+
+    side = build_tenant("polyglot")
+    ChunkFactory(tenant=side.tenant, document=side.document, text=GERMAN)
+    staff = staff_client(side.tenant)
+    url = f"/admin/knowledge/dataset/{side.dataset.pk}/change/"
+    posted = staff.post(url, change_form_data(staff.get(url), language="german"))
+    assert posted.status_code == 302
+    assert text_hits(side.bot, "Rechnung", postings=10_000) == [GERMAN]
+    assert stored(side.dataset.pk) == counted(side.dataset.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_stored_while_the_language_changes_are_stored_in_the_new_one():
+    """A worker that read the dataset's language before the change committed stored its
+    chunks in the old one after the re-indexing had run: they were never found by text."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.ingestion import document_ingest
+    from knowledge.intake import document_add_upload
+    from knowledge.services import dataset_update
+    from tests.world import build_tenant
+
+    side = build_tenant("polyglot")
+    actor = Actor.system("tests")
+    document = document_add_upload(tenant=side.tenant, actor=actor, dataset=side.dataset,
+                                   upload=SimpleUploadedFile("de.md", GERMAN.encode())).document  # fmt: skip
+    changed, stored_chunks = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def ingest() -> None:
+        try:
+            assert changed.wait(10)
+            outcome.append(document_ingest(document_id=document.pk))
+            stored_chunks.set()
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=ingest)
+    worker.start()
+    with transaction.atomic():
+        dataset_update(tenant=side.tenant, actor=actor, dataset=side.dataset,
+                       changes={"language": "german"})  # fmt: skip
+        changed.set()
+        # The worker parses and embeds meanwhile, then waits to store until this commits.
+        assert not stored_chunks.wait(3)
+    worker.join(30)
+    assert outcome == ["ready"]
+    chunks = Chunk.all_tenants.filter(document=document)
+    assert set(chunks.values_list("language", flat=True)) == {"german"}
+    assert text_hits(side.bot, "Rechnung", postings=10_000) == [GERMAN]
+    assert stored(side.dataset.pk) == counted(side.dataset.pk)
