@@ -402,7 +402,7 @@ def _store(
             text=draft.text,
             page=draft.page,
             heading_path=draft.heading_path,
-            tags=list(document.tags),
+            tags=list(locked.tags),  # read under the lock: tags re-sent meanwhile count
             metadata=draft.metadata,
             token_count=draft.token_count,
             char_start=draft.char_start,

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from chatbot_site.errors import Conflict, UnsupportedMediaType, ValidationFailed
 from knowledge.fetch import FetchError, check_submitted
-from knowledge.models import Dataset, Document, DocumentStatus, SourceType
+from knowledge.models import Chunk, Dataset, Document, DocumentStatus, SourceType
 from knowledge.parsers import SUPPORTED, TEXT
 from knowledge.parsers.detect import detect
 from knowledge.tasks import enqueue_ingest_on_commit
@@ -166,6 +166,10 @@ def documents_add_records(
             if same_id is not None and same_id.content_hash != content_hash:
                 results.append(_replace(tenant, actor, same_id, data, content_hash, fields))
                 continue
+            tags = list(record.get("tags") or [])
+            if same_id is not None and same_id.tags != tags:
+                results.append(_retag(tenant, actor, same_id, tags))
+                continue
         results.append(_create(tenant=tenant, actor=actor, dataset=dataset, content=data,
                                content_hash=content_hash, fields=fields))  # fmt: skip
     return results
@@ -201,6 +205,20 @@ def _replace(
                  changes={"content_hash": content_hash, "title": document.title})  # fmt: skip
     enqueue_ingest_on_commit(document.pk)
     return Added(document, created=True)
+
+
+def _retag(tenant: Tenant, actor: Actor, document: Document, tags: list[str]) -> Added:
+    """The same record sent again with other tags: the document and its chunks (retrieval
+    filters on theirs) take the new tags at once, with nothing to reingest. They were ignored:
+    a record re-sent without the tag a scope searches stayed in that scope's answers."""
+    locked = Document.objects.for_tenant(tenant).select_for_update().get(pk=document.pk)
+    locked.tags = tags
+    locked.save(update_fields=["tags", "updated_at"])
+    # A run storing this document's chunks later copies the tags of its locked row: these.
+    Chunk.all_tenants.filter(document_id=locked.pk).update(tags=tags)
+    audit_record(tenant=tenant, actor=actor, action="document.update", target=locked,
+                 changes={"tags": tags})  # fmt: skip
+    return Added(locked, created=False)
 
 
 def _same_content(document: Document, twin: Document) -> Conflict:

@@ -123,6 +123,31 @@ def test_record_with_known_external_id_and_new_text_replaces_the_document(side):
     assert second.json()["data"][0]["status"] == "queued"
 
 
+def test_a_record_sent_again_with_other_tags_retags_the_document_and_its_chunks(side):
+    """Only the tags changed: the content hash was the same, so the answer was the document
+    as it was (200, the old tags) and its chunks kept being found under the tag it had lost."""
+    from knowledge.ingestion import document_ingest
+    from knowledge.models import Chunk
+
+    client = side.client()
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    record = {"title": "Refunds", "text": "Refunds take five days.", "external_id": "kb-1"}
+    first = client.post(url, {"records": [{**record, "tags": ["public"]}]}, format="json")
+    document_id = first.json()["data"][0]["id"]
+    assert document_ingest(document_id=document_id) == "ready"
+    again = client.post(url, {"records": [{**record, "tags": ["internal"]}]}, format="json")
+    assert again.status_code == 200
+    (body,) = again.json()["data"]
+    assert (body["id"], body["status"], body["tags"]) == (document_id, "ready", ["internal"])
+    chunks = Chunk.objects.for_tenant(side.tenant).filter(document_id=document_id)
+    assert chunks.exists() and {tuple(c.tags) for c in chunks} == {("internal",)}
+    entry = AuditLog.objects.for_tenant(side.tenant).filter(action="document.update").get()
+    assert entry.changes == {"tags": ["internal"]}
+    assert client.post(url, {"records": [{**record, "tags": ["internal"]}]},
+                       format="json").status_code == 200  # fmt: skip
+    assert AuditLog.objects.for_tenant(side.tenant).filter(action="document.update").count() == 1
+
+
 def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothing_changes(side):
     """Content is stored once per dataset: record kb-1 cannot become a copy of kb-2 (a 500
     before, from the unique index); the whole batch is refused and both documents stay."""
