@@ -73,8 +73,12 @@ def paginate(
                 pk_value = uuid.UUID(pk)
             except ValueError:
                 raise ValidationFailed(details={"cursor": ["Invalid cursor."]}) from None
+        # ``created_at <= cursor`` on its own is what the index range starts from; the OR alone
+        # was a filter on every row of the index before the cursor (Rows Removed by Filter:
+        # the cursor's position), so page 1,000 read the 999 pages before it.
         ordered = ordered.filter(
-            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk_value)
+            Q(created_at__lte=created_at),
+            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk_value),
         )
     rows: list[Model] = list(ordered[: limit + 1])
     page, more = rows[:limit], len(rows) > limit
