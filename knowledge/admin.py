@@ -329,6 +329,10 @@ class ChunkAdmin(TenantScopedAdmin):
     list_select_related = ["document"]
     exclude = ["embedding"]
     show_full_result_count = False
+    # A document's chunks in order, read off the (document, ordinal) unique index. The model's
+    # ordering, ["document", "ordinal"], sorts by the document's own (newest first): a join
+    # and a sort of every chunk in scope for each page (200,000 chunks: 1 s; page 1,000: 2 s).
+    ordering = ["document_id", "ordinal"]
 
     @admin.display(description="document")
     def document_link(self, obj: Chunk) -> str:
