@@ -197,6 +197,9 @@ class AuditLog(models.Model):
             models.Index(fields=["tenant", "-created_at"], name="audit_tenant_created"),
             models.Index(fields=["tenant", "action", "-created_at"], name="audit_tenant_action"),
             models.Index(fields=["tenant", "target_type", "target_id"], name="audit_tenant_target"),
+            # ?actor_id= (what one key or staff user did): without it, a rare actor's entries
+            # were found by reading every entry of the tenant, or of every tenant.
+            models.Index(fields=["tenant", "actor_id", "-created_at"], name="audit_tenant_actor"),
         ]
         constraints = [
             models.CheckConstraint(

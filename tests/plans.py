@@ -21,7 +21,8 @@ def explain(sql: str) -> dict[str, Any]:
 def rows_read(plan: dict[str, Any]) -> int:
     """Rows the plan's scans produced or threw away (filter, recheck), over the whole tree."""
     read = 0
-    if "Scan" in plan["Node Type"]:
+    # (A bitmap index scan's rows are the ones its heap scan reads: counted there.)
+    if "Scan" in plan["Node Type"] and plan["Node Type"] != "Bitmap Index Scan":
         read += plan["Actual Rows"] * plan.get("Actual Loops", 1)
         read += plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Index Recheck", 0)
     return int(read) + sum(rows_read(child) for child in plan.get("Plans", []))

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from tenants.models import ActorType, AuditLog
+from tests.plans import explain, rows_read
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db
@@ -29,3 +33,23 @@ def test_audit_log_has_no_write_verbs():
     client = side.client()
     assert client.post("/v1/audit-logs", {}, format="json").status_code == 405
     assert client.delete("/v1/audit-logs").status_code == 405
+
+
+def test_filtering_by_actor_reads_that_actors_entries_only():
+    """?actor_id= read every entry of the tenant (or of every tenant) to find a rare actor's."""
+    side = build_tenant("acme")
+    AuditLog.all_tenants.bulk_create(
+        AuditLog(tenant=side.tenant, actor_type=ActorType.API_KEY, actor_id="busy", action="x.y")
+        for _ in range(500)
+    )
+    AuditLog.all_tenants.bulk_create(
+        AuditLog(tenant=side.tenant, actor_type=ActorType.STAFF, actor_id="7", action="bot.update")
+        for _ in range(3)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tenants_auditlog")
+    with CaptureQueriesContext(connection) as queries:
+        response = side.client().get("/v1/audit-logs", {"actor_id": "7"})
+    assert [e["actor_id"] for e in response.json()["data"]] == ["7", "7", "7"]
+    (sql,) = [q["sql"] for q in queries.captured_queries if "tenants_auditlog" in q["sql"]]
+    assert rows_read(explain(sql)) <= 3
