@@ -195,6 +195,11 @@ class Document(TenantOwned):
         indexes = [
             models.Index(fields=["tenant", "dataset", "status"], name="document_dataset_status"),
             models.Index(fields=["tenant", "-created_at"], name="document_tenant_created"),
+            # A dataset's documents, newest first (the API's list): without it a page of one
+            # dataset read past every newer document of the tenant's other datasets.
+            models.Index(
+                fields=["tenant", "dataset", "-created_at"], name="document_dataset_created"
+            ),
             # The sweeper: claims older than the task time limit are requeued.
             models.Index(
                 fields=["processing_started_at"],

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import hashlib
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from knowledge.models import Chunk, Document
 from knowledge.tests.factories import DatasetFactory, DocumentFactory
 from tenants.models import AuditLog
+from tests.plans import explain, rows_read
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db
@@ -240,3 +245,32 @@ def test_document_delete_removes_chunks_and_is_audited(side):
     assert side.client().delete(f"/v1/documents/{side.document.pk}").status_code == 204
     assert not Chunk.objects.for_tenant(side.tenant).filter(document_id=side.document.pk).exists()
     assert "document.delete" in actions(side)
+
+
+def test_a_datasets_document_list_reads_that_datasets_page_only(side):
+    """A page of an older dataset read past every newer document of the tenant's others."""
+    older = DatasetFactory(tenant=side.tenant, name="older")
+    newer = DatasetFactory(tenant=side.tenant, name="newer")
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for dataset, count, offset in ((older, 100, 0), (newer, 300, 1000)):
+        Document.all_tenants.bulk_create(
+            Document(
+                tenant=side.tenant,
+                dataset=dataset,
+                source_type="record",
+                content_hash=hashlib.sha256(f"{dataset.name}-{n}".encode()).hexdigest(),
+                created_at=start + dt.timedelta(minutes=offset + n),
+            )
+            for n in range(count)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_document")
+    with CaptureQueriesContext(connection) as queries:
+        page = side.client().get(f"/v1/datasets/{older.pk}/documents", {"limit": 20}).json()
+    assert len(page["data"]) == 20 and page["next_cursor"]
+    (sql,) = [
+        q["sql"]
+        for q in queries.captured_queries
+        if "LIMIT 21" in q["sql"] and "knowledge_document" in q["sql"]
+    ]
+    assert rows_read(explain(sql)) <= 25  # not the 300 newer ones, nor all 100 sorted
