@@ -88,6 +88,7 @@ bench: $(VENV)/.installed-dev
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.retrieval
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.chat
 	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.llm_client
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/python -m bench.tsvector
 
 ## make bench-ab AB="/tmp/before .": chat turns served by each checkout, interleaved (bench/chat_ab.py)
 bench-ab: $(VENV)/.installed-dev

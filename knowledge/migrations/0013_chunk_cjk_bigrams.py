@@ -5,7 +5,7 @@ PostgreSQL's parser reads a run of these letters without spaces as one word: a s
 Chinese up to its punctuation was one lexeme, and a question matched no chunk unless it was that
 very sentence. ``knowledge_cjk_bigrams(text)`` rewrites each run of Han, kana and Hangul as its
 bigrams (a one-letter run stays itself) and leaves any other text as it is, so the lexemes of
-every other language are unchanged. The stored ``search_vector`` is generated through it, and
+every other language are unchanged (all-ASCII text is returned without a look at its letters). The stored ``search_vector`` is generated through it, and
 retrieval passes the question through it too.
 
 The column is dropped and added again, not altered (``ALTER COLUMN ... SET EXPRESSION`` needs
@@ -28,7 +28,7 @@ CJK = (
 FUNCTION = f"""
 CREATE FUNCTION knowledge_cjk_bigrams(t text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-SELECT CASE WHEN t !~ '[{CJK}]' THEN t ELSE (
+SELECT CASE WHEN octet_length(t) = length(t) OR t !~ '[{CJK}]' THEN t ELSE (
     SELECT string_agg(
         CASE WHEN m.part[1] ~ '^[{CJK}]' THEN (
             SELECT string_agg(substr(m.part[1], i, 2), ' ' ORDER BY i)
