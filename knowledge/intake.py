@@ -157,22 +157,41 @@ def documents_add_records(
             "external_id": external_id,
             "byte_size": len(data),
         }
-        if external_id:
-            same_id = (
-                Document.objects.for_tenant(tenant)
-                .filter(dataset=dataset, external_id=external_id)
-                .first()
-            )
-            if same_id is not None and same_id.content_hash != content_hash:
-                results.append(_replace(tenant, actor, same_id, data, content_hash, fields))
-                continue
-            tags = list(record.get("tags") or [])
-            if same_id is not None and same_id.tags != tags:
-                results.append(_retag(tenant, actor, same_id, tags))
-                continue
-        results.append(_create(tenant=tenant, actor=actor, dataset=dataset, content=data,
-                               content_hash=content_hash, fields=fields))  # fmt: skip
+        added = _replace_known(tenant, actor, dataset, data, content_hash, fields)
+        if added is None:
+            try:
+                added = _create(tenant=tenant, actor=actor, dataset=dataset, content=data,
+                                content_hash=content_hash, fields=fields)  # fmt: skip
+            except IntegrityError:
+                # A concurrent request created this external_id (with other content) since it
+                # was looked up (a 500 before): replaced like any known one.
+                added = _replace_known(tenant, actor, dataset, data, content_hash, fields)
+                if added is None:
+                    raise
+        results.append(added)
     return results
+
+
+def _replace_known(
+    tenant: Tenant, actor: Actor, dataset: Dataset, data: bytes, content_hash: str,
+    fields: dict[str, Any],
+) -> Added | None:  # fmt: skip
+    """The document of the record's ``external_id`` if there is one: replaced when the content
+    is new, retagged when only the tags are, as it is (``created=False``) when neither; None for
+    a record without a known id."""
+    external_id = fields["external_id"]
+    if not external_id:
+        return None
+    same_id = (
+        Document.objects.for_tenant(tenant).filter(dataset=dataset, external_id=external_id).first()
+    )
+    if same_id is None:
+        return None
+    if same_id.content_hash != content_hash:
+        return _replace(tenant, actor, same_id, data, content_hash, fields)
+    if same_id.tags != fields["tags"]:
+        return _retag(tenant, actor, same_id, fields["tags"])
+    return Added(same_id, created=False)
 
 
 def _replace(

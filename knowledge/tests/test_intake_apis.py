@@ -1,14 +1,22 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+import uuid
+from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connections, transaction
 
+from knowledge.intake import documents_add_records
 from knowledge.models import Document, DocumentStatus
 from knowledge.tests.fixtures import make_pdf
+from knowledge.tests.test_delete_races import waiting_on_a_lock
 from tenants.models import AuditLog
+from tenants.services import Actor
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db
@@ -293,3 +301,52 @@ def test_an_upload_while_the_broker_is_down_is_accepted_and_left_to_the_reaper(
     document = Document.objects.for_tenant(side.tenant).get(pk=response.json()["id"])
     assert document.status == DocumentStatus.QUEUED
     assert "ingest_enqueue_failed" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_external_id_sent_twice_at_once_is_replaced_not_a_500():
+    """Two requests create record kb-1 at once, with different texts: the second's insert
+    waited for the first's unique index entry and then failed on it, a 500 (7 of 12 such
+    requests, served). Now the second finds kb-1 created and replaces it, as it would have a
+    moment later."""
+    side = build_tenant("acme")
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    held, go = threading.Event(), threading.Event()
+    answers: list[Any] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                documents_add_records(
+                    tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+                    records=[{"text": "version one", "external_id": "kb-1"}],
+                )  # fmt: skip
+                held.set()
+                go.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    def second() -> None:
+        records = [{"text": "version two", "external_id": "kb-1"}]
+        try:
+            answers.append(side.client().post(url, {"records": records}, format="json"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert held.wait(timeout=30)
+    threads[1].start()
+    deadline = time.monotonic() + 30
+    while not waiting_on_a_lock():  # the second insert waits for the first's commit
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    go.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert answers[0].status_code == 202, answers[0].content
+    documents = Document.objects.for_tenant(side.tenant).filter(external_id="kb-1")
+    assert [d.pk for d in documents] == [uuid.UUID(answers[0].json()["data"][0]["id"])]
+    assert documents[0].status == DocumentStatus.QUEUED
+    with default_storage.open(documents[0].file.name) as stored:
+        assert stored.read() == b"version two"
