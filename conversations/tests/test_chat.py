@@ -6,13 +6,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from typing import Any
 
 import pytest
 from django.test import override_settings
 
+from bots.models import Bot
+from bots.services import bot_delete
+from conversations.chat import chat_open, chat_persist
 from conversations.models import Conversation, Message, UsageDaily
 from conversations.tests.chatkit import PASSAGES, add_passages, ask, chat, openai_llm
 from knowledge.embeddings import get_embedder
+from knowledge.tests.test_delete_races import contend
+from tenants.services import Actor
 from tests.processes import free_port
 from tests.world import build_tenant
 
@@ -662,3 +668,51 @@ def test_a_provider_that_ignores_max_tokens_is_cut_and_its_count_not_believed(al
     stored = Message.objects.for_tenant(alpha.tenant).get(role="assistant")
     assert stored.finish_reason == "length" and len(stored.content) <= limit
     assert body["usage"]["completion_tokens"] > len(body["output"]) // 64  # not the provider's
+
+
+def test_a_bot_deleted_while_a_new_conversation_is_answered_leaves_nothing_and_no_500(alpha):
+    """The turn stored its new conversation after the deletion had collected the bot's: its
+    foreign key failed at commit, a 500 (served: 3 of 16 turns that raced a ``DELETE
+    /v1/bots/{id}``). Now it waits for the deletion, finds the bot gone and stores nothing;
+    the answer it already has is still the client's."""
+    add_passages(alpha)
+    bot_id, question = alpha.bot.pk, ask(alpha, "When do annual plans renew?")
+    answers: list[Any] = []
+
+    def delete() -> None:
+        bot_delete(tenant=alpha.tenant, actor=Actor.system("tests"), bot=alpha.bot)
+
+    def answer() -> None:
+        client = alpha.client(alpha.chat_key)
+        answers.append(chat(client, **question))
+
+    assert contend(delete, answer) == []
+    assert answers[0].status_code == 200, answers[0].content
+    session = answers[0].json()["session_id"]
+    assert not Conversation.all_tenants.filter(pk=session).exists()
+    assert not Bot.all_tenants.filter(pk=bot_id).exists()
+
+
+@pytest.mark.parametrize("new_conversation", [True, False])
+def test_a_bot_deleted_while_a_turn_stores_its_question_deletes_that_too(alpha, new_conversation):
+    """The deletion collected the bot's conversations and messages while a turn was storing
+    its question (in a new conversation, or a stored one): the rows that turn committed then
+    failed the deletion on their foreign keys, a 500 (served: ``DELETE /v1/bots/{id}`` while
+    16 chats ran). Now the deletion waits for the turn and deletes what it stored."""
+    bot_id = alpha.bot.pk
+
+    def store() -> None:
+        turn = chat_open(
+            tenant=alpha.tenant, api_key=alpha.chat_key, bot_id=bot_id,
+            session_id=None if new_conversation else alpha.conversation.pk,
+            messages=[{"role": "user", "content": "When do annual plans renew?"}], metadata={},
+        )  # fmt: skip
+        chat_persist(turn)
+
+    def delete() -> None:
+        bot_delete(tenant=alpha.tenant, actor=Actor.system("tests"), bot=alpha.bot)
+
+    assert contend(store, delete) == []
+    assert not Bot.all_tenants.filter(pk=bot_id).exists()
+    assert not Conversation.all_tenants.filter(bot_id=bot_id).exists()
+    assert not Message.all_tenants.filter(tenant=alpha.tenant).exists()
