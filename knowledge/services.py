@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
 from chatbot_site.database import without_statement_timeout
-from chatbot_site.errors import NotFound
+from chatbot_site.errors import NotFound, ValidationFailed
 from knowledge.models import BotDataset, Chunk, Dataset, Document
 from tenants.models import Tenant
 from tenants.services import (
@@ -45,10 +45,23 @@ def dataset_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) ->
 def bot_datasets_set(
     *, tenant: Tenant, actor: Actor, bot: Bot, datasets: Iterable[Dataset], audit: bool = True
 ) -> list[Dataset]:
-    """Make ``datasets`` exactly the ones ``bot`` searches."""
+    """Make ``datasets`` exactly the ones ``bot`` searches.
+
+    The bot's row is locked first, so that two requests setting its datasets at once take
+    turns (both inserted a link the other was inserting: a 500), and the datasets' rows are
+    share-locked, so that a deletion of one (:func:`dataset_delete` locks it before it
+    collects its links) either waits for these links and deletes them too or has deleted it:
+    a ``400``, as if it had been missing from the start (a link to it failed at commit: a 500)."""
     wanted = {d.pk: d for d in datasets}
     if bot.tenant_id != tenant.pk or any(d.tenant_id != tenant.pk for d in wanted.values()):
         raise ValueError("bot and datasets must belong to the tenant")
+    if not Bot.objects.for_tenant(tenant).select_for_update(no_key=True).filter(pk=bot.pk):
+        raise NotFound("Bot not found.")  # deleted meanwhile
+    kept = _share_locked(tenant, list(wanted))
+    if gone := [pk for pk in wanted if pk not in kept]:
+        raise ValidationFailed(
+            details={"dataset_ids": [f"Dataset not found: {pk}" for pk in sorted(map(str, gone))]}
+        )
     links = BotDataset.objects.for_tenant(tenant).filter(bot=bot)
     links.exclude(dataset_id__in=wanted).delete()
     existing = set(links.values_list("dataset_id", flat=True))
@@ -68,6 +81,20 @@ def bot_datasets_set(
             changes={"dataset_ids": sorted(str(pk) for pk in wanted)},
         )
     return list(wanted.values())
+
+
+def _share_locked(tenant: Tenant, dataset_ids: list[Any]) -> set[Any]:
+    """Those of the datasets that exist, locked against deletion (FOR KEY SHARE: not against
+    an update) until the transaction ends."""
+    if not dataset_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM knowledge_dataset WHERE tenant_id = %s AND id = ANY(%s) "
+            "ORDER BY id FOR KEY SHARE",
+            [tenant.pk, dataset_ids],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def bot_dataset_ids(*, tenant: Tenant, bot: Bot) -> list[str]:
@@ -169,6 +196,12 @@ def dataset_delete(*, tenant: Tenant, actor: Actor, dataset: Dataset) -> None:
     Not bound by ``DB_STATEMENT_TIMEOUT_SECONDS``: the chunks go in one statement."""
     without_statement_timeout()
     _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(dataset=dataset))
+    # Then its own row (after the documents': a worker storing chunks checks their foreign key
+    # to the dataset when it commits), before anything is collected: a link to it
+    # (bot_datasets_set) or a document committed after the collection failed the deletion at
+    # commit on its foreign key.
+    if not Dataset.objects.for_tenant(tenant).select_for_update().filter(pk=dataset.pk):
+        return  # deleted meanwhile by another request
     files = list(
         Document.objects.for_tenant(tenant)
         .filter(dataset=dataset)

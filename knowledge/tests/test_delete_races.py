@@ -11,9 +11,9 @@ from collections.abc import Callable
 import pytest
 from django.db import connection, connections, transaction
 
-from knowledge.models import Chunk, Dataset, Document
-from knowledge.services import dataset_delete, document_delete
-from knowledge.tests.factories import ChunkFactory
+from knowledge.models import BotDataset, Chunk, Dataset, Document
+from knowledge.services import bot_datasets_set, dataset_delete, document_delete
+from knowledge.tests.factories import ChunkFactory, DatasetFactory
 from tenants.services import Actor
 from tests.world import build_tenant
 
@@ -137,3 +137,81 @@ def test_adding_a_document_to_a_dataset_deleted_meanwhile_is_404():
     error = answers[0].json()["error"]
     assert (error["code"], error["message"]) == ("not_found", "Dataset not found.")
     assert not Document.all_tenants.filter(dataset_id=dataset_id).exists()
+
+
+def test_two_requests_setting_a_bots_datasets_at_once_take_turns():
+    """Both inserted the link to the dataset they shared: the second's waited for the first's
+    and failed on the unique index, a 500 (served: 2 of 12 concurrent PATCHes). Now the second
+    waits for the first and its datasets are the bot's."""
+    side = build_tenant("racy-links")
+    tenant, bot = side.tenant, side.bot
+    other = DatasetFactory(tenant=tenant)
+    answers: list = []
+
+    def both() -> None:
+        bot_datasets_set(tenant=tenant, actor=Actor.system("tests"), bot=bot,
+                         datasets=[side.dataset, other])  # fmt: skip
+
+    def only_other() -> None:
+        client = side.client()
+        client.raise_request_exception = False
+        answers.append(
+            client.patch(f"/v1/bots/{bot.pk}", {"dataset_ids": [str(other.pk)]}, format="json")
+        )
+
+    assert contend(both, only_other) == []
+    assert answers[0].status_code == 200, answers[0].content
+    assert answers[0].json()["dataset_ids"] == [str(other.pk)]
+    links = BotDataset.objects.for_tenant(tenant).filter(bot=bot)
+    assert list(links.values_list("dataset_id", flat=True)) == [other.pk]
+
+
+def test_linking_a_bot_to_a_dataset_deleted_meanwhile_is_a_400():
+    """The dataset was found, then deleted by another request before the link committed: its
+    foreign key failed at commit, a 500. Now the link waits for the deletion and the dataset
+    is missing, as if it had been from the start."""
+    side = build_tenant("racy-link-gone")
+    tenant, bot = side.tenant, side.bot
+    doomed = DatasetFactory(tenant=tenant)
+    doomed_id = doomed.pk
+    answers: list = []
+
+    def link() -> None:
+        client = side.client()
+        client.raise_request_exception = False
+        body = {"dataset_ids": [str(side.dataset.pk), str(doomed_id)]}
+        answers.append(client.patch(f"/v1/bots/{bot.pk}", body, format="json"))
+
+    errors = contend(
+        lambda: dataset_delete(tenant=tenant, actor=Actor.system("tests"), dataset=doomed), link
+    )
+
+    assert errors == []
+    assert answers[0].status_code == 400, answers[0].content
+    assert answers[0].json()["error"]["details"] == {
+        "dataset_ids": [f"Dataset not found: {doomed_id}"]
+    }
+    assert not BotDataset.all_tenants.filter(dataset_id=doomed_id).exists()
+
+
+def test_deleting_a_dataset_while_a_bot_is_linked_to_it_deletes_the_link_too():
+    """The deletion collected the dataset's links while a request was adding one: that link,
+    committed first, failed the deletion at commit on its foreign key (a 500)."""
+    side = build_tenant("racy-unlink")
+    tenant, bot = side.tenant, side.bot
+    doomed = DatasetFactory(tenant=tenant)
+    doomed_id = doomed.pk
+
+    def link() -> None:
+        bot_datasets_set(tenant=tenant, actor=Actor.system("tests"), bot=bot,
+                         datasets=[side.dataset, doomed])  # fmt: skip
+
+    errors = contend(
+        link, lambda: dataset_delete(tenant=tenant, actor=Actor.system("tests"), dataset=doomed)
+    )
+
+    assert errors == []
+    assert not Dataset.all_tenants.filter(pk=doomed_id).exists()
+    assert not BotDataset.all_tenants.filter(dataset_id=doomed_id).exists()
+    links = BotDataset.objects.for_tenant(tenant).filter(bot=bot)
+    assert list(links.values_list("dataset_id", flat=True)) == [side.dataset.pk]
