@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatbot_site.errors import Conflict, UnsupportedMediaType, ValidationFailed
+from chatbot_site.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed
 from knowledge.fetch import FetchError, check_submitted
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus, SourceType
 from knowledge.parsers import SUPPORTED, TEXT
@@ -291,7 +291,9 @@ def document_add_url(
 
 @transaction.atomic
 def document_reingest(*, tenant: Tenant, actor: Actor, document: Document) -> Document:
-    locked = Document.objects.for_tenant(tenant).select_for_update().get(pk=document.pk)
+    locked = Document.objects.for_tenant(tenant).select_for_update().filter(pk=document.pk).first()
+    if locked is None:  # deleted by another request since it was looked up (a 500 before)
+        raise NotFound("Document not found.")
     if locked.status in (DocumentStatus.PROCESSING, DocumentStatus.QUEUED):
         raise Conflict("The document is already queued or being ingested.")
     locked.status = DocumentStatus.QUEUED

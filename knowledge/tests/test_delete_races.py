@@ -215,3 +215,26 @@ def test_deleting_a_dataset_while_a_bot_is_linked_to_it_deletes_the_link_too():
     assert not BotDataset.all_tenants.filter(dataset_id=doomed_id).exists()
     links = BotDataset.objects.for_tenant(tenant).filter(bot=bot)
     assert list(links.values_list("dataset_id", flat=True)) == [side.dataset.pk]
+
+
+def test_reingesting_a_document_deleted_meanwhile_is_404():
+    """Found, then deleted by another request before its row could be locked: the locked read
+    raised DoesNotExist, a 500 (served: a reingest racing a dataset's deletion)."""
+    side = build_tenant("racy-reingest")
+    tenant, document, document_id = side.tenant, side.document, side.document.pk
+    Document.all_tenants.filter(pk=document_id).update(status="ready")
+    answers: list = []
+
+    def reingest() -> None:
+        client = side.client()
+        client.raise_request_exception = False
+        answers.append(client.post(f"/v1/documents/{document_id}/reingest"))
+
+    errors = contend(
+        lambda: document_delete(tenant=tenant, actor=Actor.system("tests"), document=document),
+        reingest,
+    )
+
+    assert errors == []
+    assert answers[0].status_code == 404, answers[0].content
+    assert answers[0].json()["error"]["message"] == "Document not found."
