@@ -24,27 +24,33 @@ log = structlog.get_logger(__name__)
 
 # KEYS[1] = bucket key. ARGV = period_ms, limit, dry_run (1: report only, write nothing).
 # Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}.
+# Times are whole microseconds (exact in Lua's doubles until the year 2255), the interval rounded
+# down: a burst of exactly the limit fits the period. With fractional milliseconds stored by
+# tostring (14 significant digits), the rounding of the stored time made the burst one short for
+# most limits (9, 13, 19 ...) when the requests came within a millisecond: `RateLimit-Remaining: 1`,
+# then a 429.
 _GCRA = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local period = tonumber(ARGV[1])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local period = tonumber(ARGV[1]) * 1000
 local limit = tonumber(ARGV[2])
 local dry_run = ARGV[3] == '1'
-local interval = period / limit
+local interval = math.max(1, math.floor(period / limit))
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - period
 if allow_at > now then
-    return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+    return {0, 0, math.ceil((allow_at - now) / 1000), math.ceil((tat - now) / 1000)}
 end
 if not dry_run then
-    redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1)
+    redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
+               math.ceil((new_tat - now) / 1000) + 1)
 else
     new_tat = tat
 end
-local remaining = math.floor((period - (new_tat - now)) / interval)
-return {1, remaining, 0, math.ceil(new_tat - now)}
+local remaining = math.min(limit, math.floor((period - (new_tat - now)) / interval))
+return {1, remaining, 0, math.ceil((new_tat - now) / 1000)}
 """
 
 PERIOD_MS = 60_000

@@ -25,6 +25,20 @@ def test_parallel_hits_against_a_limit_admit_exactly_the_limit():
     assert results.count(False) == 40
 
 
+@pytest.mark.parametrize("limit", [9, 13, 19, 22, 23, 26, 113])
+def test_a_burst_within_a_millisecond_admits_exactly_the_limit(limit):
+    """Requests that reach Redis within the same millisecond (here: one MULTI of the limiter's
+    script): the stored time, fractional milliseconds rounded to 14 digits, made the burst one
+    short for these limits, after ``RateLimit-Remaining: 1``."""
+    script = get_redis().register_script(ratelimit._GCRA)
+    pipe = get_redis().pipeline(transaction=True)
+    for _ in range(limit + 1):
+        script(keys=["chatbot:rl:key:burst"], args=[ratelimit.PERIOD_MS, limit, 0], client=pipe)
+    results = pipe.execute()
+    assert [allowed for allowed, *_ in results] == [1] * limit + [0]
+    assert [remaining for _, remaining, *_ in results] == [*range(limit - 1, -1, -1), 0]
+
+
 def test_bucket_refills_steadily_not_at_a_window_boundary():
     for _ in range(6):
         assert ratelimit.hit("key:gcra", limit=6).allowed
