@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from bots.models import Bot, Scope
 from chatbot_site.database import without_statement_timeout
-from chatbot_site.errors import Conflict, NotFound, PermissionDenied
+from chatbot_site.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.lookups import Lookup
 from tenants.models import ApiKey, Tenant
 from tenants.services import (
@@ -37,6 +37,20 @@ def scope_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> S
     return scope
 
 
+def _scope_kept(tenant: Tenant, scope: Scope | None) -> None:
+    """The bot's new scope, share-locked until the transaction ends (FOR KEY SHARE: not
+    against an update), or ``400`` if another request deleted it since it was looked up."""
+    if scope is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM bots_scope WHERE tenant_id = %s AND id = %s FOR KEY SHARE",
+            [tenant.pk, scope.pk],
+        )
+        if cursor.fetchone() is None:
+            raise ValidationFailed(details={"scope_id": ["Scope not found."]})
+
+
 @transaction.atomic
 def bot_create(
     *,
@@ -49,6 +63,7 @@ def bot_create(
 ) -> Bot:
     if scope is not None and scope.tenant_id != tenant.pk:
         raise ValueError("scope belongs to another tenant")  # callers pass tenant-scoped objects
+    _scope_kept(tenant, scope)
     bot = Bot(tenant=tenant, name=name, scope=scope, **fields)
     full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
     save_or_conflict(bot, conflict=f"A bot named {name!r} already exists.")
@@ -82,6 +97,13 @@ def scope_update(*, tenant: Tenant, actor: Actor, scope: Scope, changes: dict[st
 
 @transaction.atomic
 def scope_delete(*, tenant: Tenant, actor: Actor, scope: Scope) -> None:
+    """Refused while bots use it. Its row is locked first: a bot given the scope meanwhile
+    share-locks it (:func:`_scope_kept`), so the check below either waits for that bot and
+    sees it, or the bot waits and finds the scope gone (a bot committed between the check and
+    the delete failed the deletion at commit, and a bot given a scope being deleted failed
+    itself: 500s)."""
+    if not Scope.objects.for_tenant(tenant).select_for_update().filter(pk=scope.pk):
+        return  # deleted meanwhile by another request
     in_use = list(
         Bot.objects.for_tenant(tenant).filter(scope=scope).values_list("name", flat=True)[:5]
     )
@@ -108,6 +130,8 @@ def bot_update(
     if scope is not None and scope.tenant_id != tenant.pk:
         raise ValueError("scope belongs to another tenant")
     fields = apply_changes(bot, changes)
+    if "scope" in fields:
+        _scope_kept(tenant, scope)
     if fields:
         full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
         save_or_conflict(
