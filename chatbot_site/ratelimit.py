@@ -85,7 +85,10 @@ def hit(key: str, *, limit: int, dry_run: bool = False) -> Decision:
     try:
         script = get_redis().register_script(_GCRA)  # evalsha; loads the script once per server
         allowed, remaining, retry_ms, reset_ms = script(
-            keys=[f"chatbot:rl:{key}"], args=[PERIOD_MS, limit, 1 if dry_run else 0]
+            # "rl2": buckets in microseconds; the millisecond buckets of the process before
+            # (a rolling deploy runs both) are other keys, not read as a time far ahead.
+            keys=[f"chatbot:rl2:{key}"],
+            args=[PERIOD_MS, limit, 1 if dry_run else 0],
         )
     except RedisError as exc:
         log.error("rate_limit_unavailable", error=type(exc).__name__, bucket=key.split(":")[0])
