@@ -53,7 +53,7 @@ from conversations.prompting import (
     fit_passages,
     trim_history,
 )
-from conversations.services import quota_check, usage_record
+from conversations.services import quota_check, quota_release, usage_record
 from knowledge.embeddings import get_embedder
 from knowledge.follow_ups import what_to_search
 from knowledge.injection import detect, detect_passage
@@ -96,6 +96,7 @@ class Turn:
     canary: str = field(default_factory=new_canary, repr=False)
     persisted: bool = False
     persist_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    quota_held: bool = False  # tokens held against the monthly quota until the turn ends
     _prompt_history: list[dict[str, str]] | None = field(default=None, repr=False)
 
     def prompt_history(self) -> list[dict[str, str]]:
@@ -169,7 +170,6 @@ def chat_open(
     writes, and a refused request leaves no trace."""
     started = time.perf_counter()
     bot = bot_for_key(tenant=tenant, api_key=api_key, bot_id=bot_id)
-    quota_check(tenant=tenant)  # before any work that costs tokens
     scope = bot.scope
     entities = tuple(scope.pii_entities) if scope is not None else pii.ENTITIES
     if entities:  # nothing raw goes further: not the database, the logs, the providers
@@ -197,7 +197,7 @@ def chat_open(
         )
         is_new = True
     llm = get_llm()
-    return Turn(
+    turn = Turn(
         tenant=tenant,
         api_key=api_key,
         bot=bot,
@@ -215,6 +215,29 @@ def chat_open(
         is_new_conversation=is_new,
         pii_entities=entities,
     )
+    # Last of the checks (nothing after it can fail and leave the hold behind), and before any
+    # work that costs tokens: the turn holds the most it may cost until it is stored.
+    turn.quota_held = quota_check(tenant=tenant, hold=(str(turn.message_id), _most_tokens(turn)))
+    return turn
+
+
+def _most_tokens(turn: Turn) -> int:
+    """The most a turn can cost, to hold against the quota: the question, the system prompt,
+    the passages' and the history's budgets, the bot's longest answer."""
+    return (
+        _count(turn.question)
+        + _count(turn.bot.system_prompt or "")
+        + settings.CHAT_CONTEXT_TOKENS
+        + settings.CHAT_HISTORY_TOKENS
+        + turn.bot.max_output_tokens
+    )
+
+
+def chat_release(turn: Turn) -> None:
+    """The end of a turn, whatever it was: its hold on the quota goes."""
+    if turn.quota_held:
+        turn.quota_held = False
+        quota_release(tenant_id=turn.tenant.pk, turn_id=str(turn.message_id))
 
 
 def chat_persist(turn: Turn) -> None:
@@ -530,18 +553,21 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
         refusal_reason=turn.refusal,
         latency_ms=latency_ms,
     )
-    with turn.persist_lock:  # a stream's grounding hop may still be storing the question
-        with transaction.atomic():
-            _store(turn, question=not turn.persisted, answer=message)
-            usage_record(
-                tenant=turn.tenant,
-                bot_id=turn.bot.pk,
-                api_key_id=turn.api_key.pk,
-                prompt_tokens=outcome.prompt_tokens or 0,
-                completion_tokens=outcome.completion_tokens or 0,
-                embedding_tokens=turn.embedding_tokens,
-            )
-        turn.persisted = True  # under the lock: the grounding hop must not store it again
+    try:
+        with turn.persist_lock:  # a stream's grounding hop may still be storing the question
+            with transaction.atomic():
+                _store(turn, question=not turn.persisted, answer=message)
+                usage_record(
+                    tenant=turn.tenant,
+                    bot_id=turn.bot.pk,
+                    api_key_id=turn.api_key.pk,
+                    prompt_tokens=outcome.prompt_tokens or 0,
+                    completion_tokens=outcome.completion_tokens or 0,
+                    embedding_tokens=turn.embedding_tokens,
+                )
+            turn.persisted = True  # under the lock: the grounding hop must not store it again
+    finally:
+        chat_release(turn)  # its tokens are in the roll-up now (or the turn is lost anyway)
     log.info(
         "chat_turn",
         bot_id=str(turn.bot.pk),

@@ -55,6 +55,7 @@ from conversations.chat import (
     chat_ground,
     chat_open,
     chat_persist,
+    chat_release,
 )
 from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError
@@ -169,6 +170,8 @@ def prepare(request: HttpRequest) -> Prepared:
         if not prepared.stream:  # a stream sends `start` first, then grounds
             chat_ground(prepared.turn)  # the turn is stored in one transaction at its end
     except Exception as exc:
+        if prepared.turn is not None:  # grounding failed: the turn ends here
+            chat_release(prepared.turn)
         headers = prepared.access.rate_headers if prepared.access else {}
         prepared.error = _error(request, exc, headers)
     return prepared

@@ -5,15 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from typing import Any
 
+import structlog
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
+from redis.exceptions import RedisError
 
 from chatbot_site.errors import QuotaExceeded
+from chatbot_site.redis import get_redis
 from conversations.models import Conversation, UsageDaily
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
+
+log = structlog.get_logger(__name__)
 
 
 @transaction.atomic
@@ -50,24 +57,102 @@ def tokens_used_this_month(*, tenant: Tenant, today: dt.date | None = None) -> i
     return int(totals["total"])
 
 
-def quota_check(*, tenant: Tenant) -> None:
+def quota_check(*, tenant: Tenant, hold: tuple[str, int] | None = None) -> bool:
     """Raise ``429 quota_exceeded`` when the tenant's monthly token quota is used up. Chat calls
-    this before any LLM call; one indexed aggregate over at most 31 days x bots x keys rows."""
+    this before any LLM call; one indexed aggregate over at most 31 days x bots x keys rows.
+
+    ``hold``: (turn id, the most tokens the turn can cost) to hold against the quota while the
+    turn runs (:func:`quota_release` at its end). Usage is counted when a turn is stored, so
+    without holds every turn opened while the quota still had room was admitted: 30 turns at
+    once with 300 tokens left spent 15,000. A turn is refused too when the turns in progress
+    already hold all that is left; one turn alone is admitted while anything is left, as
+    before, so a quota is overspent by one turn at most. Returns whether a hold was placed
+    (none without a quota, or with Redis unavailable: then as before, logged)."""
     if tenant.monthly_token_quota is None:
-        return
+        return False
     used = tokens_used_this_month(tenant=tenant)
     if used >= tenant.monthly_token_quota:
-        now = dt.datetime.now(dt.UTC)
-        resets = dt.datetime.combine(next_month_start(now.date()), dt.time.min, dt.UTC)
-        raise QuotaExceeded(
-            "The monthly token quota is used up.",
-            details={
-                "quota": tenant.monthly_token_quota,
-                "used": used,
-                "resets_at": resets.isoformat().replace("+00:00", "Z"),
-            },
-            headers={"Retry-After": str(math.ceil((resets - now).total_seconds()))},
+        raise _quota_exceeded(tenant, used, "The monthly token quota is used up.")
+    if hold is None:
+        return False
+    turn_id, tokens = hold
+    room = tenant.monthly_token_quota - used
+    try:
+        placed, held = _hold_script()(
+            keys=[_holds_key(tenant.pk)], args=[turn_id, tokens, room, _HOLD_MS]
         )
+    except RedisError as exc:
+        log.warning("quota_hold_unavailable", error=type(exc).__name__)
+        return False
+    if not placed:
+        raise _quota_exceeded(
+            tenant, used, "The monthly token quota is held by answers in progress.", held=held
+        )
+    return True
+
+
+def quota_release(*, tenant_id: uuid.UUID, turn_id: str) -> None:
+    """End a turn's hold (:func:`quota_check`): its tokens are in the usage roll-up now, or it
+    failed. A hold never released (a process that died mid-turn) lapses after the longest a
+    turn can take."""
+    try:
+        get_redis().hdel(_holds_key(tenant_id), turn_id)
+    except RedisError as exc:
+        log.warning("quota_release_unavailable", error=type(exc).__name__)
+
+
+def _quota_exceeded(tenant: Tenant, used: int, message: str, held: int = 0) -> QuotaExceeded:
+    now = dt.datetime.now(dt.UTC)
+    resets = dt.datetime.combine(next_month_start(now.date()), dt.time.min, dt.UTC)
+    details: dict[str, object] = {
+        "quota": tenant.monthly_token_quota,
+        "used": used,
+        "resets_at": resets.isoformat().replace("+00:00", "Z"),
+    }
+    if held:
+        details["held"] = held  # by turns in progress; free again when they end
+    return QuotaExceeded(
+        message,
+        details=details,
+        headers={"Retry-After": str(math.ceil((resets - now).total_seconds()))},
+    )
+
+
+def _holds_key(tenant_id: object) -> str:
+    return f"chatbot:quota-holds:{tenant_id}"
+
+
+# A hold lapses after the longest a turn can take (its LLM deadline, plus grounding and storing).
+_HOLD_MS = int((settings.LLM_TURN_TIMEOUT_SECONDS + 120) * 1000)
+
+# KEYS[1] = the tenant's holds (a hash: turn id -> "tokens:expires_ms"). ARGV = turn id, tokens,
+# room (quota - used), ttl_ms. Lapsed holds are dropped; the turn is held if the others leave
+# room. Returns {placed (0/1), tokens held by the other turns}.
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = 0
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+    local sep = string.find(entries[i + 1], ':', 1, true)
+    if sep == nil or tonumber(string.sub(entries[i + 1], sep + 1)) <= now then
+        redis.call('HDEL', KEYS[1], entries[i])
+    else
+        held = held + tonumber(string.sub(entries[i + 1], 1, sep - 1))
+    end
+end
+if held >= tonumber(ARGV[3]) then
+    return {0, held}
+end
+local ttl = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + ttl))
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {1, held}
+"""
+
+
+def _hold_script() -> Any:
+    return get_redis().register_script(_HOLD)
 
 
 def usage_record(

@@ -264,6 +264,48 @@ def test_quota_is_enforced_before_the_model_is_called(alpha):
     assert "RateLimit-Remaining" in response  # the key's rate-limit headers stay
 
 
+def test_turns_in_progress_hold_the_quota_they_may_spend(alpha, redis_client):
+    """Usage is counted when a turn is stored: every turn opened while the quota had room was
+    admitted, and 30 at once with 300 tokens left spent 15,000. A turn now holds the most it
+    may cost until it ends; a turn is refused while those in progress hold all that is left."""
+    from conversations.chat import chat_open, chat_release
+    from conversations.services import tokens_used_this_month
+
+    add_passages(alpha)
+    used = tokens_used_this_month(tenant=alpha.tenant)
+    alpha.tenant.monthly_token_quota = used + 5000  # less than one turn's most (about 9,000)
+    alpha.tenant.save()
+    question = ask(alpha, "When do plans renew?")
+    running = chat_open(tenant=alpha.tenant, api_key=alpha.chat_key, bot_id=alpha.bot.pk,
+                        session_id=None, messages=question["messages"], metadata={})  # fmt: skip
+    assert running.quota_held
+    refused = chat(alpha.client(alpha.chat_key), **question)
+    assert refused.status_code == 429, refused.content
+    error = refused.json()["error"]
+    assert error["message"] == "The monthly token quota is held by answers in progress."
+    assert error["details"]["held"] > 5000 and error["details"]["used"] == used
+    chat_release(running)  # the turn in progress ends
+    answered = chat(alpha.client(alpha.chat_key), **question)
+    assert answered.status_code == 200, answered.content
+    holds = redis_client.hgetall(f"chatbot:quota-holds:{alpha.tenant.pk}")
+    assert holds == {}  # the answered turn's hold went when it was stored
+
+
+def test_a_turn_that_fails_before_its_answer_gives_its_hold_back(alpha, redis_client):
+    add_passages(alpha)
+    alpha.tenant.monthly_token_quota = 10**9
+    alpha.tenant.save()
+    with openai_llm(EMBEDDING_BACKEND="openai", EMBEDDING_RETRY_BASE_SECONDS=0.01) as fake:
+        get_embedder.cache_clear()
+        try:
+            fake.fail_with = [400]  # the question cannot be embedded: 502 before any answer
+            response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
+        finally:
+            get_embedder.cache_clear()
+    assert response.status_code == 502, response.content
+    assert redis_client.hgetall(f"chatbot:quota-holds:{alpha.tenant.pk}") == {}
+
+
 def test_provider_errors_before_the_first_token(alpha):
     add_passages(alpha)
     question = ask(alpha, "When do plans renew?")
