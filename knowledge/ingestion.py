@@ -16,7 +16,7 @@ import itertools
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -236,13 +236,20 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         drafts = chunk_blocks(blocks, size=size, overlap=overlap, count=embedder.count_tokens)
         lap("chunk")
         _within_token_limit(drafts)
-        vectors = embed_all(embedder, [embedding_input(document.title, d) for d in drafts])
+        vectors = embed_all(
+            embedder,
+            [embedding_input(document.title, d) for d in drafts],
+            still_claimed=lambda: _holds_claim(document.pk, claimed_at),
+        )
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
         lap("screen")
     except (ParseError, FetchError) as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
+    except ClaimLost:
+        log.warning("document_claim_lost", document_id=str(document.pk))
+        return "claim_lost"
     except SoftTimeLimitExceeded:
         _fail(document.pk, claimed_at, "ingest_timeout",
               f"Ingestion took longer than {settings.INGEST_TASK_SOFT_SECONDS} s.")  # fmt: skip
@@ -286,15 +293,31 @@ EMBED_WINDOW = 256
 STORE_BATCH = 500
 
 
-def embed_all(embedder: Any, texts: list[str]) -> np.ndarray:
+class ClaimLost(Exception):
+    """The run no longer holds its document: deleted, or given to another run, meanwhile."""
+
+
+def embed_all(
+    embedder: Any, texts: list[str], still_claimed: Callable[[], bool] | None = None
+) -> np.ndarray:
     """All vectors as one float32 array, embedded ``EMBED_WINDOW`` texts at a time: a Python
     list of floats costs ~32 bytes a dimension, a float32 row 4, and a large document's vectors
-    are held until the one replacing transaction."""
+    are held until the one replacing transaction. ``still_claimed`` is asked before each window
+    after the first: a document deleted while it was embedded went on to its end (42 s of a
+    worker for a 20,000-word upload deleted after a second; a paid provider's tokens too)."""
     out = np.empty((len(texts), embedder.dimensions), dtype=np.float32)
     for start in range(0, len(texts), EMBED_WINDOW):
+        if start and still_claimed is not None and not still_claimed():
+            raise ClaimLost
         window = embedder.embed(texts[start : start + EMBED_WINDOW])
         out[start : start + len(window)] = np.asarray(window, dtype=np.float32)
     return out
+
+
+def _holds_claim(document_id: uuid.UUID, claimed_at: Any) -> bool:
+    return Document.all_tenants.filter(
+        pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
+    ).exists()
 
 
 def _unexpected(document_id: uuid.UUID, claimed_at: Any) -> str:

@@ -238,3 +238,45 @@ def test_reingesting_a_document_deleted_meanwhile_is_404():
     assert errors == []
     assert answers[0].status_code == 404, answers[0].content
     assert answers[0].json()["error"]["message"] == "Document not found."
+
+
+def test_a_document_deleted_while_it_is_embedded_stops_at_the_next_window(settings):
+    """A document deleted while its embedding ran was embedded to the end (42 s of a worker
+    for a 20,000-word upload deleted after a second, and a paid provider's tokens) before the
+    run found its claim gone. It stops before the next window now."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.embeddings import get_embedder
+    from knowledge.ingestion import document_ingest
+    from knowledge.intake import document_add_upload
+    from tests.fake_openai import fake_openai
+
+    side = build_tenant("deleted-while-embedded")
+    side.dataset.chunk_size, side.dataset.chunk_overlap = 32, 0
+    side.dataset.save()
+    paragraphs = [f"Paragraph {n} says something of its own about topic {n}." for n in range(600)]
+    document = document_add_upload(
+        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+        upload=SimpleUploadedFile("long.md", "\n\n".join(paragraphs).encode()),
+    ).document  # fmt: skip
+
+    def user_deletes_it() -> None:  # as the first window reaches the provider
+        try:
+            if len(fake.requests) == 1:
+                document_delete(tenant=side.tenant, actor=Actor.system("tests"), document=document)
+        finally:
+            connections.close_all()
+
+    with fake_openai() as fake:
+        settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = fake.url, "sk-test"
+        settings.EMBEDDING_BACKEND, settings.EMBEDDING_MODEL = "openai", "text-embedding-3-small"
+        fake.on_embeddings = user_deletes_it
+        get_embedder.cache_clear()
+        try:
+            assert document_ingest(document_id=document.pk) == "claim_lost"
+        finally:
+            get_embedder.cache_clear()
+        windows = [r for r in fake.requests if r["path"].endswith("/embeddings")]
+    assert len(windows) == 1  # of two: more than EMBED_WINDOW chunks
+    assert not Document.all_tenants.filter(pk=document.pk).exists()
+    assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
