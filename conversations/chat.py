@@ -23,6 +23,7 @@ import structlog
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 
 from bots.models import Bot
 from bots.services import bot_for_key
@@ -284,9 +285,13 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
         conversation.last_message_at = now
         conversation.save(force_insert=True)
     elif (
-        not Conversation.objects.for_tenant(tenant)
-        .filter(pk=conversation.pk)
-        .update(message_count=F("message_count") + len(rows), last_message_at=now, updated_at=now)
+        not Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk)
+        # Never back: a turn that took its time before another turn's commit is older.
+        .update(
+            message_count=F("message_count") + len(rows),
+            last_message_at=Greatest(F("last_message_at"), now),
+            updated_at=now,
+        )
     ):
         log.info("chat_conversation_deleted", conversation_id=str(conversation.pk))
         return

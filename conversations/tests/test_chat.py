@@ -572,6 +572,21 @@ def test_a_json_turn_is_stored_whole_or_not_at_all(alpha):
     assert conversation.message_count == 4
 
 
+def test_last_message_at_never_goes_back(alpha):
+    """A turn stamps the time it was stored; one that stored after a later turn (concurrent
+    turns on one session) set last_message_at back by the difference."""
+    add_passages(alpha)
+    client = alpha.client(alpha.chat_key)
+    first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)  # another turn's, stored first
+    Conversation.objects.for_tenant(alpha.tenant).filter(pk=first["session_id"]).update(
+        last_message_at=later
+    )
+    chat(client, **ask(alpha, "And refunds?", session_id=first["session_id"]))
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=first["session_id"])
+    assert conversation.last_message_at == later
+
+
 def test_a_wrong_method_is_405_after_the_key_with_its_rate_limit_headers(alpha):
     from rest_framework.test import APIClient
 
