@@ -218,7 +218,9 @@ def chat_open(
     )
     # Last of the checks (nothing after it can fail and leave the hold behind), and before any
     # work that costs tokens: the turn holds the most it may cost until it is stored.
-    turn.quota_held = quota_check(tenant=tenant, hold=(str(turn.message_id), _most_tokens(turn)))
+    if tenant.monthly_token_quota is not None:  # else nothing to check or hold: not counted
+        hold = (str(turn.message_id), _most_tokens(turn))
+        turn.quota_held = quota_check(tenant=tenant, hold=hold)
     return turn
 
 
