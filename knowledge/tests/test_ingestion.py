@@ -123,9 +123,9 @@ def test_pdf_pages_reach_the_chunks(side):
     assert sorted(pages) == [1, 2]
 
 
-def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
-    document = add(side, "guide.md", GUIDE)
-    # Each run claims it and dies (the lease is never released), then the reaper requeues it.
+def crash_every_run(document: Document) -> None:
+    """Each run claims it and dies (the lease is never released), then the reaper requeues it:
+    as many times as a document may be tried."""
     for _ in range(settings.INGEST_MAX_ATTEMPTS):
         assert claim(document.pk) is not None
         Document.all_tenants.filter(pk=document.pk).update(
@@ -133,6 +133,11 @@ def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
             - dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 5)
         )
         reap()
+
+
+def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
+    document = add(side, "guide.md", GUIDE)
+    crash_every_run(document)
     document.refresh_from_db()
     assert (document.status, document.error_code) == (DocumentStatus.FAILED, "worker_crash")
     assert document.error_message.startswith("Ingestion stopped without finishing 3 times;")
@@ -164,13 +169,7 @@ def test_a_reingest_that_keeps_killing_its_worker_leaves_no_chunks_behind(side):
     document = add(side, "guide.md", GUIDE)
     assert document_ingest(document_id=document.pk) == "ready"
     Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED, attempts=0)
-    for _ in range(settings.INGEST_MAX_ATTEMPTS):
-        assert claim(document.pk) is not None
-        Document.all_tenants.filter(pk=document.pk).update(
-            processing_started_at=timezone.now()
-            - dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 5)
-        )
-        reap()
+    crash_every_run(document)
     document.refresh_from_db()
     assert (document.status, document.error_code) == (DocumentStatus.FAILED, "worker_crash")
     assert (document.chunk_count, document.token_count) == (0, 0)

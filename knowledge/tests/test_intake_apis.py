@@ -1,20 +1,17 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connections, transaction
 
 from knowledge.intake import documents_add_records
 from knowledge.models import Document, DocumentStatus
 from knowledge.tests.fixtures import make_pdf
-from knowledge.tests.test_delete_races import waiting_on_a_lock
+from knowledge.tests.test_delete_races import contend
 from tenants.models import AuditLog
 from tenants.services import Actor
 from tests.world import build_tenant
@@ -311,39 +308,19 @@ def test_a_new_external_id_sent_twice_at_once_is_replaced_not_a_500():
     moment later."""
     side = build_tenant("acme")
     url = f"/v1/datasets/{side.dataset.pk}/documents"
-    held, go = threading.Event(), threading.Event()
     answers: list[Any] = []
 
     def first() -> None:
-        try:
-            with transaction.atomic():
-                documents_add_records(
-                    tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
-                    records=[{"text": "version one", "external_id": "kb-1"}],
-                )  # fmt: skip
-                held.set()
-                go.wait(timeout=30)
-        finally:
-            connections.close_all()
+        documents_add_records(
+            tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+            records=[{"text": "version one", "external_id": "kb-1"}],
+        )  # fmt: skip
 
-    def second() -> None:
+    def second() -> None:  # its insert waits for the first's commit
         records = [{"text": "version two", "external_id": "kb-1"}]
-        try:
-            answers.append(side.client().post(url, {"records": records}, format="json"))
-        finally:
-            connections.close_all()
+        answers.append(side.client().post(url, {"records": records}, format="json"))
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    threads[0].start()
-    assert held.wait(timeout=30)
-    threads[1].start()
-    deadline = time.monotonic() + 30
-    while not waiting_on_a_lock():  # the second insert waits for the first's commit
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    go.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    assert contend(first, second) == []
     assert answers[0].status_code == 202, answers[0].content
     documents = Document.objects.for_tenant(side.tenant).filter(external_id="kb-1")
     assert [d.pk for d in documents] == [uuid.UUID(answers[0].json()["data"][0]["id"])]
