@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import uuid
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from psycopg import sql
 
@@ -76,3 +78,24 @@ def test_migrations_run_from_zero_and_back(empty_database):
             "tablename LIKE 'knowledge_%' OR tablename LIKE 'conversations_%')"
         ).fetchall()
         assert left == []
+
+
+def test_finish_reason_constraint_is_validated_outside_the_exclusive_lock():
+    """Widening message_finish_reason_valid must not scan every message under ACCESS EXCLUSIVE
+    (every chat turn waits, reads included): the constraint is added NOT VALID, a moment's lock,
+    and validated afterwards in a transaction of its own, which lets chats go on."""
+    out = io.StringIO()
+    call_command("sqlmigrate", "conversations", "0003", stdout=out)
+    statements = out.getvalue()
+    assert "BEGIN;" not in statements  # not one transaction holding the lock through the scan
+    added = statements.index("NOT VALID")
+    assert statements.index("VALIDATE CONSTRAINT message_finish_reason_valid") > added
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT convalidated, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'message_finish_reason_valid'"
+        )
+        validated, definition = cursor.fetchone()
+    assert validated
+    assert "content_filter" in definition
