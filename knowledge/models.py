@@ -249,9 +249,12 @@ class Chunk(TenantOwned):
     # Looked like a prompt injection at ingestion (knowledge.injection.detect_passage): marked
     # as such in the prompt and down-weighted in retrieval (RETRIEVAL_SUSPECT_WEIGHT).
     injection_suspected = models.BooleanField(default=False)
-    # Kept in step by PostgreSQL itself: a stored generated column. Chinese, Japanese and Korean
-    # are indexed as overlapping character bigrams (knowledge_cjk_bigrams, migration 0013), as
-    # the question is searched: PostgreSQL's parser read a whole unspaced run as one word.
+    # Kept in step by PostgreSQL itself: a stored generated column to Django, which never writes
+    # it; in the database, since migration 0013, an ordinary column that a row trigger computes
+    # with this very expression (a new expression for a generated column rewrites the table).
+    # Chinese, Japanese and Korean are indexed as overlapping character bigrams
+    # (knowledge_cjk_bigrams), as the question is searched: PostgreSQL's parser read a whole
+    # unspaced run as one word.
     search_vector = models.GeneratedField(
         expression=SEARCH_VECTOR,
         output_field=SearchVectorField(),

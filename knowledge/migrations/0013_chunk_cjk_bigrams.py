@@ -5,14 +5,21 @@ PostgreSQL's parser reads a run of these letters without spaces as one word: a s
 Chinese up to its punctuation was one lexeme, and a question matched no chunk unless it was that
 very sentence. ``knowledge_cjk_bigrams(text)`` rewrites each run of Han, kana and Hangul as its
 bigrams (a one-letter run stays itself) and leaves any other text as it is, so the lexemes of
-every other language are unchanged (all-ASCII text is returned without a look at its letters). The stored ``search_vector`` is generated through it, and
-retrieval passes the question through it too.
+every other language are unchanged (all-ASCII text is returned without a look at its letters).
+Retrieval passes the question through it too.
 
-The column is dropped and added again, not altered (``ALTER COLUMN ... SET EXPRESSION`` needs
-PostgreSQL 17), with its GIN index; both rewrite the table, once. The BM25 frequencies in
-``knowledge_termstat`` are counted afresh from the new vectors (the triggers do not fire on a
-rewrite).
+How, without holding the chunk table: changing a stored generated column's expression rewrites
+the table, and with it every index, the HNSW index included — at 158,000 chunks that locked
+the table (reads too: no retrieval, chat or ingestion) for 10.5 minutes in the upgrade audit.
+So ``search_vector`` becomes an ordinary column (``DROP EXPRESSION`` keeps its values and
+rewrites nothing), kept by a row trigger as the generated column was: on insert, and on an
+update of the text or the language (or of the vector itself, which nobody else may set).
+Django's state keeps it a generated field, so Django never writes it. Then only the chunks with
+CJK letters are re-indexed, a page of ids at a time, each page its own transaction; the BM25
+frequencies follow through the statement trigger on updates (knowledge 0008), exactly.
 """
+
+import uuid
 
 from django.contrib.postgres.search import SearchVectorField
 from django.db import migrations, models
@@ -40,6 +47,51 @@ SELECT CASE WHEN octet_length(t) = length(t) OR t !~ '[{CJK}]' THEN t ELSE (
 $$;
 """  # noqa: S608 - constant text, no input
 
+TRIGGER = """
+ALTER TABLE knowledge_chunk ALTER COLUMN search_vector DROP EXPRESSION;
+
+CREATE FUNCTION knowledge_chunk_search_vector() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.search_vector := to_tsvector(NEW.language, knowledge_cjk_bigrams(NEW.text));
+    ELSIF NEW.text IS DISTINCT FROM OLD.text OR NEW.language IS DISTINCT FROM OLD.language
+          OR NEW.search_vector IS DISTINCT FROM OLD.search_vector THEN
+        NEW.search_vector := to_tsvector(NEW.language, knowledge_cjk_bigrams(NEW.text));
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER knowledge_chunk_search_vector BEFORE INSERT OR UPDATE ON knowledge_chunk
+FOR EACH ROW EXECUTE FUNCTION knowledge_chunk_search_vector();
+"""
+
+# One page of chunk ids after %(after)s: those with CJK letters get their vector again (set to
+# NULL, the trigger computes it). Returns the page's last id, NULL past the end.
+PAGE = f"""
+WITH page AS MATERIALIZED (
+    SELECT id FROM knowledge_chunk WHERE id > %(after)s ORDER BY id LIMIT %(size)s
+), redone AS (
+    UPDATE knowledge_chunk c SET search_vector = NULL FROM page
+    WHERE c.id = page.id AND octet_length(c.text) <> length(c.text) AND c.text ~ '[{CJK}]'
+    RETURNING c.id
+)
+SELECT (SELECT id FROM page ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM redone)
+"""  # noqa: S608 - constant text, no input
+PAGE_SIZE = 5000
+
+
+def reindex_cjk_chunks(apps, schema_editor):
+    after = uuid.UUID(int=0)
+    with schema_editor.connection.cursor() as cursor:
+        while True:
+            cursor.execute(PAGE, {"after": after, "size": PAGE_SIZE})
+            last, _redone = cursor.fetchone()
+            if last is None:
+                return
+            after = last
+
+
 RECOUNT = """
 DELETE FROM knowledge_termstat;
 INSERT INTO knowledge_termstat (dataset_id, language, lexeme, df)
@@ -52,25 +104,23 @@ SELECT dataset_id, language, lexeme, count(*) FROM (
 GROUP BY dataset_id, language, lexeme;
 """
 
-
-def generated(expression: str) -> str:
-    return f"""
+# Back to the generated column of knowledge 0009 (a rewrite: going back may hold the table).
+BACKWARD = (
+    """
+DROP TRIGGER IF EXISTS knowledge_chunk_search_vector ON knowledge_chunk;
+DROP FUNCTION IF EXISTS knowledge_chunk_search_vector();
 ALTER TABLE knowledge_chunk DROP COLUMN search_vector;
 ALTER TABLE knowledge_chunk ADD COLUMN search_vector tsvector
-    GENERATED ALWAYS AS ({expression}) STORED;
+    GENERATED ALWAYS AS (to_tsvector(language, text)) STORED;
 CREATE INDEX chunk_dataset_search_gin ON knowledge_chunk USING gin (dataset_id, search_vector);
 """
-
-
-FORWARD = FUNCTION + generated("to_tsvector(language, knowledge_cjk_bigrams(text))") + RECOUNT
-BACKWARD = (
-    generated("to_tsvector(language, text)")
     + RECOUNT
     + "DROP FUNCTION knowledge_cjk_bigrams(text);"
 )
 
 
 class Migration(migrations.Migration):
+    atomic = False  # each page of the re-indexing commits on its own
 
     dependencies = [
         ("knowledge", "0012_document_transient_failures"),
@@ -78,7 +128,12 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
+            database_operations=[
+                migrations.RunSQL(
+                    "BEGIN;" + FUNCTION + TRIGGER + "COMMIT;", BACKWARD
+                ),  # one short transaction
+                migrations.RunPython(reindex_cjk_chunks, migrations.RunPython.noop),
+            ],
             state_operations=[
                 migrations.AlterField(
                     model_name="chunk",
