@@ -103,5 +103,7 @@ def test_a_key_takes_the_apis_bounds_on_its_rate_limit_and_expiry(tenant):
     assert staff.post(change, unchanged).status_code == 302  # an expiry left as it was is fine
     key.refresh_from_db()
     assert (key.name, key.rate_limit_per_minute) == ("renamed", 1_000_000)
-    earlier = {**unchanged, "expires_at_0": past}
+    # A day before the expiry as it stands (not "yesterday": within an hour after midnight UTC
+    # the key's expiry, an hour ago, is yesterday, and the form was unchanged).
+    earlier = {**unchanged, "expires_at_0": (expired - dt.timedelta(days=1)).strftime("%Y-%m-%d")}
     assert list(staff.post(change, earlier).context["adminform"].form.errors) == ["expires_at"]
