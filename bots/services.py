@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from bots.models import Bot, Scope
-from chatbot_site.database import without_statement_timeout
+from chatbot_site.database import key_share, without_statement_timeout
 from chatbot_site.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.lookups import Lookup
 from tenants.models import ApiKey, Tenant
@@ -38,17 +38,10 @@ def scope_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> S
 
 
 def _scope_kept(tenant: Tenant, scope: Scope | None) -> None:
-    """The bot's new scope, share-locked until the transaction ends (FOR KEY SHARE: not
-    against an update), or ``400`` if another request deleted it since it was looked up."""
-    if scope is None:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM bots_scope WHERE tenant_id = %s AND id = %s FOR KEY SHARE",
-            [tenant.pk, scope.pk],
-        )
-        if cursor.fetchone() is None:
-            raise ValidationFailed(details={"scope_id": ["Scope not found."]})
+    """The bot's new scope, share-locked until the transaction ends (:func:`key_share`), or
+    ``400`` if another request deleted it since it was looked up."""
+    if scope is not None and not key_share(Scope, tenant.pk, [scope.pk]):
+        raise ValidationFailed(details={"scope_id": ["Scope not found."]})
 
 
 @transaction.atomic

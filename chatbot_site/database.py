@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from collections.abc import Collection
+from typing import Any
+
+from django.db import connection, models
 
 
 def without_statement_timeout() -> None:
@@ -12,3 +15,21 @@ def without_statement_timeout() -> None:
     largest ones (20,000 chunks took 1.6 s here, their term counts included)."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL statement_timeout = 0")
+
+
+def key_share(model: type[models.Model], tenant_id: Any, ids: Collection[Any]) -> set[Any]:
+    """Those of the tenant's ``model`` rows ``ids`` that exist, each locked against deletion
+    until the transaction ends (``FOR KEY SHARE``: not against an update, nor against other
+    such locks). For a write that points at them (a bot's scope, its datasets, a turn's bot):
+    a deletion that locks the row first then either waits for this write and sees it, or has
+    deleted the row, and the write finds it gone instead of failing its foreign key at commit."""
+    if not ids:
+        return set()
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE tenant_id = %s AND id = ANY(%s) "  # noqa: S608
+            "ORDER BY id FOR KEY SHARE",
+            [tenant_id, list(ids)],
+        )
+        return {row[0] for row in cursor.fetchall()}

@@ -21,13 +21,14 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
 from bots.models import Bot
 from bots.services import bot_for_key
 from chatbot_site import pii
+from chatbot_site.database import key_share
 from chatbot_site.errors import NotFound
 from chatbot_site.text import clip
 from conversations.guardrails import (
@@ -273,7 +274,7 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
     usage is still counted: usage outlives a bot)."""
     now = dt.datetime.now(dt.UTC)
     tenant, conversation = turn.tenant, turn.conversation
-    if not _bot_still_there(turn):
+    if not key_share(Bot, tenant.pk, [turn.bot.pk]):  # locked till commit: see above
         log.info("chat_bot_deleted", bot_id=str(turn.bot.pk))
         return
     rows = [
@@ -298,17 +299,6 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
         log.info("chat_conversation_deleted", conversation_id=str(conversation.pk))
         return
     Message.objects.for_tenant(tenant).bulk_create(rows)
-
-
-def _bot_still_there(turn: Turn) -> bool:
-    """Whether the turn's bot exists, its row share-locked (``FOR KEY SHARE``: a ``PATCH`` of
-    the bot is not held up, its deletion is) until the turn's transaction ends."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 1 FROM bots_bot WHERE tenant_id = %s AND id = %s FOR KEY SHARE",
-            [turn.tenant.pk, turn.bot.pk],
-        )
-        return cursor.fetchone() is not None
 
 
 def _refuse(turn: Turn, reason: str, **details: Any) -> None:

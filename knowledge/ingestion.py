@@ -27,7 +27,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from knowledge.chunking import ChunkDraft, chunk_blocks
@@ -115,9 +115,7 @@ def _fail(
     its earlier chunks with it: a failed document is never searched, and its chunks would have
     stayed in ``chunk_count`` and in the dataset's BM25 statistics (``knowledge_termstat``)."""
     with transaction.atomic():
-        updated = Document.all_tenants.filter(
-            pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
-        ).update(
+        updated = _claimed(document_id, claimed_at).update(
             status=DocumentStatus.FAILED,
             error_code=code,
             error_message=message[:2000],
@@ -239,7 +237,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         vectors = embed_all(
             embedder,
             [embedding_input(document.title, d) for d in drafts],
-            still_claimed=lambda: _holds_claim(document.pk, claimed_at),
+            still_claimed=_claimed(document.pk, claimed_at).exists,
         )
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
@@ -314,10 +312,11 @@ def embed_all(
     return out
 
 
-def _holds_claim(document_id: uuid.UUID, claimed_at: Any) -> bool:
+def _claimed(document_id: uuid.UUID, claimed_at: Any) -> QuerySet[Document]:
+    """The document, if this run (its claim at ``claimed_at``) still holds it."""
     return Document.all_tenants.filter(
         pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
-    ).exists()
+    )
 
 
 def _unexpected(document_id: uuid.UUID, claimed_at: Any) -> str:
@@ -379,9 +378,7 @@ def _release(document_id: uuid.UUID, claimed_at: Any, **changes: Any) -> bool:
     """Give the claim back for a retry; the attempt does not count against the document (as a
     crash: ``attempts``). False if this run no longer held the claim."""
     return bool(
-        Document.all_tenants.filter(
-            pk=document_id, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at
-        ).update(
+        _claimed(document_id, claimed_at).update(
             status=DocumentStatus.QUEUED,
             processing_started_at=None,
             attempts=F("attempts") - 1,
@@ -400,11 +397,7 @@ def _store(
     suspects: list[bool],
     model: str,
 ) -> bool:
-    locked = (
-        Document.all_tenants.select_for_update()
-        .filter(pk=document.pk, status=DocumentStatus.PROCESSING, processing_started_at=claimed_at)
-        .first()
-    )
+    locked = _claimed(document.pk, claimed_at).select_for_update().first()
     if locked is None:
         return False
     # Read under a share lock: a dataset whose language is being changed (which re-indexes its

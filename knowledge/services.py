@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
-from chatbot_site.database import without_statement_timeout
+from chatbot_site.database import key_share, without_statement_timeout
 from chatbot_site.errors import NotFound, ValidationFailed
 from knowledge.models import BotDataset, Chunk, Dataset, Document
 from tenants.models import Tenant
@@ -57,7 +57,7 @@ def bot_datasets_set(
         raise ValueError("bot and datasets must belong to the tenant")
     if not Bot.objects.for_tenant(tenant).select_for_update(no_key=True).filter(pk=bot.pk):
         raise NotFound("Bot not found.")  # deleted meanwhile
-    kept = _share_locked(tenant, list(wanted))
+    kept = key_share(Dataset, tenant.pk, wanted)
     if gone := [pk for pk in wanted if pk not in kept]:
         raise ValidationFailed(
             details={"dataset_ids": [f"Dataset not found: {pk}" for pk in sorted(map(str, gone))]}
@@ -81,20 +81,6 @@ def bot_datasets_set(
             changes={"dataset_ids": sorted(str(pk) for pk in wanted)},
         )
     return list(wanted.values())
-
-
-def _share_locked(tenant: Tenant, dataset_ids: list[Any]) -> set[Any]:
-    """Those of the datasets that exist, locked against deletion (FOR KEY SHARE: not against
-    an update) until the transaction ends."""
-    if not dataset_ids:
-        return set()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id FROM knowledge_dataset WHERE tenant_id = %s AND id = ANY(%s) "
-            "ORDER BY id FOR KEY SHARE",
-            [tenant.pk, dataset_ids],
-        )
-        return {row[0] for row in cursor.fetchall()}
 
 
 def bot_dataset_ids(*, tenant: Tenant, bot: Bot) -> list[str]:
