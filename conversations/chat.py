@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
+from redis.lock import Lock
 
 from bots.models import Bot
 from bots.services import bot_for_key
@@ -55,7 +56,13 @@ from conversations.prompting import (
     fit_passages,
     trim_history,
 )
-from conversations.services import quota_check, quota_release, usage_record
+from conversations.services import (
+    quota_check,
+    quota_release,
+    turn_claim,
+    turn_release,
+    usage_record,
+)
 from knowledge.embeddings import get_embedder
 from knowledge.follow_ups import what_to_search
 from knowledge.injection import detect, detect_passage
@@ -99,6 +106,7 @@ class Turn:
     persisted: bool = False
     persist_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     quota_held: bool = False  # tokens held against the monthly quota until the turn ends
+    claim: Lock | None = field(default=None, repr=False)  # the conversation, until the turn ends
     _prompt_history: list[dict[str, str]] | None = field(default=None, repr=False)
 
     def prompt_history(self) -> list[dict[str, str]]:
@@ -166,10 +174,11 @@ def chat_open(
     messages: Sequence[dict[str, str]],
     metadata: dict[str, Any],
     filter_tags: Sequence[str] = (),
+    stream: bool = False,
 ) -> Turn:
-    """Every check a stream makes before its ``start`` event: the bot, the quota, the session.
-    Nothing is written yet (:func:`chat_persist` does that), so ``start`` is not held up by
-    writes, and a refused request leaves no trace."""
+    """Every check a stream makes before its ``start`` event: the bot, the session (free of
+    another turn), the quota. Nothing is written yet (:func:`chat_persist` does that), so
+    ``start`` is not held up by writes, and a refused request leaves no trace."""
     started = time.perf_counter()
     bot = bot_for_key(tenant=tenant, api_key=api_key, bot_id=bot_id)
     scope = bot.scope
@@ -217,11 +226,18 @@ def chat_open(
         is_new_conversation=is_new,
         pii_entities=entities,
     )
-    # Last of the checks (nothing after it can fail and leave the hold behind), and before any
-    # work that costs tokens: the turn holds the most it may cost until it is stored.
-    if tenant.monthly_token_quota is not None:  # else nothing to check or hold: not counted
-        hold = (str(turn.message_id), _most_tokens(turn))
-        turn.quota_held = quota_check(tenant=tenant, hold=hold)
+    try:
+        # A session the client knows — one it continues, or the one a stream's `start` announces
+        # before its answer is stored — takes one turn at a time (409 while one is answered).
+        if session_id is not None or stream:
+            turn.claim = turn_claim(conversation_id=conversation.pk)
+        # Before any work that costs tokens: the turn holds the most it may cost until stored.
+        if tenant.monthly_token_quota is not None:  # else nothing to check or hold: not counted
+            hold = (str(turn.message_id), _most_tokens(turn))
+            turn.quota_held = quota_check(tenant=tenant, hold=hold)
+    except BaseException:
+        chat_release(turn)
+        raise
     return turn
 
 
@@ -238,10 +254,14 @@ def _most_tokens(turn: Turn) -> int:
 
 
 def chat_release(turn: Turn) -> None:
-    """The end of a turn, whatever it was: its hold on the quota goes."""
+    """The end of a turn, whatever it was: its hold on the quota and its claim on the
+    conversation go. Once: later calls do nothing."""
     if turn.quota_held:
         turn.quota_held = False
         quota_release(tenant_id=turn.tenant.pk, turn_id=str(turn.message_id))
+    if turn.claim is not None:
+        claim, turn.claim = turn.claim, None
+        turn_release(claim)
 
 
 def chat_persist(turn: Turn) -> None:

@@ -121,6 +121,7 @@ class Prepared:
     stream: bool = False
     error: JsonResponse | None = None
     auth_ms: float = 0.0  # authentication and rate limit, for the Server-Timing header
+    abandoned: bool = False  # the client left before the turn was opened (ChatView.post)
 
 
 def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> JsonResponse:
@@ -136,10 +137,10 @@ def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> Jso
     return out
 
 
-def prepare(request: HttpRequest) -> Prepared:
+def prepare(request: HttpRequest, prepared: Prepared) -> None:
     """Everything before the answer (before the ``start`` event, for a stream), in a worker
-    thread. Never raises an application error: it returns it as the JSON response to send."""
-    prepared = Prepared()
+    thread, into ``prepared``. Never raises an application error: it sets it as the JSON
+    response to send."""
     try:
         started = time.perf_counter()
         prepared.access = authorize(request, required_role=Role.CHAT)
@@ -166,6 +167,7 @@ def prepare(request: HttpRequest) -> Prepared:
             messages=[dict(m) for m in data["messages"]],
             metadata=data["metadata"],
             filter_tags=(data.get("filters") or {}).get("tags", []),
+            stream=prepared.stream,
         )
         if not prepared.stream:  # a stream sends `start` first, then grounds
             chat_ground(prepared.turn)  # the turn is stored in one transaction at its end
@@ -174,7 +176,8 @@ def prepare(request: HttpRequest) -> Prepared:
             chat_release(prepared.turn)
         headers = prepared.access.rate_headers if prepared.access else {}
         prepared.error = _error(request, exc, headers)
-    return prepared
+    if prepared.abandoned and prepared.turn is not None:  # nobody will answer it
+        chat_release(prepared.turn)
 
 
 def persist_and_ground(turn: Turn) -> None:
@@ -411,7 +414,18 @@ class ChatView(View):
 
     async def post(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        prepared = await run_sync(prepare, request)
+        prepared = Prepared()
+        try:
+            await run_sync(prepare, request, prepared)
+        except asyncio.CancelledError:
+            # The client left while its turn was being opened; the thread goes on. Whichever of
+            # the two sees the other's mark ends the turn (chat_release acts once), which
+            # otherwise held its conversation (409 to the client's retry) and its quota until
+            # they lapsed, minutes later.
+            prepared.abandoned = True
+            if prepared.turn is not None:
+                await run_sync(chat_release, prepared.turn)
+            raise
         if prepared.error is not None:
             return prepared.error
         if prepared.turn is None or prepared.access is None:  # pragma: no cover
@@ -484,6 +498,10 @@ class ChatSchemaView(APIView):
         request=ChatInput,
         responses={
             200: OpenApiResponse(response=ChatOutput, description=STREAM_DESCRIPTION),
+            409: OpenApiResponse(
+                description="conflict: the session (`session_id`) is still answering an earlier "
+                "message; send this one again when that answer has ended."
+            ),
             502: OpenApiResponse(
                 description="upstream_error: the LLM provider failed; policy_blocked: the "
                 "model's answer revealed the bot's instructions and was withheld."

@@ -12,9 +12,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Sum
 from django.db.models.functions import Coalesce
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
 
-from chatbot_site.errors import QuotaExceeded
+from chatbot_site.errors import Conflict, QuotaExceeded
 from chatbot_site.redis import get_redis
 from conversations.models import Conversation, UsageDaily
 from tenants.models import Tenant
@@ -116,6 +117,37 @@ def _quota_exceeded(tenant: Tenant, used: int, message: str, held: int = 0) -> Q
         details=details,
         headers={"Retry-After": str(math.ceil((resets - now).total_seconds()))},
     )
+
+
+def turn_claim(*, conversation_id: uuid.UUID) -> Lock | None:
+    """Claim a conversation for one turn, until :func:`turn_release`: ``409 conflict`` while
+    another turn of it is being answered. Two turns at once on one session both read the same
+    history and stored their questions and answers interleaved (Q1 Q2 A1 A2), so each answer
+    followed the other's question in the history every later turn reads. A claim never
+    released (a process that died mid-turn) lapses with a quota hold. Without Redis: no claim
+    (``None``; turns as before), logged."""
+    claim = get_redis().lock(
+        f"chatbot:turn:{conversation_id}", timeout=_HOLD_MS / 1000, thread_local=False
+    )
+    try:
+        if claim.acquire(blocking=False):
+            return claim
+    except RedisError as exc:
+        log.warning("turn_claim_unavailable", error=type(exc).__name__)
+        return None
+    raise Conflict(
+        "This conversation is still answering an earlier message; "
+        "send the next one when that answer has ended.",
+        details={"session_id": str(conversation_id)},
+    )
+
+
+def turn_release(claim: Lock) -> None:
+    """End a turn's claim on its conversation (:func:`turn_claim`); one that lapsed is gone."""
+    try:
+        claim.release()
+    except (LockError, RedisError) as exc:
+        log.warning("turn_release_failed", error=type(exc).__name__)
 
 
 def _holds_key(tenant_id: object) -> str:

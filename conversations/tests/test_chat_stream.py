@@ -393,3 +393,92 @@ def test_a_bot_deleted_while_a_json_turn_is_answered_still_answers_and_counts_th
     assert not Conversation.all_tenants.filter(bot_id=alpha.bot.pk).exists()
     usage = UsageDaily.objects.for_tenant(alpha.tenant).filter(bot_id=alpha.bot.pk)
     assert sum(usage.values_list("completion_tokens", flat=True)) >= 30
+
+
+def open_stream(base: str, world: TenantWorld, body: dict[str, Any]) -> socket.socket:
+    """A streamed turn over a raw socket, left open: the caller reads and closes it."""
+    parts = urlsplit(base)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=2)
+    raw = json.dumps(body).encode()
+    sock.sendall(
+        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {world.chat_key.plaintext}\r\n".encode()
+        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return sock
+
+
+def chat_status(base: str, world: TenantWorld, body: dict[str, Any]) -> tuple[int, Any]:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/v1/chat", json.dumps(body), {
+        "Authorization": f"Bearer {world.chat_key.plaintext}",
+        "Content-Type": "application/json",
+    })  # fmt: skip
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_a_session_answers_one_turn_at_a_time(served, alpha):
+    """Two turns at once on one session both read the same history and stored Q1 Q2 A1 A2, so
+    each answer followed the other's question in every later turn's history. A second turn
+    while one is answered is now `409 conflict`, streamed or not, until the first ends."""
+    base, fake = served
+    fake.chat_reply = " ".join(f"word{i}" for i in range(60))
+    fake.chat_delay = 0.1
+    sock = open_stream(base, alpha, ask(alpha, "When do annual plans renew?", stream=True))
+    sock.settimeout(20)
+    received = b""
+    while b"event: delta" not in received:
+        received += sock.recv(4096)
+    start = next(f for f in parse(received.split(b"\r\n\r\n", 1)[1].decode(errors="ignore"))
+                 if f.get("event") == "start")  # fmt: skip
+    session_id = start["data"]["session_id"]  # announced before its answer is stored
+    follow_up = ask(alpha, "And monthly plans?", session_id=session_id)
+    for body in (follow_up, {**follow_up, "stream": True}):
+        status, error = chat_status(base, alpha, body)
+        assert status == 409, error
+        assert error["error"]["code"] == "conflict"
+        assert error["error"]["details"] == {"session_id": session_id}
+    sock.close()  # the first turn ends (cancelled): the session takes the next one
+    fake.chat_delay = 0.0
+    status, answer = wait_for(
+        lambda: (result := chat_status(base, alpha, follow_up))[0] == 200 and result,
+        timeout=10, what="the session to take the next turn",
+    )  # fmt: skip
+    assert answer["session_id"] == session_id
+    stored = list(Message.objects.for_tenant(alpha.tenant).filter(conversation_id=session_id)
+                  .order_by("created_at").values_list("role", "finish_reason"))  # fmt: skip
+    assert stored == [
+        ("user", None),
+        ("assistant", "cancelled"),
+        ("user", None),
+        ("assistant", "stop"),
+    ]
+
+
+def test_a_client_gone_while_its_turn_is_opened_leaves_the_session_free(
+    django_db_setup, tmp_path, alpha
+):
+    """A client that left while its turn was being grounded (here: a slow embedding provider)
+    held its conversation until the claim lapsed, minutes later: its retry was a 409."""
+    with fake_openai() as fake:
+        env = child_env(
+            LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test",
+            EMBEDDING_BACKEND="openai", EMBEDDING_QUERY_CACHE_SIZE="0",
+        )  # fmt: skip
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            status, first = chat_status(base, alpha, ask(alpha, "When do plans renew?"))
+            assert status == 200, first
+            follow_up = ask(alpha, "And monthly plans?", session_id=first["session_id"])
+            fake.embedding_delay = 1.5
+            embedded = len([r for r in fake.requests if r["path"].endswith("/embeddings")])
+            sock = open_stream(base, alpha, follow_up)  # a JSON turn on the session
+            wait_for(lambda: len([r for r in fake.requests if r["path"].endswith("/embeddings")])
+                     > embedded, timeout=5, what="the question to reach the embedding provider")  # fmt: skip
+            sock.close()
+            fake.embedding_delay = 0.0
+            time.sleep(0.3)  # for the server to see the client go
+            status, answer = chat_status(base, alpha, follow_up)
+    assert status == 200, answer
