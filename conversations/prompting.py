@@ -25,7 +25,7 @@ from knowledge.retrieval import Hit
 
 SNIPPET_CHARS = 300
 # [1] or [1, 2]: the numbers are checked one by one.
-_MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+MARKER = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _MAX_MARKER = 24  # characters held back after a "[" while a marker may still be forming
 
 RULES = """You answer questions using only the numbered passages below.
@@ -146,7 +146,7 @@ class CitationFilter:
                 return match.group(0)
             return "".join(f"[{n}]" for n in valid)
 
-        return _MARKER.sub(replace, text)
+        return MARKER.sub(replace, text)
 
     def feed(self, text: str) -> str:
         """The part of ``pending + text`` that is safe to emit now."""

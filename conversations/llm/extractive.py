@@ -1,6 +1,8 @@
 """The offline answerer: the sentences of the retrieved passages that best cover the question,
 in passage order, each followed by its passage's ``[n]``. Code blocks, command lines and table
-rows are skipped: they are cited passages, not sentences to read out.
+rows are skipped: they are cited passages, not sentences to read out, and so are the reference
+marks of a passage's own document (``[1]`` in a Wikipedia page): they would read as citations of
+this answer's passages.
 
 It reads only what it is given (question and numbered passages), so its answers are grounded by
 construction; it streams its answer in pieces like a model does. Token counts are left to the
@@ -17,6 +19,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 
 from chatbot_site.text import SENTENCE_END, WORD, clip, grapheme_cut, is_mark
 from conversations.llm import Completion, Delta, LLMRequest
+from conversations.prompting import MARKER
 from knowledge.embeddings import get_embedder
 
 NAME = "extractive"
@@ -179,11 +182,13 @@ def sentences(text: str) -> list[str]:
 
 
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
+# The document's own reference marks, and the space before them ("exceptions.[1] The").
+_SOURCE_MARKER = re.compile(r"[ \t]*" + MARKER.pattern)
 
 
 def readable_text(passage: str) -> str:
-    """The passage without code blocks, table rows and headings."""
-    lines = _FENCE.sub("\n", passage).splitlines()
+    """The passage without code blocks, table rows, headings and its own ``[n]`` marks."""
+    lines = _FENCE.sub("\n", _SOURCE_MARKER.sub("", passage)).splitlines()
     return "\n".join(line for line in lines if not line.lstrip().startswith(("|", "#")))
 
 

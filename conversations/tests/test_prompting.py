@@ -209,3 +209,20 @@ def test_extractive_sentences_end_with_their_list_item_and_carry_no_half_markup(
     answer = compose("How do I upload files with tags?", [passage])
     assert answer.startswith("Datasets → Upload…: several files at once, with tags [1]")
     assert "**" not in answer and "__" not in answer
+
+
+def test_extractive_answer_drops_its_documents_own_reference_marks():
+    # A Wikipedia page's footnote marks were copied into the answer, where the citation filter
+    # read them as this answer's markers: "...Corporation.[2] [1]" cited passage 2, which the
+    # sentence did not come from (seen with the readability test page "wikipedia").
+    first = (
+        "Mozilla is a free-software community, created in 1998 by members of Netscape.[1] "
+        "The community is supported institutionally by the Mozilla Foundation.[2] [3, 4]"
+    )
+    answer = compose("Who supports the Mozilla community?", [first, "Reps logo."])
+    assert answer == (
+        "Mozilla is a free-software community, created in 1998 by members of Netscape. [1] "
+        "The community is supported institutionally by the Mozilla Foundation. [1]"
+    )
+    verified = CitationFilter(2)
+    assert verified.feed(answer) + verified.flush() == answer and verified.cited == [1]
