@@ -2,7 +2,8 @@
 in passage order, each followed by its passage's ``[n]``. Code blocks, command lines and table
 rows are skipped: they are cited passages, not sentences to read out, and so are the reference
 marks of a passage's own document (``[1]`` in a Wikipedia page): they would read as citations of
-this answer's passages.
+this answer's passages. A sentence is said once, whole, though overlapping chunks repeat it or
+hold a piece of it.
 
 It reads only what it is given (question and numbered passages), so its answers are grounded by
 construction; it streams its answer in pieces like a model does. Token counts are left to the
@@ -163,7 +164,7 @@ def terms(text: str) -> set[str]:
 
 # A Markdown block ends at a blank line or where a list item begins; a sentence never spans two.
 _BLOCK_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t])")
-_LIST_MARKER = re.compile(r"^(?:[-*+]|\d{1,3}[.)])\s+")
+_LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)])\s+")
 # Bold and strong markers: a sentence cut out of its paragraph must not carry half a pair.
 _STRONG = re.compile(r"\*\*|__")
 
@@ -173,7 +174,7 @@ def sentences(text: str) -> list[str]:
     for block in _BLOCK_BREAK.split(text):
         flat = _STRONG.sub("", _LIST_MARKER.sub("", _SPACE.sub(" ", block).strip()))
         for sentence in _SENTENCE_END.split(flat):
-            sentence = sentence.strip(" #*-")
+            sentence = sentence.strip(" #*-•")
             if len(sentence) > MAX_SENTENCE_CHARS:
                 sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0] + " …"
             if sentence:
@@ -182,12 +183,21 @@ def sentences(text: str) -> list[str]:
 
 
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
+# After a closing fence: a blank line or the end (after an opening one: code).
+_AFTER_CLOSING_FENCE = re.compile(r"[ \t]*(?:\n[ \t]*\n|$)")
 # The document's own reference marks, and the space before them ("exceptions.[1] The").
 _SOURCE_MARKER = re.compile(r"[ \t]*" + MARKER.pattern)
 
 
 def readable_text(passage: str) -> str:
     """The passage without code blocks, table rows, headings and its own ``[n]`` marks."""
+    if passage.count("```") % 2:  # a fence without its pair
+        # A chunk that begins inside a code block (the opening fence is in the chunk before)
+        # starts with code and a bare closing fence: paired with the next fence, its prose
+        # was taken for code, and its code for prose.
+        after = passage.find("```") + 3
+        if _AFTER_CLOSING_FENCE.match(passage, after):
+            passage = passage[after:]
     lines = _FENCE.sub("\n", _SOURCE_MARKER.sub("", passage)).splitlines()
     return "\n".join(line for line in lines if not line.lstrip().startswith(("|", "#")))
 
@@ -226,7 +236,18 @@ def compose(question: str, passages: Sequence[str]) -> str:
     if not scored:
         first = [s for s in sentences(readable_text(passages[0])) if prose(s)]
         return f"{first[0]} [1]" if first else NOTHING_FOUND
-    chosen = sorted(scored, key=lambda s: -s[0])[:MAX_SENTENCES]
+    chosen: list[tuple[float, int, int, str]] = []
+    for candidate in sorted(scored, key=lambda s: -s[0]):
+        # A chunk that starts or ends inside a sentence holds a piece of it; the next chunk
+        # (overlapping) the whole: said once, whole.
+        text = candidate[3].removesuffix(" …").casefold()
+        inside = [c for c in chosen if text in c[3].casefold() or c[3].casefold() in text]
+        if not inside:
+            chosen.append(candidate)
+        elif len(candidate[3]) > len(inside[0][3]):
+            chosen[chosen.index(inside[0])] = candidate
+        if len(chosen) == MAX_SENTENCES:
+            break
     chosen.sort(key=lambda s: (s[1], s[2]))
     return " ".join(f"{sentence} [{n}]" for _, n, _, sentence in chosen)
 

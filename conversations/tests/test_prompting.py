@@ -226,3 +226,30 @@ def test_extractive_answer_drops_its_documents_own_reference_marks():
     )
     verified = CitationFilter(2)
     assert verified.feed(answer) + verified.flush() == answer and verified.cited == [1]
+
+
+def test_extractive_answer_says_a_sentence_that_overlapping_chunks_share_once():
+    # Consecutive chunks of a document overlap: the same sentence came twice, [1] and [2],
+    # and a chunk that ends inside a sentence gave its first half as a sentence of its own.
+    whole = "Every keyed response carries RateLimit headers and a 429 carries Retry-After."
+    answer = compose(
+        "Which rate limit headers does a response carry?",
+        [
+            f"Keys belong to a tenant. {whole}",
+            f"{whole} Lists are paginated.",
+            "Unrelated text. Every keyed response carries RateLimit headers and a",
+        ],
+    )
+    assert answer == f"{whole} [1]"
+
+
+def test_extractive_answer_reads_a_chunk_that_begins_inside_a_code_block():
+    # The chunk's first fence closes a code block opened in the chunk before: paired with the
+    # next fence, its prose was skipped as code ("A new document answers 202..." never said).
+    passage = (
+        "curl -s -F file=@README.md http://127.0.0.1:8000/v1/datasets/$ID/documents ```\n\n"
+        "A new document answers 202 with status queued.\n\n"
+        "```sh\ncurl -s http://127.0.0.1:8000/v1/documents/$DOCUMENT_ID\n```"
+    )
+    answer = compose("What does a new document answer?", [passage])
+    assert answer == "A new document answers 202 with status queued. [1]"
