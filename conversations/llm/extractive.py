@@ -6,9 +6,10 @@ this answer's passages. A sentence is said once, whole, though overlapping chunk
 hold a piece of it.
 
 It reads only what it is given (question and numbered passages), so its answers are grounded by
-construction; it streams its answer in pieces like a model does. Token counts are left to the
-caller's tokenizer (``Completion`` without counts): the prompt it "reads" is the question plus
-the passages, and that is what is counted.
+construction; it streams its answer in pieces like a model does. Its prompt tokens are what it
+reads, the question and the passages, counted with the local tokenizer (not the instructions
+and history a chat model is sent, which it never reads); the answer's are left to the caller,
+who counts what passed the output guard.
 """
 
 from __future__ import annotations
@@ -322,8 +323,12 @@ class ExtractiveLLM:
         del pace  # nothing remote to read
         answer = compose(request.question, [hit.text for hit in request.passages])
         # Counted as the caller counts the completion's tokens (the local tokenizer).
-        answer, cut = within(answer, request.max_tokens, get_embedder().count_tokens)
+        count = get_embedder().count_tokens
+        answer, cut = within(answer, request.max_tokens, count)
         for piece in pieces(answer) if answer else ():
             yield Delta(piece)
             await asyncio.sleep(0)  # a chance for cancellation and other streams
-        yield Completion(finish_reason="length" if cut else "stop", model=NAME)
+        read = count(request.question) + sum(
+            hit.token_count or count(hit.text) for hit in request.passages
+        )
+        yield Completion(finish_reason="length" if cut else "stop", model=NAME, prompt_tokens=read)

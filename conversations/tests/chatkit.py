@@ -39,10 +39,11 @@ def add_passages(world: TenantWorld, texts: list[str] = PASSAGES) -> Library:
     document = DocumentFactory(
         tenant=world.tenant, dataset=world.dataset, title="Billing FAQ", source="billing.md"
     )
-    vectors = get_embedder().embed(texts)
+    embedder = get_embedder()
+    vectors = embedder.embed(texts)
     chunks = [
         ChunkFactory(tenant=world.tenant, document=document, text=text, embedding=vector,
-                     page=i + 1, ordinal=i)
+                     page=i + 1, ordinal=i, token_count=embedder.count_tokens(text))
         for i, (text, vector) in enumerate(zip(texts, vectors, strict=True))
     ]  # fmt: skip
     return Library(world.bot, document, chunks)

@@ -614,6 +614,24 @@ def test_the_extractive_answer_stops_at_the_bots_max_output_tokens(alpha):
     assert stored.finish_reason == "length"
 
 
+def test_the_extractive_answer_bills_the_question_and_passages_it_read(alpha):
+    # It was billed for the whole prompt a chat model is sent: instructions, canary, passage
+    # tags and history it never reads (1,288 prompt tokens for 932 read, one turn, no history;
+    # the README says "the question + passages it read").
+    count = get_embedder().count_tokens
+    passage = "Annual plans renew automatically every year on the date of purchase."
+    add_passages(alpha, [passage])
+    client = alpha.client(alpha.chat_key)
+    first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+    assert first["usage"]["prompt_tokens"] == count("When do annual plans renew?") + count(passage)
+    follow_up = chat(client, **ask(alpha, "Do annual plans renew by themselves?",
+                                   session_id=first["session_id"])).json()  # fmt: skip
+    read = count("Do annual plans renew by themselves?") + count(passage)
+    assert follow_up["usage"]["prompt_tokens"] == read  # the history is not read either
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=follow_up["message_id"])
+    assert stored.prompt_tokens == read
+
+
 ROLE = b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}\n\n'
 
 
