@@ -64,7 +64,7 @@ from conversations.services import (
     usage_record,
 )
 from knowledge.embeddings import get_embedder
-from knowledge.follow_ups import what_to_search
+from knowledge.follow_ups import names_no_subject, what_to_search
 from knowledge.injection import detect, detect_passage
 from knowledge.retrieval import (
     FollowUp,
@@ -354,12 +354,17 @@ FOLLOW_UP_CONTEXT_CHARS = 2_000
 
 
 def _previous_question(turn: Turn) -> list[str]:
-    """The conversation's last user message before the question (masked like everything the
-    turn holds), as a one-item list; none when the history has none or steering is off."""
+    """The conversation's last user message before the question that names a subject (masked
+    like everything the turn holds), as a one-item list; none when the history has none or
+    steering is off. A message that names none ("Tell me more.") was about the one before it:
+    after "How do I create an API key?", "Tell me more.", the question "Can you explain that in
+    more detail?" means API keys too, not "Tell me more." (which found an error-format passage).
+    With no message that names a subject, the last one."""
     if settings.RETRIEVAL_HISTORY_WEIGHT <= 0:
         return []
     earlier = [m["content"] for m in turn.history if m["role"] == "user" and m["content"].strip()]
-    return [text[:FOLLOW_UP_CONTEXT_CHARS] for text in earlier[-1:]]
+    subjects = [text for text in earlier if not names_no_subject(text)] or earlier
+    return [text[:FOLLOW_UP_CONTEXT_CHARS] for text in subjects[-1:]]
 
 
 def chat_ground(turn: Turn) -> None:

@@ -250,6 +250,20 @@ def test_a_follow_up_that_names_nothing_is_judged_as_the_previous_question(alpha
     assert "Can you explain that in more detail?" in json.dumps(fake.requests[-1])
 
 
+def test_a_follow_up_to_a_follow_up_that_names_nothing_keeps_the_subject(alpha):
+    """ "Tell me more." after a renewal question means renewal; "Can you explain that in more
+    detail?" after it means renewal too. It was judged as "Tell me more." (refused: nothing
+    relevant), and on the demo bot it answered from an unrelated passage."""
+    billing_scope(alpha, min_relevance=0.3)
+    client = alpha.client(alpha.chat_key)
+    first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+    session = {"session_id": first["session_id"]}
+    for follow_up in ("Tell me more.", "Can you explain that in more detail?", "Why?"):
+        body = chat(client, **ask(alpha, follow_up, **session)).json()
+        assert body["refusal"] is None, (follow_up, body)
+        assert "renew automatically" in body["output"], (follow_up, body)
+
+
 def test_the_offline_answerer_answers_a_follow_up_that_names_nothing_from_its_subject():
     """The extractive backend picks sentences by the question's words; "Can you explain that in
     more detail?" has none of the subject's, so it reads the previous question's too (else it
