@@ -121,7 +121,24 @@ def build_messages(
         )
         if part
     )
-    return [{"role": "system", "content": system}, *history, {"role": "user", "content": question}]
+    return [
+        {"role": "system", "content": system},
+        *(_unmarked(turn) for turn in history),
+        {"role": "user", "content": question},
+    ]
+
+
+# An earlier answer's markers with the space before them: " [1]", " [2, 3]".
+_SPACED_MARKER = re.compile(r"[ \t]*" + MARKER.pattern)
+
+
+def _unmarked(turn: dict[str, str]) -> dict[str, str]:
+    """An earlier answer without its ``[n]`` markers: they named that turn's passages, and
+    every turn numbers its own afresh, so a model copying "[2]" from history cited this turn's
+    second passage for a sentence it never held."""
+    if turn["role"] != "assistant" or "[" not in turn["content"]:
+        return turn
+    return {**turn, "content": _SPACED_MARKER.sub("", turn["content"])}
 
 
 class CitationFilter:

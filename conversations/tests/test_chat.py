@@ -145,7 +145,7 @@ def test_session_continues_with_stored_history(alpha):
     assert second["session_id"] == first["session_id"]
     assert [(m["role"], m["content"]) for m in sent[1:]] == [
         ("user", "When do annual plans renew?"),
-        ("assistant", first["output"]),
+        ("assistant", first["output"].replace(" [1]", "")),  # its markers named its passages
         ("user", "And how are refunds paid?"),
     ]
     conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=first["session_id"])

@@ -253,3 +253,20 @@ def test_extractive_answer_reads_a_chunk_that_begins_inside_a_code_block():
     )
     answer = compose("What does a new document answer?", [passage])
     assert answer == "A new document answers 202 with status queued. [1]"
+
+
+def test_earlier_answers_reach_the_model_without_their_markers():
+    """Each turn numbers its passages afresh: an earlier answer's "[2]" in the history named
+    that turn's passage 2, and a model copying it cited this turn's second passage."""
+    messages = build_messages(
+        system_prompt="",
+        rules=ScopeRules(),
+        passages=[hit("Plans renew every year.")],
+        history=[
+            {"role": "user", "content": "See [1] in my notes. When do plans renew?"},
+            {"role": "assistant", "content": "Yearly [1]. Refunds take 5 days [2, 3]."},
+        ],
+        question="And refunds?",
+    )
+    assert messages[1]["content"] == "See [1] in my notes. When do plans renew?"  # the user's
+    assert messages[2] == {"role": "assistant", "content": "Yearly. Refunds take 5 days."}
