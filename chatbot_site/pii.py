@@ -22,6 +22,8 @@ Choices worth knowing:
   totalling 7+ digits in 3+ groups ("batch 32 64 128") are masked: we err towards masking.
 - IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
   and slices like ``[1::2]`` stay; "version 1.2.3.4" is a valid dotted quad and is masked.
+  Loopback and unspecified addresses (``127.0.0.1``, ``0.0.0.0``) name no one's machine and
+  stay: "serve on http://127.0.0.1:8000" read "http://[IP_ADDRESS]:8000" in answers.
 - EMAIL: addresses with a letters-only top-level domain. In text with non-ASCII characters,
   the local part and the domain may have letters of any script written with spaces between
   words (internationalised addresses and domains: "jörg.müller@bücher.de", "иван@пример.рф");
@@ -254,20 +256,22 @@ _IPV6 = re.compile(
 def _ips(text: str) -> Iterator[tuple[int, int]]:
     for m in _IPV4.finditer(text):
         try:
-            ipaddress.IPv4Address(m.group())
+            ip = ipaddress.IPv4Address(m.group())
         except ValueError:
             continue
-        yield m.start(), m.end()
+        if not (ip.is_loopback or ip.is_unspecified):  # this machine's: nobody's address
+            yield m.start(), m.end()
     for m in _IPV6.finditer(text):
         raw = m.group()
         hex_digits = sum(c != ":" and c != "." for c in raw)
         if hex_digits < 3 or not any(c.isdigit() for c in raw):
             continue
         try:
-            ipaddress.IPv6Address(raw)
+            ip6 = ipaddress.IPv6Address(raw)
         except ValueError:
             continue
-        yield m.start(), m.end()
+        if not (ip6.is_loopback or ip6.is_unspecified):
+            yield m.start(), m.end()
 
 
 # --- PHONE -------------------------------------------------------------------------------

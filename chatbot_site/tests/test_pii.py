@@ -807,3 +807,11 @@ def test_many_spans_in_folded_text_are_mapped_back_without_quadratic_work():
     text = f"x\uff20y.io 123\u201045\u20106789{ZWSP} " * (N // 10)
     assert len(pii.find(text)) == 2 * (N // 10)
     assert pii.mask(text) == f"[EMAIL] [SSN]{ZWSP} " * (N // 10)
+
+
+def test_loopback_and_unspecified_addresses_name_no_one_and_stay():
+    """The demo bot's answers read "http://[IP_ADDRESS]:8000" for the README's own address."""
+    text = "Serve on http://127.0.0.1:8000, bind 0.0.0.0 or [::]; ask 203.0.113.9 or 2001:db8::7."
+    assert pii.mask(text) == (
+        "Serve on http://127.0.0.1:8000, bind 0.0.0.0 or [::]; ask [IP_ADDRESS] or [IP_ADDRESS]."
+    )
