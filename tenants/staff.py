@@ -24,10 +24,17 @@ log = structlog.get_logger(__name__)
 
 
 def staff_tenant_of(user: Any) -> Tenant | None:
-    """The tenant a signed-in staff user works for, or None (superusers: their home tenant)."""
+    """The tenant a signed-in staff user works for, or None (superusers: their home tenant).
+    None too when that tenant is deactivated: its staff users then see nothing, as its keys and
+    their JWTs fail (a deactivated tenant's staff still listed, created keys and uploaded
+    documents that the workers ingested)."""
     if not getattr(user, "is_authenticated", False):
         return None
-    membership = StaffMembership.objects.select_related("tenant").filter(user=user).first()
+    membership = (
+        StaffMembership.objects.select_related("tenant")
+        .filter(user=user, tenant__is_active=True)
+        .first()
+    )
     return membership.tenant if membership is not None else None
 
 

@@ -152,3 +152,30 @@ def test_a_staff_user_of_no_tenant_sees_nothing(world):
     for url, obj in every_object(world.a):
         assert client.get(f"/admin/{url}/").status_code == 403, url
         assert client.get(f"/admin/{url}/{obj.pk}/change/").status_code in (403, 404), url
+
+
+def test_a_deactivated_tenants_staff_user_sees_nothing_from_the_next_request_on(world):
+    """Deactivating a tenant made its keys and JWTs fail, but its staff users, signed in or
+    signing in, still listed and changed everything, created API keys and uploaded documents."""
+    client = staff_client(world.a.tenant, "alice")
+    assert client.get("/admin/bots/bot/").status_code == 200
+    world.a.tenant.is_active = False
+    world.a.tenant.save(update_fields=["is_active", "updated_at"])
+
+    assert b"/admin/bots/" not in client.get("/admin/").content
+    for url, obj in every_object(world.a):
+        assert client.get(f"/admin/{url}/").status_code == 403, url
+        assert client.get(f"/admin/{url}/{obj.pk}/change/").status_code in (403, 404), url
+    keys = AuditLog.objects.for_tenant(world.a.tenant).count()
+    response = client.post(
+        "/admin/tenants/apikey/add/",
+        {"tenant": str(world.a.tenant.pk), "name": "late", "role": "admin"},
+    )
+    assert response.status_code == 403
+    assert AuditLog.objects.for_tenant(world.a.tenant).count() == keys
+    # A superuser still sees it, to look into it or to activate it again.
+    root = staff_client(world.b.tenant, "root", superuser=True)
+    assert root.get(f"/admin/bots/bot/{world.a.bot.pk}/change/").status_code == 200
+    world.a.tenant.is_active = True
+    world.a.tenant.save(update_fields=["is_active", "updated_at"])
+    assert client.get("/admin/bots/bot/").status_code == 200
