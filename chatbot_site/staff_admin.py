@@ -267,13 +267,17 @@ class TenantScopedAdmin(StaffModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not is_superuser(request) and not isinstance(obj, Tenant):
             obj.tenant = staff_tenant(request)
-        super().save_model(request, obj, form, change)
         concrete = {f.name for f in obj._meta.concrete_fields}
         changes = {
             f: obj.serializable_value(f)
             for f in form.changed_data  # (array fields report "changed" when only re-typed)
             if f in concrete and (not change or form.initial.get(f) != obj.serializable_value(f))
         }
+        if change and not changes:
+            # A change page saved as it was: nothing to write, as a PATCH that changes nothing
+            # (it wrote an audit entry with no changes and moved updated_at).
+            return
+        super().save_model(request, obj, form, change)
         action = f"{self.audit_name or obj._meta.model_name}.{'update' if change else 'create'}"
         audit_record(
             tenant=self.audit_tenant(obj),

@@ -13,8 +13,8 @@ from bots.models import Bot
 from bots.tests.factories import BotFactory
 from knowledge.models import Document
 from knowledge.tests.factories import DatasetFactory
-from tenants.models import ApiKey
-from tests.staff import staff_client
+from tenants.models import ApiKey, AuditLog
+from tests.staff import change_form_data, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +136,28 @@ def test_every_filter_and_date_link_of_every_list_still_opens(world):
         for query in queries:
             response = client.get(f"{url}{query}")
             assert response.status_code == 200, (url, query, response.get("Location"))
+
+
+@pytest.mark.parametrize(
+    ("url", "attr", "superuser"),
+    [
+        ("bots/scope", "scope", False),
+        ("bots/bot", "bot", False),
+        ("knowledge/dataset", "dataset", False),
+        ("tenants/apikey", "admin_key", False),
+        ("tenants/tenant", "tenant", True),
+    ],
+)
+def test_a_change_page_saved_as_it_was_writes_nothing(world, url, attr, superuser):
+    """Saving a change page without changing anything wrote an audit entry with no changes
+    and moved the object's updated_at; a PATCH that changes nothing does neither."""
+    obj = getattr(world.a, attr)
+    staff = staff_client(world.a.tenant, "root" if superuser else "alice", superuser=superuser)
+    change = f"/admin/{url}/{obj.pk}/change/"
+    entries = AuditLog.objects.for_tenant(world.a.tenant).count()
+    updated_at = type(obj)._default_manager.get(pk=obj.pk).updated_at
+
+    response = staff.post(change, change_form_data(staff.get(change)))
+    assert response.status_code == 302, response.content[:2000]
+    assert AuditLog.objects.for_tenant(world.a.tenant).count() == entries
+    assert type(obj)._default_manager.get(pk=obj.pk).updated_at == updated_at
