@@ -107,3 +107,19 @@ def test_a_key_takes_the_apis_bounds_on_its_rate_limit_and_expiry(tenant):
     # the key's expiry, an hour ago, is yesterday, and the form was unchanged).
     earlier = {**unchanged, "expires_at_0": (expired - dt.timedelta(days=1)).strftime("%Y-%m-%d")}
     assert list(staff.post(change, earlier).context["adminform"].form.errors) == ["expires_at"]
+
+
+def test_a_revoked_key_cannot_be_changed_in_the_admin(tenant):
+    """The API refuses to change a revoked key (409); the admin renamed it, gave it another
+    rate limit or expiry, and audited that as api_key.update."""
+    key = ApiKeyFactory(tenant=tenant, name="old", revoked_at=timezone.now())
+    staff = staff_client(tenant, "alice")
+    change = f"/admin/tenants/apikey/{key.pk}/change/"
+    page = staff.get(change)
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+
+    response = staff.post(change, key_form(tenant, name="new", rate_limit_per_minute="7"))
+    assert response.status_code == 403
+    key.refresh_from_db()
+    assert (key.name, key.rate_limit_per_minute) == ("old", None)
+    assert not AuditLog.objects.for_tenant(tenant).filter(action="api_key.update").exists()
