@@ -94,8 +94,13 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [_jsonable(v) for v in value]
-    if isinstance(value, uuid.UUID | dt.datetime | dt.date):
-        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        # As every timestamp the API shows (the key's own expires_at among them): in UTC, "Z".
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
     return value
 
 

@@ -189,3 +189,25 @@ def test_an_unknown_api_path_is_404_with_the_keys_rate_limit_headers(side):
     assert anonymous.status_code == 404 and "RateLimit-Remaining" not in anonymous
     bad_key = APIClient().get("/v1/no-such-thing", HTTP_AUTHORIZATION="Bearer cbk_nope")
     assert bad_key.status_code == 401
+
+
+def test_a_keys_expiry_in_the_audit_log_is_written_as_the_api_shows_it(side):
+    """The audit entry said "2029-12-31T22:00:00+00:00" for the key whose expires_at the API
+    shows as "2029-12-31T22:00:00Z" (given as 2030-01-01T00:00:00+02:00)."""
+    client = side.client()
+    created = client.post(
+        "/v1/api-keys",
+        {"role": "chat", "expires_at": "2030-01-01T00:00:00+02:00"},
+        format="json",
+    ).json()
+    assert created["expires_at"] == "2029-12-31T22:00:00Z"
+    patched = client.patch(
+        f"/v1/api-keys/{created['id']}", {"expires_at": "2031-06-01T12:30:00-05:00"}, format="json"
+    ).json()
+    assert patched["expires_at"] == "2031-06-01T17:30:00Z"
+    entries = AuditLog.objects.for_tenant(side.tenant).filter(target_id=created["id"])
+    by_action = {e.action: e.changes["expires_at"] for e in entries}
+    assert by_action == {
+        "api_key.create": "2029-12-31T22:00:00Z",
+        "api_key.update": "2031-06-01T17:30:00Z",
+    }
