@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from chatbot_site.management.commands import seed_demo
 from knowledge.ingestion import document_ingest
 from knowledge.models import Document
+from tenants.models import ApiKey, AuditLog, Tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,3 +59,18 @@ def test_seed_is_idempotent_replaces_old_versions_and_answers_its_curl(tmp_path)
     assert answer["refusal"] is None, answer
     assert answer["citations"] and answer["citations"][0]["source"] == "guide.md"
     assert "Second version" in answer["citations"][0]["snippet"]
+
+
+def test_a_seed_revokes_the_previous_runs_key_as_the_api_does(tmp_path):
+    """The previous run's key was revoked by hand: its api_key.revoke entry had no changes,
+    where every other revocation's names the key's prefix."""
+    guide = tmp_path / "guide.md"
+    guide.write_text(GUIDE.replace("{version}", "First version."))
+    first = re.search(r"Admin API key \(shown once\): (\S+)", seed(guide)).group(1)
+    seed(guide)
+
+    tenant = Tenant.objects.get(slug="demo")
+    old = ApiKey.objects.for_tenant(tenant).get(prefix=first[4:16])
+    assert old.revoked_at is not None
+    entry = AuditLog.objects.for_tenant(tenant).get(action="api_key.revoke")
+    assert (entry.target_id, entry.changes) == (str(old.pk), {"prefix": old.prefix})

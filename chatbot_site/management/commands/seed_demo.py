@@ -13,7 +13,6 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
-from django.utils import timezone
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
@@ -21,7 +20,7 @@ from knowledge.intake import document_add_upload
 from knowledge.models import Dataset, Document
 from knowledge.services import bot_datasets_set, dataset_create, document_delete
 from tenants.models import ApiKey, Role, Tenant
-from tenants.services import Actor, api_key_create, audit_record, tenant_create
+from tenants.services import Actor, api_key_create, api_key_revoke, tenant_create
 
 DEMO_SLUG = "demo"
 # Real documents that ship with the repository: the service's own documentation.
@@ -95,9 +94,7 @@ class Command(BaseCommand):
                 document_delete(tenant=tenant, actor=actor, document=old_document)
 
         for old in ApiKey.objects.for_tenant(tenant).filter(name=KEY_NAME, revoked_at__isnull=True):
-            old.revoked_at = timezone.now()
-            old.save(update_fields=["revoked_at", "updated_at"])
-            audit_record(tenant=tenant, actor=actor, action="api_key.revoke", target=old)
+            api_key_revoke(tenant=tenant, actor=actor, key=old)
         _key, plaintext = api_key_create(tenant=tenant, actor=actor, role=Role.ADMIN, name=KEY_NAME)
 
         base = f"http://{options['host']}:{options['port']}"
