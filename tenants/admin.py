@@ -26,7 +26,7 @@ from tenants.models import (
     Tenant,
     validate_key_expiry,
 )
-from tenants.services import api_key_create, api_key_revoke
+from tenants.services import api_key_create, api_key_revoke, audit_record
 
 
 @admin.register(Tenant)
@@ -176,3 +176,31 @@ class StaffMembershipAdmin(StaffModelAdmin):
     list_display = ["user", "tenant", "created_at"]
     list_select_related = ["user", "tenant"]
     search_fields = ["user__username", "tenant__slug"]
+
+    # Who may sign in to a tenant's admin is in that tenant's audit log, as every other change
+    # made here: a membership given, moved or taken away left no entry. A membership moved to
+    # another tenant is taken away from the first (its log does not name the second) and
+    # given in the second.
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change and not form.has_changed():
+            return
+        before = form.initial.get("tenant") if change else None
+        super().save_model(request, obj, form, change)
+        user = {"user": obj.user.get_username()}
+        if before is not None and str(before) != str(obj.tenant_id):
+            self._audit(request, obj, Tenant.objects.get(pk=before), "delete", user)
+        moved_in = not change or str(before) != str(obj.tenant_id)
+        self._audit(request, obj, obj.tenant, "create" if moved_in else "update", user)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        self._audit(request, obj, obj.tenant, "delete", {"user": obj.user.get_username()})
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in queryset.select_related("user", "tenant"):
+            self.delete_model(request, obj)
+
+    @staticmethod
+    def _audit(request: HttpRequest, obj: Any, tenant: Tenant, verb: str, changes: Any) -> None:
+        audit_record(tenant=tenant, actor=staff_actor(request),
+                     action=f"staff_membership.{verb}", target=obj, changes=changes)  # fmt: skip
