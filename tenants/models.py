@@ -24,10 +24,27 @@ from django.utils import timezone
 from tenants.errors import TenantScopeError
 
 
+class UpdatedAtField(models.DateTimeField):
+    """``auto_now``, but a new row's is its ``created_at``: Django takes the clock once per
+    field, so a row just created had an ``updated_at`` some microseconds after its
+    ``created_at`` and looked changed since. Still a ``DateTimeField`` to migrations."""
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        created = getattr(model_instance, "created_at", None)  # (its pre_save ran first)
+        if add and created is not None:
+            setattr(model_instance, self.attname, created)
+            return created
+        return super().pre_save(model_instance, add)
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.DateTimeField", args, kwargs
+
+
 class BaseModel(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = UpdatedAtField(auto_now=True)
 
     class Meta:
         abstract = True

@@ -5,9 +5,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.utils import InternalError, ProgrammingError
 
 from bots.models import Bot
+from conversations.models import Message
+from conversations.tests.factories import MessageFactory
 from tenants.errors import TenantScopeError
 from tenants.models import ApiKey, AppendOnlyError, AuditLog
 from tenants.tests.factories import ApiKeyFactory, AuditLogFactory, TenantFactory
+from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -91,3 +94,26 @@ def test_tenant_slugs_are_unique():
     TenantFactory(slug="acme")
     with pytest.raises(IntegrityError), transaction.atomic():
         TenantFactory(slug="acme")
+
+
+def test_a_new_rows_updated_at_is_its_created_at_and_moves_only_when_it_is_changed():
+    """A bot just created through the API showed an updated_at some microseconds after its
+    created_at (Django read the clock once per field), as if it had been changed since."""
+    side = build_tenant("alpha")
+    client = side.client()
+    created = {
+        "scopes": client.post("/v1/scopes", {"name": "s"}, format="json").json(),
+        "datasets": client.post("/v1/datasets", {"name": "d"}, format="json").json(),
+        "bots": client.post("/v1/bots", {"name": "b"}, format="json").json(),
+    }
+    for kind, body in created.items():
+        assert body["updated_at"] == body["created_at"], kind
+    rows = MessageFactory.build_batch(2, tenant=side.tenant, conversation=side.conversation)
+    for row in Message.objects.for_tenant(side.tenant).bulk_create(rows):  # the turns' path
+        assert row.updated_at == row.created_at
+
+    bot = created["bots"]
+    same = client.patch(f"/v1/bots/{bot['id']}", {"name": "b"}, format="json").json()
+    assert same["updated_at"] == bot["updated_at"]
+    renamed = client.patch(f"/v1/bots/{bot['id']}", {"name": "c"}, format="json").json()
+    assert renamed["updated_at"] > renamed["created_at"]
