@@ -1,11 +1,13 @@
-"""Staff memberships (superusers only) are in the audit log of the tenant they open."""
+"""Tenants and staff memberships in the admin (superusers only): audited, with the defaults of
+the command line."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 
-from tenants.models import AuditLog, StaffMembership
+from tenants.models import AuditLog, StaffMembership, Tenant
 from tenants.tests.factories import TenantFactory
 from tests.staff import staff_client
 
@@ -47,3 +49,21 @@ def test_a_membership_given_moved_and_taken_away_is_in_the_tenants_audit_logs():
     assert deleted.status_code == 302
     assert not StaffMembership.objects.filter(user=carol).exists()
     assert entries(other)[1:] == [("staff_membership.delete", "root", {"user": "carol"})]
+
+
+@override_settings(TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE=600)
+def test_a_tenant_added_in_the_admin_starts_with_the_configured_default_rate_limit():
+    """The add form offered the model's 60, whatever TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE said
+    (manage.py create_tenant takes the setting)."""
+    root = staff_client(TenantFactory(slug="home"), "root", superuser=True)
+    form = root.get("/admin/tenants/tenant/add/").context["adminform"].form
+    offered = form["default_rate_limit_per_minute"].value()
+    assert offered == 600
+    added = root.post(
+        "/admin/tenants/tenant/add/",
+        {"slug": "new", "name": "New", "is_active": "on", "default_rate_limit_per_minute": offered},
+    )
+    assert added.status_code == 302
+    tenant = Tenant.objects.get(slug="new")
+    assert tenant.default_rate_limit_per_minute == 600
+    assert AuditLog.objects.for_tenant(tenant).get().action == "tenant.create"
