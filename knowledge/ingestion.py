@@ -137,13 +137,16 @@ def _fail(
 # ingested now, its own on a tie, then the oldest. Every queued document has a task of its own
 # queued with it (upload, reingest, retry, reaper), so every run takes one and none is left
 # over; a tenant that queued a thousand documents no longer holds up another's one for as long
-# as the thousand take.
+# as the thousand take. A deactivated tenant's documents wait, queued, until it is active again
+# (the reaper then enqueues them): they were ingested, a paid provider's embeddings too.
 _NEXT_QUEUED = """
 WITH busy AS (
     SELECT tenant_id, count(*) AS n FROM knowledge_document
     WHERE status = 'processing' GROUP BY tenant_id
 )
-SELECT d.id FROM knowledge_document d LEFT JOIN busy ON busy.tenant_id = d.tenant_id
+SELECT d.id FROM knowledge_document d
+JOIN tenants_tenant t ON t.id = d.tenant_id AND t.is_active
+LEFT JOIN busy ON busy.tenant_id = d.tenant_id
 WHERE d.status = 'queued'
 ORDER BY coalesce(busy.n, 0), d.id = %(own)s DESC, d.created_at
 LIMIT 1
@@ -237,7 +240,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         vectors = embed_all(
             embedder,
             [embedding_input(document.title, d) for d in drafts],
-            still_claimed=_claimed(document.pk, claimed_at).exists,
+            still_claimed=_claimed(document.pk, claimed_at).filter(tenant__is_active=True).exists,
         )
         lap("embed")
         suspects = [detect_passage(d.text).flagged for d in drafts]
@@ -246,6 +249,9 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
     except ClaimLost:
+        if _release(document.pk, claimed_at):  # still ours: its tenant was deactivated
+            log.info("document_paused", document_id=str(document.pk))
+            return "paused"
         log.warning("document_claim_lost", document_id=str(document.pk))
         return "claim_lost"
     except SoftTimeLimitExceeded:
@@ -479,10 +485,11 @@ def reap(*, now: Any = None) -> dict[str, int]:
     Document.all_tenants.filter(pk__in=requeued_ids, status=DocumentStatus.PROCESSING).update(
         status=DocumentStatus.QUEUED, processing_started_at=None, updated_at=now
     )
-    # Queued for longer than a lease with no run: the broker lost the message (a Redis restart).
+    # Queued for longer than a lease with no run: the broker lost the message (a Redis restart),
+    # or the tenant was deactivated (its documents wait for it to be active again).
     forgotten = list(
         Document.all_tenants.filter(status=DocumentStatus.QUEUED, updated_at__lt=now - lease)
-        .filter(Q(processing_started_at__isnull=True))
+        .filter(Q(processing_started_at__isnull=True), tenant__is_active=True)
         .values_list("pk", flat=True)[:1000]
     )
     Document.all_tenants.filter(pk__in=forgotten).update(updated_at=now)  # once per lease
