@@ -19,6 +19,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from chatbot_site.errors import Conflict, ValidationFailed
 from tenants.models import StaffMembership, Tenant
+from tenants.services import Actor, audit_record
 
 log = structlog.get_logger(__name__)
 
@@ -68,10 +69,16 @@ def totp_device_confirm(device: TOTPDevice, token: str) -> bool:
 
 @transaction.atomic
 def staff_create(
-    *, username: str, password: str, tenant: Tenant, superuser: bool = False
+    *,
+    username: str,
+    password: str,
+    tenant: Tenant,
+    superuser: bool = False,
+    actor: Actor | None = None,
 ) -> tuple[Any, TOTPDevice]:
     """A staff user with a confirmed TOTP device (for operators without a browser); returns the
-    user and the device, whose ``config_url`` is the otpauth URI to load into an app."""
+    user and the device, whose ``config_url`` is the otpauth URI to load into an app. The
+    membership is in the tenant's audit log, as one given in the admin."""
     user_model = get_user_model()
     if user_model._default_manager.filter(username=username).exists():
         raise Conflict(f"A user named {username!r} already exists.")
@@ -88,7 +95,14 @@ def staff_create(
         raise ValidationFailed(details=details) from exc
     user.set_password(password)
     user.save()
-    StaffMembership.objects.create(user=user, tenant=tenant)
+    membership = StaffMembership.objects.create(user=user, tenant=tenant)
+    audit_record(
+        tenant=tenant,
+        actor=actor or Actor.system("staff_create"),
+        action="staff_membership.create",
+        target=membership,
+        changes={"user": user.get_username()},
+    )
     device = TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
     log.info("staff_created", user_id=user.pk, tenant_id=str(tenant.pk), superuser=superuser)
     return user, device

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from tenants.models import AuditLog
 from tenants.staff import totp_secret
 from tenants.tests.factories import TenantFactory
 from tests.staff import PASSWORD, code, make_staff, sign_in
@@ -235,6 +236,10 @@ def test_create_staff_prints_an_otpauth_uri_whose_codes_sign_in(tenant, monkeypa
     assert user.staff_membership.tenant == tenant
     device = TOTPDevice.objects.get(user=user, confirmed=True)
     assert sign_in(Client(), user, device).status_code == 302
+    # In the tenant's audit log, as a membership given in the admin (it was in none).
+    entry = AuditLog.objects.for_tenant(tenant).get(action="staff_membership.create")
+    assert (entry.actor_label, entry.changes) == ("manage.py create_staff", {"user": "dora"})
+    assert entry.target_id == str(user.staff_membership.pk)
 
 
 def test_create_staff_refuses_without_a_password_or_with_a_taken_name(tenant, monkeypatch):

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from chatbot_site.errors import ApplicationError
 from tenants.management.commands._output import as_command_error, emit
 from tenants.selectors import tenant_get_by_slug
+from tenants.services import Actor
 from tenants.staff import staff_create
 
 
@@ -38,6 +39,7 @@ class Command(BaseCommand):
                 password=password,
                 tenant=tenant,
                 superuser=options["superuser"],
+                actor=Actor.system("manage.py create_staff"),
             )
         except ApplicationError as exc:
             raise as_command_error(exc) from exc
