@@ -54,6 +54,32 @@ def _keep_django_logging(**_: Any) -> None:
     """Connecting here stops Celery from replacing the structlog handlers Django set up."""
 
 
+@signals.celeryd_init.connect
+def _log_before_the_worker_speaks(instance: Any = None, **_: Any) -> None:
+    """Django's logging from the worker's first word, not from ``django.setup()`` a moment
+    later: what Celery warns at start (running as root: a ``SecurityWarning``) went to stderr as
+    eight lines of text. With ``LOG_FORMAT=json`` the text banner (22 lines on stdout) is not
+    printed either: every line the worker writes is one JSON object, and the banner's facts are
+    logged as ``worker_starting``."""
+    from django.conf import settings
+    from django.utils.log import configure_logging
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+    if settings.LOG_FORMAT == "json" and instance is not None:
+        instance.quiet = True
+
+
+@signals.celeryd_after_setup.connect
+def _log_worker_starting(sender: str = "", instance: Any = None, **_: Any) -> None:
+    queues = sorted(instance.app.amqp.queues) if instance is not None else []
+    log.info(
+        "worker_starting",
+        node=sender,
+        concurrency=getattr(instance, "concurrency", None),
+        queues=queues,
+    )
+
+
 class _Heartbeat:
     def __init__(self) -> None:
         self.stop = threading.Event()
@@ -83,9 +109,22 @@ _heartbeat = _Heartbeat()
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(**_: Any) -> None:
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     threading.Thread(target=_heartbeat.run, name="worker-heartbeat", daemon=True).start()
     log.info("worker_ready", worker=_heartbeat.name)
+    _quiet_sigterm(getattr(sender, "controller", None))
+
+
+def _quiet_sigterm(worker: Any) -> None:
+    """With ``LOG_FORMAT=json``, the SIGTERM an orchestrator stops the worker with is handled
+    as Celery handles it, without the text line Celery writes to stdout in its signal handler
+    ("worker: Warm shutdown (MainProcess)"); ``worker_stopping`` is logged instead. (Ctrl-C at
+    a terminal keeps Celery's words.)"""
+    from celery.apps.worker import install_worker_term_handler  # type: ignore[attr-defined]
+    from django.conf import settings
+
+    if settings.LOG_FORMAT == "json" and worker is not None:
+        install_worker_term_handler(worker, verbose=False)
 
 
 @signals.worker_shutdown.connect
@@ -93,6 +132,7 @@ def _stop_heartbeat(**_: Any) -> None:
     from chatbot_site.redis import get_redis
 
     _heartbeat.stop.set()
+    log.info("worker_stopping", worker=_heartbeat.name)
     try:
         get_redis().zrem(HEARTBEAT_KEY, _heartbeat.name)
     except Exception:

@@ -95,8 +95,12 @@ class WithoutTraceback(logging.Filter):
 
 
 def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
-    """The ``LOGGING`` dict for Django; also configures structlog to feed into it."""
+    """The ``LOGGING`` dict for Django; also configures structlog to feed into it, and sends
+    Python's warnings (``warnings.warn``: a library's deprecation, Celery's root warning) to
+    the ``py.warnings`` logger, so that they leave as log lines too, not as text on stderr
+    (Django 5 does not)."""
     configure_structlog()
+    logging.captureWarnings(True)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

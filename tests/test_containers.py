@@ -273,3 +273,10 @@ def test_a_request_nginx_cannot_parse_is_400_in_the_envelope(tmp_path, head):
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["request_id"] == headers["x-request-id"]
+
+
+def test_compose_beat_writes_json_lines_only():
+    """Celery beat prints a text banner (11 lines) unless told to be quiet; the worker drops
+    its own when LOG_FORMAT=json (chatbot_site.celery), beat has no hook before it prints."""
+    command = SERVICES["beat"]["command"]
+    assert command.index("--quiet") < command.index("beat")

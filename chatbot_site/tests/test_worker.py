@@ -40,9 +40,15 @@ def test_a_real_worker_heartbeats_runs_tasks_with_the_request_id_and_leaves(tmp_
         proc.wait(timeout=30)
     assert check_worker(True)["status"] == "error"
 
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    text = log.read_text().splitlines()
+    lines = [json.loads(line) for line in text if line.startswith("{")]
+    # Every line the worker writes, start to stop, is one JSON object: Celery's text banner,
+    # its warning when run as root and its "Warm shutdown" line were 31 lines of text.
+    assert [line for line in text if not line.startswith("{")] == []
     events = {line["event"]: line for line in lines}
     assert "worker_ready" in events, "the worker logs through structlog as JSON"
+    assert events["worker_starting"]["concurrency"] == 1
+    assert "worker_stopping" in events
     assert events["worker_ping"]["request_id"] == "req-from-api"
     assert events["worker_ping"]["task_id"] == sent.id
 
