@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import uuid
 
 import pytest
@@ -66,3 +68,32 @@ def test_every_task_can_be_sent_with_the_configured_time_limits():
         soft = task.soft_time_limit or app.conf.task_soft_time_limit
         hard = task.time_limit or app.conf.task_time_limit
         assert not (soft and hard and soft > hard), (name, soft, hard)
+
+
+def test_a_heartbeat_redis_refuses_is_one_short_line_not_a_traceback(settings, tmp_path, caplog):
+    """With Redis down the heartbeat fails every interval: each failure logged a 2.9 kB
+    traceback (seen with make run: 58 of them in ten minutes)."""
+    from chatbot_site.celery import _Heartbeat
+    from chatbot_site.redis import get_redis
+
+    settings.REDIS_URL = f"unix://{tmp_path}/nothing-listens-here.sock?db=0"
+    settings.CELERY_WORKER_HEARTBEAT_SECONDS = 0.05
+    get_redis.cache_clear()
+    heartbeat = _Heartbeat()
+    try:
+        with caplog.at_level(logging.WARNING, logger="chatbot.worker"):
+            runner = threading.Thread(target=heartbeat.run)
+            runner.start()
+            wait_for(
+                lambda: any(r.msg.get("event") == "worker_heartbeat_failed" for r in
+                            caplog.records if isinstance(r.msg, dict)),
+                timeout=10,
+                what="a failed heartbeat",
+            )  # fmt: skip
+            heartbeat.stop.set()
+            runner.join(timeout=10)
+    finally:
+        get_redis.cache_clear()
+    failed = [r for r in caplog.records if isinstance(r.msg, dict)]
+    assert failed and all(r.exc_info is None and "exc_info" not in r.msg for r in failed)
+    assert failed[0].msg["error"] == "ConnectionError"
