@@ -8,13 +8,13 @@ bare error response that reaches the client from under ``/v1``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import OperationalError as DatabaseOperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.views import csrf
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -214,6 +214,29 @@ def database_unavailable(request: HttpRequest, exc: BaseException) -> HttpRespon
     return response
 
 
+_Response = TypeVar("_Response", bound=HttpResponseBase)
+
+
+def mark_logged(response: _Response) -> _Response:
+    """Django logs every 5xx response once more on ``django.request`` ("Bad Gateway:
+    /v1/chat", ERROR, naming neither cause nor tenant): a response whose cause our code logged
+    is marked as Django marks the ones it logged itself, so that a failure is one ERROR line."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+def _log_server_error(exc: Exception, status: int, code: str, message: str) -> None:
+    cause = exc.__cause__
+    log.error(
+        "request_failed",
+        status=status,
+        code=code,
+        error=type(exc).__name__,
+        message=message,
+        cause=type(cause).__name__ if cause is not None else None,
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: every exception raised in a DRF view ends here."""
     request = context.get("request")
@@ -266,7 +289,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     set_rollback()
     body = error_body(code, message, details=details, request_id=request_id_of(request))
-    return Response(body, status=status, headers=headers)
+    response = Response(body, status=status, headers=headers)
+    if status >= 500:
+        if not isinstance(exc, DatabaseOperationalError):  # logged above, as database_unavailable
+            _log_server_error(exc, status, code, message)
+        mark_logged(response)
+    return response
 
 
 # --- Django-level handlers (urls.py: handler400/403/404/500; settings: CSRF_FAILURE_VIEW) ----

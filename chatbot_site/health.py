@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 import chatbot_site
 from chatbot_site.celery import HEARTBEAT_KEY
+from chatbot_site.errors import mark_logged
 from chatbot_site.redis import get_redis
 
 log = structlog.get_logger(__name__)
@@ -158,4 +159,6 @@ class HealthApi(APIView):
         body = {"status": status, "version": chatbot_site.__version__, "checks": checks}
         response = Response(body, status=200 if database["status"] == "ok" else 503)
         response["Cache-Control"] = "no-store"
+        if response.status_code >= 500:
+            mark_logged(response)  # health_database_failed said why
         return response

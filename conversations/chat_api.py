@@ -42,6 +42,7 @@ from chatbot_site.errors import (
     UnsupportedMediaType,
     error_body,
     exception_handler,
+    mark_logged,
     request_id_of,
 )
 from chatbot_site.params import TagField
@@ -134,6 +135,8 @@ def _error(request: HttpRequest, exc: Exception, headers: dict[str, str]) -> Jso
     for name, value in {**headers, **dict(response.items())}.items():
         if name.lower() not in ("content-type", "content-length"):
             out[name] = value
+    if getattr(response, "_has_been_logged", False):
+        mark_logged(out)
     return out
 
 
@@ -303,6 +306,10 @@ def response_body(turn: Turn, outcome: Outcome) -> dict[str, Any]:
 
 
 def upstream_error(exc: LLMError) -> dict[str, Any]:
+    """The error of a turn the language model provider failed, JSON or stream; logged here,
+    once (a stream's failure was not logged at all, a JSON turn's only as Django's "Bad
+    Gateway" without the cause)."""
+    log.error("llm_failed", error=str(exc), status=exc.status, transient=exc.transient)
     return {"code": "upstream_error", "message": str(exc)}
 
 
@@ -318,13 +325,14 @@ async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
         response = JsonResponse(body, status=502)
         if exc.retry_after is not None:  # when the provider said to come back
             response["Retry-After"] = str(math.ceil(exc.retry_after))
+        mark_logged(response)
         return response
     except PolicyBlocked as exc:
         # The model's answer is not passed on: a bad answer from upstream, hence 502.
         await store(turn, runner.outcome(FinishReason.POLICY.value))
         log.warning("chat_policy_blocked", conversation_id=str(turn.conversation.pk))
         body = error_body(exc.code, exc.message, request_id=request_id_of(request))
-        return JsonResponse(body, status=502)
+        return mark_logged(JsonResponse(body, status=502))
     except asyncio.CancelledError:
         await store(turn, runner.outcome(FinishReason.CANCELLED.value))
         raise
@@ -365,6 +373,8 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     except Exception as exc:
         await store_or_log(turn, runner.outcome(FinishReason.ERROR.value))
         if isinstance(exc, ApplicationError):  # e.g. the embedding provider failed (502)
+            failed = log.error if exc.status >= 500 else log.warning
+            failed("chat_stream_failed", code=exc.code, error=exc.message)
             error = {"code": exc.code, "message": exc.message}
         else:
             log.exception("chat_stream_failed")

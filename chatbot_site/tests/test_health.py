@@ -113,6 +113,9 @@ def test_served_health_turns_503_when_its_database_stops(tmp_path, server_dir):
                     "error": "database unavailable",
                 }
 
+            log = (tmp_path / "daphne.log").read_text()
+            assert log.count("health_database_failed") == 3
+            assert "Service Unavailable" not in log  # Django's line again, without the cause
             ensure_postgres(data_dir, database="health")
             wait_for(
                 lambda: http_get_json(f"{base}/v1/health")[0] == 200,

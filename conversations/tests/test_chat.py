@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import override_settings
 
 from bots.models import Bot
@@ -791,3 +793,32 @@ def test_a_bot_deleted_while_a_turn_stores_its_question_deletes_that_too(alpha, 
     assert not Bot.all_tenants.filter(pk=bot_id).exists()
     assert not Conversation.all_tenants.filter(bot_id=bot_id).exists()
     assert not Message.all_tenants.filter(tenant=alpha.tenant).exists()
+
+
+async def _read(pieces: Any) -> bytes:
+    return b"".join([piece async for piece in pieces])
+
+
+def _errors(caplog) -> list[tuple[str, dict[str, Any]]]:
+    """(event, fields) of every ERROR-or-worse record: structlog's dicts, Django's strings."""
+    return [
+        (r.msg["event"], r.msg) if isinstance(r.msg, dict) else (r.getMessage(), {})
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_outage_is_one_error_line_naming_it(alpha, caplog, stream):
+    """A turn the provider failed: the JSON one was logged only as Django's "Bad Gateway:
+    /v1/chat" (no cause), the streamed one not at all (finish_reason "error" at INFO)."""
+    add_passages(alpha)
+    with caplog.at_level(logging.INFO), openai_llm(LLM_MAX_RETRIES=1) as fake:
+        fake.fail_with = [503, 503]
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "renew?", stream=stream))
+        body = async_to_sync(_read)(response.streaming_content) if stream else response.content
+    assert b"upstream_error" in body
+    [(event, fields)] = _errors(caplog)
+    assert event == "llm_failed"
+    assert fields["status"] == 503
+    assert fields["error"] == "The language model provider answered 503."

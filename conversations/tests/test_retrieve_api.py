@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -203,3 +204,21 @@ def test_a_provider_that_trickles_its_answer_is_cut_at_the_querys_budget(
     assert response.json()["error"]["message"] == (
         "The embedding provider failed: The embedding provider did not answer in time."
     )
+
+
+def test_an_upstream_failure_is_one_error_line_with_its_cause(
+    alpha, embedding_provider, settings, caplog
+):
+    """Django logged every 5xx again on django.request ("Bad Gateway: /v1/retrieve", ERROR,
+    without the cause): two ERROR lines per failure, one of them saying nothing."""
+    add_passages(alpha)
+    settings.EMBEDDING_RETRY_BASE_SECONDS = 0.01
+    embedding_provider.fail_with = [503] * 5
+    with caplog.at_level(logging.INFO):
+        response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?")
+    assert response.status_code == 502, response.content
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.msg["event"] for r in errors if isinstance(r.msg, dict)] == ["request_failed"]
+    assert len(errors) == 1
+    assert errors[0].msg["code"] == "upstream_error"
+    assert errors[0].msg["cause"] == "EmbeddingError"
