@@ -3,7 +3,10 @@ the newest worker heartbeat — three cheap reads, safe to poll every second."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import psycopg
@@ -56,14 +59,47 @@ def _pg_vector_version() -> tuple[Any, ...] | None:
 _PGVECTOR_VERSION = "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
 
 
+def _probe_database() -> tuple[Any, ...] | None:
+    try:
+        return _pg_vector_version()
+    except Exception:
+        # A broken connection must not be reused (by this thread's next probe).
+        connection.close_if_unusable_or_obsolete()
+        raise
+
+
+# The database is asked on a thread of its own, one probe at a time, and waited for at most
+# HEALTH_DATABASE_TIMEOUT_SECONDS: a server that accepts and then never answers (stopped,
+# partitioned behind a TCP connection the kernel keeps open) held every probe, and the thread
+# that served it, for as long as it did not answer — over 200 s measured, with no answer at all.
+# While a probe is still waiting, the next ones answer "error" at once instead of piling up.
+_prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-database")
+_pending: Future[tuple[Any, ...] | None] | None = None
+_pending_lock = threading.Lock()
+
+
+class ProbeTimeout(Exception):
+    pass
+
+
+def _bounded_probe() -> tuple[Any, ...] | None:
+    global _pending
+    with _pending_lock:
+        if _pending is not None and not _pending.done():
+            raise ProbeTimeout("the previous probe has not returned")
+        _pending = probe = _prober.submit(_probe_database)
+    try:
+        return probe.result(timeout=settings.HEALTH_DATABASE_TIMEOUT_SECONDS)
+    except FutureTimeout:
+        raise ProbeTimeout("no answer in time") from None
+
+
 def check_database() -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.perf_counter()
     try:
-        row = _pg_vector_version()
+        row = _bounded_probe()
     except Exception as exc:
-        log.error("health_database_failed", error=type(exc).__name__)
-        # A broken connection must not be reused by the next request.
-        connection.close_if_unusable_or_obsolete()
+        log.error("health_database_failed", error=type(exc).__name__, ms=_ms(started))
         failed = {"status": "error", "error": "database unavailable"}
         return failed, {"status": "unknown"}
     database = {"status": "ok", "latency_ms": _ms(started)}

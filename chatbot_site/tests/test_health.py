@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import pytest
@@ -124,3 +125,34 @@ def test_served_health_turns_503_when_its_database_stops(tmp_path, server_dir):
             )
     finally:
         stop_postgres(data_dir)
+
+
+def test_a_database_that_does_not_answer_is_a_prompt_503(api_client, settings):
+    """A server that takes the query and never answers (stopped, or partitioned behind a TCP
+    connection the kernel keeps open) held each probe as long as it did not answer: over 200 s
+    seen with make run and PostgreSQL stopped (SIGSTOP). Here it is a lock the probe's query
+    waits for, released after 5 s whatever happens."""
+    import psycopg
+
+    from tests.processes import database_url_of_current_connection
+
+    settings.HEALTH_DATABASE_TIMEOUT_SECONDS = 0.3
+    with psycopg.connect(database_url_of_current_connection()) as locker:
+        locker.execute("LOCK TABLE pg_extension IN ACCESS EXCLUSIVE MODE")  # until rollback
+        release = threading.Timer(5, locker.rollback)
+        release.start()
+        try:
+            started = time.perf_counter()
+            first = api_client.get("/v1/health")
+            second = api_client.get("/v1/health")  # the first probe still waits: no second one
+            elapsed = time.perf_counter() - started
+        finally:
+            release.cancel()
+            locker.rollback()
+    assert (first.status_code, second.status_code) == (503, 503)
+    assert first.json()["checks"]["database"] == {
+        "status": "error",
+        "error": "database unavailable",
+    }
+    assert elapsed < 2, elapsed
+    wait_for(lambda: api_client.get("/v1/health").status_code == 200, timeout=10, what="recovery")
