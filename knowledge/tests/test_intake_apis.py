@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -267,10 +271,10 @@ def test_deleting_a_document_removes_its_stored_file(side, django_capture_on_com
     assert not default_storage.exists(name)
 
 
-@pytest.fixture
-def broker_down():
-    """The Celery app publishing to a port nothing listens on (9, discard), as when Redis is
-    down; its cached connection pools are dropped before and after."""
+@contextlib.contextmanager
+def broker_at(url: str) -> Iterator[None]:
+    """The Celery app publishing to ``url``; its cached connection pools are dropped before
+    and after."""
     from chatbot_site.celery import app
 
     saved = app.conf.broker_url
@@ -282,9 +286,46 @@ def broker_down():
         vars(app)["_pool"] = None
         vars(app.amqp)["_producer_pool"] = None
 
-    point_at("redis://127.0.0.1:9/0")
-    yield
-    point_at(saved)
+    point_at(url)
+    try:
+        yield
+    finally:
+        point_at(saved)
+
+
+@pytest.fixture
+def broker_down():
+    """A port nothing listens on (9, discard), as when Redis is down."""
+    with broker_at("redis://127.0.0.1:9/0"):
+        yield
+
+
+@pytest.fixture
+def broker_silent():
+    """A broker that takes the connection and never answers (Redis stopped with SIGSTOP, a
+    failover, a NAT that forgot the connection)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        with broker_at(f"redis://127.0.0.1:{listener.getsockname()[1]}/0"):
+            yield
+
+
+@pytest.mark.usefixtures("broker_silent")
+def test_a_broker_that_never_answers_fails_the_enqueue_in_seconds(caplog):
+    """An upload waited 618 s for a Redis stopped with SIGSTOP (make run), until it resumed:
+    the publish had no socket timeout."""
+    from knowledge.tasks import enqueue_ingest
+
+    done = threading.Event()
+
+    def enqueue() -> None:
+        enqueue_ingest(uuid.uuid4())
+        done.set()
+
+    threading.Thread(target=enqueue, daemon=True).start()
+    assert done.wait(30), "the publish still waits for the broker"
+    assert "ingest_enqueue_failed" in caplog.text
 
 
 @pytest.mark.usefixtures("broker_down")
