@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from psycopg import sql
 
-from tests.processes import ROOT, child_env
+from tests.processes import ROOT, child_env, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
@@ -99,3 +101,183 @@ def test_finish_reason_constraint_is_validated_outside_the_exclusive_lock():
         validated, definition = cursor.fetchone()
     assert validated
     assert "content_filter" in definition
+
+
+# knowledge 0013 (CJK bigrams) on a database holding chunks: what the upgrade audit measured at
+# 160,000 chunks (docs/BENCHMARKS.md), on a few.
+CJK_SEED = """
+from knowledge.models import Chunk, Dataset, Document, DocumentStatus
+from tenants.models import Tenant
+tenant = Tenant.objects.create(slug="cjk", name="cjk")
+dataset = Dataset.all_tenants.create(tenant=tenant, name="d", language="simple")
+document = Document.all_tenants.create(
+    tenant=tenant, dataset=dataset, title="d", source="s", source_type="record",
+    status=DocumentStatus.READY, content_hash="0" * 64)
+for i, text in enumerate(["东京塔每晚都会亮灯", "refunds take five days", "返金は一週間"]):
+    Chunk.all_tenants.create(
+        tenant=tenant, dataset=dataset, document=document, ordinal=i, text=text, token_count=3,
+        char_start=0, char_end=len(text), language="simple", embedding=[0.1] * 384,
+        embedding_model="m")
+"""
+BIGRAMS = "to_tsvector(language, knowledge_cjk_bigrams(text))"
+PLAIN = "to_tsvector(language, text)"
+TERMSTAT_OFF = """
+WITH recount AS (
+    SELECT dataset_id, language, lexeme, count(*) AS df FROM (
+        SELECT c.dataset_id, c.language, t.lexeme
+        FROM knowledge_chunk c CROSS JOIN LATERAL unnest(c.search_vector) AS t
+        UNION ALL SELECT c.dataset_id, c.language, '' FROM knowledge_chunk c
+    ) terms GROUP BY dataset_id, language, lexeme
+)
+SELECT count(*) FROM recount r FULL JOIN knowledge_termstat s USING (dataset_id, language, lexeme)
+WHERE r.df IS DISTINCT FROM s.df
+"""
+
+
+def chunks_at_knowledge_0012(url: str) -> None:
+    for args in (("migrate", "knowledge", "0012"), ("shell", "-c", CJK_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+
+
+def one(conn: psycopg.Connection, query: str, params: tuple[Any, ...] = ()) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def cjk_state(conn: psycopg.Connection, expression: str) -> tuple[int, int, int]:
+    """(the chunk table's file, chunks whose vector is not ``expression``, termstat rows that
+    differ from a recount)."""
+    node = one(conn, "SELECT relfilenode FROM pg_class WHERE oid = 'knowledge_chunk'::regclass")
+    wrong = one(
+        conn,
+        f"SELECT count(*) FROM knowledge_chunk WHERE search_vector IS DISTINCT FROM {expression}",  # noqa: S608
+    )
+    off = one(conn, TERMSTAT_OFF)
+    return node, wrong, off
+
+
+def migrate_in_background(url: str, target: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "migrate", "knowledge", target, "--noinput"],
+        cwd=ROOT,
+        env=child_env(DATABASE_URL=url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def waiting_backend(conn: psycopg.Connection, name: str, event: str) -> int | None:
+    row = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+        " AND wait_event = %s",
+        [name, event],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def test_cjk_bigrams_migration_rewrites_no_table_either_way(empty_database):
+    """Going back from knowledge 0013 made search_vector a generated column again: the table
+    rewritten and every index rebuilt, HNSW included, with the table locked for reads and
+    writes (403 s at 160,000 chunks). Both ways now keep the table's file: an ordinary column
+    kept by a trigger, the CJK chunks re-indexed, termstat following exactly."""
+    url, name, admin = empty_database
+    chunks_at_knowledge_0012(url)
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+        node, wrong, off = cjk_state(conn, PLAIN)
+        assert (wrong, off) == (0, 0)
+        for target, expression in (("0013", BIGRAMS), ("0012", PLAIN), ("0014", BIGRAMS)):
+            done = manage("migrate", "knowledge", target, "--noinput", database_url=url)
+            assert done.returncode == 0, done.stderr
+            assert cjk_state(conn, expression) == (node, 0, 0), target
+        vector = one(
+            conn, "SELECT search_vector::text FROM knowledge_chunk WHERE text = '返金は一週間'"
+        )
+    assert vector == "'は一':3 '一週':4 '返金':1 '週間':5 '金は':2"
+
+
+def test_cjk_bigrams_migration_completes_when_run_again_after_being_cut_short(empty_database):
+    """Its change commits before the re-indexing: a migrate killed meanwhile (a deploy's
+    timeout) left it unrecorded, and every later migrate failed on CREATE FUNCTION ("already
+    exists"). Now each statement may run again."""
+    url, name, admin = empty_database
+    chunks_at_knowledge_0012(url)
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+        dataset = one(conn, "SELECT id FROM knowledge_dataset")
+        # The re-indexing's BM25 trigger takes this lock: the migration stops there.
+        conn.execute(
+            "SELECT pg_advisory_lock(hashtextextended('knowledge_termstat:' || %s::text, 0))",
+            [dataset],
+        )
+        cut = migrate_in_background(url, "0013")
+        pid = wait_for(lambda: waiting_backend(conn, name, "advisory"), timeout=60,
+                       what="the re-indexing")  # fmt: skip
+        cut.kill()
+        cut.wait()
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        conn.execute("SELECT pg_advisory_unlock_all()")
+        again = manage("migrate", "knowledge", "0013", "--noinput", database_url=url)
+        assert again.returncode == 0, again.stderr
+        assert cjk_state(conn, BIGRAMS)[1:] == (0, 0)
+
+
+def test_cjk_bigrams_migration_lets_reads_through_while_it_waits_for_its_lock(empty_database):
+    """Its ALTER TABLE waited for a long transaction on the chunk table (an ingestion storing a
+    large document) with no bound, and every read queued behind it for as long. Now it waits a
+    second at most, lets the reads through and tries again."""
+    url, name, admin = empty_database
+    chunks_at_knowledge_0012(url)
+    with (
+        psycopg.connect(dbname=name, **admin) as long_transaction,
+        psycopg.connect(dbname=name, autocommit=True, **admin) as reader,
+    ):
+        long_transaction.execute("SELECT count(*) FROM knowledge_chunk")  # and stays open
+        migration = migrate_in_background(url, "0013")
+        wait_for(lambda: waiting_backend(reader, name, "relation"), timeout=60,
+                 what="the migration waiting for its lock")  # fmt: skip
+        reader.execute("SET statement_timeout = '5s'")
+        longest = 0.0
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            started = time.monotonic()
+            reader.execute("SELECT count(*) FROM knowledge_chunk").fetchone()
+            longest = max(longest, time.monotonic() - started)
+            time.sleep(0.05)
+        long_transaction.rollback()
+        _out, errors = migration.communicate(timeout=60)
+        assert migration.returncode == 0, errors
+    assert longest < 2
+
+
+def test_cjk_bigrams_migration_reindexes_a_hundred_chunks_per_transaction(empty_database):
+    """A page of the re-indexing was 5,000 ids in one transaction, however many of them had CJK
+    letters: where most chunks are Chinese, 5,000 rows at ~11 ms each held for about 55 s (their
+    deletion, re-ingestion or language change waited). Now a page is at most 100 re-indexed
+    chunks."""
+    url, name, admin = empty_database
+    chunks_at_knowledge_0012(url)
+    many = (
+        "from knowledge.models import Chunk\n"
+        "first = Chunk.all_tenants.first()\n"
+        "Chunk.all_tenants.bulk_create([Chunk(tenant_id=first.tenant_id,"
+        " dataset_id=first.dataset_id, document_id=first.document_id, ordinal=10 + i,"
+        " text=f'第{i}章 东京塔每晚都会亮灯', token_count=3, char_start=0, char_end=9,"
+        " language='simple', embedding=[0.1] * 384, embedding_model='m') for i in range(250)])"
+    )
+    seeded = manage("shell", "-c", many, database_url=url)
+    assert seeded.returncode == 0, seeded.stderr
+    done = manage("migrate", "knowledge", "0013", "--noinput", database_url=url)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+        per_transaction = [
+            row[0]
+            for row in conn.execute(
+                "SELECT count(*) FROM knowledge_chunk WHERE octet_length(text) <> length(text)"
+                " GROUP BY xmin::text::bigint"
+            )
+        ]
+        assert cjk_state(conn, BIGRAMS)[1:] == (0, 0)
+    assert sum(per_transaction) == 252
+    assert max(per_transaction) <= 100
