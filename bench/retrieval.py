@@ -91,15 +91,24 @@ def tenant_sizes() -> list[int]:
     return [small_rows] + [(ROWS - small_rows) // (TENANTS - 1)] * (TENANTS - 1)
 
 
-def build(cursor: Any, rng: Any, centres: Any) -> None:
+def build(
+    cursor: Any,
+    rng: Any,
+    centres: Any,
+    *,
+    sizes: list[int] | None = None,
+    texts: Any = chunk_texts,
+) -> None:
     """20 tenants with a bot, a dataset and documents; ROWS chunks loaded with COPY; the HNSW
-    index built after the load."""
+    index built after the load. ``sizes`` (chunks per tenant, :func:`tenant_sizes` by default)
+    and ``texts`` (``texts(rng, count)``, :func:`chunk_texts` by default) let another benchmark
+    build its own mix (bench.upgrade_cjk)."""
     import numpy as np
 
     from knowledge import vector_index
 
     now = "2026-01-01T00:00:00Z"  # chunk timestamps
-    sizes = tenant_sizes()
+    sizes = sizes or tenant_sizes()
     cursor.execute(vector_index.drop_sql())
     from bots.models import Bot
     from knowledge.models import BotDataset, Dataset, Document, DocumentStatus
@@ -133,9 +142,9 @@ def build(cursor: Any, rng: Any, centres: Any) -> None:
         vectors = picks + 0.35 * rng.standard_normal(picks.shape).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         buffer = io.StringIO()
-        texts = chunk_texts(rng, size)
+        chunks = texts(rng, size)
         for i, vector in enumerate(vectors):
-            words = texts[i]
+            words = chunks[i]
             literal = "[" + ",".join(f"{x:.5f}" for x in vector) + "]"
             buffer.write(
                 f"{uuid.uuid4()}\t{tenant}\t{dataset}\t{documents[i % len(documents)]}\t{i}\t"
