@@ -154,11 +154,13 @@ def backward(apps: Any, schema_editor: Any) -> None:
     """The way forward, with knowledge 0012's expression: no rewrite either (a new generated
     column rewrote the table and rebuilt its indexes, the HNSW ones included, with it locked:
     403 s at 160,000 chunks). ``search_vector`` stays an ordinary column kept by the trigger,
-    which Django, for whom it is still generated, never writes."""
+    which Django, for whom it is still generated, never writes.
+
+    ``knowledge_cjk_bigrams`` stays: a rollback runs with this code still serving, whose
+    retrieval passes every question through it, until the older code is deployed; dropping it
+    failed every retrieval meanwhile. Nothing of 0012 uses it, and going forward replaces it."""
     briefly(schema_editor, BACKWARD)
     reindex_cjk_chunks(schema_editor)
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute("DROP FUNCTION IF EXISTS knowledge_cjk_bigrams(text)")
 
 
 class Migration(migrations.Migration):
