@@ -519,6 +519,21 @@ def test_every_bmp_character_the_folding_changes_is_looked_at():
     assert missed == []
 
 
+def test_the_folding_cache_stays_small_whatever_characters_the_text_brings():
+    # Every code point above the BMP, as a client could send them in a few chat messages: the
+    # cache kept each one (a million entries, +110 MB for the process's life); it keeps only
+    # those folding changes, with the BMP's.
+    pii._FOLDED_CHARS.clear()
+    astral = [chr(code) for code in range(0x10000, 0x110000)]
+    for start in range(0, len(astral), 32_000):
+        pii.mask("mail a@b.co or call 555 123 4567 " + "".join(astral[start : start + 32_000]))
+    assert len(pii._FOLDED_CHARS) < 10_000
+    # and finds what it found, kept or not: tags dropped, mathematical letters and digits of
+    # other scripts read as ASCII, emoji kept
+    assert pii.mask("\U0001d41a\U000e0041@b.co \U0001f600") == "[EMAIL] \U0001f600"
+    assert pii.mask("call \U000104a5\U000104a5\U000104a5 123 4567") == "call [PHONE]"
+
+
 def test_ascii_text_is_masked_as_before_the_folding():
     text = f"I'm jane@example.org, +44 20 7946 0958, card {CARD}, from 203.0.113.9."
     assert pii.mask(text) == "I'm [EMAIL], [PHONE], card [CREDIT_CARD], from [IP_ADDRESS]."
