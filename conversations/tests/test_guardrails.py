@@ -294,13 +294,27 @@ def test_a_question_names_no_subject_only_when_every_word_is_a_follow_up_word(qu
 def test_a_scopes_topic_vectors_are_kept_per_tenant() -> None:
     """Keyed by the topics alone, a tenant whose scope listed another tenant's topics got its
     first answer faster: a timing signal of what another tenant's scope says."""
-    from conversations.guardrails import _topic_vectors, topic_vectors
+    from conversations.guardrails import TOPICS, topic_vectors
 
     topics = ["a topic only this test names, 7f3a"]
-    before = _topic_vectors.cache_info()
+    before = (TOPICS.misses, TOPICS.hits)
     first = topic_vectors(topics, tenant_id="tenant-1")
     topic_vectors(topics, tenant_id="tenant-1")
     other = topic_vectors(topics, tenant_id="tenant-2")
-    after = _topic_vectors.cache_info()
-    assert (after.misses - before.misses, after.hits - before.hits) == (2, 1)
+    assert (TOPICS.misses - before[0], TOPICS.hits - before[1]) == (2, 1)
     assert first == other
+
+
+def test_kept_topic_vectors_are_bounded_by_their_count_not_by_scopes() -> None:
+    """512 scopes of 200 topics each were kept as Python floats: up to 1.3 GB per process,
+    within one tenant admin's reach (edit a scope, chat, again). Now at most ``most`` vectors
+    in all, as 32-bit floats, the oldest scopes' dropped first."""
+    from conversations.guardrails import TopicVectors
+
+    cache = TopicVectors(most=500)
+    vectors = [[0.5] * 384] * 200
+    for scope in range(3):
+        kept = cache.put(("tenant", "model", f"scope {scope}"), vectors)
+        assert kept[0].itemsize == 4 and len(kept) == 200
+    assert cache.vectors == 400 and cache.get(("tenant", "model", "scope 0")) is None
+    assert cache.get(("tenant", "model", "scope 2")) is not None
