@@ -2,9 +2,12 @@
 
 Blocks from a parser are packed into chunks of at most ``size`` tokens (the embedding model's
 tokenizer) without crossing a heading boundary or a page; a block too long for one chunk is split
-at sentence ends, and a sentence too long at word boundaries. Consecutive chunks of one section
-share up to ``overlap`` tokens of whole sentences. Each chunk keeps page, heading path and its
-character offsets in the document's extracted text (blocks joined by blank lines).
+at sentence ends (a sentence hard-wrapped over lines kept whole; a code line or a table row kept
+one piece), and a sentence too long at word boundaries. The pieces of a split block keep the line
+breaks between them (a table, code, a list stay lines; to the embedding model and full-text search
+whitespace is whitespace). Consecutive chunks of one section share up to ``overlap`` tokens of
+whole sentences, never so many that the next piece does not fit. Each chunk keeps page, heading
+path and its character offsets in the document's extracted text (blocks joined by blank lines).
 """
 
 from __future__ import annotations
@@ -18,8 +21,14 @@ from chatbot_site.text import SENTENCE_END, clip
 from knowledge.parsers import Block
 
 # Sentence ends (chatbot_site.text.SENTENCE_END: Latin, Devanagari, Arabic ones where whitespace
-# follows, CJK ones wherever they stand) and line breaks.
-_SENTENCE = re.compile(f"{SENTENCE_END}|\n+")
+# follows, CJK ones wherever they stand).
+_SENTENCE_END = re.compile(SENTENCE_END)
+# Blocks whose lines may be one sentence hard-wrapped; a line of code or a table row stands alone,
+# and so does a line that begins a list item, a heading or a fence.
+_WRAPPED = frozenset({"paragraph", "list"})
+_ALONE = frozenset({"code", "table"})
+_ROW = re.compile(r"[ \t]*\|")
+_OWN_LINE = re.compile(r"[ \t]*(?:[-*+\u2022][ \t]|\d{1,9}[.)][ \t]|#|```|~~~)")
 _WORD = re.compile(r"\S+")
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana, CJK
 # ideographs. A "word" of theirs longer than a chunk is text, not a hash or a base64 blob.
@@ -33,7 +42,8 @@ class Piece:
     text: str
     start: int  # character offset in the document text
     tokens: int
-    block: int = 0  # pieces of one block are joined by a space, blocks by a blank line
+    block: int = 0  # blocks are joined by a blank line
+    joiner: str = " "  # what joins it to the piece before it of its block: a space or a line break
 
 
 @dataclass
@@ -57,41 +67,91 @@ def document_text(blocks: list[Block]) -> tuple[str, list[int]]:
     return "\n\n".join(parts), starts
 
 
-def _split(text: str, start: int, size: int, count: Callable[[str], int]) -> list[Piece]:
-    """A block that does not fit: sentences, and words for a sentence that does not fit."""
-    pieces: list[Piece] = []
+def _units(text: str, kind: str) -> list[tuple[int, int, bool]]:
+    """Spans of ``text`` to split at sentence ends, and whether each is a line that stands
+    alone (a code line, a table row: split only if it does not fit). In prose, the lines a hard
+    wrap broke a sentence over stay together (a chunk then ends at a sentence end, not inside
+    the sentence); a list item, a heading or a table row begins a line of its own, and a
+    record's ``field: value`` lines are units of their own."""
+    units: list[tuple[int, int, bool]] = []
+    wrapped = kind in _WRAPPED
     position = 0
-    for sentence in _SENTENCE.split(text):
-        if not sentence.strip():
+    broken = True  # the line before was blank (or there was none)
+    for line in text.split("\n"):
+        start, end = position, position + len(line)
+        position = end + 1
+        if not line.strip():
+            broken = True
             continue
-        index = text.find(sentence, position)
-        position = index + len(sentence)
-        tokens = count(sentence)
-        if tokens <= size:
-            pieces.append(Piece(sentence, start + index, tokens))
+        alone = kind in _ALONE or bool(_ROW.match(line))
+        if wrapped and not broken and not alone and not units[-1][2] and not _OWN_LINE.match(line):
+            units[-1] = (units[-1][0], end, False)
             continue
-        # The tokenizer splits on whitespace before anything else, so a window's tokens are the
-        # sum of its words' tokens: each word is counted once (linear, not quadratic).
-        window: list[str] = []
-        window_tokens = 0
-        window_start = index
-        for match in _WORD.finditer(sentence):  # any whitespace: NBSP, U+3000, tabs too
-            word, word_start = match.group(), index + match.start()
-            word_tokens = count(word)
-            if window and window_tokens + word_tokens > size:
-                pieces.append(Piece(" ".join(window), start + window_start, window_tokens))
-                window, window_tokens = [], 0
-            if word_tokens > size and _UNSPACED.search(word):
-                pieces.extend(_runs(word, start + word_start, size, count))
+        broken = False
+        if not alone:  # a continuation line's indentation is not part of its sentence
+            start += len(line) - len(line.lstrip())
+        units.append((start, end, alone))
+    return units
+
+
+def _split(
+    text: str, start: int, size: int, count: Callable[[str], int], kind: str = "paragraph"
+) -> list[Piece]:
+    """A block that does not fit: sentences (or lines of code and table rows), and words for
+    one that does not fit. A piece that followed a line break is joined to the one before it by
+    one, so a table, code or a hard-wrapped list keeps its lines."""
+    pieces: list[Piece] = []
+    end = 0  # where the previous piece ended, in ``text``
+
+    def add(piece_text: str, index: int, stop: int, tokens: int) -> None:
+        """A piece of ``text[index:stop]`` (the same text, or its words re-joined)."""
+        nonlocal end
+        joiner = "\n" if pieces and "\n" in text[end:index] else " "
+        pieces.append(Piece(piece_text, start + index, tokens, joiner=joiner))
+        end = stop
+
+    for unit_start, unit_end, alone in _units(text, kind):
+        unit = text[unit_start:unit_end]
+        if alone and (tokens := count(unit)) <= size:
+            add(unit, unit_start, unit_end, tokens)
+            continue
+        position = 0
+        for sentence in _SENTENCE_END.split(unit):
+            if not sentence.strip():
                 continue
-            if word_tokens > size:  # one "word" longer than a chunk (a hash, a base64 blob)
-                word, word_tokens = _prefix_within(clip(word, size * 2), size, count)
-            if not window:
-                window_start = word_start
-            window.append(word)
-            window_tokens += word_tokens
-        if window:
-            pieces.append(Piece(" ".join(window), start + window_start, window_tokens))
+            index = unit.find(sentence, position)
+            position = index + len(sentence)
+            index += unit_start
+            tokens = count(sentence)
+            if tokens <= size:
+                add(sentence, index, index + len(sentence), tokens)
+                continue
+            # The tokenizer splits on whitespace before anything else, so a window's tokens are
+            # the sum of its words' tokens: each word is counted once (linear, not quadratic).
+            window = ""
+            window_tokens = 0
+            window_start = window_end = index
+            for match in _WORD.finditer(sentence):  # any whitespace: NBSP, U+3000, tabs too
+                word, word_start = match.group(), index + match.start()
+                word_tokens = count(word)
+                if window and window_tokens + word_tokens > size:
+                    add(window, window_start, window_end, window_tokens)
+                    window, window_tokens = "", 0
+                if word_tokens > size and _UNSPACED.search(word):
+                    for run in _runs(word, word_start, size, count):
+                        add(run.text, run.start, run.start + len(run.text), run.tokens)
+                    continue
+                if word_tokens > size:  # one "word" longer than a chunk (a hash, a base64 blob)
+                    word, word_tokens = _prefix_within(clip(word, size * 2), size, count)
+                if not window:
+                    window_start = word_start
+                else:  # the words of a hard-wrapped sentence keep their line breaks
+                    window += "\n" if "\n" in text[window_end:word_start] else " "
+                window += word
+                window_end = word_start + len(match.group())
+                window_tokens += word_tokens
+            if window:
+                add(window, window_start, window_end, window_tokens)
     return pieces
 
 
@@ -126,13 +186,15 @@ def chunk_blocks(
     current: list[Piece] = []
     section: tuple[tuple[str, ...], int | None] | None = None
 
-    def emit(keep_overlap: bool) -> None:
+    def emit(keep_overlap: bool, room: int = 0) -> None:
+        """The chunk so far; with ``keep_overlap``, its last sentences that fit in ``overlap``
+        and ``room`` (what the next piece leaves of ``size``) begin the next one."""
         nonlocal current
         if not current:
             return
         text = current[0].text
         for before, piece in itertools.pairwise(current):
-            text += (" " if piece.block == before.block else "\n\n") + piece.text
+            text += (piece.joiner if piece.block == before.block else "\n\n") + piece.text
         tokens = sum(p.tokens for p in current)
         if section is None:  # pragma: no cover - a piece always belongs to a section
             raise RuntimeError("chunk without a section")
@@ -140,7 +202,7 @@ def chunk_blocks(
                                  current[-1].start + len(current[-1].text), tokens))  # fmt: skip
         carried: list[Piece] = []
         if keep_overlap and overlap > 0:
-            budget = overlap
+            budget = min(overlap, room)
             for piece in reversed(current):
                 if piece.tokens > budget or len(carried) + 1 >= len(current):
                     break
@@ -156,13 +218,15 @@ def chunk_blocks(
         section = key
         tokens = count(block.text)
         pieces = [Piece(block.text, start, tokens)] if tokens <= size else _split(
-            block.text, start, size, count
+            block.text, start, size, count, block.kind
         )  # fmt: skip
         for piece in pieces:
             piece.block = number
         for piece in pieces:
             if current and sum(p.tokens for p in current) + piece.tokens > size:
-                emit(keep_overlap=True)
+                # Carried sentences and the piece after them must fit too: a 205-token piece
+                # after 64 carried made a 269-token chunk, more than the model embeds.
+                emit(keep_overlap=True, room=size - piece.tokens)
             current.append(piece)
     emit(keep_overlap=False)
     return drafts

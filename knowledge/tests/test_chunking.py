@@ -136,3 +136,65 @@ def test_words_apart_by_any_whitespace_are_split_not_cut_short(count, space):
     assert "Zebrafisch." in drafts[-1].text and "Kapitel200" in " ".join(d.text for d in drafts)
     for draft in drafts:
         assert text[draft.char_start :].startswith(draft.text.split(" ")[0])
+
+
+def test_a_table_too_long_for_a_chunk_keeps_a_row_a_line(count):
+    """Rows of a split table were joined by spaces: a chunk read '... them | | `NEXT` | ...',
+    and the answerer, which skips table rows by their leading '|', read it as a sentence. A row
+    is not split at a sentence end inside it ('2, 4, 8 ... s (jittered)') when it fits."""
+    rows = [
+        f"| `SETTING_{n}` | `{n}` | how often the reaper runs. It waits 2, 4, 8 ... s between runs |"
+        for n in range(40)
+    ]
+    text = "| name | default | meaning |\n|---|---|---|\n" + "\n".join(rows)
+    drafts = chunk_blocks([Block(text)], size=64, overlap=16, count=count)
+    assert len(drafts) > 5
+    for draft in drafts:
+        assert all(line.startswith("|") and line.endswith("|") for line in draft.text.split("\n"))
+        assert draft.text in text
+
+
+def test_a_hard_wrapped_paragraph_is_chunked_at_sentence_ends(count):
+    """A paragraph wrapped at 60 columns was split at every line: chunks began and ended inside
+    sentences, and its lines were joined by spaces. Now its sentences are the pieces, and keep
+    their line breaks."""
+    words = " ".join(
+        f"Sentence {n} of the refund policy explains one more detail of how returns work."
+        for n in range(30)
+    ).split(" ")
+    lines, line = [], ""
+    for word in words:
+        if len(line) + len(word) > 60:
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}" if line else word
+    text = "\n".join([*lines, line])
+    drafts = chunk_blocks([Block(text)], size=64, overlap=16, count=count)
+    assert len(drafts) > 3
+    for draft in drafts:
+        assert draft.text.split()[0] == "Sentence" and draft.text.endswith("work."), draft.text
+        assert "\n" in draft.text and draft.text in text
+    for before, after in itertools.pairwise(drafts):  # the overlap is a whole sentence
+        assert after.text.split("work.")[0] in before.text
+
+
+def test_carried_sentences_give_way_to_a_long_next_one(count):
+    """The overlap carried into a chunk was not counted against the piece that followed it: 16
+    tokens carried and a 60-token sentence made a 76-token chunk of a 64-token size (on the
+    README, 277 of 222: more than the model embeds with its context line)."""
+    long = "This sentence is long " + " ".join(f"word{n}" for n in range(26)) + "."
+    text = " ".join(["Short one here."] * 6 + [long] + ["Short one here."] * 6 + [long])
+    assert 50 < count(long) <= 64
+    drafts = chunk_blocks([Block(text)], size=64, overlap=16, count=count)
+    assert all(d.token_count <= 64 for d in drafts), [d.token_count for d in drafts]
+    assert all(count(d.text) <= 64 for d in drafts)
+    assert " ".join(" ".join(d.text.split()) for d in drafts).count(long) == 2
+
+
+def test_chunks_of_prose_on_one_line_are_as_before(count):
+    """Prose without line breaks (a PDF's paragraphs, a record's text) is split as it was: at
+    sentence ends, its pieces joined by spaces."""
+    drafts = chunk_blocks(blocks(), size=64, overlap=16, count=count)
+    middle = [d for d in drafts if d.heading_path == ["Policy", "Details"] and d.page is None]
+    assert all("\n" not in d.text for d in middle[:-1])
+    assert [d.token_count for d in middle[:-1]] == [count(d.text) for d in middle[:-1]]
