@@ -32,9 +32,19 @@ def stream(filter_: CitationFilter, pieces: list[str]) -> str:
     ("pieces", "expected", "cited"),
     [
         (["Yes [1]."], "Yes [1].", [1]),
-        (["Yes [", "1", "] and [", "7]."], "Yes [1] and .", [1]),
+        (["Yes [", "1", "] and [", "7]."], "Yes [1] and.", [1]),
         (["A [2, 9] B [3][1]"], "A [2] B [3][1]", [2, 3, 1]),
-        (["[0] [4] [12] x"], "   x", []),
+        (["[0] [4] [12] x"], " x", []),
+        # A removed marker takes its space along, also when the space came in a piece before.
+        (["See also [7] and [2]."], "See also and [2].", [2]),
+        (["See also ", "[7]", " and [2]."], "See also and [2].", [2]),
+        (["See also ", "[", "7] and", " [2]. "], "See also and [2]. ", [2]),
+        (["Yes [1]", " and ", "[", "7]", " [8]", " also."], "Yes [1] and also.", [1]),
+        (
+            ["Two  spaces stay ", "when no marker follows."],
+            "Two  spaces stay when no marker follows.",
+            [],
+        ),
         (["an array [i] and [1"], "an array [i] and [1", []),  # never closed: released as text
         (["ok [", "see below]"], "ok [see below]", []),
     ],
