@@ -40,6 +40,18 @@ def stream(filter_: CitationFilter, pieces: list[str]) -> str:
         (["See also ", "[7]", " and [2]."], "See also and [2].", [2]),
         (["See also ", "[", "7] and", " [2]. "], "See also and [2]. ", [2]),
         (["Yes [1]", " and ", "[", "7]", " [8]", " also."], "Yes [1] and also.", [1]),
+        # Inline code is code: "`[2, 9]`" quoted from a README is neither cut nor a citation.
+        (["Removed (`[2, 9]` becomes `[2]`) [3]."], "Removed (`[2, 9]` becomes `[2]`) [3].", [3]),
+        (
+            ["Removed (`", "[2, ", "9]` becomes `", "[2]`) [", "3]."],
+            "Removed (`[2, 9]` becomes `[2]`) [3].",
+            [3],
+        ),
+        (
+            ["A stray ` hides [9] on its line\n", "not [1] after it [7]."],
+            "A stray ` hides [9] on its line\nnot [1] after it.",
+            [1],
+        ),
         (
             ["Two  spaces stay ", "when no marker follows."],
             "Two  spaces stay when no marker follows.",
