@@ -134,10 +134,6 @@ def build_messages(
     ]
 
 
-# An earlier answer's markers with the space before them: " [1]", " [2, 3]".
-_SPACED_MARKER = re.compile(r"[ \t]*" + MARKER.pattern)
-
-
 def _unmarked(turn: dict[str, str]) -> dict[str, str]:
     """An earlier answer without its ``[n]`` markers: they named that turn's passages, and
     every turn numbers its own afresh, so a model copying "[2]" from history cited this turn's

@@ -1,9 +1,11 @@
 """The offline answerer: the sentences of the retrieved passages that best cover the question,
-in passage order, each followed by its passage's ``[n]``. Code blocks, command lines and table
-rows are skipped: they are cited passages, not sentences to read out, and so are the reference
-marks of a passage's own document (``[1]`` in a Wikipedia page): they would read as citations of
-this answer's passages. A sentence is said once, whole, though overlapping chunks repeat it or
-hold a piece of it.
+in passage order, each followed by its passage's ``[n]``. Code blocks, command lines, table
+rows, images and a table of contents' entries ("Preface . . . . xi") are skipped: they are cited
+passages, not sentences to read out, and so are the reference marks of a passage's own document
+(``[1]`` in a Wikipedia page, not `` `[1]` `` in inline code): they would read as citations of
+this answer's passages. An inline code span is a word of its sentence (``Run `make test`.`` is
+prose). A sentence is said once, whole, though overlapping chunks repeat it or hold a piece of
+it.
 
 It reads only what it is given (question and numbered passages), so its answers are grounded by
 construction; it streams its answer in pieces like a model does. Its prompt tokens are what it
@@ -168,30 +170,54 @@ _BLOCK_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:[-*+]|\d{1,3}[.)])[ \t])")
 _LIST_MARKER = re.compile(r"^(?:[-*+•]|\d{1,3}[.)])\s+")
 # Bold and strong markers: a sentence cut out of its paragraph must not carry half a pair.
 _STRONG = re.compile(r"\*\*|__")
+# A table of contents' dot leader and the page number after it ("Preface . . . . . xi").
+_LEADER = re.compile(r"(?:[ \t]?\.){4,}[ \t]*(?:\d+\b|[ivxlc]+\b)?", re.IGNORECASE)
+_CUT_LEADER = re.compile(r"(?:[ \t]?\.){2,}[ \t]*$")
+_LEADER_END = re.compile(r"[ \t]*(?:\.[ \t]?)*(?:\d+|[ivxlc]+)[ \t]")  # ". . 14 " or "xiv "
 
 
 def sentences(text: str) -> list[str]:
     out = []
     for block in _BLOCK_BREAK.split(text):
         flat = _STRONG.sub("", _LIST_MARKER.sub("", _SPACE.sub(" ", block).strip()))
-        for sentence in _SENTENCE_END.split(flat):
-            sentence = sentence.strip(" #*-•")
-            if len(sentence) > MAX_SENTENCE_CHARS:
-                sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0] + " …"
-            if sentence:
-                out.append(sentence)
+        # A table of contents (a PDF's runs its entries into one paragraph) is not sentences:
+        # what stands between two leaders is an entry ("xi Authors"), and so is the last
+        # sentence before the first leader ("Contents Notices").
+        parts = _LEADER.split(flat)
+        for k, part in enumerate(parts):
+            found = _SENTENCE_END.split(part)
+            if k < len(parts) - 1:
+                # The first entry may begin with the end of a leader the chunk cut short.
+                found = found[:-1] if k == 0 and not _LEADER_END.match(part) else []
+            elif k and _CUT_LEADER.search(part):  # an entry whose leader the chunk cut short
+                found = _SENTENCE_END.split(_CUT_LEADER.sub("", part))[:-1]
+            for sentence in found:
+                sentence = sentence.strip(" #*-•")
+                if len(sentence) > MAX_SENTENCE_CHARS:
+                    sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0] + " …"
+                if sentence:
+                    out.append(sentence)
     return out
 
 
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
 # After a closing fence: a blank line or the end (after an opening one: code).
 _AFTER_CLOSING_FENCE = re.compile(r"[ \t]*(?:\n[ \t]*\n|$)")
-# The document's own reference marks, and the space before them ("exceptions.[1] The").
-_SOURCE_MARKER = re.compile(r"[ \t]*" + MARKER.pattern)
+# The document's own reference marks where they cite — after a word or a sentence, and the space
+# before them ("exceptions.[1] The"), or opening a line (a list of references) — not where they
+# are data ("x = [1, 2]"); an inline code span is matched first, to be kept whole ("(`[2, 9]`
+# with three passages becomes `[2]`)" lost its code).
+_SOURCE_MARKER = re.compile(
+    r"(`[^`\n]+`)|(?:(?<=[\w.,;:!?)\]\"'\u2019\u201d])[ \t]*|^[ \t]*)" + MARKER.pattern,
+    re.MULTILINE,
+)
+
+_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 
 
 def readable_text(passage: str) -> str:
-    """The passage without code blocks, table rows, headings and its own ``[n]`` marks."""
+    """The passage without code blocks, table rows, headings, images and its own ``[n]``
+    marks."""
     if passage.count("```") % 2:  # a fence without its pair
         # A chunk that begins inside a code block (the opening fence is in the chunk before)
         # starts with code and a bare closing fence: paired with the next fence, its prose
@@ -199,21 +225,38 @@ def readable_text(passage: str) -> str:
         after = passage.find("```") + 3
         if _AFTER_CLOSING_FENCE.match(passage, after):
             passage = passage[after:]
-    lines = _FENCE.sub("\n", _SOURCE_MARKER.sub("", passage)).splitlines()
+    if "![" in passage:  # an image is not a sentence: its alt text and address read as one
+        passage = _IMAGE.sub("", passage)
+    lines = _FENCE.sub("\n", _SOURCE_MARKER.sub(_code_span, passage)).splitlines()
     return "\n".join(line for line in lines if not line.lstrip().startswith(("|", "#")))
 
 
-# The punctuation of prose (Latin, Devanagari, Arabic, CJK) and the joiners inside words.
+def _code_span(match: re.Match[str]) -> str:
+    return match.group(1) or ""
+
+
+# The punctuation of prose (Latin and its typography, Devanagari, Arabic, CJK) and the joiners
+# inside words.
 _PROSE_PUNCTUATION = frozenset(
-    " ,.;:'()-\u0964\u0965\u060c\u061b\u061f\u06d4\u3001\u3002\uff0c\uff01\uff1f\u200c\u200d"
+    " ,.;:'()-\u2013\u2014\u2018\u2019\u201c\u201d\u2026"
+    "\u0964\u0965\u060c\u061b\u061f\u06d4\u3001\u3002\uff0c\uff01\uff1f\u200c\u200d"
 )
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_PROSE_WORDS = 2  # words (not numbers) outside inline code a sentence has at least
 
 
 def prose(sentence: str) -> bool:
     """Reads as a sentence, not as code, a command line or a table row. A letter's combining
-    marks (Hindi and Tamil vowel signs, Arabic and Hebrew vowel marks) are part of its words."""
+    marks (Hindi and Tamil vowel signs, Arabic and Hebrew vowel marks) are part of its words,
+    and an inline code span (`` `POST /v1/auth/token` ``) is a word: a name in a sentence. A
+    sentence of code spans alone is not prose."""
     if len(sentence) < 6:
         return False
+    if "`" in sentence:
+        outside = _INLINE_CODE.sub(" ", sentence)
+        if sum(1 for w in WORD.finditer(outside) if not w.group().isdigit()) < _PROSE_WORDS:
+            return False
+        sentence = _INLINE_CODE.sub("code", sentence)
     readable = sum(ch.isalpha() or ch in _PROSE_PUNCTUATION or is_mark(ch) for ch in sentence)
     return readable / len(sentence) >= 0.85
 
@@ -231,8 +274,14 @@ def compose(question: str, passages: Sequence[str]) -> str:
             found = terms(sentence)
             overlap = len(wanted & found)
             if overlap:
-                # Coverage of the question, a little for short sentences and earlier passages.
-                score = overlap / math.sqrt(len(found) + 1) - 0.01 * n
+                # Coverage of the question, a little for short sentences and earlier passages. A
+                # sentence's length is in words, an inline code span one of them (its terms
+                # match the question all the same).
+                words = len(found)
+                if "`" in sentence:
+                    spans = _INLINE_CODE.findall(sentence)
+                    words = len(terms(_INLINE_CODE.sub(" ", sentence))) + len(spans)
+                score = overlap / math.sqrt(words + 1) - 0.01 * n
                 scored.append((score, n, i, sentence))
     if not scored:
         first = [s for s in sentences(readable_text(passages[0])) if prose(s)]
