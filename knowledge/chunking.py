@@ -21,8 +21,16 @@ from chatbot_site.text import SENTENCE_END, clip
 from knowledge.parsers import Block
 
 # Sentence ends (chatbot_site.text.SENTENCE_END: Latin, Devanagari, Arabic ones where whitespace
-# follows, CJK ones wherever they stand).
-_SENTENCE_END = re.compile(SENTENCE_END)
+# follows, CJK ones wherever they stand), also with a reference mark after them ("1924.[28] By":
+# a Wikipedia paragraph was one "sentence" longer than a chunk, cut inside a sentence).
+_MARKS = [f"\\[{'[0-9]' * n}\\]" for n in (1, 2, 3)]  # [1] to [999], one or two of them
+_SENTENCE_END = re.compile(
+    "|".join(
+        [SENTENCE_END]
+        + [f"(?<=[.!?]{mark})\\s+" for mark in _MARKS]
+        + [f"(?<=[.!?]{first}{second})\\s+" for first in _MARKS for second in _MARKS]
+    )
+)
 # Blocks whose lines may be one sentence hard-wrapped; a line of code or a table row stands alone,
 # and so does a line that begins a list item, a heading or a fence.
 _WRAPPED = frozenset({"paragraph", "list"})

@@ -198,3 +198,15 @@ def test_chunks_of_prose_on_one_line_are_as_before(count):
     middle = [d for d in drafts if d.heading_path == ["Policy", "Details"] and d.page is None]
     assert all("\n" not in d.text for d in middle[:-1])
     assert [d.token_count for d in middle[:-1]] == [count(d.text) for d in middle[:-1]]
+
+
+def test_a_sentence_end_with_reference_marks_after_it_ends_a_piece(count):
+    """A Wikipedia paragraph's sentences end in '.[28] ': none was a sentence end, so the
+    paragraph was one sentence longer than a chunk, cut at words ('Watson never liked the
+    clumsy' ended a chunk)."""
+    sentence = "Watson chose to replace the clumsy name with a more expansive title in that year."
+    text = " ".join(f"{sentence}[{n}]" + ("[7]" if n % 3 else "") for n in range(30))
+    drafts = chunk_blocks([Block(text)], size=64, overlap=16, count=count)
+    assert len(drafts) > 3
+    for draft in drafts:
+        assert draft.text.startswith("Watson chose") and draft.text.endswith("]"), draft.text
