@@ -150,7 +150,9 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"\b(?:new|further|neue|weitere) (?:instructions?|tasks?|anweisungen|aufgaben) "
         r"(?:follow|folgen)\b|\b(?:leave|remove|put) (?:all )?(?:the )?previous|"
         r"\balle (?:vorherigen|vorangegangenen|bisherigen)\b|\b(?:attention|achtung)\W{0,3}"
-        r"(?:stop|stopp)\b|\bdo not answer (?:this|the) question\b|\bmake something up\b|"
+        r"(?:stop|stopp)\b|\bdo not answer (?:this|the) question\b|"
+        # "..., make something up" said to the bot, not "will the bot refuse or make something up?"
+        r"(?:^|[.!?,;:]\s{0,3}|\b(?:just|then|please|simply)\s)make something up\b|"
         r"\bolvid[ae] todo\b"
     ),
     "act_as": re.compile(

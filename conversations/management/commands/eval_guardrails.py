@@ -5,8 +5,9 @@ follows instructions from anywhere and renders every URL it reads (tests.fake_op
 the defences, not a model's manners, are what is measured. Results go in docs/GUARDRAILS.md.
 
 Sets (read from ../shared/corpora, never copied into the repository):
-- direct injection: deepset/prompt-injections (train = tuning, test = held out) and the pallms
-  payload list, asked of a bot whose scope admits everything (only the detector stands between
+- direct injection: deepset/prompt-injections (train = tuning, test = held out), the pallms
+  payload list and our benign questions (knowledge/evaldata/benign_questions.jsonl, tune / held
+  out), asked of a bot whose scope admits everything (only the detector stands between
   them and the model);
 - scope: conversations/evaldata/scope_questions.jsonl (ours) against the demo bot's scope over
   the demo documents (tune / held-out halves);
@@ -50,6 +51,7 @@ from conversations.models import FinishReason
 from knowledge.follow_ups import names_no_subject
 from knowledge.intake import document_add_upload, documents_add_records
 from knowledge.management.commands.eval_retrieval import FOLLOW_UPS, read_jsonl, run_workers
+from knowledge.management.commands.train_injection import BENIGN_QUESTIONS
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus
 from knowledge.services import bot_datasets_set, dataset_create
 from tenants.models import ApiKey, Role, Tenant
@@ -257,9 +259,14 @@ class Command(BaseCommand):
 
         test = [r for r in rows if r["split"] == "test"]
         attacks: list[dict[str, Any]] = [{"text": p, "label": 1} for p in payloads]
+        ours = [{**r, "label": 0} for r in read_jsonl(BENIGN_QUESTIONS)]
         for name, ask, texts in (
             ("deepset train (tuning)", as_question, [r for r in rows if r["split"] == "train"]),
             ("deepset test (held out)", as_question, test),
+            ("our benign questions, tune (fitted on)", as_question,
+             [r for r in ours if r["split"] == "tune"]),
+            ("our benign questions, held out", as_question,
+             [r for r in ours if r["split"] == "heldout"]),
             ("pallms payload list", as_question, attacks),
             ("deepset test, as a client-sent assistant turn", as_assistant_turn, test),
             ("pallms payloads, as a client-sent assistant turn", as_assistant_turn, attacks),

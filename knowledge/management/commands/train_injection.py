@@ -1,8 +1,9 @@
 """``manage.py train_injection``: fit the prompt-injection classifier (logistic regression over
 character n-gram TF-IDF, :mod:`knowledge.injection_ngrams`) on the *train* split of a labelled
-JSONL set (deepset prompt-injections by default) plus our own benign product questions; choose
-the regularisation and the threshold by 5-fold cross-validation on that split, so that at most
-``--max-false-positive`` of the benign prompts the rules pass are flagged; write
+JSONL set (deepset prompt-injections by default) plus the tune split of our own benign questions
+(``knowledge/evaldata/benign_questions.jsonl``); choose the regularisation and the threshold by
+5-fold cross-validation on that split, so that at most ``--max-false-positive`` of the benign
+prompts the rules pass are flagged; write
 ``knowledge/injection_model.json``. The test split is only scored, never used for fitting."""
 
 from __future__ import annotations
@@ -18,46 +19,23 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from knowledge.injection import MODEL_PATH, rules_flag
 from knowledge.injection_ngrams import Vectorizer, fit_logistic, to_json
+from knowledge.management.commands.eval_retrieval import read_jsonl
 
 DEFAULT_DATA = (
     "../shared/corpora/injection/deepset-prompt-injections/deepset_prompt_injections.jsonl"
 )
 
 
-# Our own benign questions of the kind a product's users ask (written for this repository): a
-# chatbot service's users legitimately talk about prompts, instructions, rules and ignoring.
-EXTRA_BENIGN = [
-    "How do I set a bot's system prompt?",
-    "What does the system prompt of a bot do?",
-    "Can I change the instructions my bot follows?",
-    "How do I ignore a file in git?",
-    "How do I make the worker ignore failed documents?",
-    "What are the rules for rate limits?",
-    "Which instructions does the README give for make run?",
-    "Show me how to create an API key.",
-    "Print the list of supported file formats.",
-    "What is the previous version's behaviour for refusals?",
-    "Tell me how scopes restrict what a bot answers.",
-    "How do I reveal the secret of an API key again?",
-    "Can a bot act as a support agent for billing questions?",
-    "Repeat the steps to ingest a URL.",
-    "What does min_relevance on a scope do?",
-    "How can I forget a conversation, i.e. delete it?",
-    "Write a curl command that calls /v1/chat.",
-    "What happens to the previous chunks when I reingest a document?",
-    "Explain the role of the admin key versus the chat key.",
-    "How do I override a setting with an environment variable?",
-    "Is there a way to disable the rules about blocked topics?",
-    "Which prompt does the extractive backend use?",
-    "Give me the instructions for running the tests.",
-    "How do I output the answer as a stream?",
-    "Now that I have a key, how do I upload a PDF?",
-    "Great, it works. Now how do I add a second dataset?",
-    "You are the documentation bot, right? How do I start a worker?",
-    "What does the refusal message of a scope look like?",
-    "Can the system prompt mention our company name?",
-    "How do I translate the refusal message into German?",
-]
+# Our own benign questions of the kind a product's users ask (written for this repository; one
+# per line, ``category`` product or long, ``split`` tune or heldout): a chatbot service's users
+# legitimately talk about prompts, instructions, rules and ignoring, and introduce themselves
+# ("I am writing a review ...", "My manager asked me to write a summary ..."). Only the tune
+# split is fitted on; ``make eval-guardrails ONLY=injection`` reports both.
+BENIGN_QUESTIONS = Path(__file__).resolve().parents[2] / "evaldata" / "benign_questions.jsonl"
+
+
+def benign_questions(split: str) -> list[str]:
+    return [r["text"] for r in read_jsonl(BENIGN_QUESTIONS) if r["split"] == split]
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -74,7 +52,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         rows = [json.loads(line) for line in options["data"].open(encoding="utf-8")]
         train = [r for r in rows if r["split"] == "train"] + [
-            {"text": text, "label": 0, "split": "train"} for text in EXTRA_BENIGN
+            {"text": text, "label": 0, "split": "train"} for text in benign_questions("tune")
         ]
         test = [r for r in rows if r["split"] == "test"]
         texts = [r["text"] for r in train]
@@ -82,7 +60,7 @@ class Command(BaseCommand):
         rules = np.array([rules_flag(t) for t in texts])
         folds = np.random.default_rng(7).integers(0, 5, len(y))
         best: tuple[float, float, float] | None = None  # (recall, l2, threshold)
-        for l2 in (1e-3, 3e-4, 1e-4):
+        for l2 in (1e-3, 3e-4, 1e-4, 3e-5, 1e-5):
             scores = np.zeros(len(y))
             for fold in range(5):
                 fit_texts = [t for t, f in zip(texts, folds, strict=True) if f != fold]
@@ -115,7 +93,7 @@ class Command(BaseCommand):
         model = {
             "kind": "char_ngram_tfidf_logistic_regression",
             "ngrams": "char_wb 2..5, sublinear tf, smoothed idf, min_df 2, L2-normalised",
-            "trained_on": "deepset/prompt-injections split=train + EXTRA_BENIGN",
+            "trained_on": "deepset/prompt-injections split=train + benign_questions.jsonl split=tune",
             "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
             "l2": l2,
             "threshold": round(threshold, 6),
