@@ -12,8 +12,10 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from chatbot_site.management.commands import seed_demo
+from conversations.guardrails import out_of_scope, scope_topics
 from knowledge.ingestion import document_ingest
 from knowledge.models import Document
+from knowledge.retrieval import embed_query
 from tenants.models import ApiKey, AuditLog, Tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,3 +76,48 @@ def test_a_seed_revokes_the_previous_runs_key_as_the_api_does(tmp_path):
     assert old.revoked_at is not None
     entry = AuditLog.objects.for_tenant(tenant).get(action="api_key.revoke")
     assert (entry.target_id, entry.changes) == (str(old.pk), {"prefix": old.prefix})
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which guardrails are there?",
+        "What are the guardrails?",
+        "How does authentication work?",
+        "What security features does the service have?",
+        "How do I stream an answer?",
+    ],
+)
+def test_the_demo_scope_covers_what_its_documents_talk_about(question):
+    # Topic similarity alone (no passage as evidence): the demo documents (README, benchmarks)
+    # describe guardrails, security, authentication and streaming, so the scope names them.
+    # "Which guardrails are there?" was 0.10 from the old scope's closest topic: out_of_scope.
+    scope = seed_demo.DEMO_SCOPE
+    vector, _ = embed_query(question)
+    verdict = out_of_scope(
+        vector=vector,
+        topics=scope_topics(scope["description"], scope["allowed_topics"]),
+        evidence=0.0,
+        tenant_id="demo-scope-test",
+    )
+    assert verdict.reason is None, verdict
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is a good recipe for banana bread?",
+        "Who painted the Mona Lisa?",
+        "How do I knit a scarf?",
+    ],
+)
+def test_the_demo_scope_still_refuses_off_topic_questions_without_evidence(question):
+    scope = seed_demo.DEMO_SCOPE
+    vector, _ = embed_query(question)
+    verdict = out_of_scope(
+        vector=vector,
+        topics=scope_topics(scope["description"], scope["allowed_topics"]),
+        evidence=0.0,
+        tenant_id="demo-scope-test",
+    )
+    assert verdict.reason == "out_of_scope", verdict
