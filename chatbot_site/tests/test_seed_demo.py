@@ -12,7 +12,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from chatbot_site.management.commands import seed_demo
-from conversations.guardrails import out_of_scope, scope_topics
+from conversations.guardrails import ScopeVerdict, out_of_scope, scope_topics
 from knowledge.ingestion import document_ingest
 from knowledge.models import Document
 from knowledge.retrieval import embed_query
@@ -92,14 +92,7 @@ def test_the_demo_scope_covers_what_its_documents_talk_about(question):
     # Topic similarity alone (no passage as evidence): the demo documents (README, benchmarks)
     # describe guardrails, security, authentication and streaming, so the scope names them.
     # "Which guardrails are there?" was 0.10 from the old scope's closest topic: out_of_scope.
-    scope = seed_demo.DEMO_SCOPE
-    vector, _ = embed_query(question)
-    verdict = out_of_scope(
-        vector=vector,
-        topics=scope_topics(scope["description"], scope["allowed_topics"]),
-        evidence=0.0,
-        tenant_id="demo-scope-test",
-    )
+    verdict = demo_scope_verdict(question)
     assert verdict.reason is None, verdict
 
 
@@ -112,12 +105,17 @@ def test_the_demo_scope_covers_what_its_documents_talk_about(question):
     ],
 )
 def test_the_demo_scope_still_refuses_off_topic_questions_without_evidence(question):
+    verdict = demo_scope_verdict(question)
+    assert verdict.reason == "out_of_scope", verdict
+
+
+def demo_scope_verdict(question: str) -> ScopeVerdict:
+    """The demo scope's topic check alone (no passage as evidence)."""
     scope = seed_demo.DEMO_SCOPE
     vector, _ = embed_query(question)
-    verdict = out_of_scope(
+    return out_of_scope(
         vector=vector,
         topics=scope_topics(scope["description"], scope["allowed_topics"]),
         evidence=0.0,
         tenant_id="demo-scope-test",
     )
-    assert verdict.reason == "out_of_scope", verdict

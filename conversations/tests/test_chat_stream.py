@@ -64,7 +64,8 @@ def post(base: str, world: TenantWorld, body: dict[str, Any]) -> http.client.HTT
     return conn.getresponse()
 
 
-def post_json(base: str, world: TenantWorld, body: dict[str, Any]) -> dict[str, Any]:
+def chat_status(base: str, world: TenantWorld, body: dict[str, Any]) -> tuple[int, Any]:
+    """A JSON turn: its status and body."""
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     conn.request("POST", "/v1/chat", json.dumps(body), {
@@ -72,8 +73,27 @@ def post_json(base: str, world: TenantWorld, body: dict[str, Any]) -> dict[str, 
         "Content-Type": "application/json",
     })  # fmt: skip
     response = conn.getresponse()
-    assert response.status == 200
-    return json.loads(response.read())
+    return response.status, json.loads(response.read())
+
+
+def post_json(base: str, world: TenantWorld, body: dict[str, Any]) -> dict[str, Any]:
+    status, answer = chat_status(base, world, body)
+    assert status == 200, answer
+    return answer
+
+
+def open_stream(base: str, world: TenantWorld, body: dict[str, Any]) -> socket.socket:
+    """A streamed turn over a raw socket, left open: the caller reads and closes it."""
+    parts = urlsplit(base)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=2)
+    raw = json.dumps(body).encode()
+    sock.sendall(
+        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {world.chat_key.plaintext}\r\n".encode()
+        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+        + raw
+    )
+    return sock
 
 
 def parse(raw: str) -> list[dict[str, Any]]:
@@ -258,15 +278,7 @@ def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(serv
     base, fake = served
     fake.chat_reply = " ".join(f"word{i}" for i in range(60))
     fake.chat_delay = 0.1
-    parts = urlsplit(base)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=2)
-    body = json.dumps(ask(alpha, "When do annual plans renew?", stream=True)).encode()
-    sock.sendall(
-        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {alpha.chat_key.plaintext}\r\n".encode()
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    sock = open_stream(base, alpha, ask(alpha, "When do annual plans renew?", stream=True))
     received = b""
     deadline = time.monotonic() + 10
     while b"event: delta" not in received and time.monotonic() < deadline:
@@ -393,31 +405,6 @@ def test_a_bot_deleted_while_a_json_turn_is_answered_still_answers_and_counts_th
     assert not Conversation.all_tenants.filter(bot_id=alpha.bot.pk).exists()
     usage = UsageDaily.objects.for_tenant(alpha.tenant).filter(bot_id=alpha.bot.pk)
     assert sum(usage.values_list("completion_tokens", flat=True)) >= 30
-
-
-def open_stream(base: str, world: TenantWorld, body: dict[str, Any]) -> socket.socket:
-    """A streamed turn over a raw socket, left open: the caller reads and closes it."""
-    parts = urlsplit(base)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=2)
-    raw = json.dumps(body).encode()
-    sock.sendall(
-        b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {world.chat_key.plaintext}\r\n".encode()
-        + f"Content-Length: {len(raw)}\r\n\r\n".encode()
-        + raw
-    )
-    return sock
-
-
-def chat_status(base: str, world: TenantWorld, body: dict[str, Any]) -> tuple[int, Any]:
-    parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    conn.request("POST", "/v1/chat", json.dumps(body), {
-        "Authorization": f"Bearer {world.chat_key.plaintext}",
-        "Content-Type": "application/json",
-    })  # fmt: skip
-    response = conn.getresponse()
-    return response.status, json.loads(response.read())
 
 
 def test_a_session_answers_one_turn_at_a_time(served, alpha):
