@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -299,3 +300,36 @@ def as_macro_enabled(data: bytes) -> bytes:
     main = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
     docm = b"application/vnd.ms-word.document.macroEnabled.main+xml"
     return rewrite_parts(data, lambda name, content: content.replace(main, docm))
+
+
+def ingest_interrupted(
+    settings: Any, document_id: Any, at_first_window: Callable[[], None]
+) -> tuple[str, int]:
+    """Ingest a document with the ``openai`` embedder talking to the loopback fake provider,
+    calling ``at_first_window`` (on the provider's thread, its connections closed after) as the
+    first embeddings request arrives. Returns what the ingestion returned and how many
+    embeddings requests were made. ``settings``: pytest-django's fixture."""
+    from django.db import connections
+
+    from knowledge.embeddings import get_embedder
+    from knowledge.ingestion import document_ingest
+    from tests.fake_openai import fake_openai
+
+    def first_window() -> None:
+        try:
+            if len(fake.requests) == 1:
+                at_first_window()
+        finally:
+            connections.close_all()
+
+    with fake_openai() as fake:
+        settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = fake.url, "sk-test"
+        settings.EMBEDDING_BACKEND, settings.EMBEDDING_MODEL = "openai", "text-embedding-3-small"
+        fake.on_embeddings = first_window
+        get_embedder.cache_clear()
+        try:
+            result = document_ingest(document_id=document_id)
+        finally:
+            get_embedder.cache_clear()
+        windows = [r for r in fake.requests if r["path"].endswith("/embeddings")]
+    return result, len(windows)

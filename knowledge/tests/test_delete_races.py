@@ -14,6 +14,7 @@ from django.db import connection, connections, transaction
 from knowledge.models import BotDataset, Chunk, Dataset, Document
 from knowledge.services import bot_datasets_set, dataset_delete, document_delete
 from knowledge.tests.factories import ChunkFactory, DatasetFactory
+from knowledge.tests.fixtures import ingest_interrupted
 from tenants.services import Actor
 from tests.world import build_tenant
 
@@ -246,10 +247,7 @@ def test_a_document_deleted_while_it_is_embedded_stops_at_the_next_window(settin
     run found its claim gone. It stops before the next window now."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from knowledge.embeddings import get_embedder
-    from knowledge.ingestion import document_ingest
     from knowledge.intake import document_add_upload
-    from tests.fake_openai import fake_openai
 
     side = build_tenant("deleted-while-embedded")
     side.dataset.chunk_size, side.dataset.chunk_overlap = 32, 0
@@ -260,23 +258,12 @@ def test_a_document_deleted_while_it_is_embedded_stops_at_the_next_window(settin
         upload=SimpleUploadedFile("long.md", "\n\n".join(paragraphs).encode()),
     ).document  # fmt: skip
 
-    def user_deletes_it() -> None:  # as the first window reaches the provider
-        try:
-            if len(fake.requests) == 1:
-                document_delete(tenant=side.tenant, actor=Actor.system("tests"), document=document)
-        finally:
-            connections.close_all()
-
-    with fake_openai() as fake:
-        settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = fake.url, "sk-test"
-        settings.EMBEDDING_BACKEND, settings.EMBEDDING_MODEL = "openai", "text-embedding-3-small"
-        fake.on_embeddings = user_deletes_it
-        get_embedder.cache_clear()
-        try:
-            assert document_ingest(document_id=document.pk) == "claim_lost"
-        finally:
-            get_embedder.cache_clear()
-        windows = [r for r in fake.requests if r["path"].endswith("/embeddings")]
-    assert len(windows) == 1  # of two: more than EMBED_WINDOW chunks
+    result, windows = ingest_interrupted(
+        settings,
+        document.pk,
+        lambda: document_delete(tenant=side.tenant, actor=Actor.system("tests"), document=document),
+    )
+    assert result == "claim_lost"
+    assert windows == 1  # of two: more than EMBED_WINDOW chunks
     assert not Document.all_tenants.filter(pk=document.pk).exists()
     assert not Chunk.all_tenants.filter(document_id=document.pk).exists()

@@ -14,7 +14,7 @@ from knowledge.ingestion import claim, document_ingest, reap
 from knowledge.intake import document_add_upload
 from knowledge.models import Chunk, Document, DocumentStatus
 from knowledge.retrieval import retrieve, search_space_for_bot
-from knowledge.tests.fixtures import make_encrypted_pdf, make_pdf
+from knowledge.tests.fixtures import ingest_interrupted, make_encrypted_pdf, make_pdf
 from tenants.models import Tenant
 from tenants.services import Actor
 from tests.world import build_tenant
@@ -323,10 +323,6 @@ def test_a_deactivated_tenants_documents_wait_queued_until_it_is_active_again(si
 def test_a_document_whose_tenant_is_deactivated_while_it_is_embedded_stops_and_waits(settings):
     """Deactivating a tenant did not stop a document being embedded: it was embedded to its end.
     It stops before the next window now, queued again, its attempt not counted."""
-    from django.db import connections
-
-    from knowledge.embeddings import get_embedder
-    from tests.fake_openai import fake_openai
 
     side = build_tenant("deactivated-while-embedded")
     side.dataset.chunk_size, side.dataset.chunk_overlap = 32, 0
@@ -334,24 +330,11 @@ def test_a_document_whose_tenant_is_deactivated_while_it_is_embedded_stops_and_w
     paragraphs = [f"Paragraph {n} says something of its own about topic {n}." for n in range(600)]
     document = add(side, "long.md", "\n\n".join(paragraphs).encode())
 
-    def operator_deactivates_it() -> None:  # as the first window reaches the provider
-        try:
-            if len(fake.requests) == 1:
-                deactivate(Tenant.objects.get(pk=side.tenant.pk))
-        finally:
-            connections.close_all()
-
-    with fake_openai() as fake:
-        settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = fake.url, "sk-test"
-        settings.EMBEDDING_BACKEND, settings.EMBEDDING_MODEL = "openai", "text-embedding-3-small"
-        fake.on_embeddings = operator_deactivates_it
-        get_embedder.cache_clear()
-        try:
-            assert document_ingest(document_id=document.pk) == "paused"
-        finally:
-            get_embedder.cache_clear()
-        windows = [r for r in fake.requests if r["path"].endswith("/embeddings")]
-    assert len(windows) == 1  # of two: more than EMBED_WINDOW chunks
+    result, windows = ingest_interrupted(
+        settings, document.pk, lambda: deactivate(Tenant.objects.get(pk=side.tenant.pk))
+    )
+    assert result == "paused"
+    assert windows == 1  # of two: more than EMBED_WINDOW chunks
     document.refresh_from_db()
     assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
     assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
