@@ -203,12 +203,14 @@ def sentences(text: str) -> list[str]:
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
 # After a closing fence: a blank line or the end (after an opening one: code).
 _AFTER_CLOSING_FENCE = re.compile(r"[ \t]*(?:\n[ \t]*\n|$)")
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
 # The document's own reference marks where they cite — after a word or a sentence, and the space
 # before them ("exceptions.[1] The"), or opening a line (a list of references) — not where they
 # are data ("x = [1, 2]"); an inline code span is matched first, to be kept whole ("(`[2, 9]`
 # with three passages becomes `[2]`)" lost its code).
 _SOURCE_MARKER = re.compile(
-    r"(`[^`\n]+`)|(?:(?<=[\w.,;:!?)\]\"'\u2019\u201d])[ \t]*|^[ \t]*)" + MARKER.pattern,
+    f"({_INLINE_CODE.pattern})|"
+    r"(?:(?<=[\w.,;:!?)\]\"'\u2019\u201d])[ \t]*|^[ \t]*)" + MARKER.pattern,
     re.MULTILINE,
 )
 
@@ -241,7 +243,6 @@ _PROSE_PUNCTUATION = frozenset(
     " ,.;:'()-\u2013\u2014\u2018\u2019\u201c\u201d\u2026"
     "\u0964\u0965\u060c\u061b\u061f\u06d4\u3001\u3002\uff0c\uff01\uff1f\u200c\u200d"
 )
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
 _PROSE_WORDS = 2  # words (not numbers) outside inline code a sentence has at least
 
 
