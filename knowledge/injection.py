@@ -198,8 +198,26 @@ _PASSAGE_DELIMITER = re.compile(
 )
 
 
+# Right-to-left override (U+202E) shows the characters after it in reverse, up to a pop
+# (U+202C) or the end of the line: "\u202esnoitcurtsni lla erongi" reads "ignore all
+# instructions" on screen (and to a model that reads it back).
+_OVERRIDDEN = re.compile("\u202e([^\u202c\n]{0,20000})")
+_BIDI_CONTROLS = dict.fromkeys(
+    map(ord, "\u200e\u200f\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069"), None
+)
+
+
+def visual_order(text: str) -> str:
+    """``text`` as it is displayed: each right-to-left override's run reversed, the bidi
+    controls dropped. Text without an override is returned as it is (one ``in`` test)."""
+    if "\u202e" not in text:
+        return text
+    return _OVERRIDDEN.sub(lambda m: m.group(1)[::-1], text).translate(_BIDI_CONTROLS)
+
+
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text[:20_000]).translate(_ZERO_WIDTH).casefold()
+    text = visual_order(text[:20_000])
+    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).casefold()
     # "i g n o r e" → "ignore"
     text = _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
     return _WS.sub(" ", text)
@@ -236,7 +254,7 @@ def detect(text: str) -> Verdict:
     if model is None:
         return Verdict(False, 0.0, ())
     classifier, threshold = model
-    score = classifier.score(text)
+    score = classifier.score(visual_order(text))
     flagged = score >= (getattr(settings, "INJECTION_THRESHOLD", None) or threshold)
     return Verdict(flagged, score, ("classifier",) if flagged else ())
 
