@@ -69,6 +69,7 @@ class Fetched:
     data: bytes
     content_type: str
     url: str
+    charset: str | None = None  # the Content-Type's charset parameter, as the server wrote it
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -186,6 +187,7 @@ def fetch(url: str) -> Fetched:
                 raise FetchError("url_fetch_failed", "The server sent an encoded body.")
             content_type = response.getheader("Content-Type") or "application/octet-stream"
             content_type = content_type.split(";")[0].strip().lower()
+            charset = response.msg.get_content_charset()
             if content_type not in ALLOWED_TYPES:
                 raise FetchError(
                     "unsupported_type", f"Content type {content_type} is not ingested."
@@ -205,7 +207,7 @@ def fetch(url: str) -> Fetched:
                     raise FetchError(
                         "url_too_large", f"The document is larger than {limit:,} bytes."
                     )
-            return Fetched(bytes(body), content_type, current)
+            return Fetched(bytes(body), content_type, current, charset)
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, TimeoutError | socket.timeout):
                 raise FetchError("url_timeout", "Fetching the URL took too long.") from None

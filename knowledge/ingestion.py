@@ -35,7 +35,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
 from knowledge.injection import detect_passage
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
-from knowledge.parsers import Limits, ParseError
+from knowledge.parsers import TEXT_TYPES, Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
 
 log = structlog.get_logger(__name__)
@@ -346,15 +346,32 @@ def _fetch_source(document: Document) -> None:
         raise FetchError(
             "unsupported_type", f"The URL serves {fetched.content_type}, not a document."
         )
+    data = _as_utf8(fetched.data, fetched.charset) if content_type in TEXT_TYPES else fetched.data
     old = document.file.name if document.file else None
-    document.file.save("original", ContentFile(fetched.data), save=False)
+    document.file.save("original", ContentFile(data), save=False)
     document.content_type = content_type
-    document.byte_size = len(fetched.data)
+    document.byte_size = len(data)
     Document.all_tenants.filter(pk=document.pk).update(
-        file=document.file.name, content_type=content_type, byte_size=len(fetched.data)
+        file=document.file.name, content_type=content_type, byte_size=len(data)
     )
     if old and old != document.file.name:
         default_storage.delete(old)
+
+
+def _as_utf8(data: bytes, charset: str | None) -> bytes:
+    """A text page in the encoding its server declared, re-encoded as UTF-8 (what the parsers
+    read first), so that a short page is not left to a guess. UTF-8 (or a byte order mark)
+    already, or no encoding Python knows: as it came."""
+    from knowledge.parsers.text import codec
+
+    encoding = codec(charset)
+    if encoding is None or data.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode(encoding, errors="replace").encode("utf-8")
+    return data
 
 
 def _retry_later(document: Document, claimed_at: Any, exc: EmbeddingError) -> str:

@@ -20,6 +20,7 @@ JSON = "application/json"
 HTML = "text/html"
 TEXT = "text/plain"
 SUPPORTED = (PDF, DOCX, MARKDOWN, JSON, HTML, TEXT)
+TEXT_TYPES = (MARKDOWN, JSON, HTML, TEXT)  # decoded from bytes with an encoding (parsers.text)
 
 
 @dataclass

@@ -4,11 +4,25 @@ blank lines."""
 
 from __future__ import annotations
 
+import codecs
 import re
 
 from knowledge.parsers import Block, Limits, ParseError
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n+")
+
+
+def codec(name: str | None) -> str | None:
+    """Python's name for an encoding a server declares (``text/plain; charset=KOI8-R``), or None
+    for one it does not know or that is not a text encoding (``charset=base64``)."""
+    if not name:
+        return None
+    try:
+        info = codecs.lookup(name.strip().strip("\"'"))
+        b"-".decode(info.name, "ignore")  # LookupError for base64, hex, zlib, rot13 ...
+    except (LookupError, ValueError):
+        return None
+    return info.name
 
 
 def decode(data: bytes) -> str:

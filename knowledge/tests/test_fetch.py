@@ -18,6 +18,8 @@ from knowledge.ingestion import document_ingest
 from knowledge.models import Chunk, Document, DocumentStatus
 from tests.world import build_tenant
 
+RUSSIAN = "Оплата по счёту в течение 14 дней."  # short: a guess reads it as Shift_JIS
+JAPANESE = "請求書は月末に届きます。"  # a guess reads EUC-JP as Korean
 PAGE = b"<html><body><main><h1>Shipping</h1><p>Shipping is free above 50 euros.</p></main></body></html>"
 
 
@@ -37,6 +39,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.redirect("/page")
         elif path.startswith("/loop"):
             self.redirect(f"/loop{len(path)}")
+        elif path == "/koi8":
+            self.reply(200, RUSSIAN.encode("koi8-r"), "text/plain; charset=KOI8-R")
+        elif path == "/euc-jp":
+            body = f"<html><body><p>{JAPANESE}</p></body></html>".encode("euc-jp")
+            self.reply(200, body, 'text/html; charset="euc-jp"')
         elif path == "/big":
             self.reply(200, b"x" * 200_000, "text/plain")
         elif path == "/image":
@@ -209,6 +216,19 @@ def test_url_document_is_fetched_and_ingested(server, django_capture_on_commit_c
     chunk = Chunk.objects.for_tenant(side.tenant).get(document=document)
     assert chunk.text == "Shipping is free above 50 euros."
     assert chunk.tags == ["web"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("loopback_allowed")
+@pytest.mark.parametrize(("path", "text"), [("/koi8", RUSSIAN), ("/euc-jp", JAPANESE)])
+def test_a_page_is_read_in_the_encoding_its_server_declares(server, path, text):
+    side = build_tenant("acme")
+    response = side.client().post(f"/v1/datasets/{side.dataset.pk}/documents",
+                                  {"url": f"{server}{path}"}, format="json")  # fmt: skip
+    document_id = response.json()["id"]
+    assert document_ingest(document_id=document_id) == "ready"
+    chunk = Chunk.objects.for_tenant(side.tenant).get(document_id=document_id)
+    assert chunk.text == text
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ import pytest
 from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, Limits, ParseError, parse
 from knowledge.parsers.detect import detect
 from knowledge.parsers.sandbox import parse_isolated
+from knowledge.parsers.text import codec
 from knowledge.tests.fixtures import (
     add_notes_part,
     as_macro_enabled,
@@ -152,6 +153,34 @@ def test_text_in_other_encodings_and_with_nul_bytes_does_not_crash():
     assert texts(parse(TEXT, latin1, LIMITS))[0].startswith("Prix: 10")
     broken = b"valid \xff\xfe\x00 bytes\x00\n\nnext"
     assert texts(parse(TEXT, broken, LIMITS)) == ["valid \ufffd\ufffd bytes", "next"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        '<meta charset="{}">',
+        "<META HTTP-EQUIV='Content-Type' CONTENT='text/html; charset={}'>",
+    ],
+)
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("koi8-r", "Оплата по счёту."),
+        ("euc-jp", "請求書は月末に届きます。"),
+        ("cp1252", "Café crème brûlée"),
+    ],
+)
+def test_a_page_is_read_in_the_encoding_its_meta_tag_names(head, encoding, text):
+    """Short texts in other encodings, which charset-normalizer guesses wrong without the tag
+    (KOI8-R as Shift_JIS, EUC-JP as Korean, Windows-1252 as Windows-1250); it reads the tag."""
+    page = f"<html><head>{head.format(encoding)}</head><body><p>{text}</p></body></html>"
+    assert texts(parse(HTML, page.encode(encoding), LIMITS)) == [text]
+
+
+def test_only_text_encodings_python_knows_are_taken_from_a_server():
+    names = ("KOI8-R", '"windows-1251"', "utf8", "UTF-16LE")
+    assert [codec(n) for n in names] == ["koi8-r", "cp1251", "utf-8", "utf-16-le"]
+    assert [codec(n) for n in ("base64", "rot13", "no-such-codec", "", None)] == [None] * 5
 
 
 def test_pdf_keeps_page_numbers():
