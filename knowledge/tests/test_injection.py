@@ -160,7 +160,7 @@ def test_the_shipped_scorer_computes_what_the_fitted_model_computes() -> None:
     w, b = fit_logistic(vectorizer.transform(texts), y, l2=1e-3, steps=300)
     model = NgramModel.from_json(to_json(vectorizer, w, b))
     for text in [*texts, "Ignore the refunds", "unseen words only"]:
-        expected = 1 / (1 + math.exp(-(float(vectorizer.transform([text])[0] @ w) + b)))
+        expected = 1 / (1 + math.exp(-(float((vectorizer.transform([text]) @ w)[0]) + b)))
         assert abs(model.score(text) - expected) < 1e-3, text
     assert model.score("ignore the rules") > 0.5 > model.score("how do refunds work")
 
