@@ -172,6 +172,18 @@ def bot_for_key(*, tenant: Tenant, api_key: ApiKey, bot_id: Any) -> Bot:
     bot = BOT_BY_ID.get(tenant.pk, pk)
     if bot is None:
         raise NotFound("Bot not found.")
-    if not bot.is_active:
-        raise PermissionDenied("This bot is not active.")
+    if (refused := bot_refusal(api_key=api_key, bot_id=pk, is_active=bot.is_active)) is not None:
+        raise refused
     return bot
+
+
+def bot_refusal(
+    *, api_key: ApiKey, bot_id: uuid.UUID, is_active: bool | None
+) -> NotFound | PermissionDenied | None:
+    """Why ``api_key`` may not chat with its tenant's bot ``bot_id`` (``is_active`` None: there
+    is no such bot), or None: :func:`bot_for_key`'s rule, also for a stream under way."""
+    if is_active is None or (api_key.bot_ids and bot_id not in set(api_key.bot_ids)):
+        return NotFound("Bot not found.")
+    if not is_active:
+        return PermissionDenied("This bot is not active.")
+    return None

@@ -22,15 +22,16 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Greatest
+from django.utils import timezone
 from redis.lock import Lock
 
 from bots.models import Bot
-from bots.services import bot_for_key
+from bots.services import bot_for_key, bot_refusal
 from chatbot_site import pii
 from chatbot_site.database import key_share
-from chatbot_site.errors import NotFound
+from chatbot_site.errors import ApplicationError, AuthenticationFailed, NotFound, PermissionDenied
 from chatbot_site.text import clip
 from conversations.guardrails import (
     OutputGuard,
@@ -73,6 +74,7 @@ from knowledge.retrieval import (
     search,
     search_space_for_bot,
 )
+from tenants.authentication import FAILURE, key_problem
 from tenants.models import ApiKey, Role, Tenant
 
 log = structlog.get_logger(__name__)
@@ -465,6 +467,36 @@ def chat_ground(turn: Turn) -> None:
         temperature=bot.temperature,
         max_tokens=bot.max_output_tokens,
     )
+
+
+class TurnInterrupted(Exception):
+    """A turn under way that its request's credentials no longer allow: ``error`` is what the
+    same request would get now, ``reason`` says why, for the logs."""
+
+    def __init__(self, reason: str, error: ApplicationError) -> None:
+        super().__init__(reason)
+        self.reason, self.error = reason, error
+
+
+def turn_interruption(turn: Turn) -> TurnInterrupted | None:
+    """Whether the turn's key, tenant and bot still allow it, as its request was checked: the
+    key not revoked or expired, its tenant active, the bot there, active and in the key's
+    ``bot_ids``. One query by primary keys; a stream asks at most every ``SSE_PING_SECONDS``."""
+    bot_active = Bot.all_tenants.filter(tenant_id=OuterRef("tenant_id"), pk=turn.bot.pk)
+    key = (
+        ApiKey.all_tenants.select_related("tenant")
+        .filter(pk=turn.api_key.pk, tenant_id=turn.tenant.pk)
+        .annotate(bot_active=Subquery(bot_active.values("is_active")[:1]))
+        .first()
+    )
+    reason = "unknown_key" if key is None else key_problem(key, timezone.now())
+    if reason is not None or key is None:
+        return TurnInterrupted(reason or "unknown_key", AuthenticationFailed(FAILURE))
+    refused = bot_refusal(api_key=key, bot_id=turn.bot.pk, is_active=key.bot_active)
+    if refused is not None:
+        reason = "bot_inactive" if isinstance(refused, PermissionDenied) else "bot_not_found"
+        return TurnInterrupted(reason, refused)
+    return None
 
 
 @dataclass

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -52,11 +53,13 @@ from conversations.chat import (
     Outcome,
     Runner,
     Turn,
+    TurnInterrupted,
     chat_finish,
     chat_ground,
     chat_open,
     chat_persist,
     chat_release,
+    turn_interruption,
 )
 from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError
@@ -210,14 +213,19 @@ class _Failure:
 _DONE = object()
 
 
-async def relay(source: AsyncIterator[str], interval: float) -> AsyncIterator[str | None]:
+async def relay(
+    source: AsyncIterator[str],
+    interval: float,
+    check: Callable[[], Awaitable[BaseException | None]] | None = None,
+) -> AsyncIterator[str | None]:
     """``source``'s text, and ``None`` (a ping) whenever ``interval`` seconds pass without any.
 
     The source runs in a task of its own and hands pieces over through a deque, so relaying a
     piece creates no task or timer, and pieces that arrive while the previous one is being
     written go out together in one event. A ping task wakes only when the stream is idle.
     Cancelling the consumer (the client left) cancels the source, which closes the provider's
-    stream."""
+    stream. ``check`` is awaited every ``interval`` seconds, whatever the stream is doing: the
+    error it returns ends the relay (raised to the consumer) and cancels the source."""
     items: deque[Any] = deque()
     ready = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -244,8 +252,18 @@ async def relay(source: AsyncIterator[str], interval: float) -> AsyncIterator[st
                 last = loop.time()
                 ready.set()
 
+    async def watch() -> None:
+        while check is not None:
+            await asyncio.sleep(interval)
+            if (problem := await check()) is not None:
+                producer.cancel()  # nothing more is read: what is stored is what was sent
+                items.append(_Failure(problem))
+                ready.set()
+                return
+
     producer = asyncio.create_task(produce())
     pinger = asyncio.create_task(ping())
+    watcher = asyncio.create_task(watch())
     try:
         while True:
             while not items:
@@ -262,11 +280,21 @@ async def relay(source: AsyncIterator[str], interval: float) -> AsyncIterator[st
                 last = loop.time()
             yield item
     finally:
-        for task in (producer, pinger):
+        for task in (producer, pinger, watcher):
             task.cancel()
-        for task in (producer, pinger):
+        for task in (producer, pinger, watcher):
             with contextlib.suppress(BaseException):
                 await task
+
+
+async def interruption(turn: Turn) -> TurnInterrupted | None:
+    """:func:`turn_interruption` off the event loop; a database that cannot say is no reason
+    to end the stream (logged)."""
+    try:
+        return await run_sync(turn_interruption, turn)
+    except DatabaseError as exc:
+        log.warning("chat_stream_check_failed", error=type(exc).__name__)
+        return None
 
 
 async def store(turn: Turn, outcome: Outcome) -> None:
@@ -352,7 +380,10 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     try:
         await run_sync(persist_and_ground, turn)
         runner = Runner(turn, paced=True)  # knows the passages now
-        async for piece in relay(runner.deltas(), settings.SSE_PING_SECONDS):
+        # Revoking the key (or deactivating its tenant or the bot) ends the stream within a
+        # ping interval: checked that often, never per piece.
+        check = functools.partial(interruption, turn)
+        async for piece in relay(runner.deltas(), settings.SSE_PING_SECONDS, check):
             if piece is None:
                 yield PING
             else:
@@ -365,6 +396,13 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         await store_or_log(turn, runner.outcome(FinishReason.POLICY.value))
         log.warning("chat_policy_blocked", conversation_id=str(turn.conversation.pk))
         yield sse(next(ids), "error", {"error": {"code": exc.code, "message": exc.message}})
+        return
+    except TurnInterrupted as exc:  # stopped as if the client had left, and told why
+        await store_or_log(turn, runner.outcome(FinishReason.CANCELLED.value))
+        log.info("chat_stream_interrupted", reason=exc.reason,
+                 conversation_id=str(turn.conversation.pk))  # fmt: skip
+        error = {"code": exc.error.code, "message": exc.error.message}
+        yield sse(next(ids), "error", {"error": error})
         return
     except (asyncio.CancelledError, GeneratorExit):
         await store_or_log(turn, runner.outcome(FinishReason.CANCELLED.value))
@@ -495,7 +533,10 @@ STREAM_DESCRIPTION = """With `"stream": true` (or `Accept: text/event-stream`) t
 `text/event-stream` of `start` {session_id, message_id}, `delta` {content} (repeated),
 `citations` {citations}, `done` {usage, refusal, finish_reason}; every event has an increasing
 `id:`; `: ping` comments while waiting; `error` {error: {code, message}} ends a failed stream.
-A client that disconnects stops generation; the partial answer is stored as `cancelled`."""
+A client that disconnects stops generation; the partial answer is stored as `cancelled`. So is
+one whose key is revoked or expires, or whose tenant or bot is deactivated, while it streams:
+within a ping interval it ends with the `error` a new request would get
+(`authentication_failed`, or `permission_denied` / `not_found` for the bot)."""
 
 
 class ChatSchemaView(APIView):

@@ -53,12 +53,20 @@ class KeyPrincipal:
         return True
 
 
-def key_is_usable(key: ApiKey, now: dt.datetime) -> bool:
+def key_problem(key: ApiKey, now: dt.datetime) -> str | None:
+    """Why ``key`` (its tenant loaded) no longer authenticates — ``key_revoked``,
+    ``key_expired``, ``tenant_inactive`` — or None. For the logs: the client is told none of it."""
     if key.revoked_at is not None:
-        return False
+        return "key_revoked"
     if key.expires_at is not None and key.expires_at <= now:
-        return False
-    return key.tenant.is_active
+        return "key_expired"
+    if not key.tenant.is_active:
+        return "tenant_inactive"
+    return None
+
+
+def key_is_usable(key: ApiKey, now: dt.datetime) -> bool:
+    return key_problem(key, now) is None
 
 
 def touch_last_used(key: ApiKey, now: dt.datetime) -> None:

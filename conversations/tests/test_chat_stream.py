@@ -469,3 +469,87 @@ def test_a_client_gone_while_its_turn_is_opened_leaves_the_session_free(
             time.sleep(0.3)  # for the server to see the client go
             status, answer = chat_status(base, alpha, follow_up)
     assert status == 200, answer
+
+
+def _revoke_key(base: str, world: TenantWorld) -> None:
+    parts = urlsplit(base)
+    admin = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    admin.request("DELETE", f"/v1/api-keys/{world.chat_key.pk}",
+                  headers={"Authorization": f"Bearer {world.admin_key.plaintext}"})  # fmt: skip
+    assert admin.getresponse().status == 204
+
+
+def _deactivate_bot(base: str, world: TenantWorld) -> None:
+    parts = urlsplit(base)
+    admin = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    admin.request("PATCH", f"/v1/bots/{world.bot.pk}", json.dumps({"is_active": False}), {
+        "Authorization": f"Bearer {world.admin_key.plaintext}",
+        "Content-Type": "application/json",
+    })  # fmt: skip
+    assert admin.getresponse().status == 200
+
+
+def _expire_key(base: str, world: TenantWorld) -> None:
+    from django.utils import timezone
+
+    from tenants.models import ApiKey
+
+    ApiKey.all_tenants.filter(pk=world.chat_key.pk).update(expires_at=timezone.now())
+
+
+def _deactivate_tenant(base: str, world: TenantWorld) -> None:
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(pk=world.tenant.pk).update(is_active=False)
+
+
+@pytest.mark.parametrize("credential, end, code", [
+    ("key", _revoke_key, "authentication_failed"),
+    ("jwt", _revoke_key, "authentication_failed"),
+    ("key", _expire_key, "authentication_failed"),
+    ("jwt", _deactivate_tenant, "authentication_failed"),
+    ("key", _deactivate_bot, "permission_denied"),
+])  # fmt: skip
+def test_a_stream_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_longer_chat(
+    served, alpha, credential, end, code
+):
+    """A stream whose key was revoked (or expired, or whose tenant was deactivated) went on
+    relaying, and billing, to the end of its answer. Now it is checked once per `: ping`
+    interval (0.2 s here): it ends with the `error` a new request would get, the partial answer
+    is stored as `cancelled`, the provider's stream is closed, and only what was relayed is
+    counted."""
+    from conversations.models import UsageDaily
+    from tenants.authentication import issue_token
+
+    base, fake = served
+    words = [f"word{i}" for i in range(100)]
+    fake.chat_reply, fake.chat_delay = " ".join(words), 0.05  # 5 s of answer
+    token = alpha.chat_key.plaintext if credential == "key" else issue_token(alpha.chat_key)[0]
+    counted = UsageDaily.objects.for_tenant(alpha.tenant).values_list(
+        "completion_tokens", flat=True
+    )
+    before = sum(counted)
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("POST", "/v1/chat", json.dumps(ask(alpha, "When do annual plans renew?")), {
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+    })  # fmt: skip
+    response = conn.getresponse()
+    head = b""
+    while b"event: delta" not in head:
+        line = response.readline()
+        assert line, head
+        head += line
+    end(base, alpha)
+    frames = [f for f in parse((head + response.read()).decode()) if "comment" not in f]
+    assert frames[-1]["event"] == "error", [f["event"] for f in frames][-3:]
+    assert frames[-1]["data"]["error"]["code"] == code
+    assert {f["event"] for f in frames[1:-1]} == {"delta"}
+    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    assert "word99" not in shown
+    wait_for(lambda: fake.disconnected, timeout=10, what="the provider stream to be closed")
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    assert (stored.finish_reason, stored.content) == ("cancelled", shown)
+    assert 0 < stored.completion_tokens < len(words)
+    assert sum(counted.all()) - before == stored.completion_tokens

@@ -72,3 +72,37 @@ def test_cancelling_the_consumer_closes_the_source():
         return closed.is_set()
 
     assert asyncio.run(run())
+
+
+def test_a_failed_check_ends_the_relay_with_its_error_and_closes_the_source():
+    """``check`` runs every interval while pieces keep coming (no idle time, so no ping):
+    its error reaches the consumer, the source is closed, and nothing read after is sent."""
+    closed = asyncio.Event()
+    calls: list[int] = []
+    read: list[str] = []
+
+    async def endless():
+        try:
+            for i in range(10_000):
+                read.append(f"{i} ")
+                yield f"{i} "
+                await asyncio.sleep(0.005)
+        finally:
+            closed.set()
+
+    async def check():
+        calls.append(len(read))
+        return PermissionError("revoked") if len(calls) == 2 else None
+
+    async def run() -> list:
+        got = []
+        with pytest.raises(PermissionError, match="revoked"):
+            async for item in relay(endless(), 0.1, check):
+                got.append(item)
+        return got
+
+    got = asyncio.run(run())
+    assert len(calls) == 2 and closed.is_set()
+    assert None not in got  # never idle: no ping, yet checked
+    assert "".join(got) == "".join(read)  # everything read was sent, nothing after
+    assert len(read) < 10_000
