@@ -23,6 +23,8 @@ from chatbot_site.redis import get_redis
 log = structlog.get_logger(__name__)
 
 # KEYS[1] = bucket key. ARGV = period_ms, limit, dry_run (1: report only, write nothing).
+# Optional KEYS[2] = a guard bucket, ARGV[4] its limit: only looked at; while it is over its
+# limit the request is refused without taking from KEYS[1] (a fifth value, 1, says so).
 # Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}.
 # Times are whole microseconds (exact in Lua's doubles until the year 2255), the interval rounded
 # down: a burst of exactly the limit fits the period. With fractional milliseconds stored by
@@ -35,6 +37,16 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1]) * 1000
 local limit = tonumber(ARGV[2])
 local dry_run = ARGV[3] == '1'
+if KEYS[2] then
+    local guard_interval = math.max(1, math.floor(period / tonumber(ARGV[4])))
+    local guard_tat = tonumber(redis.call('GET', KEYS[2]) or now)
+    if guard_tat < now then guard_tat = now end
+    local guard_allow_at = guard_tat + guard_interval - period
+    if guard_allow_at > now then
+        return {0, 0, math.ceil((guard_allow_at - now) / 1000),
+                math.ceil((guard_tat - now) / 1000), 1}
+    end
+end
 local interval = math.max(1, math.floor(period / limit))
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
@@ -64,6 +76,7 @@ class Decision:
     retry_after_seconds: int  # 0 when allowed
     reset_seconds: int  # until the bucket is full again
     degraded: bool = False  # Redis unreachable: allowed without counting
+    guarded: bool = False  # refused by the guard bucket (``hit(guard=...)``), not this one
 
     def headers(self) -> dict[str, str]:
         if self.degraded:
@@ -78,18 +91,23 @@ class Decision:
         return headers
 
 
-def hit(key: str, *, limit: int, dry_run: bool = False) -> Decision:
-    """Take one request from the bucket ``key`` (limit per minute); ``dry_run`` only looks."""
-    if limit < 1:
+def hit(
+    key: str, *, limit: int, dry_run: bool = False, guard: tuple[str, int] | None = None
+) -> Decision:
+    """Take one request from the bucket ``key`` (limit per minute); ``dry_run`` only looks.
+    ``guard`` (bucket, limit): another bucket, only looked at in the same round trip; while it
+    is over its limit the request is refused (``guarded``) and nothing is taken from ``key``."""
+    if limit < 1 or (guard is not None and guard[1] < 1):
         raise ValueError("limit must be at least 1")
+    # "rl2": buckets in microseconds; the millisecond buckets of the process before (a rolling
+    # deploy runs both) are other keys, not read as a time far ahead.
+    keys, args = [f"chatbot:rl2:{key}"], [PERIOD_MS, limit, 1 if dry_run else 0]
+    if guard is not None:
+        keys.append(f"chatbot:rl2:{guard[0]}")
+        args.append(guard[1])
     try:
         script = get_redis().register_script(_GCRA)  # evalsha; loads the script once per server
-        allowed, remaining, retry_ms, reset_ms = script(
-            # "rl2": buckets in microseconds; the millisecond buckets of the process before
-            # (a rolling deploy runs both) are other keys, not read as a time far ahead.
-            keys=[f"chatbot:rl2:{key}"],
-            args=[PERIOD_MS, limit, 1 if dry_run else 0],
-        )
+        allowed, remaining, retry_ms, reset_ms, *guarded = script(keys=keys, args=args)
     except RedisError as exc:
         log.error("rate_limit_unavailable", error=type(exc).__name__, bucket=key.split(":")[0])
         return Decision(True, limit, limit, 0, 0, degraded=True)
@@ -99,4 +117,5 @@ def hit(key: str, *, limit: int, dry_run: bool = False) -> Decision:
         remaining=int(remaining),
         retry_after_seconds=max(1, math.ceil(int(retry_ms) / 1000)) if not allowed else 0,
         reset_seconds=math.ceil(int(reset_ms) / 1000),
+        guarded=bool(guarded),
     )

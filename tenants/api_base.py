@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema
@@ -26,22 +25,18 @@ from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed, NotFound, PermissionDenied, RateLimited
-from tenants.authentication import ApiKeyAuthentication, KeyPrincipal
+from tenants.authentication import (
+    ApiKeyAuthentication,
+    KeyPrincipal,
+    client_ip,
+    failure_guard,
+    too_many_failures,
+)
 from tenants.models import ActorType, ApiKey, Role, Tenant
 from tenants.services import Actor
 
 M = TypeVar("M", bound=Model)
 S = TypeVar("S", bound=serializers.Serializer)
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """REMOTE_ADDR, or the address the trusted proxies (``NUM_PROXIES``) saw."""
-    if settings.NUM_PROXIES > 0:
-        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [p for p in forwarded if p]
-        if len(forwarded) >= settings.NUM_PROXIES:
-            return forwarded[-settings.NUM_PROXIES]
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @dataclass
@@ -56,7 +51,8 @@ class Access:
 
 
 def admit(principal: KeyPrincipal, request: HttpRequest, *, required_role: str) -> Access:
-    """Rate limit, then role: ``429`` (with headers) or ``403``, else the caller's access."""
+    """Rate limit, then role: ``429`` (with headers; without, for an address past its failed
+    credentials) or ``403``, else the caller's access."""
     api_key = principal.api_key
     access = Access(
         api_key=api_key,
@@ -70,7 +66,10 @@ def admit(principal: KeyPrincipal, request: HttpRequest, *, required_role: str) 
         ),
     )
     limit = api_key.rate_limit_per_minute or access.tenant.default_rate_limit_per_minute
-    decision = ratelimit.hit(f"key:{api_key.id}", limit=limit)
+    # In the same round trip: an address past its failed credentials is refused good ones too.
+    decision = ratelimit.hit(f"key:{api_key.id}", limit=limit, guard=failure_guard(request))
+    if decision.guarded:
+        raise too_many_failures(decision)
     access.rate_headers = decision.headers()
     if not decision.allowed:
         raise RateLimited(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -12,11 +11,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
-from chatbot_site.errors import AuthenticationFailed, RateLimited
+from chatbot_site.errors import AuthenticationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import ISO_8601, parse_time
-from tenants.api_base import TenantApi, client_ip
-from tenants.authentication import FAILURE, issue_token, key_is_usable, touch_last_used
+from tenants.api_base import TenantApi
+from tenants.authentication import (
+    FAILURE,
+    count_failure,
+    failure_guard,
+    issue_token,
+    key_is_usable,
+    too_many_failures,
+    touch_last_used,
+)
 from tenants.keys import key_matches, parse_key
 from tenants.models import ApiKey, AuditLog
 
@@ -61,10 +68,9 @@ class AuthTokenApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        bucket = f"authfail:{client_ip(request) or 'unknown'}"
-        limit = settings.AUTH_FAILURES_PER_MINUTE
-        if not ratelimit.hit(bucket, limit=limit, dry_run=True).allowed:
-            raise self.too_many(bucket, limit)
+        bucket, limit = failure_guard(request)
+        if not (looked := ratelimit.hit(bucket, limit=limit, dry_run=True)).allowed:
+            raise too_many_failures(looked)
         serializer = TokenInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         plaintext = serializer.validated_data["api_key"]
@@ -76,8 +82,8 @@ class AuthTokenApi(APIView):
         )
         now = timezone.now()
         if key is None or not key_matches(plaintext, key.key_hash) or not key_is_usable(key, now):
-            if not ratelimit.hit(bucket, limit=limit).allowed:
-                raise self.too_many(bucket, limit)
+            if not (counted := count_failure(request)).allowed:
+                raise too_many_failures(counted)
             raise AuthenticationFailed(FAILURE)
         touch_last_used(key, now)
         token, expires_in = issue_token(key)
@@ -86,15 +92,6 @@ class AuthTokenApi(APIView):
         )
         response["Cache-Control"] = "no-store"
         return response
-
-    @staticmethod
-    def too_many(bucket: str, limit: int) -> RateLimited:
-        decision = ratelimit.hit(bucket, limit=limit, dry_run=True)
-        return RateLimited(
-            "Too many failed attempts from this address; try again later.",
-            details={"retry_after": decision.retry_after_seconds},
-            headers={"Retry-After": str(max(1, decision.retry_after_seconds))},
-        )
 
 
 class AuditLogOutput(serializers.Serializer):

@@ -4,7 +4,12 @@ API keys: lookup by the public prefix (unique index), then a constant-time compa
 SHA-256 of what was sent with the stored hash. JWTs (from ``POST /v1/auth/token``): signature,
 algorithm (HS256 only, so ``alg: none`` fails), expiry and audience are checked, then the key
 named in the token is loaded — so revoking the key, or deactivating its tenant, ends its tokens
-at once. Every failure is the same 401; which part was wrong is not the caller's business.
+at once. Every failure is the same 401; which part was wrong is not the caller's business, but
+the request's log lines say it (``auth_failure``, and ``api_key_prefix`` where a key was named).
+
+Failed credentials are counted per client address, in the bucket the token exchange counts in
+(``AUTH_FAILURES_PER_MINUTE``): past it a failure is ``429``, and so is a good credential from
+that address (:func:`failure_guard`, looked at in the key's own rate-limit round trip).
 """
 
 from __future__ import annotations
@@ -12,20 +17,26 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+import jwt
 import structlog
 from django.conf import settings
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from chatbot_site import ratelimit
 from chatbot_site.lookups import Lookup
 from tenants.keys import key_matches, parse_key
 from tenants.models import ApiKey, Tenant
+
+if TYPE_CHECKING:
+    from chatbot_site.errors import RateLimited
 
 FAILURE = "Invalid, revoked or expired credentials."
 
@@ -34,6 +45,48 @@ KEY_BY_PREFIX: Lookup[ApiKey] = Lookup(ApiKey, 't0."prefix" = %s', related=("ten
 KEY_BY_ID: Lookup[ApiKey] = Lookup(
     ApiKey, 't0."id" = %s AND t0."tenant_id" = %s', related=("tenant",)
 )
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR, or the address the trusted proxies (``NUM_PROXIES``) saw."""
+    if settings.NUM_PROXIES > 0:
+        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [p for p in forwarded if p]
+        if len(forwarded) >= settings.NUM_PROXIES:
+            return forwarded[-settings.NUM_PROXIES]
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def failure_guard(request: HttpRequest) -> tuple[str, int]:
+    """The rate-limit bucket of failed credentials from this request's address, and its limit:
+    the token exchange's and every Bearer request's."""
+    return f"authfail:{client_ip(request) or 'unknown'}", settings.AUTH_FAILURES_PER_MINUTE
+
+
+def count_failure(request: HttpRequest) -> ratelimit.Decision:
+    """One more failed credential from the request's address."""
+    bucket, limit = failure_guard(request)
+    return ratelimit.hit(bucket, limit=limit)
+
+
+def too_many_failures(decision: ratelimit.Decision) -> RateLimited:
+    # Imported here: chatbot_site.errors imports DRF, whose settings import this module.
+    from chatbot_site.errors import RateLimited
+
+    return RateLimited(
+        "Too many failed attempts from this address; try again later.",
+        details={"retry_after": decision.retry_after_seconds},
+        headers={"Retry-After": str(max(1, decision.retry_after_seconds))},
+    )
+
+
+class Failed(Exception):
+    """A credential refused, with why (logged as ``auth_failure``, never told to the client)
+    and the key prefix it named, if any."""
+
+    def __init__(self, reason: str, prefix: str | None = None, message: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.prefix, self.message = reason, prefix, message or FAILURE
 
 
 @dataclass(frozen=True)
@@ -101,38 +154,53 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[KeyPrincipal, ApiKey] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
+            # Every view with this authenticator needs a key: this request ends in a 401.
+            structlog.contextvars.bind_contextvars(auth_failure="missing_credentials")
             return None
+        try:
+            principal = self._principal(header)
+        except Failed as failed:
+            named = {"api_key_prefix": failed.prefix} if failed.prefix else {}
+            structlog.contextvars.bind_contextvars(auth_failure=failed.reason, **named)
+            if not (counted := count_failure(request)).allowed:
+                raise too_many_failures(counted) from None
+            raise exceptions.AuthenticationFailed(failed.message) from None
+        key = principal.api_key
+        touch_last_used(key, timezone.now())
+        # From here on every log line of this request names its tenant and key.
+        structlog.contextvars.bind_contextvars(tenant_id=str(key.tenant_id), api_key_id=str(key.id))
+        return principal, key
+
+    def _principal(self, header: str) -> KeyPrincipal:
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
-            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
-        now = timezone.now()
+            raise Failed("malformed_header", message="Expected 'Authorization: Bearer <api key>'.")
         if parse_key(credential) is not None:
-            key, principal = self._by_key(credential), None
+            principal = KeyPrincipal(self._by_key(credential))
         elif credential.count(".") == 2:
             key, claims = self._by_token(credential)
             principal = KeyPrincipal(key, via="jwt", claims=claims)
         else:
-            self._fail()
-        if not key_is_usable(key, now):
-            self._fail()
-        touch_last_used(key, now)
-        # From here on every log line of this request names its tenant and key.
-        structlog.contextvars.bind_contextvars(tenant_id=str(key.tenant_id), api_key_id=str(key.id))
-        return principal or KeyPrincipal(key), key
+            raise Failed("malformed_credential")
+        if (problem := key_problem(principal.api_key, timezone.now())) is not None:
+            raise Failed(problem, principal.api_key.prefix)
+        return principal
 
     def _by_key(self, credential: str) -> ApiKey:
         prefix = parse_key(credential)
         key = KEY_BY_PREFIX.get(prefix)
-        if key is None or not key_matches(credential, key.key_hash):
-            self._fail()
+        if key is None:
+            raise Failed("unknown_key", prefix)
+        if not key_matches(credential, key.key_hash):
+            raise Failed("wrong_secret", prefix)
         return key
 
     def _by_token(self, credential: str) -> tuple[ApiKey, dict[str, Any]]:
         try:
             token = AccessToken(credential)  # type: ignore[arg-type]  # signature, alg, exp, token type, audience
-        except TokenError:
-            self._fail()
+        except TokenError as exc:
+            raise Failed(_token_problem(exc)) from None
         claims = dict(token.payload)
         key_id, tenant_id = claims.get("key_id"), claims.get("tenant_id")
         key = (
@@ -141,14 +209,25 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             else None
         )
         if key is None:
-            self._fail()
+            raise Failed("jwt_unknown_key")
         return key, claims
-
-    def _fail(self) -> NoReturn:
-        raise exceptions.AuthenticationFailed(FAILURE)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def _token_problem(exc: TokenError) -> str:
+    """simplejwt says only "invalid" or "expired"; PyJWT's error, under it, says more."""
+    if isinstance(exc, ExpiredTokenError):
+        return "jwt_expired"
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, jwt.InvalidTokenError):
+        cause = cause.__cause__
+    if isinstance(cause, jwt.InvalidSignatureError):
+        return "jwt_bad_signature"
+    if isinstance(cause, jwt.DecodeError):
+        return "jwt_malformed"
+    return "jwt_invalid"  # algorithm, audience, token type, a claim missing
 
 
 def _is_uuid(value: Any) -> bool:

@@ -94,3 +94,18 @@ def test_api_answers_when_redis_is_down(settings, tmp_path):
     response = side.client().get("/v1/scopes")
     assert response.status_code == 200
     assert "RateLimit-Limit" not in response
+
+
+def test_a_guard_bucket_over_its_limit_refuses_without_taking_from_the_bucket():
+    """One round trip checks a key's bucket and its address's failed credentials: while the
+    guard is over its limit the request is refused and the key's bucket is left as it was."""
+    guard = ("authfail:192.0.2.1", 2)
+    assert ratelimit.hit("key:guarded", limit=5, guard=guard).remaining == 4
+    for _ in range(2):
+        assert ratelimit.hit(guard[0], limit=2).allowed
+    refused = ratelimit.hit("key:guarded", limit=5, guard=guard)
+    assert (refused.allowed, refused.guarded) == (False, True)
+    assert refused.retry_after_seconds >= 1
+    assert ratelimit.hit("key:guarded", limit=5, dry_run=True).remaining == 4  # nothing taken
+    other = ratelimit.hit("key:guarded", limit=5, guard=("authfail:192.0.2.2", 2))
+    assert (other.allowed, other.guarded, other.remaining) == (True, False, 3)

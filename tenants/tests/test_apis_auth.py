@@ -192,3 +192,49 @@ def test_api_key_secret_is_shown_once_and_revocation_is_audited():
     assert secret not in json.dumps(
         list(AuditLog.objects.for_tenant(admin.tenant).values("changes"))
     )
+
+
+def _forged_jwt():
+    payload = AccessToken(issue_token(ApiKeyFactory())[0]).payload
+    return _signed_with("not-our-secret-but-long-enough-for-hs256!", payload)
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(_forged_jwt, id="jwt with a wrong signature"),
+    pytest.param(lambda: "cbk_0123456789ab_" + "x" * 43, id="unknown api key"),
+])  # fmt: skip
+def test_failed_bearer_credentials_are_rate_limited_per_client_ip_like_exchanges(
+    api_client, settings, bad
+):
+    """A JWT (or key) could be tried on any /v1 route without limit: only POST /v1/auth/token
+    counted failures. Failed Bearer credentials now count in the same bucket per address, and a
+    blocked address is refused even a good credential, on every route and the exchange."""
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    good = ApiKeyFactory()
+    credential = bad()
+    statuses = [bearer(credential).get(ADMIN_ONLY).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    for blocked in (bearer(good.plaintext).get(ADMIN_ONLY), exchange(api_client, good.plaintext)):
+        assert blocked.status_code == 429
+        assert int(blocked["Retry-After"]) >= 1
+        assert blocked.json()["error"]["code"] == "rate_limited"
+        assert "failed attempts" in blocked.json()["error"]["message"]
+    # Another address is not affected.
+    assert bearer(good.plaintext).get(ADMIN_ONLY, REMOTE_ADDR="10.9.8.7").status_code == 200
+
+
+def test_failed_exchanges_count_against_bearer_requests_too(api_client, settings):
+    settings.AUTH_FAILURES_PER_MINUTE = 2
+    good = ApiKeyFactory()
+    for _ in range(2):
+        assert exchange(api_client, "cbk_0123456789ab_" + "x" * 43).status_code == 401
+    assert bearer(good.plaintext).get(ADMIN_ONLY).status_code == 429
+
+
+def test_good_credentials_do_not_count_as_failures(api_client, settings):
+    settings.AUTH_FAILURES_PER_MINUTE = 2
+    good = ApiKeyFactory()
+    token = exchange(api_client, good.plaintext).json()["access_token"]
+    for _ in range(5):
+        assert bearer(good.plaintext).get(ADMIN_ONLY).status_code == 200
+        assert bearer(token).get(ADMIN_ONLY).status_code == 200
