@@ -553,3 +553,37 @@ def test_a_stream_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_long
     assert (stored.finish_reason, stored.content) == ("cancelled", shown)
     assert 0 < stored.completion_tokens < len(words)
     assert sum(counted.all()) - before == stored.completion_tokens
+
+
+def test_a_stream_whose_bot_is_deleted_ends_with_not_found_and_its_tokens_still_count(
+    served, alpha
+):
+    """The bot's conversations go with it, this one too; the stream ends within a ping
+    interval with the `not_found` a new request gets, and what it spent is counted."""
+    from conversations.models import Conversation, UsageDaily
+
+    base, fake = served
+    fake.chat_reply, fake.chat_delay = " ".join(f"word{i}" for i in range(100)), 0.05
+    counted = UsageDaily.objects.for_tenant(alpha.tenant).values_list(
+        "completion_tokens", flat=True
+    )
+    before = sum(counted)
+    response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+    head = b""
+    while b"event: delta" not in head:
+        line = response.readline()
+        assert line, head
+        head += line
+    parts = urlsplit(base)
+    admin = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    admin.request("DELETE", f"/v1/bots/{alpha.bot.pk}",
+                  headers={"Authorization": f"Bearer {alpha.admin_key.plaintext}"})  # fmt: skip
+    assert admin.getresponse().status == 204
+    frames = [f for f in parse((head + response.read()).decode()) if "comment" not in f]
+    assert frames[-1]["event"] == "error", [f["event"] for f in frames][-3:]
+    assert frames[-1]["data"]["error"] == {"code": "not_found", "message": "Bot not found."}
+    assert "word99" not in "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    wait_for(lambda: fake.disconnected, timeout=10, what="the provider stream to be closed")
+    assert not Conversation.all_tenants.filter(bot_id=alpha.bot.pk).exists()
+    spent = wait_for(lambda: sum(counted.all()) - before, timeout=10, what="the usage")
+    assert 0 < spent < 100
