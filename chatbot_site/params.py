@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from chatbot_site.errors import ValidationFailed
@@ -38,9 +40,47 @@ def parse_time(value: str | None, name: str) -> dt.datetime | None:
     return parsed
 
 
-def parse_day(value: str | None, name: str) -> dt.date | None:
-    moment = parse_time(value, name)
-    return moment.date() if moment else None
+ONE_DAY = dt.timedelta(days=1)
+LAST_MOMENT = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def parse_range(params: Mapping[str, str]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``?from=&to=`` of a list or report as ``[start, end)``, either None when absent — one
+    rule for every route: ``from`` is inclusive; a date-time ``to`` is exclusive, and a date
+    ``to`` takes in that whole day (UTC), so ``?from=2026-01-01&to=2026-01-31`` is January.
+    A ``from`` after ``to`` is a field error. (Before, ``/v1/usage`` counted a date ``to`` as
+    its last day while the lists stopped at that day's first instant, so the same range left
+    out that day's conversations and audit entries; and only usage refused ``from`` > ``to``.)"""
+    start = parse_time(params.get("from"), "from")
+    end = parse_time(params.get("to"), "to")
+    last_day = end.date() if end is not None and _is_date(params.get("to")) else None
+    if end is not None and last_day is not None:
+        # The next day's start (the last day there is: its last microsecond).
+        end = end + ONE_DAY if last_day < dt.date.max else LAST_MOMENT
+    # (A date 'to' is compared as a day: from=2026-02-01&to=2026-01-31 is an error.)
+    after = last_day is not None and start is not None and start.date() > last_day
+    if after or (start is not None and end is not None and start > end):
+        raise ValidationFailed(details={"from": ["Must not be after 'to'."]})
+    return start, end
+
+
+# ``?from=&to=`` in the schema, for every route that reads them with :func:`parse_range`.
+TIME_RANGE = [
+    OpenApiParameter("from", ISO_8601, description="ISO 8601 date or date-time (UTC); inclusive."),
+    OpenApiParameter(
+        "to",
+        ISO_8601,
+        description="ISO 8601 date-time (UTC), exclusive; or a date: up to the end of that day.",
+    ),
+]
+
+
+def _is_date(value: str | None) -> bool:
+    """Whether ``value`` (already read by :func:`parse_time`) names a day, not a moment."""
+    try:
+        return bool(value) and parse_date(str(value)) is not None
+    except ValueError:
+        return False
 
 
 def parse_uuid(value: str | None, name: str) -> uuid.UUID | None:

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import ISO_8601, parse_day, parse_time, parse_uuid
+from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
 from conversations.models import Conversation, Message, UsageDaily
 from conversations.services import conversation_delete, tokens_used_this_month
 from tenants.api_base import TenantApi
@@ -59,12 +59,6 @@ class ConversationDetailOutput(ConversationOutput):
     messages = MessageOutput(many=True)
 
 
-TIME_RANGE = [
-    OpenApiParameter("from", ISO_8601, description="ISO 8601; inclusive."),
-    OpenApiParameter("to", ISO_8601, description="ISO 8601; exclusive."),
-]
-
-
 class ConversationApiBase(TenantApi):
     required_role = Role.CHAT
 
@@ -88,9 +82,10 @@ class ConversationListApi(ConversationApiBase):
         conversations = self.conversations()
         if bot_id := parse_uuid(request.query_params.get("bot_id"), "bot_id"):
             conversations = conversations.filter(bot_id=bot_id)
-        if start := parse_time(request.query_params.get("from"), "from"):
+        start, end = parse_range(request.query_params)
+        if start:
             conversations = conversations.filter(created_at__gte=start)
-        if end := parse_time(request.query_params.get("to"), "to"):
+        if end:
             conversations = conversations.filter(created_at__lt=end)
         return Response(
             paginate(conversations, request, lambda r: ConversationOutput(r, many=True).data)
@@ -157,10 +152,16 @@ class UsageApi(TenantApi):
         responses=UsageOutput,
         parameters=[
             OpenApiParameter(
-                "from", ISO_8601, description="First day (UTC), inclusive; default: 30 days ago."
+                "from",
+                ISO_8601,
+                description="The first day (UTC) is the day of this date or date-time; "
+                "default: 30 days ago.",
             ),
             OpenApiParameter(
-                "to", ISO_8601, description="Last day (UTC), inclusive; default: today."
+                "to",
+                ISO_8601,
+                description="A date: the last day (UTC); a date-time (exclusive): the last day "
+                "that begins before it; default: today.",
             ),
             OpenApiParameter("group_by", str, enum=list(GROUPS), default="day"),
         ],
@@ -168,9 +169,11 @@ class UsageApi(TenantApi):
     )
     def get(self, request: Request) -> Response:
         today = dt.datetime.now(dt.UTC).date()
-        start = parse_day(request.query_params.get("from"), "from") or today - dt.timedelta(30)
-        end = parse_day(request.query_params.get("to"), "to") or today
-        if start > end:
+        # Whole UTC days, read by the lists' rule (parse_range): a date 'to' is the last day.
+        since, until = parse_range(request.query_params)
+        start = since.date() if since else today - dt.timedelta(30)
+        end = (until - dt.timedelta.resolution).date() if until else today
+        if start > end:  # (a default side met the other)
             raise ValidationFailed(details={"from": ["Must not be after 'to'."]})
         group_by = request.query_params.get("group_by", "day")
         if group_by not in GROUPS:

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import ISO_8601, parse_time
+from chatbot_site.params import TIME_RANGE, parse_range
 from tenants.api_base import TenantApi
 from tenants.authentication import (
     FAILURE,
@@ -118,8 +118,7 @@ class AuditLogListApi(TenantApi):
             OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
             OpenApiParameter("target_id", str),
             OpenApiParameter("actor_id", str),
-            OpenApiParameter("from", ISO_8601, description="ISO 8601; inclusive."),
-            OpenApiParameter("to", ISO_8601, description="ISO 8601; exclusive."),
+            *TIME_RANGE,
         ],
         tags=["audit-logs"],
     )
@@ -129,8 +128,9 @@ class AuditLogListApi(TenantApi):
         for name in ("action", "target_type", "target_id", "actor_id"):
             if value := params.get(name):
                 entries = entries.filter(**{name: value})
-        if start := parse_time(params.get("from"), "from"):
+        start, end = parse_range(params)
+        if start:
             entries = entries.filter(created_at__gte=start)
-        if end := parse_time(params.get("to"), "to"):
+        if end:
             entries = entries.filter(created_at__lt=end)
         return Response(paginate(entries, request, lambda r: AuditLogOutput(r, many=True).data))
