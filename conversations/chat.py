@@ -618,6 +618,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
                     prompt_tokens=outcome.prompt_tokens or 0,
                     completion_tokens=outcome.completion_tokens or 0,
                     embedding_tokens=turn.embedding_tokens,
+                    at=message.created_at,  # as stored (None: not stored, see _store)
                 )
             turn.persisted = True  # under the lock: the grounding hop must not store it again
     finally:

@@ -195,12 +195,17 @@ def usage_record(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     embedding_tokens: int = 0,
-    day: dt.date | None = None,
+    at: dt.datetime | None = None,
 ) -> None:
-    """Add one request's tokens to the day's row (one atomic upsert)."""
+    """Add one request's tokens to the row of its UTC day (one atomic upsert).
+
+    ``at``: when they were spent — for a chat turn, the stored answer's ``created_at``, so that
+    the day (and the month its quota counts) is the one the message shows. The day was read
+    from the clock after the messages were stored: an answer stored at 23:59:59.999 could be
+    counted the next day, or the next month. Default: now (a retrieval; a turn not stored)."""
     from django.db import connection
 
-    day = day or dt.datetime.now(dt.UTC).date()
+    day = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
     with connection.cursor() as cursor:
         cursor.execute(
             """

@@ -5,8 +5,9 @@ import datetime as dt
 import pytest
 
 from chatbot_site.errors import QuotaExceeded
-from conversations.services import quota_check, usage_record
-from conversations.tests.factories import ConversationFactory, UsageDailyFactory
+from conversations.models import Message, MessageRole, UsageDaily
+from conversations.services import quota_check, tokens_used_this_month, usage_record
+from conversations.tests.factories import ConversationFactory, MessageFactory, UsageDailyFactory
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +80,26 @@ def test_usage_from_last_month_does_not_count_against_this_months_quota(side):
     first = dt.datetime.now(dt.UTC).date().replace(day=1)
     UsageDailyFactory(tenant=side.tenant, day=first - dt.timedelta(days=1), prompt_tokens=5000)
     quota_check(tenant=side.tenant)
+
+
+def test_tokens_count_on_the_day_and_in_the_month_of_the_message_that_carries_them(side):
+    """The day was read from the clock after the turn's messages were stored: an answer
+    stored at 23:59:59.999 on January 31 could count on February 1 — in February's quota."""
+    UsageDaily.objects.for_tenant(side.tenant).delete()
+    answer = MessageFactory(tenant=side.tenant, conversation=side.conversation,
+                            role=MessageRole.ASSISTANT, prompt_tokens=70, completion_tokens=30)  # fmt: skip
+    last_moment = dt.datetime(2026, 1, 31, 23, 59, 59, 999000, tzinfo=dt.UTC)
+    Message.objects.for_tenant(side.tenant).filter(pk=answer.pk).update(created_at=last_moment)
+    answer.refresh_from_db()
+
+    usage_record(tenant=side.tenant, bot_id=side.bot.pk, api_key_id=side.chat_key.pk,
+                 prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                 at=answer.created_at)  # fmt: skip
+
+    january = side.client().get("/v1/usage", {"from": "2026-01-01", "to": "2026-01-31"}).json()
+    assert [(row["day"], row["total_tokens"]) for row in january["data"]] == [("2026-01-31", 100)]
+    assert tokens_used_this_month(tenant=side.tenant, today=dt.date(2026, 1, 31)) == 100
+    assert tokens_used_this_month(tenant=side.tenant, today=dt.date(2026, 2, 1)) == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -61,6 +61,7 @@ def test_extractive_answer_is_cited_stored_and_counted(alpha):
         bot_id=alpha.bot.pk, api_key_id=alpha.chat_key.pk
     )
     assert row.requests == 2  # the world's row + this turn
+    assert row.day == stored.created_at.astimezone(dt.UTC).date()  # the answer's day
     assert row.completion_tokens >= usage["completion_tokens"]
     assert response["RateLimit-Limit"]
     timing = dict(m.strip().split(";dur=") for m in response["Server-Timing"].split(","))
