@@ -24,16 +24,16 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
-def parse_limit(request: Request) -> int:
+def parse_limit(request: Request, *, default: int = DEFAULT_LIMIT, most: int = MAX_LIMIT) -> int:
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
-        return DEFAULT_LIMIT
+        return default
     try:
         limit = int(raw)
     except ValueError:
         limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed(details={"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]})
+    if not 1 <= limit <= most:
+        raise ValidationFailed(details={"limit": [f"Must be an integer from 1 to {most}."]})
     return limit
 
 
@@ -61,8 +61,17 @@ def paginate(
     serialize: Callable[[list[Any]], Any],
 ) -> dict[str, Any]:
     """One page of ``queryset`` (newest first) and the cursor of the next one."""
-    limit = parse_limit(request)
-    ordered = queryset.order_by("-created_at", "-pk")
+    page, next_cursor = keyset_page(queryset, request, limit=parse_limit(request))
+    return {"data": serialize(page), "next_cursor": next_cursor}
+
+
+def keyset_page(
+    queryset: QuerySet[Any], request: Request, *, limit: int, oldest_first: bool = False
+) -> tuple[list[Any], str | None]:
+    """The page of ``queryset`` after ``?cursor=``, ordered by ``(created_at, pk)`` — newest
+    first, or oldest first — and the cursor of the next page (None when it is the last)."""
+    sign = "" if oldest_first else "-"
+    ordered = queryset.order_by(f"{sign}created_at", f"{sign}pk")
     cursor = request.query_params.get("cursor")
     if cursor:
         created_at, pk = decode_cursor(cursor)
@@ -76,15 +85,21 @@ def paginate(
         # ``created_at <= cursor`` on its own is what the index range starts from; the OR alone
         # was a filter on every row of the index before the cursor (Rows Removed by Filter:
         # the cursor's position), so page 1,000 read the 999 pages before it.
-        ordered = ordered.filter(
-            Q(created_at__lte=created_at),
-            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk_value),
-        )
+        if oldest_first:
+            ordered = ordered.filter(
+                Q(created_at__gte=created_at),
+                Q(created_at__gt=created_at) | Q(created_at=created_at, pk__gt=pk_value),
+            )
+        else:
+            ordered = ordered.filter(
+                Q(created_at__lte=created_at),
+                Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=pk_value),
+            )
     rows: list[Model] = list(ordered[: limit + 1])
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     next_cursor = encode_cursor(last.created_at, last.pk) if more and last else None  # type: ignore[attr-defined]
-    return {"data": serialize(page), "next_cursor": next_cursor}
+    return page, next_cursor
 
 
 _PAGES: dict[str, type[serializers.Serializer]] = {}
