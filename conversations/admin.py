@@ -91,8 +91,15 @@ class MessageAdmin(TenantScopedAdmin):
     list_filter = ["role", "finish_reason", "refusal_reason", "created_at"]
     search_fields = ["content"]
     list_select_related = ["conversation"]
-    date_hierarchy = "created_at"
     linked_lookups = ("conversation__id__exact",)  # a conversation's "all messages" link
+    # A conversation's messages in order, one conversation after another: a page read off the
+    # (conversation, created_at) index. The model's ordering (created_at, then Django's -pk)
+    # sorted every message in scope for each page, and the date hierarchy read them all twice
+    # more (first and last day, every day): 150,000 messages, a superuser's first page 0.5 s
+    # (its query a parallel scan and a sort of all 150,000), a tenant's staff user's 0.4-0.6 s.
+    # The created_at filter still narrows to a period.
+    ordering = ["conversation_id", "created_at", "id"]
+    show_full_result_count = False
 
     @admin.display(description="conversation")
     def conversation_link(self, obj: Message) -> str:
