@@ -24,6 +24,23 @@ from django.utils import timezone
 from tenants.errors import TenantScopeError
 
 
+class CreatedAtField(models.DateTimeField):
+    """``auto_now_add``, but a time given to a new row is kept. Django put the clock's over it,
+    silently: rows made with their ``created_at`` set (tests of lists, of pages across ties,
+    of a day's last millisecond) were all stamped now instead. Still a ``DateTimeField`` to
+    migrations."""
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        given = getattr(model_instance, self.attname)
+        if add and given is not None:
+            return given
+        return super().pre_save(model_instance, add)
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.DateTimeField", args, kwargs
+
+
 class UpdatedAtField(models.DateTimeField):
     """``auto_now``, but a new row's is its ``created_at``: Django takes the clock once per
     field, so a row just created had an ``updated_at`` some microseconds after its
@@ -43,7 +60,7 @@ class UpdatedAtField(models.DateTimeField):
 
 class BaseModel(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = CreatedAtField(auto_now_add=True)
     updated_at = UpdatedAtField(auto_now=True)
 
     class Meta:
@@ -192,7 +209,7 @@ class AuditLog(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = CreatedAtField(auto_now_add=True)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     actor_id = models.CharField(max_length=64, blank=True)
     actor_label = models.CharField(max_length=200, blank=True)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.utils import InternalError, ProgrammingError
@@ -8,7 +10,7 @@ from bots.models import Bot
 from conversations.models import Message
 from conversations.tests.factories import MessageFactory
 from tenants.errors import TenantScopeError
-from tenants.models import ApiKey, AppendOnlyError, AuditLog
+from tenants.models import ActorType, ApiKey, AppendOnlyError, AuditLog
 from tenants.tests.factories import ApiKeyFactory, AuditLogFactory, TenantFactory
 from tests.world import build_tenant
 
@@ -117,3 +119,23 @@ def test_a_new_rows_updated_at_is_its_created_at_and_moves_only_when_it_is_chang
     assert same["updated_at"] == bot["updated_at"]
     renamed = client.patch(f"/v1/bots/{bot['id']}", {"name": "c"}, format="json").json()
     assert renamed["updated_at"] > renamed["created_at"]
+
+
+def test_a_time_given_to_a_new_row_is_its_created_at():
+    """Django's auto_now_add put the clock over it, silently: lists paged across ties of
+    created_at, or a message of a day's last millisecond, were tested with rows stamped now."""
+    moment = dt.datetime(2026, 1, 31, 23, 59, 59, 999000, tzinfo=dt.UTC)
+    message = MessageFactory(created_at=moment)
+    (bulk,) = Message.all_tenants.bulk_create(
+        [Message(tenant=message.tenant, conversation=message.conversation, role="user",
+                 content="Hi.", created_at=moment)]
+    )  # fmt: skip
+    AuditLog.all_tenants.bulk_create(
+        [AuditLog(tenant=message.tenant, created_at=moment, actor_type=ActorType.SYSTEM)]
+    )
+    for row in (message, bulk):
+        stored = Message.all_tenants.get(pk=row.pk)
+        assert stored.created_at == stored.updated_at == moment  # as given, not changed since
+    assert AuditLog.objects.for_tenant(message.tenant).get().created_at == moment
+    now = MessageFactory(conversation=message.conversation, tenant=message.tenant)
+    assert now.created_at > moment  # none given: the clock, as before
