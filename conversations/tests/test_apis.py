@@ -144,11 +144,10 @@ def test_tokens_count_on_the_day_and_in_the_month_of_the_message_that_carries_th
     """The day was read from the clock after the turn's messages were stored: an answer
     stored at 23:59:59.999 on January 31 could count on February 1 — in February's quota."""
     UsageDaily.objects.for_tenant(side.tenant).delete()
-    answer = MessageFactory(tenant=side.tenant, conversation=side.conversation,
-                            role=MessageRole.ASSISTANT, prompt_tokens=70, completion_tokens=30)  # fmt: skip
     last_moment = dt.datetime(2026, 1, 31, 23, 59, 59, 999000, tzinfo=dt.UTC)
-    Message.objects.for_tenant(side.tenant).filter(pk=answer.pk).update(created_at=last_moment)
-    answer.refresh_from_db()
+    answer = MessageFactory(tenant=side.tenant, conversation=side.conversation,
+                            role=MessageRole.ASSISTANT, prompt_tokens=70, completion_tokens=30,
+                            created_at=last_moment)  # fmt: skip
 
     usage_record(tenant=side.tenant, bot_id=side.bot.pk, api_key_id=side.chat_key.pk,
                  prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
