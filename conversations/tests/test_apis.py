@@ -42,10 +42,12 @@ def test_conversation_detail_has_messages_with_usage_and_refusal(side):
 
 
 def long_conversation(side, count: int) -> list[str]:
-    """``count`` more messages in the world's conversation; all its message ids, oldest first."""
+    """``count`` more messages in the world's conversation, three a second (ties that the
+    cursor's id breaks); all its message ids, oldest first."""
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     Message.all_tenants.bulk_create(
         Message(tenant=side.tenant, conversation=side.conversation, role=MessageRole.USER,
-                content=f"question {n}")
+                content=f"question {n}", created_at=start + dt.timedelta(seconds=n // 3))
         for n in range(count)
     )  # fmt: skip
     with connection.cursor() as cursor:
