@@ -5,6 +5,11 @@ delivered twice runs once. Network and CPU work happens outside transactions; th
 replaced in one transaction that also marks the document ``ready`` — and only while this run
 still holds the claim, so a run the reaper gave up on cannot overwrite a newer one. Never half a
 document searchable, never duplicate chunks.
+
+A document's chunks are always the version of it last ingested, and retrieval searches them
+whatever the document's status: a reingest (or a record's new content) is found as it was until
+its run stores the new chunks, and a run that fails leaves them (``chunk_count``, ``token_count``
+and ``ingested_at`` keep describing them; ``status`` and the error describe the run).
 """
 
 from __future__ import annotations
@@ -111,22 +116,17 @@ def _fail(
     detail: str = "",
     **changes: Any,
 ) -> None:
-    """Fail the document this run claimed. A document that had been ready (a reingest) loses
-    its earlier chunks with it: a failed document is never searched, and its chunks would have
-    stayed in ``chunk_count`` and in the dataset's BM25 statistics (``knowledge_termstat``)."""
-    with transaction.atomic():
-        updated = _claimed(document_id, claimed_at).update(
-            status=DocumentStatus.FAILED,
-            error_code=code,
-            error_message=message[:2000],
-            processing_started_at=None,
-            chunk_count=0,
-            token_count=0,
-            updated_at=timezone.now(),
-            **changes,
-        )
-        if updated:  # the row is locked now, as ingestion._store and deletions lock it first
-            Chunk.all_tenants.filter(document_id=document_id).delete()
+    """Fail the document this run claimed. A document that had been ready (a reingest) keeps
+    its earlier chunks, which are still searched: a failed reingest took them with it, and the
+    document could not be found again until a run succeeded."""
+    updated = _claimed(document_id, claimed_at).update(
+        status=DocumentStatus.FAILED,
+        error_code=code,
+        error_message=message[:2000],
+        processing_started_at=None,
+        updated_at=timezone.now(),
+        **changes,
+    )
     if updated:
         # ``detail`` names what a parser library raised: for operators, not for the message.
         extra = {"detail": detail} if detail else {}
@@ -482,22 +482,14 @@ def reap(*, now: Any = None) -> dict[str, int]:
     stale = Document.all_tenants.filter(
         status=DocumentStatus.PROCESSING, processing_started_at__lt=now - lease
     )
-    with transaction.atomic():  # failed with its earlier chunks gone, as _fail does
-        crashed = list(
-            stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS)
-            .select_for_update()
-            .values_list("pk", flat=True)
-        )
-        failed = Document.all_tenants.filter(pk__in=crashed).update(
-            status=DocumentStatus.FAILED,
-            error_code="worker_crash",
-            error_message=_crashed_message(),
-            processing_started_at=None,
-            chunk_count=0,
-            token_count=0,
-            updated_at=now,
-        )
-        Chunk.all_tenants.filter(document_id__in=crashed).delete()
+    # Failed with its earlier chunks kept (still searched), as _fail does.
+    failed = stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS).update(
+        status=DocumentStatus.FAILED,
+        error_code="worker_crash",
+        error_message=_crashed_message(),
+        processing_started_at=None,
+        updated_at=now,
+    )
     requeued_ids = list(stale.values_list("pk", flat=True))
     Document.all_tenants.filter(pk__in=requeued_ids, status=DocumentStatus.PROCESSING).update(
         status=DocumentStatus.QUEUED, processing_started_at=None, updated_at=now

@@ -220,6 +220,10 @@ def _replace(
         raise _same_content(document, twin) from None
     if old_file and old_file != document.file.name:
         transaction.on_commit(lambda: _delete_quietly(old_file))
+    # The content ingested before is searched until the new content's run replaces it: with the
+    # record's new tags already, as a retag gives them (a scope's tag taken away kept it in that
+    # scope's answers until then).
+    Chunk.all_tenants.filter(document_id=document.pk).update(tags=document.tags)
     audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
                  changes={"content_hash": content_hash, "title": document.title})  # fmt: skip
     enqueue_ingest_on_commit(document.pk)
@@ -291,6 +295,8 @@ def document_add_url(
 
 @transaction.atomic
 def document_reingest(*, tenant: Tenant, actor: Actor, document: Document) -> Document:
+    """Queue the document again from its stored original. What it was last ingested as stays
+    searched until the new run stores its chunks, and stays if that run fails."""
     locked = Document.objects.for_tenant(tenant).select_for_update().filter(pk=document.pk).first()
     if locked is None:  # deleted by another request since it was looked up (a 500 before)
         raise NotFound("Document not found.")

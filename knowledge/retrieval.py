@@ -1,8 +1,10 @@
 """Hybrid retrieval: pgvector cosine search and PostgreSQL full text, fused by weighted
 reciprocal rank fusion, in one SQL statement.
 
-Both legs are always filtered by tenant, the bot's datasets, the scope's tags, the request's tags
-and ``ready`` documents. The vector leg runs under pgvector 0.8's iterative index scans
+Both legs are always filtered by tenant, the bot's datasets, the scope's tags and the request's
+tags. Every chunk stored is searched: a document's chunks are the version of it last ingested,
+replaced in one transaction by the next run that succeeds (one that fails leaves them), so a
+document being reingested is found as it was until then, never twice or not at all. The vector leg runs under pgvector 0.8's iterative index scans
 (``hnsw.iterative_scan`` / ``ivfflat.iterative_scan`` = ``relaxed_order``), set per transaction,
 so a tenant that owns a small slice of a large table still gets as many hits as it asks for.
 
@@ -28,7 +30,7 @@ from django.db import connection
 
 from chatbot_site.errors import UpstreamError
 from knowledge.embeddings import EmbeddingError, get_embedder
-from knowledge.models import BotDataset, Dataset, DocumentStatus
+from knowledge.models import BotDataset, Dataset
 from knowledge.parsers import normalize_text
 from knowledge.query_vectors import embed_cached
 
@@ -199,13 +201,9 @@ def _filters(
 ) -> str:
     params["tenant"] = space.tenant_id
     params["datasets"] = space.dataset_ids
-    params["ready"] = DocumentStatus.READY.value
-    clauses = [
-        "c.tenant_id = %(tenant)s",
-        datasets,
-        "EXISTS (SELECT 1 FROM knowledge_document d"
-        " WHERE d.id = c.document_id AND d.status = %(ready)s)",
-    ]
+    # No condition on the document's status: a document's chunks are the version of it last
+    # ingested (knowledge.ingestion), which is searched while a new run is queued, runs or fails.
+    clauses = ["c.tenant_id = %(tenant)s", datasets]
     if space.scope_tags:
         params["scope_tags"] = space.scope_tags
         clauses.append("c.tags && %(scope_tags)s::varchar[]")

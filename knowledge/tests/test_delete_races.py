@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
@@ -267,3 +268,83 @@ def test_a_document_deleted_while_it_is_embedded_stops_at_the_next_window(settin
     assert windows == 1  # of two: more than EMBED_WINDOW chunks
     assert not Document.all_tenants.filter(pk=document.pk).exists()
     assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
+
+
+def reingesting(settings, slug: str) -> tuple[Any, Document]:
+    """A ready document of more than one embedding window, just queued again."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from knowledge.ingestion import document_ingest
+    from knowledge.intake import document_add_upload, document_reingest
+
+    side = build_tenant(slug)
+    side.dataset.chunk_size, side.dataset.chunk_overlap = 32, 0
+    side.dataset.save()
+    paragraphs = [f"Paragraph {n} says something of its own about topic {n}." for n in range(600)]
+    paragraphs[7] = "Refunds reach the card they were paid with within five working days."
+    document = document_add_upload(
+        tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
+        upload=SimpleUploadedFile("long.md", "\n\n".join(paragraphs).encode()),
+    ).document  # fmt: skip
+    assert document_ingest(document_id=document.pk) == "ready"
+    document_reingest(tenant=side.tenant, actor=Actor.system("tests"), document=document)
+    document.refresh_from_db()
+    return side, document
+
+
+def refund_hits(side) -> list[Any]:
+    from knowledge.retrieval import search, search_space_for_bot
+
+    space = search_space_for_bot(side.bot)
+    vector = [0.0] * settings_dimensions()
+    hits = search(space, query="refunds card", query_vector=vector, top_k=5, mode="text")
+    return [h.chunk_id for h in hits if "Refunds reach" in h.text]
+
+
+def settings_dimensions() -> int:
+    from django.conf import settings
+
+    return int(settings.EMBEDDING_DIMENSIONS)
+
+
+def test_a_document_being_reingested_is_searched_as_it_was_and_not_queued_twice(settings):
+    """While its new run embeds, the version ingested before is what retrieval finds (it found
+    nothing of the document from the reingest until the run was ready), the document reads as
+    processing with the earlier version's counts, and a second reingest is a 409 that changes
+    nothing; at the end the new chunks have replaced the old, none twice."""
+    side, document = reingesting(settings, "reingest-in-flight")
+    old = refund_hits(side)
+    chunks = document.chunk_count
+    assert chunks > 256  # more than one window: the run is seen between two
+    seen: dict[str, Any] = {}
+
+    def meanwhile() -> None:
+        seen["hits"] = refund_hits(side)
+        client = side.client()
+        seen["again"] = client.post(f"/v1/documents/{document.pk}/reingest").status_code
+        seen["read"] = client.get(f"/v1/documents/{document.pk}").json()
+
+    result, windows = ingest_interrupted(settings, document.pk, meanwhile)
+    assert (result, windows) == ("ready", 2)
+    assert old and seen["hits"] == old
+    assert seen["again"] == 409
+    assert (seen["read"]["status"], seen["read"]["chunk_count"]) == ("processing", chunks)
+    assert seen["read"]["ingested_at"] is not None
+    new = refund_hits(side)
+    assert len(new) == 1 and new != old
+    assert Chunk.all_tenants.filter(document_id=document.pk).count() == chunks
+
+
+def test_a_document_deleted_while_it_is_reingested_goes_whole(settings):
+    side, document = reingesting(settings, "deleted-while-reingested")
+    assert refund_hits(side)
+
+    result, windows = ingest_interrupted(
+        settings,
+        document.pk,
+        lambda: document_delete(tenant=side.tenant, actor=Actor.system("tests"), document=document),
+    )
+    assert (result, windows) == ("claim_lost", 1)
+    assert not Document.all_tenants.filter(pk=document.pk).exists()
+    assert not Chunk.all_tenants.filter(document_id=document.pk).exists()
+    assert refund_hits(side) == []

@@ -144,10 +144,45 @@ def test_a_document_that_keeps_killing_its_worker_fails_as_worker_crash(side):
     assert document.error_message.startswith("Ingestion stopped without finishing 3 times;")
 
 
-def test_a_reingest_that_fails_leaves_no_chunks_behind(side):
+def found(side, query: str) -> list[str]:
+    """The texts of the chunks a text search of the bot's datasets finds, best first."""
+    hits = retrieve(search_space_for_bot(side.bot), query=query, top_k=5, mode="text").hits
+    return [h.text for h in hits]
+
+
+def test_a_document_being_reingested_is_found_as_it_was_until_the_new_run_stores_its_chunks(side):
+    """A reingested document was not searched from the moment it was queued until its new run
+    was ready (28 s for the README on make run: /v1/retrieve found none of it meanwhile). The
+    version ingested before is searched until then; the new one replaces it whole."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from knowledge.intake import document_reingest
+
+    document = add(side, "guide.md", GUIDE)
+    assert document_ingest(document_id=document.pk) == "ready"
+    document.refresh_from_db()
+    rotate = found(side, "rotate keys")
+    assert any("ninety days" in text for text in rotate)
+    document_reingest(tenant=side.tenant, actor=Actor.system("tests"), document=document)
+    assert found(side, "rotate keys") == rotate  # queued
+    assert claim(document.pk) is not None
+    assert found(side, "rotate keys") == rotate  # processing
+    Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED)
+    # The stored original changes: the next run stores the new version in place of the old.
+    default_storage.delete(document.file.name)
+    default_storage.save(document.file.name, ContentFile(GUIDE.replace(b"ninety", b"thirty")))
+    assert document_ingest(document_id=document.pk) == "ready"
+    texts = list(Chunk.all_tenants.filter(document=document).values_list("text", flat=True))
+    assert len(texts) == 3 and not any("ninety" in text for text in texts)
+    assert any("thirty days" in text for text in found(side, "rotate keys"))
+
+
+def test_a_reingest_that_fails_keeps_the_earlier_version_searchable(side):
     """A ready document reingested after its stored file went missing failed ``missing_file``
-    and kept its earlier chunks: ``chunk_count`` said 3 on a failed document, and its words
-    stayed in the dataset's BM25 statistics while it could not be searched."""
+    and lost its earlier chunks: it was found by no search until a run succeeded. It keeps
+    them: ``status`` and ``error`` tell the run, ``chunk_count``, ``token_count`` and
+    ``ingested_at`` the version searched, and the BM25 statistics still count it."""
     from django.core.files.storage import default_storage
 
     from knowledge.intake import document_reingest
@@ -156,25 +191,30 @@ def test_a_reingest_that_fails_leaves_no_chunks_behind(side):
     document = add(side, "guide.md", GUIDE)
     assert document_ingest(document_id=document.pk) == "ready"
     document.refresh_from_db()
+    ready = (document.chunk_count, document.token_count, document.ingested_at)
+    before = found(side, "rotate keys")
     default_storage.delete(document.file.name)
     document_reingest(tenant=side.tenant, actor=Actor.system("tests"), document=document)
     assert document_ingest(document_id=document.pk) == "missing_file"
     document.refresh_from_db()
-    assert (document.status, document.chunk_count, document.token_count) == ("failed", 0, 0)
-    assert not Chunk.all_tenants.filter(document=document).exists()
-    assert "rotat" not in stored(side.dataset.pk)
+    assert (document.status, document.error_code) == ("failed", "missing_file")
+    assert (document.chunk_count, document.token_count, document.ingested_at) == ready
+    assert Chunk.all_tenants.filter(document=document).count() == 3
+    assert before and found(side, "rotate keys") == before
+    assert "rotat" in stored(side.dataset.pk)
     assert stored(side.dataset.pk) == counted(side.dataset.pk)
 
 
-def test_a_reingest_that_keeps_killing_its_worker_leaves_no_chunks_behind(side):
+def test_a_reingest_that_keeps_killing_its_worker_keeps_the_earlier_version(side):
     document = add(side, "guide.md", GUIDE)
     assert document_ingest(document_id=document.pk) == "ready"
+    before = found(side, "rotate keys")
     Document.all_tenants.filter(pk=document.pk).update(status=DocumentStatus.QUEUED, attempts=0)
     crash_every_run(document)
     document.refresh_from_db()
     assert (document.status, document.error_code) == (DocumentStatus.FAILED, "worker_crash")
-    assert (document.chunk_count, document.token_count) == (0, 0)
-    assert not Chunk.all_tenants.filter(document=document).exists()
+    assert document.chunk_count == 3 and document.token_count > 30
+    assert before and found(side, "rotate keys") == before
 
 
 @pytest.mark.parametrize(("attempts", "said"), [(1, "once"), (2, "2 times")])

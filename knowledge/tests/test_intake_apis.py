@@ -157,6 +157,36 @@ def test_a_record_sent_again_with_other_tags_retags_the_document_and_its_chunks(
     assert AuditLog.objects.for_tenant(side.tenant).filter(action="document.update").count() == 1
 
 
+def test_a_record_with_new_content_is_found_as_it_was_under_its_new_tags_until_ingested(side):
+    """Replaced content is a reingest: the record's earlier text was not found from the
+    request until its new run was ready. It is found until then, under the tags the request
+    gave it (a tag taken away no longer finds it), and the new text replaces it."""
+    from knowledge.ingestion import document_ingest
+    from knowledge.retrieval import retrieve, search_space_for_bot
+
+    client = side.client()
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    record = {"title": "Refunds", "external_id": "kb-1"}
+    first = client.post(url, {"records": [{**record, "text": "Refunds take five days.",
+                                           "tags": ["public"]}]}, format="json")  # fmt: skip
+    document_id = first.json()["data"][0]["id"]
+    assert document_ingest(document_id=document_id) == "ready"
+
+    def found(*tags: str) -> list[str]:
+        space = search_space_for_bot(side.bot, filter_tags=tags)
+        hits = retrieve(space, query="how long do refunds take", top_k=5, mode="text").hits
+        return [h.text for h in hits if str(h.document_id) == document_id]
+
+    assert found("public") == ["Refunds\n\nRefunds take five days."]
+    second = client.post(url, {"records": [{**record, "text": "Refunds take ten days.",
+                                            "tags": ["internal"]}]}, format="json")  # fmt: skip
+    assert (second.status_code, second.json()["data"][0]["status"]) == (202, "queued")
+    assert found("public") == []
+    assert found("internal") == ["Refunds\n\nRefunds take five days."]
+    assert document_ingest(document_id=document_id) == "ready"
+    assert found("internal") == ["Refunds\n\nRefunds take ten days."]
+
+
 def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothing_changes(side):
     """Content is stored once per dataset: record kb-1 cannot become a copy of kb-2 (a 500
     before, from the unique index); the whole batch is refused and both documents stay."""

@@ -165,26 +165,32 @@ def test_text_leg_matches_any_term_and_ranks_by_coverage(bot_world):
     assert ids(hits) == [both.pk, one.pk]
 
 
-def test_filters_tenant_datasets_status_and_tags(bot_world):
+def test_filters_tenant_datasets_and_tags(bot_world):
     bot, dataset, document = bot_world
     query = near(7)
     visible = ChunkFactory(tenant=bot.tenant, document=document, embedding=query, tags=["faq"])
-    # Another tenant's identical chunk, a dataset the bot does not search, a document that is
-    # not ready (queued for reingest, failed, processing): never returned.
+    # Another tenant's identical chunk, a dataset the bot does not search: never returned.
     ChunkFactory(embedding=query, tags=["faq"])
     unlinked = DocumentFactory(tenant=bot.tenant, dataset=DatasetFactory(tenant=bot.tenant))
     ChunkFactory(tenant=bot.tenant, document=unlinked, embedding=query)
-    for status in (DocumentStatus.QUEUED, DocumentStatus.PROCESSING):
-        pending = DocumentFactory(tenant=bot.tenant, dataset=dataset, status=status)
-        ChunkFactory(tenant=bot.tenant, document=pending, embedding=query)
-    failed = DocumentFactory(
-        tenant=bot.tenant, dataset=dataset, status=DocumentStatus.FAILED, error_code="no_text"
-    )
-    ChunkFactory(tenant=bot.tenant, document=failed, embedding=query)
+    # A document's chunks are the version last ingested: searched while it is queued for a
+    # reingest, being ingested again, or after that run failed.
+    again = [
+        ChunkFactory(
+            tenant=bot.tenant,
+            document=DocumentFactory(tenant=bot.tenant, dataset=dataset, **fields),
+            embedding=query,
+        ).pk
+        for fields in (
+            {"status": DocumentStatus.QUEUED},
+            {"status": DocumentStatus.PROCESSING},
+            {"status": DocumentStatus.FAILED, "error_code": "no_text"},
+        )
+    ]
     untagged = ChunkFactory(tenant=bot.tenant, document=document, embedding=query, tags=[])
 
     all_hits = search(search_space_for_bot(bot), query="x", query_vector=query, top_k=50)
-    assert set(ids(all_hits)) == {visible.pk, untagged.pk}
+    assert set(ids(all_hits)) == {visible.pk, untagged.pk, *again}
 
     tagged = search(
         search_space_for_bot(bot, filter_tags=["faq"]), query="x", query_vector=query, top_k=50
