@@ -64,6 +64,9 @@ class Message(TenantOwned):
     )
     role = models.CharField(max_length=10, choices=MessageRole.choices)
     content = models.TextField()
+    # The answer's citations as the API shows them. A deleted document's are kept without its
+    # text (title, source and snippet empty), by PostgreSQL: migration 0004's triggers and its
+    # GIN index of the cited document ids (message_cited_documents).
     citations = models.JSONField(default=list, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
