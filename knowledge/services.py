@@ -208,6 +208,11 @@ def dataset_delete(*, tenant: Tenant, actor: Actor, dataset: Dataset) -> None:
 
 @transaction.atomic
 def document_delete(*, tenant: Tenant, actor: Actor, document: Document) -> None:
+    """The document, its chunks, and its text in the citations of the messages that cited it
+    (conversations migration 0004's trigger); its stored file goes once the rows are gone. Not
+    bound by ``DB_STATEMENT_TIMEOUT_SECONDS``: its chunks go in one statement, and those
+    messages are rewritten in another, each growing with them."""
+    without_statement_timeout()
     if not _lock_against_ingestion(Document.objects.for_tenant(tenant).filter(pk=document.pk)):
         raise NotFound("Document not found.")  # deleted meanwhile by another request
     document.refresh_from_db(fields=["file"])  # a URL document's file arrives with its worker

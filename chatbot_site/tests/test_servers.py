@@ -329,13 +329,20 @@ def test_a_statement_past_db_statement_timeout_is_a_503_in_the_envelope(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("what", "table"), [("datasets", "knowledge_chunk"), ("bots", "conversations_message")]
+    ("what", "table"),
+    [
+        ("datasets", "knowledge_chunk"),
+        ("bots", "conversations_message"),
+        # The messages that cited the document lose its text in the deleting transaction.
+        ("documents", "conversations_message"),
+    ],
 )
 def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeout(
     tmp_path, what, table
 ):
-    """A dataset's chunks, a bot's messages: each goes in one statement that grows with them,
-    so ``DELETE /v1/datasets/{id}`` and ``DELETE /v1/bots/{id}`` wait here for a lock held past
+    """A dataset's chunks, a bot's messages, the messages citing a document: each goes (or is
+    rewritten) in one statement that grows with them, so ``DELETE /v1/datasets/{id}``,
+    ``DELETE /v1/bots/{id}`` and ``DELETE /v1/documents/{id}`` wait here for a lock held past
     ``DB_STATEMENT_TIMEOUT_SECONDS`` and still succeed."""
     import threading
 
@@ -344,7 +351,7 @@ def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeou
     from tests.processes import database_url_of_current_connection
 
     side = build_tenant(f"big{what}")
-    target = side.dataset if what == "datasets" else side.bot
+    target = {"datasets": side.dataset, "bots": side.bot, "documents": side.document}[what]
     env = child_env(DB_STATEMENT_TIMEOUT_SECONDS="0.3")
     head = (
         f"DELETE /v1/{what}/{target.pk} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
