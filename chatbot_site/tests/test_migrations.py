@@ -63,9 +63,11 @@ def test_migrations_run_from_zero_and_back(empty_database):
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
         ).fetchone()
         indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes")}
-        assert {"chunk_embedding_ann", "chunk_dataset_search_gin", "chunk_tags_gin"} <= indexes
+        assert {"chunk_embedding_ann", "chunk_dataset_search_gin", "chunk_tags_gin",
+                "message_cited_documents"} <= indexes  # fmt: skip
         triggers = {row[0] for row in conn.execute("SELECT tgname FROM pg_trigger")}
-        assert "tenants_auditlog_no_update_delete" in triggers
+        assert {"tenants_auditlog_no_update_delete", "conversations_forget_deleted_documents",
+                "conversations_message_cites_present"} <= triggers  # fmt: skip
 
     check = manage("makemigrations", "--check", "--dry-run", database_url=url)
     assert check.returncode == 0, check.stdout + check.stderr
