@@ -323,7 +323,10 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chatbot_site.schema.add_error_responses",
     ],
+    # Everything the docs page loads is served from here (a machine that reaches only the
+    # service still gets the page); drf-spectacular's default favicon is on a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Ingestion -------------------------------------------------------------------------------

@@ -92,6 +92,16 @@ def test_schema_and_docs_are_served_without_credentials(client):
     assert b"swagger-ui" in docs.content
 
 
+def test_the_docs_page_loads_nothing_from_another_host(client):
+    """The page works on a machine that reaches only the service: its favicon came from
+    cdn.jsdelivr.net (drf-spectacular's default), the only request that left it."""
+    docs = client.get("/v1/docs").content.decode()
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', docs)
+    assert loaded, docs[:500]
+    assert [url for url in loaded if not url.startswith("/")] == []
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png" in loaded
+
+
 # --- responses conform to the schema ------------------------------------------------------------
 
 
