@@ -61,6 +61,27 @@ def body_limit() -> int:
     )
 
 
+def cors_headers(method: str, path: str, origin: str | None) -> list[tuple[bytes, bytes]]:
+    """The CORS headers django-cors-headers gives a response to this request (its own code,
+    on a stand-in request and response), for the answers given outside Django: without them a
+    page of an allowed origin could not read the error, only that the request failed."""
+    from corsheaders.middleware import CorsMiddleware
+    from django.http import HttpRequest, HttpResponse
+
+    request = HttpRequest()
+    request.method = method
+    request.path = request.path_info = path
+    if origin is not None:
+        request.META["HTTP_ORIGIN"] = origin
+    response = HttpResponse()
+    CorsMiddleware(lambda _: response).add_response_headers(request, response)
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.items()
+        if name.lower() == "vary" or name.lower().startswith("access-control-")
+    ]
+
+
 def error_reply(
     code: str,
     message: str,
@@ -68,9 +89,11 @@ def error_reply(
     details: dict[str, Any] | None = None,
     request_id: str | None = None,
     close: bool = False,
+    cors: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """ASGI headers and body of an error in the contract's envelope, for the answers given
-    outside Django (the server's own, a body refused as it arrives, a failure Django let out)."""
+    outside Django (the server's own, a body refused as it arrives, a failure Django let out),
+    with the request's ``cors`` headers (:func:`cors_headers`) when it is known."""
     from chatbot_site.errors import error_body  # imported by asgi.py before Django is set up
 
     request_id = request_id or uuid.uuid4().hex
@@ -79,13 +102,16 @@ def error_reply(
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()),
+        *(cors or ()),
     ]
     if close:
         headers.append((b"connection", b"close"))
     return headers, body
 
 
-def too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def too_large(
+    limit: int, cors: list[tuple[bytes, bytes]] | None = None
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """A ``413 payload_too_large``; the connection is closed after it (the body is unread)."""
     return error_reply(
         "payload_too_large",
@@ -93,6 +119,17 @@ def too_large(limit: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
         f"(files to {settings.INGEST_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
         details={"limit_bytes": limit},
         close=True,
+        cors=cors,
+    )
+
+
+def scope_cors(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """:func:`cors_headers` of an ASGI request."""
+    origin = next((value for name, value in scope.get("headers", ()) if name == b"origin"), None)
+    return cors_headers(
+        scope.get("method", "GET"),
+        scope.get("path", "/"),
+        None if origin is None else origin.decode("latin-1"),
     )
 
 
@@ -180,10 +217,28 @@ def daphne_leaves_bodies_to_django() -> None:
                 return
             super().handleContentChunk(data)
 
+        def target(self) -> tuple[str, str]:
+            """The request's method and path (no query). While its headers and body arrive
+            Twisted keeps them on the channel: the request has them once the body is in."""
+            method = getattr(self.channel, "_command", None) or self.method
+            uri = getattr(self.channel, "_path", None) or self.uri
+            return (
+                method.decode("latin-1", "replace"),
+                uri.decode("latin-1", "replace").split("?", 1)[0],
+            )
+
+        def cors(self) -> list[tuple[bytes, bytes]]:
+            origin = self.getHeader(b"origin")
+            return cors_headers(
+                *self.target(), None if origin is None else origin.decode("latin-1")
+            )
+
         def refuse_body(self) -> None:
             self.body_refused = True
             self.channel.transport.write(
-                raw_response(b"HTTP/1.1 413 Content Too Large", too_large(self.body_cap))
+                raw_response(
+                    b"HTTP/1.1 413 Content Too Large", too_large(self.body_cap, self.cors())
+                )
             )
             # Closed now, with the rest of the body unread, the socket would send a reset, and
             # a client or proxy still sending (nginx) reports that instead of the 413. So the
@@ -194,10 +249,11 @@ def daphne_leaves_bodies_to_django() -> None:
             reactor = cast(Any, installed)  # the one daphne installed (asyncio's)
             self.linger_idle = reactor.callLater(LINGER_IDLE_SECONDS, self.end_linger)
             self.linger_end = reactor.callLater(LINGER_MAX_SECONDS, self.end_linger)
+            method, path = self.target()
             structlog.get_logger("chatbot.request").warning(
                 "request_body_refused",
-                method=self.method.decode("latin-1", "replace"),
-                path=self.uri.decode("latin-1", "replace").split("?", 1)[0][:200],
+                method=method,
+                path=path[:200],
                 received=self.body_received,
                 declared=(self.getHeader(b"content-length") or b"").decode("latin-1") or None,
                 limit=self.body_cap,
@@ -243,7 +299,9 @@ def daphne_leaves_bodies_to_django() -> None:
         def basic_error(self, status: int, status_text: bytes, body: str) -> None:
             """daphne's own errors (an invalid header or path, an application that failed or
             timed out before answering) in the contract's envelope, not an HTML page."""
-            headers, payload = error_reply(DAPHNE_ERROR_CODES.get(status, "internal_error"), body)
+            headers, payload = error_reply(
+                DAPHNE_ERROR_CODES.get(status, "internal_error"), body, cors=self.cors()
+            )
             self.handle_reply({"type": "http.response.start", "status": status, "headers": headers})
             self.handle_reply({"type": "http.response.body", "body": payload})
 
@@ -324,7 +382,9 @@ class RequestGuard:
             try:
                 scope = origin_form(scope)
             except ValueError:  # "http://[::1/v1/health": not a URL
-                reply = error_reply("invalid_request", "The request target is not a URL.")
+                reply = error_reply(
+                    "invalid_request", "The request target is not a URL.", cors=scope_cors(scope)
+                )
                 await self._send(send, 400, reply)
                 return
         limit = body_limit()
@@ -332,7 +392,7 @@ class RequestGuard:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if value.isdigit() and int(value) > limit:
-                    await self._refuse(send, limit)
+                    await self._refuse(send, limit, scope)
                     return
                 declared = True
                 break
@@ -359,14 +419,14 @@ class RequestGuard:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:  # raised while Django read the body: nothing was sent yet
-            await self._refuse(send, limit)
+            await self._refuse(send, limit, scope)
         except Exception:
             structlog.get_logger("chatbot.request").exception("asgi_unhandled_exception")
-            if not await self._answer_internal_error(send):
+            if not await self._answer_internal_error(send, scope):
                 raise
 
     @staticmethod
-    async def _answer_internal_error(send: Any) -> bool:
+    async def _answer_internal_error(send: Any, scope: dict[str, Any]) -> bool:
         """A 500 in the envelope, if no response has started (the server refuses a second
         start: then False)."""
         # The request's id, if RequestIdMiddleware bound it before the failure (as the log has).
@@ -375,6 +435,7 @@ class RequestGuard:
             "internal_error",
             "Internal server error.",
             request_id=bound if isinstance(bound, str) else None,
+            cors=scope_cors(scope),
         )
         try:
             await send({"type": "http.response.start", "status": 500, "headers": headers})
@@ -390,8 +451,8 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
     @classmethod
-    async def _refuse(cls, send: Any, limit: int) -> None:
-        await cls._send(send, 413, too_large(limit))
+    async def _refuse(cls, send: Any, limit: int, scope: dict[str, Any]) -> None:
+        await cls._send(send, 413, too_large(limit, scope_cors(scope)))
         structlog.get_logger("chatbot.request").warning("request_body_refused", limit=limit)
 
 

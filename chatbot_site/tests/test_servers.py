@@ -133,6 +133,9 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
                 if "request_body_refused" in line]  # fmt: skip
     assert len(refusals) == 3, refusals
     assert "declared=10000000000" in refusals[0]
+    # The request's method and path, which Twisted keeps on the connection until the body is
+    # in: the log said method='(no method yet)' path='(no uri yet)'.
+    assert all("method=POST" in line and f"path={path}" in line for line in refusals), refusals
 
 
 def asgi_call(
@@ -193,6 +196,29 @@ def test_any_asgi_server_gets_the_same_limit(settings):
     assert json.loads(small[1]["body"])["error"]["details"] == {
         "api_key": ["This field may not be blank."]
     }
+
+
+def test_an_answer_given_outside_django_is_readable_by_an_allowed_origin(settings):
+    """A body refused as it arrives (and a 500 Django let out) never pass django-cors-headers'
+    middleware: a page of an allowed origin saw "Failed to fetch", not the 413 (in Chromium:
+    tests/test_api_browser). They carry its headers now, as Django's answers do."""
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    settings.INGEST_MAX_UPLOAD_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    too_long = (b"content-length", b"9" * 12)
+
+    def refused(origin: bytes, path: str = "/v1/chat") -> dict[bytes, bytes]:
+        sent = asgi_call([too_long, (b"origin", origin)], [b"{}"], path=path)
+        assert sent[0]["status"] == 413
+        return dict(sent[0]["headers"])
+
+    headers = refused(b"https://app.example.com")
+    assert headers[b"access-control-allow-origin"] == b"https://app.example.com"
+    exposed = headers[b"access-control-expose-headers"].decode().lower()
+    assert "x-request-id" in exposed and "retry-after" in exposed
+    assert headers[b"vary"] == b"origin"
+    assert b"access-control-allow-credentials" not in headers
+    assert b"access-control-allow-origin" not in refused(b"https://evil.example.net")
+    assert b"access-control-allow-origin" not in refused(b"https://app.example.com", "/admin/")
 
 
 def test_a_chunked_json_body_is_read(tmp_path):
