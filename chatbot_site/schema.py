@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -12,7 +13,7 @@ ERROR_CODES = sorted(
     {code for code, _message in STATUS_CODES.values()} | {"validation_error", "quota_exceeded"}
 )
 
-ERROR_SCHEMA = {
+ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
     "properties": {
@@ -76,8 +77,14 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    from conversations.guardrails import PolicyBlocked  # chat's 502 when an answer is withheld
+
     components = result.setdefault("components", {})
-    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    error_schema = copy.deepcopy(ERROR_SCHEMA)
+    error_schema["properties"]["error"]["properties"]["code"]["enum"] = sorted(
+        {*ERROR_CODES, PolicyBlocked.code}
+    )
+    components.setdefault("schemas", {})["Error"] = error_schema
     ref = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
@@ -104,6 +111,11 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
                     "content": {"application/json": {"schema": ref}},
                 },
             )
+            # An error a view documents with a description only (chat's 409 and 502) has the
+            # envelope as its body too.
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400 and "content" not in response:
+                    response["content"] = {"application/json": {"schema": ref}}
     return result
 
 

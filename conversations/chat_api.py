@@ -30,6 +30,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import MethodNotAllowed
@@ -548,7 +549,12 @@ class ChatSchemaView(APIView):
         operation_id="chat",
         request=ChatInput,
         responses={
-            200: OpenApiResponse(response=ChatOutput, description=STREAM_DESCRIPTION),
+            (200, "application/json"): OpenApiResponse(
+                response=ChatOutput, description=STREAM_DESCRIPTION
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR, description=STREAM_DESCRIPTION
+            ),
             409: OpenApiResponse(
                 description="conflict: the session (`session_id`) is still answering an earlier "
                 "message; send this one again when that answer has ended."
