@@ -17,6 +17,7 @@ from knowledge.models import Dataset
 from tenants.services import Actor
 
 log = structlog.get_logger(__name__)
+EMPTY_FILE = forms.FileField.default_error_messages["empty"]
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -24,8 +25,12 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleFileField(forms.FileField):
+    """Several files. An empty one is not the form's error (which named no file and queued
+    none of the others): :func:`add_documents` reports it as it does every refused item."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", MultipleFileInput())
+        kwargs.setdefault("allow_empty_file", True)
         super().__init__(*args, **kwargs)
 
     def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
@@ -101,6 +106,9 @@ def add_documents(
         shown = label if len(label) <= 200 else f"{label[:200]}…"
         if isinstance(item, str) and (refusals := url_refusals(item)):
             outcome.errors.append(f"Not queued: {shown} — {' '.join(refusals)}")
+            continue
+        if not isinstance(item, str) and not item.size:  # as the API's file field refuses it
+            outcome.errors.append(f"Not queued: {shown} — {EMPTY_FILE}")
             continue
         try:
             if isinstance(item, str):

@@ -89,6 +89,28 @@ def test_a_bad_file_or_url_is_reported_and_the_others_still_queue(staff, tenant,
     ]
 
 
+def test_an_empty_file_is_named_and_the_others_still_queue(staff, tenant, dataset):
+    """An empty file among several failed the whole form with "The submitted file is empty."
+    (which of six?) and queued none of the others (seen in Chromium)."""
+    response = staff.post(
+        f"/admin/knowledge/dataset/{dataset.pk}/upload/",
+        {
+            "documents": [
+                SimpleUploadedFile("notes.txt", b"Plain notes about refunds."),
+                SimpleUploadedFile("empty.md", b""),
+                SimpleUploadedFile("guide.md", b"# Guide\n\nRefunds take 14 days."),
+            ]
+        },
+        follow=True,
+    )
+
+    text = response.content.decode()
+    assert "Queued 2 document(s)" in text
+    assert "Not queued: empty.md — The submitted file is empty." in text
+    sources = Document.objects.for_tenant(tenant).values_list("source", flat=True)
+    assert sorted(sources) == ["guide.md", "notes.txt"]
+
+
 def test_a_url_the_api_would_refuse_is_listed_and_the_others_still_queue(staff, tenant, dataset):
     """A URL longer than the column was a 500 (DataError) after the URLs before it were saved
     and queued."""
