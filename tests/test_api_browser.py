@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,7 @@ from conversations.tests.chatkit import add_passages, ask
 from tenants.models import ApiKey, Role
 from tenants.tests.factories import ApiKeyFactory
 from tests.fake_openai import FakeOpenAI, fake_openai
-from tests.processes import child_env, daphne_server, wait_for
+from tests.processes import ROOT, VENV_BIN, child_env, daphne_server, wait_for
 from tests.test_admin_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.world import TenantWorld, build_tenant
 
@@ -105,8 +106,15 @@ def page_port() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def api(django_db_setup, page_port, tmp_path_factory) -> Iterator[tuple[str, FakeOpenAI]]:
+    # Static files as in production: collected, then served by WhiteNoise (the docs page's).
+    static_root = tmp_path_factory.mktemp("static")
+    subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT, env=child_env(STATIC_ROOT=str(static_root)), check=True,
+    )  # fmt: skip
     with fake_openai() as fake:
         env = child_env(
+            STATIC_ROOT=str(static_root),
             CORS_ALLOWED_ORIGINS=f"http://127.0.0.1:{page_port}",
             LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test",
             SSE_PING_SECONDS="0.2", LLM_RETRY_BASE_SECONDS="0.01",
@@ -291,3 +299,29 @@ def test_a_stream_arrives_as_it_is_sent_and_an_aborted_one_is_stored_cancelled(
     assert message["id"] == start["message_id"]
     assert message["finish_reason"] == "cancelled"
     assert message["content"] and REPLY.startswith(message["content"].rstrip())
+
+
+def test_the_docs_page_works_with_only_the_service_reachable(api, browser):
+    """Every request the page makes that does not go to the service is refused, as on a machine
+    without internet access: Swagger UI still renders every operation from /v1/schema, and
+    nothing was asked of another host (its favicon was, from cdn.jsdelivr.net)."""
+    base, _ = api
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_the_service(route: Any) -> None:
+        if route.request.url.startswith(base + "/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_service)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/v1/docs")
+    page.wait_for_selector(".opblock")
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".opblock").count() >= 30
+    assert page.locator(".opblock-summary-path", has_text="/v1/chat").count() >= 1
+    assert (elsewhere, errors) == ([], [])
