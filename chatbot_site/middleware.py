@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import structlog
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -94,6 +95,13 @@ class RequestIdMiddleware(_DualMiddleware):
         return response
 
 
+def add_cors_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    """django-cors-headers' own headers, for a response made outside its middleware (before it
+    ran, or outside Django: ``chatbot_site.servers``): without them a page of an allowed origin cannot read the
+    error, only that the request failed."""
+    return CorsMiddleware(lambda _: response).add_response_headers(request, response)
+
+
 class ErrorEnvelopeMiddleware(_DualMiddleware):
     """Last line of defence for ``/v1``: an error response that is not already our JSON
     envelope (a bare 404 from a resolver, a 405 from a plain Django view, a 413 from the body
@@ -105,10 +113,14 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
 
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
         if "%00" in request.META.get("QUERY_STRING", ""):
-            return error_response(
+            return add_cors_headers(
                 request,
-                400,
-                message="Malformed query string: parameters may not contain NUL (%00) characters.",
+                error_response(
+                    request,
+                    400,
+                    message="Malformed query string: parameters may not contain NUL (%00) "
+                    "characters.",
+                ),
             )
         return None
 

@@ -62,19 +62,19 @@ def body_limit() -> int:
 
 
 def cors_headers(method: str, path: str, origin: str | None) -> list[tuple[bytes, bytes]]:
-    """The CORS headers django-cors-headers gives a response to this request (its own code,
-    on a stand-in request and response), for the answers given outside Django: without them a
-    page of an allowed origin could not read the error, only that the request failed."""
-    from corsheaders.middleware import CorsMiddleware
+    """The CORS headers django-cors-headers gives a response to this request, for the answers
+    given outside Django (:func:`chatbot_site.middleware.add_cors_headers` on a stand-in
+    request and response)."""
     from django.http import HttpRequest, HttpResponse
+
+    from chatbot_site.middleware import add_cors_headers
 
     request = HttpRequest()
     request.method = method
     request.path = request.path_info = path
     if origin is not None:
         request.META["HTTP_ORIGIN"] = origin
-    response = HttpResponse()
-    CorsMiddleware(lambda _: response).add_response_headers(request, response)
+    response = add_cors_headers(request, HttpResponse())
     return [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in response.items()

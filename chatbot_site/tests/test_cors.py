@@ -71,3 +71,18 @@ def test_the_staff_admin_is_not_shared_with_other_origins(client):
     assert "Access-Control-Allow-Origin" in client.get(
         "/v1/health", HTTP_ORIGIN="https://app.example.com"
     )
+
+
+def test_a_query_string_with_nul_is_refused_readably_for_an_allowed_origin(client):
+    """That 400 is answered before django-cors-headers' middleware runs: a page of an allowed
+    origin saw 'Failed to fetch', not the error."""
+    nul = client.get("/v1/bots?cursor=%00", HTTP_ORIGIN="https://app.example.com")
+    assert nul.status_code == 400
+    assert nul.json()["error"]["code"] == "invalid_request"
+    assert nul["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "x-request-id" in nul["Access-Control-Expose-Headers"].lower()
+
+    other = client.get("/v1/bots?cursor=%00", HTTP_ORIGIN="https://evil.example.net")
+    assert other.status_code == 400 and "Access-Control-Allow-Origin" not in other
+    admin = client.get("/admin/login/?next=%00", HTTP_ORIGIN="https://app.example.com")
+    assert admin.status_code == 400 and "Access-Control-Allow-Origin" not in admin
