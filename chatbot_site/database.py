@@ -7,14 +7,19 @@ from typing import Any
 
 from django.db import connection, models
 
+from chatbot_site.pgconnection import BoundedConnection
+
 
 def without_statement_timeout() -> None:
     """No ``DB_STATEMENT_TIMEOUT_SECONDS`` for the rest of the current transaction (call inside
     one): for a deletion whose single statement grows with what it removes (a dataset's chunks,
     a bot's conversations), which the request bound would otherwise make impossible for the
-    largest ones (20,000 chunks took 1.6 s here, their term counts included)."""
+    largest ones (20,000 chunks took 1.6 s here, their term counts included). The client's
+    own bound on the server's answer (``chatbot_site.pgconnection``) is lifted with it."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL statement_timeout = 0")
+    if isinstance(connection.connection, BoundedConnection):
+        connection.connection.lift_bound()
 
 
 def key_share(model: type[models.Model], tenant_id: Any, ids: Collection[Any]) -> set[Any]:

@@ -195,7 +195,13 @@ def _log_database_unavailable(exc: BaseException) -> None:
     """The database went away, the pool had no connection in time, or a statement outlived
     DB_STATEMENT_TIMEOUT_SECONDS: the client may try again. The log names which (the error's
     own text may quote the statement, so it stays out of the answer)."""
-    log.error("database_unavailable", error=type(exc).__name__, pgcode=_pgcode(exc))
+    cause = exc.__cause__
+    log.error(
+        "database_unavailable",
+        error=type(exc).__name__,
+        cause=type(cause).__name__ if cause is not None else None,  # DatabaseNoAnswer, PoolTimeout
+        pgcode=_pgcode(exc),
+    )
 
 
 def database_unavailable(request: HttpRequest, exc: BaseException) -> HttpResponse:

@@ -9,7 +9,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-import psycopg
 import structlog
 from django.conf import settings
 from django.db import connection
@@ -48,7 +47,8 @@ def _pg_vector_version() -> tuple[Any, ...] | None:
     try:
         pooled = pool.getconn(timeout=settings.HEALTH_POOL_WAIT_SECONDS)
     except PoolTimeout:
-        with psycopg.connect(**connection.get_connection_params()) as direct:
+        # Of the pool's class: its wait for the answer is bounded as the pool's are.
+        with pool.connection_class.connect(**connection.get_connection_params()) as direct:
             return direct.execute(_PGVECTOR_VERSION).fetchone()
     try:
         return pooled.execute(_PGVECTOR_VERSION).fetchone()

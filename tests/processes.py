@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -178,3 +179,74 @@ def parse_answer(answer: bytes) -> tuple[int, dict[str, str], dict]:
             data, body = data + rest[: int(size, 16)], rest[int(size, 16) + 2 :]
         body = data
     return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+class DatabaseProxy:
+    """A TCP proxy in front of the test database, for a server of the test's own making:
+    :meth:`stall` stops relaying without closing anything (to the client, a server that takes
+    the query, and new connections, and never answers: a PostgreSQL stopped with SIGSTOP, or
+    cut off by a partition behind a TCP connection the kernel keeps open); :meth:`down` closes
+    every connection and refuses new ones (a server restarting), :meth:`up` ends that. ``url``
+    is the database URL through it."""
+
+    def __init__(self) -> None:
+        params = connection.get_connection_params()
+        host = params.get("host") or settings.DATABASES["default"].get("HOST")
+        self.upstream = f"{host}/.s.PGSQL.{params.get('port') or 5432}"
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = (
+            f"postgresql://{params.get('user', 'postgres')}@127.0.0.1:{self.port}/"
+            f"{connection.settings_dict['NAME']}"
+        )
+        self.up()
+
+    def stall(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
+    def down(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes its accept(), which close() does not
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets = []
+
+    def up(self) -> None:
+        if self.listener.fileno() == -1:
+            self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed
+                return
+            self.flowing.wait()  # a new connection is not relayed while stalled either
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.upstream)
+            self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                self.flowing.wait()
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.flowing.set()
+        self.down()

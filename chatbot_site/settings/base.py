@@ -15,6 +15,7 @@ import environ
 from corsheaders.defaults import default_headers as cors_default_headers
 
 from chatbot_site.logging import build_logging_config
+from chatbot_site.pgconnection import bounded_connection_class
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -163,6 +164,9 @@ def database_config() -> dict[str, Any]:
             "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=8),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # Each wait for the server's answer ends DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a
+            # server that is stopped or cut off cancels nothing itself (chatbot_site.pgconnection).
+            "connection_class": bounded_connection_class(DB_STATEMENT_TIMEOUT_SECONDS),
         }
         config["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not as well
     else:

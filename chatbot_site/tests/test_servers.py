@@ -354,6 +354,43 @@ def test_a_statement_past_db_statement_timeout_is_a_503_in_the_envelope(tmp_path
     assert "Service Unavailable" not in log
 
 
+def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp_path):
+    """A server that takes the statement and never answers (SIGSTOP, a partition) cancels
+    nothing itself: a request held its thread and its pooled connection until the server
+    woke (79 s under make run, no answer meanwhile). Now the client gives up
+    DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a 503, and the connection is not used again."""
+    from tests.processes import DatabaseProxy
+
+    side = build_tenant("stalled")
+    proxy = DatabaseProxy()
+    env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+                    DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2")  # fmt: skip
+    head = (
+        f"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
+    ).encode()
+    try:
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            assert parse_answer(raw_request(base, head))[0] == 200
+            proxy.stall()
+            # Without a bound the request waits as long as the stall: here 60 s.
+            answer = raw_request(base, head, timeout=60)
+            assert answer, "no answer in 60 s"
+            status, headers, body = parse_answer(answer)
+            proxy.resume()
+            again = parse_answer(raw_request(base, head))
+    finally:
+        proxy.close()
+    assert status == 503, body
+    assert headers["retry-after"] == "5"
+    assert body["error"]["code"] == "service_unavailable"
+    assert body["error"]["message"] == "The database is unavailable or too slow; try again shortly."
+    assert body["error"]["request_id"] == headers["x-request-id"]
+    assert again[0] == 200, again
+    log = (tmp_path / "daphne.log").read_text()
+    assert "DatabaseNoAnswer" in log  # database_unavailable names the cause
+
+
 @pytest.mark.parametrize(
     ("what", "table"),
     [
@@ -369,7 +406,7 @@ def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeou
     """A dataset's chunks, a bot's messages, the messages citing a document: each goes (or is
     rewritten) in one statement that grows with them, so ``DELETE /v1/datasets/{id}``,
     ``DELETE /v1/bots/{id}`` and ``DELETE /v1/documents/{id}`` wait here for a lock held past
-    ``DB_STATEMENT_TIMEOUT_SECONDS`` and still succeed."""
+    ``DB_STATEMENT_TIMEOUT_SECONDS`` (and the client's bound on an answer) and still succeed."""
     import threading
 
     import psycopg
@@ -388,7 +425,8 @@ def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeou
         psycopg.connect(database_url_of_current_connection()) as locker,
     ):
         locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        release = threading.Timer(1.0, locker.rollback)  # past the 0.3 s bound
+        # Past the 0.3 s bound, and past the client's own (0.3 + 2 s: chatbot_site.pgconnection)
+        release = threading.Timer(3.0, locker.rollback)
         release.start()
         answer = raw_request(base, head.encode())
         release.join()
