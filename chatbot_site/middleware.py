@@ -4,10 +4,11 @@ daphne) passes through them without a thread hop."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import structlog
@@ -18,7 +19,7 @@ from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.db import OperationalError as DatabaseOperationalError
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.deprecation import MiddlewareMixin
 from whitenoise.middleware import WhiteNoiseMiddleware  # type: ignore[import-untyped]
@@ -81,6 +82,24 @@ class RequestIdMiddleware(_DualMiddleware):
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
+        if response.streaming and getattr(response, "file_to_stream", None) is None:
+            # A stream (a chat answer's events) is logged when it ends, with what was sent;
+            # logged here, it was "200 in 30 ms" for an answer that took seconds, whatever
+            # became of it. (A file's length is known: it is logged now, as it is served.)
+            streaming = cast(StreamingHttpResponse, response)
+            content = streaming.streaming_content
+            streaming.streaming_content = (
+                self._async_stream(request, response, content)  # type: ignore[arg-type]
+                if streaming.is_async
+                else self._stream(request, response, content)  # type: ignore[arg-type]
+            )
+            return response
+        size = len(response.content) if isinstance(response, HttpResponse) else None
+        self._log(request, response, bytes=size)
+        return response
+
+    @staticmethod
+    def _log(request: HttpRequest, response: HttpResponseBase, **fields: Any) -> None:
         elapsed_ms = round((time.perf_counter() - request._started) * 1000, 1)  # type: ignore[attr-defined]
         level = (
             log.debug if request.path in _QUIET_PATHS and response.status_code < 500 else log.info
@@ -91,8 +110,38 @@ class RequestIdMiddleware(_DualMiddleware):
             path=request.path,
             status=response.status_code,
             ms=elapsed_ms,
+            **fields,
         )
-        return response
+
+    async def _async_stream(
+        self, request: HttpRequest, response: HttpResponseBase, content: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        sent, outcome = 0, "failed"
+        try:
+            async for chunk in content:
+                sent += len(chunk)
+                yield chunk
+            outcome = "complete"
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away
+            outcome = "client_gone"
+            raise
+        finally:
+            self._log(request, response, bytes=sent, outcome=outcome)
+
+    def _stream(
+        self, request: HttpRequest, response: HttpResponseBase, content: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        sent, outcome = 0, "failed"
+        try:
+            for chunk in content:
+                sent += len(chunk)
+                yield chunk
+            outcome = "complete"
+        except GeneratorExit:  # closed before its end: the client went away
+            outcome = "client_gone"
+            raise
+        finally:
+            self._log(request, response, bytes=sent, outcome=outcome)
 
 
 def add_cors_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

@@ -80,3 +80,43 @@ def test_djangos_records_are_logged_once_and_a_bad_host_without_a_traceback(clie
     assert response.status_code == 400
     record = next(r for r in caplog.records if r.name == "django.security.DisallowedHost")
     assert record.exc_info is None and "Invalid HTTP_HOST header" in record.getMessage()
+
+
+def _access_lines(caplog) -> list[dict]:
+    return [
+        r.msg
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "request_finished"
+    ]
+
+
+async def _read(pieces) -> bytes:
+    return b"".join([piece async for piece in pieces])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_streams_access_line_is_written_when_it_ends_with_what_was_sent(caplog):
+    """It was written when the view handed the stream over: status 200 in a few ms, no size,
+    the same whether the answer then came whole, failed or lost its client (that one:
+    conversations' test_client_disconnect_cancels_generation_and_stores_the_partial_answer)."""
+    from asgiref.sync import async_to_sync
+
+    from conversations.tests.chatkit import add_passages, ask, chat
+    from tests.world import build_tenant
+
+    alpha = build_tenant("alpha")
+    add_passages(alpha)
+    with caplog.at_level(logging.INFO, logger="chatbot.request"):
+        response = chat(alpha.client(alpha.chat_key), **ask(alpha, "renew?", stream=True))
+        assert _access_lines(caplog) == []  # handed over, not sent yet
+        body = async_to_sync(_read)(response.streaming_content)
+        json_turn = chat(alpha.client(alpha.chat_key), **ask(alpha, "renew?"))
+    assert b"event: done" in body
+    streamed, answered = _access_lines(caplog)
+    assert (streamed["status"], streamed["bytes"], streamed["outcome"]) == (
+        200,
+        len(body),
+        "complete",
+    )
+    assert (answered["status"], answered["bytes"]) == (200, len(json_turn.content))
+    assert "outcome" not in answered

@@ -9,6 +9,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,20 +32,22 @@ def alpha() -> TenantWorld:
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, tmp_path_factory) -> Iterator[tuple[str, FakeOpenAI]]:
-    """One daphne for the module (it reads the database per request)."""
+def server(django_db_setup, tmp_path_factory) -> Iterator[tuple[str, FakeOpenAI, Path]]:
+    """One daphne for the module (it reads the database per request), and its log."""
     with fake_openai() as fake:
         env = child_env(
             LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url, OPENAI_API_KEY="sk-test",
             SSE_PING_SECONDS="0.2", LLM_RETRY_BASE_SECONDS="0.01", LLM_TIMEOUT_SECONDS="2",
+            LOG_LEVEL="INFO", LOG_FORMAT="json",  # the access lines, one JSON object each
         )  # fmt: skip
-        with daphne_server(env, tmp_path_factory.mktemp("daphne") / "daphne.log") as base:
-            yield base, fake
+        log = tmp_path_factory.mktemp("daphne") / "daphne.log"
+        with daphne_server(env, log) as base:
+            yield base, fake, log
 
 
 @pytest.fixture
 def served(server) -> tuple[str, FakeOpenAI]:
-    base, fake = server
+    base, fake, _log = server
     fresh = FakeOpenAI()
     for name in ("fail_with", "requests", "chat_reply", "chat_delay", "break_after_pieces",
                  "prompt_tokens", "disconnected", "piece_chars", "obey", "stalls",
@@ -85,7 +88,7 @@ def post_json(base: str, world: TenantWorld, body: dict[str, Any]) -> dict[str, 
 def open_stream(base: str, world: TenantWorld, body: dict[str, Any]) -> socket.socket:
     """A streamed turn over a raw socket, left open: the caller reads and closes it."""
     parts = urlsplit(base)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=2)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=15)
     raw = json.dumps(body).encode()
     sock.sendall(
         b"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -274,10 +277,18 @@ def test_validation_errors_before_the_stream_are_json(served, alpha):
     assert json.loads(response.read())["error"]["code"] == "validation_error"
 
 
-def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(served, alpha):
+def access_lines(log: Path, since: int) -> list[dict[str, Any]]:
+    """The ``request_finished`` lines the server wrote after ``since`` (an offset in its log)."""
+    with log.open() as lines:
+        lines.seek(since)
+        return [json.loads(line) for line in lines if '"event": "request_finished"' in line]
+
+
+def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(served, alpha, server):
     base, fake = served
     fake.chat_reply = " ".join(f"word{i}" for i in range(60))
     fake.chat_delay = 0.1
+    log, since = server[2], server[2].stat().st_size
     sock = open_stream(base, alpha, ask(alpha, "When do annual plans renew?", stream=True))
     received = b""
     deadline = time.monotonic() + 10
@@ -297,6 +308,10 @@ def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(serv
 
     message = wait_for(stored, timeout=10, what="the cancelled answer to be stored")
     assert message.finish_reason == "cancelled"
+    # The access line is written as the stream ends, and says how.
+    [line] = wait_for(lambda: access_lines(log, since), timeout=10, what="its access line")
+    assert (line["path"], line["status"], line["outcome"]) == ("/v1/chat", 200, "client_gone")
+    assert line["bytes"] > 0  # what was sent of the events before the client went
     # (the guard may still hold "0 ..." back: a digit run could grow into a phone number)
     assert message.content.startswith("word") and "word59" not in message.content
     # Generation stopped: the provider's stream was closed well before its end.
