@@ -106,9 +106,22 @@ def _mark_class() -> str:
 # into र, जन, त and the Arabic "كَتَبَ" into its three letters.
 WORD = re.compile(f"[\\w{_mark_class()}\u200c\u200d]+")
 
-# Where a sentence ends: Latin ``.!?``, the Devanagari danda and double danda (``।॥``), the
-# Arabic question mark (``؟``) and the Urdu full stop (U+06D4) where whitespace follows; the CJK
-# full stop, fullwidth exclamation and question marks (``。``, U+FF01, U+FF1F) wherever they
-# stand, since those scripts put no space after them. A pattern to split at (an alternation:
-# wrap it in a group to add to it).
-SENTENCE_END = "(?<=[.!?\u0964\u0965\u061f\u06d4])\\s+|(?<=[\u3002\uff01\uff1f])\\s*"
+# A full stop that ends an abbreviation, not a sentence: an initial (one capital letter, a word
+# of its own: "Thomas J. Watson", "J. R. R. Tolkien", "U.S. Army"), "e.g." and "i.e.", and a
+# few titles ("Dr. Smith"). Each a fixed-width look-behind, as Python's ``re`` requires. The
+# price: a sentence that ends in an initial ("... Plan B. Then") runs on into the next.
+_CAPITAL = "A-Z\u00c0-\u00d6\u00d8-\u00de\u0391-\u03a9\u0410-\u042f\u0401"
+_NOT_ABBREVIATION = (
+    f"(?<!\\b[{_CAPITAL}]\\.)(?<!\\b[a-z]\\.[a-z]\\.)"
+    "(?<!\\b(?:Mr|Ms|Dr|Jr|Sr|St|vs|cf)\\.)(?<!\\bMrs\\.)(?<!\\bProf\\.)"
+)
+
+# Where a sentence ends: Latin ``.!?`` (not a full stop that ends an abbreviation), the Devanagari
+# danda and double danda (``।॥``), the Arabic question mark (``؟``) and the Urdu full stop
+# (U+06D4) where whitespace follows; the CJK full stop, fullwidth exclamation and question marks
+# (``。``, U+FF01, U+FF1F) wherever they stand, since those scripts put no space after them. A
+# pattern to split at (an alternation: wrap it in a group to add to it). Chunking and the
+# offline answerer both split with it.
+SENTENCE_END = (
+    f"(?<=[.!?\u0964\u0965\u061f\u06d4]){_NOT_ABBREVIATION}\\s+|(?<=[\u3002\uff01\uff1f])\\s*"
+)

@@ -6,7 +6,15 @@ import uuid
 
 import pytest
 
-from conversations.llm.extractive import NOTHING_FOUND, compose, pieces, sentences, terms, within
+from conversations.llm.extractive import (
+    NOTHING_FOUND,
+    compose,
+    pieces,
+    readable_text,
+    sentences,
+    terms,
+    within,
+)
 from conversations.prompting import (
     CitationFilter,
     ScopeRules,
@@ -375,4 +383,23 @@ def test_extractive_answer_skips_images():
     )
     assert compose("How do I upload a PDF?", [passage]) == (
         "The admin uploads a PDF and waits for it to be ready. [1]"
+    )
+
+
+def test_extractive_answer_keeps_a_name_with_an_initial_in_one_sentence():
+    # An initial's full stop ended a sentence: "Who was Thomas J. Watson?" on docling's wiki.md
+    # was answered "Thomas J. [1] Watson, Sr., fired from the National Cash Register ...".
+    passage = (
+        "Thomas J. Watson, Sr., fired from the National Cash Register Company by John Henry "
+        "Patterson, called on Flint and, in 1914, was offered a position at CTR.[23] The company "
+        "grew, e.g. in Europe, and Dr. Smith joined the U.S. branch. It was renamed in 1924."
+    )
+    assert sentences(readable_text(passage)) == [
+        "Thomas J. Watson, Sr., fired from the National Cash Register Company by John Henry "
+        "Patterson, called on Flint and, in 1914, was offered a position at CTR.",
+        "The company grew, e.g. in Europe, and Dr. Smith joined the U.S. branch.",
+        "It was renamed in 1924.",
+    ]
+    assert compose("Who was Thomas J. Watson?", [passage]).startswith(
+        "Thomas J. Watson, Sr., fired from the National Cash Register Company"
     )

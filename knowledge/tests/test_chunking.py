@@ -210,3 +210,16 @@ def test_a_sentence_end_with_reference_marks_after_it_ends_a_piece(count):
     assert len(drafts) > 3
     for draft in drafts:
         assert draft.text.startswith("Watson chose") and draft.text.endswith("]"), draft.text
+
+
+def test_an_initial_does_not_end_a_piece(count):
+    """An initial's full stop was a sentence end: a paragraph longer than a chunk could be cut
+    between 'Thomas J.' and 'Watson' (chatbot_site.text.SENTENCE_END, shared with the offline
+    answerer)."""
+    sentence = "Thomas J. Watson, Sr. of the U.S. company met Dr. Smith, e.g. in a 1914 meeting."
+    drafts = chunk_blocks([Block(" ".join([sentence] * 30))], size=64, overlap=16, count=count)
+    assert len(drafts) > 3
+    for draft in drafts:
+        assert draft.text.startswith("Thomas J. Watson") and draft.text.endswith(
+            "meeting."
+        ), draft.text
