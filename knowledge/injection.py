@@ -65,9 +65,16 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"sollst du|musst du|deine (?:neue )?aufgabe)\b"
     ),
     "persona": re.compile(
-        r"\b(?:you are now|act as (?:if|an?|my|the)|pretend (?:to be|you are|that)|"
+        r"\b(?:you are now|pretend (?:to be|you are|that)|"
         r"roleplay as|role-play as|from now on you|you will now act|simulate being|"
         r"stell dir vor,? du bist|tu so,? als|du bist jetzt|spiel(?:e)? die rolle)\b"
+        # "Act as ..." said to the bot (an order, or "you" its subject: "can you act as",
+        # "you are going to act as"), not a question about a role ("Can a bot act as a
+        # support agent for billing questions?"); a jailbreak persona whoever is asked.
+        r"|(?:^|[.!?,;:]\s{0,3}|\b(?:you|u)(?: \w{1,20}){0,3} |"
+        r"\b(?:now|on|please|just|then|always|and) )act as (?:if|an?|my|the)\b"
+        r"|\bact as (?:dan\b|an? (?:unrestricted|unfiltered|uncensored|unlimited|unrestrained|"
+        r"evil|jailbroken|rogue|malicious)\b)"
     ),
     # Other languages' overrides, overrides in passing, and output steering (written from
     # general knowledge of these attacks and the train split's misses; GUARDRAILS.md).
