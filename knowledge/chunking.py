@@ -5,8 +5,9 @@ tokenizer) without crossing a heading boundary or a page; a block too long for o
 at sentence ends (a sentence hard-wrapped over lines kept whole; a code line or a table row kept
 one piece), and a sentence too long at word boundaries. The pieces of a split block keep the line
 breaks between them (a table, code, a list stay lines; to the embedding model and full-text search
-whitespace is whitespace). Consecutive chunks of one section share up to ``overlap`` tokens of
-whole sentences, never so many that the next piece does not fit. Each chunk keeps page, heading
+whitespace is whitespace); a chunk that a Markdown table's rows continue in begins with the
+table's header and delimiter rows again. Consecutive chunks of one section share up to
+``overlap`` tokens of whole sentences, never so many that the next piece does not fit. Each chunk keeps page, heading
 path and its character offsets in the document's extracted text (blocks joined by blank lines).
 """
 
@@ -36,6 +37,10 @@ _SENTENCE_END = re.compile(
 _WRAPPED = frozenset({"paragraph", "list"})
 _ALONE = frozenset({"code", "table"})
 _ROW = re.compile(r"[ \t]*\|")
+# A Markdown table's header: a row, then its delimiter row ("|---|:--:|").
+_TABLE_HEADER = re.compile(
+    r"[ \t]*\|[^\n]*\n[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*(?:\n|$)"
+)
 _OWN_LINE = re.compile(r"[ \t]*(?:[-*+\u2022][ \t]|\d{1,9}[.)][ \t]|#|```|~~~)")
 _WORD = re.compile(r"\S+")
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Japanese kana, CJK
@@ -52,6 +57,7 @@ class Piece:
     tokens: int
     block: int = 0  # blocks are joined by a blank line
     joiner: str = " "  # what joins it to the piece before it of its block: a space or a line break
+    header: Piece | None = None  # a table row's: its table's header, which a chunk it opens repeats
 
 
 @dataclass
@@ -186,6 +192,31 @@ def _runs(word: str, start: int, size: int, count: Callable[[str], int]) -> list
     return pieces
 
 
+def _table_rows(
+    text: str, start: int, pieces: list[Piece], size: int, count: Callable[[str], int]
+) -> list[Piece]:
+    """A Markdown table split over chunks: its header and delimiter rows become one piece (a
+    chunk never ends between them), and each row after them gets that piece as its
+    ``header``, for a chunk it opens to repeat. Rows without their header read as bare values
+    to retrieval and to whoever reads the chunk ('| `HOST`, `PORT` | `127.0.0.1`, `8000` |':
+    of what?)."""
+    found = _TABLE_HEADER.match(text)
+    if found is None or len(pieces) < 3:
+        return pieces
+    header_text = found.group(0).rstrip("\n")
+    lead = len(header_text) - len(header_text.lstrip())
+    header_text = header_text.strip()
+    header = Piece(header_text, start + lead, count(header_text), pieces[0].block, "\n")
+    if header.tokens > size // 2:  # a header that leaves rows no room is not repeated
+        return pieces
+    ends = start + found.end()
+    rows = [piece for piece in pieces if piece.start >= ends]
+    for piece in rows:
+        if _ROW.match(piece.text):
+            piece.header = header
+    return [header, *rows]
+
+
 def chunk_blocks(
     blocks: list[Block], *, size: int, overlap: int, count: Callable[[str], int]
 ) -> list[ChunkDraft]:
@@ -230,11 +261,21 @@ def chunk_blocks(
         )  # fmt: skip
         for piece in pieces:
             piece.block = number
+        pieces = _table_rows(block.text, start, pieces, size, count)
         for piece in pieces:
+            header = piece.header
+            extra = header.tokens if header is not None else 0
             if current and sum(p.tokens for p in current) + piece.tokens > size:
                 # Carried sentences and the piece after them must fit too: a 205-token piece
                 # after 64 carried made a 269-token chunk, more than the model embeds.
-                emit(keep_overlap=True, room=size - piece.tokens)
+                emit(keep_overlap=True, room=size - piece.tokens - extra)
+            if (
+                header is not None
+                # none of its table's pieces before the rows: the header is there already
+                and all(p.block == piece.block and p.start > header.start for p in current)
+                and sum(p.tokens for p in current) + extra + piece.tokens <= size
+            ):
+                current.insert(0, header)  # the rows it opens (and carries) under their header
             current.append(piece)
     emit(keep_overlap=False)
     return drafts

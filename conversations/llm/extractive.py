@@ -1,6 +1,7 @@
 """The offline answerer: the sentences of the retrieved passages that best cover the question,
-in passage order, each followed by its passage's ``[n]``. Code blocks, command lines, table
-rows, images and a table of contents' entries ("Preface . . . . xi") are skipped: they are cited
+in passage order, each followed by its passage's ``[n]``. A table row is a sentence, each cell
+after its column's header ("variable: `PORT`; default: `8000`"). Code blocks, command lines,
+images and a table of contents' entries ("Preface . . . . xi") are skipped: they are cited
 passages, not sentences to read out, and so are the reference marks of a passage's own document
 (``[1]`` in a Wikipedia page, not `` `[1]` `` in inline code): they would read as citations of
 this answer's passages. An inline code span is a word of its sentence (``Run `make test`.`` is
@@ -218,8 +219,13 @@ _IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 
 
 def readable_text(passage: str) -> str:
-    """The passage without code blocks, table rows, headings, images and its own ``[n]``
-    marks."""
+    """The passage without code blocks, headings, images and its own ``[n]`` marks, a table
+    row as a sentence of its own ("header: cell; header: cell")."""
+    return _readable(passage)[0]
+
+
+def _readable(passage: str) -> tuple[str, dict[str, set[str]]]:
+    """:func:`readable_text`, and each table row's sentence with its headers' terms."""
     if passage.count("```") % 2:  # a fence without its pair
         # A chunk that begins inside a code block (the opening fence is in the chunk before)
         # starts with code and a bare closing fence: paired with the next fence, its prose
@@ -230,7 +236,65 @@ def readable_text(passage: str) -> str:
     if "![" in passage:  # an image is not a sentence: its alt text and address read as one
         passage = _IMAGE.sub("", passage)
     lines = _FENCE.sub("\n", _SOURCE_MARKER.sub(_code_span, passage)).splitlines()
-    return "\n".join(line for line in lines if not line.lstrip().startswith(("|", "#")))
+    kept: list[str] = []
+    rows: dict[str, set[str]] = {}
+    header: list[str] | None = None
+    for number, line in enumerate(lines):
+        if not line.lstrip().startswith("|"):
+            header = None
+            if not line.lstrip().startswith("#"):
+                kept.append(line)
+            continue
+        if _TABLE_DELIMITER.match(line):
+            continue
+        cells = _cells(line)
+        if header is None and number + 1 < len(lines) and _TABLE_DELIMITER.match(lines[number + 1]):
+            header = cells  # a header row is what the rows say, not a sentence of its own
+            continue
+        row = _row_sentence(header or [], cells)
+        rows[row] = terms(" ".join(header or []))
+        kept.append(f"\n{row}\n")  # a block of its own
+    return "\n".join(kept), rows
+
+
+# A Markdown table's delimiter row ("|---|:--:|").
+_TABLE_DELIMITER = re.compile(r"[ \t]*\|?(?:[ \t]*:?-{3,}:?[ \t]*\|?)+[ \t]*$")
+
+
+def _cells(row: str) -> list[str]:
+    """A table row's cells; a ``|`` inside inline code (`` `a|b` ``) or escaped is no border."""
+    cells, cell, code = [], [], False
+    text = row.strip().removeprefix("|")
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] == "|":
+            cell.append("|")
+            i += 2
+            continue
+        if ch == "`":
+            code = not code
+        if ch == "|" and not code:
+            cells.append("".join(cell).strip())
+            cell = []
+        else:
+            cell.append(ch)
+        i += 1
+    if "".join(cell).strip():
+        cells.append("".join(cell).strip())
+    return cells
+
+
+def _row_sentence(header: Sequence[str], cells: Sequence[str]) -> str:
+    """A table row as a sentence: each cell after its column's header ("variable: `PORT`;
+    default: `8000`; meaning: where `make run` listens"); a row without a header, its cells."""
+    parts = []
+    for k, cell in enumerate(cells):
+        if not cell:
+            continue
+        name = header[k] if k < len(header) else ""
+        parts.append(f"{name}: {cell}" if name else cell)
+    return "; ".join(parts)
 
 
 def _code_span(match: re.Match[str]) -> str:
@@ -269,11 +333,17 @@ def compose(question: str, passages: Sequence[str]) -> str:
     wanted = terms(question)
     scored: list[tuple[float, int, int, str]] = []
     for n, passage in enumerate(passages, start=1):
-        for i, sentence in enumerate(sentences(readable_text(passage))):
+        text, rows = _readable(passage)
+        for i, sentence in enumerate(sentences(text)):
             if not prose(sentence):
                 continue
             found = terms(sentence)
             overlap = len(wanted & found)
+            # A table row is about what its cells say: its headers' words ("default") are in
+            # every row, and alone they do not make a row an answer.
+            headers = next((h for row, h in rows.items() if sentence in row), set())
+            if overlap and not wanted & (found - headers):
+                continue
             if overlap:
                 # Coverage of the question, a little for short sentences and earlier passages. A
                 # sentence's length is in words, an inline code span one of them (its terms

@@ -403,3 +403,31 @@ def test_extractive_answer_keeps_a_name_with_an_initial_in_one_sentence():
     assert compose("Who was Thomas J. Watson?", [passage]).startswith(
         "Thomas J. Watson, Sr., fired from the National Cash Register Company"
     )
+
+
+def test_extractive_answer_reads_a_table_row_under_its_header():
+    # "What is the default port?" has its answer in a row of the README's settings table; the
+    # answerer skipped every line that begins with '|' and found nothing to say.
+    passage = (
+        "| variable | default | meaning |\n|---|---|---|\n"
+        "| `LOG_LEVEL` | `INFO` | |\n"
+        "| `HOST`, `PORT` | `127.0.0.1`, `8000` | where `make run` listens |\n"
+        "| `DATA_DIR` | `.data` | embedded servers' data, uploaded files (`MEDIA_ROOT`) |"
+    )
+    assert compose("What is the default port?", ["Unrelated prose here.", passage]) == (
+        "variable: `HOST`, `PORT`; default: `127.0.0.1`, `8000`; meaning: where `make run` "
+        "listens [2]"
+    )
+    targets = (
+        "| target | what |\n|---|---|\n"
+        "| `make eval-guardrails` | guardrail figures; `ONLY=injection|scope` for one part |\n"
+        "| `make stop` | stop the embedded PostgreSQL and Redis |"
+    )
+    assert compose("Which make targets are there?", [targets]) == (
+        "target: `make eval-guardrails`; what: guardrail figures; `ONLY=injection|scope` for one "
+        "part [1] target: `make stop`; what: stop the embedded PostgreSQL and Redis [1]"
+    )
+    # Without its header (a chunk of an older ingestion), a row is its cells.
+    assert compose("Which make target stops Redis?", ["| `make stop` | stop Redis |"]) == (
+        "`make stop`; stop Redis [1]"
+    )
