@@ -326,8 +326,10 @@ def prose(sentence: str) -> bool:
     return readable / len(sentence) >= 0.85
 
 
-def compose(question: str, passages: Sequence[str]) -> str:
-    """The answer text, with ``[n]`` (1-based passage numbers) after each sentence."""
+def compose(question: str, passages: Sequence[str], said: Sequence[str] = ()) -> str:
+    """The answer text, with ``[n]`` (1-based passage numbers) after each sentence. A sentence
+    one of the conversation's earlier answers (``said``) holds is not said again while others
+    cover the question: "Tell me more." gets the next-best sentences, not the same answer."""
     if not passages:
         return NOTHING_FOUND
     wanted = terms(question)
@@ -354,6 +356,11 @@ def compose(question: str, passages: Sequence[str]) -> str:
                     words = len(terms(_INLINE_CODE.sub(" ", sentence))) + len(spans)
                 score = overlap / math.sqrt(words + 1) - 0.01 * n
                 scored.append((score, n, i, sentence))
+    if said and scored:
+        earlier = _SPACE.sub(" ", " ".join(said)).casefold()
+        fresh = [s for s in scored if _SPACE.sub(" ", s[3].removesuffix(" …")).casefold()
+                 not in earlier]  # fmt: skip
+        scored = fresh or scored  # nothing new: the best again, rather than nothing
     if not scored:
         first = [s for s in sentences(readable_text(passages[0])) if prose(s)]
         return f"{first[0]} [1]" if first else NOTHING_FOUND
@@ -441,7 +448,9 @@ class ExtractiveLLM:
         self, request: LLMRequest, *, pace: float = 0.0
     ) -> AsyncGenerator[Delta | Completion, None]:
         del pace  # nothing remote to read
-        answer = compose(request.question, [hit.text for hit in request.passages])
+        # The conversation's earlier answers, as the prompt carries them (without markers).
+        said = [m["content"] for m in request.messages if m["role"] == "assistant"]
+        answer = compose(request.question, [hit.text for hit in request.passages], said)
         # Counted as the caller counts the completion's tokens (the local tokenizer).
         count = get_embedder().count_tokens
         answer, cut = within(answer, request.max_tokens, count)

@@ -280,6 +280,26 @@ def test_the_offline_answerer_answers_a_follow_up_that_names_nothing_from_its_su
     assert "renew automatically" in body["output"] and body["citations"], body
 
 
+def test_tell_me_more_gets_the_next_sentences_not_the_same_answer():
+    """ "Tell me more." is searched as the previous question and found the same passages: the
+    offline answerer said the same sentences again (seen on the demo bot). Now what an earlier
+    answer of the conversation said is not said again while anything else covers the question."""
+    world = build_tenant("beta")
+    add_passages(world, [
+        "Annual plans renew automatically every year. Monthly plans renew every month.",
+        "Plans renew on the date of purchase. Plans renew after a reminder, sent to the "
+        "account's owner a week before the date.",
+    ])  # fmt: skip
+    client = world.client(world.chat_key)
+    first = chat(client, **ask(world, "When do plans renew?")).json()
+    assert first["output"].count("[") == 3
+    more = chat(client, **ask(world, "Tell me more.", session_id=first["session_id"])).json()
+    assert more["refusal"] is None and more["citations"], more
+    said = [s for s in more["output"].split(" [") if s and not s[0].isdigit()]
+    assert said and not [s for s in said if s in first["output"]], (first["output"], more)
+    assert "a week before the date." in more["output"]
+
+
 def test_a_follow_up_that_names_nothing_inherits_a_blocked_topic(alpha):
     """The client sends the history itself: its earlier question is still checked."""
     alpha.scope.blocked_topics = ["refunds"]

@@ -431,3 +431,23 @@ def test_extractive_answer_reads_a_table_row_under_its_header():
     assert compose("Which make target stops Redis?", ["| `make stop` | stop Redis |"]) == (
         "`make stop`; stop Redis [1]"
     )
+
+
+def test_extractive_answer_does_not_repeat_what_the_conversation_said():
+    # "Tell me more." after an answer searched the same passages and said the same sentences.
+    passages = [
+        "Annual plans renew automatically every year. Monthly plans renew every month.",
+        "Plans renew on the date of purchase. Plans renew after a reminder, sent to the "
+        "account's owner a week before the date.",
+    ]
+    first = compose("When do plans renew?", passages)
+    assert first.count("[") == 3
+    earlier = first.replace(" [1]", "").replace(" [2]", "")  # as the prompt carries it
+    more = compose("When do plans renew?\nTell me more.", passages, said=[earlier])
+    assert more == (
+        "Plans renew after a reminder, sent to the account's owner a week before the date. [2]"
+    )
+    # Nothing new to say: the best again, rather than nothing.
+    assert compose("When do plans renew?", passages[:1], said=[passages[0]]) == compose(
+        "When do plans renew?", passages[:1]
+    )
