@@ -65,7 +65,7 @@ from conversations.services import (
     usage_record,
 )
 from knowledge.embeddings import get_embedder
-from knowledge.follow_ups import names_no_subject, what_to_search
+from knowledge.follow_ups import names_no_subject, refers_back, what_to_search
 from knowledge.injection import detect, detect_passage
 from knowledge.retrieval import (
     FollowUp,
@@ -358,14 +358,18 @@ FOLLOW_UP_CONTEXT_CHARS = 2_000
 def _previous_question(turn: Turn) -> list[str]:
     """The conversation's last user message before the question that names a subject (masked
     like everything the turn holds), as a one-item list; none when the history has none or
-    steering is off. A message that names none ("Tell me more.") was about the one before it:
-    after "How do I create an API key?", "Tell me more.", the question "Can you explain that in
-    more detail?" means API keys too, not "Tell me more." (which found an error-format passage).
-    With no message that names a subject, the last one."""
+    steering is off. A message that names none ("Tell me more.") or points back ("How do I
+    configure it?") was about the one before it: after "How do I create an API key?", "Tell me
+    more.", the question "Can you explain that in more detail?" means API keys too, not "Tell
+    me more." (which found an error-format passage); after "What is the vector index?", "How do
+    I configure it?", "Tell me more." was judged as "How do I configure it?" and refused
+    (no_relevant_context on the demo bot). With no message that names a subject, the last
+    one."""
     if settings.RETRIEVAL_HISTORY_WEIGHT <= 0:
         return []
     earlier = [m["content"] for m in turn.history if m["role"] == "user" and m["content"].strip()]
-    subjects = [text for text in earlier if not names_no_subject(text)] or earlier
+    subjects = [text for text in earlier if not (names_no_subject(text) or refers_back(text))]
+    subjects = subjects or earlier
     return [text[:FOLLOW_UP_CONTEXT_CHARS] for text in subjects[-1:]]
 
 
@@ -460,9 +464,10 @@ def chat_ground(turn: Turn) -> None:
             question=turn.question,
             canary=turn.canary,
         ),
-        # What an answer without a chat model (extractive) picks sentences for: for a follow-up
-        # that names nothing, the subject it refers to as well.
-        question=turn.question if judged == turn.question else f"{judged}\n{turn.question}",
+        question=turn.question,
+        # What an answer without a chat model (extractive) picks sentences for too: for a
+        # follow-up that names nothing or points back, the subject it refers to.
+        subject="" if judged == turn.question else judged,
         passages=passages,
         temperature=bot.temperature,
         max_tokens=bot.max_output_tokens,

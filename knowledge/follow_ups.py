@@ -1,7 +1,8 @@
 """Follow-up questions that name no subject of their own ("Can you explain that in more
-detail?"): such a question means what the conversation's previous user message was about, so
-chat searches and judges that message, steered by the follow-up (conversations.chat), and
-``make eval FOLLOW_UP=1`` measures it the same way."""
+detail?"), or point back at the previous one with a pronoun and name one word of their own
+("How do I configure it?"): such a question means what the conversation's previous user message
+was about, so chat searches and judges that message, steered by the follow-up
+(conversations.chat), and ``make eval FOLLOW_UP=1`` measures it the same way."""
 
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ FOLLOW_UP_WORDS = frozenset("""
     sicher richtig stimmt weiter
     """.split())  # noqa: SIM905 - a word list reads better as one string
 _ANY_WORD = re.compile(r"\w+")
+# Words that point back at what the previous message was about ("How do I configure it?").
+# Not "there" ("Is there pagination?" asks about pagination) nor German "das", an article too
+# ("Erzähl mir mehr über das Mittelalter." has a subject of its own).
+REFERRING_WORDS = frozenset("""
+    it its they them their this that these those he she him his her
+    es sie ihn ihm ihr dies diese dieser dieses
+    """.split())  # noqa: SIM905 - a word list reads better as one string
+# A question that points back and names one word of its own ("When was it released?") is
+# about the previous message's subject; two words of its own ("Is that also true for cats
+# and dogs?") may be a new subject, and are judged as one.
+REFERRING_OWN_WORDS = 1
+# How much such a question's own word counts against the subject it points back at, when the
+# subject is searched: as much (an ordinary follow-up counts RETRIEVAL_HISTORY_WEIGHT).
+REFERRING_WEIGHT = 1.0
 
 
 def names_no_subject(question: str) -> bool:
@@ -42,15 +57,29 @@ def names_no_subject(question: str) -> bool:
     return bool(words) and all(word in FOLLOW_UP_WORDS for word in words)
 
 
+def refers_back(question: str) -> bool:
+    """Whether a question points back at the previous message's subject with a pronoun and
+    names no more than :data:`REFERRING_OWN_WORDS` word of its own ("How do I configure it?",
+    "When was it released?"): alone, it searches for "configure" and finds whatever configures
+    something."""
+    words = _ANY_WORD.findall(question.lower())
+    own = [word for word in words if word not in FOLLOW_UP_WORDS]
+    return 0 < len(own) <= REFERRING_OWN_WORDS and any(w in REFERRING_WORDS for w in words)
+
+
 def what_to_search(
     question: str, vector: Sequence[float], previous: FollowUp | None
 ) -> tuple[str, Sequence[float], FollowUp | None]:
     """The text, vector and steering a question is searched (and judged) with, given the
     previous user message as ``previous`` (its weight ``RETRIEVAL_HISTORY_WEIGHT``): a question
     that names nothing is searched as that message, steered by the question; any other question
-    as itself, steered by that message. No history, or weight 0: the question alone."""
+    as itself, steered by that message. One that points back at it and names a word of its own
+    (:func:`refers_back`) is searched as that message too, steered by the question as much as
+    by the message. No history, or weight 0: the question alone."""
     if previous is None or previous.weight <= 0:
         return question, vector, None
     if names_no_subject(question):
         return previous.text, previous.vector, FollowUp(question, vector, previous.weight)
+    if refers_back(question):
+        return previous.text, previous.vector, FollowUp(question, vector, REFERRING_WEIGHT)
     return question, vector, previous

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 class LLMRequest:
     model: str
     messages: list[dict[str, str]]  # what a chat model reads: system, history, question
-    question: str  # what the answer is about (with the subject a bare follow-up refers to)
+    question: str  # the user's question
+    # A follow-up's subject: the previous message it means ("Tell me more.", "When was it
+    # released?"), which an answerer without a chat model reads with the question.
+    subject: str = ""
     passages: list[Hit] = field(default_factory=list)  # numbered from 1, as in the prompt
     temperature: float = 0.2
     max_tokens: int = 1024

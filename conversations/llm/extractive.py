@@ -26,6 +26,7 @@ from chatbot_site.text import SENTENCE_END, WORD, clip, grapheme_cut, is_mark
 from conversations.llm import Completion, Delta, LLMRequest
 from conversations.prompting import MARKER
 from knowledge.embeddings import get_embedder
+from knowledge.follow_ups import FOLLOW_UP_WORDS
 
 NAME = "extractive"
 MAX_SENTENCES = 3
@@ -326,14 +327,25 @@ def prose(sentence: str) -> bool:
     return readable / len(sentence) >= 0.85
 
 
-def compose(question: str, passages: Sequence[str], said: Sequence[str] = ()) -> str:
-    """The answer text, with ``[n]`` (1-based passage numbers) after each sentence. A sentence
-    one of the conversation's earlier answers (``said``) holds is not said again while others
-    cover the question: "Tell me more." gets the next-best sentences, not the same answer."""
+def compose(
+    question: str, passages: Sequence[str], said: Sequence[str] = (), subject: str = ""
+) -> str:
+    """The answer text, with ``[n]`` (1-based passage numbers) after each sentence. For a
+    question that names nothing of its own ("Tell me more."), a sentence one of the
+    conversation's earlier answers (``said``) holds is not said again while others cover the
+    subject: it gets the next-best sentences, not the same answer.
+
+    ``subject``: the previous message a follow-up is about ("What does the Pro plan cost?"
+    for "When was it released?"); its words count as the question's, but sentences that hold
+    the follow-up's own words ("released") come first."""
     if not passages:
         return NOTHING_FOUND
-    wanted = terms(question)
+    wanted = terms(question) | terms(subject)
+    # The follow-up's own words ("released"), not its asking words ("when was it").
+    mine = (w for w in WORD.findall(question) if w.lower() not in FOLLOW_UP_WORDS)
+    own = terms(" ".join(mine))
     scored: list[tuple[float, int, int, str]] = []
+    answering: set[str] = set()  # sentences with the follow-up's own words
     for n, passage in enumerate(passages, start=1):
         text, rows = _readable(passage)
         for i, sentence in enumerate(sentences(text)):
@@ -356,7 +368,11 @@ def compose(question: str, passages: Sequence[str], said: Sequence[str] = ()) ->
                     words = len(terms(_INLINE_CODE.sub(" ", sentence))) + len(spans)
                 score = overlap / math.sqrt(words + 1) - 0.01 * n
                 scored.append((score, n, i, sentence))
-    if said and scored:
+                if subject and own & found:
+                    answering.add(sentence)
+    if answering:
+        scored = [s for s in scored if s[3] in answering]
+    if said and scored and not own:  # a follow-up that asks for more of the same
         earlier = _SPACE.sub(" ", " ".join(said)).casefold()
         fresh = [s for s in scored if _SPACE.sub(" ", s[3].removesuffix(" …")).casefold()
                  not in earlier]  # fmt: skip
@@ -450,14 +466,15 @@ class ExtractiveLLM:
         del pace  # nothing remote to read
         # The conversation's earlier answers, as the prompt carries them (without markers).
         said = [m["content"] for m in request.messages if m["role"] == "assistant"]
-        answer = compose(request.question, [hit.text for hit in request.passages], said)
+        passages = [hit.text for hit in request.passages]
+        answer = compose(request.question, passages, said, subject=request.subject)
         # Counted as the caller counts the completion's tokens (the local tokenizer).
         count = get_embedder().count_tokens
         answer, cut = within(answer, request.max_tokens, count)
         for piece in pieces(answer) if answer else ():
             yield Delta(piece)
             await asyncio.sleep(0)  # a chance for cancellation and other streams
-        read = count(request.question) + sum(
+        read = count(f"{request.subject}\n{request.question}".strip()) + sum(
             hit.token_count or count(hit.text) for hit in request.passages
         )
         yield Completion(finish_reason="length" if cut else "stop", model=NAME, prompt_tokens=read)

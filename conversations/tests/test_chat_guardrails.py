@@ -300,6 +300,42 @@ def test_tell_me_more_gets_the_next_sentences_not_the_same_answer():
     assert "a week before the date." in more["output"]
 
 
+def test_a_follow_up_that_points_back_with_a_pronoun_is_about_the_previous_subject():
+    """ "When was it released?" after a question about the Pro plan searched for "released"
+    (steered by the Pro plan at 0.3) and the offline answer read only its own words: it said
+    when Python 3.12 was released. Now it is searched and answered as the Pro plan question,
+    steered by its own word as much."""
+    world = build_tenant("beta")
+    add_passages(world, [
+        "Python 3.12 was released in October 2023.",
+        "The Basic plan costs 5 euros a month. The Pro plan costs 20 euros a month.",
+        "Plans and their history: the Pro plan was released in March 2024, for teams.",
+    ])  # fmt: skip
+    client = world.client(world.chat_key)
+    first = chat(client, **ask(world, "What does the Pro plan cost?")).json()
+    assert "20 euros" in first["output"]
+    body = chat(client, **ask(world, "When was it released?",
+                              session_id=first["session_id"])).json()  # fmt: skip
+    assert body["refusal"] is None, body
+    assert body["output"].startswith("Plans and their history: the Pro plan was released in March")
+    assert "Python" not in body["output"], body["output"]
+
+
+def test_tell_me_more_after_a_follow_up_that_points_back_keeps_its_subject(alpha):
+    """ "Tell me more." after "How are they paid?" was searched and judged as "How are they
+    paid?" (its previous message with a word of its own), which alone is about nothing: it
+    lost the renewal subject (on the demo bot, after "What is the vector index?", "How do I
+    configure it?", it was refused: no relevant context)."""
+    billing_scope(alpha, min_relevance=0.3)
+    client = alpha.client(alpha.chat_key)
+    first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+    session = {"session_id": first["session_id"]}
+    for follow_up in ("How are they paid?", "Tell me more."):
+        body = chat(client, **ask(alpha, follow_up, **session)).json()
+        assert body["refusal"] is None, (follow_up, body)
+        assert any("renew" in c["snippet"] for c in body["citations"]), (follow_up, body)
+
+
 def test_a_follow_up_that_names_nothing_inherits_a_blocked_topic(alpha):
     """The client sends the history itself: its earlier question is still checked."""
     alpha.scope.blocked_topics = ["refunds"]

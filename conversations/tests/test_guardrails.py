@@ -18,7 +18,7 @@ from conversations.guardrails import (
     url_allowed,
 )
 from knowledge.embeddings import get_embedder
-from knowledge.follow_ups import names_no_subject
+from knowledge.follow_ups import names_no_subject, refers_back
 
 HOSTS = ("docs.example.org",)
 
@@ -288,6 +288,24 @@ def test_out_of_scope_needs_topic_similarity_or_retrieval_evidence() -> None:
 )
 def test_a_question_names_no_subject_only_when_every_word_is_a_follow_up_word(question, bare):
     assert names_no_subject(question) is bare
+
+
+@pytest.mark.parametrize(
+    ("question", "back"),
+    [
+        ("How do I configure it?", True),
+        ("When was it released?", True),
+        ("How do I rotate them?", True),
+        ("Wie konfiguriere ich es?", True),
+        ("Can you explain that in more detail?", False),  # names nothing: the other rule
+        ("Is there pagination?", False),  # "there" points nowhere
+        ("Is that also true for cats and dogs?", False),  # two words of its own: a subject
+        ("How do I configure the worker?", False),
+        ("Erzähl mir mehr über das Mittelalter.", False),  # "das": an article
+    ],
+)
+def test_a_question_refers_back_with_a_pronoun_and_one_word_of_its_own(question, back):
+    assert refers_back(question) is back
 
 
 @pytest.mark.django_db

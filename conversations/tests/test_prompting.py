@@ -443,11 +443,13 @@ def test_extractive_answer_does_not_repeat_what_the_conversation_said():
     first = compose("When do plans renew?", passages)
     assert first.count("[") == 3
     earlier = first.replace(" [1]", "").replace(" [2]", "")  # as the prompt carries it
-    more = compose("When do plans renew?\nTell me more.", passages, said=[earlier])
+    more = compose("Tell me more.", passages, said=[earlier], subject="When do plans renew?")
     assert more == (
         "Plans renew after a reminder, sent to the account's owner a week before the date. [2]"
     )
     # Nothing new to say: the best again, rather than nothing.
-    assert compose("When do plans renew?", passages[:1], said=[passages[0]]) == compose(
-        "When do plans renew?", passages[:1]
+    assert compose("Why?", passages[:1], said=[passages[0]], subject="When do plans renew?") == (
+        compose("When do plans renew?", passages[:1])
     )
+    # A question of its own may be answered with what was said: it is its best answer.
+    assert compose("When do plans renew?", passages, said=[earlier]) == first
