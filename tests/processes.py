@@ -149,6 +149,14 @@ def celery_worker(
         yield proc
 
 
+def request_head(method: str, path: str, key: str) -> bytes:
+    """A bodiless request with a key, for :func:`raw_request`; the server closes after it."""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {key}\r\n\r\n"
+    ).encode()
+
+
 def raw_request(
     base: str, head: bytes, body_parts: Iterable[bytes] = (), timeout: float = 20
 ) -> bytes:

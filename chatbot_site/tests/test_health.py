@@ -165,16 +165,13 @@ def test_once_health_says_the_database_is_back_the_api_is_served(tmp_path):
     while the pool waited out its reconnect backoff (1, 2, 4, 8 ... s between attempts): every
     API request failed meanwhile, 16.5 s after a 30 s outage under make run. Now the pool
     gives a failed reconnection up after a second and the next request starts another."""
-    from tests.processes import DatabaseProxy, raw_request
+    from tests.processes import DatabaseProxy, raw_request, request_head
     from tests.world import build_tenant
 
     side = build_tenant("comeback")
     proxy = DatabaseProxy()
     env = child_env(DATABASE_URL=proxy.url, DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2")
-    head = (
-        f"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        f"Authorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
-    ).encode()
+    head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
     try:
         with daphne_server(env, tmp_path / "daphne.log") as base:
             assert raw_request(base, head).startswith(b"HTTP/1.1 200 ")

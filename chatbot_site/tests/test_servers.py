@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from knowledge.models import Document
-from tests.processes import child_env, daphne_server, parse_answer, raw_request
+from tests.processes import child_env, daphne_server, parse_answer, raw_request, request_head
 from tests.world import build_tenant
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -306,6 +306,14 @@ def test_a_response_the_application_fails_in_is_cut_off_not_left_open(tmp_path):
     assert not received.endswith(b"0\r\n\r\n")  # not ended as if complete
 
 
+def assert_database_unavailable(status: int, headers: dict[str, str], body: dict) -> None:
+    assert status == 503, body
+    assert headers["retry-after"] == "5"
+    assert body["error"]["code"] == "service_unavailable"
+    assert body["error"]["message"] == "The database is unavailable or too slow; try again shortly."
+    assert body["error"]["request_id"] == headers["x-request-id"]
+
+
 def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
     """daphne answers some requests itself (an invalid header value, an application that timed
     out before answering): in the contract's shape, not its HTML page."""
@@ -335,18 +343,11 @@ def test_a_statement_past_db_statement_timeout_is_a_503_in_the_envelope(tmp_path
     with daphne_server(env, tmp_path / "daphne.log") as base:
         with psycopg.connect(database_url_of_current_connection()) as locker:
             locker.execute("LOCK TABLE bots_bot IN ACCESS EXCLUSIVE MODE")  # until rollback
-            head = (
-                f"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                f"Authorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
-            )
-            status, headers, body = parse_answer(raw_request(base, head.encode()))
+            head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
+            status, headers, body = parse_answer(raw_request(base, head))
             locker.rollback()
-        again = parse_answer(raw_request(base, head.encode()))  # the lock is gone
-    assert status == 503, body
-    assert headers["retry-after"] == "5"
-    assert body["error"]["code"] == "service_unavailable"
-    assert body["error"]["message"] == "The database is unavailable or too slow; try again shortly."
-    assert body["error"]["request_id"] == headers["x-request-id"]
+        again = parse_answer(raw_request(base, head))  # the lock is gone
+    assert_database_unavailable(status, headers, body)
     assert again[0] == 200, again
     log = (tmp_path / "daphne.log").read_text()
     assert log.count("database_unavailable") == 1
@@ -365,10 +366,7 @@ def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp
     proxy = DatabaseProxy()
     env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS="0.5",
                     DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2")  # fmt: skip
-    head = (
-        f"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        f"Authorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
-    ).encode()
+    head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
     try:
         with daphne_server(env, tmp_path / "daphne.log") as base:
             assert parse_answer(raw_request(base, head))[0] == 200
@@ -381,11 +379,7 @@ def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp
             again = parse_answer(raw_request(base, head))
     finally:
         proxy.close()
-    assert status == 503, body
-    assert headers["retry-after"] == "5"
-    assert body["error"]["code"] == "service_unavailable"
-    assert body["error"]["message"] == "The database is unavailable or too slow; try again shortly."
-    assert body["error"]["request_id"] == headers["x-request-id"]
+    assert_database_unavailable(status, headers, body)
     assert again[0] == 200, again
     log = (tmp_path / "daphne.log").read_text()
     assert "DatabaseNoAnswer" in log  # database_unavailable names the cause
@@ -416,10 +410,7 @@ def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeou
     side = build_tenant(f"big{what}")
     target = {"datasets": side.dataset, "bots": side.bot, "documents": side.document}[what]
     env = child_env(DB_STATEMENT_TIMEOUT_SECONDS="0.3")
-    head = (
-        f"DELETE /v1/{what}/{target.pk} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Connection: close\r\nAuthorization: Bearer {side.admin_key.plaintext}\r\n\r\n"
-    )
+    head = request_head("DELETE", f"/v1/{what}/{target.pk}", side.admin_key.plaintext)
     with (
         daphne_server(env, tmp_path / "daphne.log") as base,
         psycopg.connect(database_url_of_current_connection()) as locker,
@@ -428,7 +419,7 @@ def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeou
         # Past the 0.3 s bound, and past the client's own (0.3 + 2 s: chatbot_site.pgconnection)
         release = threading.Timer(3.0, locker.rollback)
         release.start()
-        answer = raw_request(base, head.encode())
+        answer = raw_request(base, head)
         release.join()
     assert answer.startswith(b"HTTP/1.1 204 "), answer[:300]
     assert not type(target).all_tenants.filter(pk=target.pk).exists()

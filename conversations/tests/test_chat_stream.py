@@ -99,6 +99,16 @@ def open_stream(base: str, world: TenantWorld, body: dict[str, Any]) -> socket.s
     return sock
 
 
+def until_first_delta(response: http.client.HTTPResponse) -> bytes:
+    """The stream's lines up to and including its first ``delta`` event's."""
+    head = b""
+    while b"event: delta" not in head:
+        line = response.readline()
+        assert line, head
+        head += line
+    return head
+
+
 def parse(raw: str) -> list[dict[str, Any]]:
     """SSE frames → [{"id", "event", "data"}] and {"comment": ...} for comment lines."""
     frames = []
@@ -371,11 +381,7 @@ def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_sta
     fake.chat_reply = " ".join(f"word{i}" for i in range(30))
     fake.chat_delay = 0.03
     response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
-    head = b""
-    while b"event: delta" not in head:
-        line = response.readline()
-        assert line, head
-        head += line
+    head = until_first_delta(response)
     session = next(f for f in parse(head.decode()) if f.get("event") == "start")["data"]
     parts = urlsplit(base)
     other = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
@@ -551,11 +557,7 @@ def test_a_stream_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_long
         "Accept": "text/event-stream",
     })  # fmt: skip
     response = conn.getresponse()
-    head = b""
-    while b"event: delta" not in head:
-        line = response.readline()
-        assert line, head
-        head += line
+    head = until_first_delta(response)
     end(base, alpha)
     frames = [f for f in parse((head + response.read()).decode()) if "comment" not in f]
     assert frames[-1]["event"] == "error", [f["event"] for f in frames][-3:]
@@ -584,11 +586,7 @@ def test_a_stream_whose_bot_is_deleted_ends_with_not_found_and_its_tokens_still_
     )
     before = sum(counted)
     response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
-    head = b""
-    while b"event: delta" not in head:
-        line = response.readline()
-        assert line, head
-        head += line
+    head = until_first_delta(response)
     parts = urlsplit(base)
     admin = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     admin.request("DELETE", f"/v1/bots/{alpha.bot.pk}",
