@@ -81,9 +81,11 @@ class AuthTokenApi(APIView):
             else None
         )
         now = timezone.now()
-        if key is None or not key_matches(plaintext, key.key_hash) or not key_is_usable(key, now):
+        if key is None or not key_matches(plaintext, key.key_hash):
             if not (counted := count_failure(request)).allowed:
                 raise too_many_failures(counted)
+            raise AuthenticationFailed(FAILURE)
+        if not key_is_usable(key, now):  # the secret was right: no guess (not counted)
             raise AuthenticationFailed(FAILURE)
         touch_last_used(key, now)
         token, expires_in = issue_token(key)

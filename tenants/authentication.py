@@ -7,9 +7,13 @@ named in the token is loaded — so revoking the key, or deactivating its tenant
 at once. Every failure is the same 401; which part was wrong is not the caller's business, but
 the request's log lines say it (``auth_failure``, and ``api_key_prefix`` where a key was named).
 
-Failed credentials are counted per client address, in the bucket the token exchange counts in
-(``AUTH_FAILURES_PER_MINUTE``): past it a failure is ``429``, and so is a good credential from
-that address (:func:`failure_guard`, looked at in the key's own rate-limit round trip).
+Failed credentials that could be guesses are counted per client address, in the bucket the
+token exchange counts in (``AUTH_FAILURES_PER_MINUTE``): past it a failure is ``429``, and so is
+a good credential from that address (:func:`failure_guard`, looked at in the key's own
+rate-limit round trip). A key that is right but revoked or expired, a tenant deactivated, a JWT
+we signed that has expired or names a key that is gone: no guess, since it took the secret to
+make, and a client retrying one (an expired JWT, every few seconds) behind an address it shares
+with others (an office's NAT) would lock them all out. Those are 401 and not counted.
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ def failure_guard(request: HttpRequest) -> tuple[str, int]:
     """The rate-limit bucket of failed credentials from this request's address, and its limit:
     the token exchange's and every Bearer request's."""
     return f"authfail:{client_ip(request) or 'unknown'}", settings.AUTH_FAILURES_PER_MINUTE
+
+
+# Failures that could be guesses (the secret or the signature wrong, or no credential at all).
+GUESSES = frozenset({"malformed_header", "malformed_credential", "unknown_key", "wrong_secret",
+                     "jwt_bad_signature", "jwt_malformed", "jwt_invalid"})  # fmt: skip
 
 
 def count_failure(request: HttpRequest) -> ratelimit.Decision:
@@ -162,7 +171,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         except Failed as failed:
             named = {"api_key_prefix": failed.prefix} if failed.prefix else {}
             structlog.contextvars.bind_contextvars(auth_failure=failed.reason, **named)
-            if not (counted := count_failure(request)).allowed:
+            if failed.reason in GUESSES and not (counted := count_failure(request)).allowed:
                 raise too_many_failures(counted) from None
             raise exceptions.AuthenticationFailed(failed.message) from None
         key = principal.api_key

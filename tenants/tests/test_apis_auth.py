@@ -231,6 +231,23 @@ def test_failed_exchanges_count_against_bearer_requests_too(api_client, settings
     assert bearer(good.plaintext).get(ADMIN_ONLY).status_code == 429
 
 
+def test_right_credentials_no_longer_valid_are_401_and_not_counted(api_client, settings):
+    """A revoked or expired key with its right secret, an expired JWT we signed: no guesses, and
+    a client retrying one (an expired JWT every few seconds) behind an address others share
+    locked them all out. Each is 401 however often; a good key from there is served."""
+    settings.AUTH_FAILURES_PER_MINUTE = 2
+    revoked = ApiKeyFactory(revoked_at=timezone.now())
+    expired_key = ApiKeyFactory(expires_at=timezone.now() - dt.timedelta(minutes=1))
+    token = AccessToken(issue_token(ApiKeyFactory())[0])
+    token.set_exp(lifetime=-dt.timedelta(seconds=1))
+    for _ in range(3):
+        assert bearer(str(token)).get(ADMIN_ONLY).status_code == 401
+        for key in (revoked, expired_key):
+            assert bearer(key.plaintext).get(ADMIN_ONLY).status_code == 401
+            assert exchange(api_client, key.plaintext).status_code == 401
+    assert bearer(ApiKeyFactory().plaintext).get(ADMIN_ONLY).status_code == 200
+
+
 def test_good_credentials_do_not_count_as_failures(api_client, settings):
     settings.AUTH_FAILURES_PER_MINUTE = 2
     good = ApiKeyFactory()
