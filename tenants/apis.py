@@ -17,15 +17,15 @@ from chatbot_site.params import TIME_RANGE, parse_range
 from tenants.api_base import TenantApi
 from tenants.authentication import (
     FAILURE,
-    count_failure,
+    Failed,
     failure_guard,
     issue_token,
-    key_is_usable,
+    key_for,
+    note_failure,
     too_many_failures,
     touch_last_used,
 )
-from tenants.keys import key_matches, parse_key
-from tenants.models import ApiKey, AuditLog
+from tenants.models import AuditLog
 
 
 class TokenInput(serializers.Serializer):
@@ -73,21 +73,12 @@ class AuthTokenApi(APIView):
             raise too_many_failures(looked)
         serializer = TokenInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        plaintext = serializer.validated_data["api_key"]
-        prefix = parse_key(plaintext)
-        key = (
-            ApiKey.all_tenants.select_related("tenant").filter(prefix=prefix).first()
-            if prefix
-            else None
-        )
-        now = timezone.now()
-        if key is None or not key_matches(plaintext, key.key_hash):
-            if not (counted := count_failure(request)).allowed:
-                raise too_many_failures(counted)
-            raise AuthenticationFailed(FAILURE)
-        if not key_is_usable(key, now):  # the secret was right: no guess (not counted)
-            raise AuthenticationFailed(FAILURE)
-        touch_last_used(key, now)
+        try:
+            key = key_for(serializer.validated_data["api_key"])
+        except Failed as failed:  # counted if a guess, as a Bearer key's failure is
+            note_failure(request, failed)
+            raise AuthenticationFailed(FAILURE) from None
+        touch_last_used(key, timezone.now())
         token, expires_in = issue_token(key)
         response = Response(
             {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}

@@ -127,8 +127,29 @@ def key_problem(key: ApiKey, now: dt.datetime) -> str | None:
     return None
 
 
-def key_is_usable(key: ApiKey, now: dt.datetime) -> bool:
-    return key_problem(key, now) is None
+def key_for(credential: str) -> ApiKey:
+    """The usable key (its tenant loaded) that the API key ``credential`` is, else
+    :class:`Failed` with why: for Bearer keys and the token exchange alike."""
+    prefix = parse_key(credential)
+    if prefix is None:
+        raise Failed("malformed_credential")
+    key = KEY_BY_PREFIX.get(prefix)
+    if key is None:
+        raise Failed("unknown_key", prefix)
+    if not key_matches(credential, key.key_hash):
+        raise Failed("wrong_secret", prefix)
+    if (problem := key_problem(key, timezone.now())) is not None:
+        raise Failed(problem, prefix)
+    return key
+
+
+def note_failure(request: HttpRequest, failed: Failed) -> None:
+    """A refused credential: its reason on the request's log lines, counted against the
+    address if it could be a guess, and ``429`` (raised) once the address is past its limit."""
+    named = {"api_key_prefix": failed.prefix} if failed.prefix else {}
+    structlog.contextvars.bind_contextvars(auth_failure=failed.reason, **named)
+    if failed.reason in GUESSES and not (counted := count_failure(request)).allowed:
+        raise too_many_failures(counted) from None
 
 
 def touch_last_used(key: ApiKey, now: dt.datetime) -> None:
@@ -169,10 +190,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         try:
             principal = self._principal(header)
         except Failed as failed:
-            named = {"api_key_prefix": failed.prefix} if failed.prefix else {}
-            structlog.contextvars.bind_contextvars(auth_failure=failed.reason, **named)
-            if failed.reason in GUESSES and not (counted := count_failure(request)).allowed:
-                raise too_many_failures(counted) from None
+            note_failure(request, failed)
             raise exceptions.AuthenticationFailed(failed.message) from None
         key = principal.api_key
         touch_last_used(key, timezone.now())
@@ -186,24 +204,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if scheme.lower() != "bearer" or not credential:
             raise Failed("malformed_header", message="Expected 'Authorization: Bearer <api key>'.")
         if parse_key(credential) is not None:
-            principal = KeyPrincipal(self._by_key(credential))
-        elif credential.count(".") == 2:
-            key, claims = self._by_token(credential)
-            principal = KeyPrincipal(key, via="jwt", claims=claims)
-        else:
+            return KeyPrincipal(key_for(credential))
+        if credential.count(".") != 2:
             raise Failed("malformed_credential")
-        if (problem := key_problem(principal.api_key, timezone.now())) is not None:
-            raise Failed(problem, principal.api_key.prefix)
-        return principal
-
-    def _by_key(self, credential: str) -> ApiKey:
-        prefix = parse_key(credential)
-        key = KEY_BY_PREFIX.get(prefix)
-        if key is None:
-            raise Failed("unknown_key", prefix)
-        if not key_matches(credential, key.key_hash):
-            raise Failed("wrong_secret", prefix)
-        return key
+        key, claims = self._by_token(credential)
+        if (problem := key_problem(key, timezone.now())) is not None:
+            raise Failed(problem, key.prefix)
+        return KeyPrincipal(key, via="jwt", claims=claims)
 
     def _by_token(self, credential: str) -> tuple[ApiKey, dict[str, Any]]:
         try:
