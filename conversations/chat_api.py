@@ -43,6 +43,7 @@ from chatbot_site.errors import (
     ApplicationError,
     UnsupportedMediaType,
     error_body,
+    error_response,
     exception_handler,
     mark_logged,
     request_id_of,
@@ -345,8 +346,16 @@ def upstream_error(exc: LLMError) -> dict[str, Any]:
 async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
     runner = Runner(turn)
     try:
-        async for _ in runner.deltas():
+        # A slow answer is checked as a stream is (its key, tenant and bot still allowing it)
+        # every SSE_PING_SECONDS; one shorter than that runs no check.
+        check = functools.partial(interruption, turn)
+        async for _ in relay(runner.deltas(), settings.SSE_PING_SECONDS, check):
             pass
+    except TurnInterrupted as exc:  # as the stream's: what was read is stored and counted
+        await store(turn, runner.outcome(FinishReason.CANCELLED.value))
+        log.info("chat_interrupted", reason=exc.reason, conversation_id=str(turn.conversation.pk))
+        refused = exc.error
+        return error_response(request, refused.status, code=refused.code, message=refused.message)
     except LLMError as exc:
         await store(turn, runner.outcome(FinishReason.ERROR.value))
         error = upstream_error(exc)
@@ -400,8 +409,7 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         return
     except TurnInterrupted as exc:  # stopped as if the client had left, and told why
         await store_or_log(turn, runner.outcome(FinishReason.CANCELLED.value))
-        log.info("chat_stream_interrupted", reason=exc.reason,
-                 conversation_id=str(turn.conversation.pk))  # fmt: skip
+        log.info("chat_interrupted", reason=exc.reason, conversation_id=str(turn.conversation.pk))
         error = {"code": exc.error.code, "message": exc.error.message}
         yield sse(next(ids), "error", {"error": error})
         return

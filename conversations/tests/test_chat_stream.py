@@ -396,23 +396,24 @@ def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_sta
     assert sum(used) >= 30  # the answer's tokens were spent: still counted
 
 
-def test_a_bot_deleted_while_a_json_turn_is_answered_still_answers_and_counts_the_tokens(
+def test_a_bot_deleted_while_a_json_turn_is_answered_ends_it_with_not_found_and_counts_tokens(
     served, alpha
 ):
     """The turn stored a new conversation for a bot deleted meanwhile: its foreign key failed at
     commit, the answer was a 500 and the tokens the provider had spent were not counted. Now
-    the turn answers, stores no conversation (the bot's went with it) and counts its usage."""
+    the turn ends within a ping interval with the `not_found` a new request gets (as a stream
+    does), stores no conversation (the bot's went with it) and counts what it read."""
     import threading
 
     from conversations.models import Conversation, UsageDaily
     from tests.processes import wait_for
 
     base, fake = served
-    fake.chat_reply = " ".join(f"word{i}" for i in range(30))
-    fake.chat_delay = 0.05
-    answers: list[dict[str, Any]] = []
+    fake.chat_reply = " ".join(f"word{i}" for i in range(100))
+    fake.chat_delay = 0.05  # 5 s of answer
+    answers: list[tuple[int, Any]] = []
     asking = threading.Thread(
-        target=lambda: answers.append(post_json(base, alpha, ask(alpha, "When do plans renew?")))
+        target=lambda: answers.append(chat_status(base, alpha, ask(alpha, "When do plans renew?")))
     )
     asking.start()
     wait_for(fake.chat_requests, timeout=10, what="the provider to be asked")
@@ -422,10 +423,14 @@ def test_a_bot_deleted_while_a_json_turn_is_answered_still_answers_and_counts_th
                   headers={"Authorization": f"Bearer {alpha.admin_key.plaintext}"})  # fmt: skip
     assert other.getresponse().status == 204
     asking.join(30)
-    assert answers and answers[0]["output"].startswith("word0")  # post_json: a 200
+    status, body = answers[0]
+    assert (status, body["error"]["code"]) == (404, "not_found"), body
+    wait_for(lambda: fake.disconnected, timeout=10, what="the provider stream to be closed")
     assert not Conversation.all_tenants.filter(bot_id=alpha.bot.pk).exists()
     usage = UsageDaily.objects.for_tenant(alpha.tenant).filter(bot_id=alpha.bot.pk)
-    assert sum(usage.values_list("completion_tokens", flat=True)) >= 30
+    spent = wait_for(lambda: sum(usage.values_list("completion_tokens", flat=True)),
+                     timeout=10, what="the usage")  # fmt: skip
+    assert 0 < spent < 100
 
 
 def test_a_session_answers_one_turn_at_a_time(served, alpha):
@@ -569,6 +574,45 @@ def test_a_stream_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_long
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
     assert (stored.finish_reason, stored.content) == ("cancelled", shown)
     assert 0 < stored.completion_tokens < len(words)
+    assert sum(counted.all()) - before == stored.completion_tokens
+
+
+@pytest.mark.parametrize("end, status, code", [
+    (_revoke_key, 401, "authentication_failed"),
+    (_deactivate_tenant, 401, "authentication_failed"),
+    (_deactivate_bot, 403, "permission_denied"),
+])  # fmt: skip
+def test_a_json_turn_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_longer_chat(
+    served, alpha, end, status, code
+):
+    """A JSON turn waits for the whole answer; with its key revoked meanwhile it still answered
+    200 after the provider's last word, and billed all of it. Now it is checked as a stream is,
+    once per `: ping` interval: it answers what the same request gets now, the provider's stream
+    is closed, and what was read is stored as `cancelled` and counted."""
+    import threading
+
+    from conversations.models import UsageDaily
+
+    base, fake = served
+    fake.chat_reply, fake.chat_delay = " ".join(f"word{i}" for i in range(100)), 0.05
+    counted = UsageDaily.objects.for_tenant(alpha.tenant).values_list(
+        "completion_tokens", flat=True
+    )
+    before = sum(counted)
+    answers: list[tuple[int, Any]] = []
+    question = ask(alpha, "When do annual plans renew?")
+    asking = threading.Thread(target=lambda: answers.append(chat_status(base, alpha, question)))
+    asking.start()
+    wait_for(fake.chat_requests, timeout=10, what="the provider to be asked")
+    end(base, alpha)
+    asking.join(30)
+    assert answers[0][0] == status, answers[0]
+    assert answers[0][1]["error"]["code"] == code
+    wait_for(lambda: fake.disconnected, timeout=10, what="the provider stream to be closed")
+    stored = Message.objects.for_tenant(alpha.tenant).get(role="assistant")
+    assert stored.finish_reason == "cancelled"
+    assert stored.content.startswith("word0") and "word99" not in stored.content
+    assert 0 < stored.completion_tokens < 100
     assert sum(counted.all()) - before == stored.completion_tokens
 
 
