@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from knowledge.models import Document
-from knowledge.tests.factories import DatasetFactory
+from knowledge.tests.factories import DatasetFactory, DocumentFactory
 from knowledge.tests.fixtures import make_pdf
 from tenants.tests.factories import TenantFactory
 from tests.processes import ROOT, celery_worker, child_env
@@ -34,11 +34,25 @@ def screenshot_path() -> Path:
     return ROOT / ".data" / "screenshots" / "admin-ingestion-monitor.png"
 
 
-def test_staff_signs_in_with_totp_uploads_and_sees_documents_become_ready(live_server, tmp_path):
+def sign_in(page: Page, username: str, token: str) -> None:
+    """The login form with password and TOTP code, the page already on it."""
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.fill("#id_otp_token", token)
+    page.click("input[type=submit]")
+
+
+def launch(playwright: Playwright) -> Browser:
     assert CHROMIUM.exists(), (
         f"{CHROMIUM} is missing. `make test` installs Debian's chromium (apt-get install "
-        "chromium); the admin's browser test cannot run without it."
+        "chromium); the admin's browser tests cannot run without it."
     )
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+
+
+def test_staff_signs_in_with_totp_uploads_and_sees_documents_become_ready(live_server, tmp_path):
     tenant = TenantFactory(slug="acme", name="Acme Inc.")
     dataset = DatasetFactory(tenant=tenant, name="Handbook")
     user, device = make_staff(tenant, "alice")
@@ -51,9 +65,7 @@ def test_staff_signs_in_with_totp_uploads_and_sees_documents_become_ready(live_s
     worker_log = tmp_path / "worker.log"
 
     with celery_worker(child_env(), worker_log), sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 800})
         try:
             # Password alone shows the form again; the admin stays closed.
@@ -64,10 +76,7 @@ def test_staff_signs_in_with_totp_uploads_and_sees_documents_become_ready(live_s
             page.click("input[type=submit]")
             expect(page.locator(".errornote")).to_contain_text("authenticator code")
 
-            page.fill("#id_username", user.username)
-            page.fill("#id_password", PASSWORD)
-            page.fill("#id_otp_token", token)
-            page.click("input[type=submit]")
+            sign_in(page, user.username, token)
             expect(page).to_have_url(f"{base}/admin/knowledge/dataset/")
 
             page.click("text=Upload…")
@@ -96,3 +105,37 @@ def test_staff_signs_in_with_totp_uploads_and_sees_documents_become_ready(live_s
     documents = Document.objects.for_tenant(tenant).filter(dataset=dataset)
     assert sorted(documents.values_list("status", flat=True)) == ["ready", "ready"]
     assert all(d.tags == ["handbook", "2026"] and d.chunk_count >= 1 for d in documents)
+
+
+def test_the_monitor_does_not_reload_under_the_users_hands(live_server, settings):
+    """The monitor reloaded itself every few seconds while documents were queued, whatever the
+    user was doing: text typed into the search box and not yet searched for was thrown away.
+    Now it waits while a field has the focus or holds unsent text, and goes on after."""
+    settings.ADMIN_MONITOR_REFRESH_SECONDS = 1
+    tenant = TenantFactory(slug="acme")
+    dataset = DatasetFactory(tenant=tenant, name="Handbook")
+    DocumentFactory(tenant=tenant, dataset=dataset, status="queued")  # no worker: stays queued
+    user, device = make_staff(tenant, "alice")
+    token = code(device)  # before the browser: Playwright's loop makes the database refuse
+    base = live_server.url
+    monitor = f"{base}/admin/knowledge/document/"
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page()
+        try:
+            page.goto(monitor)
+            sign_in(page, user.username, token)
+            expect(page).to_have_url(monitor)
+            reloaded = "() => window.stillHere === undefined"
+            page.evaluate("window.stillHere = true")
+            page.wait_for_function(reloaded, timeout=10_000)  # it does refresh itself
+            page.fill("#searchbar", "refund")
+            page.evaluate("window.stillHere = true")
+            page.wait_for_timeout(3_000)  # three refresh intervals
+            assert page.evaluate("window.stillHere") is True
+            assert page.input_value("#searchbar") == "refund"
+            page.fill("#searchbar", "")  # the text taken back and the field left:
+            page.locator("#searchbar").blur()
+            page.wait_for_function(reloaded, timeout=10_000)  # the refreshing goes on
+        finally:
+            browser.close()
