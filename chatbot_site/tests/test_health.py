@@ -154,7 +154,7 @@ def test_a_database_that_does_not_answer_is_a_prompt_503(api_client, settings):
         "status": "error",
         "error": "database unavailable",
     }
-    assert elapsed < 2, elapsed
+    assert elapsed < 4, elapsed  # about 0.3 s; the lock holds 5 s; wide for a loaded machine
     wait_for(lambda: api_client.get("/v1/health").status_code == 200, timeout=10, what="recovery")
 
 

@@ -426,9 +426,11 @@ def test_a_provider_that_is_slow_but_never_silent_is_cut_at_the_turn_deadline(al
     what had come, and is not retried."""
     add_passages(alpha)
     question = ask(alpha, "When do plans renew?")
-    with openai_llm(LLM_TIMEOUT_SECONDS=5, LLM_TURN_TIMEOUT_SECONDS=0.5) as fake:
+    # The deadline leaves a loaded machine time for the two tokens before the pause (0.5 s
+    # did not always: the cut came first and nothing was stored).
+    with openai_llm(LLM_TIMEOUT_SECONDS=6, LLM_TURN_TIMEOUT_SECONDS=1.5) as fake:
         fake.chat_reply = "Plans renew every year [1]."
-        fake.stalls = [(2, 2.0)]  # two tokens, then a pause the read timeout allows
+        fake.stalls = [(2, 4.0)]  # two tokens, then a pause the read timeout allows
         response = chat(alpha.client(alpha.chat_key), **question)
         assert len(fake.chat_requests()) == 1
     assert response.status_code == 502

@@ -195,11 +195,11 @@ def test_a_provider_that_trickles_its_answer_is_cut_at_the_querys_budget(
     it (30 s for 100 pieces 0.5 s apart), past EMBEDDING_QUERY_TIMEOUT_SECONDS."""
     add_passages(alpha)
     settings.EMBEDDING_QUERY_TIMEOUT_SECONDS = 1
-    embedding_provider.embedding_pieces = 40
-    embedding_provider.embedding_piece_delay = 0.1
+    embedding_provider.embedding_pieces = 100
+    embedding_provider.embedding_piece_delay = 0.1  # 10 s of answer
     started = time.monotonic()
     response = retrieve(alpha, bot_id=str(alpha.bot.pk), query="How are refunds paid?")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # about 1 s; wide for a loaded machine
     assert response.status_code == 502, response.content
     assert response.json()["error"]["message"] == (
         "The embedding provider failed: The embedding provider did not answer in time."
