@@ -9,7 +9,11 @@ and a table inside a cell (at any depth) follows its row as rows of its own. Tex
 DrawingML shapes and VML) follow the paragraph they are anchored in, each once: of the branches
 of an ``mc:AlternateContent`` (a DrawingML shape and its VML copy) only one is read. Ruby text
 is its base text without the phonetic guide. An ``altChunk`` (HTML or plain text imported into
-the document) is read with the HTML or text parser; other imported formats are not.
+the document) is read with the HTML or text parser; other imported formats are not. A chart
+follows the paragraph (or table row) it is anchored in as its title ("Chart: Sales by region")
+and a table of the data Word keeps with it: a row of series names, then a row per category
+with its values (a chart-only report read as empty before); at most ``_CHART_ROWS`` rows and
+``_CHART_SERIES`` series of one chart.
 
 Footnotes and endnotes that the text references are read right after the paragraph (or table
 row) with the reference, under the same headings, each once however often it is referenced: a
@@ -52,6 +56,10 @@ HEADER_REF, FOOTER_REF = f"{W}headerReference", f"{W}footerReference"
 # Where a note is referenced → the note's element in its part.
 _NOTE_OF = {f"{W}footnoteReference": f"{W}footnote", f"{W}endnoteReference": f"{W}endnote"}
 MC = "{http://schemas.openxmlformats.org/markup-compatibility/2006}"
+A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
+C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
+CHART = f"{C}chart"  # in a drawing: the chart part it shows, by relationship id
+_CHART_ROWS, _CHART_SERIES = 1000, 50
 R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 # Run content that stands for a character, as in python-docx's ``Run.text``.
 _CHARACTERS = {f"{W}tab": "\t", f"{W}ptab": "\t", f"{W}br": "\n", f"{W}cr": "\n",
@@ -201,11 +209,12 @@ def _headers_and_footers(document: Any, limits: Limits, body: list[Block]) -> li
 
 def _content(element: Any) -> Iterator[Any]:
     """The child elements of ``element``, an ``mc:AlternateContent`` replaced by the children of
-    the first of its branches that has text (a DrawingML text box's VML fallback is a copy)."""
+    the first of its branches that has text or a chart (a DrawingML text box's VML fallback is
+    a copy)."""
     for child in element:
         if child.tag == f"{MC}AlternateContent":
             for branch in child:
-                has_text = next(branch.iter(T), None) is not None
+                has_text = next(branch.iter(T, CHART), None) is not None
                 if branch.tag in (f"{MC}Choice", f"{MC}Fallback") and has_text:
                     yield from _content(branch)
                     break
@@ -224,7 +233,8 @@ def _children(element: Any, tag: str) -> Iterator[Any]:
 
 def _inline(element: Any, anchored: list[Any]) -> str:
     """The text of a paragraph (or of an element in one), at any depth of wrapping elements;
-    the text boxes and note references in it are added to ``anchored``, in document order."""
+    the text boxes, charts and note references in it are added to ``anchored``, in document
+    order."""
     parts: list[str] = []
     for child in _content(element):
         tag = child.tag
@@ -234,7 +244,7 @@ def _inline(element: Any, anchored: list[Any]) -> str:
             parts.extend(reference.tail or "" for reference in child)
         elif tag in _CHARACTERS:
             parts.append(_CHARACTERS[tag])
-        elif tag == TEXT_BOX or tag in _NOTE_OF:
+        elif tag in (TEXT_BOX, CHART) or tag in _NOTE_OF:
             anchored.append(child)
         else:  # runs, hyperlinks, w:ins, w:sdt, w:ruby, drawings, ...
             parts.append(_inline(child, anchored))
@@ -286,7 +296,35 @@ class _Reader:
             if element.tag == TEXT_BOX:  # a heading style in one is no heading of the document
                 self.body(element, headings=False)
             else:
-                self.note(element)
+                self.follow(element)
+
+    def follow(self, element: Any) -> None:
+        """What a paragraph or row points to and is read after it: a chart or a note."""
+        if element.tag == CHART:
+            self.chart(element)
+        else:
+            self.note(element)
+
+    def chart(self, element: Any) -> None:
+        """The chart's title, then its data as table rows: series names, then per category its
+        values, from the copy of the data Word keeps in the chart part (``c:strCache``,
+        ``c:numCache``). A chart part that is not well-formed is left out, as a notes part is."""
+        from docx.oxml.parser import parse_xml
+        from lxml import etree
+
+        part = self.document.part.related_parts.get(element.get(R_ID))
+        if part is None:
+            return
+        try:
+            root = parse_xml(part.blob)
+        except etree.XMLSyntaxError as exc:
+            if "amplification" in str(exc):
+                raise _unreadable(exc) from None
+            return
+        title = [_drawing_text(t) for t in root.iterfind(f"{C}chart/{C}title")]
+        self.outline.add(f"Chart: {title[0]}" if title and title[0] else "Chart", "paragraph")
+        for row in _chart_rows(root):
+            self.outline.add(" | ".join(row), "table")
 
     def note(self, reference: Any) -> None:
         """The note ``reference`` points to, unless read already; references in it are not
@@ -329,7 +367,7 @@ class _Reader:
             if any(deduped):
                 self.outline.add(" | ".join(deduped), "table")
             for reference in references:
-                self.note(reference)
+                self.follow(reference)
             for inner in nested:
                 self.table(inner)
 
@@ -337,7 +375,7 @@ class _Reader:
         self, container: Any, texts: list[str], tables: list[Any], references: list[Any]
     ) -> None:
         """A cell's paragraphs' text, in any order and wrapping, the tables in it and its note
-        references."""
+        references and charts."""
         for child in _content(container):
             if child.tag == P:
                 anchored: list[Any] = []
@@ -366,3 +404,68 @@ def _row_cells(tr: Any, table: Any) -> list[Any]:
         except (ValueError, IndexError, KeyError):
             pass
     return cells
+
+
+def _drawing_text(element: Any) -> str:
+    """The text of DrawingML paragraphs (a chart's or an axis's title), one line."""
+    lines = ("".join(t.text or "" for t in p.iter(f"{A}t")) for p in element.iter(f"{A}p"))
+    return " ".join(" ".join(lines).split())
+
+
+def _chart_rows(root: Any) -> list[list[str]]:
+    """A chart's data: ``[axis, series...]``, then ``[category, value...]`` per category (point
+    index), from the caches of its series in every plot; an XY chart's x values stand for
+    categories. Empty when no series has a value."""
+    names: list[str] = []
+    columns: list[dict[int, str]] = []
+    categories: dict[int, str] = {}
+    for number, series in enumerate(root.iter(f"{C}ser"), start=1):
+        if number > _CHART_SERIES:
+            break
+        name = series.find(f"{C}tx")  # a cached reference's text, or a literal
+        names.append("" if name is None else _points(name).get(0) or name.findtext(f"{C}v", ""))
+        values = series.find(f"{C}val")
+        if values is None:
+            values = series.find(f"{C}yVal")
+        columns.append(_points(values) if values is not None else {})
+        labels = series.find(f"{C}cat")
+        if labels is None:
+            labels = series.find(f"{C}xVal")
+        if labels is not None:
+            for index, label in _points(labels).items():
+                categories.setdefault(index, label)
+    names = [name or f"Series {n}" for n, name in enumerate(names, start=1)]
+    indexes = sorted({index for column in columns for index in column})[:_CHART_ROWS]
+    if not indexes:
+        return []
+    axis = next(
+        (_drawing_text(t) for t in root.iterfind(f"{C}chart/{C}plotArea/{C}catAx/{C}title")), ""
+    )
+    rows = [[axis or "Category", *names]]
+    for index in indexes:
+        label = categories.get(index, str(index + 1))
+        rows.append([label, *(_number(column.get(index, "")) for column in columns)])
+    return rows
+
+
+def _points(element: Any) -> dict[int, str]:
+    """Point index → its cached text (levels of a multi-level category joined by " / ")."""
+    points: dict[int, list[str]] = {}
+    for point in element.iter(f"{C}pt"):
+        value = point.find(f"{C}v")
+        try:
+            index = int(point.get("idx", ""))
+        except ValueError:
+            continue
+        if value is not None and value.text and index >= 0:
+            points.setdefault(index, []).append(" ".join(value.text.split()))
+    return {index: " / ".join(reversed(levels)) for index, levels in points.items()}
+
+
+def _number(text: str) -> str:
+    """A cached number as people write it (Word stores 4.4 as 4.4000000000000004)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return format(value, ".15g") if value == value and abs(value) != float("inf") else text

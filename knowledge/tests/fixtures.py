@@ -216,6 +216,7 @@ OOXML_PREFIXES = {
     "a": "http://schemas.openxmlformats.org/drawingml/2006/main",
     "wps": "http://schemas.microsoft.com/office/word/2010/wordprocessingShape",
     "v": "urn:schemas-microsoft-com:vml",
+    "c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
 }
 
 
@@ -249,6 +250,32 @@ def add_notes_part(document: Any, kind: str, notes: str) -> None:
     blob = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>{xml}'.encode()
     part = Part(PackURI(f"/word/{kind}s.xml"), content_type, blob, document.part.package)
     document.part.relate_to(part, relationship)
+
+
+def chart_drawing(r_id: str) -> str:
+    """A run showing the chart part of relationship ``r_id``, as Word writes one inline."""
+    return (
+        "<w:r><w:drawing><wp:inline><wp:extent cx='5486400' cy='3200400'/>"
+        "<wp:docPr id='1' name='Chart 1'/><a:graphic><a:graphicData "
+        "uri='http://schemas.openxmlformats.org/drawingml/2006/chart'>"
+        f"<c:chart r:id='{r_id}'/></a:graphicData></a:graphic></wp:inline></w:drawing></w:r>"
+    )
+
+
+def add_chart_part(document: Any, r_id: str, chart: str, *, number: int = 1) -> None:
+    """A ``word/charts/chart{number}.xml`` part related to the main document as ``r_id``,
+    ``chart`` (the ``c:chart`` element's content, prefixes of ``OOXML_PREFIXES``) in it."""
+    from docx.opc.constants import CONTENT_TYPE as CT
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.opc.packuri import PackURI
+    from docx.opc.part import Part
+
+    declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in OOXML_PREFIXES.items())
+    xml = f"<c:chartSpace {declarations}><c:chart>{chart}</c:chart></c:chartSpace>"
+    blob = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>{xml}'.encode()
+    uri = PackURI(f"/word/charts/chart{number}.xml")
+    part = Part(uri, CT.DML_CHART, blob, document.part.package)
+    document.part.rels.add_relationship(RT.CHART, part, r_id)
 
 
 # Transitional namespaces and their Strict Open XML spellings (ECMA-376 Part 1, Strict).

@@ -11,10 +11,12 @@ from knowledge.parsers.detect import detect
 from knowledge.parsers.sandbox import parse_isolated
 from knowledge.parsers.text import codec
 from knowledge.tests.fixtures import (
+    add_chart_part,
     add_notes_part,
     as_macro_enabled,
     as_strict,
     billion_laughs,
+    chart_drawing,
     deep_json,
     make_docx,
     make_docx_body,
@@ -492,6 +494,70 @@ def test_strict_and_macro_enabled_docx_are_read_like_any_docx(convert):
     assert data != make_docx() and detect(data, "handbook.docx") == DOCX
     plain = parse(DOCX, make_docx(), LIMITS)
     assert [b.as_dict() for b in parse(DOCX, data, LIMITS)] == [b.as_dict() for b in plain]
+
+
+SALES_CHART = (
+    "<c:title><c:tx><c:rich><a:p><a:r><a:t>Sales by </a:t></a:r><a:r><a:t>quarter</a:t></a:r>"
+    "</a:p></c:rich></c:tx></c:title><c:plotArea><c:lineChart>"
+    "<c:ser><c:tx><c:strRef><c:strCache><c:pt idx='0'><c:v>North</c:v></c:pt></c:strCache>"
+    "</c:strRef></c:tx><c:cat><c:strRef><c:strCache><c:pt idx='0'><c:v>Q1</c:v></c:pt>"
+    "<c:pt idx='1'><c:v>Q2</c:v></c:pt></c:strCache></c:strRef></c:cat><c:val><c:numRef>"
+    "<c:numCache><c:pt idx='0'><c:v>4.4000000000000004</c:v></c:pt><c:pt idx='1'><c:v>12</c:v>"
+    "</c:pt></c:numCache></c:numRef></c:val></c:ser>"
+    "<c:ser><c:tx><c:v>South</c:v></c:tx><c:val><c:numLit><c:pt idx='1'><c:v>7</c:v></c:pt>"
+    "</c:numLit></c:val></c:ser></c:lineChart><c:catAx><c:title><c:tx><c:rich><a:p><a:r>"
+    "<a:t>Quarter</a:t></a:r></a:p></c:rich></c:tx></c:title></c:catAx></c:plotArea>"
+)
+PIE_CHART = (
+    "<c:plotArea><c:pieChart><c:ser><c:cat><c:strLit><c:pt idx='0'><c:v>Rent</c:v></c:pt>"
+    "</c:strLit></c:cat><c:val><c:numLit><c:pt idx='0'><c:v>60</c:v></c:pt></c:numLit></c:val>"
+    "</c:ser></c:pieChart></c:plotArea>"
+)
+
+
+def test_docx_charts_follow_their_paragraph_or_row_as_a_title_and_a_table_of_their_data():
+    """A chart's title and numbers were not read at all (a report of charts read as empty);
+    now they follow what they are anchored in, under its headings, a row per category."""
+    document = make_docx_body(
+        "<w:p><w:pPr><w:pStyle w:val='Heading1'/></w:pPr><w:r><w:t>Results</w:t></w:r></w:p>"
+        f"<w:p><w:r><w:t>Sales rose all year.</w:t></w:r>{chart_drawing('rIdSales')}</w:p>"
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>Costs</w:t></w:r></w:p></w:tc>"
+        f"<w:tc><w:p>{chart_drawing('rIdCosts')}</w:p></w:tc></w:tr></w:tbl>"
+        f"<w:p>{chart_drawing('rIdGone')}</w:p>"  # a relationship that is not there
+    )
+    add_chart_part(document, "rIdSales", SALES_CHART)
+    add_chart_part(document, "rIdCosts", PIE_CHART, number=2)
+    blocks = parse(DOCX, save_docx(document), LIMITS)
+    assert [(b.kind, b.text, b.heading_path) for b in blocks] == [
+        ("paragraph", "Sales rose all year.", ["Results"]),
+        ("paragraph", "Chart: Sales by quarter", ["Results"]),
+        ("table", "Quarter | North | South", ["Results"]),
+        ("table", "Q1 | 4.4 |", ["Results"]),
+        ("table", "Q2 | 12 | 7", ["Results"]),
+        ("table", "Costs |", ["Results"]),
+        ("paragraph", "Chart", ["Results"]),
+        ("table", "Category | Series 1", ["Results"]),
+        ("table", "Rent | 60", ["Results"]),
+    ]
+
+
+def test_docx_chart_part_that_is_a_bomb_fails_as_one_and_a_damaged_one_is_left_out():
+    def with_chart(rewrite: Any) -> bytes:
+        document = make_docx_body(f"<w:p><w:r><w:t>Kept.</w:t></w:r>{chart_drawing('rId90')}</w:p>")
+        add_chart_part(document, "rId90", PIE_CHART)
+        return rewrite_parts(
+            save_docx(document),
+            lambda name, content: rewrite(content) if name == "word/charts/chart1.xml" else content,
+        )
+
+    def laughs(content: bytes) -> bytes:
+        prolog, rest = content.replace(b"Rent", b"Rent &lol9;").split(b"?>", 1)
+        return prolog + b"?>" + billion_laughs("c:chartSpace").encode() + rest
+
+    with pytest.raises(ParseError) as excinfo:
+        parse(DOCX, with_chart(laughs), LIMITS)
+    assert excinfo.value.code == "xml_bomb"
+    assert texts(parse(DOCX, with_chart(lambda content: content[:-20]), LIMITS)) == ["Kept."]
 
 
 def test_docx_zip_bomb_is_refused_before_unpacking():
