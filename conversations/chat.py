@@ -305,16 +305,21 @@ def _store(turn: Turn, *, question: bool, answer: Message | None) -> None:
     ]
     if answer is not None:
         rows.append(answer)  # after the question's rows: it is the newer
+    # The rows' times, a microsecond apart in order, and the conversation's last message time
+    # is the last of them (it was read before them, and came out a few µs before the answer's).
+    for n, row in enumerate(rows):
+        row.created_at = row.created_at or now + dt.timedelta(microseconds=n)
+    last = max((row.created_at for row in rows), default=now)
     if question and turn.is_new_conversation:
         conversation.message_count = len(rows)
-        conversation.last_message_at = now
+        conversation.last_message_at = last
         conversation.save(force_insert=True)
     elif (
         not Conversation.objects.for_tenant(tenant).filter(pk=conversation.pk)
         # Never back: a turn that took its time before another turn's commit is older.
         .update(
             message_count=F("message_count") + len(rows),
-            last_message_at=Greatest(F("last_message_at"), now),
+            last_message_at=Greatest(F("last_message_at"), last),
             updated_at=now,
         )
     ):

@@ -578,6 +578,19 @@ def test_a_json_turn_is_stored_whole_or_not_at_all(alpha):
     assert conversation.message_count == 4
 
 
+def test_last_message_at_is_the_time_of_the_last_message(alpha):
+    """It was read before the rows were made and came out a few microseconds before the
+    answer's own time: a client asking for messages after it got the last one again."""
+    add_passages(alpha)
+    client = alpha.client(alpha.chat_key)
+    first = chat(client, **ask(alpha, "When do annual plans renew?")).json()
+    chat(client, **ask(alpha, "And refunds?", session_id=first["session_id"]))
+    conversation = Conversation.objects.for_tenant(alpha.tenant).get(pk=first["session_id"])
+    times = list(conversation.messages.order_by("created_at").values_list("created_at", flat=True))
+    assert len(times) == 4 and len(set(times)) == 4  # each question older than its answer
+    assert conversation.last_message_at == times[-1]
+
+
 def test_last_message_at_never_goes_back(alpha):
     """A turn stamps the time it was stored; one that stored after a later turn (concurrent
     turns on one session) set last_message_at back by the difference."""
