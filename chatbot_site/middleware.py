@@ -31,6 +31,9 @@ log = structlog.get_logger("chatbot.request")
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 _QUIET_PATHS = frozenset({"/v1/health"})
+# The access line's status of a request whose client left before its response existed: none
+# was sent (nginx logs such a request 499, "client closed request", too).
+CLIENT_GONE_STATUS = 499
 
 GetResponse = Callable[[HttpRequest], Any]
 
@@ -80,6 +83,18 @@ class RequestIdMiddleware(_DualMiddleware):
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        self.before(request)
+        try:
+            response = await self.get_response(request)
+        except asyncio.CancelledError:
+            # Django's ASGI handler cancels the request's task when the client disconnects
+            # before a response exists (a JSON chat turn waiting on a slow provider, a slow
+            # list): no response, no access line, unless it is written here.
+            self._log(request, CLIENT_GONE_STATUS, bytes=0, outcome="client_gone")
+            raise
+        return self.after(request, response)
+
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
         if response.streaming and getattr(response, "file_to_stream", None) is None:
@@ -95,20 +110,18 @@ class RequestIdMiddleware(_DualMiddleware):
             )
             return response
         size = len(response.content) if isinstance(response, HttpResponse) else None
-        self._log(request, response, bytes=size)
+        self._log(request, response.status_code, bytes=size)
         return response
 
     @staticmethod
-    def _log(request: HttpRequest, response: HttpResponseBase, **fields: Any) -> None:
+    def _log(request: HttpRequest, status: int, **fields: Any) -> None:
         elapsed_ms = round((time.perf_counter() - request._started) * 1000, 1)  # type: ignore[attr-defined]
-        level = (
-            log.debug if request.path in _QUIET_PATHS and response.status_code < 500 else log.info
-        )
+        level = log.debug if request.path in _QUIET_PATHS and status < 500 else log.info
         level(
             "request_finished",
             method=request.method,
             path=request.path,
-            status=response.status_code,
+            status=status,
             ms=elapsed_ms,
             **fields,
         )
@@ -126,7 +139,7 @@ class RequestIdMiddleware(_DualMiddleware):
             outcome = "client_gone"
             raise
         finally:
-            self._log(request, response, bytes=sent, outcome=outcome)
+            self._log(request, response.status_code, bytes=sent, outcome=outcome)
 
     def _stream(
         self, request: HttpRequest, response: HttpResponseBase, content: Iterator[bytes]
@@ -141,7 +154,7 @@ class RequestIdMiddleware(_DualMiddleware):
             outcome = "client_gone"
             raise
         finally:
-            self._log(request, response, bytes=sent, outcome=outcome)
+            self._log(request, response.status_code, bytes=sent, outcome=outcome)
 
 
 def add_cors_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

@@ -329,6 +329,37 @@ def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(serv
     time.sleep(0.1)
 
 
+def test_a_json_turn_whose_client_leaves_has_one_access_line_saying_so(served, alpha, server):
+    """Django cancels the request when its client disconnects before the response exists (a
+    JSON turn waiting on a slow provider): the turn was stored as cancelled, but no access line
+    was written at all."""
+    base, fake = served
+    fake.chat_reply = " ".join(f"word{i}" for i in range(60))
+    fake.chat_delay = 0.1
+    log, since = server[2], server[2].stat().st_size
+    sock = open_stream(base, alpha, ask(alpha, "When do annual plans renew?"))  # a JSON turn
+    wait_for(fake.chat_requests, timeout=10, what="the question to reach the provider")
+    time.sleep(0.5)  # a few pieces of the answer generated
+    sock.close()
+
+    def cancelled() -> Message | None:
+        return (Message.objects.for_tenant(alpha.tenant)
+                .filter(role="assistant", finish_reason="cancelled").first())  # fmt: skip
+
+    message = wait_for(cancelled, timeout=10, what="the cancelled answer to be stored")
+    assert message.content.startswith("word") and "word59" not in message.content
+    [line] = wait_for(lambda: access_lines(log, since), timeout=10, what="its access line")
+    assert (line["path"], line["method"]) == ("/v1/chat", "POST")
+    assert (line["status"], line["bytes"], line["outcome"]) == (499, 0, "client_gone")
+    assert line["request_id"] and line["tenant_id"] == str(alpha.tenant.pk)
+    # The session is free: the same question again is answered.
+    fake.chat_delay = 0.0
+    status, answer = chat_status(base, alpha, ask(alpha, "When do annual plans renew?",
+                                                  session_id=str(message.conversation_id)))  # fmt: skip
+    assert status == 200, answer
+    assert len(access_lines(log, since)) == 2
+
+
 def test_a_leaked_canary_cuts_the_stream_with_policy_blocked(served, alpha):
     """The obedient model leaks its system prompt when a passage asks it to; the canary in
     that prompt cuts the answer, and not one character of the canary is streamed."""
