@@ -164,6 +164,21 @@ def add_cors_headers(request: HttpRequest, response: HttpResponseBase) -> HttpRe
     return CorsMiddleware(lambda _: response).add_response_headers(request, response)
 
 
+# The headers that describe a response's body, not the response: a body replaced drops them.
+_BODY_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "content-disposition",
+        "content-language",
+        "content-range",
+        "etag",
+        "last-modified",
+    }
+)
+
+
 class ErrorEnvelopeMiddleware(_DualMiddleware):
     """Last line of defence for ``/v1``: an error response that is not already our JSON
     envelope (a bare 404 from a resolver, a 405 from a plain Django view, a 413 from the body
@@ -206,9 +221,14 @@ class ErrorEnvelopeMiddleware(_DualMiddleware):
         if getattr(response, "streaming", False):
             return response
         replacement = error_response(request, response.status_code)
-        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-            if header in response:
-                replacement[header] = response[header]
+        # Every header the client needs stays (Allow, Retry-After, RateLimit-*, Vary, CORS, the
+        # security headers ...): only those that described the replaced body change. Only three
+        # were kept, and a page of an allowed origin could not read the 405 it was sent.
+        for header, value in response.items():
+            if header.lower() not in _BODY_HEADERS:
+                replacement[header] = value
+        replacement.cookies = response.cookies
+        replacement["Content-Length"] = str(len(replacement.content))
         return replacement
 
 

@@ -69,6 +69,31 @@ def test_bare_405_from_a_plain_django_view_is_wrapped(client):
     assert response["Allow"] == "GET"
 
 
+def test_an_error_put_in_the_envelope_keeps_every_header_but_the_bodys(client, settings):
+    """Only Allow, Retry-After and WWW-Authenticate were kept: RateLimit-*, Vary, the CORS and
+    security headers were dropped, and a page of an allowed origin could not read the error."""
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    response = client.get("/v1/test/plain-429", HTTP_ORIGIN="https://app.example.com")
+    envelope(response, 429, "rate_limited")
+    assert response["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "retry-after" in response["Access-Control-Expose-Headers"].lower()
+    assert "origin" in response["Vary"].lower()
+    assert [response[h] for h in ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
+                                  "RateLimit-Reset")] == ["7", "60", "0", "7"]  # fmt: skip
+    assert response["Cache-Control"] == "no-store"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response.cookies["seen"].value == "1"
+    # What described the text body does not describe the envelope.
+    assert "Content-Disposition" not in response and "Content-Language" not in response
+    assert response["Content-Length"] == str(len(response.content))
+
+    # A real route whose errors are not JSON (the schema renders YAML): its 405.
+    response = client.post("/v1/schema", HTTP_ORIGIN="https://app.example.com")
+    envelope(response, 405, "method_not_allowed")
+    assert response["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "GET" in response["Allow"]
+
+
 def test_malformed_json_is_400_invalid_request(client):
     response = client.post("/v1/test/echo", data="{not json", content_type="application/json")
     envelope(response, 400, "invalid_request")

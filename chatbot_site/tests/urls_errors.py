@@ -57,6 +57,23 @@ def plain_405(request: HttpRequest) -> HttpResponse:
     return HttpResponseNotAllowed(["GET"])
 
 
+def plain_429(request: HttpRequest) -> HttpResponse:
+    """A refusal in text, with the headers a client needs and some that describe its body."""
+    response = HttpResponse("slow down", status=429, content_type="text/plain")
+    for name, value in {
+        "Retry-After": "7",
+        "RateLimit-Limit": "60",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "7",
+        "Cache-Control": "no-store",
+        "Content-Disposition": 'attachment; filename="slow.txt"',
+        "Content-Language": "en",
+    }.items():
+        response[name] = value
+    response.set_cookie("seen", "1")
+    return response
+
+
 class BoomApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -72,6 +89,7 @@ urlpatterns = [  # before the real ones, whose /v1 ends with a catch-all 404
     path("v1/test/boom", boom),
     path("v1/test/boom-drf", BoomApi.as_view()),
     path("v1/test/plain-405", plain_405),
+    path("v1/test/plain-429", plain_429),
     path("staff-test/database-gone", database_gone),
     *real_urlpatterns,
 ]
