@@ -25,7 +25,9 @@ log = structlog.get_logger(__name__)
 # KEYS[1] = bucket key. ARGV = period_ms, limit, dry_run (1: report only, write nothing).
 # Optional KEYS[2] = a guard bucket, ARGV[4] its limit: only looked at; while it is over its
 # limit the request is refused without taking from KEYS[1] (a fifth value, 1, says so).
-# Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}.
+# Returns {allowed (0/1), remaining, retry_after_ms, reset_ms}: reset_ms is the time until one
+# more request is admitted than ``remaining`` says (0 when the bucket is full), so on a refusal
+# it is retry_after_ms.
 # Times are whole microseconds (exact in Lua's doubles until the year 2255), the interval rounded
 # down: a burst of exactly the limit fits the period. With fractional milliseconds stored by
 # tostring (14 significant digits), the rounding of the stored time made the burst one short for
@@ -43,8 +45,8 @@ if KEYS[2] then
     if guard_tat < now then guard_tat = now end
     local guard_allow_at = guard_tat + guard_interval - period
     if guard_allow_at > now then
-        return {0, 0, math.ceil((guard_allow_at - now) / 1000),
-                math.ceil((guard_tat - now) / 1000), 1}
+        local wait = math.ceil((guard_allow_at - now) / 1000)
+        return {0, 0, wait, wait, 1}
     end
 end
 local interval = math.max(1, math.floor(period / limit))
@@ -53,7 +55,8 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - period
 if allow_at > now then
-    return {0, 0, math.ceil((allow_at - now) / 1000), math.ceil((tat - now) / 1000)}
+    local wait = math.ceil((allow_at - now) / 1000)
+    return {0, 0, wait, wait}
 end
 if not dry_run then
     redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX',
@@ -61,8 +64,13 @@ if not dry_run then
 else
     new_tat = tat
 end
-local remaining = math.min(limit, math.floor((period - (new_tat - now)) / interval))
-return {1, remaining, 0, math.ceil((new_tat - now) / 1000)}
+local room = period - (new_tat - now)
+local remaining = math.min(limit, math.floor(room / interval))
+local next_ms = 0
+if remaining < limit then
+    next_ms = math.ceil(((remaining + 1) * interval - room) / 1000)
+end
+return {1, remaining, 0, next_ms}
 """
 
 PERIOD_MS = 60_000
@@ -74,7 +82,10 @@ class Decision:
     limit: int
     remaining: int
     retry_after_seconds: int  # 0 when allowed
-    reset_seconds: int  # until the bucket is full again
+    # Until one more request is admitted than ``remaining`` says: 0 with the bucket full; on a
+    # refusal, ``retry_after_seconds`` (it was the time until the bucket is full again: a 429
+    # said ``RateLimit-Reset: 60`` and ``Retry-After: 30`` at 2 a minute).
+    reset_seconds: int
     degraded: bool = False  # Redis unreachable: allowed without counting
     guarded: bool = False  # refused by the guard bucket (``hit(guard=...)``), not this one
 
@@ -111,11 +122,12 @@ def hit(
     except RedisError as exc:
         log.error("rate_limit_unavailable", error=type(exc).__name__, bucket=key.split(":")[0])
         return Decision(True, limit, limit, 0, 0, degraded=True)
+    wait = max(1, math.ceil(int(retry_ms) / 1000))  # whole seconds, never "retry in 0"
     return Decision(
         allowed=bool(allowed),
         limit=limit,
         remaining=int(remaining),
-        retry_after_seconds=max(1, math.ceil(int(retry_ms) / 1000)) if not allowed else 0,
-        reset_seconds=math.ceil(int(reset_ms) / 1000),
+        retry_after_seconds=wait if not allowed else 0,
+        reset_seconds=wait if not allowed else math.ceil(int(reset_ms) / 1000),
         guarded=bool(guarded),
     )

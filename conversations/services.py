@@ -102,6 +102,10 @@ def quota_release(*, tenant_id: uuid.UUID, turn_id: str) -> None:
         log.warning("quota_release_unavailable", error=type(exc).__name__)
 
 
+# Retry-After of a turn refused while the turns in progress hold the rest of the quota.
+QUOTA_HELD_RETRY_SECONDS = 5
+
+
 def _quota_exceeded(tenant: Tenant, used: int, message: str, held: int = 0) -> QuotaExceeded:
     now = dt.datetime.now(dt.UTC)
     resets = dt.datetime.combine(next_month_start(now.date()), dt.time.min, dt.UTC)
@@ -112,10 +116,18 @@ def _quota_exceeded(tenant: Tenant, used: int, message: str, held: int = 0) -> Q
     }
     if held:
         details["held"] = held  # by turns in progress; free again when they end
+    # Used up: until the month turns. Held by turns in progress: those end within seconds (it
+    # said the month's end too, and a client that obeyed waited weeks for a quota with room).
+    wait = QUOTA_HELD_RETRY_SECONDS if held else math.ceil((resets - now).total_seconds())
     return QuotaExceeded(
         message,
         details=details,
-        headers={"Retry-After": str(math.ceil((resets - now).total_seconds()))},
+        # With the key's RateLimit-Limit (chat_api._error): nothing left until the same time.
+        headers={
+            "Retry-After": str(max(1, wait)),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(max(1, wait)),
+        },
     )
 
 

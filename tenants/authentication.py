@@ -79,13 +79,17 @@ def count_failure(request: HttpRequest) -> ratelimit.Decision:
 
 
 def too_many_failures(decision: ratelimit.Decision) -> RateLimited:
+    """The ``429`` of an address past its failed credentials. A good key refused so
+    (``decision.guarded``) is a keyed request: it carries the key's ``RateLimit-Limit``, with
+    nothing remaining until ``Retry-After`` (it carried no ``RateLimit-*`` at all)."""
     # Imported here: chatbot_site.errors imports DRF, whose settings import this module.
     from chatbot_site.errors import RateLimited
 
+    retry_after = str(max(1, decision.retry_after_seconds))
     return RateLimited(
         "Too many failed attempts from this address; try again later.",
         details={"retry_after": decision.retry_after_seconds},
-        headers={"Retry-After": str(max(1, decision.retry_after_seconds))},
+        headers=decision.headers() if decision.guarded else {"Retry-After": retry_after},
     )
 
 

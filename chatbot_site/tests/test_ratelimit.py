@@ -77,7 +77,23 @@ def test_keyed_responses_carry_ratelimit_headers_and_429_has_retry_after(api_cli
     assert second["RateLimit-Remaining"] == "0"
     assert int(third["Retry-After"]) >= 1
     assert third["RateLimit-Remaining"] == "0"
+    assert third["RateLimit-Reset"] == third["Retry-After"]
     assert third.json()["error"]["code"] == "rate_limited"
+
+
+def test_ratelimit_reset_is_when_one_more_request_is_admitted():
+    """RateLimit-Reset said when the bucket would be full again: at 2 a minute a 429 said
+    ``RateLimit-Reset: 60`` and ``Retry-After: 30`` (and the last request admitted, with
+    nothing remaining, 60 too). Now it is the seconds until one more request is admitted than
+    RateLimit-Remaining says: on a 429 the same as Retry-After; 0 with the bucket full."""
+    assert ratelimit.hit("key:reset", limit=2, dry_run=True).reset_seconds == 0
+    first, last, refused = (ratelimit.hit("key:reset", limit=2) for _ in range(3))
+    assert (first.remaining, last.remaining, refused.allowed) == (1, 0, False)
+    assert 1 <= first.reset_seconds <= 30  # a second request is admitted now; a third in 30 s
+    assert 1 <= last.reset_seconds <= 30
+    assert refused.reset_seconds == refused.retry_after_seconds <= last.reset_seconds
+    headers = refused.headers()
+    assert headers["RateLimit-Reset"] == headers["Retry-After"] == str(refused.retry_after_seconds)
 
 
 def test_tenant_default_applies_when_the_key_has_no_limit():

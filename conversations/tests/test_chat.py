@@ -265,7 +265,13 @@ def test_quota_is_enforced_before_the_model_is_called(alpha):
     assert resets.day == 1 and resets.time() == dt.time() and resets > dt.datetime.now(dt.UTC)
     wait = (resets - dt.datetime.now(dt.UTC)).total_seconds()
     assert 0 < wait <= int(response["Retry-After"]) <= wait + 2
-    assert "RateLimit-Remaining" in response  # the key's rate-limit headers stay
+    # The key's limit; nothing remaining until then (it said the key's bucket: 58 remaining,
+    # reset in 2 s, and Retry-After weeks away).
+    assert response["RateLimit-Limit"] == str(alpha.chat_key.tenant.default_rate_limit_per_minute)
+    assert (response["RateLimit-Remaining"], response["RateLimit-Reset"]) == (
+        "0",
+        response["Retry-After"],
+    )
 
 
 def test_turns_in_progress_hold_the_quota_they_may_spend(alpha, redis_client):
@@ -288,6 +294,8 @@ def test_turns_in_progress_hold_the_quota_they_may_spend(alpha, redis_client):
     error = refused.json()["error"]
     assert error["message"] == "The monthly token quota is held by answers in progress."
     assert error["details"]["held"] > 5000 and error["details"]["used"] == used
+    # Free again when the turns in progress end, in seconds: not at the month's end, weeks away.
+    assert refused["Retry-After"] == refused["RateLimit-Reset"] == "5"
     chat_release(running)  # the turn in progress ends
     answered = chat(alpha.client(alpha.chat_key), **question)
     assert answered.status_code == 200, answered.content

@@ -219,6 +219,12 @@ def test_failed_bearer_credentials_are_rate_limited_per_client_ip_like_exchanges
         assert int(blocked["Retry-After"]) >= 1
         assert blocked.json()["error"]["code"] == "rate_limited"
         assert "failed attempts" in blocked.json()["error"]["message"]
+    # The good key's request is a keyed one: its limit, nothing left until Retry-After (it
+    # carried no RateLimit-* at all). The exchange has no key yet: Retry-After alone.
+    keyed = bearer(good.plaintext).get(ADMIN_ONLY)
+    assert keyed["RateLimit-Limit"] == str(good.tenant.default_rate_limit_per_minute)
+    assert keyed["RateLimit-Remaining"] == "0"
+    assert keyed["RateLimit-Reset"] == keyed["Retry-After"]
     # Another address is not affected.
     assert bearer(good.plaintext).get(ADMIN_ONLY, REMOTE_ADDR="10.9.8.7").status_code == 200
 
