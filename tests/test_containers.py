@@ -110,10 +110,35 @@ def nginx_binary() -> str | None:
     )
 
 
-def nginx_main_conf(tmp_path: Path, *, upstream: str, listen: str | None = None) -> Path:
-    """docker/nginx.conf as the compose file serves it, with its upstream (and port) replaced."""
+CORS_MAP = "/etc/nginx/chatbot-cors-origins"
+
+
+def test_compose_gives_nginx_the_apps_allowed_origins():
+    """nginx's own errors carry CORS for the app's origins: the compose file passes the
+    variable (not the whole .env: secrets) and mounts the script that writes them for nginx."""
+    nginx = SERVICES["nginx"]
+    assert env_of("nginx") == {"CORS_ALLOWED_ORIGINS": "${CORS_ALLOWED_ORIGINS:-}"}
+    assert "env_file" not in nginx
+    script = "./docker/nginx-cors-origins.sh:/docker-entrypoint.d/40-chatbot-cors-origins.sh:ro"
+    assert script in nginx["volumes"]
+    assert os.access(ROOT / "docker" / "nginx-cors-origins.sh", os.X_OK)  # else skipped
+    assert f"include {CORS_MAP}*.map;" in NGINX_CONF
+
+
+def nginx_main_conf(
+    tmp_path: Path, *, upstream: str, listen: str | None = None, origins: str = ""
+) -> Path:
+    """docker/nginx.conf as the compose file serves it, with its upstream (and port) replaced,
+    and the CORS origins written by the compose file's script from ``origins``."""
     (tmp_path / "logs").mkdir(exist_ok=True)
     conf = NGINX_CONF.replace("server api:8000", f"server {upstream}")
+    conf = conf.replace(CORS_MAP, str(tmp_path / "chatbot-cors-origins"))
+    subprocess.run(
+        ["sh", str(ROOT / "docker" / "nginx-cors-origins.sh")],
+        env={**os.environ, "CORS_ALLOWED_ORIGINS": origins,
+             "CHATBOT_CORS_MAP": str(tmp_path / "chatbot-cors-origins.map")},
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
     if listen is not None:
         conf = conf.replace("listen 80;", f"listen {listen};")
     server = tmp_path / "server.conf"
@@ -217,13 +242,14 @@ def port_open(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def nginx_in_front(tmp_path: Path, binary: str, upstream: str) -> Iterator[str]:
+def nginx_in_front(tmp_path: Path, binary: str, upstream: str, origins: str = "") -> Iterator[str]:
     """The compose file's nginx config served on a free port in front of ``upstream``
-    (host:port): its base URL, once it listens."""
+    (host:port), with ``origins`` as CORS_ALLOWED_ORIGINS: its base URL, once it listens."""
     from tests.processes import free_port, running, wait_for
 
     port = free_port()
-    main = nginx_main_conf(tmp_path, upstream=upstream, listen=f"127.0.0.1:{port}")
+    main = nginx_main_conf(tmp_path, upstream=upstream, listen=f"127.0.0.1:{port}",
+                           origins=origins)  # fmt: skip
     with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
                  tmp_path / "nginx.log"):  # fmt: skip
         wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
@@ -252,14 +278,82 @@ def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
     assert error["request_id"]
 
 
+APP = "https://app.example.com"
+
+
+def test_nginx_own_errors_are_envelopes_a_page_of_an_allowed_origin_can_read(tmp_path):
+    """nginx answers these itself (the api down; a body past client_max_body_size; TRACE; a
+    path of its own): a page of an allowed origin could read none of them (no CORS headers),
+    and 405 was an HTML page."""
+    binary = nginx_binary()
+    if binary is None:
+        print("nginx not installed: structure checked only")
+        return
+    from tests.processes import free_port, parse_answer, raw_request
+
+    def answer(base: str, head: str, origin: str = APP) -> tuple[int, dict[str, str], dict]:
+        extra = f"Origin: {origin}\r\n" if origin else ""
+        request = f"{head}\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+        return parse_answer(raw_request(base, request.encode(), timeout=30))
+
+    upstream = f"127.0.0.1:{free_port()}"  # nothing listens: the api is down
+    with nginx_in_front(
+        tmp_path, binary, upstream, origins=f"{APP}, http://localhost:3000"
+    ) as base:
+        cases = {
+            "GET /v1/bots HTTP/1.1": (503, "service_unavailable"),
+            "POST /v1/bots HTTP/1.1\r\nContent-Length: 60000000": (413, "payload_too_large"),
+            "TRACE /v1/bots HTTP/1.1": (405, "method_not_allowed"),
+            "GET /__errors/bad_request HTTP/1.1": (404, "not_found"),
+        }
+        for head, (status, code) in cases.items():
+            got, headers, body = answer(base, head)
+            assert (got, body["error"]["code"]) == (status, code), (head, body)
+            assert body["error"]["request_id"] == headers["x-request-id"], head
+            assert headers["access-control-allow-origin"] == APP, (head, headers)
+            exposed = headers["access-control-expose-headers"].lower()
+            assert "x-request-id" in exposed and "retry-after" in exposed, head
+            assert "origin" in headers["vary"].lower(), head
+        assert answer(base, "GET /v1/bots HTTP/1.1")[1]["retry-after"] == "5"
+        # The other allowed origin; and none for an origin not allowed, or no origin.
+        other = answer(base, "GET /v1/bots HTTP/1.1", "http://localhost:3000")[1]
+        assert other["access-control-allow-origin"] == "http://localhost:3000"
+        for origin in ("https://evil.example.net", "https://app.example.com.evil.net", ""):
+            status, headers, _ = answer(base, "GET /v1/bots HTTP/1.1", origin)
+            assert status == 503 and "access-control-allow-origin" not in headers, origin
+            assert "access-control-expose-headers" not in headers, origin
+        # A client's request id that would break the JSON it is quoted in is replaced.
+        status, headers, body = answer(base, 'GET /v1/bots HTTP/1.1\r\nX-Request-ID: a"b')
+        assert status == 503 and body["error"]["request_id"] == headers["x-request-id"] != 'a"b'
+        status, headers, body = answer(base, "GET /v1/bots HTTP/1.1\r\nX-Request-ID: req-42")
+        assert body["error"]["request_id"] == headers["x-request-id"] == "req-42"
+
+    # Without the script's file (nginx run without the compose file's mount): no CORS, and
+    # nginx still starts.
+    (tmp_path / "no-cors").mkdir()
+    with nginx_in_front(tmp_path / "no-cors", binary, upstream) as base:
+        status, headers, _ = answer(base, "GET /v1/bots HTTP/1.1")
+    assert status == 503 and "access-control-allow-origin" not in headers
+
+
 @pytest.mark.parametrize(
     "head",
     [
         b"GET /v1/bots HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /v1/bots?q=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",  # 414
+        b"GET /v1/bots HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",  # 505
+        b"POST /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n",  # 501
         b"GET /v1/bots HTTP/1.1\r\nConnection: close\r\n\r\n",  # no Host
         b"GET /v1/bots HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
     ],
-    ids=["request-line", "no-host", "header-too-large"],
+    ids=[
+        "request-line",
+        "uri-too-long",
+        "http-version",
+        "transfer-coding",
+        "no-host",
+        "header-too-large",
+    ],
 )
 def test_a_request_nginx_cannot_parse_is_400_in_the_envelope(tmp_path, head):
     binary = nginx_binary()
