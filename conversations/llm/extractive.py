@@ -30,6 +30,7 @@ from knowledge.follow_ups import FOLLOW_UP_WORDS
 
 NAME = "extractive"
 MAX_SENTENCES = 3
+MAX_LIST_ITEMS = 8  # the items of a list (rows of a table) an answer that lists them says
 MAX_SENTENCE_CHARS = 400
 PIECE_WORDS = 4
 PIECE_CHARS = 16
@@ -155,6 +156,8 @@ _STOPWORDS = frozenset(
         "yours",
     ]
 )
+# Words that ask for a list, not what it lists ("List the kinds of guardrails").
+_LISTING = frozenset({"list", "kinds", "kind", "types", "type", "availa", "exist", "exists"})
 _SENTENCE_END = re.compile(f"(?:{SENTENCE_END})(?=\\S)")
 _SPACE = re.compile(r"\s+")
 
@@ -179,9 +182,16 @@ _LEADER_END = re.compile(r"[ \t]*(?:\.[ \t]?)*(?:\d+|[ivxlc]+)[ \t]")  # ". . 14
 
 
 def sentences(text: str) -> list[str]:
-    out = []
+    return [sentence for sentence, _item in _sentences(text)]
+
+
+def _sentences(text: str) -> list[tuple[str, bool]]:
+    """:func:`sentences`, each with whether it opens a list item."""
+    out: list[tuple[str, bool]] = []
     for block in _BLOCK_BREAK.split(text):
-        flat = _STRONG.sub("", _LIST_MARKER.sub("", _SPACE.sub(" ", block).strip()))
+        flat = _SPACE.sub(" ", block).strip()
+        item = bool(_LIST_MARKER.match(flat))
+        flat = _STRONG.sub("", _LIST_MARKER.sub("", flat))
         # A table of contents (a PDF's runs its entries into one paragraph) is not sentences:
         # what stands between two leaders is an entry ("xi Authors"), and so is the last
         # sentence before the first leader ("Contents Notices").
@@ -198,7 +208,8 @@ def sentences(text: str) -> list[str]:
                 if len(sentence) > MAX_SENTENCE_CHARS:
                     sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0] + " …"
                 if sentence:
-                    out.append(sentence)
+                    out.append((sentence, item))
+                    item = False  # the item's next sentences are not items of their own
     return out
 
 
@@ -328,7 +339,11 @@ def prose(sentence: str) -> bool:
 
 
 def compose(
-    question: str, passages: Sequence[str], said: Sequence[str] = (), subject: str = ""
+    question: str,
+    passages: Sequence[str],
+    said: Sequence[str] = (),
+    subject: str = "",
+    headings: Sequence[Sequence[str]] = (),
 ) -> str:
     """The answer text, with ``[n]`` (1-based passage numbers) after each sentence. For a
     question that names nothing of its own ("Tell me more."), a sentence one of the
@@ -337,32 +352,53 @@ def compose(
 
     ``subject``: the previous message a follow-up is about ("What does the Pro plan cost?"
     for "When was it released?"); its words count as the question's, but sentences that hold
-    the follow-up's own words ("released") come first."""
+    the follow-up's own words ("released") come first.
+
+    ``headings``: each passage's heading path. A section's heading is what every sentence under
+    it is about, so its words count as theirs ("Which guardrails are there?" is answered by the
+    list under "Guardrails", whose items never say "guardrail"). A question that names its
+    section and nothing more is answered by that section: a list's items (a table's rows) in
+    the order written, up to :data:`MAX_LIST_ITEMS`, before its other sentences."""
     if not passages:
         return NOTHING_FOUND
     wanted = terms(question) | terms(subject)
     # The follow-up's own words ("released"), not its asking words ("when was it").
     mine = (w for w in WORD.findall(question) if w.lower() not in FOLLOW_UP_WORDS)
     own = terms(" ".join(mine))
+    topic = wanted - _LISTING  # "List the guardrails": the guardrails
     scored: list[tuple[float, int, int, str]] = []
     answering: set[str] = set()  # sentences with the follow-up's own words
+    listed: list[tuple[float, int, int, str]] = []  # the sentences of the sections asked for
     for n, passage in enumerate(passages, start=1):
+        path = headings[n - 1] if n <= len(headings) else ()
+        section = terms(path[-1]) if path else set()  # a chunk never spans two sections
+        # The question asks for the section: it names the heading's words and most of them (a
+        # long heading, "2026-12-05: a turn stored at once, kept query vectors", is not named
+        # by "How are query vectors kept?").
+        named = bool(topic) and topic <= section and 2 * len(topic) > len(section)
         text, rows = _readable(passage)
-        for i, sentence in enumerate(sentences(text)):
+        for i, (sentence, item) in enumerate(_sentences(text)):
             if not prose(sentence):
                 continue
-            found = terms(sentence)
+            mentioned = terms(sentence)
+            # Its heading's words complete what a sentence says; alone they make no sentence
+            # an answer (the shortest sentences of the section would win), unless the question
+            # asks for the section.
+            found = mentioned | section if named or wanted & mentioned else mentioned
             overlap = len(wanted & found)
             # A table row is about what its cells say: its headers' words ("default") are in
             # every row, and alone they do not make a row an answer.
-            headers = next((h for row, h in rows.items() if sentence in row), set())
-            if overlap and not wanted & (found - headers):
+            headers = next((h for row, h in rows.items() if sentence in row), None)
+            if overlap and not wanted & (found - (headers or set())):
                 continue
+            if named:  # a list's items (a table's rows) first, each section's in its order
+                opens = item or headers is not None
+                listed.append(((1.0 if opens else 0.0) - 0.001 * n, n, i, sentence))
             if overlap:
                 # Coverage of the question, a little for short sentences and earlier passages. A
-                # sentence's length is in words, an inline code span one of them (its terms
-                # match the question all the same).
-                words = len(found)
+                # sentence's length is in words (its own, not its heading's), an inline code
+                # span one of them (its terms match the question all the same).
+                words = len(mentioned)
                 if "`" in sentence:
                     spans = _INLINE_CODE.findall(sentence)
                     words = len(terms(_INLINE_CODE.sub(" ", sentence))) + len(spans)
@@ -370,7 +406,12 @@ def compose(
                 scored.append((score, n, i, sentence))
                 if subject and own & found:
                     answering.add(sentence)
-    if answering:
+    limit = MAX_SENTENCES
+    if listed:
+        scored = listed
+        items = sum(1 for s in listed if s[0] > 0)
+        limit = min(MAX_LIST_ITEMS, max(MAX_SENTENCES, items))
+    elif answering:
         scored = [s for s in scored if s[3] in answering]
     if said and scored and not own:  # a follow-up that asks for more of the same
         earlier = _SPACE.sub(" ", " ".join(said)).casefold()
@@ -390,7 +431,7 @@ def compose(
             chosen.append(candidate)
         elif len(candidate[3]) > len(inside[0][3]):
             chosen[chosen.index(inside[0])] = candidate
-        if len(chosen) == MAX_SENTENCES:
+        if len(chosen) == limit:
             break
     chosen.sort(key=lambda s: (s[1], s[2]))
     return " ".join(f"{sentence} [{n}]" for _, n, _, sentence in chosen)
@@ -467,7 +508,8 @@ class ExtractiveLLM:
         # The conversation's earlier answers, as the prompt carries them (without markers).
         said = [m["content"] for m in request.messages if m["role"] == "assistant"]
         passages = [hit.text for hit in request.passages]
-        answer = compose(request.question, passages, said, subject=request.subject)
+        headings = [hit.heading_path for hit in request.passages]
+        answer = compose(request.question, passages, said, request.subject, headings)
         # Counted as the caller counts the completion's tokens (the local tokenizer).
         count = get_embedder().count_tokens
         answer, cut = within(answer, request.max_tokens, count)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
 from bots.models import Bot
@@ -19,6 +21,8 @@ from conversations.chat import chat_open, chat_persist
 from conversations.models import Conversation, Message, UsageDaily
 from conversations.tests.chatkit import PASSAGES, add_passages, ask, chat, openai_llm
 from knowledge.embeddings import get_embedder
+from knowledge.ingestion import document_ingest
+from knowledge.intake import document_add_upload
 from knowledge.tests.test_delete_races import contend
 from tenants.services import Actor
 from tests.processes import free_port
@@ -847,3 +851,41 @@ def test_a_provider_outage_is_one_error_line_naming_it(alpha, caplog, stream):
     assert event == "llm_failed"
     assert fields["status"] == 503
     assert fields["error"] == "The language model provider answered 503."
+
+
+GUIDE = b"""# Chatbot guide
+
+## Other make targets
+
+Run `make eval-guardrails` to measure the guardrails. It takes a few minutes.
+
+## Guardrails
+
+Every turn passes these layers, in order.
+
+1. **PII masking**: emails and phone numbers are masked before anything reads them.
+2. **Prompt injection**: a detector refuses questions that try to override the rules.
+3. **Canary**: an answer that recites the system prompt is cut at the marker.
+"""
+
+
+def test_the_extractive_backend_lists_a_section_the_question_names(alpha):
+    # On the demo bot "Which guardrails are there?" was answered with the sentence that names
+    # `make eval-guardrails`: the guardrails are named by a heading and list items, and the
+    # extractive answerer did not read the passages' headings.
+    added = document_add_upload(tenant=alpha.tenant, actor=Actor.system("tests"),
+                                dataset=alpha.dataset, upload=SimpleUploadedFile("guide.md", GUIDE))  # fmt: skip
+    assert document_ingest(document_id=added.document.pk) == "ready"
+    alpha.scope.description, alpha.scope.allowed_topics = "", []  # no out_of_scope check
+    alpha.scope.save()
+    body = chat(alpha.client(alpha.chat_key), **ask(alpha, "Which guardrails are there?")).json()
+    assert body["refusal"] is None
+    items = [
+        "PII masking: emails and phone numbers are masked before anything reads them.",
+        "Prompt injection: a detector refuses questions that try to override the rules.",
+        "Canary: an answer that recites the system prompt is cut at the marker.",
+    ]
+    assert re.fullmatch(" ".join(re.escape(item) + r" \[\d\]" for item in items), body["output"])
+    assert "make eval-guardrails" not in body["output"]
+    (cited,) = body["citations"]
+    assert cited["snippet"].startswith("Every turn passes these layers")

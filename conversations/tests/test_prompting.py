@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from conversations.llm.extractive import (
+    MAX_LIST_ITEMS,
     NOTHING_FOUND,
     compose,
     pieces,
@@ -453,3 +454,67 @@ def test_extractive_answer_does_not_repeat_what_the_conversation_said():
     )
     # A question of its own may be answered with what was said: it is its best answer.
     assert compose("When do plans renew?", passages, said=[earlier]) == first
+
+
+GUARDRAILS = (
+    "Every turn passes these layers, in order.\n\n"
+    "1. **PII masking**: emails and phone numbers are masked before anything reads them.\n"
+    "2. **Prompt injection**: a detector refuses questions that try to override the rules. It "
+    "runs before the question is embedded.\n"
+    "3. **Blocked topics**: a question that names a blocked topic is refused.\n"
+    "4. **Canary**: an answer that recites the system prompt is cut at the marker."
+)
+ITEMS = [
+    "PII masking: emails and phone numbers are masked before anything reads them.",
+    "Prompt injection: a detector refuses questions that try to override the rules.",
+    "Blocked topics: a question that names a blocked topic is refused.",
+    "Canary: an answer that recites the system prompt is cut at the marker.",
+]
+
+
+@pytest.mark.parametrize(
+    "question", ["Which guardrails are there?", "What are the guardrails?", "List the guardrails."]
+)
+def test_a_question_that_names_a_section_is_answered_with_its_list(question):
+    # "Which guardrails are there?" on the demo bot was answered "Measured with `make
+    # eval-guardrails` ... [1] target: `make eval-guardrails` ... [2]": the README names the
+    # guardrails in a heading and list items, and the heading did not count.
+    passages = [
+        "Run `make eval-guardrails` to measure them. Targets are listed below.",
+        GUARDRAILS,
+    ]
+    headings = [["Guide", "Other make targets"], ["Guide", "Chatting", "Guardrails"]]
+    answer = compose(question, passages, headings=headings)
+    assert answer == " ".join(f"{item} [2]" for item in ITEMS)
+    # Without the headings (a passage from a document without any), as before.
+    assert compose(question, passages).startswith("Run `make eval-guardrails` to measure them.")
+
+
+def test_a_question_that_names_a_table_s_section_is_answered_with_its_rows():
+    rows = "".join(f"| `make t{k}` | target number {k} |\n" for k in range(12))
+    targets = "| target | what |\n|---|---|\n" + rows
+    answer = compose(
+        "Which make targets are there?",
+        ["Use `make run` to start it all.", targets],
+        headings=[["Guide", "The two commands"], ["Guide", "Other make targets"]],
+    )
+    said = [f"target: `make t{k}`; what: target number {k} [2]" for k in range(12)]
+    assert answer == " ".join(said[:MAX_LIST_ITEMS])
+
+
+def test_a_heading_completes_what_a_sentence_says_but_alone_makes_no_answer():
+    # The canary item under "Guardrails" says "canary", its heading "guardrail": it covers
+    # "What does the canary guardrail do?" better than short notes that only name the canary.
+    notes = "The canary costs 2 µs. The canary is random. Canary checks run per piece."
+    answer = compose(
+        "What does the canary guardrail do?",
+        [notes, GUARDRAILS],
+        headings=[["Benchmarks", "Output guard"], ["Guide", "Guardrails"]],
+    )
+    assert f"{ITEMS[3]} [2]" in answer
+    # A heading's words alone make no sentence an answer: the section's shortest sentences
+    # ("What changed.") said nothing about how query vectors are kept.
+    kept = "What changed. Query vectors are kept per process, keyed by the tenant. It is fast."
+    heading = "2026-12-05: a turn stored at once, kept query vectors, two processes"
+    answer = compose("How are query vectors kept?", [kept], headings=[["Bench", heading]])
+    assert answer == "Query vectors are kept per process, keyed by the tenant. [1]"
