@@ -120,8 +120,43 @@ _NOT_ABBREVIATION = (
 # danda and double danda (``।॥``), the Arabic question mark (``؟``) and the Urdu full stop
 # (U+06D4) where whitespace follows; the CJK full stop, fullwidth exclamation and question marks
 # (``。``, U+FF01, U+FF1F) wherever they stand, since those scripts put no space after them. A
-# pattern to split at (an alternation: wrap it in a group to add to it). Chunking and the
-# offline answerer both split with it.
+# pattern to split at (an alternation: wrap it in a group to add to it), with
+# :func:`split_sentences`. Chunking and the offline answerer both split with it.
 SENTENCE_END = (
     f"(?<=[.!?\u0964\u0965\u061f\u06d4]){_NOT_ABBREVIATION}\\s+|(?<=[\u3002\uff01\uff1f])\\s*"
 )
+
+# An inline code span (`` `print("你好。世界")` ``, `` `echo done. ok` ``) on one line.
+INLINE_CODE = re.compile(r"`[^`\n]+`")
+_CJK_END = "\u3002\uff01\uff1f"
+# Where no sentence ends: inline code, and a URL (after anything but an ASCII letter or digit, so
+# also one glued to Chinese text). A URL runs to whitespace; a CJK full stop, exclamation or
+# question mark is part of it where a URL character follows (".../モーニング娘。/history"), and
+# ends it where text goes on ("https://example.com。然后": the sentence ends there). Not
+# modelled: a host name written with U+3002 for its dots ("例子。测试"), which splits there.
+_NO_END_INSIDE = re.compile(
+    f"{INLINE_CODE.pattern}|(?i:(?<![a-z0-9_])(?:(?:https?|ftp)://|www\\.)"
+    f"(?:[^\\s<>\"'`{_CJK_END}]|[{_CJK_END}](?=[a-z0-9/?#%&=+_.~:@-]))+)"
+)
+
+
+def split_sentences(text: str, ends: re.Pattern[str]) -> list[str]:
+    """``ends.split(text)`` (``ends``: :data:`SENTENCE_END`, or an alternation with it, without
+    groups), except where the match is inside inline code or a URL: a `。` or ". " there ends no
+    sentence. Text without a backtick or a URL is split by ``ends`` alone."""
+    if "`" not in text and "://" not in text and "www." not in text.lower():
+        return ends.split(text)
+    inside = [m.span() for m in _NO_END_INSIDE.finditer(text)]
+    if not inside:
+        return ends.split(text)
+    out, start, k = [], 0, 0
+    for end in ends.finditer(text):
+        position = end.start()
+        while k < len(inside) and inside[k][1] <= position:
+            k += 1
+        if k < len(inside) and inside[k][0] < position:  # within a span (not at its edges)
+            continue
+        out.append(text[start:position])
+        start = end.end()
+    out.append(text[start:])
+    return out

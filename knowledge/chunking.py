@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatbot_site.text import SENTENCE_END, clip
+from chatbot_site.text import SENTENCE_END, clip, split_sentences
 from knowledge.parsers import Block
 
 # Sentence ends (chatbot_site.text.SENTENCE_END: Latin, Devanagari, Arabic ones where whitespace
@@ -130,7 +130,7 @@ def _split(
             add(unit, unit_start, unit_end, tokens)
             continue
         position = 0
-        for sentence in _SENTENCE_END.split(unit):
+        for sentence in split_sentences(unit, _SENTENCE_END):
             if not sentence.strip():
                 continue
             index = unit.find(sentence, position)

@@ -1,10 +1,12 @@
-"""Cutting text at grapheme boundaries (chatbot_site.text)."""
+"""Cutting text at grapheme boundaries and splitting it at sentence ends (chatbot_site.text)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from chatbot_site.text import MAX_WALK, clip, grapheme_cut
+from chatbot_site.text import MAX_WALK, SENTENCE_END, clip, grapheme_cut, split_sentences
 
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # 👨‍👩‍👧‍👦
 JAPAN = "\U0001f1ef\U0001f1f5"  # 🇯🇵
@@ -61,3 +63,41 @@ def test_a_cluster_longer_than_the_walk_or_at_the_start_is_cut_where_asked():
     marks = "a" + "\u0301" * (MAX_WALK + 10)
     assert grapheme_cut("xyz" + marks, MAX_WALK + 8) == MAX_WALK + 8
     assert grapheme_cut(FAMILY + "tail", 3) == 3  # never 0: a caller must make progress
+
+
+ENDS = re.compile(SENTENCE_END)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Inline code: its ". " and its 。 are code, not sentence ends.
+        (
+            "Run `echo done. ok` before you start. Then stop.",
+            ["Run `echo done. ok` before you start.", "Then stop."],
+        ),
+        (
+            '用 `print("你好。世界\uff01")` 打印问候。然后退出。',
+            ['用 `print("你好。世界\uff01")` 打印问候。', "然后退出。", ""],
+        ),
+        # A URL keeps a 。 that more of it follows; one that text follows ends the sentence.
+        (
+            "见 https://ja.wikipedia.org/wiki/モーニング娘。/history 的说明。下一句。",
+            ["见 https://ja.wikipedia.org/wiki/モーニング娘。/history 的说明。", "下一句。", ""],
+        ),
+        (
+            "请访问https://example.com。然后登录。",
+            ["请访问https://example.com。", "然后登录。", ""],
+        ),
+        ("See https://x.org/faq? Then go. `a`", ["See https://x.org/faq?", "Then go.", "`a`"]),
+        # After a code span, a sentence ends as anywhere else.
+        ("Run `make stop`. Then `make run`。下", ["Run `make stop`.", "Then `make run`。", "下"]),
+    ],
+)
+def test_no_sentence_ends_inside_inline_code_or_a_url(text, expected):
+    assert split_sentences(text, ENDS) == expected
+
+
+def test_split_sentences_is_the_patterns_split_where_nothing_is_code_or_a_url():
+    for text in ["A. B! C? D。E", "Dr. Smith came. `x` went.", "x `unclosed. y", "www.a.b c. d"]:
+        assert split_sentences(text, ENDS) == ENDS.split(text)

@@ -22,7 +22,15 @@ import math
 import re
 from collections.abc import AsyncGenerator, Callable, Sequence
 
-from chatbot_site.text import SENTENCE_END, WORD, clip, grapheme_cut, is_mark
+from chatbot_site.text import (
+    INLINE_CODE,
+    SENTENCE_END,
+    WORD,
+    clip,
+    grapheme_cut,
+    is_mark,
+    split_sentences,
+)
 from conversations.llm import Completion, Delta, LLMRequest
 from conversations.prompting import MARKER
 from knowledge.embeddings import get_embedder
@@ -197,12 +205,12 @@ def _sentences(text: str) -> list[tuple[str, bool]]:
         # sentence before the first leader ("Contents Notices").
         parts = _LEADER.split(flat)
         for k, part in enumerate(parts):
-            found = _SENTENCE_END.split(part)
+            found = split_sentences(part, _SENTENCE_END)
             if k < len(parts) - 1:
                 # The first entry may begin with the end of a leader the chunk cut short.
                 found = found[:-1] if k == 0 and not _LEADER_END.match(part) else []
             elif k and _CUT_LEADER.search(part):  # an entry whose leader the chunk cut short
-                found = _SENTENCE_END.split(_CUT_LEADER.sub("", part))[:-1]
+                found = split_sentences(_CUT_LEADER.sub("", part), _SENTENCE_END)[:-1]
             for sentence in found:
                 sentence = sentence.strip(" #*-•")
                 if len(sentence) > MAX_SENTENCE_CHARS:
@@ -216,13 +224,12 @@ def _sentences(text: str) -> list[tuple[str, bool]]:
 _FENCE = re.compile(r"```.*?(```|$)", re.DOTALL)
 # After a closing fence: a blank line or the end (after an opening one: code).
 _AFTER_CLOSING_FENCE = re.compile(r"[ \t]*(?:\n[ \t]*\n|$)")
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
 # The document's own reference marks where they cite — after a word or a sentence, and the space
 # before them ("exceptions.[1] The"), or opening a line (a list of references) — not where they
 # are data ("x = [1, 2]"); an inline code span is matched first, to be kept whole ("(`[2, 9]`
 # with three passages becomes `[2]`)" lost its code).
 _SOURCE_MARKER = re.compile(
-    f"({_INLINE_CODE.pattern})|"
+    f"({INLINE_CODE.pattern})|"
     r"(?:(?<=[\w.,;:!?)\]\"'\u2019\u201d])[ \t]*|^[ \t]*)" + MARKER.pattern,
     re.MULTILINE,
 )
@@ -330,10 +337,10 @@ def prose(sentence: str) -> bool:
     if len(sentence) < 6:
         return False
     if "`" in sentence:
-        outside = _INLINE_CODE.sub(" ", sentence)
+        outside = INLINE_CODE.sub(" ", sentence)
         if sum(1 for w in WORD.finditer(outside) if not w.group().isdigit()) < _PROSE_WORDS:
             return False
-        sentence = _INLINE_CODE.sub("code", sentence)
+        sentence = INLINE_CODE.sub("code", sentence)
     readable = sum(ch.isalpha() or ch in _PROSE_PUNCTUATION or is_mark(ch) for ch in sentence)
     return readable / len(sentence) >= 0.85
 
@@ -400,8 +407,8 @@ def compose(
                 # span one of them (its terms match the question all the same).
                 words = len(mentioned)
                 if "`" in sentence:
-                    spans = _INLINE_CODE.findall(sentence)
-                    words = len(terms(_INLINE_CODE.sub(" ", sentence))) + len(spans)
+                    spans = INLINE_CODE.findall(sentence)
+                    words = len(terms(INLINE_CODE.sub(" ", sentence))) + len(spans)
                 score = overlap / math.sqrt(words + 1) - 0.01 * n
                 scored.append((score, n, i, sentence))
                 if subject and own & found:

@@ -518,3 +518,20 @@ def test_a_heading_completes_what_a_sentence_says_but_alone_makes_no_answer():
     heading = "2026-12-05: a turn stored at once, kept query vectors, two processes"
     answer = compose("How are query vectors kept?", [kept], headings=[["Bench", heading]])
     assert answer == "Query vectors are kept per process, keyed by the tenant. [1]"
+
+
+def test_extractive_sentences_do_not_end_inside_inline_code_or_a_url():
+    # `print("你好。世界")` was cut into "sentences" at its CJK full stop and exclamation mark, and
+    # the answer said half a code span ('Print it with `print("你好。 [1]').
+    passage = (
+        'Print it with `print("你好。世界\uff01")` in a shell. Or run `echo done. ok` there. '
+        "Read https://ja.wikipedia.org/wiki/モーニング娘。/history for the story。下一句。"
+    )
+    assert sentences(passage) == [
+        'Print it with `print("你好。世界\uff01")` in a shell.',
+        "Or run `echo done. ok` there.",
+        "Read https://ja.wikipedia.org/wiki/モーニング娘。/history for the story。",
+        "下一句。",
+    ]
+    answer = compose("How do I print the greeting in a shell?", [passage])
+    assert answer == 'Print it with `print("你好。世界\uff01")` in a shell. [1]'

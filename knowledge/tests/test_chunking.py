@@ -247,3 +247,21 @@ def test_an_initial_does_not_end_a_piece(count):
         assert draft.text.startswith("Thomas J. Watson") and draft.text.endswith(
             "meeting."
         ), draft.text
+
+
+def test_a_block_is_not_split_inside_inline_code_or_a_url(count):
+    """A 。 or ". " inside inline code or a URL ended a sentence, so a chunk could end inside
+    `print("你好。世界")` or inside a URL, and each half read as code of its own."""
+    sentences = [
+        (
+            f'Step {n}: print the greeting with `print("你好。世界\uff01")` or `echo done. ok` in a shell.'
+            if n % 2
+            else f"Step {n}: read https://ja.wikipedia.org/wiki/モーニング娘。/history for the story."
+        )
+        for n in range(30)
+    ]
+    drafts = chunk_blocks([Block(" ".join(sentences))], size=32, overlap=0, count=count)
+    assert len(drafts) > 5
+    for draft in drafts:
+        assert draft.text.count("`") % 2 == 0, draft.text
+        assert draft.text.startswith("Step ") and draft.text.endswith("."), draft.text
