@@ -144,7 +144,7 @@ def split_sentences(text: str, ends: re.Pattern[str]) -> list[str]:
     """``ends.split(text)`` (``ends``: :data:`SENTENCE_END`, or an alternation with it, without
     groups), except where the match is inside inline code or a URL: a `。` or ". " there ends no
     sentence. Text without a backtick or a URL is split by ``ends`` alone."""
-    if "`" not in text and "://" not in text and "www." not in text.lower():
+    if "`" not in text and "://" not in text and "www." not in text and "WWW." not in text:
         return ends.split(text)
     inside = [m.span() for m in _NO_END_INSIDE.finditer(text)]
     if not inside:
