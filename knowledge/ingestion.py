@@ -40,7 +40,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
 from knowledge.injection import detect_passage
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
-from knowledge.parsers import TEXT_TYPES, Limits, ParseError
+from knowledge.parsers import Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
 
 log = structlog.get_logger(__name__)
@@ -337,16 +337,16 @@ def _fetch_source(document: Document) -> None:
     """Fetch a URL document (again, on every run) and keep the bytes as its original."""
     from django.core.files.base import ContentFile
 
-    from knowledge.parsers.detect import detect
+    from knowledge.parsers.detect import detect_declared
 
     fetched = fetch(document.source)
     name = urlsplit(fetched.url).path.rsplit("/", 1)[-1]
-    content_type = detect(fetched.data, name)
+    # Text is stored as UTF-8, from the charset the server declared (as an upload's).
+    content_type, data = detect_declared(fetched.data, name, fetched.charset)
     if content_type is None:
         raise FetchError(
             "unsupported_type", f"The URL serves {fetched.content_type}, not a document."
         )
-    data = _as_utf8(fetched.data, fetched.charset) if content_type in TEXT_TYPES else fetched.data
     old = document.file.name if document.file else None
     document.file.save("original", ContentFile(data), save=False)
     document.content_type = content_type
@@ -356,22 +356,6 @@ def _fetch_source(document: Document) -> None:
     )
     if old and old != document.file.name:
         default_storage.delete(old)
-
-
-def _as_utf8(data: bytes, charset: str | None) -> bytes:
-    """A text page in the encoding its server declared, re-encoded as UTF-8 (what the parsers
-    read first), so that a short page is not left to a guess. UTF-8 (or a byte order mark)
-    already, or no encoding Python knows: as it came."""
-    from knowledge.parsers.text import codec
-
-    encoding = codec(charset)
-    if encoding is None or data.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
-        return data
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode(encoding, errors="replace").encode("utf-8")
-    return data
 
 
 def _retry_later(document: Document, claimed_at: Any, exc: EmbeddingError) -> str:

@@ -1,6 +1,7 @@
 """Adding documents: uploads, JSON records, re-ingestion. Each new document is stored (the
-original file kept, so re-ingestion needs no second upload), committed as ``queued`` and only
-then enqueued. The same content in a dataset is the existing document, not a second one."""
+original file kept, text declared in a charset as UTF-8, so re-ingestion needs no second
+upload), committed as ``queued`` and only then enqueued. The same content in a dataset is the
+existing document, not a second one."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from chatbot_site.errors import Conflict, NotFound, UnsupportedMediaType, Valida
 from knowledge.fetch import FetchError, check_submitted
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus, SourceType
 from knowledge.parsers import SUPPORTED, TEXT
-from knowledge.parsers.detect import detect
+from knowledge.parsers.detect import detect, detect_declared
+from knowledge.parsers.text import codec
 from knowledge.tasks import enqueue_ingest_on_commit
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
@@ -98,9 +100,20 @@ def document_add_upload(
 ) -> Added:
     content_hash, head = _sha256_file(upload)
     name = (upload.name or "upload").rsplit("/", 1)[-1][:255]
-    # Zip-based formats need the central directory at the end: detect from the whole file.
-    sample = head if not head.startswith(b"PK\x03\x04") else _read_all(upload)
-    content_type = detect(sample, name)
+    content: bytes | UploadedFile = upload
+    size = upload.size or 0
+    if codec(upload.charset) is not None:
+        # A part declared ``text/plain; charset=koi8-r``: its text is stored as UTF-8 (as a
+        # URL's is), and that is the content the hash names.
+        data = _read_all(upload)
+        content_type, text = detect_declared(data, name, upload.charset)
+        if text is not data:
+            content, size = text, len(text)
+            content_hash = hashlib.sha256(text).hexdigest()
+    else:
+        # Zip-based formats need the central directory at the end: detect from the whole file.
+        sample = head if not head.startswith(b"PK\x03\x04") else _read_all(upload)
+        content_type = detect(sample, name)
     if content_type not in SUPPORTED:
         raise UnsupportedMediaType(
             "Unsupported file type: upload PDF, DOCX, Markdown, JSON, HTML or plain text.",
@@ -112,9 +125,9 @@ def document_add_upload(
         "source_type": SourceType.FILE,
         "content_type": content_type,
         "tags": list(tags or []),
-        "byte_size": upload.size or 0,
+        "byte_size": size,
     }
-    return _create(tenant=tenant, actor=actor, dataset=dataset, content=upload,
+    return _create(tenant=tenant, actor=actor, dataset=dataset, content=content,
                    content_hash=content_hash, fields=fields)  # fmt: skip
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import zipfile
 
-from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT
+from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, TEXT_TYPES
+from knowledge.parsers.text import as_utf8, codec
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd")
 # Magic numbers of common binaries that are not documents we read.
@@ -54,3 +55,25 @@ def detect(data: bytes, filename: str = "") -> str | None:
     if name.endswith(".json"):
         return JSON
     return TEXT
+
+
+def detect_declared(
+    data: bytes, filename: str, charset: str | bytes | None
+) -> tuple[str | None, bytes]:
+    """:func:`detect`, for a document that came with a declared ``charset`` (a URL's
+    ``Content-Type``, an upload's multipart part): its type, and its bytes, text re-encoded as
+    UTF-8 from that charset (:func:`~knowledge.parsers.text.as_utf8`), which is what is stored
+    and parsed. A PDF or DOCX, or a binary, is as it came; so is text the charset does not fit.
+    Text in UTF-16 or UTF-32 without a byte order mark is only known for text once decoded."""
+    content_type = detect(data, filename)
+    encoding = codec(charset)
+    if encoding is None:
+        return content_type, data
+    if content_type not in TEXT_TYPES and not (
+        content_type is None and encoding.startswith(("utf-16", "utf-32"))
+    ):
+        return content_type, data
+    text = as_utf8(data, encoding)
+    if text is data:
+        return content_type, data
+    return detect(text, filename), text

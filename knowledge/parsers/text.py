@@ -12,9 +12,12 @@ from knowledge.parsers import Block, Limits, ParseError
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n+")
 
 
-def codec(name: str | None) -> str | None:
-    """Python's name for an encoding a server declares (``text/plain; charset=KOI8-R``), or None
-    for one it does not know or that is not a text encoding (``charset=base64``)."""
+def codec(name: str | bytes | None) -> str | None:
+    """Python's name for an encoding a server or an upload's part declares (``text/plain;
+    charset=KOI8-R``), or None for one it does not know or that is not a text encoding
+    (``charset=base64``). Django's multipart parser gives a part's charset as bytes."""
+    if isinstance(name, bytes):
+        name = name.decode("latin-1")
     if not name:
         return None
     try:
@@ -25,8 +28,34 @@ def codec(name: str | None) -> str | None:
     return info.name
 
 
+BOMS = (b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")
+
+
+def as_utf8(data: bytes, charset: str | bytes | None) -> bytes:
+    """Text in the encoding it came declared in (a URL's ``Content-Type``, an upload's multipart
+    part), re-encoded as UTF-8, what :func:`decode` reads first: a short text is then not left
+    to a guess. Returned as it came (for :func:`decode` to read or guess) when it starts with a
+    byte order mark, is UTF-8 already (UTF-8 first: a legacy label on UTF-8 text is common), is
+    declared in no text encoding Python knows, or is not valid in the one declared (the label
+    lies). UTF-16 and UTF-32 are not ASCII-compatible, so their text is not tried as UTF-8."""
+    encoding = codec(charset)
+    if encoding is None or data.startswith(BOMS):
+        return data
+    if not encoding.startswith(("utf-16", "utf-32")):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return data
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
 def decode(data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if data.startswith(BOMS[:2]):
         text = data.decode("utf-16", errors="replace")
     elif data.startswith(b"\xef\xbb\xbf"):
         text = data[3:].decode("utf-8", errors="replace")

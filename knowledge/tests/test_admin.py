@@ -159,6 +159,19 @@ def test_an_item_that_fails_unexpectedly_is_listed_and_the_others_still_queue(
     assert Document.objects.for_tenant(tenant).count() == 2
 
 
+def test_an_uploaded_file_is_stored_as_utf8_from_the_charset_its_part_declares(
+    staff, tenant, dataset
+):
+    text = "Оплата по счёту в течение 14 дней."  # a guess reads its KOI8-R as Shift_JIS
+    upload = SimpleUploadedFile(
+        "terms.txt", text.encode("koi8-r"), content_type="text/plain; charset=koi8-r"
+    )
+    staff.post(f"/admin/knowledge/dataset/{dataset.pk}/upload/", {"documents": [upload]})
+    document = Document.objects.for_tenant(tenant).get(dataset=dataset)
+    assert document.file.read() == text.encode()
+    assert document.byte_size == len(text.encode())
+
+
 def test_uploading_the_same_file_again_is_the_existing_document(staff, tenant, dataset):
     url = f"/admin/knowledge/dataset/{dataset.pk}/upload/"
     staff.post(url, {"documents": [SimpleUploadedFile("a.md", b"# Same")]})

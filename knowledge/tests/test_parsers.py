@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from knowledge.parsers import DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, Limits, ParseError, parse
-from knowledge.parsers.detect import detect
+from knowledge.parsers.detect import detect, detect_declared
 from knowledge.parsers.sandbox import parse_isolated
-from knowledge.parsers.text import codec
+from knowledge.parsers.text import as_utf8, codec, decode
 from knowledge.tests.fixtures import (
     add_chart_part,
     add_notes_part,
@@ -183,6 +183,47 @@ def test_only_text_encodings_python_knows_are_taken_from_a_server():
     names = ("KOI8-R", '"windows-1251"', "utf8", "UTF-16LE")
     assert [codec(n) for n in names] == ["koi8-r", "cp1251", "utf-8", "utf-16-le"]
     assert [codec(n) for n in ("base64", "rot13", "no-such-codec", "", None)] == [None] * 5
+    assert codec(b"windows-1251") == "cp1251"  # an upload's part, as Django's parser gives it
+
+
+SHORT_TEXTS = [
+    ("windows-1251", "Привет, мир"),  # guessed as a box-drawing code page
+    ("koi8-r", "Оплата по счёту в течение 14 дней."),  # guessed as Shift_JIS
+    ("iso-8859-1", "Café crème brûlée à volonté."),  # guessed as Windows-1250: "crčme"
+    ("shift_jis", "請求書は月末に届きます。"),
+    ("utf-16-le", "Привет, мир"),  # no byte order mark
+]
+
+
+@pytest.mark.parametrize(("charset", "text"), SHORT_TEXTS)
+def test_text_in_the_charset_it_is_declared_in_is_read_as_that(charset, text):
+    assert as_utf8(text.encode(charset), charset.upper()) == text.encode("utf-8")
+    assert decode(as_utf8(text.encode(charset), charset)) == text
+
+
+def test_a_declared_charset_that_does_not_fit_leaves_the_text_to_utf8_or_the_guess():
+    russian = "Привет, мир".encode("cp1251")
+    assert as_utf8("Привет, мир".encode(), "windows-1251") == "Привет, мир".encode()  # UTF-8 first
+    assert as_utf8(russian, "us-ascii") is russian  # a lying label: guessed, not replaced
+    assert as_utf8(russian, "utf-8") is russian
+    assert as_utf8(russian, "x-no-such-charset") is russian
+    assert as_utf8(russian, "base64") is russian
+    with_bom = b"\xef\xbb\xbf" + "Привет".encode()
+    assert as_utf8(with_bom, "koi8-r") is with_bom
+
+
+def test_only_text_is_re_encoded_from_a_declared_charset():
+    pdf = make_pdf(["Revenue grew."])
+    assert detect_declared(pdf, "report.pdf", "windows-1251") == (PDF, pdf)
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    assert detect_declared(png, "image.png", "windows-1251") == (None, png)
+    text = "\n\n".join(["# Заголовок", "Широкий текст."])
+    wide = text.encode("utf-16-le")
+    assert detect(wide, "notes.md") is None  # NUL bytes: not text until decoded
+    assert detect_declared(wide, "notes.md", "utf-16le") == (MARKDOWN, text.encode())
+    koi8 = "Оплата по счёту.".encode("koi8-r")
+    assert detect_declared(koi8, "note.txt", "koi8-r") == (TEXT, "Оплата по счёту.".encode())
+    assert detect_declared(koi8, "note.txt", None) == (TEXT, koi8)
 
 
 def test_pdf_keeps_page_numbers():

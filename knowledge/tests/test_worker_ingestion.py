@@ -4,6 +4,7 @@ loses nothing (the reaper hands the document to the next worker; no duplicate ch
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import signal
 
@@ -54,6 +55,58 @@ def test_uploads_of_every_format_become_ready_through_a_real_worker(tmp_path):
         body = client.get(f"/v1/documents/{document_id}").json()
         assert body["status"] == "ready", body
         assert body["chunk_count"] >= 1 and body["ingested_at"]
+
+
+def test_an_upload_is_read_in_the_charset_its_part_declares_through_a_real_worker(tmp_path):
+    """Short texts in a legacy encoding were guessed, and guessed wrong: KOI8-R as Shift_JIS,
+    Latin-1 as Windows-1250 ("crčme"), Windows-1251 as a box-drawing code page."""
+    side = build_tenant("acme")
+    client = side.client()
+    cases = [  # name, declared charset, bytes sent, text expected
+        ("note.txt", "windows-1251", "Привет, мир".encode("cp1251"), "Привет, мир"),
+        ("guide.md", "KOI8-R", "Оплата по счёту в течение 14 дней.".encode("koi8-r"),
+         "Оплата по счёту в течение 14 дней."),
+        ("page.html", "iso-8859-1",
+         "<html><body><p>Café crème brûlée à volonté.</p></body></html>".encode("latin-1"),
+         "Café crème brûlée à volonté."),
+        ("prices.csv", "shift_jis", "請求書は月末に届きます。".encode("shift_jis"),
+         "請求書は月末に届きます。"),
+        ("wide.txt", "utf-16le", "Широкий текст.".encode("utf-16-le"), "Широкий текст."),
+        # UTF-8 under a legacy label is UTF-8 (read first); a charset nobody knows is guessed.
+        ("mislabelled.txt", "windows-1251", "Ставка НДС 20%.".encode(), "Ставка НДС 20%."),
+        ("unknown.txt", "x-no-such-charset", "Доставка бесплатно".encode("cp1251"), None),
+    ]  # fmt: skip
+    ids = []
+    for name, charset, data, _text in cases:
+        upload = SimpleUploadedFile(name, data, content_type=f"text/plain; charset={charset}")
+        response = client.post(
+            f"/v1/datasets/{side.dataset.pk}/documents", {"file": upload}, format="multipart"
+        )
+        assert response.status_code == 202, response.content
+        ids.append(response.json()["id"])
+    with celery_worker(child_env(), tmp_path / "worker.log"):
+        try:
+            wait_for(lambda: all(status(i) in {"ready", "failed"} for i in ids), timeout=120,
+                     what="documents to finish")  # fmt: skip
+        except AssertionError:
+            raise AssertionError((tmp_path / "worker.log").read_text()[-4000:]) from None
+    for document_id, (name, _charset, _data, text) in zip(ids, cases, strict=True):
+        body = client.get(f"/v1/documents/{document_id}").json()
+        assert body["status"] == "ready", body
+        if text is not None:
+            chunks = Chunk.all_tenants.filter(document_id=document_id)
+            assert [c.text for c in chunks] == [text], name
+            assert (
+                body["content_hash"]
+                == hashlib.sha256(Document.all_tenants.get(pk=document_id).file.read()).hexdigest()
+            )
+    # The text is the content: the same text sent as UTF-8 is the document already stored.
+    again = client.post(
+        f"/v1/datasets/{side.dataset.pk}/documents",
+        {"file": SimpleUploadedFile("note-utf8.txt", "Привет, мир".encode())},
+        format="multipart",
+    )
+    assert (again.status_code, again.json()["id"]) == (200, ids[0])
 
 
 def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
