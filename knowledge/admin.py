@@ -237,7 +237,8 @@ class DocumentAdmin(TenantScopedAdmin):
     list_display = ["title", "dataset_link", "status_badge", "error", "chunk_count", "timing",
                     "attempts", "updated_at"]  # fmt: skip
     list_filter = ["status", ("dataset", RelatedOnlyFilter), TagFilter,
-                   "content_type", "source_type", "created_at", "ingested_at"]  # fmt: skip
+                   "content_type", "source_type", "pipeline_version", "created_at",
+                   "ingested_at"]  # fmt: skip
     search_fields = ["title", "source", "error_code"]
     list_select_related = ["dataset"]
     actions = ["reingest", "delete_selected"]

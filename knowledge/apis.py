@@ -161,6 +161,9 @@ class DocumentOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     ingested_at = serializers.DateTimeField(allow_null=True)
+    # knowledge.ingestion.PIPELINE_VERSION of the run that made the chunks searched (0: none yet,
+    # or made before versions were recorded).
+    pipeline_version = serializers.IntegerField(read_only=True)
 
     @extend_schema_field(DocumentError(allow_null=True))
     def get_error(self, document: Document) -> dict[str, str] | None:

@@ -89,6 +89,15 @@ class TransientIngestError(Exception):
         return rebuild, self.args
 
 
+# The version of what this pipeline makes of a document: its parsing, text normalisation
+# (knowledge.parsers.clean_text), chunking (knowledge.chunking) and embedding input
+# (embedding_input). Bump it in the commit that changes what any of them makes of a document
+# that was ingested before; each document records the version that made its chunks
+# (Document.pipeline_version, 0 before versions were recorded), and `manage.py reingest_stale`
+# reingests the ones made by an older version.
+#   1: versions recorded (December 2026).
+PIPELINE_VERSION = 1
+
 CONTEXT_TOKENS = 34
 
 
@@ -447,12 +456,13 @@ def _store(
     locked.chunk_count = len(drafts)
     locked.token_count = sum(d.token_count for d in drafts)
     locked.embedding_model = model
+    locked.pipeline_version = PIPELINE_VERSION
     locked.ingested_at = now
     locked.processing_started_at = None
     locked.transient_failures = 0
     locked.save(update_fields=["status", "chunk_count", "token_count", "embedding_model",
-                               "ingested_at", "processing_started_at", "transient_failures",
-                               "updated_at"])  # fmt: skip
+                               "pipeline_version", "ingested_at", "processing_started_at",
+                               "transient_failures", "updated_at"])  # fmt: skip
     return True
 
 

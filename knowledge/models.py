@@ -160,6 +160,9 @@ class Document(TenantOwned):
     # was last queued by someone: at INGEST_TRANSIENT_ATTEMPTS it fails embedding_unavailable.
     transient_failures = models.PositiveSmallIntegerField(default=0)
     embedding_model = models.CharField(max_length=200, blank=True)
+    # knowledge.ingestion.PIPELINE_VERSION of the run that made the chunks searched; 0: none
+    # yet, or made before versions were recorded. Older than the code's: reingest_stale.
+    pipeline_version = models.PositiveSmallIntegerField(default=0)
     # Milliseconds per stage of the last ingestion: {"fetch", "parse", "chunk", "embed", "store"}.
     timings = models.JSONField(default=dict, blank=True)
     processing_started_at = models.DateTimeField(null=True, blank=True)

@@ -235,6 +235,7 @@ def test_documents_list_filters_and_read_shape(side):
     assert set(one) == {
         "id", "dataset_id", "title", "source", "content_type", "tags", "status", "error",
         "chunk_count", "token_count", "content_hash", "created_at", "updated_at", "ingested_at",
+        "pipeline_version",
     }  # fmt: skip
     assert one["error"] is None
     bad = client.get(f"/v1/datasets/{side.dataset.pk}/documents", {"status": "done"})
