@@ -102,7 +102,7 @@ def document_add_upload(
     name = (upload.name or "upload").rsplit("/", 1)[-1][:255]
     content: bytes | UploadedFile = upload
     size = upload.size or 0
-    if codec(upload.charset) is not None:
+    if codec(upload.charset) not in (None, "utf-8"):  # UTF-8 is read first anyway
         # A part declared ``text/plain; charset=koi8-r``: its text is stored as UTF-8 (as a
         # URL's is), and that is the content the hash names.
         data = _read_all(upload)
