@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from chatbot_site.errors import Conflict, NotFound
 from knowledge.intake import document_reingest
@@ -20,21 +20,22 @@ def documents_stale(
     *, tenant: Tenant | None = None, include_failed: bool = False
 ) -> QuerySet[Document]:
     """Documents whose searched chunks an older pipeline made (their ``pipeline_version`` is
-    below :data:`knowledge.ingestion.PIPELINE_VERSION`), of active tenants (a deactivated one's
+    below :data:`knowledge.ingestion.PIPELINE_VERSION`) or another embedding model than the one
+    configured (``EMBEDDING_MODEL`` changed: their vectors and a question's are not comparable),
+    of active tenants (a deactivated one's
     would wait queued), oldest ingested first. Not those queued or being ingested (their run
     makes them current), nor, unless ``include_failed``, those whose last run failed: a run
     after the chunks were made (a URL gone, a stored file lost) that would likely fail again."""
+    from knowledge.embeddings import get_embedder
     from knowledge.ingestion import PIPELINE_VERSION
 
     statuses = [DocumentStatus.READY]
     if include_failed:
         statuses.append(DocumentStatus.FAILED)
     documents = Document.all_tenants if tenant is None else Document.objects.for_tenant(tenant)
+    older = Q(pipeline_version__lt=PIPELINE_VERSION) | ~Q(embedding_model=get_embedder().model)
     return documents.filter(
-        status__in=statuses,
-        chunk_count__gt=0,
-        pipeline_version__lt=PIPELINE_VERSION,
-        tenant__is_active=True,
+        older, status__in=statuses, chunk_count__gt=0, tenant__is_active=True
     ).order_by("ingested_at", "pk")
 
 

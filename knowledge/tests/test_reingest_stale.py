@@ -169,3 +169,17 @@ def test_wait_reingests_every_stale_document_through_a_real_worker(tmp_path):
     assert {
         d.pipeline_version for d in Document.all_tenants.filter(pk__in=[d.pk for d in docs])
     } == {PIPELINE_VERSION}
+
+
+def test_documents_embedded_by_another_model_are_stale_too(settings):
+    """After EMBEDDING_MODEL changes, the chunks embedded by the old model cannot be compared
+    with a question's vector; reingest_stale did not see them (same pipeline version)."""
+    side = build_tenant("acme")
+    current = ingested(side, "current.md", "# Guide\n\nRefunds take five days.")
+    older = ingested(side, "older.md", "# Plans\n\nPlans renew every year.")
+    Document.all_tenants.filter(pk=older.pk).update(embedding_model="text-embedding-ada-002")
+    report = reingest_stale("--dry-run")
+    assert (report["stale"], report["queued"]) == (1, 1)
+    assert status(current) == status(older) == "ready"
+    reingest_stale()
+    assert (status(current), status(older)) == ("ready", "queued")
