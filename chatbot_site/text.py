@@ -116,14 +116,20 @@ _NOT_ABBREVIATION = (
     "(?<!\\b(?:Mr|Ms|Dr|Jr|Sr|St|vs|cf)\\.)(?<!\\bMrs\\.)(?<!\\bProf\\.)"
 )
 
-# Where a sentence ends: Latin ``.!?`` (not a full stop that ends an abbreviation), the Devanagari
-# danda and double danda (``।॥``), the Arabic question mark (``؟``) and the Urdu full stop
-# (U+06D4) where whitespace follows; the CJK full stop, fullwidth exclamation and question marks
-# (``。``, U+FF01, U+FF1F) wherever they stand, since those scripts put no space after them. A
-# pattern to split at (an alternation: wrap it in a group to add to it), with
-# :func:`split_sentences`. Chunking and the offline answerer both split with it.
+# A list item's number at the start of a line ("1. **PII masking**: ...", "12. Done"): its full
+# stop ends no sentence (a chunk ended with a bare "1.", its item in the next). One or two digits
+# at the very start or after a newline; each a fixed-width look-behind.
+_NOT_LIST_NUMBER = "(?<!\\A\\d\\.)(?<!\\n\\d\\.)(?<!\\A\\d\\d\\.)(?<!\\n\\d\\d\\.)"
+
+# Where a sentence ends: Latin ``.!?`` (not a full stop that ends an abbreviation or a list
+# item's number), the Devanagari danda and double danda (``।॥``), the Arabic question mark
+# (``؟``) and the Urdu full stop (U+06D4) where whitespace follows; the CJK full stop, fullwidth
+# exclamation and question marks (``。``, U+FF01, U+FF1F) wherever they stand, since those
+# scripts put no space after them. A pattern to split at (an alternation: wrap it in a group to
+# add to it), with :func:`split_sentences`. Chunking and the offline answerer both split with it.
 SENTENCE_END = (
-    f"(?<=[.!?\u0964\u0965\u061f\u06d4]){_NOT_ABBREVIATION}\\s+|(?<=[\u3002\uff01\uff1f])\\s*"
+    f"(?<=[.!?\u0964\u0965\u061f\u06d4]){_NOT_ABBREVIATION}{_NOT_LIST_NUMBER}\\s+"
+    "|(?<=[\u3002\uff01\uff1f])\\s*"
 )
 
 # An inline code span (`` `print("你好。世界")` ``, `` `echo done. ok` ``) on one line.

@@ -101,3 +101,17 @@ def test_no_sentence_ends_inside_inline_code_or_a_url(text, expected):
 def test_split_sentences_is_the_patterns_split_where_nothing_is_code_or_a_url():
     for text in ["A. B! C? D。E", "Dr. Smith came. `x` went.", "x `unclosed. y", "www.a.b c. d"]:
         assert split_sentences(text, ENDS) == ENDS.split(text)
+
+
+def test_a_list_items_number_at_the_start_of_a_line_ends_no_sentence():
+    """A Markdown list item is "1. **PII masking**: ..."; its "1." ended a sentence, so a chunk
+    could end with a bare "1." and an answer quote one. A number elsewhere still ends one."""
+    text = "1. **PII masking**: the input. Then more.\n2. Second.\n12. Twelfth. It costs 5. Done."
+    assert split_sentences(text, ENDS) == [
+        "1. **PII masking**: the input.",
+        "Then more.",
+        "2. Second.",
+        "12. Twelfth.",
+        "It costs 5.",
+        "Done.",
+    ]
