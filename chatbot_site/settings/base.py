@@ -144,13 +144,17 @@ def database_config() -> dict[str, Any]:
 
         embedded = ensure_postgres(DATA_DIR)
         config = {
-            "ENGINE": "django.db.backends.postgresql",
             "NAME": embedded.database,
             "USER": embedded.user,
             "HOST": embedded.socket_dir,
             "PORT": "",
         }
+    # Django's PostgreSQL backend, whose connections (pooled or not) are of OPTIONS' class.
+    config["ENGINE"] = "chatbot_site.postgresql"
     config.setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT
+    # Each wait for the server's answer ends DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a server
+    # that is stopped or cut off cancels nothing itself (chatbot_site.pgconnection).
+    config["OPTIONS"]["connection_class"] = bounded_connection_class(DB_STATEMENT_TIMEOUT_SECONDS)
     if DB_STATEMENT_TIMEOUT_SECONDS > 0:  # set when the connection starts: no statement per use
         limit = f"-c statement_timeout={max(1, round(DB_STATEMENT_TIMEOUT_SECONDS * 1000))}"
         config["OPTIONS"]["options"] = " ".join(
@@ -164,9 +168,6 @@ def database_config() -> dict[str, Any]:
             "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=8),
             "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
-            # Each wait for the server's answer ends DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a
-            # server that is stopped or cut off cancels nothing itself (chatbot_site.pgconnection).
-            "connection_class": bounded_connection_class(DB_STATEMENT_TIMEOUT_SECONDS),
             # A connection attempt that failed is given up after a second (psycopg_pool's
             # default: 5 minutes of attempts 1, 2, 4, 8 ... s apart), and the next request
             # that finds no connection starts another: once the database is back, the API is

@@ -360,7 +360,7 @@ def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp
     nothing itself: a request held its thread and its pooled connection until the server
     woke (79 s under make run, no answer meanwhile). Now the client gives up
     DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a 503, and the connection is not used again."""
-    from tests.processes import DatabaseProxy
+    from tests.processes import DatabaseProxy, http_get_json
 
     side = build_tenant("stalled")
     proxy = DatabaseProxy()
@@ -375,14 +375,57 @@ def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp
             answer = raw_request(base, head, timeout=60)
             assert answer, "no answer in 60 s"
             status, headers, body = parse_answer(answer)
+            health = http_get_json(f"{base}/v1/health")  # its own bound: 1 s
             proxy.resume()
             again = parse_answer(raw_request(base, head))
     finally:
         proxy.close()
     assert_database_unavailable(status, headers, body)
+    assert health[0] == 503, health
     assert again[0] == 200, again
     log = (tmp_path / "daphne.log").read_text()
     assert "DatabaseNoAnswer" in log  # database_unavailable names the cause
+
+
+def test_without_the_pool_a_database_that_stops_answering_is_a_503_within_the_bound(tmp_path):
+    """``DB_POOL=false``: Django connects by itself, and its connections were plain psycopg
+    ones — a chat whose thread (``CHAT_WORKER_THREADS``) kept its connection from the turn
+    before waited as long as the server did (30 s of a 30 s freeze under make run). Now they
+    are of the same bounded class as the pool's: a 503, and health answers meanwhile."""
+    import uuid
+
+    from tests.processes import DatabaseProxy, http_get_json
+
+    side = build_tenant("stalled")
+    proxy = DatabaseProxy()
+    env = child_env(DATABASE_URL=proxy.url, DB_POOL="false", CONN_MAX_AGE="60",
+                    CHAT_WORKER_THREADS="1", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+                    DB_CONNECT_TIMEOUT="1")  # fmt: skip
+    body = json.dumps(
+        {"bot_id": str(uuid.uuid4()), "messages": [{"role": "user", "content": "Hello?"}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {side.chat_key.plaintext}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    try:
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            # Not this tenant's bot: 404, after the chat thread has opened its connection.
+            assert parse_answer(raw_request(base, head, [body]))[0] == 404
+            proxy.stall()
+            # Without a bound the chat waits as long as the stall: here 60 s.
+            answer = raw_request(base, head, [body], timeout=60)
+            health = http_get_json(f"{base}/v1/health")  # its own bound: 1 s
+            proxy.resume()
+            again = parse_answer(raw_request(base, head, [body]))
+    finally:
+        proxy.close()
+    assert answer, "no answer in 60 s"
+    assert_database_unavailable(*parse_answer(answer))
+    assert health[0] == 503, health
+    assert health[1]["checks"]["database"]["status"] == "error"
+    assert again[0] == 404, again
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,56 @@
+"""Django's PostgreSQL backend, with every connection it makes of ``OPTIONS["connection_class"]``
+(the settings': :class:`chatbot_site.pgconnection.BoundedConnection`, each wait for the server's
+answer bounded), whether the pool makes it (``DB_POOL``) or Django itself (``DB_POOL=false``).
+
+Django's own backend connects with ``psycopg.connect`` when there is no pool, and only a pool
+takes a connection class: with ``DB_POOL=false`` a PostgreSQL that stopped answering held every
+request that had a connection for as long as it was gone (chats 30 s of a 30 s freeze under
+``make run``, with ``DB_STATEMENT_TIMEOUT_SECONDS=3``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.db.backends.postgresql import base
+from django.utils.asyncio import async_unsafe
+from psycopg import IsolationLevel
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    @property
+    def connection_class(self) -> type[psycopg.Connection[Any]]:
+        cls: type[psycopg.Connection[Any]] = self.settings_dict["OPTIONS"].get(
+            "connection_class", psycopg.Connection
+        )
+        return cls
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        params.pop("connection_class", None)  # ours, not a connection parameter
+        return params
+
+    @property
+    def pool(self) -> Any:
+        options = self.settings_dict["OPTIONS"]
+        pool = options.get("pool")
+        if pool and not (isinstance(pool, dict) and "connection_class" in pool):
+            # Django makes the pool of OPTIONS["pool"]: the pool's connections are of the class
+            options["pool"] = {**(pool if isinstance(pool, dict) else {}),
+                               "connection_class": self.connection_class}  # fmt: skip
+        return super().pool  # type: ignore[misc]  # django-stubs do not have it
+
+    @async_unsafe
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if self.pool is not None:
+            return super().get_new_connection(conn_params)
+        # Django's own without a pool, but of the class instead of psycopg.connect's.
+        level = self.settings_dict["OPTIONS"].get("isolation_level")
+        self.isolation_level = IsolationLevel(
+            IsolationLevel.READ_COMMITTED if level is None else level
+        )
+        connection = self.connection_class.connect(**conn_params)
+        if level is not None:
+            connection.isolation_level = self.isolation_level
+        return connection
