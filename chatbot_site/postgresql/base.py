@@ -17,6 +17,8 @@ from django.db.backends.postgresql import base
 from django.utils.asyncio import async_unsafe
 from psycopg import IsolationLevel
 
+from chatbot_site.pgconnection import DatabaseDown, outage
+
 
 class DatabaseWrapper(base.DatabaseWrapper):
     @property
@@ -43,6 +45,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        bound = getattr(self.connection_class, "answer_timeout", None)
+        if bound is None:  # DB_STATEMENT_TIMEOUT_SECONDS=0: no bound, and no outage either
+            return self._new_connection(conn_params)
+        attempt = outage.down
+        if not outage.admits(bound):
+            # Not another wait for the pool (DB_POOL_TIMEOUT) or a connection: see Outage.
+            raise DatabaseDown("the database has not answered lately; not asked again yet")
+        try:
+            return self._new_connection(conn_params)
+        except psycopg.OperationalError:  # e.g. PoolTimeout: the server is still not back
+            if attempt:
+                outage.failed(attempt=True)
+            raise
+
+    def _new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.pool is not None:
             return super().get_new_connection(conn_params)
         # Django's own without a pool, but of the class instead of psycopg.connect's.
@@ -54,3 +71,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if level is not None:
             connection.isolation_level = self.isolation_level
         return connection
+
+    def is_usable(self) -> bool:
+        # A connection kept from an earlier request (DB_POOL=false) is not asked while the
+        # server is known not to answer: closed, and the new one is refused at once.
+        return not outage.refusing() and bool(super().is_usable())

@@ -428,6 +428,61 @@ def test_without_the_pool_a_database_that_stops_answering_is_a_503_within_the_bo
     assert again[0] == 404, again
 
 
+def test_chats_queued_behind_a_database_that_stopped_answering_are_a_503_at_once(tmp_path):
+    """A chat's hops run on CHAT_WORKER_THREADS threads: with the database frozen, each hop
+    held its thread for its bound (or DB_POOL_TIMEOUT for a connection) and the chats behind
+    it waited their turn — under make run 33 of 40 chats waited the whole 30 s freeze, no
+    ``start`` event for the streams. Now once one has seen the server not answer, the others
+    are refused at once (one attempt a second finds out whether it is back), and when it is
+    back the chats are served again."""
+    import threading
+    import time
+    import uuid
+
+    from tests.processes import DatabaseProxy, wait_for
+
+    side = build_tenant("queued")
+    proxy = DatabaseProxy()
+    env = child_env(DATABASE_URL=proxy.url, CHAT_WORKER_THREADS="1",
+                    DB_STATEMENT_TIMEOUT_SECONDS="0.5", DB_CONNECT_TIMEOUT="1",
+                    DB_POOL_TIMEOUT="2")  # fmt: skip
+    body = json.dumps(
+        {"bot_id": str(uuid.uuid4()), "messages": [{"role": "user", "content": "Hello?"}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {side.chat_key.plaintext}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    answers: list[tuple[float, bytes]] = []
+
+    def chat(base: str) -> None:
+        started = time.monotonic()
+        answer = raw_request(base, head, [body], timeout=90)
+        answers.append((time.monotonic() - started, answer))
+
+    try:
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            assert parse_answer(raw_request(base, head, [body]))[0] == 404  # not its bot
+            proxy.stall()
+            chats = [threading.Thread(target=chat, args=(base,)) for _chat in range(12)]
+            for thread in chats:
+                thread.start()
+            for thread in chats:
+                thread.join()
+            proxy.resume()
+            wait_for(lambda: parse_answer(raw_request(base, head, [body]))[0] == 404,
+                     timeout=15, what="chats to be served again")  # fmt: skip
+    finally:
+        proxy.close()
+    assert len(answers) == 12 and all(answer for _took, answer in answers), answers
+    for _took, answer in answers:
+        assert_database_unavailable(*parse_answer(answer))
+    # One after another, each hop's wait made the last one wait 12 x 2 s and more.
+    assert max(took for took, _answer in answers) < 12, sorted(t for t, _a in answers)
+    assert "DatabaseDown" in (tmp_path / "daphne.log").read_text()
+
+
 @pytest.mark.parametrize(
     ("what", "table"),
     [
