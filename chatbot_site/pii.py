@@ -134,10 +134,11 @@ def _idn_emails(text: str) -> Iterator[tuple[int, int]]:
 # --- CREDIT_CARD -------------------------------------------------------------------------
 
 # Unbroken digits (so a list of cards separated by spaces is masked card by card), or groups
-# sharing one separator (then the number must not go on with more groups).
+# sharing one separator, a space, a hyphen or a dot (then the number must not go on with more
+# groups).
 _CARD = re.compile(
     r"(?<![\w\-.])(?:[1-9][0-9]{11,18}(?![\w])(?![.\-][0-9])"
-    r"|(?<![0-9] )[1-9][0-9]{3}([ \-])[0-9]{1,6}(?:\1[0-9]{1,6}){1,3}(?![\w])(?![ .\-][0-9]))",
+    r"|(?<![0-9] )[1-9][0-9]{3}([ \-.])[0-9]{1,6}(?:\1[0-9]{1,6}){1,3}(?![\w])(?![ .\-][0-9]))",
     re.ASCII,
 )
 _CARD_GROUPS = ((4, 6, 5), (4, 6, 4))  # Amex, Diners; otherwise groups of 4, the last 1-4
@@ -156,7 +157,7 @@ def luhn_ok(digits: str) -> bool:
 def _cards(text: str) -> Iterator[tuple[int, int]]:
     for m in _CARD.finditer(text):
         groups = tuple(len(g) for g in m.group().split(m.group(1))) if m.group(1) else ()
-        digits = m.group().replace(" ", "").replace("-", "")
+        digits = m.group().replace(m.group(1), "") if m.group(1) else m.group()
         fours = all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4 if groups else True
         if (fours or groups in _CARD_GROUPS) and 12 <= len(digits) <= 19 and luhn_ok(digits):
             yield m.start(), m.end()
@@ -297,7 +298,11 @@ _SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")  # an SSN or nothing, eve
 # count only right after one of these words, with no other number in between.
 _PHONE_CUE = re.compile(
     r"\b(?:phones?|tel|telephone|call(?:ed|ing)?|mobile|cell|fax|desk|office|contact|reach"
-    r"|dial|sms|text|whatsapp|answering)\b",
+    r"|dial|sms|text|whatsapp|answering"
+    # German, French, Spanish, Italian, Dutch: phone, mobile, call, number
+    r"|telefon\w{0,8}|handy\w{0,6}|mobil\w{0,8}|ruf\w{0,6}|anruf\w{0,4}|nummer|erreichbar"
+    r"|t\xe9l(?:\xe9phone)?|portable|appel\w{0,4}|num\xe9ro|t\xe9l\xe9fono|telefono|m\xf3vil"
+    r"|celular|llam\w{0,4}|n\xfamero|numero|chiama\w{0,4}|cellulare|bellen|bel(?=\s{1,3}(?:me|ons)\b))\b",
     re.ASCII | re.IGNORECASE,
 )
 
@@ -334,7 +339,11 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
     for m in _PHONE.finditer(text):
         raw = m.group()
         plain = raw[0] not in "+(" and not raw.startswith("00")
-        weak = plain and len(_PHONE_SEP.split(_PHONE_EXT.sub("", raw))) == 2
+        groups = _PHONE_SEP.split(_PHONE_EXT.sub("", raw))
+        # Two plain groups after a trunk prefix ("030 12345678", "07700 900123", "06 12345678")
+        # are a national number: 10-12 digits (a ZIP+4 such as 02139-1234 has 9).
+        national = raw[:1] == "0" and raw[1:2] != "0" and 10 <= len("".join(groups)) <= 12
+        weak = plain and len(groups) == 2 and not national
         if phone_ok(raw) and (not weak or _cue_before(_PHONE_CUE, text, m.start())):
             yield m.start(), m.end()
 

@@ -68,6 +68,7 @@ def test_email_addresses_are_found_whole(value):
         CARD,
         f"{CARD[:4]} {CARD[4:8]} {CARD[8:12]} {CARD[12:]}",
         f"{CARD[:4]}-{CARD[4:8]}-{CARD[8:12]}-{CARD[12:]}",
+        f"{CARD[:4]}.{CARD[4:8]}.{CARD[8:12]}.{CARD[12:]}",  # as some people type it
         AMEX,
         f"{AMEX[:4]} {AMEX[4:10]} {AMEX[10:]}",  # Amex grouping 4-6-5
         with_luhn("60110009901394"),  # 15
@@ -186,6 +187,33 @@ def test_two_group_numbers_are_phones_only_after_a_phone_word():
     # The word must come before the number, with no other number in between.
     assert spans("555 0199 is my phone") == []
     assert spans("phone 1, room 12, 555 0199") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # The phone word in German, French, Spanish, Italian or Dutch.
+        ("Telefon: 030/12345678 bitte", "030/12345678"),
+        ("Telefonnummer 089 1234567", "089 1234567"),
+        ("mein Handy 0171 2345678", "0171 2345678"),
+        ("ruf mich an: 030 12345678", "030 12345678"),
+        ("t\u00e9l\u00e9phone 612 345 67", "612 345 67"),
+        ("mi n\u00famero es 612 3456", "612 3456"),
+        ("chiamami 333 1234567", "333 1234567"),
+        # A trunk prefix and 10-12 digits: a national number, with no word before it.
+        ("030 12345678", "030 12345678"),
+        ("my UK number is 07700 900123", "07700 900123"),
+        ("06 12345678 (NL)", "06 12345678"),
+    ],
+)
+def test_two_group_numbers_people_type_in_other_countries_are_phones(text, value):
+    assert spans(text) == [("PHONE", value)]
+
+
+def test_two_group_numbers_with_a_leading_zero_are_not_all_phones():
+    assert spans("Boston 02139-1234") == []  # ZIP+4: nine digits
+    assert spans("Dresden 01067, Haus 12") == []
+    assert spans("Artikel 2030 1234567") == []  # no phone word, no trunk prefix
 
 
 # --- negatives: nothing to mask ----------------------------------------------------------
@@ -802,6 +830,9 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "a@" + "\u00e4." * N,
         "\u00e4" * (2 * N) + "@b\u00fccher.de",
         "\u00e4@-" * N,
+        "4111." * N,
+        "0 1" * N,
+        "Telefon 0" * (N // 4),
     ],
     ids=lambda t: ascii(t[:12]),
 )

@@ -59,6 +59,32 @@ def test_pii_in_the_question_never_reaches_the_model_the_database_or_the_logs(al
     assert CARD not in conversation.title and "[CREDIT_CARD]" in conversation.title
 
 
+@pytest.mark.parametrize(
+    ("typed", "mask"),
+    [
+        ("4111.1111.1111.1111", "[CREDIT_CARD]"),  # grouped with dots
+        ("Telefon: 030/12345678", "[PHONE]"),  # a German phone word
+        ("030 12345678", "[PHONE]"),  # a national number: trunk prefix, no word
+    ],
+)
+def test_pii_as_people_type_it_never_reaches_the_model_the_database_or_the_logs(
+    alpha, caplog, typed, mask
+):
+    raw = typed.removeprefix("Telefon: ")
+    question = f"Mine is {typed}. When do annual plans renew?"
+    caplog.set_level(logging.INFO)
+    with openai_llm() as fake:
+        fake.obey = True  # repeats the question
+        structlog.get_logger("test").info("question_received", question=question)
+        body = chat(alpha.client(alpha.chat_key), **ask(alpha, question)).json()
+        sent = json.dumps(fake.requests)
+    assert body["refusal"] is None, body
+    assert raw not in sent and mask in sent
+    assert raw not in body["output"] and raw not in caplog.text
+    contents = Message.objects.for_tenant(alpha.tenant).values_list("content", flat=True)
+    assert contents and not any(raw in c for c in contents)
+
+
 def test_pii_in_request_metadata_is_masked_before_it_is_stored(alpha):
     metadata = {
         "customer": {"email": EMAIL, "cards": [CARD, 4111111111111111]},
