@@ -17,6 +17,7 @@ Markdown link, the start of a PII span or of the canary).
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import secrets
@@ -62,18 +63,40 @@ def canary_rule(canary: str) -> str:
 LINK_REMOVED = "[link removed]"
 _MAX_LINK_TEXT = 500
 _MAX_URL = 2048
-# ![alt](url "title") and [text](url "title"): bounded, no nested quantifiers.
+# ![alt](url "title") and [text](url "title"): bounded. The address may hold balanced
+# parentheses one deep, as CommonMark reads "[x](javascript:alert(1))" (possessive: a
+# character is either a parenthesis or not, so nothing is tried twice).
 _MD_LINK = re.compile(
-    r"(!?)\[([^\[\]\n]{0,500})\]\(\s{0,4}<?([^()\s<>]{0,2048})>?"
+    r"(!?)\[([^\[\]\n]{0,500})\]\(\s{0,4}<?((?:[^()\s<>]|\([^()\s<>]{0,256}\)){0,2048}+)>?"
     r"(?:\s{1,4}(?:\"[^\"\n]{0,200}\"|'[^'\n]{0,200}'))?\s{0,4}\)"
 )
 # [text]: url  (a reference definition)
 _MD_REFERENCE = re.compile(r"(?m)^ {0,3}\[([^\[\]\n]{1,500})\]:[ \t]{0,8}(\S{1,2048})")
 # Bare URLs, as renderers autolink them: with a scheme, or starting www. After anything but an
 # ASCII letter or digit (\b would miss a URL glued to Chinese or Japanese text: 见https://...).
+# Also a scheme-relative address whose host has a dot or is in brackets ("//evil.test/x",
+# "\\evil.test", "/\evil.test": browsers read a backslash as a slash), wherever it stands: in
+# a raw HTML attribute (<img src=//evil.test/x>), in a link a renderer reads that the Markdown
+# pattern above does not (nested brackets or parentheses, an <...> destination with spaces, a
+# reference definition inside a quote), or after a scheme written as a character reference
+# ("https&#58;//..."). Not after a letter, digit or slash ("a//b", "x = 7 // 2" stay).
 _BARE_URL = re.compile(
     r"(?i)(?<![a-z0-9_])(?:(?:https?|ftp|wss?|data|javascript|vbscript|file):[^\s<>\"'`]{1,2048}"
     r"|www\.[^\s<>\"'`]{1,2048})"
+    r"|(?<![\w/\\])[/\\]{2}[/\\]{0,8}(?:\[|[^\s/\\?#<>\"'`.]{1,63}\.)[^\s<>\"'`]{0,2048}"
+)
+# Character references a renderer decodes ("https&#58;//", "&#x2F;&#x2F;evil.test",
+# "javascript&colon;"). In the answer, those of letters, digits and the punctuation of
+# addresses are decoded before the checks (shown the same once rendered); markup ("&lt;",
+# "&quot;", "&amp;": "&amp;#58;" shows "&#58;") and spacing stay as they are.
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,8}|#[xX][0-9a-fA-F]{1,7}|[A-Za-z][A-Za-z0-9]{1,31});?")
+_ADDRESS_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:/\\.@?#%=+-_~[]()!$,;*"
+)
+# HTML attributes that hold an address a browser fetches or follows (srcset: a list of them).
+_HTML_URL_ATTR = re.compile(
+    r"(?i)(?<![^\s/])(src|href|srcset|action|formaction|poster|background|lowsrc|data|"
+    r"xlink:href)[ \t]{0,4}=[ \t]{0,4}(?:\"([^\"<>]{0,2048})\"|'([^'<>]{0,2048})'|([^\s\"'<>`=]{1,2048}))"
 )
 _TRAILING_PUNCT = ".,;:!?)]}'\""
 
@@ -82,9 +105,41 @@ def allowed_hosts() -> tuple[str, ...]:
     return tuple(h.strip().lower().lstrip(".") for h in settings.OUTPUT_ALLOWED_HOSTS if h.strip())
 
 
+def _decode_ref(match: re.Match[str]) -> str:
+    decoded = html.unescape(match.group(0))
+    return decoded if len(decoded) == 1 and decoded in _ADDRESS_CHARS else match.group(0)
+
+
+def decode_char_refs(text: str) -> str:
+    """``text`` with the character references of address characters decoded."""
+    return _CHAR_REF.sub(_decode_ref, text) if "&" in text else text
+
+
+# What a browser drops from an address: C0 controls and spaces around it, tabs and newlines in it.
+_URL_EDGES = "".join(chr(c) for c in range(0x21))
+_URL_DROPPED = str.maketrans("", "", "\t\n\r")
+# CommonMark's backslash escapes (of ASCII punctuation), as a Markdown renderer reads them.
+_MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
 def url_allowed(url: str, hosts: Sequence[str]) -> bool:
-    """Only http(s) (or relative) URLs to an allowed host or its subdomains."""
-    url = url.strip()
+    """Only http(s) (or relative) URLs to an allowed host or its subdomains, read as a browser
+    would and, when it holds a backslash, as a Markdown renderer would too: both readings must
+    pass ("https://evil.test\\@docs.example.org/" is evil.test to a browser, which reads the
+    backslash as a slash; "https://docs.example.org\\@evil.test/" is evil.test to Markdown,
+    which drops it as an escape)."""
+    if "&" in url:  # as the renderer reads it
+        url = html.unescape(url)
+    url = url.strip(_URL_EDGES).translate(_URL_DROPPED)
+    if "\\" in url and not _url_allowed(_MD_ESCAPE.sub(r"\1", url), hosts):
+        return False
+    browser = url.replace("\\", "/")
+    if browser.startswith("///"):  # any number of slashes before a host is two
+        browser = "//" + browser.lstrip("/")
+    return _url_allowed(browser, hosts)
+
+
+def _url_allowed(url: str, hosts: Sequence[str]) -> bool:
     if not url:
         return True
     if url.startswith("#"):
@@ -111,8 +166,17 @@ def url_allowed(url: str, hosts: Sequence[str]) -> bool:
 def sanitize_links(text: str, hosts: Sequence[str]) -> str:
     """Images and links to hosts outside ``hosts`` are made inert: an image becomes its alt
     text, a link its text, a bare URL :data:`LINK_REMOVED`."""
-    if ":" not in text and "//" not in text and "www." not in text.lower() and "](" not in text:
+    if (
+        ":" not in text
+        and "//" not in text
+        and "\\" not in text
+        and "&" not in text
+        and "=" not in text
+        and "www." not in text.lower()
+        and "](" not in text
+    ):
         return text
+    text = decode_char_refs(text)
 
     def md(match: re.Match[str]) -> str:
         bang, label, url = match.group(1), match.group(2), match.group(3)
@@ -135,8 +199,21 @@ def sanitize_links(text: str, hosts: Sequence[str]) -> str:
             return match.group(0)
         return LINK_REMOVED + tail
 
+    def attribute(match: re.Match[str]) -> str:
+        value = next(v for v in match.group(2, 3, 4) if v is not None)
+        urls = (
+            [u.split()[0] for u in value.split(",") if u.strip()]
+            if match.group(1).lower() == "srcset"
+            else [value]
+        )
+        if all(url_allowed(u, hosts) for u in urls):
+            return match.group(0)
+        return f'{match.group(1)}=""'
+
     text = _MD_LINK.sub(md, text)
     text = _MD_REFERENCE.sub(reference, text)
+    if "=" in text:
+        text = _HTML_URL_ATTR.sub(attribute, text)
     # Allowed Markdown links keep their URL; protect them from the bare-URL pass by splitting.
     out = []
     last = 0
@@ -162,7 +239,8 @@ def _open_link_start(text: str) -> int:
     elif close == len(rest) - 1:
         pass  # "[text]" at the very end: a "(" may follow
     elif rest[close + 1] == "(":
-        if ")" in rest[close + 1 :]:
+        address = rest[close + 2 :]
+        if address.count(")") > address.count("("):  # closed: its parentheses balanced
             return len(text)
     elif rest[close + 1] == ":":  # a reference definition: held until its URL ends
         if re.search(r"\]:[ \t]{0,8}\S+\s", rest) is not None:

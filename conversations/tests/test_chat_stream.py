@@ -17,6 +17,7 @@ import pytest
 
 from conversations.models import Message
 from conversations.tests.chatkit import add_passages, ask
+from conversations.tests.test_guardrails import EXFILTRATION
 from tests.fake_openai import FakeOpenAI, fake_openai
 from tests.processes import child_env, daphne_server, wait_for
 from tests.world import TenantWorld, build_tenant
@@ -399,6 +400,28 @@ def test_streamed_answers_carry_no_exfiltration_url_and_no_raw_pii(served, alpha
     assert "[EMAIL]" in shown and "[PHONE]" in shown
     for citation in frames[-2]["data"]["citations"]:
         assert "jane.roe" not in citation["snippet"] and "[EMAIL]" in citation["snippet"]
+
+
+def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json(
+    served, alpha, settings
+):
+    """Addresses a browser or a Markdown renderer reads as another host (a backslash, a
+    character reference, a scheme-relative address the link pattern missed, raw HTML) were
+    streamed and stored as the model wrote them."""
+    base, fake = served
+    fake.chat_reply = "Renewal is yearly [1]. " + " | ".join(EXFILTRATION).replace(
+        "evil.test", "attacker.example"
+    )
+    fake.piece_chars = 2
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "done", frames[-1]
+    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    answer = post_json(base, alpha, ask(alpha, "When is renewal?"))["output"]
+    stored = [m.content for m in Message.objects.for_tenant(alpha.tenant).filter(role="assistant")]
+    assert shown.startswith("Renewal is yearly [1].") and answer == shown
+    for text in (shown, answer, *stored):
+        assert "attacker.example" not in text and "script:" not in text
 
 
 def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_stays_deleted(

