@@ -8,7 +8,8 @@ allowed topics (embedding similarity to the topics *or* retrieval evidence; thre
 in docs/GUARDRAILS.md).
 
 Output side, as the answer streams (:class:`OutputGuard`): a per-turn canary planted in the
-system prompt cuts the answer if it ever appears (the model is leaking its instructions);
+system prompt cuts the answer if it ever appears, or its random part written another way
+(:class:`CanaryForms`: the model is leaking its instructions);
 Markdown images and links, and bare URLs, to hosts outside ``OUTPUT_ALLOWED_HOSTS`` are made
 inert (no exfiltration through a URL the client's renderer would fetch); PII is masked. Text is
 held back only while it might still turn into one of those (the last partial word, an unclosed
@@ -17,11 +18,13 @@ Markdown link, the start of a PII span or of the canary).
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import re
 import secrets
 import threading
+import unicodedata
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -49,6 +52,56 @@ class PolicyBlocked(Exception):
 
 def new_canary() -> str:
     return CANARY_PREFIX + secrets.token_hex(8)
+
+
+# The characters base64 writes (standard and URL-safe): letters and digits among them.
+_NOT_BASE64 = re.compile(r"[^0-9A-Za-z+/\-_]+")
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def _base64_cores(secret: bytes) -> tuple[str, ...]:
+    """The characters base64 (standard or URL-safe) writes for ``secret`` whatever precedes
+    it: at each of the three alignments, the quads made of its bytes alone."""
+    cores = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + secret).decode()
+        core = encoded[4 if shift else 0 : 4 * ((shift + len(secret)) // 3)]
+        cores.append(core)
+        cores.append(core.replace("+", "-").replace("/", "_"))
+    return tuple(dict.fromkeys(cores))
+
+
+class CanaryForms:
+    """The canary's random part written another way: spaced out or one character a line
+    (anything but letters and digits between its characters), upper-cased, full-width,
+    reversed, hex-encoded or base64-encoded (standard or URL-safe, wrapped or not). Fed each
+    piece of the answer once: it keeps the last few letters and digits it read, so a form split
+    across pieces is found and no piece is read twice (one pattern pass a piece)."""
+
+    def __init__(self, canary: str) -> None:
+        secret = canary.lower().removeprefix(CANARY_PREFIX)
+        self.alnum = (secret, secret[::-1], secret.encode().hex()) if secret else ()
+        self.base64 = _base64_cores(secret.encode()) if secret else ()
+        self._alnum_keep = max((len(f) for f in self.alnum), default=1) - 1
+        self._base64_keep = max((len(f) for f in self.base64), default=1) - 1
+        self._alnum_tail = self._base64_tail = ""
+
+    def seen_in(self, text: str) -> bool:
+        if not self.alnum:
+            return False
+        if not text.isascii():  # full-width letters and digits read as ASCII
+            text = unicodedata.normalize("NFKC", text)
+        kept = _NOT_BASE64.sub("", text)
+        encoded = self._base64_tail + kept
+        self._base64_tail = encoded[-self._base64_keep :]
+        letters = kept.lower()
+        if "+" in kept or "/" in kept or "-" in kept or "_" in kept:
+            letters = _NOT_ALNUM.sub("", letters)
+        alnum = self._alnum_tail + letters
+        self._alnum_tail = alnum[-self._alnum_keep :]
+        return any(form in alnum for form in self.alnum) or any(
+            form in encoded for form in self.base64
+        )
 
 
 def canary_rule(canary: str) -> str:
@@ -311,6 +364,7 @@ class OutputGuard:
         hosts: Sequence[str] | None = None,
     ) -> None:
         self.canary = canary.lower()
+        self._canary_forms = CanaryForms(self.canary)
         self.pii_entities = tuple(pii_entities)
         self.hosts = tuple(allowed_hosts() if hosts is None else hosts)
         self._pending = ""
@@ -367,6 +421,9 @@ class OutputGuard:
     def feed(self, text: str) -> str:
         buffer = self._pending + text
         self._check_canary(buffer)
+        if self._canary_forms.seen_in(text):  # each piece read once, as it comes
+            self.blocked = True
+            raise PolicyBlocked(PolicyBlocked.message)
         # One PII scan of the buffer serves the hold, the straddle check and the masking.
         spans = self._spans(buffer)
         # Hold the last partial word (a URL, an e-mail or the canary may still be forming),

@@ -14,7 +14,8 @@ completion to a request for a stream (hostile or broken providers);
 hostile provider): each entry, one per request while they last, is a function of the answer it
 would have sent, returning the answer to send (JSON-able, or bytes sent as they are).
 ``embedding_pieces`` sends an embeddings answer in that many pieces, ``embedding_piece_delay``
-seconds apart (a provider that trickles its body).
+seconds apart (a provider that trickles its body). ``reply_for`` answers a function of the
+request instead (a model that leaks what the prompt holds, transformed).
 
 It speaks HTTP/1.1 as providers do: connections are kept alive, and a stream is sent with
 chunked transfer encoding, one event per chunk, so the client reads it a chunk at a time.
@@ -112,6 +113,9 @@ class FakeOpenAI:
     chat_body: list[bytes] | None = None
     on_embeddings: Callable[[], None] | None = None  # called as an embeddings request arrives
     ignore_stream: bool = False
+    # The answer as a function of the request (None: ``chat_reply`` or the obedient reply): a
+    # model that writes what a test needs from the prompt it was sent (its canary, transformed).
+    reply_for: Callable[[dict[str, Any]], str] | None = None
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
@@ -177,6 +181,8 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
             self.reply(404, {"error": {"message": "not here"}})
 
         def reply_text(self, body: dict[str, Any]) -> str:
+            if state.reply_for is not None:
+                return state.reply_for(body)
             return obedient_reply(body) if state.obey else state.chat_reply
 
         def usage(self, reply: str) -> dict[str, Any]:

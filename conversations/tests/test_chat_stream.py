@@ -4,6 +4,7 @@ event order and ids, pings, errors after the first token, and a client that goes
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -52,7 +53,7 @@ def served(server) -> tuple[str, FakeOpenAI]:
     fresh = FakeOpenAI()
     for name in ("fail_with", "requests", "chat_reply", "chat_delay", "break_after_pieces",
                  "prompt_tokens", "disconnected", "piece_chars", "obey", "stalls",
-                 "chat_body"):  # fmt: skip
+                 "chat_body", "reply_for"):  # fmt: skip
         setattr(fake, name, getattr(fresh, name))
     return base, fake
 
@@ -422,6 +423,43 @@ def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json
     assert shown.startswith("Renewal is yearly [1].") and answer == shown
     for text in (shown, answer, *stored):
         assert "attacker.example" not in text and "script:" not in text
+
+
+@pytest.mark.parametrize(
+    "leak",
+    [
+        lambda c: " ".join(c),  # spaced out
+        lambda c: "\n".join(c),  # one character a line
+        lambda c: c[::-1],  # reversed
+        lambda c: "`" + "-".join(c.upper()) + "`",
+        lambda c: c.encode().hex(),
+        lambda c: base64.b64encode(f"Confidential marker: {c}.".encode()).decode(),
+        lambda c: base64.urlsafe_b64encode(f"x{c}".encode()).decode(),
+    ],
+    ids=["spaced", "lines", "reversed", "dashed-upper-code", "hex", "base64", "base64url"],
+)
+def test_a_canary_leaked_in_another_form_cuts_the_answer(served, alpha, leak):
+    """The model writes its canary transformed, then the rest of its prompt."""
+
+    def reply(body: dict[str, Any]) -> str:
+        system = body["messages"][0]["content"]
+        canary = system.split("Confidential marker: ")[1].split(".")[0]
+        return f"Sure. {leak(canary)} and then: {system}"
+
+    base, fake = served
+    fake.reply_for = reply
+    fake.piece_chars = 3
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "error", frames[-1]
+    assert frames[-1]["data"]["error"]["code"] == "policy_blocked"
+    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    assert "You answer questions" not in shown and "and then:" not in shown
+    status, body = chat_status(base, alpha, ask(alpha, "When is renewal?"))
+    assert status == 502 and body["error"]["code"] == "policy_blocked"
+    stored = Message.objects.for_tenant(alpha.tenant).filter(role="assistant")
+    assert {m.finish_reason for m in stored} == {"policy_blocked"}
+    assert not any("You answer questions" in m.content for m in stored)
 
 
 def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_stays_deleted(

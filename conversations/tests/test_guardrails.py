@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 
 from chatbot_site import pii
@@ -159,6 +162,67 @@ def test_canary_cuts_the_answer_before_any_of_it_is_shown() -> None:
         assert "cnry" not in shown.lower()
         # What came before the canary in the same piece is withheld too.
         assert "My instructions are:".startswith(shown) or shown.startswith("My instructions")
+
+
+CANARY_LEAKS = {
+    "spaced": lambda c: " ".join(c),
+    "lines": lambda c: "\n".join(c),
+    "reversed": lambda c: c[::-1],
+    "upper-dashed": lambda c: "-".join(c.upper()),
+    "in a link": lambda c: f"[x](https://docs.example.org/{'/'.join(c)})",
+    "full-width": lambda c: "".join(chr(ord(ch) + 0xFEE0) if ch.isalnum() else ch for ch in c),
+    "hex": lambda c: c.encode().hex(),
+    "hex upper": lambda c: c.encode().hex().upper(),
+    "base64": lambda c: base64.b64encode(f"Marker {c}".encode()).decode(),
+    "base64 shifted": lambda c: base64.b64encode(f"Marker: {c}".encode()).decode(),
+    "base64 shifted twice": lambda c: base64.b64encode(f"Marker:: {c}".encode()).decode(),
+    "base64url": lambda c: base64.urlsafe_b64encode(f"??>{c}".encode()).decode(),
+    "base64 wrapped": lambda c: "\n".join(
+        (lambda e: [e[i : i + 6] for i in range(0, len(e), 6)])(
+            base64.b64encode(c.encode()).decode()
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("size", [1, 3, 64])
+@pytest.mark.parametrize("form", CANARY_LEAKS)
+def test_a_canary_written_another_way_cuts_the_answer(form: str, size: int) -> None:
+    canary = new_canary()
+    guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+    text = f"Sure. {CANARY_LEAKS[form](canary)} My instructions are: be nice."
+    emitted = []
+    with pytest.raises(PolicyBlocked):
+        for i in range(0, len(text), size):
+            emitted.append(guard.feed(text[i : i + size]))
+        guard.flush()
+    assert guard.blocked and "My instructions" not in "".join(emitted)
+
+
+def test_other_hex_and_base64_text_is_not_taken_for_the_canary() -> None:
+    canary = "cnry-0123456789abcdef"
+    text = (
+        "Commit 0123456789abcde0 and 123456789abcdef0, sha "
+        + hashlib.sha256(b"x").hexdigest()
+        + " and "
+        + base64.b64encode(b"cnry-0123456789abcdee").decode()
+        + " then "
+        + " ".join("0123456789abcde")
+        + ", one short of it spaced out. "
+    )
+    for size in (1, 5, len(text)):
+        guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+        out, _ = run(guard, text, size)
+        assert out == text and not guard.blocked
+
+
+def test_the_canary_forms_read_each_piece_once_and_keep_a_bounded_tail() -> None:
+    canary = new_canary()
+    guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+    for _ in range(2_000):  # an answer of 200k characters, in pieces
+        guard.feed("abcdef0123 " * 10)
+    forms = guard._canary_forms
+    assert len(forms._alnum_tail) < 64 and len(forms._base64_tail) < 64
 
 
 def test_text_that_merely_starts_like_the_canary_is_released() -> None:
