@@ -439,12 +439,12 @@ def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json
     ids=["spaced", "lines", "reversed", "dashed-upper-code", "hex", "base64", "base64url"],
 )
 def test_a_canary_leaked_in_another_form_cuts_the_answer(served, alpha, leak):
-    """The model writes its canary transformed, then the rest of its prompt."""
+    """The model recites its prompt with the canary written transformed (and nowhere as it is)."""
 
     def reply(body: dict[str, Any]) -> str:
         system = body["messages"][0]["content"]
         canary = system.split("Confidential marker: ")[1].split(".")[0]
-        return f"Sure. {leak(canary)} and then: {system}"
+        return f"Sure. {leak(canary)} and then: {system.replace(canary, 'the marker')}"
 
     base, fake = served
     fake.reply_for = reply
