@@ -34,7 +34,31 @@ class Verdict:
 
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# Unicode tag characters (U+E0020-E007E) are invisible on screen, but a model reads them as the
+# ASCII characters they shadow ("ASCII smuggling"): read as those characters.
+_TAGS = {0xE0000 + c: chr(c) for c in range(0x20, 0x7F)}
 _SPACED = re.compile(r"\b(?:\w ){3,40}\w\b")
+# Letters spelled out with one dot, hyphen, underscore or asterisk between them ("i.g.n.o.r.e").
+_SPELLED = re.compile(r"\b\w([.\-_*])(?:\w\1){2,40}\w\b")
+# Cyrillic and Greek letters that look like Latin ones (after case folding), read as those in
+# words that mix them with ASCII letters ("ignore" written with a Cyrillic i, o and e inside):
+# whole Russian or Greek words are left alone, so the rules for those languages still read them.
+_CONFUSABLES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u051b\u051d"
+    "\u0475\u04bb\u04cf\u043a\u043c\u043d\u0442\u0432\u03b1\u03bf\u03b5\u03b9\u03b9"
+    "\u03ba\u03bd\u03c1\u03c4\u03c5\u03c7\u03b2\u03b7\u03bc\u03b6\u03b3\u03c9",
+    "aeopcyxijsdqwvhlkmhtbaoeiikvptuxbhmzyw",
+)
+_WORD = re.compile(r"\w+")
+
+
+def _fold_mixed_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    if word.isascii() or not any("a" <= c <= "z" for c in word):
+        return word
+    return word.translate(_CONFUSABLES)
+
+
 _WS = re.compile(r"\s{1,1000}")
 _EARLIER = (
     r"(?:previous|prior|preceding|above|earlier|former|initial|original|all|any|every|the|your|"
@@ -225,8 +249,11 @@ def visual_order(text: str) -> str:
 def normalise(text: str) -> str:
     text = visual_order(text[:20_000])
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).casefold()
-    # "i g n o r e" → "ignore"
+    if not text.isascii():
+        text = _WORD.sub(_fold_mixed_word, text.translate(_TAGS))
+    # "i g n o r e" → "ignore", "i.g.n.o.r.e" → "ignore"
     text = _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
+    text = _SPELLED.sub(lambda m: m.group(0).replace(m.group(1), ""), text)
     return _WS.sub(" ", text)
 
 
