@@ -341,8 +341,11 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
         plain = raw[0] not in "+(" and not raw.startswith("00")
         groups = _PHONE_SEP.split(_PHONE_EXT.sub("", raw))
         # Two plain groups after a trunk prefix ("030 12345678", "07700 900123", "06 12345678")
-        # are a national number: 10-12 digits (a ZIP+4 such as 02139-1234 has 9).
-        national = raw[:1] == "0" and raw[1:2] != "0" and 10 <= len("".join(groups)) <= 12
+        # are a national number: an area code of 2-5 digits starting with one 0, 10-12 digits
+        # in all (a ZIP+4 such as 02139-1234 has 9; "0 1234567890" is a zero and a number).
+        area = groups[0]
+        national = 2 <= len(area) <= 5 and area[0] == "0" and area[1] != "0"
+        national = national and 10 <= len("".join(groups)) <= 12
         weak = plain and len(groups) == 2 and not national
         if phone_ok(raw) and (not weak or _cue_before(_PHONE_CUE, text, m.start())):
             yield m.start(), m.end()

@@ -214,6 +214,7 @@ def test_two_group_numbers_with_a_leading_zero_are_not_all_phones():
     assert spans("Boston 02139-1234") == []  # ZIP+4: nine digits
     assert spans("Dresden 01067, Haus 12") == []
     assert spans("Artikel 2030 1234567") == []  # no phone word, no trunk prefix
+    assert spans("rank 0 1234567890 points, ids 0-123456789") == []  # a zero is no area code
 
 
 # --- negatives: nothing to mask ----------------------------------------------------------
