@@ -290,3 +290,59 @@ def test_cjk_bigrams_migration_reindexes_a_hundred_chunks_per_transaction(empty_
         assert cjk_state(conn, BIGRAMS)[1:] == (0, 0)
     assert sum(per_transaction) == 252
     assert max(per_transaction) <= 100
+
+
+def test_two_migrates_at_once_run_one_after_the_other(empty_database):
+    """Two containers starting together both ran ``migrate``: on an upgrade from knowledge 0012
+    both applied 0013 (recorded twice) and the second failed on 0014's index ("relation
+    document_dataset_created already exists"); on a fresh database the second failed on
+    contenttypes 0002. Now the second waits for the first's advisory lock and finds nothing
+    left to apply. The first is held at its first migration (the table it records in locked)
+    until the second has connected, so the two overlap however slow the machine."""
+    url, name, admin = empty_database
+    chunks_at_knowledge_0012(url)
+    with (
+        psycopg.connect(dbname=name, autocommit=True, **admin) as conn,
+        psycopg.connect(dbname=name, **admin) as locker,
+    ):
+        with locker.transaction():
+            # No INSERT into it: the first waits at the end of its first migration.
+            locker.execute("LOCK TABLE django_migrations IN SHARE MODE")
+            first = subprocess.Popen(
+                [sys.executable, "manage.py", "migrate", "--noinput"],
+                cwd=ROOT,
+                env=child_env(DATABASE_URL=f"{url}&application_name=migrate_first"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_for(lambda: waiting_backend(conn, name, "relation"), timeout=120,
+                     what="the first migrate recording its first migration")  # fmt: skip
+            second = subprocess.Popen(
+                [sys.executable, "manage.py", "migrate", "--noinput"],
+                cwd=ROOT,
+                env=child_env(DATABASE_URL=f"{url}&application_name=migrate_second"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_for(
+                lambda: one(
+                    conn,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    ("migrate_second",),
+                ),
+                timeout=120,
+                what="the second migrate connecting",
+            )
+            time.sleep(1)  # for the second to read its plan (no assertion rests on this)
+        _out, first_errors = first.communicate(timeout=180)
+        _out, second_errors = second.communicate(timeout=180)
+        assert (first.returncode, second.returncode) == (0, 0), first_errors + second_errors
+        twice = conn.execute(
+            "SELECT app, name FROM django_migrations GROUP BY app, name HAVING count(*) > 1"
+        ).fetchall()
+        assert twice == []
+        assert cjk_state(conn, BIGRAMS)[1:] == (0, 0)
+    check = manage("migrate", "--check", database_url=url)
+    assert check.returncode == 0, check.stdout + check.stderr
