@@ -55,14 +55,16 @@ MIN_JWT_KEY_BYTES = 32
 
 @checks.register(checks.Tags.security, deploy=True)
 def jwt_key_strength(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    size = len(str(settings.SIMPLE_JWT["SIGNING_KEY"]).encode())
-    if size >= MIN_JWT_KEY_BYTES:
-        return []
+    current = settings.SIMPLE_JWT["SIGNING_KEY"]
+    keys = {"The JWT signing key (JWT_SIGNING_KEY, else SECRET_KEY)": current}
+    for i, key in enumerate(settings.JWT_SIGNING_KEY_FALLBACKS):
+        keys[f"JWT_SIGNING_KEY_FALLBACKS[{i}]"] = key
     return [
         checks.Warning(
-            f"The JWT signing key (JWT_SIGNING_KEY, else SECRET_KEY) is {size} "
-            f"bytes: HS256 needs at least {MIN_JWT_KEY_BYTES}, or a token's key can be guessed "
-            "offline and tokens forged.",
+            f"{name} is {size} bytes: HS256 needs at least {MIN_JWT_KEY_BYTES}, or a token's "
+            "key can be guessed offline and tokens forged.",
             id="chatbot_site.W010",
         )
+        for name, key in keys.items()
+        if (size := len(str(key).encode())) < MIN_JWT_KEY_BYTES
     ]

@@ -1,7 +1,8 @@
 """``Authorization: Bearer <api key | JWT>`` for DRF.
 
 API keys: lookup by the public prefix (unique index), then a constant-time comparison of the
-SHA-256 of what was sent with the stored hash. JWTs (from ``POST /v1/auth/token``): signature,
+SHA-256 of what was sent with the stored hash. JWTs (from ``POST /v1/auth/token``): signature
+(the current key's, or a retired one's during a rotation: ``JWT_SIGNING_KEY_FALLBACKS``),
 algorithm (HS256 only, so ``alg: none`` fails), expiry and audience are checked, then the key
 named in the token is loaded — so revoking the key, or deactivating its tenant, ends its tokens
 at once. Every failure is the same 401; which part was wrong is not the caller's business, but
@@ -19,6 +20,7 @@ with others (an office's NAT) would lock them all out. Those are 401 and not cou
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+from rest_framework_simplejwt import settings as simplejwt_settings
+from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -218,7 +222,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def _by_token(self, credential: str) -> tuple[ApiKey, dict[str, Any]]:
         try:
-            token = AccessToken(credential)  # type: ignore[arg-type]  # signature, alg, exp, token type, audience
+            token = access_token(credential)
         except TokenError as exc:
             raise Failed(_token_problem(exc)) from None
         claims = dict(token.payload)
@@ -234,6 +238,50 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def access_token(credential: str) -> AccessToken:
+    """The access token ``credential`` (signature, algorithm, expiry, token type, audience
+    checked), signed with the current key or one a rotation retired
+    (``JWT_SIGNING_KEY_FALLBACKS``), else :class:`TokenError`. Only a signature that is not the
+    current key's tries the retired ones: a token of ours costs nothing more."""
+    try:
+        return AccessToken(credential)  # type: ignore[arg-type]
+    except TokenError as exc:
+        if _token_problem(exc) != "jwt_bad_signature":
+            raise
+        for retired in _retired_key_tokens(tuple(settings.JWT_SIGNING_KEY_FALLBACKS)):
+            try:
+                return retired(credential)  # type: ignore[arg-type]
+            except TokenError as again:
+                if _token_problem(again) != "jwt_bad_signature":
+                    raise
+        raise
+
+
+@functools.cache
+def _retired_key_tokens(keys: tuple[str, ...]) -> tuple[type[AccessToken], ...]:
+    """An access token class per retired key: simplejwt's, verifying with that key."""
+    jwt_settings = simplejwt_settings.api_settings
+    return tuple(
+        type(
+            "RetiredKeyAccessToken",
+            (AccessToken,),
+            {
+                "_token_backend": TokenBackend(
+                    jwt_settings.ALGORITHM,
+                    key,
+                    "",
+                    jwt_settings.AUDIENCE,
+                    jwt_settings.ISSUER,
+                    None,
+                    jwt_settings.LEEWAY,
+                    jwt_settings.JSON_ENCODER,
+                )
+            },
+        )
+        for key in keys
+    )
 
 
 def _token_problem(exc: TokenError) -> str:

@@ -48,6 +48,12 @@ env = StrictEnv()
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / ".data")))
 
 SECRET_KEY: str = env.str("SECRET_KEY")  # no default: a missing key fails at start
+# Keys a rotation retired, still accepted for what they signed (staff sessions, and JWTs when
+# JWT_SIGNING_KEY is unset) until it has expired: Django's own setting, comma-separated. Without
+# it a new SECRET_KEY signed every staff user out and failed every JWT at once.
+SECRET_KEY_FALLBACKS: list[str] = [
+    key for key in env.list("SECRET_KEY_FALLBACKS", default=[]) if key.strip()
+]
 DEBUG: bool = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
@@ -380,6 +386,17 @@ NUM_PROXIES: int = env.int("NUM_PROXIES", default=0)
 # Empty (``JWT_SIGNING_KEY=``, as .env.example spells it) is unset, not an empty HS256 key: that
 # made every token exchange and every request with a JWT a 500.
 JWT_SIGNING_KEY: str = env.str("JWT_SIGNING_KEY", default="")
+# Signing keys a rotation retired: tokens they signed are accepted until they expire (at most
+# JWT_ACCESS_TOKEN_SECONDS), new ones are signed with the current key. The JWT key being
+# SECRET_KEY when JWT_SIGNING_KEY is unset, its retired ones are then SECRET_KEY_FALLBACKS.
+JWT_SIGNING_KEY_FALLBACKS: list[str] = [
+    key
+    for key in env.list(
+        "JWT_SIGNING_KEY_FALLBACKS",
+        default=[] if JWT_SIGNING_KEY.strip() else SECRET_KEY_FALLBACKS,
+    )
+    if key.strip()
+]
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_SIGNING_KEY if JWT_SIGNING_KEY.strip() else SECRET_KEY,

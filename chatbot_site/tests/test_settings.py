@@ -173,6 +173,21 @@ def test_the_deployment_checks_refuse_a_jwt_key_short_enough_to_guess():
     assert "chatbot_site.W010" in result.stderr + result.stdout
 
 
+def test_the_deployment_checks_refuse_a_retired_jwt_key_short_enough_to_guess():
+    """A retired key still verifies tokens (JWT_SIGNING_KEY_FALLBACKS): one short enough to
+    guess forges tokens as well as the current one would."""
+    result = start(
+        "chatbot_site.settings.production",
+        code="import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])",
+        **production_env(
+            JWT_SIGNING_KEY=secrets.token_urlsafe(50), JWT_SIGNING_KEY_FALLBACKS="s3cr3t!!"
+        ),
+    )
+    assert result.returncode != 0
+    assert "JWT_SIGNING_KEY_FALLBACKS[0]" in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("value", ["", "   "])
 def test_an_empty_jwt_signing_key_means_the_secret_key(value):
     """``JWT_SIGNING_KEY=`` (the .env.example line, uncommented) was an empty HS256 key: every
