@@ -13,6 +13,7 @@ from typing import Any
 
 import environ
 from corsheaders.defaults import default_headers as cors_default_headers
+from kombu import Queue
 
 from chatbot_site.logging import build_logging_config
 from chatbot_site.pgconnection import bounded_connection_class
@@ -248,6 +249,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 5.0,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery beat's periodic tasks (the reaper above all) have a queue of their own, which every
+# worker takes from as well (a worker consumes every queue named here): in the one queue they
+# waited behind every document queued for ingestion, and a document whose worker died stayed
+# `processing` until that backlog was through. A worker takes from the two queues in turn.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (
+    Queue("celery", routing_key="celery"),
+    Queue("maintenance", routing_key="maintenance"),
+)
+CELERY_TASK_ROUTES = {
+    "knowledge.reap_documents": {"queue": "maintenance"},
+    "knowledge.maintain_vector_indexes": {"queue": "maintenance"},
+    "knowledge.sweep_orphan_files": {"queue": "maintenance"},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_HEARTBEAT_SECONDS: float = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
 # A worker counts as alive in /v1/health while its last heartbeat is younger than this.

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from knowledge.ingestion import reap
 from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.tests.factories import DocumentFactory
 from knowledge.tests.fixtures import make_docx, make_pdf
 from tests.processes import celery_worker, child_env, wait_for
 from tests.world import build_tenant
@@ -194,3 +195,46 @@ def test_a_document_the_embedding_provider_keeps_failing_ends_failed_through_a_r
         "message": "The embedding provider did not answer after 2 attempts; reingest to try again.",
     }
     assert "Unpickleable" not in log.read_text()
+
+
+def test_the_reaper_does_not_wait_behind_the_queued_documents(tmp_path):
+    """Celery beat queued the reaper behind every document waiting to be ingested: a document
+    whose worker died stayed ``processing`` until the whole backlog was through (a tenant's
+    thousand uploads: hours). The periodic tasks now have a queue of their own, which every
+    worker also takes from, so the reaper runs as soon as a worker is free."""
+    from tests.fake_openai import fake_openai
+
+    side = build_tenant("acme")
+    dead = DocumentFactory(
+        tenant=side.tenant,
+        dataset=side.dataset,
+        status=DocumentStatus.PROCESSING,  # its worker was killed an hour ago
+        processing_started_at=timezone.now() - dt.timedelta(hours=1),
+        attempts=1,
+    )
+    backlog = []
+    for n in range(8):
+        response = side.client().post(
+            f"/v1/datasets/{side.dataset.pk}/documents",
+            {"file": SimpleUploadedFile(f"{n}.md", f"# Doc {n}\n\nBody {n}.".encode())},
+            format="multipart",
+        )
+        backlog.append(response.json()["id"])
+
+    def reaped() -> bool:
+        row = Document.all_tenants.values("status", "attempts").get(pk=dead.pk)
+        return row["status"] != DocumentStatus.PROCESSING or row["attempts"] > 1
+
+    log = tmp_path / "worker.log"
+    with fake_openai() as provider:
+        provider.embedding_pieces, provider.embedding_piece_delay = 2, 1.5  # 1.5 s a document
+        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
+                        OPENAI_API_KEY="sk-test-not-a-real-key-000000",
+                        INGEST_REAP_SECONDS="1", INGEST_LEASE_SECONDS="600")  # fmt: skip
+        with celery_worker(env, log, beat=True):
+            try:
+                wait_for(reaped, timeout=180, what="the reaper")
+            except AssertionError:
+                raise AssertionError(log.read_text()[-4000:]) from None
+            waiting = Document.all_tenants.filter(pk__in=backlog, status="queued").count()
+    assert waiting >= len(backlog) // 2, f"reaped with {waiting} of {len(backlog)} still queued"
