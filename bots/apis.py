@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -181,7 +181,14 @@ class ApiKeyMixin(TenantApi):
 class ApiKeyListCreateApi(ApiKeyMixin):
     @extend_schema(
         operation_id="api_keys_list",
-        parameters=PAGE_PARAMETERS,
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter(
+                "include_revoked",
+                bool,
+                description="true: revoked keys too (default: only keys not revoked).",
+            ),
+        ],
         responses=page_of(ApiKeyOutput),
         tags=["api-keys"],
     )

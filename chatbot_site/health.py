@@ -141,13 +141,30 @@ def check_worker(redis_ok: bool) -> dict[str, Any]:
 
 
 class CheckOutput(serializers.Serializer):
+    """One check: its status, and what it measured or why it failed (the schema listed the
+    status alone, so a client generated from it dropped the rest)."""
+
     status = serializers.ChoiceField(choices=["ok", "error", "unknown"])
+    error = serializers.CharField(required=False, help_text="Why it is not ok.")
+    latency_ms = serializers.FloatField(required=False, help_text="database, redis")
+    version = serializers.CharField(required=False, help_text="pgvector's")
+    workers = serializers.IntegerField(required=False, help_text="worker: alive workers")
+    last_seen_seconds_ago = serializers.FloatField(
+        required=False, allow_null=True, help_text="worker: its last heartbeat; null: never"
+    )
+
+
+class ChecksOutput(serializers.Serializer):
+    database = CheckOutput()
+    pgvector = CheckOutput()
+    redis = CheckOutput()
+    worker = CheckOutput()
 
 
 class HealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "degraded", "error"])
     version = serializers.CharField()
-    checks = serializers.DictField(child=CheckOutput())
+    checks = ChecksOutput()
 
 
 class HealthApi(APIView):

@@ -1,4 +1,5 @@
-"""OpenAPI additions: the bearer auth scheme and the error envelope on every operation."""
+"""OpenAPI additions: the bearer auth scheme, the error envelope on every operation, and the
+headers the contract names on every response."""
 
 from __future__ import annotations
 
@@ -13,28 +14,29 @@ ERROR_CODES = sorted(
     {code for code, _message in STATUS_CODES.values()} | {"validation_error", "quota_exceeded"}
 )
 
+# The envelope's inner object is a component of its own: inline, a generated client named it
+# after its place (``ErrorError``), a class no one would look for.
+ERROR_DETAIL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message", "details", "request_id"],
+    "properties": {
+        "code": {
+            "type": "string",
+            "enum": ERROR_CODES,
+        },
+        "message": {"type": "string"},
+        "details": {
+            "type": "object",
+            "description": "For validation_error: field → list of messages.",
+            "additionalProperties": True,
+        },
+        "request_id": {"type": "string"},
+    },
+}
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details", "request_id"],
-            "properties": {
-                "code": {
-                    "type": "string",
-                    "enum": ERROR_CODES,
-                },
-                "message": {"type": "string"},
-                "details": {
-                    "type": "object",
-                    "description": "For validation_error: field → list of messages.",
-                    "additionalProperties": True,
-                },
-                "request_id": {"type": "string"},
-            },
-        }
-    },
+    "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
     "example": {
         "error": {
             "code": "not_found",
@@ -64,6 +66,57 @@ DESCRIPTIONS = {
 }
 
 
+# The headers API.md names (components/headers), and on which responses they come.
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The client's own X-Request-ID when it sent a sane one, else a new id; "
+        "the error envelope's request_id.",
+        "schema": {"type": "string"},
+        "required": True,
+    },
+    "RateLimit-Limit": {
+        "description": "Requests per minute this key may make (its own limit or the tenant's "
+        "default). On every response to a request with a valid key.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left in the current window.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the window is full again.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+def header_ref(name: str, *, required: bool = False) -> dict[str, Any]:
+    # OpenAPI 3.0 lets a $ref carry nothing else: Retry-After, required on a 429 only, is a
+    # header object of its own there.
+    if required and not HEADERS[name].get("required"):
+        return {**HEADERS[name], "required": True}
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+def response_headers(code: str, *, keyed: bool) -> dict[str, Any]:
+    """The contract's headers on one response: ``X-Request-ID`` on all; ``RateLimit-*`` on those
+    of a keyed operation (absent when the key was refused, or Redis is unreachable);
+    ``Retry-After`` on every 429, and on a 502 or 503 that knows when to come back."""
+    headers = {"X-Request-ID": header_ref("X-Request-ID")}
+    if keyed:
+        headers |= {name: header_ref(name) for name in RATE_LIMIT_HEADERS}
+    if code == "429":
+        headers["Retry-After"] = header_ref("Retry-After", required=True)
+    elif code in {"502", "503"}:
+        headers["Retry-After"] = header_ref("Retry-After")
+    return headers
+
+
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "tenants.authentication.ApiKeyAuthentication"
     name = "bearer"
@@ -80,11 +133,11 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     from conversations.guardrails import PolicyBlocked  # chat's 502 when an answer is withheld
 
     components = result.setdefault("components", {})
-    error_schema = copy.deepcopy(ERROR_SCHEMA)
-    error_schema["properties"]["error"]["properties"]["code"]["enum"] = sorted(
-        {*ERROR_CODES, PolicyBlocked.code}
-    )
-    components.setdefault("schemas", {})["Error"] = error_schema
+    error_schema = copy.deepcopy(ERROR_DETAIL_SCHEMA)
+    error_schema["properties"]["code"]["enum"] = sorted({*ERROR_CODES, PolicyBlocked.code})
+    components.setdefault("schemas", {})["Error"] = copy.deepcopy(ERROR_SCHEMA)
+    components["schemas"]["ErrorDetail"] = error_schema
+    components["headers"] = copy.deepcopy(HEADERS)
     ref = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
@@ -92,10 +145,10 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
             codes = list(ERRORS_BY_METHOD.get(method, []))
             if not operation.get("security") and path.endswith("/health"):
                 codes = []
-                responses["503"] = {
-                    "description": "The database does not answer.",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }
+                # The same report as the 200's (the view says so), with the database's check
+                # failed; it was replaced by a bare object here.
+                responses.setdefault("503", {"content": copy.deepcopy(responses["200"]["content"])})
+                responses["503"]["description"] = "The database does not answer."
             for code in codes:
                 responses.setdefault(
                     code,
@@ -116,6 +169,12 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400 and "content" not in response:
                     response["content"] = {"application/json": {"schema": ref}}
+            keyed = any("bearer" in option for option in operation.get("security", []))
+            for code, response in responses.items():
+                response["headers"] = {
+                    **response_headers(code, keyed=keyed),
+                    **response.get("headers", {}),
+                }
     return result
 
 

@@ -48,6 +48,9 @@ class HitOutput(serializers.Serializer):
         help_text="Relevance 0..1 (what a scope's min_relevance is compared with)."
     )
     scores = HitScores()
+    injection_suspected = serializers.BooleanField(
+        help_text="Flagged at ingestion as a likely prompt injection (weighted down)."
+    )
 
 
 class RetrieveOutput(serializers.Serializer):

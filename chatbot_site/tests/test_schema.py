@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -53,6 +55,59 @@ def operations(schema) -> set[tuple[str, str]]:
 def test_schema_is_valid_openapi_3(schema):
     validate_schema(schema)
     assert schema["openapi"].startswith("3.")
+
+
+def test_schema_is_generated_without_warnings(django_db_blocker):
+    """A warning is a guess drf-spectacular made (a type it could not tell, two components of
+    one name): what a client generated from the schema then gets is that guess."""
+    from drf_spectacular.drainage import GENERATOR_STATS
+    from drf_spectacular.generators import SchemaGenerator
+
+    GENERATOR_STATS.reset()
+    with django_db_blocker.unblock(), GENERATOR_STATS.silence():
+        SchemaGenerator().get_schema(request=None, public=True)
+    assert not GENERATOR_STATS._warn_cache, dict(GENERATOR_STATS._warn_cache)
+    assert not GENERATOR_STATS._error_cache, dict(GENERATOR_STATS._error_cache)
+
+
+def test_a_client_generator_gets_unique_names(schema):
+    """Operation ids name a client's methods, components its classes: each once, and every
+    JSON body a named component (an inline object becomes a class named after its place)."""
+    ids = [op["operationId"] for ops in schema["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    bodies = [
+        (f"{method} {path} {code}", response.get("content", {}))
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+        for code, response in op["responses"].items()
+    ] + [
+        (f"{method} {path} request", op.get("requestBody", {}).get("content", {}))
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    ]
+    for where, content in bodies:
+        for media_type, body in content.items():
+            if media_type == "text/event-stream":
+                continue
+            assert "$ref" in body["schema"], f"{where} {media_type}: {body['schema']}"
+
+    def inline_objects(node: Any, where: str) -> list[str]:
+        if isinstance(node, list):
+            return [f for i, item in enumerate(node) for f in inline_objects(item, where)]
+        if not isinstance(node, dict):
+            return []
+        found = [where] if node.get("type") == "object" and node.get("properties") else []
+        return found + [f for k, v in node.items() for f in inline_objects(v, f"{where}.{k}")]
+
+    for name, component in schema["components"]["schemas"].items():
+        nested = [where for where in inline_objects(component, name) if where != name]
+        assert not nested, f"anonymous objects in {name}: {nested}"
+
+
+def test_schema_passes_openapi_spec_validator(schema):
+    """What SDK generators run first (skipped where the package is not installed)."""
+    spec_validator = pytest.importorskip("openapi_spec_validator")
+    spec_validator.validate(json.loads(json.dumps(schema, default=str)))
 
 
 def test_schema_lists_every_endpoint_of_the_contract(schema):
@@ -120,11 +175,74 @@ def as_json_schema(node: Any) -> Any:
     return node
 
 
+# The headers API.md names: each one a response carries is declared for its status.
+CONTRACT_HEADERS = ("X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+                    "Retry-After")  # fmt: skip
+FORMATS = jsonschema.FormatChecker()  # uuid, date, email ...; date-time needs a package: below
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def is_date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    return "T" in value.upper() and dt.datetime.fromisoformat(value).tzinfo is not None
+
+
+def closed(node: Any) -> Any:
+    """An object whose properties the schema lists takes no others: a field the server sends
+    and the schema does not name is one a client generated from the schema drops."""
+    if isinstance(node, list):
+        return [closed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: closed(value) for key, value in node.items()}
+    if "properties" in node and "additionalProperties" not in node:
+        node["additionalProperties"] = False
+    return node
+
+
+def validator_of(schema, node: Any) -> jsonschema.Draft7Validator:
+    """Validates by ``node`` of ``schema`` (its $refs resolved), closed, formats checked."""
+    return jsonschema.Draft7Validator(
+        closed({**as_json_schema(node), "components": as_json_schema(schema["components"])}),
+        format_checker=FORMATS,
+    )
+
+
+def header_problems(schema, declared: dict[str, Any], response) -> list[str]:
+    """The contract's headers the response sends are declared; those declared required are
+    sent; each value is valid by its declared schema."""
+    headers = {}
+    for name, header in declared.get("headers", {}).items():
+        if "$ref" in header:
+            header = schema["components"]["headers"][header["$ref"].rsplit("/", 1)[1]]
+        headers[name.lower()] = header
+    problems = [
+        f"{name} is sent but not declared"
+        for name in CONTRACT_HEADERS
+        if response.has_header(name) and name.lower() not in headers
+    ]
+    for name, header in headers.items():
+        if not response.has_header(name):
+            if header.get("required"):
+                problems.append(f"{name} is declared required but not sent")
+            continue
+        value: Any = response[name]
+        if header["schema"].get("type") == "integer" and value.isdigit():
+            value = int(value)
+        problems += [f"{name}: {e.message}" for e in validator_of(schema, header["schema"])
+                     .iter_errors(value)]  # fmt: skip
+    return problems
+
+
 def assert_conforms(schema, method: str, template: str, response) -> None:
-    """The response's JSON body matches what the schema documents for its status code."""
+    """The response's headers and JSON body match what the schema documents for its status
+    code: no field and no contract header it does not declare, every format as declared."""
     documented = schema["paths"][template][method]["responses"]
     status = str(response.status_code)
     assert status in documented, f"{method.upper()} {template}: {status} is not documented"
+    problems = header_problems(schema, documented[status], response)
+    assert not problems, f"{method.upper()} {template} {status}: {problems}"
     content = documented[status].get("content", {})
     if not content:
         assert not response.content, f"{method.upper()} {template}: {status} has a body"
@@ -133,10 +251,7 @@ def assert_conforms(schema, method: str, template: str, response) -> None:
     assert media_type in content, f"{method.upper()} {template} {status}: {media_type}"
     if media_type != "application/json":
         return
-    body_schema = as_json_schema(content["application/json"]["schema"])
-    validator = jsonschema.Draft7Validator(
-        {**body_schema, "components": as_json_schema(schema["components"])}
-    )
+    validator = validator_of(schema, content["application/json"]["schema"])
     errors = [
         f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(response.json())
     ]
@@ -226,6 +341,10 @@ def test_chat_and_retrieve_answer_as_the_schema_says(schema):
         assert answer.status_code == 200, answer.content
         assert answer.json()["citations"]
         assert_conforms(schema, "post", "/v1/chat", answer)
+        # The turn as the history shows it: its citations and usage as stored.
+        history = client.get(f"/v1/conversations/{answer.json()['session_id']}")
+        assert history.json()["messages"][-1]["citations"], history.json()
+        assert_conforms(schema, "get", "/v1/conversations/{conversation_id}", history)
 
         stream = client.post("/v1/chat", {**question, "stream": True}, format="json")
         assert stream.status_code == 200
@@ -248,5 +367,8 @@ def test_chat_and_retrieve_answer_as_the_schema_says(schema):
 def test_policy_blocked_is_a_code_of_the_error_envelope(schema):
     """Chat answers ``502 policy_blocked`` when it withholds an answer (README); the schema's
     list of codes lacked it, so a client generated from the schema rejected that answer."""
-    codes = schema["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+    assert schema["components"]["schemas"]["Error"]["properties"]["error"] == {
+        "$ref": "#/components/schemas/ErrorDetail"
+    }
+    codes = schema["components"]["schemas"]["ErrorDetail"]["properties"]
     assert "policy_blocked" in codes["code"]["enum"]
