@@ -36,7 +36,7 @@ class ScopeOutput(serializers.Serializer):
     refusal_message = serializers.CharField()
     min_relevance = serializers.FloatField()
     answer_without_context = serializers.BooleanField()
-    pii_entities = serializers.ListField(child=serializers.CharField())
+    pii_entities = serializers.ListField(child=serializers.ChoiceField(choices=PII_ENTITIES))
     tags = serializers.ListField(child=serializers.CharField())
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet, Sum
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, keyset_page, page_of, paginate, parse_limit
 from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
-from conversations.models import Conversation, Message, UsageDaily
+from conversations.models import Conversation, FinishReason, Message, MessageRole, UsageDaily
 from conversations.services import conversation_delete, tokens_used_this_month
 from tenants.api_base import TenantApi
 from tenants.models import Role
@@ -27,18 +27,43 @@ class UsageSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField()
 
 
+class CitationOutput(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The [n] marker in output.")
+    document_id = serializers.UUIDField()
+    chunk_id = serializers.UUIDField()
+    dataset_id = serializers.UUIDField()
+    title = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
+    page = serializers.IntegerField(allow_null=True)
+    snippet = serializers.CharField()
+    score = serializers.FloatField()
+
+
+class RefusalOutput(serializers.Serializer):
+    reason = serializers.ChoiceField(
+        choices=["out_of_scope", "no_relevant_context", "prompt_injection", "blocked_topic"]
+    )
+
+
+@extend_schema_field(CitationOutput(many=True))
+class CitationsField(serializers.JSONField):
+    """A message's citations, stored as the chat answer showed them (a deleted document's
+    with its title, source and snippet emptied): in the schema, that list, not any JSON."""
+
+
 class MessageOutput(serializers.Serializer):
     id = serializers.UUIDField()
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=MessageRole.choices)
     content = serializers.CharField()
-    citations = serializers.JSONField()
+    citations = CitationsField()
     usage = UsageSerializer()
     model = serializers.CharField()
-    finish_reason = serializers.CharField(allow_null=True)
+    finish_reason = serializers.ChoiceField(choices=FinishReason.choices, allow_null=True)
     refusal = serializers.SerializerMethodField()
     latency_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
 
+    @extend_schema_field(RefusalOutput(allow_null=True))
     def get_refusal(self, message: Message) -> dict[str, str] | None:
         return {"reason": message.refusal_reason} if message.refusal_reason else None
 
@@ -108,7 +133,12 @@ class ConversationDetailApi(ConversationApiBase):
         parameters=[
             OpenApiParameter(
                 "limit",
-                {"type": "integer", "minimum": 1, "maximum": MESSAGES_PER_PAGE},
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MESSAGES_PER_PAGE,
+                    "default": MESSAGES_PER_PAGE,
+                },
                 description=f"Messages, 1..{MESSAGES_PER_PAGE}; default {MESSAGES_PER_PAGE}.",
             ),
             OpenApiParameter(

@@ -31,7 +31,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
@@ -50,7 +50,7 @@ from chatbot_site.errors import (
 )
 from chatbot_site.params import TagField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
-from conversations.apis import UsageSerializer
+from conversations.apis import CitationOutput, RefusalOutput, UsageSerializer
 from conversations.chat import (
     Outcome,
     Runner,
@@ -65,7 +65,7 @@ from conversations.chat import (
 )
 from conversations.guardrails import PolicyBlocked
 from conversations.llm import LLMError
-from conversations.models import FinishReason
+from conversations.models import FinishReason, MessageRole
 from tenants.api_base import Access, authorize
 from tenants.authentication import ApiKeyAuthentication
 from tenants.models import Role
@@ -76,8 +76,14 @@ MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 32_000
 
 
+@extend_schema_field(serializers.ChoiceField(choices=MessageRole.choices))
+class MessageRoleField(serializers.CharField):
+    """A CharField, for ``validate_role``'s own message for ``system``; in the schema the enum it
+    accepts (it said any string, so a generated client let ``system`` through to a 400)."""
+
+
 class ChatMessageInput(serializers.Serializer):
-    role = serializers.CharField()
+    role = MessageRoleField()
     content = serializers.CharField(max_length=MAX_CONTENT_CHARS, trim_whitespace=False)
 
     def validate_role(self, role: str) -> str:
@@ -508,24 +514,6 @@ class ChatView(View):
 
 
 # --- the OpenAPI description (the view above is async, outside DRF) -----------------------
-
-
-class CitationOutput(serializers.Serializer):
-    id = serializers.IntegerField(help_text="The [n] marker in output.")
-    document_id = serializers.UUIDField()
-    chunk_id = serializers.UUIDField()
-    dataset_id = serializers.UUIDField()
-    title = serializers.CharField()
-    source = serializers.CharField()  # type: ignore[assignment]
-    page = serializers.IntegerField(allow_null=True)
-    snippet = serializers.CharField()
-    score = serializers.FloatField()
-
-
-class RefusalOutput(serializers.Serializer):
-    reason = serializers.ChoiceField(
-        choices=["out_of_scope", "no_relevant_context", "prompt_injection", "blocked_topic"]
-    )
 
 
 class ChatOutput(serializers.Serializer):

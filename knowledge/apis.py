@@ -56,8 +56,10 @@ class DatasetOutput(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField())
     chunk_size = serializers.IntegerField()
     chunk_overlap = serializers.IntegerField()
-    language = serializers.CharField()
-    document_count = serializers.IntegerField(default=0)
+    language = serializers.ChoiceField(choices=LANGUAGES)
+    # Read-only, so required in the schema (with a default it was optional there): it is in
+    # every answer, 0 for a dataset just made (not annotated).
+    document_count = serializers.IntegerField(read_only=True, default=0)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

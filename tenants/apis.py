@@ -25,7 +25,7 @@ from tenants.authentication import (
     too_many_failures,
     touch_last_used,
 )
-from tenants.models import AuditLog
+from tenants.models import ActorType, AuditLog
 
 
 class TokenInput(serializers.Serializer):
@@ -34,7 +34,7 @@ class TokenInput(serializers.Serializer):
 
 class TokenOutput(serializers.Serializer):
     access_token = serializers.CharField()
-    token_type = serializers.CharField(default="Bearer")
+    token_type = serializers.ChoiceField(choices=["Bearer"])
     expires_in = serializers.IntegerField(help_text="Seconds.")
 
 
@@ -90,7 +90,7 @@ class AuthTokenApi(APIView):
 class AuditLogOutput(serializers.Serializer):
     id = serializers.UUIDField()
     created_at = serializers.DateTimeField()
-    actor_type = serializers.CharField()
+    actor_type = serializers.ChoiceField(choices=ActorType.choices)
     actor_id = serializers.CharField()
     actor_label = serializers.CharField()
     action = serializers.CharField()

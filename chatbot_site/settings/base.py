@@ -349,6 +349,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SCHEMA_PATH_PREFIX": r"/v1",
+    # Two fields named "role" (a key's, a message's): without these names their enums were
+    # named by a hash (Role3b4Enum), which a generated client's types take on.
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "tenants.models.Role",
+        "MessageRoleEnum": "conversations.models.MessageRole",
+        "FinishReasonEnum": "conversations.models.FinishReason",
+    },
+    # A nullable enum is the enum and nullable, not oneOf it and a NullEnum of its own.
+    "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["chatbot_site.schema.add_async_views"],
     "POSTPROCESSING_HOOKS": [

@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 from chatbot_site.tests.test_schema import assert_conforms, validator_of
 from tenants.tests.factories import ApiKeyFactory
-from tests.world import TenantWorld
+from tests.world import TenantWorld, build_tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -421,3 +421,63 @@ def test_every_operation_of_the_schema_is_exercised():
     assert exercised >= CONTRACT, CONTRACT - exercised
     statuses = {case.status for case in CASES}
     assert statuses >= {200, 201, 202, 204, 400, 401, 403, 404, 409, 413, 415, 429}
+
+
+@pytest.mark.django_db(transaction=True)  # the chat view reads the key on the pool's threads
+def test_a_chat_message_role_the_server_refuses_the_schema_refuses(schema):
+    """``messages[].role`` was any string in the schema; the server takes user and assistant."""
+    alpha = build_tenant("alpha")
+    client = alpha.client(alpha.chat_key)
+    body_schema = schema["paths"]["/v1/chat"]["post"]["requestBody"]["content"]
+    request_schema = body_schema["application/json"]["schema"]
+    for role, accepted in (("user", True), ("assistant", True), ("system", False), ("bot", False)):
+        body = {"bot_id": str(alpha.bot.pk), "messages": [{"role": role, "content": "Hello?"}]}
+        if role == "assistant":
+            body["messages"].append({"role": "user", "content": "And?"})
+        valid = not list(validator_of(schema, request_schema).iter_errors(body))
+        assert valid is accepted, role
+        if not accepted:
+            refused = client.post("/v1/chat", body, format="json")
+            assert refused.status_code == 400, refused.content
+            assert "messages" in json.dumps(refused.json()["error"]["details"])
+            assert_conforms(schema, "post", "/v1/chat", refused)
+
+
+def resolved(schema, node: dict[str, Any]) -> dict[str, Any]:
+    """A property's schema through ``$ref`` and a single ``allOf`` (drf-spectacular's way of
+    making a referenced enum nullable)."""
+    if "allOf" in node and len(node["allOf"]) == 1:
+        node = node["allOf"][0]
+    if "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def test_what_every_answer_carries_is_required_and_its_values_enumerated(schema, world):
+    """A field in every answer is required (a generated client makes an optional one a maybe),
+    and a field of a fixed set of values is that enum, in answers as in requests."""
+    components = schema["components"]["schemas"]
+    created = world.a.client().post("/v1/datasets", {"name": "fresh"}, format="json").json()
+    assert created["document_count"] == 0
+    assert "document_count" in components["DatasetOutput"]["required"]
+    assert "token_type" in components["TokenOutput"]["required"]
+
+    def enum(component: str, name: str, *, items: bool = False) -> list[Any]:
+        node = components[component]["properties"][name]
+        return resolved(schema, node["items"] if items else node)["enum"]
+
+    assert enum("ScopeOutput", "pii_entities", items=True) == [
+        "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "SSN", "IP_ADDRESS"
+    ]  # fmt: skip
+    assert enum("MessageOutput", "role") == ["user", "assistant"]
+    assert enum("ChatMessageInputRequest", "role") == ["user", "assistant"]
+    assert "cancelled" in enum("MessageOutput", "finish_reason")
+    assert components["MessageOutput"]["properties"]["finish_reason"]["nullable"] is True
+    assert enum("AuditLogOutput", "actor_type") == ["api_key", "staff", "system"]
+    assert "english" in enum("DatasetOutput", "language")
+    citations = components["MessageOutput"]["properties"]["citations"]
+    assert citations["items"] == {"$ref": "#/components/schemas/CitationOutput"}
+    refusal = components["MessageOutput"]["properties"]["refusal"]
+    assert resolved(schema, refusal) == components["RefusalOutput"]
+    limit = schema["paths"]["/v1/conversations/{conversation_id}"]["get"]["parameters"]
+    assert {p["name"]: p["schema"].get("default") for p in limit}["limit"] == 1000
