@@ -143,6 +143,10 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             codes = list(ERRORS_BY_METHOD.get(method, []))
+            if not operation.get("security"):
+                # Without a key there is no role to lack (403), and the token exchange names no
+                # object (404) and changes none (409): it never answers them.
+                codes = [code for code in codes if code not in {"403", "404", "409"}]
             if not operation.get("security") and path.endswith("/health"):
                 codes = []
                 # The same report as the 200's (the view says so), with the database's check

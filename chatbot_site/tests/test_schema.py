@@ -110,6 +110,13 @@ def test_schema_passes_openapi_spec_validator(schema):
     spec_validator.validate(json.loads(json.dumps(schema, default=str)))
 
 
+def test_the_token_exchange_documents_the_errors_it_answers(schema):
+    """It has no role to check, no object to find or change: no 403, 404 or 409 (a client
+    generated from the schema had handlers and types for answers that never come)."""
+    responses = schema["paths"]["/v1/auth/token"]["post"]["responses"]
+    assert sorted(responses) == ["200", "400", "401", "413", "415", "429", "500", "503"]
+
+
 def test_schema_lists_every_endpoint_of_the_contract(schema):
     assert operations(schema) >= CONTRACT, CONTRACT - operations(schema)
 

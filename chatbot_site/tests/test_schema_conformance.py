@@ -136,6 +136,8 @@ CASES = [
     c("token-429", "post", "/v1/auth/token", 429,
       lambda x: [x.send("post", "/v1/auth/token", {"api_key": "cbk_nope_" + "x" * 40},
                         client=APIClient()) for _ in range(3)][-1], code="rate_limited"),
+    c("token-413", "post", "/v1/auth/token", 413,
+      lambda x: x.send("post", "/v1/auth/token", {"api_key": "k" * 3000}, client=APIClient())),
     c("token-415", "post", "/v1/auth/token", 415,
       lambda x: x.send("post", "/v1/auth/token", "api_key=x", fmt="text/plain",
                        client=APIClient())),
