@@ -93,6 +93,16 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+# A client may send its own request id (API.md): a parameter of every operation.
+REQUEST_ID_PARAMETER: dict[str, Any] = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Your id for this request, echoed in the X-Request-ID response header and the "
+    "error envelope's request_id when it is 1-128 characters of letters, digits and . _ : - "
+    "(starting with a letter or digit); otherwise the server makes one.",
+    "schema": {"type": "string"},
+}
 
 
 def header_ref(name: str, *, required: bool = False) -> dict[str, Any]:
@@ -138,10 +148,13 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     components.setdefault("schemas", {})["Error"] = copy.deepcopy(ERROR_SCHEMA)
     components["schemas"]["ErrorDetail"] = error_schema
     components["headers"] = copy.deepcopy(HEADERS)
+    components["parameters"] = {"RequestId": copy.deepcopy(REQUEST_ID_PARAMETER)}
     ref = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
+            parameters = operation.setdefault("parameters", [])
+            parameters.append({"$ref": "#/components/parameters/RequestId"})
             codes = list(ERRORS_BY_METHOD.get(method, []))
             if not operation.get("security"):
                 # Without a key there is no role to lack (403), and the token exchange names no

@@ -55,7 +55,8 @@ class Ctx:
     def client(self, key=None, *, token: str | None = None) -> APIClient:
         client = APIClient()
         bearer = token if token is not None else (key or self.side.admin_key).plaintext
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer}")
+        # Its own request id, as a client may send (echoed back when sane).
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer}", HTTP_X_REQUEST_ID="sdk-1.2:3")
         return client
 
     def send(self, method: str, path: str, body: Any = None, *, client=None, fmt="json", **kw):
@@ -349,11 +350,21 @@ CASES = [
 ]  # fmt: skip
 
 
+def parameters_of(schema, template: str, method: str) -> list[dict[str, Any]]:
+    """An operation's parameters, $refs resolved."""
+    found = []
+    for parameter in schema["paths"][template][method].get("parameters", []):
+        if "$ref" in parameter:
+            parameter = schema["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+        found.append(parameter)
+    return found
+
+
 def query_params_conform(schema, case: Case, path: str) -> list[str]:
     """Each query parameter sent is declared, and its value valid by the declared schema."""
     declared = {
         p["name"]: p["schema"]
-        for p in schema["paths"][case.template][case.method].get("parameters", [])
+        for p in parameters_of(schema, case.template, case.method)
         if p["in"] == "query"
     }
     problems = []
@@ -398,6 +409,10 @@ def test_every_endpoint_answers_as_the_schema_says(schema, world, case: Case):
     if case.status == 400 and case.code == "validation_error":
         assert response.json()["error"]["details"], response.json()
     assert_conforms(schema, case.method, case.template, response)
+    if client_id := response.wsgi_request.META.get("HTTP_X_REQUEST_ID"):
+        parameters = parameters_of(schema, case.template, case.method)
+        assert ("X-Request-ID", "header") in {(p["name"], p["in"]) for p in parameters}
+        assert response["X-Request-ID"] == client_id
     sent = ctx.sent[-1]
     if case.status < 300 or case.schema_rejects:
         assert not (problems := query_params_conform(schema, case, sent.path)) or (
@@ -481,5 +496,5 @@ def test_what_every_answer_carries_is_required_and_its_values_enumerated(schema,
     assert citations["items"] == {"$ref": "#/components/schemas/CitationOutput"}
     refusal = components["MessageOutput"]["properties"]["refusal"]
     assert resolved(schema, refusal) == components["RefusalOutput"]
-    limit = schema["paths"]["/v1/conversations/{conversation_id}"]["get"]["parameters"]
+    limit = parameters_of(schema, "/v1/conversations/{conversation_id}", "get")
     assert {p["name"]: p["schema"].get("default") for p in limit}["limit"] == 1000
