@@ -7,6 +7,8 @@ import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 from chatbot_site.errors import STATUS_CODES
 
@@ -125,6 +127,12 @@ def response_headers(code: str, *, keyed: bool) -> dict[str, Any]:
     elif code in {"502", "503"}:
         headers["Retry-After"] = header_ref("Retry-After")
     return headers
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JsonObjectField(serializers.JSONField):
+    """A JSON object in an answer (a conversation's metadata, an audit entry's changes): in the
+    schema an object, not any JSON value (``{}``), which a generated client typed as Any."""
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, keyset_page, page_of, paginate, parse_limit
 from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
+from chatbot_site.schema import JsonObjectField
 from conversations.models import Conversation, FinishReason, Message, MessageRole, UsageDaily
 from conversations.services import conversation_delete, tokens_used_this_month
 from tenants.api_base import TenantApi
@@ -73,7 +74,7 @@ class ConversationOutput(serializers.Serializer):
     bot_id = serializers.UUIDField()
     api_key_id = serializers.UUIDField(allow_null=True)
     title = serializers.CharField()
-    metadata = serializers.JSONField()
+    metadata = JsonObjectField()
     message_count = serializers.IntegerField()
     last_message_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()

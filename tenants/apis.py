@@ -14,6 +14,7 @@ from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import TIME_RANGE, parse_range
+from chatbot_site.schema import JsonObjectField
 from tenants.api_base import TenantApi
 from tenants.authentication import (
     FAILURE,
@@ -96,7 +97,7 @@ class AuditLogOutput(serializers.Serializer):
     action = serializers.CharField()
     target_type = serializers.CharField()
     target_id = serializers.CharField()
-    changes = serializers.JSONField()
+    changes = JsonObjectField()
     ip = serializers.CharField(allow_null=True)
     request_id = serializers.CharField()
 

@@ -496,5 +496,7 @@ def test_what_every_answer_carries_is_required_and_its_values_enumerated(schema,
     assert citations["items"] == {"$ref": "#/components/schemas/CitationOutput"}
     refusal = components["MessageOutput"]["properties"]["refusal"]
     assert resolved(schema, refusal) == components["RefusalOutput"]
+    for component, name in (("ConversationOutput", "metadata"), ("AuditLogOutput", "changes")):
+        assert components[component]["properties"][name]["type"] == "object", component
     limit = parameters_of(schema, "/v1/conversations/{conversation_id}", "get")
     assert {p["name"]: p["schema"].get("default") for p in limit}["limit"] == 1000
