@@ -421,4 +421,6 @@ def test_the_chunk_list_reads_a_page_of_chunks_not_every_chunk(tenant, dataset):
         for q in queries.captured_queries
         if q["sql"].startswith('SELECT "knowledge_chunk"."id"') and "LIMIT 100" in q["sql"]
     ]
-    assert rows_read(explain(sql)) <= 100 + 10  # the page and its documents, not all 300
+    # The page and its documents, not all 300 (126 seen in a full run: the plan varies with
+    # what other tests left in the tables; a sort of every chunk reads 300 and more).
+    assert rows_read(explain(sql)) < 200
