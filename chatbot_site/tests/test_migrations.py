@@ -292,6 +292,18 @@ def test_cjk_bigrams_migration_reindexes_a_hundred_chunks_per_transaction(empty_
     assert max(per_transaction) <= 100
 
 
+def start_migrate(url: str, name: str) -> subprocess.Popen[str]:
+    """``manage.py migrate`` on the database of ``url``, its connections named ``name``."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=child_env(DATABASE_URL=f"{url}&application_name={name}"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_two_migrates_at_once_run_one_after_the_other(empty_database):
     """Two containers starting together both ran ``migrate``: on an upgrade from knowledge 0012
     both applied 0013 (recorded twice) and the second failed on 0014's index ("relation
@@ -308,24 +320,10 @@ def test_two_migrates_at_once_run_one_after_the_other(empty_database):
         with locker.transaction():
             # No INSERT into it: the first waits at the end of its first migration.
             locker.execute("LOCK TABLE django_migrations IN SHARE MODE")
-            first = subprocess.Popen(
-                [sys.executable, "manage.py", "migrate", "--noinput"],
-                cwd=ROOT,
-                env=child_env(DATABASE_URL=f"{url}&application_name=migrate_first"),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            first = start_migrate(url, "migrate_first")
             wait_for(lambda: waiting_backend(conn, name, "relation"), timeout=120,
                      what="the first migrate recording its first migration")  # fmt: skip
-            second = subprocess.Popen(
-                [sys.executable, "manage.py", "migrate", "--noinput"],
-                cwd=ROOT,
-                env=child_env(DATABASE_URL=f"{url}&application_name=migrate_second"),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            second = start_migrate(url, "migrate_second")
             wait_for(
                 lambda: one(
                     conn,

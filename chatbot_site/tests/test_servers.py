@@ -13,7 +13,7 @@ import pytest
 
 from knowledge.models import Document
 from tests.processes import child_env, daphne_server, parse_answer, raw_request, request_head
-from tests.world import build_tenant
+from tests.world import TenantWorld, build_tenant
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -387,13 +387,27 @@ def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp
     assert "DatabaseNoAnswer" in log  # database_unavailable names the cause
 
 
+def chat_to_no_bot(side: TenantWorld) -> tuple[bytes, bytes]:
+    """A raw JSON chat request (head, body) of ``side``'s chat key to a bot that is nobody's:
+    a 404 after the turn's thread has used its database connection."""
+    import uuid
+
+    body = json.dumps(
+        {"bot_id": str(uuid.uuid4()), "messages": [{"role": "user", "content": "Hello?"}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"  # type: ignore[attr-defined]
+        f"Authorization: Bearer {side.chat_key.plaintext}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head, body
+
+
 def test_without_the_pool_a_database_that_stops_answering_is_a_503_within_the_bound(tmp_path):
     """``DB_POOL=false``: Django connects by itself, and its connections were plain psycopg
     ones — a chat whose thread (``CHAT_WORKER_THREADS``) kept its connection from the turn
     before waited as long as the server did (30 s of a 30 s freeze under make run). Now they
     are of the same bounded class as the pool's: a 503, and health answers meanwhile."""
-    import uuid
-
     from tests.processes import DatabaseProxy, http_get_json
 
     side = build_tenant("stalled")
@@ -401,14 +415,7 @@ def test_without_the_pool_a_database_that_stops_answering_is_a_503_within_the_bo
     env = child_env(DATABASE_URL=proxy.url, DB_POOL="false", CONN_MAX_AGE="60",
                     CHAT_WORKER_THREADS="1", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
                     DB_CONNECT_TIMEOUT="1")  # fmt: skip
-    body = json.dumps(
-        {"bot_id": str(uuid.uuid4()), "messages": [{"role": "user", "content": "Hello?"}]}
-    ).encode()
-    head = (
-        f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        f"Authorization: Bearer {side.chat_key.plaintext}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head, body = chat_to_no_bot(side)
     try:
         with daphne_server(env, tmp_path / "daphne.log") as base:
             # Not this tenant's bot: 404, after the chat thread has opened its connection.
@@ -437,7 +444,6 @@ def test_chats_queued_behind_a_database_that_stopped_answering_are_a_503_at_once
     back the chats are served again."""
     import threading
     import time
-    import uuid
 
     from tests.processes import DatabaseProxy, wait_for
 
@@ -446,14 +452,7 @@ def test_chats_queued_behind_a_database_that_stopped_answering_are_a_503_at_once
     env = child_env(DATABASE_URL=proxy.url, CHAT_WORKER_THREADS="1",
                     DB_STATEMENT_TIMEOUT_SECONDS="0.5", DB_CONNECT_TIMEOUT="1",
                     DB_POOL_TIMEOUT="2")  # fmt: skip
-    body = json.dumps(
-        {"bot_id": str(uuid.uuid4()), "messages": [{"role": "user", "content": "Hello?"}]}
-    ).encode()
-    head = (
-        f"POST /v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        f"Authorization: Bearer {side.chat_key.plaintext}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head, body = chat_to_no_bot(side)
     answers: list[tuple[float, bytes]] = []
 
     def chat(base: str) -> None:
