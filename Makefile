@@ -37,7 +37,7 @@ run: $(VENV)/.installed-base
 	  $(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
-	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule --loglevel=INFO \
+	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule-worker --loglevel=INFO \
 	  --max-memory-per-child=1500000
 
 ## make test: ruff, black --check, mypy, pytest (real PostgreSQL, Redis and Celery)
