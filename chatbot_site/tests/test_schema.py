@@ -105,9 +105,10 @@ def test_a_client_generator_gets_unique_names(schema):
 
 
 def test_schema_passes_openapi_spec_validator(schema):
-    """What SDK generators run first (skipped where the package is not installed)."""
-    spec_validator = pytest.importorskip("openapi_spec_validator")
-    spec_validator.validate(json.loads(json.dumps(schema, default=str)))
+    """What SDK generators run first (a dev requirement, so it runs wherever the tests do)."""
+    import openapi_spec_validator
+
+    openapi_spec_validator.validate(json.loads(json.dumps(schema, default=str)))
 
 
 def test_the_token_exchange_documents_the_errors_it_answers(schema):
