@@ -235,10 +235,13 @@ def _nearest(space: SearchSpace, params: dict[str, Any]) -> str:
     if rest:
         params["shared_datasets"] = rest
         clauses.append("c.dataset_id = ANY(%(shared_datasets)s)")
+    # ORDER BY the output column: the planner sorts by its expression (the index's order, as
+    # spelled out), and the vector, 3.5 kB of text, is quoted into the statement once per
+    # branch instead of twice.
     branches = [f"""SELECT c.id, c.embedding <=> %(vector)s::vector AS distance
             FROM knowledge_chunk c
             WHERE {_filters(space, params, datasets)} AND c.embedding IS NOT NULL
-            ORDER BY c.embedding <=> %(vector)s::vector
+            ORDER BY distance
             LIMIT %(vector_candidates)s""" for datasets in clauses]  # noqa: S608
     if len(branches) == 1:
         return branches[0]

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from bots.tests.factories import ScopeFactory
 from knowledge import vector_index
@@ -403,6 +404,33 @@ def test_a_large_dataset_gets_an_ann_index_of_its_own_and_is_searched_through_it
     assert ids(hits) == exact
 
     assert maintain()["created"] == []  # kept as it is
+
+
+def test_the_statement_carries_the_query_vector_once_per_branch_and_the_leg_uses_the_index(
+    bot_world,
+):
+    """The vector (3.5 kB of text at 384 dimensions) is quoted into the statement once for
+    each branch of the vector leg and once for the fused rows' similarity: its ORDER BY names
+    the ``distance`` column, which the planner still serves from the ANN index."""
+    bot, _, document = bot_world
+    best = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(3))
+    ChunkFactory(tenant=bot.tenant, document=document, embedding=near(40))
+    space = search_space_for_bot(bot)
+    sql, params = build_sql(space, mode="hybrid", top_k=5, fusion=Fusion.from_settings())
+    literal = vector_literal(near(3))
+    params.update(query="x", vector=literal)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")  # index scans, as on a large table
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert vector_index.INDEX_NAME in plan
+
+    with CaptureQueriesContext(connection) as queries:
+        hits = search(space, query="x", query_vector=near(3), top_k=5, mode="hybrid")
+    assert hits[0].chunk_id == best.pk
+    (statement,) = [q["sql"] for q in queries.captured_queries if literal in q["sql"]]
+    assert statement.count(literal) == 2  # one branch, the similarity
 
 
 @override_settings(VECTOR_INDEX_DATASET_MIN_CHUNKS=40)
