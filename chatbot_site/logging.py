@@ -147,6 +147,11 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
 def configure_structlog() -> None:
     structlog.configure(
         processors=[
+            # A line below its logger's level is dropped here, before the chain: the stdlib
+            # logger that the chain ends in dropped it anyway, after the time stamp, the secret
+            # scrub and the PII scan had been done for nothing (a chat turn's two info lines
+            # under LOG_LEVEL=WARNING; every health probe's debug line under INFO).
+            structlog.stdlib.filter_by_level,
             *_shared_processors(),
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

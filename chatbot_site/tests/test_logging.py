@@ -55,6 +55,28 @@ def test_secrets_never_reach_a_log_line(caplog):
     assert line["note"].startswith("client sent [REDACTED]")
 
 
+class Probe(dict):
+    """A value that notes whether a processor walked it (the secret scrub walks every dict)."""
+
+    walked = False
+
+    def items(self):
+        Probe.walked = True
+        return super().items()
+
+
+def test_a_line_below_the_level_is_dropped_before_the_processors_run(caplog):
+    log = structlog.get_logger("chatbot.test.levels")
+    with caplog.at_level(logging.WARNING, logger="chatbot.test.levels"):
+        Probe.walked = False
+        log.info("too_quiet", probe=Probe(a=1))
+        assert not Probe.walked  # not time-stamped, scrubbed nor PII-scanned: dropped
+        log.warning("loud_enough", probe=Probe(a=1))
+        assert Probe.walked
+    assert [r.msg["event"] for r in caplog.records if isinstance(r.msg, dict)] == ["loud_enough"]
+    assert rendered(caplog, "loud_enough")["probe"] == {"a": 1}
+
+
 def test_stdlib_loggers_are_rendered_by_the_same_pipeline(caplog):
     structlog.contextvars.bind_contextvars(request_id="abc")
     try:
