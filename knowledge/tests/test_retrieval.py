@@ -406,6 +406,16 @@ def test_a_large_dataset_gets_an_ann_index_of_its_own_and_is_searched_through_it
     assert maintain()["created"] == []  # kept as it is
 
 
+def test_a_vector_literal_is_pgvectors_text_at_seven_significant_digits():
+    values = [0.1, -1 / 3, 1e-30, 123456789.0, -0.0, 0.0, 5e-324, float(np.float32(0.7))]
+    assert vector_literal(values) == ("[0.1,-0.3333333,1e-30,1.234568e+08,-0,0,4.940656e-324,0.7]")
+    assert vector_literal([]) == "[]"
+    assert vector_literal(np.array([0.5, 0.25], dtype=np.float32)) == "[0.5,0.25]"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::vector::real[]", [vector_literal([0.1, -1 / 3, 2.0])])
+        assert cursor.fetchone()[0] == pytest.approx([0.1, -0.3333333, 2.0])
+
+
 def test_the_statement_carries_the_query_vector_once_per_branch_and_the_leg_uses_the_index(
     bot_world,
 ):
