@@ -305,6 +305,23 @@ def _open_link_start(text: str) -> int:
     return start
 
 
+def _open_tag_start(text: str, end: int) -> int:
+    """Where an HTML tag unfinished in ``text[:end]`` starts (``end`` if none). Its attribute
+    values hold spaces (``srcset="/a.png 1x, //evil.test 2x"``), so a cut at a space inside one
+    let a part through, sanitised apart from the rest: not inert the same way the whole answer
+    is, and a stream showed other text than the JSON answer."""
+    start = text.rfind("<", max(0, end - _MAX_URL - 64), end)
+    if start == -1 or ">" in text[start:end]:
+        return end
+    return start if _TAG_OPENING.match(text, start, end) else end
+
+
+# "<img ", "<a>", "</a", "<" at the very end: a tag that may be forming; "i<n;" and "a < b" not.
+_TAG_OPENING = re.compile(
+    r"<(?:/?[A-Za-z][A-Za-z0-9-]{0,31}(?:[\s/>]|\Z))?\Z|</?[A-Za-z][A-Za-z0-9-]{0,31}[\s/>]"
+)
+
+
 # --- the streaming output guard ----------------------------------------------------------
 
 # Characters that end a "word" as a space does: no PII value and no URL is written with them
@@ -427,8 +444,9 @@ class OutputGuard:
         # One PII scan of the buffer serves the hold, the straddle check and the masking.
         spans = self._spans(buffer)
         # Hold the last partial word (a URL, an e-mail or the canary may still be forming),
-        # an unfinished Markdown link, the start of a PII span or of the canary. A word ends at
-        # a space, or in Chinese or Japanese at a character no PII value or URL is written with.
+        # an unfinished Markdown link or HTML tag, the start of a PII span or of the canary. A
+        # word ends at a space, or in Chinese or Japanese at a character no PII value or URL is
+        # written with.
         space = max(buffer.rfind(" "), buffer.rfind("\n"), buffer.rfind("\t"))
         cut = min(
             _unspaced_word_end(buffer, space + 1),
@@ -436,6 +454,7 @@ class OutputGuard:
             pii.hold_from(buffer, spans) if self.pii_entities else len(buffer),
             self._canary_hold(buffer),
         )
+        cut = _open_tag_start(buffer, cut)
         if cut < len(buffer) - MAX_HOLD:  # forced: not inside a flag, an emoji or a letter's marks
             cut = grapheme_cut(buffer, len(buffer) - MAX_HOLD)
         # A span that is complete but straddles the cut is held whole.

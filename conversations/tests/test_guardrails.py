@@ -111,6 +111,17 @@ def test_streamed_addresses_that_reach_another_host_never_show(text: str, size: 
     assert out.startswith("See ") and out.endswith(" now.")
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+@pytest.mark.parametrize("text", EXFILTRATION)
+def test_streamed_addresses_are_made_inert_as_the_whole_answer_is(text: str, size: int) -> None:
+    """An HTML attribute's value holds spaces (``srcset="/a.png 1x, //evil 2x"``): the word hold
+    let its first part through, sanitised apart, so a stream showed other text than the JSON
+    answer (a flaky stream-vs-JSON test in a full run). An unfinished tag is now held whole."""
+    whole, _ = run(OutputGuard(pii_entities=(), hosts=HOSTS), f"See {text} now.", 10_000)
+    streamed, _ = run(OutputGuard(pii_entities=(), hosts=HOSTS), f"See {text} now.", size)
+    assert streamed == whole
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -461,3 +472,9 @@ def test_kept_topic_vectors_are_bounded_by_their_count_not_by_scopes() -> None:
         assert kept[0].itemsize == 4 and len(kept) == 200
     assert cache.vectors == 400 and cache.get(("tenant", "model", "scope 0")) is None
     assert cache.get(("tenant", "model", "scope 2")) is not None
+
+
+def test_a_less_than_sign_in_code_or_prose_is_not_held_as_a_tag() -> None:
+    guard = OutputGuard(pii_entities=(), hosts=HOSTS)
+    assert guard.feed("for (i = 0; i<n; i++) and a < b, ") == "for (i = 0; i<n; i++) and a < b, "
+    assert guard.feed('then <img src="/a.png') == "then "  # a tag forming: held whole
