@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from bots.services import scope_create, scope_delete, scope_update
 from chatbot_site.errors import PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import TagField
+from chatbot_site.schema import NAME_TAKEN
 from tenants.api_base import TenantApi
 from tenants.models import KEY_RATE_LIMIT_MAX, ApiKey, Role, validate_key_expiry
 from tenants.services import api_key_create, api_key_revoke, api_key_update
@@ -74,7 +75,7 @@ class ScopeListCreateApi(TenantApi):
     @extend_schema(
         operation_id="scopes_create",
         request=ScopeInput,
-        responses={201: ScopeOutput},
+        responses={201: ScopeOutput, 409: NAME_TAKEN},
         tags=["scopes"],
         examples=[
             OpenApiExample(
@@ -106,7 +107,7 @@ class ScopeDetailApi(TenantApi):
     @extend_schema(
         operation_id="scopes_update",
         request=ScopeInput(partial=True),
-        responses=ScopeOutput,
+        responses={200: ScopeOutput, 409: NAME_TAKEN},
         tags=["scopes"],
     )
     def patch(self, request: Request, scope_id: uuid.UUID) -> Response:
@@ -115,7 +116,11 @@ class ScopeDetailApi(TenantApi):
         scope = scope_update(tenant=self.tenant, actor=self.actor, scope=scope, changes=changes)
         return Response(ScopeOutput(scope).data)
 
-    @extend_schema(operation_id="scopes_destroy", responses={204: None}, tags=["scopes"])
+    @extend_schema(
+        operation_id="scopes_destroy",
+        responses={204: None, 409: OpenApiResponse(description="conflict: bots use the scope")},
+        tags=["scopes"],
+    )
     def delete(self, request: Request, scope_id: uuid.UUID) -> Response:
         scope_delete(tenant=self.tenant, actor=self.actor, scope=self.get_object(Scope, scope_id))
         return Response(status=204)
@@ -231,7 +236,10 @@ class ApiKeyDetailApi(ApiKeyMixin):
     @extend_schema(
         operation_id="api_keys_update",
         request=ApiKeyInput(partial=True),
-        responses=ApiKeyOutput,
+        responses={
+            200: ApiKeyOutput,
+            409: OpenApiResponse(description="conflict: the key is revoked"),
+        },
         tags=["api-keys"],
     )
     def patch(self, request: Request, key_id: uuid.UUID) -> Response:

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connection
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from psycopg_pool import PoolTimeout
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -174,7 +174,10 @@ class HealthApi(APIView):
     @extend_schema(
         operation_id="health",
         auth=[],
-        responses={200: HealthOutput, 503: HealthOutput},
+        responses={
+            200: HealthOutput,
+            503: OpenApiResponse(HealthOutput, description="The database does not answer."),
+        },
         tags=["operations"],
         examples=[
             OpenApiExample(

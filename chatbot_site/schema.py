@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from chatbot_site.errors import STATUS_CODES
@@ -49,12 +49,6 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
-ERRORS_BY_METHOD = {
-    "get": ["400", "401", "403", "404", "429", "503"],
-    "post": ["400", "401", "403", "404", "409", "413", "415", "429", "503"],
-    "patch": ["400", "401", "403", "404", "409", "413", "415", "429", "503"],
-    "delete": ["401", "403", "404", "409", "429", "503"],
-}
 DESCRIPTIONS = {
     "400": "invalid_request / validation_error",
     "401": "authentication_failed",
@@ -64,8 +58,36 @@ DESCRIPTIONS = {
     "413": "payload_too_large",
     "415": "unsupported_media_type",
     "429": "rate_limited (with Retry-After) / quota_exceeded",
+    "500": "internal_error",
     "503": "service_unavailable (the database does not answer; with Retry-After)",
 }
+# A view answers 409 when a create or a rename takes a name another object of the tenant has.
+NAME_TAKEN = OpenApiResponse(description="conflict: another one of the tenant's has this name")
+
+
+def error_statuses(operation: dict[str, Any], view: type | None) -> set[str]:
+    """The errors every operation of its kind can answer, from what it is: any can fail (500)
+    or find the database gone (503); one that takes a query or a body can get them invalid
+    (400), a body too large (413) or of a media type it does not parse (415); a path naming an
+    object can name a missing one or another tenant's (404); a keyed one can have its key
+    refused (401) or over its rate limit (429), and its view's role lacked (403) when it needs
+    an admin key. What a view answers beyond these (a conflict, a bot named in the body, a
+    provider failing) it declares in its own ``@extend_schema`` responses."""
+    from tenants.models import Role
+
+    codes = {"500", "503"}
+    located = {parameter.get("in") for parameter in operation.get("parameters", [])}
+    if "requestBody" in operation:
+        codes |= {"400", "413", "415"}
+    if "query" in located:
+        codes.add("400")
+    if "path" in located:
+        codes.add("404")
+    if any("bearer" in option for option in operation.get("security", [])):
+        codes |= {"401", "429"}
+        if getattr(view, "required_role", None) == Role.ADMIN:
+            codes.add("403")
+    return codes
 
 
 # The headers API.md names (components/headers), and on which responses they come.
@@ -147,7 +169,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
-def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+def add_error_responses(result: dict[str, Any], generator: Any = None, **_: Any) -> dict[str, Any]:
     from conversations.guardrails import PolicyBlocked  # chat's 502 when an answer is withheld
 
     components = result.setdefault("components", {})
@@ -158,23 +180,16 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     components["headers"] = copy.deepcopy(HEADERS)
     components["parameters"] = {"RequestId": copy.deepcopy(REQUEST_ID_PARAMETER)}
     ref = {"$ref": "#/components/schemas/Error"}
+    views = {
+        (path, method.lower()): getattr(callback, "cls", None)
+        for path, _regex, method, callback in getattr(generator, "endpoints", None) or []
+    }
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             parameters = operation.setdefault("parameters", [])
             parameters.append({"$ref": "#/components/parameters/RequestId"})
-            codes = list(ERRORS_BY_METHOD.get(method, []))
-            if not operation.get("security"):
-                # Without a key there is no role to lack (403), and the token exchange names no
-                # object (404) and changes none (409): it never answers them.
-                codes = [code for code in codes if code not in {"403", "404", "409"}]
-            if not operation.get("security") and path.endswith("/health"):
-                codes = []
-                # The same report as the 200's (the view says so), with the database's check
-                # failed; it was replaced by a bare object here.
-                responses.setdefault("503", {"content": copy.deepcopy(responses["200"]["content"])})
-                responses["503"]["description"] = "The database does not answer."
-            for code in codes:
+            for code in sorted(error_statuses(operation, views.get((path, method)))):
                 responses.setdefault(
                     code,
                     {
@@ -182,18 +197,12 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
                         "content": {"application/json": {"schema": ref}},
                     },
                 )
-            responses.setdefault(
-                "500",
-                {
-                    "description": "internal_error",
-                    "content": {"application/json": {"schema": ref}},
-                },
-            )
-            # An error a view documents with a description only (chat's 409 and 502) has the
-            # envelope as its body too.
+            # An error a view documents with a description only (chat's 409 and 502, a 409 of
+            # a name taken) has the envelope as its body too.
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400 and "content" not in response:
                     response["content"] = {"application/json": {"schema": ref}}
+            operation["responses"] = responses = dict(sorted(responses.items()))
             keyed = any("bearer" in option for option in operation.get("security", []))
             for code, response in responses.items():
                 response["headers"] = {

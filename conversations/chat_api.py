@@ -540,6 +540,7 @@ class ChatSchemaView(APIView):
     """Schema only: describes ``POST /v1/chat`` (served by :class:`ChatView`)."""
 
     authentication_classes = [ApiKeyAuthentication]
+    required_role = Role.CHAT  # as ChatView authorizes
 
     @extend_schema(
         operation_id="chat",
@@ -550,6 +551,10 @@ class ChatSchemaView(APIView):
             ),
             (200, "text/event-stream"): OpenApiResponse(
                 response=OpenApiTypes.STR, description=STREAM_DESCRIPTION
+            ),
+            403: OpenApiResponse(description="permission_denied: the bot is not active"),
+            404: OpenApiResponse(
+                description="not_found: the bot (`bot_id`), or the conversation (`session_id`)"
             ),
             409: OpenApiResponse(
                 description="conflict: the session (`session_id`) is still answering an earlier "

@@ -5,7 +5,7 @@ embedding counts in the tenant's usage (``conversations.services.usage_record``)
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -64,7 +64,12 @@ class RetrieveApi(TenantApi):
     @extend_schema(
         operation_id="retrieve",
         request=RetrieveInput,
-        responses=RetrieveOutput,
+        responses={
+            200: RetrieveOutput,
+            403: OpenApiResponse(description="permission_denied: the bot is not active"),
+            404: OpenApiResponse(description="not_found: the bot (`bot_id`)"),
+            502: OpenApiResponse(description="upstream_error: the embedding provider failed"),
+        },
         tags=["chat"],
         description="Retrieval only: the bot's best passages for a query, best first.",
     )

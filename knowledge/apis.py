@@ -14,6 +14,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
+    OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
@@ -29,6 +30,7 @@ from chatbot_site.errors import NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import MAX_TAG_CHARS, TagField, parse_bool, parse_tag
 from chatbot_site.parsers import JSONParser, metadata_problem
+from chatbot_site.schema import NAME_TAKEN
 from knowledge.intake import (
     document_add_upload,
     document_add_url,
@@ -99,7 +101,7 @@ class DatasetListCreateApi(TenantApi):
     @extend_schema(
         operation_id="datasets_create",
         request=DatasetInput,
-        responses={201: DatasetOutput},
+        responses={201: DatasetOutput, 409: NAME_TAKEN},
         tags=["datasets"],
     )
     def post(self, request: Request) -> Response:
@@ -121,7 +123,7 @@ class DatasetDetailApi(TenantApi):
     @extend_schema(
         operation_id="datasets_update",
         request=DatasetInput(partial=True),
-        responses=DatasetOutput,
+        responses={200: DatasetOutput, 409: NAME_TAKEN},
         tags=["datasets"],
     )
     def patch(self, request: Request, dataset_id: str) -> Response:
@@ -305,7 +307,14 @@ class DatasetDocumentListApi(TenantApi):
             "multipart/form-data": UploadInput,
             "application/json": DOCUMENT_JSON_INPUT,
         },
-        responses={202: DOCUMENT_ADDED, 200: DOCUMENT_ADDED},
+        responses={
+            202: DOCUMENT_ADDED,
+            200: DOCUMENT_ADDED,
+            409: OpenApiResponse(
+                description="conflict: a record's document is being ingested, or its new "
+                "content is already another document of the dataset"
+            ),
+        },
         description=(
             "Add a document: a file (multipart `file`, optional `title`, `tags`), "
             '`{"url": ...}`, or `{"records": [...]}` (up to 1,000; one document each, answered '
@@ -365,7 +374,10 @@ class DocumentReingestApi(TenantApi):
     @extend_schema(
         operation_id="documents_reingest",
         request=None,
-        responses={202: DocumentOutput},
+        responses={
+            202: DocumentOutput,
+            409: OpenApiResponse(description="conflict: the document is queued or being ingested"),
+        },
         tags=["documents"],
     )
     def post(self, request: Request, document_id: str) -> Response:
@@ -476,7 +488,7 @@ class BotListCreateApi(BotApiBase):
     @extend_schema(
         operation_id="bots_create",
         request=BotInput,
-        responses={201: BotOutput},
+        responses={201: BotOutput, 409: NAME_TAKEN},
         tags=["bots"],
         examples=[
             OpenApiExample(
@@ -513,7 +525,7 @@ class BotDetailApi(BotApiBase):
     @extend_schema(
         operation_id="bots_update",
         request=BotInput(partial=True),
-        responses=BotOutput,
+        responses={200: BotOutput, 409: NAME_TAKEN},
         tags=["bots"],
     )
     def patch(self, request: Request, bot_id: str) -> Response:

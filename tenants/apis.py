@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -48,7 +53,13 @@ class AuthTokenApi(APIView):
     @extend_schema(
         operation_id="auth_token",
         request=TokenInput,
-        responses=TokenOutput,
+        responses={
+            200: TokenOutput,
+            401: OpenApiResponse(description="authentication_failed: the key is not valid"),
+            429: OpenApiResponse(
+                description="rate_limited: too many failed credentials from this address"
+            ),
+        },
         auth=[],
         tags=["auth"],
         examples=[

@@ -187,6 +187,8 @@ CASES = [
       lambda x: x.send("post", "/v1/bots", "name=x", fmt="text/plain")),
     c("bots-create-413", "post", "/v1/bots", 413,
       lambda x: x.send("post", "/v1/bots", {"name": "x", "description": "d" * 4000})),
+    c("bots-create-409", "post", "/v1/bots", 409,
+      lambda x: x.send("post", "/v1/bots", {"name": x.side.bot.name}), code="conflict"),
     c("bots-get", "get", BOT, 200, lambda x: x.send("get", f"/v1/bots/{x.side.bot.pk}")),
     c("bots-get-404", "get", BOT, 404, lambda x: x.send("get", f"/v1/bots/{MISSING}")),
     c("bots-patch", "patch", BOT, 200,
@@ -241,6 +243,9 @@ CASES = [
       lambda x: x.send("get", f"/v1/datasets/{x.side.dataset.pk}")),
     c("datasets-patch", "patch", DATASET, 200,
       lambda x: x.send("patch", f"/v1/datasets/{x.side.dataset.pk}", {"description": "new"})),
+    c("datasets-patch-409", "patch", DATASET, 409,
+      lambda x: x.send("patch", f"/v1/datasets/{x.side.dataset.pk}", {"name": x.send(
+          "post", "/v1/datasets", {"name": new_name("ds")}).json()["name"]}), code="conflict"),
     c("datasets-delete", "delete", DATASET, 204,
       lambda x: x.send("delete", f"/v1/datasets/{x.side.dataset.pk}")),
     # --- documents ------------------------------------------------------------------------
@@ -290,6 +295,8 @@ CASES = [
       lambda x: x.send("post", f"/v1/documents/{x.side.document.pk}/reingest")),
     c("documents-reingest-queued", "post", DOC + "/reingest", 409,
       lambda x: x.send("post", f"/v1/documents/{queued_document(x)}/reingest"), code="conflict"),
+    c("documents-reingest-404", "post", DOC + "/reingest", 404,
+      lambda x: x.send("post", f"/v1/documents/{MISSING}/reingest")),
     c("documents-delete", "delete", DOC, 204,
       lambda x: x.send("delete", f"/v1/documents/{x.side.document.pk}")),
     # --- api keys -------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import logging
 import time
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 
+from chatbot_site.tests.test_schema import assert_conforms
 from conversations.tests.chatkit import add_passages
 from knowledge.models import Chunk
 from knowledge.tests.factories import ChunkFactory, DocumentFactory
@@ -158,6 +160,7 @@ def test_a_provider_answer_that_is_not_embeddings_is_a_502_upstream_error(
     assert response.json()["error"]["message"] == (
         "The embedding provider failed: The embedding provider sent an invalid answer."
     )
+    assert_conforms(SchemaGenerator().get_schema(public=True), "post", "/v1/retrieve", response)
 
 
 def test_a_zero_vector_stored_earlier_scores_no_relevance_instead_of_failing(alpha):
