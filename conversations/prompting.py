@@ -1,6 +1,7 @@
 """What the model reads, and what of its answer survives.
 
-The prompt: the bot's system prompt, the scope's rules, then the retrieved passages numbered
+The prompt: the canary's line, the bot's system prompt, the scope's rules and ours (each of the
+three closed by the canary), then the retrieved passages numbered
 ``[1]..[n]`` and delimited as quoted data (never instructions), then the conversation history
 trimmed to a token budget (newest turns kept first), then the question.
 
@@ -115,17 +116,18 @@ def build_messages(
     question: str,
     canary: str = "",
 ) -> list[dict[str, str]]:
+    # The canary comes first: a model that recites its prompt writes it before anything else.
+    # It also closes each part of the instructions, on a line of its own (the bot's prompt, the
+    # scope's rules, ours: the last closes the instructions), so that a recital starting
+    # anywhere in them meets it by the end of that part. The passages are data: not marked.
+    close = f"\n{canary}" if canary else ""
+    instructions = [part + close for part in (system_prompt.strip(), rules.text(), RULES) if part]
     system = "\n\n".join(
-        part
-        for part in (
-            # First: a model that recites its prompt writes the canary before anything else.
-            canary_rule(canary) if canary else "",
-            system_prompt.strip(),
-            rules.text(),
-            RULES,
+        (
+            *([canary_rule(canary)] if canary else ()),
+            *instructions,
             passages_block(passages) if passages else "There are no passages for this question.",
         )
-        if part
     )
     return [
         {"role": "system", "content": system},

@@ -462,6 +462,58 @@ def test_a_canary_leaked_in_another_form_cuts_the_answer(served, alpha, leak):
     assert not any("You answer questions" in m.content for m in stored)
 
 
+def _part(system: str, start: str) -> str:
+    """The part of the system prompt that begins with ``start``, as it stands there."""
+    return start + system.split(start, 1)[1].split("\n\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "recite",
+    [
+        lambda system, canary: system.split("\n", 1)[1],  # from the second line on
+        lambda system, canary: system.split(canary, 1)[1],  # the part after the canary
+        lambda system, canary: _part(system, "You only talk about"),  # the scope's rules
+        lambda system, canary: _part(system, "You answer questions"),  # our rules
+        lambda system, canary: _part(system, "Be brief."),  # the bot's, from its line 2
+    ],
+    ids=["second-line-on", "after-canary", "scope-rules", "our-rules", "bot-prompt-line-2-on"],
+)
+def test_a_recital_of_the_prompt_without_its_first_line_cuts_the_answer(served, alpha, recite):
+    """The canary was the prompt's first line only: a model that recited the prompt from its
+    second line on, or only a part of it, was shown whole, JSON and streamed."""
+    alpha.bot.system_prompt = "You are the billing bot.\nBe brief.\nNever promise refunds."
+    alpha.bot.save()
+    alpha.scope.description = "Questions about billing: plans, renewals, refunds and support."
+    alpha.scope.allowed_topics = ["billing", "subscription plans", "refunds"]
+    alpha.scope.save()
+    recitals: list[str] = []
+
+    def reply(body: dict[str, Any]) -> str:
+        system = body["messages"][0]["content"]
+        canary = system.split("Confidential marker: ")[1].split(".")[0]
+        recitals.append(recite(system, canary))
+        return f"Sure, here they are.\n\n{recitals[-1]}"
+
+    base, fake = served
+    fake.reply_for = reply
+    fake.piece_chars = 3
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "error", frames[-1]
+    assert frames[-1]["data"]["error"]["code"] == "policy_blocked"
+    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    system = fake.chat_requests()[-1]["messages"][0]["content"]
+    canary = system.split("Confidential marker: ")[1].split(".")[0]
+    assert shown.startswith("Sure, here they are.") and "cnry" not in shown
+    after = recitals[-1].split(canary, 1)[1].strip()  # the recital past its first marker
+    assert not after or after.splitlines()[0] not in shown
+    status, body = chat_status(base, alpha, ask(alpha, "When is renewal?"))
+    assert status == 502 and body["error"]["code"] == "policy_blocked"
+    assert "cnry" not in json.dumps(body)
+    stored = Message.objects.for_tenant(alpha.tenant).filter(finish_reason="policy_blocked")
+    assert stored.count() == 2 and not any("cnry" in m.content for m in stored)
+
+
 def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_stays_deleted(
     served, alpha
 ):

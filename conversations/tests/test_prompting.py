@@ -17,6 +17,7 @@ from conversations.llm.extractive import (
     within,
 )
 from conversations.prompting import (
+    RULES,
     CitationFilter,
     ScopeRules,
     build_messages,
@@ -116,6 +117,35 @@ def test_prompt_delimits_passages_as_data_and_escapes_them():
         {"role": "assistant", "content": "hello"},
         {"role": "user", "content": "How do refunds work?"},
     ]
+
+
+def test_the_canary_closes_every_part_of_the_instructions_and_not_the_passages():
+    """A model that recites its prompt from anywhere in the instructions writes the canary by
+    the end of the part it started in; the passages (data) and the history carry none."""
+    canary = "cnry-0123456789abcdef"
+    messages = build_messages(
+        system_prompt="You are the billing bot.\nBe brief.",
+        rules=ScopeRules(description="billing", blocked_topics=["legal advice"]),
+        passages=[hit("Plans renew every year.")],
+        history=[{"role": "user", "content": "hi"}],
+        question="When do plans renew?",
+        canary=canary,
+    )
+    system = messages[0]["content"]
+    first, *parts, passages = system.split("\n\n")
+    assert first.startswith(f"Confidential marker: {canary}.")
+    assert [part.splitlines()[-1] for part in parts] == [canary] * 3
+    assert parts[0] == f"You are the billing bot.\nBe brief.\n{canary}"
+    assert parts[2] == f"{RULES}\n{canary}"
+    assert passages.startswith("<passages>") and canary not in passages
+    assert system.count(canary) == 4 and all(canary not in m["content"] for m in messages[1:])
+    # No bot prompt, no scope: our rules alone are closed; without a canary, nothing is.
+    bare = build_messages(system_prompt="", rules=ScopeRules(), passages=[], history=[],
+                          question="Hi", canary=canary)[0]["content"]  # fmt: skip
+    assert bare.count(canary) == 2 and f"{RULES}\n{canary}\n\nThere are no passages" in bare
+    plain = build_messages(system_prompt="", rules=ScopeRules(), passages=[], history=[],
+                           question="Hi")[0]["content"]  # fmt: skip
+    assert plain == f"{RULES}\n\nThere are no passages for this question."
 
 
 def test_history_keeps_the_newest_turns_within_budget():
