@@ -362,6 +362,16 @@ def test_a_json_turn_whose_client_leaves_has_one_access_line_saying_so(served, a
     assert len(access_lines(log, since)) == 2
 
 
+def streamed_until_policy_blocked(base: str, world: TenantWorld) -> str:
+    """A streamed turn asking "When is renewal?" that must end in ``policy_blocked``: what was
+    shown before the cut."""
+    frames = [f for f in parse(post(base, world, ask(world, "When is renewal?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "error", frames[-1]
+    assert frames[-1]["data"]["error"]["code"] == "policy_blocked"
+    return "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+
+
 def test_a_leaked_canary_cuts_the_stream_with_policy_blocked(served, alpha):
     """The obedient model leaks its system prompt when a passage asks it to; the canary in
     that prompt cuts the answer, and not one character of the canary is streamed."""
@@ -449,11 +459,7 @@ def test_a_canary_leaked_in_another_form_cuts_the_answer(served, alpha, leak):
     base, fake = served
     fake.reply_for = reply
     fake.piece_chars = 3
-    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
-              if "comment" not in f]  # fmt: skip
-    assert frames[-1]["event"] == "error", frames[-1]
-    assert frames[-1]["data"]["error"]["code"] == "policy_blocked"
-    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    shown = streamed_until_policy_blocked(base, alpha)
     assert "You answer questions" not in shown and "and then:" not in shown
     status, body = chat_status(base, alpha, ask(alpha, "When is renewal?"))
     assert status == 502 and body["error"]["code"] == "policy_blocked"
@@ -497,11 +503,7 @@ def test_a_recital_of_the_prompt_without_its_first_line_cuts_the_answer(served, 
     base, fake = served
     fake.reply_for = reply
     fake.piece_chars = 3
-    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
-              if "comment" not in f]  # fmt: skip
-    assert frames[-1]["event"] == "error", frames[-1]
-    assert frames[-1]["data"]["error"]["code"] == "policy_blocked"
-    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    shown = streamed_until_policy_blocked(base, alpha)
     system = fake.chat_requests()[-1]["messages"][0]["content"]
     canary = system.split("Confidential marker: ")[1].split(".")[0]
     assert shown.startswith("Sure, here they are.") and "cnry" not in shown
