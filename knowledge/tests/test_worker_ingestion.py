@@ -18,7 +18,7 @@ from knowledge.models import Chunk, Document, DocumentStatus
 from knowledge.tests.factories import DocumentFactory
 from knowledge.tests.fixtures import make_docx, make_pdf
 from tests.processes import celery_worker, child_env, wait_for
-from tests.world import build_tenant
+from tests.world import TenantWorld, build_tenant
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -139,16 +139,22 @@ def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
     assert document.status == DocumentStatus.READY
 
 
-def test_documents_queued_before_a_redis_restart_still_finish(tmp_path, redis_client):
-    side = build_tenant("acme")
+def upload_small_documents(side: TenantWorld, count: int) -> list[str]:
+    """``count`` small Markdown files uploaded through the API (queued): their ids."""
     ids = []
-    for n in range(3):
+    for n in range(count):
         response = side.client().post(
             f"/v1/datasets/{side.dataset.pk}/documents",
             {"file": SimpleUploadedFile(f"{n}.md", f"# Doc {n}\n\nBody {n}.".encode())},
             format="multipart",
         )
         ids.append(response.json()["id"])
+    return ids
+
+
+def test_documents_queued_before_a_redis_restart_still_finish(tmp_path, redis_client):
+    side = build_tenant("acme")
+    ids = upload_small_documents(side, 3)
     redis_client.flushdb()  # Redis restarted without persistence: the queued messages are gone
     assert all(status(i) == "queued" for i in ids)
     # The real schedule finds them: celery beat runs the reaper (every second here, with a
@@ -212,14 +218,7 @@ def test_the_reaper_does_not_wait_behind_the_queued_documents(tmp_path):
         processing_started_at=timezone.now() - dt.timedelta(hours=1),
         attempts=1,
     )
-    backlog = []
-    for n in range(8):
-        response = side.client().post(
-            f"/v1/datasets/{side.dataset.pk}/documents",
-            {"file": SimpleUploadedFile(f"{n}.md", f"# Doc {n}\n\nBody {n}.".encode())},
-            format="multipart",
-        )
-        backlog.append(response.json()["id"])
+    backlog = upload_small_documents(side, 8)
 
     def reaped() -> bool:
         row = Document.all_tenants.values("status", "attempts").get(pk=dead.pk)
