@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from chatbot_site.errors import Conflict, NotFound
 from knowledge.intake import document_reingest
 from knowledge.models import Document, DocumentStatus, SourceType
+from knowledge.selectors import documents_unfinished
 from tenants.models import Tenant
 from tenants.services import Actor
 
@@ -41,9 +42,7 @@ def documents_stale(
 
 def documents_in_flight() -> int:
     """Documents queued or being ingested, of every active tenant: the ingestion queue's depth."""
-    return Document.all_tenants.filter(
-        status__in=[DocumentStatus.QUEUED, DocumentStatus.PROCESSING], tenant__is_active=True
-    ).count()
+    return documents_unfinished(Document.all_tenants.filter(tenant__is_active=True)).count()
 
 
 def original_missing(document: Document) -> bool:

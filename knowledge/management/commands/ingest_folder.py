@@ -11,11 +11,11 @@ from typing import Any
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count
 
 from chatbot_site.errors import ApplicationError
 from knowledge.intake import document_add_upload
-from knowledge.models import Dataset, Document, DocumentStatus
+from knowledge.models import Dataset, Document
+from knowledge.selectors import document_outcomes, documents_unfinished
 from knowledge.services import dataset_create
 from tenants.selectors import tenant_get_by_slug
 from tenants.services import Actor
@@ -57,17 +57,11 @@ class Command(BaseCommand):
         documents = Document.objects.for_tenant(tenant).filter(pk__in=ids)
         deadline = time.monotonic() + options["timeout"]
         while options["wait"] and time.monotonic() < deadline:
-            pending = documents.filter(
-                status__in=[DocumentStatus.QUEUED, DocumentStatus.PROCESSING]
-            ).count()
+            pending = documents_unfinished(documents).count()
             if not pending:
                 break
             self.stderr.write(f"waiting: {pending} of {len(ids)} not finished")
             time.sleep(5)
-        outcomes = {
-            f"{row['status']}:{row['error_code'] or ''}".rstrip(":"): row["n"]
-            for row in documents.values("status", "error_code").annotate(n=Count("id"))
-        }
         report = {"folder": str(folder), "submitted": len(ids),
-                  "refused_at_intake": dict(refused), "outcomes": dict(sorted(outcomes.items()))}  # fmt: skip
+                  "refused_at_intake": dict(refused), "outcomes": document_outcomes(documents)}  # fmt: skip
         self.stdout.write(json.dumps(report, indent=2))

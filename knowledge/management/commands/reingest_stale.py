@@ -5,15 +5,14 @@ counts as one line of JSON."""
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Count
 
 from chatbot_site.errors import ApplicationError
 from knowledge.ingestion import PIPELINE_VERSION
 from knowledge.models import Document, DocumentStatus
+from knowledge.selectors import document_outcomes, documents_unfinished
 from knowledge.stale import documents_in_flight, documents_reingest_stale, documents_stale
 from tenants.management.commands._output import as_command_error, emit
 from tenants.models import Tenant
@@ -123,7 +122,7 @@ class Command(BaseCommand):
                 .count()
             )
         if options["wait"]:
-            report["outcomes"] = self._outcomes(queued)
+            report["outcomes"] = document_outcomes(Document.all_tenants.filter(pk__in=queued))
         emit(self, report)
 
     @staticmethod
@@ -133,18 +132,4 @@ class Command(BaseCommand):
 
     @staticmethod
     def _pending(ids: list[Any]) -> bool:
-        return Document.all_tenants.filter(
-            pk__in=ids, status__in=[DocumentStatus.QUEUED, DocumentStatus.PROCESSING]
-        ).exists()
-
-    @staticmethod
-    def _outcomes(ids: list[Any]) -> dict[str, int]:
-        rows = (
-            Document.all_tenants.filter(pk__in=ids)
-            .values("status", "error_code")
-            .annotate(n=Count("id"))
-        )
-        counts: Counter[str] = Counter()
-        for row in rows:
-            counts[f"{row['status']}:{row['error_code'] or ''}".rstrip(":")] += row["n"]
-        return dict(sorted(counts.items()))
+        return documents_unfinished(Document.all_tenants.filter(pk__in=ids)).exists()
