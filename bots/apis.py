@@ -14,8 +14,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bots.models import PII_ENTITIES, Bot, Scope
+from bots.reach import Reach
 from bots.services import scope_create, scope_delete, scope_update
-from chatbot_site.errors import PermissionDenied, ValidationFailed
+from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import TagField
 from chatbot_site.schema import NAME_TAKEN
@@ -61,7 +62,15 @@ class ScopeInput(serializers.Serializer):
         return list(dict.fromkeys(value))  # a set of entities: ["EMAIL", "EMAIL"] is ["EMAIL"]
 
 
-class ScopeListCreateApi(TenantApi):
+class ReachApi(TenantApi):
+    """What the key reaches (``bots.reach``): a bot-limited key, its bots and what they use."""
+
+    @property
+    def reach(self) -> Reach:
+        return Reach(self.tenant, self.api_key)
+
+
+class ScopeListCreateApi(ReachApi):
     @extend_schema(
         operation_id="scopes_list",
         parameters=PAGE_PARAMETERS,
@@ -69,7 +78,8 @@ class ScopeListCreateApi(TenantApi):
         tags=["scopes"],
     )
     def get(self, request: Request) -> Response:
-        page = paginate(self.scoped(Scope), request, lambda rows: ScopeOutput(rows, many=True).data)
+        scopes = self.reach.scopes()
+        page = paginate(scopes, request, lambda rows: ScopeOutput(rows, many=True).data)
         return Response(page)
 
     @extend_schema(
@@ -94,15 +104,22 @@ class ScopeListCreateApi(TenantApi):
         ],
     )
     def post(self, request: Request) -> Response:
+        self.reach.check_may_create("scopes")
         data = self.validated(ScopeInput, request.data)
         scope = scope_create(tenant=self.tenant, actor=self.actor, **data)
         return Response(ScopeOutput(scope).data, status=201)
 
 
-class ScopeDetailApi(TenantApi):
+class ScopeDetailApi(ReachApi):
+    def scope(self, scope_id: uuid.UUID, *, change: bool = False) -> Scope:
+        scope = self.get_object(Scope, scope_id, queryset=self.reach.scopes())
+        if change:
+            self.reach.check_scope_unshared(scope)
+        return scope
+
     @extend_schema(operation_id="scopes_retrieve", responses=ScopeOutput, tags=["scopes"])
     def get(self, request: Request, scope_id: uuid.UUID) -> Response:
-        return Response(ScopeOutput(self.get_object(Scope, scope_id)).data)
+        return Response(ScopeOutput(self.scope(scope_id)).data)
 
     @extend_schema(
         operation_id="scopes_update",
@@ -111,7 +128,7 @@ class ScopeDetailApi(TenantApi):
         tags=["scopes"],
     )
     def patch(self, request: Request, scope_id: uuid.UUID) -> Response:
-        scope = self.get_object(Scope, scope_id)
+        scope = self.scope(scope_id, change=True)
         changes = self.validated(ScopeInput, request.data, partial=True)
         scope = scope_update(tenant=self.tenant, actor=self.actor, scope=scope, changes=changes)
         return Response(ScopeOutput(scope).data)
@@ -122,7 +139,7 @@ class ScopeDetailApi(TenantApi):
         tags=["scopes"],
     )
     def delete(self, request: Request, scope_id: uuid.UUID) -> Response:
-        scope_delete(tenant=self.tenant, actor=self.actor, scope=self.get_object(Scope, scope_id))
+        scope_delete(tenant=self.tenant, actor=self.actor, scope=self.scope(scope_id, change=True))
         return Response(status=204)
 
 
@@ -158,15 +175,12 @@ class ApiKeyInput(serializers.Serializer):
     )
 
 
-class ApiKeyMixin(TenantApi):
+class ApiKeyMixin(ReachApi):
     """A key limited to some bots (``bot_ids``) manages only keys limited to some of the same
     bots, itself included: otherwise it could make a key for every bot, or lift its own limit."""
 
     def managed_keys(self) -> QuerySet[ApiKey]:
-        keys = self.scoped(ApiKey)
-        if own := self.api_key.bot_ids:
-            keys = keys.filter(bot_ids__len__gt=0, bot_ids__contained_by=own)
-        return keys
+        return self.reach.keys()
 
     def checked_bot_ids(self, bot_ids: list[uuid.UUID]) -> list[uuid.UUID]:
         unique = list(dict.fromkeys(bot_ids))
@@ -174,12 +188,7 @@ class ApiKeyMixin(TenantApi):
         missing = [str(pk) for pk in unique if pk not in found]
         if missing:
             raise ValidationFailed(details={"bot_ids": [f"Bot not found: {pk}" for pk in missing]})
-        own = self.api_key.bot_ids
-        if own and not (unique and set(unique) <= set(own)):
-            raise PermissionDenied(
-                "This key is limited to some bots: the keys it manages must be limited to some "
-                "of them."
-            )
+        self.reach.check_key_within(unique)
         return unique
 
 

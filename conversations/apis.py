@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from bots.reach import Reach
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, keyset_page, page_of, paginate, parse_limit
 from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
@@ -101,9 +102,7 @@ class ConversationApiBase(TenantApi):
         conversations = self.scoped(Conversation)
         if self.api_key.role != Role.ADMIN:
             conversations = conversations.filter(api_key=self.api_key)
-        if self.api_key.bot_ids:
-            conversations = conversations.filter(bot_id__in=self.api_key.bot_ids)
-        return conversations
+        return Reach(self.tenant, self.api_key).of_its_bots(conversations)
 
 
 class ConversationListApi(ConversationApiBase):
@@ -235,8 +234,7 @@ class UsageApi(TenantApi):
             raise ValidationFailed(details={"group_by": [f"Must be one of {', '.join(GROUPS)}."]})
         column = GROUPS[group_by]
         rows = UsageDaily.objects.for_tenant(self.tenant).filter(day__gte=start, day__lte=end)
-        if self.api_key.bot_ids:  # a key limited to some bots sees their usage only
-            rows = rows.filter(bot_id__in=self.api_key.bot_ids)
+        rows = Reach(self.tenant, self.api_key).of_its_bots(rows)  # a bot-limited key: theirs
         sums: dict[str, Any] = {
             "requests": Sum("requests"),
             "prompt_tokens": Sum("prompt_tokens"),

@@ -24,9 +24,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from bots.models import Bot, Scope
+from bots.models import Bot
 from bots.services import bot_delete
-from chatbot_site.errors import NotFound, PermissionDenied, ValidationFailed
+from chatbot_site.errors import NotFound, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import MAX_TAG_CHARS, TagField, parse_bool, parse_tag
 from chatbot_site.parsers import JSONParser, metadata_problem
@@ -38,6 +38,7 @@ from knowledge.intake import (
     documents_add_records,
 )
 from knowledge.models import LANGUAGES, BotDataset, Dataset, Document, DocumentStatus
+from knowledge.reach import Reach
 from knowledge.services import (
     bot_create_with_datasets,
     bot_update_with_datasets,
@@ -47,6 +48,15 @@ from knowledge.services import (
     document_delete,
 )
 from tenants.api_base import TenantApi
+
+
+class ReachApi(TenantApi):
+    """What the key reaches (``bots.reach``): a bot-limited key, its bots and what they use."""
+
+    @property
+    def reach(self) -> Reach:
+        return Reach(self.tenant, self.api_key)
+
 
 # --- datasets ------------------------------------------------------------------------------
 
@@ -82,7 +92,7 @@ def check_overlap(data: dict[str, Any], current: Dataset | None = None) -> None:
         raise ValidationFailed(details={"chunk_overlap": ["Must be smaller than chunk_size."]})
 
 
-class DatasetListCreateApi(TenantApi):
+class DatasetListCreateApi(ReachApi):
     @extend_schema(
         operation_id="datasets_list",
         responses=page_of(DatasetOutput),
@@ -93,7 +103,7 @@ class DatasetListCreateApi(TenantApi):
         tags=["datasets"],
     )
     def get(self, request: Request) -> Response:
-        datasets = self.scoped(Dataset).annotate(document_count=Count("documents"))
+        datasets = self.reach.datasets().annotate(document_count=Count("documents"))
         if tag := request.query_params.get("tag"):
             datasets = datasets.filter(tags__contains=[parse_tag(tag)])
         return Response(paginate(datasets, request, lambda r: DatasetOutput(r, many=True).data))
@@ -105,15 +115,16 @@ class DatasetListCreateApi(TenantApi):
         tags=["datasets"],
     )
     def post(self, request: Request) -> Response:
+        self.reach.check_may_create("datasets")
         data = self.validated(DatasetInput, request.data)
         check_overlap(data)
         dataset = dataset_create(tenant=self.tenant, actor=self.actor, **data)
         return Response(DatasetOutput(dataset).data, status=201)
 
 
-class DatasetDetailApi(TenantApi):
+class DatasetDetailApi(ReachApi):
     def dataset(self, dataset_id: Any) -> Dataset:
-        queryset = self.scoped(Dataset).annotate(document_count=Count("documents"))
+        queryset = self.reach.datasets().annotate(document_count=Count("documents"))
         return self.get_object(Dataset, dataset_id, queryset=queryset)
 
     @extend_schema(operation_id="datasets_retrieve", responses=DatasetOutput, tags=["datasets"])
@@ -128,6 +139,7 @@ class DatasetDetailApi(TenantApi):
     )
     def patch(self, request: Request, dataset_id: str) -> Response:
         dataset = self.dataset(dataset_id)
+        self.reach.check_dataset_unshared(dataset.pk)
         changes = self.validated(DatasetInput, request.data, partial=True)
         check_overlap(changes, dataset)
         dataset = dataset_update(
@@ -137,7 +149,8 @@ class DatasetDetailApi(TenantApi):
 
     @extend_schema(operation_id="datasets_destroy", responses={204: None}, tags=["datasets"])
     def delete(self, request: Request, dataset_id: str) -> Response:
-        dataset = self.get_object(Dataset, dataset_id)
+        dataset = self.get_object(Dataset, dataset_id, queryset=self.reach.datasets())
+        self.reach.check_dataset_unshared(dataset.pk)
         dataset_delete(tenant=self.tenant, actor=self.actor, dataset=dataset)
         return Response(status=204)
 
@@ -287,7 +300,7 @@ def parse_tags(raw: str) -> list[str]:
     return tags
 
 
-class DatasetDocumentListApi(TenantApi):
+class DatasetDocumentListApi(ReachApi):
     parser_classes = [JSONParser, MultiPartParser]
 
     @extend_schema(
@@ -297,7 +310,7 @@ class DatasetDocumentListApi(TenantApi):
         tags=["documents"],
     )
     def get(self, request: Request, dataset_id: str) -> Response:
-        dataset = self.get_object(Dataset, dataset_id)
+        dataset = self.get_object(Dataset, dataset_id, queryset=self.reach.datasets())
         documents = filter_documents(self.scoped(Document).filter(dataset=dataset), request)
         return Response(paginate(documents, request, lambda r: DocumentOutput(r, many=True).data))
 
@@ -324,7 +337,8 @@ class DatasetDocumentListApi(TenantApi):
         tags=["documents"],
     )
     def post(self, request: Request, dataset_id: str) -> Response:
-        dataset = self.get_object(Dataset, dataset_id)
+        dataset = self.get_object(Dataset, dataset_id, queryset=self.reach.datasets())
+        self.reach.check_dataset_unshared(dataset.pk)
         try:
             return self._add(request, dataset)
         except IntegrityError:
@@ -370,7 +384,7 @@ class DatasetDocumentListApi(TenantApi):
         )
 
 
-class DocumentReingestApi(TenantApi):
+class DocumentReingestApi(ReachApi):
     @extend_schema(
         operation_id="documents_reingest",
         request=None,
@@ -381,19 +395,22 @@ class DocumentReingestApi(TenantApi):
         tags=["documents"],
     )
     def post(self, request: Request, document_id: str) -> Response:
-        document = self.get_object(Document, document_id)
+        document = self.get_object(Document, document_id, queryset=self.reach.documents())
+        self.reach.check_dataset_unshared(document.dataset_id)
         document = document_reingest(tenant=self.tenant, actor=self.actor, document=document)
         return Response(DocumentOutput(document).data, status=202)
 
 
-class DocumentDetailApi(TenantApi):
+class DocumentDetailApi(ReachApi):
     @extend_schema(operation_id="documents_retrieve", responses=DocumentOutput, tags=["documents"])
     def get(self, request: Request, document_id: str) -> Response:
-        return Response(DocumentOutput(self.get_object(Document, document_id)).data)
+        document = self.get_object(Document, document_id, queryset=self.reach.documents())
+        return Response(DocumentOutput(document).data)
 
     @extend_schema(operation_id="documents_destroy", responses={204: None}, tags=["documents"])
     def delete(self, request: Request, document_id: str) -> Response:
-        document = self.get_object(Document, document_id)
+        document = self.get_object(Document, document_id, queryset=self.reach.documents())
+        self.reach.check_dataset_unshared(document.dataset_id)
         document_delete(tenant=self.tenant, actor=self.actor, document=document)
         return Response(status=204)
 
@@ -436,31 +453,30 @@ class BotInput(serializers.Serializer):
     is_active = serializers.BooleanField(required=False)
 
 
-class BotApiBase(TenantApi):
+class BotApiBase(ReachApi):
     def bots(self) -> QuerySet[Bot]:
-        bots = self.scoped(Bot).prefetch_related(
+        return self.reach.bots().prefetch_related(
             Prefetch("dataset_links", queryset=self.scoped(BotDataset).only("bot_id", "dataset_id"))
         )
-        if self.api_key.bot_ids:
-            bots = bots.filter(pk__in=self.api_key.bot_ids)
-        return bots
 
     def resolve_references(
         self, data: dict[str, Any]
     ) -> tuple[dict[str, Any], list[Dataset] | None]:
-        """``scope_id`` / ``dataset_ids`` → this tenant's objects, or field errors."""
+        """``scope_id`` / ``dataset_ids`` → objects the key reaches, or field errors (a
+        bot-limited key's bots get only the scopes and datasets its bots already use: another
+        bot's would let it read their documents through its own)."""
         errors: dict[str, list[str]] = {}
         if "scope_id" in data:
             scope_id = data.pop("scope_id")
             data["scope"] = None
             if scope_id is not None:
-                data["scope"] = self.scoped(Scope).filter(pk=scope_id).first()
+                data["scope"] = self.reach.scopes().filter(pk=scope_id).first()
                 if data["scope"] is None:
                     errors["scope_id"] = ["Scope not found."]
         datasets = None
         if "dataset_ids" in data:
             wanted = list(dict.fromkeys(data.pop("dataset_ids")))
-            datasets = list(self.scoped(Dataset).filter(pk__in=wanted))
+            datasets = list(self.reach.datasets().filter(pk__in=wanted))
             missing = set(wanted) - {d.pk for d in datasets}
             if missing:
                 errors["dataset_ids"] = [
@@ -506,8 +522,7 @@ class BotListCreateApi(BotApiBase):
         ],
     )
     def post(self, request: Request) -> Response:
-        if self.api_key.bot_ids:
-            raise PermissionDenied("This key is limited to some bots and cannot create others.")
+        self.reach.check_may_create("bots")
         data, datasets = self.resolve_references(self.validated(BotInput, request.data))
         bot = bot_create_with_datasets(
             tenant=self.tenant, actor=self.actor, datasets=datasets or [], **data

@@ -1,0 +1,96 @@
+"""What an API key reaches inside its tenant: the one rule for keys limited to some bots.
+
+A key without ``bot_ids`` reaches everything of its tenant. A key with ``bot_ids`` (an ``admin``
+key: a ``chat`` key only chats, retrieves and reads its own conversations) reaches:
+
+- its bots: it reads, changes and deletes them, and creates none (a new bot is not in its list);
+- the scopes and datasets its bots use, and those datasets' documents: it reads them, and
+  changes or deletes them (adds, reingests or deletes a dataset's documents) only while no bot
+  outside its list uses them, else ``403 permission_denied`` (it can see them: its bots use
+  them). It creates no scope or dataset: no bot of its uses a new one, so it could not see it;
+- keys limited to some of the same bots, itself included; a key it would create or change to
+  reach another bot, or every bot, is ``403 permission_denied``;
+- the conversations and usage of its bots, and the audit entries about all of the above.
+
+Anything else of the tenant is ``404 not_found``, exactly as a missing object: a bot-limited key
+learns nothing of the tenant's other bots (their system prompts were in the audit log), nor of
+the datasets and scopes only they use.
+
+The bots layer holds bots, scopes and keys; ``knowledge.reach`` adds datasets, documents and the
+audit log (dependencies point one way)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TypeVar
+
+from django.db.models import Model, QuerySet
+
+from bots.models import Bot, Scope
+from chatbot_site.errors import PermissionDenied
+from tenants.models import ApiKey, Tenant
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class Reach:
+    tenant: Tenant
+    api_key: ApiKey
+
+    @property
+    def bot_ids(self) -> list[uuid.UUID] | None:
+        """The key's bots, or None: every bot of the tenant."""
+        return list(self.api_key.bot_ids) or None
+
+    def of_its_bots(self, rows: QuerySet[M], field: str = "bot_id") -> QuerySet[M]:
+        """``rows`` (conversations, usage) of the key's bots only."""
+        if (bot_ids := self.bot_ids) is None:
+            return rows
+        return rows.filter(**{f"{field}__in": bot_ids})
+
+    def bots(self) -> QuerySet[Bot]:
+        return self.of_its_bots(Bot.objects.for_tenant(self.tenant), "pk")
+
+    def scopes(self) -> QuerySet[Scope]:
+        scopes = Scope.objects.for_tenant(self.tenant)
+        if self.bot_ids is None:
+            return scopes
+        return scopes.filter(pk__in=self.bots().filter(scope__isnull=False).values("scope_id"))
+
+    def keys(self) -> QuerySet[ApiKey]:
+        keys = ApiKey.objects.for_tenant(self.tenant)
+        if (bot_ids := self.bot_ids) is None:
+            return keys
+        return keys.filter(bot_ids__len__gt=0, bot_ids__contained_by=bot_ids)
+
+    def check_may_create(self, kind: str) -> None:
+        """A bot-limited key creates no bot, scope or dataset: none of its bots would use it."""
+        if self.bot_ids is not None:
+            raise PermissionDenied(
+                f"This key is limited to some bots and cannot create {kind}: a key without "
+                "bot_ids creates them."
+            )
+
+    def check_key_within(self, bot_ids: list[uuid.UUID]) -> None:
+        """A key this key creates or changes reaches no more than it: limited to some of its
+        bots (an empty list is every bot)."""
+        own = self.bot_ids
+        if own is not None and not (bot_ids and set(bot_ids) <= set(own)):
+            raise PermissionDenied(
+                "This key is limited to some bots: the keys it manages must be limited to some "
+                "of them."
+            )
+
+    def check_unshared(self, kind: str, used_by: QuerySet[Bot]) -> None:
+        """``used_by``, the bots that use an object this key reaches, are all its own, or the
+        object is shared with bots it does not manage: ``403``."""
+        if (bot_ids := self.bot_ids) is not None and used_by.exclude(pk__in=bot_ids).exists():
+            raise PermissionDenied(
+                f"The {kind} is also used by bots outside this key's bot_ids: a key that "
+                "reaches them changes it."
+            )
+
+    def check_scope_unshared(self, scope: Scope) -> None:
+        self.check_unshared("scope", Bot.objects.for_tenant(self.tenant).filter(scope=scope))

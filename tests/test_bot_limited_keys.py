@@ -1,0 +1,171 @@
+"""An admin key limited to some bots (``bot_ids``) reaches its bots and what they use, not the
+rest of its tenant (``bots.reach``): it saw every dataset and scope, and could change or delete
+datasets other bots search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from knowledge.models import Dataset
+from knowledge.tests.factories import DocumentFactory
+from tenants.models import Role
+from tenants.tests.factories import ApiKeyFactory
+from tests.world import TenantWorld, build_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass
+class Tenancy:
+    """``side.bot`` (the limited key's) searches ``side.dataset`` (its own) and ``shared``; the
+    other bot searches ``shared`` and ``theirs`` and follows ``their_scope``."""
+
+    side: TenantWorld
+    admin: APIClient
+    limited: APIClient
+    other_bot: dict[str, Any]
+    shared: dict[str, Any]
+    theirs: dict[str, Any]
+    their_scope: dict[str, Any]
+    their_document: Any
+    shared_document: Any
+
+
+@pytest.fixture
+def t():
+    side = build_tenant("acme")
+    admin = side.client()
+    shared = admin.post("/v1/datasets", {"name": "shared"}, format="json").json()
+    theirs = admin.post("/v1/datasets", {"name": "theirs"}, format="json").json()
+    their_scope = admin.post("/v1/scopes", {"name": "their scope"}, format="json").json()
+    other_bot = admin.post(
+        "/v1/bots",
+        {"name": "Other", "system_prompt": "The other team's secret prompt.",
+         "dataset_ids": [shared["id"], theirs["id"]], "scope_id": their_scope["id"]},
+        format="json",
+    ).json()  # fmt: skip
+    linked = admin.patch(
+        f"/v1/bots/{side.bot.pk}",
+        {"dataset_ids": [str(side.dataset.pk), shared["id"]]},
+        format="json",
+    )
+    assert linked.status_code == 200
+    key = ApiKeyFactory(tenant=side.tenant, role=Role.ADMIN, bot_ids=[side.bot.pk])
+    return Tenancy(
+        side, admin, side.client(key), other_bot, shared, theirs, their_scope,
+        their_document=DocumentFactory(tenant=side.tenant, dataset=dataset(theirs)),
+        shared_document=DocumentFactory(tenant=side.tenant, dataset=dataset(shared)),
+    )  # fmt: skip
+
+
+def dataset(body: dict[str, Any]) -> Dataset:
+    return Dataset.all_tenants.get(pk=body["id"])
+
+
+def names(client: APIClient, path: str) -> set[str]:
+    response = client.get(path)
+    assert response.status_code == 200, response.json()
+    return {row["name"] for row in response.json()["data"]}
+
+
+def test_a_bot_limited_key_sees_only_the_datasets_and_scopes_its_bots_use(t):
+    assert names(t.limited, "/v1/datasets") == {t.side.dataset.name, "shared"}
+    assert names(t.limited, "/v1/scopes") == {t.side.scope.name}
+    assert t.limited.get(f"/v1/datasets/{t.shared['id']}").status_code == 200
+    assert t.limited.get(f"/v1/scopes/{t.side.scope.pk}").status_code == 200
+    assert t.limited.get(f"/v1/documents/{t.shared_document.pk}").status_code == 200
+    # What only the other bot uses is the same 404 as a missing object, for every verb.
+    for method, path, body in (
+        ("get", f"/v1/datasets/{t.theirs['id']}", None),
+        ("patch", f"/v1/datasets/{t.theirs['id']}", {"description": "x"}),
+        ("delete", f"/v1/datasets/{t.theirs['id']}", None),
+        ("get", f"/v1/datasets/{t.theirs['id']}/documents", None),
+        ("post", f"/v1/datasets/{t.theirs['id']}/documents", {"records": [{"text": "x"}]}),
+        ("get", f"/v1/documents/{t.their_document.pk}", None),
+        ("post", f"/v1/documents/{t.their_document.pk}/reingest", None),
+        ("delete", f"/v1/documents/{t.their_document.pk}", None),
+        ("get", f"/v1/scopes/{t.their_scope['id']}", None),
+        ("patch", f"/v1/scopes/{t.their_scope['id']}", {"description": "x"}),
+        ("delete", f"/v1/scopes/{t.their_scope['id']}", None),
+    ):
+        answer = getattr(t.limited, method)(path, body, format="json")
+        assert answer.status_code == 404, (method, path)
+        assert answer.json()["error"]["code"] == "not_found"
+    # The unlimited admin key still sees the tenant's all.
+    assert names(t.admin, "/v1/datasets") == {t.side.dataset.name, "shared", "theirs"}
+    assert t.admin.get(f"/v1/documents/{t.their_document.pk}").status_code == 200
+
+
+def test_a_bot_limited_key_changes_nothing_another_bot_uses(t):
+    """It could rename, re-chunk or delete the datasets other bots search, and add or delete
+    their documents."""
+    t.admin.patch(
+        f"/v1/bots/{t.other_bot['id']}", {"scope_id": str(t.side.scope.pk)}, format="json"
+    )
+    for method, path, body in (
+        ("patch", f"/v1/datasets/{t.shared['id']}", {"description": "x"}),
+        ("delete", f"/v1/datasets/{t.shared['id']}", None),
+        ("post", f"/v1/datasets/{t.shared['id']}/documents", {"records": [{"text": "x"}]}),
+        ("post", f"/v1/documents/{t.shared_document.pk}/reingest", None),
+        ("delete", f"/v1/documents/{t.shared_document.pk}", None),
+        ("patch", f"/v1/scopes/{t.side.scope.pk}", {"refusal_message": "x"}),
+    ):
+        answer = getattr(t.limited, method)(path, body, format="json")
+        assert answer.status_code == 403, (method, path)
+        assert answer.json()["error"]["code"] == "permission_denied"
+    assert t.admin.get(f"/v1/documents/{t.shared_document.pk}").status_code == 200
+    assert t.admin.get(f"/v1/datasets/{t.shared['id']}").json()["description"] == ""
+    # What only its own bots use it manages.
+    mine = f"/v1/datasets/{t.side.dataset.pk}"
+    assert t.limited.patch(mine, {"description": "ours"}, format="json").status_code == 200
+    added = t.limited.post(f"{mine}/documents", {"records": [{"text": "Ours."}]}, format="json")
+    assert added.status_code == 202
+    assert t.limited.delete(f"/v1/documents/{t.side.document.pk}").status_code == 204
+    assert t.admin.patch(
+        f"/v1/bots/{t.other_bot['id']}", {"scope_id": t.their_scope["id"]}, format="json"
+    ).status_code == 200  # fmt: skip
+    assert t.limited.patch(
+        f"/v1/scopes/{t.side.scope.pk}", {"refusal_message": "Ours."}, format="json"
+    ).status_code == 200  # fmt: skip
+    assert t.limited.delete(mine).status_code == 204
+
+
+def test_a_bot_limited_key_creates_no_dataset_or_scope(t):
+    """No bot of its would use them, so it could not see them once made."""
+    for path in ("/v1/datasets", "/v1/scopes", "/v1/bots"):
+        answer = t.limited.post(path, {"name": "mine"}, format="json")
+        assert answer.status_code == 403, path
+        assert answer.json()["error"]["code"] == "permission_denied"
+    assert t.admin.post("/v1/datasets", {"name": "mine"}, format="json").status_code == 201
+
+
+def test_a_bot_limited_key_gives_its_bots_only_datasets_and_scopes_it_reaches(t):
+    """The other bot's dataset and scope are "not found", as missing ones: not linked."""
+    bot = f"/v1/bots/{t.side.bot.pk}"
+    refused = t.limited.patch(
+        bot, {"dataset_ids": [t.theirs["id"]], "scope_id": t.their_scope["id"]}, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"] == {
+        "scope_id": ["Scope not found."],
+        "dataset_ids": [f"Dataset not found: {t.theirs['id']}"],
+    }
+    kept = t.limited.patch(bot, {"dataset_ids": [t.shared["id"]]}, format="json")
+    assert kept.status_code == 200 and kept.json()["dataset_ids"] == [t.shared["id"]]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/bots", "/v1/scopes", "/v1/datasets", "/v1/api-keys", "/v1/usage", "/v1/audit-logs"],
+)
+def test_a_bot_limited_chat_key_reaches_no_admin_list(t, path):
+    chat = t.side.client(
+        ApiKeyFactory(tenant=t.side.tenant, role=Role.CHAT, bot_ids=[t.side.bot.pk])
+    )
+    answer = chat.get(path)
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "permission_denied"
