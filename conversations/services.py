@@ -32,7 +32,14 @@ def conversation_delete(*, tenant: Tenant, actor: Actor, conversation: Conversat
     locked = Conversation.objects.for_tenant(tenant).select_for_update().filter(pk=conversation.pk)
     if not list(locked.values_list("pk", flat=True)):
         return  # deleted meanwhile
-    audit_record(tenant=tenant, actor=actor, action="conversation.delete", target=conversation)
+    # Its bot: the entry stays readable by a key limited to that bot (knowledge.reach).
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="conversation.delete",
+        target=conversation,
+        changes={"bot_id": conversation.bot_id},
+    )
     conversation.delete()
 
 

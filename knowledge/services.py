@@ -222,7 +222,12 @@ def document_delete(*, tenant: Tenant, actor: Actor, document: Document) -> None
         actor=actor,
         action="document.delete",
         target=document,
-        changes={"title": document.title, "source": document.source},
+        # Its dataset: the entry stays readable by a key whose bots search it (knowledge.reach).
+        changes={
+            "title": document.title,
+            "source": document.source,
+            "dataset_id": document.dataset_id,
+        },
     )
     document.delete()
     transaction.on_commit(lambda: _delete_files(files))

@@ -1,8 +1,9 @@
 from django.urls import path
 
-from knowledge import apis
+from knowledge import apis, audit_api
 
 urlpatterns = [
+    path("audit-logs", audit_api.AuditLogListApi.as_view(), name="audit-logs"),
     path("bots", apis.BotListCreateApi.as_view(), name="bots"),
     path("bots/<str:bot_id>", apis.BotDetailApi.as_view(), name="bot-detail"),
     path("datasets", apis.DatasetListCreateApi.as_view(), name="datasets"),

@@ -1,11 +1,11 @@
-"""Token exchange and the audit log."""
+"""Token exchange. (The audit log is served by ``knowledge.audit_api``: a bot-limited key reads
+the entries about what it reaches, which only that layer knows.)"""
 
 from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
 )
@@ -17,10 +17,6 @@ from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed
-from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import TIME_RANGE, parse_range
-from chatbot_site.schema import JsonObjectField
-from tenants.api_base import TenantApi
 from tenants.authentication import (
     FAILURE,
     Failed,
@@ -31,7 +27,6 @@ from tenants.authentication import (
     too_many_failures,
     touch_last_used,
 )
-from tenants.models import ActorType, AuditLog
 
 
 class TokenInput(serializers.Serializer):
@@ -97,45 +92,3 @@ class AuthTokenApi(APIView):
         )
         response["Cache-Control"] = "no-store"
         return response
-
-
-class AuditLogOutput(serializers.Serializer):
-    id = serializers.UUIDField()
-    created_at = serializers.DateTimeField()
-    actor_type = serializers.ChoiceField(choices=ActorType.choices)
-    actor_id = serializers.CharField()
-    actor_label = serializers.CharField()
-    action = serializers.CharField()
-    target_type = serializers.CharField()
-    target_id = serializers.CharField()
-    changes = JsonObjectField()
-    ip = serializers.CharField(allow_null=True)
-    request_id = serializers.CharField()
-
-
-class AuditLogListApi(TenantApi):
-    @extend_schema(
-        operation_id="audit_logs_list",
-        responses=page_of(AuditLogOutput),
-        parameters=[
-            *PAGE_PARAMETERS,
-            OpenApiParameter("action", str, description="e.g. bot.update"),
-            OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
-            OpenApiParameter("target_id", str),
-            OpenApiParameter("actor_id", str),
-            *TIME_RANGE,
-        ],
-        tags=["audit-logs"],
-    )
-    def get(self, request: Request) -> Response:
-        entries = AuditLog.objects.for_tenant(self.tenant)
-        params = request.query_params
-        for name in ("action", "target_type", "target_id", "actor_id"):
-            if value := params.get(name):
-                entries = entries.filter(**{name: value})
-        start, end = parse_range(params)
-        if start:
-            entries = entries.filter(created_at__gte=start)
-        if end:
-            entries = entries.filter(created_at__lt=end)
-        return Response(paginate(entries, request, lambda r: AuditLogOutput(r, many=True).data))

@@ -4,5 +4,4 @@ from tenants import apis
 
 urlpatterns = [
     path("auth/token", apis.AuthTokenApi.as_view(), name="auth-token"),
-    path("audit-logs", apis.AuditLogListApi.as_view(), name="audit-logs"),
 ]

@@ -1,6 +1,6 @@
 """An admin key limited to some bots (``bot_ids``) reaches its bots and what they use, not the
-rest of its tenant (``bots.reach``): it saw every dataset and scope, and could change or delete
-datasets other bots search."""
+rest of its tenant (``bots.reach``): it saw every dataset, scope and audit entry (other bots'
+system prompts among them), and could change or delete datasets other bots search."""
 
 from __future__ import annotations
 
@@ -156,6 +156,35 @@ def test_a_bot_limited_key_gives_its_bots_only_datasets_and_scopes_it_reaches(t)
     }
     kept = t.limited.patch(bot, {"dataset_ids": [t.shared["id"]]}, format="json")
     assert kept.status_code == 200 and kept.json()["dataset_ids"] == [t.shared["id"]]
+
+
+def test_a_bot_limited_keys_audit_log_is_about_what_it_reaches(t):
+    """It read every entry of the tenant: the other bot's ``bot.create`` with its system
+    prompt, the datasets and scopes only other bots use, other keys, the tenant's own."""
+    other_conversation = t.side.conversation.__class__.all_tenants.create(
+        tenant=t.side.tenant, bot_id=t.other_bot["id"]
+    )
+    t.admin.delete(f"/v1/conversations/{other_conversation.pk}")
+    t.limited.delete(f"/v1/conversations/{t.side.conversation.pk}")
+    doomed = DocumentFactory(tenant=t.side.tenant, dataset=t.side.dataset)
+    t.admin.delete(f"/v1/documents/{doomed.pk}")
+    t.admin.patch(f"/v1/bots/{t.side.bot.pk}", {"top_k": 7}, format="json")
+    t.admin.post("/v1/api-keys", {"name": "everything", "role": "admin"}, format="json")
+
+    response = t.limited.get("/v1/audit-logs", {"limit": 200})
+    assert response.status_code == 200
+    seen = {(e["action"], e["target_id"]) for e in response.json()["data"]}
+    assert "secret prompt" not in response.content.decode()
+    assert seen == {
+        ("bot.create", str(t.side.bot.pk)),
+        ("bot.update", str(t.side.bot.pk)),
+        ("bot.update", str(t.side.bot.pk)),
+        ("dataset.create", t.shared["id"]),
+        ("conversation.delete", str(t.side.conversation.pk)),
+        ("document.delete", str(doomed.pk)),
+    }
+    everything = {e["target_id"] for e in t.admin.get("/v1/audit-logs").json()["data"]}
+    assert {t.other_bot["id"], t.theirs["id"], str(other_conversation.pk)} <= everything
 
 
 @pytest.mark.parametrize(

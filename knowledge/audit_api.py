@@ -1,0 +1,60 @@
+"""The audit log: who did what, when. Served from this app, not ``tenants``, because a key
+limited to some bots reads only the entries about what it reaches (``knowledge.reach``: its
+bots, their conversations, the scopes, datasets and documents they use, the keys it manages),
+and dependencies point one way."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
+from chatbot_site.params import TIME_RANGE, parse_range
+from chatbot_site.schema import JsonObjectField
+from knowledge.reach import Reach
+from tenants.api_base import TenantApi
+from tenants.models import ActorType
+
+
+class AuditLogOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+    actor_type = serializers.ChoiceField(choices=ActorType.choices)
+    actor_id = serializers.CharField()
+    actor_label = serializers.CharField()
+    action = serializers.CharField()
+    target_type = serializers.CharField()
+    target_id = serializers.CharField()
+    changes = JsonObjectField()
+    ip = serializers.CharField(allow_null=True)
+    request_id = serializers.CharField()
+
+
+class AuditLogListApi(TenantApi):
+    @extend_schema(
+        operation_id="audit_logs_list",
+        responses=page_of(AuditLogOutput),
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("action", str, description="e.g. bot.update"),
+            OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
+            OpenApiParameter("target_id", str),
+            OpenApiParameter("actor_id", str),
+            *TIME_RANGE,
+        ],
+        tags=["audit-logs"],
+    )
+    def get(self, request: Request) -> Response:
+        entries = Reach(self.tenant, self.api_key).audit_entries()
+        params = request.query_params
+        for name in ("action", "target_type", "target_id", "actor_id"):
+            if value := params.get(name):
+                entries = entries.filter(**{name: value})
+        start, end = parse_range(params)
+        if start:
+            entries = entries.filter(created_at__gte=start)
+        if end:
+            entries = entries.filter(created_at__lt=end)
+        return Response(paginate(entries, request, lambda r: AuditLogOutput(r, many=True).data))
