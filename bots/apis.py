@@ -233,6 +233,7 @@ class ApiKeyListCreateApi(ApiKeyMixin):
     def post(self, request: Request) -> Response:
         data = self.validated(ApiKeyInput, request.data)
         data["bot_ids"] = self.checked_bot_ids(data.get("bot_ids", []))
+        self.reach.check_key_expiry_within(data.get("expires_at"))
         key, plaintext = api_key_create(tenant=self.tenant, actor=self.actor, **data)
         body = dict(ApiKeyOutput(key).data)
         body["api_key"] = plaintext
@@ -256,6 +257,8 @@ class ApiKeyDetailApi(ApiKeyMixin):
         changes = self.validated(ApiKeyInput, request.data, partial=True)
         if "bot_ids" in changes:
             changes["bot_ids"] = self.checked_bot_ids(changes["bot_ids"])
+        if "expires_at" in changes:
+            self.reach.check_key_expiry_within(changes["expires_at"])
         key = api_key_update(tenant=self.tenant, actor=self.actor, key=key, changes=changes)
         return Response(ApiKeyOutput(key).data)
 

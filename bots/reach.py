@@ -9,7 +9,8 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
   outside its list uses them, else ``403 permission_denied`` (it can see them: its bots use
   them). It creates no scope or dataset: no bot of its uses a new one, so it could not see it;
 - keys limited to some of the same bots, itself included; a key it would create or change to
-  reach another bot, or every bot, is ``403 permission_denied``;
+  reach another bot, or every bot, or to outlive it (an expiry later than its own, or none),
+  is ``403 permission_denied``;
 - the conversations and usage of its bots, and the audit entries about all of the above.
 
 Anything else of the tenant is ``404 not_found``, exactly as a missing object: a bot-limited key
@@ -21,6 +22,7 @@ audit log (dependencies point one way)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import TypeVar
@@ -81,6 +83,20 @@ class Reach:
             raise PermissionDenied(
                 "This key is limited to some bots: the keys it manages must be limited to some "
                 "of them."
+            )
+
+    def check_key_expiry_within(self, expires_at: dt.datetime | None) -> None:
+        """A key this key creates, or an expiry it sets (its own among them), ends no later
+        than this key: else a bot-limited key that expires could outlive itself in another."""
+        own = self.api_key.expires_at
+        if self.bot_ids is None or own is None:
+            return
+        if expires_at is None or expires_at > own:
+            stamp = own.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+            raise PermissionDenied(
+                f"This key is limited to some bots and expires at {stamp}: the keys it manages "
+                "must expire no later.",
+                details={"expires_at": [f"Must be at most {stamp}."]},
             )
 
     def check_unshared(self, kind: str, used_by: QuerySet[Bot]) -> None:

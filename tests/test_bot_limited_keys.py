@@ -4,10 +4,12 @@ system prompts among them), and could change or delete datasets other bots searc
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from knowledge.models import Dataset
@@ -185,6 +187,41 @@ def test_a_bot_limited_keys_audit_log_is_about_what_it_reaches(t):
     }
     everything = {e["target_id"] for e in t.admin.get("/v1/audit-logs").json()["data"]}
     assert {t.other_bot["id"], t.theirs["id"], str(other_conversation.pk)} <= everything
+
+
+def test_a_bot_limited_key_makes_no_key_that_outlives_it(t):
+    """Limited in time as in bots: a key that expires made a key without expiry, or lifted its
+    own expiry, and so kept its reach after it ended."""
+    ends = timezone.now() + dt.timedelta(days=7)
+    key = ApiKeyFactory(tenant=t.side.tenant, role=Role.ADMIN, bot_ids=[t.side.bot.pk],
+                        expires_at=ends)  # fmt: skip
+    client = t.side.client(key)
+    mine = [str(t.side.bot.pk)]
+    later = (ends + dt.timedelta(days=1)).isoformat()
+    for body in ({}, {"expires_at": None}, {"expires_at": later}):
+        refused = client.post(
+            "/v1/api-keys", {"name": "widget", "role": "chat", "bot_ids": mine, **body},
+            format="json",
+        )  # fmt: skip
+        assert refused.status_code == 403, body
+        assert list(refused.json()["error"]["details"]) == ["expires_at"]
+    for body in ({"expires_at": None}, {"expires_at": later}):
+        refused = client.patch(f"/v1/api-keys/{key.pk}", body, format="json")
+        assert refused.status_code == 403, body
+    sooner = (ends - dt.timedelta(days=1)).isoformat()
+    made = client.post(
+        "/v1/api-keys", {"name": "widget", "role": "chat", "bot_ids": mine, "expires_at": sooner},
+        format="json",
+    )  # fmt: skip
+    assert made.status_code == 201
+    assert (
+        client.patch(f"/v1/api-keys/{key.pk}", {"name": "renamed"}, format="json").status_code
+        == 200
+    )
+    # A bot-limited key without expiry, and an unlimited one, are not bound.
+    assert t.limited.post(
+        "/v1/api-keys", {"name": "w", "role": "chat", "bot_ids": mine}, format="json"
+    ).status_code == 201  # fmt: skip
 
 
 @pytest.mark.parametrize(
