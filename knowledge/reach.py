@@ -16,7 +16,7 @@ from django.db.models.functions import Cast
 from bots.models import Bot
 from bots.reach import Reach as BotReach
 from knowledge.models import BotDataset, Dataset, Document
-from tenants.models import AuditLog
+from tenants.models import ActorType, AuditLog
 
 
 def _ids_as_text(rows: QuerySet[Any]) -> QuerySet[Any]:
@@ -51,8 +51,9 @@ class Reach(BotReach):
         )
 
     def audit_entries(self) -> QuerySet[AuditLog]:
-        """The entries about what the key reaches. A deleted conversation's entry names its bot,
-        a deleted document's its dataset (``changes``), older ones neither: those stay out."""
+        """The entries about what the key reaches, and those of its own writes (a dataset it
+        deleted is no longer reached). A deleted conversation's entry names its bot, a deleted
+        document's its dataset (``changes``); older ones name neither: those stay out."""
         entries = AuditLog.objects.for_tenant(self.tenant)
         if (bot_ids := self.bot_ids) is None:
             return entries
@@ -63,7 +64,8 @@ class Reach(BotReach):
             changed_dataset_id=KeyTextTransform("dataset_id", "changes"),
         )
         return entries.filter(
-            Q(target_type="bot", target_id__in=bots)
+            Q(actor_type=ActorType.API_KEY, actor_id=str(self.api_key.pk))
+            | Q(target_type="bot", target_id__in=bots)
             | Q(target_type="conversation", changed_bot_id__in=bots)
             | Q(target_type="apikey", target_id__in=_ids_as_text(self.keys()))
             | Q(target_type="scope", target_id__in=_ids_as_text(self.scopes()))

@@ -168,10 +168,14 @@ def test_a_bot_limited_keys_audit_log_is_about_what_it_reaches(t):
     )
     t.admin.delete(f"/v1/conversations/{other_conversation.pk}")
     t.limited.delete(f"/v1/conversations/{t.side.conversation.pk}")
-    doomed = DocumentFactory(tenant=t.side.tenant, dataset=t.side.dataset)
+    doomed = DocumentFactory(tenant=t.side.tenant, dataset=dataset(t.shared))
     t.admin.delete(f"/v1/documents/{doomed.pk}")
     t.admin.patch(f"/v1/bots/{t.side.bot.pk}", {"top_k": 7}, format="json")
     t.admin.post("/v1/api-keys", {"name": "everything", "role": "admin"}, format="json")
+    own = t.limited.post(
+        f"/v1/datasets/{t.side.dataset.pk}/documents", {"records": [{"text": "x"}]}, format="json"
+    )
+    assert t.limited.delete(f"/v1/datasets/{t.side.dataset.pk}").status_code == 204
 
     response = t.limited.get("/v1/audit-logs", {"limit": 200})
     assert response.status_code == 200
@@ -184,6 +188,9 @@ def test_a_bot_limited_keys_audit_log_is_about_what_it_reaches(t):
         ("dataset.create", t.shared["id"]),
         ("conversation.delete", str(t.side.conversation.pk)),
         ("document.delete", str(doomed.pk)),
+        # Its own writes, the dataset it deleted (no longer reached) among them.
+        ("document.create", own.json()["data"][0]["id"]),
+        ("dataset.delete", str(t.side.dataset.pk)),
     }
     everything = {e["target_id"] for e in t.admin.get("/v1/audit-logs").json()["data"]}
     assert {t.other_bot["id"], t.theirs["id"], str(other_conversation.pk)} <= everything
