@@ -217,6 +217,22 @@ def test_blocked_topic_is_refused_without_a_model_call(alpha):
     assert ok["refusal"] is None
 
 
+def test_a_paraphrased_blocked_topic_is_refused_without_a_model_call(alpha):
+    """ "pricing" is not named, and the question is 0.45 from it: let through at the old default
+    threshold (0.5), refused at 0.33; a billing question 0.22 from it is still answered."""
+    alpha.scope.blocked_topics = ["pricing"]
+    alpha.scope.save()
+    with openai_llm() as fake:
+        body = chat(
+            alpha.client(alpha.chat_key), **ask(alpha, "How much do paid plans cost each year?")
+        ).json()
+        assert fake.chat_requests() == []
+    assert body["refusal"] == {"reason": "blocked_topic"}
+    assert body["output"] == alpha.scope.refusal_message
+    ok = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do annual plans renew?")).json()
+    assert ok["refusal"] is None
+
+
 def test_out_of_scope_is_refused_without_a_model_call(alpha):
     alpha.scope.description = "Questions about billing: plans, renewals, refunds and support."
     alpha.scope.allowed_topics = ["billing", "subscription plans", "refunds"]

@@ -372,6 +372,29 @@ def test_blocked_topics_by_name_or_by_meaning() -> None:
 
 
 @pytest.mark.django_db
+def test_a_blocked_topic_paraphrased_is_refused_at_the_default_threshold() -> None:
+    """None of these names its topic; at the old default (0.5) every one was let through (they
+    are 0.34-0.45 from their topic). Questions about quotas and rate limits, the on-topic ones
+    closest to "pricing" (0.22-0.27), stay allowed. Written for this test, in none of the
+    evaluation's sets."""
+    embedder = get_embedder()
+    topics = ["pricing", "product roadmap", "competitors"]
+
+    def check(question: str) -> str:
+        verdict = blocked_topic(
+            question=question, vector=embedder.embed([question])[0], topics=topics, tenant_id=1
+        )
+        return verdict.matched if verdict else ""
+
+    assert check("How much do paid plans cost each year?") == "pricing"
+    assert check("Are there volume discounts for big teams?") == "pricing"
+    assert check("What is on your release plan for next year?") == "product roadmap"
+    assert check("Which other vendors sell something similar?") != ""
+    assert check("Which headers show my remaining rate limit?") == ""
+    assert check("How is the token quota enforced?") == ""
+
+
+@pytest.mark.django_db
 def test_a_hindi_blocked_topic_is_named_only_by_its_own_word(settings) -> None:
     """\\w cut "राजनीति" (politics) into र, जन, त: any question with a word starting with र
     and "जन" in it (जनसंख्या, population) named it. The local English model puts any two Hindi

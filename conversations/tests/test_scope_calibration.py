@@ -32,7 +32,7 @@ def test_ties_go_to_the_more_permissive_pair():
     assert calibrate(items) == (0.1, 0.1)
 
 
-def test_the_blocked_threshold_is_the_lowest_that_blocks_no_allowed_tune_question():
+def test_the_blocked_threshold_is_the_middle_of_those_that_block_no_allowed_tune_question():
     from conversations.management.commands._scope_calibration import (
         BlockedSignal,
         blocked_calibrate,
@@ -41,12 +41,16 @@ def test_the_blocked_threshold_is_the_lowest_that_blocks_no_allowed_tune_questio
     items = [
         BlockedSignal("blocked_named", "tune", 1.0),
         BlockedSignal("blocked_paraphrase", "tune", 0.41),
+        BlockedSignal("blocked_paraphrase", "tune", 0.12),  # caught by no safe threshold
         BlockedSignal("on_topic", "tune", 0.33),
         BlockedSignal("allowed_near", "tune", 0.35),
         BlockedSignal("on_topic", "heldout", 0.55),  # held out: never pulls the choice
+        BlockedSignal("on_topic", "heldout", 0.37),
     ]
-    assert blocked_calibrate(items) == 0.36
-    assert [s.blocked(0.36) for s in items] == [True, True, False, False, True]
+    # 0.36 .. 0.41 block no allowed tune question and both caught ones: the middle is 0.38, not
+    # 0.36, which sits 0.01 above the allowed question closest to a blocked topic.
+    assert blocked_calibrate(items) == 0.38
+    assert [s.blocked(0.38) for s in items] == [True, True, False, False, False, True, False]
 
 
 def test_blocked_signals_come_from_the_pipelines_own_check(db):

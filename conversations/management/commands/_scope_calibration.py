@@ -7,8 +7,10 @@ anything. The pair is chosen on the *tune* half only: the most off- and near-top
 at most ``MAX_ON_TOPIC_FALSE`` of on-topic questions refused; ties go to the more permissive
 pair. The held-out half is reported at the chosen pair and at the configured defaults.
 
-``SCOPE_BLOCKED_THRESHOLD`` likewise, on ``blocked_questions.jsonl`` and the on-topic set: the
-lowest threshold that blocks no on-topic question of the tune half.
+``SCOPE_BLOCKED_THRESHOLD`` likewise, on ``blocked_questions.jsonl`` and the on-topic set: of
+the thresholds that block no allowed question of the tune half and the most blocked ones, the
+middle one (the lowest sat at the edge of the tune half's on-topic questions, and blocked a
+held-out one).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def calibrate(items: list[Signals]) -> tuple[float, float]:
 
 # --- blocked topics: SCOPE_BLOCKED_THRESHOLD -------------------------------------------------
 
-BLOCKED_GRID = [round(0.30 + 0.02 * i, 2) for i in range(16)]  # 0.30 .. 0.60
+BLOCKED_GRID = [round(0.20 + 0.01 * i, 2) for i in range(41)]  # 0.20 .. 0.60
 ALLOWED = ("allowed_near", "on_topic")  # questions a blocked-topic check must let through
 
 
@@ -123,10 +125,17 @@ def blocked_signal(question: dict[str, str], topics: list[str], tenant_id: objec
 
 
 def blocked_calibrate(items: list[BlockedSignal]) -> float:
-    """The lowest threshold (most blocked questions caught) at which no tune-half question of
-    ``ALLOWED`` is blocked."""
-    tune = [s for s in items if s.split == "tune" and s.category in ALLOWED]
-    for threshold in BLOCKED_GRID:
-        if not any(s.blocked(threshold) for s in tune):
-            return threshold
-    return BLOCKED_GRID[-1]
+    """Of the thresholds at which no tune-half question of ``ALLOWED`` is blocked and the most
+    tune-half blocked questions are, the middle one: as far from the on-topic question closest
+    to a blocked topic as from the paraphrase furthest from one. The lowest such threshold (0.30
+    on our set) sat 0.02 above a tune-half on-topic question and blocked a held-out one ("Which
+    headers tell me my remaining rate limit?", 0.32 from "pricing")."""
+    tune = [s for s in items if s.split == "tune"]
+    allowed = [s for s in tune if s.category in ALLOWED]
+    blocked = [s for s in tune if s.category not in ALLOWED]
+    safe = [t for t in BLOCKED_GRID if not any(s.blocked(t) for s in allowed)]
+    if not safe:
+        return BLOCKED_GRID[-1]
+    caught = {t: sum(s.blocked(t) for s in blocked) for t in safe}
+    best = [t for t in safe if caught[t] == max(caught.values())]
+    return best[(len(best) - 1) // 2]

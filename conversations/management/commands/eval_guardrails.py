@@ -324,8 +324,10 @@ class Command(BaseCommand):
 
     def blocked_topics(self, questions: list[dict[str, Any]]) -> None:
         """The demo scope with ``BLOCKED_TOPICS``: questions that name a blocked topic, that
-        paraphrase it, on-topic questions near it, and the on-topic set again. Nothing here was
-        tuned on (``SCOPE_BLOCKED_THRESHOLD`` was set by hand before this set was written)."""
+        paraphrase it, on-topic questions near it, and the on-topic set again.
+        ``SCOPE_BLOCKED_THRESHOLD`` (0.5 set by hand before this set was written; 0.33 since
+        2026-12-07) was chosen on the tune half (``blocked_calibrate``); the held-out half is
+        what it is measured by."""
         scope = {**DEMO_SCOPE, "blocked_topics": BLOCKED_TOPICS}
         bot = self.bot("guarded assistant", scope=scope, datasets=[self.demo_dataset])
         rows = read_jsonl(BLOCKED_QUESTIONS) + [
@@ -347,8 +349,8 @@ class Command(BaseCommand):
         chosen = calibration.blocked_calibrate(items)
         self.out(
             f"\nCalibration on the tune half only (grid {calibration.BLOCKED_GRID[0]}-"
-            f"{calibration.BLOCKED_GRID[-1]}, the lowest threshold blocking no tune-half "
-            f"allowed_near or on_topic question): {chosen}\n"
+            f"{calibration.BLOCKED_GRID[-1]}, the middle of the thresholds blocking no tune-half "
+            f"allowed_near or on_topic question and the most tune-half blocked ones): {chosen}\n"
         )
         self.out("| SCOPE_BLOCKED_THRESHOLD | split | " + " | ".join(
             f"{c} blocked" for c in BLOCKED_CATEGORIES) + " |")  # fmt: skip
