@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
 import secrets
 import threading
@@ -31,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import numpy as np
 from django.conf import settings
 
 from chatbot_site import pii
@@ -493,11 +493,21 @@ class ScopeVerdict:
     matched: str = ""
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    na = math.sqrt(sum(x * x for x in a)) or 1.0
-    nb = math.sqrt(sum(y * y for y in b)) or 1.0
-    return dot / (na * nb)
+def _similarities(vector: Sequence[float], vectors: Sequence[array[float]]) -> list[float]:
+    """The cosine similarity of ``vector`` to each of ``vectors`` (a scope's kept topic
+    vectors), in one matrix product. One topic at a time in Python took about 0.1 ms a topic:
+    the demo scope's 11 topics and 3 blocked ones 1.4-1.9 ms of every turn, 200 topics 14-27
+    ms; now 34-74 µs and 0.2-0.3 ms (docs/GUARDRAILS.md (ii c)). A zero vector is 0 from
+    everything."""
+    if not vectors:
+        return []
+    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(vectors), -1)
+    matrix = matrix.astype(np.float64)
+    question = np.asarray(vector, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1)
+    norms[norms == 0] = 1.0
+    scale = float(np.linalg.norm(question)) or 1.0
+    return [float(x) for x in (matrix @ question) / (norms * scale)]
 
 
 class TopicVectors:
@@ -616,8 +626,8 @@ def blocked_topic(
         if _mentions(question, topic):
             return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=topic)
     best, best_topic = 0.0, ""
-    for topic, topic_vector in zip(topics, topic_vectors(topics, tenant_id=tenant_id), strict=True):
-        similarity = _cosine(vector, topic_vector)
+    similarities = _similarities(vector, topic_vectors(topics, tenant_id=tenant_id))
+    for topic, similarity in zip(topics, similarities, strict=True):
         if similarity > best:
             best, best_topic = similarity, topic
     if best >= settings.SCOPE_BLOCKED_THRESHOLD:
@@ -641,7 +651,7 @@ def out_of_scope(
     it (``SCOPE_EVIDENCE_THRESHOLD``). A scope with no description and no topics admits all."""
     if not topics:
         return ScopeVerdict(None, evidence=evidence)
-    similarity = max(_cosine(vector, v) for v in topic_vectors(topics, tenant_id=tenant_id))
+    similarity = max(_similarities(vector, topic_vectors(topics, tenant_id=tenant_id)))
     inside = (
         similarity >= settings.SCOPE_TOPIC_THRESHOLD
         or evidence >= settings.SCOPE_EVIDENCE_THRESHOLD

@@ -482,6 +482,20 @@ def test_a_scopes_topic_vectors_are_kept_per_tenant() -> None:
     assert first == other
 
 
+def test_topic_similarities_are_cosines_and_a_zero_vector_is_far_from_everything() -> None:
+    """One matrix product for all of a scope's topics (it was one Python loop a topic): the
+    same cosines, and no division by zero for an empty vector on either side."""
+    from array import array
+
+    from conversations.guardrails import _similarities
+
+    kept = (array("f", [1.0, 0.0, 0.0]), array("f", [1.0, 1.0, 0.0]), array("f", [0.0] * 3))
+    got = _similarities([2.0, 0.0, 0.0], kept)
+    assert got == pytest.approx([1.0, 2**-0.5, 0.0])
+    assert _similarities([0.0, 0.0, 0.0], kept) == [0.0, 0.0, 0.0]
+    assert _similarities([1.0, 0.0, 0.0], ()) == []
+
+
 def test_kept_topic_vectors_are_bounded_by_their_count_not_by_scopes() -> None:
     """512 scopes of 200 topics each were kept as Python floats: up to 1.3 GB per process,
     within one tenant admin's reach (edit a scope, chat, again). Now at most ``most`` vectors
