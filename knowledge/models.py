@@ -14,7 +14,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from django.db.models import F, Func, Q, lookups
+from django.db.models import F, Func, Q, Value, lookups
 from pgvector.django import VectorField
 
 from bots.models import Bot
@@ -222,10 +222,35 @@ class Document(TenantOwned):
         return self.title or self.source or str(self.id)
 
 
+def _language_vector(text: Any) -> Func:
+    return Func(
+        F("language"),
+        Func(text, function="knowledge_cjk_bigrams", output_field=models.TextField()),
+        function="to_tsvector",
+        output_field=SearchVectorField(),
+    )
+
+
+# The text at weight D (the default), then the heading path at weight A (migration 0016): a
+# question that names a section finds its chunks by their headings too, and the text leg ranks
+# a heading's match on its own weight (RETRIEVAL_HEADING_WEIGHT).
 SEARCH_VECTOR = Func(
-    F("language"),
-    Func(F("text"), function="knowledge_cjk_bigrams", output_field=models.TextField()),
-    function="to_tsvector",
+    _language_vector(F("text")),
+    Func(
+        _language_vector(
+            Func(
+                F("heading_path"),
+                Value(" "),
+                function="array_to_string",
+                output_field=models.TextField(),
+            )
+        ),
+        Value("A"),
+        function="setweight",
+        output_field=SearchVectorField(),
+    ),
+    arg_joiner=" || ",
+    template="(%(expressions)s)",
     output_field=SearchVectorField(),
 )
 
@@ -257,7 +282,7 @@ class Chunk(TenantOwned):
     # with this very expression (a new expression for a generated column rewrites the table).
     # Chinese, Japanese and Korean are indexed as overlapping character bigrams
     # (knowledge_cjk_bigrams), as the question is searched: PostgreSQL's parser read a whole
-    # unspaced run as one word.
+    # unspaced run as one word. The heading path is indexed after the text, at weight A.
     search_vector = models.GeneratedField(
         expression=SEARCH_VECTOR,
         output_field=SearchVectorField(),

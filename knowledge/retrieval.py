@@ -14,7 +14,10 @@ score and a ``relevance`` in 0..1 (the cosine similarity clamped to 0..1) — wh
 
 The text leg matches *any* query term (``websearch_to_tsquery``'s AND turned into OR): natural
 questions rarely contain every term of a passage, and an all-terms match finds nothing for most
-of them. Ranking then rewards passages that cover more of the terms.
+of them. Ranking then rewards passages that cover more of the terms. A chunk's stored vector
+holds its heading path too (knowledge 0016), at weight A against the text's D: a term found in
+the headings scores ``RETRIEVAL_HEADING_WEIGHT`` where one in the text scores 0.1 (PostgreSQL's
+weight for D, kept: a chunk without headings ranks as it did).
 """
 
 from __future__ import annotations
@@ -136,12 +139,22 @@ class Fusion:
     text_index_all_factor: float = 160.0
     # A chunk flagged at ingestion as a likely injection keeps this share of its fused score.
     suspect_weight: float = 0.5
+    # What a query term found in a chunk's heading path (weight A of its search_vector) counts
+    # in the text ranking, where one in its text (weight D) counts 0.1, PostgreSQL's default.
+    heading_weight: float = 0.2
 
     def __post_init__(self) -> None:
         if self.text_rank not in TEXT_RANKS:  # formatted into SQL: an allow-list
             raise ValueError(f"text_rank must be one of {TEXT_RANKS}")
         if not 0 <= self.text_normalization <= 63:
             raise ValueError("text_normalization is a bit mask 0..63")
+        if not 0 <= self.heading_weight <= 1:  # PostgreSQL's ranking accepts weights in 0..1
+            raise ValueError("heading_weight must be between 0 and 1")
+
+    @property
+    def rank_weights(self) -> list[float]:
+        """ts_rank's weights for D, C, B and A: PostgreSQL's defaults, A the headings'."""
+        return [0.1, 0.2, 0.4, self.heading_weight]
 
     @classmethod
     def from_settings(cls) -> Fusion:
@@ -155,6 +168,7 @@ class Fusion:
             text_postings=settings.RETRIEVAL_TEXT_POSTINGS,
             vector_candidates=settings.RETRIEVAL_VECTOR_CANDIDATES,
             suspect_weight=settings.RETRIEVAL_SUSPECT_WEIGHT,
+            heading_weight=settings.RETRIEVAL_HEADING_WEIGHT,
         )
 
 
@@ -275,6 +289,7 @@ def build_sql(
         "gin_factor": fusion.text_index_factor,
         "gin_all_factor": fusion.text_index_all_factor,
         "suspect_weight": fusion.suspect_weight,
+        "rank_weights": fusion.rank_weights,
         # A few more fused rows than top_k, so that a down-weighted suspect can be overtaken.
         "fused_limit": top_k + min(top_k, 10),
     }
@@ -294,7 +309,8 @@ def build_sql(
         text_leg = """
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
             SELECT id, sum(score) AS text_score FROM (
-                SELECT c.id, w.idf * ts_rank(c.search_vector, w.tq, %(normalization)s) AS score
+                SELECT c.id, w.idf * ts_rank(%(rank_weights)s::float4[], c.search_vector, w.tq,
+                                             %(normalization)s) AS score
                 FROM matched c
                 JOIN weighted w ON c.language = w.language AND c.search_vector @@ w.tq
                 OFFSET 0  -- a fence: group the scores, not the rows with their tsvectors
@@ -307,8 +323,8 @@ def build_sql(
         # websearch_to_tsquery parses the user's text safely (quotes, "or", "-"); AND → OR.
         text_leg = f"""
         SELECT id, text_score, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
-            SELECT c.id, {fusion.text_rank}(c.search_vector, q.query, %(normalization)s)
-                   AS text_score
+            SELECT c.id, {fusion.text_rank}(%(rank_weights)s::float4[], c.search_vector,
+                                            q.query, %(normalization)s) AS text_score
             FROM q JOIN knowledge_chunk c
               ON c.language = q.language AND c.search_vector @@ q.query
             WHERE {where}

@@ -502,6 +502,9 @@ RETRIEVAL_TEXT_NORMALIZATION: int = env.int("RETRIEVAL_TEXT_NORMALIZATION", defa
 RETRIEVAL_HISTORY_WEIGHT: float = env.float("RETRIEVAL_HISTORY_WEIGHT", default=0.3)
 # Share of its fused score a chunk flagged at ingestion as a likely prompt injection keeps.
 RETRIEVAL_SUSPECT_WEIGHT: float = env.float("RETRIEVAL_SUSPECT_WEIGHT", default=0.5)
+# What a query term found in a chunk's heading path counts in the text ranking (0..1), where
+# one found in its text counts 0.1 (knowledge.retrieval, docs/EVAL.md).
+RETRIEVAL_HEADING_WEIGHT: float = env.float("RETRIEVAL_HEADING_WEIGHT", default=0.2)
 # pgvector 0.8 iterative index scans keep filtered ANN recall for small tenants.
 HNSW_EF_SEARCH: int = env.int("HNSW_EF_SEARCH", default=100)
 HNSW_MAX_SCAN_TUPLES: int = env.int("HNSW_MAX_SCAN_TUPLES", default=40000)
@@ -566,6 +569,8 @@ def validate() -> None:
         raise ImproperlyConfigured("LLM_STREAM_BATCH_SECONDS must be between 0 and 1")
     if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:
         raise ImproperlyConfigured("RETRIEVAL_HISTORY_WEIGHT must be between 0 and 1")
+    if not 0 <= RETRIEVAL_HEADING_WEIGHT <= 1:
+        raise ImproperlyConfigured("RETRIEVAL_HEADING_WEIGHT must be between 0 and 1")
     if not 1 <= CHAT_WORKER_THREADS <= 64:
         raise ImproperlyConfigured("CHAT_WORKER_THREADS must be between 1 and 64")
     if DB_STATEMENT_TIMEOUT_SECONDS < 0:

@@ -344,3 +344,68 @@ def test_two_migrates_at_once_run_one_after_the_other(empty_database):
         assert cjk_state(conn, BIGRAMS)[1:] == (0, 0)
     check = manage("migrate", "--check", database_url=url)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# knowledge 0016 (the heading path in search_vector) on a database holding chunks.
+HEADINGS_SEED = """
+from knowledge.models import Chunk, Dataset, Document, DocumentStatus
+from tenants.models import Tenant
+tenant = Tenant.objects.create(slug="headings", name="headings")
+dataset = Dataset.all_tenants.create(tenant=tenant, name="d", language="english")
+document = Document.all_tenants.create(
+    tenant=tenant, dataset=dataset, title="d", source="s", source_type="record",
+    status=DocumentStatus.READY, content_hash="0" * 64)
+rows = [("Canary lines catch leaks", ["Security", "Guardrails"]), ("Refunds take days", []),
+        ("东京塔每晚都会亮灯", ["东京塔"])]
+for i, (text, path) in enumerate(rows * 70):
+    Chunk.all_tenants.create(
+        tenant=tenant, dataset=dataset, document=document, ordinal=i, text=text, heading_path=path,
+        token_count=3, char_start=0, char_end=len(text), language="english",
+        embedding=[0.1] * 384, embedding_model="m")
+"""
+WITH_HEADINGS = (
+    f"({BIGRAMS} || setweight(to_tsvector(language,"
+    " knowledge_cjk_bigrams(array_to_string(heading_path, ' '))), 'A'))"
+)
+
+
+def test_headings_migration_reindexes_chunks_with_headings_in_pages_and_rewrites_no_table(
+    empty_database,
+):
+    """knowledge 0016 gives every chunk under a heading a new vector: by 0013's way (the row
+    trigger's expression, then pages of at most 100 re-indexed chunks, each its own
+    transaction), never a table rewrite; a chunk without headings is not touched; BM25's
+    frequencies follow exactly; going back restores 0013's vectors the same way."""
+    url, name, admin = empty_database
+    for args in (("migrate", "knowledge", "0015"), ("shell", "-c", HEADINGS_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+        node = cjk_state(conn, BIGRAMS)[0]
+        assert cjk_state(conn, BIGRAMS) == (node, 0, 0)
+        headless = (
+            "SELECT array_agg(xmin::text ORDER BY id) FROM knowledge_chunk"
+            " WHERE cardinality(heading_path) = 0"
+        )
+        written = one(conn, headless)
+        for target, expression in (("0016", WITH_HEADINGS), ("0015", BIGRAMS),
+                                   ("0016", WITH_HEADINGS)):  # fmt: skip
+            done = manage("migrate", "knowledge", target, "--noinput", database_url=url)
+            assert done.returncode == 0, done.stderr
+            assert cjk_state(conn, expression) == (node, 0, 0), target
+        per_transaction = [
+            row[0]
+            for row in conn.execute(
+                "SELECT count(*) FROM knowledge_chunk WHERE cardinality(heading_path) > 0"
+                " GROUP BY xmin::text::bigint"
+            )
+        ]
+        untouched = one(conn, headless) == written
+        vector = one(
+            conn,
+            "SELECT search_vector::text FROM knowledge_chunk WHERE text = 'Canary lines catch leaks'"
+            " LIMIT 1",
+        )
+    assert sum(per_transaction) == 140 and max(per_transaction) == 100
+    assert untouched  # no page wrote a chunk without headings
+    assert vector == "'canari':1 'catch':3 'guardrail':6A 'leak':4 'line':2 'secur':5A"

@@ -395,6 +395,7 @@ def test_a_large_dataset_gets_an_ann_index_of_its_own_and_is_searched_through_it
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in cursor.fetchall())
+    print(plan)
     assert vector_index.dataset_index_name(link.dataset_id) in plan
     assert vector_index.INDEX_NAME in plan  # the small dataset's branch
 
@@ -434,6 +435,7 @@ def test_the_statement_carries_the_query_vector_once_per_branch_and_the_leg_uses
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in cursor.fetchall())
+    print(plan)
     assert vector_index.INDEX_NAME in plan
 
     with CaptureQueriesContext(connection) as queries:
@@ -529,3 +531,52 @@ def test_a_question_waiting_for_a_remote_provider_holds_no_database_connection(b
         finally:
             get_embedder.cache_clear()
     assert seen == [released]
+
+
+def test_a_question_naming_a_section_finds_its_chunks_by_their_headings(bot_world):
+    """The text leg searched the chunk's text alone: the items of a list under "Guardrails",
+    none of which says "guardrails", were found by their vectors or not at all. Now a
+    heading's words match in the text leg too, and weigh more than the same word said once in
+    a text (RETRIEVAL_HEADING_WEIGHT against 0.1)."""
+    bot, _, document = bot_world
+    item = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(7),
+                        heading_path=["Security", "Guardrails"],
+                        text="- Canary lines catch a prompt that leaks.")  # fmt: skip
+    aside = ChunkFactory(tenant=bot.tenant, document=document, embedding=near(8),
+                         text="Guardrails are listed in their own section.")  # fmt: skip
+    for axis in range(6):
+        ChunkFactory(tenant=bot.tenant, document=document, embedding=near(20 + axis),
+                     text=f"An unrelated passage number {axis}.")  # fmt: skip
+    hits = search(search_space_for_bot(bot), query="which guardrails are there?",
+                  query_vector=near(1), top_k=5, mode="text")  # fmt: skip
+    assert ids(hits) == [item.pk, aside.pk]
+    assert hits[0].text_score > hits[1].text_score
+
+
+def test_the_hybrid_statement_reads_the_gin_and_ann_indexes_with_headings_indexed(bot_world):
+    """The heading path in the stored vector (knowledge 0016) changes no plan: the one
+    statement's text leg still reads the (dataset, search_vector) GIN index for its rare terms
+    and its vector leg the ANN index, once the tenant has more than a handful of chunks."""
+    bot, dataset, document = bot_world
+    Chunk.all_tenants.bulk_create(
+        Chunk(tenant=bot.tenant, dataset=dataset, document=document, ordinal=100 + n,
+              text=f"Passage {n} about plans and prices.", heading_path=["Pricing", f"Plan {n}"],
+              embedding=near(n % 300), token_count=8, char_end=30)
+        for n in range(600)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")
+    space = search_space_for_bot(bot)
+    sql, params = build_sql(space, mode="hybrid", top_k=5, fusion=Fusion.from_settings())
+    params.update(query="which guardrails are there", vector=vector_literal(near(1)))
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+        assert "Bitmap Index Scan on chunk_dataset_search_gin" in plan
+        # 600 rows: an exact scan is cheaper than the ANN index; at 200k it is not.
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert "Bitmap Index Scan on chunk_dataset_search_gin" in plan
+    assert f"Index Scan using {vector_index.INDEX_NAME}" in plan

@@ -311,3 +311,29 @@ def test_the_search_vector_follows_the_text_and_is_not_set_apart_from_it():
     update("tags = '{faq}'")
     assert vector() == "'day':3 'refund':1 'take':2"
     assert stored(link.dataset.pk) == counted(link.dataset.pk)
+
+
+def test_the_search_vector_holds_the_heading_path_after_the_text_at_weight_a():
+    """The stored vector held the text alone: a question naming a chunk's section ("what does
+    the guardrails list say") found it only by its embedding. Since migration 0016 the heading
+    path follows the text at weight A; a chunk without headings keeps the vector it had."""
+    link = BotDatasetFactory(dataset__language="english")
+    document = DocumentFactory(tenant=link.bot.tenant, dataset=link.dataset)
+    chunk = ChunkFactory(tenant=link.bot.tenant, document=document, text="Refunds take days",
+                         heading_path=["Billing", "Canary lines"])  # fmt: skip
+    plain = ChunkFactory(tenant=link.bot.tenant, document=document, text="Refunds take days")
+
+    def vector(pk) -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT search_vector::text FROM knowledge_chunk WHERE id = %s", [pk])
+            return cursor.fetchone()[0]
+
+    assert vector(chunk.pk) == "'bill':4A 'canari':5A 'day':3 'line':6A 'refund':1 'take':2"
+    assert vector(plain.pk) == "'day':3 'refund':1 'take':2"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE knowledge_chunk SET heading_path = '{Guardrails}' WHERE id = %s", [chunk.pk]
+        )
+    assert vector(chunk.pk) == "'day':3 'guardrail':4A 'refund':1 'take':2"
+    assert stored(link.dataset.pk) == counted(link.dataset.pk)
+    assert stored(link.dataset.pk)["guardrail"] == 1
