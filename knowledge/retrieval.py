@@ -59,6 +59,9 @@ class Hit:
     relevance: float
     token_count: int = 0  # the chunk's, counted at ingestion with the embedding tokenizer
     injection_suspected: bool = False  # flagged at ingestion as a likely prompt injection
+    # The chunk's position in its document (Chunk.ordinal): passages of one document are read
+    # out in the document's order, not in retrieval order. Internal: not in as_json.
+    ordinal: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -481,7 +484,7 @@ def build_sql(
            CASE WHEN c.embedding IS NULL THEN NULL
                 ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,
            fused.text_score, s.fused, c.injection_suspected,
-           {question_similarity} AS question_similarity
+           {question_similarity} AS question_similarity, c.ordinal
     FROM fused
     JOIN knowledge_chunk c ON c.id = fused.id
     JOIN knowledge_document d ON d.id = c.document_id
@@ -572,6 +575,7 @@ def search(
                 relevance=min(1.0, max(0.0, own or 0.0)),
                 token_count=int(row[9] or 0),
                 injection_suspected=bool(row[13]),
+                ordinal=int(row[15]),
             )
         )
     return hits

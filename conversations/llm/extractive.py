@@ -1,5 +1,6 @@
 """The offline answerer: the sentences of the retrieved passages that best cover the question,
-in passage order, each followed by its passage's ``[n]``. A table row is a sentence, each cell
+in reading order (a document's passages in the document's order), each followed by its
+passage's ``[n]``. A table row is a sentence, each cell
 after its column's header ("variable: `PORT`; default: `8000`"). Code blocks, command lines,
 images and a table of contents' entries ("Preface . . . . xi") are skipped: they are cited
 passages, not sentences to read out, and so are the reference marks of a passage's own document
@@ -351,6 +352,7 @@ def compose(
     said: Sequence[str] = (),
     subject: str = "",
     headings: Sequence[Sequence[str]] = (),
+    positions: Sequence[tuple[object, int]] = (),
 ) -> str:
     """The answer text, with ``[n]`` (1-based passage numbers) after each sentence. For a
     question that names nothing of its own ("Tell me more."), a sentence one of the
@@ -365,7 +367,13 @@ def compose(
     it is about, so its words count as theirs ("Which guardrails are there?" is answered by the
     list under "Guardrails", whose items never say "guardrail"). A question that names its
     section and nothing more is answered by that section: a list's items (a table's rows) in
-    the order written, up to :data:`MAX_LIST_ITEMS`, before its other sentences."""
+    the order written, up to :data:`MAX_LIST_ITEMS`, before its other sentences.
+
+    ``positions``: each passage's document and its place in it (the chunk's ordinal). The
+    sentences are read out in passage order, except that a document's passages are read
+    together, where its best passage stands, in the document's order: retrieval ranks a
+    section's later chunk above its first one as often as not, and read in that order an
+    answer said the second step before the first. Each sentence keeps its own ``[n]``."""
     if not passages:
         return NOTHING_FOUND
     wanted = terms(question) | terms(subject)
@@ -440,8 +448,26 @@ def compose(
             chosen[chosen.index(inside[0])] = candidate
         if len(chosen) == limit:
             break
-    chosen.sort(key=lambda s: (s[1], s[2]))
+    place = reading_order(len(passages), positions)
+    chosen.sort(key=lambda s: (place[s[1]], s[2]))
     return " ".join(f"{sentence} [{n}]" for _, n, _, sentence in chosen)
+
+
+def reading_order(
+    count: int, positions: Sequence[tuple[object, int]]
+) -> dict[int, tuple[int, int]]:
+    """Each passage number (1..count) with its place in an answer: (the number of its
+    document's first passage, its position in the document). A passage without a position
+    (there are fewer positions than passages) stays where it is."""
+    first: dict[object, int] = {}
+    place: dict[int, tuple[int, int]] = {}
+    for n in range(1, count + 1):
+        if n > len(positions):
+            place[n] = (n, 0)
+            continue
+        document, ordinal = positions[n - 1]
+        place[n] = (first.setdefault(document, n), ordinal)
+    return place
 
 
 def pieces(text: str) -> list[str]:
@@ -516,7 +542,8 @@ class ExtractiveLLM:
         said = [m["content"] for m in request.messages if m["role"] == "assistant"]
         passages = [hit.text for hit in request.passages]
         headings = [hit.heading_path for hit in request.passages]
-        answer = compose(request.question, passages, said, request.subject, headings)
+        positions = [(hit.document_id, hit.ordinal) for hit in request.passages]
+        answer = compose(request.question, passages, said, request.subject, headings, positions)
         # Counted as the caller counts the completion's tokens (the local tokenizer).
         count = get_embedder().count_tokens
         answer, cut = within(answer, request.max_tokens, count)

@@ -889,3 +889,20 @@ def test_the_extractive_backend_lists_a_section_the_question_names(alpha):
     assert "make eval-guardrails" not in body["output"]
     (cited,) = body["citations"]
     assert cited["snippet"].startswith("Every turn passes these layers")
+
+
+def test_the_extractive_answer_reads_a_documents_passages_in_the_documents_order(alpha):
+    """A document's second section ranked above its first (it says "deploy" more often), and
+    the answer read the second step before the first: passages were read in retrieval order.
+    Now a document's passages are read in its own order, each sentence with its own [n]."""
+    steps = [
+        "To deploy, first copy the release archive to the server.",
+        "Then run the deploy script; the deploy restarts the workers after the deploy.",
+    ]
+    library = add_passages(alpha, steps)
+    body = chat(alpha.client(alpha.chat_key), **ask(alpha, "How do I deploy?")).json()
+    assert body["refusal"] is None, body
+    cited = {c["id"]: c["chunk_id"] for c in body["citations"]}
+    first, second = (str(c.pk) for c in library.chunks)
+    assert (cited[1], cited[2]) == (second, first)  # retrieved out of the document's order
+    assert body["output"] == f"{steps[0]} [2] {steps[1]} [1]"

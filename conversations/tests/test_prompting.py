@@ -565,3 +565,21 @@ def test_extractive_sentences_do_not_end_inside_inline_code_or_a_url():
     ]
     answer = compose("How do I print the greeting in a shell?", [passage])
     assert answer == 'Print it with `print("你好。世界\uff01")` in a shell. [1]'
+
+
+def test_extractive_answer_reads_each_documents_passages_in_its_order():
+    """Passages 1 and 3 are one document's sections 7 and 2: its section 2 is read first,
+    where its best passage stands, then section 7, then the other document's passage."""
+    manual, other = uuid.uuid4(), uuid.uuid4()
+    passages = [
+        "Then restart the deploy workers.",
+        "A deploy on Fridays needs approval.",
+        "Before a deploy, copy the archive.",
+    ]
+    positions = [(manual, 7), (other, 0), (manual, 2)]
+    answer = compose("How do I deploy?", passages, positions=positions)
+    assert answer == (
+        "Before a deploy, copy the archive. [3] Then restart the deploy workers. [1] "
+        "A deploy on Fridays needs approval. [2]"
+    )
+    assert compose("How do I deploy?", passages).startswith("Then restart")  # no positions

@@ -553,6 +553,15 @@ def test_a_question_naming_a_section_finds_its_chunks_by_their_headings(bot_worl
     assert hits[0].text_score > hits[1].text_score
 
 
+def test_hits_carry_their_chunks_position_in_the_document(bot_world):
+    bot, _, document = bot_world
+    first = ChunkFactory(tenant=bot.tenant, document=document, ordinal=4, embedding=near(2))
+    second = ChunkFactory(tenant=bot.tenant, document=document, ordinal=9, embedding=near(1))
+    hits = search(search_space_for_bot(bot), query="anything", query_vector=near(1), top_k=5)
+    assert [(h.chunk_id, h.ordinal) for h in hits] == [(second.pk, 9), (first.pk, 4)]
+    assert "ordinal" not in hits[0].as_json()  # internal: /v1/retrieve's fields are the contract's
+
+
 def test_the_hybrid_statement_reads_the_gin_and_ann_indexes_with_headings_indexed(bot_world):
     """The heading path in the stored vector (knowledge 0016) changes no plan: the one
     statement's text leg still reads the (dataset, search_vector) GIN index for its rare terms
