@@ -98,11 +98,13 @@ def build(
     *,
     sizes: list[int] | None = None,
     texts: Any = chunk_texts,
+    headings: Any = None,
 ) -> None:
     """20 tenants with a bot, a dataset and documents; ROWS chunks loaded with COPY; the HNSW
     index built after the load. ``sizes`` (chunks per tenant, :func:`tenant_sizes` by default)
     and ``texts`` (``texts(rng, count)``, :func:`chunk_texts` by default) let another benchmark
-    build its own mix (bench.upgrade_cjk)."""
+    build its own mix (bench.upgrade_cjk); ``headings`` (``headings(rng, count)``, heading
+    paths as PostgreSQL array literals; none by default) gives chunks heading paths."""
     import numpy as np
 
     from knowledge import vector_index
@@ -143,12 +145,13 @@ def build(
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         buffer = io.StringIO()
         chunks = texts(rng, size)
+        paths = headings(rng, size) if headings else ["{}"] * size
         for i, vector in enumerate(vectors):
             words = chunks[i]
             literal = "[" + ",".join(f"{x:.5f}" for x in vector) + "]"
             buffer.write(
                 f"{uuid.uuid4()}\t{tenant}\t{dataset}\t{documents[i % len(documents)]}\t{i}\t"
-                f"{words}\t{{}}\t{{}}\t{{}}\t{len(words.split())}\t0\t{len(words)}\tenglish\t"
+                f"{words}\t{paths[i]}\t{{}}\t{{}}\t{len(words.split())}\t0\t{len(words)}\tenglish\t"
                 f"{literal}\tbench\tf\t{now}\t{now}\n"
             )
         buffer.seek(0)

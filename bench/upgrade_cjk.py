@@ -18,6 +18,13 @@ first (at knowledge 0012), a Chinese customer's dataset. ``BENCH_BLOCKER_SECONDS
 transaction that inserted a chunk (an ingestion storing a large document) is open that long
 when each migrate starts.
 
+``BENCH_MIGRATION=headings``: the same for knowledge 0016 (the heading path in the full-text
+vector), between 0015 and 0016, in the database ``bench_upgrade_headings``, where
+``BENCH_HEADING_SHARE`` (1.0) of the chunks have a heading path (a document's title and a section
+of it); checked after each: vectors not the migration's expression, termstat against a recount,
+and chunks a question naming a heading finds by text. ``BENCH_PLAN=forward`` runs the way
+forward only.
+
 Command: ``DJANGO_SETTINGS_MODULE=chatbot_site.settings.test .venv/bin/python -m
 bench.upgrade_cjk`` (the build takes ~6 minutes on 2 cores, each migration minutes; not part of
 ``make bench``).
@@ -39,7 +46,8 @@ from urllib.parse import quote
 
 from bench import setup_django
 
-NAME = "bench_upgrade_cjk"
+MIGRATION = os.environ.get("BENCH_MIGRATION", "cjk")
+NAME = f"bench_upgrade_{MIGRATION}"
 ROWS = int(os.environ.get("BENCH_ROWS", "160000"))
 TENANTS = 20
 CJK_SHARE = float(os.environ.get("BENCH_CJK_SHARE", "0.03"))
@@ -47,7 +55,21 @@ BLOCKER_SECONDS = float(os.environ.get("BENCH_BLOCKER_SECONDS", "0"))
 CJK_TENANT = os.environ.get("BENCH_CJK_TENANT", "")
 TICK = 0.05
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE, HEAD = "0012_document_transient_failures", "0014_document_dataset_created"
+HEADING_SHARE = float(os.environ.get("BENCH_HEADING_SHARE", "1.0"))
+BEFORE, HEAD = {
+    "cjk": ("0012_document_transient_failures", "0014_document_dataset_created"),
+    "headings": ("0015_document_pipeline_version", "0016_chunk_search_vector_headings"),
+}[MIGRATION]
+BIGRAMS = "to_tsvector(language, knowledge_cjk_bigrams(text))"
+EXPRESSIONS = {  # (before, at the head)
+    "cjk": ("to_tsvector(language, text)", BIGRAMS),
+    "headings": (
+        BIGRAMS,
+        f"({BIGRAMS} || setweight(to_tsvector(language,"
+        " knowledge_cjk_bigrams(array_to_string(heading_path, ' '))), 'A'))",
+    ),
+}[MIGRATION]
+SECTIONS = ["Billing", "Refunds", "Invoices", "Exports", "Webhooks", "Teams", "Security"]
 
 # Support-page sentences; a CJK chunk is a dozen of them, in one language, sometimes with an
 # English product word, as chunks of real manuals are (full-width commas: Chinese punctuation).
@@ -100,6 +122,19 @@ def texts(rng: Any, count: int) -> list[str]:
     for i in rng.choice(count, round(count * CJK_SHARE), replace=False):
         chunks[int(i)] = cjk_text(rng)
     return chunks
+
+
+def heading_paths(rng: Any, count: int) -> list[str]:
+    """HEADING_SHARE of the chunks under a heading path ("Admin guide 3", "Refunds"), as
+    PostgreSQL array literals; the others none."""
+    paths = []
+    for _ in range(count):
+        if rng.random() >= HEADING_SHARE:
+            paths.append("{}")
+            continue
+        section = SECTIONS[int(rng.integers(0, len(SECTIONS)))]
+        paths.append(f'{{"Admin guide {int(rng.integers(0, 50))}","{section}"}}')
+    return paths
 
 
 def sizes() -> list[int]:
@@ -167,7 +202,7 @@ def prepare(rebuild: bool) -> None:
             have = -1
     if have >= sum(sizes()):
         return
-    print(f"building {sum(sizes())} chunks in {TENANTS} tenants at knowledge 0012 ...",
+    print(f"building {sum(sizes())} chunks in {TENANTS} tenants at knowledge {BEFORE} ...",
           file=sys.stderr)  # fmt: skip
     migrate()
     migrate("knowledge", BEFORE)
@@ -178,7 +213,8 @@ def prepare(rebuild: bool) -> None:
     centres = rng.standard_normal((200, DIMS)).astype(np.float32)
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE tenants_tenant CASCADE")
-        build(cursor, rng, centres, sizes=sizes(), texts=texts)
+        build(cursor, rng, centres, sizes=sizes(), texts=texts,
+              headings=heading_paths if MIGRATION == "headings" else None)  # fmt: skip
     started = time.perf_counter()
     done = vector_index.maintain(concurrently=False)
     print(f"  {len(done['created'])} dataset indexes built in "
@@ -430,11 +466,7 @@ WHERE r.df IS DISTINCT FROM s.df
 def check(at_head: bool) -> dict[str, Any]:
     import psycopg
 
-    expression = (
-        "to_tsvector(language, knowledge_cjk_bigrams(text))"
-        if at_head
-        else "to_tsvector(language, text)"
-    )
+    expression = EXPRESSIONS[1] if at_head else EXPRESSIONS[0]
     result: dict[str, Any] = {}
     with psycopg.connect(**connection_params(), autocommit=True) as conn:
         (result["chunks"],) = conn.execute("SELECT count(*) FROM knowledge_chunk").fetchone()  # type: ignore[misc]
@@ -442,9 +474,28 @@ def check(at_head: bool) -> dict[str, Any]:
             f"SELECT count(*) FROM knowledge_chunk WHERE search_vector IS DISTINCT FROM {expression}"  # noqa: S608
         ).fetchone()
         (result["termstat_off"],) = conn.execute(RECOUNT_DIFF).fetchone()  # type: ignore[misc]
-    if at_head:
+    if at_head and MIGRATION == "cjk":
         result["cjk_search"] = cjk_search()
+    if MIGRATION == "headings":
+        result["heading_search"] = heading_search()
     return result
+
+
+def heading_search() -> str:
+    """How many of the top 10 chunks ``knowledge.retrieval.search`` (text mode) returns for a
+    question naming a section ("what do the webhooks say") are under that section."""
+    from django.db import connection
+
+    from bots.models import Bot
+    from knowledge.retrieval import search, search_space_for_bot
+    from tenants.models import Tenant
+
+    connection.close()
+    bot = Bot.objects.for_tenant(Tenant.objects.get(slug="bench-1")).select_related("scope").get()
+    hits = search(search_space_for_bot(bot), query="what do the webhooks say",
+                  query_vector=[0.05] * 384, top_k=10, mode="text")  # fmt: skip
+    under = sum("Webhooks" in hit.heading_path for hit in hits)
+    return f"{under}/10 of the top 10 under Webhooks"
 
 
 def cjk_search() -> dict[str, str]:
@@ -477,12 +528,17 @@ def cjk_search() -> dict[str, str]:
 def main() -> int:
     setup_django()
     prepare(os.environ.get("BENCH_REBUILD") == "1")
-    plan = [("forward", ()), ("backward", ("knowledge", BEFORE)), ("forward again", ())]
+    plan = [("forward", ("knowledge", HEAD)), ("backward", ("knowledge", BEFORE)),
+            ("forward again", ("knowledge", HEAD))]  # fmt: skip
     if applied() == HEAD:
         plan = plan[1:]
+    if os.environ.get("BENCH_PLAN") == "forward":
+        plan = [step for step in plan if step[0].startswith("forward")][:1]
     if CJK_TENANT and applied() == BEFORE:
         cjk_tenant()
-    print(f"\n{ROWS} chunks, {TENANTS} tenants, {CJK_SHARE:.0%} CJK; load every {TICK * 1000:.0f}"
+    print(f"\n{MIGRATION}: {ROWS} chunks, {TENANTS} tenants, {CJK_SHARE:.0%} CJK,"
+          f" {HEADING_SHARE if MIGRATION == 'headings' else 0:.0%} under headings;"
+          f" load every {TICK * 1000:.0f}"
           f" ms; blocker {BLOCKER_SECONDS:g} s; all-CJK tenant: {CJK_TENANT or 'none'}")  # fmt: skip
     for label, args in plan:
         result = phase(label, args)
