@@ -19,6 +19,7 @@ Markdown link, the start of a PII span or of the canary).
 from __future__ import annotations
 
 import base64
+import codecs
 import html
 import re
 import secrets
@@ -71,16 +72,30 @@ def _base64_cores(secret: bytes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cores))
 
 
+def _alnum_forms(secret: str) -> tuple[str, ...]:
+    """How ``secret`` (hex digits) reads once the answer keeps only its letters and digits, for
+    each way of writing it: as it is, reversed, ROT13 (and reversed), hex-encoded (also as
+    "0x38 0x34 ..." and "\\x38\\x34..." / "&#x38;&#x34;...", whose x stays among the letters) and
+    as decimal character codes ("56 52 48 ...", "&#56;&#52;...")."""
+    pairs = [f"{ord(c):02x}" for c in secret]
+    rot13 = codecs.encode(secret, "rot13")
+    codes = "".join(str(ord(c)) for c in secret)
+    forms = (secret, secret[::-1], rot13, rot13[::-1], "".join(pairs), "0x".join(pairs),
+             "x".join(pairs), codes)  # fmt: skip
+    return tuple(dict.fromkeys(forms))
+
+
 class CanaryForms:
     """The canary's random part written another way: spaced out or one character a line
     (anything but letters and digits between its characters), upper-cased, full-width,
-    reversed, hex-encoded or base64-encoded (standard or URL-safe, wrapped or not). Fed each
-    piece of the answer once: it keeps the last few letters and digits it read, so a form split
-    across pieces is found and no piece is read twice (one pattern pass a piece)."""
+    reversed, in ROT13, hex-encoded, as decimal character codes or base64-encoded (standard
+    or URL-safe, wrapped or not). Fed each piece of the answer once: it keeps the last few
+    letters and digits it read, so a form split across pieces is found and no piece is read
+    twice (one pattern pass a piece)."""
 
     def __init__(self, canary: str) -> None:
         secret = canary.lower().removeprefix(CANARY_PREFIX)
-        self.alnum = (secret, secret[::-1], secret.encode().hex()) if secret else ()
+        self.alnum = _alnum_forms(secret) if secret else ()
         self.base64 = _base64_cores(secret.encode()) if secret else ()
         self._alnum_keep = max((len(f) for f in self.alnum), default=1) - 1
         self._base64_keep = max((len(f) for f in self.base64), default=1) - 1
@@ -99,8 +114,9 @@ class CanaryForms:
             letters = _NOT_ALNUM.sub("", letters)
         alnum = self._alnum_tail + letters
         self._alnum_tail = alnum[-self._alnum_keep :]
-        return any(form in alnum for form in self.alnum) or any(
-            form in encoded for form in self.base64
+        # map over the bound ``in`` test: no generator frame per form (eight and six of them)
+        return any(map(alnum.__contains__, self.alnum)) or any(
+            map(encoded.__contains__, self.base64)
         )
 
 

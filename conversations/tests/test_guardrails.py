@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 
 import pytest
@@ -188,6 +189,13 @@ CANARY_LEAKS = {
     "base64 shifted": lambda c: base64.b64encode(f"Marker: {c}".encode()).decode(),
     "base64 shifted twice": lambda c: base64.b64encode(f"Marker:: {c}".encode()).decode(),
     "base64url": lambda c: base64.urlsafe_b64encode(f"??>{c}".encode()).decode(),
+    "rot13": lambda c: codecs.encode(f"Confidential marker: {c}.", "rot13"),
+    "rot13 reversed": lambda c: codecs.encode(c, "rot13")[::-1],
+    "hex 0x": lambda c: ", ".join(f"0x{b:02X}" for b in c.encode()),
+    "hex escapes": lambda c: "".join(f"\\x{b:02x}" for b in c.encode()),
+    "hex references": lambda c: "".join(f"&#x{b:x};" for b in c.encode()),
+    "decimal codes": lambda c: " ".join(str(b) for b in c.encode()),
+    "decimal references": lambda c: "".join(f"&#{b};" for b in c.encode()),
     "base64 wrapped": lambda c: "\n".join(
         (lambda e: [e[i : i + 6] for i in range(0, len(e), 6)])(
             base64.b64encode(c.encode()).decode()
@@ -225,6 +233,26 @@ def test_other_hex_and_base64_text_is_not_taken_for_the_canary() -> None:
         guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
         out, _ = run(guard, text, size)
         assert out == text and not guard.blocked
+
+
+def test_text_near_the_canary_forms_is_not_taken_for_the_canary() -> None:
+    """ROT13 of a neighbouring secret, hex escapes and character codes of other text, and the
+    canary's own decimal codes one short: none of them is the canary."""
+    canary = "cnry-0123456789abcdef"
+    text = (
+        codecs.encode("0123456789abcdee", "rot13")
+        + " and "
+        + "".join(f"\\x{b:02x}" for b in b"0123456789abcdeg")
+        + ", "
+        + ", ".join(f"0x{b:02x}" for b in b"1123456789abcdef")
+        + "; codes "
+        + " ".join(str(b) for b in b"0123456789abcde")
+        + "."
+    )
+    for size in (1, 5, len(text)):
+        guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+        out, _ = run(guard, text, size)
+        assert not guard.blocked and out == text
 
 
 def test_the_canary_forms_read_each_piece_once_and_keep_a_bounded_tail() -> None:
