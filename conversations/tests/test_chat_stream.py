@@ -5,6 +5,7 @@ event order and ids, pings, errors after the first token, and a client that goes
 from __future__ import annotations
 
 import base64
+import codecs
 import http.client
 import json
 import socket
@@ -445,8 +446,15 @@ def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json
         lambda c: c.encode().hex(),
         lambda c: base64.b64encode(f"Confidential marker: {c}.".encode()).decode(),
         lambda c: base64.urlsafe_b64encode(f"x{c}".encode()).decode(),
+        lambda c: codecs.encode(f"Confidential marker: {c}.", "rot13"),
+        lambda c: " ".join(f"0x{b:02x}" for b in c.encode()),
+        lambda c: "".join(f"\\x{b:02x}" for b in c.encode()),
+        lambda c: ",".join(str(b) for b in c.encode()),
     ],
-    ids=["spaced", "lines", "reversed", "dashed-upper-code", "hex", "base64", "base64url"],
+    ids=[
+        *("spaced", "lines", "reversed", "dashed-upper-code", "hex", "base64", "base64url"),
+        *("rot13", "hex-0x", "hex-escapes", "decimal-codes"),
+    ],
 )
 def test_a_canary_leaked_in_another_form_cuts_the_answer(served, alpha, leak):
     """The model recites its prompt with the canary written transformed (and nowhere as it is)."""
