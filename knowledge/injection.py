@@ -3,18 +3,21 @@ LLM call) and for ingested chunks (a hit flags the chunk: marked in the prompt, 
 retrieval).
 
 Rules over normalised text (NFKC, case-folded, zero-width characters removed, spaced-out
-letters joined), English and German, for the known families: overriding earlier instructions,
-a new persona, extracting the prompt, delimiter hijacks, exfiltration and output steering. Every
-pattern is bounded (no nested quantifiers), so adversarial input stays linear.
+letters joined; also read as leetspeak, and the text of base64 runs read too), English and
+German with other languages' overrides, for the known families: overriding earlier
+instructions, a new persona, extracting the prompt, delimiter hijacks, exfiltration and output
+steering. Every pattern is bounded (no nested quantifiers), so adversarial input stays linear.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,78 @@ def _fold_mixed_word(match: re.Match[str]) -> str:
     if word.isascii() or not any("a" <= c <= "z" for c in word):
         return word
     return word.translate(_CONFUSABLES)
+
+
+# Leetspeak: in a word that mixes ASCII letters and digits (or @, $), the digits read as the
+# letters they stand for ("1gn0r3 4ll pr3v10us 1nstruct10ns"). A 1 stands for i or for l: it
+# is read as l where that makes a word the rules are written with ("ru1es", "a11") and as i
+# otherwise. Words of letters or of digits alone ("2024", "hello") are left as they are
+# (possessive: nothing is tried twice).
+_LEET_WORD = re.compile(r"(?<![a-z0-9@$])(?:[a-z@$]++[0-9]|[0-9]++[a-z@$])[a-z0-9@$]*+")
+_LEET_I = str.maketrans("0134567890@$", "oieasgtbgoas")
+_LEET_L = str.maketrans("1", "l")
+
+
+def _leet_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    as_i = word.translate(_LEET_I)
+    if "1" in word and as_i not in _RULE_WORDS:
+        as_l = word.translate(_LEET_L).translate(_LEET_I)
+        if as_l in _RULE_WORDS:
+            return as_l
+    return as_i
+
+
+def _leet_reading(normal: str) -> str | None:
+    """``normal`` with its leetspeak words read as letters, or None when none of them reads as
+    a word the rules are written with ("utf8", "h264", "v2" do not): the rules then read
+    nothing new, and are not run a second time."""
+    if not any(_leet_word(m) in _RULE_WORDS for m in _LEET_WORD.finditer(normal)):
+        return None
+    return _LEET_WORD.sub(_leet_word, normal)
+
+
+# Base64 runs (standard or URL-safe, wrapped over lines or not), decoded when they hold text:
+# an order sent encoded ("SWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM=") reads as the order
+# to a model that decodes it. Keys, hashes and long words decode to bytes that are not text.
+_BASE64_RUN = re.compile(
+    r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{16,20000}+(?:\r?\n[A-Za-z0-9+/_-]{1,20000}+){0,2000}+"
+)
+_URLSAFE = str.maketrans("-_", "+/", "\r\n")
+_UNREADABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
+_MAX_RUNS = 64
+
+
+def _base64_text(run: str) -> str | None:
+    """The text ``run`` encodes, read from each of its first four characters (a run glued to
+    a word starts off its alignment), or None when it encodes no text."""
+    run = run.translate(_URLSAFE)
+    for skip in range(4):
+        body = run[skip:]
+        body = body[: len(body) - 1] if len(body) % 4 == 1 else body
+        if len(body) < 16:
+            return None
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4))
+        except binascii.Error:
+            continue
+        text = raw.decode("utf-8", "replace")
+        words = " " in text or _BASE64_RUN.fullmatch(text.rstrip("=\n"))  # prose, or base64
+        if words and len(_UNREADABLE.findall(text)) <= max(2, len(text) // 20):
+            return text
+    return None
+
+
+def _decoded(text: str) -> str:
+    """The text that ``text``'s base64 runs encode, one run a line ("" when none does)."""
+    found: list[str] = []
+    for match in _BASE64_RUN.finditer(text[:20_000]):
+        if len(found) == _MAX_RUNS:
+            break
+        decoded = _base64_text(match.group(0))
+        if decoded is not None:
+            found.append(decoded)
+    return "\n".join(found)
 
 
 _WS = re.compile(r"\s{1,1000}")
@@ -213,6 +288,7 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
 # to an AI assistant that overrides, re-roles, extracts or exfiltrates.
 PASSAGE_RULES = (
     "override",
+    "override_ml_passage",
     "override_intl",
     "override_de",
     "new_task_de",
@@ -223,6 +299,44 @@ PASSAGE_RULES = (
     "delimiter",
     "steer_output",
     "exfiltration",
+)
+# Russian, French, Spanish and Italian overrides in a document. The verb forms that only give
+# orders ("ignorez", "oubliez", "забудьте") count anywhere; those a document also describes
+# with ("le navigateur ignore les règles CSS", "il parser ignora le regole non valide") only
+# where an order stands: at the start of a sentence, after a comma, "puis", "maintenant",
+# "ahora", "ora", "por favor", ... (as "act as" in ``persona``; not after "et", "y", "e": "il
+# parser ignora ... e dimentica ..." describes).
+_ML_ORDERS = (
+    r"(?:instructions|consignes|règles|directives|indications|instrucciones|reglas|"
+    r"indicaciones|órdenes|directrices|istruzioni|regole|indicazioni|direttive)"
+)
+_PASSAGE_ONLY_RULES: dict[str, re.Pattern[str]] = {
+    "override_ml_passage": re.compile(
+        r"\b(?:забудь(?:те)?|игнорируй(?:те)?|проигнорируй(?:те)?)\b.{0,40}?"
+        r"(?:инструкци|правил|указани|всё|все)"
+        rf"|\b(?:ignorez|oubliez|ignorad|olvidad|ignorate|dimenticate|ne (?:tenez|tiens) pas "
+        rf"compte|haz caso omiso|no hagas caso|non (?:tenere|tenete) conto)\b.{{0,30}}?\b{_ML_ORDERS}\b"
+        r"|(?:^|[.!?:;,\-\u2013]\s{0,3}|\b(?:puis|maintenant|alors|désormais|luego|ahora|ora|poi|"
+        r"adesso|please|por favor|per favore|s'il (?:te|vous) plaît)\s)"
+        rf"(?:ignore[rs]?|oublie[rs]?|ignora|olvida|dimentica)\b.{{0,30}}?\b{_ML_ORDERS}\b"
+    ),
+}
+# A rule whose alternatives start in many ways is slow to try at every character (108 µs a
+# 1,500-character chunk for ``override_ml_passage``): its verbs' stems, searched first, tell
+# whether it can match at all (14 µs).
+_GATES: dict[str, re.Pattern[str]] = {
+    "override_ml_passage": re.compile(
+        r"ignor|oubli|olvid|dimentic|забудь|игнорируй|проигнорируй|ne (?:tenez|tiens)|haz caso|"
+        r"no hagas|non tene"
+    ),
+}
+_RULES = {**QUESTION_RULES, **_PASSAGE_ONLY_RULES}
+# The words the rules are written with ("rules?" gives "rules" and "rule"): which reading of a 1
+# in a leetspeak word to take.
+_RULE_WORDS = frozenset(
+    word[:cut]
+    for word in re.findall(r"[a-z]{3,}", " ".join(p.pattern for p in _RULES.values()))
+    for cut in (None, -1)
 )
 _PASSAGE_DELIMITER = re.compile(
     r"(?:<\|im_(?:start|end)\|>|<\|(?:system|endoftext)\|>|\[/?inst\]|<</?sys>>|" r"</?passages?>)"
@@ -257,12 +371,42 @@ def normalise(text: str) -> str:
     return _WS.sub(" ", text)
 
 
-def _hits(text: str, names: Sequence[str]) -> tuple[str, ...]:
-    return tuple(name for name in names if QUESTION_RULES[name].search(text))
+def _readings(text: str) -> tuple[str, ...]:
+    """``text`` normalised, and as leetspeak when a word of it mixes letters and digits."""
+    normal = normalise(text)
+    leet = _leet_reading(normal)
+    return (normal,) if leet is None else (normal, leet)
+
+
+def _hits(texts: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(name for name in names if any(map(_rule_search(name), texts)))
+
+
+def _rule_search(name: str) -> Callable[[str], bool]:
+    rule, gate = _RULES[name], _GATES.get(name)
+    if gate is None:
+        return lambda text: rule.search(text) is not None
+    return lambda text: gate.search(text) is not None and rule.search(text) is not None
+
+
+def _encoded_hits(
+    text: str, check: Callable[[str, int], tuple[str, ...]], depth: int
+) -> tuple[str, ...]:
+    """``check``'s reasons for the text ``text``'s base64 runs encode, as ``base64:<rule>``
+    (an encoding inside an encoding is read once more)."""
+    if depth >= 2 or len(text) < 16:
+        return ()
+    decoded = _decoded(text)
+    return tuple(f"base64:{r}" for r in check(decoded, depth + 1)) if decoded else ()
+
+
+def _question_hits(text: str, depth: int = 0) -> tuple[str, ...]:
+    reasons = _hits(_readings(text), tuple(QUESTION_RULES))
+    return reasons or _encoded_hits(text, _question_hits, depth)
 
 
 def rules_flag(text: str) -> bool:
-    return bool(_hits(normalise(text), tuple(QUESTION_RULES)))
+    return bool(_question_hits(text))
 
 
 @functools.cache
@@ -281,7 +425,7 @@ def classifier_score(text: str) -> float:
 
 def detect(text: str) -> Verdict:
     """For a user's chat message: the rules, then the character n-gram classifier."""
-    reasons = _hits(normalise(text), tuple(QUESTION_RULES))
+    reasons = _question_hits(text)
     if reasons:
         return Verdict(True, 1.0, reasons)
     model = _model()
@@ -296,9 +440,13 @@ def detect(text: str) -> Verdict:
 def detect_passage(text: str) -> Verdict:
     """For an ingested document chunk: a stricter subset of the rules only (the classifier
     was trained on prompts, not documents)."""
-    normal = normalise(text)
-    names = [n for n in PASSAGE_RULES if n != "delimiter"]
-    reasons = _hits(normal, names)
-    if _PASSAGE_DELIMITER.search(normal):
-        reasons = (*reasons, "delimiter")
+    reasons = _passage_hits(text)
     return Verdict(bool(reasons), 1.0 if reasons else 0.0, reasons)
+
+
+def _passage_hits(text: str, depth: int = 0) -> tuple[str, ...]:
+    readings = _readings(text)
+    reasons = _hits(readings, [n for n in PASSAGE_RULES if n != "delimiter"])
+    if any(_PASSAGE_DELIMITER.search(t) for t in readings):
+        reasons = (*reasons, "delimiter")
+    return reasons or _encoded_hits(text, _passage_hits, depth)
