@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterable, Iterator
+from itertools import chain
 
 from knowledge.parsers import Block, Limits, ParseError
 
@@ -52,6 +54,33 @@ def as_utf8(data: bytes, charset: str | bytes | None) -> bytes:
         return data.decode(encoding).encode("utf-8")
     except UnicodeDecodeError:
         return data
+
+
+class NotInCharset(ValueError):
+    """Bytes the declared encoding has no character for: where, and which."""
+
+    def __init__(self, encoding: str, offset: int, found: bytes) -> None:
+        super().__init__(f"byte {found.hex(' ')} at offset {offset:,} is not {encoding} text")
+        self.encoding, self.offset, self.found = encoding, offset, found
+
+
+def utf8_pieces(pieces: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+    """Text in ``encoding`` re-encoded as UTF-8 a piece at a time (an incremental decoder, so a
+    character split between two pieces is whole in the output): memory is a piece's worth,
+    however large the text. Strict: :class:`NotInCharset` for bytes the encoding cannot read,
+    with their offset in the whole text."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    consumed = 0  # bytes of the text before ``piece``
+    for piece in chain(pieces, [b""]):  # an empty last piece: the decoder's final call
+        pending = decoder.getstate()[0]  # bytes of a character begun in the last piece
+        try:
+            text = decoder.decode(piece, final=not piece)
+        except UnicodeDecodeError as exc:
+            offset = consumed - len(pending) + exc.start
+            raise NotInCharset(encoding, offset, exc.object[exc.start : exc.end]) from None
+        consumed += len(piece)
+        if text:
+            yield text.encode("utf-8")
 
 
 def decode(data: bytes) -> str:

@@ -1,0 +1,115 @@
+"""Uploads whose part declares a charset (``Content-Type: text/plain; charset=koi8-r``): their
+text is stored as UTF-8 a piece at a time, refused whole when the charset cannot read it, and is
+one document with the same text uploaded before."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+
+from knowledge.intake import document_add_upload
+from knowledge.models import Document
+from tenants.services import Actor
+from tests.world import build_tenant
+
+pytestmark = pytest.mark.django_db
+
+TERMS = "Оплата по счёту в течение 14 дней."  # a guess reads its KOI8-R as Shift_JIS
+
+
+@pytest.fixture
+def side():
+    return build_tenant("acme")
+
+
+def upload(side, name: str, data: bytes, charset: str | None = None):
+    content_type = f"text/plain; charset={charset}" if charset else "text/plain"
+    return side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents",
+        {"file": SimpleUploadedFile(name, data, content_type=content_type)},
+        format="multipart",
+    )
+
+
+def new_documents(side):
+    return Document.objects.for_tenant(side.tenant).exclude(pk=side.document.pk)
+
+
+def stored_files(side) -> list[str]:
+    folder = f"documents/{side.tenant.pk}/{side.dataset.pk}"
+    return default_storage.listdir(folder)[1] if default_storage.exists(folder) else []
+
+
+def test_declared_text_longer_than_a_piece_is_stored_whole_as_utf8(side):
+    # Characters of two and three bytes fall across the 64 KiB pieces it is read in.
+    text = "\n".join(f"{n}. {TERMS} 請求書は月末に届きます。" for n in range(4000))
+    response = upload(side, "terms.txt", text.encode("shift_jis"), "Shift_JIS")
+    assert response.status_code == 202, response.content
+    document = Document.objects.for_tenant(side.tenant).get(pk=response.json()["id"])
+    assert document.file.read() == text.encode()
+    assert document.content_hash == hashlib.sha256(text.encode()).hexdigest()
+    assert (document.byte_size, document.content_type) == (len(text.encode()), "text/plain")
+
+
+def test_bytes_the_declared_charset_cannot_read_are_a_400_and_nothing_is_stored(side):
+    """They were ignored with the label (a guess read the text instead); the client declared
+    the charset, so it is told, with where. Nothing half-written stays: the first 64 KiB had
+    been re-encoded before the bad byte."""
+    good = (TERMS + "\n").encode("cp1251") * 3000  # ~100 KB
+    response = upload(side, "terms.txt", good + b"\x98" + good, "windows-1251")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"] == "The file is not windows-1251 text, the charset its part declares."
+    assert error["details"]["file"] == [
+        f"Byte 98 at offset {len(good):,} is not windows-1251 text. Declare the charset the "
+        "file is written in, or send it as UTF-8."
+    ]
+    assert not new_documents(side).exists()
+    assert stored_files(side) == []
+
+
+def test_a_large_declared_upload_is_re_encoded_in_bounded_memory(side):
+    """It was read whole, decoded and encoded again: 8 MB of KOI8-R held ~40 MB at once."""
+    data = (TERMS + "\n").encode("koi8-r") * 240_000  # 8.4 MB
+    received = TemporaryUploadedFile("big.txt", "text/plain", len(data), "koi8-r")
+    received.write(data)
+    received.seek(0)
+    size, expected = len(data), hashlib.sha256(data.decode("koi8-r").encode()).hexdigest()
+    del data
+    tracemalloc.start()
+    try:
+        added = document_add_upload(tenant=side.tenant, actor=Actor.system("tests"),
+                                    dataset=side.dataset, upload=received)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        received.close()
+    assert added.document.content_hash == expected
+    assert added.document.byte_size > size  # Cyrillic: two bytes a letter in UTF-8
+    assert peak < size // 8, f"peak {peak:,} bytes for an upload of {size:,}"
+
+
+def test_the_same_text_declared_or_in_utf8_is_one_document(side):
+    first = upload(side, "terms.txt", TERMS.encode("koi8-r"), "koi8-r").json()
+    for name, data, charset in [
+        ("terms-utf8.txt", TERMS.encode(), None),
+        ("terms-1251.txt", TERMS.encode("cp1251"), "windows-1251"),
+        ("terms-again.txt", TERMS.encode("koi8-r"), "KOI8-R"),
+    ]:
+        again = upload(side, name, data, charset)
+        assert (again.status_code, again.json()["id"]) == (200, first["id"]), name
+    assert new_documents(side).count() == 1
+
+
+def test_the_same_bytes_declared_in_another_charset_are_another_text(side):
+    data = TERMS.encode("koi8-r")
+    koi8 = upload(side, "terms.txt", data, "koi8-r").json()
+    latin = upload(side, "terms.txt", data, "iso-8859-5")
+    assert latin.status_code == 202 and latin.json()["id"] != koi8["id"]
+    document = Document.objects.for_tenant(side.tenant).get(pk=latin.json()["id"])
+    assert document.file.read() == data.decode("iso-8859-5").encode()
