@@ -207,11 +207,61 @@ def document_add_upload(
         "byte_size": stored.size,
     }
     try:
+        if (
+            stored.content_hash != scanned.sha256
+            and _existing(tenant, dataset, stored.content_hash) is None
+            and (guessed := _guessed_twin(tenant, dataset, scanned.sha256)) is not None
+        ):
+            return _reread(tenant, actor, guessed, stored)
         return _create(tenant=tenant, actor=actor, dataset=dataset, content=stored.content,
                        content_hash=stored.content_hash, fields=fields)  # fmt: skip
     finally:
         if stored.content is not upload:
             stored.content.close()
+
+
+def _guessed_twin(tenant: Tenant, dataset: Dataset, raw_hash: str) -> Document | None:
+    """The document these very bytes became when they were uploaded with no charset (or one
+    that was not used), locked: its text was left to the worker's guess. A worker claims a
+    queued document with a conditional UPDATE, which waits for this lock."""
+    return (
+        Document.objects.for_tenant(tenant)
+        .select_for_update()
+        .filter(dataset=dataset, content_hash=raw_hash, source_type=SourceType.FILE)
+        .first()
+    )
+
+
+def _reread(tenant: Tenant, actor: Actor, document: Document, stored: _Stored) -> Added:
+    """Bytes uploaded before without a charset, now with one: the declaration says what their
+    text is, so that document is re-read in it (its file becomes the UTF-8 text, its hash that
+    text's) and queued again. Without this the same file was two documents, one of them read by
+    a guess (often wrong on a short text: KOI8-R read as Shift_JIS), both searched. Its title,
+    source and tags stay, as they do when the same content is uploaded again."""
+    if document.status == DocumentStatus.PROCESSING:
+        raise Conflict(
+            f"Document {document.pk} has these bytes and is being ingested; upload the file "
+            "again when it has finished to have it read in the declared charset.",
+            details={"document_id": str(document.pk)},
+        )
+    old_file = document.file.name if document.file else None
+    document.file.save("original", stored.content, save=False)
+    document.content_hash = stored.content_hash
+    document.content_type = stored.content_type or document.content_type
+    document.byte_size = stored.size
+    document.status = DocumentStatus.QUEUED
+    document.attempts = document.transient_failures = 0
+    document.error_code = document.error_message = None
+    document.save(update_fields=["file", "content_hash", "content_type", "byte_size", "status",
+                                 "attempts", "transient_failures", "error_code",
+                                 "error_message", "updated_at"])  # fmt: skip
+    if old_file and old_file != document.file.name:
+        transaction.on_commit(lambda: _delete_quietly(old_file))
+    audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
+                 changes={"content_hash": stored.content_hash,
+                          "content_type": document.content_type})  # fmt: skip
+    enqueue_ingest_on_commit(document.pk)
+    return Added(document, created=True)
 
 
 def _read_all(upload: UploadedFile) -> bytes:

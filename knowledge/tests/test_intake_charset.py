@@ -1,6 +1,6 @@
 """Uploads whose part declares a charset (``Content-Type: text/plain; charset=koi8-r``): their
 text is stored as UTF-8 a piece at a time, refused whole when the charset cannot read it, and is
-one document with the same text uploaded before."""
+one document with the same text or the same bytes uploaded before."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 
 from knowledge.intake import document_add_upload
-from knowledge.models import Document
+from knowledge.models import Document, DocumentStatus
+from tenants.models import AuditLog
 from tenants.services import Actor
 from tests.world import build_tenant
 
@@ -103,6 +104,51 @@ def test_the_same_text_declared_or_in_utf8_is_one_document(side):
     ]:
         again = upload(side, name, data, charset)
         assert (again.status_code, again.json()["id"]) == (200, first["id"]), name
+    assert new_documents(side).count() == 1
+
+
+def test_declaring_the_charset_of_bytes_uploaded_without_one_re_reads_that_document(side):
+    """The same file, first sent bare (its text left to the worker's guess), then with its
+    charset, was two documents, both searched; now the second upload says what the first one's
+    text is: one document, re-read."""
+    data = TERMS.encode("koi8-r")
+    bare = upload(side, "terms.txt", data).json()
+    assert bare["content_hash"] == hashlib.sha256(data).hexdigest()
+    Document.objects.for_tenant(side.tenant).filter(pk=bare["id"]).update(
+        status=DocumentStatus.READY
+    )
+    old_file = Document.objects.for_tenant(side.tenant).get(pk=bare["id"]).file.name
+
+    declared = upload(side, "terms.txt", data, "koi8-r")
+
+    assert declared.status_code == 202, declared.content
+    body = declared.json()
+    assert (body["id"], body["status"]) == (bare["id"], "queued")
+    assert body["content_hash"] == hashlib.sha256(TERMS.encode()).hexdigest()
+    document = Document.objects.for_tenant(side.tenant).get(pk=bare["id"])
+    assert document.file.read() == TERMS.encode()
+    assert document.file.name != old_file
+    assert new_documents(side).count() == 1
+    assert (
+        AuditLog.objects.for_tenant(side.tenant)
+        .filter(action="document.update", target_id=str(bare["id"]))
+        .exists()
+    )
+    # Bare again: the same bytes, read as they were declared.
+    assert upload(side, "terms.txt", TERMS.encode()).status_code == 200
+
+
+def test_declaring_the_charset_of_a_document_being_ingested_is_a_conflict(side):
+    data = TERMS.encode("koi8-r")
+    bare = upload(side, "terms.txt", data).json()
+    Document.objects.for_tenant(side.tenant).filter(pk=bare["id"]).update(
+        status=DocumentStatus.PROCESSING
+    )
+    response = upload(side, "terms.txt", data, "koi8-r")
+    assert response.status_code == 409
+    assert response.json()["error"]["details"] == {"document_id": bare["id"]}
+    document = Document.objects.for_tenant(side.tenant).get(pk=bare["id"])
+    assert document.content_hash == hashlib.sha256(data).hexdigest()
     assert new_documents(side).count() == 1
 
 
