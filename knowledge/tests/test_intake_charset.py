@@ -1,18 +1,21 @@
 """Uploads whose part declares a charset (``Content-Type: text/plain; charset=koi8-r``): their
 text is stored as UTF-8 a piece at a time, refused whole when the charset cannot read it, and is
-one document with the same text or the same bytes uploaded before."""
+one document with the same text or the same bytes uploaded before; ``ingest_folder --charset``."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import tracemalloc
 
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+from django.core.management import CommandError, call_command
 
 from knowledge.intake import document_add_upload
-from knowledge.models import Document, DocumentStatus
+from knowledge.models import Dataset, Document, DocumentStatus
 from tenants.models import AuditLog
 from tenants.services import Actor
 from tests.world import build_tenant
@@ -159,3 +162,44 @@ def test_the_same_bytes_declared_in_another_charset_are_another_text(side):
     assert latin.status_code == 202 and latin.json()["id"] != koi8["id"]
     document = Document.objects.for_tenant(side.tenant).get(pk=latin.json()["id"])
     assert document.file.read() == data.decode("iso-8859-5").encode()
+
+
+def ingest_folder(*args: str) -> None:
+    call_command("ingest_folder", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_ingest_folder_reads_its_files_in_the_charset_it_is_given(side, tmp_path):
+    (tmp_path / "terms.txt").write_bytes(TERMS.encode("koi8-r"))
+    (tmp_path / "notes.md").write_bytes(("# Заметки\n\n" + TERMS).encode())
+    ingest_folder(str(tmp_path), "--tenant", side.tenant.slug, "--dataset", "legacy",
+                  "--charset", "KOI8-R")  # fmt: skip
+    dataset = Dataset.objects.for_tenant(side.tenant).get(name="legacy")
+    stored = {
+        d.source: d.file.read()
+        for d in Document.objects.for_tenant(side.tenant).filter(dataset=dataset)
+    }
+    assert stored == {
+        "terms.txt": TERMS.encode(),
+        "notes.md": ("# Заметки\n\n" + TERMS).encode(),
+    }
+
+
+def test_ingest_folder_refuses_a_charset_python_does_not_know_before_uploading(side, tmp_path):
+    (tmp_path / "terms.txt").write_bytes(TERMS.encode("koi8-r"))
+    for charset in ("koi9-r", "base64"):
+        with pytest.raises(CommandError, match=f"--charset '{charset}' is not a text encoding"):
+            ingest_folder(str(tmp_path), "--tenant", side.tenant.slug, "--dataset", "legacy",
+                          "--charset", charset)  # fmt: skip
+    assert not Dataset.objects.for_tenant(side.tenant).filter(name="legacy").exists()
+
+
+def test_ingest_folder_refuses_a_file_its_charset_cannot_read_and_says_which(side, tmp_path):
+    (tmp_path / "good.txt").write_bytes(TERMS.encode("cp1251"))
+    (tmp_path / "bad.txt").write_bytes(TERMS.encode("cp1251") + b"\x98")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ingest_folder", str(tmp_path), "--tenant", side.tenant.slug, "--dataset",
+                 "legacy", "--charset", "windows-1251", stdout=out, stderr=err)  # fmt: skip
+    report = json.loads(out.getvalue())
+    assert (report["submitted"], report["refused_at_intake"]) == (1, {"validation_error": 1})
+    offset = len(TERMS.encode("cp1251"))
+    assert f"refused bad.txt: validation_error: Byte 98 at offset {offset}" in err.getvalue()
