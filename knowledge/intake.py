@@ -1,6 +1,6 @@
 """Adding documents: uploads, JSON records, re-ingestion. Each new document is stored (the
-original file kept, text declared in a charset as UTF-8, so re-ingestion needs no second
-upload), committed as ``queued`` and only then enqueued. The same content in a dataset is the
+original file kept, text whose encoding is known on arrival as UTF-8, so re-ingestion needs no
+second upload), committed as ``queued`` and only then enqueued. The same content in a dataset is the
 existing document, not a second one."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from knowledge.fetch import FetchError, check_submitted
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus, SourceType
 from knowledge.parsers import SUPPORTED, TEXT, TEXT_TYPES
 from knowledge.parsers.detect import detect
-from knowledge.parsers.text import BOMS, NotInCharset, codec, utf8_pieces
+from knowledge.parsers.text import BOMS, NotInCharset, bom_codec, codec, utf8_pieces
 from knowledge.tasks import enqueue_ingest_on_commit
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
@@ -124,7 +124,7 @@ class _Stored:
     content_type: str | None
 
 
-def _as_utf8(upload: UploadedFile, name: str, encoding: str) -> _Stored:
+def _as_utf8(upload: UploadedFile, name: str, encoding: str, errors: str = "strict") -> _Stored:
     """The upload's text, read in the charset its part declares, written as UTF-8 to a
     temporary file a piece at a time (it used to be read whole, decoded and encoded again in
     memory: 8.4 MB of KOI8-R took 50 MB of Python's allocations at its peak, now 0.6 MB). Bytes that charset has no
@@ -136,7 +136,7 @@ def _as_utf8(upload: UploadedFile, name: str, encoding: str) -> _Stored:
     spool = tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)  # noqa: SIM115
     try:
         upload.seek(0)
-        for piece in utf8_pieces(upload.chunks(), encoding):
+        for piece in utf8_pieces(upload.chunks(), encoding, errors):
             if len(head) < HEAD_BYTES:
                 head += piece[: HEAD_BYTES - len(head)]
             digest.update(piece)
@@ -189,7 +189,13 @@ def document_add_upload(
     head = scanned.head
     sample = head if not head.startswith(b"PK\x03\x04") else _read_all(upload)
     stored = _Stored(upload, upload.size or 0, scanned.sha256, detect(sample, name))
-    if declared and encoding and _declared_is_used(scanned, stored.content_type, encoding):
+    bom = bom_codec(head)
+    if bom is not None and stored.content_type in TEXT_TYPES:
+        # Text with a byte order mark is as known as UTF-8 is: stored as UTF-8 too (bytes
+        # UTF-16 cannot read replaced, as the parsers would), so that it is the same document as
+        # the same text without the mark or sent in UTF-8.
+        stored = _as_utf8(upload, name, bom, errors="replace")
+    elif declared and encoding and _declared_is_used(scanned, stored.content_type, encoding):
         # A part declared ``text/plain; charset=koi8-r``: its text is stored as UTF-8 (as a
         # URL's is), and that is the content the hash names.
         stored = _as_utf8(upload, name, encoding)

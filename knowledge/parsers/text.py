@@ -64,12 +64,12 @@ class NotInCharset(ValueError):
         self.encoding, self.offset, self.found = encoding, offset, found
 
 
-def utf8_pieces(pieces: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+def utf8_pieces(pieces: Iterable[bytes], encoding: str, errors: str = "strict") -> Iterator[bytes]:
     """Text in ``encoding`` re-encoded as UTF-8 a piece at a time (an incremental decoder, so a
     character split between two pieces is whole in the output): memory is a piece's worth,
-    however large the text. Strict: :class:`NotInCharset` for bytes the encoding cannot read,
-    with their offset in the whole text."""
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    however large the text. Strict unless told: :class:`NotInCharset` for bytes the encoding
+    cannot read, with their offset in the whole text."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors=errors)
     consumed = 0  # bytes of the text before ``piece``
     for piece in chain(pieces, [b""]):  # an empty last piece: the decoder's final call
         pending = decoder.getstate()[0]  # bytes of a character begun in the last piece
@@ -81,6 +81,14 @@ def utf8_pieces(pieces: Iterable[bytes], encoding: str) -> Iterator[bytes]:
         consumed += len(piece)
         if text:
             yield text.encode("utf-8")
+
+
+def bom_codec(head: bytes) -> str | None:
+    """The encoding a byte order mark names, as :func:`decode` reads it (``utf-8-sig`` drops
+    the mark), or None."""
+    if head.startswith(BOMS[:2]):
+        return "utf-16"
+    return "utf-8-sig" if head.startswith(BOMS[2]) else None
 
 
 def decode(data: bytes) -> str:

@@ -203,3 +203,22 @@ def test_ingest_folder_refuses_a_file_its_charset_cannot_read_and_says_which(sid
     assert (report["submitted"], report["refused_at_intake"]) == (1, {"validation_error": 1})
     offset = len(TERMS.encode("cp1251"))
     assert f"refused bad.txt: validation_error: Byte 98 at offset {offset}" in err.getvalue()
+
+
+def test_text_with_a_byte_order_mark_is_stored_as_utf8_and_is_one_document_with_it(side):
+    """UTF-16 (or UTF-8) with a byte order mark was stored as it came, so the same text without
+    the mark, or in UTF-8, or declared in KOI8-R, was a second document."""
+    first = upload(side, "wide.txt", TERMS.encode("utf-16"))
+    assert first.status_code == 202, first.content
+    document = Document.objects.for_tenant(side.tenant).get(pk=first.json()["id"])
+    assert document.file.read() == TERMS.encode()
+    assert first.json()["content_hash"] == hashlib.sha256(TERMS.encode()).hexdigest()
+    for name, data, charset in [
+        ("marked.txt", b"\xef\xbb\xbf" + TERMS.encode(), None),
+        ("plain.txt", TERMS.encode(), None),
+        ("big-endian.txt", b"\xfe\xff" + TERMS.encode("utf-16-be"), "koi8-r"),
+        ("terms.txt", TERMS.encode("koi8-r"), "koi8-r"),
+    ]:
+        again = upload(side, name, data, charset)
+        assert (again.status_code, again.json()["id"]) == (200, first.json()["id"]), name
+    assert new_documents(side).count() == 1
