@@ -125,9 +125,10 @@ class _Stored:
 
 
 def _as_utf8(upload: UploadedFile, name: str, encoding: str, errors: str = "strict") -> _Stored:
-    """The upload's text, read in the charset its part declares, written as UTF-8 to a
-    temporary file a piece at a time (it used to be read whole, decoded and encoded again in
-    memory: 8.4 MB of KOI8-R took 50 MB of Python's allocations at its peak, now 0.6 MB). Bytes that charset has no
+    """The upload's text, read in the charset its part declares (or its byte order mark
+    names), written as UTF-8 to a temporary file a piece at a time. It used to be read whole,
+    decoded and encoded again in memory: 8.4 MB of KOI8-R took 50 MB of Python's allocations at
+    its peak, now 0.6 MB (docs/BENCHMARKS.md has daphne's). Bytes a declared charset has no
     character for are a ``400`` before anything is stored: the declaration is the client's, and
     a guess at what it meant was what it asked us not to make."""
     digest = hashlib.sha256()
@@ -227,9 +228,10 @@ def document_add_upload(
 
 
 def _guessed_twin(tenant: Tenant, dataset: Dataset, raw_hash: str) -> Document | None:
-    """The document these very bytes became when they were uploaded with no charset (or one
-    that was not used), locked: its text was left to the worker's guess. A worker claims a
-    queued document with a conditional UPDATE, which waits for this lock."""
+    """The document these very bytes became when they were stored as they came (uploaded with
+    no charset, or one that was not used; or, for text with a byte order mark, before such text
+    was stored as UTF-8), locked. A worker claims a queued document with a conditional UPDATE,
+    which waits for this lock."""
     return (
         Document.objects.for_tenant(tenant)
         .select_for_update()
