@@ -570,7 +570,11 @@ def test_a_recital_of_the_prompt_without_its_first_line_cuts_the_answer(served, 
     shown = streamed_until_policy_blocked(base, alpha)
     system = fake.chat_requests()[-1]["messages"][0]["content"]
     canary = system.split("Confidential marker: ")[1].split(".")[0]
-    assert shown.startswith("Sure, here they are.") and "cnry" not in shown
+    # What was shown begins as the reply does; under load the relay may gather the whole reply
+    # into one piece, which the guard then cuts before any of it is shown.
+    preamble = "Sure, here they are."
+    assert preamble.startswith(shown) or shown.startswith(preamble)
+    assert "cnry" not in shown
     after = recitals[-1].split(canary, 1)[1].strip()  # the recital past its first marker
     assert not after or after.splitlines()[0] not in shown
     status, body = chat_status(base, alpha, ask(alpha, "When is renewal?"))
