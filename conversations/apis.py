@@ -17,10 +17,11 @@ from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, keyset_page, page_of, paginate, parse_limit
 from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
 from chatbot_site.schema import JsonObjectField
-from conversations.models import Conversation, FinishReason, Message, MessageRole, UsageDaily
-from conversations.services import conversation_delete, tokens_used_this_month
+from conversations.models import Conversation, FinishReason, Message, MessageRole
+from conversations.services import conversation_delete
 from tenants.api_base import TenantApi
-from tenants.models import Role
+from tenants.models import Role, UsageDaily
+from tenants.usage import tokens_used_this_month
 
 
 class UsageSerializer(serializers.Serializer):

@@ -57,13 +57,7 @@ from conversations.prompting import (
     fit_passages,
     trim_history,
 )
-from conversations.services import (
-    quota_check,
-    quota_release,
-    turn_claim,
-    turn_release,
-    usage_record,
-)
+from conversations.services import TURN_SECONDS, turn_claim, turn_release
 from knowledge.embeddings import get_embedder
 from knowledge.follow_ups import names_no_subject, refers_back, what_to_search
 from knowledge.injection import detect, detect_passage
@@ -76,6 +70,7 @@ from knowledge.retrieval import (
 )
 from tenants.authentication import FAILURE, key_problem
 from tenants.models import ApiKey, Role, Tenant
+from tenants.usage import quota_check, quota_release, usage_record
 
 log = structlog.get_logger(__name__)
 
@@ -236,7 +231,7 @@ def chat_open(
         # Before any work that costs tokens: the turn holds the most it may cost until stored.
         if tenant.monthly_token_quota is not None:  # else nothing to check or hold: not counted
             hold = (str(turn.message_id), _most_tokens(turn))
-            turn.quota_held = quota_check(tenant=tenant, hold=hold)
+            turn.quota_held = quota_check(tenant=tenant, hold=hold, hold_seconds=TURN_SECONDS)
     except BaseException:
         chat_release(turn)
         raise
@@ -260,7 +255,7 @@ def chat_release(turn: Turn) -> None:
     conversation go. Once: later calls do nothing."""
     if turn.quota_held:
         turn.quota_held = False
-        quota_release(tenant_id=turn.tenant.pk, turn_id=str(turn.message_id))
+        quota_release(tenant_id=turn.tenant.pk, holder=str(turn.message_id))
     if turn.claim is not None:
         claim, turn.claim = turn.claim, None
         turn_release(claim)
@@ -421,6 +416,7 @@ def chat_ground(turn: Turn) -> None:
             _refuse(turn, RefusalReason.PROMPT_INJECTION.value, score=round(verdict.score, 3),
                     rules=list(verdict.reasons))  # fmt: skip
             return
+
     if scope is not None:
         for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
             blocked = blocked_topic(

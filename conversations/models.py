@@ -1,14 +1,12 @@
-"""Conversations, their messages and the daily usage roll-up that ``/v1/usage`` reads."""
+"""Conversations and their messages (the daily usage roll-up is ``tenants.models.UsageDaily``)."""
 
 from __future__ import annotations
-
-from typing import ClassVar
 
 from django.db import models
 from django.db.models import Q
 
 from bots.models import Bot
-from tenants.models import ApiKey, Tenant, TenantOwned, TenantScopedManager
+from tenants.models import ApiKey, TenantOwned
 
 
 class Conversation(TenantOwned):
@@ -115,37 +113,3 @@ class Message(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.role} {self.created_at:%Y-%m-%d %H:%M:%S}"
-
-
-class UsageDaily(models.Model):
-    """Token usage per tenant, UTC day, bot and key — incremented with each chat turn, so usage
-    reports and quota checks never scan the message table. Bot and key are plain ids (not
-    foreign keys): usage outlives a deleted bot or key."""
-
-    id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
-    day = models.DateField()
-    bot_id = models.UUIDField(null=True, blank=True)
-    api_key_id = models.UUIDField(null=True, blank=True)
-    requests = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    embedding_tokens = models.BigIntegerField(default=0)
-
-    objects: ClassVar[TenantScopedManager] = TenantScopedManager()
-    all_tenants: ClassVar[models.Manager[UsageDaily]] = models.Manager()
-
-    class Meta:
-        default_manager_name = "all_tenants"
-        base_manager_name = "all_tenants"
-        ordering = ["-day"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["tenant", "day", "bot_id", "api_key_id"],
-                name="usage_daily_unique",
-                nulls_distinct=False,
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.tenant_id} {self.day}"

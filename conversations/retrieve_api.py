@@ -1,7 +1,7 @@
 """``POST /v1/retrieve``: the bot's passages for a query, for integrators and evaluation.
 
 It lives with chat (not in ``knowledge``) because it is a chat-key endpoint whose query
-embedding counts in the tenant's usage (``conversations.services.usage_record``)."""
+embedding counts in the tenant's usage (``tenants.usage.usage_record``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from rest_framework.response import Response
 
 from bots.services import bot_for_key
 from conversations.chat_api import ChatFilters
-from conversations.services import usage_record
 from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from tenants.api_base import TenantApi
 from tenants.models import Role
+from tenants.usage import usage_record
 
 
 class RetrieveInput(serializers.Serializer):

@@ -267,3 +267,44 @@ class StaffMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant}"
+
+
+class UsageDaily(models.Model):
+    """Token usage per tenant, UTC day, bot and key: every token the service spends for the
+    tenant is added here as it is spent (``tenants.usage.usage_record``), so usage reports and
+    quota checks never scan the message or chunk tables. A chat turn and a retrieval carry their
+    bot and key; a document's ingestion neither (a dataset serves any bot; no key waits for
+    it). Bot and key are plain ids (not foreign keys): usage outlives a deleted bot or key.
+
+    It lived in ``conversations`` until ingestion, in ``knowledge`` (below conversations),
+    counted its tokens too; the table kept its name (``conversations`` migration 0005)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    bot_id = models.UUIDField(null=True, blank=True)
+    api_key_id = models.UUIDField(null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    embedding_tokens = models.BigIntegerField(default=0)
+
+    objects: ClassVar[TenantScopedManager] = TenantScopedManager()
+    # (no-redef, unused-ignore: as TenantOwned's, depending on the stubs plugin's module order)
+    all_tenants: ClassVar[models.Manager[UsageDaily]] = models.Manager()  # type: ignore[no-redef, unused-ignore]
+
+    class Meta:
+        db_table = "conversations_usagedaily"
+        default_manager_name = "all_tenants"
+        base_manager_name = "all_tenants"
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "bot_id", "api_key_id"],
+                name="usage_daily_unique",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day}"

@@ -143,7 +143,7 @@ def test_a_key_limited_to_some_bots_manages_only_keys_limited_to_some_of_them(si
 
 
 def test_a_key_limited_to_some_bots_sees_their_usage_only(side):
-    from conversations.models import UsageDaily
+    from tenants.models import UsageDaily
     from tenants.tests.factories import ApiKeyFactory
 
     today = timezone.now().date()

@@ -9,8 +9,8 @@ import pytest
 
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.params import parse_time
-from conversations.models import Conversation, UsageDaily
-from tenants.models import AuditLog
+from conversations.models import Conversation
+from tenants.models import AuditLog, UsageDaily
 from tests.world import build_tenant
 
 

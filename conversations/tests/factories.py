@@ -5,7 +5,8 @@ import datetime as dt
 import factory
 
 from bots.tests.factories import BotFactory
-from conversations.models import Conversation, Message, MessageRole, UsageDaily
+from conversations.models import Conversation, Message, MessageRole
+from tenants.models import UsageDaily
 from tenants.tests.factories import ModelFactory, TenantFactory
 
 

@@ -8,9 +8,10 @@ from django.test.utils import CaptureQueriesContext
 
 from chatbot_site.errors import QuotaExceeded
 from conversations.apis import MESSAGES_PER_PAGE
-from conversations.models import Message, MessageRole, UsageDaily
-from conversations.services import quota_check, tokens_used_this_month, usage_record
+from conversations.models import Message, MessageRole
 from conversations.tests.factories import ConversationFactory, MessageFactory, UsageDailyFactory
+from tenants.models import UsageDaily
+from tenants.usage import quota_check, tokens_used_this_month, usage_record
 from tests.plans import explain, rows_read
 from tests.world import build_tenant
 
@@ -221,6 +222,6 @@ def test_deleting_a_conversation_while_a_turn_is_being_stored_deletes_that_turn_
      ("2026-06-01", "2026-07-01")],
 )  # fmt: skip
 def test_a_quota_resets_on_the_first_of_the_next_month(day, first):
-    from conversations.services import next_month_start
+    from tenants.usage import next_month_start
 
     assert next_month_start(dt.date.fromisoformat(day)) == dt.date.fromisoformat(first)

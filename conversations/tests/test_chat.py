@@ -18,12 +18,13 @@ from django.test import override_settings
 from bots.models import Bot
 from bots.services import bot_delete
 from conversations.chat import chat_open, chat_persist
-from conversations.models import Conversation, Message, UsageDaily
+from conversations.models import Conversation, Message
 from conversations.tests.chatkit import PASSAGES, add_passages, ask, chat, openai_llm
 from knowledge.embeddings import get_embedder
 from knowledge.ingestion import document_ingest
 from knowledge.intake import document_add_upload
 from knowledge.tests.test_delete_races import contend
+from tenants.models import UsageDaily
 from tenants.services import Actor
 from tests.processes import free_port
 from tests.world import build_tenant
@@ -283,7 +284,7 @@ def test_turns_in_progress_hold_the_quota_they_may_spend(alpha, redis_client):
     admitted, and 30 at once with 300 tokens left spent 15,000. A turn now holds the most it
     may cost until it ends; a turn is refused while those in progress hold all that is left."""
     from conversations.chat import chat_open, chat_release
-    from conversations.services import tokens_used_this_month
+    from tenants.usage import tokens_used_this_month
 
     add_passages(alpha)
     used = tokens_used_this_month(tenant=alpha.tenant)

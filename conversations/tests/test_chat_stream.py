@@ -589,7 +589,8 @@ def test_a_conversation_deleted_while_its_answer_streams_ends_the_stream_and_sta
 ):
     """The answer's store found its conversation gone: the stream stopped without ``done`` or
     ``error`` and daphne held the connection open (an IntegrityError past the generator)."""
-    from conversations.models import Conversation, UsageDaily
+    from conversations.models import Conversation
+    from tenants.models import UsageDaily
 
     base, fake = served
     fake.chat_reply = " ".join(f"word{i}" for i in range(30))
@@ -619,7 +620,8 @@ def test_a_bot_deleted_while_a_json_turn_is_answered_ends_it_with_not_found_and_
     does), stores no conversation (the bot's went with it) and counts what it read."""
     import threading
 
-    from conversations.models import Conversation, UsageDaily
+    from conversations.models import Conversation
+    from tenants.models import UsageDaily
     from tests.processes import wait_for
 
     base, fake = served
@@ -758,8 +760,8 @@ def test_a_stream_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_long
     interval (0.2 s here): it ends with the `error` a new request would get, the partial answer
     is stored as `cancelled`, the provider's stream is closed, and only what was relayed is
     counted."""
-    from conversations.models import UsageDaily
     from tenants.authentication import issue_token
+    from tenants.models import UsageDaily
 
     base, fake = served
     words = [f"word{i}" for i in range(100)]
@@ -805,7 +807,7 @@ def test_a_json_turn_ends_within_a_heartbeat_once_its_key_tenant_or_bot_may_no_l
     is closed, and what was read is stored as `cancelled` and counted."""
     import threading
 
-    from conversations.models import UsageDaily
+    from tenants.models import UsageDaily
 
     base, fake = served
     fake.chat_reply, fake.chat_delay = " ".join(f"word{i}" for i in range(100)), 0.05
@@ -835,7 +837,8 @@ def test_a_stream_whose_bot_is_deleted_ends_with_not_found_and_its_tokens_still_
 ):
     """The bot's conversations go with it, this one too; the stream ends within a ping
     interval with the `not_found` a new request gets, and what it spent is counted."""
-    from conversations.models import Conversation, UsageDaily
+    from conversations.models import Conversation
+    from tenants.models import UsageDaily
 
     base, fake = served
     fake.chat_reply, fake.chat_delay = " ".join(f"word{i}" for i in range(100)), 0.05

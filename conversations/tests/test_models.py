@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from conversations.models import UsageDaily
 from conversations.tests.factories import ConversationFactory, MessageFactory, UsageDailyFactory
+from tenants.models import UsageDaily
 from tenants.tests.factories import ApiKeyFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
