@@ -417,11 +417,14 @@ def chat_ground(turn: Turn) -> None:
                     rules=list(verdict.reasons))  # fmt: skip
             return
 
+    def spent(tokens: int) -> None:  # the scope's topics, embedded for this turn's checks
+        turn.embedding_tokens += tokens
+
     if scope is not None:
         for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
             blocked = blocked_topic(
                 question=text, vector=text_vector, topics=scope.blocked_topics,
-                tenant_id=turn.tenant.pk,
+                tenant_id=turn.tenant.pk, spent=spent,
             )  # fmt: skip
             if blocked is not None:
                 _refuse(turn, RefusalReason.BLOCKED_TOPIC.value, topic=blocked.matched,
@@ -438,6 +441,7 @@ def chat_ground(turn: Turn) -> None:
             topics=scope_topics(scope.description, scope.allowed_topics),
             evidence=evidence,
             tenant_id=turn.tenant.pk,
+            spent=spent,
         )
         if scoped.reason is not None:
             _refuse(turn, scoped.reason, similarity=round(scoped.topic_similarity or 0, 3),

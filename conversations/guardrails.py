@@ -27,7 +27,7 @@ import threading
 import unicodedata
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -562,15 +562,21 @@ class TopicVectors:
         return packed
 
 
+# Told the embedding tokens a scope check spent (:func:`topic_vectors`).
+Spent = Callable[[int], None]
+
 # 8,192 vectors: 12.6 MB at 384 dimensions (a scope has at most 200 topics and a description).
 TOPICS = TopicVectors(most=8192)
 
 
-def topic_vectors(texts: Sequence[str], *, tenant_id: object) -> tuple[array[float], ...]:
+def topic_vectors(
+    texts: Sequence[str], *, tenant_id: object, spent: Spent | None = None
+) -> tuple[array[float], ...]:
     """Embedded as a question is (a turn waits for them): within EMBEDDING_QUERY_TIMEOUT_SECONDS,
     and a provider failure is a ``502 upstream_error``. Kept per tenant (a tenant whose topics
     were kept for another's answered faster: a timing signal of what another tenant's scope
-    says), not billed to a turn."""
+    says). ``spent`` is told the tokens embedding them took (none when they were kept): the
+    turn that embeds them bills them to its tenant, who was not billed for them at all."""
     key = tuple(t for t in (" ".join(t.split()) for t in texts) if t)
     if not key:
         return ()
@@ -578,7 +584,9 @@ def topic_vectors(texts: Sequence[str], *, tenant_id: object) -> tuple[array[flo
     kept = TOPICS.get(cache_key)
     if kept is not None:
         return kept
-    vectors, _tokens = embed_queries(list(key))
+    vectors, tokens = embed_queries(list(key))
+    if spent is not None:
+        spent(tokens)
     return TOPICS.put(cache_key, vectors)
 
 
@@ -631,7 +639,12 @@ def _mentions(question: str, topic: str) -> bool:
 
 
 def blocked_topic(
-    *, question: str, vector: Sequence[float], topics: Sequence[str], tenant_id: object
+    *,
+    question: str,
+    vector: Sequence[float],
+    topics: Sequence[str],
+    tenant_id: object,
+    spent: Spent | None = None,
 ) -> ScopeVerdict | None:
     """The scope's blocked topic this question is about, if any: named in it, or close to it
     in embedding space (``SCOPE_BLOCKED_THRESHOLD``)."""
@@ -642,7 +655,7 @@ def blocked_topic(
         if _mentions(question, topic):
             return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=topic)
     best, best_topic = 0.0, ""
-    similarities = _similarities(vector, topic_vectors(topics, tenant_id=tenant_id))
+    similarities = _similarities(vector, topic_vectors(topics, tenant_id=tenant_id, spent=spent))
     for topic, similarity in zip(topics, similarities, strict=True):
         if similarity > best:
             best, best_topic = similarity, topic
@@ -661,13 +674,14 @@ def out_of_scope(
     topics: Sequence[str],
     evidence: float,
     tenant_id: object,
+    spent: Spent | None = None,
 ) -> ScopeVerdict:
     """A question is in scope when it is close to the scope's description or one of its
     allowed topics (``SCOPE_TOPIC_THRESHOLD``) or when retrieval found a passage that is close to
     it (``SCOPE_EVIDENCE_THRESHOLD``). A scope with no description and no topics admits all."""
     if not topics:
         return ScopeVerdict(None, evidence=evidence)
-    similarity = max(_similarities(vector, topic_vectors(topics, tenant_id=tenant_id)))
+    similarity = max(_similarities(vector, topic_vectors(topics, tenant_id=tenant_id, spent=spent)))
     inside = (
         similarity >= settings.SCOPE_TOPIC_THRESHOLD
         or evidence >= settings.SCOPE_EVIDENCE_THRESHOLD
