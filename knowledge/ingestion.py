@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from chatbot_site.errors import QuotaExceeded
 from knowledge.chunking import ChunkDraft, chunk_blocks
 from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
@@ -42,6 +43,7 @@ from knowledge.injection import detect_passage
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
 from knowledge.parsers import Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
+from tenants.usage import quota_release, quota_reserve, usage_record
 
 log = structlog.get_logger(__name__)
 
@@ -181,7 +183,7 @@ def claim(document_id: uuid.UUID) -> Document | None:
             error_message=None,
             updated_at=now,
         )
-    document = Document.all_tenants.select_related("dataset").get(pk=row[0])
+    document = Document.all_tenants.select_related("dataset", "tenant").get(pk=row[0])
     if document.attempts > settings.INGEST_MAX_ATTEMPTS:
         _fail(document.pk, now, "worker_crash", _crashed_message())
         return None
@@ -246,7 +248,8 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         drafts = chunk_blocks(blocks, size=size, overlap=overlap, count=embedder.count_tokens)
         lap("chunk")
         _within_token_limit(drafts)
-        vectors = embed_all(
+        vectors = _embed_billed(
+            document,
             embedder,
             [embedding_input(document.title, d) for d in drafts],
             still_claimed=_claimed(document.pk, claimed_at).filter(tenant__is_active=True).exists,
@@ -257,6 +260,9 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     except (ParseError, FetchError) as exc:
         _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
+    except QuotaExceeded as exc:
+        _fail(document.pk, claimed_at, "quota_exceeded", _quota_message(exc))
+        return "quota_exceeded"
     except ClaimLost:
         if _release(document.pk, claimed_at):  # still ours: its tenant was deactivated
             log.info("document_paused", document_id=str(document.pk))
@@ -302,6 +308,49 @@ def _within_token_limit(drafts: list[ChunkDraft]) -> None:
         )
 
 
+def _embed_billed(
+    document: Document, embedder: Any, texts: list[str], still_claimed: Callable[[], bool]
+) -> np.ndarray:
+    """:func:`embed_all`, within the tenant's monthly token quota and billed to it. The texts'
+    tokens (our count: the local model's own; a provider's may differ a little) must fit in
+    what the quota has left, the holds of the turns and documents in progress taken off, or
+    nothing is embedded (``quota_exceeded``); they are held until the run ends. The tokens spent
+    — the provider's count, or the local tokenizer's, as a question's — are added to the
+    tenant's usage (no bot, no key) when the embedding ends, however it ends: a run that
+    failed or lost its document part way has spent its first windows' tokens all the same."""
+    tenant = document.tenant
+    holder = f"document:{document.pk}"
+    held = tenant.monthly_token_quota is not None and quota_reserve(
+        tenant=tenant,
+        holder=holder,
+        tokens=sum(embedder.count_tokens(text) for text in texts),
+        hold_seconds=settings.INGEST_LEASE_SECONDS,
+    )
+    spent = 0
+
+    def spend(tokens: int) -> None:
+        nonlocal spent
+        spent += tokens
+
+    try:
+        return embed_all(embedder, texts, still_claimed=still_claimed, spent=spend)
+    finally:
+        if spent:
+            usage_record(tenant=tenant, bot_id=None, api_key_id=None, embedding_tokens=spent,
+                         requests=0)  # fmt: skip
+        if held:
+            quota_release(tenant_id=tenant.pk, holder=holder)
+
+
+def _quota_message(exc: QuotaExceeded) -> str:
+    resets = str(exc.details.get("resets_at", ""))[:10]
+    return (
+        f"The tenant's monthly token quota has {exc.details.get('left', 0):,} tokens left; "
+        f"embedding this document takes {exc.details.get('needed', 0):,}. Reingest it once the "
+        f"quota has room: it resets on {resets} (UTC), or may be raised."
+    )
+
+
 EMBED_WINDOW = 256
 STORE_BATCH = 500
 
@@ -311,18 +360,24 @@ class ClaimLost(Exception):
 
 
 def embed_all(
-    embedder: Any, texts: list[str], still_claimed: Callable[[], bool] | None = None
+    embedder: Any,
+    texts: list[str],
+    still_claimed: Callable[[], bool] | None = None,
+    spent: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """All vectors as one float32 array, embedded ``EMBED_WINDOW`` texts at a time: a Python
     list of floats costs ~32 bytes a dimension, a float32 row 4, and a large document's vectors
     are held until the one replacing transaction. ``still_claimed`` is asked before each window
     after the first: a document deleted while it was embedded went on to its end (42 s of a
-    worker for a 20,000-word upload deleted after a second; a paid provider's tokens too)."""
+    worker for a 20,000-word upload deleted after a second; a paid provider's tokens too).
+    ``spent`` is told each window's tokens as it is embedded."""
     out = np.empty((len(texts), embedder.dimensions), dtype=np.float32)
     for start in range(0, len(texts), EMBED_WINDOW):
         if start and still_claimed is not None and not still_claimed():
             raise ClaimLost
-        window = embedder.embed(texts[start : start + EMBED_WINDOW])
+        window, tokens = embedder.embed_counted(texts[start : start + EMBED_WINDOW])
+        if spent is not None:
+            spent(tokens)
         out[start : start + len(window)] = np.asarray(window, dtype=np.float32)
     return out
 

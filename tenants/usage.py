@@ -3,7 +3,7 @@ turn's, a retrieval's, a document's ingestion's — is added to the daily roll-u
 (:class:`tenants.models.UsageDaily`) that ``/v1/usage`` and the quota read.
 
 It is the tenant's, below every app that spends tokens: chat (``conversations``) and
-ingestion (``knowledge``) can both record and check here. Usage lived in ``conversations``, which
+ingestion (``knowledge``) both record and check here. Usage lived in ``conversations``, which
 ``knowledge`` may not import, and ingestion's tokens were counted nowhere."""
 
 from __future__ import annotations
@@ -78,10 +78,36 @@ def quota_check(
     return bool(placed)
 
 
+def quota_reserve(*, tenant: Tenant, holder: str, tokens: int, hold_seconds: float) -> bool:
+    """Hold ``tokens`` against the quota for ``holder`` (a document's ingestion) for at most
+    ``hold_seconds``, or raise ``quota_exceeded`` when they do not all fit in what is left,
+    the holds of the turns and documents in progress taken off. Unlike a chat turn's (whose
+    cost is known only once answered), a document's cost is known before it is embedded, so
+    it must fit whole: a document is not embedded past the quota. Returns whether a hold was
+    placed (:func:`quota_release` ends it)."""
+    if tenant.monthly_token_quota is None:
+        return False
+    used = tokens_used_this_month(tenant=tenant)
+    placed, held = _place_hold(tenant, used, holder, tokens, hold_seconds, whole=True)
+    left = max(0, tenant.monthly_token_quota - used - held)
+    if placed is None and used + tokens > tenant.monthly_token_quota:
+        placed = False  # without Redis: what is used, no holds
+    if placed is False:
+        exc = _quota_exceeded(
+            tenant,
+            used,
+            f"The monthly token quota has {left:,} tokens left; {tokens:,} needed.",
+            held=held,
+        )
+        exc.details.update(left=left, needed=tokens)
+        raise exc
+    return bool(placed)
+
+
 def quota_release(*, tenant_id: uuid.UUID, holder: str) -> None:
-    """End a hold (:func:`quota_check`): its tokens are in the usage
-    roll-up now, or it failed. A hold never released (a process that died mid-turn) lapses
-    after its ``hold_seconds``."""
+    """End a hold (:func:`quota_check`, :func:`quota_reserve`): its tokens are in the usage
+    roll-up now, or it failed. A hold never released (a process that died mid-turn or
+    mid-document) lapses after its ``hold_seconds``."""
     try:
         get_redis().hdel(_holds_key(tenant_id), holder)
     except RedisError as exc:

@@ -43,3 +43,30 @@ def test_the_turn_that_embeds_a_scopes_topics_is_billed_for_them():
     again = chat(side.client(side.chat_key), **ask(side, question))
     assert again.status_code == 200, again.content
     assert key_usage(side)["embedding_tokens"] == before + expected
+
+
+def test_a_document_being_embedded_holds_its_tokens_against_chats_and_other_documents(
+    redis_client,
+):
+    """A document's tokens are known before it is embedded and held until its run ends: chats
+    and other documents cannot spend them meanwhile (and it is not embedded past the quota)."""
+    from chatbot_site.errors import QuotaExceeded
+    from tenants.usage import quota_release, quota_reserve, tokens_used_this_month
+
+    side = build_tenant("alpha")
+    add_passages(side)
+    used = tokens_used_this_month(tenant=side.tenant)
+    side.tenant.monthly_token_quota = used + 1_000
+    side.tenant.save(update_fields=["monthly_token_quota"])
+    assert quota_reserve(tenant=side.tenant, holder="document:1", tokens=1_000, hold_seconds=60)
+
+    refused = chat(side.client(side.chat_key), **ask(side, "When do annual plans renew?"))
+    assert refused.status_code == 429, refused.content
+    assert refused.json()["error"]["details"]["held"] == 1_000
+    with pytest.raises(QuotaExceeded) as other:
+        quota_reserve(tenant=side.tenant, holder="document:2", tokens=1, hold_seconds=60)
+    assert (other.value.details["left"], other.value.details["needed"]) == (0, 1)
+
+    quota_release(tenant_id=side.tenant.pk, holder="document:1")
+    answered = chat(side.client(side.chat_key), **ask(side, "When do annual plans renew?"))
+    assert answered.status_code == 200, answered.content
