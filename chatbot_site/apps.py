@@ -9,7 +9,12 @@ class ChatbotSiteConfig(AppConfig):
     verbose_name = "Chatbot service"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from chatbot_site import checks  # noqa: F401  (registers the middleware check)
+        from chatbot_site.pgconnection import outage
+
+        outage.summary_seconds = settings.DB_OUTAGE_LOG_SECONDS
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

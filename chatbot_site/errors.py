@@ -20,6 +20,8 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from chatbot_site.pgconnection import outage
+
 log = structlog.get_logger(__name__)
 
 STATUS_CODES: dict[int, tuple[str, str]] = {
@@ -194,7 +196,11 @@ DATABASE_UNAVAILABLE = "The database is unavailable or too slow; try again short
 def _log_database_unavailable(exc: BaseException) -> None:
     """The database went away, the pool had no connection in time, or a statement outlived
     DB_STATEMENT_TIMEOUT_SECONDS: the client may try again. The log names which (the error's
-    own text may quote the statement, so it stays out of the answer)."""
+    own text may quote the statement, so it stays out of the answer). While the process knows
+    the database is not answering, the request is counted in the outage's own lines instead
+    (``database_outage_*``: :class:`chatbot_site.pgconnection.Outage`)."""
+    if outage.absorbs():
+        return
     cause = exc.__cause__
     log.error(
         "database_unavailable",

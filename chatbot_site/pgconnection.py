@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import psycopg
+import structlog
 from psycopg import errors
 from psycopg.abc import PQGen
 from psycopg.pq import TransactionStatus
+from psycopg.waiting import Wait
 
 RV = TypeVar("RV")
+
+log = structlog.get_logger("chatbot.database")
 
 # Past the server's own statement_timeout by this much before the client gives up: a server
 # that works cancels the statement first, and its error says more than ours.
@@ -49,33 +53,94 @@ class DatabaseDown(psycopg.OperationalError):
 
 class Outage:
     """What this process knows of a server that stopped answering: a wait for its answer past
-    the bound, or a connection attempt that failed or timed out, makes it *down* until it next
-    answers. While it is down, a request about to wait for a connection (pooled or not:
-    :mod:`chatbot_site.postgresql`) asks :meth:`admits` first: one attempt every
+    the bound, or a confirmed failure to connect (:meth:`BoundedConnection.connect`), makes it
+    *down* until it next answers. While it is down, a request about to wait for a connection
+    (pooled or not: :mod:`chatbot_site.postgresql`) asks :meth:`admits` first: one attempt every
     ``RETRY_SECONDS`` (or, while one is still out, once its bound has passed) is let through to
     find out, and the rest fail at once (:class:`DatabaseDown`) instead of each holding a thread
     for its own bound. Before, the requests queued behind those threads (a chat hop's:
     ``CHAT_WORKER_THREADS``) each waited their turn: under ``make run`` 33 of 40 chats sent
-    during a 30 s freeze waited all of it. Health asks on its own, and its answers count."""
+    during a 30 s freeze waited all of it. Health asks on its own, and its answers count.
+
+    It is also what the log says of an outage: ``database_outage_started`` (ERROR, with what
+    failed) once, ``database_outage_continues`` (WARNING) at most every ``summary_seconds``
+    with the requests refused meanwhile, ``database_outage_ended`` (WARNING) once, with its
+    duration and the requests refused in all. The requests it refuses write no line of their
+    own (:meth:`absorbs`) but their access line: each wrote an ERROR line before, hundreds a
+    second under load, while an operator read the log to find out what had happened."""
+
+    summary_seconds = 10.0  # DB_OUTAGE_LOG_SECONDS (set when Django starts: apps.py)
 
     def __init__(self) -> None:
         self.down = False
         self._retry_at = 0.0
         self._lock = threading.Lock()
+        self._since = 0.0  # when it went down (monotonic)
+        self._refused = 0  # requests failed on it since then
+        self._summary_at = 0.0  # when the last line about it was written
+        self._summarised = 0  # ``_refused`` then
 
     def answered(self) -> None:
-        if self.down:  # one read on every answer; the lock only when it changes
-            with self._lock:
-                self.down = False
+        if not self.down:  # one read on every answer; the lock only when it changes
+            return
+        with self._lock:
+            if not self.down:
+                return
+            self.down = False
+            seconds, refused = time.monotonic() - self._since, self._refused
+        log.warning("database_outage_ended", seconds=round(seconds, 1), refused=refused)
 
-    def failed(self, *, attempt: bool = False) -> None:
+    def failed(self, *, attempt: bool = False, cause: BaseException | None = None) -> None:
         """No answer. ``attempt``: it was the attempt :meth:`admits` let through, and the next
         one may come ``RETRY_SECONDS`` on; other failures do not cut one that is still out
-        short (more attempts at once would each hold a thread for their bound again)."""
+        short (more attempts at once would each hold a thread for their bound again).
+        ``cause``: what failed, for the line that says the outage started."""
         with self._lock:
+            now = time.monotonic()
+            started = not self.down
             self.down = True
-            retry_at = time.monotonic() + RETRY_SECONDS
+            retry_at = now + RETRY_SECONDS
             self._retry_at = retry_at if attempt else max(self._retry_at, retry_at)
+            if started:
+                self._since = self._summary_at = now
+                self._refused = self._summarised = 0
+            summary = None if started else self._summary(now)
+        if started:
+            log.error(
+                "database_outage_started",
+                cause=type(cause).__name__ if cause is not None else None,
+                error=str(cause).strip()[:300] if cause is not None else None,
+            )
+        elif summary is not None:
+            log.warning("database_outage_continues", **summary)
+
+    def absorbs(self) -> bool:
+        """Whether a request that failed on the database now is one of a known outage's: then it
+        is counted for the outage's lines instead of logging its own (the caller's
+        ``database_unavailable``). False while the server is up: logged as before."""
+        if not self.down:
+            return False
+        with self._lock:
+            if not self.down:
+                return False
+            self._refused += 1
+            summary = self._summary(time.monotonic())
+        if summary is not None:
+            log.warning("database_outage_continues", **summary)
+        return True
+
+    def _summary(self, now: float) -> dict[str, Any] | None:
+        """The fields of the next ``database_outage_continues`` line if one is due (call under
+        the lock): at most one every ``summary_seconds``."""
+        if now - self._summary_at < self.summary_seconds:
+            return None
+        fields = {
+            "seconds": round(now - self._since, 1),
+            "refused": self._refused - self._summarised,  # since the last line
+            "refused_total": self._refused,
+        }
+        self._summary_at, self._summarised = now, self._refused
+        return fields
 
     def refusing(self) -> bool:
         """Down, and not yet time to try again (nothing is changed)."""
@@ -115,8 +180,8 @@ class BoundedConnection(psycopg.Connection[Any]):
             return super().connect(conninfo, **kwargs)
         try:
             connection = super().connect(conninfo, **kwargs)
-        except psycopg.OperationalError:  # refused, timed out (DB_CONNECT_TIMEOUT), gone
-            outage.failed()
+        except psycopg.OperationalError as exc:  # refused, timed out (DB_CONNECT_TIMEOUT), gone
+            outage.failed(cause=exc)
             raise
         outage.answered()
         return connection
@@ -130,14 +195,32 @@ class BoundedConnection(psycopg.Connection[Any]):
                 bound = None
         if timeout is not None or bound is None:
             return super().wait(gen, interval, timeout)
+        read: list[bool] = []
         try:
-            answer = super().wait(gen, interval, bound)
+            answer = super().wait(_reading(gen, read), interval, bound)
         except errors._WaitTimeout:  # psycopg's own: it closes the connection in the same case
             self.pgconn.finish()  # mid-statement: never to be used again (the pool discards it)
-            outage.failed()
-            raise DatabaseNoAnswer(f"no answer from the database in {bound:g} s") from None
-        outage.answered()
+            failure = DatabaseNoAnswer(f"no answer from the database in {bound:g} s")
+            outage.failed(cause=failure)
+            raise failure from None
+        if read:  # the server said something
+            outage.answered()
         return answer
+
+
+def _reading(gen: PQGen[RV], read: list[bool]) -> PQGen[RV]:
+    """``gen``, noting in ``read`` whether it read from the server. Some complete without a
+    word from it (setting ``autocommit`` on an idle connection, which Django does to every
+    connection it takes from the pool): taken for an answer, they ended an outage while the
+    server was still frozen, and the requests after them each waited their bound again."""
+    try:
+        wait = next(gen)
+        while True:
+            if wait & Wait.R and not read:
+                read.append(True)
+            wait = gen.send((yield wait))
+    except StopIteration as end:
+        return cast(RV, end.value)
 
 
 def bounded_connection_class(statement_timeout: float) -> type[BoundedConnection]:

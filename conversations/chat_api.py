@@ -50,6 +50,7 @@ from chatbot_site.errors import (
 )
 from chatbot_site.params import TagField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
+from chatbot_site.pgconnection import outage
 from conversations.apis import CitationOutput, RefusalOutput, UsageSerializer
 from conversations.chat import (
     Outcome,
@@ -301,7 +302,8 @@ async def interruption(turn: Turn) -> TurnInterrupted | None:
     try:
         return await run_sync(turn_interruption, turn)
     except DatabaseError as exc:
-        log.warning("chat_stream_check_failed", error=type(exc).__name__)
+        if not outage.down:  # a known outage is logged once, not per stream and ping
+            log.warning("chat_stream_check_failed", error=type(exc).__name__)
         return None
 
 

@@ -54,9 +54,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             raise DatabaseDown("the database has not answered lately; not asked again yet")
         try:
             return self._new_connection(conn_params)
-        except psycopg.OperationalError:  # e.g. PoolTimeout: the server is still not back
+        except psycopg.OperationalError as exc:  # e.g. PoolTimeout: the server is still not back
             if attempt:
-                outage.failed(attempt=True)
+                outage.failed(attempt=True, cause=exc)
             raise
 
     def _new_connection(self, conn_params: dict[str, Any]) -> Any:

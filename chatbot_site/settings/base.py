@@ -140,6 +140,9 @@ DB_POOL: bool = env.bool("DB_POOL", default=True)
 # the request gets a 503. Meant for the API processes, as a bound under every request; migrations
 # build indexes and workers store whole documents, so leave it off for them.
 DB_STATEMENT_TIMEOUT_SECONDS: float = env.float("DB_STATEMENT_TIMEOUT_SECONDS", default=0)
+# While the database is known not to answer, one log line says so at most this often (with the
+# requests refused meanwhile), not one per refused request (chatbot_site.pgconnection.Outage).
+DB_OUTAGE_LOG_SECONDS: float = env.float("DB_OUTAGE_LOG_SECONDS", default=10)
 EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
 
 
@@ -622,7 +625,7 @@ POSITIVE_SETTINGS = (
     "ORPHAN_FILE_SWEEP_SECONDS", "RETRIEVAL_RRF_K", "RETRIEVAL_CANDIDATES",
     "RETRIEVAL_TEXT_POSTINGS", "RETRIEVAL_VECTOR_CANDIDATES", "HNSW_EF_SEARCH",
     "HNSW_MAX_SCAN_TUPLES", "IVFFLAT_PROBES", "IVFFLAT_MAX_PROBES", "CHAT_HISTORY_TOKENS",
-    "CHAT_CONTEXT_TOKENS",
+    "CHAT_CONTEXT_TOKENS", "DB_OUTAGE_LOG_SECONDS",
 )  # fmt: skip
 NON_NEGATIVE_SETTINGS = (
     "DB_POOL_MIN_SIZE", "CONN_MAX_AGE", "REDIS_DB", "NUM_PROXIES", "API_KEY_LAST_USED_RESOLUTION",

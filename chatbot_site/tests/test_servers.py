@@ -479,7 +479,68 @@ def test_chats_queued_behind_a_database_that_stopped_answering_are_a_503_at_once
         assert_database_unavailable(*parse_answer(answer))
     # One after another, each hop's wait made the last one wait 12 x 2 s and more.
     assert max(took for took, _answer in answers) < 12, sorted(t for t, _a in answers)
-    assert "DatabaseDown" in (tmp_path / "daphne.log").read_text()
+    log = (tmp_path / "daphne.log").read_text()
+    assert log.count("database_outage_started") == 1, log  # the refusals: no line each
+    assert "database_outage_ended" in log
+
+
+def log_lines(path, event: str) -> list[str]:
+    return [line for line in path.read_text().splitlines() if event in line]
+
+
+def test_a_database_outage_is_logged_when_it_starts_while_it_lasts_and_when_it_ends(tmp_path):
+    """Every request refused while the database did not answer wrote its own ERROR line
+    (``database_unavailable``): a flood under load, when operators read the log. Now the outage
+    is one line when it starts, naming what failed, at most one per ``DB_OUTAGE_LOG_SECONDS``
+    while it lasts, with how many requests were refused, and one when it ends."""
+    import re
+
+    from tests.processes import DatabaseProxy, wait_for
+
+    side = build_tenant("outagelog")
+    proxy = DatabaseProxy()
+    env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+                    DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2",
+                    DB_OUTAGE_LOG_SECONDS="1", LOG_LEVEL="INFO")  # fmt: skip
+    head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
+    log_path = tmp_path / "daphne.log"
+    refused = 0
+
+    def served() -> bool:
+        nonlocal refused
+        status, headers, body = parse_answer(raw_request(base, head, timeout=30))
+        if status == 200:
+            return True
+        assert_database_unavailable(status, headers, body)
+        refused += 1
+        return False
+
+    def refuse_one() -> bool:
+        assert not served()
+        return bool(log_lines(log_path, "database_outage_continues")) and refused >= 20
+
+    try:
+        with daphne_server(env, log_path) as base:
+            assert parse_answer(raw_request(base, head))[0] == 200
+            proxy.stall()
+            wait_for(refuse_one, timeout=60, what="a line while the outage lasts")
+            proxy.resume()
+            wait_for(served, timeout=15, what="the database to answer again")
+    finally:
+        proxy.close()
+    assert log_lines(log_path, "database_unavailable") == []  # 20 and more before
+    started = log_lines(log_path, "database_outage_started")
+    assert len(started) == 1, started
+    assert "cause=DatabaseNoAnswer" in started[0] and "[error" in started[0], started
+    ended = log_lines(log_path, "database_outage_ended")
+    assert len(ended) == 1, ended
+    assert f"refused={refused}" in ended[0], (refused, ended)
+    totals = [int(re.search(r"refused_total=(\d+)", line)[1])
+              for line in log_lines(log_path, "database_outage_continues")]  # fmt: skip
+    assert totals == sorted(totals) and 0 < totals[-1] <= refused, (totals, refused)
+    # Each refused request still has its access line.
+    assert len([line for line in log_lines(log_path, "request_finished")
+                if "status=503" in line]) == refused  # fmt: skip
 
 
 @pytest.mark.parametrize(
