@@ -53,9 +53,10 @@ class DatabaseDown(psycopg.OperationalError):
 
 class Outage:
     """What this process knows of a server that stopped answering: a wait for its answer past
-    the bound, or a confirmed failure to connect (:meth:`BoundedConnection.connect`), makes it
-    *down* until it next answers. While it is down, a request about to wait for a connection
-    (pooled or not: :mod:`chatbot_site.postgresql`) asks :meth:`admits` first: one attempt every
+    the bound, a connection attempt that timed out, or one that failed twice in a row
+    (:meth:`BoundedConnection._confirm`), makes it *down* until it next answers. While it is
+    down, a request about to wait for a connection (pooled or not:
+    :mod:`chatbot_site.postgresql`) asks :meth:`admits` first: one attempt every
     ``RETRY_SECONDS`` (or, while one is still out, once its bound has passed) is let through to
     find out, and the rest fail at once (:class:`DatabaseDown`) instead of each holding a thread
     for its own bound. Before, the requests queued behind those threads (a chat hop's:
@@ -180,11 +181,29 @@ class BoundedConnection(psycopg.Connection[Any]):
             return super().connect(conninfo, **kwargs)
         try:
             connection = super().connect(conninfo, **kwargs)
-        except psycopg.OperationalError as exc:  # refused, timed out (DB_CONNECT_TIMEOUT), gone
+        except errors.ConnectionTimeout as exc:  # no answer in DB_CONNECT_TIMEOUT (2 s at least)
             outage.failed(cause=exc)
             raise
+        except psycopg.OperationalError:  # refused, reset, closed while it started: at once
+            connection = cls._confirm(conninfo, **kwargs)
         outage.answered()
         return connection
+
+    @classmethod
+    def _confirm(cls, conninfo: str, **kwargs: Any) -> Self:
+        """A connection attempt that failed at once, tried again at once: only a second failure
+        makes the server *down* (:class:`Outage`). One such failure, alone, turned every request
+        of the process away for ``RETRY_SECONDS`` (a dropped handshake, a server restarting its
+        listener), while the pool's connections still worked. The second attempt costs little
+        when the server refuses (a round trip), or its connection if it answers; a frozen server
+        is not confirmed this way (its kernel still accepts connections: it is the timeout
+        above, or a statement's bound, that tells) and a failure that took the whole
+        ``DB_CONNECT_TIMEOUT`` needs no second one."""
+        try:
+            return super().connect(conninfo, **kwargs)
+        except psycopg.OperationalError as again:
+            outage.failed(cause=again)
+            raise
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         bound = self.answer_timeout

@@ -203,6 +203,7 @@ class DatabaseProxy:
         self.upstream = f"{host}/.s.PGSQL.{params.get('port') or 5432}"
         self.flowing = threading.Event()
         self.flowing.set()
+        self.dropping = 0
         self.sockets: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -214,6 +215,11 @@ class DatabaseProxy:
 
     def stall(self) -> None:
         self.flowing.clear()
+
+    def drop_next(self, count: int = 1) -> None:
+        """Close the next ``count`` connections as soon as they are accepted: to the client, a
+        connection attempt the server cut off (a transient failure, at once)."""
+        self.dropping = count
 
     def resume(self) -> None:
         self.flowing.set()
@@ -239,6 +245,10 @@ class DatabaseProxy:
                 client, _ = listener.accept()
             except OSError:  # closed
                 return
+            if self.dropping > 0:
+                self.dropping -= 1
+                client.close()
+                continue
             self.flowing.wait()  # a new connection is not relayed while stalled either
             server = socket.socket(socket.AF_UNIX)
             server.connect(self.upstream)

@@ -484,6 +484,35 @@ def test_chats_queued_behind_a_database_that_stopped_answering_are_a_503_at_once
     assert "database_outage_ended" in log
 
 
+def test_one_failed_connection_attempt_does_not_turn_requests_away(tmp_path):
+    """A connection attempt that fails at once is tried again at once, and only a second
+    failure makes the process take the database for down: one attempt cut off (a dropped
+    handshake, a listener restarting) was a 503 for its request and, for the next second, for
+    every other request of the process (DatabaseDown), while the database answered."""
+    from tests.processes import DatabaseProxy
+
+    side = build_tenant("blip")
+    proxy = DatabaseProxy()
+    env = child_env(DATABASE_URL=proxy.url, DB_POOL="false", CONN_MAX_AGE="0",
+                    DB_STATEMENT_TIMEOUT_SECONDS="0.5", DB_CONNECT_TIMEOUT="2")  # fmt: skip
+    head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
+    try:
+        with daphne_server(env, tmp_path / "daphne.log") as base:
+            assert parse_answer(raw_request(base, head))[0] == 200
+            proxy.drop_next()  # the request's own connection (CONN_MAX_AGE=0: one each)
+            blip = parse_answer(raw_request(base, head))
+            after = parse_answer(raw_request(base, head))
+            proxy.drop_next(2)  # twice in a row: the server is down, as before
+            down = parse_answer(raw_request(base, head))
+    finally:
+        proxy.close()
+    assert blip[0] == 200, blip
+    assert after[0] == 200, after
+    assert_database_unavailable(*down)
+    started = log_lines(tmp_path / "daphne.log", "database_outage_started")
+    assert len(started) == 1 and "cause=OperationalError" in started[0], started
+
+
 def log_lines(path, event: str) -> list[str]:
     return [line for line in path.read_text().splitlines() if event in line]
 
