@@ -38,6 +38,7 @@ import inspect
 import io
 import json
 import sys
+import time
 import uuid
 from http import HTTPStatus
 from typing import Any, cast
@@ -192,6 +193,9 @@ def daphne_leaves_bodies_to_django() -> None:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["parsePOSTFormSubmission"] = False
+            self.started = time.perf_counter()
+            self.body_expected = False  # the headers are in: the body is what is awaited
+            self.handed_over = False  # to daphne's process(): the application's to log
             self.body_received = 0
             self.body_refused = False
             self.body_cap = body_limit()  # read once per request, not per chunk
@@ -200,6 +204,7 @@ def daphne_leaves_bodies_to_django() -> None:
             super().__init__(*args, **kwargs)
 
         def gotLength(self, length: int | None) -> None:
+            self.body_expected = True
             if length is not None and length > self.body_cap:
                 self.content = io.BytesIO()
                 self.refuse_body()
@@ -272,9 +277,24 @@ def daphne_leaves_bodies_to_django() -> None:
 
         def connectionLost(self, reason: Any) -> None:
             self.stop_lingering()
+            if self.body_expected and not self.handed_over and not self.body_refused:
+                # The client left while sending the body (an upload abandoned): daphne hands
+                # a request to the application only once its body is in, so Django never
+                # saw it and no access line said it was made.
+                method, path = self.target()
+                declared = self.getHeader(b"content-length")
+                log_abandoned(
+                    method=method,
+                    path=path,
+                    started=self.started,
+                    request_id=self.getHeader(b"x-request-id"),
+                    received=self.body_received,
+                    declared=declared.decode("latin-1") if declared is not None else None,
+                )
             super().connectionLost(reason)
 
         def process(self) -> None:
+            self.handed_over = True
             if self.body_refused:  # never handed to the application; all of it is read
                 self.end_linger()
                 return
@@ -341,6 +361,38 @@ class _TooLarge(Exception):
     pass
 
 
+def log_abandoned(
+    *,
+    method: str,
+    path: str,
+    started: float,
+    request_id: bytes | str | None,
+    received: int,
+    declared: str | None,
+) -> None:
+    """The access line of a request whose client left while sending its body, before the
+    application (or, under another server, Django's handler) had it: ``request_finished`` as
+    :class:`chatbot_site.middleware.RequestIdMiddleware` writes one for a client gone before
+    its response existed (``status`` 499, ``bytes`` 0, ``outcome`` ``client_gone``), with
+    what was received of the body (``body_received``, ``body_declared``)."""
+    from chatbot_site.middleware import CLIENT_GONE_STATUS, new_request_id
+
+    if isinstance(request_id, bytes):
+        request_id = request_id.decode("latin-1")
+    structlog.get_logger("chatbot.request").info(
+        "request_finished",
+        method=method,
+        path=path[:200],
+        status=CLIENT_GONE_STATUS,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+        bytes=0,
+        outcome="client_gone",
+        request_id=new_request_id(request_id),
+        body_received=received,
+        body_declared=declared,
+    )
+
+
 def origin_form(scope: dict[str, Any]) -> dict[str, Any]:
     """The scope of a request whose target is in absolute form (``GET http://host/v1/health``),
     as if it had come in origin form: the URL's path, and its host as the ``Host`` header, which
@@ -396,12 +448,26 @@ class RequestGuard:
                     return
                 declared = True
                 break
-        received = 0
+        received, body_in, started = 0, False, time.perf_counter()
 
         async def limited_receive() -> dict[str, Any]:
-            nonlocal received
+            nonlocal received, body_in
             message = await receive()
+            if message["type"] == "http.disconnect" and not body_in:
+                # Django's handler returns without a word when the client leaves while the
+                # body arrives (uvicorn, granian: daphne's own request logs it).
+                headers = dict(scope.get("headers", ()))
+                length = headers.get(b"content-length")
+                log_abandoned(
+                    method=scope.get("method", ""),
+                    path=scope.get("path", ""),
+                    started=started,
+                    request_id=headers.get(b"x-request-id"),
+                    received=received,
+                    declared=length.decode("latin-1") if length is not None else None,
+                )
             if message["type"] == "http.request":
+                body_in = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise _TooLarge

@@ -81,6 +81,77 @@ def test_multipart_bodies_are_parsed_by_django_only(tmp_path):
     assert stored.dataset_id == side.dataset.pk
 
 
+def test_an_upload_its_client_abandons_before_the_body_is_in_has_an_access_line(tmp_path):
+    """daphne hands a request to the application once its body is in: an upload whose client
+    went away while sending it never reached Django, and no line said it had been made. Now
+    it has its access line, as a chat whose client left has (status 499, ``client_gone``),
+    with what was received of the body."""
+    side = build_tenant("abandoned")
+    path = f"/v1/datasets/{side.dataset.pk}/documents"
+    content = file_part("big.md", b"# Big\n\n" + b"A paragraph of a long upload. " * 20_000)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: upload-abandoned-1\r\n"
+        f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(content)}\r\n\r\n"
+    ).encode()
+    log_path = tmp_path / "daphne.log"
+    with daphne_server(child_env(LOG_LEVEL="INFO"), log_path) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head + content[:65536])  # a part of the body, then the client is gone
+        from tests.processes import wait_for
+
+        [line] = wait_for(lambda: log_lines(log_path, "request_finished"), timeout=10,
+                          what="the upload's access line")  # fmt: skip
+    for field in ("method=POST", f"path={path}", "status=499", "bytes=0",
+                  "outcome=client_gone", "request_id=upload-abandoned-1",
+                  f"body_declared={len(content)}"):  # fmt: skip
+        assert field in line, (field, line)
+    assert not Document.all_tenants.filter(dataset=side.dataset, source="big.md").exists()
+
+
+def test_an_upload_abandoned_under_any_asgi_server_has_an_access_line():
+    """uvicorn and granian hand the body over as it arrives; Django's handler returns without
+    a word when the client leaves before it is in."""
+    from structlog.testing import capture_logs
+
+    from chatbot_site.asgi import application  # sets Django up: logging configured again
+
+    path = "/v1/datasets/00000000-0000-0000-0000-000000000000/documents"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        "headers": [(b"content-type", b"multipart/form-data; boundary=b0undary"),
+                    (b"content-length", b"100000")],
+    }  # fmt: skip
+    messages = [
+        {"type": "http.request", "body": b"x" * 1000, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    with capture_logs() as lines:
+        asyncio.run(application(scope, receive, send))
+    assert sent == []  # nobody to answer
+    [line] = [line for line in lines if line["event"] == "request_finished"]
+    assert (line["method"], line["path"], line["status"], line["outcome"]) == (
+        "POST",
+        path,
+        499,
+        "client_gone",
+    )
+    assert (line["bytes"], line["body_received"], line["body_declared"]) == (0, 1000, "100000")
+    assert line["request_id"]
+
+
 def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
     """Twisted wrote any body whole to a temporary file before the application saw it; a
     declared length past the limit is now refused before the body is read, a chunked body at
