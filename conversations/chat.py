@@ -124,6 +124,8 @@ class Outcome:
     prompt_tokens: int | None = 0
     completion_tokens: int | None = 0
     model: str = ""
+    # When the answer ended: its latency, even if it is stored later (conversations.late_store).
+    ended: float = field(default_factory=time.perf_counter)
 
     @property
     def usage(self) -> dict[str, int]:
@@ -601,7 +603,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
             )  # fmt: skip
         if outcome.completion_tokens is None:
             outcome.completion_tokens = _count(outcome.output)
-    latency_ms = int((time.perf_counter() - turn.started) * 1000)
+    latency_ms = int((outcome.ended - turn.started) * 1000)
     message = Message(
         id=turn.message_id,
         tenant=turn.tenant,

@@ -40,6 +40,7 @@ from rest_framework.views import APIView
 
 from chatbot_site.concurrency import run_sync
 from chatbot_site.errors import (
+    DATABASE_UNAVAILABLE,
     ApplicationError,
     UnsupportedMediaType,
     error_body,
@@ -65,6 +66,7 @@ from conversations.chat import (
     turn_interruption,
 )
 from conversations.guardrails import PolicyBlocked
+from conversations.late_store import late_stores
 from conversations.llm import LLMError
 from conversations.models import FinishReason, MessageRole
 from tenants.api_base import Access, authorize
@@ -319,13 +321,22 @@ async def store_or_log(turn: Turn, outcome: Outcome) -> None:
     try:
         await store(turn, outcome)
     except Exception as exc:
-        store_failed(exc)
+        store_failed(exc, turn, outcome)
 
 
-def store_failed(exc: Exception) -> dict[str, str]:
-    """The ``error`` event of a stream whose turn could not be stored."""
-    if isinstance(exc, OperationalError):  # the database gone or past its statement timeout
+STORED_LATER = (
+    "The database is not answering: the answer is stored in the conversation once it is back."
+)
+
+
+def store_failed(exc: Exception, turn: Turn, outcome: Outcome) -> dict[str, str]:
+    """The ``error`` event of a stream whose turn could not be stored. The database gone or
+    past its statement timeout: the turn is kept and stored once it answers again
+    (:mod:`conversations.late_store`; it was lost, the answer the client had read with it)."""
+    if isinstance(exc, OperationalError):
         log.warning("chat_store_failed", error=type(exc).__name__)
+        if late_stores.add(turn, outcome):
+            return {"code": "service_unavailable", "message": STORED_LATER}
         return {"code": "service_unavailable", "message": "The answer could not be stored."}
     log.exception("chat_store_failed")
     return {"code": "internal_error", "message": "The answer could not be stored."}
@@ -431,6 +442,12 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
             failed = log.error if exc.status >= 500 else log.warning
             failed("chat_stream_failed", code=exc.code, error=exc.message)
             error = {"code": exc.code, "message": exc.message}
+        elif isinstance(exc, OperationalError):  # the database gone while grounding: no bug
+            if not outage.absorbs():  # a known outage is logged once, not per turn
+                log.warning(
+                    "chat_stream_failed", code="service_unavailable", error=type(exc).__name__
+                )
+            error = {"code": "service_unavailable", "message": DATABASE_UNAVAILABLE}
         else:
             log.exception("chat_stream_failed")
             error = {"code": "internal_error", "message": "The answer could not be completed."}
@@ -440,7 +457,7 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     try:
         await store(turn, outcome)
     except Exception as exc:  # the answer was streamed: say that it was not kept, then end
-        yield sse(next(ids), "error", {"error": store_failed(exc)})
+        yield sse(next(ids), "error", {"error": store_failed(exc, turn, outcome)})
         return
     yield sse(next(ids), "citations", {"citations": outcome.citations})
     yield sse(

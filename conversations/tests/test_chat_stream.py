@@ -861,3 +861,55 @@ def test_a_stream_whose_bot_is_deleted_ends_with_not_found_and_its_tokens_still_
     assert not Conversation.all_tenants.filter(bot_id=alpha.bot.pk).exists()
     spent = wait_for(lambda: sum(counted.all()) - before, timeout=10, what="the usage")
     assert 0 < spent < 100
+
+
+def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(alpha, tmp_path):
+    """The provider does not need the database: a stream whose database froze in its middle
+    went on to its end, and then its turn could not be stored — the answer the client had read
+    was lost (no message, no tokens counted), and the ``error`` event only said it was not
+    stored. Now the stream ends with ``service_unavailable`` saying it will be, and once the
+    database answers again the answer is in the conversation, as streamed, with its finish
+    reason."""
+    from tests.processes import DatabaseProxy
+
+    proxy = DatabaseProxy()
+    with fake_openai() as fake:
+        fake.chat_reply = " ".join(f"word{i}" for i in range(30))
+        fake.chat_delay = 0.05
+        env = child_env(
+            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
+            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO",
+        )  # fmt: skip
+        try:
+            with daphne_server(env, tmp_path / "daphne.log") as base:
+                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                head = until_first_delta(response)
+                proxy.stall()  # the database freezes while the answer streams
+                frames = parse((head + response.read()).decode())
+                proxy.resume()
+                start = frames[0]["data"]
+
+                def stored() -> Message | None:
+                    return (
+                        Message.objects.for_tenant(alpha.tenant)
+                        .filter(pk=start["message_id"])
+                        .first()
+                    )
+
+                message = wait_for(stored, timeout=30, what="the answer to be stored")
+        finally:
+            proxy.close()
+    events = [f for f in frames if "comment" not in f]
+    assert events[-1]["event"] == "error", events[-3:]
+    error = events[-1]["data"]["error"]
+    assert error["code"] == "service_unavailable"
+    assert "stored in the conversation once it is back" in error["message"]
+    streamed = "".join(f["data"]["content"] for f in events if f["event"] == "delta")
+    assert streamed.startswith("word0 ") and "word29" in streamed
+    assert message.content == streamed
+    assert message.finish_reason == "stop"
+    assert str(message.conversation_id) == start["session_id"]
+    assert message.completion_tokens > 0  # its tokens are counted
+    log = (tmp_path / "daphne.log").read_text()
+    assert "chat_store_deferred" in log and "chat_stored_late" in log
