@@ -324,6 +324,12 @@ async def store_or_log(turn: Turn, outcome: Outcome) -> None:
         store_failed(exc, turn, outcome)
 
 
+def _stored(turn: Turn, outcome: Outcome, storing: asyncio.Future[None]) -> None:
+    """The end of a store its stream's client did not wait for."""
+    if not storing.cancelled() and isinstance(exc := storing.exception(), Exception):
+        store_failed(exc, turn, outcome)
+
+
 STORED_LATER = (
     "The database is not answering: the answer is stored in the conversation once it is back."
 )
@@ -454,8 +460,18 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
         yield sse(next(ids), "error", {"error": error})
         return
     outcome = runner.outcome()
+    storing = asyncio.ensure_future(store(turn, outcome))
     try:
-        await store(turn, outcome)
+        while not storing.done():
+            # A database slow to answer (a frozen one: until the bound) is waited for as the
+            # provider is, with pings: the stream was silent that long (32 s under make run).
+            await asyncio.wait({storing}, timeout=settings.SSE_PING_SECONDS)
+            if not storing.done():
+                yield PING
+        storing.result()
+    except (asyncio.CancelledError, GeneratorExit):  # the client left: the store goes on
+        storing.add_done_callback(functools.partial(_stored, turn, outcome))
+        raise
     except Exception as exc:  # the answer was streamed: say that it was not kept, then end
         yield sse(next(ids), "error", {"error": store_failed(exc, turn, outcome)})
         return

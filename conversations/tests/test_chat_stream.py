@@ -913,3 +913,33 @@ def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(a
     assert message.completion_tokens > 0  # its tokens are counted
     log = (tmp_path / "daphne.log").read_text()
     assert "chat_store_deferred" in log and "chat_stored_late" in log
+
+
+def test_a_stream_waiting_for_the_database_to_store_its_answer_is_pinged(alpha, tmp_path):
+    """The answer's last piece, then its turn stored: with the database frozen that store
+    waits its bound (DB_STATEMENT_TIMEOUT_SECONDS + 2 s: 32 s under make run) and the stream
+    sent nothing meanwhile, though the contract has a ping at least every 15 s while waiting."""
+    from tests.processes import DatabaseProxy
+
+    proxy = DatabaseProxy()
+    with fake_openai() as fake:
+        fake.chat_reply = "Plans renew yearly."
+        fake.chat_delay = 0.3
+        env = child_env(
+            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
+            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="1",
+            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2",
+        )  # fmt: skip
+        try:
+            with daphne_server(env, tmp_path / "daphne.log") as base:
+                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                head = until_first_delta(response)
+                proxy.stall()
+                frames = parse((head + response.read()).decode())
+                proxy.resume()
+        finally:
+            proxy.close()
+    kinds = [f.get("event") or "ping" for f in frames]
+    last_delta = max(i for i, kind in enumerate(kinds) if kind == "delta")
+    assert kinds[-1] == "error", kinds
+    assert "ping" in kinds[last_delta:], kinds  # the store was waited for with pings
