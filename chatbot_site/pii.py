@@ -29,6 +29,21 @@ Choices worth knowing:
   words (internationalised addresses and domains: "jörg.müller@bücher.de", "иван@пример.рф");
   letters of scripts written without them (Han, kana, Hangul, Thai, ...) never join an
   address, so "メールはjohn@example.comです" keeps its words.
+- EMAIL written out: "john.doe at example dot com", "john(at)example(dot)com", "john [at]
+  example [dot] com", "john@example dot com", "john @ example.com", "j.doe[@]example[.]com",
+  "juan arroba ejemplo punto es" (at: at, ät, arobase, arroba, chiocciola; dot: dot, punkt,
+  punto, and bracketed also point, punt, "."), the local part's dots written out too. A
+  bracketed separator, or "@" with a dot written out, is an address whatever the words;
+  "at" as a bare word (or "@" between spaces) only when neither the word before it nor the
+  domain's first label is a common English word ("look at the dot com boom", "available at
+  amazon dot com") and the top-level domain has two letters or is a common one; with the dots
+  plain ("john at example.com") also only after an e-mail word ("email", "mail", "contact",
+  "address", ...) at most 32 characters before: "look at example.com" is a bare domain.
+- Digits typed one by one or in odd groups: 7-20 groups of 1-4 digits with one separator (a
+  space or a hyphen). 12-19 digits passing Luhn in 8 groups or more are a card; 7-15 digits
+  in 8 groups or more, or one by one, a phone number; counting ("1 2 3 4 5 6 7"), bits, one
+  digit repeated, dates and years are neither, and a longer run (a table row) is no number.
+  An IBAN typed one character at a time ("D E 8 9 3 7 ...") is checked like any other.
 
 Text with any non-ASCII character is also searched in a *folded* copy, made for detection only:
 invisible characters (zero-width spaces and joiners, soft hyphens, bidi controls, variation
@@ -46,6 +61,7 @@ from __future__ import annotations
 import bisect
 import functools
 import ipaddress
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
@@ -131,6 +147,206 @@ def _idn_emails(text: str) -> Iterator[tuple[int, int]]:
         at = text.find("@", max(at + 1, done))
 
 
+# --- EMAIL written out -------------------------------------------------------------------
+
+# Addresses people write so that scrapers miss them: "john.doe at example dot com",
+# "john(at)example(dot)com", "john [at] example [dot] com", "john@example dot com",
+# "john @ example.com", "juan arroba ejemplo punto es". Found from each "at" (the separator
+# between the local part and the domain), then checked by :func:`_written_ok`.
+_AT_WORDS = "at|\xe4t|arobase|arroba|chiocciola"  # "ät": how German speakers spell "at"
+_DOT_WORDS = "dot|punkt|punto"  # written bare between labels; "point" and "punt" only bracketed
+_OPEN, _CLOSE = r"[\[({<]", r"[\])}>]"
+_INSIDE_AT = rf"[ ]{{0,2}}(?:{_AT_WORDS}|@)[ ]{{0,2}}{_CLOSE}[ ]{{0,3}}"  # after the bracket
+_DOT_WRITTEN = (
+    rf"(?:[ ]{{1,3}}(?:{_DOT_WORDS})[ ]{{1,3}}"
+    rf"|[ ]{{0,3}}{_OPEN}[ ]{{0,2}}(?:{_DOT_WORDS}|point|punt|\.)[ ]{{0,2}}{_CLOSE}[ ]{{0,3}})"
+)
+_WRITTEN_DOT = rf"(?:\.|{_DOT_WRITTEN})"
+_WRITTEN_DOT_SPLIT = re.compile(_WRITTEN_DOT, re.IGNORECASE)
+
+
+def _written(char: str, alnum: str) -> re.Pattern[str]:
+    """The separator (group "at") right after a letter or digit ``alnum``, then the domain
+    (group "domain"): labels of ``char`` (a letter, a digit or "-") joined by dots written any
+    way. It starts with the separator's first character (a space, a bracket or "@"), a class
+    of its own, so the search skips every other character in one fast loop in C."""
+    label = rf"{char}{{1,63}}+"
+    at = (
+        rf"[ \[({{<@](?<={alnum}.)"
+        rf"(?:(?<=[ ])[ ]{{0,2}}(?:(?:{_AT_WORDS})[ ]{{1,3}}|@[ ]{{0,3}}|{_OPEN}{_INSIDE_AT})"
+        rf"|(?<=[\[({{<]){_INSIDE_AT}|(?<=@)[ ]{{0,3}})"
+    )
+    return re.compile(
+        rf"(?P<at>{at})(?P<domain>{label}(?:{_WRITTEN_DOT}{label}){{1,8}}(?!{char}))",
+        re.IGNORECASE,
+    )
+
+
+_WRITTEN = _written(r"[A-Za-z0-9\-]", "[A-Za-z0-9]")
+_IDN_WRITTEN = _written(f"(?:{_IDN_LETTER}|-)", r"[^\W_]")
+_BEFORE_LOCAL = re.compile(r"(?s:.*)[^A-Za-z0-9._%+\-]")
+# A local part with its dots written out too: "john dot doe at ...", "john(dot)doe(at)...".
+_LOCAL_WORDS = re.compile(rf"(?:[A-Za-z0-9_%+\-]{{1,64}}{_DOT_WRITTEN}){{1,4}}\Z", re.IGNORECASE)
+_IDN_LOCAL_WORDS = re.compile(
+    rf"(?:(?:{_IDN_LETTER}|[_%+\-]){{1,64}}{_DOT_WRITTEN}){{1,4}}\Z", re.IGNORECASE
+)
+# With "at" written as a bare word, these cannot be a local part or a domain's first label:
+# "look at the dot com boom", "available at amazon dot com", "email us at example.com".
+_NOT_AN_ADDRESS_WORD = frozenset(
+    """a about all also am an and any are as aim aimed arrive arrived available back based be been
+    being best better both bought but buy by came come did do does done down each either end
+    ended even every few find found for from go goes gone good got great had has have he her
+    here hers him his home hosted how i if in into is it its just least less live lives located
+    look looked looking looks many me meet met more most much my no nor not now of off on once
+    one only or order ordered our out over paid pay posted published register registered see
+    seen sell she shop shopping sign signed site so sold some start started stay stayed still
+    study studied than that the their them then there these they this those to too under up us
+    very visit visited was we well went were what when where which who why with without work
+    worked working works yet you your""".split()  # noqa: SIM905 (a word list, not code)
+)
+# A word for an e-mail address shortly before "john at example.com" (the "at" a word, the dots
+# plain: "look at example.com" is not an address).
+_EMAIL_CUE = re.compile(
+    r"\b(?:e-?mail\w{0,3}|mail(?:to|box|ed|ing)?|inbox|address|adresse|courriel|correo|contact)\b",
+    re.ASCII | re.IGNORECASE,
+)
+_PLAIN_DOMAIN = re.compile(r"[^ \[({<]*")  # no written dot: labels and "." only
+_GENERIC_TLDS = frozenset(
+    [
+        "com",
+        "net",
+        "org",
+        "edu",
+        "gov",
+        "mil",
+        "int",
+        "info",
+        "biz",
+        "name",
+        "pro",
+        "mobi",
+        "app",
+        "dev",
+        "xyz",
+        "online",
+        "site",
+        "tech",
+        "store",
+        "shop",
+        "blog",
+        "cloud",
+        "email",
+        "mail",
+    ]
+)
+_BRACKETED_AT = re.compile(rf"{_OPEN}{_INSIDE_AT}")
+_WRITTEN_HINT_UNICODE = re.compile(
+    r"(?<![^\W_])(?:at|\xe4t|\uff41\uff54|arobase|arroba|chiocciola)(?![^\W_])", re.IGNORECASE
+)
+
+
+def _may_be_written(text: str) -> bool:
+    """Whether ``text`` may hold a written-out address ("@" aside): cheap, so that most text
+    skips the search (ASCII text: substring tests of its lowered copy, and a bracketed "at"
+    looked for only in text with a closing bracket)."""
+    if not text.isascii():
+        return _WRITTEN_HINT_UNICODE.search(text) is not None
+    low = text.lower()
+    if " at " in low or "arobase" in low or "arroba" in low or "chiocciola" in low:
+        return True
+    closed = ")" in low or "]" in low or "}" in low or ">" in low
+    return closed and _BRACKETED_AT.search(low) is not None
+
+
+def _written_ok(text: str, local: int, end: int, at: str, domain: str) -> bool:
+    """Whether the local part ``text[local:end]``, the separator ``at`` and ``domain``
+    make a written-out address. A bracketed separator makes one, and so does "@" with a dot
+    written out; "@" between spaces with plain dots, or "at" as a bare word, only between two
+    words that are not common English ones ("look at the dot com boom") and with a top-level
+    domain of two letters or a common one; "at" and plain dots also need an e-mail word
+    before them ("mail john at example.com", not "look at example.com")."""
+    labels = _WRITTEN_DOT_SPLIT.split(domain)
+    tld = labels[-1]
+    if not (tld.isalpha() and 2 <= len(tld) <= 24):
+        return False
+    if not all(label[0] != "-" and label[-1] != "-" for label in labels):
+        return False
+    separator = at.strip(" ")
+    written_dot = _PLAIN_DOMAIN.fullmatch(domain) is None
+    if separator[0] in "[({<" or (separator == "@" and written_dot):
+        return True
+    word = text[local:end].lower()
+    if word in _NOT_AN_ADDRESS_WORD or labels[0].lower() in _NOT_AN_ADDRESS_WORD:
+        return False
+    if len(tld) > 2 and tld.lower() not in _GENERIC_TLDS:
+        return False
+    return separator == "@" or written_dot or _cue_before(_EMAIL_CUE, text, local)
+
+
+def _anchored(text: str, pattern: re.Pattern[str]) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for ASCII text, tried only where a separator can start: at
+    the spaces before each " at ", "@", "arobase", ... and bracketed "at" (found by substring
+    search, many times faster than trying the pattern at every space)."""
+    low = text.lower()
+    anchors = []
+    for needle in (" at ", "@", "arobase", "arroba", "chiocciola"):
+        at = low.find(needle)
+        while at != -1:
+            anchors.append(at)
+            at = low.find(needle, at + 1)
+    if ")" in low or "]" in low or "}" in low or ">" in low:
+        anchors += [m.start() for m in _BRACKETED_AT.finditer(low)]
+    done = 0
+    for anchor in sorted(anchors):
+        start = anchor
+        while start > done and anchor - start < 3 and low[start - 1] == " ":
+            start -= 1
+        match = pattern.match(text, start) if start >= done else None
+        if match:
+            yield match
+            done = match.end()
+
+
+def _written_emails(
+    text: str,
+    pattern: re.Pattern[str] = _WRITTEN,
+    before_local: re.Pattern[str] = _BEFORE_LOCAL,
+    local_words: re.Pattern[str] = _LOCAL_WORDS,
+) -> Iterator[tuple[int, int]]:
+    """Written-out addresses, found from each separator with a domain after it: the local part
+    is the run of address characters before it (as :func:`_idn_emails` finds it)."""
+    done = 0
+    matches = _anchored(text, pattern) if text.isascii() else pattern.finditer(text)
+    for m in matches:
+        at, domain = m.group("at", "domain")
+        if at == "@" and _PLAIN_DOMAIN.fullmatch(domain):
+            continue  # a plain address: _emails finds it
+        end = m.start()
+        window = max(done, end - 64)
+        before = before_local.match(text, window, end)
+        local = before.end() if before else window
+        while local < end and text[local] == ".":
+            local += 1
+        if local < end and _written_ok(text, local, end, at, domain):
+            words = local_words.search(text, max(done, local - 200), local)
+            yield words.start() if words else local, m.end()
+            done = m.end()
+
+
+def _any_emails(text: str) -> Iterator[tuple[int, int]]:
+    if "@" in text:
+        yield from _emails(text)
+    if "@" in text or _may_be_written(text):
+        yield from _written_emails(text)
+
+
+def _any_idn_emails(text: str) -> Iterator[tuple[int, int]]:
+    if "@" in text:
+        yield from _idn_emails(text)
+    if "@" in text or _may_be_written(text):
+        yield from _written_emails(text, _IDN_WRITTEN, _IDN_BEFORE_LOCAL, _IDN_LOCAL_WORDS)
+
+
 # --- CREDIT_CARD -------------------------------------------------------------------------
 
 # Unbroken digits (so a list of cards separated by spaces is masked card by card), or groups
@@ -163,6 +379,53 @@ def _cards(text: str) -> Iterator[tuple[int, int]]:
             yield m.start(), m.end()
 
 
+# --- digits typed one by one or in odd groups --------------------------------------------
+
+# "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "0 1 7 1 2 3 4 5 6 7 8", "41 11 11 11 11 11 11 11": 7 or
+# more groups of 1-4 digits sharing one separator, a space or a hyphen (not the tail of a
+# longer run: a run of more than 20 groups, a table row, is no number). The card and phone
+# patterns above take at most 5 and 7 groups.
+# (It starts with the digit, its look-behinds after it: the search skips other characters
+# fast. A "+" before it is taken in by :func:`_spaced_digits`.)
+_SPACED = re.compile(
+    r"[0-9](?<![\w\-.][0-9])(?<![0-9][ \-][0-9])[0-9]{0,3}([ \-])[0-9]{1,4}(?:\1[0-9]{1,4}){5,18}"
+    r"(?![\w])(?![ \-.][0-9])",
+    re.ASCII,
+)
+
+
+def _spaced_entity(plus: bool, groups: list[str]) -> str | None:
+    """CREDIT_CARD (12-19 digits passing Luhn, in 8 groups or more), PHONE (7-15 digits in 8
+    groups or more, or 7 or more digits one by one), or None: dates, years, counting ("1 2 3
+    4 5 6 7"), bits ("1 0 1 1 0 0 1 0") and one digit repeated are none of these."""
+    digits = "".join(groups)
+    numbers = [int(g) for g in groups]
+    steps = {b - a for a, b in itertools.pairwise(numbers)}
+    if steps in ({1}, {-1}) or set(digits) <= {"0", "1"} or len(set(digits)) == 1:
+        return None
+    if _date_like(groups) or all(_YEAR.fullmatch(g) for g in groups):
+        return None
+    many = len(groups) >= 8
+    if many and not plus and 12 <= len(digits) <= 19 and digits[0] != "0" and luhn_ok(digits):
+        return "CREDIT_CARD"
+    if 7 <= len(digits) <= 15 and (many or all(len(g) == 1 for g in groups)):
+        return "PHONE"
+    return None
+
+
+def _spaced_digits(text: str) -> Iterator[Span]:
+    """Card and phone numbers typed one digit at a time or in odd groups (one scan for both,
+    run by :func:`_candidates` when the text has 7 digits or more)."""
+    for m in _SPACED.finditer(text):
+        start = m.start()
+        plus = start > 0 and text[start - 1] == "+"
+        if plus and start > 1 and (text[start - 2].isalnum() or text[start - 2] in "_+-."):
+            continue
+        entity = _spaced_entity(plus, m.group().split(m.group(1)))
+        if entity is not None:
+            yield Span(entity, start - plus, m.end())
+
+
 # --- IBAN --------------------------------------------------------------------------------
 
 # ISO 13616 registry: country code -> IBAN length.
@@ -180,6 +443,13 @@ IBAN_LENGTHS = {
 }  # fmt: skip
 _IBAN_START = re.compile(r"(?<![\w])[A-Za-z]{2}[0-9]{2}", re.ASCII)
 _IBAN_BODY = re.compile(r"(?: ?[A-Za-z0-9]){11,30}", re.ASCII)
+# From its second check digit (the search skips other characters fast), the four characters
+# before it looked behind at; that they share its separator is checked by :func:`_ibans`.
+_IBAN_SPACED = re.compile(
+    r"[0-9](?<=[A-Za-z][ \-][A-Za-z][ \-][0-9])(?<![\w][A-Za-z][ \-][A-Za-z][ \-][0-9])"
+    r"([ \-])[0-9](?:\1[A-Za-z0-9]){11,30}(?![\w])",
+    re.ASCII,
+)
 
 
 def iban_ok(iban: str) -> bool:
@@ -208,6 +478,15 @@ def _ibans(text: str) -> Iterator[tuple[int, int]]:
             continue  # spaces only as the usual groups of four
         if iban_ok(candidate):
             yield s.start(), end
+    # Typed one character at a time, "D E 8 9 3 7 0 4 ...": the first `length` of them.
+    for m in _IBAN_SPACED.finditer(text):
+        start, separator = m.start() - 4, m.group(1)
+        run = text[start : m.end()]
+        length = IBAN_LENGTHS.get((run[0] + run[2]).upper())
+        if length is None or run[1] != separator or run[3] != separator:
+            continue
+        if length * 2 - 1 <= len(run) and iban_ok(run[: length * 2 - 1].replace(separator, "")):
+            yield start, start + length * 2 - 1
 
 
 # --- context ----------------------------------------------------------------------------
@@ -476,7 +755,7 @@ def _fold(text: str) -> _Folded:
 # --- find, mask, hold_from ---------------------------------------------------------------
 
 _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
-    "EMAIL": _emails,
+    "EMAIL": _any_emails,
     "PHONE": _phones,
     "CREDIT_CARD": _cards,
     "IBAN": _ibans,
@@ -484,23 +763,24 @@ _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "IP_ADDRESS": _ips,
 }
 # The finders for the folded copy of a text with non-ASCII characters.
-_UNICODE_FINDERS = {**_FINDERS, "EMAIL": _idn_emails}
-# Every entity needs a digit, except e-mail ("@"): text with neither is clean.
+_UNICODE_FINDERS = {**_FINDERS, "EMAIL": _any_idn_emails}
+# Every entity needs a digit, except e-mail ("@", or "at" written out: :func:`_may_be_written`):
+# text with none of these is clean.
 _MAYBE_PII = re.compile(r"[0-9@]")
 _MAYBE_PII_UNICODE = re.compile(r"[\d@\ufe6b\uff20]")  # any decimal digit, small and wide "@"
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
 def _finders_for(
-    text: str, finders: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = _FINDERS
+    text: str, finders: dict[str, Callable[[str], Iterator[tuple[int, int]]]], digits: int
 ) -> list[tuple[str, Callable[[str], Iterator[tuple[int, int]]]]]:
     """The finders that could match ``text`` at all, from cheap necessary conditions: a phone
     has at least 7 digits, a card 12, an SSN 9, an IBAN its 2 check digits and more (the
-    shortest, Norway's, has 13), an IPv4 address 4 digits and dots, an IPv6 address a colon.
-    (A stream is scanned piece by piece: most pieces pass none of these.)"""
-    digits = len(text) - len(text.translate(_NO_DIGITS))
+    shortest, Norway's, has 13), an IPv4 address 4 digits and dots, an IPv6 address a colon;
+    the e-mail finders look for their own. (A stream is scanned piece by piece: most pieces
+    pass none of these.)"""
     possible = {
-        "EMAIL": "@" in text,
+        "EMAIL": True,
         "PHONE": digits >= 7,
         "CREDIT_CARD": digits >= 12,
         "IBAN": digits >= 7,
@@ -510,30 +790,36 @@ def _finders_for(
     return [(entity, finder) for entity, finder in finders.items() if possible[entity]]
 
 
-def _candidates(text: str) -> list[Span]:
-    return [
+def _candidates(
+    text: str, finders: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = _FINDERS
+) -> list[Span]:
+    digits = len(text) - len(text.translate(_NO_DIGITS))
+    found = [
         Span(entity, start, end)
-        for entity, finder in _finders_for(text)
+        for entity, finder in _finders_for(text, finders, digits)
         for start, end in finder(text)
     ]
+    if digits >= 7:
+        found += _spaced_digits(text)
+    return found
 
 
 def _unicode_candidates(text: str) -> list[Span]:
     """Spans in text with non-ASCII characters: those found in it as it stands (what ASCII text
     gets), then those found in its folded copy, mapped back (overlapping or the same), with
     e-mail addresses of non-ASCII letters."""
-    if not _MAYBE_PII_UNICODE.search(text):
+    written = _may_be_written(text)
+    if not (written or _MAYBE_PII_UNICODE.search(text)):
         return []
-    candidates = _candidates(text) if _MAYBE_PII.search(text) else []
+    candidates = _candidates(text) if written or _MAYBE_PII.search(text) else []
     folded = _fold(text)
     if folded.text is not text:
         candidates += [
-            Span(entity, *folded.span(start, end))
-            for entity, finder in _finders_for(folded.text, _UNICODE_FINDERS)
-            for start, end in finder(folded.text)
+            Span(span.entity, *folded.span(span.start, span.end))
+            for span in _candidates(folded.text, _UNICODE_FINDERS)
         ]
-    elif "@" in text:
-        candidates += [Span("EMAIL", start, end) for start, end in _idn_emails(text)]
+    elif written or "@" in text:
+        candidates += [Span("EMAIL", start, end) for start, end in _any_idn_emails(text)]
     return candidates
 
 
@@ -543,9 +829,12 @@ def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
     if not wanted:
         return []
     if text.isascii():
-        if not _MAYBE_PII.search(text):
+        if _MAYBE_PII.search(text):
+            candidates = _candidates(text)
+        elif _may_be_written(text):  # no digit, no "@": only an address written out
+            candidates = [Span("EMAIL", start, end) for start, end in _written_emails(text)]
+        else:
             return []
-        candidates = _candidates(text)
     else:
         candidates = _unicode_candidates(text)
     candidates.sort(key=lambda s: (s.start - s.end, _PRIORITY[s.entity], s.start))
@@ -564,20 +853,58 @@ def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
 
 def mask(text: str, entities: Iterable[str] = ENTITIES) -> str:
     """text with each span replaced by its mask, e.g. "[EMAIL]"."""
-    if not (_MAYBE_PII if text.isascii() else _MAYBE_PII_UNICODE).search(text):
+    maybe = _MAYBE_PII if text.isascii() else _MAYBE_PII_UNICODE
+    if not (maybe.search(text) or _may_be_written(text)):
         return text
     return mask_spans(text, find(text, entities), entities)
+
+
+_SEPARATOR_WORDS = [*_AT_WORDS.split("|"), *_DOT_WORDS.split("|"), "point", "punt"]
+# Every start of one of them, longest first: "a", "at", "d", "do", "p", ...
+_WORD_STARTS = "|".join(
+    sorted({w[:i] for w in _SEPARATOR_WORDS for i in range(1, len(w) + 1)}, key=len, reverse=True)
+)
+
+
+def _written_hold(char: str, local: str, alnum: str) -> str:
+    """A pattern for every prefix of a written-out address (and more): a local part of
+    ``local`` ending in ``alnum``, then labels of ``char`` after separators, then the start of
+    a separator ("john ", "john a", "john at example (d"). It is tried only where a local part
+    starts, and is possessive: no backtracking."""
+    starts = _WORD_STARTS
+    inside = f"(?:{_AT_WORDS}|{_DOT_WORDS}|point|punt|@|\\.)"
+    separator = (
+        rf"(?:[ ]{{1,3}}(?:{_AT_WORDS}|{_DOT_WORDS})[ ]{{1,3}}"
+        rf"|[ ]{{0,3}}{_OPEN}[ ]{{0,2}}{inside}[ ]{{0,2}}{_CLOSE}[ ]{{0,3}}"
+        r"|[ ]{0,3}@[ ]{0,3}|\.)"
+    )
+    begun = (
+        rf"(?:[ ]{{1,3}}(?:(?:{starts})[ ]{{0,3}})?"
+        rf"|[ ]{{0,3}}{_OPEN}[ ]{{0,2}}(?:(?:{starts}|@|\.)[ ]{{0,2}})?|[ ]{{0,3}}@[ ]{{0,3}})"
+    )
+    return (
+        rf"(?<!{local}){local}{{1,64}}+(?<={alnum})(?:{separator}{char}{{1,63}}+){{0,9}}"
+        rf"(?:{separator}|{begun})?"
+    )
 
 
 # A suffix matching this may still grow into a span: each branch accepts every prefix of what
 # the finders above can match (and more; holding too much costs latency, never leaks). A context
 # word is held with what follows it, up to the point where it could no longer count.
 _HOLD = re.compile(
-    r"(?:(?:" + _PHONE_CUE.pattern + "|" + _SSN_CUE.pattern + r"|\bsocial(?:\s{1,3}[a-z]{0,8})?)"
+    r"(?:(?:"
+    + _PHONE_CUE.pattern
+    + "|"
+    + _SSN_CUE.pattern
+    + "|"
+    + _EMAIL_CUE.pattern
+    + r"|\bsocial(?:\s{1,3}[a-z]{0,8})?)"
     rf"[^0-9]{{0,{CUE_WINDOW}}})?"
     r"""
     (?:
         [A-Za-z0-9._%+\-]{1,64}(?:@[A-Za-z0-9.\-]{0,253})?                 # e-mail
+      | (?<![A-Za-z0-9_])[A-Za-z](?:[ \-][A-Za-z](?:[ \-][0-9](?:[ \-][0-9]
+        (?:[ \-][A-Za-z0-9]){0,30}+)?)?)?[ \-]?                               # IBAN one by one
       | [+(0-9][0-9()\ .\-/]{0,40}(?:\ ?(?:x|e|ex|ext\.?)?\ ?[0-9]{0,6})?   # phone, card, SSN, IPv4
       | (?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:\ ?[A-Za-z0-9]){0,30}\ ?       # IBAN
       | [\[0-9A-Fa-f:.]{1,45}                                                # IPv6
@@ -591,6 +918,66 @@ _HOLD = re.compile(
 # _HOLD's e-mail branch with _IDN_LETTER for its letters and digits.
 _HOLD_IDN_EMAIL = re.compile(
     rf"(?:{_IDN_LETTER}|[_.%+\-]){{1,64}}(?:@(?:{_IDN_LETTER}|[.\-]){{0,253}})?\Z"
+)
+# An address written out ("john at example dot com"): held by its own pattern, tried only where
+# one may start (:func:`_written_hold_start`), in ASCII text and in the folded copy.
+_HOLD_WRITTEN = re.compile(
+    _written_hold(r"[A-Za-z0-9\-]", r"[A-Za-z0-9._%+\-]", "[A-Za-z0-9]") + r"\Z",
+    re.ASCII | re.IGNORECASE,
+)
+# A separator begun right at the end ("john ", "john a", "john (d", "john @").
+_SEPARATOR_BEGUN = re.compile(
+    rf"[^\W_](?:[ ]{{1,3}}(?:(?:{_WORD_STARTS})[ ]{{0,3}})?"
+    rf"|[ ]{{0,3}}{_OPEN}[ ]{{0,2}}(?:(?:{_WORD_STARTS}|@|\.)[ ]{{0,2}})?|[ ]{{1,3}}@[ ]{{0,3}})\Z",
+    re.IGNORECASE,
+)
+_SEPARATOR_HINTS = (" at ", "@", "\xe4t", "arobase", "arroba", "chiocciola", " dot ", "punkt",
+                    "punto")  # fmt: skip
+_BRACKETED_SEPARATOR = re.compile(
+    rf"{_OPEN}[ ]{{0,2}}(?:{_AT_WORDS}|{_DOT_WORDS}|point|punt|@|\.)", re.IGNORECASE
+)
+
+
+def _written_hold_start(
+    text: str,
+    floor: int,
+    pattern: re.Pattern[str] = _HOLD_WRITTEN,
+    before_local: re.Pattern[str] = _BEFORE_LOCAL,
+) -> int:
+    """Where a written-out address that ``text`` may end in starts (at ``floor`` or after), or
+    ``len(text)``. ``pattern`` is tried only at the start of the local part before each "at"
+    (" at ", "@", "(at)", ...) and before a separator begun at the end ("john ", "john (d"):
+    tried at every position it cost every streamed piece several times what the rest did."""
+    tail = text[floor:].lower()
+    if len(tail) != len(text) - floor:  # a letter that lowers to two ("İ"): positions move
+        tail = text[floor:]
+    ends = []  # where a separator starts (a local part may end just before it)
+    for hint in _SEPARATOR_HINTS:
+        at = tail.find(hint)
+        while at != -1:
+            ends.append(floor + at)
+            at = tail.find(hint, at + 1)
+    if "(" in tail or "[" in tail or "{" in tail or "<" in tail:
+        ends += [m.start() for m in _BRACKETED_SEPARATOR.finditer(text, floor)]
+    begun = _SEPARATOR_BEGUN.search(text, max(floor, len(text) - 24))
+    if begun:
+        ends.append(begun.start() + 1)
+    best = len(text)
+    for end in ends:
+        while end > floor and text[end - 1] in " ([{<":
+            end -= 1
+        window = max(floor, end - 64)
+        before = before_local.match(text, window, end)
+        start = before.end() if before else window
+        if start < min(best, end) and pattern.match(text, start):
+            best = start
+    return best
+
+
+# and its non-ASCII form
+_HOLD_IDN_WRITTEN = re.compile(
+    _written_hold(f"(?:{_IDN_LETTER}|-)", rf"(?:{_IDN_LETTER}|[_.%+\-])", r"[^\W_]") + r"\Z",
+    re.IGNORECASE,
 )
 _HOLD_CONTEXT = 4  # characters before the held window folded too, for the look-behinds
 
@@ -608,7 +995,8 @@ def _hold_folded(text: str, floor: int) -> int:
     last = folded.text[-1:]
     if last.isalnum() or last in ("_", ".", "%", "+", "-", "@"):  # else no address can end there
         patterns.append(_HOLD_IDN_EMAIL)
-    cut = len(folded.text)
+    # "jörg at bü", "jörg (at) "
+    cut = _written_hold_start(folded.text, start, _HOLD_IDN_WRITTEN, _IDN_BEFORE_LOCAL)
     for pattern in patterns:
         match = pattern.search(folded.text, start)
         if match:
@@ -628,6 +1016,8 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     floor = max(0, len(text) - MAX_HOLD)
     match = _HOLD.search(text, floor)
     cut = match.start() if match else len(text)
+    if cut > floor:
+        cut = min(cut, _written_hold_start(text, floor))
     if not text.isascii():
         cut = min(cut, _hold_folded(text, floor))
     if spans is None:

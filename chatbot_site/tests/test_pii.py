@@ -217,6 +217,138 @@ def test_two_group_numbers_with_a_leading_zero_are_not_all_phones():
     assert spans("rank 0 1234567890 points, ids 0-123456789") == []  # a zero is no area code
 
 
+# --- written out: addresses with "at" and "dot", digits typed one by one ---------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "john.doe at example dot com",
+        "john(at)example(dot)com",
+        "john [at] example [dot] com",
+        "john {at} example {dot} co {dot} uk",
+        "JOHN AT EXAMPLE DOT COM",
+        "john@example dot com",
+        "john @ example.com",
+        "john(at)example.com",
+        "john [at] mail.example.org",
+        "j.doe[@]example[.]com",  # defanged, as security reports write addresses
+        "juan arroba ejemplo punto es",
+        "jean (arobase) exemple (point) fr",
+        "hans at firma punkt de",
+        "mario (chiocciola) esempio (punto) it",
+        "john dot doe at example dot com",  # the local part's dots written out too
+        "john(dot)doe(at)example(dot)com",
+    ],
+)
+def test_addresses_written_out_are_found_whole(value):
+    assert spans(f"write to {value}, please") == [("EMAIL", value)]
+    assert pii.mask(f"<{value}>.") == "<[EMAIL]>."
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        # "at" a word, the dots plain: only after a word for an e-mail address.
+        ("my email is john at example.com", "john at example.com"),
+        ("E-Mail: jane.roe at example.co.uk", "jane.roe at example.co.uk"),
+        ("contact sales at example.com today", "sales at example.com"),
+    ],
+)
+def test_at_written_out_with_plain_dots_is_an_address_after_an_email_word(text, value):
+    assert spans(text) == [("EMAIL", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "meet at the office dot com era",
+        "look at example.com for details",  # a bare domain is not an address
+        "at the end of the day",
+        "we met at the dot com boom",
+        "It is available at amazon dot com and at example.org.",
+        "email us at example.com",
+        "john at example.com",  # no e-mail word before it: as likely "look at example.com"
+        "Docs are hosted at docs.python.org; see README.md at github.com.",
+        "He arrived at home.The next day, at noon.",
+        "Meet @ home.Tonight, priced @ 5.99 each",
+        "see the (at) sign and the (dot) key",
+        "compute x at y dot product",
+        "the value at index.html, python3 at python.org",
+    ],
+)
+def test_at_and_dot_in_prose_are_not_addresses(text):
+    assert pii.find(text) == []
+
+
+WRITTEN_PIECES = ["jo", " at ", " dot ", "(at)", "[dot]", " ", "ex", ".", "@", " a", " d", "(", "com",
+                  " @ ", "x", "AT", "[.]", "( at  ]", "punkt", " arroba "]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_written_out_addresses_are_looked_for_where_they_can_start(seed):
+    # The finder and the streaming hold try their patterns only after a substring search for
+    # where a separator may be; these are what trying them everywhere gives.
+    rng = random.Random(seed)
+    for _ in range(3000):
+        text = "".join(rng.choice(WRITTEN_PIECES) for _ in range(rng.randint(1, 30)))
+        found = [(m.start(), m.end()) for m in pii._anchored(text, pii._WRITTEN)]
+        assert found == [(m.start(), m.end()) for m in pii._WRITTEN.finditer(text)], text
+        floor = max(0, len(text) - pii.MAX_HOLD)
+        others = pii._HOLD.search(text, floor)  # a bare last word: held by the e-mail branch
+        cut = others.start() if others else len(text)
+        everywhere = pii._HOLD_WRITTEN.search(text, floor)
+        expected = min(cut, everywhere.start()) if everywhere else cut
+        assert min(cut, pii._written_hold_start(text, floor)) == expected, text
+
+
+def spaced(number: str, separator: str = " ") -> str:
+    return separator.join(number)
+
+
+SPACED_CARD = spaced("4111111111111111")
+
+
+@pytest.mark.parametrize(
+    "entity, value",
+    [
+        ("CREDIT_CARD", SPACED_CARD),
+        ("CREDIT_CARD", spaced(CARD, "-")),
+        ("CREDIT_CARD", " ".join(CARD[i : i + 2] for i in range(0, 16, 2))),  # in pairs
+        ("CREDIT_CARD", spaced(AMEX)),
+        ("PHONE", spaced("01712345678")),
+        ("PHONE", "+" + spaced("4917123456789")),
+        ("PHONE", spaced("5551234")),
+        ("PHONE", "0171 2 3 4 5 6 7 8"),  # odd groups
+        ("IBAN", spaced(DE_IBAN)),
+        ("IBAN", spaced(GB_IBAN, "-")),
+    ],
+)
+def test_numbers_typed_one_by_one_or_in_odd_groups_are_found(entity, value):
+    assert spans(f"Mine: {value}. Thanks") == [(entity, value)]
+    assert pii.mask(value) == f"[{entity}]"
+
+
+def test_a_spaced_iban_is_masked_up_to_its_length():
+    assert pii.mask(f"IBAN {spaced(DE_IBAN)} I think") == "IBAN [IBAN] I think"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "steps 1 2 3 4 5 6 7 8 9 10 and 9 8 7 6 5 4 3 2",  # counting
+        "bits 1 0 1 1 0 0 1 0 1 1",
+        "row 0 0 0 0 0 0 0 0",
+        "years 2019 2020 2021 2022 2023 2024 2025 2026",
+        f"card {spaced(broken_luhn('4111111111111111'))} failed",
+        "scores " + " ".join(str(n) for n in range(10, 60, 2)),  # a long row: no number
+        f"{spaced(DE_IBAN[:-1] + '1')}",  # check digits do not match
+    ],
+)
+def test_rows_of_small_numbers_are_not_spaced_pii(text):
+    assert pii.find(text) == []
+
+
 # --- negatives: nothing to mask ----------------------------------------------------------
 
 
@@ -585,6 +717,16 @@ def test_ascii_text_is_masked_as_before_the_folding():
         ("my ssn is ", "ssn is "),  # the context word a bare SSN would need
         (f"Card {CARD} ", f"{CARD} "),  # complete, but may still grow
         ("Write to john@example.com.", "john@example.com."),
+        # written out: a word and a space may be followed by "at"
+        ("Ask john ", "john "),
+        ("Ask john a", "john a"),
+        ("Ask john at example d", "john at example d"),
+        ("Ask john(at)example(d", "john(at)example(d"),
+        ("Ask john [at] example [dot] com", "john [at] example [dot] com"),
+        ("Ask john@example do", "john@example do"),
+        ("my email: john", "email: john"),  # the word "at" with plain dots would need
+        (f"Card {SPACED_CARD[:9]}", SPACED_CARD[:9]),
+        (f"IBAN {spaced(DE_IBAN)[:9]}", spaced(DE_IBAN)[:9]),
     ],
 )
 def test_hold_from_holds_what_may_still_become_pii(text, held):
@@ -599,8 +741,10 @@ def test_hold_from_holds_what_may_still_become_pii(text, held):
         "It works!\n",
         "Done (see above). ",
         # Letters and digits inside a word cannot start an IBAN (it needs a word boundary, as
-        # the finder does): holding them held most of every answer with such words.
-        "model word1234 and more ",
+        # the finder does): holding them held most of every answer with such words. (A word
+        # and a space are held: "at example dot com" may follow.)
+        "model word1234 and more.\n",
+        "Ask john at the door. ",
     ],
 )
 def test_hold_from_holds_nothing_when_nothing_can_grow(text):
@@ -621,6 +765,10 @@ STREAMED = [
     "My social security number is 078051120, and my SSN card says 078-05-1120.",
     "Please call me on 555 0199 tomorrow.",
     f"{DE_IBAN} is the IBAN; {AMEX} is the card.",
+    "Write to john.doe at example dot com or jane(at)example(dot)org today.",
+    "Or mail me: ben at example.com, or kim [at] mail.example.org.",
+    f"Card {SPACED_CARD}, phone 0 1 7 1 2 3 4 5 6 7 8 today.",
+    f"IBAN {spaced(DE_IBAN)} please.",
 ]
 
 
@@ -671,6 +819,8 @@ STREAMED_NON_ASCII = [
     f"Server {wide('192.168.10.24')} und 192\u3002168\u300210\u300225 sind aus\u3002",
     f"SSN 123\u201045\u20106789 und {wide('SSN 123456789')}, Telefon 555{NBSP}0199.",
     "Grüße, jörg.müller@example.com oder info@bücher.de \u2013 иван@пример.рф.",
+    f"Schreib an jörg at bücher dot de oder jane{NBSP}at{NBSP}example{NBSP}dot{NBSP}org.",
+    f"Karte {spaced('4111111111111111', NBSP)}, Handy {wide(spaced('01712345678'))}.",
 ]
 
 
@@ -707,6 +857,9 @@ def test_streaming_non_ascii_text_in_random_chunks_ends_as_mask(seed):
         (f"my {wide('ssn')} is ", f"{wide('ssn')} is "),
         ("Schreib an jörg.mü", "jörg.mü"),
         ("Schreib an info@bü", "info@bü"),
+        ("Schreib an jörg at bü", "jörg at bü"),
+        ("Schreib an jörg (ät) ", "jörg (ät) "),
+        (f"Schreib an jane{NBSP}at{NBSP}exa", f"jane{NBSP}at{NBSP}exa"),
     ],
     ids=ascii,
 )
@@ -834,6 +987,27 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "4111." * N,
         "0 1" * N,
         "Telefon 0" * (N // 4),
+        # written out: every separator tried, every local part and domain bounded
+        "a at " * (N // 2),
+        "a at b dot " * (N // 5),
+        "a (at) " * (N // 3),
+        "a [at] b [dot] " * (N // 7),
+        "a@b dot " * (N // 4),
+        "x at " + "b dot " * (N // 3),
+        "a." * N + " at b dot com",
+        ("a" * 63 + ".") * (N // 32) + " at b dot com",
+        "mail a at b.c " * (N // 7),
+        " at " * N,
+        "@ " * N,
+        "(at)" * N,
+        "\u00e4 \u00e4t " * (N // 3),
+        "\u00e4 at \u00fc dot " * (N // 5),
+        f"a{NBSP}at{NBSP}" * (N // 3),
+        # one by one
+        "4 1 " * N,
+        "D E 8 9 " * (N // 4),
+        "1 2 3 4 5 6 7 8 9 0 " * (N // 10),
+        "1-2-" * N,
     ],
     ids=lambda t: ascii(t[:12]),
 )

@@ -65,6 +65,13 @@ def test_pii_in_the_question_never_reaches_the_model_the_database_or_the_logs(al
         ("4111.1111.1111.1111", "[CREDIT_CARD]"),  # grouped with dots
         ("Telefon: 030/12345678", "[PHONE]"),  # a German phone word
         ("030 12345678", "[PHONE]"),  # a national number: trunk prefix, no word
+        # written out, as people keep them from scrapers
+        ("john.doe at example dot com", "[EMAIL]"),
+        ("john(at)example(dot)com", "[EMAIL]"),
+        ("john [at] example [dot] com", "[EMAIL]"),
+        ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "[CREDIT_CARD]"),  # one digit at a time
+        ("0 1 7 1 2 3 4 5 6 7 8", "[PHONE]"),
+        ("D E 8 9 3 7 0 4 0 0 4 4 0 5 3 2 0 1 3 0 0 0", "[IBAN]"),
     ],
 )
 def test_pii_as_people_type_it_never_reaches_the_model_the_database_or_the_logs(

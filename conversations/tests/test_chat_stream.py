@@ -247,7 +247,8 @@ def test_provider_failure_after_the_first_token_is_an_error_event(served, alpha)
     assert events[0] == "start" and events[-1] == "error" and set(events[1:-1]) == {"delta"}
     assert frames[-1]["data"]["error"]["code"] == "upstream_error"
     sent = "".join(f["data"]["content"] for f in frames[1:-1])
-    assert sent == "one two"  # the space after a piece waits for the next: a "[" may follow
+    # A word and the space after it wait for the next piece: "at example dot com" may follow
+    assert sent == "one"
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
     assert stored.finish_reason == "error" and stored.content == sent
 
@@ -267,7 +268,8 @@ def test_a_provider_that_hangs_or_dies_mid_stream_is_an_error_event(served, alph
     assert frames[-1]["data"]["error"]["code"] == "upstream_error"
     assert frames[-1]["data"]["error"]["message"] == message
     sent = "".join(f["data"]["content"] for f in frames[1:-1])
-    assert sent == "one two"  # the space after a piece waits for the next: a "[" may follow
+    # A word and the space after it wait for the next piece: "at example dot com" may follow
+    assert sent == "one"
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
     assert stored.finish_reason == "error" and stored.content == sent
     assert len(fake.chat_requests()) == 1  # after the first token: never retried
@@ -415,6 +417,29 @@ def test_streamed_answers_carry_no_exfiltration_url_and_no_raw_pii(served, alpha
     assert "[EMAIL]" in shown and "[PHONE]" in shown
     for citation in frames[-2]["data"]["citations"]:
         assert "jane.roe" not in citation["snippet"] and "[EMAIL]" in citation["snippet"]
+
+
+def test_streamed_answers_carry_no_written_out_pii(served, alpha):
+    """A passage with an address written out and numbers typed one digit at a time, quoted by
+    the model two characters a piece: masked in what is shown, stored and cited."""
+    add_passages(alpha, [
+        "Renewal questions go to jane.roe at example dot com or billing(at)example(dot)org, "
+        "phone 0 1 7 1 2 3 4 5 6 7 8, card 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1."
+    ])  # fmt: skip
+    base, fake = served
+    fake.obey = True
+    fake.piece_chars = 2
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "Who handles renewal questions?"))
+                               .read().decode()) if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "done", frames[-1]
+    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    assert "The source says:" in shown
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    snippets = [c["snippet"] for c in frames[-2]["data"]["citations"]]
+    for text in (shown, stored.content, *snippets):
+        for raw in ("jane.roe", "billing", "example", "0 1 7 1", "4 1 1 1"):
+            assert raw not in text
+    assert shown.count("[EMAIL]") == 2 and "[PHONE]" in shown and "[CREDIT_CARD]" in shown
 
 
 def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json(

@@ -305,6 +305,41 @@ def test_a_number_announced_in_an_earlier_piece_is_masked(pieces: list[str]) -> 
     assert out == whole
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8])
+def test_streamed_written_out_pii_is_masked_and_never_partly_shown(size: int) -> None:
+    """Addresses with "at" and "dot" written out and numbers typed one digit at a time: the
+    start of one is held until it is complete (or cannot be one), then masked whole."""
+    text = (
+        "Write to john.doe at example dot com or jane (at) example (dot) org, card "
+        "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1, phone 0 1 7 1 2 3 4 5 6 7 8, IBAN "
+        "D E 8 9 3 7 0 4 0 0 4 4 0 5 3 2 0 1 3 0 0 0 today."
+    )
+    out, pieces = run(OutputGuard(hosts=HOSTS), text, size)
+    assert out == pii.mask(text)
+    assert out.count("[EMAIL]") == 2 and "[CREDIT_CARD]" in out
+    assert "[PHONE]" in out and "[IBAN]" in out
+    joined = "|".join(pieces)
+    for raw in ("john", "jane", "example", "4 1 1", "0 1 7", "D E 8"):
+        assert raw not in joined
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["Write to john", " at", " example", " dot", " com", "."],  # as a model's tokens come
+        ["Write to john ", "at example ", "dot com."],  # a piece ending in a space
+        ["My email is ", "ben at ", "example.com", ", thanks"],  # plain dots after an e-mail word
+        ["Karte 4 1 1 1 ", "1 1 1 1 1 1 1 1 ", "1 1 1 1."],
+    ],
+)
+def test_a_written_out_address_split_across_pieces_is_masked_whole(pieces: list[str]) -> None:
+    guard = OutputGuard(hosts=HOSTS)
+    out = "".join(guard.feed(piece) for piece in pieces) + guard.flush()
+    whole = pii.mask("".join(pieces))
+    assert "[" in whole
+    assert out == whole
+
+
 def test_the_guard_holds_back_only_what_may_still_change() -> None:
     guard = OutputGuard(pii_entities=(), hosts=HOSTS)
     assert guard.feed("The plan renews ") == "The plan renews "
