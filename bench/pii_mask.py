@@ -1,0 +1,120 @@
+"""What ``chatbot_site.pii`` costs per call, against another revision of it in the same run.
+
+``mask`` on a 200-character English message without digits, "@" or " at ", one with six
+" at " words, one with four entities, and a 4 kB log line; then the streaming loop of the
+output guard (``hold_from``, the released text masked) per 4-character piece of a 1,000-
+character English answer with an " at " every 60 characters and one without. The revision
+``BENCH_PII_AGAINST`` (default ``HEAD``) of ``chatbot_site/pii.py`` is loaded from git next to
+the working tree's; the two are timed alternately, ``BENCH_PII_ROUNDS`` rounds (default 40),
+best round, µs per call. Nothing else is imported: no database, no Django.
+
+    BENCH_PII_AGAINST=22c4f46 .venv/bin/python -m bench.pii_mask
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import timeit
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+AGAINST = os.environ.get("BENCH_PII_AGAINST", "HEAD")
+ROUNDS = int(os.environ.get("BENCH_PII_ROUNDS", "40"))
+ROOT = Path(__file__).resolve().parent.parent
+
+PLAIN = (
+    "Hi, I would like to know how the annual plan renews and whether I can change the "
+    "number of seats later on. Our team grew from five to twelve people over the summer, thanks!"
+)[:200]
+WITH_AT = (
+    "Hi, we met at the conference and I looked at the docs at length. Can you tell me what "
+    "happens at renewal time and whether seats added at mid-year are billed at the full rate? Thanks"
+)[:200]
+FOUR = (
+    "I'm jane@example.org, call +44 20 7946 0958; card 4111 1111 1111 1111 and IBAN "
+    "DE89 3704 0044 0532 0130 00. When does the annual plan renew for our team of twelve?"
+)[:200]
+LOG = json.dumps(
+    {
+        "event": "chat_turn",
+        "bot_id": "94b8f173-290f-4e25-ba3e-28924cb92159",
+        "text": "User asked at 10:20 about renewal of plan 2024-01-15 for 12 seats; reply sent to "
+        "jane@example.org from 203.0.113.9, latency_ms=54 tokens=42. " * 40,
+    }
+)[:4096]
+ANSWER_AT = (
+    "Annual plans renew on the date you first subscribed. You can change the number of seats at "
+    "any time in the billing settings; the change is billed at the next renewal. If you have "
+    "questions, look at the billing page or ask your administrator at the start of the month. "
+) * 4
+ANSWER = (
+    "Annual plans renew on the date you first subscribed. You can change the number of seats "
+    "in the billing settings whenever you like; the change is billed with the next renewal. If "
+    "you have questions, open the billing page or ask your administrator for help this month. "
+) * 4
+
+
+def load_revision(revision: str) -> ModuleType:
+    source = subprocess.run(  # noqa: S603 (git, with a revision the operator names)
+        ["git", "show", f"{revision}:chatbot_site/pii.py"],  # noqa: S607
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "pii_against.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("pii_against", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pii_against"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def stream(pii: Any, text: str) -> None:
+    """The output guard's PII work: each piece held back while it may grow, the rest masked."""
+    pending = ""
+    for i in range(0, len(text), 4):
+        pending += text[i : i + 4]
+        cut = pii.hold_from(pending)
+        pii.mask(pending[:cut])
+        pending = pending[cut:]
+    pii.mask(pending)
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from chatbot_site import pii as current
+
+    against = load_revision(AGAINST)
+    cases: list[tuple[str, Any, int]] = [
+        ("mask, 200-char message without digits, @ or ' at '", lambda p: p.mask(PLAIN), 2000),
+        ("mask, 200-char message with six ' at ' words", lambda p: p.mask(WITH_AT), 2000),
+        ("mask, 200-char message with four entities", lambda p: p.mask(FOUR), 200),
+        ("mask, 4 kB log line", lambda p: p.mask(LOG), 20),
+        ("streamed answer with ' at ' words, per 4-char piece", lambda p: stream(p, ANSWER_AT), 3),
+        ("streamed answer without them, per 4-char piece", lambda p: stream(p, ANSWER), 3),
+    ]
+    print(f"| pii.py | {AGAINST} | working tree |")
+    print("|---|---|---|")
+    for name, call, number in cases:
+        pieces = len(ANSWER) // 4 if name.startswith("streamed") else 1
+        best = {"against": float("inf"), "current": float("inf")}
+        for _ in range(ROUNDS):
+            for label, module in (("against", against), ("current", current)):
+                seconds = timeit.timeit(functools.partial(call, module), number=number)
+                best[label] = min(best[label], seconds / number / pieces * 1e6)
+        print(f"| {name} | {best['against']:.2f} µs | {best['current']:.2f} µs |")
+
+
+if __name__ == "__main__":
+    main()
