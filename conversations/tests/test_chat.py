@@ -451,7 +451,8 @@ def test_a_provider_that_is_slow_but_never_silent_is_cut_at_the_turn_deadline(al
     assert (error["code"], error["message"]) == (
         "upstream_error", "The language model provider did not finish its answer in time.")  # fmt: skip
     stored = Message.objects.for_tenant(alpha.tenant).get(finish_reason="error")
-    assert stored.content == "Plans renew"  # its last space waited for the next piece
+    # its last word and space waited for the next piece: "at example dot com" may follow
+    assert stored.content == "Plans"
 
 
 def test_oversized_bodies_are_refused_before_parsing(alpha, settings):
