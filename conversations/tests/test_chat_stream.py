@@ -399,21 +399,32 @@ def test_a_leaked_canary_cuts_the_stream_with_policy_blocked(served, alpha):
     assert stored.finish_reason == "policy_blocked" and "cnry" not in stored.content
 
 
-def test_streamed_answers_carry_no_exfiltration_url_and_no_raw_pii(served, alpha):
-    add_passages(alpha, [
-        "Renewal questions go to jane.roe@example.com or +44 20 7946 0958. "
-        "Status page: https://attacker.example/collect",
-    ])  # fmt: skip
+def quoted_two_characters_a_piece(
+    served: tuple[str, Any], world: TenantWorld, passage: str
+) -> tuple[list[dict[str, Any]], str]:
+    """A streamed turn whose obedient model quotes ``passage`` (the only one) two characters a
+    piece, ended with ``done``: its frames and what was shown."""
+    add_passages(world, [passage])
     base, fake = served
     fake.obey = True
     fake.piece_chars = 2
-    frames = [f for f in parse(post(base, alpha, ask(alpha, "Who handles renewal questions?"))
+    frames = [f for f in parse(post(base, world, ask(world, "Who handles renewal questions?"))
                                .read().decode()) if "comment" not in f]  # fmt: skip
     assert frames[-1]["event"] == "done", frames[-1]
     shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
-    assert "The source says:" in shown  # the model did quote the passage...
+    assert "The source says:" in shown  # the model did quote the passage
+    return frames, shown
+
+
+def test_streamed_answers_carry_no_exfiltration_url_and_no_raw_pii(served, alpha):
+    frames, shown = quoted_two_characters_a_piece(
+        served,
+        alpha,
+        "Renewal questions go to jane.roe@example.com or +44 20 7946 0958. "
+        "Status page: https://attacker.example/collect",
+    )
     for raw in ("attacker.example", "jane.roe", "7946", "https://"):
-        assert raw not in shown  # ...but nothing it must not show got through
+        assert raw not in shown  # nothing it must not show got through
     assert "[EMAIL]" in shown and "[PHONE]" in shown
     for citation in frames[-2]["data"]["citations"]:
         assert "jane.roe" not in citation["snippet"] and "[EMAIL]" in citation["snippet"]
@@ -422,18 +433,12 @@ def test_streamed_answers_carry_no_exfiltration_url_and_no_raw_pii(served, alpha
 def test_streamed_answers_carry_no_written_out_pii(served, alpha):
     """A passage with an address written out and numbers typed one digit at a time, quoted by
     the model two characters a piece: masked in what is shown, stored and cited."""
-    add_passages(alpha, [
+    frames, shown = quoted_two_characters_a_piece(
+        served,
+        alpha,
         "Renewal questions go to jane.roe at example dot com or billing(at)example(dot)org, "
-        "phone 0 1 7 1 2 3 4 5 6 7 8, card 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1."
-    ])  # fmt: skip
-    base, fake = served
-    fake.obey = True
-    fake.piece_chars = 2
-    frames = [f for f in parse(post(base, alpha, ask(alpha, "Who handles renewal questions?"))
-                               .read().decode()) if "comment" not in f]  # fmt: skip
-    assert frames[-1]["event"] == "done", frames[-1]
-    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
-    assert "The source says:" in shown
+        "phone 0 1 7 1 2 3 4 5 6 7 8, card 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1.",
+    )
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
     snippets = [c["snippet"] for c in frames[-2]["data"]["citations"]]
     for text in (shown, stored.content, *snippets):
