@@ -73,7 +73,10 @@ def quota_check(
     placed, held = _place_hold(tenant, used, holder, tokens, hold_seconds, whole=False)
     if placed is False:
         raise _quota_exceeded(
-            tenant, used, "The monthly token quota is held by answers in progress.", held=held
+            tenant,
+            used,
+            "The monthly token quota is held by answers and documents in progress.",
+            held=held,
         )
     return bool(placed)
 

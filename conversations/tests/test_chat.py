@@ -297,7 +297,9 @@ def test_turns_in_progress_hold_the_quota_they_may_spend(alpha, redis_client):
     refused = chat(alpha.client(alpha.chat_key), **question)
     assert refused.status_code == 429, refused.content
     error = refused.json()["error"]
-    assert error["message"] == "The monthly token quota is held by answers in progress."
+    assert (
+        error["message"] == "The monthly token quota is held by answers and documents in progress."
+    )
     assert error["details"]["held"] > 5000 and error["details"]["used"] == used
     # Free again when the turns in progress end, in seconds: not at the month's end, weeks away.
     assert refused["Retry-After"] == refused["RateLimit-Reset"] == "5"

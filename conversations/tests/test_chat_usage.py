@@ -63,6 +63,8 @@ def test_a_document_being_embedded_holds_its_tokens_against_chats_and_other_docu
     refused = chat(side.client(side.chat_key), **ask(side, "When do annual plans renew?"))
     assert refused.status_code == 429, refused.content
     assert refused.json()["error"]["details"]["held"] == 1_000
+    # What holds it may be a document: the message says so (it named answers only).
+    assert "documents" in refused.json()["error"]["message"]
     with pytest.raises(QuotaExceeded) as other:
         quota_reserve(tenant=side.tenant, holder="document:2", tokens=1, hold_seconds=60)
     assert (other.value.details["left"], other.value.details["needed"]) == (0, 1)
