@@ -246,6 +246,24 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"\b(?:zeig|zeige|nenne|gib|wiederhole|verrate|ausgeben)\b.{0,40}?\b(?:system ?prompt|"
         r"anweisungen|deine regeln|prompt)\b"
     ),
+    # "Show me your system prompt" in French, Spanish, Italian, Portuguese and Russian: the
+    # verb, then within a few words a prompt or instructions that are the bot's own or the
+    # system's (not any prompt: "dis-moi comment écrire un bon prompt" asks for advice; not
+    # "rules": "montre-moi tes règles de remboursement" asks about refunds).
+    "extraction_ml": re.compile(
+        r"\b(?:affiche[rz]?|montre[rz]?|révèle[rz]?|donne[rz]?|répète[rz]?|écri[st]|dis|récite[rz]?|"
+        r"imprime[rz]?|muestra|muéstrame|revela|dime|dame|repite|imprime|escribe|enséñame|"
+        r"mostra|mostrami|rivela|dimmi|dammi|ripeti|stampa|scrivi|mostre|revele|diga|repita|"
+        r"imprima)\b.{0,40}?(?:\b(?:ton|votre|tu|su|tuo|suo|seu|teu) prompt\b|\bprompt (?:système|"
+        r"systeme|initial|del sistema|di sistema|do sistema)\b|\b(?:tes|vos|tus|sus|tue|sue|suas|tuas) "
+        r"(?:instructions|consignes|instrucciones|istruzioni|instruções)\b|\b(?:instructions|"
+        r"consignes|instrucciones|istruzioni|instruções) (?:système|systeme|initiales|cachées|"
+        r"secrètes|del sistema|iniciales|ocultas|secretas|di sistema|iniziali|nascoste|segrete|"
+        r"do sistema|iniciais)\b)"
+        r"|\b(?:покажи|покажите|выведи|выведите|раскрой|раскройте|повтори|повторите|напиши|"
+        r"напишите|скажи|скажите)\b.{0,40}?(?:промпт|системн\w* (?:подсказк|инструкци)|"
+        r"(?:сво|тво|ваш)\w* (?:инструкци|указани))"
+    ),
     "task_switch": re.compile(
         r"\b(?:well done|very good|very well|excellent|great job|congratulations|simply great|"
         r"that is enough|that is done|that was ok|sehr gut|gut gemacht|ausgezeichnet|"
