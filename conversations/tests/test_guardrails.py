@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import hashlib
 
 import pytest
@@ -417,17 +418,17 @@ def test_adversarial_markup_completes() -> None:
         assert "http://" not in out and "www.w" not in out and "//a.//" not in out
 
 
+def blocked_match(question: str, topics: list[str]) -> str:
+    """The blocked topic ``question`` is refused for, or ""."""
+    vector = get_embedder().embed([question])[0]
+    verdict = blocked_topic(question=question, vector=vector, topics=topics, tenant_id=1)
+    return verdict.matched if verdict else ""
+
+
 @pytest.mark.django_db
 def test_blocked_topics_by_name_or_by_meaning() -> None:
-    embedder = get_embedder()
     topics = ["pricing", "competitor products"]
-
-    def check(question: str) -> str:
-        verdict = blocked_topic(
-            question=question, vector=embedder.embed([question])[0], topics=topics, tenant_id=1
-        )
-        return verdict.matched if verdict else ""
-
+    check = functools.partial(blocked_match, topics=topics)
     assert check("What is your pricing for 10 seats?") == "pricing"
     assert check("Which competitors' products are better?") == "competitor products"
     assert check("How do I upload a PDF to a dataset?") == ""
@@ -440,15 +441,7 @@ def test_a_blocked_topic_paraphrased_is_refused_at_the_default_threshold() -> No
     are 0.34-0.45 from their topic). Questions about quotas and rate limits, the on-topic ones
     closest to "pricing" (0.22-0.27), stay allowed. Written for this test, in none of the
     evaluation's sets."""
-    embedder = get_embedder()
-    topics = ["pricing", "product roadmap", "competitors"]
-
-    def check(question: str) -> str:
-        verdict = blocked_topic(
-            question=question, vector=embedder.embed([question])[0], topics=topics, tenant_id=1
-        )
-        return verdict.matched if verdict else ""
-
+    check = functools.partial(blocked_match, topics=["pricing", "product roadmap", "competitors"])
     assert check("How much do paid plans cost each year?") == "pricing"
     assert check("Are there volume discounts for big teams?") == "pricing"
     assert check("What is on your release plan for next year?") == "product roadmap"
