@@ -252,19 +252,13 @@ def _reread(tenant: Tenant, actor: Actor, document: Document, stored: _Stored) -
             "again when it has finished to have it read in the declared charset.",
             details={"document_id": str(document.pk)},
         )
-    old_file = document.file.name if document.file else None
-    document.file.save("original", stored.content, save=False)
+    _replace_original(document, stored.content)
     document.content_hash = stored.content_hash
     document.content_type = stored.content_type or document.content_type
     document.byte_size = stored.size
-    document.status = DocumentStatus.QUEUED
-    document.attempts = document.transient_failures = 0
-    document.error_code = document.error_message = None
-    document.save(update_fields=["file", "content_hash", "content_type", "byte_size", "status",
-                                 "attempts", "transient_failures", "error_code",
-                                 "error_message", "updated_at"])  # fmt: skip
-    if old_file and old_file != document.file.name:
-        transaction.on_commit(lambda: _delete_quietly(old_file))
+    _queue_again(document)
+    document.save(update_fields=["file", "content_hash", "content_type", "byte_size",
+                                 *REQUEUED_FIELDS, "updated_at"])  # fmt: skip
     audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
                  changes={"content_hash": stored.content_hash,
                           "content_type": document.content_type})  # fmt: skip
@@ -356,24 +350,19 @@ def _replace(
         raise Conflict(f"Document {document.external_id!r} is being ingested; try again shortly.")
     if (twin := _existing(tenant, document.dataset, content_hash)) is not None:
         raise _same_content(document, twin)
-    old_file = document.file.name if document.file else None
     for name, value in fields.items():
         setattr(document, name, value)
     document.content_hash = content_hash
-    document.status = DocumentStatus.QUEUED
-    document.attempts = document.transient_failures = 0
-    document.error_code = document.error_message = None
-    document.file.save("original", ContentFile(data), save=False)
+    _queue_again(document)
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # the old file's deletion is dropped with this savepoint
+            _replace_original(document, ContentFile(data))
             document.save()
     except IntegrityError:
         # Another request stored that content in this dataset meanwhile.
         if (twin := _existing(tenant, document.dataset, content_hash)) is None:
             raise
         raise _same_content(document, twin) from None
-    if old_file and old_file != document.file.name:
-        transaction.on_commit(lambda: _delete_quietly(old_file))
     # The content ingested before is searched until the new content's run replaces it: with the
     # record's new tags already, as a retag gives them (a scope's tag taken away kept it in that
     # scope's answers until then).
@@ -407,6 +396,27 @@ def _same_content(document: Document, twin: Document) -> Conflict:
         "document first.",
         details={"external_id": document.external_id, "document_id": str(twin.pk)},
     )
+
+
+# What :func:`_queue_again` sets.
+REQUEUED_FIELDS = ["status", "attempts", "transient_failures", "error_code", "error_message"]
+
+
+def _queue_again(document: Document) -> None:
+    """The document as a new run of it is queued (a reingest, new content for a record, bytes
+    re-read in their declared charset): no attempts yet, no error."""
+    document.status = DocumentStatus.QUEUED
+    document.attempts = document.transient_failures = 0
+    document.error_code = document.error_message = None
+
+
+def _replace_original(document: Document, content: File) -> None:
+    """The document's stored original becomes ``content`` (not saved to the row yet); the old
+    file is deleted once the transaction commits, and kept if it does not."""
+    old_file = document.file.name if document.file else None
+    document.file.save("original", content, save=False)
+    if old_file and old_file != document.file.name:
+        transaction.on_commit(lambda: _delete_quietly(old_file))
 
 
 def _delete_quietly(name: str) -> None:
@@ -456,12 +466,9 @@ def document_reingest(*, tenant: Tenant, actor: Actor, document: Document) -> Do
         raise NotFound("Document not found.")
     if locked.status in (DocumentStatus.PROCESSING, DocumentStatus.QUEUED):
         raise Conflict("The document is already queued or being ingested.")
-    locked.status = DocumentStatus.QUEUED
-    locked.attempts = locked.transient_failures = 0
-    locked.error_code = locked.error_message = None
+    _queue_again(locked)
     locked.updated_at = timezone.now()
-    locked.save(update_fields=["status", "attempts", "transient_failures", "error_code",
-                               "error_message", "updated_at"])  # fmt: skip
+    locked.save(update_fields=[*REQUEUED_FIELDS, "updated_at"])
     audit_record(tenant=tenant, actor=actor, action="document.reingest", target=locked)
     enqueue_ingest_on_commit(locked.pk)
     return locked
