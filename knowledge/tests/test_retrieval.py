@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,6 +52,19 @@ def bot_world():
     bot, dataset = link.bot, link.dataset
     document = DocumentFactory(tenant=bot.tenant, dataset=dataset, title="Pricing", tags=["faq"])
     return bot, dataset, document
+
+
+def explain(sql: str, params: dict[str, Any], *, index_scans: bool = False) -> str:
+    """The statement's plan; ``index_scans``: sorts and sequential scans off for the rest of
+    the test's transaction, as the planner chooses on a large table."""
+    with connection.cursor() as cursor:
+        if index_scans:
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    print(plan)
+    return plan
 
 
 def ids(hits) -> list:
@@ -390,12 +404,7 @@ def test_a_large_dataset_gets_an_ann_index_of_its_own_and_is_searched_through_it
     query = clustered(rng, centres, 1)[0]
     sql, params = build_sql(space, mode="vector", top_k=10, fusion=Fusion.from_settings())
     params.update(query="x", vector=vector_literal(query.tolist()))
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_sort = off")  # index scans, as on a large table
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(r[0] for r in cursor.fetchall())
-    print(plan)
+    plan = explain(sql, params, index_scans=True)
     assert vector_index.dataset_index_name(link.dataset_id) in plan
     assert vector_index.INDEX_NAME in plan  # the small dataset's branch
 
@@ -430,12 +439,7 @@ def test_the_statement_carries_the_query_vector_once_per_branch_and_the_leg_uses
     sql, params = build_sql(space, mode="hybrid", top_k=5, fusion=Fusion.from_settings())
     literal = vector_literal(near(3))
     params.update(query="x", vector=literal)
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_sort = off")  # index scans, as on a large table
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(r[0] for r in cursor.fetchall())
-    print(plan)
+    plan = explain(sql, params, index_scans=True)
     assert vector_index.INDEX_NAME in plan
 
     with CaptureQueriesContext(connection) as queries:
@@ -578,14 +582,8 @@ def test_the_hybrid_statement_reads_the_gin_and_ann_indexes_with_headings_indexe
     space = search_space_for_bot(bot)
     sql, params = build_sql(space, mode="hybrid", top_k=5, fusion=Fusion.from_settings())
     params.update(query="which guardrails are there", vector=vector_literal(near(1)))
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(r[0] for r in cursor.fetchall())
-        assert "Bitmap Index Scan on chunk_dataset_search_gin" in plan
-        # 600 rows: an exact scan is cheaper than the ANN index; at 200k it is not.
-        cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert "Bitmap Index Scan on chunk_dataset_search_gin" in explain(sql, params)
+    # 600 rows: an exact scan is cheaper than the ANN index; at 200k it is not.
+    plan = explain(sql, params, index_scans=True)
     assert "Bitmap Index Scan on chunk_dataset_search_gin" in plan
     assert f"Index Scan using {vector_index.INDEX_NAME}" in plan
