@@ -14,6 +14,11 @@ hostile 10 GB upload had filled the disk. The same requests now refuse a body pa
 :func:`body_limit` as it arrives: a declared ``Content-Length`` at once, a chunked body at the
 first chunk over, with ``413 payload_too_large`` in the contract's envelope. (nginx caps bodies in the containers too: ``client_max_body_size``.)
 
+daphne then put all of a body into the application's queue, in 8 KiB messages, before Django
+read the first: every upload in flight held its whole size in the process (a 200 MB upload took
+it from 112 to 336 MB). A body larger than one message now goes over as :class:`BodyPiece`
+messages that read their 64 KiB from Twisted's file when Django takes them (113 → 134 MB).
+
 After the 413 the rest of such a body is read and dropped until it ends or pauses (a lingering
 close, as nginx does): closed with it unread, the socket sent a reset, and a proxy still
 sending the body (nginx) answered 502 instead of passing the 413 on.
@@ -51,6 +56,7 @@ from django.core.exceptions import ImproperlyConfigured
 BODY_SLACK = 1024 * 1024  # a multipart envelope around the largest file allowed
 LINGER_IDLE_SECONDS = 1.0
 LINGER_MAX_SECONDS = 10.0
+BODY_PIECE_BYTES = 64 * 1024  # what the application reads of a large body at a time
 
 
 def body_limit() -> int:
@@ -147,6 +153,38 @@ def raw_response(status_line: bytes, reply: tuple[list[tuple[bytes, bytes]], byt
 
 # daphne's own errors: their messages are fixed texts ("Invalid header value"), never request data.
 DAPHNE_ERROR_CODES = {400: "invalid_request", 503: "service_unavailable"}
+
+
+class BodyPiece(dict[str, Any]):
+    """An ``http.request`` message whose body is read from daphne's file when the application
+    first takes it (and kept while the message lives: :class:`RequestGuard` counts it, then
+    Django writes it). Twisted closes the file when the client goes away: the application
+    sees the request aborted, as after a disconnect."""
+
+    def __init__(self, file: Any, offset: int, size: int) -> None:
+        super().__init__(type="http.request", more_body=offset + BODY_PIECE_BYTES < size)
+        self.file = file
+        self.offset = offset
+
+    def __contains__(self, key: object) -> bool:
+        return key == "body" or super().__contains__(key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "body" and not super().__contains__(key):
+            from django.core.exceptions import RequestAborted
+
+            try:
+                self.file.seek(self.offset)
+                self["body"] = self.file.read(BODY_PIECE_BYTES)
+            except ValueError:  # closed: the client left
+                raise RequestAborted from None
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def write_now(channel: Any) -> None:
@@ -298,7 +336,25 @@ def daphne_leaves_bodies_to_django() -> None:
             if self.body_refused:  # never handed to the application; all of it is read
                 self.end_linger()
                 return
-            super().process()
+            body = self.content
+            size = body.seek(0, io.SEEK_END)
+            if size <= self.server.request_buffer_size or body.closed:
+                super().process()  # one message: daphne's own way
+                return
+            # daphne would read all of the body into the application's queue now, before
+            # Django reads any of it: it is handed an empty body, which is replaced by pieces
+            # that stay in Twisted's file until Django asks for each.
+            self.content = io.BytesIO()
+            try:
+                super().process()  # runs through: creating the application is synchronous
+            finally:
+                self.content = body
+            queue = self.application_queue
+            if queue is None or queue.qsize() != 1:
+                return  # daphne refused the request itself (and answered it)
+            queue.get_nowait()
+            for offset in range(0, size, BODY_PIECE_BYTES):
+                queue.put_nowait(BodyPiece(body, offset, size))
 
         def handle_reply(self, message: dict[str, Any]) -> None:
             super().handle_reply(message)

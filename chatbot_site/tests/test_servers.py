@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +81,68 @@ def test_multipart_bodies_are_parsed_by_django_only(tmp_path):
     stored = Document.all_tenants.get(pk=document["id"])
     assert stored.tenant_id == side.tenant.pk
     assert stored.dataset_id == side.dataset.pk
+
+
+def server_pid(base: str) -> int:
+    """The pid of the daphne serving ``base`` (a child of this test, found by its port)."""
+    port = base.rsplit(":", 1)[1]
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if any(arg.endswith(b"daphne") for arg in argv) and port.encode() in argv:
+                return int(entry.name)
+    raise AssertionError(f"no daphne on {base}")
+
+
+def peak_memory_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_body_reaches_django_without_being_held_in_memory(tmp_path):
+    """daphne put a whole body into the application's queue, in 8 KiB messages, before Django
+    read the first: every upload in flight held its full size in the server process (a 50 MB
+    upload, 50 MB) until Django had spooled it to disk. Now each piece is read from Twisted's
+    file when Django asks for it, so the process's peak memory does not grow with the body."""
+    side = build_tenant("big-body")
+    content = b"# A large upload\n\n" + (b"A paragraph of a long upload. " * 35 + b"\n\n") * 30_000
+    assert len(content) > 30 * 1024 * 1024
+    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
+        pid = server_pid(base)
+        before = peak_memory_kb(pid)
+        status, _, body = post(
+            f"{base}/v1/datasets/{side.dataset.pk}/documents",
+            side.admin_key.plaintext,
+            file_part("large.md", content),
+        )
+        assert status == 202, body
+        grown_kb = peak_memory_kb(pid) - before
+    stored = Document.all_tenants.get(pk=json.loads(body)["id"])
+    assert stored.byte_size == len(content)  # arrived whole, in order
+    assert stored.content_hash == hashlib.sha256(content).hexdigest()
+    assert grown_kb < len(content) // 1024 // 4, f"peak memory grew {grown_kb} KiB"
+
+
+def test_a_body_piece_whose_client_left_aborts_the_request(tmp_path):
+    """Twisted closes the request's file when the client goes away: a piece not yet read is
+    the request aborted (Django returns without answering), not a body cut short."""
+    from django.core.exceptions import RequestAborted
+
+    from chatbot_site.servers import BODY_PIECE_BYTES, BodyPiece
+
+    file = (tmp_path / "body").open("w+b")
+    file.write(b"x" * (BODY_PIECE_BYTES + 10))
+    first, last = (
+        BodyPiece(file, offset, BODY_PIECE_BYTES + 10) for offset in (0, BODY_PIECE_BYTES)
+    )
+    assert (first["type"], first["more_body"], last["more_body"]) == ("http.request", True, False)
+    assert "body" in last and last.get("body") == b"x" * 10
+    file.close()
+    assert last["body"] == b"x" * 10  # read once, kept while the message lives
+    with pytest.raises(RequestAborted):
+        first["body"]
 
 
 def test_an_upload_its_client_abandons_before_the_body_is_in_has_an_access_line(tmp_path):
