@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -32,6 +33,24 @@ def redis_client() -> redis.Redis:
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def embedding_provider(settings: Any) -> Iterator[Any]:
+    """The ``openai`` embedding backend against the loopback provider (which counts requests;
+    ``tests.fake_openai`` says how to make it fail)."""
+    from knowledge.embeddings import get_embedder
+    from tests.fake_openai import fake_openai
+
+    with fake_openai() as fake:
+        settings.EMBEDDING_BACKEND = "openai"
+        settings.OPENAI_BASE_URL = fake.url
+        settings.OPENAI_API_KEY = "sk-test-not-a-real-key-000000"
+        get_embedder.cache_clear()
+        try:
+            yield fake
+        finally:
+            get_embedder.cache_clear()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """``POST /v1/retrieve``: the bot's passages for a query, for integrators and evaluation.
 
 It lives with chat (not in ``knowledge``) because it is a chat-key endpoint whose query
-embedding counts in the tenant's usage (``tenants.usage.usage_record``)."""
+embedding counts in the tenant's usage (``tenants.usage.usage_record``) and, as chat, is
+refused past the monthly quota (``tenants.usage.quota_check``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from conversations.chat_api import ChatFilters
 from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from tenants.api_base import TenantApi
 from tenants.models import Role
-from tenants.usage import usage_record
+from tenants.usage import quota_check, usage_record
 
 
 class RetrieveInput(serializers.Serializer):
@@ -76,6 +77,9 @@ class RetrieveApi(TenantApi):
     def post(self, request: Request) -> Response:
         data = self.validated(RetrieveInput, request.data)
         bot = bot_for_key(tenant=self.tenant, api_key=self.api_key, bot_id=data["bot_id"])
+        # The query's embedding costs tokens: past the quota, refused as chat is (it embedded
+        # on, and a tenant past its quota kept spending). No query without a quota.
+        quota_check(tenant=self.tenant)
         space = search_space_for_bot(bot, filter_tags=(data.get("filters") or {}).get("tags", []))
         result = retrieve(
             space, query=data["query"], top_k=data.get("top_k") or bot.top_k, mode=data["mode"]

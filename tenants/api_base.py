@@ -117,8 +117,10 @@ class TenantApi(APIView):
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
+        # An error's own headers win, as on /v1/chat: a quota's 429 says RateLimit-Remaining 0
+        # (the key's count of requests said otherwise).
         for name, value in getattr(self, "_rate_headers", {}).items():
-            response[name] = value
+            response.setdefault(name, value)
         return response
 
     # --- tenant-scoped access ------------------------------------------------------------

@@ -100,23 +100,6 @@ def test_mode_selects_a_single_leg(alpha):
     assert body["data"]
 
 
-@pytest.fixture
-def embedding_provider(settings):
-    """The ``openai`` embedding backend against the loopback provider (which counts requests)."""
-    from knowledge.embeddings import get_embedder
-    from tests.fake_openai import fake_openai
-
-    with fake_openai() as fake:
-        settings.EMBEDDING_BACKEND = "openai"
-        settings.OPENAI_BASE_URL = fake.url
-        settings.OPENAI_API_KEY = "sk-test-not-a-real-key-000000"
-        get_embedder.cache_clear()
-        try:
-            yield fake
-        finally:
-            get_embedder.cache_clear()
-
-
 def embedding_calls(fake) -> int:
     return sum(1 for r in fake.requests if r["path"].endswith("/embeddings"))
 
@@ -225,3 +208,29 @@ def test_an_upstream_failure_is_one_error_line_with_its_cause(
     assert len(errors) == 1
     assert errors[0].msg["code"] == "upstream_error"
     assert errors[0].msg["cause"] == "EmbeddingError"
+
+
+def test_past_the_monthly_quota_a_retrieval_is_refused_before_its_query_is_embedded(
+    alpha, embedding_provider
+):
+    """A retrieval embeds its query (tokens, counted in usage), but never checked the quota: a
+    tenant past it went on spending embedding tokens through /v1/retrieve. Refused as chat is."""
+    from tenants.usage import tokens_used_this_month
+
+    add_passages(alpha)
+    query = {"bot_id": str(alpha.bot.pk), "query": "How are refunds paid?"}
+    alpha.tenant.monthly_token_quota = tokens_used_this_month(tenant=alpha.tenant) + 1
+    alpha.tenant.save(update_fields=["monthly_token_quota"])
+    first = retrieve(alpha, **query)  # one token left: admitted, as a chat turn is
+    assert first.status_code == 200, first.content
+    spent = first.json()["usage"]["embedding_tokens"]
+    assert spent > 1 and key_embedding_tokens(alpha) == spent  # counted: the quota is used up
+    calls = embedding_calls(embedding_provider)
+
+    refused = retrieve(alpha, **{**query, "query": "When do annual plans renew?"})
+    assert refused.status_code == 429, refused.content
+    assert refused.json()["error"]["code"] == "quota_exceeded"
+    assert int(refused["Retry-After"]) > 0 and refused["RateLimit-Remaining"] == "0"
+    assert embedding_calls(embedding_provider) == calls  # nothing embedded, nothing spent
+    assert key_embedding_tokens(alpha) == spent
+    assert_conforms(SchemaGenerator().get_schema(public=True), "post", "/v1/retrieve", refused)
