@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -261,6 +261,28 @@ def chat_release(turn: Turn) -> None:
     if turn.claim is not None:
         claim, turn.claim = turn.claim, None
         turn_release(claim)
+
+
+def chat_failed(turn: Turn) -> None:
+    """The end of a JSON turn that failed before its answer (grounding: the embedding
+    provider, the database): nothing of it is stored, but the embedding tokens it had spent
+    (its question's, a scope's topics') were billed all the same — they go into the usage
+    roll-up, one request, as a stored turn's would. They were counted nowhere: a scope check
+    that failed after the question was embedded (502) spent them for free. (A stream's failed
+    turn is stored, its tokens with it: :func:`chat_finish`.)"""
+    try:
+        if turn.embedding_tokens:
+            usage_record(
+                tenant=turn.tenant,
+                bot_id=turn.bot.pk,
+                api_key_id=turn.api_key.pk,
+                embedding_tokens=turn.embedding_tokens,
+            )
+    except DatabaseError as exc:  # the database gone is likely why the turn failed: say so
+        log.warning("chat_usage_lost", embedding_tokens=turn.embedding_tokens,
+                    error=type(exc).__name__)  # fmt: skip
+    finally:
+        chat_release(turn)
 
 
 def chat_persist(turn: Turn) -> None:

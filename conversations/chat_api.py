@@ -58,6 +58,7 @@ from conversations.chat import (
     Runner,
     Turn,
     TurnInterrupted,
+    chat_failed,
     chat_finish,
     chat_ground,
     chat_open,
@@ -189,8 +190,8 @@ def prepare(request: HttpRequest, prepared: Prepared) -> None:
         if not prepared.stream:  # a stream sends `start` first, then grounds
             chat_ground(prepared.turn)  # the turn is stored in one transaction at its end
     except Exception as exc:
-        if prepared.turn is not None:  # grounding failed: the turn ends here
-            chat_release(prepared.turn)
+        if prepared.turn is not None:  # grounding failed: the turn ends here, its tokens counted
+            chat_failed(prepared.turn)
         headers = prepared.access.rate_headers if prepared.access else {}
         prepared.error = _error(request, exc, headers)
     if prepared.abandoned and prepared.turn is not None:  # nobody will answer it

@@ -72,3 +72,34 @@ def test_a_document_being_embedded_holds_its_tokens_against_chats_and_other_docu
     quota_release(tenant_id=side.tenant.pk, holder="document:1")
     answered = chat(side.client(side.chat_key), **ask(side, "When do annual plans renew?"))
     assert answered.status_code == 200, answered.content
+
+
+def test_a_turn_whose_scope_check_fails_upstream_is_billed_for_the_question_it_embedded(
+    embedding_provider,
+):
+    """The question is embedded, then the scope's topics, and the provider refuses those: the
+    JSON turn is a 502 and stores nothing, but the question's tokens were billed by the
+    provider. They were counted nowhere (the turn's usage was recorded only when it was
+    stored)."""
+    side = build_tenant("alpha")
+    side.scope.blocked_topics = ["competitor pricing"]
+    side.scope.save(update_fields=["blocked_topics"])
+    add_passages(side)
+    before = key_usage(side)
+
+    def refuse_the_next_request() -> None:  # the question's request is answered, then a 400
+        embedding_provider.fail_with = [400]
+        embedding_provider.on_embeddings = None
+
+    embedding_provider.on_embeddings = refuse_the_next_request
+    question = "When do annual plans renew?"
+    failed = chat(side.client(side.chat_key), **ask(side, question))
+    assert failed.status_code == 502, failed.content
+    assert failed.json()["error"]["code"] == "upstream_error"
+    asked = [r["body"]["input"] for r in embedding_provider.requests]
+    assert asked[-2:] == [[question], [*side.scope.blocked_topics]]  # the question's went through
+
+    after = key_usage(side)
+    assert after["embedding_tokens"] == before["embedding_tokens"] + len(question.split())
+    assert after["requests"] == before["requests"] + 1
+    assert after["prompt_tokens"] == before["prompt_tokens"]  # no answer: no LLM tokens
