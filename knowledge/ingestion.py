@@ -370,12 +370,18 @@ def embed_all(
     are held until the one replacing transaction. ``still_claimed`` is asked before each window
     after the first: a document deleted while it was embedded went on to its end (42 s of a
     worker for a 20,000-word upload deleted after a second; a paid provider's tokens too).
-    ``spent`` is told each window's tokens as it is embedded."""
+    ``spent`` is told each window's tokens as it is embedded, and those a window that failed
+    part way had spent (``EmbeddingError.spent``)."""
     out = np.empty((len(texts), embedder.dimensions), dtype=np.float32)
     for start in range(0, len(texts), EMBED_WINDOW):
         if start and still_claimed is not None and not still_claimed():
             raise ClaimLost
-        window, tokens = embedder.embed_counted(texts[start : start + EMBED_WINDOW])
+        try:
+            window, tokens = embedder.embed_counted(texts[start : start + EMBED_WINDOW])
+        except EmbeddingError as exc:
+            if spent is not None and exc.spent:
+                spent(exc.spent)
+            raise
         if spent is not None:
             spent(tokens)
         out[start : start + len(window)] = np.asarray(window, dtype=np.float32)

@@ -30,6 +30,9 @@ class EmbeddingError(Exception):
         self.transient = transient
         self.code = code
         self.retry_after = retry_after  # seconds, when the provider said when to come back
+        # Tokens the failed call had spent (billed) before it failed: the requests of a
+        # multi-request call that were answered before one failed. The caller bills them.
+        self.spent = 0
 
 
 class Embedder(Protocol):

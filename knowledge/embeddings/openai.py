@@ -100,12 +100,18 @@ class OpenAIEmbedder:
     ) -> tuple[list[list[float]], int]:
         """Vectors and the tokens the provider billed (its ``usage`` where plausible, else our
         estimate: :func:`_billed`).
-        ``within``: seconds for the whole call, retries and their waits included."""
+        ``within``: seconds for the whole call, retries and their waits included. A request
+        that fails after others were answered raises with their tokens (``EmbeddingError.spent``):
+        the provider billed them, and they were lost from usage."""
         deadline = None if within is None else time.monotonic() + within
         vectors: list[list[float]] = []
         tokens = 0
         for batch, estimate in self._batches(texts):
-            batch_vectors, batch_tokens = self._embed_batch(batch, estimate, deadline)
+            try:
+                batch_vectors, batch_tokens = self._embed_batch(batch, estimate, deadline)
+            except EmbeddingError as exc:
+                exc.spent += tokens
+                raise
             vectors.extend(batch_vectors)
             tokens += batch_tokens
         return vectors, tokens

@@ -542,3 +542,42 @@ def test_ingestion_holds_vectors_as_one_float32_array_across_windows():
         alone = embedder.embed([texts[index]])[0]
         assert np.abs(vectors[index] - np.asarray(alone)).max() < 1e-5
     assert embed_all(embedder, []).shape == (0, embedder.dimensions)
+
+
+def refuse_after_first_request(provider) -> None:
+    """The provider answers the next embeddings request, then refuses (400) the one after."""
+
+    def refuse_the_next() -> None:
+        provider.fail_with, provider.on_embeddings = [400], None
+
+    provider.on_embeddings = refuse_the_next
+
+
+def test_a_call_that_fails_after_some_of_its_requests_says_what_they_cost(provider):
+    """The provider billed the requests it answered before one failed; the failure said
+    nothing of them, and their tokens were lost from usage."""
+    refuse_after_first_request(provider)
+    with pytest.raises(EmbeddingError) as failed:
+        OpenAIEmbedder().embed_counted([f"text number {n}" for n in range(300)])
+    sizes = [len(r["body"]["input"]) for r in provider.requests]
+    assert sizes == [256, 44] and failed.value.code == "embedding_rejected"
+    assert failed.value.spent == 256 * 3  # the first request's, as the provider counted them
+
+
+def test_ingestion_bills_the_requests_of_a_window_answered_before_one_failed(provider):
+    """A window whose texts need two requests (past MAX_TOKENS_PER_REQUEST together): the
+    first is answered, the second refused. ``spent`` (what ingestion adds to usage) was told
+    nothing of the first request's tokens."""
+    from knowledge.embeddings.openai import MAX_TOKENS_PER_REQUEST
+    from knowledge.ingestion import embed_all
+
+    embedder = OpenAIEmbedder()
+    text = "word " * 1_600  # 8,000 bytes: our estimate 2,000 tokens, the provider's 1,600
+    count = MAX_TOKENS_PER_REQUEST // embedder._cost(text) + 1  # one more than fits in one
+    refuse_after_first_request(provider)
+    told: list[int] = []
+    with pytest.raises(EmbeddingError):
+        embed_all(embedder, [text] * count, spent=told.append)
+    sizes = [len(r["body"]["input"]) for r in provider.requests]
+    assert sizes == [count - 1, 1]
+    assert told == [(count - 1) * 1_600]
