@@ -261,7 +261,7 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
         _fail(document.pk, claimed_at, exc.code, exc.message, exc.detail)
         return exc.code
     except QuotaExceeded as exc:
-        _fail(document.pk, claimed_at, "quota_exceeded", _quota_message(exc))
+        _fail(document.pk, claimed_at, "quota_exceeded", _quota_message(document, exc))
         return "quota_exceeded"
     except ClaimLost:
         if _release(document.pk, claimed_at):  # still ours: its tenant was deactivated
@@ -342,12 +342,15 @@ def _embed_billed(
             quota_release(tenant_id=tenant.pk, holder=holder)
 
 
-def _quota_message(exc: QuotaExceeded) -> str:
+def _quota_message(document: Document, exc: QuotaExceeded) -> str:
+    """What a document refused for the quota waits for, and what its owner may do: it said
+    "Reingest it once the quota has room", and nothing retried it when the month turned."""
     resets = str(exc.details.get("resets_at", ""))[:10]
     return (
         f"The tenant's monthly token quota has {exc.details.get('left', 0):,} tokens left; "
-        f"embedding this document takes {exc.details.get('needed', 0):,}. Reingest it once the "
-        f"quota has room: it resets on {resets} (UTC), or may be raised."
+        f"embedding this document takes {exc.details.get('needed', 0):,}. It is queued again "
+        f"by itself once the quota has room: when it resets on {resets} (UTC), or after it is "
+        f"raised. To try sooner: POST /v1/documents/{document.pk}/reingest."
     )
 
 

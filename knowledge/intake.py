@@ -6,6 +6,7 @@ existing document, not a second one."""
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import hashlib
 import json
 import tempfile
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from chatbot_site.errors import Conflict, NotFound, UnsupportedMediaType, ValidationFailed
@@ -28,6 +30,7 @@ from knowledge.parsers.text import BOMS, NotInCharset, bom_codec, codec, utf8_pi
 from knowledge.tasks import enqueue_ingest_on_commit
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
+from tenants.usage import month_start, tokens_used_this_month
 
 log = structlog.get_logger(__name__)
 HEAD_BYTES = 65536  # what the type of an upload is detected from
@@ -408,6 +411,39 @@ def _queue_again(document: Document) -> None:
     document.status = DocumentStatus.QUEUED
     document.attempts = document.transient_failures = 0
     document.error_code = document.error_message = None
+
+
+def requeue_over_quota() -> int:
+    """Queue again the documents that failed ``quota_exceeded`` when their tenant's quota may
+    have room for them now: the month turned since they failed, or the tenant was changed
+    since (its quota raised: the staff admin saves the whole tenant), and some of it is left.
+    Each is queued once per such change: a document that still does not fit fails again,
+    after both, and waits for the next. Idempotent (a queued document is no longer failed);
+    returns how many were queued. Before, they waited for a reingest by hand."""
+    now = timezone.now()
+    month = dt.datetime.combine(month_start(now.astimezone(dt.UTC).date()), dt.time.min, dt.UTC)
+    waiting = Document.all_tenants.filter(
+        Q(updated_at__lt=month) | Q(updated_at__lt=F("tenant__updated_at")),
+        status=DocumentStatus.FAILED,
+        error_code="quota_exceeded",
+        tenant__is_active=True,
+    )
+    queued = 0
+    for tenant in Tenant.objects.filter(pk__in=waiting.values("tenant_id")):
+        quota = tenant.monthly_token_quota
+        if quota is not None and tokens_used_this_month(tenant=tenant) >= quota:
+            continue  # nothing left: its documents wait on
+        with transaction.atomic():
+            locked = waiting.filter(tenant=tenant).select_for_update(of=("self",), skip_locked=True)
+            for document in locked[:1000]:
+                _queue_again(document)
+                document.updated_at = now
+                document.save(update_fields=[*REQUEUED_FIELDS, "updated_at"])
+                enqueue_ingest_on_commit(document.pk)
+                queued += 1
+    if queued:
+        log.info("documents_requeued_for_quota", queued=queued)
+    return queued
 
 
 def _replace_original(document: Document, content: File) -> None:

@@ -73,6 +73,15 @@ def reap_documents() -> dict[str, int]:
     return reap()
 
 
+@shared_task(
+    name="knowledge.requeue_over_quota", ignore_result=True, soft_time_limit=100, time_limit=120
+)
+def requeue_over_quota() -> int:
+    from knowledge.intake import requeue_over_quota as requeue
+
+    return requeue()
+
+
 # Builds a large dataset's own index concurrently: minutes on a large table, so its own limits.
 @shared_task(
     name="knowledge.maintain_vector_indexes",

@@ -263,6 +263,7 @@ CELERY_TASK_QUEUES = (
 )
 CELERY_TASK_ROUTES = {
     "knowledge.reap_documents": {"queue": "maintenance"},
+    "knowledge.requeue_over_quota": {"queue": "maintenance"},
     "knowledge.maintain_vector_indexes": {"queue": "maintenance"},
     "knowledge.sweep_orphan_files": {"queue": "maintenance"},
 }
@@ -399,8 +400,15 @@ FILE_UPLOAD_HANDLERS = [
 ]
 # How often celery beat runs the reaper (knowledge.ingestion.reap).
 INGEST_REAP_SECONDS: float = env.float("INGEST_REAP_SECONDS", default=60.0)
+# How often celery beat queues again the documents refused for the quota once it has room
+# (knowledge.intake.requeue_over_quota).
+INGEST_QUOTA_RETRY_SECONDS: float = env.float("INGEST_QUOTA_RETRY_SECONDS", default=900.0)
 CELERY_BEAT_SCHEDULE = {
     "reap-documents": {"task": "knowledge.reap_documents", "schedule": INGEST_REAP_SECONDS},
+    "requeue-over-quota": {
+        "task": "knowledge.requeue_over_quota",
+        "schedule": INGEST_QUOTA_RETRY_SECONDS,
+    },
 }
 
 # --- API keys and JWT ------------------------------------------------------------------------
@@ -620,7 +628,7 @@ POSITIVE_SETTINGS = (
     "INGEST_MAX_UPLOAD_BYTES", "INGEST_MAX_ATTEMPTS", "INGEST_MAX_TOKENS", "INGEST_TASK_SOFT_SECONDS",
     "INGEST_TASK_HARD_SECONDS", "INGEST_LEASE_SECONDS", "INGEST_TRANSIENT_ATTEMPTS", "PARSE_MEMORY_BYTES",
     "PARSE_CPU_SECONDS", "PARSE_WALL_SECONDS", "URL_FETCH_MAX_BYTES", "URL_FETCH_TOTAL_SECONDS",
-    "INGEST_REAP_SECONDS", "JWT_ACCESS_TOKEN_SECONDS", "AUTH_FAILURES_PER_MINUTE",
+    "INGEST_REAP_SECONDS", "INGEST_QUOTA_RETRY_SECONDS", "JWT_ACCESS_TOKEN_SECONDS", "AUTH_FAILURES_PER_MINUTE",
     "TENANT_DEFAULT_RATE_LIMIT_PER_MINUTE", "VECTOR_INDEX_MAINTAIN_SECONDS",
     "ORPHAN_FILE_SWEEP_SECONDS", "RETRIEVAL_RRF_K", "RETRIEVAL_CANDIDATES",
     "RETRIEVAL_TEXT_POSTINGS", "RETRIEVAL_VECTOR_CANDIDATES", "HNSW_EF_SEARCH",

@@ -113,7 +113,10 @@ def test_a_document_the_quota_has_no_room_for_fails_readably_before_it_is_embedd
     assert message.startswith(
         "The tenant's monthly token quota has 5 tokens left; embedding this document takes "
     ), message
-    assert "Reingest it once the quota has room: it resets on " in message
+    assert "It is queued again by itself once the quota has room: when it resets on " in message
+    assert message.endswith(
+        f"To try sooner: POST /v1/documents/{document['id']}/reingest."
+    ), message
     assert Chunk.all_tenants.filter(document_id=document["id"]).count() == 0
     after = usage(side, "day")
     assert after["totals"] == before["totals"]  # nothing embedded, nothing spent
@@ -138,3 +141,59 @@ def test_with_a_provider_a_documents_tokens_are_the_ones_it_billed(tmp_path):
     assert document["status"] == "ready", document
     assert billed > 0
     assert usage(side, "day")["totals"]["embedding_tokens"] == before + billed
+
+
+def test_a_document_refused_for_the_quota_is_ingested_once_the_quota_is_raised(tmp_path):
+    """It failed quota_exceeded and stayed failed: nothing queued it again when the quota was
+    raised or the month turned. Now celery beat does (INGEST_QUOTA_RETRY_SECONDS), once."""
+    from knowledge.intake import requeue_over_quota
+
+    side = build_tenant("acme")
+    side.tenant.monthly_token_quota = usage(side, "day")["quota"]["used_this_month"] + 5
+    side.tenant.save()
+    log = tmp_path / "worker.log"
+    document = ingest(side, "refunds.md", GUIDE, log)
+    assert (document["status"], document["error"]["code"]) == ("failed", "quota_exceeded")
+    assert requeue_over_quota() == 0  # nothing changed since it failed: it waits
+
+    side.tenant.monthly_token_quota = None  # raised, as the staff admin saves a tenant
+    side.tenant.save()
+    with celery_worker(child_env(INGEST_QUOTA_RETRY_SECONDS="1"), log, beat=True):
+        try:
+            wait_for(
+                lambda: finished(document["id"])
+                and Chunk.all_tenants.filter(document_id=document["id"]).exists(),
+                timeout=120,
+                what="the requeued document",
+            )
+        except AssertionError:
+            raise AssertionError(log.read_text()[-4000:]) from None
+    again = side.client().get(f"/v1/documents/{document['id']}").json()
+    assert again["status"] == "ready" and again["error"] is None, again
+    assert requeue_over_quota() == 0  # ready now: nothing to queue again
+
+
+def test_documents_refused_for_the_quota_are_queued_again_once_after_the_month_turns():
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from knowledge.intake import requeue_over_quota
+    from knowledge.tests.factories import DocumentFactory
+
+    side = build_tenant("acme")
+    side.tenant.monthly_token_quota = 10**9
+    side.tenant.save()
+    failed = {"status": "failed", "error_code": "quota_exceeded", "error_message": "no room"}
+    last_month = timezone.now().replace(day=1) - dt.timedelta(days=1)
+    earlier = DocumentFactory(tenant=side.tenant, dataset=side.dataset, **failed)
+    this_month = DocumentFactory(tenant=side.tenant, dataset=side.dataset, **failed)
+    other = DocumentFactory(tenant=side.tenant, dataset=side.dataset,
+                            **{**failed, "error_code": "no_text"})  # fmt: skip
+    Document.all_tenants.filter(pk__in=[earlier.pk, other.pk]).update(updated_at=last_month)
+    Document.all_tenants.filter(pk=this_month.pk).update(updated_at=timezone.now())
+
+    assert requeue_over_quota() == 1
+    statuses = dict(Document.all_tenants.values_list("pk", "status"))
+    assert [statuses[d.pk] for d in (earlier, this_month, other)] == ["queued", "failed", "failed"]
+    assert requeue_over_quota() == 0  # queued once
