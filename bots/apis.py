@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -127,6 +128,7 @@ class ScopeDetailApi(ReachApi):
         responses={200: ScopeOutput, 409: NAME_TAKEN},
         tags=["scopes"],
     )
+    @transaction.atomic  # the check that no other bot uses it holds until the change commits
     def patch(self, request: Request, scope_id: uuid.UUID) -> Response:
         scope = self.scope(scope_id, change=True)
         changes = self.validated(ScopeInput, request.data, partial=True)
@@ -138,6 +140,7 @@ class ScopeDetailApi(ReachApi):
         responses={204: None, 409: OpenApiResponse(description="conflict: bots use the scope")},
         tags=["scopes"],
     )
+    @transaction.atomic  # as patch
     def delete(self, request: Request, scope_id: uuid.UUID) -> Response:
         scope_delete(tenant=self.tenant, actor=self.actor, scope=self.scope(scope_id, change=True))
         return Response(status=204)

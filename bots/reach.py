@@ -7,7 +7,9 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
 - the scopes and datasets its bots use, and those datasets' documents: it reads them, and
   changes or deletes them (adds, reingests or deletes a dataset's documents) only while no bot
   outside its list uses them, else ``403 permission_denied`` (it can see them: its bots use
-  them). It creates no scope or dataset: no bot of its uses a new one, so it could not see it;
+  them). The check holds until the change commits: a bot being given the object meanwhile
+  (``chatbot_site.database.links_lock``) is waited for and seen. It creates no scope or
+  dataset: no bot of its uses a new one, so it could not see it;
 - keys limited to some of the same bots, itself included; a key it would create or change to
   reach another bot, or every bot, or to outlive it (an expiry later than its own, or none),
   is ``403 permission_denied``;
@@ -30,6 +32,7 @@ from typing import TypeVar
 from django.db.models import Model, QuerySet
 
 from bots.models import Bot, Scope
+from chatbot_site.database import links_lock
 from chatbot_site.errors import PermissionDenied
 from tenants.models import ApiKey, Tenant
 
@@ -99,14 +102,22 @@ class Reach:
                 details={"expires_at": [f"Must be at most {stamp}."]},
             )
 
-    def check_unshared(self, kind: str, used_by: QuerySet[Bot]) -> None:
-        """``used_by``, the bots that use an object this key reaches, are all its own, or the
-        object is shared with bots it does not manage: ``403``."""
-        if (bot_ids := self.bot_ids) is not None and used_by.exclude(pk__in=bot_ids).exists():
+    def check_unshared(self, model: type[Model], pk: object, used_by: QuerySet[Bot]) -> None:
+        """``used_by``, the bots that use the object ``pk`` this key reaches, are all its own,
+        or the object is shared with bots it does not manage: ``403``. Call in the transaction
+        of the change: its links are locked until it ends (``links_lock``), so no bot is given
+        the object between this check and the change (another key did, and the change went to
+        an object another bot used)."""
+        if (bot_ids := self.bot_ids) is None:
+            return
+        links_lock(model, [pk], shared=True)
+        if used_by.exclude(pk__in=bot_ids).exists():
             raise PermissionDenied(
-                f"The {kind} is also used by bots outside this key's bot_ids: a key that "
-                "reaches them changes it."
+                f"The {model._meta.model_name} is also used by bots outside this key's bot_ids: "
+                "a key that reaches them changes it."
             )
 
     def check_scope_unshared(self, scope: Scope) -> None:
-        self.check_unshared("scope", Bot.objects.for_tenant(self.tenant).filter(scope=scope))
+        self.check_unshared(
+            Scope, scope.pk, Bot.objects.for_tenant(self.tenant).filter(scope=scope)
+        )

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from bots.models import Bot, Scope
-from chatbot_site.database import key_share, without_statement_timeout
+from chatbot_site.database import key_share, links_lock, without_statement_timeout
 from chatbot_site.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from chatbot_site.lookups import Lookup
 from tenants.models import ApiKey, Tenant
@@ -39,8 +39,13 @@ def scope_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> S
 
 def _scope_kept(tenant: Tenant, scope: Scope | None) -> None:
     """The bot's new scope, share-locked until the transaction ends (:func:`key_share`), or
-    ``400`` if another request deleted it since it was looked up."""
-    if scope is not None and not key_share(Scope, tenant.pk, [scope.pk]):
+    ``400`` if another request deleted it since it was looked up. Its links are locked first
+    (:func:`links_lock`): a change to it by a key limited to other bots (allowed while only its
+    bots use it) finishes first, or waits and sees this."""
+    if scope is None:
+        return
+    links_lock(Scope, [scope.pk], shared=False)
+    if not key_share(Scope, tenant.pk, [scope.pk]):
         raise ValidationFailed(details={"scope_id": ["Scope not found."]})
 
 

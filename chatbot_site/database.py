@@ -38,3 +38,23 @@ def key_share(model: type[models.Model], tenant_id: Any, ids: Collection[Any]) -
             [tenant_id, list(ids)],
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+def links_lock(model: type[models.Model], ids: Collection[Any], *, shared: bool) -> None:
+    """Lock, until the transaction ends, the links to the ``model`` rows ``ids`` (a bot's scope,
+    its datasets): exclusively for a write that links a bot to them, shared for a change by a
+    key limited to some bots, which checks that no other bot uses the object (``bots.reach``)
+    and may then change it. The change either waits for a link being written and then sees it,
+    or the link waits until the change is committed: no bot is linked between the check and
+    the change. Advisory locks, not the rows': a worker storing chunks holds its document's row
+    and then share-locks its dataset's (``ingestion._store``), so the dataset's row locked
+    before a document's (to delete or reingest it) could deadlock with it.
+    Shared changes of one object (documents added by two limited keys) do not wait for each
+    other. Call inside the transaction of the write, before its row locks."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("links_lock outside a transaction would be released at once")
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    prefix = f"{model._meta.db_table}:"
+    with connection.cursor() as cursor:
+        for pk in sorted(ids, key=str):  # in one order: two linking writes cannot deadlock
+            cursor.execute(f"SELECT {function}(hashtextextended(%s, 0))", [f"{prefix}{pk}"])

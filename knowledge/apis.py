@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Prefetch, QuerySet
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -137,6 +137,7 @@ class DatasetDetailApi(ReachApi):
         responses={200: DatasetOutput, 409: NAME_TAKEN},
         tags=["datasets"],
     )
+    @transaction.atomic  # the check that no other bot uses it holds until the change commits
     def patch(self, request: Request, dataset_id: str) -> Response:
         dataset = self.dataset(dataset_id)
         self.reach.check_dataset_unshared(dataset.pk)
@@ -148,6 +149,7 @@ class DatasetDetailApi(ReachApi):
         return Response(DatasetOutput(dataset).data)
 
     @extend_schema(operation_id="datasets_destroy", responses={204: None}, tags=["datasets"])
+    @transaction.atomic  # as patch
     def delete(self, request: Request, dataset_id: str) -> Response:
         dataset = self.get_object(Dataset, dataset_id, queryset=self.reach.datasets())
         self.reach.check_dataset_unshared(dataset.pk)
@@ -338,9 +340,10 @@ class DatasetDocumentListApi(ReachApi):
     )
     def post(self, request: Request, dataset_id: str) -> Response:
         dataset = self.get_object(Dataset, dataset_id, queryset=self.reach.datasets())
-        self.reach.check_dataset_unshared(dataset.pk)
         try:
-            return self._add(request, dataset)
+            with transaction.atomic():  # no other bot is given the dataset until this commits
+                self.reach.check_dataset_unshared(dataset.pk)
+                return self._add(request, dataset)
         except IntegrityError:
             # Deleted between the lookup and this commit: the new rows' foreign key failed.
             if not self.scoped(Dataset).filter(pk=dataset.pk).exists():
@@ -394,6 +397,7 @@ class DocumentReingestApi(ReachApi):
         },
         tags=["documents"],
     )
+    @transaction.atomic  # the check that no other bot uses its dataset holds until commit
     def post(self, request: Request, document_id: str) -> Response:
         document = self.get_object(Document, document_id, queryset=self.reach.documents())
         self.reach.check_dataset_unshared(document.dataset_id)
@@ -408,6 +412,7 @@ class DocumentDetailApi(ReachApi):
         return Response(DocumentOutput(document).data)
 
     @extend_schema(operation_id="documents_destroy", responses={204: None}, tags=["documents"])
+    @transaction.atomic  # as reingest
     def delete(self, request: Request, document_id: str) -> Response:
         document = self.get_object(Document, document_id, queryset=self.reach.documents())
         self.reach.check_dataset_unshared(document.dataset_id)

@@ -42,7 +42,8 @@ class Reach(BotReach):
         """The dataset (a document's, to add, reingest or delete one) is searched by this key's
         bots only, or ``403``."""
         self.check_unshared(
-            "dataset",
+            Dataset,
+            dataset_id,
             Bot.objects.for_tenant(self.tenant).filter(
                 pk__in=BotDataset.objects.for_tenant(self.tenant)
                 .filter(dataset_id=dataset_id)

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, bot_update
-from chatbot_site.database import key_share, without_statement_timeout
+from chatbot_site.database import key_share, links_lock, without_statement_timeout
 from chatbot_site.errors import NotFound, ValidationFailed
 from knowledge.models import BotDataset, Chunk, Dataset, Document
 from tenants.models import Tenant
@@ -51,12 +51,15 @@ def bot_datasets_set(
     turns (both inserted a link the other was inserting: a 500), and the datasets' rows are
     share-locked, so that a deletion of one (:func:`dataset_delete` locks it before it
     collects its links) either waits for these links and deletes them too or has deleted it:
-    a ``400``, as if it had been missing from the start (a link to it failed at commit: a 500)."""
+    a ``400``, as if it had been missing from the start (a link to it failed at commit: a 500).
+    Their links are locked before (:func:`links_lock`): a change to one by a key limited to
+    other bots (allowed while only its bots use it) finishes first, or waits and sees this."""
     wanted = {d.pk: d for d in datasets}
     if bot.tenant_id != tenant.pk or any(d.tenant_id != tenant.pk for d in wanted.values()):
         raise ValueError("bot and datasets must belong to the tenant")
     if not Bot.objects.for_tenant(tenant).select_for_update(no_key=True).filter(pk=bot.pk):
         raise NotFound("Bot not found.")  # deleted meanwhile
+    links_lock(Dataset, wanted, shared=False)
     kept = key_share(Dataset, tenant.pk, wanted)
     if gone := [pk for pk in wanted if pk not in kept]:
         raise ValidationFailed(
