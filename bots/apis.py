@@ -180,7 +180,8 @@ class ApiKeyInput(serializers.Serializer):
 
 class ApiKeyMixin(ReachApi):
     """A key limited to some bots (``bot_ids``) manages only keys limited to some of the same
-    bots, itself included: otherwise it could make a key for every bot, or lift its own limit."""
+    bots, itself included: otherwise it could make a key for every bot, or lift its own limit
+    (``bots.reach``: also their expiry and rate limit)."""
 
     def managed_keys(self) -> QuerySet[ApiKey]:
         return self.reach.keys()
@@ -237,6 +238,7 @@ class ApiKeyListCreateApi(ApiKeyMixin):
         data = self.validated(ApiKeyInput, request.data)
         data["bot_ids"] = self.checked_bot_ids(data.get("bot_ids", []))
         self.reach.check_key_expiry_within(data.get("expires_at"))
+        self.reach.check_key_rate_within(data.get("rate_limit_per_minute"))
         key, plaintext = api_key_create(tenant=self.tenant, actor=self.actor, **data)
         body = dict(ApiKeyOutput(key).data)
         body["api_key"] = plaintext
@@ -262,6 +264,8 @@ class ApiKeyDetailApi(ApiKeyMixin):
             changes["bot_ids"] = self.checked_bot_ids(changes["bot_ids"])
         if "expires_at" in changes:
             self.reach.check_key_expiry_within(changes["expires_at"])
+        if "rate_limit_per_minute" in changes:
+            self.reach.check_key_rate_within(changes["rate_limit_per_minute"])
         key = api_key_update(tenant=self.tenant, actor=self.actor, key=key, changes=changes)
         return Response(ApiKeyOutput(key).data)
 

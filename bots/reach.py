@@ -12,7 +12,8 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
   dataset: no bot of its uses a new one, so it could not see it;
 - keys limited to some of the same bots, itself included; a key it would create or change to
   reach another bot, or every bot, or to outlive it (an expiry later than its own, or none),
-  is ``403 permission_denied``;
+  or to allow more requests a minute than it (its own limit raised among them), is
+  ``403 permission_denied``;
 - the conversations and usage of its bots, and the audit entries about all of the above.
 
 Anything else of the tenant is ``404 not_found``, exactly as a missing object: a bot-limited key
@@ -100,6 +101,26 @@ class Reach:
                 f"This key is limited to some bots and expires at {stamp}: the keys it manages "
                 "must expire no later.",
                 details={"expires_at": [f"Must be at most {stamp}."]},
+            )
+
+    def check_key_rate_within(self, rate_limit_per_minute: int | None) -> None:
+        """A key this key creates, or a limit it sets (its own among them), allows no more
+        requests a minute than this key (``None``: the tenant's default): else a bot-limited
+        key raised its own limit, or made a key with a higher one, past what it was given."""
+        if self.bot_ids is None:
+            return
+        default = self.tenant.default_rate_limit_per_minute
+        own = self.api_key.rate_limit_per_minute or default
+        if (rate_limit_per_minute or default) > own:
+            raise PermissionDenied(
+                f"This key is limited to some bots and to {own} requests a minute: the keys "
+                "it manages, itself included, may allow no more.",
+                details={
+                    "rate_limit_per_minute": [
+                        f"Must be at most {own}"
+                        + (f" (null is the tenant's default, {default})." if default > own else ".")
+                    ]
+                },
             )
 
     def check_unshared(self, model: type[Model], pk: object, used_by: QuerySet[Bot]) -> None:

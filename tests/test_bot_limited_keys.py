@@ -231,6 +231,46 @@ def test_a_bot_limited_key_makes_no_key_that_outlives_it(t):
     ).status_code == 201  # fmt: skip
 
 
+def test_a_bot_limited_key_allows_no_key_more_requests_than_itself(t):
+    """It raised its own rate_limit_per_minute (5 to 100,000, or to null: the tenant's
+    default), and made keys with a higher limit than its own: seen with make run."""
+    key = ApiKeyFactory(tenant=t.side.tenant, role=Role.ADMIN, bot_ids=[t.side.bot.pk],
+                        rate_limit_per_minute=50)  # fmt: skip
+    client = t.side.client(key)
+    mine = [str(t.side.bot.pk)]
+    for body in ({}, {"rate_limit_per_minute": None}, {"rate_limit_per_minute": 51}):
+        refused = client.post(
+            "/v1/api-keys", {"name": "widget", "role": "chat", "bot_ids": mine, **body},
+            format="json",
+        )  # fmt: skip
+        assert refused.status_code == 403, body
+        error = refused.json()["error"]
+        assert error["code"] == "permission_denied"
+        assert error["details"] == {
+            "rate_limit_per_minute": ["Must be at most 50 (null is the tenant's default, 100000)."]
+        }
+        assert client.patch(f"/v1/api-keys/{key.pk}", body, format="json").status_code == (
+            200 if body == {} else 403
+        )
+    key.refresh_from_db()
+    assert key.rate_limit_per_minute == 50
+    made = client.post(
+        "/v1/api-keys",
+        {"name": "widget", "role": "chat", "bot_ids": mine, "rate_limit_per_minute": 50},
+        format="json",
+    )
+    assert made.status_code == 201
+    lowered = client.patch(f"/v1/api-keys/{key.pk}", {"rate_limit_per_minute": 20}, format="json")
+    assert lowered.status_code == 200
+    # A limited key on the tenant's default may leave its keys on it; an unlimited key is free.
+    assert t.limited.post(
+        "/v1/api-keys", {"name": "w", "role": "chat", "bot_ids": mine}, format="json"
+    ).status_code == 201  # fmt: skip
+    assert t.admin.patch(
+        f"/v1/api-keys/{key.pk}", {"rate_limit_per_minute": 1000}, format="json"
+    ).status_code == 200  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "path",
     ["/v1/bots", "/v1/scopes", "/v1/datasets", "/v1/api-keys", "/v1/usage", "/v1/audit-logs"],
