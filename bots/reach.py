@@ -14,7 +14,8 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
   reach another bot, or every bot, or to outlive it (an expiry later than its own, or none),
   or to allow more requests a minute than it (its own limit raised among them), is
   ``403 permission_denied``;
-- the conversations and usage of its bots, and the audit entries about all of the above.
+- the conversations and usage of its bots (usage by key: the rows of the keys it manages
+  only), and the audit entries about all of the above.
 
 Anything else of the tenant is ``404 not_found``, exactly as a missing object: a bot-limited key
 learns nothing of the tenant's other bots (their system prompts were in the audit log), nor of
@@ -55,6 +56,13 @@ class Reach:
         if (bot_ids := self.bot_ids) is None:
             return rows
         return rows.filter(**{f"{field}__in": bot_ids})
+
+    def of_its_keys(self, rows: QuerySet[M], field: str = "api_key_id") -> QuerySet[M]:
+        """``rows`` (usage) of the keys it manages only (:meth:`keys`): a bot-limited key saw
+        the ids and figures of every key that used its bots, the tenant's unlimited ones too."""
+        if self.bot_ids is None:
+            return rows
+        return rows.filter(**{f"{field}__in": self.keys().values("pk")})
 
     def bots(self) -> QuerySet[Bot]:
         return self.of_its_bots(Bot.objects.for_tenant(self.tenant), "pk")

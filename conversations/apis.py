@@ -235,14 +235,18 @@ class UsageApi(TenantApi):
             raise ValidationFailed(details={"group_by": [f"Must be one of {', '.join(GROUPS)}."]})
         column = GROUPS[group_by]
         rows = UsageDaily.objects.for_tenant(self.tenant).filter(day__gte=start, day__lte=end)
-        rows = Reach(self.tenant, self.api_key).of_its_bots(rows)  # a bot-limited key: theirs
+        reach = Reach(self.tenant, self.api_key)
+        rows = reach.of_its_bots(rows)  # a bot-limited key: theirs
         sums: dict[str, Any] = {
             "requests": Sum("requests"),
             "prompt_tokens": Sum("prompt_tokens"),
             "completion_tokens": Sum("completion_tokens"),
             "embedding_tokens": Sum("embedding_tokens"),
         }
-        data = [self.row(r) for r in rows.values(column).annotate(**sums).order_by(column)]
+        # By key, a bot-limited key's rows are those of the keys it manages: not the others'
+        # ids and figures (the totals stay its bots', as in every grouping).
+        grouped = reach.of_its_keys(rows) if group_by == "api_key" else rows
+        data = [self.row(r) for r in grouped.values(column).annotate(**sums).order_by(column)]
         totals = self.row({k: v or 0 for k, v in rows.aggregate(**sums).items()})
         used = tokens_used_this_month(tenant=self.tenant, today=today)
         quota = self.tenant.monthly_token_quota

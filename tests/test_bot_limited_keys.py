@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from conversations.tests.factories import UsageDailyFactory
 from knowledge.models import Dataset
 from knowledge.tests.factories import DocumentFactory
 from tenants.models import Role
@@ -35,6 +36,7 @@ class Tenancy:
     their_scope: dict[str, Any]
     their_document: Any
     shared_document: Any
+    limited_key: Any
 
 
 @pytest.fixture
@@ -61,6 +63,7 @@ def t():
         side, admin, side.client(key), other_bot, shared, theirs, their_scope,
         their_document=DocumentFactory(tenant=side.tenant, dataset=dataset(theirs)),
         shared_document=DocumentFactory(tenant=side.tenant, dataset=dataset(shared)),
+        limited_key=key,
     )  # fmt: skip
 
 
@@ -269,6 +272,26 @@ def test_a_bot_limited_key_allows_no_key_more_requests_than_itself(t):
     assert t.admin.patch(
         f"/v1/api-keys/{key.pk}", {"rate_limit_per_minute": 1000}, format="json"
     ).status_code == 200  # fmt: skip
+
+
+def test_a_bot_limited_keys_usage_by_key_names_only_the_keys_it_manages(t):
+    """It listed the ids and figures of every key that used its bots (the tenant's unlimited
+    admin and chat keys among them): seen with make run."""
+    UsageDailyFactory(tenant=t.side.tenant, bot_id=t.side.bot.pk, api_key_id=t.limited_key.pk)
+    UsageDailyFactory(tenant=t.side.tenant, bot_id=t.other_bot["id"],
+                      api_key_id=t.limited_key.pk)  # fmt: skip
+
+    answer = t.limited.get("/v1/usage", {"group_by": "api_key"})
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [row["api_key_id"] for row in body["data"]] == [str(t.limited_key.pk)]
+    assert body["data"][0]["requests"] == 1
+    # The totals are its bots' in every grouping: the chat key's row of its bot counts there.
+    by_bot = t.limited.get("/v1/usage", {"group_by": "bot"}).json()
+    assert body["totals"] == by_bot["totals"] and body["totals"]["requests"] == 2
+    everyone = t.admin.get("/v1/usage", {"group_by": "api_key"}).json()["data"]
+    assert str(t.side.chat_key.pk) in {row["api_key_id"] for row in everyone}
 
 
 @pytest.mark.parametrize(
