@@ -42,6 +42,20 @@ class Added:
     created: bool
 
 
+def _audit(
+    tenant: Tenant,
+    actor: Actor,
+    action: str,
+    document: Document,
+    changes: dict[str, Any] | None = None,
+) -> None:
+    """A document's entry names its dataset (``changes.dataset_id``), as its deletion's does:
+    a key limited to bots that search the dataset reads it after the document is deleted
+    (``knowledge.reach``; it lost sight of them with the document)."""
+    audit_record(tenant=tenant, actor=actor, action=action, target=document,
+                 changes={**(changes or {}), "dataset_id": document.dataset_id})  # fmt: skip
+
+
 def _existing(tenant: Tenant, dataset: Dataset, content_hash: str) -> Document | None:
     return (
         Document.objects.for_tenant(tenant)
@@ -76,9 +90,9 @@ def _create(
         if found is None:
             raise
         return Added(found, created=False)
-    audit_record(tenant=tenant, actor=actor, action="document.create", target=document,
-                 changes={"title": document.title, "source": document.source,
-                          "content_type": document.content_type, "tags": document.tags})  # fmt: skip
+    _audit(tenant, actor, "document.create", document,
+           {"title": document.title, "source": document.source,
+            "content_type": document.content_type, "tags": document.tags})  # fmt: skip
     enqueue_ingest_on_commit(document.pk)
     return Added(document, created=True)
 
@@ -262,9 +276,13 @@ def _reread(tenant: Tenant, actor: Actor, document: Document, stored: _Stored) -
     _queue_again(document)
     document.save(update_fields=["file", "content_hash", "content_type", "byte_size",
                                  *REQUEUED_FIELDS, "updated_at"])  # fmt: skip
-    audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
-                 changes={"content_hash": stored.content_hash,
-                          "content_type": document.content_type})  # fmt: skip
+    _audit(
+        tenant,
+        actor,
+        "document.update",
+        document,
+        {"content_hash": stored.content_hash, "content_type": document.content_type},
+    )
     enqueue_ingest_on_commit(document.pk)
     return Added(document, created=True)
 
@@ -370,8 +388,13 @@ def _replace(
     # record's new tags already, as a retag gives them (a scope's tag taken away kept it in that
     # scope's answers until then).
     Chunk.all_tenants.filter(document_id=document.pk).update(tags=document.tags)
-    audit_record(tenant=tenant, actor=actor, action="document.update", target=document,
-                 changes={"content_hash": content_hash, "title": document.title})  # fmt: skip
+    _audit(
+        tenant,
+        actor,
+        "document.update",
+        document,
+        {"content_hash": content_hash, "title": document.title},
+    )
     enqueue_ingest_on_commit(document.pk)
     return Added(document, created=True)
 
@@ -385,8 +408,7 @@ def _retag(tenant: Tenant, actor: Actor, document: Document, tags: list[str]) ->
     locked.save(update_fields=["tags", "updated_at"])
     # A run storing this document's chunks later copies the tags of its locked row: these.
     Chunk.all_tenants.filter(document_id=locked.pk).update(tags=tags)
-    audit_record(tenant=tenant, actor=actor, action="document.update", target=locked,
-                 changes={"tags": tags})  # fmt: skip
+    _audit(tenant, actor, "document.update", locked, {"tags": tags})
     return Added(locked, created=False)
 
 
@@ -505,6 +527,6 @@ def document_reingest(*, tenant: Tenant, actor: Actor, document: Document) -> Do
     _queue_again(locked)
     locked.updated_at = timezone.now()
     locked.save(update_fields=[*REQUEUED_FIELDS, "updated_at"])
-    audit_record(tenant=tenant, actor=actor, action="document.reingest", target=locked)
+    _audit(tenant, actor, "document.reingest", locked)
     enqueue_ingest_on_commit(locked.pk)
     return locked

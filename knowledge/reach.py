@@ -53,8 +53,9 @@ class Reach(BotReach):
 
     def audit_entries(self) -> QuerySet[AuditLog]:
         """The entries about what the key reaches, and those of its own writes (a dataset it
-        deleted is no longer reached). A deleted conversation's entry names its bot, a deleted
-        document's its dataset (``changes``); older ones name neither: those stay out."""
+        deleted is no longer reached). A deleted conversation's entry names its bot, a
+        document's entries their dataset (``changes``); older ones name neither, and nothing
+        left names them for certain once the object is gone: those stay out."""
         entries = AuditLog.objects.for_tenant(self.tenant)
         if (bot_ids := self.bot_ids) is None:
             return entries

@@ -199,6 +199,24 @@ def test_a_bot_limited_keys_audit_log_is_about_what_it_reaches(t):
     assert {t.other_bot["id"], t.theirs["id"], str(other_conversation.pk)} <= everything
 
 
+def test_a_bot_limited_key_reads_a_deleted_documents_earlier_entries(t):
+    """Only the deletion named the dataset: once a document of a dataset its bots search was
+    deleted, its creation, update and reingest entries were out of the key's sight."""
+    url = f"/v1/datasets/{t.shared['id']}/documents"
+    record = {"title": "Refunds", "text": "Refunds take five days.", "external_id": "kb-1"}
+    added = t.admin.post(url, {"records": [record]}, format="json").json()["data"][0]
+    t.admin.post(url, {"records": [{**record, "tags": ["faq"]}]}, format="json")
+    assert t.admin.delete(f"/v1/documents/{added['id']}").status_code == 204
+
+    entries = t.limited.get("/v1/audit-logs", {"target_id": added["id"]}).json()["data"]
+
+    assert {e["action"] for e in entries} == {
+        "document.create",
+        "document.update",
+        "document.delete",
+    }
+
+
 def test_a_bot_limited_key_makes_no_key_that_outlives_it(t):
     """Limited in time as in bots: a key that expires made a key without expiry, or lifted its
     own expiry, and so kept its reach after it ended."""

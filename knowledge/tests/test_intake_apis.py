@@ -151,7 +151,7 @@ def test_a_record_sent_again_with_other_tags_retags_the_document_and_its_chunks(
     chunks = Chunk.objects.for_tenant(side.tenant).filter(document_id=document_id)
     assert chunks.exists() and {tuple(c.tags) for c in chunks} == {("internal",)}
     entry = AuditLog.objects.for_tenant(side.tenant).filter(action="document.update").get()
-    assert entry.changes == {"tags": ["internal"]}
+    assert entry.changes == {"tags": ["internal"], "dataset_id": str(side.dataset.pk)}
     assert client.post(url, {"records": [{**record, "tags": ["internal"]}]},
                        format="json").status_code == 200  # fmt: skip
     assert AuditLog.objects.for_tenant(side.tenant).filter(action="document.update").count() == 1
