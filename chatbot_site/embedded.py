@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -219,6 +220,59 @@ def stop_redis(data_dir: Path) -> bool:
     return True
 
 
+SERVED = ("daphne", "celery")  # what `make run` serves from a checkout: the API and the worker
+
+
+def stop_served(root: Path, grace_seconds: float = 15.0) -> int:
+    """Stop the API and worker processes `make run` started from the checkout ``root`` (its
+    daphne and celery, found by their working directory; Linux ``/proc``), so that `make stop`
+    leaves no server answering 503 over a stopped database. SIGTERM (daphne and celery finish
+    what they are doing), then SIGKILL after ``grace_seconds``. Returns how many were told."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    root = root.resolve()
+    pids = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(entry / "cwd")) != root:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if any(Path(os.fsdecode(arg)).name in SERVED for arg in argv[:2]):
+                pids.append(int(entry.name))
+    # A celery worker's pool processes carry its command line: the worker stops them itself.
+    pids = [pid for pid in pids if _parent(pid) not in pids]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while (left := [pid for pid in pids if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: state, parent, ... (empty once gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    return int(fields[1]) if (fields := _stat(pid)) else None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a child of ours that has exited but was not reaped yet)."""
+    return (fields := _stat(pid)) != [] and fields[0] != "Z"
+
+
 def main(argv: list[str]) -> int:
     """``python -m chatbot_site.embedded start|stop|status`` (for `make stop`)."""
     import json
@@ -228,6 +282,7 @@ def main(argv: list[str]) -> int:
     result: dict[str, object]
     if command == "stop":
         result = {
+            "servers_stopped": stop_served(Path(__file__).resolve().parent.parent),
             "postgres_stopped": stop_postgres(data_dir),
             "redis_stopped": stop_redis(data_dir),
         }

@@ -18,7 +18,7 @@ from chatbot_site.embedded import (
     stop_postgres,
     stop_redis,
 )
-from tests.processes import ROOT
+from tests.processes import ROOT, VENV_BIN
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +77,33 @@ def test_long_data_paths_fall_back_to_a_short_socket_path(tmp_path):
     path = _redis_socket_path(deep)
     assert len(str(path)) <= 100
     assert path != _redis_socket_path(tmp_path / "other")
+
+
+def test_stop_ends_the_api_and_worker_served_from_the_checkout_only(tmp_path):
+    """`make run` serves from the checkout: `make stop` stopped its PostgreSQL and Redis but
+    left its daphne and celery running, answering 503 over a stopped database and holding the
+    port, so the next `make run` could not serve. Now they are stopped too; a process of the
+    same checkout that is not one of them, and a daphne served from elsewhere, are left."""
+    from chatbot_site.embedded import stop_served
+    from tests.processes import child_env, free_port
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = child_env(PYTHONPATH=str(ROOT))
+
+    def daphne(cwd) -> subprocess.Popen[bytes]:
+        argv = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(free_port()),
+                "chatbot_site.asgi:application"]  # fmt: skip
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+
+    served, other = daphne(tmp_path), daphne(elsewhere)
+    bystander = subprocess.Popen(["sleep", "60"], cwd=tmp_path)
+    try:
+        assert stop_served(tmp_path) == 1
+        assert served.wait(timeout=20) is not None
+        assert other.poll() is None and bystander.poll() is None
+    finally:
+        for proc in (served, other, bystander):
+            proc.kill()
+            proc.wait()
