@@ -44,7 +44,6 @@ import io
 import json
 import sys
 import time
-import uuid
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -94,16 +93,25 @@ def error_reply(
     message: str,
     *,
     details: dict[str, Any] | None = None,
-    request_id: str | None = None,
+    request_id: bytes | str | None = None,
     close: bool = False,
     cors: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """ASGI headers and body of an error in the contract's envelope, for the answers given
     outside Django (the server's own, a body refused as it arrives, a failure Django let out),
-    with the request's ``cors`` headers (:func:`cors_headers`) when it is known."""
-    from chatbot_site.errors import error_body  # imported by asgi.py before Django is set up
+    with the request's ``cors`` headers (:func:`cors_headers`) when it is known.
 
-    request_id = request_id or uuid.uuid4().hex
+    ``request_id`` is the client's ``X-Request-ID`` (or the id Django had given the request):
+    echoed when sane, as :class:`chatbot_site.middleware.RequestIdMiddleware` echoes it, else a
+    new one. (These answers made a new one whatever the client sent, so a client could not find
+    its refused upload by the id it had logged.)"""
+    # Both imported by asgi.py before Django is set up.
+    from chatbot_site.errors import error_body
+    from chatbot_site.middleware import new_request_id
+
+    if isinstance(request_id, bytes):
+        request_id = request_id.decode("latin-1")
+    request_id = new_request_id(request_id)
     body = json.dumps(error_body(code, message, details=details, request_id=request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -117,7 +125,9 @@ def error_reply(
 
 
 def too_large(
-    limit: int, cors: list[tuple[bytes, bytes]] | None = None
+    limit: int,
+    cors: list[tuple[bytes, bytes]] | None = None,
+    request_id: bytes | str | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """A ``413 payload_too_large``; the connection is closed after it (the body is unread)."""
     return error_reply(
@@ -125,8 +135,16 @@ def too_large(
         f"Request bodies are limited to {limit // (1024 * 1024)} MB "
         f"(files to {settings.INGEST_MAX_UPLOAD_BYTES // (1024 * 1024)} MB).",
         details={"limit_bytes": limit},
+        request_id=request_id,
         close=True,
         cors=cors,
+    )
+
+
+def scope_request_id(scope: dict[str, Any]) -> bytes | None:
+    """The client's ``X-Request-ID`` of an ASGI request, as sent."""
+    return next(
+        (value for name, value in scope.get("headers", ()) if name == b"x-request-id"), None
     )
 
 
@@ -280,7 +298,8 @@ def daphne_leaves_bodies_to_django() -> None:
             self.body_refused = True
             self.channel.transport.write(
                 raw_response(
-                    b"HTTP/1.1 413 Content Too Large", too_large(self.body_cap, self.cors())
+                    b"HTTP/1.1 413 Content Too Large",
+                    too_large(self.body_cap, self.cors(), self.getHeader(b"x-request-id")),
                 )
             )
             # Closed now, with the rest of the body unread, the socket would send a reset, and
@@ -376,7 +395,10 @@ def daphne_leaves_bodies_to_django() -> None:
             """daphne's own errors (an invalid header or path, an application that failed or
             timed out before answering) in the contract's envelope, not an HTML page."""
             headers, payload = error_reply(
-                DAPHNE_ERROR_CODES.get(status, "internal_error"), body, cors=self.cors()
+                DAPHNE_ERROR_CODES.get(status, "internal_error"),
+                body,
+                request_id=self.getHeader(b"x-request-id"),
+                cors=self.cors(),
             )
             self.handle_reply({"type": "http.response.start", "status": status, "headers": headers})
             self.handle_reply({"type": "http.response.body", "body": payload})
@@ -491,7 +513,10 @@ class RequestGuard:
                 scope = origin_form(scope)
             except ValueError:  # "http://[::1/v1/health": not a URL
                 reply = error_reply(
-                    "invalid_request", "The request target is not a URL.", cors=scope_cors(scope)
+                    "invalid_request",
+                    "The request target is not a URL.",
+                    request_id=scope_request_id(scope),
+                    cors=scope_cors(scope),
                 )
                 await self._send(send, 400, reply)
                 return
@@ -556,7 +581,7 @@ class RequestGuard:
         headers, body = error_reply(
             "internal_error",
             "Internal server error.",
-            request_id=bound if isinstance(bound, str) else None,
+            request_id=bound if isinstance(bound, str) else scope_request_id(scope),
             cors=scope_cors(scope),
         )
         try:
@@ -574,7 +599,7 @@ class RequestGuard:
 
     @classmethod
     async def _refuse(cls, send: Any, limit: int, scope: dict[str, Any]) -> None:
-        await cls._send(send, 413, too_large(limit, scope_cors(scope)))
+        await cls._send(send, 413, too_large(limit, scope_cors(scope), scope_request_id(scope)))
         structlog.get_logger("chatbot.request").warning("request_body_refused", limit=limit)
 
 

@@ -227,7 +227,7 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
     auth = f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
     with daphne_server(env, tmp_path / "daphne.log") as base:
         declared = (
-            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}X-Request-ID: upload-7\r\n"
             "Content-Type: application/octet-stream\r\nContent-Length: 10000000000\r\n\r\n"
         ).encode()
         status, headers, body = parse_answer(raw_request(base, declared))
@@ -235,7 +235,8 @@ def test_a_body_past_the_limit_is_refused_as_it_arrives(tmp_path):
         assert headers["content-type"] == "application/json"
         assert body["error"]["code"] == "payload_too_large"
         assert body["error"]["details"] == {"limit_bytes": limit}
-        assert body["error"]["request_id"] == headers["x-request-id"]
+        # The client's id, echoed as on every other answer (a new one was made).
+        assert body["error"]["request_id"] == headers["x-request-id"] == "upload-7"
 
         chunked = (
             f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
@@ -331,6 +332,27 @@ def test_any_asgi_server_gets_the_same_limit(settings):
     assert json.loads(small[1]["body"])["error"]["details"] == {
         "api_key": ["This field may not be blank."]
     }
+
+
+def test_an_answer_given_outside_django_echoes_the_clients_request_id(settings):
+    """API.md: every response carries X-Request-ID, the client's when it sent a sane one. The
+    answers given before Django ran (a body refused as it arrives, a request target that is no
+    URL) made a new one whatever the client had sent; an insane one is still replaced."""
+    settings.INGEST_MAX_UPLOAD_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    too_long = (b"content-length", b"9" * 12)
+    for sent_id, echoed in ((b"client-id.1", "client-id.1"), (b"no spaces allowed", None)):
+        refused = asgi_call([too_long, (b"x-request-id", sent_id)], [b"{}"])
+        not_a_url = asgi_call(
+            [(b"x-request-id", sent_id)], [b""], path="http://[::1/v1/health", method="GET"
+        )
+        for sent, status in ((refused, 413), (not_a_url, 400)):
+            assert sent[0]["status"] == status
+            header = dict(sent[0]["headers"])[b"x-request-id"].decode()
+            assert json.loads(sent[1]["body"])["error"]["request_id"] == header
+            if echoed:
+                assert header == echoed
+            else:
+                assert len(header) == 32 and " " not in header
 
 
 def test_an_answer_given_outside_django_is_readable_by_an_allowed_origin(settings):
@@ -455,14 +477,14 @@ def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
     with daphne_server(child_env(), tmp_path / "daphne.log") as base:
         head = (
             b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Odd: a\x0bb\r\n"
-            b"Connection: close\r\n\r\n"
+            b"X-Request-ID: probe-42\r\nConnection: close\r\n\r\n"
         )
         status, headers, body = parse_answer(raw_request(base, head))
     assert status == 400, body
     assert headers["content-type"] == "application/json"
     assert body["error"]["code"] == "invalid_request"
     assert body["error"]["message"] == "Invalid header value"
-    assert body["error"]["request_id"] == headers["x-request-id"]
+    assert body["error"]["request_id"] == headers["x-request-id"] == "probe-42"
 
 
 def test_a_statement_past_db_statement_timeout_is_a_503_in_the_envelope(tmp_path):
