@@ -117,6 +117,9 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+# Operations that take their key in the body, not in Authorization: keyed requests all the same,
+# whose answers carry the key's RateLimit-* (the token exchange).
+KEYED_BY_BODY = frozenset({"auth_token"})
 # A client may send its own request id (API.md): a parameter of every operation.
 REQUEST_ID_PARAMETER: dict[str, Any] = {
     "name": "X-Request-ID",
@@ -203,7 +206,9 @@ def add_error_responses(result: dict[str, Any], generator: Any = None, **_: Any)
                 if code.isdigit() and int(code) >= 400 and "content" not in response:
                     response["content"] = {"application/json": {"schema": ref}}
             operation["responses"] = responses = dict(sorted(responses.items()))
-            keyed = any("bearer" in option for option in operation.get("security", []))
+            keyed = operation.get("operationId") in KEYED_BY_BODY or any(
+                "bearer" in option for option in operation.get("security", [])
+            )
             for code, response in responses.items():
                 response["headers"] = {
                     **response_headers(code, keyed=keyed),

@@ -17,9 +17,11 @@ from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed
+from tenants.api_base import admit
 from tenants.authentication import (
     FAILURE,
     Failed,
+    KeyPrincipal,
     failure_guard,
     issue_token,
     key_for,
@@ -27,6 +29,7 @@ from tenants.authentication import (
     too_many_failures,
     touch_last_used,
 )
+from tenants.models import Role
 
 
 class TokenInput(serializers.Serializer):
@@ -40,7 +43,10 @@ class TokenOutput(serializers.Serializer):
 
 
 class AuthTokenApi(APIView):
-    """Exchange an API key for a short-lived JWT. Failed attempts are limited per client IP."""
+    """Exchange an API key for a short-lived JWT. Failed attempts are limited per client IP; an
+    exchange with a good key is a request of that key (API.md: limits are per key, and every
+    keyed response carries ``RateLimit-*``), so a key past its limit gets no fresh token either.
+    (It was neither counted nor told: a key at its limit exchanged itself without end.)"""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -52,7 +58,8 @@ class AuthTokenApi(APIView):
             200: TokenOutput,
             401: OpenApiResponse(description="authentication_failed: the key is not valid"),
             429: OpenApiResponse(
-                description="rate_limited: too many failed credentials from this address"
+                description="rate_limited: too many failed credentials from this address, or "
+                "the key is past its rate limit"
             ),
         },
         auth=[],
@@ -85,10 +92,12 @@ class AuthTokenApi(APIView):
         except Failed as failed:  # counted if a guess, as a Bearer key's failure is
             note_failure(request, failed)
             raise AuthenticationFailed(FAILURE) from None
+        access = admit(KeyPrincipal(api_key=key), request, required_role=Role.CHAT)
         touch_last_used(key, timezone.now())
         token, expires_in = issue_token(key)
         response = Response(
-            {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
+            {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
+            headers=access.rate_headers,
         )
         response["Cache-Control"] = "no-store"
         return response

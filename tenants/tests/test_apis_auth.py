@@ -47,6 +47,24 @@ def test_token_exchange_returns_the_contract_shape(api_client):
     assert response["Cache-Control"] == "no-store"
 
 
+def test_token_exchange_is_a_request_of_its_key_rate_limited_with_its_headers(api_client):
+    """API.md: limits are per key and every keyed response carries RateLimit-*; a 429 carries
+    Retry-After. The exchange was neither counted nor told: a key at its limit was refused
+    everywhere but here, where it got fresh tokens without end."""
+    key = ApiKeyFactory(rate_limit_per_minute=1)
+    first = exchange(api_client, key.plaintext)
+    assert first.status_code == 200
+    assert (first["RateLimit-Limit"], first["RateLimit-Remaining"]) == ("1", "0")
+    second = exchange(api_client, key.plaintext)
+    assert second.status_code == 429
+    assert second.json()["error"]["code"] == "rate_limited"
+    assert int(second["Retry-After"]) >= 1
+    assert second["RateLimit-Remaining"] == "0"
+    assert second["RateLimit-Reset"] == second["Retry-After"]
+    # One bucket: the key's Bearer requests are past the limit too.
+    assert bearer(key.plaintext).get(ADMIN_ONLY).status_code == 429
+
+
 def test_jwt_is_accepted_wherever_the_key_is(api_client):
     key = ApiKeyFactory()
     token = exchange(api_client, key.plaintext).json()["access_token"]
