@@ -12,7 +12,12 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connection
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from psycopg_pool import PoolTimeout
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -22,7 +27,7 @@ from rest_framework.views import APIView
 
 import chatbot_site
 from chatbot_site.celery import HEARTBEAT_KEY
-from chatbot_site.errors import mark_logged
+from chatbot_site.errors import error_body, mark_logged, request_id_of
 from chatbot_site.redis import get_redis
 
 log = structlog.get_logger(__name__)
@@ -167,6 +172,22 @@ class HealthOutput(serializers.Serializer):
     checks = ChecksOutput()
 
 
+@extend_schema_field({"$ref": "#/components/schemas/ErrorDetail"})
+class ErrorDetailField(serializers.JSONField):
+    """The error envelope's object (``chatbot_site.schema``'s ``ErrorDetail`` component)."""
+
+
+class HealthDownOutput(HealthOutput):
+    """The ``503``: the checks, and the envelope every non-2xx answer carries."""
+
+    error = ErrorDetailField()
+
+
+# The 503's envelope: every non-2xx answer carries one (API.md), a probe's too.
+DATABASE_DOWN = "The database does not answer."
+RETRY_AFTER_SECONDS = "5"
+
+
 class HealthApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -176,7 +197,11 @@ class HealthApi(APIView):
         auth=[],
         responses={
             200: HealthOutput,
-            503: OpenApiResponse(HealthOutput, description="The database does not answer."),
+            503: OpenApiResponse(
+                HealthDownOutput,
+                description="The database does not answer: the checks, with the error "
+                "envelope's `error` (`service_unavailable`) and `Retry-After`.",
+            ),
         },
         tags=["operations"],
         examples=[
@@ -213,8 +238,17 @@ class HealthApi(APIView):
         else:
             status = "degraded"
         body = {"status": status, "version": chatbot_site.__version__, "checks": checks}
-        response = Response(body, status=200 if database["status"] == "ok" else 503)
-        response["Cache-Control"] = "no-store"
-        if response.status_code >= 500:
+        if database["status"] != "ok":
+            # A monitor reads status and checks; a client reads every non-2xx answer as the
+            # error envelope (API.md): the 503 is both, with Retry-After as the API's other
+            # 503s. (It was the checks alone: no `error`, no Retry-After.)
+            down = error_body(
+                "service_unavailable", DATABASE_DOWN, request_id=request_id_of(request)
+            )
+            response = Response({**body, **down}, status=503)
+            response["Retry-After"] = RETRY_AFTER_SECONDS
             mark_logged(response)  # health_database_failed said why
+        else:
+            response = Response(body)
+        response["Cache-Control"] = "no-store"
         return response

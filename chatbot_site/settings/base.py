@@ -359,6 +359,8 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "tenants.models.Role",
         "MessageRoleEnum": "conversations.models.MessageRole",
         "FinishReasonEnum": "conversations.models.FinishReason",
+        # /v1/health's status, in its 200 and its 503 (with the error envelope) alike.
+        "HealthOutputStatusEnum": ["ok", "degraded", "error"],
     },
     # A nullable enum is the enum and nullable, not oneOf it and a NullEnum of its own.
     "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,

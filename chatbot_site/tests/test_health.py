@@ -154,6 +154,16 @@ def test_a_database_that_does_not_answer_is_a_prompt_503(api_client, settings):
         "status": "error",
         "error": "database unavailable",
     }
+    # Every non-2xx answer is the error envelope (API.md), with Retry-After as other 503s.
+    for answer in (first, second):
+        assert answer.json()["status"] == "error"
+        assert answer.json()["error"] == {
+            "code": "service_unavailable",
+            "message": "The database does not answer.",
+            "details": {},
+            "request_id": answer["X-Request-ID"],
+        }
+        assert answer["Retry-After"] == "5"
     assert elapsed < 4, elapsed  # about 0.3 s; the lock holds 5 s; wide for a loaded machine
     wait_for(lambda: api_client.get("/v1/health").status_code == 200, timeout=10, what="recovery")
 
