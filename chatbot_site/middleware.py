@@ -325,7 +325,14 @@ class SecurityMiddleware(_InlineHooks, security.SecurityMiddleware):
 
 
 class CommonMiddleware(_InlineHooks, common.CommonMiddleware):
-    pass
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        """Never for the API, whose paths end without one: ``/v1`` is an unknown path like
+        any other (``404 not_found``). APPEND_SLASH answered it with an HTML ``301`` to
+        ``/v1/`` (itself a 404), and a POST or DELETE to it with a ``500`` under DEBUG
+        (Django refuses to redirect a method with a body). The staff admin keeps it."""
+        if request.path_info == API_PREFIX.rstrip("/") or is_api_request(request):
+            return False
+        return bool(super().should_redirect_with_slash(request))
 
 
 class XFrameOptionsMiddleware(_InlineHooks, clickjacking.XFrameOptionsMiddleware):

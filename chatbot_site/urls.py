@@ -19,6 +19,7 @@ v1: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
+    path("v1", UnknownPathApi.as_view()),  # no slash appended: a 404 as any unknown API path
     path("v1/", include(v1)),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -47,6 +47,18 @@ def test_unknown_paths_are_json_in_debug_mode_too(client, settings, path):
     assert browser.status_code == 404 and browser["Content-Type"].startswith("text/html")
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_the_api_root_without_its_slash_is_404_not_a_redirect_or_500(client, settings, debug):
+    """APPEND_SLASH sent ``/v1`` an HTML 301 to ``/v1/`` (a 404 there), and under DEBUG (make
+    run) a POST or DELETE to it was a 500: Django refuses to redirect a method with a body.
+    Every non-2xx answer is the envelope, and an unknown path is 404 whatever the method."""
+    settings.DEBUG = debug
+    for method in ("get", "post", "delete"):
+        envelope(getattr(client, method)("/v1"), 404, "not_found")
+    admin = client.get("/admin")  # the staff admin keeps Django's slash redirect
+    assert admin.status_code == 301 and admin["Location"] == "/admin/"
+
+
 def test_a_page_outside_the_api_that_finds_the_database_gone_is_a_503(client):
     """The staff admin's pages were a 500 while PostgreSQL was down; the API's a 503."""
     for accept, kind in (("text/html", "text/html"), ("application/json", "application/json")):
