@@ -19,7 +19,7 @@ from bots.reach import Reach
 from bots.services import scope_create, scope_delete, scope_update
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import TagField
+from chatbot_site.params import TagField, parse_bool
 from chatbot_site.schema import NAME_TAKEN
 from tenants.api_base import TenantApi
 from tenants.models import KEY_RATE_LIMIT_MAX, ApiKey, Role, validate_key_expiry
@@ -212,7 +212,9 @@ class ApiKeyListCreateApi(ApiKeyMixin):
     )
     def get(self, request: Request) -> Response:
         keys = self.managed_keys()
-        if request.query_params.get("include_revoked") not in {"1", "true"}:
+        # A value that is no boolean is a field error, as on every route (it listed the keys
+        # not revoked, as if 'false' had been sent: ?include_revoked=yes hid what it asked for).
+        if not parse_bool(request.query_params.get("include_revoked"), "include_revoked"):
             keys = keys.filter(revoked_at__isnull=True)
         return Response(paginate(keys, request, lambda rows: ApiKeyOutput(rows, many=True).data))
 

@@ -103,6 +103,18 @@ def test_revoked_keys_leave_the_default_listing(side):
     )
 
 
+def test_include_revoked_that_is_no_boolean_is_a_field_error(side):
+    """The schema says a boolean; 'yes' listed the keys not revoked, as if 'false' were sent."""
+    client = side.client()
+    bad = client.get("/v1/api-keys", {"include_revoked": "yes"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "validation_error"
+    assert set(bad.json()["error"]["details"]) == {"include_revoked"}
+    client.delete(f"/v1/api-keys/{side.chat_key.pk}")
+    listed = client.get("/v1/api-keys", {"include_revoked": "1"}).json()["data"]
+    assert str(side.chat_key.pk) in {k["id"] for k in listed}
+
+
 def test_a_key_limited_to_some_bots_manages_only_keys_limited_to_some_of_them(side):
     """An admin key with ``bot_ids`` could create an unlimited admin key, or lift its own limit,
     and so reach every bot."""
