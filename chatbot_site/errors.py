@@ -191,6 +191,7 @@ def _pgcode(exc: BaseException) -> str | None:
 
 
 DATABASE_UNAVAILABLE = "The database is unavailable or too slow; try again shortly."
+UNSAFE_REQUEST = "The request was rejected as unsafe."
 
 
 def _log_database_unavailable(exc: BaseException) -> None:
@@ -282,6 +283,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status, code, message = 403, "permission_denied", STATUS_CODES[403][1]
     elif isinstance(exc, RequestDataTooBig):
         status, code, message = 413, "payload_too_large", STATUS_CODES[413][1]
+    elif isinstance(exc, SuspiciousOperation):
+        # Too many query or form fields, a bad Host ...: Django's 400, answered here. Left to
+        # Django, DEBUG (make run) rendered its page for it, which read the query string again,
+        # failed the same way and was a 500.
+        log.warning("request_rejected", error=type(exc).__name__)
+        status, code, message = 400, "invalid_request", UNSAFE_REQUEST
     elif isinstance(exc, DatabaseOperationalError):
         _log_database_unavailable(exc)
         status, code, message = 503, "service_unavailable", DATABASE_UNAVAILABLE
@@ -316,7 +323,7 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Http
     if isinstance(exception, RequestDataTooBig):
         return error_response(request, 413)
     if isinstance(exception, SuspiciousOperation):
-        return error_response(request, 400, message="The request was rejected as unsafe.")
+        return error_response(request, 400, message=UNSAFE_REQUEST)
     return error_response(request, 400)
 
 

@@ -59,6 +59,18 @@ def test_the_api_root_without_its_slash_is_404_not_a_redirect_or_500(client, set
     assert admin.status_code == 301 and admin["Location"] == "/admin/"
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_query_string_with_too_many_fields_is_400_in_debug_mode_too(client, settings, debug):
+    """Past DATA_UPLOAD_MAX_NUMBER_FIELDS Django raises TooManyFieldsSent; under DEBUG (make
+    run) its page for it read the query string again, failed the same way, and the answer was
+    a 500. Every DRF view reads the query (content negotiation), so any path was one."""
+    settings.DEBUG = debug
+    query = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    for path in ("/v1/health", "/v1/bots"):
+        error = envelope(client.get(f"{path}?{query}"), 400, "invalid_request")
+        assert error["message"] == "The request was rejected as unsafe."
+
+
 def test_a_page_outside_the_api_that_finds_the_database_gone_is_a_503(client):
     """The staff admin's pages were a 500 while PostgreSQL was down; the API's a 503."""
     for accept, kind in (("text/html", "text/html"), ("application/json", "application/json")):
