@@ -17,6 +17,7 @@ import functools
 import itertools
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -210,8 +211,22 @@ def persist_and_ground(turn: Turn) -> None:
 _SSE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+# Characters JSON leaves raw that some line readers (Python's str.splitlines, editors, log
+# shippers) take for line ends; escaped, every event's data is one line however it is read
+# (API.md: "Each data: is one line of JSON"). SSE itself ends lines at CR and LF only, which
+# JSON always escapes.
+_LINE_BREAKS = re.compile("[\u0085\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def sse(event_id: int, event: str, data: dict[str, Any]) -> bytes:
-    return f"id: {event_id}\nevent: {event}\ndata: {_SSE_JSON.encode(data)}\n\n".encode()
+    payload = _SSE_JSON.encode(data)
+    if _LINE_BREAKS.search(payload):
+        payload = _LINE_BREAKS.sub(_escaped, payload)
+    return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n".encode()
 
 
 PING = b": ping\n\n"

@@ -1,12 +1,14 @@
-"""The SSE relay: pings while idle, coalescing, errors, and cancellation reaching the source."""
+"""The SSE relay: pings while idle, coalescing, errors, and cancellation reaching the source;
+the events' framing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from conversations.chat_api import relay
+from conversations.chat_api import relay, sse
 
 
 async def collect(source, interval: float) -> list:
@@ -106,3 +108,16 @@ def test_a_failed_check_ends_the_relay_with_its_error_and_closes_the_source():
     assert None not in got  # never idle: no ping, yet checked
     assert "".join(got) == "".join(read)  # everything read was sent, nothing after
     assert len(read) < 10_000
+
+
+def test_an_events_data_is_one_line_however_its_lines_are_read():
+    """API.md: "Each data: is one line of JSON". JSON leaves U+2028, U+2029 and U+0085 raw,
+    which str.splitlines (and many log and line readers) end a line at: a passage quoting one
+    split its delta's data in two. They are escaped; the JSON reads back the same."""
+    content = "one\u2028two\u2029three\x85four é"
+    frame = sse(7, "delta", {"content": content}).decode()
+    lines = frame.splitlines()
+    assert lines[:2] == ["id: 7", "event: delta"] and lines[3:] == [""]  # the blank line
+    assert lines[2].startswith("data: ")
+    assert json.loads(lines[2].removeprefix("data: ")) == {"content": content}
+    assert "é" in lines[2]  # only those three are escaped: the rest stays as it is
