@@ -280,22 +280,29 @@ class UploadInput(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=False)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
     tags = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="Comma-separated, or a JSON list."
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Comma-separated, or a JSON list; the field may be repeated.",
     )
 
 
-def parse_tags(raw: str) -> list[str]:
-    raw = raw.strip()
-    if raw.startswith("["):
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = None
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise ValidationFailed(details={"tags": ["Expected a JSON list of strings."]})
-        tags = value
-    else:
-        tags = [t for t in (part.strip() for part in raw.split(",")) if t]
+def parse_tags(fields: list[str]) -> list[str]:
+    """An upload's tags: every ``tags`` field, each comma-separated or a JSON list. Repeated
+    (``-F tags=a -F tags=b``, as forms send several values) each counts: only the last one did,
+    and the others were dropped without a word."""
+    tags: list[str] = []
+    for raw in (field.strip() for field in fields):
+        if raw.startswith("["):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise ValidationFailed(details={"tags": ["Expected a JSON list of strings."]})
+            tags += value
+        else:
+            tags += [t for t in (part.strip() for part in raw.split(",")) if t]
     tags = [parse_tag(t) for t in tags]
     if len(tags) > 100 or any(len(t) > MAX_TAG_CHARS for t in tags):
         raise ValidationFailed(details={"tags": ["At most 100 tags of at most 100 characters."]})
@@ -355,7 +362,7 @@ class DatasetDocumentListApi(ReachApi):
             data = self.validated(UploadInput, request.data)
             added = document_add_upload(
                 tenant=self.tenant, actor=self.actor, dataset=dataset, upload=data["file"],
-                title=data["title"], tags=parse_tags(data["tags"]),
+                title=data["title"], tags=parse_tags(request.data.getlist("tags")),
             )  # fmt: skip
             status = 202 if added.created else 200
             return Response(DocumentOutput(added.document).data, status=status)

@@ -104,6 +104,15 @@ def test_records_make_one_document_each_and_repeat_is_200(side, django_capture_o
     assert [d["id"] for d in again.json()["data"]] == [d["id"] for d in data]
 
 
+def test_an_uploads_tags_field_may_be_repeated(side):
+    """`curl -F tags=faq -F tags=internal` (and a form's several values) kept the last field
+    only: the document was tagged 'internal', and 'faq' was dropped without a word."""
+    body = upload(side, "a.md", b"# A", tags=["faq", "internal, beta", '["x"]']).json()
+    assert body["tags"] == ["faq", "internal", "beta", "x"]
+    assert upload(side, "b.md", b"# B", tags="solo").json()["tags"] == ["solo"]
+    assert upload(side, "c.md", b"# C").json()["tags"] == []
+
+
 def test_tags_are_stored_and_filtered_in_nfc(side):
     """A tag written with a decomposed "é" (e + U+0301) is the same tag as the precomposed one."""
     client = side.client()
