@@ -362,7 +362,7 @@ class DatasetDocumentListApi(ReachApi):
             data = self.validated(UploadInput, request.data)
             added = document_add_upload(
                 tenant=self.tenant, actor=self.actor, dataset=dataset, upload=data["file"],
-                title=data["title"], tags=parse_tags(request.data.getlist("tags")),
+                title=data["title"], tags=parse_tags(request.POST.getlist("tags")),
             )  # fmt: skip
             status = 202 if added.created else 200
             return Response(DocumentOutput(added.document).data, status=status)
