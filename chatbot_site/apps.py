@@ -12,9 +12,9 @@ class ChatbotSiteConfig(AppConfig):
         from django.conf import settings
 
         from chatbot_site import checks  # noqa: F401  (registers the middleware check)
-        from chatbot_site.pgconnection import outage
+        from chatbot_site.pgconnection import FailureLog
 
-        outage.summary_seconds = settings.DB_OUTAGE_LOG_SECONDS
+        FailureLog.summary_seconds = settings.DB_OUTAGE_LOG_SECONDS
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

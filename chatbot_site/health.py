@@ -28,9 +28,22 @@ from rest_framework.views import APIView
 import chatbot_site
 from chatbot_site.celery import HEARTBEAT_KEY
 from chatbot_site.errors import error_body, mark_logged, request_id_of
+from chatbot_site.pgconnection import FailureLog, outage
 from chatbot_site.redis import get_redis
 
 log = structlog.get_logger(__name__)
+
+# Probes that fail one after another are one failure in the log: ``health_database_failed``
+# (ERROR, with its cause) when the first fails, at most one ``health_database_failing`` every
+# DB_OUTAGE_LOG_SECONDS, ``health_database_recovered`` when one answers again. A balancer
+# polling every second wrote an ERROR line a second for as long as the database was gone.
+failures = FailureLog(
+    log,
+    started="health_database_failed",
+    continues="health_database_failing",
+    ended="health_database_recovered",
+    counted="failed",
+)
 
 
 def _ms(started: float) -> float:
@@ -104,9 +117,12 @@ def check_database() -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         row = _bounded_probe()
     except Exception as exc:
-        log.error("health_database_failed", error=type(exc).__name__, ms=_ms(started))
+        # Within a known outage, counted in its lines (they name the cause); else in health's.
+        if not outage.absorbs():
+            failures.failed(exc, counted=True)
         failed = {"status": "error", "error": "database unavailable"}
         return failed, {"status": "unknown"}
+    failures.ended()
     database = {"status": "ok", "latency_ms": _ms(started)}
     if row is None:
         return database, {"status": "error", "error": "extension not installed"}

@@ -124,7 +124,10 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
                 ],
             }
         },
-        "filters": {"without_traceback": {"()": WithoutTraceback}},
+        "filters": {
+            "without_traceback": {"()": WithoutTraceback},
+            "quiet_during_outage": {"()": "chatbot_site.pgconnection.QuietDuringOutage"},
+        },
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "structured"},
         },
@@ -139,6 +142,9 @@ def build_logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             "django.server": {"level": "WARNING"},
             "django.request": {"level": "ERROR"},
             "daphne": {"level": "WARNING"},
+            # A line per failed connection attempt while the database is down: the outage's
+            # own lines say it once (chatbot_site.pgconnection.Outage).
+            "psycopg.pool": {"filters": ["quiet_during_outage"]},
             "celery": {"level": level},
         },
     }

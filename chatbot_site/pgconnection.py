@@ -18,6 +18,7 @@ Imported by the settings: nothing of Django here.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Self, TypeVar, cast
@@ -51,6 +52,89 @@ class DatabaseDown(psycopg.OperationalError):
     """The server has not answered lately (:class:`Outage`): not asked again yet."""
 
 
+class FailureLog:
+    """The log of a failure that lasts: ``started`` (ERROR, once, with what failed), then at
+    most one ``continues`` (WARNING) every ``summary_seconds`` with the failures counted since
+    the last line, and ``ended`` (WARNING, once) with its duration and the failures in all.
+    Each failure while it lasts is counted here instead of writing a line of its own: one each
+    made hundreds of lines a second under load, while an operator read the log to find out
+    what had happened. The database's outage (:class:`Outage`) and health's failing probes
+    (:mod:`chatbot_site.health`) are logged so."""
+
+    summary_seconds = 10.0  # DB_OUTAGE_LOG_SECONDS (set when Django starts: apps.py)
+
+    def __init__(
+        self, logger: Any, *, started: str, continues: str, ended: str, counted: str
+    ) -> None:
+        self.failing = False
+        self._log = logger
+        self._events = (started, continues, ended)
+        self._counted = counted  # the name of the count's fields
+        self._lock = threading.Lock()
+        self._since = 0.0  # when it started (monotonic)
+        self._count = 0  # failures counted since then
+        self._summary_at = 0.0  # when the last line about it was written
+        self._summarised = 0  # ``_count`` then
+
+    def failed(self, cause: BaseException | None = None, *, counted: bool = False) -> None:
+        """It fails: the line that says it started (``cause``: what failed), or else a summary
+        if one is due. ``counted``: this failure is one of those the lines count (a probe that
+        failed; an outage counts the requests it refuses, :meth:`counts`, not its attempts)."""
+        with self._lock:
+            now = time.monotonic()
+            started = not self.failing
+            self.failing = True
+            if started:
+                self._since = self._summary_at = now
+                self._count = self._summarised = 0
+            self._count += counted
+            summary = None if started else self._summary(now)
+        if started:
+            self._log.error(
+                self._events[0],
+                cause=type(cause).__name__ if cause is not None else None,
+                error=str(cause).strip()[:300] if cause is not None else None,
+            )
+        elif summary is not None:
+            self._log.warning(self._events[1], **summary)
+
+    def counts(self) -> bool:
+        """Whether a failure now is one of this one's: then it is counted for its lines (and
+        writes none of its own). False while it is not failing: the caller logs as before."""
+        if not self.failing:  # one read; the lock only while it fails
+            return False
+        with self._lock:
+            if not self.failing:
+                return False
+            self._count += 1
+            summary = self._summary(time.monotonic())
+        if summary is not None:
+            self._log.warning(self._events[1], **summary)
+        return True
+
+    def ended(self) -> None:
+        if not self.failing:  # one read on every success; the lock only when it changes
+            return
+        with self._lock:
+            if not self.failing:
+                return
+            self.failing = False
+            seconds, count = time.monotonic() - self._since, self._count
+        self._log.warning(self._events[2], seconds=round(seconds, 1), **{self._counted: count})
+
+    def _summary(self, now: float) -> dict[str, Any] | None:
+        """The fields of the next ``continues`` line if one is due (call under the lock)."""
+        if now - self._summary_at < self.summary_seconds:
+            return None
+        fields = {
+            "seconds": round(now - self._since, 1),
+            self._counted: self._count - self._summarised,  # since the last line
+            f"{self._counted}_total": self._count,
+        }
+        self._summary_at, self._summarised = now, self._count
+        return fields
+
+
 class Outage:
     """What this process knows of a server that stopped answering: a wait for its answer past
     the bound, a connection attempt that timed out, or one that failed twice in a row
@@ -63,33 +147,30 @@ class Outage:
     ``CHAT_WORKER_THREADS``) each waited their turn: under ``make run`` 33 of 40 chats sent
     during a 30 s freeze waited all of it. Health asks on its own, and its answers count.
 
-    It is also what the log says of an outage: ``database_outage_started`` (ERROR, with what
-    failed) once, ``database_outage_continues`` (WARNING) at most every ``summary_seconds``
-    with the requests refused meanwhile, ``database_outage_ended`` (WARNING) once, with its
-    duration and the requests refused in all. The requests it refuses write no line of their
-    own (:meth:`absorbs`) but their access line: each wrote an ERROR line before, hundreds a
-    second under load, while an operator read the log to find out what had happened."""
-
-    summary_seconds = 10.0  # DB_OUTAGE_LOG_SECONDS (set when Django starts: apps.py)
+    It is also what the log says of an outage (:class:`FailureLog`): ``database_outage_started``
+    (ERROR, with what failed) once, ``database_outage_continues`` (WARNING) at most every
+    ``DB_OUTAGE_LOG_SECONDS`` with the requests refused meanwhile, ``database_outage_ended``
+    (WARNING) once, with its duration and the requests refused in all. The requests it refuses
+    write no line of their own (:meth:`absorbs`) but their access line, and neither do health's
+    probes nor psycopg_pool's failed connection attempts (:class:`QuietDuringOutage`)."""
 
     def __init__(self) -> None:
-        self.down = False
+        self.log = FailureLog(
+            log,
+            started="database_outage_started",
+            continues="database_outage_continues",
+            ended="database_outage_ended",
+            counted="refused",
+        )
         self._retry_at = 0.0
         self._lock = threading.Lock()
-        self._since = 0.0  # when it went down (monotonic)
-        self._refused = 0  # requests failed on it since then
-        self._summary_at = 0.0  # when the last line about it was written
-        self._summarised = 0  # ``_refused`` then
+
+    @property
+    def down(self) -> bool:
+        return self.log.failing
 
     def answered(self) -> None:
-        if not self.down:  # one read on every answer; the lock only when it changes
-            return
-        with self._lock:
-            if not self.down:
-                return
-            self.down = False
-            seconds, refused = time.monotonic() - self._since, self._refused
-        log.warning("database_outage_ended", seconds=round(seconds, 1), refused=refused)
+        self.log.ended()
 
     def failed(self, *, attempt: bool = False, cause: BaseException | None = None) -> None:
         """No answer. ``attempt``: it was the attempt :meth:`admits` let through, and the next
@@ -97,51 +178,15 @@ class Outage:
         short (more attempts at once would each hold a thread for their bound again).
         ``cause``: what failed, for the line that says the outage started."""
         with self._lock:
-            now = time.monotonic()
-            started = not self.down
-            self.down = True
-            retry_at = now + RETRY_SECONDS
+            retry_at = time.monotonic() + RETRY_SECONDS
             self._retry_at = retry_at if attempt else max(self._retry_at, retry_at)
-            if started:
-                self._since = self._summary_at = now
-                self._refused = self._summarised = 0
-            summary = None if started else self._summary(now)
-        if started:
-            log.error(
-                "database_outage_started",
-                cause=type(cause).__name__ if cause is not None else None,
-                error=str(cause).strip()[:300] if cause is not None else None,
-            )
-        elif summary is not None:
-            log.warning("database_outage_continues", **summary)
+        self.log.failed(cause)
 
     def absorbs(self) -> bool:
         """Whether a request that failed on the database now is one of a known outage's: then it
         is counted for the outage's lines instead of logging its own (the caller's
         ``database_unavailable``). False while the server is up: logged as before."""
-        if not self.down:
-            return False
-        with self._lock:
-            if not self.down:
-                return False
-            self._refused += 1
-            summary = self._summary(time.monotonic())
-        if summary is not None:
-            log.warning("database_outage_continues", **summary)
-        return True
-
-    def _summary(self, now: float) -> dict[str, Any] | None:
-        """The fields of the next ``database_outage_continues`` line if one is due (call under
-        the lock): at most one every ``summary_seconds``."""
-        if now - self._summary_at < self.summary_seconds:
-            return None
-        fields = {
-            "seconds": round(now - self._since, 1),
-            "refused": self._refused - self._summarised,  # since the last line
-            "refused_total": self._refused,
-        }
-        self._summary_at, self._summarised = now, self._refused
-        return fields
+        return self.log.counts()
 
     def refusing(self) -> bool:
         """Down, and not yet time to try again (nothing is changed)."""
@@ -161,6 +206,16 @@ class Outage:
 
 
 outage = Outage()
+
+
+class QuietDuringOutage(logging.Filter):
+    """psycopg_pool's lines (a warning per failed connection attempt, per broken connection
+    discarded) while :data:`outage` is known: the outage's own lines say it, with the first
+    failure's cause; each attempt wrote its own before, every second or so per process for as
+    long as it lasted. Its lines outside an outage pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not outage.down
 
 
 class BoundedConnection(psycopg.Connection[Any]):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from chatbot_site.pgconnection import DatabaseNoAnswer, Outage
+from chatbot_site.pgconnection import DatabaseNoAnswer, FailureLog, Outage
 
 
 def test_an_outage_is_three_kinds_of_line_and_its_refusals_none_of_their_own():
     outage = Outage()
-    outage.summary_seconds = 0.0  # a summary with every refusal: no clock in the test
+    outage.log.summary_seconds = 0.0  # a summary with every refusal: no clock in the test
     with capture_logs() as lines:
         assert not outage.absorbs()  # up: the caller logs its own line
         outage.failed(cause=DatabaseNoAnswer("no answer from the database in 32 s"))
@@ -39,7 +39,7 @@ def test_an_outage_is_three_kinds_of_line_and_its_refusals_none_of_their_own():
 
 def test_a_summary_is_written_at_most_once_an_interval():
     outage = Outage()
-    outage.summary_seconds = 3600.0
+    outage.log.summary_seconds = 3600.0
     with capture_logs() as lines:
         outage.failed(cause=None)
         for _request in range(500):
@@ -50,3 +50,23 @@ def test_a_summary_is_written_at_most_once_an_interval():
         "database_outage_ended",
     ]
     assert lines[-1]["refused"] == 500
+
+
+def test_failures_that_are_what_is_counted_count_from_the_first():
+    """Health's probes are themselves the failures its lines count (an outage counts the
+    requests it refuses, not its attempts): the first names the cause, the rest are counted."""
+    import structlog
+
+    failures = FailureLog(
+        structlog.get_logger("test"), started="probe_failed", continues="probe_failing",
+        ended="probe_recovered", counted="failed",
+    )  # fmt: skip
+    failures.summary_seconds = 3600.0
+    with capture_logs() as lines:
+        for _probe in range(5):
+            failures.failed(ConnectionRefusedError("refused"), counted=True)
+        failures.ended()
+        failures.ended()  # once
+    assert [line["event"] for line in lines] == ["probe_failed", "probe_recovered"]
+    assert (lines[0]["cause"], lines[0]["error"]) == ("ConnectionRefusedError", "refused")
+    assert lines[-1]["failed"] == 5

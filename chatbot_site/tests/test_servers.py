@@ -729,6 +729,48 @@ def test_a_database_outage_is_logged_when_it_starts_while_it_lasts_and_when_it_e
                 if "status=503" in line]) == refused  # fmt: skip
 
 
+def test_during_an_outage_health_and_the_pool_write_no_line_of_their_own(tmp_path):
+    """The database gone (a server restarting: connections closed, new ones refused): each
+    health probe wrote its ``health_database_failed`` ERROR line, and psycopg_pool a warning
+    per failed connection attempt, for as long as it lasted — the log flooded again, beside
+    the outage's own lines. Now they are counted in those (the first one names the cause)."""
+    from tests.processes import DatabaseProxy, http_get_json, wait_for
+
+    side = build_tenant("quietpool")
+    proxy = DatabaseProxy()
+    env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+                    DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO")  # fmt: skip
+    head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
+    log_path = tmp_path / "daphne.log"
+
+    def health() -> int:
+        return http_get_json(f"{base}/v1/health")[0]
+
+    try:
+        with daphne_server(env, log_path) as base:
+            assert parse_answer(raw_request(base, head))[0] == 200
+            proxy.down()
+            wait_for(lambda: health() == 503 and log_lines(log_path, "database_outage_started"),
+                     timeout=30, what="the outage to be known")  # fmt: skip
+            assert [health() for _probe in range(6)] == [503] * 6
+            assert parse_answer(raw_request(base, head))[0] == 503
+            proxy.up()
+            wait_for(lambda: health() == 200, timeout=15, what="health to see the database")
+            wait_for(lambda: parse_answer(raw_request(base, head))[0] == 200, timeout=15,
+                     what="the API to be served again")  # fmt: skip
+    finally:
+        proxy.close()
+    lines = log_path.read_text().splitlines()
+    started = next(i for i, line in enumerate(lines) if "database_outage_started" in line)
+    ended = next(i for i, line in enumerate(lines) if "database_outage_ended" in line)
+    assert "cause=OperationalError" in lines[started], lines[started]
+    during = lines[started + 1 : ended]
+    assert not [line for line in during if "psycopg.pool" in line], during
+    assert not [line for line in during if "health_database" in line], during
+    # Before the outage was known, at most the first probe's own line.
+    assert len(log_lines(log_path, "health_database_failed")) <= 1
+
+
 @pytest.mark.parametrize(
     ("what", "table"),
     [
