@@ -32,7 +32,12 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
@@ -346,22 +351,45 @@ def _stored(turn: Turn, outcome: Outcome, storing: asyncio.Future[None]) -> None
         store_failed(exc, turn, outcome)
 
 
+# On a JSON answer whose turn is stored once the database answers again (store_json).
+STORED_HEADER = "Chat-Stored"
 STORED_LATER = (
     "The database is not answering: the answer is stored in the conversation once it is back."
 )
 
 
+def kept_for_later(exc: Exception, turn: Turn, outcome: Outcome) -> bool:
+    """Whether a turn whose store failed with ``exc`` is kept and stored once the database
+    answers again (:mod:`conversations.late_store`): the database gone or past its statement
+    timeout, and room to keep it. It was lost, the answer the client had read with it."""
+    if not isinstance(exc, OperationalError):
+        return False
+    log.warning("chat_store_failed", error=type(exc).__name__)
+    return late_stores.add(turn, outcome)
+
+
 def store_failed(exc: Exception, turn: Turn, outcome: Outcome) -> dict[str, str]:
-    """The ``error`` event of a stream whose turn could not be stored. The database gone or
-    past its statement timeout: the turn is kept and stored once it answers again
-    (:mod:`conversations.late_store`; it was lost, the answer the client had read with it)."""
+    """The ``error`` event of a stream whose turn could not be stored."""
+    if kept_for_later(exc, turn, outcome):
+        return {"code": "service_unavailable", "message": STORED_LATER}
     if isinstance(exc, OperationalError):
-        log.warning("chat_store_failed", error=type(exc).__name__)
-        if late_stores.add(turn, outcome):
-            return {"code": "service_unavailable", "message": STORED_LATER}
         return {"code": "service_unavailable", "message": "The answer could not be stored."}
     log.exception("chat_store_failed")
     return {"code": "internal_error", "message": "The answer could not be stored."}
+
+
+async def store_json(turn: Turn, outcome: Outcome) -> bool:
+    """Store a JSON turn; True when it is kept to be stored later (:func:`kept_for_later`), as
+    a stream's is: its answer is then sent all the same, with ``Chat-Stored: later``. It was a
+    ``503`` and the answer lost, which the client had paid the provider for (and which a retry
+    paid for again)."""
+    try:
+        await store(turn, outcome)
+    except Exception as exc:
+        if kept_for_later(exc, turn, outcome):
+            return True
+        raise
+    return False
 
 
 def response_body(turn: Turn, outcome: Outcome) -> dict[str, Any]:
@@ -393,12 +421,12 @@ async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
         async for _ in relay(runner.deltas(), settings.SSE_PING_SECONDS, check):
             pass
     except TurnInterrupted as exc:  # as the stream's: what was read is stored and counted
-        await store(turn, runner.outcome(FinishReason.CANCELLED.value))
+        await store_json(turn, runner.outcome(FinishReason.CANCELLED.value))
         log.info("chat_interrupted", reason=exc.reason, conversation_id=str(turn.conversation.pk))
         refused = exc.error
         return error_response(request, refused.status, code=refused.code, message=refused.message)
     except LLMError as exc:
-        await store(turn, runner.outcome(FinishReason.ERROR.value))
+        await store_json(turn, runner.outcome(FinishReason.ERROR.value))
         error = upstream_error(exc)
         body = error_body(error["code"], error["message"], request_id=request_id_of(request))
         response = JsonResponse(body, status=502)
@@ -408,16 +436,19 @@ async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
         return response
     except PolicyBlocked as exc:
         # The model's answer is not passed on: a bad answer from upstream, hence 502.
-        await store(turn, runner.outcome(FinishReason.POLICY.value))
+        await store_json(turn, runner.outcome(FinishReason.POLICY.value))
         log.warning("chat_policy_blocked", conversation_id=str(turn.conversation.pk))
         body = error_body(exc.code, exc.message, request_id=request_id_of(request))
         return mark_logged(JsonResponse(body, status=502))
     except asyncio.CancelledError:
-        await store(turn, runner.outcome(FinishReason.CANCELLED.value))
+        await store_json(turn, runner.outcome(FinishReason.CANCELLED.value))
         raise
     outcome = runner.outcome()
-    await store(turn, outcome)
-    return JsonResponse(response_body(turn, outcome))
+    later = await store_json(turn, outcome)
+    response = JsonResponse(response_body(turn, outcome))
+    if later:
+        response[STORED_HEADER] = "later"
+    return response
 
 
 async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
@@ -616,6 +647,18 @@ class ChatSchemaView(APIView):
                 "model's answer revealed the bot's instructions and was withheld."
             ),
         },
+        parameters=[
+            OpenApiParameter(
+                STORED_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                response=[200],
+                enum=["later"],
+                description="On a JSON answer whose turn could not be stored (the database "
+                "went away while it was answered): `later`, it is stored in the conversation "
+                "(`session_id`, `message_id`) once the database answers again. Absent: stored.",
+            )
+        ],
         tags=["chat"],
         description="Answer the last user message with the bot, grounded in its datasets.",
     )

@@ -65,7 +65,8 @@ CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_HEADERS: tuple[str, ...] = (*cors_default_headers, "x-request-id")
 CORS_URLS_REGEX = r"^/v1/"  # the API only: the staff admin is not for other origins
 CORS_EXPOSE_HEADERS: list[str] = ["X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
-                                  "RateLimit-Reset", "Retry-After"]  # fmt: skip
+                                  "RateLimit-Reset", "Retry-After",
+                                  "Chat-Stored"]  # fmt: skip  # conversations.chat_api
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=8000)

@@ -945,6 +945,70 @@ def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(a
     assert "chat_store_deferred" in log and "chat_stored_late" in log
 
 
+def test_a_json_answer_whose_database_froze_is_answered_and_stored_once_it_is_back(alpha, tmp_path):
+    """As a stream's: a JSON turn whose database froze while the provider answered could not
+    be stored at its end, and the client got a ``503`` for the answer it had paid for (lost:
+    no message, no tokens counted; a retry paid again). Now it gets the answer, with
+    ``Chat-Stored: later``, and the turn is stored as answered once the database is back."""
+    import threading
+
+    from tests.processes import DatabaseProxy
+
+    proxy = DatabaseProxy()
+    answers: list[tuple[int, dict[str, str], Any]] = []
+
+    def chat(base: str) -> None:
+        parts = urlsplit(base)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        conn.request("POST", "/v1/chat", json.dumps(ask(alpha, "When do annual plans renew?")), {
+            "Authorization": f"Bearer {alpha.chat_key.plaintext}",
+            "Content-Type": "application/json",
+        })  # fmt: skip
+        response = conn.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        answers.append((response.status, headers, json.loads(response.read())))
+
+    with fake_openai() as fake:
+        fake.chat_reply = " ".join(f"word{i}" for i in range(20))
+        fake.chat_delay = 0.05
+        env = child_env(
+            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
+            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO",
+        )  # fmt: skip
+        try:
+            with daphne_server(env, tmp_path / "daphne.log") as base:
+                client = threading.Thread(target=chat, args=(base,))
+                client.start()
+                # Grounded (the database read), now answered by the provider: freeze it.
+                wait_for(fake.chat_requests, timeout=30, what="the provider to be asked")
+                proxy.stall()
+                client.join(timeout=60)
+                proxy.resume()
+                assert answers, "no answer"
+                status, headers, body = answers[0]
+                assert status == 200, body
+
+                def stored() -> Message | None:
+                    return (
+                        Message.objects.for_tenant(alpha.tenant)
+                        .filter(pk=body["message_id"])
+                        .first()
+                    )
+
+                message = wait_for(stored, timeout=30, what="the answer to be stored")
+        finally:
+            proxy.close()
+    assert headers["chat-stored"] == "later"
+    assert body["output"].startswith("word0 ") and "word19" in body["output"]
+    assert message.content == body["output"]
+    assert message.finish_reason == "stop"
+    assert str(message.conversation_id) == body["session_id"]
+    assert message.completion_tokens == body["usage"]["completion_tokens"] > 0
+    log = (tmp_path / "daphne.log").read_text()
+    assert "chat_store_deferred" in log and "chat_stored_late" in log
+
+
 def test_a_stream_waiting_for_the_database_to_store_its_answer_is_pinged(alpha, tmp_path):
     """The answer's last piece, then its turn stored: with the database frozen that store
     waits its bound (DB_STATEMENT_TIMEOUT_SECONDS + 2 s: 32 s under make run) and the stream
