@@ -12,12 +12,14 @@ answers (one attempt every ``RETRY_SECONDS``, none while the process knows it is
 What it cannot do: a process that stops before the database is back loses the turns it held
 (they are in its memory only, never written anywhere else: chat content stays out of Redis and
 the logs), and it holds at most ``MAX_TURNS`` of them for at most ``KEEP_SECONDS``; past either
-a turn is dropped with a ``chat_store_abandoned`` line. The turn's claim on its conversation and
+a turn is dropped with a ``chat_store_abandoned`` line, and so is each turn still held when the
+process exits (``reason=shutdown``: a deploy or restart during the outage), with its ids. The turn's claim on its conversation and
 its hold on the quota end when the first attempt fails, as before.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections import deque
@@ -122,14 +124,27 @@ class LateStores:
                 self._turns.popleft()
         self._abandon(late.turn, reason)
 
+    def lose_all(self) -> None:
+        """At exit: the turns still held go with the process. Each is logged with its ids, so
+        that an operator knows which conversations miss their last answer; a process stopped
+        during an outage (a deploy, a restart) lost them without a word."""
+        with self._lock:
+            lost, self._turns = list(self._turns), deque()
+        for late in lost:
+            self._abandon(late.turn, "shutdown")
+
     @staticmethod
     def _abandon(turn: Turn, reason: str) -> None:
         log.error(
             "chat_store_abandoned",
             reason=reason,
+            tenant_id=str(turn.tenant.pk),
+            bot_id=str(turn.bot.pk),
             conversation_id=str(turn.conversation.pk),
             message_id=str(turn.message_id),
         )
 
 
 late_stores = LateStores()
+# Before logging's own handler at exit (they run last registered first): the lines get out.
+atexit.register(late_stores.lose_all)

@@ -1009,6 +1009,44 @@ def test_a_json_answer_whose_database_froze_is_answered_and_stored_once_it_is_ba
     assert "chat_store_deferred" in log and "chat_stored_late" in log
 
 
+def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_its_ids(
+    alpha, tmp_path
+):
+    """A turn kept for a late store lives in its process's memory: a process stopped during
+    the outage (a deploy, a restart) lost it without a word. Now each turn still held when
+    the process exits is a ``chat_store_abandoned`` line (``reason=shutdown``) with its ids."""
+    from tests.processes import DatabaseProxy
+
+    proxy = DatabaseProxy()
+    log_path = tmp_path / "daphne.log"
+    with fake_openai() as fake:
+        fake.chat_reply = "Plans renew yearly, on the day they started."
+        fake.chat_delay = 0.05
+        env = child_env(
+            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
+            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO",
+        )  # fmt: skip
+        try:
+            with daphne_server(env, log_path) as base:
+                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                head = until_first_delta(response)
+                proxy.stall()  # and it stays frozen until the process has stopped
+                frames = parse((head + response.read()).decode())
+                wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
+                         what="the turn to be kept")  # fmt: skip
+        finally:
+            proxy.close()
+    start = frames[0]["data"]
+    lost = [line for line in log_path.read_text().splitlines() if "chat_store_abandoned" in line]
+    assert len(lost) == 1, log_path.read_text()[-3000:]
+    assert "reason=shutdown" in lost[0], lost
+    assert f"message_id={start['message_id']}" in lost[0], lost
+    assert f"conversation_id={start['session_id']}" in lost[0], lost
+    assert "renew" not in lost[0]  # ids, not what was said
+    assert not Message.objects.for_tenant(alpha.tenant).filter(pk=start["message_id"]).exists()
+
+
 def test_a_stream_waiting_for_the_database_to_store_its_answer_is_pinged(alpha, tmp_path):
     """The answer's last piece, then its turn stored: with the database frozen that store
     waits its bound (DB_STATEMENT_TIMEOUT_SECONDS + 2 s: 32 s under make run) and the stream
