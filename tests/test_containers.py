@@ -336,6 +336,47 @@ def test_nginx_own_errors_are_envelopes_a_page_of_an_allowed_origin_can_read(tmp
     assert status == 503 and "access-control-allow-origin" not in headers
 
 
+def test_a_preflight_while_the_api_is_down_lets_the_page_read_the_503(tmp_path):
+    """A browser asks before a request with a key or JSON (a CORS preflight, OPTIONS) and sends
+    it only on a 2xx: with the api down nginx answered the preflight 503, and the page saw a
+    CORS error ("Failed to fetch"), never the 503 that said the service was unavailable. Now
+    nginx answers an allowed origin's preflight itself, as the app would (its methods and
+    headers, remembered for seconds only), and the request then gets the readable 503."""
+    binary = nginx_binary()
+    if binary is None:
+        print("nginx not installed: structure checked only")
+        return
+    from corsheaders.conf import conf
+
+    from tests.processes import free_port, raw_request
+
+    def preflight(base: str, origin: str) -> tuple[int, dict[str, str]]:
+        request = (
+            f"OPTIONS /v1/chat HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n"
+            "Access-Control-Request-Method: POST\r\n"
+            "Access-Control-Request-Headers: authorization, content-type, x-request-id\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        head = raw_request(base, request.encode(), timeout=30).split(b"\r\n\r\n")[0]
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+        return int(lines[0].split()[1]), headers
+
+    upstream = f"127.0.0.1:{free_port()}"  # nothing listens: the api is down
+    with nginx_in_front(tmp_path, binary, upstream, origins=APP) as base:
+        status, headers = preflight(base, APP)
+        refused = preflight(base, "https://evil.example.net")
+    assert status == 204, (status, headers)
+    assert headers["access-control-allow-origin"] == APP
+    allowed = {h.strip() for h in headers["access-control-allow-headers"].split(",")}
+    assert allowed == set(conf.CORS_ALLOW_HEADERS), allowed  # the app's, no more
+    methods = {m.strip() for m in headers["access-control-allow-methods"].split(",")}
+    assert methods == set(conf.CORS_ALLOW_METHODS), methods
+    assert 0 < int(headers["access-control-max-age"]) <= 10  # asked again once it is back
+    # An origin not allowed gets no preflight from nginx either: still the 503, no CORS.
+    assert refused[0] == 503 and "access-control-allow-origin" not in refused[1], refused
+
+
 @pytest.mark.parametrize(
     "head",
     [
