@@ -170,7 +170,8 @@ class Outage:
         return self.log.failing
 
     def answered(self) -> None:
-        self.log.ended()
+        if self.log.failing:  # one read on every answer (every statement): no call unless down
+            self.log.ended()
 
     def failed(self, *, attempt: bool = False, cause: BaseException | None = None) -> None:
         """No answer. ``attempt``: it was the attempt :meth:`admits` let through, and the next
