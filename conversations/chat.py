@@ -448,6 +448,7 @@ def chat_ground(turn: Turn) -> None:
         for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
             blocked = blocked_topic(
                 question=text, vector=text_vector, topics=scope.blocked_topics,
+                allowed=scope_topics(scope.description, scope.allowed_topics),
                 tenant_id=turn.tenant.pk, spent=spent,
             )  # fmt: skip
             if blocked is not None:

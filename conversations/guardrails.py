@@ -638,30 +638,52 @@ def _mentions(question: str, topic: str) -> bool:
     return all(any(q.startswith(stem(t)) for q in question_words) for t in topic_words)
 
 
+def topic_phrasings(topic: str) -> tuple[str, list[str]]:
+    """A blocked topic's name and the other phrasings of it its tenant wrote after a colon,
+    comma-separated ("pricing: how much it costs, prices and discounts"). The local model puts a
+    one- or two-word label far from most questions about it ("Is this better than Dify?" is
+    0.11 from "competitors", 0.50 from "is another product better than this one"), and a label
+    alone cannot say what the tenant means by it (docs/GUARDRAILS.md (ii c))."""
+    name, _, rest = topic.partition(":")
+    phrasings = [p.strip() for p in rest.split(",") if p.strip()]
+    return (name.strip() or topic.strip()), phrasings
+
+
 def blocked_topic(
     *,
     question: str,
     vector: Sequence[float],
     topics: Sequence[str],
     tenant_id: object,
+    allowed: Sequence[str] = (),
     spent: Spent | None = None,
 ) -> ScopeVerdict | None:
-    """The scope's blocked topic this question is about, if any: named in it, or close to it
-    in embedding space (``SCOPE_BLOCKED_THRESHOLD``)."""
-    topics = [t for t in topics if t.strip()]
-    if not topics:
+    """The scope's blocked topic this question is about, if any: its name said in it, or close
+    to it in embedding space (``SCOPE_BLOCKED_THRESHOLD``), or one of its phrasings as close and
+    closer than the scope's own description and allowed topics (``allowed``) are. A phrasing's
+    everyday words reach questions the scope is there to answer ("upcoming releases" is 0.35
+    from "What changed in the latest benchmarks?", which is closer still to the scope's own
+    "chatbot benchmarks"); a bare label does not, and the threshold was chosen for labels."""
+    named = [topic_phrasings(t) for t in topics if t.strip()]
+    if not named:
         return None
-    for topic in topics:
-        if _mentions(question, topic):
-            return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=topic)
-    best, best_topic = 0.0, ""
-    similarities = _similarities(vector, topic_vectors(topics, tenant_id=tenant_id, spent=spent))
-    for topic, similarity in zip(topics, similarities, strict=True):
-        if similarity > best:
-            best, best_topic = similarity, topic
-    if best >= settings.SCOPE_BLOCKED_THRESHOLD:
-        return ScopeVerdict("blocked_topic", topic_similarity=best, matched=best_topic)
-    return None
+    for name, _ in named:
+        if _mentions(question, name):
+            return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=name)
+    texts = [(name, text, text != name) for name, more in named for text in (name, *more)]
+    vectors = topic_vectors([text for _, text, _ in texts], tenant_id=tenant_id, spent=spent)
+    closest = {False: (0.0, ""), True: (0.0, "")}  # (similarity, topic) by label / by phrasing
+    for (name, _, phrasing), similarity in zip(texts, _similarities(vector, vectors), strict=True):
+        if similarity > closest[phrasing][0]:
+            closest[phrasing] = (similarity, name)
+    best, matched = closest[False]
+    if closest[True][0] > best:
+        own = _similarities(vector, topic_vectors(allowed, tenant_id=tenant_id, spent=spent))
+        if closest[True][0] > max(own, default=0.0):
+            best, matched = closest[True]
+    if best < settings.SCOPE_BLOCKED_THRESHOLD:
+        return None
+    return ScopeVerdict("blocked_topic", topic_similarity=best, matched=matched)
 
 
 def scope_topics(description: str, allowed_topics: Sequence[str]) -> list[str]:

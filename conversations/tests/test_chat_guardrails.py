@@ -240,6 +240,26 @@ def test_a_paraphrased_blocked_topic_is_refused_without_a_model_call(alpha):
     assert ok["refusal"] is None
 
 
+def test_a_blocked_topic_s_phrasings_refuse_only_what_the_scope_s_own_topics_are_further_from(
+    alpha,
+):
+    """The phrasing "upcoming releases" refuses a question about releases to come; a question
+    about the latest benchmark run, 0.41 from it but 0.48 from the scope's own "chatbot
+    benchmarks", is answered (the whole topic as one text, all the check read before, was 0.35
+    from it and refused it)."""
+    alpha.scope.allowed_topics = ["chatbot benchmarks"]
+    alpha.scope.blocked_topics = ["product roadmap: upcoming releases"]
+    alpha.scope.min_relevance = 0.0  # so that only the scope checks can refuse
+    alpha.scope.save()
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake:
+        body = chat(client, **ask(alpha, "Which releases are upcoming?")).json()
+        assert fake.chat_requests() == []
+    assert body["refusal"] == {"reason": "blocked_topic"}
+    ok = chat(client, **ask(alpha, "What is new in the most recent benchmark run?")).json()
+    assert ok["refusal"] is None
+
+
 def test_out_of_scope_is_refused_without_a_model_call(alpha):
     alpha.scope.description = "Questions about billing: plans, renewals, refunds and support."
     alpha.scope.allowed_topics = ["billing", "subscription plans", "refunds"]

@@ -6,6 +6,7 @@ import base64
 import codecs
 import functools
 import hashlib
+from collections.abc import Sequence
 
 import pytest
 
@@ -418,10 +419,12 @@ def test_adversarial_markup_completes() -> None:
         assert "http://" not in out and "www.w" not in out and "//a.//" not in out
 
 
-def blocked_match(question: str, topics: list[str]) -> str:
+def blocked_match(question: str, topics: list[str], allowed: Sequence[str] = ()) -> str:
     """The blocked topic ``question`` is refused for, or ""."""
     vector = get_embedder().embed([question])[0]
-    verdict = blocked_topic(question=question, vector=vector, topics=topics, tenant_id=1)
+    verdict = blocked_topic(
+        question=question, vector=vector, topics=topics, allowed=allowed, tenant_id=1
+    )
     return verdict.matched if verdict else ""
 
 
@@ -448,6 +451,31 @@ def test_a_blocked_topic_paraphrased_is_refused_at_the_default_threshold() -> No
     assert check("Which other vendors sell something similar?") != ""
     assert check("Which headers show my remaining rate limit?") == ""
     assert check("How is the token quota enforced?") == ""
+
+
+@pytest.mark.django_db
+def test_a_blocked_topic_is_refused_by_the_phrasings_its_tenant_wrote_after_a_colon() -> None:
+    """ "Is Zendesk better than this service?" is 0.09 from "competitors" and 0.24 from the whole
+    topic as one text, which was all the check compared with (and named it only by all of its
+    words); it is 0.40 from the phrasing. The refusal names the topic, not its phrasings.
+    Written for this test, in none of the evaluation's sets."""
+    topics = ["competitors: rival products, is another product better than this one"]
+    check = functools.partial(blocked_match, topics=topics)
+    assert check("Is Zendesk better than this service?") == "competitors"
+    assert check("Who are your competitors?") == "competitors"  # named
+    assert check("How do I upload a PDF to a dataset?") == ""
+
+
+@pytest.mark.django_db
+def test_a_phrasing_blocks_nothing_the_scope_s_own_topics_are_closer_to() -> None:
+    """ "upcoming releases" is 0.41 from a question about the latest benchmark run, which the
+    scope's own topic "chatbot benchmarks" is closer to (0.48): it is the scope's to answer.
+    The label "product roadmap" (0.25) is under the threshold, as before."""
+    question = "What is new in the most recent benchmark run?"
+    topics = ["product roadmap: upcoming releases"]
+    assert blocked_match(question, topics) == "product roadmap"
+    assert blocked_match(question, topics, allowed=["chatbot benchmarks"]) == ""
+    assert blocked_match("Which releases are upcoming?", topics, ["chatbot benchmarks"]) != ""
 
 
 @pytest.mark.django_db

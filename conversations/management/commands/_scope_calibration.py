@@ -59,7 +59,11 @@ def signals(bot: Bot, question: dict[str, str]) -> Signals:
     refused_anyway = (
         detect(text).flagged
         or blocked_topic(
-            question=text, vector=vector, topics=scope.blocked_topics, tenant_id=scope.tenant_id
+            question=text,
+            vector=vector,
+            topics=scope.blocked_topics,
+            allowed=topics,
+            tenant_id=scope.tenant_id,
         )
         is not None
         or (no_context and not scope.answer_without_context)
@@ -111,15 +115,18 @@ class BlockedSignal:
         return self.closeness >= threshold
 
 
-def blocked_signal(question: dict[str, str], topics: list[str], tenant_id: object) -> BlockedSignal:
+def blocked_signal(
+    question: dict[str, str], topics: list[str], allowed: list[str], tenant_id: object
+) -> BlockedSignal:
     """Through the pipeline's own check, with every threshold admitted: its verdict carries
     1.0 for a named topic, else the closest topic's similarity, which is what the configured
-    threshold is compared with."""
+    threshold is compared with (a phrasing's only where the scope's own topics are further)."""
     vector, _ = embed_query(question["text"])
     with override_settings(SCOPE_BLOCKED_THRESHOLD=-1.0):
         verdict = blocked_topic(
-            question=question["text"], vector=vector, topics=topics, tenant_id=tenant_id
-        )
+            question=question["text"], vector=vector, topics=topics, allowed=allowed,
+            tenant_id=tenant_id,
+        )  # fmt: skip
     closeness = verdict.topic_similarity if verdict is not None else -1.0
     return BlockedSignal(question["category"], question["split"], float(closeness or 0.0))
 
