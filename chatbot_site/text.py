@@ -65,6 +65,16 @@ def _boundary(text: str, i: int) -> bool:
     return True
 
 
+def mostly_latin(text: str) -> bool:
+    """At least half of ``text``'s letters are Latin (any text without letters too): what an
+    English model such as the local embedder reads as words."""
+    if text.isascii():
+        return True
+    letters = [c for c in text if c.isalpha()]
+    latin = sum(c.isascii() or unicodedata.name(c, "").startswith("LATIN") for c in letters)
+    return 2 * latin >= len(letters)
+
+
 def grapheme_cut(text: str, n: int) -> int:
     """The largest position ``<= n`` at which ``text`` can be cut without splitting a grapheme
     cluster (by the approximation above). Never 0 for ``n > 0``: when the walk back would reach

@@ -35,7 +35,7 @@ import numpy as np
 from django.conf import settings
 
 from chatbot_site import pii
-from chatbot_site.text import WORD, grapheme_cut
+from chatbot_site.text import WORD, grapheme_cut, mostly_latin
 from knowledge.embeddings import get_embedder
 from knowledge.retrieval import embed_queries
 
@@ -663,13 +663,17 @@ def blocked_topic(
     closer than the scope's own description and allowed topics (``allowed``) are. A phrasing's
     everyday words reach questions the scope is there to answer ("upcoming releases" is 0.35
     from "What changed in the latest benchmarks?", which is closer still to the scope's own
-    "chatbot benchmarks"); a bare label does not, and the threshold was chosen for labels."""
+    "chatbot benchmarks"); a bare label does not, and the threshold was chosen for labels. A
+    question in a script an English-only embedder spells letter by letter (Hindi, Russian, ...)
+    is judged by naming alone: its similarities say nothing."""
     named = [topic_phrasings(t) for t in topics if t.strip()]
     if not named:
         return None
     for name, _ in named:
         if _mentions(question, name):
             return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=name)
+    if get_embedder().latin_only and not mostly_latin(question):
+        return None  # to an English model every Hindi question is 0.6-0.7 from a Hindi topic
     texts = [(name, text, text != name) for name, more in named for text in (name, *more)]
     vectors = topic_vectors([text for _, text, _ in texts], tenant_id=tenant_id, spent=spent)
     closest = {False: (0.0, ""), True: (0.0, "")}  # (similarity, topic) by label / by phrasing

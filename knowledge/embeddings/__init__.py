@@ -39,6 +39,9 @@ class Embedder(Protocol):
     model: str
     dimensions: int
     max_tokens: int  # longest input the model reads without truncating
+    # Reads Latin-script text only: the local model spells Devanagari, Cyrillic, Arabic ... one
+    # letter a token (Chinese as [UNK]), so any two Hindi texts come out about 0.65 similar.
+    latin_only: bool
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 

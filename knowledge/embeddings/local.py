@@ -72,6 +72,7 @@ class LocalEmbedder:
     model = MODEL_NAME
     dimensions = DIMENSIONS
     max_tokens = MAX_TOKENS
+    latin_only = True  # an English model: other scripts letter by letter (docs/GUARDRAILS.md)
 
     def __init__(self) -> None:
         if settings.EMBEDDING_DIMENSIONS != DIMENSIONS:

@@ -41,6 +41,7 @@ ATTEMPTS = 5
 
 class OpenAIEmbedder:
     max_tokens = 512  # chunk ceiling: retrieval quality, not the provider, sets it
+    latin_only = False  # text-embedding-3-* and most served models read many scripts
 
     def __init__(self) -> None:
         from openai import OpenAI
