@@ -58,8 +58,15 @@ def test_blocked_signals_come_from_the_pipelines_own_check(db):
 
     topics = ["pricing", "competitors"]
     named = blocked_signal({"category": "blocked_named", "split": "tune",
-                            "text": "What are the prices?"}, topics, 1)  # fmt: skip
+                            "text": "What are the prices?"}, topics, [], 1)  # fmt: skip
     other = blocked_signal({"category": "on_topic", "split": "tune",
-                            "text": "How do I rotate an API key?"}, topics, 1)  # fmt: skip
+                            "text": "How do I rotate an API key?"}, topics, [], 1)  # fmt: skip
     assert named.closeness == 1.0 and named.blocked(0.99)
     assert -1.0 <= other.closeness < 0.5 and not other.blocked(0.5)
+    # A phrasing's similarity, as the check compares it: only where the scope's own topics are
+    # further from the question (0.40 from the phrasing; the label "competitors" is 0.09).
+    phrased = ["competitors: is another product better than this one"]
+    question = {"category": "blocked_paraphrase", "split": "tune",
+                "text": "Is Zendesk better than this service?"}  # fmt: skip
+    assert blocked_signal(question, phrased, ["API keys"], 1).blocked(0.33)
+    assert not blocked_signal(question, phrased, ["a better service"], 1).blocked(0.33)
