@@ -85,8 +85,10 @@ def _create(
                 document.file.save("original", body, save=False)
                 document.save(update_fields=["file"])
     except IntegrityError:
-        # A concurrent upload of the same content won the race: that one is the document.
+        # A concurrent upload of the same content (or bytes) won the race: that one is the document.
         found = _existing(tenant, dataset, content_hash)
+        if found is None and fields.get("raw_hash"):
+            found = _same_bytes(tenant, dataset, fields["raw_hash"])
         if found is None:
             raise
         return Added(found, created=False)
@@ -229,14 +231,18 @@ def document_add_upload(
         "content_type": stored.content_type,
         "tags": list(tags or []),
         "byte_size": stored.size,
+        "raw_hash": scanned.sha256,
     }
     try:
         if (
-            stored.content_hash != scanned.sha256
-            and _existing(tenant, dataset, stored.content_hash) is None
-            and (guessed := _guessed_twin(tenant, dataset, scanned.sha256)) is not None
+            _existing(tenant, dataset, stored.content_hash) is None
+            and (twin := _same_bytes(tenant, dataset, scanned.sha256)) is not None
         ):
-            return _reread(tenant, actor, guessed, stored)
+            if stored.content_hash == scanned.sha256:
+                # Stored as they came (no charset, or one not used): these bytes were read
+                # in the charset declared before, which says more than no declaration does.
+                return Added(twin, created=False)
+            return _reread(tenant, actor, twin, stored, raw_hash=scanned.sha256)
         return _create(tenant=tenant, actor=actor, dataset=dataset, content=stored.content,
                        content_hash=stored.content_hash, fields=fields)  # fmt: skip
     finally:
@@ -244,24 +250,28 @@ def document_add_upload(
             stored.content.close()
 
 
-def _guessed_twin(tenant: Tenant, dataset: Dataset, raw_hash: str) -> Document | None:
-    """The document these very bytes became when they were stored as they came (uploaded with
-    no charset, or one that was not used; or, for text with a byte order mark, before such text
-    was stored as UTF-8), locked. A worker claims a queued document with a conditional UPDATE,
-    which waits for this lock."""
+def _same_bytes(tenant: Tenant, dataset: Dataset, raw_hash: str) -> Document | None:
+    """The document these very bytes became, whatever charset they were declared in (its
+    ``raw_hash``), or, uploaded before ``raw_hash`` was kept, when they were stored as they came
+    (no charset, or one that was not used), locked. A worker claims a queued document with a
+    conditional UPDATE, which waits for this lock."""
     return (
         Document.objects.for_tenant(tenant)
         .select_for_update()
-        .filter(dataset=dataset, content_hash=raw_hash, source_type=SourceType.FILE)
+        .filter(dataset=dataset, source_type=SourceType.FILE)
+        .filter(Q(raw_hash=raw_hash) | Q(raw_hash__isnull=True, content_hash=raw_hash))
         .first()
     )
 
 
-def _reread(tenant: Tenant, actor: Actor, document: Document, stored: _Stored) -> Added:
-    """Bytes uploaded before without a charset, now with one: the declaration says what their
-    text is, so that document is re-read in it (its file becomes the UTF-8 text, its hash that
-    text's) and queued again. Without this the same file was two documents, one of them read by
-    a guess (often wrong on a short text: KOI8-R read as Shift_JIS), both searched. Its title,
+def _reread(
+    tenant: Tenant, actor: Actor, document: Document, stored: _Stored, *, raw_hash: str
+) -> Added:
+    """Bytes uploaded before without a charset or with another one, now with this one: the
+    latest declaration says what their text is, so that document is re-read in it (its file
+    becomes the UTF-8 text, its hash that text's) and queued again. Without this the same file
+    was two documents, one of them read by a guess (often wrong on a short text: KOI8-R read as
+    Shift_JIS) or by a declaration the client has since corrected, both searched. Its title,
     source and tags stay, as they do when the same content is uploaded again."""
     if document.status == DocumentStatus.PROCESSING:
         raise Conflict(
@@ -271,11 +281,12 @@ def _reread(tenant: Tenant, actor: Actor, document: Document, stored: _Stored) -
         )
     _replace_original(document, stored.content)
     document.content_hash = stored.content_hash
+    document.raw_hash = raw_hash
     document.content_type = stored.content_type or document.content_type
     document.byte_size = stored.size
     _queue_again(document)
-    document.save(update_fields=["file", "content_hash", "content_type", "byte_size",
-                                 *REQUEUED_FIELDS, "updated_at"])  # fmt: skip
+    document.save(update_fields=["file", "content_hash", "raw_hash", "content_type",
+                                 "byte_size", *REQUEUED_FIELDS, "updated_at"])  # fmt: skip
     _audit(
         tenant,
         actor,

@@ -152,6 +152,16 @@ class Document(TenantOwned):
     error_code = models.CharField(max_length=64, null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the content, hex.")
+    # An upload's bytes as they came, whatever charset they were read in: its content_hash is
+    # its text's once re-encoded as UTF-8, so the same file sent with another declaration (or
+    # none) is found by this. Null for records, URLs and uploads stored before it was kept.
+    raw_hash = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="SHA-256 of the uploaded bytes, hex.",
+    )
     byte_size = models.BigIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
     token_count = models.PositiveIntegerField(default=0)
@@ -178,6 +188,12 @@ class Document(TenantOwned):
             # Target of chunk (dataset_id, document_id): a chunk's denormalised dataset is its
             # document's dataset.
             models.UniqueConstraint(fields=["dataset", "id"], name="document_dataset_pk"),
+            # The same uploaded bytes are one document of a dataset, whatever charset declared.
+            models.UniqueConstraint(
+                fields=["dataset", "raw_hash"],
+                condition=Q(raw_hash__isnull=False),
+                name="document_raw_hash_unique_per_dataset",
+            ),
             models.UniqueConstraint(
                 fields=["dataset", "external_id"],
                 condition=Q(external_id__isnull=False),

@@ -137,8 +137,10 @@ def test_declaring_the_charset_of_bytes_uploaded_without_one_re_reads_that_docum
         .filter(action="document.update", target_id=str(bare["id"]))
         .exists()
     )
-    # Bare again: the same bytes, read as they were declared.
-    assert upload(side, "terms.txt", TERMS.encode()).status_code == 200
+    # Bare again, as UTF-8 or as the bytes first sent: the document, read as declared.
+    for again in (TERMS.encode(), data):
+        assert upload(side, "terms.txt", again).json()["id"] == bare["id"]
+    assert new_documents(side).count() == 1
 
 
 def test_declaring_the_charset_of_a_document_being_ingested_is_a_conflict(side):
@@ -155,13 +157,62 @@ def test_declaring_the_charset_of_a_document_being_ingested_is_a_conflict(side):
     assert new_documents(side).count() == 1
 
 
-def test_the_same_bytes_declared_in_another_charset_are_another_text(side):
+def test_the_same_bytes_sent_again_without_their_charset_are_the_document_read_in_it(side):
+    """Declared, then bare: the second upload's hash was of the raw bytes, the first's of their
+    UTF-8 text, so the one file became two documents, the second read by a guess. The raw bytes'
+    hash is kept now: the bare upload is the declared document, as it was read (``200``)."""
     data = TERMS.encode("koi8-r")
-    koi8 = upload(side, "terms.txt", data, "koi8-r").json()
-    latin = upload(side, "terms.txt", data, "iso-8859-5")
-    assert latin.status_code == 202 and latin.json()["id"] != koi8["id"]
-    document = Document.objects.for_tenant(side.tenant).get(pk=latin.json()["id"])
-    assert document.file.read() == data.decode("iso-8859-5").encode()
+    declared = upload(side, "terms.txt", data, "koi8-r").json()
+    assert declared["content_hash"] == hashlib.sha256(TERMS.encode()).hexdigest()
+
+    for name in ("terms.txt", "copy.txt"):
+        bare = upload(side, name, data)
+        assert (bare.status_code, bare.json()["id"]) == (200, declared["id"]), name
+    document = Document.objects.for_tenant(side.tenant).get(pk=declared["id"])
+    assert document.file.read() == TERMS.encode()
+    assert document.raw_hash == hashlib.sha256(data).hexdigest()
+    assert new_documents(side).count() == 1
+
+
+def test_the_same_bytes_declared_in_another_charset_re_read_that_document(side):
+    """Declared in one charset, then in another that reads them as other text: the latest
+    declaration is the client's word on what the bytes say (a charset corrected), so the one
+    document is re-read in it, as bytes first sent bare are; it was a second document."""
+    data = TERMS.encode("koi8-r")
+    first = upload(side, "terms.txt", data, "iso-8859-5").json()
+    Document.objects.for_tenant(side.tenant).filter(pk=first["id"]).update(
+        status=DocumentStatus.READY
+    )
+
+    corrected = upload(side, "terms.txt", data, "koi8-r")
+
+    assert corrected.status_code == 202, corrected.content
+    body = corrected.json()
+    assert (body["id"], body["status"]) == (first["id"], "queued")
+    assert body["content_hash"] == hashlib.sha256(TERMS.encode()).hexdigest()
+    document = Document.objects.for_tenant(side.tenant).get(pk=first["id"])
+    assert document.file.read() == TERMS.encode()
+    assert document.raw_hash == hashlib.sha256(data).hexdigest()
+    assert new_documents(side).count() == 1
+    # Declared as it now is, or bare: that document as it is.
+    for charset in ("koi8-r", None):
+        again = upload(side, "terms.txt", data, charset)
+        assert (again.status_code, again.json()["id"]) == (200, first["id"]), charset
+
+
+def test_bytes_uploaded_bare_before_their_hash_was_kept_are_re_read_when_declared(side):
+    """Documents stored before ``raw_hash`` have none; one stored as its bytes came has their
+    hash as its ``content_hash``, and is still found by it."""
+    data = TERMS.encode("koi8-r")
+    bare = upload(side, "terms.txt", data).json()
+    Document.objects.for_tenant(side.tenant).filter(pk=bare["id"]).update(
+        raw_hash=None, status=DocumentStatus.READY
+    )
+    declared = upload(side, "terms.txt", data, "koi8-r")
+    assert (declared.status_code, declared.json()["id"]) == (202, bare["id"])
+    document = Document.objects.for_tenant(side.tenant).get(pk=bare["id"])
+    assert document.raw_hash == hashlib.sha256(data).hexdigest()
+    assert new_documents(side).count() == 1
 
 
 def ingest_folder(*args: str) -> None:
