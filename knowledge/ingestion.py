@@ -521,12 +521,14 @@ def _store(
     locked.token_count = sum(d.token_count for d in drafts)
     locked.embedding_model = model
     locked.pipeline_version = PIPELINE_VERSION
+    locked.indexed_title = document.title  # the title this run read with the text it stores
     locked.ingested_at = now
     locked.processing_started_at = None
     locked.transient_failures = 0
     locked.save(update_fields=["status", "chunk_count", "token_count", "embedding_model",
-                               "pipeline_version", "ingested_at", "processing_started_at",
-                               "transient_failures", "updated_at"])  # fmt: skip
+                               "pipeline_version", "indexed_title", "ingested_at",
+                               "processing_started_at", "transient_failures",
+                               "updated_at"])  # fmt: skip
     return True
 
 

@@ -382,6 +382,8 @@ def _replace(
         raise Conflict(f"Document {document.external_id!r} is being ingested; try again shortly.")
     if (twin := _existing(tenant, document.dataset, content_hash)) is not None:
         raise _same_content(document, twin)
+    if document.indexed_title is None:  # its chunks were made before runs kept their title
+        document.indexed_title = document.title
     for name, value in fields.items():
         setattr(document, name, value)
     document.content_hash = content_hash

@@ -139,6 +139,11 @@ def document_upload_to(instance: Document, filename: str) -> str:
 class Document(TenantOwned):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="documents")
     title = models.CharField(max_length=500, blank=True)
+    # The title its searched chunks were made with, set when a run stores them: a hit shows it
+    # over their text. A record replaced with a new title takes it at once, while its old text
+    # is searched until the new run's chunks replace it (and for good if that run fails); a hit
+    # showed the new title over the old text. Null: made before it was kept (the title, then).
+    indexed_title = models.CharField(max_length=500, null=True, blank=True, editable=False)
     source = models.CharField(max_length=2048, blank=True, help_text="File name or URL.")
     source_type = models.CharField(max_length=10, choices=SourceType.choices)
     content_type = models.CharField(max_length=100, blank=True)

@@ -479,7 +479,8 @@ def build_sql(
         ORDER BY fused DESC, id
         LIMIT %(fused_limit)s
     )
-    SELECT c.id, c.document_id, c.dataset_id, d.title, d.source, c.page, c.text,
+    SELECT c.id, c.document_id, c.dataset_id, coalesce(d.indexed_title, d.title), d.source,
+           c.page, c.text,
            c.heading_path, c.tags, c.token_count,
            CASE WHEN c.embedding IS NULL THEN NULL
                 ELSE 1 - (c.embedding <=> %(vector)s::vector) END AS similarity,

@@ -196,6 +196,41 @@ def test_a_record_with_new_content_is_found_as_it_was_under_its_new_tags_until_i
     assert found("internal") == ["Refunds\n\nRefunds take ten days."]
 
 
+@pytest.mark.parametrize("made_before_titles_were_kept", [False, True])
+def test_a_record_replaced_with_a_new_title_is_found_under_the_title_of_the_text_found(
+    side, made_before_titles_were_kept
+):
+    """A hit's title was the document's, its text the chunks': a record replaced with a new
+    title showed the new title over its old text until the new run stored its chunks (for good
+    if that run failed). The title the chunks were made with goes with them now."""
+    from knowledge.ingestion import document_ingest
+    from knowledge.retrieval import retrieve, search_space_for_bot
+
+    client = side.client()
+    url = f"/v1/datasets/{side.dataset.pk}/documents"
+    first = client.post(url, {"records": [{"external_id": "kb-1", "title": "Refund window",
+                                           "text": "Refunds take five days."}]},
+                        format="json")  # fmt: skip
+    document_id = first.json()["data"][0]["id"]
+    assert document_ingest(document_id=document_id) == "ready"
+    if made_before_titles_were_kept:
+        Document.objects.for_tenant(side.tenant).filter(pk=document_id).update(indexed_title=None)
+
+    def found() -> list[tuple[str, str]]:
+        space = search_space_for_bot(side.bot)
+        hits = retrieve(space, query="how long do refunds take", top_k=5, mode="text").hits
+        return [(h.title, h.text) for h in hits if str(h.document_id) == document_id]
+
+    assert found() == [("Refund window", "Refund window\n\nRefunds take five days.")]
+    second = client.post(url, {"records": [{"external_id": "kb-1", "title": "Exchange policy",
+                                            "text": "Refunds take ten days."}]},
+                         format="json")  # fmt: skip
+    assert second.json()["data"][0]["title"] == "Exchange policy"
+    assert found() == [("Refund window", "Refund window\n\nRefunds take five days.")]
+    assert document_ingest(document_id=document_id) == "ready"
+    assert found() == [("Exchange policy", "Exchange policy\n\nRefunds take ten days.")]
+
+
 def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothing_changes(side):
     """Content is stored once per dataset: record kb-1 cannot become a copy of kb-2 (a 500
     before, from the unique index); the whole batch is refused and both documents stay."""
