@@ -348,18 +348,23 @@ def test_two_migrates_at_once_run_one_after_the_other(empty_database):
 
 # knowledge 0016 (the heading path in search_vector) on a database holding chunks.
 HEADINGS_SEED = """
-from knowledge.models import Chunk, Dataset, Document, DocumentStatus
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from knowledge.models import Chunk, Dataset, DocumentStatus
 from tenants.models import Tenant
+# The document as knowledge 0015 has it: the model has columns added since (raw_hash, ...).
+state = MigrationLoader(connection).project_state(("knowledge", "0015_document_pipeline_version"))
+Document = state.apps.get_model("knowledge", "Document")
 tenant = Tenant.objects.create(slug="headings", name="headings")
 dataset = Dataset.all_tenants.create(tenant=tenant, name="d", language="english")
-document = Document.all_tenants.create(
-    tenant=tenant, dataset=dataset, title="d", source="s", source_type="record",
+document = Document._default_manager.create(
+    tenant_id=tenant.pk, dataset_id=dataset.pk, title="d", source="s", source_type="record",
     status=DocumentStatus.READY, content_hash="0" * 64)
 rows = [("Canary lines catch leaks", ["Security", "Guardrails"]), ("Refunds take days", []),
         ("东京塔每晚都会亮灯", ["东京塔"])]
 for i, (text, path) in enumerate(rows * 70):
     Chunk.all_tenants.create(
-        tenant=tenant, dataset=dataset, document=document, ordinal=i, text=text, heading_path=path,
+        tenant=tenant, dataset=dataset, document_id=document.pk, ordinal=i, text=text, heading_path=path,
         token_count=3, char_start=0, char_end=len(text), language="english",
         embedding=[0.1] * 384, embedding_model="m")
 """
