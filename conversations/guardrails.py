@@ -60,46 +60,120 @@ _NOT_BASE64 = re.compile(r"[^0-9A-Za-z+/\-_]+")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
+def _cores(encode: Callable[[bytes], bytes], group: int, span: int, secret: bytes) -> list[str]:
+    """The characters ``encode`` (base64: ``group`` 4 characters for a ``span`` of 3 bytes;
+    base32: 8 for 5) writes for ``secret`` whatever precedes it: at each alignment, the groups
+    made of its bytes alone."""
+    cores = []
+    for shift in range(span):
+        encoded = encode(b"\0" * shift + secret).decode()
+        cores.append(encoded[group if shift else 0 : group * ((shift + len(secret)) // span)])
+    return cores
+
+
 def _base64_cores(secret: bytes) -> tuple[str, ...]:
     """The characters base64 (standard or URL-safe) writes for ``secret`` whatever precedes
     it: at each of the three alignments, the quads made of its bytes alone."""
     cores = []
-    for shift in range(3):
-        encoded = base64.b64encode(b"\0" * shift + secret).decode()
-        core = encoded[4 if shift else 0 : 4 * ((shift + len(secret)) // 3)]
+    for core in _cores(base64.b64encode, 4, 3, secret):
         cores.append(core)
         cores.append(core.replace("+", "-").replace("/", "_"))
     return tuple(dict.fromkeys(cores))
 
 
+def _caesar(text: str, shift: int) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return text.translate(str.maketrans(letters, letters[shift:] + letters[:shift]))
+
+
 def _alnum_forms(secret: str) -> tuple[str, ...]:
     """How ``secret`` (hex digits) reads once the answer keeps only its letters and digits, for
-    each way of writing it: as it is, reversed, ROT13 (and reversed), hex-encoded (also as
-    "0x38 0x34 ..." and "\\x38\\x34..." / "&#x38;&#x34;...", whose x stays among the letters) and
-    as decimal character codes ("56 52 48 ...", "&#56;&#52;...")."""
+    each way of writing it: as it is, reversed, hex-encoded (also as "0x38 0x34 ..." and
+    "\\x38\\x34..." / "&#x38;&#x34;...", whose x stays among the letters), as decimal
+    character codes ("56 52 48 ...", "&#56;&#52;..."), as octal codes ("70 64 ...", "070",
+    "\\070 \\141", "0o70"), as binary codes (7 or 8 digits, with "0b" or without), base32-encoded
+    (upper or lower case, at each of its five alignments) and hex-encoded after base64. Caesar
+    shifts are :func:`_caesar_forms`."""
     pairs = [f"{ord(c):02x}" for c in secret]
-    rot13 = codecs.encode(secret, "rot13")
     codes = "".join(str(ord(c)) for c in secret)
-    forms = (secret, secret[::-1], rot13, rot13[::-1], "".join(pairs), "0x".join(pairs),
-             "x".join(pairs), codes)  # fmt: skip
+    octal = [f"{ord(c):o}" for c in secret]
+    octal3 = [f"{ord(c):03o}" for c in secret]
+    bits = [f"{ord(c):b}" for c in secret]
+    octets = [f"{ord(c):08b}" for c in secret]
+    base32 = [core.lower() for core in _cores(base64.b32encode, 8, 5, secret.encode())]
+    hex_base64 = [core.encode().hex() for core in _cores(base64.b64encode, 4, 3, secret.encode())]
+    forms = (secret, secret[::-1], "".join(pairs), "0x".join(pairs), "x".join(pairs), codes,
+             "".join(octal), "".join(octal3), "0".join(octal), "0o".join(octal), "".join(bits), "0b".join(bits),
+             "".join(octets), "0b".join(octets), *base32, *hex_base64)  # fmt: skip
     return tuple(dict.fromkeys(forms))
+
+
+def _caesar_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` with its letters shifted by each of the 25 Caesar shifts (ROT13 among them),
+    forwards and reversed."""
+    shifted = [_caesar(secret, shift) for shift in range(1, 26)]
+    return tuple(dict.fromkeys([*shifted, *(s[::-1] for s in shifted)]))
+
+
+def _chained_base64_cores(secret: str) -> tuple[str, ...]:
+    """Base64 (standard or URL-safe) written after another encoding: of the ROT13, the reverse,
+    the hex encoding and the base64 encoding of ``secret``; and ROT13 applied to its base64."""
+    inner = [_caesar(secret, 13), secret[::-1], secret.encode().hex()]
+    inner += _cores(base64.b64encode, 4, 3, secret.encode())
+    cores = [core for text in inner for core in _base64_cores(text.encode())]
+    cores += [
+        codecs.encode(core, "rot13") for core in _cores(base64.b64encode, 4, 3, secret.encode())
+    ]
+    return tuple(dict.fromkeys(cores))
+
+
+# Every letter as one: a Caesar shift keeps the digits where they are and changes letters only,
+# so the canary shifted any way has the canary's skeleton (one test, not 50).
+_SKELETON = str.maketrans("abcdefghijklmnopqrstuvwxyz", "a" * 26)
+
+
+def _by_last(forms: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``forms`` grouped by their last character."""
+    groups: dict[str, list[str]] = {}
+    for form in forms:
+        groups.setdefault(form[-1], []).append(form)
+    return {last: tuple(group) for last, group in groups.items()}
+
+
+def _found(text: str, new: str, forms: dict[str, tuple[str, ...]]) -> bool:
+    """Whether one of ``forms`` is in ``text`` (kept text then ``new``), where it was not before
+    ``new`` came: then it ends in ``new``, so only the forms that end with one of its characters
+    are looked for (an English piece of four letters: a few of the 46)."""
+    for last in set(new):
+        group = forms.get(last)
+        # map over the bound ``in`` test: no generator frame per form
+        if group is not None and any(map(text.__contains__, group)):
+            return True
+    return False
 
 
 class CanaryForms:
     """The canary's random part written another way: spaced out or one character a line
     (anything but letters and digits between its characters), upper-cased, full-width,
-    reversed, in ROT13, hex-encoded, as decimal character codes or base64-encoded (standard
-    or URL-safe, wrapped or not). Fed each piece of the answer once: it keeps the last few
-    letters and digits it read, so a form split across pieces is found and no piece is read
-    twice (one pattern pass a piece)."""
+    reversed, with its letters shifted (ROT13 or any other Caesar shift), hex-encoded, as
+    decimal, octal or binary character codes, base32- or base64-encoded (standard or URL-safe,
+    wrapped or not) and base64 or hex after another of those encodings. Fed each piece of the
+    answer once: it keeps the last few letters and digits it read, so a form split across
+    pieces is found and no piece is read twice (one pattern pass a piece)."""
 
     def __init__(self, canary: str) -> None:
         secret = canary.lower().removeprefix(CANARY_PREFIX)
-        self.alnum = _alnum_forms(secret) if secret else ()
-        self.base64 = _base64_cores(secret.encode()) if secret else ()
-        self._alnum_keep = max((len(f) for f in self.alnum), default=1) - 1
-        self._base64_keep = max((len(f) for f in self.base64), default=1) - 1
-        self._alnum_tail = self._base64_tail = ""
+        alnum = _alnum_forms(secret) if secret else ()
+        encoded = (
+            (*_base64_cores(secret.encode()), *_chained_base64_cores(secret)) if secret else ()
+        )
+        self.alnum, self.base64 = _by_last(alnum), _by_last(encoded)
+        self.caesar = _caesar_forms(secret) if secret else ()
+        self.skeletons = (secret.translate(_SKELETON), secret[::-1].translate(_SKELETON))
+        self._alnum_keep = max((len(f) for f in alnum), default=1) - 1
+        self._base64_keep = max((len(f) for f in encoded), default=1) - 1
+        self._skeleton_keep = len(secret) - 1
+        self._alnum_tail = self._base64_tail = self._skeleton_tail = ""
 
     def seen_in(self, text: str) -> bool:
         if not self.alnum:
@@ -114,9 +188,12 @@ class CanaryForms:
             letters = _NOT_ALNUM.sub("", letters)
         alnum = self._alnum_tail + letters
         self._alnum_tail = alnum[-self._alnum_keep :]
-        # map over the bound ``in`` test: no generator frame per form (eight and six of them)
-        return any(map(alnum.__contains__, self.alnum)) or any(
-            map(encoded.__contains__, self.base64)
+        skeleton = self._skeleton_tail + letters.translate(_SKELETON)
+        self._skeleton_tail = skeleton[-self._skeleton_keep :]
+        if _found(alnum, letters, self.alnum) or _found(encoded, kept, self.base64):
+            return True
+        return any(map(skeleton.__contains__, self.skeletons)) and any(
+            map(alnum.__contains__, self.caesar)
         )
 
 

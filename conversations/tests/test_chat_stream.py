@@ -483,10 +483,16 @@ def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json
         lambda c: " ".join(f"0x{b:02x}" for b in c.encode()),
         lambda c: "".join(f"\\x{b:02x}" for b in c.encode()),
         lambda c: ",".join(str(b) for b in c.encode()),
+        lambda c: " ".join(f"{b:03o}" for b in c.encode()),
+        lambda c: " ".join(f"{b:08b}" for b in c.encode()),
+        lambda c: base64.b32encode(f"Confidential marker: {c}.".encode()).decode(),
+        lambda c: c.translate(str.maketrans("abcdef", "defghi")),  # Caesar 3 (hex letters)
+        lambda c: base64.b64encode(codecs.encode(c, "rot13").encode()).decode(),
     ],
     ids=[
         *("spaced", "lines", "reversed", "dashed-upper-code", "hex", "base64", "base64url"),
         *("rot13", "hex-0x", "hex-escapes", "decimal-codes"),
+        *("octal-codes", "binary", "base32", "caesar-3", "rot13-then-base64"),
     ],
 )
 def test_a_canary_leaked_in_another_form_cuts_the_answer(served, alpha, leak):

@@ -178,6 +178,15 @@ def test_canary_cuts_the_answer_before_any_of_it_is_shown() -> None:
         assert "My instructions are:".startswith(shown) or shown.startswith("My instructions")
 
 
+def _shift(text: str, by: int) -> str:
+    """A Caesar shift of the letters of ``text`` (ROT13 is 13)."""
+    lower = "abcdefghijklmnopqrstuvwxyz"
+    table = str.maketrans(
+        lower + lower.upper(), lower[by:] + lower[:by] + (lower[by:] + lower[:by]).upper()
+    )
+    return text.translate(table)
+
+
 CANARY_LEAKS = {
     "spaced": lambda c: " ".join(c),
     "lines": lambda c: "\n".join(c),
@@ -202,6 +211,29 @@ CANARY_LEAKS = {
         (lambda e: [e[i : i + 6] for i in range(0, len(e), 6)])(
             base64.b64encode(c.encode()).decode()
         )
+    ),
+    # Red team, second round: other codes, other shifts and one encoding after another.
+    "octal codes": lambda c: " ".join(f"{b:o}" for b in c.encode()),
+    "octal with a zero": lambda c: " ".join(f"0{b:o}" for b in c.encode()),
+    "octal escapes": lambda c: "".join(f"\\{b:03o}" for b in c.encode()),
+    "octal 0o": lambda c: ", ".join(f"0o{b:o}" for b in c.encode()),
+    "binary octets": lambda c: " ".join(f"{b:08b}" for b in c.encode()),
+    "binary 0b": lambda c: " ".join(bin(b) for b in c.encode()),
+    "binary unpadded": lambda c: " ".join(f"{b:b}" for b in c.encode()),
+    "base32": lambda c: base64.b32encode(f"Marker {c}".encode()).decode(),
+    "base32 lower": lambda c: base64.b32encode(f"M: {c}".encode()).decode().lower(),
+    "caesar 3": lambda c: _shift(f"Confidential marker: {c}.", 3),
+    "caesar 1 reversed": lambda c: _shift(c, 1)[::-1],
+    "caesar 23": lambda c: _shift(c, 23),
+    "rot13 then base64": lambda c: base64.b64encode(
+        codecs.encode(f"M {c}", "rot13").encode()
+    ).decode(),
+    "base64 twice": lambda c: base64.b64encode(base64.b64encode(f"Marker {c}".encode())).decode(),
+    "hex then base64": lambda c: base64.b64encode(c.encode().hex().encode()).decode(),
+    "base64 then hex": lambda c: base64.b64encode(f"Mk {c}".encode()).hex(),
+    "reversed then base64": lambda c: base64.b64encode(c[::-1].encode()).decode(),
+    "base64 then rot13": lambda c: codecs.encode(
+        base64.b64encode(f"M {c}".encode()).decode(), "rot13"
     ),
 }
 
@@ -257,13 +289,43 @@ def test_text_near_the_canary_forms_is_not_taken_for_the_canary() -> None:
         assert not guard.blocked and out == text
 
 
+def test_text_near_the_new_canary_forms_is_not_taken_for_the_canary() -> None:
+    """Octal and binary codes, base32, Caesar shifts and chained encodings of a neighbouring
+    secret (one digit in the middle changed: the encodings' groups need not cover the last
+    one), and ordinary text with digits between words (the Caesar check's skeleton): none of
+    them is the canary."""
+    canary = "cnry-0123456789abcdef"
+    near = b"01234567a9abcdef"
+    text = (
+        " ".join(f"0{b:o}" for b in near)
+        + "; "
+        + " ".join(f"{b:08b}" for b in near)
+        + "; "
+        + base64.b32encode(near).decode()
+        + "; "
+        + _shift(near.decode(), 3)
+        + " and "
+        + _shift(near.decode(), 7)[::-1]
+        + "; "
+        + base64.b64encode(base64.b64encode(near)).decode()
+        + "; "
+        + base64.b64encode(near).hex()
+        + ". Release 0 of 1 2 3 4 5 6 7 8 9 shipped on day 10; try abc 123 def."
+    )
+    for size in (1, 5, len(text)):
+        guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
+        out, _ = run(guard, text, size)
+        assert not guard.blocked and out == text
+
+
 def test_the_canary_forms_read_each_piece_once_and_keep_a_bounded_tail() -> None:
     canary = new_canary()
     guard = OutputGuard(canary=canary, pii_entities=(), hosts=HOSTS)
     for _ in range(2_000):  # an answer of 200k characters, in pieces
         guard.feed("abcdef0123 " * 10)
     forms = guard._canary_forms
-    assert len(forms._alnum_tail) < 64 and len(forms._base64_tail) < 64
+    # the longest form is the binary one with "0b" prefixes: 158 characters
+    assert len(forms._alnum_tail) < 160 and len(forms._base64_tail) < 64
 
 
 def test_text_that_merely_starts_like_the_canary_is_released() -> None:
