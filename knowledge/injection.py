@@ -437,7 +437,20 @@ _OVERRIDE_ML_GATE = re.compile(
     r"ignor|oubli|olvid|dimentic|забудь|игнорируй|проигнорируй|ne (?:tenez|tiens)|haz caso|"
     r"no hagas|non tene"
 )
-_GATES = {"override_ml": _OVERRIDE_ML_GATE, "override_ml_passage": _OVERRIDE_ML_GATE}
+# ``override_intl``: a word of one of its scripts (Greek, Cyrillic, Hebrew, Arabic, Devanagari,
+# Bengali, Thai, kana, CJK, Hangul) or a stem of its Latin-script verbs and nouns (its 17 newer
+# languages had made it 330 µs a chunk).
+_OVERRIDE_INTL_GATE = re.compile(
+    r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u09ff\u0e00-\u0e7f\u3040-\u30ff"
+    r"\u4e00-\u9fff\uac00-\ud7af]|ignor|glöm|strunta|glem|zapom|zabud|abaik|lupak|bỏ qua|phớt|"
+    r"quên|uită|uitați|uitaţi|hagy|felejts|unohd|ohita|jätä|puuza|sahau|huwag|kalimut|balewala|"
+    r"talimat|komut|kural|esque|desconsider|negeer|vergeet"
+)
+_GATES = {
+    "override_ml": _OVERRIDE_ML_GATE,
+    "override_ml_passage": _OVERRIDE_ML_GATE,
+    "override_intl": _OVERRIDE_INTL_GATE,
+}
 _RULES = {**QUESTION_RULES, **_PASSAGE_ONLY_RULES}
 # The words the rules are written with ("rules?" gives "rules" and "rule"): which reading of a 1
 # in a leetspeak word to take.
