@@ -468,7 +468,7 @@ def test_a_question_that_describes_an_override_is_not_refused(text: str) -> None
     instructions" means): it read "ignore", "ignora", "olvida", "dimentica" and the infinitives
     anywhere. Now questions and documents share one rule: those verbs count where an order
     stands, only-order forms ("ignorez", "oubliez") anywhere."""
-    assert not [r for r in detect(text).reasons if r != "classifier"]
+    assert not detect(text).flagged
 
 
 @pytest.mark.parametrize(
@@ -505,7 +505,7 @@ def test_an_override_said_to_the_bot_in_french_or_spanish_is_still_refused(text:
 def test_asking_how_to_change_the_system_prompt_is_not_refused(text: str) -> None:
     """An admin's question about this product; the extraction rules (and for Russian the
     classifier) refused it in English and in the languages of ``extraction_ml``."""
-    assert not [r for r in detect(text).reasons if r != "classifier"]
+    assert not detect(text).flagged
 
 
 @pytest.mark.parametrize(

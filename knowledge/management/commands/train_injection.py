@@ -1,7 +1,9 @@
 """``manage.py train_injection``: fit the prompt-injection classifier (logistic regression over
 character n-gram TF-IDF, :mod:`knowledge.injection_ngrams`) on the *train* split of a labelled
 JSONL set (deepset prompt-injections by default) plus the tune split of our own benign questions
-(``knowledge/evaldata/benign_questions.jsonl``); choose the regularisation and the threshold by
+(``knowledge/evaldata/benign_questions.jsonl``), and with ``--claims`` the queries of a
+BEIR-style file as more benign texts (SciFact's train claims: tried on 2026-12-07, not the
+shipped model, see docs/GUARDRAILS.md); choose the regularisation and the threshold by
 5-fold cross-validation on that split, so that at most ``--max-false-positive`` of the benign
 prompts the rules pass are flagged; write
 ``knowledge/injection_model.json``. The test split is only scored, never used for fitting."""
@@ -47,12 +49,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--data", type=Path, default=settings.BASE_DIR / DEFAULT_DATA)
+        parser.add_argument("--claims", type=Path, default=None)
         parser.add_argument("--max-false-positive", type=float, default=0.02)
+        parser.add_argument("--output", type=Path, default=MODEL_PATH)
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = [json.loads(line) for line in options["data"].open(encoding="utf-8")]
+        claims = [r["query"] for r in read_jsonl(options["claims"])] if options["claims"] else []
         train = [r for r in rows if r["split"] == "train"] + [
-            {"text": text, "label": 0, "split": "train"} for text in benign_questions("tune")
+            {"text": text, "label": 0, "split": "train"}
+            for text in [*benign_questions("tune"), *claims]
         ]
         test = [r for r in rows if r["split"] == "test"]
         texts = [r["text"] for r in train]
@@ -93,12 +99,13 @@ class Command(BaseCommand):
         model = {
             "kind": "char_ngram_tfidf_logistic_regression",
             "ngrams": "char_wb 2..5, sublinear tf, smoothed idf, min_df 2, L2-normalised",
-            "trained_on": "deepset/prompt-injections split=train + benign_questions.jsonl split=tune",
+            "trained_on": "deepset/prompt-injections split=train + benign_questions.jsonl split=tune"
+            + (f" + {len(claims)} queries of {options['claims'].name}" if claims else ""),
             "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
             "l2": l2,
             "threshold": round(threshold, 6),
             "metrics": metrics,
             **to_json(vectorizer, w, b),
         }
-        MODEL_PATH.write_text(json.dumps(model, ensure_ascii=False, sort_keys=True) + "\n")
+        options["output"].write_text(json.dumps(model, ensure_ascii=False, sort_keys=True) + "\n")
         self.stdout.write(json.dumps(metrics))
