@@ -5,7 +5,7 @@ Each entity is a *candidate* regular expression, kept simple and bounded (every 
 an upper limit and repetitions cannot split the same characters two ways, so matching stays
 linear in the text), then a Python *validator* that decides: Luhn for cards, ISO 13616 length
 and mod-97 for IBANs, ``ipaddress`` for IPs, the SSA's ranges for SSNs, digit counts and shape
-rules for phones. Detection does not depend on which entities are asked for: every entity is
+rules for phones (a card starting with 0 only after a word for a card). Detection does not depend on which entities are asked for: every entity is
 found, overlaps are resolved (the longer span wins, then the more specific entity), and only
 then are the spans filtered, so an SSN never turns into a ``[PHONE]`` because SSNs are off.
 
@@ -17,7 +17,9 @@ Choices worth knowing:
 - PHONE: 7 to 15 digits in groups (``+``/``00`` country code, ``(0)``, ``(area)``, separators
   space . - /, extensions ``x123``/``ext. 123``). A bare run of digits is a phone only as a
   valid NANP number (10 digits, or 11 starting with 1); two plain groups ("555 1234") only
-  after a word like "phone", "call" or "mobile", the same way as bare SSNs; dates, decimals,
+  after a word like "phone", "call" or "mobile", the same way as bare SSNs, or labelled by a
+  phone noun right after them ("781 1704 office", which also makes a bare run of 10-15 digits
+  a phone: "3660170548-Fax"); dates, decimals,
   IP-, version- and SSN-shaped groups and runs of years are not phones. Other runs of numbers
   totalling 7+ digits in 3+ groups ("batch 32 64 128") are masked: we err towards masking.
 - IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
@@ -353,9 +355,15 @@ def _any_idn_emails(text: str) -> Iterator[tuple[int, int]]:
 # sharing one separator, a space, a hyphen or a dot (then the number must not go on with more
 # groups).
 _CARD = re.compile(
-    r"(?<![\w\-.])(?:[1-9][0-9]{11,18}(?![\w])(?![.\-][0-9])"
-    r"|(?<![0-9] )[1-9][0-9]{3}([ \-.])[0-9]{1,6}(?:\1[0-9]{1,6}){1,3}(?![\w])(?![ .\-][0-9]))",
+    r"(?<![\w\-.])(?:[0-9]{12,19}(?![\w])(?![.\-][0-9])"
+    r"|(?<![0-9] )[0-9]{4}([ \-.])[0-9]{1,6}(?:\1[0-9]{1,6}){1,3}(?![\w])(?![ .\-][0-9]))",
     re.ASCII,
+)
+# No issuer's number starts with 0, so such a number is a card only after a word for one
+# ("credit card 0604 2607 0011"), the way bare SSNs need theirs.
+_CARD_CUE = re.compile(
+    r"\b(?:cards?|kreditkarte\w{0,2}|karte|carte|tarjeta|carta|cart\xe3o)\b",
+    re.ASCII | re.IGNORECASE,
 )
 _CARD_GROUPS = ((4, 6, 5), (4, 6, 4))  # Amex, Diners; otherwise groups of 4, the last 1-4
 
@@ -375,7 +383,9 @@ def _cards(text: str) -> Iterator[tuple[int, int]]:
         groups = tuple(len(g) for g in m.group().split(m.group(1))) if m.group(1) else ()
         digits = m.group().replace(m.group(1), "") if m.group(1) else m.group()
         fours = all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4 if groups else True
-        if (fours or groups in _CARD_GROUPS) and 12 <= len(digits) <= 19 and luhn_ok(digits):
+        if not (fours or groups in _CARD_GROUPS) or not 12 <= len(digits) <= 19:
+            continue
+        if luhn_ok(digits) and (digits[0] != "0" or _cue_before(_CARD_CUE, text, m.start())):
             yield m.start(), m.end()
 
 
@@ -586,6 +596,17 @@ _PHONE_CUE = re.compile(
 )
 
 
+# A phone word written right after the number labels it, as contact blocks do ("781 1704
+# office", "3660170548-Fax", "555 0199 (mobile)"): nouns only, not the verbs that announce a
+# number ("555 0199 is my phone" is no label). Held by _HOLD while it forms.
+_PHONE_LABEL_AFTER = re.compile(
+    r"[ \-/(]{1,3}(?:phones?|tel|telephone|mobile|cell|fax|office|desk|telefon\w{0,8}|handy"
+    r"|mobil\w{0,8}|t\xe9l(?:\xe9phone)?|portable|celular|cellulare|m\xf3vil|telefono"
+    r"|t\xe9l\xe9fono)\b",
+    re.ASCII | re.IGNORECASE,
+)
+
+
 def _date_like(groups: list[str]) -> bool:
     for a, b, c in zip(groups, groups[1:], groups[2:], strict=False):
         if _YEAR.fullmatch(a) and len(b) <= 2 and len(c) <= 2:  # 2024-01-15
@@ -598,14 +619,19 @@ def _date_like(groups: list[str]) -> bool:
     return False
 
 
-def phone_ok(raw: str) -> bool:
+def phone_ok(raw: str, labelled: bool = False) -> bool:
+    """Whether ``raw`` has a phone number's shape; ``labelled``: a phone word labels it right
+    after it (then a bare run of 10-15 digits is one, NANP or not: "3660170548-Fax"; a word
+    before it does not do that, "desk%40568721512" in a URL)."""
     main = _PHONE_EXT.sub("", raw)
     groups = [g for g in _PHONE_SEP.split(main.lstrip("+")) if g]
     digits = "".join(groups)
     if not 7 <= len(digits) <= 15:
         return False
-    if len(groups) == 1 and main == digits:  # a bare run of digits: only a NANP number
+    if len(groups) == 1 and main == digits:  # a bare run of digits: a NANP number, or labelled
         nanp = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+        if labelled and len(digits) >= 10:
+            return True
         return len(nanp) == 10 and nanp[0] in "23456789" and nanp[3] in "23456789"
     if "." in main and (len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups)):
         return False  # decimals, versions, IP-shaped quads
@@ -626,7 +652,10 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
         national = 2 <= len(area) <= 5 and area[0] == "0" and area[1] != "0"
         national = national and 10 <= len("".join(groups)) <= 12
         weak = plain and len(groups) == 2 and not national
-        if phone_ok(raw) and (not weak or _cue_before(_PHONE_CUE, text, m.start())):
+        labelled = _PHONE_LABEL_AFTER.match(text, m.end()) is not None
+        if phone_ok(raw, labelled) and (
+            not weak or labelled or _cue_before(_PHONE_CUE, text, m.start())
+        ):
             yield m.start(), m.end()
 
 
@@ -899,13 +928,17 @@ _HOLD = re.compile(
     + "|"
     + _EMAIL_CUE.pattern
     + r"|\bsocial(?:\s{1,3}[a-z]{0,8})?)"
-    rf"[^0-9]{{0,{CUE_WINDOW}}})?"
+    rf"[^0-9]{{0,{CUE_WINDOW}}}"
+    + "|"
+    + _CARD_CUE.pattern  # needed by a number starting with 0 only (in the folded copy too)
+    + rf"[^0-9\x80-\U0010ffff]{{0,{CUE_WINDOW}}}(?![1-9]))?"
     r"""
     (?:
         [A-Za-z0-9._%+\-]{1,64}(?:@[A-Za-z0-9.\-]{0,253})?                 # e-mail
       | (?<![A-Za-z0-9_])[A-Za-z](?:[ \-][A-Za-z](?:[ \-][0-9](?:[ \-][0-9]
         (?:[ \-][A-Za-z0-9]){0,30}+)?)?)?[ \-]?                               # IBAN one by one
       | [+(0-9][0-9()\ .\-/]{0,40}(?:\ ?(?:x|e|ex|ext\.?)?\ ?[0-9]{0,6})?   # phone, card, SSN, IPv4
+        [A-Za-z\xe9\xf3]{0,16}                                                  # a phone label
       | (?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:\ ?[A-Za-z0-9]){0,30}\ ?       # IBAN
       | [\[0-9A-Fa-f:.]{1,45}                                                # IPv6
     )?
@@ -1010,7 +1043,8 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     never holds more than MAX_HOLD characters back.
 
     Emitting ``mask(text[:i])`` piece by piece gives what ``mask`` of the whole text would: a
-    context word a span depends on is held too, and so is a complete span that ``i`` would cut.
+    context word a span depends on is held too, and so is a complete span that ``i`` would cut
+    or part from the label after it.
     ``spans``: ``find(text)`` (all entities) when the caller has it already.
     """
     floor = max(0, len(text) - MAX_HOLD)
@@ -1024,7 +1058,9 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
         base = max(0, floor - MAX_HOLD)
         spans = [Span(s.entity, s.start + base, s.end + base) for s in find(text[base:])]
     for span in spans:
-        if span.start < cut < span.end:
+        # A phone number labelled after it ("781 1704 office") is one only with its label.
+        label = _PHONE_LABEL_AFTER.match(text, span.end) if span.entity == "PHONE" else None
+        if span.start < cut < (label.end() if label else span.end):
             cut = span.start
             break
     return max(cut, floor)

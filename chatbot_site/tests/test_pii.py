@@ -210,6 +210,31 @@ def test_two_group_numbers_people_type_in_other_countries_are_phones(text, value
     assert spans(text) == [("PHONE", value)]
 
 
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("781 1704 office", "781 1704"),
+        ("085 175 7641-Office\\,3660170548-Fax", "3660170548"),  # bare, not NANP
+        ("Ring 555 0199 (mobile) or write", "555 0199"),
+        ("030 1234567 Telefon", "030 1234567"),
+    ],
+)
+def test_a_phone_word_right_after_a_number_labels_it(text, value):
+    # Contact blocks write the label after the number; a verb there labels nothing.
+    assert ("PHONE", value) in spans(text)
+    assert spans("3660170548 is my phone") == []
+    assert spans("call 3660170548") == []  # a bare run needs the label, or a NANP shape
+    assert spans("ticket 555 0199 officer") == []
+
+
+def test_a_card_number_starting_with_zero_is_a_card_after_a_card_word():
+    # No issuer's number starts with 0; the user calling it a card makes it one.
+    assert spans("points on credit card 060426070011 ?") == [("CREDIT_CARD", "060426070011")]
+    assert spans("Karte 0604 2607 0011 gesperrt") == [("CREDIT_CARD", "0604 2607 0011")]
+    assert spans("order 060426070011 shipped") == []
+    assert spans("card 060426070012") == []  # fails Luhn
+
+
 def test_two_group_numbers_with_a_leading_zero_are_not_all_phones():
     assert spans("Boston 02139-1234") == []  # ZIP+4: nine digits
     assert spans("Dresden 01067, Haus 12") == []
@@ -710,6 +735,7 @@ def test_ascii_text_is_masked_as_before_the_folding():
         ("Number: +1 (555) 12", "+1 (555) 12"),
         ("Call +1 (555) 12", "Call +1 (555) 12"),  # with the word a short number would need
         ("Card 4111 1111", "4111 1111"),
+        ("Card 0604 2607", "Card 0604 2607"),  # the word a card starting with 0 needs
         ("IBAN GB82 WEST", "GB82 WEST"),
         ("from 192.168.", "192.168."),
         ("from fe80::1f", "fe80::1f"),
@@ -769,6 +795,7 @@ STREAMED = [
     "Or mail me: ben at example.com, or kim [at] mail.example.org.",
     f"Card {SPACED_CARD}, phone 0 1 7 1 2 3 4 5 6 7 8 today.",
     f"IBAN {spaced(DE_IBAN)} please.",
+    "Desk: 781 1704 office, 3660170548-Fax, or credit card 0604 2607 0011 on file.",
 ]
 
 
