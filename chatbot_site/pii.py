@@ -73,7 +73,10 @@ from typing import Any
 ENTITIES: tuple[str, ...] = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "SSN", "IP_ADDRESS")
 # Tie-break when two spans of the same length overlap: the more specific check wins.
 _PRIORITY = {"CREDIT_CARD": 0, "IBAN": 1, "SSN": 2, "IP_ADDRESS": 3, "EMAIL": 4, "PHONE": 5}
-MAX_HOLD = 64
+# The longest thing the stream holds whole: an IBAN typed one character at a time, Russia's 33
+# characters and their 32 separators (64 released its start), then a space and a word of up to
+# 16 letters that may still label the digits at its end as a phone (_HOLD's phone branch).
+MAX_HOLD = 82
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ CARD = with_luhn("453201511283036")  # 16 digits, Visa-like
 AMEX = with_luhn("37828224631000")  # 15 digits
 GB_IBAN = "GB82WEST12345698765432"
 DE_IBAN = "DE89370400440532013000"
+RU_IBAN = "RU2604452522540702810123456789012"  # 33 characters, the longest in the registry
 
 
 # --- each entity: positives -----------------------------------------------------------------
@@ -795,6 +796,7 @@ STREAMED = [
     "Or mail me: ben at example.com, or kim [at] mail.example.org.",
     f"Card {SPACED_CARD}, phone 0 1 7 1 2 3 4 5 6 7 8 today.",
     f"IBAN {spaced(DE_IBAN)} please.",
+    f"Russian IBAN {spaced(RU_IBAN)} please.",  # 65 characters typed one by one
     "Desk: 781 1704 office, 3660170548-Fax, or credit card 0604 2607 0011 on file.",
 ]
 
