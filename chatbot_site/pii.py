@@ -159,7 +159,9 @@ def _idn_emails(text: str) -> Iterator[tuple[int, int]]:
 # "john @ example.com", "juan arroba ejemplo punto es". Found from each "at" (the separator
 # between the local part and the domain), then checked by :func:`_written_ok`.
 _AT_WORDS = "at|\xe4t|arobase|arroba|chiocciola"  # "ät": how German speakers spell "at"
-_DOT_WORDS = "dot|punkt|punto"  # written bare between labels; "point" and "punt" only bracketed
+# written bare between labels ("period": "john at example period com"); "point" and "punt"
+# only bracketed
+_DOT_WORDS = "dot|period|punkt|punto"
 _OPEN, _CLOSE = r"[\[({<]", r"[\])}>]"
 _INSIDE_AT = rf"[ ]{{0,2}}(?:{_AT_WORDS}|@)[ ]{{0,2}}{_CLOSE}[ ]{{0,3}}"  # after the bracket
 _DOT_WRITTEN = (
@@ -244,6 +246,7 @@ _GENERIC_TLDS = frozenset(
         "mail",
     ]
 )
+_PERIOD = re.compile(r" period ", re.IGNORECASE)
 _BRACKETED_AT = re.compile(rf"{_OPEN}{_INSIDE_AT}")
 _WRITTEN_HINT_UNICODE = re.compile(
     r"(?<![^\W_])(?:at|\xe4t|\uff41\uff54|arobase|arroba|chiocciola)(?![^\W_])", re.IGNORECASE
@@ -253,7 +256,11 @@ _WRITTEN_HINT_UNICODE = re.compile(
 def _may_be_written(text: str) -> bool:
     """Whether ``text`` may hold a written-out address ("@" aside): cheap, so that most text
     skips the search (ASCII text: substring tests of its lowered copy, and a bracketed "at"
-    looked for only in text with a closing bracket)."""
+    looked for only in text with a closing bracket; "AT" and "DOT" glued to words)."""
+    if ("AT" in text and "DOT" in text) or (
+        "\uff21\uff34" in text and "\uff24\uff2f\uff34" in text
+    ):
+        return True
     if not text.isascii():
         return _WRITTEN_HINT_UNICODE.search(text) is not None
     low = text.lower()
@@ -285,6 +292,8 @@ def _written_ok(text: str, local: int, end: int, at: str, domain: str) -> bool:
         return False
     if len(tld) > 2 and tld.lower() not in _GENERIC_TLDS:
         return False
+    if _PERIOD.search(domain) and tld.lower() not in _GENERIC_TLDS:
+        return False  # prose says "period": "patients at baseline period to week 12"
     return separator == "@" or written_dot or _cue_before(_EMAIL_CUE, text, local)
 
 
@@ -338,11 +347,35 @@ def _written_emails(
             done = m.end()
 
 
+# "johnATexampleDOTcom": the separators glued to the words, told from them by case alone (upper
+# case between lower-case letters or digits; nothing in the classes can match "AT" or "DOT", so
+# nothing is tried twice).
+_GLUED = re.compile(
+    r"(?<![\w.%+\-])[A-Za-z0-9][a-z0-9._%+\-]{0,63}AT(?P<domain>[a-z0-9\-]{1,63}"
+    r"(?:DOT[a-z0-9\-]{1,63}){1,8})(?![\w\-])",
+    re.ASCII,
+)
+
+
+def _glued_emails(text: str) -> Iterator[tuple[int, int]]:
+    if "AT" in text and "DOT" in text:
+        for m in _GLUED.finditer(text):
+            labels = m.group("domain").split("DOT")
+            tld = labels[-1]
+            if (
+                tld.isalpha()
+                and 2 <= len(tld) <= 24
+                and all(label[0] != "-" and label[-1] != "-" for label in labels)
+            ):
+                yield m.start(), m.end()
+
+
 def _any_emails(text: str) -> Iterator[tuple[int, int]]:
     if "@" in text:
         yield from _emails(text)
     if "@" in text or _may_be_written(text):
         yield from _written_emails(text)
+        yield from _glued_emails(text)
 
 
 def _any_idn_emails(text: str) -> Iterator[tuple[int, int]]:
@@ -350,6 +383,7 @@ def _any_idn_emails(text: str) -> Iterator[tuple[int, int]]:
         yield from _idn_emails(text)
     if "@" in text or _may_be_written(text):
         yield from _written_emails(text, _IDN_WRITTEN, _IDN_BEFORE_LOCAL, _IDN_LOCAL_WORDS)
+        yield from _glued_emails(text)
 
 
 # --- CREDIT_CARD -------------------------------------------------------------------------
@@ -864,7 +898,7 @@ def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
         if _MAYBE_PII.search(text):
             candidates = _candidates(text)
         elif _may_be_written(text):  # no digit, no "@": only an address written out
-            candidates = [Span("EMAIL", start, end) for start, end in _written_emails(text)]
+            candidates = [Span("EMAIL", start, end) for start, end in _any_emails(text)]
         else:
             return []
     else:
@@ -967,8 +1001,8 @@ _SEPARATOR_BEGUN = re.compile(
     rf"|[ ]{{0,3}}{_OPEN}[ ]{{0,2}}(?:(?:{_WORD_STARTS}|@|\.)[ ]{{0,2}})?|[ ]{{1,3}}@[ ]{{0,3}})\Z",
     re.IGNORECASE,
 )
-_SEPARATOR_HINTS = (" at ", "@", "\xe4t", "arobase", "arroba", "chiocciola", " dot ", "punkt",
-                    "punto")  # fmt: skip
+_SEPARATOR_HINTS = (" at ", "@", "\xe4t", "arobase", "arroba", "chiocciola", " dot ", " period ",
+                    "punkt", "punto")  # fmt: skip
 _BRACKETED_SEPARATOR = re.compile(
     rf"{_OPEN}[ ]{{0,2}}(?:{_AT_WORDS}|{_DOT_WORDS}|point|punt|@|\.)", re.IGNORECASE
 )
