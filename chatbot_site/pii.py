@@ -152,6 +152,34 @@ def _idn_emails(text: str) -> Iterator[tuple[int, int]]:
         at = text.find("@", max(at + 1, done))
 
 
+# Addresses with letters of those scripts next to the "@" ("用户@例子.中国", "ผู้ใช้@ตัวอย่าง.ไทย"):
+# words cannot be told apart there, so the local part is the whole run of letters before the
+# "@" (at most 32 characters) and the domain runs to the first character that is none of a
+# label's (more may be masked than the address; nothing of it is left).
+_NO_SPACE_LETTER = re.compile(f"[{_NO_SPACE_SCRIPTS}]")
+_RUN_BEFORE_LOCAL = re.compile(r"(?s:.*)[^\w.%+\-]")
+_ANY_DOMAIN = re.compile(r"(?:[^\W_]|-){1,63}(?:\.(?:[^\W_]|-){1,63}){1,8}(?![^\W_]|-)")
+_NO_SPACE_LOCAL = 32
+
+
+def _no_space_emails(text: str) -> Iterator[tuple[int, int]]:
+    """Addresses with a letter of a script written without spaces on either side of the "@"
+    (an address next to such words, "メールはjohn@example.comです", is :func:`_idn_emails`')."""
+    done = 0
+    at = text.find("@")
+    while at != -1:
+        if _NO_SPACE_LETTER.match(text, at - 1) or _NO_SPACE_LETTER.match(text, at + 1):
+            local = max(done, at - _NO_SPACE_LOCAL, 0)
+            before = _RUN_BEFORE_LOCAL.match(text, local, at)
+            local = before.end() if before else local
+            domain = _ANY_DOMAIN.match(text, at + 1) if local < at else None
+            start = _email_start(text, local, domain.end()) if domain else None
+            if domain and start is not None:
+                yield start, domain.end()
+                done = domain.end()
+        at = text.find("@", max(at + 1, done))
+
+
 # --- EMAIL written out -------------------------------------------------------------------
 
 # Addresses people write so that scrapers miss them: "john.doe at example dot com",
@@ -381,6 +409,7 @@ def _any_emails(text: str) -> Iterator[tuple[int, int]]:
 def _any_idn_emails(text: str) -> Iterator[tuple[int, int]]:
     if "@" in text:
         yield from _idn_emails(text)
+        yield from _no_space_emails(text)
     if "@" in text or _may_be_written(text):
         yield from _written_emails(text, _IDN_WRITTEN, _IDN_BEFORE_LOCAL, _IDN_LOCAL_WORDS)
         yield from _glued_emails(text)
@@ -1050,6 +1079,7 @@ _HOLD_IDN_WRITTEN = re.compile(
     re.IGNORECASE,
 )
 _HOLD_CONTEXT = 4  # characters before the held window folded too, for the look-behinds
+_HOLD_RUN_START = re.compile(r"(?s:.*)[^\w.%+\-@]")  # (one backward pass)
 
 
 def _hold_folded(text: str, floor: int) -> int:
@@ -1067,6 +1097,14 @@ def _hold_folded(text: str, floor: int) -> int:
         patterns.append(_HOLD_IDN_EMAIL)
     # "jörg at bü", "jörg (at) "
     cut = _written_hold_start(folded.text, start, _HOLD_IDN_WRITTEN, _IDN_BEFORE_LOCAL)
+    # "用户", "用户@例子.中": a run that ends in a letter of a script written without spaces (an
+    # "@" may follow), or with an "@" in it, is held whole (up to the next space or mark)
+    run = _HOLD_RUN_START.match(folded.text, start)
+    run_start = run.end() if run else start
+    if run_start < len(folded.text) and (
+        _NO_SPACE_LETTER.match(folded.text, len(folded.text) - 1) or "@" in folded.text[run_start:]
+    ):
+        cut = min(cut, run_start)
     for pattern in patterns:
         match = pattern.search(folded.text, start)
         if match:

@@ -672,6 +672,36 @@ def test_words_of_scripts_written_without_spaces_stay_outside_an_address(text, m
 
 
 @pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("\u7528\u6237@\u4f8b\u5b50.\u4e2d\u56fd", "[EMAIL]"),  # 用户@例子.中国
+        ("send to \u7528\u6237@example.com please", "send to [EMAIL] please"),
+        ("john@\u4f8b\u5b50.\u4e2d\u56fd \u8c22\u8c22", "[EMAIL] \u8c22\u8c22"),
+        # ผู้ใช้@ตัวอย่าง.ไทย ครับ: Thai with its vowel and tone marks
+        (
+            "\u0e1c\u0e39\u0e49\u0e43\u0e0a\u0e49@\u0e15\u0e31\u0e27\u0e2d\u0e22\u0e48"
+            "\u0e32\u0e07.\u0e44\u0e17\u0e22 \u0e04\u0e23\u0e31\u0e1a",
+            "[EMAIL] \u0e04\u0e23\u0e31\u0e1a",
+        ),
+        # 请发至用户@例子.中国 then a full-width comma: the words before it cannot be told from the local part
+        (
+            "\u8bf7\u53d1\u81f3\u7528\u6237@\u4f8b\u5b50.\u4e2d\u56fd\uff0c\u8c22",
+            "[EMAIL]\uff0c\u8c22",
+        ),
+        (
+            "\uc0ac\uc6a9\uc790@\uc608\uc2dc.\ud55c\uad6d \uc785\ub2c8\ub2e4",
+            "[EMAIL] \uc785\ub2c8\ub2e4",
+        ),
+    ],
+    ids=ascii,
+)
+def test_addresses_of_scripts_written_without_spaces_are_masked(text, masked):
+    assert pii.mask(text) == masked
+    out, states = stream(text, [1] * len(text))
+    assert out == masked and all(masked.startswith(state) for state in states)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "Grüße an jörg@büro und @jörg, bis später",
@@ -1029,6 +1059,10 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "a@" + "\u00e4." * N,
         "\u00e4" * (2 * N) + "@b\u00fccher.de",
         "\u00e4@-" * N,
+        "\u4e2d@" * N,
+        "\u4e2d" * (2 * N) + "@\u4f8b.\u4e2d\u56fd",
+        "\u4e2d@" + "\u4f8b." * N,
+        "@\u4e2d." * N,
         "4111." * N,
         "0 1" * N,
         "Telefon 0" * (N // 4),
