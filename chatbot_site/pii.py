@@ -155,7 +155,10 @@ def _idn_emails(text: str) -> Iterator[tuple[int, int]]:
 # Addresses with letters of those scripts next to the "@" ("用户@例子.中国", "ผู้ใช้@ตัวอย่าง.ไทย"):
 # words cannot be told apart there, so the local part is the whole run of letters before the
 # "@" (at most 32 characters) and the domain runs to the first character that is none of a
-# label's (more may be masked than the address; nothing of it is left).
+# label's (more may be masked than the address; nothing of it is left). Not held while it forms
+# in a stream: that would hold every answer in those scripts to its next punctuation mark
+# (conversations' test_an_answer_without_spaces_is_released_as_it_comes), so a streamed
+# answer may show such an address.
 _NO_SPACE_LETTER = re.compile(f"[{_NO_SPACE_SCRIPTS}]")
 _RUN_BEFORE_LOCAL = re.compile(r"(?s:.*)[^\w.%+\-]")
 _ANY_DOMAIN = re.compile(r"(?:[^\W_]|-){1,63}(?:\.(?:[^\W_]|-){1,63}){1,8}(?![^\W_]|-)")
@@ -1079,7 +1082,6 @@ _HOLD_IDN_WRITTEN = re.compile(
     re.IGNORECASE,
 )
 _HOLD_CONTEXT = 4  # characters before the held window folded too, for the look-behinds
-_HOLD_RUN_START = re.compile(r"(?s:.*)[^\w.%+\-@]")  # (one backward pass)
 
 
 def _hold_folded(text: str, floor: int) -> int:
@@ -1097,14 +1099,6 @@ def _hold_folded(text: str, floor: int) -> int:
         patterns.append(_HOLD_IDN_EMAIL)
     # "jörg at bü", "jörg (at) "
     cut = _written_hold_start(folded.text, start, _HOLD_IDN_WRITTEN, _IDN_BEFORE_LOCAL)
-    # "用户", "用户@例子.中": a run that ends in a letter of a script written without spaces (an
-    # "@" may follow), or with an "@" in it, is held whole (up to the next space or mark)
-    run = _HOLD_RUN_START.match(folded.text, start)
-    run_start = run.end() if run else start
-    if run_start < len(folded.text) and (
-        _NO_SPACE_LETTER.match(folded.text, len(folded.text) - 1) or "@" in folded.text[run_start:]
-    ):
-        cut = min(cut, run_start)
     for pattern in patterns:
         match = pattern.search(folded.text, start)
         if match:

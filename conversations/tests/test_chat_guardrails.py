@@ -69,10 +69,15 @@ def test_pii_in_the_question_never_reaches_the_model_the_database_or_the_logs(al
         ("john.doe at example dot com", "[EMAIL]"),
         ("john(at)example(dot)com", "[EMAIL]"),
         ("john [at] example [dot] com", "[EMAIL]"),
+        ("john dot doe at example period com", "[EMAIL]"),
+        ("johnATexampleDOTcom", "[EMAIL]"),
+        ("\u7528\u6237@\u4f8b\u5b50.\u4e2d\u56fd", "[EMAIL]"),  # 用户@例子.中国
         ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "[CREDIT_CARD]"),  # one digit at a time
         ("0 1 7 1 2 3 4 5 6 7 8", "[PHONE]"),
         ("D E 8 9 3 7 0 4 0 0 4 4 0 5 3 2 0 1 3 0 0 0", "[IBAN]"),
+        (" ".join("RU2604452522540702810123456789012"), "[IBAN]"),  # 65 characters
     ],
+    ids=ascii,
 )
 def test_pii_as_people_type_it_never_reaches_the_model_the_database_or_the_logs(
     alpha, caplog, typed, mask
