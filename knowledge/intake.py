@@ -379,7 +379,7 @@ def _replace(
     fields: dict[str, Any],
 ) -> Added:  # fmt: skip
     if document.status == DocumentStatus.PROCESSING:
-        raise Conflict(f"Document {document.external_id!r} is being ingested; try again shortly.")
+        raise Conflict(f"Document {_name(document)!r} is being ingested; try again shortly.")
     if (twin := _existing(tenant, document.dataset, content_hash)) is not None:
         raise _same_content(document, twin)
     if document.indexed_title is None:  # its chunks were made before runs kept their title
@@ -412,6 +412,25 @@ def _replace(
     return Added(document, created=True)
 
 
+@transaction.atomic
+def document_new_version(*, tenant: Tenant, actor: Actor, document: Document, data: bytes) -> Added:
+    """A file's new version becomes the document's content, the text ingested before searched
+    until the new run stores its chunks (as a record's new content is). ``seed_demo`` added
+    the new version and deleted the old: until the worker had read it, the file was not
+    searched at all (after a pull that changed the README, `make run`'s printed question was
+    refused ``out_of_scope``)."""
+    locked = Document.objects.for_tenant(tenant).select_for_update().filter(pk=document.pk).first()
+    if locked is None:
+        raise NotFound("Document not found.")
+    content_hash = hashlib.sha256(data).hexdigest()
+    fields = {
+        "content_type": detect(data, locked.source) or locked.content_type,
+        "byte_size": len(data),
+        "raw_hash": content_hash,
+    }
+    return _replace(tenant, actor, locked, data, content_hash, fields)
+
+
 def _retag(tenant: Tenant, actor: Actor, document: Document, tags: list[str]) -> Added:
     """The same record sent again with other tags: the document and its chunks (retrieval
     filters on theirs) take the new tags at once, with nothing to reingest. They were ignored:
@@ -425,11 +444,16 @@ def _retag(tenant: Tenant, actor: Actor, document: Document, tags: list[str]) ->
     return Added(locked, created=False)
 
 
+def _name(document: Document) -> str:
+    """How a replaced document is named in an error: a record by its id, a file by its name."""
+    return document.external_id or document.source
+
+
 def _same_content(document: Document, twin: Document) -> Conflict:
     """A record's new content is already another document of the dataset: content is stored
     once per dataset, so the record cannot become a second copy of it."""
     return Conflict(
-        f"Record {document.external_id!r}: its new content is already document {twin.pk} "
+        f"Record {_name(document)!r}: its new content is already document {twin.pk} "
         "in this dataset (same title, text and metadata); change one of them or delete that "
         "document first.",
         details={"external_id": document.external_id, "document_id": str(twin.pk)},

@@ -63,6 +63,28 @@ def test_seed_is_idempotent_replaces_old_versions_and_answers_its_curl(tmp_path)
     assert "Second version" in answer["citations"][0]["snippet"]
 
 
+def test_a_new_version_of_a_demo_file_is_searched_as_before_until_it_is_read(tmp_path):
+    """After a pull that changed the README, `make run`'s seed added the new version and
+    deleted the old one: until the worker had read the new one, the file was not searched and
+    the printed question was refused ``out_of_scope``. Now the document takes the new content
+    and its old chunks answer until the new run replaces them."""
+    guide = tmp_path / "guide.md"
+    guide.write_text(GUIDE.replace("{version}", "First version."))
+    seed(guide)
+    (first,) = Document.all_tenants.filter(source="guide.md")
+    assert document_ingest(document_id=first.pk) == "ready"
+    guide.write_text(GUIDE.replace("{version}", "Second version."))
+    seed(guide)
+
+    (document,) = Document.all_tenants.filter(source="guide.md")
+    assert document.pk == first.pk and document.status == "queued"
+    assert document.chunks.filter(text__contains="First version").exists()  # still searched
+    assert document.file.read().decode().endswith("Second version.\n")
+    assert document_ingest(document_id=document.pk) == "ready"
+    assert not document.chunks.filter(text__contains="First version").exists()
+    assert document.chunks.filter(text__contains="Second version").exists()
+
+
 def test_a_seed_revokes_the_previous_runs_key_as_the_api_does(tmp_path):
     """The previous run's key was revoked by hand: its api_key.revoke entry had no changes,
     where every other revocation's names the key's prefix."""

@@ -5,6 +5,7 @@ a new one (a key's secret can never be shown twice)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from django.db import transaction
 
 from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
-from knowledge.intake import document_add_upload
-from knowledge.models import Dataset, Document
+from knowledge.intake import document_add_upload, document_new_version
+from knowledge.models import Dataset, Document, DocumentStatus
 from knowledge.services import bot_datasets_set, dataset_create, document_delete
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import Actor, api_key_create, api_key_revoke, tenant_create
@@ -100,14 +101,26 @@ class Command(BaseCommand):
         for path in documents:
             if not path.exists():
                 continue
-            upload = SimpleUploadedFile(path.name, path.read_bytes())
-            added = document_add_upload(
-                tenant=tenant, actor=actor, dataset=dataset, upload=upload, tags=["docs"]
-            )
+            data = path.read_bytes()
+            versions = Document.objects.for_tenant(tenant).filter(dataset=dataset, source=path.name)
+            current = versions.order_by("-created_at").first()
+            if (
+                current is not None
+                and current.content_hash != hashlib.sha256(data).hexdigest()
+                and current.status != DocumentStatus.PROCESSING
+            ):
+                # A newer version of the file: the document's text searched until it is read.
+                added = document_new_version(
+                    tenant=tenant, actor=actor, document=current, data=data
+                )
+            else:
+                upload = SimpleUploadedFile(path.name, data)
+                added = document_add_upload(
+                    tenant=tenant, actor=actor, dataset=dataset, upload=upload, tags=["docs"]
+                )
             queued += added.created
-            # A newer version of the same file replaces the older one (not a second copy).
-            older = Document.objects.for_tenant(tenant).filter(dataset=dataset, source=path.name)
-            for old_document in older.exclude(pk=added.document.pk):
+            # One document a file, not a second copy (one being read when a new version came).
+            for old_document in versions.exclude(pk=added.document.pk):
                 document_delete(tenant=tenant, actor=actor, document=old_document)
 
         for old in ApiKey.objects.for_tenant(tenant).filter(name=KEY_NAME, revoked_at__isnull=True):
