@@ -902,6 +902,16 @@ def test_a_stream_whose_bot_is_deleted_ends_with_not_found_and_its_tokens_still_
     assert 0 < spent < 100
 
 
+def behind_proxy(proxy: Any, fake: Any, **overrides: str) -> dict[str, str]:
+    """A server's environment for the tests that freeze its database (``DatabaseProxy``): the
+    test provider, quick pings, and short connection and pool waits."""
+    return child_env(
+        DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
+        OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_CONNECT_TIMEOUT="1",
+        DB_POOL_TIMEOUT="2", **overrides,
+    )  # fmt: skip
+
+
 def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(alpha, tmp_path):
     """The provider does not need the database: a stream whose database froze in its middle
     went on to its end, and then its turn could not be stored — the answer the client had read
@@ -915,11 +925,7 @@ def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(a
     with fake_openai() as fake:
         fake.chat_reply = " ".join(f"word{i}" for i in range(30))
         fake.chat_delay = 0.05
-        env = child_env(
-            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
-            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
-            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO",
-        )  # fmt: skip
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO")
         try:
             with daphne_server(env, tmp_path / "daphne.log") as base:
                 response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
@@ -980,11 +986,7 @@ def test_a_json_answer_whose_database_froze_is_answered_and_stored_once_it_is_ba
     with fake_openai() as fake:
         fake.chat_reply = " ".join(f"word{i}" for i in range(20))
         fake.chat_delay = 0.05
-        env = child_env(
-            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
-            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
-            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO",
-        )  # fmt: skip
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO")
         try:
             with daphne_server(env, tmp_path / "daphne.log") as base:
                 client = threading.Thread(target=chat, args=(base,))
@@ -1031,11 +1033,7 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_i
     with fake_openai() as fake:
         fake.chat_reply = "Plans renew yearly, on the day they started."
         fake.chat_delay = 0.05
-        env = child_env(
-            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
-            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="0.5",
-            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO",
-        )  # fmt: skip
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO")
         try:
             with daphne_server(env, log_path) as base:
                 response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
@@ -1066,11 +1064,7 @@ def test_a_stream_waiting_for_the_database_to_store_its_answer_is_pinged(alpha, 
     with fake_openai() as fake:
         fake.chat_reply = "Plans renew yearly."
         fake.chat_delay = 0.3
-        env = child_env(
-            DATABASE_URL=proxy.url, LLM_BACKEND="openai", OPENAI_BASE_URL=fake.url,
-            OPENAI_API_KEY="sk-test", SSE_PING_SECONDS="0.2", DB_STATEMENT_TIMEOUT_SECONDS="1",
-            DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2",
-        )  # fmt: skip
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="1")
         try:
             with daphne_server(env, tmp_path / "daphne.log") as base:
                 response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
