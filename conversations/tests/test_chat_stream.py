@@ -321,10 +321,11 @@ def test_client_disconnect_cancels_generation_and_stores_the_partial_answer(serv
     sock.close()
     message_id = start["data"]["message_id"]
 
-    def stored() -> Message | None:
-        return Message.objects.for_tenant(alpha.tenant).filter(pk=message_id).first()
-
-    message = wait_for(stored, timeout=10, what="the cancelled answer to be stored")
+    message = wait_for(
+        lambda: stored_message(alpha, message_id),
+        timeout=10,
+        what="the cancelled answer to be stored",
+    )
     assert message.finish_reason == "cancelled"
     # The access line is written as the stream ends, and says how.
     [line] = wait_for(lambda: access_lines(log, since), timeout=10, what="its access line")
@@ -902,6 +903,11 @@ def test_a_stream_whose_bot_is_deleted_ends_with_not_found_and_its_tokens_still_
     assert 0 < spent < 100
 
 
+def stored_message(world: Any, message_id: str) -> Message | None:
+    """The message ``message_id`` of the world's tenant once it is stored (else None)."""
+    return Message.objects.for_tenant(world.tenant).filter(pk=message_id).first()
+
+
 def behind_proxy(proxy: Any, fake: Any, **overrides: str) -> dict[str, str]:
     """A server's environment for the tests that freeze its database (``DatabaseProxy``): the
     test provider, quick pings, and short connection and pool waits."""
@@ -935,14 +941,11 @@ def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(a
                 proxy.resume()
                 start = frames[0]["data"]
 
-                def stored() -> Message | None:
-                    return (
-                        Message.objects.for_tenant(alpha.tenant)
-                        .filter(pk=start["message_id"])
-                        .first()
-                    )
-
-                message = wait_for(stored, timeout=30, what="the answer to be stored")
+                message = wait_for(
+                    lambda: stored_message(alpha, start["message_id"]),
+                    timeout=30,
+                    what="the answer to be stored",
+                )
         finally:
             proxy.close()
     events = [f for f in frames if "comment" not in f]
@@ -1000,14 +1003,11 @@ def test_a_json_answer_whose_database_froze_is_answered_and_stored_once_it_is_ba
                 status, headers, body = answers[0]
                 assert status == 200, body
 
-                def stored() -> Message | None:
-                    return (
-                        Message.objects.for_tenant(alpha.tenant)
-                        .filter(pk=body["message_id"])
-                        .first()
-                    )
-
-                message = wait_for(stored, timeout=30, what="the answer to be stored")
+                message = wait_for(
+                    lambda: stored_message(alpha, body["message_id"]),
+                    timeout=30,
+                    what="the answer to be stored",
+                )
         finally:
             proxy.close()
     assert headers["chat-stored"] == "later"
