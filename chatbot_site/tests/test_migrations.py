@@ -107,19 +107,25 @@ def test_finish_reason_constraint_is_validated_outside_the_exclusive_lock():
 
 # knowledge 0013 (CJK bigrams) on a database holding chunks: what the upgrade audit measured at
 # 160,000 chunks (docs/BENCHMARKS.md), on a few.
-CJK_SEED = """
+def document_as_of(migration: str, slug: str, language: str) -> str:
+    """A ``manage.py shell`` script's start: a tenant, a dataset and one ready document made
+    as knowledge ``migration`` has the document (the model has columns added since)."""
+    return f"""
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from knowledge.models import Chunk, Dataset, DocumentStatus
 from tenants.models import Tenant
-# The document as knowledge 0012 has it: the model has columns added since (pipeline_version).
-state = MigrationLoader(connection).project_state(("knowledge", "0012_document_transient_failures"))
+state = MigrationLoader(connection).project_state(("knowledge", "{migration}"))
 Document = state.apps.get_model("knowledge", "Document")
-tenant = Tenant.objects.create(slug="cjk", name="cjk")
-dataset = Dataset.all_tenants.create(tenant=tenant, name="d", language="simple")
+tenant = Tenant.objects.create(slug="{slug}", name="{slug}")
+dataset = Dataset.all_tenants.create(tenant=tenant, name="d", language="{language}")
 document = Document._default_manager.create(
     tenant_id=tenant.pk, dataset_id=dataset.pk, title="d", source="s", source_type="record",
     status=DocumentStatus.READY, content_hash="0" * 64)
+"""
+
+
+CJK_SEED = document_as_of("0012_document_transient_failures", "cjk", "simple") + """
 for i, text in enumerate(["东京塔每晚都会亮灯", "refunds take five days", "返金は一週間"]):
     Chunk.all_tenants.create(
         tenant=tenant, dataset=dataset, document_id=document.pk, ordinal=i, text=text, token_count=3,
@@ -347,19 +353,7 @@ def test_two_migrates_at_once_run_one_after_the_other(empty_database):
 
 
 # knowledge 0016 (the heading path in search_vector) on a database holding chunks.
-HEADINGS_SEED = """
-from django.db import connection
-from django.db.migrations.loader import MigrationLoader
-from knowledge.models import Chunk, Dataset, DocumentStatus
-from tenants.models import Tenant
-# The document as knowledge 0015 has it: the model has columns added since (raw_hash, ...).
-state = MigrationLoader(connection).project_state(("knowledge", "0015_document_pipeline_version"))
-Document = state.apps.get_model("knowledge", "Document")
-tenant = Tenant.objects.create(slug="headings", name="headings")
-dataset = Dataset.all_tenants.create(tenant=tenant, name="d", language="english")
-document = Document._default_manager.create(
-    tenant_id=tenant.pk, dataset_id=dataset.pk, title="d", source="s", source_type="record",
-    status=DocumentStatus.READY, content_hash="0" * 64)
+HEADINGS_SEED = document_as_of("0015_document_pipeline_version", "headings", "english") + """
 rows = [("Canary lines catch leaks", ["Security", "Guardrails"]), ("Refunds take days", []),
         ("东京塔每晚都会亮灯", ["东京塔"])]
 for i, (text, path) in enumerate(rows * 70):
