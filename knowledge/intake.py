@@ -478,8 +478,11 @@ def requeue_over_quota() -> int:
     since (its quota raised: the staff admin saves the whole tenant), and some of it is left.
     Each is queued once per such change: a document that still does not fit fails again,
     after both, and waits for the next. Idempotent (a queued document is no longer failed);
-    returns how many were queued. Before, they waited for a reingest by hand."""
+    returns how many were queued. Before, they waited for a reingest by hand. Each is audited
+    (``document.reingest``, actor system ``celery beat requeue_over_quota``, ``changes.reason``
+    ``quota_exceeded``), as ``reingest_stale``'s are: before, nothing said who had queued it."""
     now = timezone.now()
+    actor = Actor.system("celery beat requeue_over_quota")
     month = dt.datetime.combine(month_start(now.astimezone(dt.UTC).date()), dt.time.min, dt.UTC)
     waiting = Document.all_tenants.filter(
         Q(updated_at__lt=month) | Q(updated_at__lt=F("tenant__updated_at")),
@@ -498,6 +501,7 @@ def requeue_over_quota() -> int:
                 _queue_again(document)
                 document.updated_at = now
                 document.save(update_fields=[*REQUEUED_FIELDS, "updated_at"])
+                _audit(tenant, actor, "document.reingest", document, {"reason": "quota_exceeded"})
                 enqueue_ingest_on_commit(document.pk)
                 queued += 1
     if queued:

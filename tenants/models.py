@@ -92,6 +92,16 @@ class Tenant(BaseModel):
     def __str__(self) -> str:
         return self.slug
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A save of some fields moves ``updated_at`` too: it is when the tenant last changed,
+        which the re-queue of documents over the quota reads (``knowledge.intake
+        .requeue_over_quota``). ``save(update_fields=["monthly_token_quota"])`` in a shell left
+        it as it was, and the documents waiting for that quota were never queued again."""
+        fields = kwargs.get("update_fields")
+        if fields is not None and fields and "updated_at" not in fields:
+            kwargs["update_fields"] = [*fields, "updated_at"]
+        super().save(*args, **kwargs)
+
 
 class TenantScopedManager(models.Manager[Any]):
     """``Model.objects`` for tenant-owned models: fails closed without a tenant."""

@@ -197,3 +197,43 @@ def test_documents_refused_for_the_quota_are_queued_again_once_after_the_month_t
     statuses = dict(Document.all_tenants.values_list("pk", "status"))
     assert [statuses[d.pk] for d in (earlier, this_month, other)] == ["queued", "failed", "failed"]
     assert requeue_over_quota() == 0  # queued once
+
+
+def test_a_quota_raised_by_saving_that_field_alone_requeues_and_audits_the_document():
+    """``tenant.save(update_fields=["monthly_token_quota"])`` (a shell) left the tenant's
+    ``updated_at``, which the re-queue reads as "changed since", as it was: the document waited
+    for a month. And the re-queue wrote no audit entry: nothing said who had queued it again."""
+    from django.utils import timezone
+
+    from knowledge.intake import requeue_over_quota
+    from knowledge.tests.factories import DocumentFactory
+    from tenants.models import ApiKey, AuditLog, Role
+    from tenants.tests.factories import ApiKeyFactory
+
+    side = build_tenant("acme")
+    side.tenant.monthly_token_quota = usage(side, "day")["quota"]["used_this_month"]
+    side.tenant.save()
+    document = DocumentFactory(tenant=side.tenant, dataset=side.dataset, status="failed",
+                               error_code="quota_exceeded", error_message="no room")  # fmt: skip
+    failed_at = timezone.now()  # after the tenant was last saved
+    Document.all_tenants.filter(pk=document.pk).update(updated_at=failed_at)
+    assert side.tenant.updated_at < failed_at
+    assert requeue_over_quota() == 0  # the quota is spent: it waits
+
+    side.tenant.monthly_token_quota += 10**6
+    side.tenant.save(update_fields=["monthly_token_quota"])
+
+    assert requeue_over_quota() == 1
+    document.refresh_from_db()
+    assert document.status == "queued"
+    entry = AuditLog.all_tenants.get(target_type="document", target_id=str(document.pk))
+    assert (entry.action, entry.actor_type, entry.actor_label) == (
+        "document.reingest",
+        "system",
+        "celery beat requeue_over_quota",
+    )
+    assert entry.changes == {"reason": "quota_exceeded", "dataset_id": str(side.dataset.pk)}
+    # a key limited to the bot that searches the dataset reads it, as a reingest's
+    limited: ApiKey = ApiKeyFactory(tenant=side.tenant, role=Role.ADMIN, bot_ids=[side.bot.pk])
+    listed = side.client(limited).get(f"/v1/audit-logs?target_id={document.pk}").json()
+    assert [row["id"] for row in listed["data"]] == [str(entry.pk)]
