@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from bots.models import Bot, Scope
-from bots.services import bot_delete, scope_delete
+from bots.services import bot_delete, scope_delete, scope_kept
 from chatbot_site.staff_admin import (
     RelatedOnlyFilter,
     TenantScopedAdmin,
@@ -51,6 +51,14 @@ class BotAdmin(TenantScopedAdmin):
     def searches(self, obj: Any) -> str:
         # Which datasets a bot searches is set through the API (PATCH /v1/bots/{id}).
         return admin_links(obj.datasets.all()) if obj.pk else "—"
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # A bot given a scope here takes the scope's links lock as the API's writes do (in the
+        # admin's transaction): a key limited to other bots changing that scope meanwhile
+        # either finishes first or waits and sees this bot (it changed a scope this bot used).
+        if "scope" in form.changed_data and obj.scope is not None:
+            scope_kept(obj.scope.tenant, obj.scope)
+        super().save_model(request, obj, form, change)
 
     def delete_object(self, request: HttpRequest, obj: Any) -> None:
         bot_delete(tenant=obj.tenant, actor=staff_actor(request), bot=obj)

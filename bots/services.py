@@ -37,11 +37,12 @@ def scope_create(*, tenant: Tenant, actor: Actor, name: str, **fields: Any) -> S
     return scope
 
 
-def _scope_kept(tenant: Tenant, scope: Scope | None) -> None:
+def scope_kept(tenant: Tenant, scope: Scope | None) -> None:
     """The bot's new scope, share-locked until the transaction ends (:func:`key_share`), or
     ``400`` if another request deleted it since it was looked up. Its links are locked first
     (:func:`links_lock`): a change to it by a key limited to other bots (allowed while only its
-    bots use it) finishes first, or waits and sees this."""
+    bots use it) finishes first, or waits and sees this. Every write that gives a bot a scope
+    calls this, the staff admin's too (``bots.admin``: it saved the bot without the lock)."""
     if scope is None:
         return
     links_lock(Scope, [scope.pk], shared=False)
@@ -61,7 +62,7 @@ def bot_create(
 ) -> Bot:
     if scope is not None and scope.tenant_id != tenant.pk:
         raise ValueError("scope belongs to another tenant")  # callers pass tenant-scoped objects
-    _scope_kept(tenant, scope)
+    scope_kept(tenant, scope)
     bot = Bot(tenant=tenant, name=name, scope=scope, **fields)
     full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
     save_or_conflict(bot, conflict=f"A bot named {name!r} already exists.")
@@ -96,7 +97,7 @@ def scope_update(*, tenant: Tenant, actor: Actor, scope: Scope, changes: dict[st
 @transaction.atomic
 def scope_delete(*, tenant: Tenant, actor: Actor, scope: Scope) -> None:
     """Refused while bots use it. Its row is locked first: a bot given the scope meanwhile
-    share-locks it (:func:`_scope_kept`), so the check below either waits for that bot and
+    share-locks it (:func:`scope_kept`), so the check below either waits for that bot and
     sees it, or the bot waits and finds the scope gone (a bot committed between the check and
     the delete failed the deletion at commit, and a bot given a scope being deleted failed
     itself: 500s)."""
@@ -129,7 +130,7 @@ def bot_update(
         raise ValueError("scope belongs to another tenant")
     fields = apply_changes(bot, changes)
     if "scope" in fields:
-        _scope_kept(tenant, scope)
+        scope_kept(tenant, scope)
     if fields:
         full_clean_or_raise(bot, exclude=["tenant", "scope"], validate_unique=False)
         save_or_conflict(

@@ -91,3 +91,34 @@ def test_a_limited_keys_change_waits_for_a_link_being_written_and_is_refused(
     )
     if link is give_dataset:
         assert BotDataset.all_tenants.filter(bot=other, dataset=side.dataset).exists()
+
+
+def test_a_bot_given_the_scope_in_the_staff_admin_is_waited_for_too():
+    """The staff admin saved a bot's new scope without the links lock the API's writes take:
+    a limited key's change of that scope went through while the bot was being given it."""
+    from tests.staff import change_form_data, staff_client
+
+    side = build_tenant("racy-admin")
+    other = BotFactory(tenant=side.tenant, name="Other", scope=None)
+    limited = side.client(ApiKeyFactory(tenant=side.tenant, role=Role.ADMIN, bot_ids=[side.bot.pk]))
+    limited.raise_request_exception = False
+    staff = staff_client(side.tenant)
+    page = staff.get(f"/admin/bots/bot/{other.pk}/change/")
+    form = change_form_data(page, scope=str(side.scope.pk))
+    method, path, body = scope_patched(side)
+    answers: list = []
+
+    def give_in_admin() -> None:  # in the holder's transaction: committed when it is let go
+        saved = staff.post(f"/admin/bots/bot/{other.pk}/change/", form)
+        assert saved.status_code == 302, saved.content[:500]
+
+    errors = contend(
+        give_in_admin, lambda: answers.append(getattr(limited, method)(path, body, format="json"))
+    )
+
+    assert errors == []
+    assert answers[0].status_code == 403, answers[0].content
+    side.scope.refresh_from_db()
+    assert side.scope.refusal_message != "Changed."
+    other.refresh_from_db()
+    assert other.scope_id == side.scope.pk
