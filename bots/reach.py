@@ -15,7 +15,9 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
   or to allow more requests a minute than it (its own limit raised among them), is
   ``403 permission_denied``;
 - the conversations and usage of its bots (usage by key: the rows of the keys it manages
-  only), and the audit entries about all of the above.
+  only), and the audit entries about all of the above. Another key's id on them (a
+  conversation's ``api_key_id``, an entry's actor) is shown only for a key it manages
+  (:meth:`Reach.shown_key_id`), else ``null`` (the entry's actor: ``""``, no label or address).
 
 Anything else of the tenant is ``404 not_found``, exactly as a missing object: a bot-limited key
 learns nothing of the tenant's other bots (their system prompts were in the audit log), nor of
@@ -29,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 from django.db.models import Model, QuerySet
@@ -63,6 +66,21 @@ class Reach:
         if self.bot_ids is None:
             return rows
         return rows.filter(**{f"{field}__in": self.keys().values("pk")})
+
+    @cached_property
+    def _managed_key_ids(self) -> frozenset[str]:
+        return frozenset(str(pk) for pk in self.keys().values_list("pk", flat=True))
+
+    def shown_key_id(self, key_id: object) -> str | None:
+        """Another key's id as this key is shown it (a conversation's ``api_key_id``, an audit
+        entry's actor): a key it manages (:meth:`keys`, itself among them), else ``None``. A
+        bot-limited key read the ids of the tenant's other keys that chatted with or changed
+        its bots, the unlimited ones too, and could tell them apart."""
+        if key_id is None or key_id == "":
+            return None
+        if self.bot_ids is None or str(key_id) in self._managed_key_ids:
+            return str(key_id)
+        return None
 
     def bots(self) -> QuerySet[Bot]:
         return self.of_its_bots(Bot.objects.for_tenant(self.tenant), "pk")

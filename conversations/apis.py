@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cached_property
 from typing import Any
 
 from django.db.models import QuerySet, Sum
@@ -82,6 +83,12 @@ class ConversationOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
+    def to_representation(self, instance: Conversation) -> dict[str, Any]:
+        data = dict(super().to_representation(instance))
+        # A key limited to some bots: the id of a key it does not manage is null.
+        data["api_key_id"] = self.context["reach"].shown_key_id(instance.api_key_id)
+        return data
+
 
 class ConversationDetailOutput(ConversationOutput):
     messages = MessageOutput(many=True)
@@ -99,11 +106,18 @@ MESSAGES_PER_PAGE = 1000
 class ConversationApiBase(TenantApi):
     required_role = Role.CHAT
 
+    @cached_property
+    def reach(self) -> Reach:
+        return Reach(self.tenant, self.api_key)
+
     def conversations(self) -> QuerySet[Conversation]:
         conversations = self.scoped(Conversation)
         if self.api_key.role != Role.ADMIN:
             conversations = conversations.filter(api_key=self.api_key)
-        return Reach(self.tenant, self.api_key).of_its_bots(conversations)
+        return self.reach.of_its_bots(conversations)
+
+    def output(self, rows: Any, **kwargs: Any) -> Any:
+        return ConversationOutput(rows, context={"reach": self.reach}, **kwargs).data
 
 
 class ConversationListApi(ConversationApiBase):
@@ -122,9 +136,7 @@ class ConversationListApi(ConversationApiBase):
             conversations = conversations.filter(created_at__gte=start)
         if end:
             conversations = conversations.filter(created_at__lt=end)
-        return Response(
-            paginate(conversations, request, lambda r: ConversationOutput(r, many=True).data)
-        )
+        return Response(paginate(conversations, request, lambda r: self.output(r, many=True)))
 
 
 class ConversationDetailApi(ConversationApiBase):
@@ -157,7 +169,7 @@ class ConversationDetailApi(ConversationApiBase):
         page, next_cursor = keyset_page(messages, request, limit=limit, oldest_first=True)
         return Response(
             {
-                **ConversationOutput(conversation).data,
+                **self.output(conversation),
                 "messages": MessageOutput(page, many=True).data,
                 "next_cursor": next_cursor,
             }

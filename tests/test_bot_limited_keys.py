@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from conversations.tests.factories import UsageDailyFactory
+from conversations.tests.factories import ConversationFactory, UsageDailyFactory
 from knowledge.models import Dataset
 from knowledge.tests.factories import DocumentFactory
 from tenants.models import Role
@@ -323,3 +323,31 @@ def test_a_bot_limited_chat_key_reaches_no_admin_list(t, path):
     answer = chat.get(path)
     assert answer.status_code == 403
     assert answer.json()["error"]["code"] == "permission_denied"
+
+
+def test_a_bot_limited_key_is_shown_no_id_of_a_key_it_does_not_manage(t):
+    """A conversation of its bots named the key that held it (``api_key_id``) and an audit
+    entry its actor (``actor_id``, ``actor_label``, ``ip``), the tenant's unlimited keys too:
+    seen with make run (the make-run key's id on a conversation of the demo bot). Now only the
+    keys it manages are named; ``?actor_id=`` of another key finds none of its entries."""
+    side, unlimited = t.side, t.side.admin_key
+    mine = ApiKeyFactory(tenant=side.tenant, role=Role.CHAT, bot_ids=[side.bot.pk])
+    ConversationFactory(tenant=side.tenant, bot=side.bot, api_key=mine)  # a key it manages
+    t.admin.patch(f"/v1/bots/{side.bot.pk}", {"top_k": 7}, format="json")  # by the unlimited key
+    t.limited.patch(f"/v1/bots/{side.bot.pk}", {"top_k": 6}, format="json")  # by itself
+
+    listed = t.limited.get("/v1/conversations").json()["data"]
+    assert {row["api_key_id"] for row in listed} == {None, str(mine.pk)}  # the chat key's: null
+    one = t.limited.get(f"/v1/conversations/{side.conversation.pk}").json()
+    assert one["api_key_id"] is None
+    entries = t.limited.get("/v1/audit-logs", {"action": "bot.update"}).json()["data"]
+    actors = [(e["actor_id"], e["actor_label"], e["ip"]) for e in entries]
+    assert actors[0] == (str(t.limited_key.pk), t.limited_key.name, "127.0.0.1")  # its own
+    assert actors[1:] == [("", "", None)] * 2  # the unlimited key's (the fixture's link, top_k)
+    assert str(unlimited.pk) not in t.limited.get("/v1/audit-logs").content.decode()
+    assert t.limited.get("/v1/audit-logs", {"actor_id": str(unlimited.pk)}).json()["data"] == []
+    # keys without bot_ids are shown every id, as before
+    assert str(unlimited.pk) in t.admin.get("/v1/audit-logs").content.decode()
+    assert t.admin.get(f"/v1/conversations/{side.conversation.pk}").json()["api_key_id"] == str(
+        side.chat_key.pk
+    )
