@@ -241,7 +241,12 @@ class ApiKeyListCreateApi(ApiKeyMixin):
         data["bot_ids"] = self.checked_bot_ids(data.get("bot_ids", []))
         self.reach.check_key_expiry_within(data.get("expires_at"))
         self.reach.check_key_rate_within(data.get("rate_limit_per_minute"))
-        key, plaintext = api_key_create(tenant=self.tenant, actor=self.actor, **data)
+        key, plaintext = api_key_create(
+            tenant=self.tenant,
+            actor=self.actor,
+            rate_budget=self.reach.rate_budget_of_new_key(),
+            **data,
+        )
         body = dict(ApiKeyOutput(key).data)
         body["api_key"] = plaintext
         response = Response(body, status=201)

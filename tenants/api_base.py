@@ -65,19 +65,32 @@ def admit(principal: KeyPrincipal, request: HttpRequest, *, required_role: str) 
             request_id=getattr(request, "request_id", "") or "",
         ),
     )
-    limit = api_key.rate_limit_per_minute or access.tenant.default_rate_limit_per_minute
+    default = access.tenant.default_rate_limit_per_minute
+    limit = api_key.rate_limit_per_minute or default
+    # A key made by a key limited to some bots takes from that key's bucket too (its limit
+    # shared by all the keys it made: they did not multiply it).
+    budget = api_key.rate_budget
+    shared = (
+        None if budget is None else (f"key:{budget.id}", budget.rate_limit_per_minute or default)
+    )
     # In the same round trip: an address past its failed credentials is refused good ones too.
-    decision = ratelimit.hit(f"key:{api_key.id}", limit=limit, guard=failure_guard(request))
+    decision = ratelimit.hit(
+        f"key:{api_key.id}", limit=limit, guard=failure_guard(request), shared=shared
+    )
     if decision.guarded:
         raise too_many_failures(decision)
     access.rate_headers = decision.headers()
     if not decision.allowed:
-        raise RateLimited(
-            f"Rate limit of {limit} requests per minute exceeded; retry in "
-            f"{decision.retry_after_seconds} s.",
-            details={"limit": limit, "retry_after": decision.retry_after_seconds},
-            headers=access.rate_headers,
-        )
+        wait = decision.retry_after_seconds
+        message = f"Rate limit of {limit} requests per minute exceeded; retry in {wait} s."
+        details: dict[str, object] = {"limit": limit, "retry_after": wait}
+        if decision.shared and shared is not None:
+            message = (
+                f"Rate limit of {shared[1]} requests per minute, shared with the key that created "
+                f"this one and the other keys it created, exceeded; retry in {wait} s."
+            )
+            details = {"limit": shared[1], "retry_after": wait, "shared": True}
+        raise RateLimited(message, details=details, headers=access.rate_headers)
     if required_role == Role.ADMIN and api_key.role != Role.ADMIN:
         raise PermissionDenied("This endpoint needs an admin key.", headers=access.rate_headers)
     return access

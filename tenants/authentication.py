@@ -49,9 +49,12 @@ if TYPE_CHECKING:
 FAILURE = "Invalid, revoked or expired credentials."
 
 # Every API request runs one of these: their SQL is written once (chatbot_site.lookups).
-KEY_BY_PREFIX: Lookup[ApiKey] = Lookup(ApiKey, 't0."prefix" = %s', related=("tenant",))
+# With the key whose rate limit it shares (``ApiKey.rate_budget``), if any: admitted by both.
+KEY_BY_PREFIX: Lookup[ApiKey] = Lookup(
+    ApiKey, 't0."prefix" = %s', related=("tenant", "rate_budget")
+)
 KEY_BY_ID: Lookup[ApiKey] = Lookup(
-    ApiKey, 't0."id" = %s AND t0."tenant_id" = %s', related=("tenant",)
+    ApiKey, 't0."id" = %s AND t0."tenant_id" = %s', related=("tenant", "rate_budget")
 )
 
 

@@ -165,6 +165,12 @@ class ApiKey(TenantOwned):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The key whose rate limit this key's requests count against too: set when a key limited
+    # to some bots creates it (to that key, or to the one whose limit that key shares), so that
+    # the keys it creates share its requests a minute instead of multiplying them.
+    rate_budget = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta(TenantOwned.Meta):
         ordering = ["-created_at"]

@@ -135,8 +135,10 @@ def api_key_create(
     bot_ids: list[uuid.UUID] | None = None,
     rate_limit_per_minute: int | None = None,
     expires_at: dt.datetime | None = None,
+    rate_budget: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it with its plaintext, which is never retrievable again."""
+    """Create a key; returns it with its plaintext, which is never retrievable again.
+    ``rate_budget``: the key whose rate limit its requests count against too."""
     if role not in Role.values:
         raise ValidationFailed(details={"role": [f"Must be one of {', '.join(Role.values)}."]})
     new = generate_key()
@@ -149,6 +151,7 @@ def api_key_create(
         bot_ids=list(bot_ids or []),
         rate_limit_per_minute=rate_limit_per_minute,
         expires_at=expires_at,
+        rate_budget=rate_budget,
     )
     full_clean_or_raise(key)
     key.save()
@@ -164,6 +167,8 @@ def api_key_create(
             "bot_ids": key.bot_ids,
             "rate_limit_per_minute": rate_limit_per_minute,
             "expires_at": expires_at,
+            # (not the other key's id: a bot-limited key reading the entry may not manage it)
+            **({"rate_limit_shared": True} if rate_budget is not None else {}),
         },
     )
     log.info("api_key_created", tenant_id=str(tenant.id), api_key_id=str(key.id), role=role)

@@ -125,3 +125,19 @@ def test_a_guard_bucket_over_its_limit_refuses_without_taking_from_the_bucket():
     assert ratelimit.hit("key:guarded", limit=5, dry_run=True).remaining == 4  # nothing taken
     other = ratelimit.hit("key:guarded", limit=5, guard=("authfail:192.0.2.2", 2))
     assert (other.allowed, other.guarded, other.remaining) == (True, False, 3)
+
+
+@pytest.mark.parametrize("guard", [None, ("authfail:192.0.2.3", 100)])
+def test_a_shared_bucket_is_taken_from_too_and_refuses_taking_from_neither(guard):
+    """Keys made by a bot-limited key take from its bucket as well as their own
+    (``ApiKey.rate_budget``): ``remaining`` is the lower of the two, and while the shared one
+    is empty a request is refused (``shared``) and its own bucket is left as it was."""
+    shared = ("key:maker", 3)
+    first = ratelimit.hit("key:made", limit=5, guard=guard, shared=shared)
+    assert (first.allowed, first.remaining) == (True, 2)  # the shared 3, not its own 5
+    assert ratelimit.hit(shared[0], limit=3).remaining == 1  # the maker's own requests
+    assert ratelimit.hit("key:other-made", limit=5, guard=guard, shared=shared).remaining == 0
+    refused = ratelimit.hit("key:made", limit=5, guard=guard, shared=shared)
+    assert (refused.allowed, refused.shared, refused.guarded) == (False, True, False)
+    assert refused.retry_after_seconds >= 1
+    assert ratelimit.hit("key:made", limit=5, dry_run=True).remaining == 4  # nothing taken
