@@ -395,3 +395,22 @@ def test_the_keys_a_bot_limited_key_creates_share_its_rate_limit(t):
     assert own.get("/v1/conversations").status_code == 200
     entry = t.admin.get("/v1/audit-logs", {"target_id": made.json()["id"]}).json()["data"][0]
     assert entry["changes"]["rate_limit_shared"] is True
+
+
+@pytest.mark.parametrize("kind", ["bots", "scopes", "datasets"])
+def test_a_name_taken_out_of_reach_is_the_same_409_as_one_taken_within_it(t, kind):
+    """Names are unique in the tenant (decided: a bot-limited key is told a name is taken, as
+    any key is), so renaming its bot, scope or dataset to a name another one holds is ``409
+    conflict`` whoever holds it. The answer carries the name it sent and nothing of the holder
+    (no id, no details): the same answer as when the holder is one it reaches."""
+    own = {"bots": t.side.bot.pk, "scopes": t.side.scope.pk, "datasets": t.side.dataset.pk}[kind]
+    holder = {"bots": t.other_bot, "scopes": t.their_scope, "datasets": t.theirs}[kind]
+    answers = [t.limited.patch(f"/v1/{kind}/{own}", {"name": holder["name"]}, format="json")]
+    if kind == "datasets":  # and a name its own bot's other dataset holds
+        answers.append(t.limited.patch(f"/v1/{kind}/{own}", {"name": "shared"}, format="json"))
+    for answer, name in zip(answers, [holder["name"], "shared"], strict=False):
+        assert answer.status_code == 409
+        error = answer.json()["error"]
+        assert (error["code"], error["details"]) == ("conflict", {})
+        assert error["message"] == f"A {kind[:-1]} named {name!r} already exists."
+        assert holder["id"] not in answer.content.decode()
