@@ -10,8 +10,9 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
   them). The check holds until the change commits: a bot being given the object meanwhile
   (``chatbot_site.database.links_lock``) is waited for and seen. It creates no scope or
   dataset: no bot of its uses a new one, so it could not see it;
-- keys limited to some of the same bots, itself included; a key it would create or change to
-  reach another bot, or every bot, or to outlive it (an expiry later than its own, or none),
+- keys limited to some of the same bots, itself included (another bot in a key's ``bot_ids``
+  is "not found", as a missing one); a key it would create or change to reach every bot, or
+  to outlive it (an expiry later than its own, or none),
   or to allow more requests a minute than it (its own limit raised among them), is
   ``403 permission_denied``; the keys it creates share its rate limit (their requests count
   against it as well as against their own), so that they do not multiply it;

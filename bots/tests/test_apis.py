@@ -126,11 +126,24 @@ def test_a_key_limited_to_some_bots_manages_only_keys_limited_to_some_of_them(si
     client = side.client(limited)
     mine = [str(side.bot.pk)]
 
-    for body in ({"role": "admin"}, {"role": "chat", "bot_ids": [other_bot]},
-                 {"role": "chat", "bot_ids": [*mine, other_bot]}):  # fmt: skip
-        refused = client.post("/v1/api-keys", {"name": "wider", **body}, format="json")
-        assert refused.status_code == 403, body
-        assert refused.json()["error"]["code"] == "permission_denied"
+    refused = client.post("/v1/api-keys", {"name": "wider", "role": "admin"}, format="json")
+    assert refused.status_code == 403  # every bot
+    assert refused.json()["error"]["code"] == "permission_denied"
+    # Another bot is "not found", exactly as a missing one: it was 403 (and a missing one 400),
+    # which told a limited key which ids were the tenant's bots (make run, 2026-12-07).
+    missing = "00000000-0000-4000-8000-000000000000"
+    for bot_ids in ([other_bot], [*mine, other_bot], [missing], [*mine, missing]):
+        refused = client.post(
+            "/v1/api-keys", {"name": "wider", "role": "chat", "bot_ids": bot_ids}, format="json"
+        )
+        assert refused.status_code == 400, bot_ids
+        error = refused.json()["error"]
+        assert error["details"] == {"bot_ids": [f"Bot not found: {bot_ids[-1]}"]}
+        patched = client.patch(f"/v1/api-keys/{limited.pk}", {"bot_ids": bot_ids}, format="json")
+        assert patched.status_code == 400 and patched.json()["error"] == {
+            **error,
+            "request_id": patched.json()["error"]["request_id"],
+        }
     assert client.patch(
         f"/v1/api-keys/{limited.pk}", {"bot_ids": []}, format="json"
     ).status_code == 403  # fmt: skip
