@@ -735,8 +735,8 @@ def blocked_topic(
     allowed: Sequence[str] = (),
     spent: Spent | None = None,
 ) -> ScopeVerdict | None:
-    """The scope's blocked topic this question is about, if any: its name said in it, or close
-    to it in embedding space (``SCOPE_BLOCKED_THRESHOLD``), or one of its phrasings as close and
+    """The scope's blocked topic this question is about, if any: its name or one of its
+    phrasings said in it, or close to it in embedding space (``SCOPE_BLOCKED_THRESHOLD``), or one of its phrasings as close and
     closer than the scope's own description and allowed topics (``allowed``) are. A phrasing's
     everyday words reach questions the scope is there to answer ("upcoming releases" is 0.35
     from "What changed in the latest benchmarks?", which is closer still to the scope's own
@@ -746,8 +746,10 @@ def blocked_topic(
     named = [topic_phrasings(t) for t in topics if t.strip()]
     if not named:
         return None
-    for name, _ in named:
-        if _mentions(question, name):
+    for name, more in named:
+        # A phrasing the question says is named as the topic is: "pricing: कीमत" refuses
+        # "आपकी कीमतें क्या हैं?", which only naming can judge under an English-only embedder.
+        if any(_mentions(question, text) for text in (name, *more)):
             return ScopeVerdict("blocked_topic", topic_similarity=1.0, matched=name)
     if get_embedder().latin_only and not mostly_latin(question):
         return None  # to an English model every Hindi question is 0.6-0.7 from a Hindi topic

@@ -265,6 +265,28 @@ def test_a_blocked_topic_s_phrasings_refuse_only_what_the_scope_s_own_topics_are
     assert ok["refusal"] is None
 
 
+def test_a_blocked_topic_s_phrasing_is_named_in_a_script_the_local_model_cannot_read(alpha):
+    """Under the local (English-only) model a Hindi question is judged by naming alone, and
+    only a topic's name (before the colon) was named: "pricing: कीमत" let "आपकी कीमतें क्या
+    हैं?" (what are your prices?) through, though its tenant wrote the Hindi word. A phrasing
+    is named as the topic is; the refusal names the topic."""
+    alpha.scope.description, alpha.scope.allowed_topics = "", []  # a scope that admits all
+    alpha.scope.blocked_topics = ["pricing: कीमत, दाम"]
+    alpha.scope.min_relevance = 0.0
+    alpha.scope.answer_without_context = True
+    alpha.scope.save()
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake:
+        body = chat(client, **ask(alpha, "आपकी कीमतें क्या हैं?")).json()
+        assert fake.chat_requests() == []
+    assert body["refusal"] == {"reason": "blocked_topic"}
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=body["message_id"])
+    assert stored.refusal_reason == "blocked_topic"
+    with openai_llm():
+        ok = chat(client, **ask(alpha, "रिफंड कब तक मिलता है?")).json()  # when are refunds paid?
+    assert ok["refusal"] is None
+
+
 def test_out_of_scope_is_refused_without_a_model_call(alpha):
     alpha.scope.description = "Questions about billing: plans, renewals, refunds and support."
     alpha.scope.allowed_topics = ["billing", "subscription plans", "refunds"]
