@@ -40,6 +40,7 @@ from conversations.guardrails import (
     new_canary,
     out_of_scope,
     scope_topics,
+    unknown_names,
 )
 from conversations.llm import Completion, Delta, LLMRequest, get_llm
 from conversations.models import (
@@ -461,16 +462,18 @@ def chat_ground(turn: Turn) -> None:
     # earlier on-topic message cannot carry an off-topic follow-up past them.
     evidence = max((hit.relevance for hit in hits), default=0.0)
     if scope is not None:
+        topics = scope_topics(scope.description, scope.allowed_topics)
         scoped: ScopeVerdict = out_of_scope(
             vector=judged_vector,
-            topics=scope_topics(scope.description, scope.allowed_topics),
+            topics=topics,
             evidence=evidence,
             tenant_id=turn.tenant.pk,
+            unknown=unknown_names(judged, space=space, scope_texts=topics) if topics else (),
             spent=spent,
         )
         if scoped.reason is not None:
             _refuse(turn, scoped.reason, similarity=round(scoped.topic_similarity or 0, 3),
-                    evidence=round(evidence, 3))  # fmt: skip
+                    evidence=round(evidence, 3), unknown_name=bool(scoped.matched))  # fmt: skip
             return
     min_relevance = scope.min_relevance if scope is not None else 0.0
     relevant = [hit for hit in hits if hit.relevance >= min_relevance]

@@ -37,7 +37,7 @@ from django.conf import settings
 from chatbot_site import pii
 from chatbot_site.text import WORD, grapheme_cut, mostly_latin
 from knowledge.embeddings import get_embedder
-from knowledge.retrieval import embed_queries
+from knowledge.retrieval import SearchSpace, absent_words, embed_queries
 
 # --- canary ------------------------------------------------------------------------------
 
@@ -773,24 +773,74 @@ def scope_topics(description: str, allowed_topics: Sequence[str]) -> list[str]:
     return [t for t in (description, *allowed_topics) if t.strip()]
 
 
+# A word the question names something by: one with a capital letter ("Netflix", "iPhone",
+# "Node.js", "Zendesk's") that does not start a sentence, is not "I" ("I'm"), not a masked
+# value ("[EMAIL]": after "[") and not a label ("Telefon: ...": before a colon).
+_NAME = re.compile(r"(?<![\w'\u2019.\[-])\w*[A-Z]\w*(?:[.'\u2019-]\w+)*(?![\w:])")
+_SENTENCE_STARTS = ".!?:;\"'«(¿¡"
+_APOSTROPHES = re.compile(r"['\u2019]")
+
+
+def names(question: str) -> list[str]:
+    """The words ``question`` names something by (:data:`_NAME`), in order, once each."""
+    found = []
+    for match in _NAME.finditer(question):
+        before = question[: match.start()].rstrip()
+        if not before or before[-1] in _SENTENCE_STARTS:
+            continue
+        if len(_APOSTROPHES.split(match.group(), maxsplit=1)[0]) > 1:
+            found.append(match.group())
+    return list(dict.fromkeys(found))
+
+
+def unknown_names(question: str, *, space: SearchSpace, scope_texts: Sequence[str]) -> list[str]:
+    """The names in ``question`` that no chunk of the bot's datasets holds (text search's
+    lexemes, :func:`knowledge.retrieval.absent_words`) and its scope's texts do not say: what the
+    question is about that the documents never mention ("Netflix", "Amazon")."""
+    named = names(question)
+    if not named:
+        return []
+    said = {word for text in scope_texts for word in _words(text)}
+    named = [name for name in named if name.casefold() not in said]
+    if not named:
+        return []
+    folded = {name.casefold() for name in named}
+    others = [word for word in dict.fromkeys(_words(question)) if word not in folded]
+    absent = absent_words(space, [*named, *others])
+    if 2 * sum(word in absent for word in others) > len(others):
+        # Not written in the documents' words (German capitalises every noun: "Wie lade ich
+        # ein PDF in einen Datensatz hoch?"): its capitals say nothing of what it is about.
+        return []
+    return [name for name in named if name in absent]
+
+
 def out_of_scope(
     *,
     vector: Sequence[float],
     topics: Sequence[str],
     evidence: float,
     tenant_id: object,
+    unknown: Sequence[str] = (),
     spent: Spent | None = None,
 ) -> ScopeVerdict:
     """A question is in scope when it is close to the scope's description or one of its
     allowed topics (``SCOPE_TOPIC_THRESHOLD``) or when retrieval found a passage that is close to
-    it (``SCOPE_EVIDENCE_THRESHOLD``). A scope with no description and no topics admits all."""
+    it (``SCOPE_EVIDENCE_THRESHOLD``). A question that names something no document mentions
+    (``unknown``, :func:`unknown_names`) is in scope only by its closeness to the topics, and
+    at ``SCOPE_UNKNOWN_NAME_THRESHOLD``: its passages are about something else ("How do I
+    change my Netflix password?" found the README's staff passwords at 0.243, and is 0.16
+    from the demo scope's topics). A scope with no description and no topics admits all."""
     if not topics:
         return ScopeVerdict(None, evidence=evidence)
     similarity = max(_similarities(vector, topic_vectors(topics, tenant_id=tenant_id, spent=spent)))
-    inside = (
-        similarity >= settings.SCOPE_TOPIC_THRESHOLD
-        or evidence >= settings.SCOPE_EVIDENCE_THRESHOLD
-    )
+    if unknown:
+        inside = similarity >= settings.SCOPE_UNKNOWN_NAME_THRESHOLD
+    else:
+        inside = (
+            similarity >= settings.SCOPE_TOPIC_THRESHOLD
+            or evidence >= settings.SCOPE_EVIDENCE_THRESHOLD
+        )
     return ScopeVerdict(
-        None if inside else "out_of_scope", topic_similarity=similarity, evidence=evidence
-    )
+        None if inside else "out_of_scope", topic_similarity=similarity, evidence=evidence,
+        matched=" ".join(unknown),
+    )  # fmt: skip

@@ -209,6 +209,29 @@ def search_space_for_bot(bot: Any, *, filter_tags: Sequence[str] = ()) -> Search
     )
 
 
+def absent_words(space: SearchSpace, words: Sequence[str]) -> set[str]:
+    """Those of ``words`` that no chunk of the space's datasets holds, as text search reads
+    them (a word's lexemes in each of the datasets' languages, from ``knowledge_termstat``:
+    one index lookup a lexeme). A word text search drops (a stop word) is not absent."""
+    if not words or not space.dataset_ids:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT w.word FROM unnest(%(words)s::text[]) AS w(word)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM unnest(%(languages)s::text[]) AS l(language)
+                CROSS JOIN LATERAL unnest(to_tsvector(l.language::regconfig, w.word)) AS t
+                JOIN knowledge_termstat s ON s.dataset_id = ANY(%(datasets)s)
+                 AND s.language = l.language::regconfig AND s.lexeme = t.lexeme
+            ) AND EXISTS (
+                SELECT 1 FROM unnest(%(languages)s::text[]) AS l(language),
+                     LATERAL unnest(to_tsvector(l.language::regconfig, w.word)) AS t
+            )""",
+            {"words": list(words), "languages": space.languages, "datasets": space.dataset_ids},
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def vector_literal(vector: Sequence[float]) -> str:
     """pgvector's text form, each component to 7 significant digits. One %-format over the
     whole vector: 45 µs instead of 70 for 384 components (a generator of f-strings), the same

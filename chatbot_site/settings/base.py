@@ -548,6 +548,11 @@ LLM_HTTP_CLIENT: str = env.str("LLM_HTTP_CLIENT", default="aiohttp")
 # topic, or if retrieval found a passage at least SCOPE_EVIDENCE_THRESHOLD close to it.
 SCOPE_TOPIC_THRESHOLD: float = env.float("SCOPE_TOPIC_THRESHOLD", default=0.14)
 SCOPE_EVIDENCE_THRESHOLD: float = env.float("SCOPE_EVIDENCE_THRESHOLD", default=0.24)
+# A question that names something no document of the bot's mentions ("How do I change my
+# Netflix password?") is in scope only this close to the scope's description or an allowed topic:
+# the passages retrieval found are about something else. 0.30: the lowest threshold that
+# refuses the most tune-half off- and near-topic questions (docs/GUARDRAILS.md (ii)).
+SCOPE_UNKNOWN_NAME_THRESHOLD: float = env.float("SCOPE_UNKNOWN_NAME_THRESHOLD", default=0.30)
 # A question this close to one of the scope's blocked topics is refused (blocked_topic). 0.33:
 # the middle of the thresholds that catch the most tune-half paraphrases of a blocked topic and
 # block no tune-half on-topic question (0.29-0.37); 0.5, set by hand, caught no paraphrase ("How

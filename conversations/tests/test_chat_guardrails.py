@@ -302,6 +302,38 @@ def test_out_of_scope_is_refused_without_a_model_call(alpha):
     assert ok["refusal"] is None
 
 
+def test_a_question_naming_what_no_document_mentions_needs_the_scope_s_topics(alpha):
+    """ "How do I change my Netflix password?" is 0.18 from the billing scope's topics, over
+    SCOPE_TOPIC_THRESHOLD (0.14), and was answered from the billing passages; "How do I cancel
+    my Spotify account?" (0.28) found the renewal passage at 0.36, over
+    SCOPE_EVIDENCE_THRESHOLD, which is about this service's plans, not Spotify's. A name no
+    document holds now leaves only the topic similarity to admit the question, at
+    SCOPE_UNKNOWN_NAME_THRESHOLD (0.30). A name the documents hold ("Stripe") or the
+    scope says ("Acme") changes nothing, nor does a capital that starts the sentence."""
+    add_passages(alpha, ["Annual plans can be paid by card through Stripe or by bank transfer."])
+    alpha.scope.description = "Questions about Acme billing: plans, renewals, refunds, support."
+    alpha.scope.allowed_topics = ["billing", "subscription plans", "refunds"]
+    alpha.scope.min_relevance = 0.0  # so that only the scope check can refuse
+    alpha.scope.save()
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake:
+        for question in (
+            "How do I change my Netflix password?",
+            "How do I cancel my Spotify account?",
+        ):
+            body = chat(client, **ask(alpha, question)).json()
+            assert body["refusal"] == {"reason": "out_of_scope"}, question
+        assert fake.chat_requests() == []
+    with openai_llm():
+        for question in (
+            "When do annual plans renew?",
+            "Can I pay my annual plan through Stripe?",
+            "When do Acme annual plans renew?",
+            "Refunds: when are they paid?",
+        ):
+            assert chat(client, **ask(alpha, question)).json()["refusal"] is None, question
+
+
 def test_an_off_topic_follow_up_is_not_carried_in_by_the_previous_question(alpha, settings):
     """A follow-up is searched in the light of the previous question, but scope is decided on
     the question alone: "renewal" earlier does not lend its evidence to a lasagna recipe."""

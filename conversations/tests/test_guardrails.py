@@ -18,6 +18,7 @@ from conversations.guardrails import (
     PolicyBlocked,
     blocked_topic,
     canary_rule,
+    names,
     new_canary,
     out_of_scope,
     sanitize_links,
@@ -580,6 +581,17 @@ def test_a_question_the_local_model_cannot_read_is_judged_by_naming_alone() -> N
     assert check("आपकी कीमतें क्या हैं?", ["pricing", "कीमत"]) == "कीमत"
     assert check("How much do paid plans cost each year?", ["pricing", "राजनीति"]) == "pricing"
     assert embedder.latin_only  # an OpenAI-compatible model reads the similarity in any script
+
+
+def test_names_are_capitalised_words_that_do_not_start_a_sentence() -> None:
+    assert names("How do I change my Netflix password?") == ["Netflix"]
+    assert names("Is my iPhone slow with Node.js? And Zendesk's bot, Intercom Fin?") == [
+        "iPhone", "Node.js", "Zendesk's", "Intercom", "Fin"
+    ]  # fmt: skip
+    assert names("Netflix: how do I log in? I forgot.") == []
+    assert names("how do i upload a pdf") == []
+    assert names("Now I'm stuck, I've tried: mail [EMAIL] or call [PHONE_NUMBER].") == []
+    assert names("Mine is Telefon: [PHONE]. Mine is the Acme-Plan.") == ["Acme-Plan"]
 
 
 @pytest.mark.django_db

@@ -70,3 +70,19 @@ def test_blocked_signals_come_from_the_pipelines_own_check(db):
                 "text": "Is Zendesk better than this service?"}  # fmt: skip
     assert blocked_signal(question, phrased, ["API keys"], 1).blocked(0.33)
     assert not blocked_signal(question, phrased, ["a better service"], 1).blocked(0.33)
+
+
+def test_the_unknown_name_threshold_is_the_lowest_that_refuses_the_most_tune_questions():
+    from conversations.management.commands._scope_calibration import unknown_name_calibrate
+
+    def named(category: str, similarity: float, split: str = "tune") -> Signals:
+        return Signals(category, split, similarity, 0.9, refused_anyway=False, unknown=True)
+
+    items = [
+        named("off_topic", 0.16),  # admitted by its passages before: refused from 0.18
+        named("near_topic", 0.29),  # refused from 0.30
+        named("on_topic", 0.45),  # admitted below 0.46
+        item("off_topic", 0.05, 0.9),  # names nothing: its evidence admits it at any threshold
+        named("off_topic", 0.55, "heldout"),  # never chooses
+    ]
+    assert unknown_name_calibrate(items, 0.14, 0.24) == 0.3

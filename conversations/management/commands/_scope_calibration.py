@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.test import override_settings
 
 from bots.models import Bot
-from conversations.guardrails import blocked_topic, out_of_scope, scope_topics
+from conversations.guardrails import blocked_topic, out_of_scope, scope_topics, unknown_names
 from knowledge.injection import detect
 from knowledge.retrieval import embed_query, search, search_space_for_bot
 
@@ -37,9 +38,13 @@ class Signals:
     similarity: float  # to the scope's description or closest allowed topic
     evidence: float  # the best retrieved passage's relevance
     refused_anyway: bool  # by a check the thresholds do not touch
+    unknown: bool = False  # it names something no document mentions (guardrails.unknown_names)
 
     def refused(self, topic: float, evidence: float) -> bool:
-        admitted = self.similarity >= topic or self.evidence >= evidence
+        if self.unknown:  # admitted by its closeness to the topics alone
+            admitted = self.similarity >= settings.SCOPE_UNKNOWN_NAME_THRESHOLD
+        else:
+            admitted = self.similarity >= topic or self.evidence >= evidence
         return self.refused_anyway or not admitted
 
 
@@ -49,9 +54,11 @@ def signals(bot: Bot, question: dict[str, str]) -> Signals:
         raise ValueError("the demo bot has a scope")
     text = question["text"]
     vector, _ = embed_query(text)
-    hits = search(search_space_for_bot(bot), query=text, query_vector=vector, top_k=bot.top_k)
+    space = search_space_for_bot(bot)
+    hits = search(space, query=text, query_vector=vector, top_k=bot.top_k)
     evidence = max((hit.relevance for hit in hits), default=0.0)
     topics = scope_topics(scope.description, scope.allowed_topics)
+    unknown = unknown_names(text, space=space, scope_texts=topics) if topics else []
     similarity = out_of_scope(
         vector=vector, topics=topics, evidence=evidence, tenant_id=scope.tenant_id
     ).topic_similarity
@@ -69,7 +76,7 @@ def signals(bot: Bot, question: dict[str, str]) -> Signals:
         or (no_context and not scope.answer_without_context)
     )
     return Signals(question["category"], question["split"], similarity or 0.0, evidence,
-                   refused_anyway)  # fmt: skip
+                   refused_anyway, bool(unknown))  # fmt: skip
 
 
 def rates(items: Iterable[Signals], topic: float, evidence: float) -> dict[str, tuple[int, int]]:
@@ -97,6 +104,29 @@ def calibrate(items: list[Signals]) -> tuple[float, float]:
     if best is None:
         raise ValueError("no threshold pair keeps on-topic false refusals within the limit")
     return best[2], best[3]
+
+
+UNKNOWN_NAME_GRID = [round(0.14 + 0.02 * i, 2) for i in range(24)]  # 0.14 .. 0.60
+
+
+def unknown_name_calibrate(items: list[Signals], topic: float, evidence: float) -> float:
+    """``SCOPE_UNKNOWN_NAME_THRESHOLD`` on the tune half, the other two at ``topic`` and
+    ``evidence``: the lowest one with the most off- and near-topic refusals and at most
+    ``MAX_ON_TOPIC_FALSE`` of on-topic questions refused."""
+    tune = [s for s in items if s.split == "tune"]
+    best: tuple[int, float] | None = None  # (refusals, -threshold)
+    for threshold in UNKNOWN_NAME_GRID:
+        with override_settings(SCOPE_UNKNOWN_NAME_THRESHOLD=threshold):
+            r = rates(tune, topic, evidence)
+        on_refused, on_total = r.get("on_topic", (0, 0))
+        if on_total and on_refused / on_total > MAX_ON_TOPIC_FALSE:
+            continue
+        key = (r.get("off_topic", (0, 0))[0] + r.get("near_topic", (0, 0))[0], -threshold)
+        if best is None or key > best:
+            best = key
+    if best is None:
+        raise ValueError("no threshold keeps on-topic false refusals within the limit")
+    return -best[1]
 
 
 # --- blocked topics: SCOPE_BLOCKED_THRESHOLD -------------------------------------------------

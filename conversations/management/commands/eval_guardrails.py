@@ -453,6 +453,14 @@ class Command(BaseCommand):
                 cells = " | ".join(pct(*r.get(c, (0, 0))) for c in ("on_topic", "off_topic",
                                                                     "near_topic"))  # fmt: skip
                 self.out(f"| {label} {pair} | {split} | {cells} |")
+        unknown = calibration.unknown_name_calibrate(items, *defaults)
+        self.out(
+            f"\nQuestions naming something no document mentions: {sum(s.unknown for s in items)} "
+            f"of {len(items)}; SCOPE_UNKNOWN_NAME_THRESHOLD {settings.SCOPE_UNKNOWN_NAME_THRESHOLD}"
+            f", calibrated on the tune half (grid {calibration.UNKNOWN_NAME_GRID[0]}-"
+            f"{calibration.UNKNOWN_NAME_GRID[-1]}, the lowest with the most off- and near-topic "
+            f"refusals): {unknown}"
+        )
 
     # --- (ii b) indirect injection -----------------------------------------------------------
 
