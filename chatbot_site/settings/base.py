@@ -459,6 +459,14 @@ EMBEDDING_BACKEND: str = env.str("EMBEDDING_BACKEND", default="local")
 EMBEDDING_MODEL: str = env.str("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
 EMBEDDING_DIMENSIONS: int = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_TIMEOUT_SECONDS: float = env.float("EMBEDDING_TIMEOUT_SECONDS", default=30.0)
+# Whether the embedding model reads Latin script only (then a question mostly in another script
+# is judged by naming alone against blocked topics: conversations.guardrails.blocked_topic).
+# Unset: the local model does; an OpenAI-compatible one does when EMBEDDING_MODEL is one of
+# sentence-transformers' English "all-*" models (all-MiniLM-L6-v2, all-mpnet-base-v2 ...), the
+# ones such servers (Infinity, TEI, LocalAI) are most often started with.
+EMBEDDING_LATIN_ONLY: bool | None = (
+    env.bool("EMBEDDING_LATIN_ONLY") if env.str("EMBEDDING_LATIN_ONLY", default="") else None
+)
 # ONNX Runtime threads per process for the local model.
 EMBEDDING_THREADS: int = env.int("EMBEDDING_THREADS", default=1)
 EMBEDDING_RETRY_BASE_SECONDS: float = env.float("EMBEDDING_RETRY_BASE_SECONDS", default=0.5)

@@ -41,7 +41,6 @@ ATTEMPTS = 5
 
 class OpenAIEmbedder:
     max_tokens = 512  # chunk ceiling: retrieval quality, not the provider, sets it
-    latin_only = False  # text-embedding-3-* and most served models read many scripts
 
     def __init__(self) -> None:
         from openai import OpenAI
@@ -50,6 +49,13 @@ class OpenAIEmbedder:
 
         self.model = settings.EMBEDDING_MODEL
         self.dimensions = settings.EMBEDDING_DIMENSIONS
+        # text-embedding-3-* and most served models read many scripts; sentence-transformers'
+        # "all-*" models (the local one among them) read English, whoever serves them.
+        self.latin_only: bool = (
+            self.model.rsplit("/", 1)[-1].lower().startswith("all-")
+            if settings.EMBEDDING_LATIN_ONLY is None
+            else settings.EMBEDDING_LATIN_ONLY
+        )
         self._client = OpenAI(
             api_key=settings.OPENAI_API_KEY or "not-set",
             base_url=settings.OPENAI_BASE_URL or None,

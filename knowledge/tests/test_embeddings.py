@@ -581,3 +581,24 @@ def test_ingestion_bills_the_requests_of_a_window_answered_before_one_failed(pro
     sizes = [len(r["body"]["input"]) for r in provider.requests]
     assert sizes == [count - 1, 1]
     assert told == [(count - 1) * 1_600]
+
+
+@pytest.mark.parametrize(
+    ("model", "override", "latin_only"),
+    [
+        ("text-embedding-3-small", None, False),
+        ("all-MiniLM-L6-v2", None, True),  # served by an OpenAI-compatible server: still English
+        ("sentence-transformers/all-mpnet-base-v2", None, True),
+        ("all-MiniLM-L6-v2", False, False),  # the operator knows better
+        ("my-english-model", True, True),
+    ],
+)
+def test_an_openai_compatible_model_reads_latin_only_when_it_is_an_english_one(
+    settings, model, override, latin_only
+):
+    """An OpenAI-compatible embedder was taken to read every script, whatever model it served:
+    all-MiniLM-L6-v2 behind a compatible server (Infinity, TEI) put any two Hindi texts 0.6-0.7
+    apart, so a Hindi blocked topic refused every Hindi question, as the local model did
+    before it was judged by naming alone (conversations.guardrails.blocked_topic)."""
+    settings.EMBEDDING_MODEL, settings.EMBEDDING_LATIN_ONLY = model, override
+    assert OpenAIEmbedder().latin_only is latin_only
