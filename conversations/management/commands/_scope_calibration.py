@@ -7,6 +7,9 @@ anything. The pair is chosen on the *tune* half only: the most off- and near-top
 at most ``MAX_ON_TOPIC_FALSE`` of on-topic questions refused; ties go to the more permissive
 pair. The held-out half is reported at the chosen pair and at the configured defaults.
 
+``SCOPE_UNKNOWN_NAME_THRESHOLD`` (questions that name something no document mentions) on the
+tune half at the configured pair: the lowest with the most off- and near-topic refusals.
+
 ``SCOPE_BLOCKED_THRESHOLD`` likewise, on ``blocked_questions.jsonl`` and the on-topic set: of
 the thresholds that block no allowed question of the tune half and the most blocked ones, the
 middle one (the lowest sat at the edge of the tune half's on-topic questions, and blocked a
