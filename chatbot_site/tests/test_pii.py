@@ -696,7 +696,27 @@ def test_words_of_scripts_written_without_spaces_stay_outside_an_address(text, m
     ids=ascii,
 )
 def test_addresses_of_scripts_written_without_spaces_are_masked(text, masked):
-    # Whole text only: the stream does not hold these while they form (see _NO_SPACE_LETTER).
+    # Streamed too: conversations' test_addresses_of_scripts_without_spaces_are_masked_in_a_...
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        # the local part is of the script of the letter before the "@" (the particle stays)
+        ("メールは山田@例え.日本です。", "メールは[EMAIL]です。"),
+        ("请发至user名@例子.com谢谢", "[EMAIL]谢谢"),
+        # "。" folds to "." (an IDN label separator): the domain ends at a known TLD
+        ("邮箱\uff1a张伟@公司.中国。谢谢", "邮箱\uff1a[EMAIL]。谢谢"),
+        # and the next address's local part is not taken for a label of the one before
+        ("用户@例子.中国。张伟@公司.中国。谢谢", "[EMAIL]。[EMAIL]。谢谢"),
+        ("山田@例え.日本です。ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ", "[EMAIL]です。[EMAIL] ครับ"),
+        # at most 21 letters: a local part has at most 64 bytes, these letters 3 each
+        ("这是一个很长的句子没有任何标点符号然后是地址用户名称@例子.中国", "这是一个很[EMAIL]"),
+    ],
+    ids=ascii,
+)
+def test_addresses_of_scripts_written_without_spaces_leave_the_words_around_them(text, masked):
     assert pii.mask(text) == masked
 
 
@@ -1062,6 +1082,12 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "\u4e2d" * (2 * N) + "@\u4f8b.\u4e2d\u56fd",
         "\u4e2d@" + "\u4f8b." * N,
         "@\u4e2d." * N,
+        "\u4e2d@\u4f8b.\u4e2d\u56fd\u3002" * (N // 4),  # a known TLD, then more labels
+        "\u5c71@\u4f8b.\u65e5\u672c\u3067\u3059\u3002" * (N // 4),  # a script change
+        "\u3002\u4e2d@" * N,
+        "a\u4e2d" * N + "@\u4f8b.\u4e2d\u56fd",
+        "\u0e1c\u0e39\u0e49@" * N,
+        "\u4e2d" * (2 * N),
         "4111." * N,
         "0 1" * N,
         "Telefon 0" * (N // 4),

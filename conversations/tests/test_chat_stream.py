@@ -448,6 +448,26 @@ def test_streamed_answers_carry_no_written_out_pii(served, alpha):
     assert shown.count("[EMAIL]") == 2 and "[PHONE]" in shown and "[CREDIT_CARD]" in shown
 
 
+def test_addresses_in_scripts_without_spaces_are_masked_streamed_as_in_json(served, alpha):
+    """The provider writes Chinese, Japanese, Thai and Korean addresses one character a piece:
+    the stream showed them raw (only the JSON answer was masked); now both show the same."""
+    base, fake = served
+    fake.chat_reply = (
+        "续订请发至用户@例子.中国\uff0c谢谢。メールは山田@例え.日本です。"
+        "ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ 사용자@예시.한국 으로"
+    )
+    fake.piece_chars = 1
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "done", frames[-1]
+    shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    answer = post_json(base, alpha, ask(alpha, "When is renewal?"))["output"]
+    # (a Chinese sentence's words before an address cannot be told from its local part)
+    assert answer == "[EMAIL]\uff0c谢谢。メールは[EMAIL]です。[EMAIL] ครับ [EMAIL] 으로"
+    assert shown == answer and stored.content == answer
+
+
 def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json(
     served, alpha, settings
 ):

@@ -417,18 +417,48 @@ def test_the_guard_holds_back_only_what_may_still_change() -> None:
 
 def test_an_answer_without_spaces_is_released_as_it_comes() -> None:
     """Chinese and Japanese put no space between words: the guard released nothing before the
-    end. A CJK character or CJK punctuation ends a word as a space does."""
+    end. A CJK character or CJK punctuation ends a word as a space does; but an "@" may still
+    follow a run of letters (an address's local part in those scripts, at most
+    pii._NO_SPACE_LOCAL of them), so a run's last letters wait for a mark or for more letters."""
     guard = OutputGuard(hosts=HOSTS)
-    assert guard.feed("年度计划") == "年度计划"
-    assert guard.feed("每年自动续订[1]。退款") == "每年自动续订[1]。退款"
-    assert guard.feed("はカード") == "はカード"
+    assert guard.feed("年度计划") == ""
+    assert guard.feed("每年自动续订[1]\uff0c退款") == "年度计划每年自动续订[1]\uff0c"
+    assert guard.feed("はカード") == ""
+    run = "这是一个很长的句子没有任何标点符号因为我们想看看它是否会被释放"  # 31 letters
+    assert guard.feed(run) == "退款はカード" + run[: len(run) - pii._NO_SPACE_LOCAL]
+    assert (
+        guard.feed("\uff0c电话\uff10\uff13-\uff11\uff12") == run[-pii._NO_SPACE_LOCAL :] + "\uff0c"
+    )
     # Full-width digits and letters may be a PII value (the masker is to read them): held on.
-    assert guard.feed("电话\uff10\uff13-\uff11\uff12") == "电话"
     assert guard.feed("\uff13\uff14") == ""
     # "。" may still be a decimal point (an address written 192。168。…): held with the number.
     assert guard.feed("。") == ""
-    assert guard.feed("谢谢") == "\uff10\uff13-\uff11\uff12\uff13\uff14。谢谢"
+    assert guard.feed("谢谢\uff0c") == "电话\uff10\uff13-\uff11\uff12\uff13\uff14。谢谢\uff0c"
     assert guard.flush() == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "请发至用户@例子.中国\uff0c谢谢。",  # the local part is the run before the "@"
+        "メールは山田@例え.日本です。よろしく",  # of the script of the letter before it
+        "邮箱\uff1a张伟@公司.中国。谢谢",  # "。" folds to ".": the domain ends at its known TLD
+        "ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ",
+        "사용자@예시.한국 으로 보내세요",
+        "请发至user名@例子.com谢谢",
+        "这是一个很长的句子没有任何标点符号然后是地址用户名称@例子.中国",  # 21 letters at most
+    ],
+)
+def test_addresses_of_scripts_without_spaces_are_masked_in_a_stream_as_whole(text: str) -> None:
+    """Streamed one character at a time, an address in a script written without spaces is
+    masked exactly as the whole answer is (the stream showed "请发至用户@例子.中国" raw)."""
+    whole = OutputGuard(hosts=HOSTS)
+    expected = whole.feed(text) + whole.flush()
+    assert expected == pii.mask(text)
+    assert "[EMAIL]" in expected
+    out, _ = run(OutputGuard(hosts=HOSTS), text, 1)
+    assert out == expected
+    assert "@" not in out
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7])
