@@ -38,9 +38,10 @@ Choices worth knowing:
   bracketed separator, or "@" with a dot written out, is an address whatever the words;
   "at" as a bare word (or "@" between spaces) only when neither the word before it nor the
   domain's first label is a common English word ("look at the dot com boom", "available at
-  amazon dot com") and the top-level domain has two letters or is a common one; with the dots
-  plain ("john at example.com") also only after an e-mail word ("email", "mail", "contact",
-  "address", ...) at most 32 characters before: "look at example.com" is a bare domain.
+  amazon dot com") and the top-level domain has two letters (after "period", two that are no
+  common word) or is a common one; with the dots plain ("john at example.com") also only
+  after an e-mail word ("email", "mail", "contact", "address", ...) at most 32 characters
+  before: "look at example.com" is a bare domain.
 - Digits typed one by one or in odd groups: 7-20 groups of 1-4 digits with one separator (a
   space or a hyphen). 12-19 digits passing Luhn in 8 groups or more are a card; 7-15 digits
   in 8 groups or more, or one by one, a phone number; counting ("1 2 3 4 5 6 7"), bits, one
@@ -379,8 +380,10 @@ def _written_ok(text: str, local: int, end: int, at: str, domain: str) -> bool:
         return False
     if len(tld) > 2 and tld.lower() not in _GENERIC_TLDS:
         return False
-    if _PERIOD.search(domain) and tld.lower() not in _GENERIC_TLDS:
-        return False  # prose says "period": "patients at baseline period to week 12"
+    # Prose says "period": "patients at baseline period to week 12", "rest period in the lab";
+    # a two-letter domain after it must be no common word ("john at example period de").
+    if _PERIOD.search(domain) and tld.lower() in _NOT_AN_ADDRESS_WORD:
+        return False
     return separator == "@" or written_dot or _cue_before(_EMAIL_CUE, text, local)
 
 
@@ -435,11 +438,13 @@ def _written_emails(
 
 
 # "johnATexampleDOTcom": the separators glued to the words, told from them by case alone (upper
-# case between lower-case letters or digits; nothing in the classes can match "AT" or "DOT", so
-# nothing is tried twice).
+# case between lower-case letters or digits; a capital only starts a word, the local part's
+# after a ".", "_" or "-" too, "John.DoeATExampleDOTcom"; nothing in the classes can match "AT"
+# or "DOT" where they are looked for, so nothing is tried twice).
 _GLUED = re.compile(
-    r"(?<![\w.%+\-])[A-Za-z0-9][a-z0-9._%+\-]{0,63}AT(?P<domain>[a-z0-9\-]{1,63}"
-    r"(?:DOT[a-z0-9\-]{1,63}){1,8})(?![\w\-])",
+    r"(?<![\w.%+\-])[A-Za-z0-9](?:[a-z0-9._%+\-]|(?<=[._\-])[A-Z]){0,63}"
+    r"AT(?P<domain>[A-Za-z0-9][a-z0-9\-]{0,62}(?:DOT[A-Za-z0-9][a-z0-9\-]{0,62}){1,8})"
+    r"(?![\w\-])",
     re.ASCII,
 )
 

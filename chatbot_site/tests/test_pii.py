@@ -269,6 +269,10 @@ def test_two_group_numbers_with_a_leading_zero_are_not_all_phones():
         "JOHN AT EXAMPLE PERIOD ORG",
         "johnATexampleDOTcom",  # glued, told apart by case
         "john.doeATmailDOTexampleDOTco",
+        "John.DoeATexampleDOTcom",  # a capital starts the local part's words
+        "John_DoeATExampleDOTCom",  # and the domain's labels
+        "john at example period de",  # "period" with a two-letter domain that is no word
+        "hans dot mueller at firma period ch",
         "\uff4a\uff4f\uff48\uff4e\uff21\uff34\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff24\uff2f\uff34\uff43\uff4f\uff4d",
     ],
     ids=ascii,
@@ -311,11 +315,16 @@ def test_at_written_out_with_plain_dots_is_an_address_after_an_email_word(text, 
         "patients at baseline period to week 12",
         "measured at rest period in the lab",
         "staff at night period is short",
+        "we stayed at home period in summer",
+        "It lasted the whole period at first period of the day",
         # glued separators need lower case around them and a dot written "DOT"
         "THAT DOT matters",
         "useATandDOT in SQL",
         "catATdogDOT",
         "readATtime.com",
+        "The.ATcommand DOT",
+        "JohnATExampleDOT",
+        "See README.ATTENTION DOTcom",
     ],
 )
 def test_at_and_dot_in_prose_are_not_addresses(text):
@@ -862,6 +871,7 @@ STREAMED = [
     f"IBAN {spaced(DE_IBAN)} please.",
     f"Russian IBAN {spaced(RU_IBAN)} please.",  # 65 characters typed one by one
     "Mail johnATexampleDOTcom or jane dot roe at example period org today.",
+    "Mail John.DoeATExampleDOTcom or hans at firma period de today.",
     "Desk: 781 1704 office, 3660170548-Fax, or credit card 0604 2607 0011 on file.",
 ]
 
@@ -1107,6 +1117,9 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "aAT" * N,
         "aATbDOT" * (N // 3),
         "aATb" + "DOTb" * (N // 2),
+        "a.B" * N + "AT",
+        "A.BATc" + "DOTC" * (N // 2),
+        "a at b period de " * (N // 8),
         "a at b period " * (N // 7),
         "\u00e4 \u00e4t " * (N // 3),
         "\u00e4 at \u00fc dot " * (N // 5),
