@@ -185,9 +185,10 @@ def test_two_group_numbers_are_phones_only_after_a_phone_word():
     assert spans("Mobile:\n412 7781") == [("PHONE", "412 7781")]
     assert spans("Unit 204 5531 Oak Road") == []
     assert spans("ZIP: 75534-030") == []
-    # The word must come before the number, with no other number in between.
+    # The word must come before the number, with no other number in between (a local number
+    # alone, "..., 555 0199.", needs none: test_a_local_number_alone_is_a_phone_...).
     assert spans("555 0199 is my phone") == []
-    assert spans("phone 1, room 12, 555 0199") == []
+    assert spans("phone 1, room 12, 555 0199 Oak Road") == []
 
 
 @pytest.mark.parametrize(
@@ -226,6 +227,35 @@ def test_a_phone_word_right_after_a_number_labels_it(text, value):
     assert spans("3660170548 is my phone") == []
     assert spans("call 3660170548") == []  # a bare run needs the label, or a NANP shape
     assert spans("ticket 555 0199 officer") == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("My registered 668 5702. Thanks", "668 5702"),
+        ("Numbers: 450 0840, 358 0594 and (467 3395)", "450 0840"),
+        ("reach Mia on 212 5550? Or not", "212 5550"),
+    ],
+)
+def test_a_local_number_alone_is_a_phone_without_a_phone_word(text, value):
+    # Three digits starting 2-9, one space, four digits, and no word after it.
+    assert spans(text)[0] == ("PHONE", value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "here they are: 370 3911 Fourth Avenue Suite 5",  # a street address: a word follows
+        "Mrs. Jennifer Alcaraz Suite 541 6343 Skogstien 106",
+        "The letter arrived at 636 1812 Rue De La Gare",
+        "Unit 204 5531 Oak Road",
+        "growth from 250 2019.",  # the second group a year
+        "code 123 4567.",  # no exchange starts with 0 or 1
+        "668  5702.",  # two spaces: not how the number is written
+    ],
+)
+def test_three_and_four_digits_that_are_no_local_number_stay(text):
+    assert pii.find(text, ["PHONE"]) == []
 
 
 def test_a_card_number_starting_with_zero_is_a_card_after_a_card_word():
@@ -873,6 +903,7 @@ STREAMED = [
     "Mail johnATexampleDOTcom or jane dot roe at example period org today.",
     "Mail John.DoeATExampleDOTcom or hans at firma period de today.",
     "Desk: 781 1704 office, 3660170548-Fax, or credit card 0604 2607 0011 on file.",
+    "My registered 668 5702. We are at 370 3911 Fourth Avenue, or 212 5550 Oak.",
 ]
 
 
@@ -1101,6 +1132,8 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "4111." * N,
         "0 1" * N,
         "Telefon 0" * (N // 4),
+        "212 5550 " * (N // 4),  # local numbers, each with a word after it or not
+        "212 5550 Oak " * (N // 6),
         # written out: every separator tried, every local part and domain bounded
         "a at " * (N // 2),
         "a at b dot " * (N // 5),

@@ -65,12 +65,15 @@ def test_pii_in_the_question_never_reaches_the_model_the_database_or_the_logs(al
         ("4111.1111.1111.1111", "[CREDIT_CARD]"),  # grouped with dots
         ("Telefon: 030/12345678", "[PHONE]"),  # a German phone word
         ("030 12345678", "[PHONE]"),  # a national number: trunk prefix, no word
+        ("668 5702", "[PHONE]"),  # a local number alone: no word before or after it
         # written out, as people keep them from scrapers
         ("john.doe at example dot com", "[EMAIL]"),
         ("john(at)example(dot)com", "[EMAIL]"),
         ("john [at] example [dot] com", "[EMAIL]"),
         ("john dot doe at example period com", "[EMAIL]"),
         ("johnATexampleDOTcom", "[EMAIL]"),
+        ("John.DoeATExampleDOTcom", "[EMAIL]"),
+        ("hans at firma period de", "[EMAIL]"),
         ("\u7528\u6237@\u4f8b\u5b50.\u4e2d\u56fd", "[EMAIL]"),  # 用户@例子.中国
         ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "[CREDIT_CARD]"),  # one digit at a time
         ("0 1 7 1 2 3 4 5 6 7 8", "[PHONE]"),
