@@ -4,9 +4,9 @@
 " at " words, one with four entities, and a 4 kB log line; then the streaming loop of the
 output guard (``hold_from``, the released text masked) per 4-character piece of a 1,000-
 character English answer with an " at " every 60 characters and one without. The revision
-``BENCH_PII_AGAINST`` (default ``HEAD``) of ``chatbot_site/pii.py`` is loaded from git next to
-the working tree's; the two are timed alternately, ``BENCH_PII_ROUNDS`` rounds (default 40),
-best round, µs per call. Nothing else is imported: no database, no Django.
+``BENCH_PII_AGAINST`` (default ``HEAD``) of ``chatbot_site/pii.py`` (the package
+``chatbot_site/pii/`` since it was split) is loaded from git next to the working tree's; the
+two are timed alternately, ``BENCH_PII_ROUNDS`` rounds (default 40), best round, µs per call. Nothing else is imported: no database, no Django.
 
     BENCH_PII_AGAINST=22c4f46 .venv/bin/python -m bench.pii_mask
 """
@@ -62,18 +62,34 @@ ANSWER = (
 
 
 def load_revision(revision: str) -> ModuleType:
-    source = subprocess.run(  # noqa: S603 (git, with a revision the operator names)
-        ["git", "show", f"{revision}:chatbot_site/pii.py"],  # noqa: S607
+    """``chatbot_site/pii.py`` (one module before the split) or the package ``chatbot_site/pii/``
+    at ``revision``, loaded as ``pii_against``."""
+    folder = Path(tempfile.mkdtemp())
+    listed = subprocess.run(  # noqa: S603 (git, with a revision the operator names)
+        ["git", "ls-tree", "--name-only", revision, "chatbot_site/pii/"],  # noqa: S607
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "pii_against.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("pii_against", path)
+    ).stdout.split()
+    names = [name for name in listed if name.endswith(".py")] or ["chatbot_site/pii.py"]
+    for name in names:
+        source = subprocess.run(  # noqa: S603
+            ["git", "show", f"{revision}:{name}"],  # noqa: S607
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        (folder / Path(name).name).write_text(source, encoding="utf-8")
+    package = (folder / "__init__.py").exists()
+    spec = importlib.util.spec_from_file_location(
+        "pii_against",
+        folder / ("__init__.py" if package else "pii.py"),
+        submodule_search_locations=[str(folder)] if package else None,
+    )
     if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
+        raise RuntimeError(f"cannot load {folder}")
     module = importlib.util.module_from_spec(spec)
     sys.modules["pii_against"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -104,7 +120,7 @@ def main() -> None:
         ("streamed answer with ' at ' words, per 4-char piece", lambda p: stream(p, ANSWER_AT), 3),
         ("streamed answer without them, per 4-char piece", lambda p: stream(p, ANSWER), 3),
     ]
-    print(f"| pii.py | {AGAINST} | working tree |")
+    print(f"| chatbot_site.pii | {AGAINST} | working tree |")
     print("|---|---|---|")
     for name, call, number in cases:
         pieces = len(ANSWER) // 4 if name.startswith("streamed") else 1

@@ -1,0 +1,78 @@
+"""Masking JSON-like values and structlog events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from .scanner import mask
+from .spans import ENTITIES
+
+# --- logging -----------------------------------------------------------------------------
+
+_KEEP_SUFFIXES = ("_id", "timestamp", "level", "logger")
+
+
+MAX_DATA_DEPTH = 32
+
+
+def mask_data(value: Any, entities: Iterable[str] = ENTITIES, depth: int = 0) -> Any:
+    """A JSON-like value with every string (keys included) masked, and every number that reads
+    as PII replaced by its mask. Nesting deeper than MAX_DATA_DEPTH is refused (ValueError):
+    callers validate depth first (:func:`data_depth`)."""
+    if isinstance(value, str):
+        return mask(value, entities)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        text = str(value)
+        masked = mask(text, entities)
+        return value if masked == text else masked
+    if depth >= MAX_DATA_DEPTH:
+        raise ValueError("nested too deeply to mask")
+    if isinstance(value, dict):
+        return {mask(str(k), entities): mask_data(v, entities, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_data(v, entities, depth + 1) for v in value]
+    return value
+
+
+def data_depth(value: Any) -> int:
+    """How deeply a JSON-like value nests (iterative: any depth is safe to measure)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _mask_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: v if str(k).endswith(_KEEP_SUFFIXES) else _mask_value(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_mask_value(v, depth + 1) for v in value)
+    return value
+
+
+def mask_pii_processor(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: masks every entity in every string value of the event (nested dicts,
+    lists and tuples included, to the same depth as the secret scrubber), the ``event`` itself
+    too; keys ending in ``_id``, ``timestamp``, ``level`` or ``logger`` are left alone."""
+    del logger, method_name
+    for key, value in event_dict.items():
+        if not str(key).endswith(_KEEP_SUFFIXES):
+            event_dict[key] = _mask_value(value)
+    return event_dict

@@ -1,0 +1,120 @@
+"""Phone numbers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from .spans import _cue_before
+
+# --- PHONE -------------------------------------------------------------------------------
+
+_PHONE = re.compile(
+    r"""
+    (?<![\w+])
+    (?:\+[0-9]{1,3}[ .\-]?                       # a country code, even right after a number;
+      |(?<![0-9][ .\-/])(?:00[0-9]{1,3}[ .\-]?)?)  # else not the tail of a longer number
+    (?:\(0\)[ .\-]?)?                     # trunk prefix, as in +44 (0)20
+    (?:\([0-9]{1,5}\)[ .\-]?)?            # area code in brackets
+    [0-9]{1,12}(?:[ .\-/][0-9]{1,12}){0,6}
+    (?:\ ?(?:x|ext\.?)\ ?[0-9]{1,6})?     # extension
+    (?![\w])(?![ .\-/][0-9])
+    """,
+    re.ASCII | re.VERBOSE | re.IGNORECASE,
+)
+_PHONE_EXT = re.compile(r" ?(?:x|ext\.?) ?[0-9]{1,6}\Z", re.ASCII | re.IGNORECASE)
+_PHONE_SEP = re.compile(r"[ .\-/()]{1,4}")
+_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+_SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")  # an SSN or nothing, even out of range
+# Two plain groups ("555 1234", "3610-114") are as often a street number or a postcode: they
+# count only right after one of these words, with no other number in between.
+_PHONE_CUE = re.compile(
+    r"\b(?:phones?|tel|telephone|call(?:ed|ing)?|mobile|cell|fax|desk|office|contact|reach"
+    r"|dial|sms|text|whatsapp|answering"
+    # German, French, Spanish, Italian, Dutch: phone, mobile, call, number
+    r"|telefon\w{0,8}|handy\w{0,6}|mobil\w{0,8}|ruf\w{0,6}|anruf\w{0,4}|nummer|erreichbar"
+    r"|t\xe9l(?:\xe9phone)?|portable|appel\w{0,4}|num\xe9ro|t\xe9l\xe9fono|telefono|m\xf3vil"
+    r"|celular|llam\w{0,4}|n\xfamero|numero|chiama\w{0,4}|cellulare|bellen|bel(?=\s{1,3}(?:me|ons)\b))\b",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+# A phone word written right after the number labels it, as contact blocks do ("781 1704
+# office", "3660170548-Fax", "555 0199 (mobile)"): nouns only, not the verbs that announce a
+# number ("555 0199 is my phone" is no label). Held by _HOLD while it forms.
+_PHONE_LABEL_AFTER = re.compile(
+    r"[ \-/(]{1,3}(?:phones?|tel|telephone|mobile|cell|fax|office|desk|telefon\w{0,8}|handy"
+    r"|mobil\w{0,8}|t\xe9l(?:\xe9phone)?|portable|celular|cellulare|m\xf3vil|telefono"
+    r"|t\xe9l\xe9fono)\b",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+# A local number written alone, with no phone word near it ("my registered 668 5702."): three
+# digits that may start an exchange (2-9), one space, four digits that are no year, and no word
+# after it: "370 3911 Fourth Avenue", "Suite 541 6343 Skogstien" are street addresses (eight
+# of Presidio's dev rows). The benign corpora (29 M characters) hold this shape nowhere else.
+# The stream holds the number and the word after it (_HOLD's phone branch) until it is decided.
+_LOCAL_NUMBER = re.compile(r"[2-9][0-9]{2} (?!(?:19|20)[0-9]{2})[0-9]{4}", re.ASCII)
+_WORD_AFTER = re.compile(r"[ ]{1,3}[^\W\d_]")
+# The same at the end of released text (hold_from): not parted from the word that may follow.
+_LOCAL_NUMBER_END = re.compile(r"(?<![0-9])[2-9][0-9]{2} [0-9]{4}[ ]{0,3}\Z", re.ASCII)
+
+
+def _local_number(text: str, start: int, end: int) -> bool:
+    return bool(_LOCAL_NUMBER.fullmatch(text, start, end)) and not _WORD_AFTER.match(text, end)
+
+
+def _date_like(groups: list[str]) -> bool:
+    for a, b, c in zip(groups, groups[1:], groups[2:], strict=False):
+        if _YEAR.fullmatch(a) and len(b) <= 2 and len(c) <= 2:  # 2024-01-15
+            if 1 <= int(b) <= 12 and 1 <= int(c) <= 31:
+                return True
+        elif _YEAR.fullmatch(c) and len(a) <= 2 and len(b) <= 2:  # 15.01.2024, 01/15/2024
+            x, y = sorted((int(a), int(b)))
+            if 1 <= x <= 12 and 1 <= y <= 31:
+                return True
+    return False
+
+
+def phone_ok(raw: str, labelled: bool = False) -> bool:
+    """Whether ``raw`` has a phone number's shape; ``labelled``: a phone word labels it right
+    after it (then a bare run of 10-15 digits is one, NANP or not: "3660170548-Fax"; a word
+    before it does not do that, "desk%40568721512" in a URL)."""
+    main = _PHONE_EXT.sub("", raw)
+    groups = [g for g in _PHONE_SEP.split(main.lstrip("+")) if g]
+    digits = "".join(groups)
+    if not 7 <= len(digits) <= 15:
+        return False
+    if len(groups) == 1 and main == digits:  # a bare run of digits: a NANP number, or labelled
+        nanp = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+        if labelled and len(digits) >= 10:
+            return True
+        return len(nanp) == 10 and nanp[0] in "23456789" and nanp[3] in "23456789"
+    if "." in main and (len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups)):
+        return False  # decimals, versions, IP-shaped quads
+    if len(groups[-1]) < 2 or _date_like(groups) or _SSN_SHAPE.fullmatch(raw):
+        return False
+    return not all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups)
+
+
+def _phones(text: str) -> Iterator[tuple[int, int]]:
+    for m in _PHONE.finditer(text):
+        raw = m.group()
+        plain = raw[0] not in "+(" and not raw.startswith("00")
+        groups = _PHONE_SEP.split(_PHONE_EXT.sub("", raw))
+        # Two plain groups after a trunk prefix ("030 12345678", "07700 900123", "06 12345678")
+        # are a national number: an area code of 2-5 digits starting with one 0, 10-12 digits
+        # in all (a ZIP+4 such as 02139-1234 has 9; "0 1234567890" is a zero and a number).
+        area = groups[0]
+        national = 2 <= len(area) <= 5 and area[0] == "0" and area[1] != "0"
+        national = national and 10 <= len("".join(groups)) <= 12
+        weak = plain and len(groups) == 2 and not national
+        labelled = _PHONE_LABEL_AFTER.match(text, m.end()) is not None
+        if phone_ok(raw, labelled) and (
+            not weak
+            or labelled
+            or _cue_before(_PHONE_CUE, text, m.start())
+            or _local_number(text, m.start(), m.end())
+        ):
+            yield m.start(), m.end()
