@@ -158,12 +158,17 @@ def _hold_folded(text: str, floor: int) -> int:
     start = folded.index(floor - base)
     patterns = [_HOLD] if folded.text is not tail else []
     last = folded.text[-1:]
+    # "jörg at bü", "jörg (at) "
+    cut = _written_hold_start(folded.text, start, _HOLD_IDN_WRITTEN, _IDN_BEFORE_LOCAL)
     if last.isalnum() or last in ("_", ".", "%", "+", "-", "@"):  # else no address can end there
         patterns.append(_HOLD_IDN_EMAIL)
         if _NO_SPACE_LETTER.search(folded.text, start):
-            patterns.append(_HOLD_NO_SPACE_EMAIL)
-    # "jörg at bü", "jörg (at) "
-    cut = _written_hold_start(folded.text, start, _HOLD_IDN_WRITTEN, _IDN_BEFORE_LOCAL)
+            # It matches at most _NO_SPACE_LOCAL characters before the last "@" (the domain has
+            # none), or before the end: searched from there, not from every held position.
+            at = folded.text.rfind("@", start)
+            begin = (len(folded.text) if at == -1 else at) - _NO_SPACE_LOCAL
+            match = _HOLD_NO_SPACE_EMAIL.search(folded.text, max(start, begin))
+            cut = min(cut, match.start()) if match else cut
     for pattern in patterns:
         match = pattern.search(folded.text, start)
         if match:
