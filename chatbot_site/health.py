@@ -23,11 +23,11 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 import chatbot_site
 from chatbot_site.celery import HEARTBEAT_KEY
 from chatbot_site.errors import error_body, mark_logged, request_id_of
+from chatbot_site.options import AllowOptions
 from chatbot_site.pgconnection import FailureLog, outage
 from chatbot_site.redis import get_redis
 
@@ -204,7 +204,7 @@ DATABASE_DOWN = "The database does not answer."
 RETRY_AFTER_SECONDS = "5"
 
 
-class HealthApi(APIView):
+class HealthApi(AllowOptions):
     authentication_classes = []
     permission_classes = [AllowAny]
 

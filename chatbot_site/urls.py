@@ -1,16 +1,16 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import chatbot_site.schema  # noqa: F401  (registers the auth scheme extension)
 from chatbot_site.health import HealthApi
+from chatbot_site.options import DocsView, SchemaView
 from tenants.api_base import UnknownPathApi
 
 v1: list[URLPattern | URLResolver] = [
     path("health", HealthApi.as_view(), name="health"),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema", SchemaView.as_view(), name="schema"),
+    path("docs", DocsView.as_view(url_name="schema"), name="docs"),
     path("", include("tenants.urls")),
     path("", include("bots.urls")),
     path("", include("knowledge.urls")),

@@ -55,6 +55,7 @@ from chatbot_site.errors import (
     mark_logged,
     request_id_of,
 )
+from chatbot_site.options import options_answer
 from chatbot_site.params import TagField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
 from chatbot_site.pgconnection import outage
@@ -534,28 +535,43 @@ async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     )
 
 
-def wrong_method(request: HttpRequest) -> JsonResponse:
-    """``405`` after the credentials, as on the DRF views: a keyed request carries its
-    ``RateLimit-*`` headers, and a missing or bad key is the ``401`` it is everywhere."""
+CHAT_METHODS = "POST, OPTIONS"
+
+
+def not_post(request: HttpRequest) -> HttpResponseBase:
+    """Any method but ``POST``, after the credentials, as on the DRF views: ``OPTIONS`` is
+    ``204`` with ``Allow`` (:mod:`chatbot_site.options`; it was a ``405``), any other ``405``.
+    A keyed request carries its ``RateLimit-*`` headers, and a missing or bad key is the
+    ``401`` it is everywhere."""
     headers: dict[str, str] = {}
     try:
         headers = authorize(request, required_role=Role.CHAT).rate_headers
+        if request.method == "OPTIONS":
+            response: HttpResponseBase = options_answer(CHAT_METHODS)
+            for name, value in headers.items():
+                response[name] = value
+            return response
         raise MethodNotAllowed(request.method or "")
     except Exception as exc:
         response = _error(request, exc, headers)
     if response.status_code == 405:
-        response["Allow"] = "POST"
+        response["Allow"] = CHAT_METHODS
     return response
 
 
 @method_decorator(csrf_exempt, name="dispatch")
 class ChatView(View):
-    http_method_names = ["post"]
+    http_method_names = ["post", "options"]
 
     async def http_method_not_allowed(  # type: ignore[override]  # an async view's is awaited
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        return await run_sync(wrong_method, request)
+        return await run_sync(not_post, request)
+
+    async def options(  # type: ignore[override]  # an async view's is awaited
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        return await run_sync(not_post, request)
 
     async def post(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()

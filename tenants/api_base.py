@@ -21,10 +21,10 @@ from rest_framework import serializers
 from rest_framework.authentication import get_authorization_header
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed, NotFound, PermissionDenied, RateLimited
+from chatbot_site.options import AllowOptions
 from tenants.authentication import (
     ApiKeyAuthentication,
     KeyPrincipal,
@@ -104,7 +104,7 @@ def authorize(request: HttpRequest, *, required_role: str) -> Access:
     return admit(result[0], request, required_role=required_role)
 
 
-class TenantApi(APIView):
+class TenantApi(AllowOptions):
     authentication_classes = [ApiKeyAuthentication]
     #: The role a key needs; ``chat`` views are open to admin keys too.
     required_role: str = Role.ADMIN

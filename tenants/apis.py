@@ -13,10 +13,10 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed
+from chatbot_site.options import AllowOptions
 from tenants.api_base import admit
 from tenants.authentication import (
     FAILURE,
@@ -42,7 +42,7 @@ class TokenOutput(serializers.Serializer):
     expires_in = serializers.IntegerField(help_text="Seconds.")
 
 
-class AuthTokenApi(APIView):
+class AuthTokenApi(AllowOptions):
     """Exchange an API key for a short-lived JWT. Failed attempts are limited per client IP; an
     exchange with a good key is a request of that key (API.md: limits are per key, and every
     keyed response carries ``RateLimit-*``), so a key past its limit gets no fresh token either.

@@ -629,7 +629,7 @@ def test_a_wrong_method_is_405_after_the_key_with_its_rate_limit_headers(alpha):
         response = getattr(alpha.client(alpha.chat_key), method)("/v1/chat")
         assert response.status_code == 405, response.content
         assert response.json()["error"]["code"] == "method_not_allowed"
-        assert response["Allow"] == "POST" and "RateLimit-Remaining" in response
+        assert response["Allow"] == "POST, OPTIONS" and "RateLimit-Remaining" in response
     anonymous = APIClient().get("/v1/chat")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "authentication_failed"
