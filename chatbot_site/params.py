@@ -92,6 +92,21 @@ def parse_uuid(value: str | None, name: str) -> uuid.UUID | None:
         raise ValidationFailed(details={name: ["Must be a UUID."]}) from None
 
 
+def parse_object_id(value: str | None, name: str) -> str | None:
+    """An id the audit log names (``target_id``, ``actor_id``) as it stores it: a UUID (API
+    objects and keys; any spelling ``uuid.UUID`` reads, stored in its canonical form) or a
+    whole number (staff users and their memberships); anything else is a field error. It
+    matched any string, so a typo or a truncated id was an empty page, not a 400."""
+    if not value:
+        return None
+    if value.isascii() and value.isdigit() and len(value) <= 19:  # a bigint
+        return str(int(value))
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValidationFailed(details={name: ["Must be a UUID or an integer id."]}) from None
+
+
 def parse_bool(value: str | None, name: str) -> bool | None:
     """``true`` or ``false`` (also 1/0), or None when absent; anything else is a field error."""
     if value is None or value == "":

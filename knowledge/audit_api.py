@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import TIME_RANGE, parse_range
+from chatbot_site.params import TIME_RANGE, parse_object_id, parse_range
 from chatbot_site.schema import JsonObjectField
 from knowledge.reach import Reach
 from tenants.api_base import TenantApi
@@ -45,6 +45,9 @@ class AuditLogOutput(serializers.Serializer):
         return data
 
 
+OBJECT_ID = "A UUID, or the integer id of a staff user or membership; else 400."
+
+
 class AuditLogListApi(TenantApi):
     @extend_schema(
         operation_id="audit_logs_list",
@@ -53,8 +56,8 @@ class AuditLogListApi(TenantApi):
             *PAGE_PARAMETERS,
             OpenApiParameter("action", str, description="e.g. bot.update"),
             OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
-            OpenApiParameter("target_id", str),
-            OpenApiParameter("actor_id", str),
+            OpenApiParameter("target_id", str, description=OBJECT_ID),
+            OpenApiParameter("actor_id", str, description=OBJECT_ID),
             *TIME_RANGE,
         ],
         tags=["audit-logs"],
@@ -63,12 +66,15 @@ class AuditLogListApi(TenantApi):
         reach = Reach(self.tenant, self.api_key)
         entries = reach.audit_entries()
         params = request.query_params
-        for name in ("action", "target_type", "target_id", "actor_id"):
+        for name in ("action", "target_type"):
             if value := params.get(name):
                 entries = entries.filter(**{name: value})
-        if params.get("actor_id") and reach.shown_key_id(params["actor_id"]) is None:
-            # nor are the entries of such a key told apart by asking for its id
-            entries = entries.exclude(actor_type=ActorType.API_KEY)
+        for name in ("target_id", "actor_id"):
+            if object_id := parse_object_id(params.get(name), name):
+                entries = entries.filter(**{name: object_id})
+                if name == "actor_id" and reach.shown_key_id(object_id) is None:
+                    # nor are the entries of such a key told apart by asking for its id
+                    entries = entries.exclude(actor_type=ActorType.API_KEY)
         start, end = parse_range(params)
         if start:
             entries = entries.filter(created_at__gte=start)

@@ -53,3 +53,29 @@ def test_filtering_by_actor_reads_that_actors_entries_only():
     assert [e["actor_id"] for e in response.json()["data"]] == ["7", "7", "7"]
     (sql,) = [q["sql"] for q in queries.captured_queries if "tenants_auditlog" in q["sql"]]
     assert rows_read(explain(sql)) <= 3
+
+
+def test_id_filters_take_an_id_in_any_spelling_and_refuse_what_is_not_one():
+    """?target_id= and ?actor_id= matched any string: a typo or a truncated id was an empty
+    page, and an id in capitals (a UUID as some clients print it) found nothing."""
+    side = build_tenant("acme")
+    client = side.client()
+    created = client.post("/v1/datasets", {"name": "one"}, format="json").json()
+    AuditLog.all_tenants.create(
+        tenant=side.tenant, actor_type=ActorType.STAFF, actor_id="7", action="staff_membership"
+        ".create", target_type="staffmembership", target_id="12"
+    )  # fmt: skip
+    for spelling in (created["id"], created["id"].upper(), created["id"].replace("-", "")):
+        entries = client.get("/v1/audit-logs", {"target_id": spelling}).json()["data"]
+        assert [e["action"] for e in entries] == ["dataset.create"], spelling
+    actor = str(side.admin_key.id).upper()
+    assert client.get("/v1/audit-logs", {"actor_id": actor}).json()["data"]
+    staff = client.get("/v1/audit-logs", {"target_id": "12", "actor_id": "7"}).json()["data"]
+    assert [e["target_id"] for e in staff] == ["12"]
+    for name in ("target_id", "actor_id"):
+        for bad in (created["id"][:8], "bot", "12abc", "١٢"):
+            response = client.get("/v1/audit-logs", {name: bad})
+            assert response.status_code == 400, (name, bad)
+            error = response.json()["error"]
+            assert error["code"] == "validation_error"
+            assert list(error["details"]) == [name]
