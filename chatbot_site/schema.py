@@ -160,6 +160,22 @@ class JsonObjectField(serializers.JSONField):
     schema an object, not any JSON value (``{}``), which a generated client typed as Any."""
 
 
+class UnsetAsNullField(serializers.CharField):
+    """A name that may be unset (a bot's ``model``, a message's): stored blank, ``null`` in
+    answers, and ``null`` or ``""`` in a request unsets it. It read ``""``, which is no name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, allow_blank=True, **kwargs)
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if data is None:
+            return True, ""
+        return super().validate_empty_values(data)
+
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]  # null
+        return str(value) if value else None
+
+
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "tenants.authentication.ApiKeyAuthentication"
     name = "bearer"

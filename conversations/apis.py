@@ -17,7 +17,7 @@ from bots.reach import Reach
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, keyset_page, page_of, paginate, parse_limit
 from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
-from chatbot_site.schema import JsonObjectField
+from chatbot_site.schema import JsonObjectField, UnsetAsNullField
 from conversations.models import Conversation, FinishReason, Message, MessageRole
 from conversations.services import conversation_delete
 from tenants.api_base import TenantApi
@@ -61,7 +61,9 @@ class MessageOutput(serializers.Serializer):
     content = serializers.CharField()
     citations = CitationsField()
     usage = UsageSerializer()
-    model = serializers.CharField()
+    model = UnsetAsNullField(
+        help_text="The model the turn was answered for; null on user messages."
+    )
     finish_reason = serializers.ChoiceField(choices=FinishReason.choices, allow_null=True)
     refusal = serializers.SerializerMethodField()
     latency_ms = serializers.IntegerField(allow_null=True)

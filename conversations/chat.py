@@ -580,7 +580,9 @@ class Runner:
         output = "".join(self.emitted)
         if self.turn.request is None:  # a refusal, or the turn ended before grounding
             reason = FinishReason.REFUSAL.value if self.turn.refusal else finish_reason
-            return Outcome(output, [], reason or FinishReason.ERROR.value, 0, 0, "")
+            # The model the turn was for, as the chat answer names it: the stored message said
+            # "" where the answer said the model.
+            return Outcome(output, [], reason or FinishReason.ERROR.value, 0, 0, self.turn.model)
         completion = self.completion
         reason = finish_reason or (completion.finish_reason if completion else "stop")
         return Outcome(

@@ -401,7 +401,7 @@ def response_body(turn: Turn, outcome: Outcome) -> dict[str, Any]:
         "citations": outcome.citations,
         "usage": outcome.usage,
         "refusal": {"reason": turn.refusal} if turn.refusal else None,
-        "model": outcome.model or turn.model,
+        "model": outcome.model,
     }
 
 

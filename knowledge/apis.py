@@ -30,7 +30,7 @@ from chatbot_site.errors import NotFound, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import MAX_TAG_CHARS, TagField, parse_bool, parse_tag
 from chatbot_site.parsers import JSONParser, metadata_problem
-from chatbot_site.schema import NAME_TAKEN
+from chatbot_site.schema import NAME_TAKEN, UnsetAsNullField
 from knowledge.intake import (
     document_add_upload,
     document_add_url,
@@ -435,7 +435,7 @@ class BotOutput(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     system_prompt = serializers.CharField()
-    model = serializers.CharField()
+    model = UnsetAsNullField(help_text="null: the service's default (the CHAT_MODEL setting).")
     temperature = serializers.FloatField()
     max_output_tokens = serializers.IntegerField()
     dataset_ids = serializers.SerializerMethodField()
@@ -454,7 +454,9 @@ class BotInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     system_prompt = serializers.CharField(allow_blank=True, max_length=50_000, required=False)
-    model = serializers.CharField(allow_blank=True, max_length=200, required=False)
+    model = UnsetAsNullField(
+        max_length=200, required=False, help_text="null or empty: the CHAT_MODEL setting."
+    )
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
     max_output_tokens = serializers.IntegerField(min_value=1, max_value=32768, required=False)
     dataset_ids = serializers.ListField(

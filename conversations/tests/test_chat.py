@@ -116,6 +116,29 @@ def test_no_relevant_context_refuses_without_calling_the_model(alpha):
     assert stored.refusal_reason == "no_relevant_context"
 
 
+def test_a_refusal_is_stored_with_the_model_its_answer_names(alpha):
+    """The answer said the bot's model; the stored message (and the conversation's history)
+    said "", and a user message's model read "" where it has none (now null)."""
+    alpha.scope.min_relevance = 0.99
+    alpha.scope.description, alpha.scope.allowed_topics = "", []  # no out_of_scope check
+    alpha.scope.save()
+    add_passages(alpha)
+    client = alpha.client(alpha.chat_key)
+    with openai_llm(CHAT_MODEL="house-model") as fake:
+        for model in ("", "pinned-model"):
+            alpha.bot.model = model
+            alpha.bot.save()
+            body = chat(client, **ask(alpha, "Who painted the Mona Lisa?")).json()
+            assert fake.chat_requests() == []
+            assert body["refusal"] == {"reason": "no_relevant_context"}
+            assert body["model"] == (model or "house-model")
+            history = client.get(f"/v1/conversations/{body['session_id']}").json()["messages"]
+            assert [(m["role"], m["model"]) for m in history] == [
+                ("user", None),
+                ("assistant", body["model"]),
+            ]
+
+
 def test_openai_backend_prompt_usage_and_citation_verification(alpha):
     add_passages(alpha)
     with openai_llm() as fake:

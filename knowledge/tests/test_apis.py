@@ -55,11 +55,29 @@ def test_create_bot_with_datasets_and_scope(side):
     assert set(body) == BOT_FIELDS
     assert body["dataset_ids"] == [str(side.dataset.pk)]
     assert body["scope_id"] == str(side.scope.pk)
-    assert (body["top_k"], body["is_active"], body["model"]) == (8, True, "")
+    assert (body["top_k"], body["is_active"], body["model"]) == (8, True, None)
     entry = AuditLog.objects.for_tenant(side.tenant).get(action="bot.create", target_id=body["id"])
     assert entry.actor_id == str(side.admin_key.id)
     assert entry.changes["dataset_ids"] == [str(side.dataset.pk)]
     assert entry.request_id and entry.ip == "127.0.0.1"
+
+
+def test_a_bots_model_reads_null_while_unset_and_null_or_empty_unsets_it(side):
+    """It read "" (no model name) while the bot follows CHAT_MODEL, and null was refused."""
+    client = side.client()
+    path = f"/v1/bots/{side.bot.pk}"
+    assert client.get(path).json()["model"] is None
+    set_ = client.patch(path, {"model": "gpt-4o-mini"}, format="json")
+    assert set_.status_code == 200 and set_.json()["model"] == "gpt-4o-mini"
+    for unset in (None, ""):
+        response = client.patch(path, {"model": unset}, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["model"] is None
+        side.bot.refresh_from_db()
+        assert side.bot.model == ""  # stored blank: the service's default
+        client.patch(path, {"model": "gpt-4o-mini"}, format="json")
+    created = client.post("/v1/bots", {"name": "Pinned", "model": None}, format="json")
+    assert created.status_code == 201 and created.json()["model"] is None
 
 
 def test_bot_validation_errors_name_each_field(side):
