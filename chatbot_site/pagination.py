@@ -37,22 +37,64 @@ def parse_limit(request: Request, *, default: int = DEFAULT_LIMIT, most: int = M
     return limit
 
 
+INVALID_CURSOR = {"cursor": ["Invalid cursor."]}
+
+
+def _encode(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(details=INVALID_CURSOR) from None
+
+
 def encode_cursor(created_at: dt.datetime, pk: Any) -> str:
-    raw = f"{created_at.isoformat()}|{pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encode(f"{created_at.isoformat()}|{pk}")
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    created, _, pk = _decode(cursor).partition("|")
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
         when = dt.datetime.fromisoformat(created)
         if when.tzinfo is None or not pk:
             raise ValueError("incomplete cursor")
         # In UTC: PostgreSQL refuses offsets past ±15:59, which Python allows up to ±23:59.
         return when.astimezone(dt.UTC), pk
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed(details={"cursor": ["Invalid cursor."]}) from None
+    except (ValueError, OverflowError):
+        raise ValidationFailed(details=INVALID_CURSOR) from None
+
+
+def group_page(
+    groups: QuerySet[Any],
+    request: Request,
+    *,
+    column: str,
+    parse: Callable[[str], Any],
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The page after ``?cursor=`` of ``groups`` — rows of ``values(column)`` with aggregates,
+    one per value of ``column`` — ordered by ``column`` (nulls last, as PostgreSQL orders them
+    ascending), and the cursor of the next page: the last value, named after ``column`` so
+    that a cursor of another grouping is refused. ``parse`` reads a value back."""
+    ordered = groups.order_by(column)
+    if cursor := request.query_params.get("cursor"):
+        name, _, value = _decode(cursor).partition("|")
+        try:
+            if name != column or not value:
+                raise ValueError("another grouping's cursor")
+            after = parse(value)
+        except (ValueError, OverflowError):
+            raise ValidationFailed(details=INVALID_CURSOR) from None
+        ordered = ordered.filter(Q(**{f"{column}__gt": after}) | Q(**{f"{column}__isnull": True}))
+    rows = list(ordered[: limit + 1])
+    page, more = rows[:limit], len(rows) > limit
+    # The null group is last: a page with more after it ends on a value.
+    next_cursor = _encode(f"{column}|{page[-1][column]}") if more else None
+    return page, next_cursor
 
 
 def paginate(

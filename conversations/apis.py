@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from functools import cached_property
 from typing import Any
 
@@ -15,7 +16,14 @@ from rest_framework.response import Response
 
 from bots.reach import Reach
 from chatbot_site.errors import ValidationFailed
-from chatbot_site.pagination import PAGE_PARAMETERS, keyset_page, page_of, paginate, parse_limit
+from chatbot_site.pagination import (
+    PAGE_PARAMETERS,
+    group_page,
+    keyset_page,
+    page_of,
+    paginate,
+    parse_limit,
+)
 from chatbot_site.params import ISO_8601, TIME_RANGE, parse_range, parse_uuid
 from chatbot_site.schema import JsonObjectField, UnsetAsNullField
 from conversations.models import Conversation, FinishReason, Message, MessageRole
@@ -208,7 +216,10 @@ class QuotaOutput(serializers.Serializer):
 
 class UsageOutput(serializers.Serializer):
     data = UsageRow(many=True)  # type: ignore[assignment]  # the contract's field name
-    totals = UsageRow()
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="The next page of rows (?cursor=); null: none left."
+    )
+    totals = UsageRow(help_text="The whole range's, whatever the page.")
     quota = QuotaOutput()
 
 
@@ -233,6 +244,7 @@ class UsageApi(TenantApi):
                 "that begins before it; default: today.",
             ),
             OpenApiParameter("group_by", str, enum=list(GROUPS), default="day"),
+            *PAGE_PARAMETERS,
         ],
         tags=["usage"],
     )
@@ -260,13 +272,20 @@ class UsageApi(TenantApi):
         # By key, a bot-limited key's rows are those of the keys it manages: not the others'
         # ids and figures (the totals stay its bots', as in every grouping).
         grouped = reach.of_its_keys(rows) if group_by == "api_key" else rows
-        data = [self.row(r) for r in grouped.values(column).annotate(**sums).order_by(column)]
+        page, next_cursor = group_page(
+            grouped.values(column).annotate(**sums),
+            request,
+            column=column,
+            parse=dt.date.fromisoformat if column == "day" else uuid.UUID,
+            limit=parse_limit(request),
+        )
         totals = self.row({k: v or 0 for k, v in rows.aggregate(**sums).items()})
         used = tokens_used_this_month(tenant=self.tenant, today=today)
         quota = self.tenant.monthly_token_quota
         return Response(
             {
-                "data": data,
+                "data": [self.row(r) for r in page],
+                "next_cursor": next_cursor,
                 "totals": totals,
                 "quota": {
                     "monthly_token_quota": quota,

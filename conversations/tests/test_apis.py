@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.db import connection
@@ -121,6 +122,49 @@ def test_usage_groups_and_totals(side):
     assert {row["bot_id"] for row in by_bot} == {str(side.bot.pk), None}
     assert client.get("/v1/usage", {"group_by": "week"}).status_code == 400
     assert client.get("/v1/usage", {"from": "2026-02-30"}).status_code == 400
+
+
+def test_usage_rows_are_paged_as_every_list_with_totals_for_the_whole_range(side):
+    """/v1/usage had no cursor: a year by day, or a tenant's hundreds of keys, was one answer.
+    Every grouping pages by its key (the ingestion's null bot or key last); totals stay the
+    range's."""
+    UsageDaily.objects.for_tenant(side.tenant).delete()
+    start = dt.date(2025, 1, 1)
+    bots = sorted(uuid.uuid4() for _ in range(4))
+    for n, bot_id in enumerate(bots):
+        UsageDailyFactory(tenant=side.tenant, day=start + dt.timedelta(days=n), bot_id=bot_id,
+                          api_key_id=None, prompt_tokens=n + 1)  # fmt: skip
+    UsageDailyFactory(tenant=side.tenant, day=start + dt.timedelta(days=4), bot_id=None,
+                      api_key_id=None, prompt_tokens=5)  # fmt: skip
+    client = side.client()
+    days = [str(start + dt.timedelta(days=n)) for n in range(5)]
+    for group_by, column, keys in (
+        ("day", "day", days),
+        ("bot", "bot_id", [*map(str, bots), None]),
+    ):
+        seen: list[str | None] = []
+        params = {"from": "2025-01-01", "to": "2025-12-31", "group_by": group_by, "limit": 2}
+        pages = 0
+        while True:
+            body = client.get("/v1/usage", params).json()
+            pages += 1
+            assert len(body["data"]) <= 2
+            assert body["totals"]["prompt_tokens"] == 15  # the range's, on every page
+            seen += [row[column] for row in body["data"]]
+            if body["next_cursor"] is None:
+                break
+            params["cursor"] = body["next_cursor"]
+        assert (seen, pages) == (keys, 3), group_by
+    whole = client.get("/v1/usage", {"from": "2025-01-01", "to": "2025-12-31"}).json()
+    assert len(whole["data"]) == 5 and whole["next_cursor"] is None  # under the default 50
+    day_cursor = client.get(
+        "/v1/usage", {"from": "2025-01-01", "to": "2025-12-31", "limit": 1}
+    ).json()["next_cursor"]
+    for bad in ({"cursor": "nonsense"}, {"cursor": day_cursor, "group_by": "bot"},
+                {"limit": 0}, {"limit": 201}):  # fmt: skip
+        response = client.get("/v1/usage", bad)
+        assert response.status_code == 400, bad
+        assert set(response.json()["error"]["details"]) <= {"cursor", "limit"}
 
 
 def test_quota_is_enforced_and_readable(side):
