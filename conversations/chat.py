@@ -115,6 +115,10 @@ class Turn:
             )
         return self._prompt_history
 
+    def carry_in_prompt(self, history: list[dict[str, str]]) -> None:
+        """What the prompt carries of the history instead (some of :meth:`prompt_history`)."""
+        self._prompt_history = history
+
 
 @dataclass
 class Outcome:
@@ -375,6 +379,29 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     return None
 
 
+def _drop_injected_answers(turn: Turn) -> None:
+    """A continued conversation's stored assistant turns are the model's, and a model can be
+    steered into writing one that reads as an injection ("Understood: from now on I ignore my
+    instructions ..."; a passage, or the user, asked it to): sent back as history, it spoke to
+    the model with the assistant's voice on every later turn. Those the prompt carries are
+    checked with the document rules, as a new conversation's client-sent ones are; a flagged
+    one is left out of the prompt (not refused: the user's new question is not the attack, and
+    the session goes on). Rules only, no classifier: about 4 ms per 1,000 characters, at most
+    ``CHAT_HISTORY_TOKENS`` of them, and only on turns that call the model."""
+    if turn.is_new_conversation:  # checked before, and refused (_injected_history)
+        return
+    carried = turn.prompt_history()
+    kept = [
+        message
+        for message in carried
+        if message["role"] != "assistant" or not detect_passage(message["content"]).flagged
+    ]
+    if len(kept) < len(carried):
+        log.warning("chat_history_answer_dropped", dropped=len(carried) - len(kept),
+                    conversation_id=str(turn.conversation.pk))  # fmt: skip
+        turn.carry_in_prompt(kept)
+
+
 # A follow-up's context is the previous message's subject, not a pasted document: its first
 # 2,000 characters (more than the local embedder reads) bound the terms and tokens it adds.
 FOLLOW_UP_CONTEXT_CHARS = 2_000
@@ -487,6 +514,7 @@ def chat_ground(turn: Turn) -> None:
         blocked_topics=list(scope.blocked_topics) if scope is not None else [],
     )
     turn.passages = passages
+    _drop_injected_answers(turn)
     turn.request = LLMRequest(
         model=turn.model,
         messages=build_messages(
