@@ -108,9 +108,20 @@ class ChatMessageInput(serializers.Serializer):
 
 
 class ChatFilters(serializers.Serializer):
-    """``filters`` of /v1/chat and /v1/retrieve: only chunks with one of these tags."""
+    """``filters`` of /v1/chat and /v1/retrieve: only chunks with one of these tags. A filter
+    it does not know is a field error (``filters.<name>``): it was ignored, so a misspelt one
+    (``"tag"``, ``"dataset_ids"``) searched everything the bot reaches, the answer grounded in
+    what the client meant to leave out."""
 
     tags = serializers.ListField(child=TagField(), required=False, max_length=50)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):
+            known = ", ".join(self.fields)
+            raise serializers.ValidationError(
+                {name: [f"Unknown filter; the filters are: {known}."] for name in unknown}
+            )
+        return super().to_internal_value(data)
 
 
 class ChatInput(serializers.Serializer):

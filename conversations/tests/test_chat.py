@@ -116,6 +116,33 @@ def test_no_relevant_context_refuses_without_calling_the_model(alpha):
     assert stored.refusal_reason == "no_relevant_context"
 
 
+def test_a_filter_the_service_does_not_know_is_a_field_error_not_ignored(alpha):
+    """``filters`` took any key and ignored it: ``{"tag": ["pricing"]}`` (for ``tags``) searched
+    every chunk, and the answer was grounded in what the client meant to leave out."""
+    add_passages(alpha)
+    client = alpha.client(alpha.chat_key)
+    for filters in ({"tag": ["pricing"]}, {"tags": ["pricing"], "dataset_ids": []}):
+        for path, body in (
+            ("/v1/chat", ask(alpha, "When do annual plans renew?", filters=filters)),
+            ("/v1/retrieve", {"bot_id": str(alpha.bot.pk), "query": "renew", "filters": filters}),
+        ):
+            response = client.post(path, body, format="json")
+            assert response.status_code == 400, (path, filters)
+            error = response.json()["error"]
+            assert error["code"] == "validation_error"
+            unknown = (set(filters) - {"tags"}).pop()
+            assert list(error["details"]) == [f"filters.{unknown}"]
+            assert "tags" in error["details"][f"filters.{unknown}"][0]
+    assert (
+        not Conversation.objects.for_tenant(alpha.tenant)
+        .filter(bot=alpha.bot)
+        .exclude(pk=alpha.conversation.pk)
+        .exists()
+    )  # nothing stored
+    answered = chat(client, **ask(alpha, "When do annual plans renew?", filters={"tags": []}))
+    assert answered.status_code == 200
+
+
 def test_a_refusal_is_stored_with_the_model_its_answer_names(alpha):
     """The answer said the bot's model; the stored message (and the conversation's history)
     said "", and a user message's model read "" where it has none (now null)."""
