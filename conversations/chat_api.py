@@ -551,7 +551,8 @@ CHAT_METHODS = "POST, OPTIONS"
 
 def not_post(request: HttpRequest) -> HttpResponseBase:
     """Any method but ``POST``, after the credentials, as on the DRF views: ``OPTIONS`` is
-    ``204`` with ``Allow`` (:mod:`chatbot_site.options`; it was a ``405``), any other ``405``.
+    an empty ``200`` with ``Allow`` (:mod:`chatbot_site.options`; it was a ``405``), any other
+    ``405``.
     A keyed request carries its ``RateLimit-*`` headers, and a missing or bad key is the
     ``401`` it is everywhere."""
     headers: dict[str, str] = {}
