@@ -168,6 +168,11 @@ class UnknownPathApi(TenantApi):
 
     required_role = Role.CHAT
 
+    @property
+    def default_response_headers(self) -> dict[str, str]:
+        # No Allow: it said "OPTIONS", a method this path answers 404 to as to any other.
+        return {}
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         if get_authorization_header(request):
             super().initial(request, *args, **kwargs)

@@ -85,3 +85,13 @@ def test_a_preflight_is_still_answered_by_the_cors_middleware(side, settings):
         )
         assert response.status_code == 200, path  # no key needed: a browser sends none
         assert response["Access-Control-Allow-Origin"] == "https://app.example.com", path
+
+
+def test_an_unknown_path_is_404_to_options_and_names_no_method(side):
+    """Its 404 said ``Allow: OPTIONS``, a method that path answered 404 to as well."""
+    for client in (side.client(), APIClient()):
+        for method in ("options", "get"):
+            response = getattr(client, method)("/v1/nothing-here")
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "not_found"
+            assert "Allow" not in response
