@@ -595,6 +595,8 @@ def validate() -> None:
         raise ImproperlyConfigured(
             "SSE_PING_SECONDS, LLM_TIMEOUT_SECONDS and LLM_TURN_TIMEOUT_SECONDS must be positive"
         )
+    if SSE_PING_SECONDS > 15:  # API.md: "a comment line `: ping` ... at least every 15 s"
+        raise ImproperlyConfigured("SSE_PING_SECONDS must be at most 15 (API.md's ping interval)")
     if not 0 <= LLM_STREAM_BATCH_SECONDS <= 1:
         raise ImproperlyConfigured("LLM_STREAM_BATCH_SECONDS must be between 0 and 1")
     if not 0 <= RETRIEVAL_HISTORY_WEIGHT <= 1:

@@ -108,6 +108,7 @@ def test_environment_overrides_reach_settings():
         ("INGEST_LEASE_SECONDS", "-5"),
         ("WORKER_HEARTBEAT_SECONDS", "0"),
         ("RETRIEVAL_TEXT_WEIGHT", "-1"),
+        ("SSE_PING_SECONDS", "30"),  # API.md: a ping at least every 15 s; accepted before
         # Read by the worker only: a 500 on every question (EMBEDDING_THREADS=abc), or a queue
         # that never ran (a soft limit above the hard one: Celery refused every task).
         ("EMBEDDING_THREADS", "abc"),
