@@ -73,7 +73,7 @@ def test_id_filters_take_an_id_in_any_spelling_and_refuse_what_is_not_one():
     staff = client.get("/v1/audit-logs", {"target_id": "12", "actor_id": "7"}).json()["data"]
     assert [e["target_id"] for e in staff] == ["12"]
     for name in ("target_id", "actor_id"):
-        for bad in (created["id"][:8], "bot", "12abc", "١٢"):
+        for bad in (created["id"][:-1], "bot", "12abc", "١٢"):
             response = client.get("/v1/audit-logs", {name: bad})
             assert response.status_code == 400, (name, bad)
             error = response.json()["error"]
