@@ -336,6 +336,32 @@ def test_nginx_own_errors_are_envelopes_a_page_of_an_allowed_origin_can_read(tmp
     assert status == 503 and "access-control-allow-origin" not in headers
 
 
+def nginx_map_value(variable: str) -> set[str]:
+    """The comma-separated list a ``map`` of docker/nginx.conf gives ``variable`` (its one
+    non-empty value), as a set of lower-case names."""
+    block = re.search(r"map \$\S+ \$" + variable + r" \{(.*?)\}", NGINX_CONF, re.S)
+    assert block, f"no map for ${variable}"
+    [value] = [v for v in re.findall(r'^\s*\S+\s+"([^"]*)";', block.group(1), re.M) if v]
+    return {name.strip().lower() for name in value.split(",")}
+
+
+def test_nginx_cors_lists_are_the_apps():
+    """nginx's own answers (the api down) say what the app's would: the preflight's methods and
+    headers and the headers a page may read are copies of django-cors-headers' settings, which
+    nginx cannot read. They had drifted (``Chat-Stored``, exposed by the app since JSON turns
+    can be stored later, was not in nginx's list) and only a test with nginx installed
+    compared two of the three; this one needs no nginx."""
+    from corsheaders.conf import conf
+
+    assert nginx_map_value("chatbot_preflight_methods") == {
+        m.lower() for m in conf.CORS_ALLOW_METHODS
+    }
+    assert nginx_map_value("chatbot_preflight_headers") == {
+        h.lower() for h in conf.CORS_ALLOW_HEADERS
+    }
+    assert nginx_map_value("chatbot_cors_expose") == {h.lower() for h in conf.CORS_EXPOSE_HEADERS}
+
+
 def test_a_preflight_while_the_api_is_down_lets_the_page_read_the_503(tmp_path):
     """A browser asks before a request with a key or JSON (a CORS preflight, OPTIONS) and sends
     it only on a 2xx: with the api down nginx answered the preflight 503, and the page saw a
