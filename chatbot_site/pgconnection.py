@@ -233,8 +233,10 @@ class BoundedConnection(psycopg.Connection[Any]):
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-        if cls.answer_timeout is None:
-            return super().connect(conninfo, **kwargs)
+        # Whatever the bound, even none (DB_STATEMENT_TIMEOUT_SECONDS=0): the outage is known,
+        # so it is logged once (:class:`Outage`). Unbounded, this process never knew it, and
+        # psycopg_pool's warning per failed attempt and each refused request's ERROR line were
+        # all the log said, several a second for as long as the database was gone.
         try:
             connection = super().connect(conninfo, **kwargs)
         except errors.ConnectionTimeout as exc:  # no answer in DB_CONNECT_TIMEOUT (2 s at least)
@@ -268,9 +270,14 @@ class BoundedConnection(psycopg.Connection[Any]):
                 self._unbounded = False
             else:
                 bound = None
-        if timeout is not None or bound is None:
+        if timeout is not None or (bound is None and not outage.down):
             return super().wait(gen, interval, timeout)
         read: list[bool] = []
+        if bound is None:  # down, unbounded: an answer ends the outage (as connecting does)
+            answer = super().wait(_reading(gen, read), interval, None)
+            if read:
+                outage.answered()
+            return answer
         try:
             answer = super().wait(_reading(gen, read), interval, bound)
         except errors._WaitTimeout:  # psycopg's own: it closes the connection in the same case

@@ -46,8 +46,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         bound = getattr(self.connection_class, "answer_timeout", None)
-        if bound is None:  # DB_STATEMENT_TIMEOUT_SECONDS=0: no bound, and no outage either
-            return self._new_connection(conn_params)
+        if bound is None:  # DB_STATEMENT_TIMEOUT_SECONDS=0: no bound, so every request tries
+            return self._new_connection(conn_params)  # (an outage is still known and logged)
         attempt = outage.down
         if not outage.admits(bound):
             # Not another wait for the pool (DB_POOL_TIMEOUT) or a connection: see Outage.

@@ -729,16 +729,22 @@ def test_a_database_outage_is_logged_when_it_starts_while_it_lasts_and_when_it_e
                 if "status=503" in line]) == refused  # fmt: skip
 
 
-def test_during_an_outage_health_and_the_pool_write_no_line_of_their_own(tmp_path):
+@pytest.mark.parametrize("statement_timeout", ["0.5", "0"])
+def test_during_an_outage_health_and_the_pool_write_no_line_of_their_own(
+    tmp_path, statement_timeout
+):
     """The database gone (a server restarting: connections closed, new ones refused): each
     health probe wrote its ``health_database_failed`` ERROR line, and psycopg_pool a warning
     per failed connection attempt, for as long as it lasted — the log flooded again, beside
-    the outage's own lines. Now they are counted in those (the first one names the cause)."""
+    the outage's own lines. Now they are counted in those (the first one names the cause).
+    Without a statement bound (``DB_STATEMENT_TIMEOUT_SECONDS=0``, the workers' setting) the
+    process never knew of the outage: no line of its own, and every attempt's warning and
+    every refused request's ERROR were the log."""
     from tests.processes import DatabaseProxy, http_get_json, wait_for
 
-    side = build_tenant("quietpool")
+    side = build_tenant(f"quietpool{statement_timeout}")
     proxy = DatabaseProxy()
-    env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS="0.5",
+    env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS=statement_timeout,
                     DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2", LOG_LEVEL="INFO")  # fmt: skip
     head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
     log_path = tmp_path / "daphne.log"
@@ -767,6 +773,8 @@ def test_during_an_outage_health_and_the_pool_write_no_line_of_their_own(tmp_pat
     during = lines[started + 1 : ended]
     assert not [line for line in during if "psycopg.pool" in line], during
     assert not [line for line in during if "health_database" in line], during
+    assert not [line for line in during if "database_unavailable" in line], during
+    assert len(log_lines(log_path, "database_outage_started")) == 1
     # Before the outage was known, at most the first probe's own line.
     assert len(log_lines(log_path, "health_database_failed")) <= 1
 
