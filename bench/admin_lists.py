@@ -4,7 +4,10 @@
 seconds; kept in the database ``bench_admin`` for later runs, ``BENCH_REBUILD=1`` starts
 afresh). Each page is fetched by a signed-in superuser and by the tenant's staff user through
 Django's test client, ``BENCH_REPEAT`` times (default 3): the median in ms, and the slowest SQL
-statement of the median request. Pages: 1, 100, 1,000 and the last (``?p=``)."""
+statement of the median request. Pages: 1, 100, 1,000 and the last (``?p=``). The floor, measured
+in the same run by each user: the admin's index page (the same session, middleware, permission
+checks and template machinery, no list); ``x floor`` is a page's median over it.
+``BENCH_LISTS=documents`` (comma-separated) runs some lists only."""
 
 from __future__ import annotations
 
@@ -114,13 +117,21 @@ def main() -> int:
         "chunks": ("/admin/knowledge/chunk/", 100),
         "messages": ("/admin/conversations/message/", 100),
     }
-    print(f"{'list':10} {'who':9} {'page':>6} {'ms':>8} {'slowest SQL ms':>15} {'queries':>8}")
+    wanted = os.environ.get("BENCH_LISTS")
+    if wanted:
+        lists = {name: lists[name] for name in wanted.split(",")}
+    floors = {who: median_page(client, "/admin/")[0] for who, client in clients.items()}
+    for who, floor in floors.items():
+        print(f"floor (admin index) {who}: {floor:.0f} ms")
+    print(f"{'list':10} {'who':9} {'page':>6} {'ms':>8} {'x floor':>8} {'slowest SQL ms':>15} "
+          f"{'queries':>8}")  # fmt: skip
     for name, (url, per_page) in lists.items():
         last = -(-ROWS // per_page)
         for who, client in clients.items():
             for page in (1, 100, 1000, last):
                 ms, slowest, count = median_page(client, f"{url}?p={page}")
-                print(f"{name:10} {who:9} {page:>6} {ms:>8.0f} {slowest:>15.0f} {count:>8}")
+                print(f"{name:10} {who:9} {page:>6} {ms:>8.0f} {ms / floors[who]:>8.1f} "
+                      f"{slowest:>15.0f} {count:>8}")  # fmt: skip
     return 0
 
 

@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Func, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import CsrfViewMiddleware
 from django.template.response import TemplateResponse
@@ -35,8 +36,10 @@ from chatbot_site.staff_admin import (
     staff_actor,
 )
 from knowledge.admin_upload import UploadForm, add_documents
+from knowledge.ingestion import PIPELINE_VERSION
 from knowledge.intake import document_reingest
 from knowledge.models import LANGUAGES, Chunk, Dataset, Document, DocumentStatus
+from knowledge.parsers import SUPPORTED
 from knowledge.services import dataset_chunks_follow_language, dataset_delete, document_delete
 
 STATUSES = [s.value for s in DocumentStatus]
@@ -47,10 +50,17 @@ def monitor_url(dataset_id: Any = None) -> str:
     return f"{url}?dataset__id__exact={dataset_id}" if dataset_id else url
 
 
-def status_counts(queryset: QuerySet[Any]) -> dict[str, int]:
-    rows = queryset.order_by().values("status").annotate(n=Count("id"))
+def status_counts(queryset: QuerySet[Any], total: int) -> dict[str, int]:
+    """The documents of ``queryset`` per status, ``total`` of them in all (the list's count,
+    already made). Only the statuses of work in progress or failed are counted, read off the
+    (tenant, dataset, status) index; ready ones are the rest. A GROUP BY status read every
+    document in scope for the ready ones: 100-190 ms at 200,000 documents, on every page."""
+    busy = [s for s in STATUSES if s != DocumentStatus.READY]
+    rows = queryset.order_by().filter(status__in=busy).values("status").annotate(n=Count("id"))
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({row["status"]: row["n"] for row in rows})
+    # Both counts are a moment apart: a document finished meanwhile is not counted twice.
+    counts[DocumentStatus.READY] = max(0, total - sum(counts.values()))
     return counts
 
 
@@ -212,23 +222,65 @@ class DatasetAdmin(TenantScopedAdmin):
         return TemplateResponse(request, "staff/dataset_upload.html", context)
 
 
+# The tag filter's choices are the tags of this many of the newest documents in scope.
+TAG_CHOICES_FROM = 1000
+
+
 class TagFilter(AppliedWhenGiven, admin.SimpleListFilter):
     title = "tag"
     parameter_name = "tag"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # The tags in use lately (read off the (tenant, created_at) index) and the one chosen.
+        # Every tag of every document in scope, a SELECT DISTINCT unnest over all of them, took
+        # 180-230 ms at 200,000 documents, on every page of the list.
         scoped = scope_to_tenant(request, Document.all_tenants.all())
-        tags = (
-            scoped.annotate(tag=Func(F("tags"), function="unnest"))
-            .order_by("tag")
-            .values_list("tag", flat=True)
-            .distinct()[:100]
-        )
-        return [(t, t) for t in tags]
+        newest = scoped.order_by("-created_at").values_list("tags", flat=True)
+        tags = {tag for row in newest[:TAG_CHOICES_FROM] for tag in row}
+        if self.value():
+            tags.add(str(self.value()))
+        return [(t, t) for t in sorted(tags)[:100]]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         return queryset.filter(tags__contains=[value]) if value else queryset
+
+
+class KnownChoicesFilter(AppliedWhenGiven, admin.SimpleListFilter):
+    """A field's filter whose choices are the values the code can give it, known without a
+    query (under the parameter of Django's own, so its links keep working). Django's own
+    (AllValuesFieldListFilter) asked for every distinct value in scope: a SELECT DISTINCT over
+    every document, 120-170 ms each at 200,000, on every page of the list."""
+
+    field = ""
+    known: ClassVar[list[tuple[str, str]]] = []
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return self.known
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value not in dict(self.known):  # Django's "incorrect lookup" page, as for others
+            raise IncorrectLookupParameters(f"{self.parameter_name}={value!r}")
+        return queryset.filter(**{self.field: value})
+
+
+class ContentTypeFilter(KnownChoicesFilter):
+    title = "content type"
+    parameter_name = "content_type__exact"
+    field = "content_type"
+    # What intake and a URL's fetch store (``""``: a URL not fetched yet).
+    known: ClassVar = [(t, t) for t in SUPPORTED] + [("", "not fetched yet")]
+
+
+class PipelineVersionFilter(KnownChoicesFilter):
+    title = "pipeline version"
+    parameter_name = "pipeline_version__exact"
+    field = "pipeline_version"
+    # 0: not ingested yet, or by a run before versions were recorded.
+    known: ClassVar = [(str(v), str(v)) for v in range(PIPELINE_VERSION, -1, -1)]
 
 
 @admin.register(Document)
@@ -237,13 +289,16 @@ class DocumentAdmin(TenantScopedAdmin):
     list_display = ["title", "dataset_link", "status_badge", "error", "chunk_count", "timing",
                     "attempts", "updated_at"]  # fmt: skip
     list_filter = ["status", ("dataset", RelatedOnlyFilter), TagFilter,
-                   "content_type", "source_type", "pipeline_version", "created_at",
+                   ContentTypeFilter, "source_type", PipelineVersionFilter, "created_at",
                    "ingested_at"]  # fmt: skip
     search_fields = ["title", "source", "error_code"]
     list_select_related = ["dataset"]
     actions = ["reingest", "delete_selected"]
     readonly_fields = ["chunks_link"]
     list_per_page = 50
+    # The total under a filtered list is a second COUNT of every document in scope (30-60 ms
+    # at 200,000); the monitor's counts per status say it.
+    show_full_result_count = False
     summarize_deletion: ClassVar = {"knowledge.Chunk": "document"}
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
@@ -304,7 +359,8 @@ class DocumentAdmin(TenantScopedAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            counts = status_counts(context["cl"].queryset)
+            changelist = context["cl"]
+            counts = status_counts(changelist.queryset, changelist.result_count)
             busy = counts["queued"] + counts["processing"]
             dataset_id = request.GET.get("dataset__id__exact")
             context.update(
