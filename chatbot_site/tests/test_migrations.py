@@ -408,3 +408,117 @@ def test_headings_migration_reindexes_chunks_with_headings_in_pages_and_rewrites
     assert sum(per_transaction) == 140 and max(per_transaction) == 100
     assert untouched  # no page wrote a chunk without headings
     assert vector == "'canari':1 'catch':3 'guardrail':6A 'leak':4 'line':2 'secur':5A"
+
+
+# knowledge 0017 (raw_hash, its unique index built CONCURRENTLY) and 0018 (indexed_title) on a
+# database holding documents. No backfill of raw_hash: a document stored re-encoded before 0017
+# kept only its UTF-8 text (not the bytes, nor the charset they were read in), so its raw bytes'
+# hash cannot be computed; one stored as it came has raw_hash = content_hash, which the
+# duplicate check already reads from a null raw_hash (knowledge.intake._same_bytes), and the two
+# cannot be told apart from what is stored.
+RAW_HASH_SEED = document_as_of("0016_chunk_search_vector_headings", "rawhash", "english")
+RAW_HASH_INDEX = "document_raw_hash_unique_per_dataset"
+
+
+def document_columns(conn: psycopg.Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'knowledge_document'"
+    )
+    return {row[0] for row in rows}
+
+
+def raw_hash_index(conn: psycopg.Connection) -> tuple[bool, str] | None:
+    """(valid, definition) of 0017's index, if it exists."""
+    row = conn.execute(
+        "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+        [RAW_HASH_INDEX],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def test_raw_hash_and_indexed_title_migrations_go_both_ways_with_documents(empty_database):
+    """0017 and 0018 add nullable columns with no default (no table rewrite: the table's file
+    stays), existing documents keep null, 0017's unique index is valid and partial; back, the
+    columns and the index go and the documents stay as they were; forward again works."""
+    url, name, admin = empty_database
+    for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+        node = one(
+            conn, "SELECT relfilenode FROM pg_class WHERE oid = 'knowledge_document'::regclass"
+        )
+        before = conn.execute("SELECT id, title, content_hash FROM knowledge_document").fetchall()
+        assert len(before) == 1
+
+        def migrate(target: str) -> None:
+            done = manage("migrate", "knowledge", target, "--noinput", database_url=url)
+            assert done.returncode == 0, done.stderr
+            assert one(conn, "SELECT relfilenode FROM pg_class"
+                             " WHERE oid = 'knowledge_document'::regclass") == node, target  # fmt: skip
+            assert (
+                conn.execute("SELECT id, title, content_hash FROM knowledge_document").fetchall()
+                == before
+            ), target
+
+        migrate("0017")
+        assert "raw_hash" in document_columns(conn)
+        assert one(conn, "SELECT count(*) FROM knowledge_document WHERE raw_hash IS NULL") == 1
+        valid, definition = raw_hash_index(conn) or (False, "")
+        assert valid, definition
+        assert "UNIQUE" in definition and "WHERE (raw_hash IS NOT NULL)" in definition
+
+        migrate("0018")
+        assert "indexed_title" in document_columns(conn)
+        assert one(conn, "SELECT count(*) FROM knowledge_document WHERE indexed_title IS NULL") == 1
+        conn.execute(
+            "UPDATE knowledge_document SET raw_hash = repeat('a', 64), indexed_title = 't'"
+        )
+
+        migrate("0017")
+        assert "indexed_title" not in document_columns(conn)
+        assert one(conn, "SELECT raw_hash FROM knowledge_document") == "a" * 64  # 0017's, kept
+
+        migrate("0016")
+        assert not {"raw_hash", "indexed_title"} & document_columns(conn)
+        assert raw_hash_index(conn) is None
+
+        migrate("0018")
+        assert {"raw_hash", "indexed_title"} <= document_columns(conn)
+        assert (raw_hash_index(conn) or (False,))[0]
+
+
+def test_raw_hash_migration_completes_when_run_again_after_its_index_build_failed(empty_database):
+    """A CONCURRENTLY build cut short (or failed) leaves an INVALID index, and the migration
+    unrecorded: running migrate again drops it and builds it anew. Here the build fails on two
+    documents with the same bytes (the column added by hand, as 0017's first step does)."""
+    url, name, admin = empty_database
+    for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+        conn.execute("ALTER TABLE knowledge_document ADD COLUMN raw_hash varchar(64) NULL")
+        conn.execute(
+            "INSERT INTO knowledge_document SELECT (json_populate_record(d, json_build_object("
+            "'id', gen_random_uuid(), 'content_hash', repeat('1', 64)))).*"
+            " FROM knowledge_document d"
+        )
+        conn.execute("UPDATE knowledge_document SET raw_hash = repeat('b', 64)")
+        failed = manage("migrate", "knowledge", "0017", "--noinput", database_url=url)
+        assert failed.returncode != 0
+        assert "could not create unique index" in failed.stderr, failed.stderr[-2000:]
+        assert (raw_hash_index(conn) or (True,))[0] is False  # left INVALID
+
+        conn.execute(
+            "UPDATE knowledge_document SET raw_hash = NULL WHERE content_hash = repeat('1', 64)"
+        )
+        again = manage("migrate", "knowledge", "0017", "--noinput", database_url=url)
+        assert again.returncode == 0, again.stderr
+        assert (raw_hash_index(conn) or (False,))[0] is True
+        assert (
+            one(
+                conn, "SELECT count(*) FROM django_migrations WHERE name = '0017_document_raw_hash'"
+            )
+            == 1
+        )
