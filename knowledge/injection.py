@@ -162,6 +162,36 @@ def _decoded(text: str) -> str:
     return out if found else ""
 
 
+# Hex runs: bytes written as hex pairs, spaced or not, with or without ``0x`` or ``\x`` before
+# each ("69 67 6e 6f 72 65", "\x69\x67\x6e", "69676e6f7265"): an order a model decodes. Read
+# when they make eight bytes or more of text (hashes, keys and colours do not decode to text).
+_HEX_RUN = re.compile(
+    r"(?<![0-9a-z\\])(?:(?:0x|\\x)?[0-9a-f]{2}[ ,]?){8,10000}+(?![0-9a-z])", re.IGNORECASE
+)
+_HEX_TEXT = re.compile(r"[^\W\d_][\w ,.:;!?'\"()-]{5,}")
+
+
+def _hex_decoded(text: str) -> str:
+    """``text`` with its hex runs replaced by the text they encode, each on a line of its own
+    ("" when no run encodes text)."""
+    found = 0
+
+    def read(match: re.Match[str]) -> str:
+        nonlocal found
+        digits = re.sub(r"0x|\\x|[ ,]", "", match.group(0), flags=re.IGNORECASE)
+        try:
+            decoded = bytes.fromhex(digits).decode("utf-8")
+        except ValueError:  # odd length or not UTF-8 (UnicodeDecodeError is a ValueError)
+            return match.group(0)
+        if found >= _MAX_RUNS or not _HEX_TEXT.fullmatch(decoded.strip()):
+            return match.group(0)
+        found += 1
+        return f"\n{decoded}\n"
+
+    out = _HEX_RUN.sub(read, text[:20_000])
+    return out if found else ""
+
+
 _WS = re.compile(r"\s{1,1000}")
 _EARLIER = (
     r"(?:previous|prior|preceding|above|earlier|former|initial|original|all|any|every|the|your|"
@@ -178,17 +208,21 @@ _ORDERS = r"(?:instructions?|directions?|rules?|prompts?|guidelines?|orders?|com
 # parser ignora ... e dimentica ..." describes).
 _ML_ORDERS = (
     r"(?:instructions|consignes|règles|directives|indications|instrucciones|reglas|"
-    r"indicaciones|órdenes|directrices|istruzioni|regole|indicazioni|direttive)"
+    r"indicaciones|órdenes|directrices|istruzioni|regole|indicazioni|direttive|"
+    # Catalan (since 2026-12-07, task B)
+    r"instruccions|regles|indicacions|directrius|ordres)"
 )
 _OVERRIDE_ML = re.compile(
     r"\b(?:забудь(?:те)?|игнорируй(?:те)?|проигнорируй(?:те)?)\b.{0,40}?"
     r"(?:инструкци|правил|указани|всё|все)"
     rf"|\b(?:ignorez|oubliez|ignorad|olvidad|ignorate|dimenticate|ne (?:tenez|tiens) pas "
-    rf"compte|haz caso omiso|no hagas caso|non (?:tenere|tenete) conto)\b.{{0,30}}?\b{_ML_ORDERS}\b"
+    rf"compte|haz caso omiso|no hagas caso|non (?:tenere|tenete) conto|oblideu|ignoreu|"
+    rf"no (?:facis|feu) cas)\b.{{0,30}}?\b{_ML_ORDERS}\b"
     r"|(?:^|[.!?:;,\-\u2013]\s{0,3}|\b(?:puis|maintenant|alors|désormais|veuillez|merci de|svp|"
-    r"stp|luego|ahora|ora|poi|adesso|please|por favor|per favore|s'il (?:te|vous) plaît)\s|"
+    r"stp|luego|ahora|ora|poi|adesso|please|por favor|per favore|s'il (?:te|vous) plaît|ara|"
+    r"si us plau)\s|"
     r"\bmerci d')"
-    rf"(?:ignore[rs]?|oublie[rs]?|ignora|olvida|dimentica)\b.{{0,30}}?\b{_ML_ORDERS}\b"
+    rf"(?:ignore[rs]?|oublie[rs]?|ignora|olvida|dimentica|oblida)\b.{{0,30}}?\b{_ML_ORDERS}\b"
 )
 # Asking how to change the bot's prompt or instructions is an admin's question about this
 # product ("show me how to change the system prompt", "muéstrame cómo cambiar el prompt del
@@ -291,6 +325,45 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"(?:系统|系統|初始)(?:提示|指令|消息|訊息)"
         r"|システムプロンプト|시스템 ?프롬프트"
         r"|(?:موجه|تعليمات|رسالة) النظام|सिस्टम प्रॉम्प्ट|הנחיית המערכת|הוראות המערכת"
+    ),
+    # "Show me your system prompt" in the 18 languages ``override_intl`` took in task F: an
+    # asking verb, then within a few words the system prompt or the bot's own instructions
+    # (not after "how" / "how do I": asking how to change it is an admin's question).
+    "extraction_more": re.compile(
+        r"(?:\b(?:visa|skriv ut|avslöja|upprepa|vis|udskriv|afslør|gentag|avslør|gjenta|ukaž|"
+        r"ukažte|vypiš|vypište|zopakuj|prozraď|ukáž|ukážte|vypíš|prezraď|tunjukkan|tampilkan|"
+        r"ungkapkan|ulangi|cetak|berikan|paparkan|dedahkan|hiển thị|tiết lộ|lặp lại|in ra|cho tôi "
+        r"xem|покажи|покажіть|виведи|виведіть|розкрий|повтори|повторіть|напиши|arată|arătați|"
+        r"afișează|dezvăluie|repetă|mutasd|írd ki|áruld el|ismételd|näytä|tulosta|paljasta|toista|"
+        r"nionyeshe|onyesha|rudia|fichua|ipakita|ibunyag|ulitin|isulat|sabihin)\b"
+        r"|แสดง|เปิดเผย|บอก|นําเสนอ)"
+        r"(?!.{0,20}?(?:\b(?:hur|hvordan|jak|bagaimana|cara|làm sao|як|как|cum|hogyan|miten|kuinka|"
+        r"jinsi|paano)\b|چگونه|چطور|کیسے|কিভাবে|วิธี))"
+        r".{0,40}?(?:systemprompt|systémov\w{0,3} (?:prompt|pokyn)|svůj prompt|svoj prompt|"
+        r"prompt sistem|instruksi (?:sistem|awal|kamu|anda)|arahan (?:sistem|anda|awal)|"
+        r"(?:lời nhắc|prompt|hướng dẫn|chỉ dẫn) (?:hệ thống|của bạn|ban đầu)|"
+        r"системн\w{0,3} (?:промпт|інструкці|підказ)|сво\w{0,2} (?:промпт|інструкці)|"
+        r"promptul (?:de sistem|sistemului|tău)|instrucțiunile (?:tale|de sistem|inițiale)|"
+        r"rendszerprompt|rendszerüzenet|utasításaid|promptodat|järjestelmäkehote|"
+        r"järjestelmäprompt|ohjeesi|kehotteesi|maagizo (?:ya mfumo|yako)|kidokezo cha mfumo|"
+        r"system prompt mo|prompt ng sistema|(?:mga )?tagubilin mo|dina instruktioner|"
+        r"dine instruk|พรอมต์ระบบ|คําสั่งระบบ|ข้อความระบบ)"
+        # Persian, Urdu and Bengali put the verb last.
+        r"|(?:پرامپت سیستم|دستورالعمل\S{0,4} سیستم|دستورات سیستم|سسٹم پرامپٹ|سسٹم ہدایات|"
+        r"সিস্টেম প্রম্পট|সিস্টেম নির্দেশ).{0,40}?(?:نشان بده|فاش کن|تکرار کن|بنویس|دکھاؤ|"
+        r"دکھائیں|بتاؤ|بتائیں|ظاہر کرو|দেখাও|দেখান|প্রকাশ কর|বলো)"
+    ),
+    # A question that forges the prompt's own frame: "Context:{...} Question: ...",
+    # "$Documents: ..." (a template's variable), a "Context: ... Question: ... Answer:"
+    # template (deepset's train split has the first two; the third is ours). Not "Context: I
+    # use the Python SDK. Question: how do I ...?".
+    "fake_context": re.compile(
+        r"^\W{0,3}(?:context|kontext|contexte|contexto|documents?|passages?|sources?)\s{0,2}:"
+        r"\s{0,2}[{\[<]"
+        r"|^\s{0,3}(?:\$|\{\{?)\s?(?:context|kontext|documents?|passages?|sources?)\b\}{0,2}\s{0,2}:"
+        r"|^\W{0,3}(?:context|kontext|contexte|contexto)\s{0,2}:.{1,2000}?\b(?:question|frage|"
+        r"pregunta)\s{0,2}:.{1,500}?\b(?:answer|antwort|réponse|respuesta)\s{0,2}:\W{0,3}$",
+        re.S,
     ),
     "override_despite": re.compile(
         r"\b(?:despite|regardless of|notwithstanding) (?:what|anything|everything|all) "
@@ -435,7 +508,7 @@ _PASSAGE_ONLY_RULES: dict[str, re.Pattern[str]] = {"override_ml_passage": _OVERR
 # whether it can match at all (14 µs).
 _OVERRIDE_ML_GATE = re.compile(
     r"ignor|oubli|olvid|dimentic|забудь|игнорируй|проигнорируй|ne (?:tenez|tiens)|haz caso|"
-    r"no hagas|non tene"
+    r"no hagas|non tene|oblid|facis cas|feu cas"
 )
 # ``override_intl``: a word of one of its scripts (Greek, Cyrillic, Hebrew, Arabic, Devanagari,
 # Bengali, Thai, kana, CJK, Hangul) or a stem of its Latin-script verbs and nouns (its 17 newer
@@ -492,11 +565,74 @@ def normalise(text: str) -> str:
     return _WS.sub(" ", text)
 
 
+# Typos of the words overrides are written with ("igmre", "ingore", "igonre", "disreagrd",
+# "instrucitons"): a word within two edits (a letter changed, added, dropped, or two swapped)
+# of one of them, starting with its letter, is read as it. Their real inflections and other
+# languages' forms ("ignored", "ignora", "ignorez", "disregarded", "instruction": they start
+# with the prefix given here) and the English words that near ("ignite", "ignoble", "inure",
+# ...) are left alone. Target → (shortest typo, protected prefix).
+_TYPO_TARGETS = {
+    "ignore": (4, "ignor"),
+    "disregard": (7, "disregard"),
+    "instructions": (10, "instruction"),
+}
+_TYPO_CANDIDATE = re.compile(r"\b(?:i[a-z]{3,13}|d[a-z]{6,10})\b")
+_NOT_TYPOS = frozenset(
+    {"ignite", "ignited", "igniter", "ignoble", "ignobly", "inure", "inured", "inures", "indore"}
+    | {"incore", "instructor", "instructors", "instructress"}
+)
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance (changes, insertions, deletions, adjacent swaps)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+# Two edits take at most two of a word's distinct letters away: a word that lacks more of
+# them is no typo of it, and is not compared letter by letter.
+_TYPO_LETTERS = {target: frozenset(target) for target in _TYPO_TARGETS}
+
+
+def _typo_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    if word in _NOT_TYPOS:
+        return word
+    for target, (shortest, prefix) in _TYPO_TARGETS.items():
+        letters = _TYPO_LETTERS[target]
+        if (
+            word[0] == target[0]
+            and len(word) >= shortest
+            and abs(len(word) - len(target)) <= 2
+            and len(letters.intersection(word)) >= len(letters) - 2
+            and not word.startswith(prefix)
+            and _edits(word, target) <= 2
+        ):
+            return target
+    return word
+
+
+def _typo_reading(normal: str) -> str | None:
+    """``normal`` with typos of "ignore", "disregard" and "instructions" read as those words,
+    or None when it has none."""
+    reading = _TYPO_CANDIDATE.sub(_typo_word, normal)
+    return reading if reading != normal else None
+
+
 def _readings(text: str) -> tuple[str, ...]:
-    """``text`` normalised, and as leetspeak when a word of it mixes letters and digits."""
+    """``text`` normalised, as leetspeak when a word of it mixes letters and digits, and with
+    typos of the override words read as them."""
     normal = normalise(text)
-    leet = _leet_reading(normal)
-    return (normal,) if leet is None else (normal, leet)
+    others = (_leet_reading(normal), _typo_reading(normal))
+    return (normal, *(r for r in others if r is not None))
 
 
 def _hits(texts: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
@@ -513,12 +649,16 @@ def _rule_search(name: str) -> Callable[[str], bool]:
 def _encoded_hits(
     text: str, check: Callable[[str, int], tuple[str, ...]], depth: int
 ) -> tuple[str, ...]:
-    """``check``'s reasons for the text ``text``'s base64 runs encode, as ``base64:<rule>``
-    (an encoding inside an encoding is read once more)."""
+    """``check``'s reasons for the text ``text``'s base64 or hex runs encode, as
+    ``base64:<rule>`` or ``hex:<rule>`` (an encoding inside an encoding is read once more)."""
     if depth >= 2 or len(text) < 8:
         return ()
-    decoded = _decoded(text)
-    return tuple(f"base64:{r}" for r in check(decoded, depth + 1)) if decoded else ()
+    for name, decode in (("base64", _decoded), ("hex", _hex_decoded)):
+        decoded = decode(text)
+        reasons = check(decoded, depth + 1) if decoded else ()
+        if reasons:
+            return tuple(f"{name}:{r}" for r in reasons)
+    return ()
 
 
 def _question_hits(text: str, depth: int = 0) -> tuple[str, ...]:
