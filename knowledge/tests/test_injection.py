@@ -776,3 +776,15 @@ def test_asking_for_the_system_prompt_in_more_languages_is_refused(text: str) ->
 )
 def test_asking_how_to_change_the_prompt_in_those_languages_is_not_extraction(text: str) -> None:
     assert "extraction_more" not in detect(text).reasons
+
+
+def test_scientific_claims_we_wrote_are_not_refused() -> None:
+    """Our held-out scientific claims (knowledge/evaldata/benign_questions.jsonl, category
+    claim, split heldout; written for this repository, never fitted on). The classifier read
+    scientific vocabulary as attacks ("generates", "allele", "Chinese": n-grams of "generate",
+    "all", "China" in deepset's injections) and refused 3 of these 41; since task B it is
+    fitted on SciFact's train claims as benign texts as well."""
+    rows = read_jsonl(BENIGN_QUESTIONS)
+    claims = [r["text"] for r in rows if r["category"] == "claim" and r["split"] == "heldout"]
+    assert len(claims) == 41
+    assert [t for t in claims if detect(t).flagged] == []

@@ -1,11 +1,12 @@
 """``manage.py train_injection``: fit the prompt-injection classifier (logistic regression over
 character n-gram TF-IDF, :mod:`knowledge.injection_ngrams`) on the *train* split of a labelled
 JSONL set (deepset prompt-injections by default) plus the tune split of our own benign questions
-(``knowledge/evaldata/benign_questions.jsonl``), and with ``--claims`` the queries of a
-BEIR-style file as more benign texts (SciFact's train claims: tried on 2026-12-07, not the
-shipped model, see docs/GUARDRAILS.md); choose the regularisation and the threshold by
-5-fold cross-validation on that split, so that at most ``--max-false-positive`` of the benign
-prompts the rules pass are flagged; write
+(``knowledge/evaldata/benign_questions.jsonl``) and the queries of a BEIR-style file as more
+benign texts (``--claims``: SciFact's *train* claims by default, so that scientific vocabulary
+is not read as an attack; its test queries stay held out; ``--claims ''`` for none); choose the
+regularisation and the threshold by 5-fold cross-validation on that split, so that at most
+``--max-false-positive`` of the benign *prompts* the rules pass (deepset's and ours, not the
+claims, which would otherwise absorb the allowance) are flagged; write
 ``knowledge/injection_model.json``. The test split is only scored, never used for fitting."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from knowledge.management.commands.eval_retrieval import read_jsonl
 DEFAULT_DATA = (
     "../shared/corpora/injection/deepset-prompt-injections/deepset_prompt_injections.jsonl"
 )
+DEFAULT_CLAIMS = "../shared/corpora/eval/scifact/queries_train.jsonl"
 
 
 # Our own benign questions of the kind a product's users ask (written for this repository; one
@@ -49,36 +51,47 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--data", type=Path, default=settings.BASE_DIR / DEFAULT_DATA)
-        parser.add_argument("--claims", type=Path, default=None)
+        parser.add_argument("--claims", type=str, default=str(settings.BASE_DIR / DEFAULT_CLAIMS))
         parser.add_argument("--max-false-positive", type=float, default=0.02)
         parser.add_argument("--output", type=Path, default=MODEL_PATH)
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = [json.loads(line) for line in options["data"].open(encoding="utf-8")]
-        claims = [r["query"] for r in read_jsonl(options["claims"])] if options["claims"] else []
+        claims_path = Path(options["claims"]) if options["claims"] else None
+        claims = [r["query"] for r in read_jsonl(claims_path)] if claims_path else []
         train = [r for r in rows if r["split"] == "train"] + [
-            {"text": text, "label": 0, "split": "train"}
-            for text in [*benign_questions("tune"), *claims]
+            {"text": text, "label": 0, "split": "train"} for text in benign_questions("tune")
         ]
+        # The claims come last: the threshold is chosen among the prompts before them.
+        prompts = len(train)
+        train += [{"text": text, "label": 0, "split": "train"} for text in claims]
         test = [r for r in rows if r["split"] == "test"]
         texts = [r["text"] for r in train]
         y = np.array([float(r["label"]) for r in train])
         rules = np.array([rules_flag(t) for t in texts])
+        prompt = np.arange(len(y)) < prompts
         folds = np.random.default_rng(7).integers(0, 5, len(y))
+        splits = []  # each fold's (fitted-on, held-out) matrices, made once for every L2
+        for fold in range(5):
+            fit_texts = [t for t, f in zip(texts, folds, strict=True) if f != fold]
+            held_texts = [t for t, f in zip(texts, folds, strict=True) if f == fold]
+            vectorizer = Vectorizer.fit(fit_texts)
+            splits.append((vectorizer.transform(fit_texts), vectorizer.transform(held_texts)))
         best: tuple[float, float, float] | None = None  # (recall, l2, threshold)
         for l2 in (1e-3, 3e-4, 1e-4, 3e-5, 1e-5):
             scores = np.zeros(len(y))
-            for fold in range(5):
-                fit_texts = [t for t, f in zip(texts, folds, strict=True) if f != fold]
-                held_texts = [t for t, f in zip(texts, folds, strict=True) if f == fold]
-                vectorizer = Vectorizer.fit(fit_texts)
-                w, b = fit_logistic(vectorizer.transform(fit_texts), y[folds != fold], l2=l2)
-                scores[folds == fold] = sigmoid(vectorizer.transform(held_texts) @ w + b)
-            benign = np.sort(scores[(y == 0) & ~rules])[::-1]
+            for fold, (fitted, held) in enumerate(splits):
+                w, b = fit_logistic(fitted, y[folds != fold], l2=l2)
+                scores[folds == fold] = sigmoid(held @ w + b)
+            benign = np.sort(scores[(y == 0) & ~rules & prompt])[::-1]
             allowed = int(options["max_false_positive"] * len(benign))
             threshold = float(benign[allowed]) + 1e-6 if allowed < len(benign) else 0.5
             recall = float(((scores >= threshold) | rules)[y == 1].mean())
-            self.stdout.write(f"l2={l2}: cross-validated recall {recall:.3f} at {threshold:.3f}")
+            claimed = int((scores[~prompt] >= threshold).sum())
+            self.stdout.write(
+                f"l2={l2}: cross-validated recall {recall:.3f} at {threshold:.3f}"
+                f" (claims flagged: {claimed}/{len(claims)})"
+            )
             if best is None or recall > best[0]:
                 best = (recall, l2, threshold)
         if best is None:  # pragma: no cover - the loop above always runs
@@ -100,7 +113,7 @@ class Command(BaseCommand):
             "kind": "char_ngram_tfidf_logistic_regression",
             "ngrams": "char_wb 2..5, sublinear tf, smoothed idf, min_df 2, L2-normalised",
             "trained_on": "deepset/prompt-injections split=train + benign_questions.jsonl split=tune"
-            + (f" + {len(claims)} queries of {options['claims'].name}" if claims else ""),
+            + (f" + {len(claims)} queries of {claims_path.name}" if claims_path else ""),
             "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
             "l2": l2,
             "threshold": round(threshold, 6),
