@@ -584,7 +584,11 @@ class Runner:
     async def deltas(self) -> AsyncIterator[str]:
         """Verified pieces of the answer: through the output guard (canary → PolicyBlocked,
         inert links, masked PII), then the citation filter (markers naming no passage removed).
-        """
+
+        The filter counts the passages the turn has now: a stream's runner is made before its
+        turn is grounded (its outcome is stored if grounding fails), and one runner serves the
+        whole stream (a second one built the guard's canary forms again, 0.3 ms a stream)."""
+        self.filter = CitationFilter(len(self.turn.passages))
         if self.turn.request is None:  # a refusal: the scope's message, no LLM call
             self.emitted.append(self.turn.refusal_message)
             yield self.turn.refusal_message

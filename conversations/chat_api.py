@@ -465,15 +465,14 @@ async def answer_json(request: HttpRequest, turn: Turn) -> JsonResponse:
 
 async def answer_stream(turn: Turn) -> AsyncIterator[bytes]:
     ids = itertools.count(1)
-    runner = Runner(turn)
+    runner = Runner(turn, paced=True)
     yield sse(
         next(ids),
         "start",
         {"session_id": str(turn.conversation.pk), "message_id": str(turn.message_id)},
     )
     try:
-        await run_sync(persist_and_ground, turn)
-        runner = Runner(turn, paced=True)  # knows the passages now
+        await run_sync(persist_and_ground, turn)  # the runner reads the passages it found
         # Revoking the key (or deactivating its tenant or the bot) ends the stream within a
         # ping interval: checked that often, never per piece.
         check = functools.partial(interruption, turn)
