@@ -220,31 +220,49 @@ def usage_record(
     the day (and the month its quota counts) is the one the message shows. The day was read
     from the clock after the messages were stored: an answer stored at 23:59:59.999 could be
     counted the next day, or the next month. Default: now (a retrieval; a turn not stored)."""
+    with connection.cursor() as cursor:
+        cursor.execute(*usage_sql(tenant=tenant, bot_id=bot_id, api_key_id=api_key_id,
+                                  prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                  embedding_tokens=embedding_tokens, requests=requests, at=at))  # fmt: skip
+
+
+def usage_sql(
+    *,
+    tenant: Tenant | uuid.UUID,
+    bot_id: uuid.UUID | None,
+    api_key_id: uuid.UUID | None,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    embedding_tokens: int = 0,
+    requests: int = 1,
+    at: dt.datetime | None = None,
+) -> tuple[str, list[Any]]:
+    """:func:`usage_record`'s statement and parameters, for a caller that sends it with others
+    in one round trip (a chat turn's store)."""
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
     day = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO conversations_usagedaily
-                (tenant_id, day, bot_id, api_key_id, requests,
-                 prompt_tokens, completion_tokens, embedding_tokens)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (tenant_id, day, bot_id, api_key_id) DO UPDATE SET
-                requests = conversations_usagedaily.requests + EXCLUDED.requests,
-                prompt_tokens = conversations_usagedaily.prompt_tokens + EXCLUDED.prompt_tokens,
-                completion_tokens =
-                    conversations_usagedaily.completion_tokens + EXCLUDED.completion_tokens,
-                embedding_tokens =
-                    conversations_usagedaily.embedding_tokens + EXCLUDED.embedding_tokens
-            """,
-            [
-                tenant_id,
-                day,
-                bot_id,
-                api_key_id,
-                requests,
-                prompt_tokens,
-                completion_tokens,
-                embedding_tokens,
-            ],
-        )
+    return (
+        """
+        INSERT INTO conversations_usagedaily
+            (tenant_id, day, bot_id, api_key_id, requests,
+             prompt_tokens, completion_tokens, embedding_tokens)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (tenant_id, day, bot_id, api_key_id) DO UPDATE SET
+            requests = conversations_usagedaily.requests + EXCLUDED.requests,
+            prompt_tokens = conversations_usagedaily.prompt_tokens + EXCLUDED.prompt_tokens,
+            completion_tokens =
+                conversations_usagedaily.completion_tokens + EXCLUDED.completion_tokens,
+            embedding_tokens =
+                conversations_usagedaily.embedding_tokens + EXCLUDED.embedding_tokens
+        """,
+        [
+            tenant_id,
+            day,
+            bot_id,
+            api_key_id,
+            requests,
+            prompt_tokens,
+            completion_tokens,
+            embedding_tokens,
+        ],
+    )
