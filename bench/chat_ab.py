@@ -7,9 +7,10 @@ machine's drift cannot bias.
 
 One daphne process per checkout (started in it, its code first on ``sys.path``), all against the same
 ``bench.chat`` database and test provider; ``BENCH_AB_ROUNDS`` rounds (default 4), each sending
-``BENCH_AB_REQUESTS`` JSON turns (default 300) from ``BENCH_AB_CLIENTS`` keep-alive clients
-(default 16) to every server in turn, the order reversed every other round. Per checkout:
-server CPU per turn (from ``/proc``), turns/s, p50 and p95, each the median over the rounds.
+``BENCH_AB_REQUESTS`` JSON turns (default 300; streamed ones with ``BENCH_AB_STREAM=1``) from
+``BENCH_AB_CLIENTS`` keep-alive clients (default 16) to every server in turn, the order
+reversed every other round. Per checkout: server CPU per turn (from ``/proc``), turns/s, p50
+and p95, each the median over the rounds.
 
 On this 2-core machine the same code measured 25 to 37 ms of CPU per turn in back-to-back
 sequential runs (docs/BENCHMARKS.md); one checkout's interleaved rounds spread by about ±15%,
@@ -32,6 +33,7 @@ from bench.chat import BIN, ROOT, build_bench, cpu_seconds, load, wait_http
 ROUNDS = int(os.environ.get("BENCH_AB_ROUNDS", "4"))
 REQUESTS = int(os.environ.get("BENCH_AB_REQUESTS", "300"))
 CLIENTS = int(os.environ.get("BENCH_AB_CLIENTS", "16"))
+STREAM = os.environ.get("BENCH_AB_STREAM", "") == "1"  # streamed turns instead of JSON ones
 
 
 def main(checkouts: list[str]) -> int:
@@ -62,17 +64,18 @@ def main(checkouts: list[str]) -> int:
             for _root, port, _proc in servers:
                 wait_http(port)
                 asyncio.run(load(port, bench.secret, bench.bot_id, clients=CLIENTS, total=60,
-                                 stream=False))  # fmt: skip
+                                 stream=STREAM))  # fmt: skip
             for n in range(ROUNDS):
                 for root, port, proc in servers if n % 2 == 0 else servers[::-1]:
                     before = cpu_seconds(proc.pid)
                     r = asyncio.run(load(port, bench.secret, bench.bot_id, clients=CLIENTS,
-                                         total=REQUESTS, stream=False))  # fmt: skip
+                                         total=REQUESTS, stream=STREAM))  # fmt: skip
                     cpu_ms = (cpu_seconds(proc.pid) - before) / REQUESTS * 1000
                     results[root].append((cpu_ms, r["rps"], r["p50"], r["p95"]))
     finally:
         destroy_database(bench.old_name)
-    print(f"\n{CLIENTS} clients, {REQUESTS} JSON turns per round, {ROUNDS} rounds, daphne\n")
+    kind = "streamed" if STREAM else "JSON"
+    print(f"\n{CLIENTS} clients, {REQUESTS} {kind} turns per round, {ROUNDS} rounds, daphne\n")
     print("| checkout | CPU ms per turn (rounds) | median | turns/s | p50 ms | p95 ms |")
     print("|---|---|---|---|---|---|")
     for root in roots:
