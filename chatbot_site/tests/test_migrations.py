@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -31,13 +33,18 @@ def manage(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def empty_database():
+@contextlib.contextmanager
+def scratch_database(template: str | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """A database of its own on the test server, empty or a copy of ``template`` (which no one
+    may be connected to): its URL, its name and the server's connection parameters."""
     params = connection.get_connection_params()
     admin = {k: v for k, v in params.items() if k in {"host", "port", "user", "password"}}
     name = f"migrations_{uuid.uuid4().hex[:8]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
     with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(create)
     host = admin.get("host", "localhost")
     user = admin.get("user", "postgres")
     password = admin.get("password")
@@ -46,11 +53,19 @@ def empty_database():
         url = f"postgresql://{auth}/{name}?host={host}"
     else:
         url = f"postgresql://{auth}{host}:{admin.get('port') or 5432}/{name}"
-    yield url, name, admin
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    try:
+        yield url, name, admin
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def empty_database():
+    with scratch_database() as database:
+        yield database
 
 
 def test_migrations_run_from_zero_and_back(empty_database):
@@ -147,10 +162,23 @@ WHERE r.df IS DISTINCT FROM s.df
 """
 
 
-def chunks_at_knowledge_0012(url: str) -> None:
-    for args in (("migrate", "knowledge", "0012"), ("shell", "-c", CJK_SEED)):
-        done = manage(*args, database_url=url)
-        assert done.returncode == 0, done.stderr
+@pytest.fixture(scope="module")
+def knowledge_0012_template() -> Iterator[str]:
+    """A database migrated to knowledge 0012 and seeded with ``CJK_SEED``, made once for the
+    module: each test below starts from a copy of it (``CREATE DATABASE ... TEMPLATE``, well
+    under a second) instead of a migrate and a seed of its own, two Django processes each."""
+    with scratch_database() as (url, name, _admin):
+        for args in (("migrate", "knowledge", "0012"), ("shell", "-c", CJK_SEED)):
+            done = manage(*args, database_url=url)
+            assert done.returncode == 0, done.stderr
+        yield name
+
+
+@pytest.fixture
+def chunks_at_knowledge_0012(knowledge_0012_template):
+    """A database of the test's own at knowledge 0012, holding ``CJK_SEED``'s chunks."""
+    with scratch_database(template=knowledge_0012_template) as database:
+        yield database
 
 
 def one(conn: psycopg.Connection, query: str, params: tuple[Any, ...] = ()) -> Any:
@@ -191,13 +219,12 @@ def waiting_backend(conn: psycopg.Connection, name: str, event: str) -> int | No
     return row[0] if row else None
 
 
-def test_cjk_bigrams_migration_rewrites_no_table_either_way(empty_database):
+def test_cjk_bigrams_migration_rewrites_no_table_either_way(chunks_at_knowledge_0012):
     """Going back from knowledge 0013 made search_vector a generated column again: the table
     rewritten and every index rebuilt, HNSW included, with the table locked for reads and
     writes (403 s at 160,000 chunks). Both ways now keep the table's file: an ordinary column
     kept by a trigger, the CJK chunks re-indexed, termstat following exactly."""
-    url, name, admin = empty_database
-    chunks_at_knowledge_0012(url)
+    url, name, admin = chunks_at_knowledge_0012
     with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
         node, wrong, off = cjk_state(conn, PLAIN)
         assert (wrong, off) == (0, 0)
@@ -213,12 +240,13 @@ def test_cjk_bigrams_migration_rewrites_no_table_either_way(empty_database):
     assert vector == "'は一':3 '一週':4 '返金':1 '週間':5 '金は':2"
 
 
-def test_cjk_bigrams_migration_completes_when_run_again_after_being_cut_short(empty_database):
+def test_cjk_bigrams_migration_completes_when_run_again_after_being_cut_short(
+    chunks_at_knowledge_0012,
+):
     """Its change commits before the re-indexing: a migrate killed meanwhile (a deploy's
     timeout) left it unrecorded, and every later migrate failed on CREATE FUNCTION ("already
     exists"). Now each statement may run again."""
-    url, name, admin = empty_database
-    chunks_at_knowledge_0012(url)
+    url, name, admin = chunks_at_knowledge_0012
     with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
         dataset = one(conn, "SELECT id FROM knowledge_dataset")
         # The re-indexing's BM25 trigger takes this lock: the migration stops there.
@@ -238,12 +266,13 @@ def test_cjk_bigrams_migration_completes_when_run_again_after_being_cut_short(em
         assert cjk_state(conn, BIGRAMS)[1:] == (0, 0)
 
 
-def test_cjk_bigrams_migration_lets_reads_through_while_it_waits_for_its_lock(empty_database):
+def test_cjk_bigrams_migration_lets_reads_through_while_it_waits_for_its_lock(
+    chunks_at_knowledge_0012,
+):
     """Its ALTER TABLE waited for a long transaction on the chunk table (an ingestion storing a
     large document) with no bound, and every read queued behind it for as long. Now it waits a
     second at most, lets the reads through and tries again."""
-    url, name, admin = empty_database
-    chunks_at_knowledge_0012(url)
+    url, name, admin = chunks_at_knowledge_0012
     with (
         psycopg.connect(dbname=name, **admin) as long_transaction,
         psycopg.connect(dbname=name, autocommit=True, **admin) as reader,
@@ -266,13 +295,12 @@ def test_cjk_bigrams_migration_lets_reads_through_while_it_waits_for_its_lock(em
     assert longest < 2
 
 
-def test_cjk_bigrams_migration_reindexes_a_hundred_chunks_per_transaction(empty_database):
+def test_cjk_bigrams_migration_reindexes_a_hundred_chunks_per_transaction(chunks_at_knowledge_0012):
     """A page of the re-indexing was 5,000 ids in one transaction, however many of them had CJK
     letters: where most chunks are Chinese, 5,000 rows at ~11 ms each held for about 55 s (their
     deletion, re-ingestion or language change waited). Now a page is at most 100 re-indexed
     chunks."""
-    url, name, admin = empty_database
-    chunks_at_knowledge_0012(url)
+    url, name, admin = chunks_at_knowledge_0012
     many = (
         "from knowledge.models import Chunk\n"
         "first = Chunk.all_tenants.first()\n"
@@ -310,15 +338,14 @@ def start_migrate(url: str, name: str) -> subprocess.Popen[str]:
     )
 
 
-def test_two_migrates_at_once_run_one_after_the_other(empty_database):
+def test_two_migrates_at_once_run_one_after_the_other(chunks_at_knowledge_0012):
     """Two containers starting together both ran ``migrate``: on an upgrade from knowledge 0012
     both applied 0013 (recorded twice) and the second failed on 0014's index ("relation
     document_dataset_created already exists"); on a fresh database the second failed on
     contenttypes 0002. Now the second waits for the first's advisory lock and finds nothing
     left to apply. The first is held at its first migration (the table it records in locked)
     until the second has connected, so the two overlap however slow the machine."""
-    url, name, admin = empty_database
-    chunks_at_knowledge_0012(url)
+    url, name, admin = chunks_at_knowledge_0012
     with (
         psycopg.connect(dbname=name, autocommit=True, **admin) as conn,
         psycopg.connect(dbname=name, **admin) as locker,
