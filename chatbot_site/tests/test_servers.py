@@ -9,6 +9,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,15 @@ from tests.world import TenantWorld, build_tenant
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 BOUNDARY = "b0undary"
+
+
+@pytest.fixture(scope="module")
+def plain_server(django_db_setup, tmp_path_factory) -> Iterator[str]:
+    """One daphne with the test settings, for the module's tests that ask nothing else of their
+    server (none reads its log or its memory): it reads the database per request, so it serves
+    each test's own rows. A server of each test's own took seconds to start, ten times over."""
+    with daphne_server(child_env(), tmp_path_factory.mktemp("daphne") / "daphne.log") as base:
+        yield base
 
 
 def post(url: str, key: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -55,28 +65,26 @@ def file_part(name: str, content: bytes) -> bytes:
     )
 
 
-def test_multipart_bodies_are_parsed_by_django_only(tmp_path):
+def test_multipart_bodies_are_parsed_by_django_only(plain_server):
     side = build_tenant("bodies")
     url_of = f"/v1/datasets/{side.dataset.pk}/documents"
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        # A body Twisted's own form parser rejects used to get a bare 400 with no envelope
-        # before Django saw it; now Django's parser answers in the contract's shape.
-        status, headers, body = post(base + url_of, side.admin_key.plaintext, b"--b0undary--\r\n")
-        assert status == 400, body
-        assert headers["content-type"] == "application/json"
-        error = json.loads(body)["error"]
-        assert error["code"] in {"validation_error", "invalid_request"}
-        assert error["request_id"] == headers["x-request-id"]
+    base = plain_server
+    # A body Twisted's own form parser rejects used to get a bare 400 with no envelope
+    # before Django saw it; now Django's parser answers in the contract's shape.
+    status, headers, body = post(base + url_of, side.admin_key.plaintext, b"--b0undary--\r\n")
+    assert status == 400, body
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["code"] in {"validation_error", "invalid_request"}
+    assert error["request_id"] == headers["x-request-id"]
 
-        # A real upload still arrives whole.
-        content = b"# Served upload\n\n" + b"A paragraph that arrives through daphne. " * 2000
-        status, _, body = post(
-            base + url_of, side.admin_key.plaintext, file_part("served.md", content)
-        )
-        assert status == 202, body
-        document = json.loads(body)
-        assert document["source"] == "served.md"
-        assert document["status"] == "queued"
+    # A real upload still arrives whole.
+    content = b"# Served upload\n\n" + b"A paragraph that arrives through daphne. " * 2000
+    status, _, body = post(base + url_of, side.admin_key.plaintext, file_part("served.md", content))
+    assert status == 202, body
+    document = json.loads(body)
+    assert document["source"] == "served.md"
+    assert document["status"] == "queued"
 
     stored = Document.all_tenants.get(pk=document["id"])
     assert stored.tenant_id == side.tenant.pk
@@ -378,7 +386,7 @@ def test_an_answer_given_outside_django_is_readable_by_an_allowed_origin(setting
     assert b"access-control-allow-origin" not in refused(b"https://app.example.com", "/admin/")
 
 
-def test_a_chunked_json_body_is_read(tmp_path):
+def test_a_chunked_json_body_is_read(plain_server):
     """A body sent chunked carries no Content-Length, and DRF read such a request as empty
     ("This field is required."): its length is declared once the body is in."""
     body = b'{"api_key": ""}'
@@ -389,17 +397,15 @@ def test_a_chunked_json_body_is_read(tmp_path):
     }
 
     side = build_tenant("chunked")
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        payload = b'{"name": "sent in chunks", "tags": ["a"]}'
-        head = (
-            f"POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        ).encode()
-        parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in (payload[:10], payload[10:])] + [
-            b"0\r\n\r\n"
-        ]
-        status, _, created = parse_answer(raw_request(base, head, parts))
+    base = plain_server
+    payload = b'{"name": "sent in chunks", "tags": ["a"]}'
+    head = (
+        f"POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {side.admin_key.plaintext}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in (payload[:10], payload[10:])] + [b"0\r\n\r\n"]
+    status, _, created = parse_answer(raw_request(base, head, parts))
     assert status == 201, created
     assert (created["name"], created["tags"]) == ("sent in chunks", ["a"])
 
@@ -471,15 +477,15 @@ def assert_database_unavailable(status: int, headers: dict[str, str], body: dict
     assert body["error"]["request_id"] == headers["x-request-id"]
 
 
-def test_daphnes_own_errors_are_in_the_envelope(tmp_path):
+def test_daphnes_own_errors_are_in_the_envelope(plain_server):
     """daphne answers some requests itself (an invalid header value, an application that timed
     out before answering): in the contract's shape, not its HTML page."""
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        head = (
-            b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Odd: a\x0bb\r\n"
-            b"X-Request-ID: probe-42\r\nConnection: close\r\n\r\n"
-        )
-        status, headers, body = parse_answer(raw_request(base, head))
+    base = plain_server
+    head = (
+        b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Odd: a\x0bb\r\n"
+        b"X-Request-ID: probe-42\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, body = parse_answer(raw_request(base, head))
     assert status == 400, body
     assert headers["content-type"] == "application/json"
     assert body["error"]["code"] == "invalid_request"
@@ -819,18 +825,18 @@ def test_deletions_that_grow_with_the_data_are_not_bound_by_the_statement_timeou
     assert not type(target).all_tenants.filter(pk=target.pk).exists()
 
 
-def test_a_request_target_in_absolute_form_is_served(tmp_path):
+def test_a_request_target_in_absolute_form_is_served(plain_server):
     """``GET http://host/v1/health`` (RFC 9112 3.2.2: a server must accept it, and take the host
     from it rather than from the ``Host`` header); daphne used to hand Django the whole URL as
     the path, a 404."""
     answers = {}
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        authority = base.removeprefix("http://")
-        for target, host in ((f"HTTP://{authority}/v1/health?probe=1", "elsewhere.example"),
-                             ("http://elsewhere.example/v1/health", authority),
-                             ("http://[::1/v1/health", "broken.example")):  # fmt: skip
-            head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            answers[host] = parse_answer(raw_request(base, head.encode()))
+    base = plain_server
+    authority = base.removeprefix("http://")
+    for target, host in ((f"HTTP://{authority}/v1/health?probe=1", "elsewhere.example"),
+                         ("http://elsewhere.example/v1/health", authority),
+                         ("http://[::1/v1/health", "broken.example")):  # fmt: skip
+        head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        answers[host] = parse_answer(raw_request(base, head.encode()))
     status, _, body = answers["elsewhere.example"]
     assert status == 200, body
     assert body["status"] in {"ok", "degraded"}  # the health view answered (no worker here)
@@ -864,11 +870,11 @@ def test_a_request_target_in_absolute_form_is_served(tmp_path):
         "too-many-headers",
     ],
 )
-def test_a_request_twisted_cannot_parse_is_refused_in_the_envelope(tmp_path, head):
+def test_a_request_twisted_cannot_parse_is_refused_in_the_envelope(plain_server, head):
     """Twisted refuses these itself, before daphne or Django see a request: it used to answer
     a bare ``400 Bad Request`` with no body."""
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        answer = raw_request(base, head)
+    base = plain_server
+    answer = raw_request(base, head)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     status, headers, body = parse_answer(answer)
     assert (status, headers["content-type"], headers["connection"]) == (
