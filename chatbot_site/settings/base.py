@@ -147,6 +147,13 @@ DB_OUTAGE_LOG_SECONDS: float = env.float("DB_OUTAGE_LOG_SECONDS", default=10)
 EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
 
 
+def add_server_option(config: dict[str, Any], option: str) -> None:
+    """A ``-c name=value`` the database's connections set when they start (libpq's options)."""
+    config["OPTIONS"]["options"] = " ".join(
+        filter(None, [config["OPTIONS"].get("options"), option])
+    )
+
+
 def database_config() -> dict[str, Any]:
     if not EMBEDDED_DATABASE:
         config: dict[str, Any] = env.db_url("DATABASE_URL")
@@ -168,9 +175,7 @@ def database_config() -> dict[str, Any]:
     config["OPTIONS"]["connection_class"] = bounded_connection_class(DB_STATEMENT_TIMEOUT_SECONDS)
     if DB_STATEMENT_TIMEOUT_SECONDS > 0:  # set when the connection starts: no statement per use
         limit = f"-c statement_timeout={max(1, round(DB_STATEMENT_TIMEOUT_SECONDS * 1000))}"
-        config["OPTIONS"]["options"] = " ".join(
-            filter(None, [config["OPTIONS"].get("options"), limit])
-        )
+        add_server_option(config, limit)
     if DB_POOL:
         # Django's psycopg pool, one per process: a request or a thread-pool call borrows a
         # connection and returns it, so the connections are bounded by DB_POOL_MAX_SIZE per
