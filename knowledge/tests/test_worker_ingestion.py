@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import os
 import signal
+import threading
 
 import pytest
 from django.conf import settings
@@ -111,26 +112,45 @@ def test_an_upload_is_read_in_the_charset_its_part_declares_through_a_real_worke
 
 
 def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
+    """The first worker is killed while it embeds the document (the provider holds its request:
+    mid-document whatever the machine's speed; a document embedded by the local model twice
+    took over a minute of the suite), the reaper gives the document to a second worker."""
+    from tests.fake_openai import fake_openai
+
     side = build_tenant("acme")
     paragraphs = "\n\n".join(
         f"Paragraph {n}: " + " ".join(f"detail{n}x{m}" for m in range(60)) for n in range(150)
     )
     upload = SimpleUploadedFile("long.md", f"# Long\n\n{paragraphs}".encode())
     log = tmp_path / "worker.log"
-    with celery_worker(child_env(), log) as first:
-        response = side.client().post(
-            f"/v1/datasets/{side.dataset.pk}/documents", {"file": upload}, format="multipart"
-        )
-        document_id = response.json()["id"]
-        wait_for(lambda: status(document_id) == "processing", timeout=60, what="processing")
-        os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool, mid-document
-        first.wait(timeout=30)
-    assert status(document_id) == "processing"  # the lease is still held by the dead worker
+    embedding, released = threading.Event(), threading.Event()
 
-    with celery_worker(child_env(), tmp_path / "worker2.log"):
-        later = timezone.now() + dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 1)
-        assert reap(now=later)["requeued"] == 1
-        wait_for(lambda: status(document_id) == "ready", timeout=180, what="ready after the crash")
+    def hold() -> None:
+        embedding.set()
+        released.wait(timeout=60)
+
+    with fake_openai() as provider:
+        provider.on_embeddings = hold
+        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
+                        OPENAI_API_KEY="sk-test-not-a-real-key-000000")  # fmt: skip
+        with celery_worker(env, log) as first:
+            response = side.client().post(
+                f"/v1/datasets/{side.dataset.pk}/documents", {"file": upload}, format="multipart"
+            )
+            document_id = response.json()["id"]
+            wait_for(embedding.is_set, timeout=60, what="the worker to embed the document")
+            assert status(document_id) == "processing"
+            os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool, mid-document
+            first.wait(timeout=30)
+        provider.on_embeddings = None
+        released.set()
+        assert status(document_id) == "processing"  # the lease is still held by the dead worker
+
+        with celery_worker(env, tmp_path / "worker2.log"):
+            later = timezone.now() + dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 1)
+            assert reap(now=later)["requeued"] == 1
+            wait_for(lambda: status(document_id) == "ready", timeout=180,
+                     what="ready after the crash")  # fmt: skip
     document = Document.all_tenants.get(pk=document_id)
     chunks = Chunk.all_tenants.filter(document_id=document_id)
     assert chunks.count() == document.chunk_count > 10
