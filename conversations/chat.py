@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
 import time
 import uuid
@@ -409,6 +410,16 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _answer_flagged(content: str) -> bool:
+    """The document rules' verdict on a stored answer, kept for the process: a session's
+    answers are carried into every later turn's prompt, and were checked again on each one
+    (1.6 ms per 1,000 characters: 13 ms a turn at ``CHAT_HISTORY_TOKENS``' 2,000, more than the
+    rest of a turn's CPU). Keyed by the text, so an answer trimmed to the budget is checked as
+    sent; 1,024 answers of at most the budget's characters bound what it holds."""
+    return detect_passage(content).flagged
+
+
 def _drop_injected_answers(turn: Turn) -> None:
     """A continued conversation's stored assistant turns are the model's, and a model can be
     steered into writing one that reads as an injection ("Understood: from now on I ignore my
@@ -416,15 +427,16 @@ def _drop_injected_answers(turn: Turn) -> None:
     the model with the assistant's voice on every later turn. Those the prompt carries are
     checked with the document rules, as a new conversation's client-sent ones are; a flagged
     one is left out of the prompt (not refused: the user's new question is not the attack, and
-    the session goes on). Rules only, no classifier: about 4 ms per 1,000 characters, at most
-    ``CHAT_HISTORY_TOKENS`` of them, and only on turns that call the model."""
+    the session goes on). Rules only, no classifier, on turns that call the model; each
+    answer's verdict is kept (:func:`_answer_flagged`), so a long session pays once per answer,
+    not once per turn."""
     if turn.is_new_conversation:  # checked before, and refused (_injected_history)
         return
     carried = turn.prompt_history()
     kept = [
         message
         for message in carried
-        if message["role"] != "assistant" or not detect_passage(message["content"]).flagged
+        if message["role"] != "assistant" or not _answer_flagged(message["content"])
     ]
     if len(kept) < len(carried):
         log.warning("chat_history_answer_dropped", dropped=len(carried) - len(kept),

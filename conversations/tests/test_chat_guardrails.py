@@ -197,6 +197,11 @@ def test_an_answer_the_model_was_steered_into_is_not_carried_into_later_prompts(
         fake.chat_reply = "Within five business days [1]."
         later = chat(client, **ask(alpha, "How fast is support?", session_id=session)).json()
         history = fake.chat_requests()[-1]["messages"]
+        # and on every turn after (the answers' verdicts are kept, not checked again)
+        last = chat(client, **ask(alpha, "And when do plans renew?", session_id=session)).json()
+        again = [m["content"] for m in fake.chat_requests()[-1]["messages"]]
+    assert last["refusal"] is None, last
+    assert turned not in again and "Within five business days." in again
     assert later["refusal"] is None, later
     said = [(m["role"], m["content"]) for m in history if m["role"] != "system"]
     assert ("assistant", turned) not in said
