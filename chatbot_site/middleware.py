@@ -334,6 +334,17 @@ class CommonMiddleware(_InlineHooks, common.CommonMiddleware):
             return False
         return bool(super().should_redirect_with_slash(request))
 
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        """Django's, then no ``Content-Length`` on a ``204`` or ``304``: Django adds it to every
+        response (``0`` on every ``DELETE``'s 204), and RFC 9110 (8.6) forbids it on a 204;
+        a 304's would have to be the full representation's length."""
+        response = super().process_response(request, response)
+        if response.status_code in (204, 304):
+            del response["Content-Length"]
+        return response
+
 
 class XFrameOptionsMiddleware(_InlineHooks, clickjacking.XFrameOptionsMiddleware):
     pass

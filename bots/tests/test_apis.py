@@ -50,7 +50,10 @@ def test_scope_patch_and_delete_rules(side):
     assert in_use.status_code == 409
     assert in_use.json()["error"]["details"]["bots"] == [side.bot.name]
     client.patch(f"/v1/bots/{side.bot.pk}", {"scope_id": None}, format="json")
-    assert client.delete(f"/v1/scopes/{side.scope.pk}").status_code == 204
+    deleted = client.delete(f"/v1/scopes/{side.scope.pk}")
+    assert deleted.status_code == 204
+    # RFC 9110 (8.6): no Content-Length on a 204 (Django's middleware added "0" to every one)
+    assert "Content-Length" not in deleted.headers and deleted.content == b""
     actions = set(AuditLog.objects.for_tenant(side.tenant).values_list("action", flat=True))
     assert {"scope.update", "scope.delete"} <= actions
 
