@@ -233,6 +233,19 @@ def add_error_responses(result: dict[str, Any], generator: Any = None, **_: Any)
     return result
 
 
+# Request objects that refuse a field they do not know (``400``, ``details.<object>.<name>``).
+CLOSED_REQUEST_SCHEMAS = ("ChatFiltersRequest",)
+
+
+def close_request_objects(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """``additionalProperties: false`` on :data:`CLOSED_REQUEST_SCHEMAS`: the schema said any
+    other ``filters`` key was allowed, which a generated client then sent and got a 400 for."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for name in CLOSED_REQUEST_SCHEMAS:
+        schemas[name]["additionalProperties"] = False
+    return result
+
+
 def add_async_views(endpoints: list[tuple[Any, ...]], **_: Any) -> list[tuple[Any, ...]]:
     """drf-spectacular documents DRF views only; the async chat view is described by a
     schema-only DRF view (:class:`conversations.chat_api.ChatSchemaView`)."""

@@ -378,6 +378,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chatbot_site.schema.add_error_responses",
+        "chatbot_site.schema.close_request_objects",
     ],
     # Everything the docs page loads is served from here (a machine that reaches only the
     # service still gets the page); drf-spectacular's default favicon is on a CDN.

@@ -436,3 +436,11 @@ def test_policy_blocked_is_a_code_of_the_error_envelope(schema):
     }
     codes = schema["components"]["schemas"]["ErrorDetail"]["properties"]
     assert "policy_blocked" in codes["code"]["enum"]
+
+
+def test_the_filters_object_takes_no_key_but_its_own(schema):
+    """``filters`` of /v1/chat and /v1/retrieve refuses a key it does not know (400
+    ``filters.<name>``); the schema let any through, so a generated client sent ``"tag"``."""
+    filters = schema["components"]["schemas"]["ChatFiltersRequest"]
+    assert filters["additionalProperties"] is False
+    assert set(filters["properties"]) == {"tags"}
