@@ -549,3 +549,52 @@ def test_raw_hash_migration_completes_when_run_again_after_its_index_build_faile
             )
             == 1
         )
+
+
+# Keys as a deployment before tenants 0005 has them: a full admin key made a bot-limited one,
+# which made two keys (one of them limited too, which made a third); an unlimited key made one.
+EARLIER_KEYS_SEED = """
+import uuid
+from tenants.models import AuditLog
+from tenants.tests.factories import ApiKeyFactory, TenantFactory
+tenant = TenantFactory(slug="earlier")
+bot = [uuid.uuid4()]
+keys = {}
+def made(name, by, **fields):
+    keys[name] = ApiKeyFactory(tenant=tenant, role="admin", name=name, **fields)
+    if by is not None:
+        AuditLog.all_tenants.create(tenant=tenant, actor_type="api_key", actor_id=str(keys[by].pk),
+                                    action="api_key.create", target_type="apikey",
+                                    target_id=str(keys[name].pk))
+made("full", None)
+made("limited", "full", bot_ids=bot)
+made("child", "limited")
+made("limited child", "limited", bot_ids=bot)
+made("grandchild", "limited child")
+made("other", "full")
+"""
+
+
+def test_keys_a_bot_limited_key_made_before_0005_share_its_rate_limit(empty_database):
+    """tenants 0006: the keys a bot-limited key created before 0005 took a rate limit of their
+    own each (0005 shares it only for keys created after); now they share the creator's, a
+    limited child's keys the same (flattened), and the keys an unlimited key made keep theirs."""
+    url, name, admin = empty_database
+    for args in (("migrate", "tenants", "0005"), ("shell", "-c", EARLIER_KEYS_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+    done = manage("migrate", "tenants", "0006", "--noinput", database_url=url)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(dbname=name, **admin) as conn:
+        rows = conn.execute(
+            "SELECT k.name, b.name FROM tenants_apikey k"
+            " LEFT JOIN tenants_apikey b ON b.id = k.rate_budget_id"
+        ).fetchall()
+    assert dict(rows) == {
+        "full": None,
+        "limited": None,
+        "child": "limited",
+        "limited child": "limited",
+        "grandchild": "limited",
+        "other": None,
+    }
