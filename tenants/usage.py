@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import structlog
 from django.db import connection
@@ -24,6 +25,7 @@ from chatbot_site.redis import get_redis
 from tenants.models import Tenant, UsageDaily
 
 log = structlog.get_logger(__name__)
+P = ParamSpec("P")
 
 
 def month_start(today: dt.date) -> dt.date:
@@ -202,30 +204,6 @@ def _hold_script() -> Any:
     return get_redis().register_script(_HOLD)
 
 
-def usage_record(
-    *,
-    tenant: Tenant | uuid.UUID,
-    bot_id: uuid.UUID | None,
-    api_key_id: uuid.UUID | None,
-    prompt_tokens: int = 0,
-    completion_tokens: int = 0,
-    embedding_tokens: int = 0,
-    requests: int = 1,
-    at: dt.datetime | None = None,
-) -> None:
-    """Add one request's tokens to the row of its UTC day (one atomic upsert). ``requests``:
-    what it adds to the row's count of API requests (a document's ingestion is none).
-
-    ``at``: when they were spent — for a chat turn, the stored answer's ``created_at``, so that
-    the day (and the month its quota counts) is the one the message shows. The day was read
-    from the clock after the messages were stored: an answer stored at 23:59:59.999 could be
-    counted the next day, or the next month. Default: now (a retrieval; a turn not stored)."""
-    with connection.cursor() as cursor:
-        cursor.execute(*usage_sql(tenant=tenant, bot_id=bot_id, api_key_id=api_key_id,
-                                  prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                  embedding_tokens=embedding_tokens, requests=requests, at=at))  # fmt: skip
-
-
 def usage_sql(
     *,
     tenant: Tenant | uuid.UUID,
@@ -237,8 +215,15 @@ def usage_sql(
     requests: int = 1,
     at: dt.datetime | None = None,
 ) -> tuple[str, list[Any]]:
-    """:func:`usage_record`'s statement and parameters, for a caller that sends it with others
-    in one round trip (a chat turn's store)."""
+    """The statement and parameters that add one request's tokens to the row of its UTC day
+    (one atomic upsert): :func:`usage_record` sends it alone, a chat turn's store with its
+    other writes in one round trip. ``requests``: what it adds to the row's count of API
+    requests (a document's ingestion is none).
+
+    ``at``: when they were spent — for a chat turn, the stored answer's ``created_at``, so that
+    the day (and the month its quota counts) is the one the message shows. The day was read
+    from the clock after the messages were stored: an answer stored at 23:59:59.999 could be
+    counted the next day, or the next month. Default: now (a retrieval; a turn not stored)."""
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
     day = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
     return (
@@ -266,3 +251,17 @@ def usage_sql(
             embedding_tokens,
         ],
     )
+
+
+def _sent(statement: Callable[P, tuple[str, list[Any]]]) -> Callable[P, None]:
+    """A function that sends the statement ``statement`` makes, with ``statement``'s arguments."""
+
+    def send(*args: P.args, **kwargs: P.kwargs) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(*statement(*args, **kwargs))
+
+    return send
+
+
+# Add one request's tokens to the usage roll-up now (:func:`usage_sql`'s arguments).
+usage_record = _sent(usage_sql)
