@@ -21,6 +21,7 @@ from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import TagField, parse_bool
 from chatbot_site.schema import NAME_TAKEN
+from chatbot_site.strict import StrictInput
 from tenants.api_base import TenantApi
 from tenants.models import KEY_RATE_LIMIT_MAX, ApiKey, Role, validate_key_expiry
 from tenants.services import api_key_create, api_key_revoke, api_key_update
@@ -45,7 +46,7 @@ class ScopeOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class ScopeInput(serializers.Serializer):
+class ScopeInput(StrictInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     allowed_topics = serializers.ListField(child=Topic(), max_length=200, required=False)
@@ -166,7 +167,7 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
     api_key = serializers.CharField(help_text="The secret. Shown in this response only.")
 
 
-class ApiKeyInput(serializers.Serializer):
+class ApiKeyInput(StrictInput):
     name = serializers.CharField(max_length=200, allow_blank=True, required=False)
     role = serializers.ChoiceField(choices=Role.choices)
     bot_ids = serializers.ListField(child=serializers.UUIDField(), max_length=1000, required=False)

@@ -59,6 +59,7 @@ from chatbot_site.options import options_answer
 from chatbot_site.params import TagField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
 from chatbot_site.pgconnection import outage
+from chatbot_site.strict import StrictInput
 from conversations.apis import CitationOutput, RefusalOutput, UsageSerializer
 from conversations.chat import (
     Outcome,
@@ -93,7 +94,7 @@ class MessageRoleField(serializers.CharField):
     accepts (it said any string, so a generated client let ``system`` through to a 400)."""
 
 
-class ChatMessageInput(serializers.Serializer):
+class ChatMessageInput(StrictInput):
     role = MessageRoleField()
     content = serializers.CharField(max_length=MAX_CONTENT_CHARS, trim_whitespace=False)
 
@@ -107,7 +108,7 @@ class ChatMessageInput(serializers.Serializer):
         return role
 
 
-class ChatFilters(serializers.Serializer):
+class ChatFilters(StrictInput):
     """``filters`` of /v1/chat and /v1/retrieve: only chunks with one of these tags. A filter
     it does not know is a field error (``filters.<name>``): it was ignored, so a misspelt one
     (``"tag"``, ``"dataset_ids"``) searched everything the bot reaches, the answer grounded in
@@ -124,7 +125,7 @@ class ChatFilters(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ChatInput(serializers.Serializer):
+class ChatInput(StrictInput):
     bot_id = serializers.UUIDField()
     session_id = serializers.UUIDField(required=False, allow_null=True)
     # A ListField (not many=True): the schema then carries minItems/maxItems.

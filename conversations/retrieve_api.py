@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from bots.services import bot_for_key
+from chatbot_site.strict import StrictInput
 from conversations.chat_api import ChatFilters
 from knowledge.retrieval import MODES, retrieve, search_space_for_bot
 from tenants.api_base import TenantApi
@@ -19,7 +20,7 @@ from tenants.models import Role
 from tenants.usage import quota_check, usage_record
 
 
-class RetrieveInput(serializers.Serializer):
+class RetrieveInput(StrictInput):
     bot_id = serializers.UUIDField()
     query = serializers.CharField(max_length=4000)
     top_k = serializers.IntegerField(min_value=1, max_value=100, required=False)

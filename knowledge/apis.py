@@ -31,6 +31,7 @@ from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import MAX_TAG_CHARS, TagField, parse_bool, parse_tag
 from chatbot_site.parsers import JSONParser, metadata_problem
 from chatbot_site.schema import NAME_TAKEN, UnsetAsNullField
+from chatbot_site.strict import StrictInput
 from knowledge.intake import (
     document_add_upload,
     document_add_url,
@@ -76,7 +77,7 @@ class DatasetOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class DatasetInput(serializers.Serializer):
+class DatasetInput(StrictInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     tags = serializers.ListField(child=TagField(), max_length=100, required=False)
@@ -210,7 +211,7 @@ DOCUMENT_FILTERS = [
 ]
 
 
-class RecordInput(serializers.Serializer):
+class RecordInput(StrictInput):
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
     text = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
     metadata = serializers.DictField(required=False, default=dict)
@@ -228,7 +229,7 @@ class RecordInput(serializers.Serializer):
         return metadata
 
 
-class RecordsInput(serializers.Serializer):
+class RecordsInput(StrictInput):
     # A ListField (not many=True): the schema then carries minItems/maxItems.
     records = serializers.ListField(
         child=RecordInput(), allow_empty=False, min_length=1, max_length=1000
@@ -253,7 +254,7 @@ class RecordsInput(serializers.Serializer):
         return records
 
 
-class UrlInput(serializers.Serializer):
+class UrlInput(StrictInput):
     url = serializers.URLField(max_length=2048)
     tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
@@ -276,7 +277,7 @@ DOCUMENT_ADDED = PolymorphicProxySerializer(
 )
 
 
-class UploadInput(serializers.Serializer):
+class UploadInput(StrictInput):
     file = serializers.FileField(allow_empty_file=False)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
     tags = serializers.CharField(
@@ -450,7 +451,7 @@ class BotOutput(serializers.Serializer):
         return sorted(str(link.dataset_id) for link in bot.dataset_links.all())
 
 
-class BotInput(serializers.Serializer):
+class BotInput(StrictInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     system_prompt = serializers.CharField(allow_blank=True, max_length=50_000, required=False)

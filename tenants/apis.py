@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from chatbot_site import ratelimit
 from chatbot_site.errors import AuthenticationFailed
 from chatbot_site.options import AllowOptions
+from chatbot_site.strict import StrictInput
 from tenants.api_base import admit
 from tenants.authentication import (
     FAILURE,
@@ -32,7 +33,7 @@ from tenants.authentication import (
 from tenants.models import Role
 
 
-class TokenInput(serializers.Serializer):
+class TokenInput(StrictInput):
     api_key = serializers.CharField(max_length=300, trim_whitespace=True)
 
 
