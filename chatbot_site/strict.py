@@ -124,9 +124,10 @@ def form_errors(field: serializers.Field, values: list[Any]) -> list[str] | None
 
 
 class StrictInput(serializers.Serializer):
-    """A request body's serializer that takes each value as the JSON type its field reads (see
-    the module). Errors of types and the field's other errors are answered together; a field of
-    the wrong type is named with its type error only."""
+    # A request body's serializer that takes each value as the JSON type its field reads (see
+    # the module). Errors of types and the field's other errors are answered together; a field
+    # of the wrong type is named with its type error only. (No docstring: drf-spectacular gives
+    # a serializer without its own its base's, and every request body of the schema read this.)
 
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, Mapping):
