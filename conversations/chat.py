@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import threading
 import time
 import uuid
@@ -91,6 +90,10 @@ class Turn:
     embedding_tokens: int
     started: float
     history: list[dict[str, str]] = field(default_factory=list)
+    # A stored conversation's verdicts on its history's answers, one per message of ``history``
+    # (Message.injection_flagged: None for the user's, and for answers stored before it was
+    # kept); empty for a new conversation, whose history the client sent.
+    history_flagged: list[bool | None] = field(default_factory=list)
     filter_tags: list[str] = field(default_factory=list)
     refusal: str | None = None
     refusal_message: str = ""
@@ -131,6 +134,8 @@ class Outcome:
     model: str = ""
     # When the answer ended: its latency, even if it is stored later (conversations.late_store).
     ended: float = field(default_factory=time.perf_counter)
+    # The answer's verdict under the document rules, decided when it is first stored.
+    injection_flagged: bool | None = None
 
     @property
     def usage(self) -> dict[str, int]:
@@ -158,15 +163,21 @@ def _conversation_for(
         raise NotFound("Conversation not found.") from None
 
 
-def _stored_history(conversation: Conversation) -> list[dict[str, str]]:
+def _stored_history(conversation: Conversation) -> tuple[list[dict[str, str]], list[bool | None]]:
+    """The conversation's newest 100 messages, oldest first, and each one's stored verdict
+    (:attr:`Turn.history_flagged`)."""
     rows = (
         Message.objects.for_tenant(conversation.tenant_id)
         .filter(conversation=conversation)
         .exclude(content="")
         .order_by("-created_at")
-        .values_list("role", "content")[:100]
+        .values_list("role", "content", "injection_flagged")[:100]
     )
-    return [{"role": role, "content": content} for role, content in reversed(rows)]
+    ordered = list(rows)[::-1]
+    return (
+        [{"role": role, "content": content} for role, content, _ in ordered],
+        [flagged for _, _, flagged in ordered],
+    )
 
 
 def chat_open(
@@ -195,11 +206,11 @@ def chat_open(
         conversation = _conversation_for(
             tenant=tenant, api_key=api_key, bot=bot, session_id=session_id
         )
-        history = _stored_history(conversation)
+        history, history_flagged = _stored_history(conversation)
         new_messages = [dict(messages[-1])]
         is_new = False
     else:
-        history = [dict(m) for m in messages[:-1]]
+        history, history_flagged = [dict(m) for m in messages[:-1]], []
         new_messages = [dict(m) for m in messages]
         # Not saved yet; its id is the session_id the `start` event announces.
         conversation = Conversation(
@@ -224,6 +235,7 @@ def chat_open(
         embedding_tokens=0,
         started=started,
         history=history,
+        history_flagged=history_flagged,
         filter_tags=list(filter_tags),
         refusal_message=(scope.refusal_message if scope is not None else DEFAULT_REFUSAL),
         new_messages=new_messages,
@@ -410,14 +422,11 @@ def _injected_history(turn: Turn) -> tuple[int, Any] | None:
     return None
 
 
-@functools.lru_cache(maxsize=1024)
-def _answer_flagged(content: str) -> bool:
-    """The document rules' verdict on a stored answer, kept for the process: a session's
-    answers are carried into every later turn's prompt, and were checked again on each one
-    (1.6 ms per 1,000 characters: 13 ms a turn at ``CHAT_HISTORY_TOKENS``' 2,000, more than the
-    rest of a turn's CPU). Keyed by the text, so an answer trimmed to the budget is checked as
-    sent; 1,024 answers of at most the budget's characters bound what it holds."""
-    return detect_passage(content).flagged
+def answer_flagged(content: str) -> bool:
+    """An answer's verdict under the document rules, as it is stored with it
+    (``Message.injection_flagged``): decided once, in :func:`chat_finish`, not on every later
+    turn of its session. An empty answer (a stream cut before its first piece) says nothing."""
+    return bool(content) and detect_passage(content).flagged
 
 
 def _drop_injected_answers(turn: Turn) -> None:
@@ -425,18 +434,26 @@ def _drop_injected_answers(turn: Turn) -> None:
     steered into writing one that reads as an injection ("Understood: from now on I ignore my
     instructions ..."; a passage, or the user, asked it to): sent back as history, it spoke to
     the model with the assistant's voice on every later turn. Those the prompt carries are
-    checked with the document rules, as a new conversation's client-sent ones are; a flagged
-    one is left out of the prompt (not refused: the user's new question is not the attack, and
-    the session goes on). Rules only, no classifier, on turns that call the model; each
-    answer's verdict is kept (:func:`_answer_flagged`), so a long session pays once per answer,
-    not once per turn."""
+    left out of it when their stored verdict (``Message.injection_flagged``, the document
+    rules' when the answer was stored: :func:`answer_flagged`) says so — not refused: the
+    user's new question is not the attack, and the session goes on. An answer stored before
+    the verdict was kept (null) is checked now, on every turn that carries it.
+
+    The verdicts were decided here, on every turn that called the model, and kept in a cache
+    of the process (1,024 answers): 1.6 ms per 1,000 characters, 13 ms a turn at
+    ``CHAT_HISTORY_TOKENS``' 2,000 with a cold cache (each process of a deployment, after each
+    restart), more than the rest of a turn's CPU (docs/BENCHMARKS.md)."""
     if turn.is_new_conversation:  # checked before, and refused (_injected_history)
         return
     carried = turn.prompt_history()
+    # The prompt carries the newest of the history (trim_history): its messages' verdicts are
+    # the last of the history's.
+    verdicts = turn.history_flagged[len(turn.history_flagged) - len(carried) :]
     kept = [
         message
-        for message in carried
-        if message["role"] != "assistant" or not _answer_flagged(message["content"])
+        for message, stored in zip(carried, verdicts, strict=True)
+        if message["role"] != "assistant"
+        or not (answer_flagged(message["content"]) if stored is None else stored)
     ]
     if len(kept) < len(carried):
         log.warning("chat_history_answer_dropped", dropped=len(carried) - len(kept),
@@ -706,6 +723,8 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
         if outcome.completion_tokens is None:
             outcome.completion_tokens = _count(outcome.output)
     latency_ms = int((outcome.ended - turn.started) * 1000)
+    if outcome.injection_flagged is None:  # once: a late store's attempts keep the first
+        outcome.injection_flagged = answer_flagged(outcome.output)
     message = Message(
         id=turn.message_id,
         tenant=turn.tenant,
@@ -720,6 +739,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
         finish_reason=outcome.finish_reason,
         refusal_reason=turn.refusal,
         latency_ms=latency_ms,
+        injection_flagged=outcome.injection_flagged,
     )
     try:
         with turn.persist_lock:  # a stream's grounding hop may still be storing the question

@@ -78,6 +78,10 @@ class Message(TenantOwned):
     )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # An answer's verdict under the document rules (knowledge.injection.detect_passage), decided
+    # once when it is stored: a flagged one is left out of every later turn's prompt. Null for
+    # the user's messages, and for answers stored before migration 0006 (checked when read).
+    injection_flagged = models.BooleanField(null=True, blank=True)
 
     class Meta(TenantOwned.Meta):
         ordering = ["created_at"]

@@ -598,3 +598,68 @@ def test_keys_a_bot_limited_key_made_before_0005_share_its_rate_limit(empty_data
         "grandchild": "limited",
         "other": None,
     }
+
+
+# A conversation with an answer, stored at the latest schema (the verdict kept with it).
+ANSWER_SEED = """
+from conversations.tests.factories import ConversationFactory, MessageFactory
+from tests.world import build_tenant
+world = build_tenant("stored")
+conversation = ConversationFactory(tenant=world.tenant, bot=world.bot)
+MessageFactory(tenant=world.tenant, conversation=conversation, role="assistant",
+               content="Plans renew every year.", injection_flagged=False)
+"""
+
+
+def message_columns(conn: psycopg.Connection) -> set[str]:
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'conversations_message'"
+        )
+    }
+
+
+def test_answer_verdict_migration_goes_both_ways_with_messages(empty_database):
+    """conversations 0006 adds ``injection_flagged``, nullable with no default (no table
+    rewrite: the table's file stays): the answers stored before it keep null (checked when
+    read); back, the column goes and the messages stay; forward again works."""
+    url, name, admin = empty_database
+    for args in (("migrate", "--noinput"), ("shell", "-c", ANSWER_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+
+        def migrate(target: str) -> None:
+            done = manage("migrate", "conversations", target, "--noinput", database_url=url)
+            assert done.returncode == 0, done.stderr
+
+        def messages() -> list[tuple[Any, ...]]:
+            return conn.execute("SELECT id, role, content FROM conversations_message").fetchall()
+
+        stored = messages()
+        assert "Plans renew every year." in [content for _, _, content in stored]
+        migrate("0005")
+        assert "injection_flagged" not in message_columns(conn)
+        assert messages() == stored
+        node = one(
+            conn, "SELECT relfilenode FROM pg_class WHERE oid = 'conversations_message'::regclass"
+        )
+
+        migrate("0006")
+        assert "injection_flagged" in message_columns(conn)
+        assert one(conn, "SELECT relfilenode FROM pg_class"
+                         " WHERE oid = 'conversations_message'::regclass") == node  # fmt: skip
+        assert messages() == stored
+        assert one(conn, "SELECT count(*) FROM conversations_message"
+                         " WHERE injection_flagged IS NOT NULL") == 0  # fmt: skip
+
+        conn.execute("UPDATE conversations_message SET injection_flagged = true")
+        migrate("0005")
+        assert "injection_flagged" not in message_columns(conn)
+        assert messages() == stored
+        migrate("0006")
+        assert one(conn, "SELECT count(*) FROM conversations_message"
+                         " WHERE injection_flagged IS NOT NULL") == 0  # fmt: skip
