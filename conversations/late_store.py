@@ -9,12 +9,15 @@ answers (one attempt every ``RETRY_SECONDS``, none while the process knows it is
 :class:`chatbot_site.pgconnection.Outage`), with the finish reason the stream had. The client's
 ``error`` event says so.
 
-What it cannot do: a process that stops before the database is back loses the turns it held
-(they are in its memory only, never written anywhere else: chat content stays out of Redis and
-the logs), and it holds at most ``MAX_TURNS`` of them for at most ``KEEP_SECONDS``; past either
-a turn is dropped with a ``chat_store_abandoned`` line, and so is each turn still held when the
-process exits (``reason=shutdown``: a deploy or restart during the outage), with its ids. The turn's claim on its conversation and
-its hold on the quota end when the first attempt fails, as before.
+A process that exits while it holds turns (a deploy or restart during the outage: ``SIGTERM``)
+tries them once more on its way out (:meth:`LateStores.stop`): for at most
+``CHAT_LATE_STORE_EXIT_SECONDS``, as often as the database lets it (it may be back by then), by
+the same thread, so that no turn is stored twice. Those it could not store are lost (they are in
+its memory only, never written anywhere else: chat content stays out of Redis and the logs),
+each with a ``chat_store_abandoned`` line (``reason=shutdown``) with its ids. It holds at most
+``MAX_TURNS`` turns for at most ``KEEP_SECONDS``; past either a turn is dropped with a
+``chat_store_abandoned`` line too. The turn's claim on its conversation and its hold on the
+quota end when the first attempt fails, as before.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import structlog
+from django.conf import settings
 from django.db import OperationalError, close_old_connections
 
 from chatbot_site.pgconnection import outage
@@ -34,6 +38,9 @@ from conversations.chat import Outcome, Turn, chat_finish
 log = structlog.get_logger(__name__)
 
 RETRY_SECONDS = 1.0
+# At exit, how often an attempt is made (the database may have answered since: :class:`Outage`
+# lets one through a second while it is known down).
+EXIT_RETRY_SECONDS = 0.1
 KEEP_SECONDS = 3600.0
 MAX_TURNS = 1000
 
@@ -53,6 +60,10 @@ class LateStores:
         self._turns: deque[_Late] = deque()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Set at exit (:meth:`stop`): the thread tries at once, and again every
+        # EXIT_RETRY_SECONDS, until the turns are stored or ``_exit_by`` has passed.
+        self._stopping = threading.Event()
+        self._exit_by = 0.0
 
     def add(self, turn: Turn, outcome: Outcome) -> bool:
         """Keep the turn until it can be stored; False when no more can be kept (logged)."""
@@ -80,9 +91,13 @@ class LateStores:
 
     def _run(self) -> None:
         while True:
-            time.sleep(RETRY_SECONDS)
+            if self._stopping.is_set():
+                time.sleep(EXIT_RETRY_SECONDS)
+            else:
+                self._stopping.wait(RETRY_SECONDS)  # stop() wakes it: an attempt at once
             with self._lock:
-                if not self._turns:
+                past = self._stopping.is_set() and time.monotonic() >= self._exit_by
+                if not self._turns or past:
                     self._thread = None
                     return
                 oldest = self._turns[0]
@@ -93,7 +108,8 @@ class LateStores:
                 continue
             while self._store(oldest):  # the database answers: all of them, oldest first
                 with self._lock:
-                    self._turns.popleft()
+                    if self._turns and self._turns[0] is oldest:  # (stop() may have given up)
+                        self._turns.popleft()
                     if not self._turns:
                         break
                     oldest = self._turns[0]
@@ -124,10 +140,31 @@ class LateStores:
                 self._turns.popleft()
         self._abandon(late.turn, reason)
 
-    def lose_all(self) -> None:
-        """At exit: the turns still held go with the process. Each is logged with its ids, so
-        that an operator knows which conversations miss their last answer; a process stopped
-        during an outage (a deploy, a restart) lost them without a word."""
+    def stop(self, seconds: float | None = None) -> None:
+        """At exit: the turns still held are tried once more, for at most ``seconds``
+        (``CHAT_LATE_STORE_EXIT_SECONDS``), by the thread that tries them (one attempt at a
+        time: a turn is never stored twice), at once and then as often as the database lets it;
+        those still held then go with the process, each logged with its ids, so that an
+        operator knows which conversations miss their last answer. A process stopped during an
+        outage (a deploy, a restart) lost them all, even with the database back by then; before
+        that, without a word. With nothing held it returns at once."""
+        with self._lock:
+            held = len(self._turns)
+            if held and seconds is None:
+                seconds = float(settings.CHAT_LATE_STORE_EXIT_SECONDS)
+            if held and seconds:
+                self._exit_by = time.monotonic() + seconds
+                self._stopping.set()
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="chat-late-store", daemon=True
+                    )
+                    self._thread.start()
+            thread = self._thread
+        if held and seconds and thread is not None:
+            log.warning("chat_store_retried_at_exit", turns=held, seconds=seconds)
+            # Its attempt under way may wait for a frozen database past the bound: not longer.
+            thread.join(max(0.0, self._exit_by - time.monotonic()))
         with self._lock:
             lost, self._turns = list(self._turns), deque()
         for late in lost:
@@ -147,4 +184,4 @@ class LateStores:
 
 late_stores = LateStores()
 # Before logging's own handler at exit (they run last registered first): the lines get out.
-atexit.register(late_stores.lose_all)
+atexit.register(late_stores.stop)

@@ -104,6 +104,15 @@ def running(
 def daphne_server(
     env: dict[str, str], log_path: Path, application: str = "chatbot_site.asgi:application"
 ) -> Iterator[str]:
+    with daphne_process(env, log_path, application) as (base, _proc):
+        yield base
+
+
+@contextlib.contextmanager
+def daphne_process(
+    env: dict[str, str], log_path: Path, application: str = "chatbot_site.asgi:application"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A daphne serving ``application`` once it answers: its URL and its process."""
     port = free_port()
     argv = [
         str(VENV_BIN / "daphne"),
@@ -130,7 +139,7 @@ def daphne_server(
         except AssertionError:
             proc.terminate()
             raise AssertionError(log_path.read_text()[-3000:]) from None
-        yield base
+        yield base, proc
 
 
 @contextlib.contextmanager

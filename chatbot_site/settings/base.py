@@ -551,6 +551,10 @@ LLM_RETRY_BASE_SECONDS: float = env.float("LLM_RETRY_BASE_SECONDS", default=0.5)
 CHAT_HISTORY_TOKENS: int = env.int("CHAT_HISTORY_TOKENS", default=2000)
 CHAT_CONTEXT_TOKENS: int = env.int("CHAT_CONTEXT_TOKENS", default=6000)
 SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
+# A process that exits holding turns it could not store (the database down: conversations.
+# late_store) tries them for at most this long first; 0: it does not. Within Docker's default
+# 10 s stop grace period, with daphne's own shutdown.
+CHAT_LATE_STORE_EXIT_SECONDS: float = env.float("CHAT_LATE_STORE_EXIT_SECONDS", default=5.0)
 # A stream's provider that sends a token at a time is read at most this often; what arrives in
 # between is relayed as one piece (conversations.llm.openai._Events). 0: read as it comes.
 LLM_STREAM_BATCH_SECONDS: float = env.float("LLM_STREAM_BATCH_SECONDS", default=0.02)
@@ -666,7 +670,7 @@ NON_NEGATIVE_SETTINGS = (
     "DB_POOL_MIN_SIZE", "CONN_MAX_AGE", "REDIS_DB", "NUM_PROXIES", "API_KEY_LAST_USED_RESOLUTION",
     "LLM_MAX_RETRIES", "LLM_RETRY_BASE_SECONDS", "EMBEDDING_RETRY_BASE_SECONDS",
     "ORPHAN_FILE_AGE_SECONDS", "RETRIEVAL_VECTOR_WEIGHT", "RETRIEVAL_TEXT_WEIGHT",
-    "VECTOR_INDEX_DATASET_MIN_CHUNKS", "RETRIEVAL_SUSPECT_WEIGHT",
+    "VECTOR_INDEX_DATASET_MIN_CHUNKS", "RETRIEVAL_SUSPECT_WEIGHT", "CHAT_LATE_STORE_EXIT_SECONDS",
 )  # fmt: skip
 
 

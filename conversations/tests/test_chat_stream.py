@@ -1072,8 +1072,9 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_i
     alpha, tmp_path
 ):
     """A turn kept for a late store lives in its process's memory: a process stopped during
-    the outage (a deploy, a restart) lost it without a word. Now each turn still held when
-    the process exits is a ``chat_store_abandoned`` line (``reason=shutdown``) with its ids."""
+    the outage (a deploy, a restart) lost it without a word. Now each turn the process could
+    not store on its way out either (:func:`test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then`)
+    is a ``chat_store_abandoned`` line (``reason=shutdown``) with its ids."""
     from tests.processes import DatabaseProxy
 
     proxy = DatabaseProxy()
@@ -1081,7 +1082,8 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_i
     with fake_openai() as fake:
         fake.chat_reply = "Plans renew yearly, on the day they started."
         fake.chat_delay = 0.05
-        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO")
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO",
+                           CHAT_LATE_STORE_EXIT_SECONDS="1")  # fmt: skip
         try:
             with daphne_server(env, log_path) as base:
                 response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
@@ -1100,6 +1102,48 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_i
     assert f"conversation_id={start['session_id']}" in lost[0], lost
     assert "renew" not in lost[0]  # ids, not what was said
     assert not Message.objects.for_tenant(alpha.tenant).filter(pk=start["message_id"]).exists()
+
+
+def test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then(alpha, tmp_path):
+    """A process stopped (``SIGTERM``: a deploy, a restart) while it held a turn for a late
+    store dropped it at once, with a ``chat_store_abandoned`` line, even when the database was
+    back a moment later. Now it tries its turns once more on its way out, for at most
+    ``CHAT_LATE_STORE_EXIT_SECONDS``: a database back by then has the answer stored, as
+    streamed, before the process exits."""
+    import signal
+
+    from tests.processes import DatabaseProxy, daphne_process
+
+    proxy = DatabaseProxy()
+    log_path = tmp_path / "daphne.log"
+    with fake_openai() as fake:
+        fake.chat_reply = "Plans renew yearly, on the day they started."
+        fake.chat_delay = 0.05
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO",
+                           CHAT_LATE_STORE_EXIT_SECONDS="60")  # fmt: skip
+        try:
+            with daphne_process(env, log_path) as (base, proc):
+                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                head = until_first_delta(response)
+                proxy.stall()  # frozen until the process is on its way out
+                frames = parse((head + response.read()).decode())
+                wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
+                         what="the turn to be kept")  # fmt: skip
+                proc.send_signal(signal.SIGTERM)
+                wait_for(lambda: "chat_store_retried_at_exit" in log_path.read_text(),
+                         timeout=30, what="the process to try its turn at exit")  # fmt: skip
+                proxy.resume()
+                assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+        finally:
+            proxy.close()
+    start = frames[0]["data"]
+    log = log_path.read_text()
+    assert "chat_stored_late" in log and "chat_store_abandoned" not in log, log[-3000:]
+    message = stored_message(alpha, start["message_id"])
+    assert message is not None
+    streamed = "".join(f["data"]["content"] for f in frames if f.get("event") == "delta")
+    assert message.content == streamed and message.finish_reason == "stop"
+    assert str(message.conversation_id) == start["session_id"]
 
 
 def test_a_stream_waiting_for_the_database_to_store_its_answer_is_pinged(alpha, tmp_path):
