@@ -3,8 +3,9 @@
 A nullable column with no default: PostgreSQL adds it without rewriting the table (a catalog
 change under a brief exclusive lock). The answers stored before it keep null and are checked
 when a later turn carries them, as all were: a backfill here would run the document rules over
-every stored answer inside ``migrate`` (1.6 ms per 1,000 characters: about half an hour for a
-million answers), and only the few conversations still continued need it."""
+every stored answer inside ``migrate`` (0.6 ms for an answer of 700 characters, more for longer
+ones: ten minutes and more a million answers, docs/BENCHMARKS.md), and only the conversations
+still continued need it."""
 
 from django.db import migrations, models
 
