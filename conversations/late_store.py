@@ -68,7 +68,9 @@ class LateStores:
     def add(self, turn: Turn, outcome: Outcome) -> bool:
         """Keep the turn until it can be stored; False when no more can be kept (logged)."""
         with self._lock:
-            if len(self._turns) >= MAX_TURNS:
+            # Past the exit's time (a turn ended while the process stops): no one would try it.
+            closed = self._stopping.is_set() and time.monotonic() >= self._exit_by
+            if closed or len(self._turns) >= MAX_TURNS:
                 full = True
             else:
                 full = False
@@ -79,7 +81,7 @@ class LateStores:
                     )
                     self._thread.start()
         if full:
-            self._abandon(turn, "full")
+            self._abandon(turn, "shutdown" if closed else "full")
             return False
         log.warning(
             "chat_store_deferred",
@@ -150,16 +152,17 @@ class LateStores:
         that, without a word. With nothing held it returns at once."""
         with self._lock:
             held = len(self._turns)
-            if held and seconds is None:
-                seconds = float(settings.CHAT_LATE_STORE_EXIT_SECONDS)
-            if held and seconds:
-                self._exit_by = time.monotonic() + seconds
-                self._stopping.set()
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="chat-late-store", daemon=True
-                    )
-                    self._thread.start()
+            if seconds is None:
+                seconds = float(settings.CHAT_LATE_STORE_EXIT_SECONDS) if held else 0.0
+            # From now on a turn added once this has passed is lost at once (add).
+            self._exit_by = time.monotonic() + seconds
+            self._stopping.set()
+            idle = self._thread is None or not self._thread.is_alive()
+            if held and seconds and idle:
+                self._thread = threading.Thread(
+                    target=self._run, name="chat-late-store", daemon=True
+                )
+                self._thread.start()
             thread = self._thread
         if held and seconds and thread is not None:
             log.warning("chat_store_retried_at_exit", turns=held, seconds=seconds)

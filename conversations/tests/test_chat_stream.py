@@ -1005,6 +1005,7 @@ def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(a
     assert streamed.startswith("word0 ") and "word29" in streamed
     assert message.content == streamed
     assert message.finish_reason == "stop"
+    assert message.injection_flagged is False  # its verdict stored with it, late as it is
     assert str(message.conversation_id) == start["session_id"]
     assert message.completion_tokens > 0  # its tokens are counted
     log = (tmp_path / "daphne.log").read_text()
@@ -1143,6 +1144,7 @@ def test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then
     assert message is not None
     streamed = "".join(f["data"]["content"] for f in frames if f.get("event") == "delta")
     assert message.content == streamed and message.finish_reason == "stop"
+    assert message.injection_flagged is False
     assert str(message.conversation_id) == start["session_id"]
 
 
