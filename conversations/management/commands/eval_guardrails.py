@@ -60,6 +60,9 @@ from tests.fake_openai import fake_openai, obedient_reply
 
 SLUG = "eval-guardrails"
 QUESTIONS = Path(__file__).resolve().parents[2] / "evaldata" / "scope_questions.jsonl"
+# A second set (2026-12-07, evening), written before the changes it measured: off-topic
+# questions of the kinds the first set's fresh held-out ones showed passing, each with a "kind".
+QUESTIONS_2 = QUESTIONS.with_name("scope_questions_2.jsonl")
 FOLLOW_UP_QUESTIONS = QUESTIONS.with_name("follow_up_questions.jsonl")
 BLOCKED_QUESTIONS = QUESTIONS.with_name("blocked_questions.jsonl")
 # The demo scope with topics it must not discuss (blocked_questions.jsonl asks about them), as
@@ -326,14 +329,37 @@ class Command(BaseCommand):
 
     def scope(self) -> None:
         questions = read_jsonl(QUESTIONS)
+        second = read_jsonl(QUESTIONS_2)
         bot = self.demo_bot()
+        for name, rows in (
+            ("scope_questions.jsonl", questions),
+            ("scope_questions_2.jsonl", second),
+        ):
+            self.scope_table(bot, name, rows)
+        self.follow_ups(bot, questions)
+        self.calibration(bot, questions + second)
+        for topics in (BARE_TOPICS, BLOCKED_TOPICS):
+            self.blocked_topics(questions, topics)
+
+    def scope_table(self, bot: Bot, name: str, questions: list[dict[str, Any]]) -> None:
+        """Each question asked alone; then, for off-topic questions with a ``kind``, the
+        refusals per kind, and the tune half's off-topic questions answered (the held-out half's
+        are counted, not shown: rules are written from the tune half)."""
         counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        kinds: dict[str, Counter[str]] = defaultdict(Counter)
+        answered: list[str] = []
         for question in questions:
             answer = self.ask(bot, question["text"])
             key = (question["category"], question["split"])
             counts[key]["n"] += 1
             counts[key][answer.refusal or "answered"] += 1
-        self.out("\n## Scope (demo bot; our question sets)\n")
+            if question["category"] == "off_topic" and "kind" in question:
+                kinds[question["kind"]]["n"] += 1
+                kinds[question["kind"]]["refused"] += answer.refusal is not None
+            tune_answered = question["split"] == "tune" and answer.refusal is None
+            if question["category"] != "on_topic" and tune_answered:
+                answered.append(f"{question['category']}: {question['text']}")
+        self.out(f"\n## Scope (demo bot; {name})\n")
         self.out(
             "| category | split | refused | out_of_scope | no_relevant_context | prompt_injection | blocked_topic |"
         )
@@ -346,10 +372,11 @@ class Command(BaseCommand):
                     f"| {category} | {split} | {pct(refused, c['n'])} | {c['out_of_scope']} "
                     f"| {c['no_relevant_context']} | {c['prompt_injection']} | {c['blocked_topic']} |"
                 )
-        self.follow_ups(bot, questions)
-        self.calibration(bot, questions)
-        for topics in (BARE_TOPICS, BLOCKED_TOPICS):
-            self.blocked_topics(questions, topics)
+        if kinds:
+            self.out("\n| off-topic kind (both splits) | refused |\n|---|---|")
+            for kind, c in kinds.items():
+                self.out(f"| {kind} | {pct(c['refused'], c['n'])} |")
+        self.out("\nAnswered, tune half (off- and near-topic): " + ("; ".join(answered) or "none"))
 
     def blocked_topics(self, questions: list[dict[str, Any]], topics: list[str]) -> None:
         """The demo scope with ``topics`` blocked: questions that name a blocked topic, that
