@@ -39,7 +39,7 @@ from conversations.guardrails import (
     new_canary,
     out_of_scope,
     scope_topics,
-    unknown_names,
+    unknown_words,
 )
 from conversations.llm import Completion, Delta, LLMRequest, get_llm
 from conversations.models import (
@@ -549,17 +549,20 @@ def chat_ground(turn: Turn) -> None:
     evidence = max((hit.relevance for hit in hits), default=0.0)
     if scope is not None:
         topics = scope_topics(scope.description, scope.allowed_topics)
+        # One query for the names and words no document holds (none without topics).
+        unknown = unknown_words(judged, space=space, scope_texts=topics) if topics else None
         scoped: ScopeVerdict = out_of_scope(
             vector=judged_vector,
             topics=topics,
             evidence=evidence,
             tenant_id=turn.tenant.pk,
-            unknown=unknown_names(judged, space=space, scope_texts=topics) if topics else (),
+            unknown=unknown,
             spent=spent,
         )
         if scoped.reason is not None:
             _refuse(turn, scoped.reason, similarity=round(scoped.topic_similarity or 0, 3),
-                    evidence=round(evidence, 3), unknown_name=bool(scoped.matched))  # fmt: skip
+                    evidence=round(evidence, 3), unknown_name=bool(unknown and unknown.names),
+                    unknown_word=bool(unknown and unknown.words))  # fmt: skip
             return
     min_relevance = scope.min_relevance if scope is not None else 0.0
     relevant = [hit for hit in hits if hit.relevance >= min_relevance]

@@ -37,6 +37,7 @@ from django.conf import settings
 from chatbot_site import pii
 from chatbot_site.text import WORD, grapheme_cut, mostly_latin
 from knowledge.embeddings import get_embedder
+from knowledge.follow_ups import FOLLOW_UP_WORDS
 from knowledge.retrieval import SearchSpace, absent_words, embed_queries
 
 # --- canary ------------------------------------------------------------------------------
@@ -798,25 +799,47 @@ def names(question: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def unknown_names(question: str, *, space: SearchSpace, scope_texts: Sequence[str]) -> list[str]:
-    """The names in ``question`` that no chunk of the bot's datasets holds (text search's
-    lexemes, :func:`knowledge.retrieval.absent_words`) and its scope's texts do not say: what the
-    question is about that the documents never mention ("Netflix", "Amazon")."""
-    named = names(question)
-    if not named:
-        return []
+@dataclass(frozen=True)
+class Unknown:
+    """What a question says that no chunk of the bot's datasets holds and its scope's texts do
+    not say (:func:`unknown_words`): the names it uses (:func:`names`: "Netflix", "Amazon") and
+    its other words ("passport", "bitcoin", "earbuds")."""
+
+    names: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+
+
+def unknown_words(question: str, *, space: SearchSpace, scope_texts: Sequence[str]) -> Unknown:
+    """The names and the other words of ``question`` that no chunk of the bot's datasets holds
+    (text search's lexemes, :func:`knowledge.retrieval.absent_words`: one query, an index
+    lookup a lexeme) and its scope's texts do not say: what the question is about that the
+    documents never mention. A word with a digit is no subject ("2014", "200k", "v2"), nor is a
+    way of asking (:data:`knowledge.follow_ups.FOLLOW_UP_WORDS`: "explain", "detail",
+    "example"); a word text search drops (a stop word) is never absent."""
+    words = list(dict.fromkeys(_words(question)))
+    if not words:
+        return Unknown()
     said = {word for text in scope_texts for word in _words(text)}
-    named = [name for name in named if name.casefold() not in said]
-    if not named:
-        return []
+    named = [name for name in names(question) if name.casefold() not in said]
     folded = {name.casefold() for name in named}
-    others = [word for word in dict.fromkeys(_words(question)) if word not in folded]
+    others = [word for word in words if word not in folded]
     absent = absent_words(space, [*named, *others])
     if 2 * sum(word in absent for word in others) > len(others):
         # Not written in the documents' words (German capitalises every noun: "Wie lade ich
-        # ein PDF in einen Datensatz hoch?"): its capitals say nothing of what it is about.
-        return []
-    return [name for name in named if name in absent]
+        # ein PDF in einen Datensatz hoch?"): neither its capitals nor its words the
+        # documents lack say what it is about.
+        return Unknown()
+    return Unknown(
+        names=tuple(name for name in named if name in absent),
+        words=tuple(
+            word
+            for word in others
+            if word in absent
+            and word not in said
+            and word not in FOLLOW_UP_WORDS
+            and not any(c.isdigit() for c in word)
+        ),
+    )
 
 
 def out_of_scope(
@@ -825,21 +848,35 @@ def out_of_scope(
     topics: Sequence[str],
     evidence: float,
     tenant_id: object,
-    unknown: Sequence[str] = (),
+    unknown: Unknown | None = None,
     spent: Spent | None = None,
 ) -> ScopeVerdict:
     """A question is in scope when it is close to the scope's description or one of its
     allowed topics (``SCOPE_TOPIC_THRESHOLD``) or when retrieval found a passage that is close to
-    it (``SCOPE_EVIDENCE_THRESHOLD``). A question that names something no document mentions
-    (``unknown``, :func:`unknown_names`) is in scope only by its closeness to the topics, and
-    at ``SCOPE_UNKNOWN_NAME_THRESHOLD``: its passages are about something else ("How do I
-    change my Netflix password?" found the README's staff passwords at 0.243, and is 0.16
-    from the demo scope's topics). A scope with no description and no topics admits all."""
+    it (``SCOPE_EVIDENCE_THRESHOLD``). What it says that no document mentions (``unknown``,
+    :func:`unknown_words`) asks more of both:
+
+    - a name ("How do I change my Netflix password?") admits it only by its closeness to the
+      topics, at ``SCOPE_UNKNOWN_NAME_THRESHOLD``: its passages are about something else (the
+      Netflix question found the README's staff passwords at 0.243, and is 0.16 from the demo
+      scope's topics);
+    - another word ("How do I renew my passport?") at that closeness too, or with a passage
+      at ``SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD``: a common word the documents happen not to
+      use ("Is personal data masked?") still finds what they say, closer than a passage
+      about a neighbouring word does (the passport question: 0.23).
+
+    A scope with no description and no topics admits all."""
     if not topics:
         return ScopeVerdict(None, evidence=evidence)
     similarity = max(_similarities(vector, topic_vectors(topics, tenant_id=tenant_id, spent=spent)))
-    if unknown:
+    unknown = unknown or Unknown()
+    if unknown.names:
         inside = similarity >= settings.SCOPE_UNKNOWN_NAME_THRESHOLD
+    elif unknown.words:
+        inside = (
+            similarity >= settings.SCOPE_UNKNOWN_NAME_THRESHOLD
+            or evidence >= settings.SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD
+        )
     else:
         inside = (
             similarity >= settings.SCOPE_TOPIC_THRESHOLD
@@ -847,5 +884,5 @@ def out_of_scope(
         )
     return ScopeVerdict(
         None if inside else "out_of_scope", topic_similarity=similarity, evidence=evidence,
-        matched=" ".join(unknown),
+        matched=" ".join(unknown.names),
     )  # fmt: skip

@@ -571,6 +571,13 @@ SCOPE_EVIDENCE_THRESHOLD: float = env.float("SCOPE_EVIDENCE_THRESHOLD", default=
 # the passages retrieval found are about something else. 0.30: the lowest threshold that
 # refuses the most tune-half off- and near-topic questions (docs/GUARDRAILS.md (ii)).
 SCOPE_UNKNOWN_NAME_THRESHOLD: float = env.float("SCOPE_UNKNOWN_NAME_THRESHOLD", default=0.30)
+# A question with another word no document of the bot's holds and its scope does not say ("How
+# do I renew my passport?") is in scope this close to the scope's topics (the threshold above)
+# or with a passage at least this relevant. 0.32: the middle of the thresholds that refuse the
+# most tune-half off-topic questions and no tune-half on-topic one (docs/GUARDRAILS.md (ii)).
+SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD: float = env.float(
+    "SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD", default=0.32
+)
 # A question this close to one of the scope's blocked topics is refused (blocked_topic). 0.33:
 # the middle of the thresholds that catch the most tune-half paraphrases of a blocked topic and
 # block no tune-half on-topic question (0.29-0.37); 0.5, set by hand, caught no paraphrase ("How

@@ -411,6 +411,39 @@ def test_a_question_naming_what_no_document_mentions_needs_the_scope_s_topics(al
             assert chat(client, **ask(alpha, question)).json()["refusal"] is None, question
 
 
+def test_a_question_with_a_word_no_document_holds_needs_the_topics_or_a_strong_passage(alpha):
+    """ "How do I renew my passport?" is 0.19 from the billing scope's topics, over
+    SCOPE_TOPIC_THRESHOLD (0.14), and was answered from the renewal passage; so were "How do I
+    reset my router?" (0.17) and "What support does the government give to students?" (0.25).
+    No capital names what they are about, but "passport", "router" and "government" are in no
+    chunk and not in the scope: such a question is now admitted by SCOPE_UNKNOWN_NAME_THRESHOLD
+    (0.30) or by a passage at SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD (0.32). A billing question
+    with a word the passages lack ("quickly", "switch", "used") still finds them (0.63-0.73),
+    and a way of asking ("explain", "detail") is no subject."""
+    alpha.scope.description = "Questions about Acme billing: plans, renewals, refunds, support."
+    alpha.scope.allowed_topics = ["billing", "subscription plans", "refunds"]
+    alpha.scope.min_relevance = 0.0  # so that only the scope check can refuse
+    alpha.scope.save()
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake:
+        for question in (
+            "How do I renew my passport?",
+            "How do I reset my router?",
+            "What support does the government give to students?",
+        ):
+            body = chat(client, **ask(alpha, question)).json()
+            assert body["refusal"] == {"reason": "out_of_scope"}, question
+        assert fake.chat_requests() == []
+    with openai_llm():
+        for question in (
+            "How quickly does support reply to a ticket?",
+            "Can I switch off automatic renewal?",
+            "Is my refund paid back to the card I used?",
+            "Can you explain annual renewals in more detail?",
+        ):
+            assert chat(client, **ask(alpha, question)).json()["refusal"] is None, question
+
+
 def test_an_off_topic_follow_up_is_not_carried_in_by_the_previous_question(alpha, settings):
     """A follow-up is searched in the light of the previous question, but scope is decided on
     the question alone: "renewal" earlier does not lend its evidence to a lasagna recipe."""

@@ -86,3 +86,20 @@ def test_the_unknown_name_threshold_is_the_lowest_that_refuses_the_most_tune_que
         named("off_topic", 0.55, "heldout"),  # never chooses
     ]
     assert unknown_name_calibrate(items, 0.14, 0.24) == 0.3
+
+
+def test_the_unknown_word_threshold_is_the_middle_of_those_refusing_no_on_topic_question():
+    from conversations.management.commands._scope_calibration import unknown_word_calibrate
+
+    def worded(category: str, evidence: float, split: str = "tune") -> Signals:
+        return Signals(category, split, 0.20, evidence, refused_anyway=False, unknown_word=True)
+
+    items = [
+        worded("on_topic", 0.37),  # refused above 0.37
+        worded("off_topic", 0.28),  # refused above 0.28
+        worded("off_topic", 0.50),  # refused by no threshold that spares the on-topic one
+        item("off_topic", 0.20, 0.30),  # no unknown word: admitted at any threshold
+        worded("on_topic", 0.21, "heldout"),  # held out: never pulls the choice
+    ]
+    # 0.29 .. 0.37 refuse the first off-topic question and no on-topic one: the middle, 0.33.
+    assert unknown_word_calibrate(items) == 0.33

@@ -10,6 +10,10 @@ pair. The held-out half is reported at the chosen pair and at the configured def
 ``SCOPE_UNKNOWN_NAME_THRESHOLD`` (questions that name something no document mentions) on the
 tune half at the configured pair: the lowest with the most off- and near-topic refusals.
 
+``SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD`` (questions with another word no document holds) on the
+tune half at the configured thresholds: of those that refuse no on-topic question and the most
+off-topic ones, the middle one.
+
 ``SCOPE_BLOCKED_THRESHOLD`` likewise, on ``blocked_questions.jsonl`` and the on-topic set: of
 the thresholds that block no allowed question of the tune half and the most blocked ones, the
 middle one (the lowest sat at the edge of the tune half's on-topic questions, and blocked a
@@ -25,7 +29,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from bots.models import Bot
-from conversations.guardrails import blocked_topic, out_of_scope, scope_topics, unknown_names
+from conversations.guardrails import blocked_topic, out_of_scope, scope_topics, unknown_words
 from knowledge.injection import detect
 from knowledge.retrieval import embed_query, search, search_space_for_bot
 
@@ -41,11 +45,17 @@ class Signals:
     similarity: float  # to the scope's description or closest allowed topic
     evidence: float  # the best retrieved passage's relevance
     refused_anyway: bool  # by a check the thresholds do not touch
-    unknown: bool = False  # it names something no document mentions (guardrails.unknown_names)
+    unknown: bool = False  # it names something no document mentions (guardrails.unknown_words)
+    unknown_word: bool = False  # another of its words no document holds
 
     def refused(self, topic: float, evidence: float) -> bool:
         if self.unknown:  # admitted by its closeness to the topics alone
             admitted = self.similarity >= settings.SCOPE_UNKNOWN_NAME_THRESHOLD
+        elif self.unknown_word:
+            admitted = (
+                self.similarity >= settings.SCOPE_UNKNOWN_NAME_THRESHOLD
+                or self.evidence >= settings.SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD
+            )
         else:
             admitted = self.similarity >= topic or self.evidence >= evidence
         return self.refused_anyway or not admitted
@@ -61,7 +71,7 @@ def signals(bot: Bot, question: dict[str, str]) -> Signals:
     hits = search(space, query=text, query_vector=vector, top_k=bot.top_k)
     evidence = max((hit.relevance for hit in hits), default=0.0)
     topics = scope_topics(scope.description, scope.allowed_topics)
-    unknown = unknown_names(text, space=space, scope_texts=topics) if topics else []
+    unknown = unknown_words(text, space=space, scope_texts=topics) if topics else None
     similarity = out_of_scope(
         vector=vector, topics=topics, evidence=evidence, tenant_id=scope.tenant_id
     ).topic_similarity
@@ -79,7 +89,8 @@ def signals(bot: Bot, question: dict[str, str]) -> Signals:
         or (no_context and not scope.answer_without_context)
     )
     return Signals(question["category"], question["split"], similarity or 0.0, evidence,
-                   refused_anyway, bool(unknown))  # fmt: skip
+                   refused_anyway, bool(unknown and unknown.names),
+                   bool(unknown and unknown.words))  # fmt: skip
 
 
 def rates(items: Iterable[Signals], topic: float, evidence: float) -> dict[str, tuple[int, int]]:
@@ -130,6 +141,34 @@ def unknown_name_calibrate(items: list[Signals], topic: float, evidence: float) 
     if best is None:
         raise ValueError("no threshold keeps on-topic false refusals within the limit")
     return -best[1]
+
+
+UNKNOWN_WORD_GRID = [round(0.20 + 0.01 * i, 2) for i in range(41)]  # 0.20 .. 0.60
+
+
+def unknown_word_calibrate(items: list[Signals]) -> float:
+    """``SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD`` on the tune half, the others as configured: of
+    the thresholds at which no tune-half on-topic question is refused and the most tune-half
+    off-topic ones are, the middle one (as ``blocked_calibrate``: as far from the on-topic
+    question with an unknown word and the weakest passage as from the off-topic one with the
+    strongest)."""
+    tune = [s for s in items if s.split == "tune"]
+    on = [s for s in tune if s.category == "on_topic"]
+    off = [s for s in tune if s.category == "off_topic"]
+    caught: dict[float, int] = {}
+    for threshold in UNKNOWN_WORD_GRID:
+        with override_settings(SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD=threshold):
+            if any(s.refused(settings.SCOPE_TOPIC_THRESHOLD, settings.SCOPE_EVIDENCE_THRESHOLD)
+                   for s in on):  # fmt: skip
+                continue
+            caught[threshold] = sum(
+                s.refused(settings.SCOPE_TOPIC_THRESHOLD, settings.SCOPE_EVIDENCE_THRESHOLD)
+                for s in off
+            )
+    if not caught:
+        raise ValueError("every threshold refuses a tune-half on-topic question")
+    best = [t for t in caught if caught[t] == max(caught.values())]
+    return best[(len(best) - 1) // 2]
 
 
 # --- blocked topics: SCOPE_BLOCKED_THRESHOLD -------------------------------------------------

@@ -509,6 +509,15 @@ class Command(BaseCommand):
             f"{calibration.UNKNOWN_NAME_GRID[-1]}, the lowest with the most off- and near-topic "
             f"refusals): {unknown}"
         )
+        self.out(
+            f"\nQuestions with another word no document holds: "
+            f"{sum(s.unknown_word and not s.unknown for s in items)} of {len(items)}; "
+            f"SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD "
+            f"{settings.SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD}, calibrated on the tune half (grid "
+            f"{calibration.UNKNOWN_WORD_GRID[0]}-{calibration.UNKNOWN_WORD_GRID[-1]}, the middle "
+            f"of those refusing no on-topic and the most off-topic questions): "
+            f"{calibration.unknown_word_calibrate(items)}"
+        )
 
     # --- (ii b) indirect injection -----------------------------------------------------------
 
