@@ -444,6 +444,25 @@ def test_a_question_with_a_word_no_document_holds_needs_the_topics_or_a_strong_p
             assert chat(client, **ask(alpha, question)).json()["refusal"] is None, question
 
 
+def test_unknown_words_are_the_subjects_no_chunk_holds_in_the_documents_language(alpha):
+    """Over the billing passages: "passport" is unknown, "renew" is in a chunk, "2026" is a
+    number and "explain" / "detail" are ways of asking; a capitalised word is a name; a question
+    mostly in words no chunk holds (German to English passages) has no unknown words at all."""
+    from conversations.guardrails import Unknown, unknown_words
+
+    space = search_space_for_bot(alpha.bot)
+    topics = ["Questions about Acme billing: plans, renewals, refunds, support."]
+
+    def unknown(question: str) -> Unknown:
+        return unknown_words(question, space=space, scope_texts=topics)
+
+    assert unknown("How do I renew my passport in 2026?") == Unknown(words=("passport",))
+    assert unknown("Can you explain the annual renewal in more detail?") == Unknown()
+    assert unknown("When do Acme annual plans renew?") == Unknown()  # the scope says "Acme"
+    assert unknown("Can I pay my annual plan at the Netflix store?").names == ("Netflix",)
+    assert unknown("Wann verlängern sich die Jahrespläne automatisch?") == Unknown()
+
+
 def test_an_off_topic_follow_up_is_not_carried_in_by_the_previous_question(alpha, settings):
     """A follow-up is searched in the light of the previous question, but scope is decided on
     the question alone: "renewal" earlier does not lend its evidence to a lasagna recipe."""
