@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 
 from .email import _IDN_BEFORE_LOCAL, _IDN_LETTER, _emails, _idn_emails, _no_space_emails
 from .spans import _cue_before
@@ -239,10 +239,12 @@ def _any_emails(text: str) -> Iterator[tuple[int, int]]:
         yield from _glued_emails(text)
 
 
-def _any_idn_emails(text: str) -> Iterator[tuple[int, int]]:
+def _any_idn_emails(text: str, stops: Container[int] = ()) -> Iterator[tuple[int, int]]:
+    """Addresses in folded text; ``stops``: where the original had a full stop that folding
+    made a "." (an address in a script without spaces does not run past one)."""
     if "@" in text:
         yield from _idn_emails(text)
-        yield from _no_space_emails(text)
+        yield from _no_space_emails(text, stops)
     if "@" in text or _may_be_written(text):
         yield from _written_emails(text, _IDN_WRITTEN, _IDN_BEFORE_LOCAL, _IDN_LOCAL_WORDS)
         yield from _glued_emails(text)

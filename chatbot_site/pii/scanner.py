@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -27,12 +28,18 @@ _FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "IP_ADDRESS": _ips,
 }
 # The finders for the folded copy of a text with non-ASCII characters.
-_UNICODE_FINDERS = {**_FINDERS, "EMAIL": _any_idn_emails}
+_UNICODE_FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
+    **_FINDERS,
+    "EMAIL": _any_idn_emails,
+}
 # Every entity needs a digit, except e-mail ("@", or "at" written out: :func:`_may_be_written`):
 # text with none of these is clean.
 _MAYBE_PII = re.compile(r"[0-9@]")
 _MAYBE_PII_UNICODE = re.compile(r"[\d@\ufe6b\uff20]")  # any decimal digit, small and wide "@"
 _NO_DIGITS = str.maketrans("", "", "0123456789")
+# Full stops that folding makes "." (the ideographic one, its half-width and full-width forms):
+# an address in a script without spaces stops at one unless a known top-level domain follows.
+_FULL_STOP = re.compile("[\u3002\uff61\uff0e]")
 
 
 def _finders_for(
@@ -78,9 +85,13 @@ def _unicode_candidates(text: str) -> list[Span]:
     candidates = _candidates(text) if written or _MAYBE_PII.search(text) else []
     folded = _fold(text)
     if folded.text is not text:
+        finders: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = _UNICODE_FINDERS
+        if "@" in text and _FULL_STOP.search(text):
+            stops = frozenset(folded.index(m.start()) for m in _FULL_STOP.finditer(text))
+            finders = {**finders, "EMAIL": functools.partial(_any_idn_emails, stops=stops)}
         candidates += [
             Span(span.entity, *folded.span(span.start, span.end))
-            for span in _candidates(folded.text, _UNICODE_FINDERS)
+            for span in _candidates(folded.text, finders)
         ]
     elif written or "@" in text:
         candidates += [Span("EMAIL", start, end) for start, end in _any_idn_emails(text)]

@@ -722,10 +722,10 @@ def test_words_of_scripts_written_without_spaces_stay_outside_an_address(text, m
             "\u0e32\u0e07.\u0e44\u0e17\u0e22 \u0e04\u0e23\u0e31\u0e1a",
             "[EMAIL] \u0e04\u0e23\u0e31\u0e1a",
         ),
-        # 请发至用户@例子.中国 then a full-width comma: the words before it cannot be told from the local part
+        # 请发至用户@例子.中国 then a full-width comma: "请发至" ("please send to") is no local part
         (
             "\u8bf7\u53d1\u81f3\u7528\u6237@\u4f8b\u5b50.\u4e2d\u56fd\uff0c\u8c22",
-            "[EMAIL]\uff0c\u8c22",
+            "\u8bf7\u53d1\u81f3[EMAIL]\uff0c\u8c22",
         ),
         (
             "\uc0ac\uc6a9\uc790@\uc608\uc2dc.\ud55c\uad6d \uc785\ub2c8\ub2e4",
@@ -744,18 +744,70 @@ def test_addresses_of_scripts_written_without_spaces_are_masked(text, masked):
     [
         # the local part is of the script of the letter before the "@" (the particle stays)
         ("メールは山田@例え.日本です。", "メールは[EMAIL]です。"),
-        ("请发至user名@例子.com谢谢", "[EMAIL]谢谢"),
+        ("请发至user名@例子.com谢谢", "请发至[EMAIL]谢谢"),
         # "。" folds to "." (an IDN label separator): the domain ends at a known TLD
         ("邮箱\uff1a张伟@公司.中国。谢谢", "邮箱\uff1a[EMAIL]。谢谢"),
         # and the next address's local part is not taken for a label of the one before
         ("用户@例子.中国。张伟@公司.中国。谢谢", "[EMAIL]。[EMAIL]。谢谢"),
-        ("山田@例え.日本です。ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ", "[EMAIL]です。[EMAIL] ครับ"),
+        ("山田@例え.日本です。ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ", "[EMAIL]です。ติดต่อ[EMAIL] ครับ"),
         # at most 21 letters: a local part has at most 64 bytes, these letters 3 each
-        ("这是一个很长的句子没有任何标点符号然后是地址用户名称@例子.中国", "这是一个很[EMAIL]"),
+        (
+            "这是一个很长的句子没有任何标点符号然后是地址用户名称@例子.中国",
+            "这是一个很长的句子没有任何标点符号然后是地址[EMAIL]",
+        ),
+        ("甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥@例子.中国", "甲[EMAIL]"),
     ],
     ids=ascii,
 )
 def test_addresses_of_scripts_written_without_spaces_leave_the_words_around_them(text, masked):
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        # the words that ask for or point to an address stay ("please contact", "send to")
+        ("请联系张伟@例子.中国\uff0c谢谢。", "请联系[EMAIL]\uff0c谢谢。"),
+        ("如有问题请发邮件至客服@公司.中国。", "如有问题请发邮件至[EMAIL]。"),
+        ("有問題請聯繫客服@例子.台灣\uff0c謝謝", "有問題請聯繫[EMAIL]\uff0c謝謝"),
+        ("メールはさくら@例え.みんなにお願いします", "メールは[EMAIL]にお願いします"),
+        ("자료는 담당자에게박민수@회사.한국 으로", "자료는 담당자에게[EMAIL] 으로"),
+        ("กรุณาติดต่อสมชาย@ตัวอย่าง.ไทย ครับ", "กรุณาติดต่อ[EMAIL] ครับ"),
+        # ... but a name keeps its letters: at least two follow such a word ("至" in 李至明)
+        ("详情请联系李至明@学校.中国。", "详情请联系[EMAIL]。"),
+        ("邮件地址为和平@例子.中国", "邮件地址为[EMAIL]"),
+        ("请至明@例子.中国", "请[EMAIL]"),
+        # a known top-level domain that words run on from ends the domain: the next address's
+        # local part is its own again
+        ("请抄送赵敏@例子.中国和钱伟@例子.中国", "请抄送[EMAIL]和[EMAIL]"),
+        ("이메일주소는홍길동@예시.한국입니다", "이메일주소는[EMAIL]입니다"),
+    ],
+    ids=ascii,
+)
+def test_an_address_without_spaces_leaves_the_words_before_it(text, masked):
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        # a domain with no known top-level domain stops at the ideographic full stop ...
+        ("请把报告发给李娜@公司.网站。谢谢", "请把报告发给[EMAIL]。谢谢"),
+        ("担当者の鈴木@会社.テスト。よろしくお願いします", "担当者の[EMAIL]。よろしくお願いします"),
+        ("连络\uff1a张伟@例子.测试\uff61谢谢", "连络\uff1a[EMAIL]\uff61谢谢"),  # half-width
+        ("连络\uff1a张伟@例子.测试\uff0e谢谢", "连络\uff1a[EMAIL]\uff0e谢谢"),  # full-width
+        # ... and at the other CJK punctuation, as it did
+        ("邮箱\uff1a张伟@例子.测试、李娜@例子.测试", "邮箱\uff1a[EMAIL]、[EMAIL]"),
+        ("地址「用户@例子.测试」已停用", "地址「[EMAIL]」已停用"),
+        ("请联系张伟@例子.测试\uff01谢谢", "请联系[EMAIL]\uff01谢谢"),
+        # a local part does not take the sentence before the full stop either
+        ("谢谢。张伟@例子.中国", "谢谢。[EMAIL]"),
+        # "。" may still separate labels before a known top-level domain (IDNA reads it so)
+        ("张伟@例子。中国。谢谢", "[EMAIL]。谢谢"),
+    ],
+    ids=ascii,
+)
+def test_a_domain_without_spaces_ends_at_a_full_stop(text, masked):
     assert pii.mask(text) == masked
 
 
@@ -1129,6 +1181,15 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "a\u4e2d" * N + "@\u4f8b.\u4e2d\u56fd",
         "\u0e1c\u0e39\u0e49@" * N,
         "\u4e2d" * (2 * N),
+        # since 2026-12-07 (evening): the words before a local part, a full stop after a domain,
+        # a known top-level domain the words run on from, rows of small numbers
+        "\u8bf7\u53d1\u81f3" * N + "\u7528@\u4f8b.\u4e2d\u56fd",
+        "\u8bf7\u81f3\u660e@\u4f8b.\u6d4b\u3002" * (N // 4),
+        "\u4e2d@\u4f8b\u3002\u4e2d\u56fd\u3002" * (N // 4),
+        "\u4e2d@\u4f8b." + "\u4e2d\u56fd\u548c" * N,
+        "\u4e2d@" + "\u4f8b\uff0e" * N,
+        "32 64 128 " * (N // 5),
+        "1 2 4 8 16 32 64 128 256 512 1024 " * (N // 17),
         "4111." * N,
         "0 1" * N,
         "Telefon 0" * (N // 4),

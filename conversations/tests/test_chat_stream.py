@@ -482,7 +482,7 @@ def test_addresses_in_scripts_without_spaces_are_masked_streamed_as_in_json(serv
     base, fake = served
     fake.chat_reply = (
         "续订请发至用户@例子.中国\uff0c谢谢。メールは山田@例え.日本です。"
-        "ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ 사용자@예시.한국 으로"
+        "ติดต่อผู้ใช้@ตัวอย่าง.ไทย ครับ 사용자@예시.한국 으로 请把报告发给李娜@公司.网站。谢谢"
     )
     fake.piece_chars = 1
     frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
@@ -491,8 +491,12 @@ def test_addresses_in_scripts_without_spaces_are_masked_streamed_as_in_json(serv
     shown = "".join(f["data"]["content"] for f in frames if f["event"] == "delta")
     stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
     answer = post_json(base, alpha, ask(alpha, "When is renewal?"))["output"]
-    # (a Chinese sentence's words before an address cannot be told from its local part)
-    assert answer == "[EMAIL]\uff0c谢谢。メールは[EMAIL]です。[EMAIL] ครับ [EMAIL] 으로"
+    # the words that point to an address stay ("请发至": "please send to"); a domain with no
+    # known top-level domain ends at "。" (since 2026-12-07, evening)
+    assert answer == (
+        "续订请发至[EMAIL]\uff0c谢谢。メールは[EMAIL]です。ติดต่อ[EMAIL] ครับ [EMAIL] 으로 "
+        "请把报告发给[EMAIL]。谢谢"
+    )
     assert shown == answer and stored.content == answer
 
 

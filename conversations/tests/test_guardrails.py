@@ -447,6 +447,13 @@ def test_an_answer_without_spaces_is_released_as_it_comes() -> None:
         "사용자@예시.한국 으로 보내세요",
         "请发至user名@例子.com谢谢",
         "这是一个很长的句子没有任何标点符号然后是地址用户名称@例子.中国",  # 21 letters at most
+        # since 2026-12-07 (evening): the words before the local part stay, the domain ends at
+        # "。" or at a known top-level domain the words run on from, and Thai streams too
+        "请联系张伟@例子.中国\uff0c谢谢。",
+        "请把报告发给李娜@公司.网站。谢谢你的帮助",
+        "担当者の鈴木@会社.テスト。よろしくお願いします",
+        "请抄送赵敏@例子.中国和钱伟@例子.中国。",
+        "กรุณาติดต่อสมชาย@ตัวอย่าง.ไทยได้ตลอดเวลาหรือโทรหาเราครับ",
     ],
 )
 def test_addresses_of_scripts_without_spaces_are_masked_in_a_stream_as_whole(text: str) -> None:
