@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -61,6 +62,27 @@ _WORD_AFTER = re.compile(r"[ ]{1,3}[^\W\d_]")
 _LOCAL_NUMBER_END = re.compile(r"(?<![0-9])[2-9][0-9]{2} [0-9]{4}[ ]{0,3}\Z", re.ASCII)
 
 
+# Small numbers in a row ("batch 32 64 128", "viewBox 0 0 512 512", "2 901 019 adults"): plain
+# groups of at most three digits, one space between them, at most eight digits in all, are a
+# phone only after a phone word or with a label after them (the Presidio dev rows of this shape,
+# "Phone: 72 128 827", "answering at 78 651 450", "416 60 039 office", all have one). So are
+# powers of two doubling along the row ("batch 32 64 128 256 512"), however many digits.
+_SMALL_GROUPS = re.compile(r"[0-9]{1,3}(?: [0-9]{1,3})+", re.ASCII)
+_SPACED_GROUPS = re.compile(r"[1-9][0-9]{0,3}(?: [1-9][0-9]{0,3}){2,}", re.ASCII)
+_SMALL_DIGITS = 8
+
+
+def _small_numbers(raw: str) -> bool:
+    """Whether ``raw`` is such a row: then it is weak, as two plain groups are."""
+    if _SMALL_GROUPS.fullmatch(raw) and len(raw) - raw.count(" ") <= _SMALL_DIGITS:
+        return True
+    if not _SPACED_GROUPS.fullmatch(raw):
+        return False
+    groups = [int(g) for g in raw.split(" ")]
+    first = groups[0]
+    return first & (first - 1) == 0 and all(b == 2 * a for a, b in itertools.pairwise(groups))
+
+
 def _local_number(text: str, start: int, end: int) -> bool:
     return bool(_LOCAL_NUMBER.fullmatch(text, start, end)) and not _WORD_AFTER.match(text, end)
 
@@ -109,7 +131,7 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
         area = groups[0]
         national = 2 <= len(area) <= 5 and area[0] == "0" and area[1] != "0"
         national = national and 10 <= len("".join(groups)) <= 12
-        weak = plain and len(groups) == 2 and not national
+        weak = plain and ((len(groups) == 2 and not national) or _small_numbers(raw))
         labelled = _PHONE_LABEL_AFTER.match(text, m.end()) is not None
         if phone_ok(raw, labelled) and (
             not weak

@@ -258,6 +258,42 @@ def test_three_and_four_digits_that_are_no_local_number_stay(text):
     assert pii.find(text, ["PHONE"]) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Try batch sizes 32 64 128 and compare.",
+        "lr 0.1, batch 32 64 128, 10 epochs",
+        '<svg viewBox="0 0 512 512" height="20">',
+        "among 2 901 019 adults admitted to study hospitals",
+        "an amount of 1 234 567 euros",
+        "ein Betrag von 1\u202f234\u202f567 \u20ac",  # grouped with narrow no-break spaces
+        "use 128 256 512 1024 or 16 32 64 128 256 512",  # doubling: however many digits
+        "batch sizes 32 64 128 256 512",
+    ],
+)
+def test_runs_of_small_numbers_are_no_phone_without_a_phone_word(text):
+    assert pii.find(text, ["PHONE"]) == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        # the Presidio dev rows of this shape: each has a phone word before or a label after it
+        ("Name: Emilie Broberg Phone: 72 128 827", "72 128 827"),
+        ("They're not answering at 78 651 450", "78 651 450"),
+        ("APO AA 61487, 416 60 039 office", "416 60 039"),
+        ("call 32 64 128", "32 64 128"),
+        # nine digits or more, or a trunk prefix, need none
+        ("to stop receiving messages to 699 956 915", "699 956 915"),
+        ("my registered 024 971 50 30. Could you", "024 971 50 30"),
+        ("Ring 06 12 34 56 78 now", "06 12 34 56 78"),
+        ("or 12 34 56 78 90 today", "12 34 56 78 90"),
+    ],
+)
+def test_small_groups_are_a_phone_with_a_phone_word_or_enough_digits(text, value):
+    assert spans(text) == [("PHONE", value)]
+
+
 def test_a_card_number_starting_with_zero_is_a_card_after_a_card_word():
     # No issuer's number starts with 0; the user calling it a card makes it one.
     assert spans("points on credit card 060426070011 ?") == [("CREDIT_CARD", "060426070011")]
@@ -956,6 +992,7 @@ STREAMED = [
     "Mail John.DoeATExampleDOTcom or hans at firma period de today.",
     "Desk: 781 1704 office, 3660170548-Fax, or credit card 0604 2607 0011 on file.",
     "My registered 668 5702. We are at 370 3911 Fourth Avenue, or 212 5550 Oak.",
+    "Batch 32 64 128, Phone: 72 128 827, 416 60 039 office, sizes 64 128 256 512 1024 2048.",
 ]
 
 
