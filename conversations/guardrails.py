@@ -430,11 +430,14 @@ _TAG_OPENING = re.compile(
 # comma, semicolon and question mark (U+FF01, FF0C, FF1B, FF1F) and the half-width katakana: not
 # the full-width digits, letters, commercial at or full stop (U+FF10-FF5A, FF20, FF0E), which
 # the PII masker is to read as their ASCII twins, nor parentheses, colons or the tilde (phones,
-# IPv6, URLs).
+# IPv6, URLs). Since 2026-12-07 (evening) also Thai, Lao, Khmer and Myanmar letters, marks and
+# punctuation, not their digits (U+0E50-0E59, 0ED0-0ED9, 17E0-17E9, 1040-1049, 1090-1099): a
+# Thai answer waited for a space, or its end.
 _UNSPACED_BREAKS = (
-    "\u1100-\u11ff\u3000-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31bf\u31f0-\u31ff"
-    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff01\uff0c\uff1b\uff1f"
-    "\uff61-\uff9f\U00020000-\U0003ffff"
+    "\u0e01-\u0e4f\u0e5a\u0e5b\u0e81-\u0ecf\u0edc-\u0edf\u1000-\u103f\u104a-\u108f"
+    "\u109a-\u109f\u1100-\u11ff\u1780-\u17dd\u3000-\u30ff\u3100-\u312f\u3130-\u318f"
+    "\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+    "\uff01\uff0c\uff1b\uff1f\uff61-\uff9f\U00020000-\U0003ffff"
 )
 _LAST_UNSPACED_BREAK = re.compile(f"[{_UNSPACED_BREAKS}][^{_UNSPACED_BREAKS}]*\\Z")
 

@@ -500,6 +500,31 @@ def test_addresses_in_scripts_without_spaces_are_masked_streamed_as_in_json(serv
     assert shown == answer and stored.content == answer
 
 
+def test_an_answer_in_thai_streams_in_pieces_and_joins_to_the_json_answer(served, alpha):
+    """Thai puts no space between words: the output guard held a Thai answer to its next space
+    (here its three spaces: four deltas). One character a piece, it now streams as a Chinese one
+    does, an address in it masked as in the JSON answer; and a row of small numbers is no
+    phone number in either."""
+    base, fake = served
+    fake.chat_reply = (
+        "แผนรายปีจะต่ออายุโดยอัตโนมัติในวันที่คุณซื้อและคุณสามารถยกเลิกได้ทุกเมื่อที่หน้าการเรียกเก็บเงิน"
+        "หากมีคำถามกรุณาติดต่อสมชาย@ตัวอย่าง.ไทยได้ตลอดเวลาขอบคุณครับ ลองใช้batch 32 64 128"
+    )
+    fake.piece_chars, fake.chat_delay = 1, 0.01
+    frames = [f for f in parse(post(base, alpha, ask(alpha, "When is renewal?")).read().decode())
+              if "comment" not in f]  # fmt: skip
+    assert frames[-1]["event"] == "done", frames[-1]
+    deltas = [f["data"]["content"] for f in frames if f["event"] == "delta"]
+    shown = "".join(deltas)
+    assert len(deltas) >= 10
+    assert not any(raw in delta for delta in deltas for raw in ("สมชาย", "@", "ตัวอย่าง"))
+    stored = Message.objects.for_tenant(alpha.tenant).get(pk=frames[0]["data"]["message_id"])
+    fake.chat_delay = 0
+    answer = post_json(base, alpha, ask(alpha, "When is renewal?"))["output"]
+    assert answer == fake.chat_reply.replace("สมชาย@ตัวอย่าง.ไทย", "[EMAIL]")
+    assert shown == answer and stored.content == answer
+
+
 def test_links_that_reach_another_host_once_rendered_are_inert_streamed_and_json(
     served, alpha, settings
 ):

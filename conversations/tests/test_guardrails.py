@@ -6,6 +6,7 @@ import base64
 import codecs
 import functools
 import hashlib
+import unicodedata
 from collections.abc import Sequence
 
 import pytest
@@ -435,6 +436,38 @@ def test_an_answer_without_spaces_is_released_as_it_comes() -> None:
     assert guard.feed("。") == ""
     assert guard.feed("谢谢\uff0c") == "电话\uff10\uff13-\uff11\uff12\uff13\uff14。谢谢\uff0c"
     assert guard.flush() == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # แผนรายปีจะต่ออายุ...: Thai (no spaces between words, vowels and tones as marks)
+        "\u0e41\u0e1c\u0e19\u0e23\u0e32\u0e22\u0e1b\u0e35\u0e08\u0e30\u0e15\u0e48\u0e2d"
+        "\u0e2d\u0e32\u0e22\u0e38\u0e42\u0e14\u0e22\u0e2d\u0e31\u0e15\u0e42\u0e19\u0e21\u0e31"
+        "\u0e15\u0e34\u0e43\u0e19\u0e27\u0e31\u0e19\u0e17\u0e35\u0e48\u0e04\u0e38\u0e13\u0e0b"
+        "\u0e37\u0e49\u0e2d\u0e41\u0e25\u0e30\u0e04\u0e38\u0e13\u0e2a\u0e32\u0e21\u0e32\u0e23"
+        "\u0e16\u0e22\u0e01\u0e40\u0e25\u0e34\u0e01\u0e44\u0e14\u0e49\u0e17\u0e38\u0e01\u0e40"
+        "\u0e21\u0e37\u0e48\u0e2d",
+        "ຂໍຂອບໃຈຫຼາຍໆສຳລັບການສອບຖາມຂອງທ່ານພວກເຮົາຈະຕອບກັບໂດຍໄວ",  # Lao
+        "សូមអរគុណសម្រាប់សំណួររបស់អ្នកយើងនឹងឆ្លើយតបឆាប់ៗនេះ",  # Khmer
+        "ကျေးဇူးတင်ပါသည်ကျွန်ုပ်တို့မကြာမီပြန်လည်ဖြေကြားပါမည်",  # Myanmar
+    ],
+    ids=["thai", "lao", "khmer", "myanmar"],
+)
+def test_an_answer_in_thai_and_other_unspaced_scripts_is_released_as_it_comes(text: str) -> None:
+    """Thai, Lao, Khmer and Myanmar put no space between words either: the guard held such an
+    answer to its next space (or its end). Fed one character at a time, it now holds only what
+    an "@" may still follow: the last pii._NO_SPACE_LOCAL letters, with their marks."""
+    guard = OutputGuard(hosts=HOSTS)
+    fed = shown = ""
+    for char in text:
+        fed += char
+        shown += guard.feed(char)
+        held = fed[len(shown) :]
+        assert fed.startswith(shown)
+        letters = [c for c in held if not unicodedata.category(c).startswith("M")]
+        assert len(letters) <= pii._NO_SPACE_LOCAL + 1, held
+    assert shown and shown + guard.flush() == text
 
 
 @pytest.mark.parametrize(
