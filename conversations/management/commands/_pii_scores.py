@@ -8,6 +8,7 @@ import io
 import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from chatbot_site import pii
@@ -59,6 +60,33 @@ def pii_scores(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+# Ours: sentences in Chinese, Japanese, Korean and Thai with addresses written in those scripts
+# (written 2026-12-07 before the boundaries were tuned on the tune half).
+UNSPACED = Path(__file__).resolve().parents[2] / "evaldata" / "pii_unspaced_addresses.jsonl"
+
+
+def unspaced_scores(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per split: sentences, those whose every address a span covers whole, and those masked
+    exactly (each address, and nothing else, replaced by "[EMAIL]": the words kept)."""
+    scores: dict[str, dict[str, int]] = {}
+    for row in rows:
+        text, addresses = row["text"], row["addresses"]
+        spans = pii.find(text, ["EMAIL"])
+        expected = text
+        for address in addresses:
+            expected = expected.replace(address, "[EMAIL]", 1)
+        starts = [text.index(address) for address in addresses]
+        whole = all(
+            any(s.start <= at and at + len(a) <= s.end for s in spans)
+            for at, a in zip(starts, addresses, strict=True)
+        )
+        score = scores.setdefault(row["split"], {"n": 0, "whole": 0, "exact": 0})
+        score["n"] += 1
+        score["whole"] += whole
+        score["exact"] += pii.mask(text, ["EMAIL"]) == expected
+    return scores
+
+
 def _from_generated(row: dict[str, Any]) -> dict[str, Any]:
     """A row of Presidio's generated_small.json in the synth_dataset_v2.jsonl shape."""
     spans = [
@@ -99,6 +127,16 @@ def pii_report(command: Any, logs: io.StringIO) -> None:
         for entity in pii.ENTITIES:
             e = second[entity]
             command.out(f"| {entity} | {e['recall']} | {e['precision']} | {e['gold']} |")
+    unspaced = unspaced_scores(read_jsonl(UNSPACED))
+    command.out(
+        f"\nAddresses in scripts without spaces ({UNSPACED.parent.name}/{UNSPACED.name}; "
+        "exact: the address, and nothing else, masked):\n"
+    )
+    command.out("| split | sentences | address masked whole | masked exactly |")
+    command.out("|---|---|---|---|")
+    for split in ("tune", "heldout"):
+        u = unspaced[split]
+        command.out(f"| {split} | {u['n']} | {u['whole']} | {u['exact']} |")
     # Every held-out sentence with a target entity goes through chat; then search the sinks.
     bot = command.bot(
         "pii bot", scope={"answer_without_context": True, "min_relevance": 0.0}, datasets=[]

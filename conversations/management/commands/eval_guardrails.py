@@ -15,7 +15,9 @@ Sets (read from ../shared/corpora, never copied into the repository):
   the real pipeline, then asked their question;
 - PII: Presidio's synthetic set — detector recall/precision per entity (rows 0-999 dev,
   1000-1499 held out), then every held-out sentence sent as a question, after which the stored
-  messages, the provider requests and the log lines are searched for the raw values.
+  messages, the provider requests and the log lines are searched for the raw values; and ours,
+  conversations/evaldata/pii_unspaced_addresses.jsonl (addresses in Chinese, Japanese, Korean
+  and Thai sentences, tune / held out): each address masked whole, and exactly.
 """
 
 from __future__ import annotations
