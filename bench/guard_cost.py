@@ -7,7 +7,7 @@ show``) beside this checkout's, then times, round after round with the order swa
 round: ``detect_passage`` per 1,500-character chunk of README.md, docs/*.md and the corpora's
 Markdown, HTML and JSON files; ``detect`` per question of our evaluation sets; and, per
 relayed piece of an English answer, ``CanaryForms.seen_in`` (4-character pieces) and
-``OutputGuard.feed``. CPU time of this process (``time.process_time``), so that other jobs on
+``OutputGuard.feed`` (and the latter for a Thai answer). CPU time of this process (``time.process_time``), so that other jobs on
 a shared machine move the figures less than wall time would; medians and minima printed.
 """
 
@@ -35,6 +35,11 @@ ANSWER = (
     "Plans renew every year on the date you first subscribed. You can change the plan from "
     "the billing page; refunds are prorated for the unused months [1]. "
 ) * 40
+# A Thai answer (no spaces between words: released as it comes since 2026-12-07, evening).
+ANSWER_THAI = (
+    "แผนรายปีจะต่ออายุโดยอัตโนมัติในวันที่คุณสมัครครั้งแรกคุณสามารถเปลี่ยนแผนได้ที่หน้าการเรียกเก็บเงิน"
+    "และจะได้รับเงินคืนตามสัดส่วนของเดือนที่ไม่ได้ใช้[1] "
+) * 20
 
 
 def load_at(rev: str, path: str, name: str, into: Path) -> ModuleType:
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     setattr(old_injection, "MODEL_PATH", injection.MODEL_PATH)  # noqa: B010
     passages, asked = chunks(args.corpora), questions()
     pieces = [ANSWER[i : i + 4] for i in range(0, len(ANSWER), 4)]
+    thai = [ANSWER_THAI[i : i + 4] for i in range(0, len(ANSWER_THAI), 4)]
     canary = guardrails.new_canary()
 
     def cases(inj: ModuleType, guard: ModuleType) -> dict[str, Callable[[], float]]:
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for piece in pieces:
                 forms.seen_in(piece)
 
-        def feed() -> None:
+        def feed(pieces: list[str] = pieces) -> None:
             output = guard.OutputGuard(canary=canary, hosts=("docs.example.org",))
             for piece in pieces:
                 output.feed(piece)
@@ -128,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 seen, len(pieces)
             ),
             f"OutputGuard.feed, µs per piece ({len(pieces)})": lambda: per_item(feed, len(pieces)),
+            f"OutputGuard.feed, Thai answer, µs per piece ({len(thai)})": lambda: per_item(
+                lambda: feed(thai), len(thai)
+            ),
         }
 
     before, after = cases(old_injection, old_guardrails), cases(injection, guardrails)

@@ -3,8 +3,9 @@
 ``mask`` on a 200-character English message without digits, "@" or " at ", one with six
 " at " words, one with four entities, and a 4 kB log line; then the streaming loop of the
 output guard (``hold_from``, the released text masked) per 4-character piece of a 1,000-
-character English answer with an " at " every 60 characters and one without, and of a
-Chinese answer of about 1,000 characters. The revision
+character English answer with an " at " every 60 characters and one without, of a
+Chinese answer of about 1,000 characters and of a Thai one; and ``mask`` on a Chinese message
+with two addresses written in Chinese. The revision
 ``BENCH_PII_AGAINST`` (default ``HEAD``) of ``chatbot_site/pii.py`` (the package
 ``chatbot_site/pii/`` since it was split) is loaded from git next to the working tree's; the
 two are timed alternately, ``BENCH_PII_ROUNDS`` rounds (default 40), best round, µs per call. Nothing else is imported: no database, no Django.
@@ -66,6 +67,16 @@ ANSWER_CJK = (
     "年度计划在您首次订阅的日期自动续订。您可以随时在账单设置中更改席位数量\uff0c更改将在下次续订时计费。"
     "如有疑问\uff0c请查看账单页面或联系您的管理员。"
 ) * 12
+# A Thai answer (no spaces, vowels and tones as marks) and a Chinese message with two
+# addresses in Chinese and a row of small numbers (since 2026-12-07, evening).
+ANSWER_THAI = (
+    "แผนรายปีจะต่ออายุโดยอัตโนมัติในวันที่คุณสมัครครั้งแรกคุณสามารถเปลี่ยนแผนได้ที่หน้าการเรียกเก็บเงิน"
+    "และจะได้รับเงินคืนตามสัดส่วนของเดือนที่ไม่ได้ใช้ "
+) * 7
+CJK_ADDRESSES = (
+    "请联系张伟@例子.中国或发邮件至客服@公司.网站。我们的批量大小是32 64 128\uff0c谢谢。"
+    "续订问题请查看账单页面\uff0c退款会在五个工作日内退回原卡。如有疑问请联系管理员。"
+)
 
 
 def load_revision(revision: str) -> ModuleType:
@@ -127,11 +138,13 @@ def main() -> None:
         ("streamed answer with ' at ' words, per 4-char piece", lambda p: stream(p, ANSWER_AT), 3),
         ("streamed answer without them, per 4-char piece", lambda p: stream(p, ANSWER), 3),
         ("streamed Chinese answer, per 4-char piece", lambda p: stream(p, ANSWER_CJK), 3),
+        ("streamed Thai answer, per 4-char piece", lambda p: stream(p, ANSWER_THAI), 3),
+        ("mask, Chinese message with two addresses", lambda p: p.mask(CJK_ADDRESSES), 200),
     ]
     print(f"| chatbot_site.pii | {AGAINST} | working tree |")
     print("|---|---|---|")
     for name, call, number in cases:
-        answer = ANSWER_CJK if "Chinese" in name else ANSWER
+        answer = ANSWER_CJK if "Chinese" in name else ANSWER_THAI if "Thai" in name else ANSWER
         pieces = len(answer) // 4 if name.startswith("streamed") else 1
         best = {"against": float("inf"), "current": float("inf")}
         for _ in range(ROUNDS):
