@@ -120,20 +120,11 @@ _LOCAL_CUES = """
     에게 한테 께 께서 는 은 을 를 으로 이메일 메일 주소 연락처 문의
     กรุณา โปรด ติดต่อ ถึง ที่ ไปที่ ได้ที่ คือ อีเมล อีเมล์ ส่ง หรือ และ ของ คุณ
 """.split()  # noqa: SIM905 (a word list, not code)
-_LOCAL_CUE = re.compile(
-    "(?s:.*)(?:"
-    + "|".join(
-        sorted(
-            {
-                "".join(c for c in w if not unicodedata.category(c).startswith("M"))
-                for w in _LOCAL_CUES
-            },
-            key=len,
-            reverse=True,
-        )
-    )
-    + ")"
+_LOCAL_CUE_WORDS = frozenset(
+    "".join(c for c in word if not unicodedata.category(c).startswith("M")) for word in _LOCAL_CUES
 )
+_LOCAL_CUE_LAST = frozenset(word[-1] for word in _LOCAL_CUE_WORDS)
+_LOCAL_CUE_LENGTHS = sorted({len(word) for word in _LOCAL_CUE_WORDS})
 
 
 def _script(char: str) -> str:
@@ -160,10 +151,13 @@ def _no_space_local(text: str, floor: int, at: int, stops: Container[int] = ()) 
         if own and own != script:
             break
         start -= 1
-    if at - start > _MIN_LOCAL:
-        cue = _LOCAL_CUE.match(text, start, at - _MIN_LOCAL)
-        if cue:
-            return cue.end()
+    # The last end of such a word with _MIN_LOCAL letters after it (a loop over at most 21
+    # letters: one regular expression of the 85 words tried at each cost three times as much).
+    for end in range(at - _MIN_LOCAL, start, -1):
+        if text[end - 1] in _LOCAL_CUE_LAST:
+            for length in _LOCAL_CUE_LENGTHS:
+                if end - length >= start and text[end - length : end] in _LOCAL_CUE_WORDS:
+                    return end
     return start
 
 
