@@ -115,7 +115,7 @@ _MIN_LOCAL = 2
 _LOCAL_CUES = """
     请 請 联系 聯繫 联络 聯絡 联系人 聯繫人 发送 發送 发至 發至 发到 發到 发给 發給 发往 發往 寄至
     寄到 寄给 寄給 写信给 寫信給 抄送 收件人 邮箱 郵箱 信箱 邮件 郵件 电邮 電郵 地址 至 给 給 到 往
-    是 为 為 或 和 及 与 與 向 在
+    是 为 為 或 或者 和 及 与 與 向 在
     は に へ を が で と も の まで から より さん
     에게 한테 께 께서 는 은 을 를 으로 이메일 메일 주소 연락처 문의
     กรุณา โปรด ติดต่อ ถึง ที่ ไปที่ ได้ที่ คือ อีเมล อีเมล์ ส่ง หรือ และ ของ คุณ
@@ -151,8 +151,8 @@ def _no_space_local(text: str, floor: int, at: int, stops: Container[int] = ()) 
         if own and own != script:
             break
         start -= 1
-    # The last end of such a word with _MIN_LOCAL letters after it (a loop over at most 21
-    # letters: one regular expression of the 85 words tried at each cost three times as much).
+    # The last end of such a word with _MIN_LOCAL letters after it: at most 21 letters looked
+    # at, from the right, each against the words' last letters first.
     for end in range(at - _MIN_LOCAL, start, -1):
         if text[end - 1] in _LOCAL_CUE_LAST:
             for length in _LOCAL_CUE_LENGTHS:

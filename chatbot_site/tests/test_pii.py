@@ -835,6 +835,8 @@ def test_an_address_without_spaces_leaves_the_words_before_it(text, masked):
         # ... and at the other CJK punctuation, as it did
         ("邮箱\uff1a张伟@例子.测试、李娜@例子.测试", "邮箱\uff1a[EMAIL]、[EMAIL]"),
         ("地址「用户@例子.测试」已停用", "地址「[EMAIL]」已停用"),
+        ("\uff08邮箱\uff1a客服@例子.测试\uff09请保存", "\uff08邮箱\uff1a[EMAIL]\uff09请保存"),
+        ("发至用户@例子.测试\uff1b或者备用@例子.测试\uff1f", "发至[EMAIL]\uff1b或者[EMAIL]\uff1f"),
         ("请联系张伟@例子.测试\uff01谢谢", "请联系[EMAIL]\uff01谢谢"),
         # a local part does not take the sentence before the full stop either
         ("谢谢。张伟@例子.中国", "谢谢。[EMAIL]"),
