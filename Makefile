@@ -26,6 +26,7 @@ $(VENV)/.installed-dev: requirements/dev.txt requirements/models.txt | $(BIN)/py
 install: $(VENV)/.installed-dev
 
 ## make run: embedded PostgreSQL + Redis, migrate, seed the demo, serve API + worker on $(HOST):$(PORT)
+## (the API: API_PROCESSES daphne processes on the port, by default one per CPU up to 2; chatbot_site/serve.py)
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --host $(HOST) --port $(PORT)
@@ -34,7 +35,8 @@ run: $(VENV)/.installed-base
 	  --loglevel=INFO --concurrency=2 --max-memory-per-child=1500000 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	DB_STATEMENT_TIMEOUT_SECONDS=$${DB_STATEMENT_TIMEOUT_SECONDS:-30} \
-	  $(BIN)/daphne -b $(HOST) -p $(PORT) --access-log /dev/null chatbot_site.asgi:application
+	  $(BIN)/python -m chatbot_site.serve -b $(HOST) -p $(PORT) --access-log /dev/null \
+	  chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
 	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule-worker --loglevel=INFO \

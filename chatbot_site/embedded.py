@@ -221,13 +221,16 @@ def stop_redis(data_dir: Path) -> bool:
 
 
 SERVED = ("daphne", "celery")  # what `make run` serves from a checkout: the API and the worker
+SERVED_MODULES = (b"chatbot_site.serve",)  # `python -m` of these: the API's launcher
 
 
 def stop_served(root: Path, grace_seconds: float = 15.0) -> int:
     """Stop the API and worker processes `make run` started from the checkout ``root`` (its
-    daphne and celery, found by their working directory; Linux ``/proc``), so that `make stop`
-    leaves no server answering 503 over a stopped database. SIGTERM (daphne and celery finish
-    what they are doing), then SIGKILL after ``grace_seconds``. Returns how many were told."""
+    daphne — or the launcher of its daphne processes, ``python -m chatbot_site.serve``, which
+    stops them — and celery, found by their working directory; Linux ``/proc``), so that `make
+    stop` leaves no server answering 503 over a stopped database. SIGTERM (daphne and celery
+    finish what they are doing), then SIGKILL after ``grace_seconds``. Returns how many were
+    told."""
     proc = Path("/proc")
     if not proc.is_dir():
         return 0
@@ -240,9 +243,12 @@ def stop_served(root: Path, grace_seconds: float = 15.0) -> int:
             if Path(os.readlink(entry / "cwd")) != root:
                 continue
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if any(Path(os.fsdecode(arg)).name in SERVED for arg in argv[:2]):
+            if any(Path(os.fsdecode(arg)).name in SERVED for arg in argv[:2]) or (
+                argv[1:2] == [b"-m"] and argv[2:3] and argv[2] in SERVED_MODULES
+            ):
                 pids.append(int(entry.name))
-    # A celery worker's pool processes carry its command line: the worker stops them itself.
+    # A celery worker's pool processes carry its command line: the worker stops them itself;
+    # so does the launcher its daphne processes.
     pids = [pid for pid in pids if _parent(pid) not in pids]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):

@@ -5,6 +5,7 @@ the compose file's services, ports, env and health checks; the Dockerfile; the n
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -84,6 +85,17 @@ def test_dockerfile_is_multi_stage_non_root_with_health_check():
     assert "HEALTHCHECK" in dockerfile
     assert "DJANGO_SETTINGS_MODULE=chatbot_site.settings.production" in dockerfile
     assert "requirements/base.txt" in dockerfile
+
+
+def test_the_container_serves_the_api_with_the_launcher():
+    """The api container runs ``chatbot_site.serve`` (``API_PROCESSES`` daphne processes on port
+    8000, two by default on a host of two or more CPUs), with daphne's proxy headers on."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    cmd = re.findall(r"^CMD (\[.*\])$", dockerfile, re.M)[-1]
+    argv = json.loads(cmd)
+    assert argv[:3] == ["python", "-m", "chatbot_site.serve"]
+    assert argv[argv.index("-p") + 1] == "8000" and "--proxy-headers" in argv
+    assert argv[-1] == "chatbot_site.asgi:application"
 
 
 def location_block(path: str) -> str:
