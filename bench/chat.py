@@ -7,7 +7,8 @@
              installed), 1 and 16 concurrent keep-alive clients
   stream     the same with ``"stream": true``: time to the first byte (and that minus the
              authentication time the server reports in ``Server-Timing``), p50/p95 of the stream
-  2 procs    daphne JSON served by two processes, the clients' connections spread over both
+  2 procs    daphne JSON served by two processes on one port, as `make run` and the api
+             container serve by default (``python -m chatbot_site.serve``, ``API_PROCESSES=2``)
   kept       daphne JSON with the query vector cache on (``EMBEDDING_QUERY_CACHE_SIZE``; the other
              rows turn it off, so that every question is embedded as a new one would be)
   pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer;
@@ -204,6 +205,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its living descendants (a launcher's daphne processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(current)
+        todo.extend(children.get(current, []))
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -351,20 +369,21 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
                             else ""
                         )
                         rows.append(table_row(label, clients, r, f, first))
-        # Two processes (as two api replicas behind nginx would be), clients spread over both.
-        with contextlib.ExitStack() as stack:
-            ports: list[int] = []
-            while len(ports) < 2:
-                if (port := free_port()) not in ports:
-                    ports.append(port)
-            for i, port in enumerate(ports):
-                argv = server_argv("daphne", port) or []
-                stack.enter_context(running(argv, base_env, logs / f"daphne-{i}.log"))
-            for port in ports:  # each process loads its embedding model before it is timed
-                wait_http(port)
-                asyncio.run(load(port, secret, bot_id, clients=1, total=5, stream=False))
+        # Two processes as `make run` and the api container serve by default (chatbot_site.serve,
+        # API_PROCESSES=2: one port, a listening socket per process).
+        port = free_port()
+        argv = [
+            str(BIN / "python"),
+            "-m",
+            "chatbot_site.serve",
+            *(server_argv("daphne", port) or [])[1:],
+        ]
+        with running(argv, dict(base_env, API_PROCESSES="2"), logs / "daphne-2.log"):
+            wait_http(port)
+            # Each process loads its embedding model before it is timed.
+            asyncio.run(load(port, secret, bot_id, clients=16, total=64, stream=False))
             for clients in (1, 16):
-                r = asyncio.run(load(ports, secret, bot_id, clients=clients, total=REQUESTS,
+                r = asyncio.run(load(port, secret, bot_id, clients=clients, total=REQUESTS,
                                      stream=False))  # fmt: skip
                 rows.append(table_row("daphne json, 2 processes", clients, r, floors[clients]))
 
