@@ -111,6 +111,7 @@ def main(argv: Sequence[str]) -> int:
             raise SystemExit(f"API_PROCESSES={count} needs an IPv4 address to bind: {args.bind}")
         port = probe.getsockname()[1]
     socks = [listen(args.bind, port, shared_port=True) for _ in range(count)]
+    stopping = catch_stop_signals()  # before the children exist: none is left without us
     children = [
         subprocess.Popen(  # noqa: S603 (our own daphne, the operator's arguments)
             [daphne, "--fd", str(sock.fileno()), *daphne_args], pass_fds=[sock.fileno()]
@@ -119,11 +120,11 @@ def main(argv: Sequence[str]) -> int:
     ]
     for sock in socks:
         sock.close()  # the children hold them
-    return supervise(children)
+    return supervise(children, stopping)
 
 
-def supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    """Until a signal stops them all or one of them exits; the exit status to report."""
+def catch_stop_signals() -> list[int]:
+    """SIGTERM and SIGINT from now on only noted, in the list returned."""
     stopping: list[int] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -131,6 +132,12 @@ def supervise(children: list[subprocess.Popen[bytes]]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    return stopping
+
+
+def supervise(children: list[subprocess.Popen[bytes]], stopping: list[int]) -> int:
+    """Until a signal noted in ``stopping`` stops them all or one of them exits; the exit status
+    to report."""
     status = 0
     while not stopping:
         exited = [child for child in children if child.poll() is not None]
