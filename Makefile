@@ -26,7 +26,7 @@ $(VENV)/.installed-dev: requirements/dev.txt requirements/models.txt | $(BIN)/py
 install: $(VENV)/.installed-dev
 
 ## make run: embedded PostgreSQL + Redis, migrate, seed the demo, serve API + worker on $(HOST):$(PORT)
-## (the API: API_PROCESSES daphne processes on the port, by default one per CPU up to 2; chatbot_site/serve.py)
+## (the API: API_PROCESSES daphne processes on the port, default 1; chatbot_site/serve.py)
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --host $(HOST) --port $(PORT)

@@ -13,7 +13,7 @@ socket each. The processes share nothing but the port: rate limits, quotas and a
 are in Redis, the rest in PostgreSQL; what each keeps (query vectors, the scope's topic vectors,
 verdicts) is a cache.
 
-With one process it simply becomes daphne (``exec``), as before. With more it stays their
+With one process (the default) it simply becomes daphne (``exec``), as before. With more it stays their
 parent: SIGTERM or SIGINT is passed to every daphne, which finish their requests and streams
 (a turn whose database is frozen is stored or logged at exit, as with one); when any of them
 exits on its own the others are stopped and the launcher exits with its status, so the
@@ -41,19 +41,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-DEFAULT_PROCESSES = 2  # one per core on the 2-core machines measured; API_PROCESSES for more
+# One unless API_PROCESSES says more: two on two cores were not clearly better on the shared
+# machines measured (more turns/s where a core was free, fewer where none was; the p95 at 16
+# clients never better: docs/BENCHMARKS.md, 2026-12-07 evening), and each costs 500-650 MB.
+DEFAULT_PROCESSES = 1
 # After SIGTERM, how long the daphne processes get before SIGKILL: within `make stop`'s 15 s
 # (chatbot_site.embedded.stop_served), which would otherwise kill the launcher before them.
 STOP_SECONDS = 12.0
 
 
 def processes_setting(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
-    """``API_PROCESSES``: daphne processes to serve with; by default one per CPU this process may
-    run on, at most ``DEFAULT_PROCESSES`` (each holds its own model and connection pool, about
-    250 MB: set it for a larger host)."""
+    """``API_PROCESSES``: daphne processes to serve with, ``DEFAULT_PROCESSES`` when unset
+    (each holds its own model, caches and connection pool: 500-650 MB)."""
     raw = environ.get("API_PROCESSES", "").strip()
     if not raw:
-        return max(1, min(DEFAULT_PROCESSES, len(os.sched_getaffinity(0))))
+        return DEFAULT_PROCESSES
     try:
         value = int(raw)
     except ValueError:

@@ -89,7 +89,7 @@ def test_dockerfile_is_multi_stage_non_root_with_health_check():
 
 def test_the_container_serves_the_api_with_the_launcher():
     """The api container runs ``chatbot_site.serve`` (``API_PROCESSES`` daphne processes on port
-    8000, two by default on a host of two or more CPUs), with daphne's proxy headers on."""
+    8000; one, a plain daphne, unless it says more), with daphne's proxy headers on."""
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     cmd = re.findall(r"^CMD (\[.*\])$", dockerfile, re.M)[-1]
     argv = json.loads(cmd)
