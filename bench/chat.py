@@ -8,7 +8,7 @@
   stream     the same with ``"stream": true``: time to the first byte (and that minus the
              authentication time the server reports in ``Server-Timing``), p50/p95 of the stream
   2 procs    daphne JSON served by two processes on one port, as `make run` and the api
-             container serve by default (``python -m chatbot_site.serve``, ``API_PROCESSES=2``)
+             container serve with ``API_PROCESSES=2`` (``python -m chatbot_site.serve``)
   kept       daphne JSON with the query vector cache on (``EMBEDDING_QUERY_CACHE_SIZE``; the other
              rows turn it off, so that every question is embedded as a new one would be)
   pieces     server CPU per relayed SSE piece: a 2,000-piece answer minus a 1-piece answer;
@@ -369,8 +369,8 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
                             else ""
                         )
                         rows.append(table_row(label, clients, r, f, first))
-        # Two processes as `make run` and the api container serve by default (chatbot_site.serve,
-        # API_PROCESSES=2: one port, a listening socket per process).
+        # Two processes as `make run` and the api container serve with API_PROCESSES=2
+        # (chatbot_site.serve: one port, a listening socket per process).
         port = free_port()
         argv = [
             str(BIN / "python"),
