@@ -157,6 +157,10 @@ class ApiKeyOutput(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
     bot_ids = serializers.ListField(child=serializers.UUIDField())
     rate_limit_per_minute = serializers.IntegerField(allow_null=True)
+    rate_limit_shared = serializers.BooleanField(
+        help_text="true: its requests count against the rate limit of the bot-limited key that "
+        "created it, or last set its limit, too (past it: 429 with details.shared true)."
+    )
     expires_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
@@ -247,7 +251,7 @@ class ApiKeyListCreateApi(ApiKeyMixin):
         key, plaintext = api_key_create(
             tenant=self.tenant,
             actor=self.actor,
-            rate_budget=self.reach.rate_budget_of_new_key(),
+            limited_by=self.reach.limited_key(),
             **data,
         )
         body = dict(ApiKeyOutput(key).data)
@@ -276,7 +280,13 @@ class ApiKeyDetailApi(ApiKeyMixin):
             self.reach.check_key_expiry_within(changes["expires_at"])
         if "rate_limit_per_minute" in changes:
             self.reach.check_key_rate_within(changes["rate_limit_per_minute"])
-        key = api_key_update(tenant=self.tenant, actor=self.actor, key=key, changes=changes)
+        key = api_key_update(
+            tenant=self.tenant,
+            actor=self.actor,
+            key=key,
+            changes=changes,
+            limited_by=self.reach.limited_key(),
+        )
         return Response(ApiKeyOutput(key).data)
 
     @extend_schema(operation_id="api_keys_revoke", responses={204: None}, tags=["api-keys"])

@@ -14,8 +14,9 @@ key: a ``chat`` key only chats, retrieves and reads its own conversations) reach
   is "not found", as a missing one); a key it would create or change to reach every bot, or
   to outlive it (an expiry later than its own, or none),
   or to allow more requests a minute than it (its own limit raised among them), is
-  ``403 permission_denied``; the keys it creates share its rate limit (their requests count
-  against it as well as against their own), so that they do not multiply it;
+  ``403 permission_denied``; the keys it creates, or whose rate limit it changes, share its
+  rate limit (their requests count against it as well as against their own), so that they do
+  not multiply it;
 - the conversations and usage of its bots (usage by key: the rows of the keys it manages
   only), and the audit entries about all of the above. Another key's id on them (a
   conversation's ``api_key_id``, an entry's actor) is shown only for a key it manages
@@ -151,13 +152,12 @@ class Reach:
                 },
             )
 
-    def rate_budget_of_new_key(self) -> ApiKey | None:
-        """The key whose rate limit a key this key creates shares: a bot-limited key's own (or
-        the one it shares itself), else none. A limited key at 5 requests a minute made keys at
-        5 each, and had 5 more a minute with every one (``make run``, 2026-12-07)."""
-        if self.bot_ids is None:
-            return None
-        return self.api_key.rate_budget or self.api_key
+    def limited_key(self) -> ApiKey | None:
+        """The key, if it is limited to some bots: the keys it creates, and the keys whose rate
+        limit it sets, take from its budget (``tenants.services.api_key_update``). A limited
+        key at 5 requests a minute made keys at 5 each, and had 5 more a minute with every one
+        (``make run``, 2026-12-07)."""
+        return None if self.bot_ids is None else self.api_key
 
     def check_unshared(self, model: type[Model], pk: object, used_by: QuerySet[Bot]) -> None:
         """``used_by``, the bots that use the object ``pk`` this key reaches, are all its own,

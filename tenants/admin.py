@@ -27,7 +27,7 @@ from tenants.models import (
     Tenant,
     validate_key_expiry,
 )
-from tenants.services import api_key_create, api_key_revoke, audit_record
+from tenants.services import api_key_create, api_key_revoke, api_key_update, audit_record
 
 
 @admin.register(Tenant)
@@ -87,6 +87,9 @@ class ApiKeyForm(TenantConsistentForm):
         return value
 
 
+KEY_EDITABLE = ("name", "rate_limit_per_minute", "expires_at")
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdmin):
     """Creating a key shows its secret once, on the page after the form; it is never stored.
@@ -101,15 +104,19 @@ class ApiKeyAdmin(TenantScopedAdmin):
     actions = ["revoke"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        editable = ["name", "rate_limit_per_minute", "expires_at"]
         if obj is None:
             return ["tenant", "name", "role", "rate_limit_per_minute", "expires_at"]
-        return [*editable, "tenant", "role", "prefix", "last_used_at", "revoked_at", "created_at"]
+        return [*KEY_EDITABLE, *self.get_readonly_fields(request, obj)]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return []
-        return ["tenant", "role", "prefix", "last_used_at", "revoked_at", "created_at"]
+        return ["tenant", "role", "prefix", "rate_limit_shared", "last_used_at", "revoked_at",
+                "created_at"]  # fmt: skip
+
+    @admin.display(boolean=True, description="rate limit shared")
+    def rate_limit_shared(self, obj: ApiKey) -> bool:
+        return obj.rate_limit_shared
 
     @admin.display(boolean=True, description="revoked")
     def is_revoked(self, obj: ApiKey) -> bool:
@@ -127,7 +134,13 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # As a PATCH by a key without bot_ids (api_key_update, audited there): a rate
+            # limit given here is the key's own, out of the budget it shared with the
+            # bot-limited key that created it (it stayed in it, so raising it raised nothing).
+            changes = {f: form.cleaned_data[f] for f in form.changed_data if f in KEY_EDITABLE}
+            key = ApiKey.all_tenants.select_related("tenant").get(pk=obj.pk)
+            api_key_update(tenant=key.tenant, actor=staff_actor(request), key=key, changes=changes)
+            obj.__dict__.update({k: v for k, v in key.__dict__.items() if k != "_state"})
             return
         tenant = obj.tenant if is_superuser(request) else staff_tenant(request)
         key, plaintext = api_key_create(

@@ -166,8 +166,10 @@ class ApiKey(TenantOwned):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     # The key whose rate limit this key's requests count against too: set when a key limited
-    # to some bots creates it (to that key, or to the one whose limit that key shares), so that
-    # the keys it creates share its requests a minute instead of multiplying them.
+    # to some bots creates it, or sets its limit (to that key, or to the one whose limit that
+    # key shares), so that the keys it creates share its requests a minute instead of
+    # multiplying them; cleared when a tenant-wide actor sets its limit
+    # (``tenants.services.api_key_update``). Never a key that shares another's itself.
     rate_budget = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -188,6 +190,11 @@ class ApiKey(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.prefix} ({self.name or self.role})"
+
+    @property
+    def rate_limit_shared(self) -> bool:
+        """Its requests count against another key's rate limit too (:attr:`rate_budget`)."""
+        return self.rate_budget_id is not None
 
 
 class ActorType(models.TextChoices):

@@ -135,12 +135,15 @@ def api_key_create(
     bot_ids: list[uuid.UUID] | None = None,
     rate_limit_per_minute: int | None = None,
     expires_at: dt.datetime | None = None,
-    rate_budget: ApiKey | None = None,
+    limited_by: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; returns it with its plaintext, which is never retrievable again.
-    ``rate_budget``: the key whose rate limit its requests count against too."""
+    ``limited_by``: the bot-limited key creating it, whose rate budget (:func:`rate_budget_of`)
+    its requests count against too; ``None``: a tenant-wide actor's key, with a limit of its
+    own."""
     if role not in Role.values:
         raise ValidationFailed(details={"role": [f"Must be one of {', '.join(Role.values)}."]})
+    rate_budget = None if limited_by is None else rate_budget_of(tenant=tenant, key=limited_by)
     new = generate_key()
     key = ApiKey(
         tenant=tenant,
@@ -151,7 +154,7 @@ def api_key_create(
         bot_ids=list(bot_ids or []),
         rate_limit_per_minute=rate_limit_per_minute,
         expires_at=expires_at,
-        rate_budget=rate_budget,
+        rate_budget_id=rate_budget,
     )
     full_clean_or_raise(key)
     key.save()
@@ -173,6 +176,44 @@ def api_key_create(
     )
     log.info("api_key_created", tenant_id=str(tenant.id), api_key_id=str(key.id), role=role)
     return key, new.plaintext
+
+
+def rate_budget_of(*, tenant: Tenant, key: ApiKey) -> uuid.UUID:
+    """The key whose bucket ``key``'s requests take from besides their own: the one it shares,
+    else itself. ``key``'s row is locked until the transaction ends: a change of its budget
+    (:func:`api_key_update`) is waited for and seen (a key it made meanwhile joined the budget
+    it was leaving, and kept it)."""
+    locked = ApiKey.objects.for_tenant(tenant).select_for_update().get(pk=key.pk)
+    return locked.rate_budget_id or locked.pk
+
+
+def _keys_made_by(
+    *, tenant: Tenant, makers: Iterable[uuid.UUID], budget: uuid.UUID
+) -> list[ApiKey]:
+    """The keys ``makers`` created (their ``api_key.create`` entries) that share ``budget``."""
+    made = AuditLog.objects.for_tenant(tenant).filter(
+        action="api_key.create",
+        actor_type=ActorType.API_KEY,
+        actor_id__in=[str(pk) for pk in makers],
+    )
+    ids = list(made.values_list("target_id", flat=True))
+    return list(ApiKey.objects.for_tenant(tenant).filter(pk__in=ids, rate_budget_id=budget))
+
+
+def _followers(*, tenant: Tenant, key: ApiKey, budget: uuid.UUID) -> list[ApiKey]:
+    """The keys whose budget goes where ``key``'s goes, ``budget`` being the one it leaves:
+    every key sharing it if it is ``key``'s own (none may be left sharing a key that shares
+    another's: one hit takes from two buckets, not three); else the keys ``key`` created, and
+    the keys they created in turn, that share it too."""
+    if budget == key.pk:
+        return list(ApiKey.objects.for_tenant(tenant).filter(rate_budget_id=key.pk))
+    found: list[ApiKey] = []
+    makers = [key.pk]
+    while makers:
+        made = _keys_made_by(tenant=tenant, makers=makers, budget=budget)
+        found.extend(made)
+        makers = [k.pk for k in made]
+    return found
 
 
 def apply_changes(instance: Model, changes: Mapping[str, Any]) -> list[str]:
@@ -223,16 +264,75 @@ def update_audited(
 
 @transaction.atomic
 def api_key_update(
-    *, tenant: Tenant, actor: Actor, key: ApiKey, changes: Mapping[str, Any]
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    key: ApiKey,
+    changes: Mapping[str, Any],
+    limited_by: ApiKey | None = None,
 ) -> ApiKey:
+    """Change a key. ``limited_by``: the bot-limited key making the change, if one is.
+
+    A new ``rate_limit_per_minute`` puts the key's requests in the budget of whoever set it. Set
+    by a bot-limited key (not the key itself), the key joins that key's budget, as a key it
+    creates does: a limit it gives is taken from its own, not added to it (the key it created
+    stays in it; a key it manages that had a budget of its own is drawn into it). Set by a
+    tenant-wide actor (a key without ``bot_ids``, staff, a command: ``limited_by=None``), the
+    key gets a budget of its own: a limit given deliberately is the key's, not a share of its
+    creator's (it stayed a share, so raising it raised nothing). The keys that shared the
+    budget it leaves because of it (the keys it created, and those they created; every key
+    sharing its own) go with it, each audited."""
     allowed = {"name", "role", "bot_ids", "rate_limit_per_minute", "expires_at"}
     if unknown := set(changes) - allowed:
         raise ValidationFailed(details={f: ["This field cannot be changed."] for f in unknown})
     if key.revoked_at is not None:
         raise Conflict("A revoked key cannot be changed.")
-    update_audited(
-        tenant=tenant, actor=actor, instance=key, changes=changes, action="api_key.update"
+    fields = apply_changes(key, changes)
+    if not fields:
+        return key
+    record = {f: getattr(key, f) for f in fields}
+    followers: list[ApiKey] = []
+    if "rate_limit_per_minute" in fields and (limited_by is None or limited_by.pk != key.pk):
+        # Both rows locked in one statement, in one order (two keys' changes to each other
+        # waited for each other the other way round); the budgets read from the locked rows.
+        pks = {key.pk} | ({limited_by.pk} if limited_by is not None else set())
+        rows = ApiKey.objects.for_tenant(tenant).select_for_update().filter(pk__in=pks)
+        locked = {row.pk: row for row in rows.order_by("pk")}
+        leaving = locked[key.pk].rate_budget_id or key.pk
+        if limited_by is None:
+            joining = key.pk
+        else:
+            joining = locked[limited_by.pk].rate_budget_id or limited_by.pk
+        if joining != leaving:
+            followers = _followers(tenant=tenant, key=key, budget=leaving)
+            key.rate_budget_id = None if joining == key.pk else joining
+            fields.append("rate_budget")
+            record["rate_limit_shared"] = key.rate_budget_id is not None
+    full_clean_or_raise(key, exclude=("tenant",), validate_unique=False)
+    save_or_conflict(
+        key,
+        conflict="The change conflicts with another object.",
+        update_fields=[*fields, "updated_at"],
     )
+    audit_record(tenant=tenant, actor=actor, action="api_key.update", target=key, changes=record)
+    for follower in followers:
+        follower.rate_budget_id = key.rate_budget_id or key.pk
+        follower.save(update_fields=["rate_budget", "updated_at"])
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="api_key.update",
+            target=follower,
+            # (not the keys' ids: a bot-limited key reading the entry may not manage them)
+            changes={"rate_limit_shared": True, "rate_budget": "moved with its creator"},
+        )
+    if followers or "rate_budget" in fields:
+        log.info(
+            "api_key_rate_budget_moved",
+            api_key_id=str(key.id),
+            shared=key.rate_budget_id is not None,
+            followers=len(followers),
+        )
     return key
 
 

@@ -5,6 +5,7 @@ system prompts among them), and could change or delete datasets other bots searc
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from rest_framework.test import APIClient
 from conversations.tests.factories import ConversationFactory, UsageDailyFactory
 from knowledge.models import Dataset
 from knowledge.tests.factories import DocumentFactory
-from tenants.models import Role
+from tenants.models import ApiKey, Role
+from tenants.services import Actor, api_key_update
 from tenants.tests.factories import ApiKeyFactory
 from tests.world import TenantWorld, build_tenant
 
@@ -393,6 +395,94 @@ def test_the_keys_a_bot_limited_key_creates_share_its_rate_limit(t):
     assert own.get("/v1/conversations").status_code == 200
     entry = t.admin.get("/v1/audit-logs", {"target_id": made.json()["id"]}).json()["data"][0]
     assert entry["changes"]["rate_limit_shared"] is True
+
+
+def bearer(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def test_a_limit_a_tenant_wide_key_sets_is_the_keys_own_and_its_keys_follow_it(t):
+    """A key made by a limited key kept sharing its creator's 3 requests a minute after a key
+    without bot_ids raised its limit to 100: the raise gave it nothing. Its creator's changes
+    keep it in the shared budget; a tenant-wide key's change gives it one of its own, and the
+    keys it made (sharing the creator's budget through it) now share its budget instead."""
+    mine = [str(t.side.bot.pk)]
+    maker = ApiKeyFactory(
+        tenant=t.side.tenant, role=Role.ADMIN, bot_ids=mine, rate_limit_per_minute=3
+    )  # fmt: skip  (one more each 20 s)
+    by_maker = t.side.client(maker)
+    body = {"name": "made", "role": "admin", "bot_ids": mine, "rate_limit_per_minute": 3}
+    made = by_maker.post("/v1/api-keys", body, format="json").json()  # the maker's 1st
+    child = bearer(made["api_key"])
+    grand = child.post("/v1/api-keys", {**body, "role": "chat"}, format="json").json()  # 2nd
+    assert (made["rate_limit_shared"], grand["rate_limit_shared"]) == (True, True)
+    kept = by_maker.patch(
+        f"/v1/api-keys/{made['id']}", {"rate_limit_per_minute": 2}, format="json"
+    )  # 3rd
+    assert kept.status_code == 200 and kept.json()["rate_limit_shared"] is True
+    assert by_maker.get("/v1/bots").status_code == 429  # the shared 3 are spent
+
+    raised = t.admin.patch(
+        f"/v1/api-keys/{made['id']}", {"rate_limit_per_minute": 100}, format="json"
+    )
+    assert raised.status_code == 200 and raised.json()["rate_limit_shared"] is False
+    assert child.get("/v1/bots").status_code == 200  # its own 100, not the maker's spent 3
+    assert bearer(grand["api_key"]).get("/v1/conversations").status_code == 200
+    assert by_maker.get("/v1/bots").status_code == 429  # the maker's budget is as it was
+    assert ApiKey.all_tenants.get(pk=grand["id"]).rate_budget_id == uuid.UUID(made["id"])
+    listed = {
+        row["id"]: row["rate_limit_shared"] for row in t.admin.get("/v1/api-keys").json()["data"]
+    }
+    assert (listed[made["id"]], listed[grand["id"]]) == (False, True)
+    entries = {
+        e["target_id"]: e["changes"]
+        for e in t.admin.get("/v1/audit-logs", {"action": "api_key.update"}).json()["data"]
+        if e["actor_id"] == str(t.side.admin_key.pk)
+    }
+    assert entries[made["id"]] == {"rate_limit_per_minute": 100, "rate_limit_shared": False}
+    assert entries[grand["id"]] == {
+        "rate_limit_shared": True, "rate_budget": "moved with its creator"
+    }  # fmt: skip
+
+
+def test_a_limit_a_bot_limited_key_sets_is_taken_from_its_own_budget(t):
+    """A limited key at 3 requests a minute could give a key it manages, made by a key
+    without bot_ids, 3 requests a minute of its own: 3 more a minute for each such key. The
+    key now joins its budget, with the keys that shared the key's own."""
+    mine = [str(t.side.bot.pk)]
+    maker = ApiKeyFactory(
+        tenant=t.side.tenant, role=Role.ADMIN, bot_ids=mine, rate_limit_per_minute=3
+    )  # fmt: skip
+    by_maker = t.side.client(maker)
+    body = {"name": "free", "role": "admin", "bot_ids": mine, "rate_limit_per_minute": 50}
+    free = t.admin.post("/v1/api-keys", body, format="json").json()
+    assert free["rate_limit_shared"] is False
+    by_free = bearer(free["api_key"])
+    made = by_free.post("/v1/api-keys", {**body, "role": "chat"}, format="json").json()
+    assert made["rate_limit_shared"] is True  # the free key's 50
+
+    drawn = by_maker.patch(
+        f"/v1/api-keys/{free['id']}", {"rate_limit_per_minute": 3}, format="json"
+    )
+    assert drawn.status_code == 200 and drawn.json()["rate_limit_shared"] is True  # maker's 1st
+    assert bearer(made["api_key"]).get("/v1/conversations").status_code == 200  # 2nd
+    assert by_free.get("/v1/bots").status_code == 200  # 3rd
+    refused = by_free.get("/v1/bots")
+    assert refused.status_code == 429 and refused.json()["error"]["details"]["shared"] is True
+    rows = ApiKey.all_tenants.filter(pk__in=[free["id"], made["id"]])
+    assert {row.rate_budget_id for row in rows} == {maker.pk}  # one hop: never a chain
+    # A key's own change of its own limit leaves its budget where it is (it cannot join itself,
+    # and a shared one stays shared), as the API calls it.
+    for key in (maker, ApiKey.all_tenants.get(pk=free["id"])):
+        budget = key.rate_budget_id
+        api_key_update(
+            tenant=t.side.tenant, actor=Actor.system(), key=key,
+            changes={"rate_limit_per_minute": 2}, limited_by=key,
+        )  # fmt: skip
+        key.refresh_from_db()
+        assert (key.rate_limit_per_minute, key.rate_budget_id) == (2, budget)
 
 
 @pytest.mark.parametrize("kind", ["bots", "scopes", "datasets"])

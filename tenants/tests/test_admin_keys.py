@@ -123,3 +123,26 @@ def test_a_revoked_key_cannot_be_changed_in_the_admin(tenant):
     key.refresh_from_db()
     assert (key.name, key.rate_limit_per_minute) == ("old", None)
     assert not AuditLog.objects.for_tenant(tenant).filter(action="api_key.update").exists()
+
+
+def test_a_limit_set_in_the_admin_gives_a_shared_key_a_budget_of_its_own(tenant):
+    """A key made by a bot-limited key shares that key's rate limit (``rate_budget``); staff
+    raising its limit in the admin left it in the shared budget, so the raise gave it nothing.
+    A limit staff set is the key's own, audited as the API's change is."""
+    maker = ApiKeyFactory(tenant=tenant, role="admin", rate_limit_per_minute=3)
+    made = ApiKeyFactory(tenant=tenant, role="chat", rate_limit_per_minute=3, rate_budget=maker)
+    staff = staff_client(tenant, "alice")
+    change = f"/admin/tenants/apikey/{made.pk}/change/"
+    renamed = key_form(tenant, name="renamed", rate_limit_per_minute="3")
+    assert staff.post(change, renamed).status_code == 302
+    made.refresh_from_db()
+    assert (made.name, made.rate_budget_id) == ("renamed", maker.pk)  # a rename keeps it shared
+
+    raised = {**renamed, "rate_limit_per_minute": "100"}
+    assert staff.post(change, raised).status_code == 302
+    made.refresh_from_db()
+    assert (made.rate_limit_per_minute, made.rate_budget_id) == (100, None)
+    entry = AuditLog.objects.for_tenant(tenant).filter(action="api_key.update").first()
+    assert (entry.actor_type, entry.target_id) == ("staff", str(made.pk))
+    assert entry.changes == {"rate_limit_per_minute": 100, "rate_limit_shared": False}
+    assert "rate limit shared" in staff.get(change).content.decode().lower()
