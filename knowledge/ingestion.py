@@ -319,6 +319,11 @@ def _embed_billed(
     tenant's usage (no bot, no key) when the embedding ends, however it ends: a run that
     failed or lost its document part way has spent its first windows' tokens all the same."""
     tenant = document.tenant
+    # The quota as it is now, not as it was when the run claimed the document (a parse takes
+    # up to PARSE_WALL_SECONDS): a quota raised meanwhile refused the document under the old
+    # one, and as it failed after the raise, the re-queue (``requeue_over_quota``: "the tenant
+    # changed since it failed") never queued it again.
+    tenant.refresh_from_db(fields=["monthly_token_quota", "updated_at"])
     holder = f"document:{document.pk}"
     held = tenant.monthly_token_quota is not None and quota_reserve(
         tenant=tenant,

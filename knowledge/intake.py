@@ -475,7 +475,8 @@ def _queue_again(document: Document) -> None:
 def requeue_over_quota() -> int:
     """Queue again the documents that failed ``quota_exceeded`` when their tenant's quota may
     have room for them now: the month turned since they failed, or the tenant was changed
-    since (its quota raised: the staff admin saves the whole tenant), and some of it is left.
+    since (its ``updated_at``: moved by every save, and by the database whenever its quota or
+    ``is_active`` changes, whoever writes it: tenants migration 0007), and some of it is left.
     Each is queued once per such change: a document that still does not fit fails again,
     after both, and waits for the next. Idempotent (a queued document is no longer failed);
     returns how many were queued. Before, they waited for a reingest by hand. Each is audited

@@ -96,7 +96,9 @@ class Tenant(BaseModel):
         """A save of some fields moves ``updated_at`` too: it is when the tenant last changed,
         which the re-queue of documents over the quota reads (``knowledge.intake
         .requeue_over_quota``). ``save(update_fields=["monthly_token_quota"])`` in a shell left
-        it as it was, and the documents waiting for that quota were never queued again."""
+        it as it was, and the documents waiting for that quota were never queued again. (Any
+        other writer of the quota, ``.update()`` and SQL among them, moves it by a trigger:
+        tenants migration 0007.)"""
         fields = kwargs.get("update_fields")
         if fields is not None and fields and "updated_at" not in fields:
             kwargs["update_fields"] = [*fields, "updated_at"]

@@ -82,7 +82,7 @@ def test_migrations_run_from_zero_and_back(empty_database):
                 "message_cited_documents"} <= indexes  # fmt: skip
         triggers = {row[0] for row in conn.execute("SELECT tgname FROM pg_trigger")}
         assert {"tenants_auditlog_no_update_delete", "conversations_forget_deleted_documents",
-                "conversations_message_cites_present"} <= triggers  # fmt: skip
+                "conversations_message_cites_present", "tenants_tenant_quota_changed"} <= triggers  # fmt: skip
 
     check = manage("makemigrations", "--check", "--dry-run", database_url=url)
     assert check.returncode == 0, check.stdout + check.stderr

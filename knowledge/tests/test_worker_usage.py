@@ -143,10 +143,15 @@ def test_with_a_provider_a_documents_tokens_are_the_ones_it_billed(tmp_path):
     assert usage(side, "day")["totals"]["embedding_tokens"] == before + billed
 
 
-def test_a_document_refused_for_the_quota_is_ingested_once_the_quota_is_raised(tmp_path):
+@pytest.mark.parametrize("raise_by", ["save", "queryset update"])
+def test_a_document_refused_for_the_quota_is_ingested_once_the_quota_is_raised(tmp_path, raise_by):
     """It failed quota_exceeded and stayed failed: nothing queued it again when the quota was
-    raised or the month turned. Now celery beat does (INGEST_QUOTA_RETRY_SECONDS), once."""
+    raised or the month turned. Now celery beat does (INGEST_QUOTA_RETRY_SECONDS), once. A
+    quota raised with a queryset ``.update()`` (no ``save()``: the tenant's ``updated_at``,
+    which the re-queue reads, stayed as it was) left it failed until the month turned; the
+    database moves it now (tenants migration 0007), whoever writes the quota."""
     from knowledge.intake import requeue_over_quota
+    from tenants.models import Tenant
 
     side = build_tenant("acme")
     side.tenant.monthly_token_quota = usage(side, "day")["quota"]["used_this_month"] + 5
@@ -156,8 +161,11 @@ def test_a_document_refused_for_the_quota_is_ingested_once_the_quota_is_raised(t
     assert (document["status"], document["error"]["code"]) == ("failed", "quota_exceeded")
     assert requeue_over_quota() == 0  # nothing changed since it failed: it waits
 
-    side.tenant.monthly_token_quota = None  # raised, as the staff admin saves a tenant
-    side.tenant.save()
+    if raise_by == "save":
+        side.tenant.monthly_token_quota = None  # raised, as the staff admin saves a tenant
+        side.tenant.save()
+    else:
+        Tenant.objects.filter(pk=side.tenant.pk).update(monthly_token_quota=None)
     with celery_worker(child_env(INGEST_QUOTA_RETRY_SECONDS="1"), log, beat=True):
         try:
             wait_for(
@@ -237,3 +245,71 @@ def test_a_quota_raised_by_saving_that_field_alone_requeues_and_audits_the_docum
     limited: ApiKey = ApiKeyFactory(tenant=side.tenant, role=Role.ADMIN, bot_ids=[side.bot.pk])
     listed = side.client(limited).get(f"/v1/audit-logs?target_id={document.pk}").json()
     assert [row["id"] for row in listed["data"]] == [str(entry.pk)]
+
+
+def test_a_quota_changed_by_any_writer_is_seen_by_the_requeue_and_nothing_else_is():
+    """The re-queue reads "the tenant changed since the document failed" from the tenant's
+    ``updated_at``, which only ``save()`` moved: a quota raised by ``.update()``,
+    ``bulk_update`` or SQL in psql left the document waiting for the month to turn. A change of
+    anything but the quota (or whether the tenant is active) still moves nothing."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from knowledge.intake import requeue_over_quota
+    from knowledge.tests.factories import DocumentFactory
+    from tenants.models import Tenant
+
+    side = build_tenant("acme")
+    spent = usage(side, "day")["quota"]["used_this_month"]
+    side.tenant.monthly_token_quota = spent
+    side.tenant.save()
+    tenants = Tenant.objects.filter(pk=side.tenant.pk)
+
+    def refused():  # (untyped: factory_boy's classes return the model)
+        document = DocumentFactory(
+            tenant=side.tenant, dataset=side.dataset, status="failed",
+            error_code="quota_exceeded", error_message="no room",
+        )  # fmt: skip
+        Document.all_tenants.filter(pk=document.pk).update(updated_at=timezone.now())
+        return document
+
+    writers = [
+        lambda quota: tenants.update(monthly_token_quota=quota),
+        lambda quota: Tenant.objects.bulk_update(
+            [Tenant(pk=side.tenant.pk, monthly_token_quota=quota)], ["monthly_token_quota"]
+        ),
+        lambda quota: connection.cursor().execute(
+            "UPDATE tenants_tenant SET monthly_token_quota = %s WHERE id = %s",
+            [quota, side.tenant.pk],
+        ),
+    ]
+    for n, write in enumerate(writers):
+        document = refused()
+        tenants.update(name=f"renamed {n}", monthly_token_quota=spent)  # spent again: it waits
+        assert requeue_over_quota() == 0
+        tenants.update(name=f"renamed again {n}")  # no quota change: nothing to try
+        assert requeue_over_quota() == 0
+        write(spent + 10**6)
+        assert requeue_over_quota() == 1, n
+        document.refresh_from_db()
+        assert document.status == "queued"
+
+
+def test_a_run_checks_the_quota_as_it_is_when_it_embeds_not_as_it_was_when_claimed():
+    """A quota raised while a run parsed its document (it holds the tenant it claimed the
+    document with) refused the document under the old quota, after the raise: the re-queue
+    ("changed since it failed") then never tried it again."""
+    from knowledge.embeddings import get_embedder
+    from knowledge.ingestion import _embed_billed
+    from knowledge.tests.factories import DocumentFactory
+    from tenants.models import Tenant
+
+    side = build_tenant("acme")
+    side.tenant.monthly_token_quota = usage(side, "day")["quota"]["used_this_month"]
+    side.tenant.save()
+    made = DocumentFactory(tenant=side.tenant, dataset=side.dataset, status="processing")
+    document = Document.all_tenants.select_related("tenant").get(pk=made.pk)  # as a run claims
+    Tenant.objects.filter(pk=side.tenant.pk).update(monthly_token_quota=None)  # while it parses
+
+    vectors = _embed_billed(document, get_embedder(), ["Refunds take five days."], lambda: True)
+    assert len(vectors) == 1
