@@ -551,6 +551,62 @@ def test_raw_hash_migration_completes_when_run_again_after_its_index_build_faile
         )
 
 
+def index_state(conn: psycopg.Connection, index: str) -> tuple[bool, str] | None:
+    """(valid, definition) of ``index``, if it exists."""
+    row = conn.execute(
+        "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = %s",
+        [index],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def test_created_index_serves_a_superusers_document_list_and_goes_both_ways(empty_database):
+    """knowledge 0019: the staff admin's document list for a superuser is every tenant's
+    documents by (created_at DESC, id DESC), and no index had that order (the tenant came first
+    in every one): a page of 50 sorted all of them. The index, built CONCURRENTLY, serves it
+    (with sorting ruled out, a plan without it is still a Sort); an index of its name left by a
+    build cut short is dropped and built anew; back, it goes and the documents stay."""
+    url, name, admin = empty_database
+    for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
+        done = manage(*args, database_url=url)
+        assert done.returncode == 0, done.stderr
+    index = "document_created"
+    page = "SELECT id FROM knowledge_document ORDER BY created_at DESC, id DESC LIMIT 50"
+    with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
+
+        def migrate(target: str) -> None:
+            done = manage("migrate", "knowledge", target, "--noinput", database_url=url)
+            assert done.returncode == 0, done.stderr
+
+        def plan() -> str:
+            conn.execute("SET enable_sort = off")
+            return "\n".join(row[0] for row in conn.execute(f"EXPLAIN {page}"))
+
+        migrate("0018")
+        conn.execute(
+            "INSERT INTO knowledge_document SELECT (json_populate_record(d, json_build_object("
+            "'id', gen_random_uuid(), 'content_hash', md5(g::text) || md5(g::text || 'x'),"
+            " 'created_at', now() - g * interval '1 second'))).*"
+            " FROM knowledge_document d, generate_series(1, 30) g"
+        )
+        before = conn.execute(page).fetchall()
+        assert len(before) == 31 and "Sort" in plan() and index not in plan()
+        conn.execute(f"CREATE INDEX {index} ON knowledge_document (title)")  # a cut-short build
+
+        migrate("0019")
+        valid, definition = index_state(conn, index) or (False, "")
+        assert valid and definition.endswith("(created_at DESC, id DESC)"), definition
+        assert index in plan() and "Sort" not in plan()
+        assert conn.execute(page).fetchall() == before
+
+        migrate("0018")
+        assert index_state(conn, index) is None
+        assert conn.execute(page).fetchall() == before
+        migrate("0019")
+        assert (index_state(conn, index) or (False,))[0]
+
+
 # Keys as a deployment before tenants 0005 has them: a full admin key made a bot-limited one,
 # which made two keys (one of them limited too, which made a third); an unlimited key made one.
 EARLIER_KEYS_SEED = """
