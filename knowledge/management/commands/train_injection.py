@@ -46,6 +46,24 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1 / (1 + np.exp(-z)))
 
 
+def choose_threshold(
+    scores: np.ndarray,
+    y: np.ndarray,
+    *,
+    rules: np.ndarray,
+    prompt: np.ndarray,
+    max_false_positive: float,
+) -> float:
+    """The threshold that flags at most ``max_false_positive`` of the benign *prompts* the rules
+    pass (their out-of-fold ``scores``): just above the score of the benign prompt at that rank
+    (0.5 when the allowance covers them all). Injections (``y`` 1), texts a rule already flags
+    and the texts that are not prompts (``prompt`` False: the claims) do not count, whatever
+    they score."""
+    benign = np.sort(scores[(y == 0) & ~rules & prompt])[::-1]
+    allowed = int(max_false_positive * len(benign))
+    return float(benign[allowed]) + 1e-6 if allowed < len(benign) else 0.5
+
+
 class Command(BaseCommand):
     help = "Train the prompt-injection classifier (knowledge/injection_model.json)."
 
@@ -83,9 +101,13 @@ class Command(BaseCommand):
             for fold, (fitted, held) in enumerate(splits):
                 w, b = fit_logistic(fitted, y[folds != fold], l2=l2)
                 scores[folds == fold] = sigmoid(held @ w + b)
-            benign = np.sort(scores[(y == 0) & ~rules & prompt])[::-1]
-            allowed = int(options["max_false_positive"] * len(benign))
-            threshold = float(benign[allowed]) + 1e-6 if allowed < len(benign) else 0.5
+            threshold = choose_threshold(
+                scores,
+                y,
+                rules=rules,
+                prompt=prompt,
+                max_false_positive=options["max_false_positive"],
+            )
             recall = float(((scores >= threshold) | rules)[y == 1].mean())
             claimed = int((scores[~prompt] >= threshold).sum())
             self.stdout.write(
