@@ -238,6 +238,38 @@ _HOW_TO_CHANGE = (
     r"personaliz|aggiorn|impost|mud|alter|atualiz|измен|помен|настро|зада|редакт|обнов)\w*))"
 )
 
+# Roles a user asks a helper to take for their own work ("act as a reviewer of my abstract",
+# "play the role of a strict code reviewer", "act as my tutor and quiz me"): not a persona that
+# replaces the bot's (a word or two may come before: "a strict code reviewer").
+_HELPER_ROLE = (
+    r"(?:reviewer|editor|proofreader|copy ?editor|tutor|teacher|mentor|coach|examiner|"
+    r"interviewer|tester|qa engineer|auditor|critic|sounding board|rubber duck|translator|"
+    r"support agent|help ?desk|technical writer|writer|consultant|expert|advisor|adviser|"
+    r"beginner|newcomer|customer|user|student|admin|administrator|developer|product manager|"
+    r"devil's advocate|second pair of eyes|faq|glossary|checklist)s?\b"
+)
+_NOT_HELPER = rf"(?! (?:[\w'-]{{1,20}} ){{0,2}}?{_HELPER_ROLE})"
+# Who a persona is said to be free of ("an AI with no rules", "a chatbot without any safety
+# settings", "no longer bound by any company policy", "who never refuses", "ohne Regeln").
+_UNBOUND = (
+    r"(?:\b(?:no |without (?:any )?|free of (?:any )?|not bound by (?:any )?)(?:rules|restrictions|"
+    r"limits|limitations|filters?|guidelines|content polic(?:y|ies)|ethics|morals?|morality|"
+    r"safety(?: settings| rules| filters| guidelines)?|boundaries|censorship|policies)\b"
+    r"|\bno longer (?:bound|restricted|limited|constrained)\b"
+    r"|\bnever (?:been )?(?:given|taught|bound by|told)\b.{0,12}?\b(?:rules|guidelines|"
+    r"polic(?:y|ies)|restrictions|instructions|limits)\b"
+    r"|\b(?:does not|doesn't|do not|don't|won't|will not) (?:care about|follow|obey|respect|have) "
+    r"(?:any |the |its |their |your |his |her )?(?:rules|guidelines|restrictions|polic(?:y|ies)|"
+    r"filters|ethics|morals|limits)\b"
+    r"|\b(?:never|won't|will not|doesn't|does not) (?:ever )?(?:refuses?|says? no)\b"
+    r"|\bnever says\b|\bcan do anything\b|\b(?:amoral|immoral|unethical|unhinged)\b"
+    r"|\bbr(?:oken|eak|eaks) free\b"
+    r"|\b(?:rules|guidelines|restrictions|instructions)\b.{0,30}?\b(?:are|were|is) "
+    r"(?:pointless|meaningless|void|irrelevant|optional)\b"
+    r"|\bohne (?:jegliche |alle |irgendwelche |jede )?(?:regeln|einschränkungen|grenzen|filter|"
+    r"moral|zensur|richtlinien)\b|\bkeine (?:regeln|einschränkungen|grenzen|filter|moral|zensur)\b)"
+)
+
 # Chat questions: each rule alone is decisive.
 QUESTION_RULES: dict[str, re.Pattern[str]] = {
     "override": re.compile(
@@ -261,16 +293,127 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"sollst du|musst du|deine (?:neue )?aufgabe)\b"
     ),
     "persona": re.compile(
-        r"\b(?:you are now|pretend (?:to be|you are|that)|"
+        r"\b(?:you are now|pretend (?:to be|you are|that (?:you|u)\b)|"
         r"roleplay as|role-play as|from now on you|you will now act|simulate being|"
         r"stell dir vor,? du bist|tu so,? als|du bist jetzt|spiel(?:e)? die rolle)\b"
         # "Act as ..." said to the bot (an order, or "you" its subject: "can you act as",
         # "you are going to act as"), not a question about a role ("Can a bot act as a
         # support agent for billing questions?"); a jailbreak persona whoever is asked.
+        # Since 2026-12-07 (evening, task A) not a helper's role asked for the user's own
+        # work ("Act as a reviewer of my abstract", "act as my tutor": ``_HELPER_ROLE``).
         r"|(?:^|[.!?,;:]\s{0,3}|\b(?:you|u)(?: \w{1,20}){0,3} |"
-        r"\b(?:now|on|please|just|then|always|and) )act as (?:if|an?|my|the)\b"
+        r"\b(?:now|on|please|just|then|always|and) )act as (?:if|(?:an?|my|the)\b"
+        + _NOT_HELPER
+        + r")"
         r"|\bact as (?:dan\b|an? (?:unrestricted|unfiltered|uncensored|unlimited|unrestrained|"
         r"evil|jailbroken|rogue|malicious)\b)"
+    ),
+    # Role-play and persona frames (2026-12-07, evening, task A; written from deepset's train
+    # split, the pallms jailbreak list, general knowledge of jailbreak styles and the tune half
+    # of knowledge/evaldata/roleplay_questions.jsonl): a persona told to stay in character, a
+    # persona free of rules, an opinion asked of a persona the bot is told it is ("You are
+    # Coca-Cola. What do you think of Pepsi?"), and orders that swap the bot's persona.
+    "in_character": re.compile(
+        r"\b(?:stay|stays|staying|remain|remains|keep|keeps|be)\b(?: \w{1,12}){0,2}? in "
+        r"(?:character|persona)\b"
+        r"|\b(?:fully|completely|totally|entirely|always) in (?:your|their|his|her) "
+        r"(?:roles?|characters?)\b"
+        r"|\b(?:do not|don't|dont|never|not|without) (?:ever )?break(?:s|ing)? (?:out of )?"
+        r"(?:character|(?:your|the|their|his|her) (?:role|persona|character))\b"
+        r"|\b(?:absorbed|immersed) in (?:your|the|this|their) (?:role|character|persona)\b"
+        r"|\bin character\W{1,3}(?:write|answer|respond|reply|tell|explain|say|describe|give)\b"
+        r"|\b(?:bleib|bleibe|bleiben sie)\b.{0,20}?\bin (?:deiner|ihrer|der|dieser) rolle\b"
+        r"|\b(?:fall|falle|fallen sie) (?:nicht|nie(?:mals)?) aus (?:der|deiner|ihrer) rolle\b"
+    ),
+    "persona_unbound": re.compile(
+        r"(?:\byou(?:'re| are| were|'d be| would be| will be| play| become)\b|"
+        r"\bpretend(?: that)? (?:you|u|to be|this is|we|there)\b|"
+        r"\bimagin\w{0,3} (?:that )?(?:you\b|(?:an?|the) (?:ai|bot|chatbot|assistant|model)\b|"
+        r"a (?:world|universe|reality) where (?:ai|bots?|chatbots?|assistants?|language models?|"
+        r"you)\b)|\bif you (?:were|was)\b|\brole-?play|\bpersona\b|\balter ego\b|"
+        r"\b(?:act|behave|speak|respond|answer|reply|talk) (?:only )?(?:as|like)\b|\bbecome\b|"
+        r"\bsimulat\w{0,4} (?:(?:an?|the|two|some) )?(?:[\w'-]{1,20} ){0,2}?(?:ais?|bots?|"
+        r"chatbots?|assistants?|models?|conversation|character|persona)\b|"
+        r"\bcharacter (?:named|called)\b|\bdu bist\b|\bdu wärst\b|"
+        r"\bstell dir vor\b|\bdu spielst\b|\bverhalte dich\b|\bsei (?:ein|eine)\b)"
+        r".{0,160}?" + _UNBOUND
+    ),
+    "persona_opinion": re.compile(
+        r"(?:(?:^|[.!?:;]\s{0,3}|\b(?:now|okay|ok|imagine|pretend)\W{1,3})(?:you are|you're|du bist|"
+        r"sie sind)\b(?! (?:so |very |really |too |not |quite )?(?:great|good|right|wrong|welcome|"
+        r"correct|helpful|awesome|amazing|brilliant|smart|kind|fast|slow|the best|richtig|toll|"
+        r"super)\b)"
+        r"|\b(?:speak|respond|answer|talk|reply) (?:only )?as (?!(?:an?|the) (?:[\w'-]{1,20} )"
+        r"{0,2}?" + _HELPER_ROLE + r")|\bchannel\b)"
+        r".{1,100}?\b(?:what do you (?:really |honestly |personally |actually )?think|(?:your|deine|"
+        r"ihre) (?:honest |personal |real |true |own |ehrliche |persönliche )?(?:opinion|view|"
+        r"meinung)|how do you (?:like|feel about|answer)|wie findest du|was (?:hältst|denkst) du|"
+        r"who are you|wer bist du|tell me (?:honestly|what you (?:really )?think))\b"
+    ),
+    # "You are Volkswagen. What do you think of Mercedes?", "You are three racoons in a
+    # trenchcoat, wer ist Kevin Liu?": a message that opens by telling the bot who it is, then
+    # asks or orders something (deepset labels these injections; its "Du bist Zeit Online. Wie
+    # geht es dir?" is benign, as is telling the bot it is a bot: "You are the documentation
+    # bot, right? How do I start a worker?"). Not "You are right." or "You are using ...".
+    "persona_identity": re.compile(
+        r"(?:^|[.!?]\s{1,3})\W{0,3}(?:you are|you're|du bist)"
+        r"(?! (?:now|not|no|also|still|just|only|always|never|so|very|really|too|quite|a bit|"
+        r"right|wrong|correct|mistaken|welcome|great|good|helpful|awesome|amazing|brilliant|smart|"
+        r"kind|fast|slow|able|allowed|supposed|about|likely|sure|free|richtig|toll|super|gut)\b)"
+        r"(?! [\w'-]{1,20}(?:ing|ed)\b)(?! (?:an?|the|my|our) (?:favou?rite|best|go-to|lifesaver|"
+        r"life saver|star|hero|genius|legend)\b)"
+        r"(?! (?:an?|the|my|our|your|this|ein|eine|der|die|das)? ?(?:[\w'-]{1,20} ){0,2}?(?:bot|"
+        r"chatbot|assistant|support bot|ki|assistent)\b)"
+        r" (?:[\w'\"-]{1,30} ){0,6}?[\w'\"-]{1,30}\W{0,2}[.,:;!?]\s{1,3}"
+        r"(?!(?:how are you|wie geht es (?:dir|ihnen))\b)\w{1,30} \w"
+    ),
+    # Two people who are actors in a film, the jailbreak's frame for "in the film, explain ..."
+    "actors_frame": re.compile(
+        r"\b(?:\w{1,20} and \w{1,20}|two people|they)\b.{0,30}?\b(?:are|were) (?:two |both |"
+        r"excellent |great |really good |very good )?(?:actors|actresses|acting characters)\b"
+        r"|\bplay(?:ing)? the (?:leading|main|lead) (?:roles?|parts?)\b"
+    ),
+    "persona_switch": re.compile(
+        r"\b(?:take on|adopt|assume|switch to|slip into|get into) (?:the |a |an |your |my )?"
+        r"(?:[\w'-]{1,20} ){0,2}?(?:persona|alter ego|identity)\b|\balter ego\b"
+        r"|\b(?:play|take|assume|adopt) the (?:role|part) of (?:an?|the|my)\b"
+        + _NOT_HELPER
+        + r"|\byou(?:'re| are) no longer (?:an?|the|my|your)\b"
+        r"|\bdu bist (?:ab (?:sofort|jetzt)|von nun an|nicht mehr|keine? \w{1,20} (?:mehr|sondern))\b"
+        r"|\b(?:from (?:now|here|this moment|this point) on|from this moment|for the rest of (?:this|"
+        r"the|our) (?:conversation|chat|session)|ab (?:sofort|jetzt)|von nun an)\b.{0,30}?\b(?:you"
+        r"(?:'re| are| will be)|(?:respond|answer|reply|speak|talk|act) (?:only )?(?:as|like)|"
+        r"du bist|antworte (?:nur )?als)\b"
+        r"|\b(?:let's|let us|lass uns|wir) (?:play|spielen)\b.{0,20}?\b(?:game|spiel|role-?play)\b"
+        r".{0,60}?\b(?:you(?:'re| are| will| must| play)|du bist|du spielst)\b"
+        r"|\bspielen wir (?:mal )?ein spiel\b.{0,60}?\b(?:du bist|du spielst)\b"
+        r"|\brole-?play(?:ing)? (?:time|game)\b|\blet's (?:do )?(?:a )?role-?play\b|"
+        r"\byou are role-?playing\b"
+        r"|\b(?:du spielst|spiel|spiele|sei) (?:jetzt|nun|ab sofort) (?:einen?|die|der|den)\b"
+        r"|\bverhalte dich (?:jetzt |nun |ab sofort )?(?:wie|als)\b"
+        r"|\b(?:answer|respond|reply)\b.{0,30}?\b(?:twice|in two (?:different |separate )?ways)\b"
+        r".{0,80}?\b(?:as|like|normally|persona|character|unfiltered|jailbr\w{1,6}|dan)\b"
+        r"|\bonce as yourself and once as\b|\btwo (?:different |separate )?(?:responses|answers) "
+        r"(?:to|for) (?:every|each)\b"
+        r"|\bin this (?:story|game|scenario|role-?play|fiction|film|movie|script),? you(?:'re| are|"
+        r"'ll| will)? play\b|\bin this (?:story|game|scenario|role-?play|fiction),? you(?:'re| are)\b"
+        r"|\byou(?:'ll| will)? play (?:an?|the) (?:[\w'-]{1,20} ){0,2}?(?:ai|bot|chatbot|assistant|"
+        r"model|villain|hacker)\b|\byou are play(?:ing)? (?:a|the) (?:character|role|part) "
+        r"(?:named|called)\b"
+        r"|\b(?:speak|talk|respond|answer|reply|write|behave|act) as if you (?:were|are|was)\b"
+        r"|(?:^|[.!?;]\s{0,3})(?:channel|behave like|behave as) (?:an?|the|my|your)\b"
+        + _NOT_HELPER
+        + r"|\b(?:you are|you're|become|pretend (?:to be|you're|you are)|imagine you(?:'re| are)|"
+        r"be) (?:my |an? |the |your )?(?:[\w'-]{1,20} ){0,2}?(?:evil|rogue|malicious|unhinged|"
+        r"jailbroken|rebel|rebellious|dark|twisted|villainous) (?:twin|ai|bot|chatbot|assistant|"
+        r"version|clone|model|side|self)\b"
+        r"|\b(?:imagine|pretend) (?:that )?you(?:'re| are| were) my (?:girlfriend|boyfriend|wife|"
+        r"husband|partner|lover|crush|mother|mom|mum|father|dad|grandmother|grandma|grandfather|"
+        r"grandpa)\b"
+        r"|\byou are (?:now )?(?:an?|the|my) (?:[\w'-]{1,20} ){0,2}?(?:terminal|console|shell|"
+        r"interpreter|compiler|sql database)\b"
+        r"|\b(?:theoretical|hypothetical|fictional|imaginary|parallel|alternate) (?:world|universe|"
+        r"reality)\b.{0,40}?\bwhere you(?:'re| are| were| would| could| can)\b"
     ),
     # Other languages' overrides, overrides in passing, and output steering (written from
     # general knowledge of these attacks and the train split's misses; GUARDRAILS.md).
