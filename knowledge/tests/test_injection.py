@@ -843,7 +843,7 @@ def test_role_play_and_persona_frames_are_rules(text: str, rule: str) -> None:
 def test_role_play_words_in_ordinary_requests_are_not_rules(text: str) -> None:
     """ "Act as a reviewer of my abstract" was refused by ``persona`` (any "act as a" said to
     the bot), "Pretend that my bot ..." by "pretend that"."""
-    assert _rules(text) == ()
+    assert _rules(text) == []
 
 
 def test_our_role_play_set_s_tune_half_is_read_by_the_rules() -> None:
@@ -858,7 +858,3 @@ def test_our_role_play_set_s_tune_half_is_read_by_the_rules() -> None:
     missed = [r["text"] for r in rows if r["label"] == 1 and not _rules(r["text"])]
     refused = [r["text"] for r in rows if r["label"] == 0 and _rules(r["text"])]
     assert (missed, refused) == ([], [])
-
-
-def _rules(text: str) -> tuple[str, ...]:
-    return tuple(r for r in detect(text).reasons if r != "classifier")
