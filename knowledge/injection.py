@@ -376,7 +376,10 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
     "persona_switch": re.compile(
         r"\b(?:take on|adopt|assume|switch to|slip into|get into) (?:the |a |an |your |my )?"
         r"(?:[\w'-]{1,20} ){0,2}?(?:persona|alter ego|identity)\b|\balter ego\b"
-        r"|\b(?:play|take|assume|adopt) the (?:role|part) of (?:an?|the|my)\b"
+        # said to the bot, as "act as" in ``persona`` ("Can the bot play the role of a
+        # receptionist?" asks about the product)
+        r"|(?:^|[.!?,;:]\s{0,3}|\b(?:you|u)(?: \w{1,20}){0,3} |\b(?:now|on|please|just|then|always|"
+        r"and) )(?:play|take|assume|adopt) the (?:role|part) of (?:an?|the|my)\b"
         + _NOT_HELPER
         + r"|\byou(?:'re| are) no longer (?:an?|the|my|your)\b"
         r"|\bdu bist (?:ab (?:sofort|jetzt)|von nun an|nicht mehr|keine? \w{1,20} (?:mehr|sondern))\b"

@@ -825,6 +825,8 @@ def test_role_play_and_persona_frames_are_rules(text: str, rule: str) -> None:
         "Act as a reviewer of my abstract and point out unclear sentences.",
         "Please act as a proofreader for this paragraph of our help page.",
         "Can you play the role of a tester and list edge cases of the upload API?",
+        # A question about what a bot can be, not an order to this one
+        "I need a bot that can play the role of a concierge. Is that possible?",
         "Respond as a concise FAQ entry: how do I revoke an API key?",
         # Role-play words used innocently
         "Pretend that my bot has three datasets: which one is searched first?",
