@@ -640,7 +640,7 @@ PASSAGE_RULES = (
     "override_intl",
     "override_de",
     "new_task_de",
-    "persona",
+    "persona_passage",
     "jailbreak",
     "extraction",
     "extraction_de",
@@ -648,7 +648,23 @@ PASSAGE_RULES = (
     "steer_output",
     "exfiltration",
 )
-_PASSAGE_ONLY_RULES: dict[str, re.Pattern[str]] = {"override_ml_passage": _OVERRIDE_ML}
+# Documents and client-sent assistant turns keep ``persona`` as it was before 2026-12-07
+# (evening): any "act as a/an/my/the ..." order and "pretend that" (the helper roles and
+# "pretend that my bot ..." were let through for questions only: an assistant turn saying "I
+# will act as an English translator from now on" is still flagged).
+_PERSONA_PASSAGE = re.compile(
+    r"\b(?:you are now|pretend (?:to be|you are|that)|"
+    r"roleplay as|role-play as|from now on you|you will now act|simulate being|"
+    r"stell dir vor,? du bist|tu so,? als|du bist jetzt|spiel(?:e)? die rolle)\b"
+    r"|(?:^|[.!?,;:]\s{0,3}|\b(?:you|u)(?: \w{1,20}){0,3} |"
+    r"\b(?:now|on|please|just|then|always|and) )act as (?:if|an?|my|the)\b"
+    r"|\bact as (?:dan\b|an? (?:unrestricted|unfiltered|uncensored|unlimited|unrestrained|"
+    r"evil|jailbroken|rogue|malicious)\b)"
+)
+_PASSAGE_ONLY_RULES: dict[str, re.Pattern[str]] = {
+    "override_ml_passage": _OVERRIDE_ML,
+    "persona_passage": _PERSONA_PASSAGE,
+}
 # A rule whose alternatives start in many ways is slow to try at every character (108 µs a
 # 1,500-character chunk for ``override_ml_passage``): its verbs' stems, searched first, tell
 # whether it can match at all (14 µs).
