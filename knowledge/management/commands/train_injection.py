@@ -1,7 +1,8 @@
 """``manage.py train_injection``: fit the prompt-injection classifier (logistic regression over
 character n-gram TF-IDF, :mod:`knowledge.injection_ngrams`) on the *train* split of a labelled
 JSONL set (deepset prompt-injections by default) plus the tune split of our own benign questions
-(``knowledge/evaldata/benign_questions.jsonl``) and the queries of a BEIR-style file as more
+(``knowledge/evaldata/benign_questions.jsonl``) and of our role-play set (``roleplay_questions.jsonl``
+there: persona injections and benign questions with role-play words) and the queries of a BEIR-style file as more
 benign texts (``--claims``: SciFact's *train* claims by default, so that scientific vocabulary
 is not read as an attack; its test queries stay held out; ``--claims ''`` for none); choose the
 regularisation and the threshold by 5-fold cross-validation on that split, so that at most
@@ -42,6 +43,19 @@ def benign_questions(split: str) -> list[str]:
     return [r["text"] for r in read_jsonl(BENIGN_QUESTIONS) if r["split"] == split]
 
 
+# Ours too (2026-12-07, evening): role-play / persona injections and benign questions that use
+# role-play words ("act as a reviewer of my abstract"), labelled; only the tune split is fitted on.
+ROLEPLAY_QUESTIONS = BENIGN_QUESTIONS.with_name("roleplay_questions.jsonl")
+
+
+def roleplay_questions(split: str) -> list[dict[str, Any]]:
+    return [
+        {"text": r["text"], "label": int(r["label"]), "split": "train"}
+        for r in read_jsonl(ROLEPLAY_QUESTIONS)
+        if r["split"] == split
+    ]
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1 / (1 + np.exp(-z)))
 
@@ -80,6 +94,7 @@ class Command(BaseCommand):
         train = [r for r in rows if r["split"] == "train"] + [
             {"text": text, "label": 0, "split": "train"} for text in benign_questions("tune")
         ]
+        train += roleplay_questions("tune")
         # The claims come last: the threshold is chosen among the prompts before them.
         prompts = len(train)
         train += [{"text": text, "label": 0, "split": "train"} for text in claims]
@@ -135,6 +150,7 @@ class Command(BaseCommand):
             "kind": "char_ngram_tfidf_logistic_regression",
             "ngrams": "char_wb 2..5, sublinear tf, smoothed idf, min_df 2, L2-normalised",
             "trained_on": "deepset/prompt-injections split=train + benign_questions.jsonl split=tune"
+            + " + roleplay_questions.jsonl split=tune"
             + (f" + {len(claims)} queries of {claims_path.name}" if claims_path else ""),
             "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
             "l2": l2,
