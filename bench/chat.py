@@ -19,7 +19,8 @@
 The LLM is ``tests/fake_openai.py`` in a process of its own; the query embedding uses the local
 model (as a default deployment does). A fresh database ``bench_chat`` holds one tenant whose bot
 searches 300 passages. `make bench` runs it; ``BENCH_CHAT_REQUESTS`` sets the sample size,
-``BENCH_CHAT_PARTS`` (comma-separated: latency, pieces, streams; default all) what runs.
+``BENCH_CHAT_PARTS`` (comma-separated: latency, pieces, streams; default all; ``trickle``: the
+trickle row of pieces alone) what runs.
 """
 
 from __future__ import annotations
@@ -319,6 +320,8 @@ def main() -> int:
     print("\n| measure | value |\n|---|---|")
     if "pieces" in PARTS:
         pieces(base_env, logs, secret, bot_id)
+    if "pieces" in PARTS or "trickle" in PARTS:
+        trickle_row(base_env, logs, secret, bot_id)
     if "streams" in PARTS:
         held_streams(base_env, logs, secret, bot_id)
     destroy_database(bench.old_name)
@@ -416,12 +419,19 @@ def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> No
                         ("paced", "a piece every 0.5 ms")):  # fmt: skip
         per_piece = (results[label] - results["one"]) / 2000 * 1e6
         print(f"| server CPU per relayed piece, {text} | {per_piece:.1f} µs |")
-    ours, floor_ = (
-        trickle(base_env, logs, secret, bot_id, server) for server in ("daphne", "floor")
-    )
-    print(f"| server CPU per relayed piece, {TRICKLE_CLIENTS} streams at once, each sent a token "
-          f"every {TRICKLE_GAP * 1000:.0f} ms | {ours * 1e6:.1f} µs; floor (a bare asyncio relay, "
-          f"`bench.relay_floor`) {floor_ * 1e6:.1f} µs: {ours / floor_:.2f}x |")  # fmt: skip
+
+
+def trickle_row(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
+    """The trickle's row (:func:`trickle`), daphne and the floor measured in turn, one row per
+    round (``BENCH_TRICKLE_ROUNDS``, default 1). ``BENCH_CHAT_PARTS=trickle`` runs it alone."""
+    for _round in range(int(os.environ.get("BENCH_TRICKLE_ROUNDS", "1"))):
+        ours, floor_ = (
+            trickle(base_env, logs, secret, bot_id, server) for server in ("daphne", "floor")
+        )
+        print(f"| server CPU per relayed piece, {TRICKLE_CLIENTS} streams at once, each sent a "
+              f"token every {TRICKLE_GAP * 1000:.0f} ms | {ours * 1e6:.1f} µs; floor (a bare "
+              f"asyncio relay, `bench.relay_floor`) {floor_ * 1e6:.1f} µs: "
+              f"{ours / floor_:.2f}x |", flush=True)  # fmt: skip
 
 
 TRICKLE_CLIENTS = 32
