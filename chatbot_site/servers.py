@@ -44,6 +44,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -205,12 +206,14 @@ class BodyPiece(dict[str, Any]):
             return default
 
 
-def write_now(channel: Any) -> None:
-    """Send what a piece of a streamed response left in the connection's buffer now, as an
-    asyncio transport does, instead of on the reactor's next turn: Twisted only marks the
-    socket for writing, which cost every streamed piece an event-loop wake-up and Twisted's
-    dispatch. What the socket does not take stays buffered for the reactor, and a failed send
-    is found again there and handled as Twisted handles it."""
+def write_now(channel: Any, write: Callable[[], None]) -> None:
+    """``write()`` a piece of a streamed response, and send it now, as an asyncio transport
+    does, instead of on the reactor's next turn: Twisted only marks the socket for writing,
+    which cost every streamed piece an event-loop wake-up and Twisted's dispatch. The socket is
+    not marked at all while ``write`` buffers the piece (two ``epoll_ctl`` calls a piece, in and
+    out of the selector, and asyncio's handle for it): only what the socket does not take now
+    is left to the reactor, marked as Twisted would have, and a failed send is found again
+    there and handled as Twisted handles it."""
     transport = getattr(channel, "transport", None)
     if (
         transport is None
@@ -218,8 +221,19 @@ def write_now(channel: Any) -> None:
         or not getattr(transport, "connected", False)
         or getattr(transport, "disconnecting", True)
     ):
+        write()
         return
-    transport.doWrite()
+    marked: list[bool] = []
+    transport.startWriting = lambda: marked.append(True)  # for this write only
+    try:
+        write()
+    finally:
+        del transport.startWriting  # Twisted's own again
+    if not marked:  # nothing was buffered
+        return
+    failed = transport.doWrite()
+    if failed is not None or transport.dataBuffer or transport._tempDataLen:
+        transport.startWriting()  # the rest (or the failure) is the reactor's
 
 
 def daphne_leaves_bodies_to_django() -> None:
@@ -376,9 +390,10 @@ def daphne_leaves_bodies_to_django() -> None:
                 queue.put_nowait(BodyPiece(body, offset, size))
 
         def handle_reply(self, message: dict[str, Any]) -> None:
-            super().handle_reply(message)
             if message["type"] == "http.response.body" and message.get("more_body", False):
-                write_now(self.channel)
+                write_now(self.channel, functools.partial(super().handle_reply, message))
+            else:
+                super().handle_reply(message)
 
         def handle_exception(self, exception: Exception) -> None:
             """The application failed. Before its response started: daphne's 500 (below, in the

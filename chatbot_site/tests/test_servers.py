@@ -469,6 +469,34 @@ def test_a_response_the_application_fails_in_is_cut_off_not_left_open(tmp_path):
     assert not received.endswith(b"0\r\n\r\n")  # not ended as if complete
 
 
+def test_streamed_pieces_the_socket_cannot_take_at_once_arrive_whole(tmp_path):
+    """A streamed piece is sent as it is written, without marking the socket for writing; what
+    the socket does not take (three 4 MB pieces) is left to the reactor, which sends the rest:
+    every byte arrives, in order, and the chunked body ends."""
+    from chatbot_site.tests.asgi_streams_large_pieces import PIECES, piece
+
+    app = "chatbot_site.tests.asgi_streams_large_pieces:application"
+    with daphne_server(child_env(), tmp_path / "daphne.log", application=app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            received = bytearray()
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"chunked" in head.lower()
+    content, rest = bytearray(), body
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        content += rest[:size]
+        assert rest[size : size + 2] == b"\r\n"
+        rest = rest[size + 2 :]
+    assert bytes(content) == b"".join(piece(n) for n in range(PIECES)) + b"end"
+
+
 def assert_database_unavailable(status: int, headers: dict[str, str], body: dict) -> None:
     assert status == 503, body
     assert headers["retry-after"] == "5"
