@@ -524,7 +524,7 @@ class OutputGuard:
         """PII spans of ``buffer``, read after the released text's last words, so that a
         context word released before the number it announces still counts: masking piece by
         piece gives what masking the whole answer gives."""
-        if not self.pii_entities:
+        if not self.pii_entities or pii.holds_no_span(buffer):  # most pieces of plain words
             return []
         lead = len(self._lead)
         return [

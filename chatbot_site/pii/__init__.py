@@ -86,6 +86,7 @@ from .iban import IBAN_LENGTHS as IBAN_LENGTHS
 from .iban import iban_ok as iban_ok
 from .phone import phone_ok as phone_ok
 from .scanner import find as find
+from .scanner import holds_no_span as holds_no_span
 from .scanner import mask as mask
 from .scanner import mask_spans as mask_spans
 from .spans import CUE_WINDOW as CUE_WINDOW

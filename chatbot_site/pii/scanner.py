@@ -98,6 +98,15 @@ def _unicode_candidates(text: str) -> list[Span]:
     return candidates
 
 
+def holds_no_span(text: str) -> bool:
+    """Whether no span :func:`find` reports can lie within ``text``, whatever text stands before
+    or after it: ASCII text without a digit (every entity but e-mail needs one), an "@" or a
+    written-out address's separator (:func:`_may_be_written`, which :func:`find` itself trusts
+    for such text). A stream's guard reads each piece after the released text's last words: a
+    piece like this starts no span there, and that scan is skipped."""
+    return text.isascii() and _MAYBE_PII.search(text) is None and not _may_be_written(text)
+
+
 def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
     """Non-overlapping spans, sorted by start; a longer/validated span wins an overlap."""
     wanted = set(entities)

@@ -46,7 +46,7 @@ def _written_hold(char: str, local: str, alnum: str) -> str:
 # A suffix matching this may still grow into a span: each branch accepts every prefix of what
 # the finders above can match (and more; holding too much costs latency, never leaks). A context
 # word is held with what follows it, up to the point where it could no longer count.
-_HOLD = re.compile(
+_HOLD_CUED = (  # a context word, and what may follow it before the value it announces
     r"(?:(?:"
     + _PHONE_CUE.pattern
     + "|"
@@ -57,21 +57,65 @@ _HOLD = re.compile(
     rf"[^0-9]{{0,{CUE_WINDOW}}}"
     + "|"
     + _CARD_CUE.pattern  # needed by a number starting with 0 only (in the folded copy too)
-    + rf"[^0-9\x80-\U0010ffff]{{0,{CUE_WINDOW}}}(?![1-9]))?"
-    r"""
-    (?:
-        [A-Za-z0-9._%+\-]{1,64}(?:@[A-Za-z0-9.\-]{0,253})?                 # e-mail
-      | (?<![A-Za-z0-9_])[A-Za-z](?:[ \-][A-Za-z](?:[ \-][0-9](?:[ \-][0-9]
-        (?:[ \-][A-Za-z0-9]){0,30}+)?)?)?[ \-]?                               # IBAN one by one
-      | [+(0-9][0-9()\ .\-/]{0,40}(?:\ ?(?:x|e|ex|ext\.?)?\ ?[0-9]{0,6})?   # phone, card, SSN, IPv4
-        [A-Za-z\xe9\xf3]{0,16}                                                  # a phone label
-      | (?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:\ ?[A-Za-z0-9]){0,30}\ ?       # IBAN
-      | [\[0-9A-Fa-f:.]{1,45}                                                # IPv6
-    )?
-    \Z
-    """,
-    re.ASCII | re.VERBOSE | re.IGNORECASE,
+    + rf"[^0-9\x80-\U0010ffff]{{0,{CUE_WINDOW}}}(?![1-9]))"
 )
+_HOLD_EMAIL = r"[A-Za-z0-9._%+\-]{1,64}(?:@[A-Za-z0-9.\-]{0,253})?"
+_HOLD_IBAN_SPELLED = (  # an IBAN one character at a time
+    r"(?<![A-Za-z0-9_])[A-Za-z](?:[ \-][A-Za-z](?:[ \-][0-9](?:[ \-][0-9]"
+    r"(?:[ \-][A-Za-z0-9]){0,30}+)?)?)?[ \-]?"
+)
+_HOLD_PHONE = (  # phone, card, SSN, IPv4, and a phone label after the digits
+    r"[+(0-9][0-9()\ .\-/]{0,40}(?:\ ?(?:x|e|ex|ext\.?)?\ ?[0-9]{0,6})?[A-Za-z\xe9\xf3]{0,16}"
+)
+_HOLD_IBAN = r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:\ ?[A-Za-z0-9]){0,30}\ ?"
+_HOLD_IPV6 = r"[\[0-9A-Fa-f:.]{1,45}"
+_HOLD_BRANCHES = (_HOLD_EMAIL, _HOLD_IBAN_SPELLED, _HOLD_PHONE, _HOLD_IBAN, _HOLD_IPV6)
+_HOLD_FLAGS = re.ASCII | re.VERBOSE | re.IGNORECASE
+_HOLD = re.compile(
+    _HOLD_CUED + "?(?:" + "|".join(_HOLD_BRANCHES) + r")?\Z",
+    _HOLD_FLAGS,
+)
+
+# The same search, cheaper where no context word is: _HOLD tried at every position cost a
+# streamed piece more than the rest of the hold (its context words' alternation at each one).
+# Without a context word from where it searches, the leftmost match of _HOLD is the leftmost of
+# its branches' (each must reach the end), so each branch is searched alone, and the e-mail and
+# IPv6 ones only from where the characters they can hold run to the end.
+_HOLD_CONTEXT_WORD = re.compile(
+    "|".join(
+        (_PHONE_CUE.pattern, _SSN_CUE.pattern, _EMAIL_CUE.pattern, r"\bsocial", _CARD_CUE.pattern)
+    ),
+    _HOLD_FLAGS,
+)
+_HOLD_EMAIL_END = re.compile(f"(?:{_HOLD_EMAIL})\\Z", _HOLD_FLAGS)
+_HOLD_EMAIL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-@"
+_HOLD_IPV6_END = re.compile(f"(?:{_HOLD_IPV6})\\Z", _HOLD_FLAGS)
+_HOLD_IPV6_CHARS = "[0123456789ABCDEFabcdef:."
+_HOLD_OTHER_ENDS = tuple(
+    re.compile(f"(?:{branch})\\Z", _HOLD_FLAGS)
+    for branch in (_HOLD_IBAN_SPELLED, _HOLD_PHONE, _HOLD_IBAN)
+)
+
+
+def _hold_start(text: str, floor: int) -> int:
+    """Where :data:`_HOLD` first matches ``text`` from ``floor`` (it always does, at the end
+    at the latest)."""
+    if _HOLD_CONTEXT_WORD.search(text, floor) is not None:
+        match = _HOLD.search(text, floor)
+        return match.start() if match else len(text)
+    best = len(text)
+    for pattern, chars in (
+        (_HOLD_EMAIL_END, _HOLD_EMAIL_CHARS),
+        (_HOLD_IPV6_END, _HOLD_IPV6_CHARS),
+    ):
+        match = pattern.search(text, max(floor, len(text.rstrip(chars))))
+        if match is not None and match.start() < best:
+            best = match.start()
+    for pattern in _HOLD_OTHER_ENDS:
+        match = pattern.search(text, floor)
+        if match is not None and match.start() < best:
+            best = match.start()
+    return best
 
 
 # _HOLD's e-mail branch with _IDN_LETTER for its letters and digits.
@@ -187,8 +231,7 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     ``spans``: ``find(text)`` (all entities) when the caller has it already.
     """
     floor = max(0, len(text) - MAX_HOLD)
-    match = _HOLD.search(text, floor)
-    cut = match.start() if match else len(text)
+    cut = _hold_start(text, floor)
     if cut > floor:
         cut = min(cut, _written_hold_start(text, floor))
     if not text.isascii():

@@ -1290,3 +1290,45 @@ def test_loopback_and_unspecified_addresses_name_no_one_and_stay():
     assert pii.mask(text) == (
         "Serve on http://127.0.0.1:8000, bind 0.0.0.0 or [::]; ask [IP_ADDRESS] or [IP_ADDRESS]."
     )
+
+
+def _hold_texts() -> list[str]:
+    """Streamed texts and their prefixes, with and without a context word, and random ones of
+    the characters the hold patterns read."""
+    rng = random.Random(5)
+    atoms = [*"abcxyzABX0123456789 .-_@:/()[]+%,;é", "call ", "ssn ", "card ", "email ", " at ",
+             " dot ", "DE89", "ext. ", "2001:db8::", "word1 ", "text", "social security "]  # fmt: skip
+    texts = [text[:end] for text in STREAMED for end in range(0, len(text) + 1, 3)]
+    texts += ["".join(rng.choice(atoms) for _ in range(rng.randint(0, 24))) for _ in range(3000)]
+    return texts
+
+
+def test_the_hold_searched_branch_by_branch_starts_where_the_whole_pattern_does():
+    """Without a context word the hold's branches are searched one by one (the e-mail and IPv6
+    ones only from where their characters run to the end): the same start, always."""
+    from chatbot_site.pii.stream import _hold_start
+
+    for text in _hold_texts():
+        for floor in {0, max(0, len(text) - pii.MAX_HOLD), len(text) // 2, len(text)}:
+            match = pii._HOLD.search(text, floor)
+            assert _hold_start(text, floor) == (match.start() if match else len(text)), (
+                text,
+                floor,
+            )
+
+
+def test_a_text_that_holds_no_span_starts_none_after_any_text():
+    """What the stream's guard skips: a piece that holds no span starts none after released
+    text, whatever that text is (a context word, half a number, half an address)."""
+    texts = _hold_texts()
+    rng = random.Random(11)
+    skipped = 0
+    for _ in range(8000):
+        lead, piece = rng.choice(texts), rng.choice(texts)
+        if not pii.holds_no_span(piece):
+            continue
+        skipped += 1
+        assert [s for s in pii.find(lead + piece) if s.start >= len(lead)] == [], (lead, piece)
+    assert skipped > 300
+    for piece in ("555", "a@b", "john at example", "x(at)y", "johnATexampleDOTcom", "é"):
+        assert not pii.holds_no_span(piece)

@@ -766,3 +766,30 @@ def test_a_less_than_sign_in_code_or_prose_is_not_held_as_a_tag() -> None:
     guard = OutputGuard(pii_entities=(), hosts=HOSTS)
     assert guard.feed("for (i = 0; i<n; i++) and a < b, ") == "for (i = 0; i<n; i++) and a < b, "
     assert guard.feed('then <img src="/a.png') == "then "  # a tag forming: held whole
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["Write to john", " at example", " dot com today."],
+        ["Write to john at", " example dot", " com today."],
+        ["Call me on 555", " 1234", " please, thanks."],
+        ["My SSN", " is", " 123 45 6789 ok."],
+        ["Card 4111 1111", " 1111 1111", " on file."],
+        ["mail john(at)", "example(dot)", "com now."],
+        ["see [docs](https://ev", "il.test/x) and", " more words"],
+        ["plain words", " and more", " words."],
+    ],
+)
+def test_pieces_of_plain_words_around_pii_and_links_are_guarded_as_the_whole(
+    pieces: list[str],
+) -> None:
+    """A piece that holds no PII span skips the PII scan after the released text (the common
+    case): the pieces next to it, that complete or announce a value, still mask it as the
+    whole answer is masked, and no part of it shows."""
+    guard = OutputGuard(hosts=HOSTS)
+    emitted = [guard.feed(piece) for piece in pieces] + [guard.flush()]
+    whole = pii.mask(sanitize_links("".join(pieces), HOSTS))
+    assert "".join(emitted) == whole
+    for raw in ("example dot com", "555 1234", "6789", "1111 1111", "example(dot)", "evil.test"):
+        assert raw not in "".join(emitted) or raw in whole
