@@ -287,13 +287,9 @@ class _Events:
     not once per token), and the reader goes on reading while the relay writes.
 
     With ``pace``, a provider that trickles (two network reads in a row that bring one event
-    each, each less than ``pace`` / 2 after the one before: a token at a time, at least two
-    per ``pace``) is from then on read at most every ``pace`` seconds, so that it costs an
-    event-loop wake-up per ``pace``, not per token. A provider slower than that (a hosted
-    model's 30-100 tokens a second, against the default 20 ms) is never paced: a paced read
-    would still bring one token, and the wait before it cost a timer and a wake-up of its
-    own per token. After a network read the next one waits until ``pace`` has passed since the
-    last wait ended. What the client already holds is
+    each: a token at a time) is from then on read at most every ``pace`` seconds, so that it
+    costs an event-loop wake-up per ``pace``, not per token: after a network read the next one
+    waits until ``pace`` has passed since the last wait ended. What the client already holds is
     never waited for, so pacing delays a piece by at most ``pace`` (plus one gap of the
     provider's) and never slows the stream down; a provider that sends faster than it is read
     (its events arrive together) is never paced.
@@ -314,7 +310,6 @@ class _Events:
         self._pacing = False
         self._trickles = 0  # network reads in a row that brought at most one event
         self._fetched: int | None = None  # events since the last network read (None: none yet)
-        self._network_at = 0.0  # when the last network read ended (loop time)
         self._wait_after = False  # the last read went to the network: pace the next one
         self._waited_until = 0.0
         self._held: list[bytes] = []  # read, not yet handed over
@@ -384,14 +379,11 @@ class _Events:
                 data, network = await self._read()
                 batch = self._parse_lines(data)
                 if network:
-                    now = loop.time()
                     if self._pace and not self._pacing and self._fetched is not None:
-                        # what the previous network read brought, now that it is all read, and
-                        # whether this one came soon enough after it that a wait would gather
-                        trickled = self._fetched <= 1 and now - self._network_at < self._pace / 2
-                        self._trickles = self._trickles + 1 if trickled else 0
+                        # what the previous network read brought, now that it is all read
+                        self._trickles = self._trickles + 1 if self._fetched <= 1 else 0
                         self._pacing = self._trickles >= 2
-                    self._fetched, self._network_at = 0, now
+                    self._fetched = 0
                     # The first read after a wait that did not wait itself and was handed one
                     # event fetched what came meanwhile, and the client may hold more: read on
                     # unpaced.

@@ -143,22 +143,6 @@ def test_a_provider_faster_than_the_relay_is_never_held_back():
     assert asyncio.run(collect()) == (words, False)
 
 
-def test_a_provider_slower_than_half_the_pace_is_never_paced():
-    """Tokens twice the pace apart, one per network read: a paced read would still bring one,
-    and the wait before it costs a timer and a wake-up per token (a hosted model's 50 tokens a
-    second against the 20 ms default cost 110 µs of CPU per token, BENCHMARKS.md). A slower
-    machine only makes the reads further apart."""
-    words = [f"w{i} " for i in range(8)]
-
-    async def collect() -> tuple[list[list[str]], bool]:
-        events, out = _Events(Socket([event(w) for w in words], 0.1), pace=0.05), []
-        while (batch := await events.next_batch()) is not None:
-            out.append([json.loads(payload)["c"] for payload in batch])
-        return out, events._pacing
-
-    assert asyncio.run(collect()) == ([[w] for w in words], False)
-
-
 class ChunkedSocket(Socket):
     """The same bytes as an HTTP client reads a chunked body: a network read takes all that
     has arrived but hands over one chunk (here one event each); the rest come from what the
