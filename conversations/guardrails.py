@@ -565,10 +565,16 @@ class OutputGuard:
             if match.start() < cut < match.end():
                 cut = match.start()
                 break
-        for match in _BARE_URL.finditer(buffer, max(0, cut - _MAX_URL), cut):
-            if match.end() > cut:
-                cut = match.start()
-                break
+        # (Read past the cut: a search that stopped at it found every address ending there, and
+        # held none. A PII hold inside an address, "//evil.test/?d=secret" held from "secret",
+        # let the address go out cut short, its end after it as text.)
+        for pattern in (_BARE_URL, _MD_REFERENCE):
+            for match in pattern.finditer(buffer, max(0, cut - _MAX_URL - _MAX_LINK_TEXT - 8)):
+                if match.start() >= cut:
+                    break
+                if match.end() > cut:
+                    cut = match.start()
+                    break
         for span in spans:
             if span.start < cut < span.end:
                 cut = span.start

