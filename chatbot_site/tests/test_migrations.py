@@ -447,6 +447,24 @@ RAW_HASH_SEED = document_as_of("0016_chunk_search_vector_headings", "rawhash", "
 RAW_HASH_INDEX = "document_raw_hash_unique_per_dataset"
 
 
+@pytest.fixture(scope="module")
+def knowledge_0016_template() -> Iterator[str]:
+    """A database migrated to knowledge 0016 and seeded with ``RAW_HASH_SEED``, made once for
+    the module (as ``knowledge_0012_template``): three tests start from a copy of it."""
+    with scratch_database() as (url, name, _admin):
+        for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
+            done = manage(*args, database_url=url)
+            assert done.returncode == 0, done.stderr
+        yield name
+
+
+@pytest.fixture
+def documents_at_knowledge_0016(knowledge_0016_template):
+    """A database of the test's own at knowledge 0016, holding ``RAW_HASH_SEED``'s document."""
+    with scratch_database(template=knowledge_0016_template) as database:
+        yield database
+
+
 def document_columns(conn: psycopg.Connection) -> set[str]:
     rows = conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'knowledge_document'"
@@ -464,14 +482,13 @@ def raw_hash_index(conn: psycopg.Connection) -> tuple[bool, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def test_raw_hash_and_indexed_title_migrations_go_both_ways_with_documents(empty_database):
+def test_raw_hash_and_indexed_title_migrations_go_both_ways_with_documents(
+    documents_at_knowledge_0016,
+):
     """0017 and 0018 add nullable columns with no default (no table rewrite: the table's file
     stays), existing documents keep null, 0017's unique index is valid and partial; back, the
     columns and the index go and the documents stay as they were; forward again works."""
-    url, name, admin = empty_database
-    for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
-        done = manage(*args, database_url=url)
-        assert done.returncode == 0, done.stderr
+    url, name, admin = documents_at_knowledge_0016
     with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
         node = one(
             conn, "SELECT relfilenode FROM pg_class WHERE oid = 'knowledge_document'::regclass"
@@ -516,14 +533,13 @@ def test_raw_hash_and_indexed_title_migrations_go_both_ways_with_documents(empty
         assert (raw_hash_index(conn) or (False,))[0]
 
 
-def test_raw_hash_migration_completes_when_run_again_after_its_index_build_failed(empty_database):
+def test_raw_hash_migration_completes_when_run_again_after_its_index_build_failed(
+    documents_at_knowledge_0016,
+):
     """A CONCURRENTLY build cut short (or failed) leaves an INVALID index, and the migration
     unrecorded: running migrate again drops it and builds it anew. Here the build fails on two
     documents with the same bytes (the column added by hand, as 0017's first step does)."""
-    url, name, admin = empty_database
-    for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
-        done = manage(*args, database_url=url)
-        assert done.returncode == 0, done.stderr
+    url, name, admin = documents_at_knowledge_0016
     with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
         conn.execute("ALTER TABLE knowledge_document ADD COLUMN raw_hash varchar(64) NULL")
         conn.execute(
@@ -561,16 +577,15 @@ def index_state(conn: psycopg.Connection, index: str) -> tuple[bool, str] | None
     return (row[0], row[1]) if row else None
 
 
-def test_created_index_serves_a_superusers_document_list_and_goes_both_ways(empty_database):
+def test_created_index_serves_a_superusers_document_list_and_goes_both_ways(
+    documents_at_knowledge_0016,
+):
     """knowledge 0019: the staff admin's document list for a superuser is every tenant's
     documents by (created_at DESC, id DESC), and no index had that order (the tenant came first
     in every one): a page of 50 sorted all of them. The index, built CONCURRENTLY, serves it
     (with sorting ruled out, a plan without it is still a Sort); an index of its name left by a
     build cut short is dropped and built anew; back, it goes and the documents stay."""
-    url, name, admin = empty_database
-    for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
-        done = manage(*args, database_url=url)
-        assert done.returncode == 0, done.stderr
+    url, name, admin = documents_at_knowledge_0016
     index = "document_created"
     page = "SELECT id FROM knowledge_document ORDER BY created_at DESC, id DESC LIMIT 50"
     with psycopg.connect(dbname=name, autocommit=True, **admin) as conn:
