@@ -277,3 +277,89 @@ class DatabaseProxy:
     def close(self) -> None:
         self.flowing.set()
         self.down()
+
+
+# A process per case without an interpreter per case: the server imports third-party libraries
+# only (never the project's code or settings), then forks a child per case. The child takes the
+# case's environment whole, runs its code as ``python -c`` would (an uncaught exception: its
+# traceback on stderr and status 1; SystemExit: its status) and exits: its status, stdout and
+# stderr are the case's own, and it imports the project as a fresh start does.
+_FORK_SERVER = r"""
+import importlib, json, os, signal, sys, tempfile, traceback
+
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+for line in sys.stdin:
+    case = json.loads(line)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdin.close()
+            signal.alarm(case["timeout"])  # as subprocess.run's timeout: a hung case fails
+            os.environ.clear()
+            os.environ.update(case["env"])
+            status = 0
+            try:
+                exec(compile(case["code"], "<string>", "exec"), {"__name__": "__main__"})
+            except SystemExit as exc:
+                code = exc.code
+                status = code if isinstance(code, int) else (0 if code is None else 1)
+                if code is not None and not isinstance(code, int):
+                    print(code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+                status = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+        _, wait_status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        result = {
+            "returncode": os.waitstatus_to_exitcode(wait_status),
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
+    print(json.dumps(result), flush=True)
+"""
+
+
+class ForkServer:
+    """``run(code, env)`` answers as ``subprocess.run([python, "-c", code], env=env, cwd=ROOT)``
+    would, from a child forked off one interpreter that imported ``imports`` (third-party
+    modules that read neither the environment nor Django's settings when imported)."""
+
+    def __init__(self, imports: Iterable[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER, *imports],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(
+        self, code: str, env: dict[str, str], timeout: int = 60
+    ) -> subprocess.CompletedProcess[str]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        case = {"code": code, "env": env, "timeout": timeout}
+        self.process.stdin.write(json.dumps(case) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        assert answer, f"the fork server ended (status {self.process.poll()})"
+        result = json.loads(answer)
+        return subprocess.CompletedProcess(
+            [sys.executable, "-c", code], result["returncode"], result["stdout"], result["stderr"]
+        )
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -17,20 +17,44 @@ from django.core.management import call_command
 from django.db import connection
 from psycopg import sql
 
-from tests.processes import ROOT, child_env, wait_for
+from tests.processes import ROOT, ForkServer, child_env, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 
+# What manage.py imports before the project's own code: each step below is a child forked off
+# one interpreter that has imported these (tests.processes.ForkServer), a process of its own
+# that imports the settings, the project and its migrations itself, as ``manage.py`` would,
+# without a new interpreter and Django's import each time. (The migrations run in background
+# below, which a test kills or races, are real ``manage.py`` processes.)
+THIRD_PARTY = [
+    "django", "django.conf", "django.core.management", "django.db.migrations", "django.urls",
+    "django.test", "environ", "kombu", "corsheaders.defaults", "psycopg", "psycopg_pool", "redis",
+    "rest_framework", "rest_framework_simplejwt", "celery", "celery.app", "structlog",
+    "cryptography", "numpy", "yaml", "PIL", "drf_spectacular", "click",
+]  # fmt: skip
+MANAGE = (
+    "import runpy, sys; sys.argv = ['manage.py', *sys.argv[1:]]; "
+    "runpy.run_path('manage.py', run_name='__main__')"
+)
+
+
+_server: ForkServer | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fork_server() -> Iterator[None]:
+    global _server
+    _server = ForkServer(THIRD_PARTY, child_env())
+    yield
+    _server.close()
+    _server = None
+
+
 def manage(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=child_env(DATABASE_URL=database_url),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    assert _server is not None
+    code = f"import sys; sys.argv[1:] = {list(args)!r}; {MANAGE}"
+    return _server.run(code, child_env(DATABASE_URL=database_url), timeout=180)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """Settings come from the environment; production refuses to start without its secrets and
 passes Django's deployment checks. Each case runs in a fresh process, as a real start would: a
 child forked from one interpreter that has imported only third-party libraries (Django,
-django-environ, Kombu ...), so that each case imports the project's settings and modules itself
-with its own environment, exits with its own status and writes its own stderr, without paying
-for a new interpreter and Django's import each time (40 interpreters took ~1 s each)."""
+django-environ, Kombu ...; tests.processes.ForkServer), so that each case imports the project's
+settings and modules itself with its own environment, exits with its own status and writes its
+own stderr, without paying for a new interpreter and Django's import each time (40 interpreters
+took ~1 s each)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.conf import settings
 
-from tests.processes import ROOT, database_url_of_current_connection
+from tests.processes import ROOT, ForkServer, database_url_of_current_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -30,50 +31,13 @@ PRINT_SETTINGS = (
 )
 
 
-# One interpreter per module: it imports what a start imports before the project's own code
-# (nothing of chatbot_site, knowledge, bots ... and no settings), then forks a child per case.
-# The child replaces the environment, runs the case's code as ``python -c`` would and exits:
-# its status, stdout and stderr are the case's own.
-FORK_SERVER = r"""
-import json, os, signal, sys, tempfile, traceback
-import django, django.conf, django.core.management, environ, kombu, corsheaders.defaults
-import psycopg, rest_framework, rest_framework_simplejwt, celery, celery.app, django.urls
-
-for line in sys.stdin:
-    case = json.loads(line)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        pid = os.fork()
-        if pid == 0:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            sys.stdin.close()
-            signal.alarm(60)  # as subprocess.run's timeout: a hung start fails its test
-            os.environ.clear()
-            os.environ.update(case["env"])
-            status = 0
-            try:
-                exec(compile(case["code"], "<string>", "exec"), {"__name__": "__main__"})
-            except SystemExit as exc:
-                code = exc.code
-                status = code if isinstance(code, int) else (0 if code is None else 1)
-                if code is not None and not isinstance(code, int):
-                    print(code, file=sys.stderr)
-            except BaseException:
-                traceback.print_exc()
-                status = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
-        _, wait_status = os.waitpid(pid, 0)
-        out.seek(0)
-        err.seek(0)
-        result = {
-            "returncode": os.waitstatus_to_exitcode(wait_status),
-            "stdout": out.read().decode(),
-            "stderr": err.read().decode(),
-        }
-    print(json.dumps(result), flush=True)
-"""
+# What a start imports before the project's own code (nothing of chatbot_site, knowledge, bots
+# ... and no settings): a child forked per case imports those itself (tests.processes.ForkServer).
+THIRD_PARTY = [
+    "django", "django.conf", "django.core.management", "django.urls", "environ", "kombu",
+    "corsheaders.defaults", "psycopg", "rest_framework", "rest_framework_simplejwt", "celery",
+    "celery.app",
+]  # fmt: skip
 
 
 def clean_environment() -> dict[str, str]:
@@ -89,34 +53,19 @@ def clean_environment() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def fork_server() -> Iterator[subprocess.Popen[str]]:
-    server = subprocess.Popen(
-        [sys.executable, "-c", FORK_SERVER],
-        cwd=ROOT,
-        env=clean_environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def fork_server() -> Iterator[ForkServer]:
+    server = ForkServer(THIRD_PARTY, clean_environment())
     yield server
-    assert server.stdin is not None
-    server.stdin.close()
-    server.wait(timeout=60)
+    server.close()
 
 
 @pytest.fixture
-def start(fork_server: subprocess.Popen[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+def start(fork_server: ForkServer) -> Callable[..., subprocess.CompletedProcess[str]]:
     def start(
         module: str, code: str = PRINT_SETTINGS, **env: str
     ) -> subprocess.CompletedProcess[str]:
-        assert fork_server.stdin is not None and fork_server.stdout is not None
         case_env = {**clean_environment(), "DJANGO_SETTINGS_MODULE": module, **env}
-        fork_server.stdin.write(json.dumps({"env": case_env, "code": code}) + "\n")
-        fork_server.stdin.flush()
-        result = json.loads(fork_server.stdout.readline())
-        return subprocess.CompletedProcess(
-            [sys.executable, "-c", code], result["returncode"], result["stdout"], result["stderr"]
-        )
+        return fork_server.run(code, case_env)
 
     return start
 
