@@ -186,15 +186,23 @@ WHERE r.df IS DISTINCT FROM s.df
 """
 
 
+@contextlib.contextmanager
+def seeded_template(migration: str, seed: str) -> Iterator[str]:
+    """The name of a scratch database migrated to knowledge ``migration`` and seeded with
+    ``seed`` (a shell command), for a module's tests to copy (``scratch_database(template=)``)."""
+    with scratch_database() as (url, name, _admin):
+        for args in (("migrate", "knowledge", migration), ("shell", "-c", seed)):
+            done = manage(*args, database_url=url)
+            assert done.returncode == 0, done.stderr
+        yield name
+
+
 @pytest.fixture(scope="module")
 def knowledge_0012_template() -> Iterator[str]:
     """A database migrated to knowledge 0012 and seeded with ``CJK_SEED``, made once for the
     module: each test below starts from a copy of it (``CREATE DATABASE ... TEMPLATE``, well
     under a second) instead of a migrate and a seed of its own, two Django processes each."""
-    with scratch_database() as (url, name, _admin):
-        for args in (("migrate", "knowledge", "0012"), ("shell", "-c", CJK_SEED)):
-            done = manage(*args, database_url=url)
-            assert done.returncode == 0, done.stderr
+    with seeded_template("0012", CJK_SEED) as name:
         yield name
 
 
@@ -475,10 +483,7 @@ RAW_HASH_INDEX = "document_raw_hash_unique_per_dataset"
 def knowledge_0016_template() -> Iterator[str]:
     """A database migrated to knowledge 0016 and seeded with ``RAW_HASH_SEED``, made once for
     the module (as ``knowledge_0012_template``): three tests start from a copy of it."""
-    with scratch_database() as (url, name, _admin):
-        for args in (("migrate", "knowledge", "0016"), ("shell", "-c", RAW_HASH_SEED)):
-            done = manage(*args, database_url=url)
-            assert done.returncode == 0, done.stderr
+    with seeded_template("0016", RAW_HASH_SEED) as name:
         yield name
 
 
