@@ -66,8 +66,13 @@ QUESTIONS = Path(__file__).resolve().parents[2] / "evaldata" / "scope_questions.
 # A second set (2026-12-07, evening), written before the changes it measured: off-topic
 # questions of the kinds the first set's fresh held-out ones showed passing, each with a "kind".
 QUESTIONS_2 = QUESTIONS.with_name("scope_questions_2.jsonl")
+# A third (2026-12-07, night), written before the changes it measured: off-topic questions of
+# six kinds the first two lack, on-topic ones in users' own phrasing, near-topic ones.
+QUESTIONS_3 = QUESTIONS.with_name("scope_questions_3.jsonl")
 FOLLOW_UP_QUESTIONS = QUESTIONS.with_name("follow_up_questions.jsonl")
 BLOCKED_QUESTIONS = QUESTIONS.with_name("blocked_questions.jsonl")
+# Fresh paraphrases and allowed questions near them, written with scope_questions_3.jsonl.
+BLOCKED_QUESTIONS_2 = QUESTIONS.with_name("blocked_questions_2.jsonl")
 # The demo scope with topics it must not discuss (blocked_questions.jsonl asks about them), as
 # bare labels and with phrasings a tenant would write after a colon (guardrails.topic_phrasings;
 # chosen on the tune half: docs/GUARDRAILS.md (ii c)).
@@ -344,14 +349,16 @@ class Command(BaseCommand):
     def scope(self) -> None:
         questions = read_jsonl(QUESTIONS)
         second = read_jsonl(QUESTIONS_2)
+        third = read_jsonl(QUESTIONS_3)
         bot = self.demo_bot()
         for name, rows in (
             ("scope_questions.jsonl", questions),
             ("scope_questions_2.jsonl", second),
+            ("scope_questions_3.jsonl", third),
         ):
             self.scope_table(bot, name, rows)
         self.follow_ups(bot, questions)
-        self.calibration(bot, questions + second)
+        self.calibration(bot, questions + second + third)
         for topics in (BARE_TOPICS, BLOCKED_TOPICS):
             self.blocked_topics(questions, topics)
 
@@ -362,6 +369,7 @@ class Command(BaseCommand):
         counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         kinds: dict[str, Counter[str]] = defaultdict(Counter)
         answered: list[str] = []
+        on_topic_refused: list[str] = []
         for question in questions:
             answer = self.ask(bot, question["text"])
             key = (question["category"], question["split"])
@@ -373,6 +381,9 @@ class Command(BaseCommand):
             tune_answered = question["split"] == "tune" and answer.refusal is None
             if question["category"] != "on_topic" and tune_answered:
                 answered.append(f"{question['category']}: {question['text']}")
+            on_topic_tune = question["category"] == "on_topic" and question["split"] == "tune"
+            if on_topic_tune and answer.refusal is not None:
+                on_topic_refused.append(f"{answer.refusal}: {question['text']}")
         self.out(f"\n## Scope (demo bot; {name})\n")
         self.out(
             "| category | split | refused | out_of_scope | no_relevant_context | prompt_injection | blocked_topic |"
@@ -391,6 +402,7 @@ class Command(BaseCommand):
             for kind, c in kinds.items():
                 self.out(f"| {kind} | {pct(c['refused'], c['n'])} |")
         self.out("\nAnswered, tune half (off- and near-topic): " + ("; ".join(answered) or "none"))
+        self.out("\nRefused, tune half (on-topic): " + ("; ".join(on_topic_refused) or "none"))
 
     def blocked_topics(self, questions: list[dict[str, Any]], topics: list[str]) -> None:
         """The demo scope with ``topics`` blocked: questions that name a blocked topic, that
@@ -401,21 +413,37 @@ class Command(BaseCommand):
         scope = {**DEMO_SCOPE, "blocked_topics": topics}
         bot = self.bot(f"guarded assistant {topics[0]}", scope=scope,
                        datasets=[self.demo_dataset])  # fmt: skip
-        rows = read_jsonl(BLOCKED_QUESTIONS) + [
-            {**q, "category": "on_topic"} for q in questions if q["category"] == "on_topic"
-        ]
-        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        fresh = read_jsonl(BLOCKED_QUESTIONS_2)
+        rows = (
+            read_jsonl(BLOCKED_QUESTIONS)
+            + fresh
+            + [{**q, "category": "on_topic"} for q in questions if q["category"] == "on_topic"]
+        )
+        fresh_ids = {row["id"] for row in fresh}
+        counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        answered: list[str] = []
         for row in rows:
-            counts[row["category"]]["n"] += 1
-            counts[row["category"]][self.ask(bot, row["text"]).refusal or "answered"] += 1
+            refusal = self.ask(bot, row["text"]).refusal
+            source = "blocked_questions_2" if row["id"] in fresh_ids else "the others"
+            for key in ((row["category"], "both"), (row["category"], f"{source}, {row['split']}")):
+                counts[key]["n"] += 1
+                counts[key][refusal or "answered"] += 1
+            if row["split"] == "tune" and row["category"] == "blocked_paraphrase" and not refusal:
+                answered.append(row["text"])
         self.out(f"\n## Blocked topics (demo scope + blocked {topics})\n")
-        self.out("| questions | n | refused as blocked_topic | refused otherwise | answered |")
-        self.out("|---|---|---|---|---|")
+        self.out("| questions | set, split | n | refused as blocked_topic | refused otherwise "
+                 "| answered |")  # fmt: skip
+        self.out("|---|---|---|---|---|---|")
         for category in BLOCKED_CATEGORIES:
-            c = counts[category]
-            other = c["n"] - c["answered"] - c["blocked_topic"]
-            self.out(f"| {category} | {c['n']} | {pct(c['blocked_topic'], c['n'])} "
-                     f"| {pct(other, c['n'])} | {pct(c['answered'], c['n'])} |")  # fmt: skip
+            for part in ("both", *(f"{source}, {split}" for source in ("the others",
+                         "blocked_questions_2") for split in ("tune", "heldout"))):  # fmt: skip
+                c = counts[(category, part)]
+                if not c["n"]:
+                    continue
+                other = c["n"] - c["answered"] - c["blocked_topic"]
+                self.out(f"| {category} | {part} | {c['n']} | {pct(c['blocked_topic'], c['n'])} "
+                         f"| {pct(other, c['n'])} | {pct(c['answered'], c['n'])} |")  # fmt: skip
+        self.out("\nParaphrases answered, tune half: " + ("; ".join(answered) or "none"))
         allowed = scope_topics(DEMO_SCOPE["description"], DEMO_SCOPE["allowed_topics"])
         items = [calibration.blocked_signal(row, topics, allowed, self.tenant.pk) for row in rows]
         chosen = calibration.blocked_calibrate(items)
