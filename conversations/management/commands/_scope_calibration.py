@@ -148,25 +148,24 @@ UNKNOWN_WORD_GRID = [round(0.20 + 0.01 * i, 2) for i in range(41)]  # 0.20 .. 0.
 
 def unknown_word_calibrate(items: list[Signals]) -> float:
     """``SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD`` on the tune half, the others as configured: of
-    the thresholds at which no tune-half on-topic question is refused and the most tune-half
-    off-topic ones are, the middle one (as ``blocked_calibrate``: as far from the on-topic
-    question with an unknown word and the weakest passage as from the off-topic one with the
-    strongest)."""
+    the thresholds at which the fewest tune-half on-topic questions are refused (none, unless
+    one is refused at every threshold) and the most tune-half off-topic ones are, the middle
+    one (as ``blocked_calibrate``: as far from the on-topic question with an unknown word and
+    the weakest passage as from the off-topic one with the strongest)."""
     tune = [s for s in items if s.split == "tune"]
     on = [s for s in tune if s.category == "on_topic"]
     off = [s for s in tune if s.category == "off_topic"]
-    caught: dict[float, int] = {}
+    refused: dict[float, tuple[int, int]] = {}  # threshold → (on-topic refused, off-topic)
     for threshold in UNKNOWN_WORD_GRID:
         with override_settings(SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD=threshold):
-            if any(s.refused(settings.SCOPE_TOPIC_THRESHOLD, settings.SCOPE_EVIDENCE_THRESHOLD)
-                   for s in on):  # fmt: skip
-                continue
-            caught[threshold] = sum(
-                s.refused(settings.SCOPE_TOPIC_THRESHOLD, settings.SCOPE_EVIDENCE_THRESHOLD)
-                for s in off
+            topic, evidence = settings.SCOPE_TOPIC_THRESHOLD, settings.SCOPE_EVIDENCE_THRESHOLD
+            refused[threshold] = (
+                sum(s.refused(topic, evidence) for s in on),
+                sum(s.refused(topic, evidence) for s in off),
             )
-    if not caught:
-        raise ValueError("every threshold refuses a tune-half on-topic question")
+    fewest = min(on_refused for on_refused, _ in refused.values())
+    caught = {t: off_refused for t, (on_refused, off_refused) in refused.items()
+              if on_refused == fewest}  # fmt: skip
     best = [t for t in caught if caught[t] == max(caught.values())]
     return best[(len(best) - 1) // 2]
 
