@@ -38,7 +38,7 @@ from chatbot_site import pii
 from chatbot_site.text import WORD, grapheme_cut, mostly_latin
 from knowledge.embeddings import get_embedder
 from knowledge.follow_ups import FOLLOW_UP_WORDS
-from knowledge.retrieval import SearchSpace, absent_words, embed_queries
+from knowledge.retrieval import SearchSpace, embed_queries, word_presence
 
 # --- canary ------------------------------------------------------------------------------
 
@@ -820,9 +820,11 @@ class Unknown:
 
 def unknown_words(question: str, *, space: SearchSpace, scope_texts: Sequence[str]) -> Unknown:
     """The names and the other words of ``question`` that no chunk of the bot's datasets holds
-    (text search's lexemes, :func:`knowledge.retrieval.absent_words`: one query, an index
-    lookup a lexeme) and its scope's texts do not say: what the question is about that the
-    documents never mention. A word with a digit is no subject ("2014", "200k", "v2"), nor is a
+    and its scope's texts do not say, both as text search reads them (lexemes, and the
+    adjective a comparative compares: :func:`knowledge.retrieval.word_presence`, one query, an
+    index lookup a lexeme): what the question is about that the documents never mention.
+    "upgrading" is held where "upgrade" is, "newer" where "new" is, and "ingesting" is said by
+    a topic "ingestion". A word with a digit is no subject ("2014", "200k", "v2"), nor is a
     way of asking (:data:`knowledge.follow_ups.FOLLOW_UP_WORDS`: "explain", "detail",
     "example"); a word text search drops (a stop word) is never absent."""
     words = list(dict.fromkeys(_words(question)))
@@ -832,19 +834,21 @@ def unknown_words(question: str, *, space: SearchSpace, scope_texts: Sequence[st
     named = [name for name in names(question) if name.casefold() not in said]
     folded = {name.casefold() for name in named}
     others = [word for word in words if word not in folded]
-    absent = absent_words(space, [*named, *others])
+    presence = word_presence(space, [*named, *others], texts=scope_texts)
+    absent = presence.absent
     if 2 * sum(word in absent for word in others) > len(others):
         # Not written in the documents' words (German capitalises every noun: "Wie lade ich
         # ein PDF in einen Datensatz hoch?"): neither its capitals nor its words the
         # documents lack say what it is about.
         return Unknown()
     return Unknown(
-        names=tuple(name for name in named if name in absent),
+        names=tuple(name for name in named if name in absent and name not in presence.in_texts),
         words=tuple(
             word
             for word in others
             if word in absent
             and word not in said
+            and word not in presence.in_texts
             and word not in FOLLOW_UP_WORDS
             and not any(c.isdigit() for c in word)
         ),

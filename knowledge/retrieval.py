@@ -36,6 +36,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.models import BotDataset, Dataset
 from knowledge.parsers import normalize_text
 from knowledge.query_vectors import embed_cached
+from knowledge.word_forms import base_form
 
 Mode = Literal["hybrid", "vector", "text"]
 TEXT_RANKS = ("bm25", "ts_rank_cd", "ts_rank")
@@ -209,27 +210,62 @@ def search_space_for_bot(bot: Any, *, filter_tags: Sequence[str] = ()) -> Search
     )
 
 
-def absent_words(space: SearchSpace, words: Sequence[str]) -> set[str]:
-    """Those of ``words`` that no chunk of the space's datasets holds, as text search reads
-    them (a word's lexemes in each of the datasets' languages, from ``knowledge_termstat``:
-    one index lookup a lexeme). A word text search drops (a stop word) is not absent."""
+@dataclass(frozen=True)
+class WordPresence:
+    """Where the words asked about (:func:`word_presence`) are held."""
+
+    absent: frozenset[str] = frozenset()  # no chunk of the space holds any of its forms
+    in_texts: frozenset[str] = frozenset()  # one of the given texts holds one of its forms
+
+
+def word_presence(
+    space: SearchSpace, words: Sequence[str], *, texts: Sequence[str] = ()
+) -> WordPresence:
+    """Which of ``words`` no chunk of the space's datasets holds, and which ``texts`` (a scope's
+    description and topics) hold, both as text search reads them: a word's lexemes in each of
+    the datasets' languages, with those of the adjective it compares
+    (:func:`knowledge.word_forms.base_form`: "newer" is held where "new" is, which the stemmer
+    leaves apart), against ``knowledge_termstat`` (one index lookup a lexeme) and the texts'
+    own lexemes ("ingesting" is said by a topic "ingestion"). One query. A word text search
+    drops (a stop word) is neither."""
     if not words or not space.dataset_ids:
-        return set()
+        return WordPresence()
+    forms = [" ".join(filter(None, (w, base_form(w.casefold())))) for w in words]
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT w.word FROM unnest(%(words)s::text[]) AS w(word)
-            WHERE NOT EXISTS (
+            """WITH said AS (
+                SELECT l.language, tsvector_to_array(
+                    to_tsvector(l.language::regconfig, %(texts)s)) AS lexemes
+                FROM unnest(%(languages)s::text[]) AS l(language)
+            )
+            SELECT w.word, NOT EXISTS (
                 SELECT 1 FROM unnest(%(languages)s::text[]) AS l(language)
-                CROSS JOIN LATERAL unnest(to_tsvector(l.language::regconfig, w.word)) AS t
+                CROSS JOIN LATERAL unnest(to_tsvector(l.language::regconfig, w.forms)) AS t
                 JOIN knowledge_termstat s ON s.dataset_id = ANY(%(datasets)s)
                  AND s.language = l.language::regconfig AND s.lexeme = t.lexeme
-            ) AND EXISTS (
+            ), EXISTS (
+                SELECT 1 FROM said
+                CROSS JOIN LATERAL unnest(to_tsvector(said.language::regconfig, w.forms)) AS t
+                WHERE t.lexeme = ANY(said.lexemes)
+            )
+            FROM unnest(%(words)s::text[], %(forms)s::text[]) AS w(word, forms)
+            WHERE EXISTS (
                 SELECT 1 FROM unnest(%(languages)s::text[]) AS l(language),
                      LATERAL unnest(to_tsvector(l.language::regconfig, w.word)) AS t
             )""",
-            {"words": list(words), "languages": space.languages, "datasets": space.dataset_ids},
+            {
+                "words": list(words),
+                "forms": forms,
+                "languages": space.languages,
+                "datasets": space.dataset_ids,
+                "texts": "\n".join(texts),
+            },
         )
-        return {row[0] for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    return WordPresence(
+        absent=frozenset(word for word, absent, _ in rows if absent),
+        in_texts=frozenset(word for word, _, said in rows if said),
+    )
 
 
 def vector_literal(vector: Sequence[float]) -> str:

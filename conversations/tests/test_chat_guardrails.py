@@ -463,6 +463,30 @@ def test_unknown_words_are_the_subjects_no_chunk_holds_in_the_documents_language
     assert unknown("Wann verlängern sich die Jahrespläne automatisch?") == Unknown()
 
 
+def test_a_word_the_documents_or_the_scope_hold_in_another_form_is_not_unknown(alpha):
+    """Words are compared as text search reads them: "upgrading" and "releases" are held where
+    "upgrade" and "release" are (the stemmer's lexemes); "newer" and "cheapest" where "new" and
+    "cheap" are (the stemmer keeps a short adjective's comparative apart: knowledge.word_forms);
+    "invoice" is said by a scope that says "invoices". They were unknown ("newer" refused "How
+    do I upgrade the service to a newer release?" on the demo bot). A noun that only looks
+    like a comparative stays unknown: "router" is not "route", "cleaner" not "clean"."""
+    from conversations.guardrails import Unknown, unknown_words
+
+    add_passages(alpha, ["Upgrade to a new release: included in the cheap plan.",
+                         "Pick a route and clean the cache."])  # fmt: skip
+    space = search_space_for_bot(alpha.bot)
+    topics = ["Questions about Acme billing: plans, invoices, renewals, refunds."]
+
+    def unknown(question: str) -> Unknown:
+        return unknown_words(question, space=space, scope_texts=topics)
+
+    assert unknown("Is upgrading to newer releases included in annual plans?") == Unknown()
+    assert unknown("Which is the cheapest annual plan?") == Unknown()
+    assert unknown("Where do I find the invoice for my annual plan?") == Unknown()
+    assert unknown("Can I cancel the renewal of my router plan?") == Unknown(words=("router",))
+    assert unknown("Can I cancel the renewal of my cleaner plan?") == Unknown(words=("cleaner",))
+
+
 def test_an_off_topic_follow_up_is_not_carried_in_by_the_previous_question(alpha, settings):
     """A follow-up is searched in the light of the previous question, but scope is decided on
     the question alone: "renewal" earlier does not lend its evidence to a lasagna recipe."""
