@@ -741,6 +741,46 @@ def topic_phrasings(topic: str) -> tuple[str, list[str]]:
     return (name.strip() or topic.strip()), phrasings
 
 
+# Questions that ask the service about its own future or hold it against another product, in
+# words no similarity to a topic's label reaches ("Will you add single sign-on soon?" is 0.15
+# from "product roadmap"). Each names what it asks about (the text compared with the scope's
+# blocked topics, as a question would be): written from the tune half's paraphrases that were
+# answered (docs/GUARDRAILS.md (ii c), 2026-12-07 night), narrow on purpose: "will you" with a
+# verb of shipping, a rival, "better than" this service itself.
+ASKED_ABOUT: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("roadmap and future plans", re.compile(
+        r"\b(?:will|are) you (?:\w+ )?(?:add|support|build|release|ship|launch|introduce|going to)\b"
+        r"|\bin the works\b",
+        re.IGNORECASE,
+    )),
+    ("a competitor", re.compile(
+        r"\b(?:better|worse|cheaper|faster|slower) than (?:this|yours|you)\b|\brivals?\b",
+        re.IGNORECASE,
+    )),
+)  # fmt: skip
+
+
+def _asked_about(
+    question: str,
+    texts: Sequence[tuple[str, str]],
+    vectors: Sequence[array[float]],
+    own: Sequence[array[float]],
+    tenant_id: object,
+    spent: Spent | None,
+) -> tuple[float, str]:
+    """How close what ``question`` asks about by :data:`ASKED_ABOUT` is to the closest blocked
+    topic (``texts``: (name, label or phrasing), embedded as ``vectors``) and which, when that
+    is closer than the scope's own description and allowed topics (``own``) are; else 0."""
+    asked = [text for text, pattern in ASKED_ABOUT if pattern.search(question)]
+    found = (0.0, "")
+    for vector in topic_vectors(asked, tenant_id=tenant_id, spent=spent):
+        similarities = _similarities(vector, vectors)
+        best = max(range(len(texts)), key=similarities.__getitem__)
+        if similarities[best] > max(max(_similarities(vector, own), default=0.0), found[0]):
+            found = (similarities[best], texts[best][0])
+    return found
+
+
 def blocked_topic(
     *,
     question: str,
@@ -757,7 +797,10 @@ def blocked_topic(
     from "What changed in the latest benchmarks?", which is closer still to the scope's own
     "chatbot benchmarks"); a bare label does not, and the threshold was chosen for labels. A
     question in a script an English-only embedder spells letter by letter (Hindi, Russian, ...)
-    is judged by naming alone: its similarities say nothing."""
+    is judged by naming alone: its similarities say nothing. A question that asks about the
+    service's future or holds it against another product (:data:`ASKED_ABOUT`) is also judged
+    by what it asks about ("roadmap and future plans", "a competitor"), as close to a blocked
+    topic and closer to it than to the scope's own topics."""
     named = [topic_phrasings(t) for t in topics if t.strip()]
     if not named:
         return None
@@ -775,10 +818,15 @@ def blocked_topic(
         if similarity > closest[phrasing][0]:
             closest[phrasing] = (similarity, name)
     best, matched = closest[False]
+    own_vectors = topic_vectors(allowed, tenant_id=tenant_id, spent=spent)
     if closest[True][0] > best:
-        own = _similarities(vector, topic_vectors(allowed, tenant_id=tenant_id, spent=spent))
+        own = _similarities(vector, own_vectors)
         if closest[True][0] > max(own, default=0.0):
             best, matched = closest[True]
+    pairs = [(name, text) for name, text, _ in texts]
+    asked = _asked_about(question, pairs, vectors, own_vectors, tenant_id, spent)
+    if asked[0] > best:
+        best, matched = asked
     if best < settings.SCOPE_BLOCKED_THRESHOLD:
         return None
     return ScopeVerdict("blocked_topic", topic_similarity=best, matched=matched)

@@ -322,6 +322,43 @@ def test_a_paraphrased_blocked_topic_is_refused_without_a_model_call(alpha):
     assert ok["refusal"] is None
 
 
+def test_a_question_about_the_service_s_future_or_a_rival_is_judged_by_what_it_asks_about(alpha):
+    """ "Is a Jira connector in the works?" and "Which of your rivals answers faster?" say no
+    word of "product roadmap" or "competitors" and are far from both labels; what they ask about
+    (guardrails.ASKED_ABOUT: "roadmap and future plans", "a competitor") is close to them, so
+    they are refused, with no model call, naming the topic. Questions of the same words that ask
+    about something else are answered: "will you" without a verb of shipping, "better than"
+    without this service, a topic the scope does not block."""
+    alpha.scope.blocked_topics = ["product roadmap", "competitors"]
+    alpha.scope.min_relevance = 0.0  # so that only the scope checks can refuse
+    alpha.scope.save()
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake, structlog.testing.capture_logs() as logs:
+        for question, topic in (
+            ("Is a Jira connector in the works?", "product roadmap"),
+            ("Are you going to release an SDK for annual plans?", "product roadmap"),
+            ("Which of your rivals answers faster?", "competitors"),
+            ("Are annual plans at Acme better than yours?", "competitors"),
+        ):
+            body = chat(client, **ask(alpha, question)).json()
+            assert body["refusal"] == {"reason": "blocked_topic"}, question
+            refused = [e for e in logs if e.get("event") == "chat_refused"]
+            assert refused[-1]["topic"] == topic, question
+        assert fake.chat_requests() == []
+    with openai_llm():
+        for question in (
+            "Will you renew my annual plan automatically?",
+            "Is a refund to the card better than a refund by transfer?",
+            "When do annual plans renew?",
+        ):
+            assert chat(client, **ask(alpha, question)).json()["refusal"] is None, question
+    alpha.scope.blocked_topics = ["pricing"]
+    alpha.scope.save()
+    with openai_llm():
+        body = chat(client, **ask(alpha, "Is a Jira connector in the works?")).json()
+    assert body["refusal"] != {"reason": "blocked_topic"}  # out_of_scope: "Jira" is unknown
+
+
 def test_a_blocked_topic_s_phrasings_refuse_only_what_the_scope_s_own_topics_are_further_from(
     alpha,
 ):

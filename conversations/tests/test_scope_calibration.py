@@ -65,9 +65,10 @@ def test_blocked_signals_come_from_the_pipelines_own_check(db):
     assert -1.0 <= other.closeness < 0.5 and not other.blocked(0.5)
     # A phrasing's similarity, as the check compares it: only where the scope's own topics are
     # further from the question (0.40 from the phrasing; the label "competitors" is 0.09).
+    # Not "better than this": what that asks about is judged too (guardrails.ASKED_ABOUT).
     phrased = ["competitors: is another product better than this one"]
     question = {"category": "blocked_paraphrase", "split": "tune",
-                "text": "Is Zendesk better than this service?"}  # fmt: skip
+                "text": "Is Zendesk a better choice than this service?"}  # fmt: skip
     assert blocked_signal(question, phrased, ["API keys"], 1).blocked(0.33)
     assert not blocked_signal(question, phrased, ["a better service"], 1).blocked(0.33)
 
@@ -102,4 +103,9 @@ def test_the_unknown_word_threshold_is_the_middle_of_those_refusing_no_on_topic_
         worded("on_topic", 0.21, "heldout"),  # held out: never pulls the choice
     ]
     # 0.29 .. 0.37 refuse the first off-topic question and no on-topic one: the middle, 0.33.
+    assert unknown_word_calibrate(items) == 0.33
+    # An on-topic question refused at every threshold (one whose best passage is weaker than
+    # the grid's lowest) no longer stops the calibration: the choice is made among the
+    # thresholds that refuse no more on-topic questions than that.
+    items.append(Signals("on_topic", "tune", 0.20, 0.19, refused_anyway=False, unknown_word=True))
     assert unknown_word_calibrate(items) == 0.33
