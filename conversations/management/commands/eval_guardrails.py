@@ -557,7 +557,7 @@ class Command(BaseCommand):
             f"SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD "
             f"{settings.SCOPE_UNKNOWN_WORD_EVIDENCE_THRESHOLD}, calibrated on the tune half (grid "
             f"{calibration.UNKNOWN_WORD_GRID[0]}-{calibration.UNKNOWN_WORD_GRID[-1]}, the middle "
-            f"of those refusing no on-topic and the most off-topic questions): "
+            f"of those refusing the fewest on-topic and the most off-topic questions): "
             f"{calibration.unknown_word_calibrate(items)}"
         )
 
