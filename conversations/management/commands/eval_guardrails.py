@@ -18,7 +18,11 @@ Sets (read from ../shared/corpora, never copied into the repository):
   1000-1499 held out), then every held-out sentence sent as a question, after which the stored
   messages, the provider requests and the log lines are searched for the raw values; and ours,
   conversations/evaldata/pii_unspaced_addresses.jsonl (addresses in Chinese, Japanese, Korean
-  and Thai sentences, tune / held out): each address masked whole, and exactly.
+  and Thai sentences, tune / held out): each address masked whole, and exactly; and
+  conversations/evaldata/pii_numbers.jsonl (phone numbers in national formats, rows of numbers
+  that are none, CJK addresses after words of no cue list; tune / held out): exact masking and
+  PHONE / EMAIL recall and precision, then the PHONE spans found in the SciFact and SQuAD
+  corpora (benign text).
 """
 
 from __future__ import annotations
