@@ -21,8 +21,13 @@ Choices worth knowing:
   phone noun right after them ("781 1704 office", which also makes a bare run of 10-15 digits
   a phone: "3660170548-Fax"), or as a local number alone ("668 5702.": three digits starting
   2-9, one space, four that are no year, no word after it); dates, decimals,
-  IP-, version- and SSN-shaped groups and runs of years are not phones. Other runs of numbers
-  totalling 7+ digits in 3+ groups ("batch 32 64 128") are masked: we err towards masking.
+  IP-, version- and SSN-shaped groups and runs of years are not phones, nor are ranges and
+  ratios of numbers ("1457.60-2761.80", "330 000-701 200", "378/100 000"). Rows of numbers
+  that no national format writes (eight digits or fewer in small groups, progressions, round
+  numbers, amounts ending in 000, table rows: "sizes 100 200 300 400", "timings 10 30 45 60")
+  need a phone word as two plain groups do; four pairs ("12 34 56 78", Danish and Norwegian)
+  need none. Other runs of numbers totalling 7+ digits in 3+ groups are masked: we err
+  towards masking.
 - IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
   and slices like ``[1::2]`` stay; "version 1.2.3.4" is a valid dotted quad and is masked.
   Loopback and unspecified addresses (``127.0.0.1``, ``0.0.0.0``) name no one's machine and

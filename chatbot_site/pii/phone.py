@@ -17,9 +17,9 @@ _PHONE = re.compile(
       |(?<![0-9][ .\-/])(?:00[0-9]{1,3}[ .\-]?)?)  # else not the tail of a longer number
     (?:\(0\)[ .\-]?)?                     # trunk prefix, as in +44 (0)20
     (?:\([0-9]{1,5}\)[ .\-]?)?            # area code in brackets
-    [0-9]{1,12}(?:[ .\-/][0-9]{1,12}){0,6}
+    [0-9]{1,12}(?:(?:[ .\-/]|\ /\ )[0-9]{1,12}){0,6}  # " / " after an area code (089 / 1234)
     (?:\ ?(?:x|ext\.?)\ ?[0-9]{1,6})?     # extension
-    (?![\w])(?![ .\-/][0-9])
+    (?![\w])(?![ .\-/][0-9])(?!\ /\ [0-9])
     """,
     re.ASCII | re.VERBOSE | re.IGNORECASE,
 )
@@ -32,6 +32,8 @@ _SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")  # an SSN or nothing, eve
 _PHONE_CUE = re.compile(
     r"\b(?:phones?|tel|telephone|call(?:ed|ing)?|mobile|cell|fax|desk|office|contact|reach"
     r"|dial|sms|text|whatsapp|answering"
+    # Danish, Norwegian, Swedish: ring (call), tlf (tel.), kontakt (contact), mobil (above)
+    r"|ring(?:e|er)?|tlf|kontakt"
     # German, French, Spanish, Italian, Dutch: phone, mobile, call, number
     r"|telefon\w{0,8}|handy\w{0,6}|mobil\w{0,8}|ruf\w{0,6}|anruf\w{0,4}|nummer|erreichbar"
     r"|t\xe9l(?:\xe9phone)?|portable|appel\w{0,4}|num\xe9ro|t\xe9l\xe9fono|telefono|m\xf3vil"
@@ -68,19 +70,81 @@ _LOCAL_NUMBER_END = re.compile(r"(?<![0-9])[2-9][0-9]{2} [0-9]{4}[ ]{0,3}\Z", re
 # "Phone: 72 128 827", "answering at 78 651 450", "416 60 039 office", all have one). So are
 # powers of two doubling along the row ("batch 32 64 128 256 512"), however many digits.
 _SMALL_GROUPS = re.compile(r"[0-9]{1,3}(?: [0-9]{1,3})+", re.ASCII)
-_SPACED_GROUPS = re.compile(r"[1-9][0-9]{0,3}(?: [1-9][0-9]{0,3}){2,}", re.ASCII)
 _SMALL_DIGITS = 8
+
+
+# Four pairs ("12 34 56 78", "48 12 39 07") are how Denmark and Norway write their eight-digit
+# numbers: a phone without a phone word, unless the row is one of those below.
+_PAIRS = re.compile(r"[1-9][0-9](?: [0-9]{2}){3}", re.ASCII)
 
 
 def _small_numbers(raw: str) -> bool:
     """Whether ``raw`` is such a row: then it is weak, as two plain groups are."""
-    if _SMALL_GROUPS.fullmatch(raw) and len(raw) - raw.count(" ") <= _SMALL_DIGITS:
+    if (
+        _SMALL_GROUPS.fullmatch(raw)
+        and len(raw) - raw.count(" ") <= _SMALL_DIGITS
+        and not _PAIRS.fullmatch(raw)
+    ):
         return True
-    if not _SPACED_GROUPS.fullmatch(raw):
+    return _row_of_numbers(raw)
+
+
+# Rows of numbers that no national format writes, whatever their length (2026-12-07, night:
+# conversations/evaldata/pii_numbers.jsonl's tune rows): plain groups one space apart, none
+# but "0", "00", ... with a leading zero (a trunk prefix, "06 12 34 56 78", is a phone's), and
+# - a progression: a constant step ("sizes 100 200 300 400", "10001 10002 10003"), or doubling
+#   or halving ("batch 32 64 128 256 512"); but pairs stepping by a multiple of 11 ("12 34 56
+#   78", "22 33 44 55", "12 34 56 78 90": how a phone number in pairs is written as an
+#   example) are no row at all, whatever follows;
+# - round: every group a multiple of 5 ("timings 10 30 45 60 90 120", "1 000 000 000");
+# - an amount in thousands ending in 000 ("12 500 000 euros");
+# - a table row: five groups or more of at most three digits ("scores 88 92 75 64 81"), or four
+#   or more of three ("prices 199 249 299 349": no country writes a number so).
+_ROW = re.compile(r"[0-9]{1,5}(?: [0-9]{1,5}){2,6}", re.ASCII)
+_THOUSANDS = re.compile(r"[1-9][0-9]{0,2}(?: [0-9]{3})+", re.ASCII)
+
+
+def _row_of_numbers(raw: str) -> bool:
+    if not _ROW.fullmatch(raw):
         return False
-    groups = [int(g) for g in raw.split(" ")]
-    first = groups[0]
-    return first & (first - 1) == 0 and all(b == 2 * a for a, b in itertools.pairwise(groups))
+    groups = raw.split(" ")
+    if any(g[0] == "0" and g.strip("0") for g in groups):
+        return False
+    values = [int(g) for g in groups]
+    steps = {b - a for a, b in itertools.pairwise(values)}
+    if len(steps) == 1 and 0 not in steps:
+        return not (all(len(g) == 2 for g in groups) and steps.pop() % 11 == 0)
+    if all(b == 2 * a for a, b in itertools.pairwise(values)) or all(
+        a == 2 * b for a, b in itertools.pairwise(values)
+    ):
+        return True
+    if all(v % 5 == 0 for v in values):
+        return True
+    if _THOUSANDS.fullmatch(raw) and groups[-1] == "000":
+        return True
+    longest = max(len(g) for g in groups)
+    return (len(groups) >= 5 and longest <= 3) or (
+        len(groups) >= 4 and all(len(g) == 3 for g in groups)
+    )
+
+
+# A range or a ratio of two numbers, each a plain number or one in thousands ("330 000-701
+# 200", "5353-10 649", "11 256/20 849", "378/100 000", "GSM 850 / 1900"), the first smaller and
+# a space somewhere (not after a trunk prefix: "089 / 1234567" is a phone), or of two decimals
+# ("1457.60-2761.80", "35.35-41.23"): statistics, not phones (SciFact's abstracts hold dozens).
+_NUMBER = r"(?:[1-9][0-9]{0,2}(?:\ [0-9]{3}){1,4}|[1-9][0-9]{0,11})"
+_RANGE = re.compile(rf"({_NUMBER})\ ?[\-/]\ ?({_NUMBER})", re.ASCII | re.VERBOSE)
+_DECIMAL_RANGE = re.compile(r"[0-9]{1,6}\.[0-9]{1,4} ?[\-/] ?[0-9]{1,6}\.[0-9]{1,4}", re.ASCII)
+
+
+def _range_of_numbers(main: str) -> bool:
+    if _DECIMAL_RANGE.fullmatch(main):
+        return True
+    m = _RANGE.fullmatch(main)
+    if m is None or " " not in main:  # "555-1234" stays two plain groups (weak)
+        return False
+    low, high = (int(g.replace(" ", "")) for g in m.groups())
+    return low < high
 
 
 def _local_number(text: str, start: int, end: int) -> bool:
@@ -115,6 +179,8 @@ def phone_ok(raw: str, labelled: bool = False) -> bool:
         return len(nanp) == 10 and nanp[0] in "23456789" and nanp[3] in "23456789"
     if "." in main and (len(groups) < 3 or any(not 2 <= len(g) <= 4 for g in groups)):
         return False  # decimals, versions, IP-shaped quads
+    if _range_of_numbers(main):
+        return False
     if len(groups[-1]) < 2 or _date_like(groups) or _SSN_SHAPE.fullmatch(raw):
         return False
     return not all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups)

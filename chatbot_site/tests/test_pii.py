@@ -287,10 +287,69 @@ def test_runs_of_small_numbers_are_no_phone_without_a_phone_word(text):
         ("to stop receiving messages to 699 956 915", "699 956 915"),
         ("my registered 024 971 50 30. Could you", "024 971 50 30"),
         ("Ring 06 12 34 56 78 now", "06 12 34 56 78"),
-        ("or 12 34 56 78 90 today", "12 34 56 78 90"),
+        ("or 01 23 45 67 89 today", "01 23 45 67 89"),
+        # five small groups with no trunk prefix are a table row (below), unless announced
+        ("call 12 34 56 78 90 today", "12 34 56 78 90"),
     ],
 )
 def test_small_groups_are_a_phone_with_a_phone_word_or_enough_digits(text, value):
+    assert spans(text) == [("PHONE", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Available in sizes 100 200 300 400.",  # a progression, 12 digits
+        "zip codes 10001 10002 10003 and more",
+        "a pitch of 7 14 21 28 35 42 cm",
+        "batch sizes 512 256 128 64 32",  # halving
+        "timings 10 30 45 60 90 120 minutes",  # round: multiples of 5
+        "temperatures -5 0 5 10 15 20 25",
+        "trained on 1 000 000 000 tokens",
+        "a budget of 12 500 000 euros",  # thousands ending in 000
+        "scores 71 88 93 64 80 today",  # a table row: five small groups
+        "row 3: 512 384 256 128 64",
+        "prices 199 249 299 349 euros",  # four groups of three
+    ],
+)
+def test_rows_of_numbers_of_any_length_are_no_phone_without_a_phone_word(text):
+    assert pii.find(text, ["PHONE"]) == []
+
+
+def test_a_row_of_numbers_is_still_a_phone_after_a_phone_word():
+    assert spans("call 100 200 300 400") == [("PHONE", "100 200 300 400")]
+    assert spans("Telefon: 199 249 299 349") == [("PHONE", "199 249 299 349")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "costs of 1457.60-2761.80 per patient",  # a range of decimals
+        "(95% CI, 35.35-41.23)",
+        "rose from 330 000-701 200 in a decade",  # thousands, the first smaller
+        "between 5353-10 649 and 186 000-1 415 000 cases",
+        "a rate of 11 256/20 849 and 378/100 000",  # ratios
+    ],
+)
+def test_ranges_and_ratios_of_numbers_are_no_phone(text):
+    assert pii.find(text, ["PHONE"]) == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        # Danish and Norwegian numbers: eight digits in pairs, with no phone word
+        ("Lars Jensen 12 34 56 78", "12 34 56 78"),
+        ("Kari Nordmann 48 12 39 07, Bergen", "48 12 39 07"),
+        # a row of round numbers, announced by a Scandinavian phone word
+        ("Kontakt kundeservice på 70 15 25 35 hverdage.", "70 15 25 35"),
+        ("Ring til mig på 40 20 55 10", "40 20 55 10"),
+        ("tlf. 30 25 45 60", "30 25 45 60"),
+        # an area code, then " / " (German)
+        ("Zentrale 089 / 12 34 56 78", "089 / 12 34 56 78"),
+    ],
+)
+def test_numbers_in_pairs_and_after_an_area_code_slash_are_phones(text, value):
     assert spans(text) == [("PHONE", value)]
 
 
@@ -995,6 +1054,8 @@ STREAMED = [
     "Desk: 781 1704 office, 3660170548-Fax, or credit card 0604 2607 0011 on file.",
     "My registered 668 5702. We are at 370 3911 Fourth Avenue, or 212 5550 Oak.",
     "Batch 32 64 128, Phone: 72 128 827, 416 60 039 office, sizes 64 128 256 512 1024 2048.",
+    "Sizes 100 200 300 400, CI 1457.60-2761.80, 330 000-701 200 adults, 12 500 000 euros; "
+    "Lars 47 12 39 07, Zentrale 089 / 62 34 56 78, tlf 93 25 45 60.",
 ]
 
 
@@ -1234,6 +1295,14 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "Telefon 0" * (N // 4),
         "212 5550 " * (N // 4),  # local numbers, each with a word after it or not
         "212 5550 Oak " * (N // 6),
+        # since 2026-12-07 (night): " / " after an area code, rows, ranges and ratios
+        "1 / " * N,
+        "089 / 12 " * (N // 4),
+        "100 200 300 " * (N // 6),
+        "12 34 56 78 " * (N // 6),
+        "1 000-" * (N // 3),
+        "1.5-2.5 " * (N // 4),
+        "330 000-701 200/" * (N // 8),
         # written out: every separator tried, every local part and domain bounded
         "a at " * (N // 2),
         "a at b dot " * (N // 5),
