@@ -110,6 +110,12 @@ _TLD_START = re.compile("|".join(sorted(_NO_SPACE_TLDS, key=len, reverse=True)))
 # letters: "李至明@" keeps its "至"). Written from general knowledge before the evaluation set
 # (conversations/evaldata/pii_unspaced_addresses.jsonl) was scored; single letters common in
 # names (Korean 이 and 가, Chinese 和 only with two letters after it) are left to that rule.
+# Since 2026-12-07 (night) also the words that most often stand right before a name in a
+# sentence: particles and pronouns (的, 了, ฉัน), verbs of telling and handing on (告诉, 转交,
+# 通知, หา, แจ้ง), and the nouns a name follows (titles, roles, relations, departments: 老板,
+# 经理, 同事, 负责人, 部, 同僚, 部長, 팀장, ผู้จัดการ, เพื่อน), written from general knowledge
+# after the tune half of conversations/evaldata/pii_numbers.jsonl showed "我们的老板张伟@..."
+# masked whole ("销售部@...", "王老师@..." keep their words: two letters must follow the cue).
 # Thai words are written without their marks: the finder reads the folded copy.
 _MIN_LOCAL = 2
 _LOCAL_CUES = """
@@ -119,6 +125,13 @@ _LOCAL_CUES = """
     は に へ を が で と も の まで から より さん
     에게 한테 께 께서 는 은 을 를 으로 이메일 메일 주소 연락처 문의
     กรุณา โปรด ติดต่อ ถึง ที่ ไปที่ ได้ที่ คือ อีเมล อีเมล์ ส่ง หรือ และ ของ คุณ
+    的 了 们 們 告诉 告訴 通知 转发 轉發 转交 轉交 交给 交給 问 問 问问 問問 找 叫 让 讓 把 被 由 跟
+    老板 老闆 老师 老師 经理 經理 主任 主管 总监 總監 秘书 秘書 助理 同事 朋友 同学 同學 会计 會計
+    负责人 負責人 志愿者 志願者 先生 女士 小姐 律师 律師 医生 醫生 教授 博士
+    部 处 處 科 组 組 部门 部門 团队 團隊
+    同僚 友達 友人 上司 部下 部長 課長 社長 店長 担当 担当者 係 宛 宛て
+    팀장 부장 과장 담당자 선생님 친구 동료 사장님
+    ฉัน ผม เขา เรา หา แจ้ง บอก เพื่อน หัวหน้า ผู้จัดการ ครู อาจารย์ พี่ น้อง
 """.split()  # noqa: SIM905 (a word list, not code)
 _LOCAL_CUE_WORDS = frozenset(
     "".join(c for c in word if not unicodedata.category(c).startswith("M")) for word in _LOCAL_CUES

@@ -886,6 +886,27 @@ def test_an_address_without_spaces_leaves_the_words_before_it(text, masked):
 @pytest.mark.parametrize(
     "text, masked",
     [
+        # a particle, a pronoun, a verb of telling or a noun a name follows (title, role,
+        # relation, department) ends the words before a local part too
+        ("我们的老板张伟@例子.中国会回复你。", "我们的老板[EMAIL]会回复你。"),
+        ("欢迎告诉客服@商店.中国您的意见。", "欢迎告诉[EMAIL]您的意见。"),
+        ("明天把材料交给财务部小王@公司.中国", "明天把材料交给财务部[EMAIL]"),
+        ("这事问我的同事刘洋@例子.中国吧", "这事问我的同事[EMAIL]吧"),
+        ("同僚高橋@例え.みんなも参加します。", "同僚[EMAIL]も参加します。"),
+        ("เพื่อนของฉันมาลี@ตัวอย่าง.ไทยจะมาด้วย", "เพื่อนของฉัน[EMAIL]จะมาด้วย"),
+        # ... and, followed by fewer than two letters, is the local part's own
+        ("请写信给销售部@商店.中国", "请写信给[EMAIL]"),
+        ("请联系王老师@学校.中国", "请联系[EMAIL]"),
+    ],
+    ids=ascii,
+)
+def test_an_address_without_spaces_leaves_titles_and_pronouns_before_it(text, masked):
+    assert pii.mask(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
         # a domain with no known top-level domain stops at the ideographic full stop ...
         ("请把报告发给李娜@公司.网站。谢谢", "请把报告发给[EMAIL]。谢谢"),
         ("担当者の鈴木@会社.テスト。よろしくお願いします", "担当者の[EMAIL]。よろしくお願いします"),
@@ -1285,6 +1306,8 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         # a known top-level domain the words run on from, rows of small numbers
         "\u8bf7\u53d1\u81f3" * N + "\u7528@\u4f8b.\u4e2d\u56fd",
         "\u8bf7\u81f3\u660e@\u4f8b.\u6d4b\u3002" * (N // 4),
+        "\u7684\u8001\u677f" * N + "\u5f20\u4f1f@\u4f8b.\u4e2d\u56fd",  # 的老板 ... 张伟@
+        "\u8d1f\u8d23\u4eba@" * N,  # 负责人@
         "\u4e2d@\u4f8b\u3002\u4e2d\u56fd\u3002" * (N // 4),
         "\u4e2d@\u4f8b." + "\u4e2d\u56fd\u548c" * N,
         "\u4e2d@" + "\u4f8b\uff0e" * N,
