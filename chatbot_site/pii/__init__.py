@@ -31,7 +31,9 @@ Choices worth knowing:
 - IP_ADDRESS: IPv6 needs a decimal digit and three hex digits, so ``std::map``, ``dead::beef``
   and slices like ``[1::2]`` stay; "version 1.2.3.4" is a valid dotted quad and is masked.
   Loopback and unspecified addresses (``127.0.0.1``, ``0.0.0.0``) name no one's machine and
-  stay: "serve on http://127.0.0.1:8000" read "http://[IP_ADDRESS]:8000" in answers.
+  stay: "serve on http://127.0.0.1:8000" read "http://[IP_ADDRESS]:8000" in answers. Log
+  lines also keep addresses of private networks (10/8, 172.16/12, 192.168/16, link-local,
+  fc00::/7): the operator's own hosts there (``data.private_network_address``).
 - EMAIL: addresses with a letters-only top-level domain. In text with non-ASCII characters,
   the local part and the domain may have letters of any script written with spaces between
   words (internationalised addresses and domains: "jörg.müller@bücher.de", "иван@пример.рф");

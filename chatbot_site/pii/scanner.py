@@ -135,12 +135,20 @@ def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:
     return [s for s in chosen if s.entity in wanted]
 
 
-def mask(text: str, entities: Iterable[str] = ENTITIES) -> str:
-    """text with each span replaced by its mask, e.g. "[EMAIL]"."""
+def mask(
+    text: str,
+    entities: Iterable[str] = ENTITIES,
+    spare: Callable[[Span, str], bool] | None = None,
+) -> str:
+    """text with each span replaced by its mask, e.g. "[EMAIL]"; ``spare(span, value)``: a
+    span to leave as it is (the log processor's private-network addresses)."""
     maybe = _MAYBE_PII if text.isascii() else _MAYBE_PII_UNICODE
     if not (maybe.search(text) or _may_be_written(text)):
         return text
-    return mask_spans(text, find(text, entities), entities)
+    spans = find(text, entities)
+    if spare is not None:
+        spans = [s for s in spans if not spare(s, text[s.start : s.end])]
+    return mask_spans(text, spans, entities)
 
 
 def mask_spans(text: str, spans: Sequence[Span], entities: Iterable[str] = ENTITIES) -> str:

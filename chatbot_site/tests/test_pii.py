@@ -1228,6 +1228,29 @@ def test_every_log_line_is_masked_ours_and_foreign(caplog):
     assert CARD not in json.dumps(lines)
 
 
+def test_log_lines_keep_addresses_of_private_networks_and_mask_public_ones(caplog):
+    config = build_logging_config(level="INFO", fmt="json")["formatters"]["structured"]
+    factory = config.pop("()")
+    formatter = factory(**config)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("httpx").info(
+            "HTTP Request: POST http://10.0.3.7:8000/v1/chat/completions failed; "
+            "db 172.18.0.3:5432, redis [fd12:3456::1]:6379, fetch of http://192.168.1.20/ "
+            "and 169.254.169.254 refused; client 203.0.113.9 and 8.8.8.8, 100.64.1.2"
+        )
+        structlog.get_logger("chatbot.test").info("llm_error", url="http://10.0.3.7:8000/v1")
+    lines = [json.loads(formatter.format(r)) for r in caplog.records[-2:]]
+    assert lines[0]["event"] == (
+        "HTTP Request: POST http://10.0.3.7:8000/v1/chat/completions failed; "
+        "db 172.18.0.3:5432, redis [fd12:3456::1]:6379, fetch of http://192.168.1.20/ "
+        "and 169.254.169.254 refused; client [IP_ADDRESS] and [IP_ADDRESS], [IP_ADDRESS]"
+    )
+    assert lines[1]["url"] == "http://10.0.3.7:8000/v1"
+    # chat content and stored data still mask them
+    assert pii.mask("my laptop is 192.168.1.23") == "my laptop is [IP_ADDRESS]"
+    assert pii.mask_data({"host": "10.0.3.7"}) == {"host": "[IP_ADDRESS]"}
+
+
 def test_tracebacks_in_log_lines_are_masked_too(caplog):
     config = build_logging_config(level="INFO", fmt="json")["formatters"]["structured"]
     factory = config.pop("()")
