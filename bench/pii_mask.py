@@ -5,7 +5,8 @@
 output guard (``hold_from``, the released text masked) per 4-character piece of a 1,000-
 character English answer with an " at " every 60 characters and one without, of a
 Chinese answer of about 1,000 characters and of a Thai one; and ``mask`` on a Chinese message
-with two addresses written in Chinese. The revision
+with two addresses written in Chinese; ``mask`` on a message with rows of numbers, ranges and
+phones, and the log processor on an event with private-network addresses. The revision
 ``BENCH_PII_AGAINST`` (default ``HEAD``) of ``chatbot_site/pii.py`` (the package
 ``chatbot_site/pii/`` since it was split) is loaded from git next to the working tree's; the
 two are timed alternately, ``BENCH_PII_ROUNDS`` rounds (default 40), best round, µs per call. Nothing else is imported: no database, no Django.
@@ -78,6 +79,18 @@ CJK_ADDRESSES = (
     "续订问题请查看账单页面\uff0c退款会在五个工作日内退回原卡。如有疑问请联系管理员。"
 )
 
+# Rows of numbers, ranges and phones in several national formats (since 2026-12-07, night), and
+# a log event with private-network addresses (the provider's URL, the database).
+NUMBERS = (
+    "Sizes 100 200 300 400 and 36 38 40 42 44; CI 1457.60-2761.80, 330 000-701 200 adults. "
+    "Call 020 7946 0958, 06 12 34 56 78 or Lars on 12 34 56 78; Zentrale 089 / 12 34 56 78."
+)
+LOG_EVENT = {
+    "event": "HTTP Request: POST http://10.0.3.7:8000/v1/chat/completions",
+    "db": "172.18.0.3:5432",
+    "text": "client 203.0.113.9 asked about plan 2024-01-15 for 12 seats " * 8,
+}
+
 
 def load_revision(revision: str) -> ModuleType:
     """``chatbot_site/pii.py`` (one module before the split) or the package ``chatbot_site/pii/``
@@ -140,6 +153,12 @@ def main() -> None:
         ("streamed Chinese answer, per 4-char piece", lambda p: stream(p, ANSWER_CJK), 3),
         ("streamed Thai answer, per 4-char piece", lambda p: stream(p, ANSWER_THAI), 3),
         ("mask, Chinese message with two addresses", lambda p: p.mask(CJK_ADDRESSES), 200),
+        ("mask, 170-char message with number rows and phones", lambda p: p.mask(NUMBERS), 200),
+        (
+            "mask_pii_processor, log event with private addresses",
+            lambda p: p.mask_pii_processor(None, "info", dict(LOG_EVENT)),
+            200,
+        ),
     ]
     print(f"| chatbot_site.pii | {AGAINST} | working tree |")
     print("|---|---|---|")
