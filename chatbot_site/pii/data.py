@@ -63,11 +63,12 @@ def data_depth(value: Any) -> int:
 _PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7",
             "fe80::/10")  # fmt: skip
 _PRIVATE_NETWORKS = tuple(ipaddress.ip_network(net) for net in _PRIVATE)
+_PRIVATE_STARTS = ("10.", "172.", "192.168.", "169.254.", "f")  # the others are parsed for none
 
 
 def private_network_address(span: Span, value: str) -> bool:
     """Whether ``span`` is an IP address of a private network (:data:`_PRIVATE_NETWORKS`)."""
-    if span.entity != "IP_ADDRESS":
+    if span.entity != "IP_ADDRESS" or not value.lower().startswith(_PRIVATE_STARTS):
         return False
     try:
         address = ipaddress.ip_address(value)
