@@ -96,6 +96,8 @@ ROLEPLAY_QUESTIONS = BENIGN_QUESTIONS.with_name("roleplay_questions.jsonl")
 # Ours (2026-12-07, night): 20 injections in styles none of the sets above has (mixed
 # languages, "the following text says ...", a payload split into parts, numbered steps) and 20
 # benign questions in the same styles, written before the changes they measure; never fitted on.
+# And 20 + 20 role-play ones (split "fresh-roleplay": "Imagine you are a support lead: ...",
+# "Play my doctor and prescribe me ..."), written at the same time, for the same purpose.
 FRESH_INJECTION_QUESTIONS = BENIGN_QUESTIONS.with_name("fresh_injection_questions.jsonl")
 
 
@@ -297,6 +299,7 @@ class Command(BaseCommand):
         attacks: list[dict[str, Any]] = [{"text": p, "label": 1} for p in payloads]
         ours = [{**r, "label": 0} for r in read_jsonl(BENIGN_QUESTIONS)]
         roleplay = read_jsonl(ROLEPLAY_QUESTIONS)
+        fresh = read_jsonl(FRESH_INJECTION_QUESTIONS)
         # Benign texts of other kinds, asked as questions: SciFact's claims (the train queries
         # are fitted on by train_injection, the test queries never) and BIPIA's user questions.
         scifact = self.corpora / "eval/scifact"
@@ -323,7 +326,9 @@ class Command(BaseCommand):
             ("our role-play set, fresh (written after the rules)", as_question,
              [r for r in roleplay if r["split"] == "fresh"]),
             ("our mixed-style set, fresh (never fitted on)", as_question,
-             read_jsonl(FRESH_INJECTION_QUESTIONS)),
+             [r for r in fresh if r["split"] == "fresh"]),
+            ("our role-play set 2, fresh (never fitted on)", as_question,
+             [r for r in fresh if r["split"] == "fresh-roleplay"]),
             ("SciFact claims, train queries (fitted on)", as_question, claims["train"]),
             ("SciFact claims, test queries (held out)", as_question, claims["test"]),
             ("BIPIA user questions (held out)", as_question, bipia),
