@@ -248,7 +248,21 @@ _HELPER_ROLE = (
     r"beginner|newcomer|customer|user|student|admin|administrator|developer|product manager|"
     r"devil's advocate|second pair of eyes|faq|glossary|checklist)s?\b"
 )
-_NOT_HELPER = rf"(?! (?:[\w'-]{{1,20}} ){{0,2}}?{_HELPER_ROLE})"
+# Since 2026-12-07 (night) also any role of one to four words taken "for" or "on" the user's
+# own work ("act as a second reader for my release notes", "a sounding board on our plan"):
+# the list cannot name every helper.
+_NOT_HELPER = (
+    rf"(?! (?:[\w'-]{{1,20}} ){{0,2}}?{_HELPER_ROLE})"
+    r"(?! (?:[\w'-]{1,20} ){1,4}(?:for|on) (?:my|our|this|these)\b)"
+)
+# What the user asks to be pretended is something being done ("pretend you are explaining
+# this to a junior developer", "pretend you were writing the release notes"), not who the bot
+# is: a verb's -ing form right after it, other than the ones that carry an identity or a state
+# ("being", "having", "playing", "acting", "roleplaying", "pretending").
+_DOING = (
+    r"(?! (?:are |were |'re )?(?!(?:being|having|playing|acting|role-?playing|pretending|"
+    r"becoming|impersonating|simulating|channeling|channelling)\b)[a-z]{2,20}ing\b)"
+)
 # Who a persona is said to be free of ("an AI with no rules", "a chatbot without any safety
 # settings", "no longer bound by any company policy", "who never refuses", "ohne Regeln").
 _UNBOUND = (
@@ -293,7 +307,13 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"sollst du|musst du|deine (?:neue )?aufgabe)\b"
     ),
     "persona": re.compile(
-        r"\b(?:you are now|pretend (?:to be|you are|that (?:you|u)\b)|"
+        # "pretend you are explaining this to ..." is an activity the user frames, not an
+        # identity (``_DOING``), as ``persona_identity`` reads "You are using ...".
+        r"\b(?:you are now|pretend (?:to be|you are"
+        + _DOING
+        + r"|that (?:you|u)\b"
+        + _DOING
+        + r")|"
         r"roleplay as|role-play as|from now on you|you will now act|simulate being|"
         r"stell dir vor,? du bist|tu so,? als|du bist jetzt|spiel(?:e)? die rolle)\b"
         # "Act as ..." said to the bot (an order, or "you" its subject: "can you act as",
@@ -543,7 +563,7 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"behaupte)\b (?:that|dass)\b(?! again| once more)|(?:^|[.!?]\s{0,3})say (?:yes|no)\b"
     ),
     "persona_short": re.compile(
-        r"^be (?:a|an|my) \w{2,20}[.!]|\bpretend (?:you|u) (?:can|could|have|were|are)\b"
+        r"^be (?:a|an|my) \w{2,20}[.!]|\bpretend (?:you|u) (?:can|could|have|were|are)\b" + _DOING
     ),
     "coercion": re.compile(r"\b(?:oder du stirbst|or you(?:'ll| will)? die)\b"),
     "jailbreak": re.compile(
