@@ -215,7 +215,10 @@ def _sentences(text: str) -> list[tuple[str, bool]]:
             for sentence in found:
                 sentence = sentence.strip(" #*-•")
                 if len(sentence) > MAX_SENTENCE_CHARS:
-                    sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0] + " …"
+                    sentence = clip(sentence, MAX_SENTENCE_CHARS).rsplit(" ", 1)[0]
+                    if sentence.count("`") % 2:  # cut inside inline code: the span is closed
+                        sentence += "`"
+                    sentence += " …"
                 if sentence:
                     out.append((sentence, item))
                     item = False  # the item's next sentences are not items of their own

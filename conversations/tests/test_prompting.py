@@ -57,11 +57,24 @@ def stream(filter_: CitationFilter, pieces: list[str]) -> str:
             "Removed (`[2, 9]` becomes `[2]`) [3].",
             [3],
         ),
+        # A backtick that nothing closes on its line is text: the markers after it are checked
+        # and listed (it hid them: the answer showed markers that citations did not list).
         (
             ["A stray ` hides [9] on its line\n", "not [1] after it [7]."],
-            "A stray ` hides [9] on its line\nnot [1] after it.",
+            "A stray ` hides on its line\nnot [1] after it.",
             [1],
         ),
+        (
+            ["A cut `409 \u2026 [2] then [3] and", " [7]."],
+            "A cut `409 \u2026 [2] then [3] and.",
+            [2, 3],
+        ),
+        (
+            ["Quoted `a [9]", " b` and `c", " [8]`", " [1]."],
+            "Quoted `a [9] b` and `c [8]` [1].",
+            [1],
+        ),
+        (["A code span ` [2]", "\n", "ends [1]."], "A code span ` [2]\nends [1].", [2, 1]),
         (
             ["Two  spaces stay ", "when no marker follows."],
             "Two  spaces stay when no marker follows.",
@@ -583,3 +596,18 @@ def test_extractive_answer_reads_each_documents_passages_in_its_order():
         "A deploy on Fridays needs approval. [2]"
     )
     assert compose("How do I deploy?", passages).startswith("Then restart")  # no positions
+
+
+def test_citation_filter_holds_a_possible_code_span_until_its_line_shows():
+    f = CitationFilter(passage_count=3)
+    assert f.feed("Quoted `a [9]") == "Quoted "  # held: code if a backtick closes it
+    assert f.feed(" b` and [1]") == "`a [9] b` and [1]"
+    long = "x" * 300
+    assert f.feed(f" `{long} [2]") == f" `{long} [2]"  # nothing closed it in 256 characters
+    assert f.flush() == "" and f.cited == [1, 2]
+
+
+def test_an_extractive_sentence_cut_inside_inline_code_closes_the_span():
+    text = "The request is `409 conflict " + "naming it " * 60 + "for sure` and more."
+    (sentence,) = sentences(text)
+    assert sentence.endswith("` …") and sentence.count("`") % 2 == 0
