@@ -55,11 +55,19 @@ def metadata_problem(metadata: Any, *, max_chars: int) -> str | None:
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, with JSON nested past Python's recursion limit and strings the
-    database cannot store a 400 (not a 500 from the database or the encoder)."""
+    database cannot store a 400 (not a 500 from the database or the encoder).
+
+    The body is UTF-8 whatever ``charset`` its ``Content-Type`` declares: JSON is UTF-8 and
+    ``application/json`` defines no charset parameter (RFC 8259 8.1, 11). DRF decoded it in
+    the declared one, so UTF-8 "café" sent with ``charset=latin-1`` (a client library's
+    default label) was stored as "cafÃ©", and ``charset=utf-7`` turned "+ADw-" into "<" after
+    anything that read the bytes had passed them (``POST /v1/chat`` reads its body as bytes
+    and never did)."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        context = {**(parser_context or {}), "encoding": "utf-8"}
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, context)
         except RecursionError:
             raise ParseError("JSON nested too deeply.") from None
         if has_unstorable_text(data):

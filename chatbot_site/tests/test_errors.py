@@ -123,6 +123,31 @@ def test_malformed_json_is_400_invalid_request(client):
     envelope(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize("charset", ["latin-1", "utf-7", "cp1252", "utf-16"])
+def test_a_json_body_is_read_as_utf_8_whatever_charset_it_declares(client, charset):
+    """application/json has no charset parameter (RFC 8259 8.1: JSON is UTF-8). DRF decoded
+    the body in the declared one: UTF-8 "café" sent as charset=latin-1 was stored "cafÃ©",
+    and "+ADw-" as charset=utf-7 became "<" past anything that read the bytes."""
+    body = '{"name": "café", "count": 1}'.encode()
+    declared = f"application/json; charset={charset}"
+    # generic(): post() would re-encode the bytes into the declared charset
+    response = client.generic("POST", "/v1/test/echo", body, content_type=declared)
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "café"
+    utf7 = b'{"name": "+ADw-", "count": 1}'
+    response = client.generic("POST", "/v1/test/echo", utf7, content_type=declared)
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "+ADw-"  # text, not "<"
+
+
+def test_a_json_body_that_is_not_utf_8_is_400(client):
+    body = '{"name": "café", "count": 1}'.encode("latin-1")
+    response = client.generic(
+        "POST", "/v1/test/echo", body, content_type="application/json; charset=latin-1"
+    )
+    envelope(response, 400, "invalid_request")
+
+
 def test_json_nested_past_the_parsers_recursion_limit_is_400_not_500(client):
     nested = '{"a": ' * 5000 + "1" + "}" * 5000
     response = client.post("/v1/test/echo", data=nested, content_type="application/json")
