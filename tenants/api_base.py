@@ -143,7 +143,9 @@ class TenantApi(AllowOptions):
 
     def get_object(self, model: type[M], pk: Any, *, queryset: QuerySet[M] | None = None) -> M:
         """This tenant's ``model`` row ``pk``, else ``404`` — also when it is another tenant's."""
-        label = model._meta.verbose_name.capitalize() if model._meta.verbose_name else "Object"
+        # A model may name itself for clients (ApiKey: "API key", not Django's "Api key").
+        label = getattr(model, "api_name", "") or str(model._meta.verbose_name or "object")
+        label = label[:1].upper() + label[1:]
         try:
             uuid.UUID(str(pk))
         except ValueError:

@@ -158,6 +158,8 @@ class ApiKey(TenantOwned):
     """A tenant's API key. Only the public prefix and a SHA-256 of the secret are stored: the
     secret has 256 bits of entropy, so a fast hash is safe and keeps lookups cheap."""
 
+    api_name = "API key"  # in messages to clients ("API key not found.")
+
     name = models.CharField(max_length=200, blank=True)
     prefix = models.CharField(max_length=16, unique=True)
     key_hash = models.CharField(max_length=64, unique=True)

@@ -239,3 +239,12 @@ def test_a_keys_expiry_in_the_audit_log_is_written_as_the_api_shows_it(side):
         "api_key.create": "2029-12-31T22:00:00Z",
         "api_key.update": "2031-06-01T17:30:00Z",
     }
+
+
+def test_a_key_another_tenant_holds_is_an_api_key_not_found(side):
+    """The message named the model as Django spells it: "Api key not found."."""
+    other = build_tenant("other")
+    for key_id in (other.chat_key.pk, "0d1f6a57-0000-4000-8000-000000000000"):
+        response = side.client().delete(f"/v1/api-keys/{key_id}")
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == "API key not found."
