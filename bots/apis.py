@@ -47,6 +47,8 @@ class ScopeOutput(serializers.Serializer):
 
 
 class ScopeInput(StrictInput):
+    refuse_unknown = True
+    echoed = frozenset(ScopeOutput._declared_fields)
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     allowed_topics = serializers.ListField(child=Topic(), max_length=200, required=False)
@@ -172,6 +174,8 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 
 
 class ApiKeyInput(StrictInput):
+    refuse_unknown = True
+    echoed = frozenset(ApiKeyOutput._declared_fields)
     name = serializers.CharField(max_length=200, allow_blank=True, required=False)
     role = serializers.ChoiceField(choices=Role.choices)
     bot_ids = serializers.ListField(child=serializers.UUIDField(), max_length=1000, required=False)

@@ -129,11 +129,25 @@ class StrictInput(serializers.Serializer):
     # of the wrong type is named with its type error only. (No docstring: drf-spectacular gives
     # a serializer without its own its base's, and every request body of the schema read this.)
 
+    # A resource's body (bot, scope, dataset, key) names the fields it means: one the resource
+    # does not have is a field error (a misspelling: PATCH {"is_actve": false} answered 200 and
+    # changed nothing), except the resource's read-only fields (``echoed``), so that a client
+    # may send back what it read. Off by default: a body of another kind chooses for itself.
+    refuse_unknown = False
+    echoed: frozenset[str] = frozenset()
+
+    def unknown_errors(self, data: Mapping[str, Any]) -> dict[str, list[str]]:
+        if not self.refuse_unknown or self.parent is not None:
+            return {}
+        unknown = sorted(set(data) - set(self.fields) - self.echoed)
+        known = ", ".join(self.fields)
+        return {str(name): [f"Unknown field; the fields are: {known}."] for name in unknown}
+
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return super().to_internal_value(data)  # not an object: DRF says so
-        wrong: dict[str, Any] = {}
         form = html.is_html_input(data)  # a QueryDict, with every part of a name
+        wrong: dict[str, Any] = {} if form else self.unknown_errors(data)
         for field in self._writable_fields:
             name = str(field.field_name)
             if form:

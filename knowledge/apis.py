@@ -78,6 +78,8 @@ class DatasetOutput(serializers.Serializer):
 
 
 class DatasetInput(StrictInput):
+    refuse_unknown = True
+    echoed = frozenset(DatasetOutput._declared_fields)
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     tags = serializers.ListField(child=TagField(), max_length=100, required=False)
@@ -452,6 +454,8 @@ class BotOutput(serializers.Serializer):
 
 
 class BotInput(StrictInput):
+    refuse_unknown = True
+    echoed = frozenset(BotOutput._declared_fields)
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
     system_prompt = serializers.CharField(allow_blank=True, max_length=50_000, required=False)

@@ -293,3 +293,41 @@ def test_a_datasets_document_list_reads_that_datasets_page_only(side):
         if "LIMIT 21" in q["sql"] and "knowledge_document" in q["sql"]
     ]
     assert rows_read(explain(sql)) <= 25  # not the 300 newer ones, nor all 100 sorted
+
+
+@pytest.mark.parametrize(
+    ("path", "typo", "field"),
+    [
+        ("/v1/bots/{bot}", {"is_actve": False}, "is_active"),
+        ("/v1/scopes/{scope}", {"min_relevence": 0.9}, "min_relevance"),
+        ("/v1/datasets/{dataset}", {"chunksize": 100}, "chunk_size"),
+        ("/v1/api-keys/{key}", {"rate_limit": 5}, "rate_limit_per_minute"),
+    ],
+)
+def test_a_misspelt_field_is_a_validation_error_not_a_silent_no_op(side, path, typo, field):
+    """PATCH {"is_actve": false} answered 200 and changed nothing: the client believed its bot
+    off. A field the resource does not have is 400 naming it; nothing is changed."""
+    client = side.client()
+    url = path.format(bot=side.bot.pk, scope=side.scope.pk, dataset=side.dataset.pk,
+                      key=side.chat_key.pk)  # fmt: skip
+    before = client.get(url).json() if "api-keys" not in path else None
+    response = client.patch(url, {"name": "renamed", **typo}, format="json")
+    assert response.status_code == 400, response.content
+    details = response.json()["error"]["details"]
+    (name,) = typo
+    assert set(details) == {name}
+    assert field in details[name][0]  # the message lists the fields there are
+    if before is not None:
+        assert client.get(url).json() == before
+
+
+def test_a_resources_own_read_only_fields_sent_back_are_ignored(side):
+    """A client may PATCH what it read (id, created_at ...): those are not misspellings."""
+    client = side.client()
+    body = client.get(f"/v1/bots/{side.bot.pk}").json()
+    response = client.patch(f"/v1/bots/{side.bot.pk}", {**body, "name": "Renamed"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "Renamed"
+    created = client.post("/v1/datasets", {"name": "D2", "typo_field": 1}, format="json")
+    assert created.status_code == 400
+    assert set(created.json()["error"]["details"]) == {"typo_field"}
