@@ -143,8 +143,11 @@ class Command(BaseCommand):
                     f"  export CHATBOT_API_KEY={plaintext} BOT_ID={bot.id} DATASET_ID={dataset.id}",
                     f"  curl -s {base}/v1/health",
                     f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY" {base}/v1/bots',
-                    "Ask the demo bot (once its documents are ingested, a few seconds; add"
-                    ' "stream": true for Server-Sent Events):',
+                    "Its documents are being ingested (a few seconds, minutes on a busy"
+                    " machine; until each is `ready` the bot refuses questions):",
+                    f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY"'
+                    f" {base}/v1/datasets/$DATASET_ID/documents",
+                    'Ask the demo bot (add "stream": true for Server-Sent Events):',
                     f'  curl -s -H "Authorization: Bearer $CHATBOT_API_KEY"'
                     f" -H \"Content-Type: application/json\" {base}/v1/chat -d '{chat_body}'",
                     f"  API reference: {base}/v1/docs",
