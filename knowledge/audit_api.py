@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import TIME_RANGE, parse_object_id, parse_range
 from chatbot_site.schema import JsonObjectField
@@ -46,6 +48,20 @@ class AuditLogOutput(serializers.Serializer):
 
 
 OBJECT_ID = "A UUID, or the integer id of a staff user or membership; else 400."
+# The kinds an entry's target_type holds: its model's name (tenants.services.audit_record).
+TARGET_KINDS = "bot, scope, dataset, document, apikey, conversation, tenant, staffmembership"
+
+
+def parse_target_type(value: str | None) -> str | None:
+    """A kind of object an entry can name: a model's name; anything else is a field error.
+    Any string matched, so ``api_key`` (the actions' spelling) was an empty page."""
+    if not value:
+        return None
+    if value not in {model._meta.model_name for model in apps.get_models()}:
+        raise ValidationFailed(
+            details={"target_type": [f"Not a kind of object; the kinds are: {TARGET_KINDS}."]}
+        )
+    return value
 
 
 class AuditLogListApi(TenantApi):
@@ -55,7 +71,7 @@ class AuditLogListApi(TenantApi):
         parameters=[
             *PAGE_PARAMETERS,
             OpenApiParameter("action", str, description="e.g. bot.update"),
-            OpenApiParameter("target_type", str, description="e.g. bot, apikey"),
+            OpenApiParameter("target_type", str, description=f"One of {TARGET_KINDS} (else 400)."),
             OpenApiParameter("target_id", str, description=OBJECT_ID),
             OpenApiParameter("actor_id", str, description=OBJECT_ID),
             *TIME_RANGE,
@@ -66,9 +82,10 @@ class AuditLogListApi(TenantApi):
         reach = Reach(self.tenant, self.api_key)
         entries = reach.audit_entries()
         params = request.query_params
-        for name in ("action", "target_type"):
-            if value := params.get(name):
-                entries = entries.filter(**{name: value})
+        if action := params.get("action"):
+            entries = entries.filter(action=action)
+        if target_type := parse_target_type(params.get("target_type")):
+            entries = entries.filter(target_type=target_type)
         for name in ("target_id", "actor_id"):
             if object_id := parse_object_id(params.get(name), name):
                 entries = entries.filter(**{name: object_id})

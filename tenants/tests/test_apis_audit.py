@@ -79,3 +79,18 @@ def test_id_filters_take_an_id_in_any_spelling_and_refuse_what_is_not_one():
             error = response.json()["error"]
             assert error["code"] == "validation_error"
             assert list(error["details"]) == [name]
+
+
+def test_a_target_type_no_entry_can_have_is_400_naming_the_kinds():
+    """?target_type=api_key (the spelling of the actions, "api_key.create") was an empty page:
+    the kind is the model's name, "apikey". A name no model has is now a field error."""
+    side = build_tenant("acme")
+    client = side.client()
+    client.post("/v1/api-keys", {"name": "k", "role": "chat"}, format="json")
+    response = client.get("/v1/audit-logs", {"target_type": "api_key"})
+    assert response.status_code == 400, response.content
+    (message,) = response.json()["error"]["details"]["target_type"]
+    assert "apikey" in message
+    entries = client.get("/v1/audit-logs", {"target_type": "apikey"}).json()["data"]
+    assert [e["action"] for e in entries] == ["api_key.create"]
+    assert client.get("/v1/audit-logs", {"target_type": "user"}).status_code == 200  # staff
