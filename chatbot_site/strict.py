@@ -129,10 +129,11 @@ class StrictInput(serializers.Serializer):
     # of the wrong type is named with its type error only. (No docstring: drf-spectacular gives
     # a serializer without its own its base's, and every request body of the schema read this.)
 
-    # A resource's body (bot, scope, dataset, key) names the fields it means: one the resource
-    # does not have is a field error (a misspelling: PATCH {"is_actve": false} answered 200 and
-    # changed nothing), except the resource's read-only fields (``echoed``), so that a client
-    # may send back what it read. Off by default: a body of another kind chooses for itself.
+    # A body names the fields it means: with ``refuse_unknown`` (every /v1 body but the token
+    # exchange's), one its serializer does not have is a field error — a misspelling: PATCH
+    # {"is_actve": false} answered 200 and changed nothing, {"strem": true} answered JSON —
+    # except a resource's read-only fields (``echoed``), so that a client may send back what
+    # it read. Nested objects (a message, a record, filters) check their own keys, or not.
     refuse_unknown = False
     echoed: frozenset[str] = frozenset()
 

@@ -126,6 +126,7 @@ class ChatFilters(StrictInput):
 
 
 class ChatInput(StrictInput):
+    refuse_unknown = True
     bot_id = serializers.UUIDField()
     session_id = serializers.UUIDField(required=False, allow_null=True)
     # A ListField (not many=True): the schema then carries minItems/maxItems.

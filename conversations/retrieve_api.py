@@ -21,6 +21,7 @@ from tenants.usage import quota_check, usage_record
 
 
 class RetrieveInput(StrictInput):
+    refuse_unknown = True
     bot_id = serializers.UUIDField()
     query = serializers.CharField(max_length=4000)
     top_k = serializers.IntegerField(min_value=1, max_value=100, required=False)

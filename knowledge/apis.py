@@ -232,6 +232,7 @@ class RecordInput(StrictInput):
 
 
 class RecordsInput(StrictInput):
+    refuse_unknown = True
     # A ListField (not many=True): the schema then carries minItems/maxItems.
     records = serializers.ListField(
         child=RecordInput(), allow_empty=False, min_length=1, max_length=1000
@@ -257,6 +258,7 @@ class RecordsInput(StrictInput):
 
 
 class UrlInput(StrictInput):
+    refuse_unknown = True
     url = serializers.URLField(max_length=2048)
     tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")

@@ -394,3 +394,30 @@ def test_strict_input_reads_values_as_their_json_types():
     assert probe.errors["counts"] == {"a": ["Expected an integer, got a string."]}
     assert probe.errors["flag"] == ["Expected a boolean, got a string."]
     assert probe.errors["count"] == ["Expected an integer, got a boolean."]
+
+
+REFUSE_UNKNOWN = [name for name in ENDPOINTS if name != "auth.token"]
+
+
+def check_unknown(side: TenantWorld, endpoint: str) -> None:
+    response, _body = send(side, endpoint, {"strem": True})
+    assert response.status_code == 400, (endpoint, response.content)
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert list(error["details"]) == ["strem"]
+    assert error["details"]["strem"][0].startswith("Unknown field; the fields are: ")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("endpoint", [e for e in REFUSE_UNKNOWN if e not in {"chat", "retrieve"}])
+def test_a_field_the_body_does_not_have_is_a_field_error(endpoint):
+    """A misspelt field was ignored: PATCH {"is_actve": false} answered 200 with the bot on,
+    a URL body's {"tag": [...]} was a document without tags."""
+    check_unknown(build_tenant("acme"), endpoint)
+
+
+@pytest.mark.django_db(transaction=True)  # the chat view reads the key on the pool's threads
+@pytest.mark.parametrize("endpoint", ["chat", "retrieve"])
+def test_a_field_a_chat_or_retrieve_body_does_not_have_is_a_field_error(endpoint):
+    """{"strem": true} was answered as JSON, {"top_k": 3} on /v1/chat ignored."""
+    check_unknown(build_tenant("acme"), endpoint)
