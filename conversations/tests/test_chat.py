@@ -1017,3 +1017,16 @@ def test_the_extractive_answer_reads_a_documents_passages_in_the_documents_order
     first, second = (str(c.pk) for c in library.chunks)
     assert (cited[1], cited[2]) == (second, first)  # retrieved out of the document's order
     assert body["output"] == f"{steps[0]} [2] {steps[1]} [1]"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
+def test_a_chat_body_is_utf_8_as_every_other_body(alpha, encoding):
+    """Chat read its bytes with json.loads, which guesses UTF-16 and UTF-32 and skips a BOM:
+    it took bodies that every other route (and the contract: "JSON ..., UTF-8") refuses."""
+    body = json.dumps(ask(alpha, "When do annual plans renew?")).encode(encoding)
+    response = alpha.client(alpha.chat_key).generic(
+        "POST", "/v1/chat", body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert not Conversation.objects.for_tenant(alpha.tenant).filter(title__contains="annual")
