@@ -10,3 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.productio
 
 prepare_server()
 application = RequestGuard(django_application())
+
+# Turns a process killed before (its lease lapsed) left in the spool (conversations.late_store).
+from conversations.late_store import drain_at_start  # noqa: E402 (Django is set up now)
+
+drain_at_start()

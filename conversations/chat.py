@@ -338,11 +338,38 @@ def _store(
     deletion (:func:`conversations.services.conversation_delete` locks it first) then either
     waits for this turn and deletes its messages too, or has deleted the conversation, and the
     turn's messages are not written (they would point at nothing)."""
+    turn_write(
+        tenant_id=turn.tenant.pk,
+        bot_id=turn.bot.pk,
+        conversation=turn.conversation,
+        create=question and turn.is_new_conversation,
+        questions=turn.new_messages if question else (),
+        answer=answer,
+        usage=usage,
+    )
+
+
+def turn_write(
+    *,
+    tenant_id: uuid.UUID,
+    bot_id: uuid.UUID,
+    conversation: Conversation,
+    create: bool,
+    questions: Sequence[dict[str, str]],
+    answer: Message | None,
+    usage: dict[str, Any] | None,
+) -> None:
+    """:func:`_store`'s statement from the turn's parts (what a turn kept for a late store
+    holds: :mod:`conversations.late_store`): ``create`` the conversation (else it is updated),
+    the ``questions``' rows, the ``answer``, the ``usage``. An answer whose id is stored
+    already fails it (``IntegrityError``), and nothing of it is written: the answer, its
+    question and its usage are committed together or not at all."""
     now = dt.datetime.now(dt.UTC)
-    tenant, conversation = turn.tenant, turn.conversation
     rows = [
-        Message(tenant=tenant, conversation=conversation, role=m["role"], content=m["content"])
-        for m in (turn.new_messages if question else ())
+        Message(
+            tenant_id=tenant_id, conversation=conversation, role=m["role"], content=m["content"]
+        )
+        for m in questions
     ]
     if answer is not None:
         rows.append(answer)  # after the question's rows: it is the newer
@@ -351,8 +378,8 @@ def _store(
     for n, row in enumerate(rows):
         row.created_at = row.created_at or now + dt.timedelta(microseconds=n)
     last = max((row.created_at for row in rows), default=now)
-    bot_sql, params = key_share_sql(Bot, tenant.pk, [turn.bot.pk])
-    if question and turn.is_new_conversation:
+    bot_sql, params = key_share_sql(Bot, tenant_id, [bot_id])
+    if create:
         conversation.message_count = len(rows)
         conversation.last_message_at = last
         table, columns, values, values_params = insert_rows_sql([conversation])
@@ -368,7 +395,7 @@ def _store(
             "last_message_at = GREATEST(last_message_at, %s), updated_at = %s "
             "WHERE tenant_id = %s AND id = %s AND EXISTS (SELECT FROM bot) RETURNING id"
         )
-        params += [len(rows), last, now, tenant.pk, conversation.pk]
+        params += [len(rows), last, now, tenant_id, conversation.pk]
     statement = f"WITH bot AS MATERIALIZED ({bot_sql}), conversation AS ({write})"
     if rows:
         table, columns, values, values_params = insert_rows_sql(rows)
@@ -390,7 +417,7 @@ def _store(
         cursor.execute(statement, params)
         bot_there, stored = cursor.fetchone()
     if not bot_there:
-        log.info("chat_bot_deleted", bot_id=str(turn.bot.pk))
+        log.info("chat_bot_deleted", bot_id=str(bot_id))
     elif not stored:
         log.info("chat_conversation_deleted", conversation_id=str(conversation.pk))
 
@@ -712,10 +739,9 @@ def _checked_usage(request: LLMRequest, outcome: Outcome) -> None:
             setattr(outcome, name, None)
 
 
-def chat_finish(turn: Turn, outcome: Outcome) -> Message:
-    """Store the assistant's message and add the turn's tokens to the usage roll-up — with the
-    conversation and the question when they are not stored yet (a JSON answer, or a stream
-    cancelled before grounding): one transaction for the whole turn."""
+def answer_message(turn: Turn, outcome: Outcome) -> Message:
+    """The assistant's message as it is stored, its tokens counted and its verdict decided
+    (into ``outcome``, once: a late store's attempts keep the first's)."""
     if turn.request is not None:
         _checked_usage(turn.request, outcome)
         if outcome.prompt_tokens is None:  # the backend did not report: count what was sent
@@ -728,7 +754,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
     latency_ms = int((outcome.ended - turn.started) * 1000)
     if outcome.injection_flagged is None:  # once: a late store's attempts keep the first
         outcome.injection_flagged = answer_flagged(outcome.output)
-    message = Message(
+    return Message(
         id=turn.message_id,
         tenant=turn.tenant,
         conversation=turn.conversation,
@@ -744,6 +770,13 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
         latency_ms=latency_ms,
         injection_flagged=outcome.injection_flagged,
     )
+
+
+def chat_finish(turn: Turn, outcome: Outcome) -> Message:
+    """Store the assistant's message and add the turn's tokens to the usage roll-up — with the
+    conversation and the question when they are not stored yet (a JSON answer, or a stream
+    cancelled before grounding): one transaction for the whole turn."""
+    message = answer_message(turn, outcome)
     try:
         with turn.persist_lock:  # a stream's grounding hop may still be storing the question
             usage = {
@@ -768,6 +801,6 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
         citations=len(outcome.citations),
         prompt_tokens=outcome.prompt_tokens,
         completion_tokens=outcome.completion_tokens,
-        latency_ms=latency_ms,
+        latency_ms=message.latency_ms,
     )
     return message

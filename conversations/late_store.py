@@ -3,21 +3,32 @@
 A stream's answer comes from the provider, not the database: a database that stops answering
 in the middle of a stream (frozen, restarting) does not stop it, but the turn cannot be stored
 at its end (:func:`conversations.chat.chat_finish`), and the answer the client had read was
-lost — no message in the conversation, its tokens never counted. Such a turn is kept here, in
-the process that streamed it, and stored by one thread of its own as soon as the database
-answers (one attempt every ``RETRY_SECONDS``, none while the process knows it is down:
-:class:`chatbot_site.pgconnection.Outage`), with the finish reason the stream had. The client's
-``error`` event says so.
+lost — no message in the conversation, its tokens never counted. Such a turn is kept
+(:func:`late_turn`: what the database would hold, no more) and stored by one thread of the
+process that streamed it as soon as the database answers (one attempt every
+``RETRY_SECONDS``, none while the process knows it is down:
+:class:`chatbot_site.pgconnection.Outage`), with the finish reason the stream had. The
+client's ``error`` event says so.
+
+Before it is held in memory it is written to the spool in Redis (:mod:`conversations.late_spool`),
+so that it outlives the process: one killed (``SIGKILL``, a crash, the OOM killer) leaves it
+there, its lease lapses (``CHAT_LATE_STORE_LEASE_SECONDS``), and the drain
+(:func:`late_turns_drain`: Celery beat's ``conversations.drain_late_turns`` and each API
+process at its start) stores it. Whoever stores it removes it from the spool after the
+COMMIT, and the store is idempotent on the answer's id (:func:`late_turn_store`): a turn
+whose COMMIT went through unheard (a frozen database, a process gone between the COMMIT and
+the removal) is found stored and written no second time — its usage is not counted twice.
 
 A process that exits while it holds turns (a deploy or restart during the outage: ``SIGTERM``)
 tries them once more on its way out (:meth:`LateStores.stop`): for at most
 ``CHAT_LATE_STORE_EXIT_SECONDS``, as often as the database lets it (it may be back by then), by
-the same thread, so that no turn is stored twice. Those it could not store are lost (they are in
-its memory only, never written anywhere else: chat content stays out of Redis and the logs),
-each with a ``chat_store_abandoned`` line (``reason=shutdown``) with its ids. It holds at most
-``MAX_TURNS`` turns for at most ``KEEP_SECONDS``; past either a turn is dropped with a
-``chat_store_abandoned`` line too. The turn's claim on its conversation and its hold on the
-quota end when the first attempt fails, as before.
+the same thread; those it could not store it hands over to the drain
+(``chat_store_handed_over``, with their ids). Only a turn the spool could not take (Redis down
+or the spool full) is lost with its process, with a ``chat_store_abandoned`` line
+(``reason=shutdown``) with its ids. A process holds at most ``MAX_TURNS`` turns (past it, a
+turn goes to the spool for the drain) for at most ``KEEP_SECONDS`` (past it: dropped,
+``chat_store_abandoned``). The turn's claim on its conversation and its hold on the quota end
+when the first attempt fails, as before.
 """
 
 from __future__ import annotations
@@ -25,15 +36,18 @@ from __future__ import annotations
 import atexit
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
-from django.db import OperationalError, close_old_connections
+from django.db import IntegrityError, OperationalError, close_old_connections
 
 from chatbot_site.pgconnection import outage
-from conversations.chat import Outcome, Turn, chat_finish
+from conversations.chat import Outcome, Turn, answer_message, turn_write
+from conversations.late_spool import LateTurn, spool
+from conversations.models import Conversation, Message, MessageRole
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +59,89 @@ KEEP_SECONDS = 3600.0
 MAX_TURNS = 1000
 
 
+# The answer's fields a kept turn holds (the rest are its ids).
+ANSWER_FIELDS = (
+    "content", "citations", "prompt_tokens", "completion_tokens", "embedding_tokens", "model",
+    "finish_reason", "refusal_reason", "latency_ms", "injection_flagged",
+)  # fmt: skip
+
+
+def late_turn(turn: Turn, outcome: Outcome) -> LateTurn:
+    """The turn whose store failed, as it is to be stored: its answer's message (tokens
+    counted, verdict decided), and the conversation and question(s) if they are not stored
+    yet. From now on those are this record's to store: a stream's grounding hop still under
+    way (a stream cancelled before it was grounded) must not store the question too."""
+    message = answer_message(turn, outcome)
+    with turn.persist_lock:
+        question, turn.persisted = not turn.persisted, True
+    conversation = turn.conversation
+    created = question and turn.is_new_conversation
+    return LateTurn(
+        message_id=str(turn.message_id),
+        tenant_id=str(turn.tenant.pk),
+        bot_id=str(turn.bot.pk),
+        api_key_id=str(turn.api_key.pk),
+        conversation_id=str(conversation.pk),
+        new_conversation=(
+            {"title": conversation.title, "metadata": conversation.metadata} if created else None
+        ),
+        questions=[dict(m) for m in turn.new_messages] if question else [],
+        answer={name: getattr(message, name) for name in ANSWER_FIELDS},
+        since=time.time(),
+    )
+
+
+def late_turn_store(late: LateTurn) -> bool:
+    """Store a kept turn (one transaction, as :func:`conversations.chat.chat_finish` does);
+    False when it was stored already — its answer's id is there: an earlier attempt whose
+    COMMIT went through though its caller never heard (a frozen database, a process killed
+    before it removed the turn from the spool) — and nothing is written: not the answer, the
+    question or the usage again."""
+    tenant_id, bot_id = uuid.UUID(late.tenant_id), uuid.UUID(late.bot_id)
+    api_key_id = uuid.UUID(late.api_key_id) if late.api_key_id else None
+    conversation = Conversation(
+        id=uuid.UUID(late.conversation_id), tenant_id=tenant_id, bot_id=bot_id,
+        api_key_id=api_key_id, **(late.new_conversation or {}),
+    )  # fmt: skip
+    answer = Message(
+        id=uuid.UUID(late.message_id), tenant_id=tenant_id, conversation=conversation,
+        role=MessageRole.ASSISTANT, **late.answer,
+    )  # fmt: skip
+    usage = {
+        "tenant": tenant_id,
+        "bot_id": bot_id,
+        "api_key_id": api_key_id,
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": answer.completion_tokens,
+        "embedding_tokens": answer.embedding_tokens,
+    }
+    try:
+        turn_write(
+            tenant_id=tenant_id, bot_id=bot_id, conversation=conversation,
+            create=late.new_conversation is not None, questions=late.questions, answer=answer,
+            usage=usage,
+        )  # fmt: skip
+    except IntegrityError:
+        if Message.all_tenants.filter(tenant_id=tenant_id, pk=answer.pk).exists():
+            return False
+        raise
+    return True
+
+
+def _ids(late: LateTurn) -> dict[str, str]:
+    return {
+        "tenant_id": late.tenant_id,
+        "bot_id": late.bot_id,
+        "conversation_id": late.conversation_id,
+        "message_id": late.message_id,
+    }
+
+
 @dataclass
 class _Late:
-    turn: Turn
-    outcome: Outcome
+    turn: LateTurn
     since: float
+    spooled: bool
 
 
 class LateStores:
@@ -66,28 +158,35 @@ class LateStores:
         self._exit_by = 0.0
 
     def add(self, turn: Turn, outcome: Outcome) -> bool:
-        """Keep the turn until it can be stored; False when no more can be kept (logged)."""
+        """Keep the turn until it can be stored — in the spool first (Redis), then here; False
+        when it can be kept nowhere (logged). One this process cannot hold (past its exit's
+        time, or ``MAX_TURNS`` held) is left in the spool to the drain."""
+        late = late_turn(turn, outcome)
         with self._lock:
             # Past the exit's time (a turn ended while the process stops): no one would try it.
             closed = self._stopping.is_set() and time.monotonic() >= self._exit_by
-            if closed or len(self._turns) >= MAX_TURNS:
-                full = True
-            else:
-                full = False
-                self._turns.append(_Late(turn, outcome, time.monotonic()))
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="chat-late-store", daemon=True
-                    )
-                    self._thread.start()
+            full = closed or len(self._turns) >= MAX_TURNS
         if full:
-            self._abandon(turn, "shutdown" if closed else "full")
+            reason = "shutdown" if closed else "full"
+            if spool.put(late, owned=False):
+                log.warning("chat_store_handed_over", reason=reason, **_ids(late))
+                return True
+            self._abandon(late, reason)
             return False
+        spooled = spool.put(late)
+        with self._lock:
+            self._turns.append(_Late(late, time.monotonic(), spooled))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="chat-late-store", daemon=True
+                )
+                self._thread.start()
         log.warning(
             "chat_store_deferred",
-            conversation_id=str(turn.conversation.pk),
-            message_id=str(turn.message_id),
-            finish_reason=outcome.finish_reason,
+            conversation_id=late.conversation_id,
+            message_id=late.message_id,
+            finish_reason=late.answer["finish_reason"],
+            spooled=spooled,
         )
         return True
 
@@ -103,6 +202,9 @@ class LateStores:
                     self._thread = None
                     return
                 oldest = self._turns[0]
+                spooled = any(late.spooled for late in self._turns)
+            if spooled and not self._stopping.is_set():
+                spool.renew()  # this process lives: the drain leaves its turns alone
             if time.monotonic() - oldest.since > KEEP_SECONDS:
                 self._drop(oldest, "expired")
                 continue
@@ -120,18 +222,21 @@ class LateStores:
         """One attempt; True when the turn is done with (stored, or failed for good)."""
         close_old_connections()
         try:
-            chat_finish(late.turn, late.outcome)
+            fresh = late_turn_store(late.turn)
         except OperationalError:  # still not answering: the next attempt comes later
             return False
         except Exception:
-            log.exception("chat_store_abandoned", message_id=str(late.turn.message_id))
+            log.exception("chat_store_abandoned", reason="error", **_ids(late.turn))
+            spool.remove(late.turn.message_id)
             return True
         finally:
             close_old_connections()
+        spool.remove(late.turn.message_id)
         log.info(
             "chat_stored_late",
-            conversation_id=str(late.turn.conversation.pk),
-            message_id=str(late.turn.message_id),
+            conversation_id=late.turn.conversation_id,
+            message_id=late.turn.message_id,
+            already_stored=not fresh,
             seconds=round(time.monotonic() - late.since, 1),
         )
         return True
@@ -140,21 +245,23 @@ class LateStores:
         with self._lock:
             if self._turns and self._turns[0] is late:
                 self._turns.popleft()
+        spool.remove(late.turn.message_id)
         self._abandon(late.turn, reason)
 
     def stop(self, seconds: float | None = None) -> None:
         """At exit: the turns still held are tried once more, for at most ``seconds``
         (``CHAT_LATE_STORE_EXIT_SECONDS``), by the thread that tries them (one attempt at a
-        time: a turn is never stored twice), at once and then as often as the database lets it;
-        those still held then go with the process, each logged with its ids, so that an
-        operator knows which conversations miss their last answer. A process stopped during an
-        outage (a deploy, a restart) lost them all, even with the database back by then; before
-        that, without a word. With nothing held it returns at once."""
+        time), at once and then as often as the database lets it. Those still held then are
+        handed over to the drain (in the spool: ``chat_store_handed_over``, with their ids; this
+        process's lease ends, so the next drain takes them at once); one the spool could not
+        take goes with the process, logged ``chat_store_abandoned`` with its ids, so that an
+        operator knows which conversation misses its last answer. With nothing held it returns
+        at once."""
         with self._lock:
             held = len(self._turns)
             if seconds is None:
                 seconds = float(settings.CHAT_LATE_STORE_EXIT_SECONDS) if held else 0.0
-            # From now on a turn added once this has passed is lost at once (add).
+            # From now on a turn added once this has passed is handed over at once (add).
             self._exit_by = time.monotonic() + seconds
             self._stopping.set()
             idle = self._thread is None or not self._thread.is_alive()
@@ -169,22 +276,76 @@ class LateStores:
             # Its attempt under way may wait for a frozen database past the bound: not longer.
             thread.join(max(0.0, self._exit_by - time.monotonic()))
         with self._lock:
-            lost, self._turns = list(self._turns), deque()
-        for late in lost:
-            self._abandon(late.turn, "shutdown")
+            left, self._turns = list(self._turns), deque()
+        for late in left:
+            if late.spooled:
+                log.warning("chat_store_handed_over", reason="shutdown", **_ids(late.turn))
+            else:
+                self._abandon(late.turn, "shutdown")
+        if any(late.spooled for late in left):
+            spool.release()
 
     @staticmethod
-    def _abandon(turn: Turn, reason: str) -> None:
-        log.error(
-            "chat_store_abandoned",
-            reason=reason,
-            tenant_id=str(turn.tenant.pk),
-            bot_id=str(turn.bot.pk),
-            conversation_id=str(turn.conversation.pk),
-            message_id=str(turn.message_id),
-        )
+    def _abandon(late: LateTurn, reason: str) -> None:
+        log.error("chat_store_abandoned", reason=reason, **_ids(late))
 
 
 late_stores = LateStores()
 # Before logging's own handler at exit (they run last registered first): the lines get out.
 atexit.register(late_stores.stop)
+
+# The most turns one drain takes.
+DRAIN_TURNS = 100
+
+
+def late_turns_drain() -> dict[str, int]:
+    """Store the spool's orphans — turns whose process died (``SIGKILL``, a crash, the OOM
+    killer) or exited (handed over) before it could store them — oldest first, one attempt
+    each: the Celery beat task ``conversations.drain_late_turns`` (every 30 s) and each API
+    process once at its start. A database still not answering leaves the rest to the next
+    drain. Each turn stored is ``chat_store_recovered`` (``already_stored`` when an earlier
+    attempt had stored it: nothing written twice); counts returned."""
+    counts = {"stored": 0, "already_stored": 0, "failed": 0, "expired": 0, "left": 0}
+    turns = spool.claim(DRAIN_TURNS)
+    for n, late in enumerate(turns):
+        age = time.time() - late.since
+        if age > KEEP_SECONDS:
+            spool.remove(late.message_id)
+            LateStores._abandon(late, "expired")
+            counts["expired"] += 1
+            continue
+        close_old_connections()
+        try:
+            fresh = late_turn_store(late)
+        except OperationalError as exc:
+            rest = [turn.message_id for turn in turns[n:]]
+            spool.disown(rest)
+            counts["left"] = len(rest)
+            log.warning("chat_store_drain_waiting", turns=len(rest), error=type(exc).__name__)
+            break
+        except Exception:
+            log.exception("chat_store_abandoned", reason="error", **_ids(late))
+            spool.remove(late.message_id)
+            counts["failed"] += 1
+            continue
+        finally:
+            close_old_connections()
+        spool.remove(late.message_id)
+        counts["stored" if fresh else "already_stored"] += 1
+        log.info("chat_store_recovered", already_stored=not fresh, seconds=round(age, 1),
+                 **_ids(late))  # fmt: skip
+    return counts
+
+
+def drain_at_start() -> None:
+    """An API process's drain, once, a lease after it starts (a process killed just before,
+    in the container this one replaces, holds its turns until then), in a thread of its own."""
+
+    def run() -> None:
+        time.sleep(float(settings.CHAT_LATE_STORE_LEASE_SECONDS))
+        try:
+            late_turns_drain()
+        except Exception:  # the periodic drain comes anyway
+            log.exception("chat_store_drain_failed")
+
+    threading.Thread(target=run, name="chat-late-drain", daemon=True).start()

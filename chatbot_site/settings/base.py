@@ -272,6 +272,7 @@ CELERY_TASK_ROUTES = {
     "knowledge.requeue_over_quota": {"queue": "maintenance"},
     "knowledge.maintain_vector_indexes": {"queue": "maintenance"},
     "knowledge.sweep_orphan_files": {"queue": "maintenance"},
+    "conversations.drain_late_turns": {"queue": "maintenance"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_HEARTBEAT_SECONDS: float = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
@@ -555,6 +556,17 @@ SSE_PING_SECONDS: float = env.float("SSE_PING_SECONDS", default=15.0)
 # late_store) tries them for at most this long first; 0: it does not. Within Docker's default
 # 10 s stop grace period, with daphne's own shutdown.
 CHAT_LATE_STORE_EXIT_SECONDS: float = env.float("CHAT_LATE_STORE_EXIT_SECONDS", default=5.0)
+# How long a turn kept for a late store stays its process's after the process last said it
+# lives (every second while it holds turns): a process killed holding turns (SIGKILL, a crash)
+# leaves them in the spool (Redis), and the drain stores them once this has passed
+# (conversations.late_spool). At least the longest a store attempt can wait for a frozen
+# database (DB_STATEMENT_TIMEOUT_SECONDS + 2 s), or the drain tries a turn the process still
+# tries (harmless: stored once, but logged twice).
+CHAT_LATE_STORE_LEASE_SECONDS: float = env.float("CHAT_LATE_STORE_LEASE_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["drain-late-turns"] = {
+    "task": "conversations.drain_late_turns",
+    "schedule": 30.0,
+}
 # A stream's provider that sends a token at a time is read at most this often; what arrives in
 # between is relayed as one piece (conversations.llm.openai._Events). 0: read as it comes.
 LLM_STREAM_BATCH_SECONDS: float = env.float("LLM_STREAM_BATCH_SECONDS", default=0.02)
@@ -671,7 +683,7 @@ POSITIVE_SETTINGS = (
     "ORPHAN_FILE_SWEEP_SECONDS", "RETRIEVAL_RRF_K", "RETRIEVAL_CANDIDATES",
     "RETRIEVAL_TEXT_POSTINGS", "RETRIEVAL_VECTOR_CANDIDATES", "HNSW_EF_SEARCH",
     "HNSW_MAX_SCAN_TUPLES", "IVFFLAT_PROBES", "IVFFLAT_MAX_PROBES", "CHAT_HISTORY_TOKENS",
-    "CHAT_CONTEXT_TOKENS", "DB_OUTAGE_LOG_SECONDS",
+    "CHAT_CONTEXT_TOKENS", "DB_OUTAGE_LOG_SECONDS", "CHAT_LATE_STORE_LEASE_SECONDS",
 )  # fmt: skip
 NON_NEGATIVE_SETTINGS = (
     "DB_POOL_MIN_SIZE", "CONN_MAX_AGE", "REDIS_DB", "NUM_PROXIES", "API_KEY_LAST_USED_RESOLUTION",

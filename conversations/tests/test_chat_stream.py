@@ -1098,17 +1098,95 @@ def test_a_json_answer_whose_database_froze_is_answered_and_stored_once_it_is_ba
     assert "chat_store_deferred" in log and "chat_stored_late" in log
 
 
-def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_its_ids(
+def tokens_counted(world: TenantWorld) -> dict[str, int]:
+    """The tenant's tokens and requests counted so far (its usage roll-up)."""
+    from django.db.models import Sum
+
+    from tenants.models import UsageDaily
+
+    usage = UsageDaily.objects.for_tenant(world.tenant).aggregate(
+        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), requests=Sum("requests")
+    )
+    return {name: value or 0 for name, value in usage.items()}
+
+
+def assert_stored_once(world: TenantWorld, frames: list[dict[str, Any]], before: dict[str, int]):
+    """The stream's answer is in its conversation once, as streamed, its tokens counted once."""
+    start = frames[0]["data"]
+    message = stored_message(world, start["message_id"])
+    assert message is not None
+    streamed = "".join(f["data"]["content"] for f in frames if f.get("event") == "delta")
+    assert message.content == streamed and message.finish_reason == "stop"
+    assert str(message.conversation_id) == start["session_id"]
+    conversation = message.conversation
+    roles = list(conversation.messages.order_by("created_at").values_list("role", flat=True))
+    assert roles == ["user", "assistant"] and conversation.message_count == 2
+    after = tokens_counted(world)
+    assert message.completion_tokens > 0
+    assert after == {
+        "prompt": before["prompt"] + message.prompt_tokens,
+        "completion": before["completion"] + message.completion_tokens,
+        "requests": before["requests"] + 1,
+    }
+
+
+def test_a_turn_waiting_for_the_database_when_its_process_is_killed_is_stored_by_the_next(
     alpha, tmp_path
 ):
-    """A turn kept for a late store lives in its process's memory: a process stopped during
-    the outage (a deploy, a restart) lost it without a word. Now each turn the process could
-    not store on its way out either (:func:`test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then`)
-    is a ``chat_store_abandoned`` line (``reason=shutdown``) with its ids."""
+    """A turn kept for a late store lived in its process's memory only: a process killed
+    (``SIGKILL``, a crash, the OOM killer) while it held it lost it without a word — the
+    user had read an answer that was never in the conversation, its tokens never counted.
+    Now it is in the spool (Redis) first: once the database is back, the next process's
+    drain (here: the next API process, at its start) stores it, once, its usage counted once."""
+    import signal
+
+    from tests.processes import DatabaseProxy, daphne_process
+
+    proxy = DatabaseProxy()
+    log_path = tmp_path / "daphne.log"
+    before = tokens_counted(alpha)
+    with fake_openai() as fake:
+        fake.chat_reply = "Plans renew yearly, on the day they started."
+        fake.chat_delay = 0.05
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO",
+                           CHAT_LATE_STORE_LEASE_SECONDS="1")  # fmt: skip
+        try:
+            with daphne_process(env, log_path) as (base, proc):
+                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                head = until_first_delta(response)
+                proxy.stall()
+                frames = parse((head + response.read()).decode())
+                wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
+                         what="the turn to be kept")  # fmt: skip
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+            proxy.resume()
+            assert "spooled=True" in log_path.read_text()
+            again = tmp_path / "daphne-again.log"
+            with daphne_server(env, again):
+                wait_for(lambda: stored_message(alpha, frames[0]["data"]["message_id"]),
+                         timeout=60, what="the next process to store the turn")  # fmt: skip
+        finally:
+            proxy.close()
+    assert_stored_once(alpha, frames, before)
+    # (Another server's drain may have been quicker: stored once all the same.)
+    recovered = [line for line in again.read_text().splitlines() if "chat_store_recovered" in line]
+    assert all("renew" not in line for line in recovered)  # ids, not what was said
+
+
+def test_a_turn_waiting_for_the_database_when_its_process_stops_is_handed_to_the_drain(
+    alpha, tmp_path
+):
+    """A process stopped during the outage (a deploy, a restart) lost the turns it could not
+    store on its way out (:func:`test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then`),
+    each logged ``chat_store_abandoned``. Now it hands each over (``chat_store_handed_over``,
+    with its ids) to the drain, which stores it once the database is back."""
+    from conversations.late_store import late_turns_drain
     from tests.processes import DatabaseProxy
 
     proxy = DatabaseProxy()
     log_path = tmp_path / "daphne.log"
+    before = tokens_counted(alpha)
     with fake_openai() as fake:
         fake.chat_reply = "Plans renew yearly, on the day they started."
         fake.chat_delay = 0.05
@@ -1125,13 +1203,18 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_logged_with_i
         finally:
             proxy.close()
     start = frames[0]["data"]
-    lost = [line for line in log_path.read_text().splitlines() if "chat_store_abandoned" in line]
-    assert len(lost) == 1, log_path.read_text()[-3000:]
-    assert "reason=shutdown" in lost[0], lost
-    assert f"message_id={start['message_id']}" in lost[0], lost
-    assert f"conversation_id={start['session_id']}" in lost[0], lost
-    assert "renew" not in lost[0]  # ids, not what was said
-    assert not Message.objects.for_tenant(alpha.tenant).filter(pk=start["message_id"]).exists()
+    log = log_path.read_text()
+    handed = [line for line in log.splitlines() if "chat_store_handed_over" in line]
+    assert len(handed) == 1 and "chat_store_abandoned" not in log, log[-3000:]
+    assert "reason=shutdown" in handed[0], handed
+    assert f"message_id={start['message_id']}" in handed[0], handed
+    assert f"conversation_id={start['session_id']}" in handed[0], handed
+    assert "renew" not in handed[0]  # ids, not what was said
+    assert stored_message(alpha, start["message_id"]) is None
+    late_turns_drain()  # the database answers: the drain stores it (or another server's did)
+    wait_for(lambda: stored_message(alpha, start["message_id"]), timeout=30,
+             what="the drain to store the turn")  # fmt: skip
+    assert_stored_once(alpha, frames, before)
 
 
 def test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then(alpha, tmp_path):

@@ -1,37 +1,145 @@
-"""The late store's exit, in process (the turns it stores at exit: ``test_chat_stream.py``,
-against a real daphne whose database is frozen)."""
+"""The late store and its spool, in process (the turns a real daphne keeps while its database is
+frozen, stores at exit, or leaves to the drain when it is killed: ``test_chat_stream.py``)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
+from django.db.models import Sum
+from django.test import override_settings
 
-from conversations.chat import Outcome, chat_open, chat_release
-from conversations.late_store import LateStores
-from tests.world import build_tenant
+from chatbot_site.redis import get_redis
+from conversations.chat import Outcome, Turn, chat_open, chat_release
+from conversations.late_spool import OWNERS, TURNS, Spool, spool
+from conversations.late_store import LateStores, late_turn, late_turn_store, late_turns_drain
+from conversations.models import Conversation, Message
+from tenants.models import UsageDaily
+from tests.world import TenantWorld, build_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # the drain runs outside any transaction
 
 
-def test_a_turn_kept_once_the_process_has_stopped_trying_is_logged_lost_at_once(caplog):
-    """A turn whose store failed after the exit's tries were over (a worker thread finishing
-    while the process stops) was kept by a thread that never tried it, and went with the
-    process without a word. Now it is lost at once, with its ``chat_store_abandoned`` line."""
-    world = build_tenant("alpha")
-    caplog.set_level(logging.INFO)
-    stores = LateStores()
-    stores.stop()  # nothing held: at once
+def open_turn(world: TenantWorld) -> Turn:
     turn = chat_open(tenant=world.tenant, api_key=world.chat_key, bot_id=world.bot.pk,
                      session_id=None, messages=[{"role": "user", "content": "When do plans renew?"}],
                      metadata={})  # fmt: skip
     chat_release(turn)
-    assert stores.add(turn, Outcome("Plans renew yearly.", [], "stop")) is False
-    lost = [
-        r.msg
-        for r in caplog.records
-        if isinstance(r.msg, dict) and r.msg.get("event") == "chat_store_abandoned"
-    ]
+    return turn
+
+
+def answered() -> Outcome:
+    return Outcome("Plans renew yearly.", [], "stop", prompt_tokens=40, completion_tokens=4)
+
+
+def events(caplog: Any, name: str) -> list[dict[str, Any]]:
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == name]
+
+
+def counted(world: TenantWorld) -> dict[str, int]:
+    """The tenant's tokens and requests counted so far."""
+    usage = UsageDaily.objects.for_tenant(world.tenant).aggregate(
+        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), requests=Sum("requests")
+    )
+    return {name: value or 0 for name, value in usage.items()}
+
+
+def stored(world: TenantWorld, turn: Turn, before: dict[str, int]) -> dict[str, Any]:
+    """What the database holds of the turn: its messages, and the tokens counted since
+    ``before``."""
+    conversation = Conversation.objects.for_tenant(world.tenant).get(pk=turn.conversation.pk)
+    messages = Message.objects.for_tenant(world.tenant).filter(conversation=conversation)
+    return {
+        "messages": sorted(messages.values_list("role", "content")),
+        "message_count": conversation.message_count,
+        "usage": {name: value - before[name] for name, value in counted(world).items()},
+    }
+
+
+def test_a_turn_kept_once_the_process_has_stopped_trying_is_handed_to_the_drain(caplog):
+    """A turn whose store failed after the exit's tries were over (a worker thread finishing
+    while the process stops) went with the process: first without a word, then logged lost.
+    Now it is left in the spool, and the drain stores it — once, its usage counted."""
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    stores = LateStores()
+    stores.stop()  # nothing held: at once
+    turn = open_turn(world)
+    before = counted(world)
+    assert stores.add(turn, answered()) is True
+    handed = events(caplog, "chat_store_handed_over")
+    assert len(handed) == 1 and handed[0]["message_id"] == str(turn.message_id), caplog.text
+    assert handed[0]["reason"] == "shutdown" and "renew" not in str(handed[0])
+    assert not events(caplog, "chat_store_abandoned")
+
+    assert late_turns_drain()["stored"] == 1
+    assert stored(world, turn, before) == {
+        "messages": [("assistant", "Plans renew yearly."), ("user", "When do plans renew?")],
+        "message_count": 2,
+        "usage": {"prompt": 40, "completion": 4, "requests": 1},
+    }
+    recovered = events(caplog, "chat_store_recovered")
+    assert [r["message_id"] for r in recovered] == [str(turn.message_id)]
+    assert recovered[0]["already_stored"] is False
+    assert get_redis().hlen(TURNS) == 0 and get_redis().hlen(OWNERS) == 0  # out of the spool
+    assert late_turns_drain()["stored"] == 0  # and not stored again
+
+
+def test_a_turn_stored_whose_process_died_before_unspooling_it_is_not_stored_twice(caplog):
+    """A store interrupted after its COMMIT (the process killed before it removed the turn
+    from the spool; a frozen database that took the COMMIT and never said so) left a stored
+    turn to be stored again: the drain now finds its answer stored and writes nothing — no
+    second answer or question, no tokens counted twice."""
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    turn = open_turn(world)
+    late = late_turn(turn, answered())
+    assert spool.put(late, owned=False)
+    before = counted(world)
+    assert late_turn_store(late) is True  # committed; the removal never came
+    once = stored(world, turn, before)
+
+    assert late_turns_drain() == {
+        "stored": 0, "already_stored": 1, "failed": 0, "expired": 0, "left": 0,
+    }  # fmt: skip
+    assert stored(world, turn, before) == once
+    assert once["message_count"] == 2 and len(once["messages"]) == 2
+    assert once["usage"] == {"prompt": 40, "completion": 4, "requests": 1}
+    assert events(caplog, "chat_store_recovered")[0]["already_stored"] is True
+    assert not events(caplog, "chat_store_abandoned")
+    assert get_redis().hlen(TURNS) == 0
+
+
+def test_the_drain_leaves_a_living_process_its_turns(caplog):
+    """A turn is its process's while the process lives (its lease): another process's drain
+    does not take it; once the process is gone (its lease lapsed, or ended on its way out),
+    the drain does."""
+    world = build_tenant("alpha")
+    turn = open_turn(world)
+    late = late_turn(turn, answered())
+    holder = Spool()  # another process, which holds the turn
+    assert holder.put(late)
+    assert spool.claim(10) == []
+    holder.release()
+    assert [t.message_id for t in spool.claim(10)] == [str(turn.message_id)]
+
+
+def test_a_turn_the_spool_cannot_take_is_logged_lost_at_shutdown(caplog):
+    """With Redis not answering the spool takes nothing: a turn added while the process
+    stops is lost at once, with its ``chat_store_abandoned`` line and ids, as before."""
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    stores = LateStores()
+    stores.stop()
+    turn = open_turn(world)
+    get_redis.cache_clear()
+    try:
+        with override_settings(REDIS_URL="redis://127.0.0.1:9/0"):  # nothing listens there
+            assert stores.add(turn, answered()) is False
+    finally:
+        get_redis.cache_clear()
+    lost = events(caplog, "chat_store_abandoned")
     assert len(lost) == 1, caplog.text
     assert lost[0]["reason"] == "shutdown" and lost[0]["message_id"] == str(turn.message_id)
     assert lost[0]["conversation_id"] == str(turn.conversation.pk)
