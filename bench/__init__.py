@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import os
 
+# A Redis database of their own (the test settings' is 15): the test suite empties its database
+# before every test, so a benchmark sharing it (a `pytest` run in the same checkout while
+# `make bench` ran) lost its servers' turn claims, quota holds and rate-limit state mid-run — a
+# likely source of the `turn_release_failed` `LockNotOwnedError` lines once seen under bench
+# load (conversations.services.turn_release now says `reason=removed` for such a claim).
+os.environ.setdefault("REDIS_DB", "14")
+
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings.test")
