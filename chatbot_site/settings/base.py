@@ -563,9 +563,11 @@ CHAT_LATE_STORE_EXIT_SECONDS: float = env.float("CHAT_LATE_STORE_EXIT_SECONDS", 
 # database (DB_STATEMENT_TIMEOUT_SECONDS + 2 s), or the drain tries a turn the process still
 # tries (harmless: stored once, but logged twice).
 CHAT_LATE_STORE_LEASE_SECONDS: float = env.float("CHAT_LATE_STORE_LEASE_SECONDS", default=60.0)
+# How often Celery beat has the spool's orphans stored (conversations.drain_late_turns).
+CHAT_LATE_STORE_DRAIN_SECONDS: float = env.float("CHAT_LATE_STORE_DRAIN_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE["drain-late-turns"] = {
     "task": "conversations.drain_late_turns",
-    "schedule": 30.0,
+    "schedule": CHAT_LATE_STORE_DRAIN_SECONDS,
 }
 # A stream's provider that sends a token at a time is read at most this often; what arrives in
 # between is relayed as one piece (conversations.llm.openai._Events). 0: read as it comes.
@@ -684,6 +686,7 @@ POSITIVE_SETTINGS = (
     "RETRIEVAL_TEXT_POSTINGS", "RETRIEVAL_VECTOR_CANDIDATES", "HNSW_EF_SEARCH",
     "HNSW_MAX_SCAN_TUPLES", "IVFFLAT_PROBES", "IVFFLAT_MAX_PROBES", "CHAT_HISTORY_TOKENS",
     "CHAT_CONTEXT_TOKENS", "DB_OUTAGE_LOG_SECONDS", "CHAT_LATE_STORE_LEASE_SECONDS",
+    "CHAT_LATE_STORE_DRAIN_SECONDS",
 )  # fmt: skip
 NON_NEGATIVE_SETTINGS = (
     "DB_POOL_MIN_SIZE", "CONN_MAX_AGE", "REDIS_DB", "NUM_PROXIES", "API_KEY_LAST_USED_RESOLUTION",

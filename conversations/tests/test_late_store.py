@@ -144,3 +144,30 @@ def test_a_turn_the_spool_cannot_take_is_logged_lost_at_shutdown(caplog):
     assert lost[0]["reason"] == "shutdown" and lost[0]["message_id"] == str(turn.message_id)
     assert lost[0]["conversation_id"] == str(turn.conversation.pk)
     assert "renew" not in str(lost[0])
+
+
+@pytest.mark.integration
+def test_a_real_worker_with_beat_stores_what_a_dead_process_left(tmp_path):
+    """The drain that runs whatever the API does: Celery beat's
+    ``conversations.drain_late_turns``, on a real worker (as ``make run`` and docker-compose
+    run them), stores a turn left in the spool by a process that is gone."""
+    from tests.processes import celery_worker, child_env, wait_for
+
+    world = build_tenant("alpha")
+    turn = open_turn(world)
+    before = counted(world)
+    assert spool.put(late_turn(turn, answered()), owned=False)  # its process is gone
+    log = tmp_path / "worker.log"
+    with celery_worker(child_env(CHAT_LATE_STORE_DRAIN_SECONDS="1", LOG_LEVEL="INFO"), log,
+                       beat=True):  # fmt: skip
+        try:
+            wait_for(
+                lambda: Message.objects.for_tenant(world.tenant).filter(pk=turn.message_id),
+                timeout=120,
+                what="the worker's drain to store the turn",
+            )
+        except AssertionError:
+            raise AssertionError(log.read_text()[-4000:]) from None
+    assert stored(world, turn, before)["usage"] == {"prompt": 40, "completion": 4, "requests": 1}
+    assert "chat_store_recovered" in log.read_text()
+    assert get_redis().hlen(TURNS) == 0
