@@ -160,7 +160,13 @@ class LateStores:
     def add(self, turn: Turn, outcome: Outcome) -> bool:
         """Keep the turn until it can be stored — in the spool first (Redis), then here; False
         when it can be kept nowhere (logged). One this process cannot hold (past its exit's
-        time, or ``MAX_TURNS`` held) is left in the spool to the drain."""
+        time, or ``MAX_TURNS`` held) is left in the spool to the drain.
+
+        The spool is written before this returns, so that what the client is told next (stored
+        later) holds even if the process is killed a moment after: one Redis round trip, on the
+        event loop when a stream's store failed — only on that path, but a Redis stalled at the
+        same time holds the loop up to ``REDIS_SOCKET_TIMEOUT``. (Written by the thread instead,
+        a ``SIGKILL`` right after the client's ``error`` event lost the turn under load.)"""
         late = late_turn(turn, outcome)
         with self._lock:
             # Past the exit's time (a turn ended while the process stops): no one would try it.
