@@ -470,6 +470,19 @@ MAX_HOLD = 4096
 LEAD_CHARS = pii.CUE_WINDOW + 32
 
 
+def _one_word(buffer: str) -> bool:
+    """Whether ``buffer`` is ASCII without a space, a tab or a line end, and not past
+    :data:`MAX_HOLD`: part of one word, which :meth:`OutputGuard._cut` holds whole (its word
+    hold is at its start, ASCII has no unspaced break, and every other hold is at or after it)."""
+    return (
+        " " not in buffer
+        and "\n" not in buffer
+        and "\t" not in buffer
+        and buffer.isascii()
+        and len(buffer) <= MAX_HOLD
+    )
+
+
 class OutputGuard:
     """Feeds the model's text through; returns what is safe to show now.
 
@@ -544,8 +557,20 @@ class OutputGuard:
         if self._canary_forms.seen_in(text):
             self.blocked = True
             raise PolicyBlocked(PolicyBlocked.message)
+        if _one_word(buffer):
+            # Part of a word (a token that goes on the word before it: "ren", "ew"): held
+            # whole, as :meth:`_cut` holds it, and nothing else is looked at.
+            self._pending = buffer
+            return ""
         # One PII scan of the buffer serves the hold, the straddle check and the masking.
         spans = self._spans(buffer)
+        cut = self._cut(buffer, spans)
+        self._pending = buffer[cut:]
+        # spans past the cut are left for next time
+        return self._clean(self._released(buffer[:cut]), spans)
+
+    def _cut(self, buffer: str, spans: Sequence[pii.Span]) -> int:
+        """How much of ``buffer`` (the held text and the new piece) is released now."""
         # Hold the last partial word (a URL, an e-mail or the canary may still be forming),
         # an unfinished Markdown link or HTML tag, the start of a PII span or of the canary. A
         # word ends at a space, or in Chinese or Japanese at a character no PII value or URL is
@@ -560,15 +585,27 @@ class OutputGuard:
         cut = _open_tag_start(buffer, cut)
         if cut < len(buffer) - MAX_HOLD:  # forced: not inside a flag, an emoji or a letter's marks
             cut = grapheme_cut(buffer, len(buffer) - MAX_HOLD)
-        # A span that is complete but straddles the cut is held whole.
-        for match in _MD_LINK.finditer(buffer, max(0, cut - _MAX_LINK_TEXT - _MAX_URL - 16)):
+        # A span that is complete but straddles the cut is held whole. (Each pattern is
+        # searched only in a buffer with a character every match of it holds: a Markdown link
+        # or reference "[", a bare URL a scheme's ":", "www."'s "." or a "/" or "\\".)
+        bracket = "[" in buffer
+        bare = (
+            ":" in buffer
+            or "/" in buffer
+            or "\\" in buffer
+            or ("." in buffer and "www." in buffer.lower())
+        )
+        links = _MD_LINK.finditer(buffer, max(0, cut - _MAX_LINK_TEXT - _MAX_URL - 16))
+        for match in links if bracket else ():
             if match.start() < cut < match.end():
                 cut = match.start()
                 break
         # (Read past the cut: a search that stopped at it found every address ending there, and
         # held none. A PII hold inside an address, "//evil.test/?d=secret" held from "secret",
         # let the address go out cut short, its end after it as text.)
-        for pattern in (_BARE_URL, _MD_REFERENCE):
+        for pattern, present in ((_BARE_URL, bare), (_MD_REFERENCE, bracket)):
+            if not present:
+                continue
             for match in pattern.finditer(buffer, max(0, cut - _MAX_URL - _MAX_LINK_TEXT - 8)):
                 if match.start() >= cut:
                     break
@@ -577,11 +614,8 @@ class OutputGuard:
                     break
         for span in spans:
             if span.start < cut < span.end:
-                cut = span.start
-                break
-        self._pending = buffer[cut:]
-        # spans past the cut are left for next time
-        return self._clean(self._released(buffer[:cut]), spans)
+                return span.start
+        return cut
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""

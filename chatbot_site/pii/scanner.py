@@ -100,11 +100,18 @@ def _unicode_candidates(text: str) -> list[Span]:
 
 def holds_no_span(text: str) -> bool:
     """Whether no span :func:`find` reports can lie within ``text``, whatever text stands before
-    or after it: ASCII text without a digit (every entity but e-mail needs one), an "@" or a
-    written-out address's separator (:func:`_may_be_written`, which :func:`find` itself trusts
-    for such text). A stream's guard reads each piece after the released text's last words: a
-    piece like this starts no span there, and that scan is skipped."""
-    return text.isascii() and _MAYBE_PII.search(text) is None and not _may_be_written(text)
+    or after it: ASCII text without an "@" or a written-out address's separator
+    (:func:`_may_be_written`, which :func:`find` itself trusts for such text) and with fewer
+    digits than any entity's span holds (:func:`_finders_for`'s conditions, read on ``text``
+    alone: a span within it has no more digits, colons or dots than it has): none, or fewer
+    than seven with no colon, or fewer than four with no dot either (an IPv4 address has four
+    numbers and dots, an IPv6 one a colon). A stream's guard reads each piece after the
+    released text's last words: a piece like this starts no span there, and that scan is
+    skipped ("word12 word13 " too, whose digits the scan of the lead and it looked at)."""
+    if not text.isascii() or "@" in text or _may_be_written(text):
+        return False
+    digits = len(text) - len(text.translate(_NO_DIGITS))
+    return not digits or (digits < 7 and ":" not in text and (digits < 4 or "." not in text))
 
 
 def find(text: str, entities: Iterable[str] = ENTITIES) -> list[Span]:

@@ -103,6 +103,12 @@ def _hold_start(text: str, floor: int) -> int:
     if _HOLD_CONTEXT_WORD.search(text, floor) is not None:
         match = _HOLD.search(text, floor)
         return match.start() if match else len(text)
+    return _hold_branches(text, floor, _HOLD_OTHER_ENDS)
+
+
+def _hold_branches(text: str, floor: int, others: tuple[re.Pattern[str], ...]) -> int:
+    """Where the first of :data:`_HOLD`'s branches matches ``text`` from ``floor``, where no
+    context word is: the e-mail and IPv6 ones, and ``others`` of the rest."""
     best = len(text)
     for pattern, chars in (
         (_HOLD_EMAIL_END, _HOLD_EMAIL_CHARS),
@@ -111,7 +117,7 @@ def _hold_start(text: str, floor: int) -> int:
         match = pattern.search(text, max(floor, len(text.rstrip(chars))))
         if match is not None and match.start() < best:
             best = match.start()
-    for pattern in _HOLD_OTHER_ENDS:
+    for pattern in others:
         match = pattern.search(text, floor)
         if match is not None and match.start() < best:
             best = match.start()
@@ -168,6 +174,19 @@ def _written_hold_start(
             at = tail.find(hint, at + 1)
     if "(" in tail or "[" in tail or "{" in tail or "<" in tail:
         ends += [m.start() for m in _BRACKETED_SEPARATOR.finditer(text, floor)]
+    return _written_hold_after(text, floor, ends, pattern, before_local)
+
+
+def _written_hold_after(
+    text: str,
+    floor: int,
+    ends: list[int],
+    pattern: re.Pattern[str],
+    before_local: re.Pattern[str],
+) -> int:
+    """:func:`_written_hold_start` once the separators in ``text`` are found (``ends``): with
+    the one begun at its end, where the first local part before one that ``pattern`` holds
+    starts."""
     begun = _SEPARATOR_BEGUN.search(text, max(floor, len(text) - 24))
     if begun:
         ends.append(begun.start() + 1)
@@ -220,6 +239,39 @@ def _hold_folded(text: str, floor: int) -> int:
     return base + folded.original(cut)
 
 
+# Plain text: ASCII letters, spaces and punctuation no hold pattern reads (no digit, "+", "(",
+# "-", ".", "@", bracket or address character); and what in such text makes a hold of its own:
+# a context word (:data:`_HOLD_CUED`) or a written-out address's separator (_SEPARATOR_HINTS).
+_PLAIN = re.compile(r"[A-Za-z \n\t,;!?'\"]*")
+# Searched in the lowered text, case-sensitively: the same matches in ASCII text as the context
+# words' IGNORECASE (their letters are lowercase), in half the time.
+_CONTEXT_OR_SEPARATOR = re.compile(
+    "|".join((_HOLD_CONTEXT_WORD.pattern, *(re.escape(hint) for hint in _SEPARATOR_HINTS))),
+    re.ASCII | re.VERBOSE,
+)
+_HOLD_IBAN_SPELLED_END = _HOLD_OTHER_ENDS[0]
+
+
+def _plain_hold(text: str) -> int | None:
+    """:func:`hold_from` of plain text (:data:`_PLAIN`) with no span, no context word and no
+    written separator (None for any other text), computed with only what can match in it:
+    the e-mail, IPv6 and spelled-IBAN branches of :data:`_HOLD` (the phone's needs a digit, "+"
+    or "(", the IBAN's digits) and a written-out address's separator begun at the end (no other
+    separator is there); no folded copy (ASCII), no local number (digits). The common streamed
+    piece of words: what every branch, hint and pattern tried on it cost was most of the
+    guard's time for such a piece."""
+    if (
+        len(text) > MAX_HOLD
+        or not _PLAIN.fullmatch(text)
+        or _CONTEXT_OR_SEPARATOR.search(text.lower())
+    ):
+        return None
+    cut = _hold_branches(text, 0, (_HOLD_IBAN_SPELLED_END,))
+    if cut > 0:
+        cut = min(cut, _written_hold_after(text, 0, [], _HOLD_WRITTEN, _BEFORE_LOCAL))
+    return cut
+
+
 def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     """For streaming output: the smallest index i such that text[i:] might still become (part
     of) a PII span when more text is appended. Returns len(text) when nothing needs holding, and
@@ -230,6 +282,8 @@ def hold_from(text: str, spans: Sequence[Span] | None = None) -> int:
     or part from the label after it.
     ``spans``: ``find(text)`` (all entities) when the caller has it already.
     """
+    if spans is not None and not spans and (plain := _plain_hold(text)) is not None:
+        return plain
     floor = max(0, len(text) - MAX_HOLD)
     cut = _hold_start(text, floor)
     if cut > floor:

@@ -1437,13 +1437,78 @@ def test_a_text_that_holds_no_span_starts_none_after_any_text():
     text, whatever that text is (a context word, half a number, half an address)."""
     texts = _hold_texts()
     rng = random.Random(11)
-    skipped = 0
-    for _ in range(8000):
-        lead, piece = rng.choice(texts), rng.choice(texts)
+    # Pieces with a few digits, a dot or a colon, beside whole numbers and addresses.
+    numbers = [
+        "555 ",
+        "0199",
+        "123-45-",
+        "6789 ",
+        "4111 ",
+        "1111",
+        "10.0.",
+        "192.168.1.",
+        "7",
+        "2001:db8::",
+        "fe80::1",
+        ":",
+        ".",
+        "-",
+        "/",
+        "(555) ",
+        "+1 ",
+        "x12",
+        "ext. ",
+        "DE89 ",
+        "3704 ",
+        "AT",
+        "DOT",
+        "word12 ",
+        "v1.2.",
+        "1.2.3",
+        "call ",
+        "ssn ",
+    ]
+    pieces = texts + ["".join(rng.choice(numbers) for _ in range(rng.randint(1, 6)))
+                      for _ in range(3000)]  # fmt: skip
+    skipped = with_digits = 0
+    for _ in range(30000):
+        lead, piece = rng.choice(texts + pieces), rng.choice(pieces)
         if not pii.holds_no_span(piece):
             continue
         skipped += 1
+        with_digits += any(c.isdigit() for c in piece)
         assert [s for s in pii.find(lead + piece) if s.start >= len(lead)] == [], (lead, piece)
-    assert skipped > 300
-    for piece in ("555", "a@b", "john at example", "x(at)y", "johnATexampleDOTcom", "é"):
+    assert skipped > 3000 and with_digits > 1000
+    for piece in ("5551234", "a@b", "john at example", "x(at)y", "johnATexampleDOTcom", "é",
+                  "1.2.3.4", "::1", "2001:db8", "123 45 6789"):  # fmt: skip
         assert not pii.holds_no_span(piece)
+    for piece in ("word12 word13 ", "555", "call 555 01", "1.2.3", "v2 and 3.1"):
+        assert pii.holds_no_span(piece)
+
+
+def test_the_hold_of_plain_words_is_where_every_pattern_holds():
+    """A streamed piece of plain words (no digit, address character, context word or written
+    separator) is held by the few patterns that can match in it (``_plain_hold``): always where
+    the whole hold is, with or without a separator begun at its end ("john a", "kim  d ")."""
+    from chatbot_site.pii.stream import _plain_hold
+
+    rng = random.Random(23)
+    atoms = ["the ", "plan ", "Renew", "s ", "every ", "year", ", ", "; ", "! ", "? ", "'", '"',
+             "\n", "\t", "  ", "a ", "d ", "p ", "pu", "at", "do", "x ", "I ", "face ", "beef",
+             "Dead ", "abc", "john ", "kim", "e ", "AT", "DOT", "xy" * 40, "Call ", "text ",
+             "contact ", "SSN ", "social ", "card ", " at ", " dot ", "punkt ", "arroba ",
+             "Email ", "phones ", "mailbox ", "cell", "office ", ".", "-", "1", "(", "@", "é"]  # fmt: skip
+    plain = begun = 0
+    for _ in range(20000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 12)))
+        if pii.find(text):
+            continue
+        quick = _plain_hold(text)
+        if quick is None:
+            continue
+        plain += 1
+        begun += quick < len(text) and text[-1] == " "
+        assert quick == pii.hold_from(text), text  # spans not given: the whole hold
+    assert plain > 4000 and begun > 1000
+    for text in ("call me ", "Text ", "john at ", "x.y ", "555 ", "a-b ", "(a ", "é ", "[a "):
+        assert _plain_hold(text) is None, text

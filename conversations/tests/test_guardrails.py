@@ -6,6 +6,7 @@ import base64
 import codecs
 import functools
 import hashlib
+import random
 import unicodedata
 from collections.abc import Sequence
 
@@ -13,6 +14,9 @@ import pytest
 
 from chatbot_site import pii
 from conversations.guardrails import (
+    _BARE_URL,
+    _MD_LINK,
+    _MD_REFERENCE,
     LINK_REMOVED,
     MAX_HOLD,
     OutputGuard,
@@ -25,6 +29,7 @@ from conversations.guardrails import (
     sanitize_links,
     url_allowed,
 )
+from conversations.guardrails import _one_word as one_word
 from knowledge.embeddings import get_embedder
 from knowledge.follow_ups import names_no_subject, refers_back
 
@@ -813,3 +818,88 @@ def test_pieces_of_plain_words_around_pii_and_links_are_guarded_as_the_whole(
     assert "".join(emitted) == whole
     for raw in ("example dot com", "555 1234", "6789", "1111 1111", "example(dot)", "evil.test"):
         assert raw not in "".join(emitted) or raw in whole
+
+
+# Pieces of answers: words, parts of words, PII, links, markup, the canary's prefix.
+_ATOMS = ["the ", "plan ", "ren", "ew ", "every", " year", ". ", ", ", "; ", "Call ", "me ", "at ",
+          "john", ".doe", "@example.com", " dot ", "com ", "555 ", "0199", "123-45-6789 ",
+          "4111 1111 1111 1111 ", "word12 ", "word1234 ", "[1]", "[7] ", "[docs](https://evil.test/x) ",
+          "https://docs.example.org/a ", "www.evil.test ", "<img src=x> ",
+          "\n", "- item\n", "SSN ", "192.168.1.7 ", "a ", "AT", "DOT", "(at) ", "email ", "cnry-",
+          "0123", "abcdef", "é", "  ", "\t", "&#58;", "![a](", ")", "`code` ", "'", "!"]  # fmt: skip
+
+
+def _answers(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(_ATOMS) for _ in range(rng.randint(1, 24))) for _ in range(count)]
+
+
+def test_a_piece_within_one_word_is_held_whole_as_the_whole_cut_holds_it() -> None:
+    """A buffer of ASCII without a space, tab or line end (a token going on the word before it)
+    is held whole without the rest of the guard's work: what that work holds too, whatever the
+    piece, the canary and the masking."""
+    rng = random.Random(3)
+    atoms = [a.strip() for a in _ATOMS if a.strip().isascii() and a.strip()] + ["x" * 50]
+    checked = 0
+    for answer in _answers(300, 4):
+        for entities in (pii.ENTITIES, ()):
+            guard = OutputGuard(canary="cnry-0123456789abcdef", pii_entities=entities, hosts=HOSTS)
+            guard.feed(answer)  # a lead of released text, as a stream has
+            for _ in range(20):
+                buffer = "".join(rng.choice(atoms) for _ in range(rng.randint(1, 6)))
+                if not one_word(buffer):
+                    continue
+                checked += 1
+                assert guard._cut(buffer, guard._spans(buffer)) == 0, buffer
+    assert checked > 5000
+    assert not one_word("a b") and not one_word("é") and not one_word("x" * (MAX_HOLD + 1))
+
+
+def test_links_are_searched_for_only_in_a_buffer_with_their_characters() -> None:
+    """The guard skips the Markdown link and reference patterns in a buffer without "[", and
+    the bare URL one without ":", "/", "\\" or "www.": they match nothing there."""
+    checked = 0
+    for answer in _answers(3000, 5):
+        for text in (answer, answer.replace("[", ""), answer.replace(":", "").replace("/", "")):
+            if "[" not in text:
+                assert not _MD_LINK.search(text) and not _MD_REFERENCE.search(text), text
+            if not any(c in text for c in ":/\\") and "www." not in text.lower():
+                checked += 1
+                assert not _BARE_URL.search(text), text
+    assert checked > 1000
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_answers_split_anywhere_are_guarded_as_the_whole(seed: int) -> None:
+    """Many answers (plain words, parts of words, PII, links, markup), each split at every size
+    from 1 to 9 and at random points, with PII masking on and off and a canary: the pieces
+    together are what guarding the whole answer gives, and an answer that writes the canary is
+    cut before any of it shows."""
+    canary = "cnry-0123456789abcdef"
+    rng = random.Random(seed)
+    streams = 0
+    for answer in _answers(120, 100 + seed):
+        if rng.random() < 0.1:
+            answer += canary + " and more"
+        for entities in (pii.ENTITIES, ()):
+            whole = sanitize_links(answer, HOSTS)
+            whole = pii.mask(whole, entities) if entities else whole
+            for size in [*range(1, 10), 0]:
+                guard = OutputGuard(canary=canary, pii_entities=entities, hosts=HOSTS)
+                pieces, i = [], 0
+                while i < len(answer):
+                    step = size or rng.randint(1, 12)
+                    pieces.append(answer[i : i + step])
+                    i += step
+                emitted = []
+                try:
+                    emitted += [guard.feed(piece) for piece in pieces]
+                    emitted.append(guard.flush())
+                except PolicyBlocked:
+                    assert canary in answer
+                    assert canary[5:] not in "".join(emitted)
+                    continue
+                streams += 1
+                assert canary not in answer
+                assert "".join(emitted) == whole, (answer, size, entities)
+    assert streams > 1500
