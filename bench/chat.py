@@ -455,6 +455,7 @@ def trickle(base_env: dict[str, str], logs: Path, secret: str, bot_id: str, serv
         fake = [sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words),
                 str(TRICKLE_GAP)]  # fmt: skip
         with running(fake, env, logs / "llm-trickle.log"):
+            wait_port(llm_port)  # a floor that asked first was refused: the round failed
             port = free_port()
             argv = (server_argv("daphne", port) if server == "daphne" else
                     [sys.executable, "-m", "bench.relay_floor", str(port), str(llm_port)])  # fmt: skip

@@ -79,6 +79,43 @@ def test_garbage_and_error_events_are_llm_errors(payload, message):
         _parse(payload)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"choices":[{"delta":{"content":"word12 "},"finish_reason":null}],"model":"m"}',
+        b"{}",
+        b'{"a": 1}  ',
+        b'{"a": 1}\t\r\n',
+        b' {"a": 1}',
+        b'{"a": 1} x',
+        b'{"a": 1}{"b": 2}',
+        b"{",
+        b"",
+        b"null",
+        b"\xef\xbb\xbf{}",
+        b'{"a": "\xff"}',
+        b'{"a": "\xed\xa0\x80"}',
+        b'{"a": "\\ud800"}',
+        b'{"a": NaN, "b": 1e999}',
+        b'{"\x00": 1}',
+        '{"a": "\u00e9\u4f60"}'.encode("utf-16-le"),
+        '{"a": 1}'.encode("utf-32"),
+    ],
+)
+def test_an_event_is_read_as_json_loads_reads_it(payload):
+    """The token's chunk is parsed without ``json.loads``'s encoding sniffing: the same object,
+    or the same refusal, for whatever a provider sends."""
+    try:
+        expected = json.loads(payload)
+    except ValueError:
+        expected = None
+    if not isinstance(expected, dict):
+        with pytest.raises(LLMError, match="malformed"):
+            _parse(payload)
+    else:
+        assert _parse(payload) == expected or repr(_parse(payload)) == repr(expected)
+
+
 class Socket:
     """Bytes written every ``interval`` seconds; a read returns all that has arrived (as
     ``recv`` does), waiting for the first byte if nothing has."""
