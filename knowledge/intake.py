@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -472,7 +473,7 @@ def _queue_again(document: Document) -> None:
     document.error_code = document.error_message = None
 
 
-def requeue_over_quota() -> int:
+def requeue_over_quota(*, tenant_id: uuid.UUID | None = None) -> int:
     """Queue again the documents that failed ``quota_exceeded`` when their tenant's quota may
     have room for them now: the month turned since they failed, or the tenant was changed
     since (its ``updated_at``: moved by every save, and by the database whenever its quota or
@@ -481,7 +482,10 @@ def requeue_over_quota() -> int:
     after both, and waits for the next. Idempotent (a queued document is no longer failed);
     returns how many were queued. Before, they waited for a reingest by hand. Each is audited
     (``document.reingest``, actor system ``celery beat requeue_over_quota``, ``changes.reason``
-    ``quota_exceeded``), as ``reingest_stale``'s are: before, nothing said who had queued it."""
+    ``quota_exceeded``), as ``reingest_stale``'s are: before, nothing said who had queued it.
+    ``tenant_id``: that tenant's documents only (the re-queue a quota raised in the staff admin
+    sends on commit, ``tenants.services.tenant_quota_changed``); celery beat's sweep passes none.
+    """
     now = timezone.now()
     actor = Actor.system("celery beat requeue_over_quota")
     month = dt.datetime.combine(month_start(now.astimezone(dt.UTC).date()), dt.time.min, dt.UTC)
@@ -491,6 +495,8 @@ def requeue_over_quota() -> int:
         error_code="quota_exceeded",
         tenant__is_active=True,
     )
+    if tenant_id is not None:
+        waiting = waiting.filter(tenant_id=tenant_id)
     queued = 0
     for tenant in Tenant.objects.filter(pk__in=waiting.values("tenant_id")):
         quota = tenant.monthly_token_quota

@@ -76,10 +76,12 @@ def reap_documents() -> dict[str, int]:
 @shared_task(
     name="knowledge.requeue_over_quota", ignore_result=True, soft_time_limit=100, time_limit=120
 )
-def requeue_over_quota() -> int:
+def requeue_over_quota(tenant_id: str | None = None) -> int:
+    """Celery beat's sweep (every tenant) or, sent by name on the commit of a quota raised in
+    the staff admin, one tenant's (``tenants.services.tenant_quota_changed``)."""
     from knowledge.intake import requeue_over_quota as requeue
 
-    return requeue()
+    return requeue(tenant_id=uuid.UUID(tenant_id) if tenant_id else None)
 
 
 # Builds a large dataset's own index concurrently: minutes on a large table, so its own limits.

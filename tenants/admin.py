@@ -27,7 +27,13 @@ from tenants.models import (
     Tenant,
     validate_key_expiry,
 )
-from tenants.services import api_key_create, api_key_revoke, api_key_update, audit_record
+from tenants.services import (
+    api_key_create,
+    api_key_revoke,
+    api_key_update,
+    audit_record,
+    tenant_quota_changed,
+)
 
 
 @admin.register(Tenant)
@@ -47,6 +53,13 @@ class TenantAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a tenant's audit log outlives it (PROTECT): deactivate instead
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and {"monthly_token_quota", "is_active"} & set(form.changed_data):
+            # Documents refused for the quota are tried again as the save commits (the
+            # change view's transaction), not at celery beat's next sweep, 15 minutes on.
+            tenant_quota_changed(tenant=obj)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         # As manage.py create_tenant (tenant_create): the model's 60 was every new tenant's.

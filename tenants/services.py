@@ -125,6 +125,35 @@ def tenant_create(*, slug: str, name: str = "", actor: Actor) -> Tenant:
     return tenant
 
 
+# Sent by name: the task is knowledge's (``knowledge.tasks.requeue_over_quota``, on the
+# maintenance queue by CELERY_TASK_ROUTES) and knowledge depends on tenants, not the reverse.
+REQUEUE_OVER_QUOTA_TASK = "knowledge.requeue_over_quota"
+# A staff user's save waits for the publish: two quick tries (knowledge.tasks.PUBLISH_RETRY's).
+_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def tenant_quota_changed(*, tenant: Tenant) -> None:
+    """The tenant's monthly quota (or whether it is active) is changed in the transaction
+    under way: once it commits, its documents that failed ``quota_exceeded`` are queued again
+    if the quota has room (``knowledge.intake.requeue_over_quota`` for this tenant). Before,
+    they waited for celery beat's sweep (``INGEST_QUOTA_RETRY_SECONDS``, 15 minutes), which
+    stays for the writers that do not call this (a shell, SQL). A broker that cannot take the
+    task is logged, not raised: the sweep queues them in its time."""
+    tenant_id = str(tenant.pk)
+    transaction.on_commit(lambda: _send_quota_requeue(tenant_id))
+
+
+def _send_quota_requeue(tenant_id: str) -> None:
+    from celery import current_app
+
+    try:
+        current_app.send_task(
+            REQUEUE_OVER_QUOTA_TASK, kwargs={"tenant_id": tenant_id}, retry_policy=_PUBLISH_RETRY
+        )
+    except Exception as exc:  # kombu's OperationalError, redis' ConnectionError, ...
+        log.warning("quota_requeue_enqueue_failed", tenant_id=tenant_id, error=type(exc).__name__)
+
+
 @transaction.atomic
 def api_key_create(
     *,

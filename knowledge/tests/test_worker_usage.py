@@ -181,6 +181,54 @@ def test_a_document_refused_for_the_quota_is_ingested_once_the_quota_is_raised(t
     assert requeue_over_quota() == 0  # ready now: nothing to queue again
 
 
+def test_a_quota_raised_in_the_staff_admin_requeues_its_refused_document_at_once(tmp_path):
+    """A document refused for the quota waited for celery beat's sweep after a superuser raised
+    the quota in the admin: up to INGEST_QUOTA_RETRY_SECONDS, 15 minutes. The save now sends
+    the tenant's re-queue as it commits: a worker without beat ingests the document."""
+    from knowledge.intake import requeue_over_quota
+    from tenants.models import AuditLog
+    from tenants.tests.factories import TenantFactory
+    from tests.staff import change_form_data, staff_client
+
+    side = build_tenant("acme")
+    other = build_tenant("other")  # its own refused document: not this save's to queue
+    for each in (side, other):
+        each.tenant.monthly_token_quota = usage(each, "day")["quota"]["used_this_month"] + 5
+        each.tenant.save()
+    root = staff_client(TenantFactory(slug="home"), "root", superuser=True)
+    change = f"/admin/tenants/tenant/{side.tenant.pk}/change/"
+    log = tmp_path / "worker.log"
+    with celery_worker(child_env(), log):  # no beat: only the save can queue it again
+        ids = [upload(side, "refunds.md", GUIDE), upload(other, "refunds.md", GUIDE)]
+        wait_for(lambda: all(map(finished, ids)), timeout=120, what="the documents")
+        document, others = (Document.all_tenants.get(pk=pk) for pk in ids)
+        for refused in (document, others):
+            assert (refused.status, refused.error_code) == ("failed", "quota_exceeded")
+
+        raised = change_form_data(root.get(change), monthly_token_quota=10**9)
+        response = root.post(change, raised)
+        assert response.status_code == 302, response.content[:2000]
+        try:
+            wait_for(
+                lambda: Chunk.all_tenants.filter(document_id=document.pk).exists()
+                and finished(str(document.pk)),
+                timeout=120,
+                what="the document queued again by the admin's save",
+            )
+        except AssertionError:
+            raise AssertionError(log.read_text()[-4000:]) from None
+    again = side.client().get(f"/v1/documents/{document.pk}").json()
+    assert again["status"] == "ready" and again["error"] is None, again
+    reingests = AuditLog.objects.for_tenant(side.tenant).filter(action="document.reingest")
+    assert list(reingests.values_list("target_id", "changes__reason")) == [
+        (str(document.pk), "quota_exceeded")
+    ]
+    # The other tenant's document waits for its own quota: the save queued this tenant's only.
+    still = other.client().get(f"/v1/documents/{others.pk}").json()
+    assert (still["status"], still["error"]["code"]) == ("failed", "quota_exceeded")
+    assert requeue_over_quota() == 0  # nothing left for the sweep: ready, or no change since
+
+
 def test_documents_refused_for_the_quota_are_queued_again_once_after_the_month_turns():
     import datetime as dt
 
