@@ -98,7 +98,9 @@ class TransientIngestError(Exception):
 # (Document.pipeline_version, 0 before versions were recorded), and `manage.py reingest_stale`
 # reingests the ones made by an older version.
 #   1: versions recorded (December 2026).
-PIPELINE_VERSION = 1
+#   2: PDFs read column after column, a paragraph per text box, words broken at a line's end
+#      whole (knowledge.parsers.pdf, 2026-12-07).
+PIPELINE_VERSION = 2
 
 CONTEXT_TOKENS = 34
 

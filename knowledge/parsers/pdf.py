@@ -90,17 +90,120 @@ def _icc_components(stream: Any) -> int:
     return 3
 
 
-def _page_content(page: Any) -> tuple[str, list[list[str | None]]]:
-    """The page's text outside its ruled tables, and the tables' rows."""
+# pdfminer's layout analysis (LAParams): characters → lines → text boxes (a paragraph of one
+# column), text in form XObjects too (``all_texts``). Not pdfminer's ordering of the boxes
+# (``boxes_flow``): it compares every box with every other, 31 s of CPU for a page of rotated
+# table cells (0.4 s before); :func:`_reading_order` orders them instead.
+LAYOUT = {"all_texts": True, "boxes_flow": None}
+# A page with more boxes than this (single characters of rotated text, say) keeps them in
+# pdfminer's top-to-bottom order.
+MAX_ORDERED_BOXES = 2000
+# A line that ends in a hyphen after a letter, the next beginning with a lowercase letter: a word
+# broken at the line's end ("self-" / "publishing"). Kept whole with its hyphen, as it was
+# printed ("self-publishing"), not a word and a dangling hyphen ("self- publishing").
+_BROKEN_WORD = re.compile(r"(?<=(\w))-[ \t]*\n\s*(?=(\w))")
+
+
+def _rejoin(match: re.Match[str]) -> str:
+    before, after = match.group(1), match.group(2)
+    return "-" if before.isalpha() and after.islower() else match.group(0)
+
+
+# The Latin typesetting ligatures (U+FB00-FB06) a PDF's fonts draw "fi", "fl", "ffi" ... with:
+# as letters, so that "conﬁguration" is found by "configuration" (full text search and the
+# embedding model saw another word). Only these: normalize_text keeps every other compatibility
+# character as the reader sees it (m², full-width letters).
+_LIGATURES = str.maketrans(
+    {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+     "\ufb05": "st", "\ufb06": "st"}
+)  # fmt: skip
+
+
+def _box_text(text: str) -> str:
+    """A text box's lines as one paragraph: words broken at a line's end joined again, the
+    typesetting ligatures as their letters."""
+    return " ".join(_BROKEN_WORD.sub(_rejoin, text.translate(_LIGATURES)).split())
+
+
+def _visible(text: str) -> int:
+    return sum(1 for ch in text if not ch.isspace())
+
+
+Box = dict[str, Any]  # pdfplumber's text box: x0, x1, top, bottom, text
+
+
+def _columns(boxes: list[Box]) -> list[list[Box]]:
+    """``boxes`` split where no box crosses a vertical line (a gutter), left to right."""
+    groups: list[list[Box]] = []
+    right = -1.0
+    for box in sorted(boxes, key=lambda b: b["x0"]):
+        if not groups or box["x0"] > right:
+            groups.append([])
+        groups[-1].append(box)
+        right = max(right, box["x1"]) if len(groups[-1]) > 1 else box["x1"]
+    return groups
+
+
+def _bands(boxes: list[Box]) -> list[list[Box]]:
+    """``boxes`` split where no box crosses a horizontal line, top to bottom."""
+    groups: list[list[Box]] = []
+    bottom = -1.0
+    for box in sorted(boxes, key=lambda b: b["top"]):
+        if not groups or box["top"] > bottom:
+            groups.append([])
+        groups[-1].append(box)
+        bottom = max(bottom, box["bottom"]) if len(groups[-1]) > 1 else box["bottom"]
+    return groups
+
+
+def _reading_order(boxes: list[Box]) -> list[Box]:
+    """A page's text boxes as they are read (XY-cut): columns left to right, each top to
+    bottom; where something crosses the columns (a title, a figure across the page), the bands
+    above and below it in turn. Consecutive bands that share a gutter are one region, so that
+    two columns whose paragraphs happen to end at the same height are still read column after
+    column, not paragraph row by row."""
+    if len(boxes) <= 1:
+        return boxes
+    columns = _columns(boxes)
+    if len(columns) > 1:
+        return [box for column in columns for box in _reading_order(column)]
+    regions: list[list[Box]] = []
+    for band in _bands(boxes):
+        if regions and len(_columns(regions[-1] + band)) > 1:
+            regions[-1] += band
+        else:
+            regions.append(band)
+    if len(regions) == 1:  # neither cut applies
+        return sorted(boxes, key=lambda b: (b["top"], b["x0"]))
+    return [box for region in regions for box in _reading_order(region)]
+
+
+def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
+    """The page's paragraphs outside its ruled tables, in reading order, and the tables' rows.
+
+    Paragraphs are pdfminer's text boxes: the lines of one column, read column after column.
+    Before, the page's text was read line by line across the whole width, so the lines of a
+    two-column page alternated between its columns ("... is clamped the most common ranges in
+    size ... to the supporting structure ..."), and a page was one paragraph. A page whose
+    boxes do not hold all its characters (pdfminer leaves some text out of its analysis) is
+    read as before, so that no text is lost."""
     # Ruled tables need lines or rectangles; pages without them skip the search.
     tables = page.find_tables() if (page.lines or page.rects) else []
     table_boxes = [t.bbox for t in tables]
     outside = page.filter(_outside(table_boxes)) if table_boxes else page
-    text = outside.extract_text() or ""
-    return text, [row for table in tables for row in (table.extract() or [])]
+    rows = [row for table in tables for row in (table.extract() or [])]
+    keep = _outside(table_boxes)
+    boxes = [box for box in page.objects.get("textboxhorizontal", []) if keep(box)]
+    if len(boxes) <= MAX_ORDERED_BOXES:
+        boxes = _reading_order(boxes)
+    paragraphs = [_box_text(box.get("text", "")) for box in boxes]
+    if sum(map(_visible, paragraphs)) == _visible("".join(c["text"] for c in outside.chars)):
+        return [p for p in paragraphs if p], rows
+    text = (outside.extract_text() or "").translate(_LIGATURES)
+    return [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()], rows
 
 
-def _read_page(page: Any) -> tuple[str, list[list[str | None]]]:
+def _read_page(page: Any) -> tuple[list[str], list[list[str | None]]]:
     """:func:`_page_content`, once more if the page failed and has ICC profiles without ``/N``
     (given theirs first)."""
     try:
@@ -125,7 +228,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
         return _caused_by(exc, PDFPasswordIncorrect, PDFEncryptionError)
 
     try:
-        pdf = pdfplumber.open(io.BytesIO(data))
+        pdf = pdfplumber.open(io.BytesIO(data), laparams=LAYOUT)
     except Exception as exc:  # pdfminer raises many unrelated types for broken files
         if is_encryption(exc):
             raise ParseError("encrypted_pdf", "The PDF is encrypted.") from None
@@ -142,7 +245,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
             raise ParseError("too_many_pages", f"More than {limits.max_pages} pages.")
         for number, page in enumerate(pages, start=1):
             try:
-                text, rows = _read_page(page)
+                paragraphs, rows = _read_page(page)
             except Exception as exc:
                 if _caused_by(exc, MemoryError):  # a decompression bomb, wrapped by pdfplumber
                     raise ParseError(
@@ -155,11 +258,9 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
                 ) from None
             finally:
                 page.flush_cache()
-            for paragraph in _PARAGRAPHS.split(text):
-                if paragraph.strip():
-                    blocks.append(Block(" ".join(paragraph.split()), "paragraph", number))
+            blocks.extend(Block(paragraph, "paragraph", number) for paragraph in paragraphs)
             for row in rows:
-                cells = [" ".join((cell or "").split()) for cell in row]
+                cells = [" ".join((cell or "").translate(_LIGATURES).split()) for cell in row]
                 if any(cells):
                     blocks.append(Block(" | ".join(cells), "table", number))
     if not any(b.text.strip() for b in blocks):

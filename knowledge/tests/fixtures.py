@@ -50,6 +50,33 @@ def make_pdf(pages: list[str], *, raw: list[str] | None = None) -> bytes:
     return _write_pdf(objects)
 
 
+def make_pdf_columns(left: list[str], right: list[str], *, title: str = "") -> bytes:
+    """One page set in two columns, as a journal or a handbook is: ``left``'s lines at x=72,
+    ``right``'s at x=320, line by line at the same heights (10 pt Helvetica, 14 pt apart), under
+    an optional ``title`` across the page."""
+
+    def line(x: int, y: int, text: str) -> str:
+        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        return f"1 0 0 1 {x} {y} Tm ({escaped}) Tj"
+
+    ops = ["BT /F1 10 Tf"]
+    if title:
+        ops.append(line(72, 740, title))
+    for n, (a, b) in enumerate(zip(left, right, strict=True)):
+        ops += [line(72, 700 - 14 * n, a), line(320, 700 - 14 * n, b)]
+    stream = " \n".join([*ops, "ET"]).encode("latin-1")  # a byte per character: the font's codes
+    return _write_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            _stream("", stream),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+    )
+
+
 def _write_pdf(objects: list[bytes]) -> bytes:
     """Numbered objects (1 = catalog), an xref table and a trailer."""
     out = io.BytesIO()

@@ -24,6 +24,7 @@ from knowledge.tests.fixtures import (
     make_encrypted_pdf,
     make_package_without_relationships,
     make_pdf,
+    make_pdf_columns,
     make_pdf_flate_bomb,
     make_pdf_icc_without_components,
     make_zip_bomb,
@@ -241,6 +242,74 @@ def test_pdf_tables_become_rows_and_are_not_read_twice():
         ("table", "Plan | Price"),
         ("table", "Pro | 20"),
     ]
+
+
+def test_a_two_column_pdf_is_read_column_after_column_with_its_broken_words_whole():
+    """pdfplumber's text was read across the page, so a two-column page's lines alternated
+    between the columns (chunks of half sentences from two topics), the page was one paragraph,
+    and a word broken at a line's end kept a space ("self- service")."""
+    left = [
+        "Refunds are paid to the original",
+        "card within five business days.",
+        "Cancelled orders are refunded by",
+        "the same self-",
+        "service portal.",
+    ]
+    right = ["Parcels to the islands travel by", "sea freight and take two weeks.",
+             "Express delivery is not offered", "for bulky items such as sofas", "or wardrobes."]  # fmt: skip
+    blocks = parse(PDF, make_pdf_columns(left, right, title="Customer guide"), LIMITS)
+    texts = [b.text for b in blocks]
+    assert texts == [
+        "Customer guide",
+        "Refunds are paid to the original card within five business days. Cancelled orders "
+        "are refunded by the same self-service portal.",
+        "Parcels to the islands travel by sea freight and take two weeks. Express delivery is "
+        "not offered for bulky items such as sofas or wardrobes.",
+    ]
+    assert {(b.kind, b.page) for b in blocks} == {("paragraph", 1)}
+
+
+def test_two_pdf_columns_whose_paragraphs_end_at_the_same_height_are_still_read_in_columns():
+    """The page is cut into bands where no text crosses a horizontal line: bands that share the
+    gutter are read as one region, column after column, not paragraph row by row."""
+    left = [
+        "Refunds are paid to the",
+        "original card.",
+        "",
+        "Cancelled orders are",
+        "refunded at once.",
+    ]
+    right = ["Parcels to the islands", "travel by sea.", "", "Express delivery is", "not offered there."]  # fmt: skip
+    title = "Customer guide: refunds, cancelled orders, parcels and express delivery"  # across
+    blocks = parse(PDF, make_pdf_columns(left, right, title=title), LIMITS)
+    assert [b.text for b in blocks] == [
+        title,
+        "Refunds are paid to the original card.",
+        "Cancelled orders are refunded at once.",
+        "Parcels to the islands travel by sea.",
+        "Express delivery is not offered there.",
+    ]
+
+
+def test_a_pdf_line_ending_in_a_hyphen_before_a_capital_or_a_number_keeps_its_space():
+    """Only a word broken at a line's end is joined: "COVID-" then "19" or "Jean-" then
+    "Paul" may be a break too, but "see pages 10-" then "12" and a dash before a name are not
+    ours to guess; they read as before, with a space."""
+    left = ["Prices rose in 2023-", "Sales fell-", "Meet Anne-"]
+    right = ["Stock is counted", "each Monday at", "nine in the morning."]
+    blocks = parse(PDF, make_pdf_columns(left, right), LIMITS)
+    assert [b.text for b in blocks] == [
+        "Prices rose in 2023- Sales fell- Meet Anne-",
+        "Stock is counted each Monday at nine in the morning.",
+    ]
+
+
+def test_a_pdfs_typesetting_ligatures_are_read_as_their_letters():
+    """A font's "fi" ligature (StandardEncoding's code 0xAE) was stored as U+FB01: full text
+    search for "configuration" did not find "conﬁguration"."""
+    left = ["The con\xaeguration of the work\xafow", "is read at start."]  # 0xAF: "fl"
+    blocks = parse(PDF, make_pdf_columns(left, ["", ""]), LIMITS)
+    assert [b.text for b in blocks] == ["The configuration of the workflow is read at start."]
 
 
 def test_encrypted_pdf_fails_as_encrypted():
