@@ -41,7 +41,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
 from knowledge.injection import detect_passage
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
-from knowledge.parsers import Limits, ParseError
+from knowledge.parsers import PDF, Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
 from tenants.usage import quota_release, quota_reserve, usage_record
 
@@ -97,10 +97,14 @@ class TransientIngestError(Exception):
 # that was ingested before; each document records the version that made its chunks
 # (Document.pipeline_version, 0 before versions were recorded), and `manage.py reingest_stale`
 # reingests the ones made by an older version.
+# PIPELINE_CHANGES names, for each version, the content types whose chunks it changed (None:
+# every type), so that reingest_stale remakes only documents a later version would read
+# differently: a Markdown file made by version 1 is as version 2 would make it.
 #   1: versions recorded (December 2026).
 #   2: PDFs read column after column, a paragraph per text box, words broken at a line's end
 #      whole (knowledge.parsers.pdf, 2026-12-07).
-PIPELINE_VERSION = 2
+PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {1: None, 2: frozenset({PDF})}
+PIPELINE_VERSION = max(PIPELINE_CHANGES)
 
 CONTEXT_TOKENS = 34
 

@@ -1,5 +1,5 @@
-"""Documents an older ingestion pipeline chunked (their ``pipeline_version`` is below
-:data:`knowledge.ingestion.PIPELINE_VERSION`), and their reingest a batch at a time, through the
+"""Documents an older ingestion pipeline chunked (their ``pipeline_version`` is below a
+version of :data:`knowledge.ingestion.PIPELINE_CHANGES` that changed their content type), and their reingest a batch at a time, through the
 reingest service (:func:`knowledge.intake.document_reingest`): `manage.py reingest_stale`."""
 
 from __future__ import annotations
@@ -21,20 +21,26 @@ def documents_stale(
     *, tenant: Tenant | None = None, include_failed: bool = False
 ) -> QuerySet[Document]:
     """Documents whose searched chunks an older pipeline made (their ``pipeline_version`` is
-    below :data:`knowledge.ingestion.PIPELINE_VERSION`) or another embedding model than the one
+    below a version of :data:`knowledge.ingestion.PIPELINE_CHANGES` that changed their content
+    type) or another embedding model than the one
     configured (``EMBEDDING_MODEL`` changed: their vectors and a question's are not comparable),
     of active tenants (a deactivated one's
     would wait queued), oldest ingested first. Not those queued or being ingested (their run
     makes them current), nor, unless ``include_failed``, those whose last run failed: a run
     after the chunks were made (a URL gone, a stored file lost) that would likely fail again."""
     from knowledge.embeddings import get_embedder
-    from knowledge.ingestion import PIPELINE_VERSION
+    from knowledge.ingestion import PIPELINE_CHANGES
 
     statuses = [DocumentStatus.READY]
     if include_failed:
         statuses.append(DocumentStatus.FAILED)
     documents = Document.all_tenants if tenant is None else Document.objects.for_tenant(tenant)
-    older = Q(pipeline_version__lt=PIPELINE_VERSION) | ~Q(embedding_model=get_embedder().model)
+    older = ~Q(embedding_model=get_embedder().model)
+    for version, content_types in PIPELINE_CHANGES.items():
+        changed = Q(pipeline_version__lt=version)
+        if content_types is not None:
+            changed &= Q(content_type__in=content_types)
+        older |= changed
     return documents.filter(
         older, status__in=statuses, chunk_count__gt=0, tenant__is_active=True
     ).order_by("ingested_at", "pk")

@@ -12,9 +12,11 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from knowledge.ingestion import PIPELINE_VERSION, document_ingest
+from knowledge.ingestion import PIPELINE_CHANGES, PIPELINE_VERSION, document_ingest
 from knowledge.intake import document_add_upload, documents_add_records
 from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.parsers import PDF
+from knowledge.stale import documents_stale
 from tenants.models import AuditLog
 from tenants.services import Actor
 from tests.processes import celery_worker, child_env
@@ -183,3 +185,20 @@ def test_documents_embedded_by_another_model_are_stale_too(settings):
     assert status(current) == status(older) == "ready"
     reingest_stale()
     assert (status(current), status(older)) == ("ready", "queued")
+
+
+def test_only_documents_of_a_type_a_later_version_changed_are_stale():
+    """Version 2 changed how PDFs are read only: a Markdown file made by version 1 is what
+    version 2 makes of it, and reingesting every document (re-embedding it, paid for with a
+    provider) for it was waste; a PDF made by version 1, and anything made before version 1
+    (every type changed), is stale."""
+    side = build_tenant("acme")
+    markdown = ingested(side, "guide.md", "# Guide\n\nRefunds take five days.")
+    pdf = ingested(side, "plans.md", "# Plans\n\nPlans renew every year.")
+    unversioned = ingested(side, "older.md", "# Older\n\nInvoices are monthly.")
+    Document.all_tenants.filter(pk__in=[markdown.pk, pdf.pk]).update(pipeline_version=1)
+    Document.all_tenants.filter(pk=pdf.pk).update(content_type=PDF)  # as a PDF's row reads
+    made_by_an_older_release(unversioned)
+    assert PIPELINE_CHANGES[2] == {PDF}
+    stale = set(documents_stale().values_list("pk", flat=True))
+    assert stale == {pdf.pk, unversioned.pk}
