@@ -8,6 +8,13 @@ export HOST PORT
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# make test / make pytest run the suite in PYTEST_WORKERS pytest-xdist workers, each with its
+# own test database, Redis database and uploads (chatbot_site/settings/test.py); PYTEST_WORKERS=0
+# runs it serially in one process. The count and PYTEST_DIST were measured (README, Test suite time).
+PYTEST_WORKERS ?= 4
+PYTEST_DIST    ?= loadfile
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--dist $(PYTEST_DIST))
+
 .PHONY: run test lint format typecheck pytest install requirements worker stop clean bench bench-ab bench-mixed corpus eval eval-guardrails fuzz
 
 $(BIN)/python:
@@ -47,7 +54,7 @@ test: $(VENV)/.installed-dev nginx chromium
 	$(BIN)/ruff check .
 	$(BIN)/black --check --quiet .
 	$(BIN)/mypy .
-	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/pytest -q
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -61,7 +68,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy .
 
 pytest: $(VENV)/.installed-dev
-	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/pytest -q
+	DJANGO_SETTINGS_MODULE=chatbot_site.settings.test $(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 # Best effort: `nginx -t` validates docker/nginx.conf in the tests where nginx can be installed
 # (root with apt); elsewhere the test checks the config's structure only.

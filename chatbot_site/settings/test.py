@@ -6,6 +6,15 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-insecure-key-0123456789-abcdefghijklmnop")
 os.environ.setdefault("LOG_FORMAT", "console")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# A pytest-xdist worker (PYTEST_XDIST_WORKER=gw0, gw1 ...; `make test` runs PYTEST_WORKERS of
+# them) has a Redis database of its own, 15 for gw0, 14 for gw1 ..., as its test database is its
+# own (pytest-django's test_<name>_gw0 ...): its flushes, queues and keys are never another's.
+# Set, not defaulted: the xdist controller imported these settings first (REDIS_DB=15) and its
+# workers inherit its environment; the processes a worker's tests start inherit both variables
+# and so compute the same database.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if XDIST_WORKER:
+    os.environ["REDIS_DB"] = str(15 - int(XDIST_WORKER.removeprefix("gw")))
 os.environ.setdefault("REDIS_DB", "15")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
@@ -15,8 +24,14 @@ os.environ.setdefault("EMBEDDING_BACKEND", "local")
 # none outlives a test (the test database could not be dropped).
 os.environ.setdefault("CONN_MAX_AGE", "0")
 
-from chatbot_site.settings.base import *  # noqa: F403
-from chatbot_site.settings.base import DATA_DIR, DATABASES, STATIC_ROOT, add_server_option
+# (E402: the environment above is set before the base settings read it.)
+from chatbot_site.settings.base import *  # noqa: F403, E402
+from chatbot_site.settings.base import (  # noqa: E402
+    DATA_DIR,
+    DATABASES,
+    STATIC_ROOT,
+    add_server_option,
+)
 
 # Local HTTP servers stand in for the internet in the URL-ingestion tests that ask for it.
 URL_FETCH_ALLOW_LOOPBACK = os.environ.get("URL_FETCH_ALLOW_LOOPBACK_FOR_TESTS") == "1"
@@ -25,7 +40,9 @@ URL_FETCH_ALLOW_LOOPBACK = os.environ.get("URL_FETCH_ALLOW_LOOPBACK_FOR_TESTS") 
 # database is thrown away). Every test writes, on a disk the machine's other work shares.
 add_server_option(DATABASES["default"], "-c synchronous_commit=off")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
-MEDIA_ROOT = DATA_DIR / "test-media"
+# Each xdist worker stores its uploads apart: a sweep of orphan files (knowledge.storage_sweep)
+# sees only files its own test database may refer to.
+MEDIA_ROOT = DATA_DIR / (f"test-media-{XDIST_WORKER}" if XDIST_WORKER else "test-media")
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = 5.0
 CELERY_WORKER_HEARTBEAT_SECONDS = 0.5
 STORAGES = {

@@ -285,3 +285,33 @@ def test_every_setting_read_from_the_environment_is_in_the_readme():
     assert sorted(read - names) == []
     # ... with its default: two rows said only "see docs/...", where no number was given.
     assert [name for name, default in rows if default.strip().startswith("see ")] == []
+
+
+PRINT_ISOLATION = (
+    "import django, json, os; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'REDIS_DB': s.REDIS_DB, 'REDIS_URL': s.REDIS_URL, "
+    "'MEDIA_ROOT': str(s.MEDIA_ROOT), 'env': os.environ['REDIS_DB']}))"
+)
+
+
+def test_each_xdist_worker_has_its_own_redis_database_and_media_root(start):
+    """`make test` runs the suite in pytest-xdist workers, which inherit the controller's
+    environment (REDIS_DB=15, set by these settings when it imported them). Each worker flushes
+    its Redis database before every test and runs Celery workers on its queues: gw0, gw1 and gw2
+    must each have their own, and so must their uploaded files; a process a worker's test starts
+    (both variables inherited) must land on its worker's."""
+
+    def isolation(**env: str) -> dict[str, object]:
+        result = start("chatbot_site.settings.test", PRINT_ISOLATION, **env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    serial = isolation(REDIS_DB="15", PYTEST_XDIST_WORKER="")
+    workers = [isolation(REDIS_DB="15", PYTEST_XDIST_WORKER=f"gw{n}") for n in range(3)]
+    assert serial["REDIS_DB"] == 15
+    assert len({w["REDIS_DB"] for w in workers}) == 3
+    assert len({w["REDIS_URL"] for w in workers}) == 3
+    assert len({w["MEDIA_ROOT"] for w in workers}) == 3
+    assert all(w["env"] == str(w["REDIS_DB"]) for w in workers)
+    child = isolation(REDIS_DB=str(workers[1]["env"]), PYTEST_XDIST_WORKER="gw1")
+    assert child == workers[1]
