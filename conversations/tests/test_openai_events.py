@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import selectors
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import openai
 import pytest
@@ -13,6 +15,41 @@ import pytest
 from conversations.llm import Delta, LLMError, LLMRequest
 from conversations.llm.openai import OpenAILLM, _Events, _parse
 from tests.fake_openai import fake_openai
+
+T = TypeVar("T")
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    """Waits without real time passing: when nothing is ready, the clock jumps to the loop's
+    next timer instead of sleeping until it."""
+
+    now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[Any, int]]:
+        ready = super().select(0 if timeout is not None else None)
+        if not ready and timeout:
+            self.now += timeout
+        return ready
+
+
+class _VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is virtual (as trio's autojump clock): it advances only while
+    every task waits, by exactly what the next timer asks. The pacing tests below measure gaps
+    of a few milliseconds; on the real clock a busy machine (the suite's parallel workers, the
+    neighbours' builds) stretched the 5 ms between a fake provider's tokens to 50 and more, and
+    the reads they count grew past their bound. Their streams are in memory, no socket."""
+
+    def __init__(self) -> None:
+        self._jumping = _JumpingSelector()
+        super().__init__(self._jumping)
+
+    def time(self) -> float:
+        return self._jumping.now
+
+
+def run_on_virtual_clock(coroutine: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=_VirtualClockLoop) as runner:
+        return runner.run(coroutine)
 
 
 async def reads(*chunks: bytes) -> AsyncIterator[bytes]:
@@ -159,7 +196,7 @@ def test_paced_reads_relay_a_token_at_a_time_provider_in_few_pieces(pace):
             out.append([json.loads(payload)["c"] for payload in batch])
         return out
 
-    batches_read = asyncio.run(collect())
+    batches_read = run_on_virtual_clock(collect())
     assert [w for batch in batches_read for w in batch] == words
     assert batches_read[0] == [words[0]]
     if pace:  # a slower machine makes the reads fewer, not more
@@ -177,7 +214,7 @@ def test_a_provider_faster_than_the_relay_is_never_held_back():
             out.extend(json.loads(payload)["c"] for payload in batch)
         return out, events._pacing
 
-    assert asyncio.run(collect()) == (words, False)
+    assert run_on_virtual_clock(collect()) == (words, False)
 
 
 class ChunkedSocket(Socket):
@@ -228,7 +265,7 @@ def test_pacing_a_chunked_stream_never_waits_for_what_the_client_holds():
             out.extend(json.loads(payload)["c"] for payload in batch)
         return out, socket, events._pacing
 
-    out, socket, pacing = asyncio.run(collect())
+    out, socket, pacing = run_on_virtual_clock(collect())
     assert out == words
     assert pacing
     assert socket.held_after_wait == 0
@@ -247,7 +284,7 @@ def test_what_the_client_holds_of_a_chunked_burst_is_one_batch():
             out.append([json.loads(payload)["c"] for payload in batch])
         return out, socket.network_reads
 
-    assert asyncio.run(collect()) == ([words], 2)  # the second network read finds the end
+    assert run_on_virtual_clock(collect()) == ([words], 2)  # the second network read finds the end
 
 
 def test_a_failure_comes_after_the_events_read_before_it_and_the_reader_stops():
@@ -267,7 +304,7 @@ def test_a_failure_comes_after_the_events_read_before_it_and_the_reader_stops():
         assert events._reader is not None
         return out, failure, events._reader.done()
 
-    out, failure, stopped = asyncio.run(collect())
+    out, failure, stopped = run_on_virtual_clock(collect())
     assert out == [["a", "b"]]
     assert isinstance(failure, ConnectionResetError)
     assert stopped
@@ -295,7 +332,7 @@ def test_past_the_deadline_what_was_read_is_handed_over_then_waiting_is_an_error
         assert events._reader is not None
         return out, failure, events._reader.done()
 
-    out, failure, stopped = asyncio.run(collect())
+    out, failure, stopped = run_on_virtual_clock(collect())
     assert out == [["a"], ["b"]]  # read before anyone waited past the deadline
     assert failure is not None and not failure.transient
     assert str(failure) == "The language model provider did not finish its answer in time."
@@ -317,7 +354,7 @@ def test_closing_stops_the_reader_of_an_endless_stream():
         assert events._reader is not None
         return batch, events._reader.cancelled()
 
-    batch, cancelled = asyncio.run(first_then_close())
+    batch, cancelled = run_on_virtual_clock(first_then_close())
     assert batch and cancelled
 
 
@@ -366,6 +403,6 @@ def test_a_body_that_does_not_end_after_done_is_cut_off():
         await events.aclose()
         return first, end, loop.time() - started
 
-    first, end, waited = asyncio.run(run())
+    first, end, waited = run_on_virtual_clock(run())
     assert (first, end) == ([b'{"c": "a"}'], None)
     assert waited < 2
