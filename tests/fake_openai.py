@@ -100,6 +100,8 @@ class FakeOpenAI:
     break_after_pieces: int | None = None
     prompt_tokens: int = 42
     piece_chars: int | None = None
+    # When each piece of a streamed answer was sent (time.monotonic()), the last answer's only.
+    piece_sent_at: list[float] = field(default_factory=list)
     obey: bool = False
     disconnected: bool = False  # the client went away mid-stream
     keep_requests: bool = True
@@ -234,6 +236,7 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 else:
                     words = reply.split(" ")
                     pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+                state.piece_sent_at = []
                 for i, piece in enumerate(pieces):
                     if state.break_after_pieces is not None and i >= state.break_after_pieces:
                         error = {"error": {"message": "provider fell over", "type": "server"}}
@@ -248,6 +251,7 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                         return
                     if i == stall_at:
                         time.sleep(stall)
+                    state.piece_sent_at.append(time.monotonic())
                     chunk({"content": piece})
                 chunk({}, "stop")
                 if (body.get("stream_options") or {}).get("include_usage"):

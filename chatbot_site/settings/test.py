@@ -7,14 +7,15 @@ os.environ.setdefault("SECRET_KEY", "test-only-insecure-key-0123456789-abcdefghi
 os.environ.setdefault("LOG_FORMAT", "console")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # A pytest-xdist worker (PYTEST_XDIST_WORKER=gw0, gw1 ...; `make test` runs PYTEST_WORKERS of
-# them) has a Redis database of its own, 15 for gw0, 14 for gw1 ..., as its test database is its
-# own (pytest-django's test_<name>_gw0 ...): its flushes, queues and keys are never another's.
+# them) has a Redis database of its own, 14 for gw0, 13 for gw1 ... (15 stays a serial run's), as
+# its test database is its own (pytest-django's test_<name>_gw0 ...): its flushes, queues and
+# keys are never another's, nor those of a serial run of a few tests meanwhile.
 # Set, not defaulted: the xdist controller imported these settings first (REDIS_DB=15) and its
 # workers inherit its environment; the processes a worker's tests start inherit both variables
 # and so compute the same database.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if XDIST_WORKER:
-    os.environ["REDIS_DB"] = str(15 - int(XDIST_WORKER.removeprefix("gw")))
+    os.environ["REDIS_DB"] = str(14 - int(XDIST_WORKER.removeprefix("gw")))
 os.environ.setdefault("REDIS_DB", "15")
 os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
 os.environ.setdefault("CSRF_COOKIE_SECURE", "false")

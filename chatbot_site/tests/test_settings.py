@@ -309,9 +309,9 @@ def test_each_xdist_worker_has_its_own_redis_database_and_media_root(start):
     serial = isolation(REDIS_DB="15", PYTEST_XDIST_WORKER="")
     workers = [isolation(REDIS_DB="15", PYTEST_XDIST_WORKER=f"gw{n}") for n in range(3)]
     assert serial["REDIS_DB"] == 15
-    assert len({w["REDIS_DB"] for w in workers}) == 3
+    assert len({w["REDIS_DB"] for w in workers} | {serial["REDIS_DB"]}) == 4
     assert len({w["REDIS_URL"] for w in workers}) == 3
-    assert len({w["MEDIA_ROOT"] for w in workers}) == 3
+    assert len({w["MEDIA_ROOT"] for w in workers} | {serial["MEDIA_ROOT"]}) == 4
     assert all(w["env"] == str(w["REDIS_DB"]) for w in workers)
     child = isolation(REDIS_DB=str(workers[1]["env"]), PYTEST_XDIST_WORKER="gw1")
     assert child == workers[1]
