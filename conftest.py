@@ -58,8 +58,8 @@ TransactionTestCase._fixture_teardown = _empty_the_database  # type: ignore[attr
 
 # `make test` runs the suite in pytest-xdist workers that take whole files (--dist loadfile), in
 # collection order: the slowest files go first, so that none of them is handed out last and runs
-# alone while the other workers idle (test_migrations.py alone is ~5 of the ~9 minutes' work a
-# worker has; measured in README, Test suite time). The other files keep their order.
+# alone while the other workers idle (test_migrations.py alone is ~400 s of one worker's, half
+# a 4-worker run's wall time; README, Test suite time). The other files keep their order.
 SLOWEST_FILES = (
     "chatbot_site/tests/test_migrations.py",
     "knowledge/tests/test_worker_ingestion.py",
