@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 
-# A Redis database of their own (the test settings' is 15): the test suite empties its database
+# A Redis database of their own (a serial test run's is 15, its xdist workers' 14, 13 ...: the
+# settings.test; a `make run`'s 0): the test suite empties its databases
 # before every test, so a benchmark sharing it (a `pytest` run in the same checkout while
 # `make bench` ran) lost its servers' turn claims, quota holds and rate-limit state mid-run — a
 # likely source of the `turn_release_failed` `LockNotOwnedError` lines once seen under bench
 # load (conversations.services.turn_release now says `reason=removed` for such a claim).
-os.environ.setdefault("REDIS_DB", "14")
+os.environ.setdefault("REDIS_DB", "1")
 
 
 def setup_django() -> None:
