@@ -132,28 +132,27 @@ def _visible(text: str) -> int:
 Box = dict[str, Any]  # pdfplumber's text box: x0, x1, top, bottom, text
 
 
-def _columns(boxes: list[Box]) -> list[list[Box]]:
-    """``boxes`` split where no box crosses a vertical line (a gutter), left to right."""
+def _cut(boxes: list[Box], low: str, high: str) -> list[list[Box]]:
+    """``boxes`` split where no box crosses a line across the axis its ``low``..``high`` edges
+    lie on, in that axis's order."""
     groups: list[list[Box]] = []
-    right = -1.0
-    for box in sorted(boxes, key=lambda b: b["x0"]):
-        if not groups or box["x0"] > right:
+    reach = -1.0
+    for box in sorted(boxes, key=lambda b: b[low]):
+        if not groups or box[low] > reach:
             groups.append([])
         groups[-1].append(box)
-        right = max(right, box["x1"]) if len(groups[-1]) > 1 else box["x1"]
+        reach = max(reach, box[high]) if len(groups[-1]) > 1 else box[high]
     return groups
+
+
+def _columns(boxes: list[Box]) -> list[list[Box]]:
+    """``boxes`` split where no box crosses a vertical line (a gutter), left to right."""
+    return _cut(boxes, "x0", "x1")
 
 
 def _bands(boxes: list[Box]) -> list[list[Box]]:
     """``boxes`` split where no box crosses a horizontal line, top to bottom."""
-    groups: list[list[Box]] = []
-    bottom = -1.0
-    for box in sorted(boxes, key=lambda b: b["top"]):
-        if not groups or box["top"] > bottom:
-            groups.append([])
-        groups[-1].append(box)
-        bottom = max(bottom, box["bottom"]) if len(groups[-1]) > 1 else box["bottom"]
-    return groups
+    return _cut(boxes, "top", "bottom")
 
 
 def _reading_order(boxes: list[Box]) -> list[Box]:
