@@ -133,12 +133,14 @@ class StrictInput(serializers.Serializer):
     # exchange's), one its serializer does not have is a field error — a misspelling: PATCH
     # {"is_actve": false} answered 200 and changed nothing, {"strem": true} answered JSON —
     # except a resource's read-only fields (``echoed``), so that a client may send back what
-    # it read. Nested objects (a message, a record, filters) check their own keys, or not.
+    # it read. A nested object (a message, a record) refuses its unknown keys the same way
+    # when its own serializer sets ``refuse_unknown`` (``details["records.0.titel"]``): a
+    # record's misspelt ``"titel"`` was dropped and the document stored untitled.
     refuse_unknown = False
     echoed: frozenset[str] = frozenset()
 
     def unknown_errors(self, data: Mapping[str, Any]) -> dict[str, list[str]]:
-        if not self.refuse_unknown or self.parent is not None:
+        if not self.refuse_unknown:
             return {}
         unknown = sorted(set(data) - set(self.fields) - self.echoed)
         known = ", ".join(self.fields)

@@ -60,7 +60,7 @@ from chatbot_site.params import TagField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
 from chatbot_site.pgconnection import outage
 from chatbot_site.strict import StrictInput
-from conversations.apis import CitationOutput, RefusalOutput, UsageSerializer
+from conversations.apis import CitationOutput, MessageOutput, RefusalOutput, UsageSerializer
 from conversations.chat import (
     Outcome,
     Runner,
@@ -95,6 +95,9 @@ class MessageRoleField(serializers.CharField):
 
 
 class ChatMessageInput(StrictInput):
+    refuse_unknown = True
+    # A message read from a conversation (GET /v1/conversations/{id}) may be sent back as is.
+    echoed = frozenset(MessageOutput._declared_fields)
     role = MessageRoleField()
     content = serializers.CharField(max_length=MAX_CONTENT_CHARS, trim_whitespace=False)
 
@@ -197,8 +200,11 @@ def prepare(request: HttpRequest, prepared: Prepared) -> None:
         serializer = ChatInput(data=body)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        accept = request.headers.get("Accept", "")
-        prepared.stream = bool(data["stream"]) or "text/event-stream" in accept
+        # The body's `stream`, when it is there, decides; the Accept header only without it.
+        if "stream" in body:
+            prepared.stream = bool(data["stream"])
+        else:
+            prepared.stream = "text/event-stream" in request.headers.get("Accept", "")
         prepared.turn = chat_open(
             tenant=prepared.access.tenant,
             api_key=prepared.access.api_key,
@@ -639,8 +645,8 @@ class ChatOutput(serializers.Serializer):
     model = serializers.CharField()
 
 
-STREAM_DESCRIPTION = """With `"stream": true` (or `Accept: text/event-stream`) the answer is a
-`text/event-stream` of `start` {session_id, message_id}, `delta` {content} (repeated),
+STREAM_DESCRIPTION = """With `"stream": true` (or, without `stream`, `Accept: text/event-stream`)
+the answer is a `text/event-stream` of `start` {session_id, message_id}, `delta` {content} (repeated),
 `citations` {citations}, `done` {usage, refusal, finish_reason}; every event has an increasing
 `id:`; `: ping` comments while waiting; `error` {error: {code, message}} ends a failed stream.
 A client that disconnects stops generation; the partial answer is stored as `cancelled`. So is

@@ -214,7 +214,9 @@ DOCUMENT_FILTERS = [
 
 
 class RecordInput(StrictInput):
-    title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    refuse_unknown = True
+    # Required, as API.md writes it ({"title", "text", ...}); it may be blank.
+    title = serializers.CharField(max_length=500, allow_blank=True)
     text = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
     metadata = serializers.DictField(required=False, default=dict)
     tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)

@@ -231,7 +231,8 @@ def test_a_page_of_an_allowed_origin_uses_the_api_and_reads_its_errors(
         page,
         f"{base}/v1/datasets/{world.dataset.pk}/documents",
         **json_post(
-            world.admin_key.plaintext, json.dumps({"records": [{"text": "x" * 3_000_000}]})
+            world.admin_key.plaintext,
+            json.dumps({"records": [{"title": "T", "text": "x" * 3_000_000}]}),
         ),
     )
     assert (error_of(too_big)["code"], too_big["status"]) == ("payload_too_large", 413)

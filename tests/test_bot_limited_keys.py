@@ -91,7 +91,11 @@ def test_a_bot_limited_key_sees_only_the_datasets_and_scopes_its_bots_use(t):
         ("patch", f"/v1/datasets/{t.theirs['id']}", {"description": "x"}),
         ("delete", f"/v1/datasets/{t.theirs['id']}", None),
         ("get", f"/v1/datasets/{t.theirs['id']}/documents", None),
-        ("post", f"/v1/datasets/{t.theirs['id']}/documents", {"records": [{"text": "x"}]}),
+        (
+            "post",
+            f"/v1/datasets/{t.theirs['id']}/documents",
+            {"records": [{"title": "T", "text": "x"}]},
+        ),
         ("get", f"/v1/documents/{t.their_document.pk}", None),
         ("post", f"/v1/documents/{t.their_document.pk}/reingest", None),
         ("delete", f"/v1/documents/{t.their_document.pk}", None),
@@ -116,7 +120,11 @@ def test_a_bot_limited_key_changes_nothing_another_bot_uses(t):
     for method, path, body in (
         ("patch", f"/v1/datasets/{t.shared['id']}", {"description": "x"}),
         ("delete", f"/v1/datasets/{t.shared['id']}", None),
-        ("post", f"/v1/datasets/{t.shared['id']}/documents", {"records": [{"text": "x"}]}),
+        (
+            "post",
+            f"/v1/datasets/{t.shared['id']}/documents",
+            {"records": [{"title": "T", "text": "x"}]},
+        ),
         ("post", f"/v1/documents/{t.shared_document.pk}/reingest", None),
         ("delete", f"/v1/documents/{t.shared_document.pk}", None),
         ("patch", f"/v1/scopes/{t.side.scope.pk}", {"refusal_message": "x"}),
@@ -129,7 +137,9 @@ def test_a_bot_limited_key_changes_nothing_another_bot_uses(t):
     # What only its own bots use it manages.
     mine = f"/v1/datasets/{t.side.dataset.pk}"
     assert t.limited.patch(mine, {"description": "ours"}, format="json").status_code == 200
-    added = t.limited.post(f"{mine}/documents", {"records": [{"text": "Ours."}]}, format="json")
+    added = t.limited.post(
+        f"{mine}/documents", {"records": [{"title": "T", "text": "Ours."}]}, format="json"
+    )
     assert added.status_code == 202
     assert t.limited.delete(f"/v1/documents/{t.side.document.pk}").status_code == 204
     assert t.admin.patch(
@@ -178,7 +188,9 @@ def test_a_bot_limited_keys_audit_log_is_about_what_it_reaches(t):
     t.admin.patch(f"/v1/bots/{t.side.bot.pk}", {"top_k": 7}, format="json")
     t.admin.post("/v1/api-keys", {"name": "everything", "role": "admin"}, format="json")
     own = t.limited.post(
-        f"/v1/datasets/{t.side.dataset.pk}/documents", {"records": [{"text": "x"}]}, format="json"
+        f"/v1/datasets/{t.side.dataset.pk}/documents",
+        {"records": [{"title": "T", "text": "x"}]},
+        format="json",
     )
     assert t.limited.delete(f"/v1/datasets/{t.side.dataset.pk}").status_code == 204
 

@@ -18,15 +18,15 @@ from tests.world import World
 pytestmark = pytest.mark.django_db(transaction=True)  # /v1/chat reads on its own thread
 
 BODIES = {
-    "nul in a nested value": '{"records": [{"text": "x", "metadata": {"a": "x\\u0000y"}}], '
+    "nul in a nested value": '{"records": [{"title": "T", "text": "x", "metadata": {"a": "x\\u0000y"}}], '
     '"metadata": {"a": ["x\\u0000y"]}, "name": "x"}',
     "unpaired surrogate in a key": '{"metadata": {"\\ud800": 1}, "name": "x", '
-    '"records": [{"text": "x", "metadata": {"\\udfff": 1}}]}',
+    '"records": [{"title": "T", "text": "x", "metadata": {"\\udfff": 1}}]}',
     "nested past the parser": '{"metadata": ' + "[" * 5000 + "]" * 5000 + "}",
     # Python reads these, jsonb does not: a chat turn failed after its answer, unbilled.
-    "NaN": '{"metadata": {"x": NaN}, "name": "x", "records": [{"text": "x", "metadata": {"x": NaN}}]}',
+    "NaN": '{"metadata": {"x": NaN}, "name": "x", "records": [{"title": "T", "text": "x", "metadata": {"x": NaN}}]}',
     "a float past 1.8e308": '{"metadata": {"x": [1e400]}, "name": "x", '
-    '"records": [{"text": "x", "metadata": {"x": -1e400}}]}',
+    '"records": [{"title": "T", "text": "x", "metadata": {"x": -1e400}}]}',
 }
 
 
@@ -63,7 +63,7 @@ def test_text_with_those_characters_escaped_is_still_text(world: World):
     """A backslash followed by "u0000" is four ordinary characters, stored as sent."""
     response = world.a.client().post(
         f"/v1/datasets/{world.a.dataset.pk}/documents",
-        data='{"records": [{"text": "a literal \\\\u0000 and \\\\ud800", "metadata": {"k": "\\\\u0000"}}]}',
+        data='{"records": [{"title": "T", "text": "a literal \\\\u0000 and \\\\ud800", "metadata": {"k": "\\\\u0000"}}]}',
         content_type="application/json",
     )
     assert response.status_code == 202, response.content

@@ -345,7 +345,9 @@ def test_adding_documents_answers_as_the_schema_says(schema, world: World):
     template = "/v1/datasets/{dataset_id}/documents"
 
     records = client.post(
-        path, {"records": [{"title": "One", "text": "First."}, {"text": "Second."}]}, format="json"
+        path,
+        {"records": [{"title": "One", "text": "First."}, {"title": "Two", "text": "Second."}]},
+        format="json",
     )
     assert records.status_code == 202, records.content
     assert len(records.json()["data"]) == 2

@@ -125,7 +125,7 @@ def test_adding_a_document_to_a_dataset_deleted_meanwhile_is_404():
         answers.append(
             client.post(
                 f"/v1/datasets/{dataset_id}/documents",
-                {"records": [{"text": "Added while the dataset goes."}]},
+                {"records": [{"title": "T", "text": "Added while the dataset goes."}]},
                 format="json",
             )
         )

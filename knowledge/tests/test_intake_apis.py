@@ -117,7 +117,7 @@ def test_tags_are_stored_and_filtered_in_nfc(side):
     """A tag written with a decomposed "é" (e + U+0301) is the same tag as the precomposed one."""
     client = side.client()
     url = f"/v1/datasets/{side.dataset.pk}/documents"
-    payload = {"records": [{"text": "Menus change weekly.", "tags": ["cafe\u0301"]}]}
+    payload = {"records": [{"title": "T", "text": "Menus change weekly.", "tags": ["cafe\u0301"]}]}
     (created,) = client.post(url, payload, format="json").json()["data"]
     assert created["tags"] == ["caf\u00e9"]
     uploaded = upload(side, "menu.md", b"# Menu", tags="cafe\u0301, bar").json()
@@ -130,12 +130,16 @@ def test_tags_are_stored_and_filtered_in_nfc(side):
 def test_record_with_known_external_id_and_new_text_replaces_the_document(side):
     client = side.client()
     url = f"/v1/datasets/{side.dataset.pk}/documents"
-    first = client.post(url, {"records": [{"text": "v1", "external_id": "kb-1"}]}, format="json")
+    first = client.post(
+        url, {"records": [{"title": "T", "text": "v1", "external_id": "kb-1"}]}, format="json"
+    )
     document_id = first.json()["data"][0]["id"]
     Document.objects.for_tenant(side.tenant).filter(pk=document_id).update(
         status=DocumentStatus.READY
     )
-    second = client.post(url, {"records": [{"text": "v2", "external_id": "kb-1"}]}, format="json")
+    second = client.post(
+        url, {"records": [{"title": "T", "text": "v2", "external_id": "kb-1"}]}, format="json"
+    )
     assert second.status_code == 202
     assert second.json()["data"][0]["id"] == document_id
     assert second.json()["data"][0]["status"] == "queued"
@@ -240,8 +244,8 @@ def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothin
         url,
         {
             "records": [
-                {"text": "one", "external_id": "kb-1"},
-                {"text": "two", "external_id": "kb-2"},
+                {"title": "T", "text": "one", "external_id": "kb-1"},
+                {"title": "T", "text": "two", "external_id": "kb-2"},
             ]
         },
         format="json",
@@ -253,8 +257,8 @@ def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothin
         url,
         {
             "records": [
-                {"text": "three", "external_id": "kb-3"},
-                {"text": "two", "external_id": "kb-1"},
+                {"title": "T", "text": "three", "external_id": "kb-3"},
+                {"title": "T", "text": "two", "external_id": "kb-1"},
             ]
         },
         format="json",
@@ -274,11 +278,15 @@ def test_a_record_whose_new_content_is_another_document_is_a_conflict_and_nothin
     [
         {"records": []},
         {"records": [{"title": "no text"}]},
-        {"records": [{"text": "  "}]},
+        {"records": [{"title": "T", "text": "  "}]},
         {"nothing": 1},
         # Deeper than masking walks (the staff admin's page failed on one nested 950 levels)
-        {"records": [{"text": "x", "metadata": {"a": json.loads("[" * 40 + "]" * 40)}}]},
-        {"records": [{"text": "x", "metadata": {"a": "y" * 70_000}}]},  # past 64 kB
+        {
+            "records": [
+                {"title": "T", "text": "x", "metadata": {"a": json.loads("[" * 40 + "]" * 40)}}
+            ]
+        },
+        {"records": [{"title": "T", "text": "x", "metadata": {"a": "y" * 70_000}}]},  # past 64 kB
     ],
 )
 def test_bad_records_are_field_errors(side, payload):
@@ -309,7 +317,7 @@ def test_an_external_id_twice_in_one_batch_is_a_field_error_and_nothing_is_added
 
 
 def test_records_and_a_url_together_are_refused(side):
-    payload = {"records": [{"text": "Alpha."}], "url": "https://example.com/a"}
+    payload = {"records": [{"title": "T", "text": "Alpha."}], "url": "https://example.com/a"}
     response = side.client().post(
         f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json"
     )
@@ -318,7 +326,7 @@ def test_records_and_a_url_together_are_refused(side):
 
 
 def test_more_than_1000_records_is_refused(side):
-    payload = {"records": [{"text": f"r{n}"} for n in range(1001)]}
+    payload = {"records": [{"title": "T", "text": f"r{n}"} for n in range(1001)]}
     response = side.client().post(
         f"/v1/datasets/{side.dataset.pk}/documents", payload, format="json"
     )
@@ -428,11 +436,11 @@ def test_a_new_external_id_sent_twice_at_once_is_replaced_not_a_500():
     def first() -> None:
         documents_add_records(
             tenant=side.tenant, actor=Actor.system("tests"), dataset=side.dataset,
-            records=[{"text": "version one", "external_id": "kb-1"}],
+            records=[{"title": "", "text": "version one", "external_id": "kb-1"}],
         )  # fmt: skip
 
     def second() -> None:  # its insert waits for the first's commit
-        records = [{"text": "version two", "external_id": "kb-1"}]
+        records = [{"title": "", "text": "version two", "external_id": "kb-1"}]
         answers.append(side.client().post(url, {"records": records}, format="json"))
 
     assert contend(first, second) == []
