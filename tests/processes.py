@@ -25,6 +25,9 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
+    """A port nothing listens on now. Only for a child that must bind a port by number itself
+    (nginx, the launcher's own probe, an address that must refuse): another process may take it
+    before the child binds. A daphne is handed its socket instead (:func:`daphne_process`)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -80,12 +83,22 @@ def http_get_json(url: str) -> tuple[int, dict[str, Any], dict[str, str]]:
 
 @contextlib.contextmanager
 def running(
-    argv: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path = ROOT,
+    pass_fds: Iterable[int] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log:
         # A session of its own: the process and its children (a worker's pool) are one group.
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
         try:
             yield proc
@@ -112,14 +125,20 @@ def daphne_server(
 def daphne_process(
     env: dict[str, str], log_path: Path, application: str = "chatbot_site.asgi:application"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A daphne serving ``application`` once it answers: its URL and its process."""
-    port = free_port()
+    """A daphne serving ``application`` once it answers: its URL and its process.
+
+    It is handed a socket already listening (``daphne --fd``, as ``chatbot_site.serve`` starts
+    its processes): a port picked free and bound by daphne later could be taken in between by
+    another of the suite's workers, and daphne then failed to start (or, worse, the test spoke
+    to the other process). Connections made before daphne accepts wait in the backlog."""
+    from chatbot_site.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
     argv = [
         str(VENV_BIN / "daphne"),
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
+        "--fd",
+        str(sock.fileno()),
         "--access-log",
         "/dev/null",
         application,
@@ -133,7 +152,8 @@ def daphne_process(
             return False
         return True
 
-    with running(argv, env, log_path) as proc:
+    with sock, running(argv, env, log_path, pass_fds=[sock.fileno()]) as proc:
+        sock.close()  # daphne holds it: a daphne that died refuses connections, not queues them
         try:
             wait_for(answers, timeout=30, what="daphne to answer")
         except AssertionError:
