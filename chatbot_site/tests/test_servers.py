@@ -550,16 +550,26 @@ def test_a_database_that_stops_answering_is_a_503_within_the_statement_bound(tmp
     """A server that takes the statement and never answers (SIGSTOP, a partition) cancels
     nothing itself: a request held its thread and its pooled connection until the server
     woke (79 s under make run, no answer meanwhile). Now the client gives up
-    DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a 503, and the connection is not used again."""
-    from tests.processes import DatabaseProxy, http_get_json
+    DB_STATEMENT_TIMEOUT_SECONDS + 2 s on: a 503, and the connection is not used again.
+
+    The statement is the only wait on the server when it stalls: one pool connection
+    (``DB_POOL_MAX_SIZE=1``) and health answered 200 first. Otherwise a connection attempt
+    still out then (the pool growing for a request or a probe that waited for it, or health's
+    own direct connection, which all happen under load) times out first (``ConnectionTimeout``
+    after at most 2 s, the statement's bound is 2.5 s): the outage's line names that, and the
+    request's ``DatabaseNoAnswer`` is counted in it with no line of its own."""
+    from tests.processes import DatabaseProxy, http_get_json, wait_for
 
     side = build_tenant("stalled")
     proxy = DatabaseProxy()
     env = child_env(DATABASE_URL=proxy.url, DB_STATEMENT_TIMEOUT_SECONDS="0.5",
-                    DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2")  # fmt: skip
+                    DB_CONNECT_TIMEOUT="1", DB_POOL_TIMEOUT="2",
+                    DB_POOL_MAX_SIZE="1")  # fmt: skip
     head = request_head("GET", "/v1/bots", side.admin_key.plaintext)
     try:
         with daphne_server(env, tmp_path / "daphne.log") as base:
+            wait_for(lambda: http_get_json(f"{base}/v1/health")[0] == 200, timeout=30,
+                     what="health to find the database")  # fmt: skip
             assert parse_answer(raw_request(base, head))[0] == 200
             proxy.stall()
             # Without a bound the request waits as long as the stall: here 60 s.
