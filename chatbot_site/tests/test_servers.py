@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from knowledge.models import Document
-from tests.processes import child_env, daphne_server, parse_answer, raw_request, request_head
+from tests.processes import (
+    child_env,
+    daphne_process,
+    daphne_server,
+    parse_answer,
+    raw_request,
+    request_head,
+)
 from tests.world import TenantWorld, build_tenant
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -91,17 +98,6 @@ def test_multipart_bodies_are_parsed_by_django_only(plain_server):
     assert stored.dataset_id == side.dataset.pk
 
 
-def server_pid(base: str) -> int:
-    """The pid of the daphne serving ``base`` (a child of this test, found by its port)."""
-    port = base.rsplit(":", 1)[1]
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if any(arg.endswith(b"daphne") for arg in argv) and port.encode() in argv:
-                return int(entry.name)
-    raise AssertionError(f"no daphne on {base}")
-
-
 def peak_memory_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -117,8 +113,8 @@ def test_a_large_body_reaches_django_without_being_held_in_memory(tmp_path):
     side = build_tenant("big-body")
     content = b"# A large upload\n\n" + (b"A paragraph of a long upload. " * 35 + b"\n\n") * 30_000
     assert len(content) > 30 * 1024 * 1024
-    with daphne_server(child_env(), tmp_path / "daphne.log") as base:
-        pid = server_pid(base)
+    with daphne_process(child_env(), tmp_path / "daphne.log") as (base, daphne):
+        pid = daphne.pid
         before = peak_memory_kb(pid)
         status, _, body = post(
             f"{base}/v1/datasets/{side.dataset.pk}/documents",
