@@ -1140,6 +1140,19 @@ def assert_stored_once(world: TenantWorld, frames: list[dict[str, Any]], before:
     }
 
 
+def stream_until_kept(base: str, alpha, proxy, log_path) -> list[dict]:
+    """A question streamed through ``base`` with the database frozen after its first delta,
+    read to its end, and the server's log saying it kept the turn for a late store: the
+    stream's frames."""
+    response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+    head = until_first_delta(response)
+    proxy.stall()
+    frames = parse((head + response.read()).decode())
+    wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
+             what="the turn to be kept")  # fmt: skip
+    return frames
+
+
 def test_a_turn_waiting_for_the_database_when_its_process_is_killed_is_stored_by_the_next(
     alpha, tmp_path
 ):
@@ -1162,12 +1175,7 @@ def test_a_turn_waiting_for_the_database_when_its_process_is_killed_is_stored_by
                            CHAT_LATE_STORE_LEASE_SECONDS="1")  # fmt: skip
         try:
             with daphne_process(env, log_path) as (base, proc):
-                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
-                head = until_first_delta(response)
-                proxy.stall()
-                frames = parse((head + response.read()).decode())
-                wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
-                         what="the turn to be kept")  # fmt: skip
+                frames = stream_until_kept(base, alpha, proxy, log_path)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
             proxy.resume()
@@ -1204,12 +1212,8 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_handed_to_the
                            CHAT_LATE_STORE_EXIT_SECONDS="1")  # fmt: skip
         try:
             with daphne_server(env, log_path) as base:
-                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
-                head = until_first_delta(response)
-                proxy.stall()  # and it stays frozen until the process has stopped
-                frames = parse((head + response.read()).decode())
-                wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
-                         what="the turn to be kept")  # fmt: skip
+                # the database stays frozen until the process has stopped
+                frames = stream_until_kept(base, alpha, proxy, log_path)
         finally:
             proxy.close()
     start = frames[0]["data"]
@@ -1246,12 +1250,8 @@ def test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then
                            CHAT_LATE_STORE_EXIT_SECONDS="60")  # fmt: skip
         try:
             with daphne_process(env, log_path) as (base, proc):
-                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
-                head = until_first_delta(response)
-                proxy.stall()  # frozen until the process is on its way out
-                frames = parse((head + response.read()).decode())
-                wait_for(lambda: "chat_store_deferred" in log_path.read_text(), timeout=30,
-                         what="the turn to be kept")  # fmt: skip
+                # the database frozen until the process is on its way out
+                frames = stream_until_kept(base, alpha, proxy, log_path)
                 proc.send_signal(signal.SIGTERM)
                 wait_for(lambda: "chat_store_retried_at_exit" in log_path.read_text(),
                          timeout=30, what="the process to try its turn at exit")  # fmt: skip
