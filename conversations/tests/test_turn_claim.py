@@ -10,18 +10,23 @@ import pytest
 import redis
 from django.conf import settings
 
+from chatbot_site.embedded import ensure_redis, stop_redis
 from chatbot_site.redis import get_redis
 from conversations.services import turn_claim, turn_release
 from tests.processes import wait_for
 
 
 @pytest.fixture
-def quick_redis(settings):
-    """The service's Redis client with a short socket timeout."""
+def quick_redis(settings, tmp_path):
+    """The service's Redis client with a short socket timeout, on a Redis server of the test's
+    own: ``DEBUG SLEEP`` stalls a whole server, and the suite's other xdist workers share the
+    embedded one (their per-test FLUSHDB timed out behind the stall)."""
     settings.REDIS_SOCKET_TIMEOUT = 0.2
+    settings.REDIS_URL = f"unix://{ensure_redis(tmp_path)}?db=0"
     get_redis.cache_clear()
     yield get_redis()
     get_redis.cache_clear()
+    stop_redis(tmp_path)
 
 
 def redis_asleep(seconds: float) -> None:
