@@ -795,17 +795,17 @@ ASKED_ABOUT: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 def _asked_about(
-    question: str,
-    texts: Sequence[tuple[str, str]],
+    asked: Sequence[str],
+    texts: Sequence[tuple[str, str, bool]],
     vectors: Sequence[array[float]],
     own: Sequence[array[float]],
     tenant_id: object,
     spent: Spent | None,
 ) -> tuple[float, str]:
-    """How close what ``question`` asks about by :data:`ASKED_ABOUT` is to the closest blocked
-    topic (``texts``: (name, label or phrasing), embedded as ``vectors``) and which, when that
-    is closer than the scope's own description and allowed topics (``own``) are; else 0."""
-    asked = [text for text, pattern in ASKED_ABOUT if pattern.search(question)]
+    """How close what a question asks about (``asked``: the :data:`ASKED_ABOUT` texts it
+    matched) is to the closest blocked topic (``texts``: (name, label or phrasing, whether a
+    phrasing), embedded as ``vectors``) and which, when that is closer than the scope's own
+    description and allowed topics (``own``) are; else 0."""
     found = (0.0, "")
     for vector in topic_vectors(asked, tenant_id=tenant_id, spent=spent):
         similarities = _similarities(vector, vectors)
@@ -852,15 +852,15 @@ def blocked_topic(
         if similarity > closest[phrasing][0]:
             closest[phrasing] = (similarity, name)
     best, matched = closest[False]
-    own_vectors = topic_vectors(allowed, tenant_id=tenant_id, spent=spent)
-    if closest[True][0] > best:
-        own = _similarities(vector, own_vectors)
-        if closest[True][0] > max(own, default=0.0):
+    asked = [text for text, pattern in ASKED_ABOUT if pattern.search(question)]
+    if closest[True][0] > best or asked:  # the scope's own topics are needed (most turns: not)
+        own_vectors = topic_vectors(allowed, tenant_id=tenant_id, spent=spent)
+        if closest[True][0] > max([best, *_similarities(vector, own_vectors)]):
             best, matched = closest[True]
-    pairs = [(name, text) for name, text, _ in texts]
-    asked = _asked_about(question, pairs, vectors, own_vectors, tenant_id, spent)
-    if asked[0] > best:
-        best, matched = asked
+        if asked:
+            found = _asked_about(asked, texts, vectors, own_vectors, tenant_id, spent)
+            if found[0] > best:
+                best, matched = found
     if best < settings.SCOPE_BLOCKED_THRESHOLD:
         return None
     return ScopeVerdict("blocked_topic", topic_similarity=best, matched=matched)
