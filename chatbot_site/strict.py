@@ -143,6 +143,8 @@ class StrictInput(serializers.Serializer):
         if not self.refuse_unknown:
             return {}
         unknown = sorted(set(data) - set(self.fields) - self.echoed)
+        if not unknown:  # every request body: the list of fields is only for the error
+            return {}
         known = ", ".join(self.fields)
         return {str(name): [f"Unknown field; the fields are: {known}."] for name in unknown}
 
