@@ -1224,7 +1224,9 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_handed_to_the
     assert f"message_id={start['message_id']}" in handed[0], handed
     assert f"conversation_id={start['session_id']}" in handed[0], handed
     assert "renew" not in handed[0]  # ids, not what was said
-    assert stored_message(alpha, start["message_id"]) is None
+    # Handed over, so not stored by the stopping process. Whose drain stores it is a race: a
+    # server reaching the database without the proxy (this worker's module daphne, at its
+    # start-up drain) may take it the moment it is handed over; stored once either way.
     late_turns_drain()  # the database answers: the drain stores it (or another server's did)
     wait_for(lambda: stored_message(alpha, start["message_id"]), timeout=30,
              what="the drain to store the turn")  # fmt: skip
