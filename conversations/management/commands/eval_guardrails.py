@@ -11,7 +11,7 @@ Sets (read from ../shared/corpora, never copied into the repository):
   and benign questions that use role-play words, tune / held out), asked of a bot whose scope
   admits everything (only the detector stands between them and the model);
 - scope: conversations/evaldata/scope_questions.jsonl (ours) against the demo bot's scope over
-  the demo documents (tune / held-out halves);
+  a frozen copy of the demo documents (conversations/evaldata/demo_documents; tune / held-out halves);
 - indirect injection: BIPIA email/table/code contexts with an attack inserted, ingested through
   the real pipeline, then asked their question;
 - PII: Presidio's synthetic set — detector recall/precision per entity (rows 0-999 dev,
@@ -73,7 +73,15 @@ QUESTIONS_2 = QUESTIONS.with_name("scope_questions_2.jsonl")
 # A third (2026-12-07, night), written before the changes it measured: off-topic questions of
 # six kinds the first two lack, on-topic ones in users' own phrasing, near-topic ones.
 QUESTIONS_3 = QUESTIONS.with_name("scope_questions_3.jsonl")
+# A fourth (2026-12-07, late night), written before the changes it measured: on-topic
+# questions in words the documents do not use ("no network connection" for "offline", "Word
+# files" for DOCX), each paired with an off-topic question of the same shape.
+QUESTIONS_4 = QUESTIONS.with_name("scope_questions_4.jsonl")
 FOLLOW_UP_QUESTIONS = QUESTIONS.with_name("follow_up_questions.jsonl")
+# The demo documents as the scope sets are measured on: a frozen copy of README.md and
+# docs/BENCHMARKS.md (taken 2026-12-07 late night at 13ef4ac), so that scope figures of one
+# session compare with another's; the live files change every session (make run seeds those).
+EVAL_DEMO_DOCUMENTS = [QUESTIONS.with_name("demo_documents") / path.name for path in DEMO_DOCUMENTS]
 BLOCKED_QUESTIONS = QUESTIONS.with_name("blocked_questions.jsonl")
 # Fresh paraphrases and allowed questions near them, written with scope_questions_3.jsonl.
 BLOCKED_QUESTIONS_2 = QUESTIONS.with_name("blocked_questions_2.jsonl")
@@ -352,7 +360,7 @@ class Command(BaseCommand):
 
     def demo_bot(self) -> Bot:
         dataset = self.dataset("service documentation")
-        for path in DEMO_DOCUMENTS:
+        for path in EVAL_DEMO_DOCUMENTS:
             upload = SimpleUploadedFile(path.name, path.read_bytes())
             document_add_upload(
                 tenant=self.tenant, actor=self.actor, dataset=dataset, upload=upload, tags=[]
@@ -365,11 +373,13 @@ class Command(BaseCommand):
         questions = read_jsonl(QUESTIONS)
         second = read_jsonl(QUESTIONS_2)
         third = read_jsonl(QUESTIONS_3)
+        fourth = read_jsonl(QUESTIONS_4)
         bot = self.demo_bot()
         for name, rows in (
             ("scope_questions.jsonl", questions),
             ("scope_questions_2.jsonl", second),
             ("scope_questions_3.jsonl", third),
+            ("scope_questions_4.jsonl", fourth),
         ):
             self.scope_table(bot, name, rows)
         self.follow_ups(bot, questions)
