@@ -586,6 +586,13 @@ def chat_ground(turn: Turn) -> None:
             unknown=unknown,
             spent=spent,
         )
+        if scoped.reason is not None and not hits and not scope.answer_without_context:
+            # Nothing to search (no document of the bot's datasets ready yet, or none with the
+            # request's tags): there is no evidence to judge the question by, and the topics
+            # alone refuse on-topic questions too. No passage is what it lacks.
+            _refuse(turn, RefusalReason.NO_RELEVANT_CONTEXT.value, evidence=0.0,
+                    similarity=round(scoped.topic_similarity or 0, 3), searched=0)  # fmt: skip
+            return
         if scoped.reason is not None:
             _refuse(turn, scoped.reason, similarity=round(scoped.topic_similarity or 0, 3),
                     evidence=round(evidence, 3), unknown_name=bool(unknown and unknown.names),

@@ -13,7 +13,7 @@ import structlog
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from conversations.models import Conversation, Message
-from conversations.tests.chatkit import add_passages, ask, chat, openai_llm
+from conversations.tests.chatkit import PASSAGES, add_passages, ask, chat, openai_llm
 from knowledge.ingestion import document_ingest
 from knowledge.intake import document_add_upload
 from knowledge.models import Chunk
@@ -414,6 +414,47 @@ def test_out_of_scope_is_refused_without_a_model_call(alpha):
     assert body["refusal"] == {"reason": "out_of_scope"}
     ok = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do annual plans renew?")).json()
     assert ok["refusal"] is None
+
+
+def test_a_bot_whose_documents_are_still_being_read_has_no_context_not_an_off_topic_question():
+    """ "How fast does the support team reply?" is 0.11 from a scope whose one topic is
+    "billing", under SCOPE_TOPIC_THRESHOLD: a passage must admit it. While the bot's only
+    document is still queued there is none to search, and the question was refused
+    out_of_scope — telling the user an on-topic question is off-topic. It is refused
+    no_relevant_context (API.md's reason for no passage to answer from), with no model call;
+    once the document is read, the same question is answered."""
+    world = build_tenant("ingesting")
+    world.scope.description = ""
+    world.scope.allowed_topics = ["billing"]
+    world.scope.save()
+    # The bot's dataset holds only a document that is still queued.
+    assert world.client().delete(f"/v1/documents/{world.document.pk}").status_code == 204
+    added = world.client().post(
+        f"/v1/datasets/{world.dataset.pk}/documents",
+        {"records": [{"title": "Support", "text": PASSAGES[2]}]},
+        format="json",
+    )
+    assert added.status_code == 202, added.content
+    (record,) = added.json()["data"]
+    assert record["status"] == "queued"
+    question = "How fast does the support team reply?"
+    with openai_llm() as fake:
+        body = chat(world.client(world.chat_key), **ask(world, question)).json()
+        assert fake.chat_requests() == []
+    assert body["refusal"] == {"reason": "no_relevant_context"}
+    # A scope that answers without context still keeps off-topic questions out by its topics.
+    world.scope.answer_without_context = True
+    world.scope.save()
+    with openai_llm() as fake:
+        lasagna = chat(world.client(world.chat_key), **ask(world, "A good lasagna recipe?"))
+        assert fake.chat_requests() == []
+    assert lasagna.json()["refusal"] == {"reason": "out_of_scope"}
+    world.scope.answer_without_context = False
+    world.scope.save()
+    assert document_ingest(document_id=record["id"]) == "ready"
+    with openai_llm():
+        body = chat(world.client(world.chat_key), **ask(world, question)).json()
+    assert body["refusal"] is None
 
 
 def test_a_question_naming_what_no_document_mentions_needs_the_scope_s_topics(alpha):
