@@ -473,7 +473,7 @@ def _queue_again(document: Document) -> None:
     document.error_code = document.error_message = None
 
 
-def requeue_over_quota(*, tenant_id: uuid.UUID | None = None) -> int:
+def requeue_over_quota(*, tenant_id: uuid.UUID | None = None, actor: Actor | None = None) -> int:
     """Queue again the documents that failed ``quota_exceeded`` when their tenant's quota may
     have room for them now: the month turned since they failed, or the tenant was changed
     since (its ``updated_at``: moved by every save, and by the database whenever its quota or
@@ -485,9 +485,11 @@ def requeue_over_quota(*, tenant_id: uuid.UUID | None = None) -> int:
     ``quota_exceeded``), as ``reingest_stale``'s are: before, nothing said who had queued it.
     ``tenant_id``: that tenant's documents only (the re-queue a quota raised in the staff admin
     sends on commit, ``tenants.services.tenant_quota_changed``); celery beat's sweep passes none.
+    ``actor``: who the audit entries name; that save passes its staff user (before, its
+    entries named celery beat, which had not acted); the sweep passes none (celery beat).
     """
     now = timezone.now()
-    actor = Actor.system("celery beat requeue_over_quota")
+    actor = actor or Actor.system("celery beat requeue_over_quota")
     month = dt.datetime.combine(month_start(now.astimezone(dt.UTC).date()), dt.time.min, dt.UTC)
     waiting = Document.all_tenants.filter(
         Q(updated_at__lt=month) | Q(updated_at__lt=F("tenant__updated_at")),

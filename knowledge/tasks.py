@@ -76,12 +76,17 @@ def reap_documents() -> dict[str, int]:
 @shared_task(
     name="knowledge.requeue_over_quota", ignore_result=True, soft_time_limit=100, time_limit=120
 )
-def requeue_over_quota(tenant_id: str | None = None) -> int:
+def requeue_over_quota(tenant_id: str | None = None, actor: dict | None = None) -> int:
     """Celery beat's sweep (every tenant) or, sent by name on the commit of a quota raised in
-    the staff admin, one tenant's (``tenants.services.tenant_quota_changed``)."""
+    the staff admin, one tenant's (``tenants.services.tenant_quota_changed``), with the staff
+    user who raised it as ``actor`` (``tenants.services.actor_as_dict``)."""
     from knowledge.intake import requeue_over_quota as requeue
+    from tenants.services import actor_from_dict
 
-    return requeue(tenant_id=uuid.UUID(tenant_id) if tenant_id else None)
+    return requeue(
+        tenant_id=uuid.UUID(tenant_id) if tenant_id else None,
+        actor=actor_from_dict(actor) if actor else None,
+    )
 
 
 # Builds a large dataset's own index concurrently: minutes on a large table, so its own limits.

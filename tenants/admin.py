@@ -59,7 +59,7 @@ class TenantAdmin(TenantScopedAdmin):
         if change and {"monthly_token_quota", "is_active"} & set(form.changed_data):
             # Documents refused for the quota are tried again as the save commits (the
             # change view's transaction), not at celery beat's next sweep, 15 minutes on.
-            tenant_quota_changed(tenant=obj)
+            tenant_quota_changed(tenant=obj, actor=staff_actor(request))
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         # As manage.py create_tenant (tenant_create): the model's 60 was every new tenant's.

@@ -132,23 +132,49 @@ REQUEUE_OVER_QUOTA_TASK = "knowledge.requeue_over_quota"
 _PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def tenant_quota_changed(*, tenant: Tenant) -> None:
+def tenant_quota_changed(*, tenant: Tenant, actor: Actor) -> None:
     """The tenant's monthly quota (or whether it is active) is changed in the transaction
     under way: once it commits, its documents that failed ``quota_exceeded`` are queued again
     if the quota has room (``knowledge.intake.requeue_over_quota`` for this tenant). Before,
     they waited for celery beat's sweep (``INGEST_QUOTA_RETRY_SECONDS``, 15 minutes), which
     stays for the writers that do not call this (a shell, SQL). A broker that cannot take the
-    task is logged, not raised: the sweep queues them in its time."""
+    task is logged, not raised: the sweep queues them in its time. ``actor`` (the staff user
+    who saved) is who each re-queue's ``document.reingest`` audit entry names: before, it named
+    celery beat's sweep, which had not acted."""
     tenant_id = str(tenant.pk)
-    transaction.on_commit(lambda: _send_quota_requeue(tenant_id))
+    sent = actor_as_dict(actor)
+    transaction.on_commit(lambda: _send_quota_requeue(tenant_id, sent))
 
 
-def _send_quota_requeue(tenant_id: str) -> None:
+def actor_as_dict(actor: Actor) -> dict[str, Any]:
+    """``actor`` as a task's JSON argument (:func:`actor_from_dict` reads it back)."""
+    return {
+        "type": actor.type,
+        "id": actor.id,
+        "label": actor.label,
+        "ip": actor.ip,
+        "request_id": actor.request_id,
+    }
+
+
+def actor_from_dict(data: Mapping[str, Any]) -> Actor:
+    return Actor(
+        type=str(data["type"]),
+        id=str(data.get("id") or ""),
+        label=str(data.get("label") or ""),
+        ip=data.get("ip") or None,
+        request_id=str(data.get("request_id") or ""),
+    )
+
+
+def _send_quota_requeue(tenant_id: str, actor: dict[str, Any]) -> None:
     from celery import current_app
 
     try:
         current_app.send_task(
-            REQUEUE_OVER_QUOTA_TASK, kwargs={"tenant_id": tenant_id}, retry_policy=_PUBLISH_RETRY
+            REQUEUE_OVER_QUOTA_TASK,
+            kwargs={"tenant_id": tenant_id, "actor": actor},
+            retry_policy=_PUBLISH_RETRY,
         )
     except Exception as exc:  # kombu's OperationalError, redis' ConnectionError, ...
         log.warning("quota_requeue_enqueue_failed", tenant_id=tenant_id, error=type(exc).__name__)

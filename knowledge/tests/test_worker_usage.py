@@ -223,6 +223,12 @@ def test_a_quota_raised_in_the_staff_admin_requeues_its_refused_document_at_once
     assert list(reingests.values_list("target_id", "changes__reason")) == [
         (str(document.pk), "quota_exceeded")
     ]
+    # It names the staff user whose save queued it (it named celery beat's sweep, which had
+    # not acted), as the tenant's admin reads it.
+    audit = side.client().get(f"/v1/audit-logs?target_id={document.pk}&action=document.reingest")
+    assert [(e["actor_type"], e["actor_label"]) for e in audit.json()["data"]] == [
+        ("staff", "root")
+    ]
     # The other tenant's document waits for its own quota: the save queued this tenant's only.
     still = other.client().get(f"/v1/documents/{others.pk}").json()
     assert (still["status"], still["error"]["code"]) == ("failed", "quota_exceeded")
