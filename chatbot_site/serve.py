@@ -23,13 +23,16 @@ quietly serving on fewer processes.
     python -m chatbot_site.serve -b 0.0.0.0 -p 8000 [daphne options] chatbot_site.asgi:application
 
 ``-b``/``--bind`` and ``-p``/``--port`` are the launcher's; every other argument goes to each
-daphne as given.
+daphne as given. ``-p 0``: a port of the kernel's choosing, reported on stderr
+(``chatbot_site.serve: N daphne process(es) listening on http://HOST:PORT``; with more than one
+process the address is reported whatever the port).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -101,18 +104,40 @@ def main(argv: Sequence[str]) -> int:
     count = processes_setting()
     daphne = daphne_path()
     if count == 1:
+        if args.port == 0:
+            # A port of the kernel's choosing, bound here and reported (daphne logs it only at
+            # INFO, which the project's logging keeps quiet): a caller that needs a free port
+            # asks for 0 and reads it, rather than picking one that another process may take
+            # before daphne binds it.
+            sock = listen(args.bind, 0)
+            if sock.family == socket.AF_INET:  # daphne --fd: IPv4 only (below)
+                announce(args.bind, sock.getsockname()[1], count)
+                argv_fd = [daphne, "--fd", str(sock.fileno()), *daphne_args]
+                os.execv(daphne, argv_fd)  # noqa: S606 (our own daphne, the operator's arguments)
+            sock.close()
         argv_one = [daphne, "-b", args.bind, "-p", str(args.port), *daphne_args]
         os.execv(daphne, argv_one)  # noqa: S606 (our own daphne, the operator's arguments)
-    # A plain bind first: it fails while anything listens on the address, which the
-    # SO_REUSEPORT sockets below would not (a second `make run` would share the port with the
-    # first, each answering some connections).
-    with listen(args.bind, args.port) as probe:
-        if probe.family != socket.AF_INET:
-            # daphne's --fd adopts IPv4 sockets only (Twisted's fd endpoint string cannot say
-            # another family).
-            raise SystemExit(f"API_PROCESSES={count} needs an IPv4 address to bind: {args.bind}")
-        port = probe.getsockname()[1]
-    socks = [listen(args.bind, port, shared_port=True) for _ in range(count)]
+    # Port 0: the port the probe was given may be taken before the shared sockets bind it;
+    # then another is picked.
+    for attempt in range(1, 6):
+        # A plain bind first: it fails while anything listens on the address, which the
+        # SO_REUSEPORT sockets below would not (a second `make run` would share the port with
+        # the first, each answering some connections).
+        with listen(args.bind, args.port) as probe:
+            if probe.family != socket.AF_INET:
+                # daphne's --fd adopts IPv4 sockets only (Twisted's fd endpoint string cannot
+                # say another family).
+                raise SystemExit(
+                    f"API_PROCESSES={count} needs an IPv4 address to bind: {args.bind}"
+                )
+            port = probe.getsockname()[1]
+        try:
+            socks = shared_sockets(args.bind, port, count)
+            break
+        except OSError as exc:
+            if args.port != 0 or exc.errno != errno.EADDRINUSE or attempt == 5:
+                raise
+    announce(args.bind, port, count)
     stopping = catch_stop_signals()  # before the children exist: none is left without us
     children = [
         subprocess.Popen(  # noqa: S603 (our own daphne, the operator's arguments)
@@ -123,6 +148,30 @@ def main(argv: Sequence[str]) -> int:
     for sock in socks:
         sock.close()  # the children hold them
     return supervise(children, stopping)
+
+
+def shared_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets sharing ``host:port`` (``SO_REUSEPORT``); none is left open
+    when one cannot bind."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(listen(host, port, shared_port=True))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def announce(host: str, port: int, count: int) -> None:
+    """The address served, on stderr: with ``-p 0``, the only place that says which port."""
+    print(
+        f"chatbot_site.serve: {count} daphne process{'es' if count > 1 else ''} "
+        f"listening on http://{host}:{port}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def catch_stop_signals() -> list[int]:

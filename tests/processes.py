@@ -25,12 +25,42 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
-    """A port nothing listens on now. Only for a child that must bind a port by number itself
-    (nginx, the launcher's own probe, an address that must refuse): another process may take it
-    before the child binds. A daphne is handed its socket instead (:func:`daphne_process`)."""
+    """A port nothing listens on now. Racy: another process (another xdist worker's server) may
+    take it before the child binds it. Only for a program that cannot be handed a bound socket
+    nor report a port of its own choosing (granian, in the benchmarks); the suite uses
+    :func:`listening_socket` (a child that takes a socket: daphne ``--fd``, nginx,
+    tests.fake_openai), ``-p 0`` (``chatbot_site.serve`` reports the port it bound) or
+    :func:`refusing_address` (an address that must refuse)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def listening_socket() -> socket.socket:
+    """A socket listening on a loopback port of the kernel's choosing (its ``getsockname()``),
+    inheritable: handed to the child that serves on it, so that no other process can take the
+    port in between (connections made before the child accepts wait in the backlog)."""
+    from chatbot_site.serve import listen
+
+    return listen("127.0.0.1", 0)
+
+
+@contextlib.contextmanager
+def refusing_address() -> Iterator[str]:
+    """``127.0.0.1:PORT`` that refuses connections while the context lasts: a socket bound
+    there without listening (nor ``SO_REUSEADDR``) holds the port, so no other process can
+    start listening on it, and a connection is refused at once. A port picked free and closed
+    could be bound by another test's server meanwhile, and the test spoke to it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def nginx_env(sock: socket.socket) -> dict[str, str]:
+    """The environment that hands nginx ``sock`` (its ``NGINX`` variable, which its binary
+    upgrade uses to pass listening sockets on): a ``listen`` of the socket's address adopts
+    it rather than binding one of its own. Pass ``sock.fileno()`` in ``pass_fds`` too."""
+    return dict(os.environ, NGINX=f"{sock.fileno()};")
 
 
 def database_url_of_current_connection() -> str:

@@ -257,15 +257,20 @@ def port_open(port: int) -> bool:
 def nginx_in_front(tmp_path: Path, binary: str, upstream: str, origins: str = "") -> Iterator[str]:
     """The compose file's nginx config served on a free port in front of ``upstream``
     (host:port), with ``origins`` as CORS_ALLOWED_ORIGINS: its base URL, once it listens."""
-    from tests.processes import free_port, running, wait_for
+    from tests.processes import listening_socket, nginx_env, running, wait_for
 
-    port = free_port()
-    main = nginx_main_conf(tmp_path, upstream=upstream, listen=f"127.0.0.1:{port}",
-                           origins=origins)  # fmt: skip
-    with running([binary, "-p", str(tmp_path), "-c", str(main)], dict(os.environ),
-                 tmp_path / "nginx.log"):  # fmt: skip
-        wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
-        yield f"http://127.0.0.1:{port}"
+    # nginx is handed the socket it listens on: a port picked free and bound by nginx later
+    # could be taken in between by another of the suite's workers (nginx then failed to start,
+    # or the test spoke to the other server).
+    with listening_socket() as sock:
+        port = sock.getsockname()[1]
+        main = nginx_main_conf(tmp_path, upstream=upstream, listen=f"127.0.0.1:{port}",
+                               origins=origins)  # fmt: skip
+        argv = [binary, "-p", str(tmp_path), "-c", str(main)]
+        with running(argv, nginx_env(sock), tmp_path / "nginx.log", pass_fds=[sock.fileno()]):
+            sock.close()  # nginx holds it
+            wait_for(lambda: port_open(port), timeout=20, what="nginx to listen")
+            yield f"http://127.0.0.1:{port}"
 
 
 def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
@@ -273,9 +278,9 @@ def test_an_unreachable_api_is_503_in_the_envelope_behind_nginx(tmp_path):
     if binary is None:
         print("nginx not installed: structure checked only")
         return
-    from tests.processes import free_port, parse_answer, raw_request
+    from tests.processes import parse_answer, raw_request, refusing_address
 
-    with nginx_in_front(tmp_path, binary, f"127.0.0.1:{free_port()}") as base:
+    with refusing_address() as down, nginx_in_front(tmp_path, binary, down) as base:
         status, headers, body = parse_answer(
             raw_request(
                 base,
@@ -301,17 +306,18 @@ def test_nginx_own_errors_are_envelopes_a_page_of_an_allowed_origin_can_read(tmp
     if binary is None:
         print("nginx not installed: structure checked only")
         return
-    from tests.processes import free_port, parse_answer, raw_request
+    from tests.processes import parse_answer, raw_request, refusing_address
 
     def answer(base: str, head: str, origin: str = APP) -> tuple[int, dict[str, str], dict]:
         extra = f"Origin: {origin}\r\n" if origin else ""
         request = f"{head}\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
         return parse_answer(raw_request(base, request.encode(), timeout=30))
 
-    upstream = f"127.0.0.1:{free_port()}"  # nothing listens: the api is down
-    with nginx_in_front(
-        tmp_path, binary, upstream, origins=f"{APP}, http://localhost:3000"
-    ) as base:
+    # the api is down: its address refuses
+    with (
+        refusing_address() as upstream,
+        nginx_in_front(tmp_path, binary, upstream, origins=f"{APP}, http://localhost:3000") as base,
+    ):
         cases = {
             "GET /v1/bots HTTP/1.1": (503, "service_unavailable"),
             "POST /v1/bots HTTP/1.1\r\nContent-Length: 60000000": (413, "payload_too_large"),
@@ -386,7 +392,7 @@ def test_a_preflight_while_the_api_is_down_lets_the_page_read_the_503(tmp_path):
         return
     from corsheaders.conf import conf
 
-    from tests.processes import free_port, raw_request
+    from tests.processes import raw_request, refusing_address
 
     def preflight(base: str, origin: str) -> tuple[int, dict[str, str]]:
         request = (
@@ -400,8 +406,11 @@ def test_a_preflight_while_the_api_is_down_lets_the_page_read_the_503(tmp_path):
         headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
         return int(lines[0].split()[1]), headers
 
-    upstream = f"127.0.0.1:{free_port()}"  # nothing listens: the api is down
-    with nginx_in_front(tmp_path, binary, upstream, origins=APP) as base:
+    # the api is down: its address refuses
+    with (
+        refusing_address() as upstream,
+        nginx_in_front(tmp_path, binary, upstream, origins=APP) as base,
+    ):
         status, headers = preflight(base, APP)
         refused = preflight(base, "https://evil.example.net")
     assert status == 204, (status, headers)
@@ -439,9 +448,9 @@ def test_a_request_nginx_cannot_parse_is_400_in_the_envelope(tmp_path, head):
     if binary is None:
         print("nginx not installed: structure checked only")
         return
-    from tests.processes import free_port, parse_answer, raw_request
+    from tests.processes import parse_answer, raw_request, refusing_address
 
-    with nginx_in_front(tmp_path, binary, f"127.0.0.1:{free_port()}") as base:
+    with refusing_address() as down, nginx_in_front(tmp_path, binary, down) as base:
         status, headers, body = parse_answer(raw_request(base, head, timeout=30))
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"

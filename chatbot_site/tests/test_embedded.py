@@ -85,14 +85,16 @@ def test_stop_ends_the_api_and_worker_served_from_the_checkout_only(tmp_path):
     port, so the next `make run` could not serve. Now they are stopped too; a process of the
     same checkout that is not one of them, and a daphne served from elsewhere, are left."""
     from chatbot_site.embedded import stop_served
-    from tests.processes import child_env, free_port
+    from tests.processes import child_env
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = child_env(PYTHONPATH=str(ROOT))
 
     def daphne(cwd) -> subprocess.Popen[bytes]:
-        argv = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(free_port()),
+        # Port 0: a port picked free could be bound by another process first, and daphne
+        # exited before `make stop` could find it.
+        argv = [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", "0",
                 "chatbot_site.asgi:application"]  # fmt: skip
         return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip

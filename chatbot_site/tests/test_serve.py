@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chatbot_site.serve import processes_setting
-from tests.processes import ROOT, child_env, free_port, http_get_json, wait_for
+from tests.processes import ROOT, child_env, http_get_json, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,21 +43,34 @@ def _answers(base: str) -> bool:
     return status in (200, 503)
 
 
+ANNOUNCED = re.compile(r"^chatbot_site\.serve: \d+ daphne process(?:es)? listening on "
+                       r"(http://127\.0\.0\.1:(\d+))$", re.MULTILINE)  # fmt: skip
+
+
+def _announced(log: Path) -> str | None:
+    """The address the launcher reported (``-p 0``), once it has."""
+    found = ANNOUNCED.search(log.read_text(errors="replace"))
+    return found and found.group(1)
+
+
 @contextlib.contextmanager
 def _served(tmp_path: Path, processes: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    argv = [sys.executable, "-m", "chatbot_site.serve", "-b", "127.0.0.1", "-p", str(port),
+    """The launcher on a port of its own choosing (``-p 0``), which it reports: a port picked
+    free by the test and bound by the launcher later could be taken in between by another of
+    the suite's workers."""
+    argv = [sys.executable, "-m", "chatbot_site.serve", "-b", "127.0.0.1", "-p", "0",
             "--access-log", "/dev/null", "chatbot_site.asgi:application"]  # fmt: skip
-    log = (tmp_path / "serve.log").open("wb")
+    path = tmp_path / "serve.log"
+    log = path.open("wb")
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=child_env(API_PROCESSES=processes), stdout=log, stderr=log
     )
-    base = f"http://127.0.0.1:{port}"
     try:
         try:
+            base = wait_for(lambda: _announced(path), timeout=60, what="the launcher's address")
             wait_for(lambda: _answers(base), timeout=60, what="the launcher's daphne to answer")
         except AssertionError:
-            raise AssertionError((tmp_path / "serve.log").read_text()[-3000:]) from None
+            raise AssertionError(path.read_text()[-3000:]) from None
         yield proc, base
     finally:
         family = [proc.pid, *_children(proc.pid)]
@@ -151,8 +165,7 @@ def test_make_stop_stops_the_launcher_and_its_daphne_processes(tmp_path):
     stops its daphne processes."""
     from chatbot_site.embedded import stop_served
 
-    port = free_port()
-    argv = [sys.executable, "-m", "chatbot_site.serve", "-b", "127.0.0.1", "-p", str(port),
+    argv = [sys.executable, "-m", "chatbot_site.serve", "-b", "127.0.0.1", "-p", "0",
             "chatbot_site.asgi:application"]  # fmt: skip
     env = child_env(API_PROCESSES="2", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -168,3 +181,20 @@ def test_make_stop_stops_the_launcher_and_its_daphne_processes(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_port_0_serves_on_a_port_of_the_kernels_choosing_and_reports_it(tmp_path, processes):
+    """``-p 0``: the launcher reported no port (one process: daphne, whose own line is logged
+    at INFO only, which the project's logging keeps quiet), so a caller had to pick a free port
+    itself and another process could take it before daphne bound it. The address it reports is
+    the one that answers, held by the daphne processes."""
+    with _served(tmp_path, processes) as (proc, base):
+        port = int(base.rsplit(":", 1)[1])
+        assert port != 0
+        servers = [proc.pid]
+        if processes == "2":
+            servers = wait_for(lambda: len(_children(proc.pid)) == 2 and _children(proc.pid),
+                               timeout=10, what="two daphne processes")  # fmt: skip
+        assert all(_listening_sockets(pid, port) for pid in servers)
+        assert _answers(base)

@@ -26,7 +26,7 @@ from knowledge.intake import document_add_upload
 from knowledge.tests.test_delete_races import contend
 from tenants.models import UsageDaily
 from tenants.services import Actor
-from tests.processes import free_port
+from tests.processes import refusing_address
 from tests.world import build_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -455,10 +455,10 @@ def test_a_provider_that_asks_for_a_long_wait_fails_at_once_with_its_retry_after
 def test_a_provider_that_refuses_the_connection_is_said_to_be_unreachable(alpha, http_client):
     """Under aiohttp a refused connection came back as "timed out" (in 50 ms)."""
     add_passages(alpha)
-    closed = f"http://127.0.0.1:{free_port()}/v1"
     with (
+        refusing_address() as address,
         openai_llm(LLM_MAX_RETRIES=0, LLM_HTTP_CLIENT=http_client),
-        override_settings(OPENAI_BASE_URL=closed),
+        override_settings(OPENAI_BASE_URL=f"http://{address}/v1"),
     ):
         response = chat(alpha.client(alpha.chat_key), **ask(alpha, "When do plans renew?"))
     assert response.status_code == 502
