@@ -653,6 +653,13 @@ def validate() -> None:
         )
     if not 1 <= PORT <= 65535:
         raise ImproperlyConfigured(f"PORT={PORT}: expected 1-65535")
+    if OPENAI_BASE_URL and not _is_http_url(OPENAI_BASE_URL):
+        # Accepted before: every chat (and, with EMBEDDING_BACKEND=openai, every embedding)
+        # then failed, "could not be reached", whatever the provider's state.
+        raise ImproperlyConfigured(
+            f"OPENAI_BASE_URL={OPENAI_BASE_URL!r}: expected an http:// or https:// URL "
+            "(e.g. http://localhost:11434/v1)"
+        )
     # Celery refuses to send a task whose soft limit is above its hard one.
     ordered = [
         ("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT, "CELERY_TASK_TIME_LIMIT",
@@ -670,6 +677,17 @@ def validate() -> None:
     for name in NON_NEGATIVE_SETTINGS:
         if name in os.environ and float(os.environ[name]) < 0:
             raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: must be 0 or more")
+
+
+def _is_http_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
 
 
 POSITIVE_SETTINGS = (

@@ -163,6 +163,10 @@ def test_environment_overrides_reach_settings(start):
         ("EMBEDDING_THREADS", "0"),
         ("INGEST_TASK_SOFT_SECONDS", "700"),
         ("CELERY_TASK_SOFT_TIME_LIMIT", "1000"),
+        # Not an http(s) URL: accepted before, and every chat failed "could not be reached".
+        ("OPENAI_BASE_URL", "localhost:11434/v1"),
+        ("OPENAI_BASE_URL", "ftp://models.example/v1"),
+        ("OPENAI_BASE_URL", "http://localhost:port/v1"),
     ],
 )
 def test_invalid_setting_fails_at_start_naming_the_variable(start, name, value):
