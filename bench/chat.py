@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +55,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def wait_http(port: int, timeout: float = 30) -> None:
+def wait_http(port: int, timeout: float = 30, process: Any = None) -> None:
+    """Until the API on ``port`` answers (or ``process``, the server, has exited)."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (process is None or process.poll() is None):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2)
             return
@@ -66,18 +69,50 @@ def wait_http(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"server on {port} did not answer")
 
 
-def server_argv(name: str, port: int) -> list[str] | None:
+def server_argv(name: str, fd: int) -> list[str] | None:
+    """The command line of ``name`` serving on the listening socket inherited as ``fd``."""
     app = "chatbot_site.asgi:application"
     if name == "daphne":
-        return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log",
-                "/dev/null", app]  # fmt: skip
+        return [str(BIN / "daphne"), "--fd", str(fd), "--access-log", "/dev/null", app]
     if name == "uvicorn" and (BIN / "uvicorn").exists():
-        return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port),
-                "--no-access-log", "--lifespan", "off", app]  # fmt: skip
-    if name == "granian" and (BIN / "granian").exists():
-        return [str(BIN / "granian"), "--interface", "asginl", "--host", "127.0.0.1", "--port",
-                str(port), "--workers", "1", "--no-ws", app]  # fmt: skip
+        return [str(BIN / "uvicorn"), "--fd", str(fd), "--no-access-log", "--lifespan", "off",
+                app]  # fmt: skip
     return None
+
+
+@contextlib.contextmanager
+def served(name: str, env: dict[str, str], log: Path) -> Iterator[tuple[int, Any] | None]:
+    """``name`` (daphne, uvicorn, granian) serving the API: its port and process, or None when
+    it is not installed. daphne and uvicorn are handed a listening socket; granian cannot take
+    one and binds a port picked free (:func:`tests.processes.free_port`), tried again with
+    another if that one was taken before it bound."""
+    from tests.processes import free_port, running, serving_on_a_socket
+
+    if name != "granian":
+        if server_argv(name, 0) is None:
+            yield None
+            return
+        argv_of = functools.partial(server_argv, name)
+        with serving_on_a_socket(argv_of, env, log) as (port, proc):  # type: ignore[arg-type]
+            yield port, proc
+        return
+    if not (BIN / "granian").exists():
+        yield None
+        return
+    for _attempt in range(5):
+        port = free_port()
+        argv = [str(BIN / "granian"), "--interface", "asginl", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", "1", "--no-ws", "chatbot_site.asgi:application"]  # fmt: skip
+        with running(argv, env, log) as proc:
+            try:
+                wait_http(port, process=proc)
+            except RuntimeError:
+                if proc.poll() is not None and "in use" in log.read_text(errors="replace"):
+                    continue  # the port was taken before granian bound it
+                raise
+            yield port, proc
+            return
+    raise RuntimeError("granian found no free port in 5 tries")
 
 
 async def post(
@@ -243,6 +278,14 @@ class Bench:
     llm_port: int
     base_env: dict[str, str]
     old_name: str
+    # Listening on llm_port for the whole run: the provider is handed it (``fd:N``), so no
+    # other process takes the port between the bench's runs of the provider.
+    llm_socket: Any = None
+
+    def provider_argv(self, *args: str) -> list[str]:
+        """tests.fake_openai on :attr:`llm_socket` (pass its fileno in ``pass_fds``)."""
+        return [sys.executable, "-m", "tests.fake_openai", f"fd:{self.llm_socket.fileno()}",
+                *args]  # fmt: skip
 
 
 def build_bench() -> Bench:
@@ -255,7 +298,7 @@ def build_bench() -> Bench:
     from knowledge.retrieval import search_space_for_bot
     from tenants.models import Role, Tenant
     from tenants.services import Actor, api_key_create
-    from tests.processes import free_port
+    from tests.processes import listening_socket
 
     old_name = create_database("bench_chat")
     tenant = Tenant.objects.create(slug="bench", name="bench",
@@ -285,7 +328,8 @@ def build_bench() -> Bench:
         if str(db["HOST"]).startswith("/")
         else f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     )
-    llm_port = free_port()
+    llm_socket = listening_socket()
+    llm_port = int(llm_socket.getsockname()[1])
     base_env = dict(os.environ, PYTHONPATH=str(ROOT), DATABASE_URL=database_url,
                     LLM_BACKEND="openai", OPENAI_API_KEY="sk-bench",
                     OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1", LOG_LEVEL="WARNING",
@@ -296,19 +340,19 @@ def build_bench() -> Bench:
                     DJANGO_SETTINGS_MODULE="chatbot_site.settings.test")  # fmt: skip
     return Bench(secret=secret, bot_id=str(bot.pk), space=search_space_for_bot(bot),
                  query_vectors=embedder.embed(QUESTIONS), llm_port=llm_port,
-                 base_env=base_env, old_name=old_name)  # fmt: skip
+                 base_env=base_env, old_name=old_name, llm_socket=llm_socket)  # fmt: skip
 
 
 def main() -> int:
     bench = build_bench()
     secret, space, query_vectors = bench.secret, bench.space, bench.query_vectors
-    llm_port, base_env, bot_id = bench.llm_port, bench.base_env, bench.bot_id
+    base_env, bot_id = bench.base_env, bench.bot_id
     logs = ROOT / ".data" / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
 
     rows: list[str] = []
     if "latency" in PARTS:
-        latency_rows(rows, llm_port, base_env, logs, space, query_vectors, secret, bot_id)
+        latency_rows(rows, bench, logs, space, query_vectors, secret, bot_id)
         print(f"\nPOST /v1/chat, zero-latency LLM (20-word answer), {REQUESTS} requests per row")
         print(
             "\n| path | clients | p50 ms | p95 ms | req/s | p95 over floor ms "
@@ -337,12 +381,13 @@ def table_row(label: str, clients: int, r: dict[str, float], floor: dict[str, fl
     )
 
 
-def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs: Path,
-                 space: Any, query_vectors: Any, secret: str, bot_id: str) -> None:  # fmt: skip
-    from tests.processes import free_port, running
+def latency_rows(rows: list[str], bench: Bench, logs: Path, space: Any, query_vectors: Any,
+                 secret: str, bot_id: str) -> None:  # fmt: skip
+    from tests.processes import announced, running, wait_for
 
-    with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), "20"], base_env,
-                 logs / "llm.log"):  # fmt: skip
+    llm_port, base_env = bench.llm_port, bench.base_env
+    with running(bench.provider_argv("20"), base_env, logs / "llm.log",
+                 pass_fds=[bench.llm_socket.fileno()]):  # fmt: skip
         time.sleep(1)
         llm_url = f"http://127.0.0.1:{llm_port}/v1"
         floors = {c: floor(space, query_vectors, llm_url, threads=c) for c in (1, 16)}
@@ -350,13 +395,12 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
             rows.append(f"| floor | {c} | {f['p50']:.1f} | {f['p95']:.1f} | {f['rps']:.0f} | | |")
         for name, cached in (("daphne", False), ("uvicorn", False), ("granian", False),
                              ("daphne", True)):  # fmt: skip
-            port = free_port()
-            argv = server_argv(name, port)
-            if argv is None:
-                rows.append(f"| {name} | not installed | | | | | |")
-                continue
             env = dict(base_env, EMBEDDING_QUERY_CACHE_SIZE="4096") if cached else base_env
-            with running(argv, env, logs / f"{name}.log"):
+            with served(name, env, logs / f"{name}.log") as server:
+                if server is None:
+                    rows.append(f"| {name} | not installed | | | | | |")
+                    continue
+                port = server[0]
                 wait_http(port)
                 for clients in (1, 16):
                     for stream in (False,) if cached else (False, True):
@@ -374,14 +418,13 @@ def latency_rows(rows: list[str], llm_port: int, base_env: dict[str, str], logs:
                         rows.append(table_row(label, clients, r, f, first))
         # Two processes as `make run` and the api container serve with API_PROCESSES=2
         # (chatbot_site.serve: one port, a listening socket per process).
-        port = free_port()
-        argv = [
-            str(BIN / "python"),
-            "-m",
-            "chatbot_site.serve",
-            *(server_argv("daphne", port) or [])[1:],
-        ]
-        with running(argv, dict(base_env, API_PROCESSES="2"), logs / "daphne-2.log"):
+        # On a port of its own choosing, which it reports (-p 0).
+        argv = [str(BIN / "python"), "-m", "chatbot_site.serve", "-b", "127.0.0.1", "-p", "0",
+                "--access-log", "/dev/null", "chatbot_site.asgi:application"]  # fmt: skip
+        log = logs / "daphne-2.log"
+        with running(argv, dict(base_env, API_PROCESSES="2"), log):
+            base = wait_for(lambda: announced(log), timeout=60, what="the launcher's address")
+            port = int(base.rsplit(":", 1)[1])
             wait_http(port)
             # Each process loads its embedding model before it is timed.
             asyncio.run(load(port, secret, bot_id, clients=16, total=64, stream=False))
@@ -398,23 +441,19 @@ def pieces(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> No
     ``LLM_STREAM_BATCH_SECONDS=0`` a network read and an event per piece; by default, once it
     is seen trickling, about one per 20 ms).
     """
-    from tests.processes import free_port, running
-
     results: dict[str, float] = {}
     for label, words, delay, requests in (("one", 1, 0.0, 20), ("burst", 2001, 0.0, 20),
                                           ("paced", 2001, 0.0005, 10)):  # fmt: skip
-        llm_port = free_port()
-        env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
-        argv = [sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words), str(delay)]
-        with running(argv, env, logs / "llm-pieces.log"):
-            port = free_port()
-            with running(server_argv("daphne", port) or [], env, logs / "daphne-pieces.log") as p:
-                wait_http(port)
-                asyncio.run(load(port, secret, bot_id, clients=1, total=3, stream=True))
-                before = cpu_seconds(p.pid)
-                asyncio.run(load(port, secret, bot_id, clients=1, total=requests, stream=True,
-                                 warmup=0))  # fmt: skip
-                results[label] = (cpu_seconds(p.pid) - before) / requests
+        with (
+            provider(base_env, logs / "llm-pieces.log", str(words), str(delay)) as env,
+            daphne_served(env, logs / "daphne-pieces.log") as (port, p),
+        ):
+            wait_http(port)
+            asyncio.run(load(port, secret, bot_id, clients=1, total=3, stream=True))
+            before = cpu_seconds(p.pid)
+            asyncio.run(load(port, secret, bot_id, clients=1, total=requests, stream=True,
+                             warmup=0))  # fmt: skip
+            results[label] = (cpu_seconds(p.pid) - before) / requests
     for label, text in (("burst", "pieces arriving together"),
                         ("paced", "a piece every 0.5 ms")):  # fmt: skip
         per_piece = (results[label] - results["one"]) / 2000 * 1e6
@@ -445,21 +484,23 @@ def trickle(base_env: dict[str, str], logs: Path, secret: str, bot_id: str, serv
     relay's pacing gathers nothing at that rate). Per piece = (CPU per request of the longer
     answer - of the shorter) / the difference in pieces, both at the same concurrency, so the
     turn's own costs cancel out. ``server``: daphne, or ``floor`` (:mod:`bench.relay_floor`)."""
-    from tests.processes import free_port, running
+    from tests.processes import serving_on_a_socket
 
     per_request: list[float] = []
     requests = 2 * TRICKLE_CLIENTS
     for words in TRICKLE_WORDS:
-        llm_port = free_port()
-        env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
-        fake = [sys.executable, "-m", "tests.fake_openai", str(llm_port), str(words),
-                str(TRICKLE_GAP)]  # fmt: skip
-        with running(fake, env, logs / "llm-trickle.log"):
-            wait_port(llm_port)  # a floor that asked first was refused: the round failed
-            port = free_port()
-            argv = (server_argv("daphne", port) if server == "daphne" else
-                    [sys.executable, "-m", "bench.relay_floor", str(port), str(llm_port)])  # fmt: skip
-            with running(argv or [], env, logs / f"{server}-trickle.log") as process:
+        with provider(base_env, logs / "llm-trickle.log", str(words), str(TRICKLE_GAP)) as env:
+            llm_port = int(env["OPENAI_BASE_URL"].rsplit(":", 1)[1].split("/")[0])
+
+            def argv_of(fd: int, llm_port: int = llm_port) -> list[str]:
+                if server == "daphne":
+                    return server_argv("daphne", fd) or []
+                return [sys.executable, "-m", "bench.relay_floor", f"fd:{fd}", str(llm_port)]
+
+            with serving_on_a_socket(argv_of, env, logs / f"{server}-trickle.log") as (
+                port,
+                process,
+            ):
                 wait_port(port)
                 asyncio.run(load(port, secret, bot_id, clients=TRICKLE_CLIENTS,
                                  total=TRICKLE_CLIENTS, stream=True, warmup=0))  # fmt: skip
@@ -468,6 +509,28 @@ def trickle(base_env: dict[str, str], logs: Path, secret: str, bot_id: str, serv
                                  stream=True, warmup=0))  # fmt: skip
                 per_request.append((cpu_seconds(process.pid) - before) / requests)
     return (per_request[1] - per_request[0]) / (TRICKLE_WORDS[1] - TRICKLE_WORDS[0])
+
+
+def daphne_served(
+    env: dict[str, str], log: Path
+) -> contextlib.AbstractContextManager[tuple[int, Any]]:
+    """daphne serving the API on a listening socket handed to it: its port and process."""
+    from tests.processes import serving_on_a_socket
+
+    return serving_on_a_socket(lambda fd: server_argv("daphne", fd) or [], env, log)
+
+
+@contextlib.contextmanager
+def provider(base_env: dict[str, str], log: Path, *args: str) -> Iterator[dict[str, str]]:
+    """tests.fake_openai (``args``: reply words, delay) on a listening socket handed to it;
+    ``base_env`` with OPENAI_BASE_URL naming it."""
+    from tests.processes import serving_on_a_socket
+
+    def argv_of(fd: int) -> list[str]:
+        return [sys.executable, "-m", "tests.fake_openai", f"fd:{fd}", *args]
+
+    with serving_on_a_socket(argv_of, base_env, log) as (llm_port, _process):
+        yield dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -486,34 +549,30 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 def held_streams(base_env: dict[str, str], logs: Path, secret: str, bot_id: str) -> None:
     """500 concurrent slow streams held by one daphne process: time and memory per stream."""
-    from tests.processes import free_port, running
-
     streams = 500
-    llm_port = free_port()
-    env = dict(base_env, OPENAI_BASE_URL=f"http://127.0.0.1:{llm_port}/v1")
-    with running([sys.executable, "-m", "tests.fake_openai", str(llm_port), "30", "0.5"], env,
-                 logs / "llm-slow.log"):  # fmt: skip
-        port = free_port()
-        with running(server_argv("daphne", port) or [], env, logs / "daphne-500.log") as p:
-            wait_http(port)
-            asyncio.run(load(port, secret, bot_id, clients=2, total=4, stream=True))
-            idle = rss_bytes(p.pid)
-            peak = idle
-            done = threading.Event()
+    with (
+        provider(base_env, logs / "llm-slow.log", "30", "0.5") as env,
+        daphne_served(env, logs / "daphne-500.log") as (port, p),
+    ):
+        wait_http(port)
+        asyncio.run(load(port, secret, bot_id, clients=2, total=4, stream=True))
+        idle = rss_bytes(p.pid)
+        peak = idle
+        done = threading.Event()
 
-            def sample() -> None:
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, rss_bytes(p.pid))
-                    time.sleep(0.2)
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_bytes(p.pid))
+                time.sleep(0.2)
 
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            started = time.perf_counter()
-            result = asyncio.run(load(port, secret, bot_id, clients=streams, total=streams,
-                                      stream=True, warmup=0))  # fmt: skip
-            done.set()
-            sampler.join()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        result = asyncio.run(load(port, secret, bot_id, clients=streams, total=streams,
+                                  stream=True, warmup=0))  # fmt: skip
+        done.set()
+        sampler.join()
     print(f"| {streams} concurrent streams (30 pieces, 0.5 s apart) | all completed in "
           f"{time.perf_counter() - started:.1f} s; p95 {result['p95'] / 1000:.1f} s |")  # fmt: skip
     print(f"| server RSS idle → peak | {idle / 2**20:.0f} MB → {peak / 2**20:.0f} MB |")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import statistics
 import subprocess
@@ -43,8 +44,12 @@ CLIENTS = int(os.environ.get("BENCH_AB_CLIENTS", "16"))
 STREAM = os.environ.get("BENCH_AB_STREAM", "") == "1"  # streamed turns instead of JSON ones
 
 
+def daphne_on(fd: int, app: str) -> list[str]:
+    return [str(BIN / "daphne"), "--fd", str(fd), "--access-log", "/dev/null", app]
+
+
 def main(checkouts: list[str]) -> int:
-    from tests.processes import free_port, running
+    from tests.processes import free_port, running, serving_on_a_socket
 
     if not checkouts:
         print(__doc__)
@@ -56,27 +61,34 @@ def main(checkouts: list[str]) -> int:
     bench = build_bench()
     logs = ROOT / ".data" / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    provider = [sys.executable, "-m", "tests.fake_openai", str(bench.llm_port), "20"]
+    provider = bench.provider_argv("20")
     results: dict[str, list[tuple[float, ...]]] = {label: [] for label, _, _ in entries}
     floors: list[float] = []
     llm_url = f"http://127.0.0.1:{bench.llm_port}/v1"
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(running(provider, bench.base_env, logs / "llm-ab.log"))
+            stack.enter_context(running(provider, bench.base_env, logs / "llm-ab.log",
+                                        pass_fds=[bench.llm_socket.fileno()]))  # fmt: skip
             servers: list[tuple[str, int, subprocess.Popen[bytes]]] = []
             for i, (label, root, processes) in enumerate(entries):
-                port = free_port()
-                served = ["-b", "127.0.0.1", "-p", str(port), "--access-log", "/dev/null",
-                          "chatbot_site.asgi:application"]  # fmt: skip
                 # Its code: daphne puts its working directory first on sys.path.
                 env = dict(bench.base_env, PYTHONPATH=str(root))
-                if processes is None:
-                    argv = [str(BIN / "daphne"), *served]
-                else:
-                    argv = [str(BIN / "python"), "-m", "chatbot_site.serve", *served]
-                    env["API_PROCESSES"] = str(processes)
                 log = logs / f"daphne-ab-{i}.log"
-                proc = stack.enter_context(running(argv, env, log, cwd=root))
+                if processes is None:  # daphne is handed its listening socket
+                    argv_of = functools.partial(daphne_on, app="chatbot_site.asgi:application")
+                    port, proc = stack.enter_context(
+                        serving_on_a_socket(argv_of, env, log, cwd=root)
+                    )
+                else:
+                    # The launcher binds a port by number: a checkout older than its -p 0
+                    # (which reports the port it chose) could not say which. The one racy
+                    # pick left: a port taken meanwhile fails this run at wait_http.
+                    port = free_port()
+                    argv = [str(BIN / "python"), "-m", "chatbot_site.serve", "-b", "127.0.0.1",
+                            "-p", str(port), "--access-log", "/dev/null",
+                            "chatbot_site.asgi:application"]  # fmt: skip
+                    env["API_PROCESSES"] = str(processes)
+                    proc = stack.enter_context(running(argv, env, log, cwd=root))
                 servers.append((label, port, proc))
             for _label, port, _proc in servers:
                 wait_http(port)

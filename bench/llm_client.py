@@ -31,17 +31,21 @@ def cpu_per_call(words: int, delay: float, calls: int) -> dict[str, float]:
 
     from conversations.llm import LLMRequest
     from conversations.llm.openai import OpenAILLM
-    from tests.processes import ROOT, free_port, running
+    from tests.processes import ROOT, listening_socket, running
 
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fake_openai", str(port), str(words), str(delay)]
+    # The provider is handed its listening socket: a port picked free could be taken before
+    # it bound it.
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    argv = [sys.executable, "-m", "tests.fake_openai", f"fd:{sock.fileno()}", str(words),
+            str(delay)]  # fmt: skip
     log = ROOT / ".data" / "bench-logs" / "llm-client.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     request = LLMRequest(model="m", messages=[{"role": "user", "content": "hi"}], question="hi")
     pace = settings.LLM_STREAM_BATCH_SECONDS if delay else 0.0
     settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = f"http://127.0.0.1:{port}/v1", "sk-bench"
     results = {}
-    with running(argv, dict(os.environ), log):
+    with sock, running(argv, dict(os.environ), log, pass_fds=[sock.fileno()]):
         for client in CLIENTS:
             settings.LLM_HTTP_CLIENT = client
             llm = OpenAILLM()

@@ -1,6 +1,6 @@
 """The floor of relaying a provider's stream: the least a Python process can do per token.
 
-``python -m bench.relay_floor PORT LLM_PORT`` serves ``POST`` on keep-alive HTTP/1.1
+``python -m bench.relay_floor PORT|fd:N LLM_PORT`` serves ``POST`` on keep-alive HTTP/1.1
 connections with bare asyncio streams: for each request it asks the LLM server on ``LLM_PORT``
 for a streamed answer (one keep-alive connection per client connection) and writes every chunk
 of that chunked body to the client as it is read — no framework, no JSON, no guard, no event
@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import sys
+
+from tests.fake_openai import listen_argument
 
 ASK = json.dumps(
     {"model": "floor", "stream": True, "messages": [{"role": "user", "content": "floor"}]}
@@ -56,17 +58,22 @@ async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, llm_
         writer.close()
 
 
-async def serve(port: int, llm_port: int) -> None:
-    server = await asyncio.start_server(
-        lambda r, w: relay(r, w, llm_port), "127.0.0.1", port, backlog=1024
-    )
+async def serve(listen_on: str, llm_port: int) -> None:
+    """``listen_on``: a port, or ``fd:N`` (a listening socket inherited as descriptor N)."""
+    port, sock = listen_argument(listen_on)
+    if sock is not None:
+        server = await asyncio.start_server(lambda r, w: relay(r, w, llm_port), sock=sock)
+    else:
+        server = await asyncio.start_server(
+            lambda r, w: relay(r, w, llm_port), "127.0.0.1", port, backlog=1024
+        )
     async with server:
         await server.serve_forever()
 
 
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(int(sys.argv[1]), int(sys.argv[2])))
+        asyncio.run(serve(sys.argv[1], int(sys.argv[2])))
 
 
 if __name__ == "__main__":

@@ -34,16 +34,20 @@ def cpu_per_stream(words: int) -> tuple[float, int, int]:
     from conversations.llm import Delta, LLMRequest
     from conversations.llm.openai import OpenAILLM
     from conversations.prompting import CitationFilter
-    from tests.processes import ROOT, free_port, running
+    from tests.processes import ROOT, listening_socket, running
 
-    port = free_port()
-    argv = [sys.executable, "-m", "tests.fake_openai", str(port), str(words), str(GAP)]
+    # The provider is handed its listening socket: a port picked free could be taken before
+    # it bound it.
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    argv = [sys.executable, "-m", "tests.fake_openai", f"fd:{sock.fileno()}", str(words),
+            str(GAP)]  # fmt: skip
     settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = f"http://127.0.0.1:{port}/v1", "sk-bench"
     request = LLMRequest(model="m", messages=[{"role": "user", "content": "hi"}], question="hi")
     counts = [0, 0]  # guard calls, tokens (the test provider's words)
     log = ROOT / ".data" / "bench-logs" / "trickle-pipeline.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with running(argv, dict(os.environ), log):
+    with sock, running(argv, dict(os.environ), log, pass_fds=[sock.fileno()]):
         llm = OpenAILLM()
 
         async def stream() -> None:

@@ -124,7 +124,9 @@ class FakeOpenAI:
 
 
 @contextmanager
-def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
+def fake_openai(port: int = 0, sock: socket.socket | None = None) -> Iterator[FakeOpenAI]:
+    """The test provider on ``port`` (0: one of the kernel's choosing), or on ``sock``, a
+    listening socket handed to it."""
     state = FakeOpenAI()
     counting = threading.Lock()
 
@@ -306,7 +308,13 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
                 return
             super().handle_error(request, client_address)
 
-    server = Server(("127.0.0.1", port), Handler)
+    if sock is None:
+        server = Server(("127.0.0.1", port), Handler)
+    else:
+        server = Server(sock.getsockname(), Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = sock
+        server.server_address = sock.getsockname()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -317,14 +325,22 @@ def fake_openai(port: int = 0) -> Iterator[FakeOpenAI]:
         server.server_close()
 
 
+def listen_argument(value: str) -> tuple[int, socket.socket | None]:
+    """A command line's ``PORT``, or ``fd:N``: the listening socket inherited as descriptor N."""
+    if value.startswith("fd:"):
+        return 0, socket.socket(fileno=int(value.removeprefix("fd:")))
+    return int(value), None
+
+
 def main() -> None:
     """``python -m tests.fake_openai PORT [REPLY_WORDS] [DELAY]``: serve until killed (benchmarks
-    run it in a process of its own so it does not share their GIL)."""
+    run it in a process of its own so it does not share their GIL). ``PORT`` ``fd:N``: serve
+    on the listening socket inherited as descriptor N (no port to pick and race for)."""
 
-    port = int(sys.argv[1])
+    port, sock = listen_argument(sys.argv[1])
     words = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-    with fake_openai(port=port) as state:
+    with fake_openai(port=port, sock=sock) as state:
         state.chat_reply = " ".join(f"word{i}" for i in range(words - 1)) + " [1]."
         state.chat_delay = delay
         state.keep_requests = False

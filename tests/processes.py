@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,7 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 def free_port() -> int:
     """A port nothing listens on now. Racy: another process (another xdist worker's server) may
     take it before the child binds it. Only for a program that cannot be handed a bound socket
-    nor report a port of its own choosing (granian, in the benchmarks); the suite uses
+    nor report a port of its own choosing (in the benchmarks: granian, and bench.chat_ab's
+    launcher of a checkout that may predate ``-p 0``); the suite uses
     :func:`listening_socket` (a child that takes a socket: daphne ``--fd``, nginx,
     tests.fake_openai), ``-p 0`` (``chatbot_site.serve`` reports the port it bound) or
     :func:`refusing_address` (an address that must refuse)."""
@@ -54,6 +56,33 @@ def refusing_address() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+# What ``python -m chatbot_site.serve`` writes on stderr once it has bound (``-p 0``: the port
+# the kernel chose).
+ANNOUNCED = re.compile(r"^chatbot_site\.serve: \d+ daphne process(?:es)? listening on "
+                       r"(http://127\.0\.0\.1:(\d+))$", re.MULTILINE)  # fmt: skip
+
+
+def announced(log_path: Path) -> str | None:
+    """The base URL ``chatbot_site.serve -b 127.0.0.1 -p 0`` reported in ``log_path``, once it
+    has."""
+    found = ANNOUNCED.search(log_path.read_text(errors="replace"))
+    return found.group(1) if found else None
+
+
+@contextlib.contextmanager
+def serving_on_a_socket(
+    argv_of: Callable[[int], list[str]], env: dict[str, str], log_path: Path, cwd: Path = ROOT
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A child given a listening socket (:func:`listening_socket`): ``argv_of(fd)`` is its
+    command line, naming the descriptor (``daphne --fd``, ``uvicorn --fd``, ``fd:N`` for
+    tests.fake_openai and bench.relay_floor); yields the port and the process."""
+    with listening_socket() as sock:
+        port = int(sock.getsockname()[1])
+        with running(argv_of(sock.fileno()), env, log_path, cwd, pass_fds=[sock.fileno()]) as proc:
+            sock.close()  # the child holds it
+            yield port, proc
 
 
 def nginx_env(sock: socket.socket) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from chatbot_site.serve import processes_setting
-from tests.processes import ROOT, child_env, http_get_json, wait_for
+from tests.processes import ROOT, announced, child_env, http_get_json, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,16 +42,6 @@ def _answers(base: str) -> bool:
     return status in (200, 503)
 
 
-ANNOUNCED = re.compile(r"^chatbot_site\.serve: \d+ daphne process(?:es)? listening on "
-                       r"(http://127\.0\.0\.1:(\d+))$", re.MULTILINE)  # fmt: skip
-
-
-def _announced(log: Path) -> str | None:
-    """The address the launcher reported (``-p 0``), once it has."""
-    found = ANNOUNCED.search(log.read_text(errors="replace"))
-    return found and found.group(1)
-
-
 @contextlib.contextmanager
 def _served(tmp_path: Path, processes: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """The launcher on a port of its own choosing (``-p 0``), which it reports: a port picked
@@ -67,7 +56,7 @@ def _served(tmp_path: Path, processes: str) -> Iterator[tuple[subprocess.Popen[b
     )
     try:
         try:
-            base = wait_for(lambda: _announced(path), timeout=60, what="the launcher's address")
+            base = wait_for(lambda: announced(path), timeout=60, what="the launcher's address")
             wait_for(lambda: _answers(base), timeout=60, what="the launcher's daphne to answer")
         except AssertionError:
             raise AssertionError(path.read_text()[-3000:]) from None
