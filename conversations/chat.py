@@ -48,6 +48,7 @@ from conversations.models import (
     Message,
     MessageRole,
     RefusalReason,
+    TurnReceipt,
 )
 from conversations.prompting import (
     CitationFilter,
@@ -106,6 +107,10 @@ class Turn:
     canary: str = field(default_factory=new_canary, repr=False)
     persisted: bool = False
     persist_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # What the turn's store writes (its answer, whether its question too), decided once: by the
+    # first store attempt, or by the write-ahead that spools it while that attempt is slow
+    # (conversations.late_store), which must hold what the attempt writes.
+    writing: Writing | None = field(default=None, repr=False)
     quota_held: bool = False  # tokens held against the monthly quota until the turn ends
     claim: Lock | None = field(default=None, repr=False)  # the conversation, until the turn ends
     _prompt_history: list[dict[str, str]] | None = field(default=None, repr=False)
@@ -121,6 +126,15 @@ class Turn:
     def carry_in_prompt(self, history: list[dict[str, str]]) -> None:
         """What the prompt carries of the history instead (some of :meth:`prompt_history`)."""
         self._prompt_history = history
+
+
+@dataclass
+class Writing:
+    """A turn's store as it is decided (:func:`turn_writing`): the answer's message and whether
+    the question(s), and a new conversation, are written with it."""
+
+    answer: Message
+    question: bool
 
 
 @dataclass
@@ -361,9 +375,11 @@ def turn_write(
 ) -> None:
     """:func:`_store`'s statement from the turn's parts (what a turn kept for a late store
     holds: :mod:`conversations.late_store`): ``create`` the conversation (else it is updated),
-    the ``questions``' rows, the ``answer``, the ``usage``. An answer whose id is stored
-    already fails it (``IntegrityError``), and nothing of it is written: the answer, its
-    question and its usage are committed together or not at all."""
+    the ``questions``' rows, the ``answer`` and its receipt (:class:`TurnReceipt`), the
+    ``usage``. An answer whose id is stored already fails it (``IntegrityError``: its receipt,
+    or its message), and nothing of it is written: the answer, its question and its usage are
+    committed together or not at all — also when its conversation or bot is gone (no message
+    written, the usage counted, once)."""
     now = dt.datetime.now(dt.UTC)
     rows = [
         Message(
@@ -404,6 +420,14 @@ def turn_write(
             "WHERE EXISTS (SELECT FROM conversation))"
         )
         params += values_params
+    if answer is not None:
+        # The turn's receipt: a second store of the same answer fails on it (TurnReceipt), also
+        # when its conversation or bot is gone and no message is written, or was deleted since.
+        statement += (
+            f", receipt AS (INSERT INTO {TurnReceipt._meta.db_table} (id, tenant_id, created_at) "  # noqa: S608
+            "VALUES (%s::uuid, %s::uuid, %s))"
+        )
+        params += [answer.pk, tenant_id, last]
     statement += " SELECT EXISTS (SELECT FROM bot), EXISTS (SELECT FROM conversation)"
     if usage is not None:  # last, as before: the roll-up's row is the turns' shared one
         usage_statement, usage_params = usage_sql(**usage, at=last)
@@ -779,13 +803,26 @@ def answer_message(turn: Turn, outcome: Outcome) -> Message:
     )
 
 
+def turn_writing(turn: Turn, outcome: Outcome) -> Writing:
+    """What the turn's store writes, decided once (called under ``turn.persist_lock``): its
+    answer (:func:`answer_message`) and, if no one stored it yet, its question — from now on
+    the store's to write (a stream's grounding hop still under way must not store it too).
+    Every later attempt, and the spool's copy (:func:`conversations.late_store.late_turn`),
+    writes the same."""
+    if turn.writing is None:
+        turn.writing = Writing(answer_message(turn, outcome), question=not turn.persisted)
+        turn.persisted = True
+    return turn.writing
+
+
 def chat_finish(turn: Turn, outcome: Outcome) -> Message:
     """Store the assistant's message and add the turn's tokens to the usage roll-up — with the
     conversation and the question when they are not stored yet (a JSON answer, or a stream
     cancelled before grounding): one transaction for the whole turn."""
-    message = answer_message(turn, outcome)
     try:
         with turn.persist_lock:  # a stream's grounding hop may still be storing the question
+            writing = turn_writing(turn, outcome)
+            message = writing.answer
             usage = {
                 "tenant": turn.tenant,
                 "bot_id": turn.bot.pk,
@@ -794,8 +831,7 @@ def chat_finish(turn: Turn, outcome: Outcome) -> Message:
                 "completion_tokens": outcome.completion_tokens or 0,
                 "embedding_tokens": turn.embedding_tokens,
             }
-            _store(turn, question=not turn.persisted, answer=message, usage=usage)
-            turn.persisted = True  # under the lock: the grounding hop must not store it again
+            _store(turn, question=writing.question, answer=message, usage=usage)
     finally:
         chat_release(turn)  # its tokens are in the roll-up now (or the turn is lost anyway)
     log.info(

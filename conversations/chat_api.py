@@ -77,7 +77,7 @@ from conversations.chat import (
 from conversations.guardrails import PolicyBlocked
 from conversations.late_store import late_stores
 from conversations.llm import LLMError
-from conversations.models import FinishReason, MessageRole
+from conversations.models import FinishReason, Message, MessageRole
 from tenants.api_base import Access, authorize
 from tenants.authentication import ApiKeyAuthentication
 from tenants.models import Role
@@ -353,8 +353,50 @@ async def interruption(turn: Turn) -> TurnInterrupted | None:
 
 
 async def store(turn: Turn, outcome: Outcome) -> None:
-    """Store the answer even if the request task is being cancelled (client gone)."""
-    await asyncio.shield(run_sync(chat_finish, turn, outcome))
+    """Store the answer even if the request task is being cancelled (client gone); an attempt
+    still under way after ``CHAT_LATE_STORE_WRITE_AHEAD_SECONDS`` spools the turn meanwhile
+    (:class:`WriteAhead`)."""
+    storing = asyncio.ensure_future(run_sync(chat_finish, turn, outcome))
+    WriteAhead(turn, outcome, storing)
+    await asyncio.shield(storing)
+
+
+class WriteAhead:
+    """A turn's first store attempt (``storing``) still under way after
+    ``CHAT_LATE_STORE_WRITE_AHEAD_SECONDS`` (the database slow, or frozen: until its statement
+    bound) has the turn spooled meanwhile (:meth:`LateStores.write_ahead`), and taken out again
+    once the attempt has stored it, or failed for good; one that failed for the database
+    (``OperationalError``) keeps it (:func:`kept_for_later`). A process killed while the
+    attempt waited lost the turn. A store done before the delay (a healthy database: a few ms)
+    costs one timer, no Redis round trip. Its steps run on the event loop, as callbacks: also
+    when the request that awaits the store is cancelled (the client gone)."""
+
+    __slots__ = ("loop", "outcome", "spooled", "storing", "timer", "turn")
+
+    def __init__(self, turn: Turn, outcome: Outcome, storing: asyncio.Future[Message]) -> None:
+        self.turn, self.outcome, self.storing, self.spooled = turn, outcome, storing, False
+        self.loop = asyncio.get_running_loop()
+        self.timer = self.loop.call_later(settings.CHAT_LATE_STORE_WRITE_AHEAD_SECONDS, self.write)
+        storing.add_done_callback(self.settled)
+
+    def write(self) -> None:
+        if self.storing.done():
+            return
+        ahead = late_stores.write_ahead(self.turn, self.outcome)
+        if ahead is None:  # the attempt has not decided what it writes yet: soon again
+            self.timer = self.loop.call_later(WRITE_AHEAD_AGAIN_SECONDS, self.write)
+        self.spooled = bool(ahead)
+
+    def settled(self, storing: asyncio.Future[Message]) -> None:
+        self.timer.cancel()
+        if not self.spooled:
+            return
+        if storing.cancelled() or not isinstance(storing.exception(), OperationalError):
+            late_stores.written(self.turn)
+
+
+# How soon a write-ahead whose turn's store had not decided what it writes asks again.
+WRITE_AHEAD_AGAIN_SECONDS = 0.05
 
 
 async def store_or_log(turn: Turn, outcome: Outcome) -> None:

@@ -1,15 +1,24 @@
 """The late store's spool: each turn kept for a late store (:mod:`conversations.late_store`),
-written to Redis before it is held in memory, so that it outlives the process that holds it.
+written to Redis before it is held in memory — or, when its first store is slow, while that
+store is still under way (:meth:`conversations.late_store.LateStores.write_ahead`) — so that it
+outlives the process that holds it.
 
-A turn is one field of the hash ``TURNS`` (its answer's message id → the turn as it is to be
-stored, JSON: :class:`LateTurn`) and one of ``OWNERS`` (→ the token of the process that holds
-it). A process that holds turns keeps the key ``ALIVE + token`` alive
+A turn is the key ``TURN + its answer's message id`` (the turn as it is to be stored, JSON:
+:class:`LateTurn`), one field of the hash ``TURNS`` (its id → ``tenant_id/conversation_id``:
+what the drain lists and a deletion looks up) and one of ``OWNERS`` (→ the token of the process
+that holds it). A process that holds turns keeps the key ``ALIVE + token`` alive
 (``CHAT_LATE_STORE_LEASE_SECONDS``); a turn whose owner's key is gone (the process was killed,
 crashed, or handed it over on its way out) is an orphan, which the drain (:meth:`Spool.claim`,
 then :func:`conversations.late_store.late_turns_drain`) takes over with a compare-and-set, one
 drain at a time. Whoever stores a turn removes it afterwards; a turn stored whose removal did
 not happen (a process killed between the two) is found stored by the next attempt, which
 writes nothing (:func:`conversations.late_store.late_turn_store`).
+
+Everything expires: a turn's key ``KEEP_SECONDS`` (an hour) after it was first kept — the
+turn is abandoned then anyway — and ``TURNS`` and ``OWNERS`` ``KEEP_SECONDS`` after the last
+turn was written (each write sets it again), so the masked chat text is never in Redis past
+an hour, whether or not a drain ever runs. A deleted conversation's turns are removed from the
+spool as the deletion commits (:meth:`Spool.forget`).
 
 What a turn holds is what the database would: the masked question(s), the guarded answer and
 its citations, the ids, the tokens; no prompt, passages or raw input. It is keyed by the
@@ -22,8 +31,10 @@ second's; without persistence a Redis restart loses the spool.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -39,36 +50,56 @@ log = structlog.get_logger(__name__)
 TURNS = "chatbot:late:turns"
 OWNERS = "chatbot:late:owners"
 ALIVE = "chatbot:late:alive:"
+TURN = "chatbot:late:turn:"
 # The most turns the spool holds (all processes together): past it a turn is kept in memory
 # only, as before the spool.
 MAX_SPOOLED = 10_000
+# How long a turn is kept at most (in a process, in the spool): past it, it is abandoned
+# (``chat_store_abandoned``, ``reason=expired``), and Redis has let its key expire.
+KEEP_SECONDS = 3600.0
 
-# KEYS: TURNS, OWNERS, the owner's alive key. ARGV: id, turn, owner ("" for none), lease (s),
-# the most turns. 1 when written.
+# KEYS: TURNS, OWNERS, the owner's alive key, the turn's key. ARGV: id, turn, owner ("" for
+# none), lease (s), the most turns, the turn's TTL (s), its reference, the turns' key prefix,
+# KEEP_SECONDS. 1 when written. A full spool first drops the references to expired turns.
 _PUT = """
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+  for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if redis.call('EXISTS', ARGV[8] .. id) == 0 then
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[2], id)
+    end
+  end
+  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then return 0 end
+end
+redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[7])
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[2], ARGV[1])
 else
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[4])
 end
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+redis.call('EXPIRE', KEYS[2], ARGV[9])
 return 1
 """
-# KEYS: TURNS, OWNERS. ARGV: the alive keys' prefix, the claimer's token, ids. The turns among
-# ids whose owner is gone, now the claimer's: [id, turn, id, turn, ...].
+# KEYS: TURNS, OWNERS. ARGV: the alive keys' prefix, the claimer's token, the turns' key prefix,
+# KEEP_SECONDS, ids. The turns among ids whose owner is gone, now the claimer's: [id, turn, id,
+# turn, ...]; the references to turns expired meanwhile are dropped. (OWNERS may have been
+# emptied, hence gone, since the last put: it expires all the same.)
 _CLAIM = """
 local taken = {}
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   local owner = redis.call('HGET', KEYS[2], ARGV[i])
   if not owner or (owner ~= ARGV[2] and redis.call('EXISTS', ARGV[1] .. owner) == 0) then
-    local turn = redis.call('HGET', KEYS[1], ARGV[i])
+    local turn = redis.call('GET', ARGV[3] .. ARGV[i])
     if turn then
       redis.call('HSET', KEYS[2], ARGV[i], ARGV[2])
+      if redis.call('TTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
       table.insert(taken, ARGV[i])
       table.insert(taken, turn)
     else
+      redis.call('HDEL', KEYS[1], ARGV[i])
       redis.call('HDEL', KEYS[2], ARGV[i])
     end
   end
@@ -81,6 +112,23 @@ for i = 2, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
 end
 return 1
+"""
+# KEYS: TURNS, OWNERS. ARGV: the turns' key prefix, a reference (tenant_id/conversation_id).
+# The turns of that reference, removed: their ids. With no turn spooled (as nearly always), one
+# HLEN.
+_FORGET = """
+if redis.call('HLEN', KEYS[1]) == 0 then return {} end
+local gone = {}
+local refs = redis.call('HGETALL', KEYS[1])
+for i = 1, #refs, 2 do
+  if refs[i + 1] == ARGV[2] then
+    redis.call('DEL', ARGV[1] .. refs[i])
+    redis.call('HDEL', KEYS[1], refs[i])
+    redis.call('HDEL', KEYS[2], refs[i])
+    table.insert(gone, refs[i])
+  end
+end
+return gone
 """
 
 
@@ -99,6 +147,15 @@ class LateTurn:
     questions: list[dict[str, str]]  # the user's messages not stored yet (masked)
     answer: dict[str, Any]  # the answer's Message fields (content, citations, tokens, ...)
     since: float  # when it was kept (time.time())
+
+    @property
+    def ref(self) -> str:
+        """What the spool's index says of it: whose conversation it is."""
+        return f"{self.tenant_id}/{self.conversation_id}"
+
+    def ttl(self) -> int:
+        """How long Redis keeps it yet: until ``KEEP_SECONDS`` after it was kept."""
+        return max(1, math.ceil(KEEP_SECONDS - (time.time() - self.since)))
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -128,19 +185,22 @@ class Spool:
             self._token = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:12]}"
         return self._token
 
-    def put(self, turn: LateTurn, *, owned: bool = True) -> bool:
-        """Write ``turn``, this process its owner (``owned``) or no one (the drain takes it);
-        False when it was not written (Redis down, or the spool full), logged."""
+    def put(self, turn: LateTurn, *, owned: bool = True, quiet: bool = False) -> bool:
+        """Write ``turn``, this process its owner (``owned``) or no one (the drain takes it),
+        for what is left of its ``KEEP_SECONDS``; False when it was not written (Redis down,
+        or the spool full), logged unless ``quiet`` (a turn tried again every second)."""
         try:
             written = get_redis().eval(
-                _PUT, 3, TURNS, OWNERS, ALIVE + self.token, turn.message_id, turn.dumps(),
-                self.token if owned else "", lease_seconds(), MAX_SPOOLED,
+                _PUT, 4, TURNS, OWNERS, ALIVE + self.token, TURN + turn.message_id,
+                turn.message_id, turn.dumps(), self.token if owned else "", lease_seconds(),
+                MAX_SPOOLED, turn.ttl(), turn.ref, TURN, math.ceil(KEEP_SECONDS),
             )  # fmt: skip
         except RedisError as exc:
-            log.warning("chat_store_spool_failed", message_id=turn.message_id,
-                        error=type(exc).__name__)  # fmt: skip
+            if not quiet:
+                log.warning("chat_store_spool_failed", message_id=turn.message_id,
+                            error=type(exc).__name__)  # fmt: skip
             return False
-        if not written:
+        if not written and not quiet:
             log.warning("chat_store_spool_failed", message_id=turn.message_id, error="full")
         return bool(written)
 
@@ -162,6 +222,7 @@ class Spool:
         """The turn is stored (or lost for good): out of the spool."""
         try:
             pipe = get_redis().pipeline(transaction=True)
+            pipe.delete(TURN + message_id)
             pipe.hdel(TURNS, message_id)
             pipe.hdel(OWNERS, message_id)
             pipe.execute()
@@ -179,8 +240,8 @@ class Spool:
             self.renew()
             taken: list[bytes] = []
             for start in range(0, len(ids), 500):
-                taken += client.eval(_CLAIM, 2, TURNS, OWNERS, ALIVE, self.token,
-                                     *ids[start : start + 500])  # fmt: skip
+                taken += client.eval(_CLAIM, 2, TURNS, OWNERS, ALIVE, self.token, TURN,
+                                     math.ceil(KEEP_SECONDS), *ids[start : start + 500])  # fmt: skip
                 if len(taken) >= 2 * limit:
                     break
         except RedisError as exc:
@@ -207,6 +268,25 @@ class Spool:
             get_redis().eval(_DISOWN, 1, OWNERS, self.token, *message_ids)
         except RedisError as exc:  # they are the next drain's once this lease lapses
             log.warning("chat_store_spool_failed", error=type(exc).__name__)
+
+    def forget(self, *, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> list[str]:
+        """Remove a deleted conversation's turns (``chat_store_forgotten``, with their ids):
+        its chat text leaves Redis with it, and no drain stores it again. One round trip (an
+        ``HLEN`` when nothing is spooled). With Redis not answering, logged: the turns then
+        expire with ``KEEP_SECONDS``, and one stored meanwhile writes no message (its
+        conversation is gone)."""
+        try:
+            gone = get_redis().eval(_FORGET, 2, TURNS, OWNERS, TURN,
+                                    f"{tenant_id}/{conversation_id}")  # fmt: skip
+        except RedisError as exc:
+            log.warning("chat_store_forget_failed", conversation_id=str(conversation_id),
+                        error=type(exc).__name__)  # fmt: skip
+            return []
+        ids = [key.decode() if isinstance(key, bytes) else str(key) for key in gone]
+        if ids:
+            log.info("chat_store_forgotten", conversation_id=str(conversation_id),
+                     message_ids=ids)  # fmt: skip
+        return ids
 
 
 spool = Spool()

@@ -14,17 +14,23 @@ Before it is held in memory it is written to the spool in Redis (:mod:`conversat
 so that it outlives the process: one killed (``SIGKILL``, a crash, the OOM killer) leaves it
 there, its lease lapses (``CHAT_LATE_STORE_LEASE_SECONDS``), and the drain
 (:func:`late_turns_drain`: Celery beat's ``conversations.drain_late_turns`` and each API
-process at its start) stores it. Whoever stores it removes it from the spool after the
-COMMIT, and the store is idempotent on the answer's id (:func:`late_turn_store`): a turn
-whose COMMIT went through unheard (a frozen database, a process gone between the COMMIT and
-the removal) is found stored and written no second time — its usage is not counted twice.
+process at its start) stores it. A first attempt still under way after
+``CHAT_LATE_STORE_WRITE_AHEAD_SECONDS`` (a frozen database holds it for its statement bound)
+spools the turn meanwhile (:meth:`LateStores.write_ahead`), so a process killed during it
+loses nothing either; a healthy store, done before, costs no Redis round trip. A turn the
+spool refused (Redis down) is offered to it again every second while it is held, and once
+more at exit. Whoever stores it removes it from the spool after the COMMIT, and the store is
+idempotent on the answer's id (:func:`late_turn_store`, :class:`TurnReceipt`): a turn whose
+COMMIT went through unheard (a frozen database, a process gone between the COMMIT and the
+removal) is found stored and written no second time — its usage is not counted twice, also
+when its conversation was deleted meanwhile.
 
 A process that exits while it holds turns (a deploy or restart during the outage: ``SIGTERM``)
 tries them once more on its way out (:meth:`LateStores.stop`): for at most
 ``CHAT_LATE_STORE_EXIT_SECONDS``, as often as the database lets it (it may be back by then), by
 the same thread; those it could not store it hands over to the drain
 (``chat_store_handed_over``, with their ids). Only a turn the spool could not take (Redis down
-or the spool full) is lost with its process, with a ``chat_store_abandoned`` line
+or the spool full, still at exit) is lost with its process, with a ``chat_store_abandoned`` line
 (``reason=shutdown``) with its ids. A process holds at most ``MAX_TURNS`` turns (past it, a
 turn goes to the spool for the drain) for at most ``KEEP_SECONDS`` (past it: dropped,
 ``chat_store_abandoned``). The turn's claim on its conversation and its hold on the quota end
@@ -34,6 +40,7 @@ when the first attempt fails, as before.
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import threading
 import time
 import uuid
@@ -42,12 +49,12 @@ from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, close_old_connections
+from django.db import DatabaseError, IntegrityError, OperationalError, close_old_connections
 
 from chatbot_site.pgconnection import outage
-from conversations.chat import Outcome, Turn, answer_message, turn_write
-from conversations.late_spool import LateTurn, spool
-from conversations.models import Conversation, Message, MessageRole
+from conversations.chat import Outcome, Turn, Writing, turn_write, turn_writing
+from conversations.late_spool import KEEP_SECONDS, LateTurn, spool
+from conversations.models import Conversation, Message, MessageRole, TurnReceipt
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +62,10 @@ RETRY_SECONDS = 1.0
 # At exit, how often an attempt is made (the database may have answered since: :class:`Outage`
 # lets one through a second while it is known down).
 EXIT_RETRY_SECONDS = 0.1
-KEEP_SECONDS = 3600.0
 MAX_TURNS = 1000
+# How long a stored turn's receipt is kept (conversations.models.TurnReceipt): past the
+# longest a turn is kept (KEEP_SECONDS) and a drain after it, no second store can come.
+RECEIPT_SECONDS = 2 * KEEP_SECONDS
 
 
 # The answer's fields a kept turn holds (the rest are its ids).
@@ -67,13 +76,17 @@ ANSWER_FIELDS = (
 
 
 def late_turn(turn: Turn, outcome: Outcome) -> LateTurn:
-    """The turn whose store failed, as it is to be stored: its answer's message (tokens
-    counted, verdict decided), and the conversation and question(s) if they are not stored
-    yet. From now on those are this record's to store: a stream's grounding hop still under
-    way (a stream cancelled before it was grounded) must not store the question too."""
-    message = answer_message(turn, outcome)
+    """The turn whose store failed, as it is to be stored: what its first attempt wrote
+    (:func:`conversations.chat.turn_writing`: its answer's message, tokens counted and verdict
+    decided, and the conversation and question(s) if they were not stored before). From now on
+    those are this record's to store."""
     with turn.persist_lock:
-        question, turn.persisted = not turn.persisted, True
+        writing = turn_writing(turn, outcome)
+    return _late(turn, writing)
+
+
+def _late(turn: Turn, writing: Writing) -> LateTurn:
+    message, question = writing.answer, writing.question
     conversation = turn.conversation
     created = question and turn.is_new_conversation
     return LateTurn(
@@ -93,10 +106,12 @@ def late_turn(turn: Turn, outcome: Outcome) -> LateTurn:
 
 def late_turn_store(late: LateTurn) -> bool:
     """Store a kept turn (one transaction, as :func:`conversations.chat.chat_finish` does);
-    False when it was stored already — its answer's id is there: an earlier attempt whose
-    COMMIT went through though its caller never heard (a frozen database, a process killed
-    before it removed the turn from the spool) — and nothing is written: not the answer, the
-    question or the usage again."""
+    False when it was stored already — its answer's receipt (or, stored before receipts, its
+    message) is there: an earlier attempt whose COMMIT went through though its caller never
+    heard (a frozen database, a process killed before it removed the turn from the spool) —
+    and nothing is written: not the answer, the question or the usage again. Also when that
+    attempt found its conversation or bot deleted (no message written) or they were deleted
+    since: its usage was counted twice, and a deleted new conversation came back."""
     tenant_id, bot_id = uuid.UUID(late.tenant_id), uuid.UUID(late.bot_id)
     api_key_id = uuid.UUID(late.api_key_id) if late.api_key_id else None
     conversation = Conversation(
@@ -122,6 +137,8 @@ def late_turn_store(late: LateTurn) -> bool:
             usage=usage,
         )  # fmt: skip
     except IntegrityError:
+        if TurnReceipt.all_tenants.filter(pk=answer.pk).exists():
+            return False
         if Message.all_tenants.filter(tenant_id=tenant_id, pk=answer.pk).exists():
             return False
         raise
@@ -196,6 +213,51 @@ class LateStores:
         )
         return True
 
+    def write_ahead(self, turn: Turn, outcome: Outcome) -> bool | None:
+        """Spool a turn whose first store attempt is still under way (the database slow or
+        frozen: ``CHAT_LATE_STORE_WRITE_AHEAD_SECONDS`` in, :func:`conversations.chat_api.store`),
+        as what that attempt writes, this process its owner: a process killed meanwhile (the
+        attempt waits up to ``DB_STATEMENT_TIMEOUT_SECONDS`` + 2 s for a frozen database) left
+        no trace of it before — the turn was spooled only once the attempt had failed. The
+        attempt that then succeeds takes it out again (:meth:`written`); one that fails keeps it
+        as before (:meth:`add`). True when spooled; False when the spool did not take it
+        (logged); None when the attempt has not decided what it writes yet (waiting for a
+        thread, or for a stream's grounding hop storing the question): ask again later. Called
+        on the event loop: it never waits for the turn's lock."""
+        if turn.persist_lock.acquire(blocking=False):
+            try:
+                writing = turn_writing(turn, outcome)
+            finally:
+                turn.persist_lock.release()
+        elif (decided := turn.writing) is None:
+            return None
+        else:
+            writing = decided
+        late = _late(turn, writing)
+        written = spool.put(late)
+        if written:
+            log.info("chat_store_written_ahead", conversation_id=late.conversation_id,
+                     message_id=late.message_id)  # fmt: skip
+        return written
+
+    @staticmethod
+    def written(turn: Turn) -> None:
+        """The turn spooled by :meth:`write_ahead` is stored: out of the spool."""
+        spool.remove(str(turn.message_id))
+
+    def _respool(self) -> None:
+        """The turns the spool did not take when they were kept (Redis down, or full), tried
+        again, oldest first, until one is refused: from then on they outlive the process too
+        (``chat_store_spooled``). They lived in its memory only until it exited."""
+        with self._lock:
+            waiting = [late for late in self._turns if not late.spooled]
+        for late in waiting:
+            if not spool.put(late.turn, quiet=True):
+                return
+            late.spooled = True
+            log.info("chat_store_spooled", conversation_id=late.turn.conversation_id,
+                     message_id=late.turn.message_id)  # fmt: skip
+
     def _run(self) -> None:
         while True:
             if self._stopping.is_set():
@@ -208,6 +270,10 @@ class LateStores:
                     self._thread = None
                     return
                 oldest = self._turns[0]
+                unspooled = not all(late.spooled for late in self._turns)
+            if unspooled:
+                self._respool()
+            with self._lock:
                 spooled = any(late.spooled for late in self._turns)
             if spooled and not self._stopping.is_set():
                 spool.renew()  # this process lives: the drain leaves its turns alone
@@ -284,7 +350,8 @@ class LateStores:
         with self._lock:
             left, self._turns = list(self._turns), deque()
         for late in left:
-            if late.spooled:
+            # One the spool refused when it was kept may be taken now (Redis back): no owner.
+            if late.spooled or spool.put(late.turn, owned=False):
                 log.warning("chat_store_handed_over", reason="shutdown", **_ids(late.turn))
             else:
                 self._abandon(late.turn, "shutdown")
@@ -340,7 +407,25 @@ def late_turns_drain() -> dict[str, int]:
         counts["stored" if fresh else "already_stored"] += 1
         log.info("chat_store_recovered", already_stored=not fresh, seconds=round(age, 1),
                  **_ids(late))  # fmt: skip
+    if not counts["left"]:  # the database answers (or was not asked)
+        receipts_prune()
     return counts
+
+
+def receipts_prune() -> int:
+    """Delete the turn receipts older than ``RECEIPT_SECONDS`` (no store of theirs can come
+    any more): one statement, by the receipts' BRIN index. Logged, not raised, when the
+    database does not answer: the next drain prunes them."""
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=RECEIPT_SECONDS)
+    close_old_connections()
+    try:
+        pruned, _ = TurnReceipt.all_tenants.filter(created_at__lt=cutoff).delete()
+    except DatabaseError as exc:
+        log.warning("chat_receipts_prune_failed", error=type(exc).__name__)
+        return 0
+    finally:
+        close_old_connections()
+    return pruned
 
 
 def drain_at_start() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models import Q
 
 from bots.models import Bot
-from tenants.models import ApiKey, TenantOwned
+from tenants.models import ApiKey, Tenant, TenantOwned, TenantScopedManager
 
 
 class Conversation(TenantOwned):
@@ -117,3 +120,32 @@ class Message(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.role} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TurnReceipt(models.Model):
+    """That a chat turn's answer was stored, and its usage counted: written with them, in the
+    same statement (:func:`conversations.chat.turn_write`), keyed by the answer's id. A turn
+    stored a second time (a late store whose first COMMIT went through unheard, or whose process
+    died before it took the turn out of the spool: :mod:`conversations.late_store`) fails on it
+    and writes nothing. The answer's own row was that key, but a turn whose conversation or bot
+    was deleted writes no message — only its usage — and one stored and then deleted has none
+    left: such a turn stored again counted its tokens twice, and a deleted new conversation
+    came back. Kept ``RECEIPT_SECONDS`` (:mod:`conversations.late_store`: past the longest a
+    turn is kept), then pruned by the drain; no customer data."""
+
+    id = models.UUIDField(primary_key=True)  # the answer's message id
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    created_at = models.DateTimeField()
+
+    objects: ClassVar[TenantScopedManager] = TenantScopedManager()
+    # (as UsageDaily's: no-redef, unused-ignore depending on the stubs plugin's module order)
+    all_tenants: ClassVar[models.Manager[TurnReceipt]] = models.Manager()  # type: ignore[no-redef, unused-ignore]
+
+    class Meta:
+        default_manager_name = "all_tenants"
+        base_manager_name = "all_tenants"
+        # Pruned by age: a BRIN index (rows come in time order) costs an insert next to nothing.
+        indexes = [BrinIndex(fields=["created_at"], name="turn_receipt_created")]
+
+    def __str__(self) -> str:
+        return str(self.id)

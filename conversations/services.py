@@ -3,6 +3,7 @@ are the tenant's: :mod:`tenants.usage`.)"""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 
@@ -14,6 +15,7 @@ from redis.lock import Lock
 
 from chatbot_site.errors import Conflict
 from chatbot_site.redis import get_redis
+from conversations.late_spool import spool
 from conversations.models import Conversation
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record
@@ -25,7 +27,11 @@ log = structlog.get_logger(__name__)
 def conversation_delete(*, tenant: Tenant, actor: Actor, conversation: Conversation) -> None:
     """Its row is locked first, so that a turn still being answered either stores its messages
     before them all are deleted or finds the conversation gone (``chat._store``): a message
-    written between the two would have failed the deletion (a 500)."""
+    written between the two would have failed the deletion (a 500).
+
+    Its turns still waiting in the late store's spool (answered while the database was down)
+    are removed as the deletion commits: their chat text stayed in Redis, and the drain stored
+    them again — a new conversation's came back, deleted as it was."""
     locked = Conversation.objects.for_tenant(tenant).select_for_update().filter(pk=conversation.pk)
     if not list(locked.values_list("pk", flat=True)):
         return  # deleted meanwhile
@@ -37,7 +43,11 @@ def conversation_delete(*, tenant: Tenant, actor: Actor, conversation: Conversat
         target=conversation,
         changes={"bot_id": conversation.bot_id},
     )
+    conversation_id = conversation.pk  # (None once deleted)
     conversation.delete()
+    transaction.on_commit(
+        functools.partial(spool.forget, tenant_id=tenant.pk, conversation_id=conversation_id)
+    )
 
 
 # A turn's claim (and its hold on the quota) lapses after the longest a turn can take: its LLM

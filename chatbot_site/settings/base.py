@@ -563,6 +563,13 @@ CHAT_LATE_STORE_EXIT_SECONDS: float = env.float("CHAT_LATE_STORE_EXIT_SECONDS", 
 # database (DB_STATEMENT_TIMEOUT_SECONDS + 2 s), or the drain tries a turn the process still
 # tries (harmless: stored once, but logged twice).
 CHAT_LATE_STORE_LEASE_SECONDS: float = env.float("CHAT_LATE_STORE_LEASE_SECONDS", default=60.0)
+# A turn's first store still under way after this long (the database slow or frozen) has the
+# turn written to the spool meanwhile (conversations.late_store.LateStores.write_ahead), so a
+# process killed during that store loses nothing; one done before (a healthy database: a few
+# ms) costs no Redis round trip. 0: every turn is spooled as its store starts.
+CHAT_LATE_STORE_WRITE_AHEAD_SECONDS: float = env.float(
+    "CHAT_LATE_STORE_WRITE_AHEAD_SECONDS", default=0.25
+)
 # How often Celery beat has the spool's orphans stored (conversations.drain_late_turns).
 CHAT_LATE_STORE_DRAIN_SECONDS: float = env.float("CHAT_LATE_STORE_DRAIN_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE["drain-late-turns"] = {
@@ -711,6 +718,7 @@ NON_NEGATIVE_SETTINGS = (
     "LLM_MAX_RETRIES", "LLM_RETRY_BASE_SECONDS", "EMBEDDING_RETRY_BASE_SECONDS",
     "ORPHAN_FILE_AGE_SECONDS", "RETRIEVAL_VECTOR_WEIGHT", "RETRIEVAL_TEXT_WEIGHT",
     "VECTOR_INDEX_DATASET_MIN_CHUNKS", "RETRIEVAL_SUSPECT_WEIGHT", "CHAT_LATE_STORE_EXIT_SECONDS",
+    "CHAT_LATE_STORE_WRITE_AHEAD_SECONDS",
 )  # fmt: skip
 
 

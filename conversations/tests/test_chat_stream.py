@@ -1192,6 +1192,67 @@ def test_a_turn_waiting_for_the_database_when_its_process_is_killed_is_stored_by
     assert all("renew" not in line for line in recovered)  # ids, not what was said
 
 
+def test_a_turn_whose_process_is_killed_during_its_first_store_is_stored_by_the_next(
+    alpha, tmp_path
+):
+    """A turn was spooled only once its first store attempt had failed — and with a frozen
+    database that attempt waits its whole bound (DB_STATEMENT_TIMEOUT_SECONDS + 2 s: 32 s
+    under make run): a process killed meanwhile lost the answer its client had read, without a
+    word. Now an attempt still under way after CHAT_LATE_STORE_WRITE_AHEAD_SECONDS spools the
+    turn meanwhile, and the next process's drain stores it, once, its usage counted once."""
+    import signal
+
+    from chatbot_site.redis import get_redis
+    from conversations.late_spool import TURNS
+    from tests.processes import DatabaseProxy, daphne_process
+
+    proxy = DatabaseProxy()
+    log_path = tmp_path / "daphne.log"
+    before = tokens_counted(alpha)
+    with fake_openai() as fake:
+        fake.chat_reply = "Plans renew yearly, on the day they started."
+        fake.chat_delay = 0.05
+        # The first attempt waits 62 s for the frozen database: far past this test's waits.
+        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="60", LOG_LEVEL="INFO",
+                           CHAT_LATE_STORE_LEASE_SECONDS="1")  # fmt: skip
+        try:
+            with daphne_process(env, log_path) as (base, proc):
+                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+                head = until_first_delta(response)
+                proxy.stall()
+                start = parse(head.decode())[0]["data"]
+                wait_for(lambda: get_redis().hexists(TURNS, start["message_id"]), timeout=30,
+                         what="the turn to be spooled while its first store waits")  # fmt: skip
+                assert "chat_store_deferred" not in log_path.read_text()  # still its first
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                try:
+                    rest = response.read()
+                except http.client.IncompleteRead as cut:
+                    rest = cut.partial
+            proxy.resume()
+            with daphne_server(env, tmp_path / "daphne-again.log"):
+                wait_for(lambda: stored_message(alpha, start["message_id"]),
+                         timeout=60, what="the next process to store the turn")  # fmt: skip
+        finally:
+            proxy.close()
+    frames = parse((head + rest).decode())
+    assert frames[-1].get("event") != "done"  # killed before its turn was stored
+    assert "chat_store_written_ahead" in log_path.read_text()
+    message = stored_message(alpha, start["message_id"])
+    assert message.content == fake.chat_reply and message.finish_reason == "stop"
+    roles = list(
+        message.conversation.messages.order_by("created_at").values_list("role", flat=True)
+    )
+    assert roles == ["user", "assistant"] and message.conversation.message_count == 2
+    assert tokens_counted(alpha) == {
+        "prompt": before["prompt"] + message.prompt_tokens,
+        "completion": before["completion"] + message.completion_tokens,
+        "requests": before["requests"] + 1,
+    }
+    assert message.completion_tokens > 0
+
+
 def test_a_turn_waiting_for_the_database_when_its_process_stops_is_handed_to_the_drain(
     alpha, tmp_path
 ):

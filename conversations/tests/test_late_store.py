@@ -171,3 +171,146 @@ def test_a_real_worker_with_beat_stores_what_a_dead_process_left(tmp_path):
     assert stored(world, turn, before)["usage"] == {"prompt": 40, "completion": 4, "requests": 1}
     assert "chat_store_recovered" in log.read_text()
     assert get_redis().hlen(TURNS) == 0
+
+
+def continue_turn(world: TenantWorld) -> Turn:
+    """A turn on the world's stored conversation."""
+    turn = chat_open(tenant=world.tenant, api_key=world.chat_key, bot_id=world.bot.pk,
+                     session_id=world.conversation.pk,
+                     messages=[{"role": "user", "content": "When do plans renew?"}],
+                     metadata={})  # fmt: skip
+    chat_release(turn)
+    return turn
+
+
+def test_a_turn_stored_again_after_its_conversation_was_deleted_counts_its_usage_once(caplog):
+    """A kept turn whose conversation was deleted meanwhile writes no message — only its usage
+    — and left nothing a second store could fail on: a process killed between that COMMIT and
+    removing the turn from the spool (or a COMMIT that went through unheard) had the drain
+    store it again and count its tokens twice. Now the first store's receipt stops the second:
+    nothing written, counted once."""
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    turn = continue_turn(world)
+    late = late_turn(turn, answered())
+    assert spool.put(late, owned=False)
+    # Deleted as the turn waited (its spool entry left: Redis did not answer the deletion).
+    Conversation.objects.for_tenant(world.tenant).filter(pk=world.conversation.pk).delete()
+    before = counted(world)
+    assert late_turn_store(late) is True  # usage counted, no message; the removal never came
+
+    assert late_turns_drain() == {
+        "stored": 0, "already_stored": 1, "failed": 0, "expired": 0, "left": 0,
+    }  # fmt: skip
+    assert {n: v - before[n] for n, v in counted(world).items()} == {
+        "prompt": 40, "completion": 4, "requests": 1,
+    }  # fmt: skip
+    assert not Message.objects.for_tenant(world.tenant).filter(pk=turn.message_id).exists()
+    assert get_redis().hlen(TURNS) == 0
+
+
+def test_a_deleted_new_conversation_does_not_come_back_from_the_spool(caplog):
+    """A new conversation stored by a late store whose removal from the spool never came (the
+    process killed after the COMMIT), then deleted by its client: the drain stored the turn
+    again and the conversation came back, its usage counted twice, and its chat text stayed in
+    Redis meanwhile. Now the deletion removes the conversation's turns from the spool as it
+    commits, and a store that comes all the same writes nothing (its receipt)."""
+    from conversations.services import conversation_delete
+    from tenants.services import Actor
+
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    turn = open_turn(world)
+    late = late_turn(turn, answered())
+    assert spool.put(late, owned=False)
+    before = counted(world)
+    assert late_turn_store(late) is True
+    conversation = Conversation.objects.for_tenant(world.tenant).get(pk=turn.conversation.pk)
+
+    conversation_delete(tenant=world.tenant, actor=Actor.system("tests"),
+                        conversation=conversation)  # fmt: skip
+    assert not [key for key in get_redis().scan_iter("chatbot:late:*")
+                if get_redis().type(key) != b"hash" or get_redis().hlen(key)]  # fmt: skip
+    forgotten = events(caplog, "chat_store_forgotten")
+    assert forgotten[0]["message_ids"] == [str(turn.message_id)], caplog.text
+    assert late_turns_drain()["stored"] == 0
+    assert late_turn_store(late) is False  # a store that comes all the same writes nothing
+    assert not Conversation.objects.for_tenant(world.tenant).filter(pk=conversation.pk).exists()
+    assert {n: v - before[n] for n, v in counted(world).items()} == {
+        "prompt": 40, "completion": 4, "requests": 1,
+    }  # fmt: skip
+
+
+def test_everything_the_spool_holds_expires_within_an_hour():
+    """The spool held masked chat text in Redis with no expiry: a turn left by a dead process
+    stayed until a drain took it — forever without Celery beat. Now every key it writes
+    expires, at most ``KEEP_SECONDS`` (an hour, when a turn is abandoned anyway) after it was
+    written."""
+    from conversations.late_store import KEEP_SECONDS
+
+    world = build_tenant("alpha")
+    held, left = open_turn(world), open_turn(world)
+    assert spool.put(late_turn(held, answered()))  # a living process's
+    assert spool.put(late_turn(left, answered()), owned=False)  # a dead one's
+    assert [t.message_id for t in Spool().claim(10)] == [str(left.message_id)]  # a drain's
+    keys = list(get_redis().scan_iter("chatbot:late:*"))
+    assert len(keys) >= 4, keys  # the two turns, their index, their owners (and leases)
+    ttls = {key: get_redis().ttl(key) for key in keys}
+    assert all(0 < ttl <= KEEP_SECONDS for ttl in ttls.values()), ttls
+
+
+def test_a_turn_the_spool_refused_is_handed_over_at_exit_once_redis_is_back(caplog):
+    """A turn kept while Redis did not answer lived in its process's memory only: a process
+    stopped with it held lost it (``chat_store_abandoned``) even with Redis back by then. Now it
+    is offered to the spool again — at exit, handed over to the drain — and stored once."""
+    import threading
+
+    from django.db import transaction
+
+    from bots.models import Bot
+
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    turn = open_turn(world)
+    before = counted(world)
+    stores = LateStores()
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_bot() -> None:  # the database does not store the turn while the test runs
+        from django.db import connection
+
+        try:
+            with transaction.atomic():
+                list(Bot.objects.for_tenant(world.tenant).select_for_update().filter(
+                    pk=world.bot.pk))  # fmt: skip
+                locked.set()
+                release.wait(60)
+        finally:
+            connection.close()
+            done.set()
+
+    holder = threading.Thread(target=hold_the_bot)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        get_redis.cache_clear()
+        try:
+            with override_settings(REDIS_URL="redis://127.0.0.1:9/0"):  # nothing listens there
+                assert stores.add(turn, answered()) is True
+        finally:
+            get_redis.cache_clear()
+        assert events(caplog, "chat_store_deferred")[0]["spooled"] is False
+        stores.stop(seconds=0)  # Redis answers again
+    finally:
+        release.set()
+        holder.join(60)
+    handed = events(caplog, "chat_store_handed_over")
+    assert [h["message_id"] for h in handed] == [str(turn.message_id)], caplog.text
+    assert not events(caplog, "chat_store_abandoned")
+
+    late_turns_drain()  # (or the process's own attempt, under way when it stopped: once)
+    assert stored(world, turn, before) == {
+        "messages": [("assistant", "Plans renew yearly."), ("user", "When do plans renew?")],
+        "message_count": 2,
+        "usage": {"prompt": 40, "completion": 4, "requests": 1},
+    }
