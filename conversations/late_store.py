@@ -223,7 +223,10 @@ class LateStores:
         as before (:meth:`add`). True when spooled; False when the spool did not take it
         (logged); None when the attempt has not decided what it writes yet (waiting for a
         thread, or for a stream's grounding hop storing the question): ask again later. Called
-        on the event loop: it never waits for the turn's lock."""
+        on the event loop: it never waits for the turn's lock, and its Redis round trip is the
+        one :meth:`add` makes there too; only when the attempt waits for a thread (all of
+        ``CHAT_WORKER_THREADS`` held by the frozen database) does it decide the answer's
+        tokens and verdict there itself (:func:`conversations.chat.answer_message`)."""
         if turn.persist_lock.acquire(blocking=False):
             try:
                 writing = turn_writing(turn, outcome)
