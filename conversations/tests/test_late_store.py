@@ -314,3 +314,23 @@ def test_a_turn_the_spool_refused_is_handed_over_at_exit_once_redis_is_back(capl
         "message_count": 2,
         "usage": {"prompt": 40, "completion": 4, "requests": 1},
     }
+
+
+def test_the_drain_prunes_receipts_no_store_can_need_any_more():
+    """Each stored turn's receipt is only needed while a second store of it can come (a turn
+    is kept at most an hour): the drain deletes those older than ``RECEIPT_SECONDS``, so the
+    table stays as small as two hours of turns."""
+    import datetime as dt
+
+    from conversations.late_store import RECEIPT_SECONDS
+    from conversations.models import TurnReceipt
+
+    world = build_tenant("alpha")
+    old, recent = open_turn(world), open_turn(world)
+    for turn in (old, recent):
+        assert late_turn_store(late_turn(turn, answered())) is True
+    aged = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=RECEIPT_SECONDS + 60)
+    TurnReceipt.all_tenants.filter(pk=old.message_id).update(created_at=aged)
+
+    late_turns_drain()
+    assert list(TurnReceipt.all_tenants.values_list("pk", flat=True)) == [recent.message_id]
