@@ -27,6 +27,17 @@ _PHONE_EXT = re.compile(r" ?(?:x|ext\.?) ?[0-9]{1,6}\Z", re.ASCII | re.IGNORECAS
 _PHONE_SEP = re.compile(r"[ .\-/()]{1,4}")
 _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 _SSN_SHAPE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")  # an SSN or nothing, even out of range
+# A clinical trial's number in the EU registers: EudraCT "2004-002245-12" (year, six digits,
+# check digits) and EU CT "2022-500123-45-00": a register number, never a phone (no plain
+# phone number starts with a year and a hyphen in this shape). SciFact's abstracts cite them.
+_TRIAL_REGISTER = re.compile(r"(?:19|20)[0-9]{2}-[0-9]{6}-[0-9]{2}(?:-[0-9]{2})?")
+# An Indian mobile number as it is written at home, five and five digits ("98765 43210"):
+# the first digit 6-9 (the mobile ranges), one space (with a dash, "26821559 - 92499-26033 -
+# 19216", it was arithmetic in the HTML corpus: that form needs a phone word as before). A
+# phone without a phone word, as
+# national numbers with a trunk prefix are; two round groups ("90000 95000", both multiples of
+# 100) are no number.
+_INDIAN_MOBILE = re.compile(r"[6-9][0-9]{4} [0-9]{5}")
 # Two plain groups ("555 1234", "3610-114") are as often a street number or a postcode: they
 # count only right after one of these words, with no other number in between.
 _PHONE_CUE = re.compile(
@@ -76,16 +87,20 @@ _SMALL_DIGITS = 8
 # Four pairs ("12 34 56 78", "48 12 39 07") are how Denmark and Norway write their eight-digit
 # numbers: a phone without a phone word, unless the row is one of those below.
 _PAIRS = re.compile(r"[1-9][0-9](?: [0-9]{2}){3}", re.ASCII)
+# ... but four pairs that all lie within ten of each other ("scores 61 62 60 59", "grades 88 85
+# 87 90", "pulse 72 74 71 73") are readings in a row: four random pairs of a phone number are
+# that close about once in 250.
+_CLOSE_PAIRS = 9
 
 
 def _small_numbers(raw: str) -> bool:
     """Whether ``raw`` is such a row: then it is weak, as two plain groups are."""
-    if (
-        _SMALL_GROUPS.fullmatch(raw)
-        and len(raw) - raw.count(" ") <= _SMALL_DIGITS
-        and not _PAIRS.fullmatch(raw)
-    ):
-        return True
+    if _SMALL_GROUPS.fullmatch(raw) and len(raw) - raw.count(" ") <= _SMALL_DIGITS:
+        if not _PAIRS.fullmatch(raw):
+            return True
+        values = [int(g) for g in raw.split(" ")]
+        if max(values) - min(values) <= _CLOSE_PAIRS:
+            return True
     return _row_of_numbers(raw)
 
 
@@ -110,6 +125,10 @@ def _row_of_numbers(raw: str) -> bool:
     groups = raw.split(" ")
     if any(g[0] == "0" and g.strip("0") for g in groups):
         return False
+    # A group "0" after the first: a phone number writes no lone zero inside it (a French
+    # "0 800 ..." has it first); an SVG viewBox or a crop box does ("viewBox 0 0 2048 1536").
+    if "0" in groups[1:]:
+        return True
     values = [int(g) for g in groups]
     steps = {b - a for a, b in itertools.pairwise(values)}
     if len(steps) == 1 and 0 not in steps:
@@ -183,6 +202,8 @@ def phone_ok(raw: str, labelled: bool = False) -> bool:
         return False
     if len(groups[-1]) < 2 or _date_like(groups) or _SSN_SHAPE.fullmatch(raw):
         return False
+    if _TRIAL_REGISTER.fullmatch(raw):
+        return False
     return not all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups)
 
 
@@ -197,7 +218,10 @@ def _phones(text: str) -> Iterator[tuple[int, int]]:
         area = groups[0]
         national = 2 <= len(area) <= 5 and area[0] == "0" and area[1] != "0"
         national = national and 10 <= len("".join(groups)) <= 12
-        weak = plain and ((len(groups) == 2 and not national) or _small_numbers(raw))
+        mobile = _INDIAN_MOBILE.fullmatch(raw) is not None and not all(
+            int(g) % 100 == 0 for g in groups
+        )
+        weak = plain and ((len(groups) == 2 and not national and not mobile) or _small_numbers(raw))
         labelled = _PHONE_LABEL_AFTER.match(text, m.end()) is not None
         if phone_ok(raw, labelled) and (
             not weak

@@ -353,6 +353,48 @@ def test_numbers_in_pairs_and_after_an_area_code_slash_are_phones(text, value):
     assert spans(text) == [("PHONE", value)]
 
 
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        # An Indian mobile written at home, 5 + 5 digits starting 6-9, with no phone word.
+        ("Ravi Kumar 91234 56780", "91234 56780"),
+        ("Owner: Deepa Nair 88990 11223, Pune", "88990 11223"),
+        ("Send the copy to Vikram on 63012 34567.", "63012 34567"),
+        # Four pairs a Danish number could be, and a phone word: a phone, however close.
+        ("ring 61 62 60 59", "61 62 60 59"),
+    ],
+)
+def test_an_indian_mobile_in_two_groups_of_five_is_a_phone_without_a_phone_word(text, value):
+    assert spans(text) == [("PHONE", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Two groups of five that are no mobile: 1-5 first, round, or with a dash (arithmetic
+        # in the HTML corpus: "26821559 - 92499-26033 - 19216").
+        "Sample IDs 12001 12002 were excluded.",
+        "The range 40000 60000 covers most salaries.",
+        "salaries of 90000 95000 a year",
+        "(26821559 \u2013 92499\u201326033 \u2013 19216) = 1.6%",
+        # A lone zero after the first group: a viewBox or a crop box, not a phone.
+        '<svg viewBox="0 0 2048 1536">',
+        'viewBox="0 0 4096 4096"',
+        "viewBox 0 0 1024 1024",
+        # Four pairs within ten of each other: readings in a row.
+        "scores 61 62 60 59",
+        "Grades 88 85 87 90 this term.",
+        "Split times 45 47 46 44",
+        # EU clinical trial register numbers (EudraCT, EU CT).
+        "EudraCT number 2004-002245-12.",
+        "EudraCT: 2015-001234-56; NCT02345678.",
+        "EU CT number 2022-500123-45-00",
+    ],
+)
+def test_viewboxes_close_scores_and_trial_numbers_are_no_phone(text):
+    assert pii.find(text, ["PHONE"]) == []
+
+
 def test_a_card_number_starting_with_zero_is_a_card_after_a_card_word():
     # No issuer's number starts with 0; the user calling it a card makes it one.
     assert spans("points on credit card 060426070011 ?") == [("CREDIT_CARD", "060426070011")]
@@ -1077,6 +1119,8 @@ STREAMED = [
     "Batch 32 64 128, Phone: 72 128 827, 416 60 039 office, sizes 64 128 256 512 1024 2048.",
     "Sizes 100 200 300 400, CI 1457.60-2761.80, 330 000-701 200 adults, 12 500 000 euros; "
     "Lars 47 12 39 07, Zentrale 089 / 62 34 56 78, tlf 93 25 45 60.",
+    "Ravi 98765 43210, viewBox 0 0 1024 1024, scores 61 62 60 59, EudraCT 2004-002245-12; "
+    "ring 71 72 70 69.",
 ]
 
 
@@ -1349,6 +1393,11 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "1 000-" * (N // 3),
         "1.5-2.5 " * (N // 4),
         "330 000-701 200/" * (N // 8),
+        # since 2026-12-07 (late night): 5 + 5 mobiles, lone zeros, close pairs, trial numbers
+        "98765 43210 " * (N // 6),
+        "0 0 1024 " * (N // 5),
+        "61 62 60 59 " * (N // 6),
+        "2004-002245-12-" * (N // 8),
         # written out: every separator tried, every local part and domain bounded
         "a at " * (N // 2),
         "a at b dot " * (N // 5),
