@@ -19,6 +19,7 @@ Markdown link, the start of a PII span or of the canary).
 from __future__ import annotations
 
 import base64
+import bisect
 import codecs
 import html
 import re
@@ -27,7 +28,7 @@ import threading
 import unicodedata
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -231,12 +232,21 @@ _MD_REFERENCE = re.compile(r"(?m)^ {0,3}\[([^\[\]\n]{1,500})\]:[ \t]{0,8}(\S{1,2
 # a raw HTML attribute (<img src=//evil.test/x>), in a link a renderer reads that the Markdown
 # pattern above does not (nested brackets or parentheses, an <...> destination with spaces, a
 # reference definition inside a quote), or after a scheme written as a character reference
-# ("https&#58;//..."). Not after a letter, digit or slash ("a//b", "x = 7 // 2" stay).
+# ("https&#58;//..."). Not after an ASCII letter, digit or slash ("a//b", "x = 7 // 2" stay);
+# after a Chinese or Japanese letter it is one, as a scheme's URL is (2026-12-07, late night:
+# "见//evil.test/x" was kept whole in the JSON answer and removed from the stream, which had
+# released "见" apart from it).
 _BARE_URL = re.compile(
     r"(?i)(?<![a-z0-9_])(?:(?:https?|ftp|wss?|data|javascript|vbscript|file):[^\s<>\"'`]{1,2048}"
     r"|www\.[^\s<>\"'`]{1,2048})"
-    r"|(?<![\w/\\])[/\\]{2}[/\\]{0,8}(?:\[|[^\s/\\?#<>\"'`.]{1,63}\.)[^\s<>\"'`]{0,2048}"
+    r"|(?<![A-Za-z0-9_/\\])[/\\]{2}[/\\]{0,8}(?:\[|[^\s/\\?#<>\"'`.]{1,63}\.)[^\s<>\"'`]{0,2048}"
 )
+# The start of such a scheme-relative address before its host's first dot ("//例子" of
+# "//例子.中国/x"): text in a script without spaces is released at each of its letters, and a
+# host's letters are such letters, so the address is held from its slashes until it is one
+# (or can no longer be). ASCII needs none: the word hold keeps it whole.
+_OPEN_RELATIVE = re.compile(r"(?<![A-Za-z0-9_/\\])[/\\]{2}[/\\]{0,8}[^\s/\\?#<>\"'`.]{0,63}\Z")
+_OPEN_RELATIVE_WINDOW = 2 + 8 + 63 + 1
 # Character references a renderer decodes ("https&#58;//", "&#x2F;&#x2F;evil.test",
 # "javascript&colon;"). In the answer, those of letters, digits and the punctuation of
 # addresses are decoded before the checks (shown the same once rendered); markup ("&lt;",
@@ -265,6 +275,34 @@ def _decode_ref(match: re.Match[str]) -> str:
 def decode_char_refs(text: str) -> str:
     """``text`` with the character references of address characters decoded."""
     return _CHAR_REF.sub(_decode_ref, text) if "&" in text else text
+
+
+def _bare_urls(text: str, pos: int) -> Iterator[tuple[int, int]]:
+    """Where the bare URLs of ``text`` from ``pos`` start and end, in ``text``, as
+    :func:`sanitize_links` finds them: after the character references of address characters
+    are decoded. (The stream's holds searched the text as written, where "&#47;/evil.test/r"
+    is no address: a PII hold cut it after "/", and the stream showed "[link removed]r" where
+    the JSON answer showed "[link removed]".)"""
+    if "&" not in text:
+        for match in _BARE_URL.finditer(text, pos):
+            yield match.start(), match.end()
+        return
+    parts: list[str] = []
+    starts: list[int] = []  # where each decoded character is in ``text``
+    last = 0
+    for ref in _CHAR_REF.finditer(text):
+        decoded = _decode_ref(ref)
+        if decoded == ref.group(0):
+            continue
+        parts.append(text[last : ref.start()])
+        starts.extend(range(last, ref.start()))
+        parts.append(decoded)
+        starts.append(ref.start())
+        last = ref.end()
+    parts.append(text[last:])
+    starts.extend(range(last, len(text) + 1))
+    for match in _BARE_URL.finditer("".join(parts), bisect.bisect_left(starts, pos)):
+        yield starts[match.start()], starts[match.end()]
 
 
 # What a browser drops from an address: C0 controls and spaces around it, tabs and newlines in it.
@@ -452,11 +490,22 @@ def _unspaced_word_end(text: str, start: int) -> int:
     if match is None:
         return start
     end = match.start() + 1
-    for url in _BARE_URL.finditer(text, start):
-        if url.start() >= end:
+    cut = end
+    for url_start, url_end in _bare_urls(text, start):
+        if url_start >= end:
             break
-        if url.end() >= end:
-            return url.start()
+        if url_end >= end:
+            cut = url_start
+            break
+    # (Also when a URL runs through: "//https:@ตัว" is a URL from "https" until the dot comes,
+    # and from "//" after it.)
+    tail = max(start, len(text) - _OPEN_RELATIVE_WINDOW)
+    if "/" in text[tail:] or "\\" in text[tail:]:
+        opening = _OPEN_RELATIVE.search(text, tail)
+        if opening is not None and opening.start() < cut:
+            cut = opening.start()
+    if cut < end:
+        return max(start, cut)
     return max(start, grapheme_cut(text, end))
 
 
@@ -500,8 +549,8 @@ class OutputGuard:
         self.pii_entities = tuple(pii_entities)
         self.hosts = tuple(allowed_hosts() if hosts is None else hosts)
         self._pending = ""
-        # The end of what was released, as it came: a context word there ("SSN ", "call me
-        # on ") decides whether the number after it is PII, and the number may come later.
+        # The end of what was released, links sanitised: a context word there ("SSN ", "call
+        # me on ") decides whether the number after it is PII, and the number may come later.
         self._lead = ""
         self.blocked = False
 
@@ -523,15 +572,26 @@ class OutputGuard:
             at = tail.find(first, at + 1)
         return len(text)
 
-    def _clean(self, text: str, spans: Sequence[pii.Span] = ()) -> str:
+    def _clean(
+        self, text: str, spans: Sequence[pii.Span] = (), sanitized: str | None = None
+    ) -> str:
         """Links made inert, then PII masked: with ``spans`` (found in ``text``'s own buffer)
-        when no link changed the text, else by a fresh scan."""
-        sanitized = sanitize_links(text, self.hosts)
+        when no link changed the text, else by a fresh scan of the sanitised text after the
+        released text's last words, as the whole answer is masked once sanitised (scanned
+        alone, "https:123-45-6789 0171 2345678" lost the number before the phone, which the
+        whole answer's "[link removed]" does not have, and the stream showed the phone the JSON
+        answer masked). ``sanitized``: ``text`` sanitised, when the caller has it."""
+        if sanitized is None:
+            sanitized = sanitize_links(text, self.hosts)
         if not self.pii_entities:
-            return sanitized
-        if sanitized == text:
-            return pii.mask_spans(text, spans, self.pii_entities)
-        return pii.mask(sanitized, self.pii_entities)
+            masked = sanitized
+        elif sanitized == text:
+            masked = pii.mask_spans(text, spans, self.pii_entities)
+        else:
+            masked = pii.mask_spans(sanitized, self._spans(sanitized), self.pii_entities)
+        # The released text as the whole answer has it once sanitised (not yet masked).
+        self._lead = (self._lead + sanitized)[-LEAD_CHARS:]
+        return masked
 
     def _spans(self, buffer: str) -> list[pii.Span]:
         """PII spans of ``buffer``, read after the released text's last words, so that a
@@ -545,10 +605,6 @@ class OutputGuard:
             for span in pii.find(self._lead + buffer)
             if span.start >= lead
         ]
-
-    def _released(self, text: str) -> str:
-        self._lead = (self._lead + text)[-LEAD_CHARS:]
-        return text
 
     def feed(self, text: str) -> str:
         buffer = self._pending + text
@@ -565,9 +621,53 @@ class OutputGuard:
         # One PII scan of the buffer serves the hold, the straddle check and the masking.
         spans = self._spans(buffer)
         cut = self._cut(buffer, spans)
+        released = buffer[:cut]
+        sanitized = sanitize_links(released, self.hosts)
+        if self.pii_entities and cut < len(buffer) and sanitized != released:
+            cut = self._sanitised_span_cut(buffer, spans, cut)
+            released = buffer[:cut]
+            sanitized = sanitize_links(released, self.hosts)
         self._pending = buffer[cut:]
         # spans past the cut are left for next time
-        return self._clean(self._released(buffer[:cut]), spans)
+        return self._clean(released, spans, sanitized)
+
+    def _sanitised_span_cut(self, buffer: str, spans: Sequence[pii.Span], cut: int) -> int:
+        """``cut`` moved back before a PII span that the released text, once its links are
+        sanitised, begins and the held text ends. The spans were found in the text as written,
+        where a number after a URL ending in digits is the tail of a longer one
+        ("https:123-45-6789 0171 2345678"); the JSON answer is masked once sanitised, where it
+        follows "[link removed]" and is a phone: released apart from its end, the stream showed
+        it. Only where a link was changed (rare), until no such span is cut."""
+        while cut > 0:
+            released = buffer[:cut]
+            sanitized = sanitize_links(released, self.hosts)
+            if sanitized == released:
+                return cut
+            common = 0  # the end both have: after the last link changed
+            most = min(len(released), len(sanitized))
+            while common < most and released[-1 - common] == sanitized[-1 - common]:
+                common += 1
+            lead = len(self._lead)
+            edge = lead + len(sanitized)
+            joined = self._lead + sanitized + buffer[cut:]
+            start = next(
+                (s.start for s in pii.find(joined) if lead <= s.start < edge < s.end), None
+            )
+            if start is None:
+                return cut
+            if start >= edge - common:
+                moved = cut - (edge - start)
+            else:  # it starts in what sanitising changed: before all of it
+                moved = next(
+                    (
+                        i
+                        for i, (a, b) in enumerate(zip(released, sanitized, strict=False))
+                        if a != b
+                    ),
+                    0,
+                )
+            cut = self._straddled(buffer, spans, min(moved, cut - 1))
+        return cut
 
     def _cut(self, buffer: str, spans: Sequence[pii.Span]) -> int:
         """How much of ``buffer`` (the held text and the new piece) is released now."""
@@ -585,43 +685,66 @@ class OutputGuard:
         cut = _open_tag_start(buffer, cut)
         if cut < len(buffer) - MAX_HOLD:  # forced: not inside a flag, an emoji or a letter's marks
             cut = grapheme_cut(buffer, len(buffer) - MAX_HOLD)
-        # A span that is complete but straddles the cut is held whole. (Each pattern is
-        # searched only in a buffer with a character every match of it holds: a Markdown link
-        # or reference "[", a bare URL a scheme's ":", "www."'s "." or a "/" or "\\".)
+        return self._straddled(buffer, spans, cut)
+
+    def _straddled(self, buffer: str, spans: Sequence[pii.Span], cut: int) -> int:
+        """``cut`` moved back to the start of a link, address or PII span that straddles it,
+        until none does: a bare URL may run on from inside a Markdown link ("![i](https://
+        evil.test/p)ใช้123-45-6789 ", held from the number), and the cut moved to the URL's start
+        was inside the link, which was released in part ("![i](") instead of as its alt text.
+        (Each pattern is searched only in a buffer with a character every match of it holds: a
+        Markdown link or reference "[", a bare URL a scheme's ":", "www."'s "." or a "/", "\\"
+        or the "&" of a character reference.)"""
         bracket = "[" in buffer
         bare = (
             ":" in buffer
             or "/" in buffer
             or "\\" in buffer
+            or "&" in buffer
             or ("." in buffer and "www." in buffer.lower())
         )
-        links = _MD_LINK.finditer(buffer, max(0, cut - _MAX_LINK_TEXT - _MAX_URL - 16))
-        for match in links if bracket else ():
-            if match.start() < cut < match.end():
-                cut = match.start()
-                break
-        # (Read past the cut: a search that stopped at it found every address ending there, and
-        # held none. A PII hold inside an address, "//evil.test/?d=secret" held from "secret",
-        # let the address go out cut short, its end after it as text.)
-        for pattern, present in ((_BARE_URL, bare), (_MD_REFERENCE, bracket)):
-            if not present:
-                continue
-            for match in pattern.finditer(buffer, max(0, cut - _MAX_URL - _MAX_LINK_TEXT - 8)):
-                if match.start() >= cut:
+        while True:
+            was = cut
+            if bracket:
+                for match in _MD_LINK.finditer(
+                    buffer, max(0, cut - _MAX_LINK_TEXT - _MAX_URL - 16)
+                ):
+                    if match.start() < cut < match.end():
+                        cut = match.start()
+                        break
+            # (Read past the cut: a search that stopped at it found every address ending there,
+            # and held none. A PII hold inside an address, "//evil.test/?d=secret" held from
+            # "secret", let the address go out cut short, its end after it as text.)
+            if bare:
+                for url_start, url_end in _bare_urls(
+                    buffer, max(0, cut - _MAX_URL - _MAX_LINK_TEXT - 8)
+                ):
+                    if url_start >= cut:
+                        break
+                    if url_end > cut:
+                        cut = url_start
+                        break
+            if bracket:
+                for match in _MD_REFERENCE.finditer(
+                    buffer, max(0, cut - _MAX_URL - _MAX_LINK_TEXT - 8)
+                ):
+                    if match.start() >= cut:
+                        break
+                    if match.end() > cut:
+                        cut = match.start()
+                        break
+            for span in spans:
+                if span.start < cut < span.end:
+                    cut = span.start
                     break
-                if match.end() > cut:
-                    cut = match.start()
-                    break
-        for span in spans:
-            if span.start < cut < span.end:
-                return span.start
-        return cut
+            if cut == was:
+                return cut
 
     def flush(self) -> str:
         rest, self._pending = self._pending, ""
         self._check_canary(rest)
         spans = self._spans(rest)  # before ``rest`` joins the lead
-        return self._clean(self._released(rest), spans)
+        return self._clean(rest, spans)
 
 
 # --- scope: blocked topics and out-of-scope questions ------------------------------------

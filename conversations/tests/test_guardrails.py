@@ -903,3 +903,92 @@ def test_answers_split_anywhere_are_guarded_as_the_whole(seed: int) -> None:
                 assert canary not in answer
                 assert "".join(emitted) == whole, (answer, size, entities)
     assert streams > 1500
+
+
+# Answers whose stream showed other text than their JSON answer (2026-12-07, late night; found
+# by a differential of random answers in pieces and whole, below).
+STREAM_PARITY = [
+    # A scheme-relative address after a Chinese letter: kept in the JSON answer ("\w" before
+    # it), removed from the stream, which had released "见" apart from it.
+    "详情见//evil.test/x。谢谢",
+    # ... and one whose host's dot had not come yet: released at each Chinese letter.
+    "Call //@例子.中国( now",
+    "见//例子.中国/x 好",
+    # A URL from "https" until the dot comes, from "//" after it.
+    "//https:@ตัวอย่าง.ไทย ok",
+    # A character reference: the holds read "&#47;/" as no address, and cut it after "/".
+    "&#47;/evil.test/r ติดต่อ",
+    # A bare URL running on from inside a Markdown image: the cut moved to its start was inside
+    # the image, released in part ("![i](").
+    "\n![i](https://evil.test/p)ใช้123-45-6789 //evil.test/x ",
+    # A phone after a removed URL that ends in digits: the released text as the JSON answer
+    # reads it, "[link removed] 0171 2345678", not "https:123-45-6789 0171 2345678".
+    "//evil.test/x https:123-45-6789 0171 2345678 [1]。\uff0c",
+    # A local number before a URL: "555 0199 [link removed]" in the JSON answer.
+    "so 555 0199 https://evil.test/y ",
+]
+
+
+@pytest.mark.parametrize("entities", [(), pii.ENTITIES], ids=["no-pii", "pii"])
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+@pytest.mark.parametrize("text", STREAM_PARITY)
+def test_answers_with_other_scripts_and_addresses_stream_as_their_json_answer(
+    text: str, size: int, entities: tuple[str, ...]
+) -> None:
+    whole, _ = run(OutputGuard(pii_entities=entities, hosts=HOSTS), text, 10_000)
+    streamed, pieces = run(OutputGuard(pii_entities=entities, hosts=HOSTS), text, size)
+    assert streamed == whole
+    assert "evil" not in whole and not any("evil" in piece for piece in pieces)
+    assert "例子.中国" not in whole or not text.startswith("Call")
+
+
+def test_a_scheme_relative_address_after_chinese_text_is_an_address() -> None:
+    assert sanitize_links("详情见//evil.test/x 谢谢", HOSTS) == f"详情见{LINK_REMOVED} 谢谢"
+    assert sanitize_links("见//docs.example.org/a", HOSTS) == "见//docs.example.org/a"
+    assert sanitize_links("a//evil.test/x", HOSTS) == "a//evil.test/x"  # after ASCII: a path
+
+
+def test_a_local_number_before_a_url_is_a_phone_as_before_the_url_s_mask() -> None:
+    assert pii.mask("so 555 0199 https://evil.test/y") == "so [PHONE] https://evil.test/y"
+    assert pii.mask("so 555 0199 [link removed]") == "so [PHONE] [link removed]"
+    assert pii.mask("so 555 0199 Oak Road") == "so 555 0199 Oak Road"
+
+
+# Pieces of answers in other scripts: Chinese, Japanese, Korean, Thai, Hebrew and Arabic words,
+# direction marks, marks and emoji, with addresses (scheme-relative, character references, in
+# IDN hosts) and PII among them. (Not here: Arabic-Indic or full-width digits next to other
+# numbers, a Markdown link right after a number, digits glued to a URL's end: known gaps,
+# docs/GUARDRAILS.md.)
+_SCRIPT_ATOMS = [
+    "the ", "plan ", "续订", "请", "见", "。", "\uff0c", "用户", "@例子.中国 ", "مرحبا ", "שלום ", "\u200f",
+    "\u200e", "//evil.test/x ", "//例子.中国/x ", "https://evil.test/y ", "www.evil.test ",
+    "see [a](//evil.test/z) ", "so ![i](https://evil.test/p) ", "john@example.com ", "555 0199 ",
+    "Call ", "+91 98765 43210 ", "98765 43210 ", "123-45-6789 ", "4111 1111 1111 1111 ",
+    "192.168.1.7 ", "DE89 3704 0044 0532 0130 00 ", "\n", " ", "<img src=//evil.test/q> ",
+    "&#47;/evil.test/r ", "\\\\evil.test/s ", "ได้", "ติดต่อ", "@ตัวอย่าง.ไทย ", "メールは", "山田",
+    "です", "한국", "에게 ", "\uff10\uff13-\uff11\uff12\uff13\uff14-\uff15\uff16\uff17\uff18 ", "phone: ", "e-mail ", "at ", "dot ", "com ", "é",
+    "\u0301", "👍🏽", ")", "(", ":", "https:", "\u00a0", "\u3000", "[1]", "SSN ", "0171 2345678 ",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_answers_in_other_scripts_split_anywhere_stream_as_their_json_answer(seed: int) -> None:
+    """The guard fed an answer whole (a JSON answer's single piece) and in pieces of 1, 2, 3, 5
+    and random sizes gives the same text, with PII masking on and off."""
+    rng = random.Random(seed)
+    streams = 0
+    for _ in range(100):
+        answer = "".join(rng.choice(_SCRIPT_ATOMS) for _ in range(rng.randint(1, 14)))
+        for entities in (pii.ENTITIES, ()):
+            whole, _ = run(OutputGuard(pii_entities=entities, hosts=HOSTS), answer, 10_000)
+            for size in (1, 2, 3, 5, 0):
+                guard = OutputGuard(pii_entities=entities, hosts=HOSTS)
+                pieces, i = [], 0
+                while i < len(answer):
+                    step = size or rng.randint(1, 12)
+                    pieces.append(answer[i : i + step])
+                    i += step
+                streamed = "".join(guard.feed(piece) for piece in pieces) + guard.flush()
+                streams += 1
+                assert streamed == whole, (answer, pieces, entities)
+    assert streams == 1000
