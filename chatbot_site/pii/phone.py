@@ -213,26 +213,54 @@ def phone_ok(raw: str, labelled: bool = False) -> bool:
     return not all(len(g) == 4 and _YEAR.fullmatch(g) for g in groups)
 
 
+def _phone_at(text: str, start: int, end: int) -> bool:
+    raw = text[start:end]
+    plain = raw[0] not in "+(" and not raw.startswith("00")
+    groups = _PHONE_SEP.split(_PHONE_EXT.sub("", raw))
+    # Two plain groups after a trunk prefix ("030 12345678", "07700 900123", "06 12345678")
+    # are a national number: an area code of 2-5 digits starting with one 0, 10-12 digits
+    # in all (a ZIP+4 such as 02139-1234 has 9; "0 1234567890" is a zero and a number).
+    area = groups[0]
+    national = 2 <= len(area) <= 5 and area[0] == "0" and area[1:2] != "0"
+    national = national and 10 <= len("".join(groups)) <= 12
+    mobile = _INDIAN_MOBILE.fullmatch(raw) is not None and not all(
+        int(g) % 100 == 0 for g in groups
+    )
+    weak = plain and ((len(groups) == 2 and not national and not mobile) or _small_numbers(raw))
+    labelled = _PHONE_LABEL_AFTER.match(text, end) is not None
+    return phone_ok(raw, labelled) and (
+        not weak
+        or labelled
+        or _cue_before(_PHONE_CUE, text, start)
+        or _local_number(text, start, end)
+    )
+
+
+# Two numbers each written with its own hyphens, dots or brackets, one space between them
+# ("Tel 03-1234-5678 03-8765-4321", 2026-12-07, late night): the candidate pattern takes them as
+# one run of 20 digits, no phone, and both were shown. Each is judged on its own.
+_WRITTEN_APART = re.compile(r"[0-9()+]+[.\-][0-9().\-]+", re.ASCII)
+
+
 def _phones(text: str) -> Iterator[tuple[int, int]]:
     for m in _PHONE.finditer(text):
+        start, end = m.span()
+        if _phone_at(text, start, end):
+            yield start, end
+            continue
         raw = m.group()
-        plain = raw[0] not in "+(" and not raw.startswith("00")
-        groups = _PHONE_SEP.split(_PHONE_EXT.sub("", raw))
-        # Two plain groups after a trunk prefix ("030 12345678", "07700 900123", "06 12345678")
-        # are a national number: an area code of 2-5 digits starting with one 0, 10-12 digits
-        # in all (a ZIP+4 such as 02139-1234 has 9; "0 1234567890" is a zero and a number).
-        area = groups[0]
-        national = 2 <= len(area) <= 5 and area[0] == "0" and area[1] != "0"
-        national = national and 10 <= len("".join(groups)) <= 12
-        mobile = _INDIAN_MOBILE.fullmatch(raw) is not None and not all(
-            int(g) % 100 == 0 for g in groups
-        )
-        weak = plain and ((len(groups) == 2 and not national and not mobile) or _small_numbers(raw))
-        labelled = _PHONE_LABEL_AFTER.match(text, m.end()) is not None
-        if phone_ok(raw, labelled) and (
-            not weak
-            or labelled
-            or _cue_before(_PHONE_CUE, text, m.start())
-            or _local_number(text, m.start(), m.end())
-        ):
-            yield m.start(), m.end()
+        if " " not in raw or sum(c.isdigit() for c in raw) <= 15:
+            continue
+        at = raw.find(" ")
+        while at != -1:
+            left, right = raw[:at], raw[at + 1 :]
+            if (
+                _WRITTEN_APART.fullmatch(left)
+                and _WRITTEN_APART.fullmatch(right)
+                and _phone_at(text, start, start + at)
+                and _phone_at(text, start + at + 1, end)
+            ):
+                yield start, start + at
+                yield start + at + 1, end
+                break
+            at = raw.find(" ", at + 1)

@@ -395,6 +395,23 @@ def test_viewboxes_close_scores_and_trial_numbers_are_no_phone(text):
     assert pii.find(text, ["PHONE"]) == []
 
 
+def test_two_numbers_each_written_with_hyphens_one_space_apart_are_two_phones():
+    # The candidate pattern took them as one run of 20 digits, no phone: both were shown.
+    assert spans("Tel 03-1234-5678 03-8765-4321 ok") == [
+        ("PHONE", "03-1234-5678"),
+        ("PHONE", "03-8765-4321"),
+    ]
+    assert spans("415-555-0132 415-555-0199") == [
+        ("PHONE", "415-555-0132"),
+        ("PHONE", "415-555-0199"),
+    ]
+    wide = "\uff10\uff13-\uff11\uff12\uff13\uff14-\uff15\uff16\uff17\uff18"
+    assert pii.mask(f"Tel {wide} {wide}") == "Tel [PHONE] [PHONE]"
+    # Dates and ISBNs in a row stay what they were.
+    assert spans("2019-01-15 2019-02-15") == []
+    assert spans("978-3-16-148410-0 978-3-16-148410-0") == []
+
+
 def test_a_card_number_starting_with_zero_is_a_card_after_a_card_word():
     # No issuer's number starts with 0; the user calling it a card makes it one.
     assert spans("points on credit card 060426070011 ?") == [("CREDIT_CARD", "060426070011")]
@@ -1121,6 +1138,7 @@ STREAMED = [
     "Lars 47 12 39 07, Zentrale 089 / 62 34 56 78, tlf 93 25 45 60.",
     "Ravi 98765 43210, viewBox 0 0 1024 1024, scores 61 62 60 59, EudraCT 2004-002245-12; "
     "ring 71 72 70 69.",
+    "Tel 03-1234-5678 03-8765-4321 ok.",
 ]
 
 
@@ -1398,6 +1416,7 @@ N = 100_000  # 200,000 characters of two-character units: anything quadratic wou
         "0 0 1024 " * (N // 5),
         "61 62 60 59 " * (N // 6),
         "2004-002245-12-" * (N // 8),
+        "03-1234-5678 " * (N // 7),
         # written out: every separator tried, every local part and domain bounded
         "a at " * (N // 2),
         "a at b dot " * (N // 5),
