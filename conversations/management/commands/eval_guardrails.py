@@ -337,6 +337,8 @@ class Command(BaseCommand):
              [r for r in fresh if r["split"] == "fresh"]),
             ("our role-play set 2, fresh (never fitted on)", as_question,
              [r for r in fresh if r["split"] == "fresh-roleplay"]),
+            ("our second-person set 3, fresh (never fitted on)", as_question,
+             [r for r in fresh if r["split"] == "fresh-3"]),
             ("SciFact claims, train queries (fitted on)", as_question, claims["train"]),
             ("SciFact claims, test queries (held out)", as_question, claims["test"]),
             ("BIPIA user questions (held out)", as_question, bipia),
