@@ -103,7 +103,13 @@ class TransientIngestError(Exception):
 #   1: versions recorded (December 2026).
 #   2: PDFs read column after column, a paragraph per text box, words broken at a line's end
 #      whole (knowledge.parsers.pdf, 2026-12-07).
-PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {1: None, 2: frozenset({PDF})}
+#   3: right-to-left PDF text (Arabic, Hebrew) in logical order, its lines made by position
+#      and its columns read right to left (knowledge.parsers.bidi, 2026-12-07).
+PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
+    1: None,
+    2: frozenset({PDF}),
+    3: frozenset({PDF}),
+}
 PIPELINE_VERSION = max(PIPELINE_CHANGES)
 
 CONTEXT_TOKENS = 34

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from knowledge.parsers import Block, Limits, ParseError
+from knowledge.parsers.bidi import has_rtl, logical, rtl_share
 
 _PARAGRAPHS = re.compile(r"\n\s*\n+")
 # An ICC profile's colour space signature (header bytes 16-19) → its number of components.
@@ -155,17 +156,19 @@ def _bands(boxes: list[Box]) -> list[list[Box]]:
     return _cut(boxes, "top", "bottom")
 
 
-def _reading_order(boxes: list[Box]) -> list[Box]:
-    """A page's text boxes as they are read (XY-cut): columns left to right, each top to
-    bottom; where something crosses the columns (a title, a figure across the page), the bands
-    above and below it in turn. Consecutive bands that share a gutter are one region, so that
-    two columns whose paragraphs happen to end at the same height are still read column after
-    column, not paragraph row by row."""
+def _reading_order(boxes: list[Box], rtl: bool = False) -> list[Box]:
+    """A page's text boxes as they are read (XY-cut): columns left to right (right to left on
+    a page of right-to-left text), each top to bottom; where something crosses the columns (a
+    title, a figure across the page), the bands above and below it in turn. Consecutive bands
+    that share a gutter are one region, so that two columns whose paragraphs happen to end at
+    the same height are still read column after column, not paragraph row by row."""
     if len(boxes) <= 1:
         return boxes
     columns = _columns(boxes)
     if len(columns) > 1:
-        return [box for column in columns for box in _reading_order(column)]
+        return [
+            box for column in columns[:: -1 if rtl else 1] for box in _reading_order(column, rtl)
+        ]
     regions: list[list[Box]] = []
     for band in _bands(boxes):
         if regions and len(_columns(regions[-1] + band)) > 1:
@@ -173,8 +176,94 @@ def _reading_order(boxes: list[Box]) -> list[Box]:
         else:
             regions.append(band)
     if len(regions) == 1:  # neither cut applies
-        return sorted(boxes, key=lambda b: (b["top"], b["x0"]))
-    return [box for region in regions for box in _reading_order(region)]
+        return sorted(boxes, key=lambda b: (b["top"], -b["x1"] if rtl else b["x0"]))
+    return [box for region in regions for box in _reading_order(region, rtl)]
+
+
+def _lines_logical(text: str) -> str:
+    """Text whose lines pdfplumber put together left to right (a table cell, a page read
+    line by line), each line in logical order (:func:`knowledge.parsers.bidi.logical`)."""
+    if not has_rtl(text):
+        return text
+    return "\n".join(logical(line) for line in text.split("\n"))
+
+
+def _layout_lines(page: Any) -> list[Any]:
+    """pdfminer's horizontal text lines of the page's text boxes (in forms too)."""
+    from pdfminer.layout import LTContainer, LTTextLineHorizontal
+
+    found: list[Any] = []
+    pending = list(page.layout)
+    while pending:
+        obj = pending.pop()
+        if isinstance(obj, LTTextLineHorizontal):
+            found.append(obj)
+        elif isinstance(obj, LTContainer):
+            pending.extend(obj)
+    return found
+
+
+def _rows(lines: list[Any]) -> list[list[Any]]:
+    """``lines`` that stand side by side at one height with no more than a line's height
+    between them, as one row each: pdfminer breaks a line wherever the drawing jumps, and a
+    producer draws mixed right-to-left text a run at a time, in logical order (the start of an
+    Arabic line, then the Latin word in it, then the rest of the line to its left)."""
+    rows: list[tuple[list[Any], list[float]]] = []  # lines, [x1, y0, y1] of the row
+    for line in sorted(lines, key=lambda line: line.x0):
+        height = line.y1 - line.y0
+        for members, extent in rows:
+            x1, y0, y1 = extent
+            overlap = min(y1, line.y1) - max(y0, line.y0)
+            if overlap > 0.5 * min(height, y1 - y0) and line.x0 - x1 < max(height, y1 - y0):
+                members.append(line)
+                extent[0] = max(x1, line.x1)
+                break
+        else:
+            rows.append(([line], [line.x1, line.y0, line.y1]))
+    return [members for members, _extent in rows]
+
+
+def _level(char: Any) -> bool:
+    """A glyph set upright, its baseline left to right (not rotated, not upside down: a page
+    turned 180° stands right to left)."""
+    a, b, c, d = char.matrix[:4]
+    return a > 0 and d > 0 and abs(b) <= 0.2 * a and abs(c) <= 0.5 * d
+
+
+def _rtl_boxes(page: Any) -> list[Box]:
+    """The page's text boxes made again from its characters by their position, with each line
+    in logical order (:func:`knowledge.parsers.bidi.logical`): for a page with right-to-left
+    text, whose lines pdfminer's drawing-order analysis breaks into pieces."""
+    from pdfminer.layout import LAParams, LTChar, LTTextLineHorizontal
+
+    params = LAParams(all_texts=True, boxes_flow=None)  # LAYOUT's
+    lines = []
+    for row in _rows(_layout_lines(page)):
+        chars = [c for part in row for c in part if isinstance(c, LTChar)]
+        if not all(map(_level, chars)):
+            # rotated or skewed text: where a glyph stands says nothing of the order
+            lines += row
+            continue
+        line = LTTextLineHorizontal(params.word_margin)
+        for char in sorted(chars, key=lambda c: c.x0):
+            line.add(char)
+        line.analyze(params)
+        lines.append(line)
+    boxes = []
+    for layout_box in page.layout.group_textlines(params, lines):
+        layout_box.analyze(params)
+        box = page.process_object(layout_box)
+        # a glyph at a time: a ligature's letters (lam-alef) are in logical order already
+        box["text"] = "\n".join(
+            (
+                logical([glyph.get_text() for glyph in line if glyph.get_text() != "\n"])
+                if all(_level(c) for c in line if isinstance(c, LTChar))
+                else line.get_text().rstrip("\n")
+            )
+            for line in layout_box
+        )
+        boxes.append(box)
+    return boxes
 
 
 def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
@@ -191,14 +280,22 @@ def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
     table_boxes = [t.bbox for t in tables]
     outside = page.filter(_outside(table_boxes)) if table_boxes else page
     rows = [row for table in tables for row in (table.extract() or [])]
+    rows = [[_lines_logical(cell) if cell else cell for cell in row] for row in rows]
     keep = _outside(table_boxes)
-    boxes = [box for box in page.objects.get("textboxhorizontal", []) if keep(box)]
+    boxes = page.objects.get("textboxhorizontal", [])
+    if any(has_rtl(box.get("text", "")) for box in boxes):
+        if len(boxes) <= MAX_ORDERED_BOXES:
+            boxes = _rtl_boxes(page)
+        else:  # too many to regroup: each line of pdfminer's in logical order at least
+            boxes = [{**box, "text": _lines_logical(box.get("text", ""))} for box in boxes]
+    boxes = [box for box in boxes if keep(box)]
+    rtl, ltr = rtl_share("".join(box.get("text", "") for box in boxes))
     if len(boxes) <= MAX_ORDERED_BOXES:
-        boxes = _reading_order(boxes)
+        boxes = _reading_order(boxes, rtl=rtl > ltr)
     paragraphs = [_box_text(box.get("text", "")) for box in boxes]
     if sum(map(_visible, paragraphs)) == _visible("".join(c["text"] for c in outside.chars)):
         return [p for p in paragraphs if p], rows
-    text = (outside.extract_text() or "").translate(_LIGATURES)
+    text = _lines_logical((outside.extract_text() or "").translate(_LIGATURES))
     return [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()], rows
 
 

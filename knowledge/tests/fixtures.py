@@ -387,3 +387,40 @@ def ingest_interrupted(
             get_embedder.cache_clear()
         windows = [r for r in fake.requests if r["path"].endswith("/embeddings")]
     return result, len(windows)
+
+
+# Hebrew letters (U+05D0-U+05EA) drawn with codes 128-154 of a simple font whose encoding names
+# them (/uni05D0 ...), every glyph 600 units wide: 6 pt at 10 pt.
+HEBREW_CODES = {chr(0x05D0 + i): 128 + i for i in range(27)}
+
+
+def make_pdf_runs(runs: list[tuple[float, float, str]]) -> bytes:
+    """One page with each ``(x, y, text)`` drawn at ``x``, ``y`` in the order given, its
+    characters left to right as they stand on the page (a glyph 6 pt wide): a right-to-left
+    line is given by the runs a word processor draws it in, each run as it looks (visual
+    order)."""
+
+    def code(ch: str) -> str:
+        number = HEBREW_CODES.get(ch, ord(ch))
+        return {"(": "\\(", ")": "\\)", "\\": "\\\\"}.get(ch, chr(number))
+
+    ops = ["BT /F1 10 Tf"]
+    for x, y, text in runs:
+        ops.append(f"1 0 0 1 {x} {y} Tm ({''.join(map(code, text))}) Tj")
+    stream = " \n".join([*ops, "ET"]).encode("latin-1")
+    names = " ".join(f"/uni{0x05D0 + i:04X}" for i in range(27))
+    widths = " ".join(["600"] * 224)
+    return _write_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            _stream("", stream),
+            f"<< /Type /Font /Subtype /Type1 /BaseFont /TestSans /FirstChar 32 /LastChar 255 "
+            f"/Widths [{widths}] /Encoding << /Type /Encoding /BaseEncoding /WinAnsiEncoding "
+            f"/Differences [128 {names}] >> /FontDescriptor 6 0 R >>".encode(),
+            b"<< /Type /FontDescriptor /FontName /TestSans /Flags 32 /FontBBox [0 -200 600 800] "
+            b"/ItalicAngle 0 /Ascent 800 /Descent -200 /CapHeight 700 /StemV 80 >>",
+        ]
+    )

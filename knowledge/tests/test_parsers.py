@@ -27,6 +27,7 @@ from knowledge.tests.fixtures import (
     make_pdf_columns,
     make_pdf_flate_bomb,
     make_pdf_icc_without_components,
+    make_pdf_runs,
     make_zip_bomb,
     rewrite_parts,
     save_docx,
@@ -310,6 +311,66 @@ def test_a_pdfs_typesetting_ligatures_are_read_as_their_letters():
     left = ["The con\xaeguration of the work\xafow", "is read at start."]  # 0xAF: "fl"
     blocks = parse(PDF, make_pdf_columns(left, ["", ""]), LIMITS)
     assert [b.text for b in blocks] == ["The configuration of the workflow is read at start."]
+
+
+def _right_aligned(right: float, y: float, runs: list[str]) -> list[tuple[float, float, str]]:
+    """``runs`` drawn one after the other from the right edge ``right`` leftwards (a glyph is
+    6 pt wide): the first run drawn is the rightmost, as a word processor draws a right-to-left
+    line a run of one direction at a time, in the order they were typed."""
+    placed = []
+    for run in runs:
+        right -= 6 * len(run)
+        placed.append((right, y, run))
+    return placed
+
+
+def test_a_right_to_left_pdf_reads_in_logical_order_however_its_runs_were_drawn():
+    """A PDF gives a right-to-left line's characters as they stand, left to right: the text
+    read "םילקש 20 אוה" for "הוא 20 שקלים", and a line drawn a run at a time (the Hebrew
+    start, then the Latin word to its left, then the rest further left) was broken into pieces
+    where the drawing jumped, each its own paragraph. Numbers and Latin words read left to
+    right inside it, brackets turn the way they were typed."""
+    # "The price of Python is 20 shekels / a month (VAT included)." as it stands on the page
+    first = _right_aligned(400, 700, ["לש ריחמה", " Python ", "םילקש 20 אוה"])
+    second = _right_aligned(400, 686, [".(מעמ ללוכ) שדוחל"])
+    for runs in (first + second, second[::-1] + first[::-1]):  # in either drawing order
+        blocks = parse(PDF, make_pdf_runs(runs), LIMITS)
+        assert [b.text for b in blocks] == ["המחיר של Python הוא 20 שקלים לחודש (כולל מעמ)."]
+    # the whole line drawn left to right in one run reads the same
+    whole = [(400 - 6 * 28, 700, "םילקש 20 אוה Python לש ריחמה")]
+    assert [b.text for b in parse(PDF, make_pdf_runs(whole), LIMITS)] == [
+        "המחיר של Python הוא 20 שקלים"
+    ]
+
+
+def test_a_right_to_left_line_keeps_ligatures_whole_and_a_space_between_scripts():
+    """A glyph's own letters (the lam-alef ligature "لإ") are in logical order already; a
+    Latin word drawn touching an Arabic one lost the space drawn elsewhere ("Pythonمن");
+    presentation forms (pdfjs-tests/ArabicCIDTrueType.pdf) were not found by their letters."""
+    from knowledge.parsers.bidi import logical
+
+    # the glyphs of "R و Python من الإنتاجية" as they stand, left to right
+    glyphs = [*"ةيجاتن", "لإ", *"ا نمPython و R"]  # noqa: RUF001
+    assert logical(glyphs) == "R و Python من الإنتاجية"
+    assert logical("plain text, 2-5 (as is)") == "plain text, 2-5 (as is)"
+    # a font's glyphs named by their presentation forms (the shapes in a word) read as letters
+    assert logical("\ufe94\ufef4\ufe91\ufeae\ufecc\ufedf\u0627") == "العربية"
+
+
+def test_right_to_left_pdf_columns_are_read_right_column_first():
+    # a line of only Hebrew letters and a full stop stands as its characters reversed
+    right = ["הטקסט הזה נקרא", "ראשון בעמוד."]
+    left = ["והטקסט הזה", "נקרא אחריו."]
+    runs = [
+        (x - 6 * len(line), 700 - 14 * n, line[::-1])
+        for x, lines in ((540, right), (260, left))
+        for n, line in enumerate(lines)
+    ]
+    blocks = parse(PDF, make_pdf_runs(runs), LIMITS)
+    assert [b.text for b in blocks] == [
+        "הטקסט הזה נקרא ראשון בעמוד.",
+        "והטקסט הזה נקרא אחריו.",
+    ]
 
 
 def test_encrypted_pdf_fails_as_encrypted():
