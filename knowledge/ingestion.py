@@ -105,10 +105,13 @@ class TransientIngestError(Exception):
 #      whole (knowledge.parsers.pdf, 2026-12-07).
 #   3: right-to-left PDF text (Arabic, Hebrew) in logical order, its lines made by position
 #      and its columns read right to left (knowledge.parsers.bidi, 2026-12-07).
+#   4: PDF pages with typesetting ligatures read by their text boxes, not line by line
+#      across the page (knowledge.parsers.pdf, 2026-12-07).
 PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     1: None,
     2: frozenset({PDF}),
     3: frozenset({PDF}),
+    4: frozenset({PDF}),
 }
 PIPELINE_VERSION = max(PIPELINE_CHANGES)
 

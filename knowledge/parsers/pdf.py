@@ -293,7 +293,9 @@ def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
     if len(boxes) <= MAX_ORDERED_BOXES:
         boxes = _reading_order(boxes, rtl=rtl > ltr)
     paragraphs = [_box_text(box.get("text", "")) for box in boxes]
-    if sum(map(_visible, paragraphs)) == _visible("".join(c["text"] for c in outside.chars)):
+    # counted with the ligatures as their letters on both sides, as the paragraphs have them
+    on_page = "".join(c["text"] for c in outside.chars).translate(_LIGATURES)
+    if sum(map(_visible, paragraphs)) == _visible(on_page):
         return [p for p in paragraphs if p], rows
     text = _lines_logical((outside.extract_text() or "").translate(_LIGATURES))
     return [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()], rows

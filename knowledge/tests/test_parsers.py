@@ -373,6 +373,20 @@ def test_right_to_left_pdf_columns_are_read_right_column_first():
     ]
 
 
+def test_a_two_column_pdf_with_ligatures_is_still_read_column_after_column():
+    """The check that a page's text boxes hold all its characters counted "fi" as two
+    characters in the boxes and its ligature "ﬁ" as one on the page: every page with a
+    ligature (pdfjs-tests/tracemonkey.pdf, a TeX paper) was read line by line across both
+    columns, its words run together ("andisusedfortheapplication")."""
+    left = ["The con\xaeguration is read", "at start by the server."]  # 0xAE: "fi"
+    right = ["Parcels to the islands", "travel by sea freight."]
+    blocks = parse(PDF, make_pdf_columns(left, right), LIMITS)
+    assert [b.text for b in blocks] == [
+        "The configuration is read at start by the server.",
+        "Parcels to the islands travel by sea freight.",
+    ]
+
+
 def test_encrypted_pdf_fails_as_encrypted():
     with pytest.raises(ParseError) as excinfo:
         parse(PDF, make_encrypted_pdf(["secret"]), LIMITS)
