@@ -107,11 +107,14 @@ class TransientIngestError(Exception):
 #      and its columns read right to left (knowledge.parsers.bidi, 2026-12-07).
 #   4: PDF pages with typesetting ligatures read by their text boxes, not line by line
 #      across the page (knowledge.parsers.pdf, 2026-12-07).
+#   5: PDF words hyphenated at a line's end joined ("Effects", not "Ef-fects"); compounds keep
+#      their hyphen, by the document's own words (knowledge.parsers.pdf, 2026-12-07).
 PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     1: None,
     2: frozenset({PDF}),
     3: frozenset({PDF}),
     4: frozenset({PDF}),
+    5: frozenset({PDF}),
 }
 PIPELINE_VERSION = max(PIPELINE_CHANGES)
 

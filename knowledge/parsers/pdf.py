@@ -100,14 +100,61 @@ LAYOUT = {"all_texts": True, "boxes_flow": None}
 # pdfminer's top-to-bottom order.
 MAX_ORDERED_BOXES = 2000
 # A line that ends in a hyphen after a letter, the next beginning with a lowercase letter: a word
-# broken at the line's end ("self-" / "publishing"). Kept whole with its hyphen, as it was
-# printed ("self-publishing"), not a word and a dangling hyphen ("self- publishing").
+# broken at the line's end, by hyphenation ("ef-" / "fects") or at its own hyphen ("self-" /
+# "publishing"). Marked (_BREAK) and decided once the whole document is read (_mend): never a
+# word and a dangling hyphen ("self- publishing").
 _BROKEN_WORD = re.compile(r"(?<=(\w))-[ \t]*\n\s*(?=(\w))")
+# The mark of such a break: a soft hyphen, which is what it is (were one left, normalize_text
+# drops it: the word joined).
+_BREAK = "\u00ad"
+_MARKED = re.compile(r"(\w+)\u00ad(\w+)")
+_LETTERS = re.compile(r"[^\W\d_]+")
+_HYPHENATED = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)+")
+# Prefixes written with a hyphen, kept when the document has no word to say otherwise.
+_HYPHEN_PREFIXES = frozenset(
+    {"self", "well", "half", "cross", "non", "semi", "multi", "quasi", "anti", "pseudo"}
+)
 
 
 def _rejoin(match: re.Match[str]) -> str:
     before, after = match.group(1), match.group(2)
-    return "-" if before.isalpha() and after.islower() else match.group(0)
+    return _BREAK if before.isalpha() and after.islower() else match.group(0)
+
+
+def _mend(blocks: list[Block]) -> None:
+    """The words broken at a line's end (:data:`_BREAK`), whole: joined if the document has
+    the word unbroken more often than with a hyphen ("effects"), or if a part is no word of
+    its own there or shorter than three letters ("ef-" / "fects": hyphenation); with their
+    hyphen if the document writes them so, or both parts are words of its own ("mixed-mode"),
+    or the first is a prefix written with one ("self-service")."""
+    if not any(_BREAK in block.text for block in blocks):
+        return
+    words: dict[str, int] = {}
+    hyphenated: dict[str, int] = {}
+    for block in blocks:
+        text = _MARKED.sub(" ", block.text).lower()
+        for word in _LETTERS.findall(text):
+            words[word] = words.get(word, 0) + 1
+        for word in _HYPHENATED.findall(text):
+            hyphenated[word] = hyphenated.get(word, 0) + 1
+
+    def mended(match: re.Match[str]) -> str:
+        before, after = match.group(1), match.group(2)
+        first, second = before.lower(), after.lower()
+        joined = words.get(first + second, 0)
+        if hyphenated.get(f"{first}-{second}", 0) > joined:
+            return f"{before}-{after}"
+        if joined:
+            return before + after
+        if first in _HYPHEN_PREFIXES or (
+            min(len(first), len(second)) >= 3 and first in words and second in words
+        ):
+            return f"{before}-{after}"
+        return before + after
+
+    for block in blocks:
+        if _BREAK in block.text:
+            block.text = _MARKED.sub(mended, block.text)
 
 
 # The Latin typesetting ligatures (U+FB00-FB06) a PDF's fonts draw "fi", "fl", "ffi" ... with:
@@ -298,6 +345,7 @@ def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
     if sum(map(_visible, paragraphs)) == _visible(on_page):
         return [p for p in paragraphs if p], rows
     text = _lines_logical((outside.extract_text() or "").translate(_LIGATURES))
+    text = _BROKEN_WORD.sub(_rejoin, text)
     return [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()], rows
 
 
@@ -363,4 +411,5 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
                     blocks.append(Block(" | ".join(cells), "table", number))
     if not any(b.text.strip() for b in blocks):
         raise ParseError("no_text", "The PDF has no extractable text (a scan without OCR?).")
+    _mend(blocks)
     return blocks

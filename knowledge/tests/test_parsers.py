@@ -292,6 +292,29 @@ def test_two_pdf_columns_whose_paragraphs_end_at_the_same_height_are_still_read_
     ]
 
 
+def test_a_word_hyphenated_at_a_pdf_lines_end_is_whole_and_a_compound_keeps_its_hyphen():
+    """Every word broken at a line's end kept the hyphen ("Ef-fects", "com-piler": a TeX
+    paper, pdfjs-tests/tracemonkey.pdf, had hundreds). The document's own words decide: a
+    word it also has unbroken is joined, a fragment that is no word of its own ("ef") too;
+    two words of its own ("mixed", "mode") and the prefixes written with a hyphen ("self")
+    keep it."""
+    left = [
+        "Side ef-",
+        "fects are rare. The com-",
+        "piler and the compiler",
+        "team handle self-",
+        "service and mixed-",
+        "mode runs. Ef-",
+        "fects show in mode",
+        "and mixed tests.",
+    ]
+    blocks = parse(PDF, make_pdf_columns(left, [""] * len(left)), LIMITS)
+    assert [b.text for b in blocks] == [
+        "Side effects are rare. The compiler and the compiler team handle self-service and "
+        "mixed-mode runs. Effects show in mode and mixed tests."
+    ]
+
+
 def test_a_pdf_line_ending_in_a_hyphen_before_a_capital_or_a_number_keeps_its_space():
     """Only a word broken at a line's end is joined: "COVID-" then "19" or "Jean-" then
     "Paul" may be a break too, but "see pages 10-" then "12" and a dash before a name are not
