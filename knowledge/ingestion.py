@@ -109,12 +109,15 @@ class TransientIngestError(Exception):
 #      across the page (knowledge.parsers.pdf, 2026-12-07).
 #   5: PDF words hyphenated at a line's end joined ("Effects", not "Ef-fects"); compounds keep
 #      their hyphen, by the document's own words (knowledge.parsers.pdf, 2026-12-07).
+#   6: a PDF's running headers and footers read once, page numbers not at all
+#      (knowledge.parsers.pdf, 2026-12-07).
 PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     1: None,
     2: frozenset({PDF}),
     3: frozenset({PDF}),
     4: frozenset({PDF}),
     5: frozenset({PDF}),
+    6: frozenset({PDF}),
 }
 PIPELINE_VERSION = max(PIPELINE_CHANGES)
 

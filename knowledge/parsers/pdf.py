@@ -99,6 +99,11 @@ LAYOUT = {"all_texts": True, "boxes_flow": None}
 # A page with more boxes than this (single characters of rotated text, say) keeps them in
 # pdfminer's top-to-bottom order.
 MAX_ORDERED_BOXES = 2000
+# A page's top and bottom edge, where running headers and footers stand: a tenth of its height.
+EDGE = 0.1
+_NUMBERS = re.compile(r"\d+")
+# A page number once its numbers are "#": "#", "page #", "page # of #", "- # -", "#/#".
+_PAGE_NUMBER = re.compile(r"[\W_]*(?:page|p\.)?[\W_]*#(?:[\W_]*(?:of|/)?[\W_]*#)?[\W_]*")
 # A line that ends in a hyphen after a letter, the next beginning with a lowercase letter: a word
 # broken at the line's end, by hyphenation ("ef-" / "fects") or at its own hyphen ("self-" /
 # "publishing"). Marked (_BREAK) and decided once the whole document is read (_mend): never a
@@ -313,8 +318,13 @@ def _rtl_boxes(page: Any) -> list[Box]:
     return boxes
 
 
-def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
-    """The page's paragraphs outside its ruled tables, in reading order, and the tables' rows.
+Content = tuple[list[str], list[list[str | None]], list[bool]]
+
+
+def _page_content(page: Any) -> Content:
+    """The page's paragraphs outside its ruled tables, in reading order, the tables' rows, and
+    for each paragraph whether it stands at the page's top or bottom edge (a running header or
+    footer may).
 
     Paragraphs are pdfminer's text boxes: the lines of one column, read column after column.
     Before, the page's text was read line by line across the whole width, so the lines of a
@@ -343,13 +353,37 @@ def _page_content(page: Any) -> tuple[list[str], list[list[str | None]]]:
     # counted with the ligatures as their letters on both sides, as the paragraphs have them
     on_page = "".join(c["text"] for c in outside.chars).translate(_LIGATURES)
     if sum(map(_visible, paragraphs)) == _visible(on_page):
-        return [p for p in paragraphs if p], rows
+        band = EDGE * float(page.height)
+        top, bottom = float(page.bbox[1]) + band, float(page.bbox[3]) - band
+        edges = [box["top"] < top or box["bottom"] > bottom for box in boxes]
+        kept = [(p, edge) for p, edge in zip(paragraphs, edges, strict=True) if p]
+        return [p for p, _edge in kept], rows, [edge for _p, edge in kept]
     text = _lines_logical((outside.extract_text() or "").translate(_LIGATURES))
     text = _BROKEN_WORD.sub(_rejoin, text)
-    return [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()], rows
+    paragraphs = [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()]
+    return paragraphs, rows, [False] * len(paragraphs)
 
 
-def _read_page(page: Any) -> tuple[list[str], list[list[str | None]]]:
+def _running(blocks: list[Block], edges: list[tuple[int, str]], pages: int) -> set[int]:
+    """The blocks (indices) that are a running header or footer: text at a page's edge (its
+    numbers aside) on at least half the pages, three at least; all but its first, and every
+    one that is only a page number ("12", "Page 3 of 18", "- 4 -")."""
+    on_pages: dict[str, set[int]] = {}
+    for index, key in edges:
+        on_pages.setdefault(key, set()).add(blocks[index].page or 0)
+    running = {key for key, where in on_pages.items() if len(where) >= max(3, (pages + 1) // 2)}
+    dropped: set[int] = set()
+    seen: set[str] = set()
+    for index, key in edges:
+        if key not in running:
+            continue
+        if key in seen or (len(key) <= 40 and _PAGE_NUMBER.fullmatch(key)):
+            dropped.add(index)
+        seen.add(key)
+    return dropped
+
+
+def _read_page(page: Any) -> Content:
     """:func:`_page_content`, once more if the page failed and has ICC profiles without ``/N``
     (given theirs first)."""
     try:
@@ -380,6 +414,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
             raise ParseError("encrypted_pdf", "The PDF is encrypted.") from None
         raise ParseError("corrupt_file", UNREADABLE, type(exc).__name__) from None
     blocks: list[Block] = []
+    edges: list[tuple[int, str]] = []  # paragraphs at a page's edge: index, text without numbers
     with pdf:
         try:
             pages = pdf.pages
@@ -391,7 +426,7 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
             raise ParseError("too_many_pages", f"More than {limits.max_pages} pages.")
         for number, page in enumerate(pages, start=1):
             try:
-                paragraphs, rows = _read_page(page)
+                paragraphs, rows, at_edge = _read_page(page)
             except Exception as exc:
                 if _caused_by(exc, MemoryError):  # a decompression bomb, wrapped by pdfplumber
                     raise ParseError(
@@ -404,11 +439,16 @@ def parse(data: bytes, limits: Limits) -> list[Block]:
                 ) from None
             finally:
                 page.flush_cache()
-            blocks.extend(Block(paragraph, "paragraph", number) for paragraph in paragraphs)
+            for paragraph, edge in zip(paragraphs, at_edge, strict=True):
+                if edge:
+                    edges.append((len(blocks), _NUMBERS.sub("#", paragraph.casefold())))
+                blocks.append(Block(paragraph, "paragraph", number))
             for row in rows:
                 cells = [" ".join((cell or "").translate(_LIGATURES).split()) for cell in row]
                 if any(cells):
                     blocks.append(Block(" | ".join(cells), "table", number))
+        dropped = _running(blocks, edges, len(pages))
+    blocks = [block for index, block in enumerate(blocks) if index not in dropped]
     if not any(b.text.strip() for b in blocks):
         raise ParseError("no_text", "The PDF has no extractable text (a scan without OCR?).")
     _mend(blocks)

@@ -399,27 +399,41 @@ def make_pdf_runs(runs: list[tuple[float, float, str]]) -> bytes:
     characters left to right as they stand on the page (a glyph 6 pt wide): a right-to-left
     line is given by the runs a word processor draws it in, each run as it looks (visual
     order)."""
+    return make_pdf_pages([runs])
+
+
+def make_pdf_pages(pages: list[list[tuple[float, float, str]]]) -> bytes:
+    """:func:`make_pdf_runs` for several pages (612 x 792 pt), each its own runs."""
 
     def code(ch: str) -> str:
         number = HEBREW_CODES.get(ch, ord(ch))
         return {"(": "\\(", ")": "\\)", "\\": "\\\\"}.get(ch, chr(number))
 
-    ops = ["BT /F1 10 Tf"]
-    for x, y, text in runs:
-        ops.append(f"1 0 0 1 {x} {y} Tm ({''.join(map(code, text))}) Tj")
-    stream = " \n".join([*ops, "ET"]).encode("latin-1")
+    count = len(pages)
+    font = 3 + 2 * count
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{' '.join(f'{3 + 2 * i} 0 R' for i in range(count))}] "
+        f"/Count {count} >>".encode(),
+    ]
+    for i, runs in enumerate(pages):
+        ops = ["BT /F1 10 Tf"]
+        for x, y, text in runs:
+            ops.append(f"1 0 0 1 {x} {y} Tm ({''.join(map(code, text))}) Tj")
+        stream = " \n".join([*ops, "ET"]).encode("latin-1")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> >>".encode()
+        )
+        objects.append(_stream("", stream))
     names = " ".join(f"/uni{0x05D0 + i:04X}" for i in range(27))
     widths = " ".join(["600"] * 224)
     return _write_pdf(
         [
-            b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            _stream("", stream),
+            *objects,
             f"<< /Type /Font /Subtype /Type1 /BaseFont /TestSans /FirstChar 32 /LastChar 255 "
             f"/Widths [{widths}] /Encoding << /Type /Encoding /BaseEncoding /WinAnsiEncoding "
-            f"/Differences [128 {names}] >> /FontDescriptor 6 0 R >>".encode(),
+            f"/Differences [128 {names}] >> /FontDescriptor {font + 1} 0 R >>".encode(),
             b"<< /Type /FontDescriptor /FontName /TestSans /Flags 32 /FontBBox [0 -200 600 800] "
             b"/ItalicAngle 0 /Ascent 800 /Descent -200 /CapHeight 700 /StemV 80 >>",
         ]

@@ -27,6 +27,7 @@ from knowledge.tests.fixtures import (
     make_pdf_columns,
     make_pdf_flate_bomb,
     make_pdf_icc_without_components,
+    make_pdf_pages,
     make_pdf_runs,
     make_zip_bomb,
     rewrite_parts,
@@ -407,6 +408,34 @@ def test_a_two_column_pdf_with_ligatures_is_still_read_column_after_column():
     assert [b.text for b in blocks] == [
         "The configuration is read at start by the server.",
         "Parcels to the islands travel by sea freight.",
+    ]
+
+
+def test_a_pdfs_running_header_and_page_footer_are_not_repeated_on_every_page():
+    """A header or footer printed on every page was a paragraph of every page ("Copyright
+    Office Summary", "Page 3 of 18" in pdfminer-samples/dmca.pdf): in every page's chunks and
+    citation snippets. A text at a page's top or bottom edge that recurs on at least half the
+    pages (three at least), its numbers aside, is read once, where it first stands; a page
+    number not at all. Body text that recurs stays."""
+    body = ["Refunds are paid within five days.", "Parcels travel by sea.", "Stock is counted."]
+    pages = [
+        [
+            (72, 760, "ACME Customer Handbook 2026"),
+            (72, 600, text),
+            (72, 500, "See the table below."),
+            (280, 30, f"Page {n} of 3"),
+        ]
+        for n, text in enumerate(body, start=1)
+    ]
+    blocks = parse(PDF, make_pdf_pages(pages), LIMITS)
+    assert [(b.page, b.text) for b in blocks] == [
+        (1, "ACME Customer Handbook 2026"),
+        (1, "Refunds are paid within five days."),
+        (1, "See the table below."),
+        (2, "Parcels travel by sea."),
+        (2, "See the table below."),
+        (3, "Stock is counted."),
+        (3, "See the table below."),
     ]
 
 
