@@ -34,12 +34,12 @@ install: $(VENV)/.installed-dev
 
 ## make run: embedded PostgreSQL + Redis, migrate, seed the demo, serve API + worker on $(HOST):$(PORT)
 ## (the API: API_PROCESSES daphne processes on the port, default 1; chatbot_site/serve.py;
-## the worker is started again when it dies: chatbot_site/supervise.py)
+## the worker, and embedded servers, are started again when they die: chatbot_site/supervise.py)
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --host $(HOST) --port $(PORT)
 	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops the API and the worker)"
-	@$(BIN)/python -m chatbot_site.supervise -- \
+	@$(BIN)/python -m chatbot_site.supervise --embedded $${DATA_DIR:-.data} -- \
 	  $(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule \
 	  --loglevel=INFO --concurrency=2 --max-memory-per-child=1500000 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \

@@ -76,3 +76,36 @@ def test_a_worker_killed_with_sigkill_is_started_again_and_sigterm_stops_it(tmp_
         assert supervisor.wait(timeout=40) == 0
         assert not alive(second)
     assert "[supervise] worker stopped" in log.read_text()
+
+
+def test_an_embedded_redis_killed_with_sigkill_is_started_again(tmp_path):
+    """A Redis of this test's own under tmp_path (never the suite's): killed, the supervisor's
+    watch starts it again; the command it supervises meanwhile runs on untouched."""
+    from chatbot_site.embedded import _redis_answers, ensure_redis, stop_redis
+
+    sock = ensure_redis(tmp_path)
+    pidfile = tmp_path / "redis" / "redis.pid"
+    first = int(pidfile.read_text().split()[0])
+    env = child_env()
+    env.pop("REDIS_URL", None)
+    argv = [
+        str(VENV_BIN / "python"), "-m", "chatbot_site.supervise", "--name", "sleeper",
+        "--embedded", str(tmp_path), "--check", "0.2", "--", "sleep", "600",
+    ]  # fmt: skip
+    log = tmp_path / "supervise.log"
+    try:
+        with running(argv, env, log) as supervisor:
+            sleeper = wait_for(lambda: children(supervisor.pid), timeout=30, what="sleep")[0]
+            os.kill(first, signal.SIGKILL)
+            try:
+                wait_for(
+                    lambda: _redis_answers(sock) and int(pidfile.read_text().split()[0]) != first,
+                    timeout=30,
+                    what="Redis started again",
+                )
+            except AssertionError:
+                raise AssertionError(log.read_text()[-3000:]) from None
+            assert alive(sleeper)
+            assert "[supervise] embedded redis was gone: started it again" in log.read_text()
+    finally:
+        stop_redis(tmp_path)
