@@ -221,7 +221,10 @@ def stop_redis(data_dir: Path) -> bool:
 
 
 SERVED = ("daphne", "celery")  # what `make run` serves from a checkout: the API and the worker
-SERVED_MODULES = (b"chatbot_site.serve",)  # `python -m` of these: the API's launcher
+# `python -m` of these: the API's launcher, and the worker's supervisor (which, told alone to
+# stop, stops its worker; a worker stopped under it was started again, and the new worker
+# started the embedded servers `make stop` had just stopped).
+SERVED_MODULES = (b"chatbot_site.serve", b"chatbot_site.supervise")
 
 
 def stop_served(root: Path, grace_seconds: float = 15.0) -> int:

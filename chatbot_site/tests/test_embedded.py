@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -109,3 +110,42 @@ def test_stop_ends_the_api_and_worker_served_from_the_checkout_only(tmp_path):
         for proc in (served, other, bystander):
             proc.kill()
             proc.wait()
+
+
+def test_stop_ends_make_runs_supervised_worker_for_good(tmp_path):
+    """`make run`'s worker runs under chatbot_site.supervise: `make stop` told the worker alone
+    to stop, its supervisor started it again a second later, and that worker (its settings)
+    started the embedded servers `make stop` had just stopped. Now the supervisor is told, and
+    it stops its worker for good."""
+    from chatbot_site.embedded import stop_served
+    from tests.processes import child_env, wait_for
+
+    worker = tmp_path / "celery"  # a stand-in with the worker's name: `sh .../celery`
+    worker.write_text("#!/bin/sh\nsleep 600\n")
+    worker.chmod(0o755)
+    argv = [str(VENV_BIN / "python"), "-m", "chatbot_site.supervise", "--grace", "5", "--",
+            "/bin/sh", str(worker)]  # fmt: skip
+    supervisor = subprocess.Popen(
+        argv, cwd=tmp_path, env=child_env(PYTHONPATH=str(ROOT)), stderr=subprocess.PIPE
+    )
+    try:
+        assert supervisor.stderr is not None
+        assert b"worker started" in supervisor.stderr.readline()
+
+        def worker_runs() -> bool:  # its child has become `sh .../celery`, not the fork still
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if str(worker).encode() in cmdline.read_bytes():
+                        return True
+                except OSError:  # it ended meanwhile
+                    continue
+            return False
+
+        wait_for(worker_runs, timeout=30, what="the worker")
+        assert stop_served(tmp_path) == 1
+        assert supervisor.wait(timeout=30) == 0
+        said = supervisor.stderr.read().decode()
+        assert "starting it again" not in said and "worker stopped" in said
+    finally:
+        supervisor.kill()
+        supervisor.wait()
