@@ -19,7 +19,7 @@ import time
 
 from bench import setup_django
 
-CLIENTS = ("httpx", "aiohttp")
+CLIENTS = tuple(os.environ.get("BENCH_LLM_CLIENTS", "httpx,aiohttp").split(","))
 ROUNDS = int(os.environ.get("BENCH_LLM_ROUNDS", "3"))
 # (label, words, the provider's delay between words, calls)
 CASES = (("one", 1, 0.0, 200), ("burst", 2001, 0.0, 10), ("paced", 2001, 0.0005, 5))

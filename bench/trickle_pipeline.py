@@ -7,6 +7,11 @@ token = (CPU per stream of a 201-word answer - of a 51-word one) / 150, this pro
 (``time.process_time``; the provider is a process of its own). Django's response and daphne are
 not in it, and neither are their share of the machine's noise: run it in two checkouts in turn.
 
+The floor, measured in the same process in turn with it (round by round): bare asyncio streams
+asking the same provider for the same answer and reading its chunked body a chunk at a time (as
+``bench.relay_floor`` does, without the write): no HTTP client, no JSON, no guard. A token of
+ours is stated as a ratio to it.
+
     DJANGO_SETTINGS_MODULE=chatbot_site.settings.test .venv/bin/python -m bench.trickle_pipeline
 """
 
@@ -23,10 +28,34 @@ STREAMS = 32
 GAP = 0.02
 WORDS = (51, 201)
 ROUNDS = 2
+# BENCH_TRICKLE_READ_ONLY=1: the provider's read alone (no guard, citation filter or SSE).
+READ_ONLY = os.environ.get("BENCH_TRICKLE_READ_ONLY") == "1"
 
 
-def cpu_per_stream(words: int) -> tuple[float, int, int]:
-    """CPU seconds per stream of a ``words``-word answer, and the tokens and guard calls."""
+ASK = b'{"model": "floor", "stream": true, "messages": [{"role": "user", "content": "floor"}]}'
+
+
+async def floor_stream(port: int) -> None:
+    """The provider's streamed answer read as bare chunks, one read per token."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(ASK), ASK)
+        )
+        await reader.readuntil(b"\r\n\r\n")  # the status and headers
+        while True:
+            size_line = await reader.readline()
+            await reader.readexactly(int(size_line, 16) + 2)
+            if size_line.strip() == b"0":
+                return
+    finally:
+        writer.close()
+
+
+def cpu_per_stream(words: int) -> tuple[float, float, int, int]:
+    """CPU seconds per stream of a ``words``-word answer, ours and the floor's, and our tokens
+    and guard calls."""
     from django.conf import settings
 
     from conversations.chat_api import sse
@@ -58,11 +87,13 @@ def cpu_per_stream(words: int) -> tuple[float, int, int]:
                 if isinstance(item, Delta):
                     counts[0] += 1
                     counts[1] += item.text.count(" ") or 1
+                    if READ_ONLY:  # the provider's read alone
+                        continue
                     if piece := cited.feed(guard.feed(item.text)):
                         events += 1
                         sse(events, "delta", {"content": piece})
 
-        async def measured() -> float:
+        async def measured() -> tuple[float, float]:
             for _ in range(100):  # until the provider listens
                 try:
                     await stream()
@@ -70,20 +101,33 @@ def cpu_per_stream(words: int) -> tuple[float, int, int]:
                 except Exception:  # the provider is not listening yet
                     await asyncio.sleep(0.1)
             await asyncio.gather(*(stream() for _ in range(STREAMS)))  # warm
+            await asyncio.gather(*(floor_stream(port) for _ in range(STREAMS)))
             counts[:] = [0, 0]
-            started = time.process_time()
+            spent = [0.0, 0.0]  # ours, the floor's
             for _ in range(ROUNDS):
+                started = time.process_time()
                 await asyncio.gather(*(stream() for _ in range(STREAMS)))
-            return (time.process_time() - started) / (ROUNDS * STREAMS)
+                spent[0] += time.process_time() - started
+                started = time.process_time()
+                await asyncio.gather(*(floor_stream(port) for _ in range(STREAMS)))
+                spent[1] += time.process_time() - started
+            return spent[0] / (ROUNDS * STREAMS), spent[1] / (ROUNDS * STREAMS)
 
-        return asyncio.run(measured()), counts[1], counts[0]
+        ours, floor = asyncio.run(measured())
+        return ours, floor, counts[1], counts[0]
 
 
 def main() -> None:
     setup_django()
-    (short, _, _), (long, tokens, calls) = (cpu_per_stream(words) for words in WORDS)
+    (short, short_floor, _, _), (long, long_floor, tokens, calls) = (
+        cpu_per_stream(words) for words in WORDS
+    )
     per_token = (long - short) / (WORDS[1] - WORDS[0])
-    print(f"{per_token * 1e6:.1f} µs per token ({tokens / calls:.2f} tokens per guard call)")
+    floor = (long_floor - short_floor) / (WORDS[1] - WORDS[0])
+    print(
+        f"{per_token * 1e6:.1f} µs per token ({tokens / calls:.2f} tokens per guard call); "
+        f"floor {floor * 1e6:.1f} µs; {per_token / floor:.2f}x the floor"
+    )
 
 
 if __name__ == "__main__":
