@@ -293,6 +293,7 @@ class DatabaseProxy:
         self.flowing.set()
         self.dropping = 0
         self.sockets: list[socket.socket] = []
+        self.holder: socket.socket | None = None
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = (
@@ -316,6 +317,12 @@ class DatabaseProxy:
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes its accept(), which close() does not
         self.listener.close()
+        # The port held while down, bound but not listening (connections refused): closed, it
+        # could become another socket's (a connection's local port) before up() binds it again.
+        if self.holder is None:
+            self.holder = socket.socket()
+            self.holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.holder.bind(("127.0.0.1", self.port))
         for sock in self.sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -324,6 +331,9 @@ class DatabaseProxy:
 
     def up(self) -> None:
         if self.listener.fileno() == -1:
+            if self.holder is not None:
+                self.holder.close()
+                self.holder = None
             self.listener = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
@@ -356,6 +366,9 @@ class DatabaseProxy:
     def close(self) -> None:
         self.flowing.set()
         self.down()
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
 
 
 # A process per case without an interpreter per case: the server imports third-party libraries
