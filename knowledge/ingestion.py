@@ -36,6 +36,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from chatbot_site.errors import QuotaExceeded
+from knowledge import lease as holders
 from knowledge.chunking import ChunkDraft, chunk_blocks
 from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
@@ -186,11 +187,39 @@ FOR UPDATE OF d SKIP LOCKED
 """
 
 
+def _take_over(document_id: uuid.UUID, now: Any) -> bool:
+    """``processing → processing`` for this run: ``document_id``'s document, if the process
+    holding it is known to be dead (:mod:`knowledge.lease`) — its worker was killed and the
+    task redelivered — instead of ``skipped`` until the lease ran out (12 min)."""
+    held = (
+        Document.all_tenants.filter(
+            pk=document_id, status=DocumentStatus.PROCESSING, tenant__is_active=True
+        )
+        .values_list("processing_started_at", flat=True)
+        .first()
+    )
+    if held is None or not holders.holder_dead(document_id, held):
+        return False
+    taken = _claimed(document_id, held).update(
+        processing_started_at=now,
+        attempts=F("attempts") + 1,
+        error_code=None,
+        error_message=None,
+        updated_at=now,
+    )
+    if taken:
+        log.warning("document_taken_over", document_id=str(document_id))
+    return bool(taken)
+
+
 def claim(document_id: uuid.UUID) -> Document | None:
     """``queued → processing`` for this run: ``document_id``'s document, or another tenant's
     that has waited while ``document_id``'s tenant has more of its documents being ingested
-    (:data:`_NEXT_QUEUED`); None when nothing is queued."""
+    (:data:`_NEXT_QUEUED`); None when nothing is queued. ``document_id``'s document being
+    ingested by a process known to be dead is taken over (:func:`_take_over`)."""
     now = timezone.now()
+    if _take_over(document_id, now):
+        return _claimed_document(document_id, now)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_NEXT_QUEUED, {"own": document_id})
         row = cursor.fetchone()
@@ -204,10 +233,15 @@ def claim(document_id: uuid.UUID) -> Document | None:
             error_message=None,
             updated_at=now,
         )
-    document = Document.all_tenants.select_related("dataset", "tenant").get(pk=row[0])
+    return _claimed_document(row[0], now)
+
+
+def _claimed_document(document_id: uuid.UUID, now: Any) -> Document | None:
+    document = Document.all_tenants.select_related("dataset", "tenant").get(pk=document_id)
     if document.attempts > settings.INGEST_MAX_ATTEMPTS:
         _fail(document.pk, now, "worker_crash", _crashed_message())
         return None
+    holders.record(document.pk, now)
     return document
 
 
@@ -236,6 +270,45 @@ def document_ingest(*, document_id: uuid.UUID) -> str:
     if document is None:
         return "skipped"
     claimed_at = document.processing_started_at
+    global _reading
+    _reading = True
+    try:
+        return _ingest(document, claimed_at)
+    except WorkerStopping:
+        return _interrupted(document.pk, claimed_at)
+    finally:
+        _reading = False
+        holders.forget(document.pk)
+
+
+class WorkerStopping(BaseException):
+    """Raised in a run when its worker is stopped gracefully (``SIGTERM`` to a pool child:
+    `make run`'s Ctrl-C, `make stop`; :func:`knowledge.tasks._stop_gracefully`). A
+    ``BaseException``, as ``KeyboardInterrupt``: no ``except Exception`` on the way swallows it."""
+
+
+# Whether this process is in a run now (between its claim and its end): what a SIGTERM does.
+_reading = False
+
+
+def reading() -> bool:
+    return _reading
+
+
+def _interrupted(document_id: uuid.UUID, claimed_at: Any) -> str:
+    """The worker was stopped gracefully mid-run: the document is queued again at once, and the
+    run does not count as an attempt (an operator's three Ctrl-Cs failed a PDF
+    ``worker_crash``)."""
+    from knowledge.tasks import enqueue_ingest
+
+    if not _release(document_id, claimed_at):
+        return "claim_lost"
+    enqueue_ingest(document_id)
+    log.warning("document_interrupted", document_id=str(document_id))
+    return "interrupted"
+
+
+def _ingest(document: Document, claimed_at: Any) -> str:
     timings: dict[str, int] = {}
     started = time.perf_counter()
 
@@ -565,8 +638,16 @@ def reap(*, now: Any = None) -> dict[str, int]:
 
     now = now or timezone.now()
     lease = dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS)
-    stale = Document.all_tenants.filter(
-        status=DocumentStatus.PROCESSING, processing_started_at__lt=now - lease
+    # Past its lease, or held by a process known to be dead (knowledge.lease): its worker was
+    # killed, and nothing redelivered its task (or it was another document's).
+    dead = Q(pk__in=[])
+    for pk, started in Document.all_tenants.filter(
+        status=DocumentStatus.PROCESSING, processing_started_at__gte=now - lease
+    ).values_list("pk", "processing_started_at"):
+        if holders.holder_dead(pk, started):
+            dead |= Q(pk=pk, processing_started_at=started)
+    stale = Document.all_tenants.filter(status=DocumentStatus.PROCESSING).filter(
+        Q(processing_started_at__lt=now - lease) | dead
     )
     # Failed with its earlier chunks kept (still searched), as _fail does.
     failed = stale.filter(attempts__gte=settings.INGEST_MAX_ATTEMPTS).update(

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import signal
+import threading
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import structlog
 from celery import shared_task
@@ -51,7 +57,8 @@ def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-d
     from knowledge.ingestion import TransientIngestError, document_ingest
 
     try:
-        return document_ingest(document_id=uuid.UUID(document_id))
+        with _given_back_on_sigterm(self.request.is_eager):
+            return document_ingest(document_id=uuid.UUID(document_id))
     except TransientIngestError as exc:
         # Exponential backoff with full jitter over the document's failures: 2, 4, 8 ... s,
         # capped at five minutes; never sooner than the provider asked (its Retry-After).
@@ -60,6 +67,40 @@ def ingest_document(self, document_id: str) -> str:  # type: ignore[no-untyped-d
         # For the document that failed, which a fair claim may have made another than ours.
         retried = (str(exc.document_id),)
         raise self.retry(args=retried, exc=exc, countdown=delay) from exc
+
+
+@contextlib.contextmanager
+def _given_back_on_sigterm(eager: bool) -> Iterator[None]:
+    """A pool child stopped with ``SIGTERM`` (`make run`'s Ctrl-C and `make stop` send it to
+    the worker's whole process group) while it reads a document gives the document back,
+    queued again and the run not counted as an attempt (:func:`knowledge.ingestion._interrupted`),
+    then stops as before (billiard's handler: the next ``SIGTERM``, or this one outside a read).
+    Before, the child died at once: the document stayed ``processing`` until its lease, and
+    three Ctrl-Cs failed it ``worker_crash``."""
+    if eager or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from knowledge.ingestion import WorkerStopping, reading
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if reading():
+            # A second SIGTERM (the pool stopping) waits until the document is given back.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            log.warning("worker_stopping_mid_document")
+            raise WorkerStopping
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Both limits: a task's own time_limit below the global soft limit (CELERY_TASK_SOFT_TIME_LIMIT)

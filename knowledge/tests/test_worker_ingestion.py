@@ -3,19 +3,21 @@ loses nothing (the reaper hands the document to the next worker; no duplicate ch
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from knowledge.ingestion import reap
 from knowledge.models import Chunk, Document, DocumentStatus
+from knowledge.tasks import enqueue_ingest
 from knowledge.tests.factories import DocumentFactory
 from knowledge.tests.fixtures import make_docx, make_pdf
 from tests.processes import celery_worker, child_env, wait_for
@@ -111,18 +113,19 @@ def test_an_upload_is_read_in_the_charset_its_part_declares_through_a_real_worke
     assert (again.status_code, again.json()["id"]) == (200, ids[0])
 
 
-def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
-    """The first worker is killed while it embeds the document (the provider holds its request:
-    mid-document whatever the machine's speed; a document embedded by the local model twice
-    took over a minute of the suite), the reaper gives the document to a second worker."""
+LONG_MARKDOWN = "# Long\n\n" + "\n\n".join(
+    f"Paragraph {n}: " + " ".join(f"detail{n}x{m}" for m in range(60)) for n in range(150)
+)
+FAKE_KEY = "sk-test-not-a-real-key-000000"
+
+
+@contextlib.contextmanager
+def a_held_provider() -> Iterator[tuple[Any, threading.Event, threading.Event]]:
+    """The fake provider, holding every embeddings request until ``released`` (a document read
+    mid-embedding whatever the machine's speed): it, ``embedding`` (a request arrived) and
+    ``released``."""
     from tests.fake_openai import fake_openai
 
-    side = build_tenant("acme")
-    paragraphs = "\n\n".join(
-        f"Paragraph {n}: " + " ".join(f"detail{n}x{m}" for m in range(60)) for n in range(150)
-    )
-    upload = SimpleUploadedFile("long.md", f"# Long\n\n{paragraphs}".encode())
-    log = tmp_path / "worker.log"
     embedding, released = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -131,32 +134,127 @@ def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
 
     with fake_openai() as provider:
         provider.on_embeddings = hold
+        try:
+            yield provider, embedding, released
+        finally:
+            released.set()
+
+
+def upload_long(side: TenantWorld) -> str:
+    response = side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents",
+        {"file": SimpleUploadedFile("long.md", LONG_MARKDOWN.encode())},
+        format="multipart",
+    )
+    return str(response.json()["id"])
+
+
+def test_a_worker_killed_mid_document_loses_nothing(tmp_path):
+    """The first worker is killed while it embeds the document (the provider holds its request:
+    mid-document whatever the machine's speed; a document embedded by the local model twice
+    took over a minute of the suite); the next worker reads it again at once — the redelivered
+    task takes it over, or the reaper queues it again, as its holder is known dead — not after
+    the lease (``INGEST_LEASE_SECONDS``, 600 s here): it stayed ``processing`` until then."""
+    side = build_tenant("acme")
+    with a_held_provider() as (provider, embedding, released):
         env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
-                        OPENAI_API_KEY="sk-test-not-a-real-key-000000")  # fmt: skip
-        with celery_worker(env, log) as first:
-            response = side.client().post(
-                f"/v1/datasets/{side.dataset.pk}/documents", {"file": upload}, format="multipart"
-            )
-            document_id = response.json()["id"]
+                        OPENAI_API_KEY=FAKE_KEY, INGEST_REAP_SECONDS="1",
+                        INGEST_LEASE_SECONDS="600")  # fmt: skip
+        with celery_worker(env, tmp_path / "worker.log") as first:
+            document_id = upload_long(side)
             wait_for(embedding.is_set, timeout=60, what="the worker to embed the document")
             assert status(document_id) == "processing"
             os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool, mid-document
             first.wait(timeout=30)
         provider.on_embeddings = None
         released.set()
-        assert status(document_id) == "processing"  # the lease is still held by the dead worker
+        assert status(document_id) == "processing"
 
-        with celery_worker(env, tmp_path / "worker2.log"):
-            later = timezone.now() + dt.timedelta(seconds=settings.INGEST_LEASE_SECONDS + 1)
-            assert reap(now=later)["requeued"] == 1
-            wait_for(lambda: status(document_id) == "ready", timeout=180,
-                     what="ready after the crash")  # fmt: skip
+        log = tmp_path / "worker2.log"
+        with celery_worker(env, log, beat=True):
+            try:
+                wait_for(lambda: status(document_id) == "ready", timeout=120,
+                         what="ready after the crash")  # fmt: skip
+            except AssertionError:
+                raise AssertionError(log.read_text()[-4000:]) from None
     document = Document.all_tenants.get(pk=document_id)
     chunks = Chunk.all_tenants.filter(document_id=document_id)
     assert chunks.count() == document.chunk_count > 10
     assert chunks.values("ordinal").distinct().count() == document.chunk_count
     assert document.attempts == 2
     assert document.status == DocumentStatus.READY
+
+
+def test_a_slow_live_holder_keeps_its_document_until_it_is_killed(tmp_path):
+    """A second worker (with the reaper every second) is sent the document's task while the
+    first still reads it, slowly: it skips it, and the reaper leaves it, as long as the first is
+    alive; the first killed, the second reads it again at once, not after the lease."""
+    side = build_tenant("acme")
+    with a_held_provider() as (provider, embedding, released):
+        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
+                        OPENAI_API_KEY=FAKE_KEY, INGEST_REAP_SECONDS="1",
+                        INGEST_LEASE_SECONDS="600", LOG_LEVEL="INFO")  # fmt: skip
+        with celery_worker(env, tmp_path / "worker.log") as first:
+            document_id = upload_long(side)
+            wait_for(embedding.is_set, timeout=60, what="the worker to embed the document")
+            held = Document.all_tenants.values("processing_started_at", "attempts").get(
+                pk=document_id
+            )
+            log = tmp_path / "worker2.log"
+            with celery_worker(env, log, beat=True):
+                enqueue_ingest(document_id)  # as a redelivered message
+                try:
+                    wait_for(lambda: "'skipped'" in log.read_text(), timeout=60,
+                             what="the second worker to skip it")  # fmt: skip
+                    # Two reaper runs after the skip that left it.
+                    skipped_at = log.read_text().index("'skipped'")
+                    wait_for(
+                        lambda: log.read_text()[skipped_at:].count("'requeued': 0") >= 2,
+                        timeout=60,
+                        what="the reaper",
+                    )
+                except AssertionError:
+                    raise AssertionError(log.read_text()[-4000:]) from None
+                row = Document.all_tenants.values(
+                    "status", "processing_started_at", "attempts"
+                ).get(pk=document_id)
+                assert row == {"status": "processing", **held}
+
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(timeout=30)
+                provider.on_embeddings = None
+                released.set()
+                try:
+                    wait_for(lambda: status(document_id) == "ready", timeout=120,
+                             what="ready after the first worker was killed")  # fmt: skip
+                except AssertionError:
+                    raise AssertionError(log.read_text()[-4000:]) from None
+    assert Document.all_tenants.get(pk=document_id).attempts == 2
+
+
+def test_a_worker_stopped_gracefully_mid_document_gives_it_back_uncounted(tmp_path):
+    """SIGTERM to the worker's process group (`make run`'s Ctrl-C, `make stop`) while it reads
+    a document: the document is queued again at once and the run is not an attempt. Before,
+    the pool child died with it: ``processing`` until the lease, and three Ctrl-Cs failed the
+    document ``worker_crash``."""
+    side = build_tenant("acme")
+    with a_held_provider() as (provider, embedding, released):
+        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
+                        OPENAI_API_KEY=FAKE_KEY, INGEST_LEASE_SECONDS="600")  # fmt: skip
+        log = tmp_path / "worker.log"
+        with celery_worker(env, log) as first:
+            document_id = upload_long(side)
+            wait_for(embedding.is_set, timeout=60, what="the worker to embed the document")
+            os.killpg(first.pid, signal.SIGTERM)
+            first.wait(timeout=30)
+        row = Document.all_tenants.values("status", "attempts").get(pk=document_id)
+        assert row == {"status": "queued", "attempts": 0}, log.read_text()[-4000:]
+
+        provider.on_embeddings = None
+        released.set()
+        with celery_worker(env, tmp_path / "worker2.log"):  # its message was queued again
+            wait_for(lambda: status(document_id) == "ready", timeout=120, what="ready")
+    assert Document.all_tenants.get(pk=document_id).attempts == 1
 
 
 def upload_small_documents(side: TenantWorld, count: int) -> list[str]:
