@@ -378,3 +378,61 @@ def test_a_document_whose_tenant_is_deactivated_while_it_is_embedded_stops_and_w
     document.refresh_from_db()
     assert (document.status, document.attempts) == (DocumentStatus.QUEUED, 0)
     assert not Chunk.objects.for_tenant(side.tenant).filter(document=document).exists()
+
+
+def hold_on_another_host(redis_client, document: Document, beat_age: float) -> None:
+    """``document``, claimed here, as if a worker on another host held it, whose last heartbeat
+    was ``beat_age`` seconds ago."""
+    import json
+    import time
+
+    from chatbot_site.celery import HEARTBEAT_KEY
+    from knowledge import lease
+
+    claimed_at = Document.all_tenants.get(pk=document.pk).processing_started_at
+    assert claimed_at is not None
+    holder = {"claim": claimed_at.astimezone(dt.UTC).isoformat(), "host": "another-host",
+              "pid": 1, "start": "1", "worker": "another-host:1"}  # fmt: skip
+    redis_client.set(lease.KEY.format(document.pk), json.dumps(holder))
+    redis_client.zadd(HEARTBEAT_KEY, {"another-host:1": time.time() - beat_age})
+
+
+@pytest.fixture
+def another_host(redis_client):
+    from chatbot_site.celery import HEARTBEAT_KEY
+
+    yield
+    redis_client.zrem(HEARTBEAT_KEY, "another-host:1")
+
+
+@pytest.mark.parametrize(("beat_age", "requeued"), [(3600.0, 1), (0.0, 0)])
+def test_reaper_requeues_a_document_whose_worker_on_another_host_stopped_beating(
+    side, redis_client, another_host, beat_age, requeued
+):
+    """A holder on another host is dead when its worker's heartbeat is older than
+    ``WORKER_HEARTBEAT_MAX_AGE_SECONDS``: the reaper queues its document again within its lease
+    (it waited the whole lease); a holder still beating keeps it (a slow run)."""
+    document = add(side, "guide.md", GUIDE)
+    assert claim(document.pk) is not None
+    hold_on_another_host(redis_client, document, beat_age)
+    assert reap()["requeued"] == requeued
+    document.refresh_from_db()
+    assert document.status == (DocumentStatus.QUEUED if requeued else DocumentStatus.PROCESSING)
+
+
+@pytest.mark.parametrize(("beat_age", "taken"), [(3600.0, True), (0.0, False)])
+def test_a_redelivered_task_takes_over_a_document_whose_holder_is_dead(
+    side, redis_client, another_host, beat_age, taken
+):
+    document = add(side, "guide.md", GUIDE)
+    first = claim(document.pk)
+    assert first is not None
+    hold_on_another_host(redis_client, document, beat_age)
+    again = claim(document.pk)  # the same task, redelivered
+    assert (again is not None) == taken
+    document.refresh_from_db()
+    assert document.status == DocumentStatus.PROCESSING
+    assert document.attempts == (2 if taken else 1)
+    if taken:
+        assert document.processing_started_at > first.processing_started_at
+        assert document_ingest(document_id=document.pk) == "skipped"  # held by the new run
