@@ -14,6 +14,7 @@ _PHONE = re.compile(
     r"""
     (?<![\w+])
     (?:\+[0-9]{1,3}[ .\-]?                       # a country code, even right after a number;
+      |(?=\([0-9]{1,5}\))                           # an area code in brackets, also after one
       |(?<![0-9][ .\-/])(?:00[0-9]{1,3}[ .\-]?)?)  # else not the tail of a longer number
     (?:\(0\)[ .\-]?)?                     # trunk prefix, as in +44 (0)20
     (?:\([0-9]{1,5}\)[ .\-]?)?            # area code in brackets

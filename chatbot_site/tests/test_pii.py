@@ -407,6 +407,13 @@ def test_two_numbers_each_written_with_hyphens_one_space_apart_are_two_phones():
     ]
     wide = "\uff10\uff13-\uff11\uff12\uff13\uff14-\uff15\uff16\uff17\uff18"
     assert pii.mask(f"Tel {wide} {wide}") == "Tel [PHONE] [PHONE]"
+    # An area code in brackets right after a number: it was taken for the tail of a longer
+    # number, and the second number's "555-0199" alone, with no phone word, was shown.
+    assert spans("(415) 555-0132 (415) 555-0199") == [
+        ("PHONE", "(415) 555-0132"),
+        ("PHONE", "(415) 555-0199"),
+    ]
+    assert pii.mask("Office 2 (030) 1234 5678") == "Office 2 [PHONE]"
     # Dates and ISBNs in a row stay what they were.
     assert spans("2019-01-15 2019-02-15") == []
     assert spans("978-3-16-148410-0 978-3-16-148410-0") == []
@@ -1139,6 +1146,7 @@ STREAMED = [
     "Ravi 98765 43210, viewBox 0 0 1024 1024, scores 61 62 60 59, EudraCT 2004-002245-12; "
     "ring 71 72 70 69.",
     "Tel 03-1234-5678 03-8765-4321 ok.",
+    "(415) 555-0132 (415) 555-0199 ok.",
 ]
 
 
