@@ -31,7 +31,12 @@ class NewKey:
 
 
 def generate_key() -> NewKey:
-    return NewKey(prefix=secrets.token_hex(6), secret=secrets.token_urlsafe(32))
+    # A prefix of twelve decimal digits (one in 280) can be a Luhn-valid card number, which the
+    # log lines' PII masking hid ("api_key_prefix=[CREDIT_CARD]"): each prefix has a letter.
+    prefix = secrets.token_hex(6)
+    while prefix.isdigit():
+        prefix = secrets.token_hex(6)
+    return NewKey(prefix=prefix, secret=secrets.token_urlsafe(32))
 
 
 def hash_key(plaintext: str) -> str:

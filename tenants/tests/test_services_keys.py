@@ -39,6 +39,19 @@ def test_two_keys_never_share_prefix_or_secret():
     assert len(set(keys)) == 20
 
 
+def test_a_keys_prefix_always_has_a_letter_so_log_lines_keep_it():
+    """Twelve decimal digits (one prefix in 280) can be a Luhn-valid card number, and the log
+    lines' PII masking wrote ``api_key_prefix=[CREDIT_CARD]`` (a full test run met one). 20,000
+    prefixes drawn as before hold about 70 of them."""
+    from chatbot_site.pii.data import mask_pii_processor
+    from tenants.keys import generate_key
+
+    prefixes = [generate_key().prefix for _ in range(20_000)]
+    assert all(re.fullmatch(r"[0-9a-f]{12}", p) and not p.isdigit() for p in prefixes)
+    logged = mask_pii_processor(None, "info", {"api_key_prefix": "590508615986"})
+    assert logged["api_key_prefix"] == "[CREDIT_CARD]"  # what an all-digit prefix became
+
+
 def test_key_creation_is_audited_without_the_secret():
     tenant = TenantFactory()
     key, plaintext = api_key_create(tenant=tenant, actor=Actor.system("cli"), role=Role.ADMIN)
