@@ -265,8 +265,9 @@ def stop_served(root: Path, grace_seconds: float = 15.0) -> int:
     return len(pids)
 
 
-def _stat(pid: int) -> list[str]:
-    """``/proc/<pid>/stat`` after the command name: state, parent, ... (empty once gone)."""
+def process_stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: state, parent, ... (empty once gone, or
+    without /proc). Also :mod:`knowledge.lease`'s, for a process' start time (index 19)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
@@ -274,12 +275,12 @@ def _stat(pid: int) -> list[str]:
 
 
 def _parent(pid: int) -> int | None:
-    return int(fields[1]) if (fields := _stat(pid)) else None
+    return int(fields[1]) if (fields := process_stat(pid)) else None
 
 
 def _running(pid: int) -> bool:
     """Alive and not a zombie (a child of ours that has exited but was not reaped yet)."""
-    return (fields := _stat(pid)) != [] and fields[0] != "Z"
+    return (fields := process_stat(pid)) != [] and fields[0] != "Z"
 
 
 def main(argv: list[str]) -> int:

@@ -29,6 +29,8 @@ from typing import Any
 import structlog
 from django.conf import settings
 
+from chatbot_site.embedded import process_stat
+
 log = structlog.get_logger(__name__)
 
 KEY = "chatbot:ingest-holder:{}"
@@ -37,11 +39,8 @@ KEY = "chatbot:ingest-holder:{}"
 def _start_time(pid: int) -> str | None:
     """The process' start time (clock ticks since boot, /proc/PID/stat field 22); None when
     there is no such process or no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = process_stat(pid)
+    return fields[19] if len(fields) > 19 else None
 
 
 def _claim_key(claimed_at: dt.datetime) -> str:
@@ -79,11 +78,7 @@ def forget(document_id: uuid.UUID) -> None:
 
 
 def _process_gone(pid: int, start: str | None) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        fields = []
+    fields = process_stat(pid)
     if fields:  # a zombie is gone; a pid with another start time is another process
         return fields[0] == "Z" or (start is not None and fields[19] != start)
     try:
