@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextlib
 import http.client
 import json
 import socket
@@ -1005,6 +1006,26 @@ def behind_proxy(proxy: Any, fake: Any, **overrides: str) -> dict[str, str]:
     )  # fmt: skip
 
 
+RENEWAL_REPLY = "Plans renew yearly, on the day they started."
+
+
+@contextlib.contextmanager
+def frozen_database_turns(**overrides: str) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The late-store tests' world: a ``DatabaseProxy`` of their own, the test provider
+    answering the renewal question slowly enough to freeze the database in the middle, and a
+    server environment behind the proxy (:func:`behind_proxy`, with ``overrides``)."""
+    from tests.processes import DatabaseProxy
+
+    proxy = DatabaseProxy()
+    try:
+        with fake_openai() as fake:
+            fake.chat_reply = RENEWAL_REPLY
+            fake.chat_delay = 0.05
+            yield proxy, behind_proxy(proxy, fake, LOG_LEVEL="INFO", **overrides)
+    finally:
+        proxy.close()
+
+
 def test_an_answer_streamed_while_the_database_froze_is_stored_once_it_is_back(alpha, tmp_path):
     """The provider does not need the database: a stream whose database froze in its middle
     went on to its end, and then its turn could not be stored — the answer the client had read
@@ -1163,29 +1184,24 @@ def test_a_turn_waiting_for_the_database_when_its_process_is_killed_is_stored_by
     drain (here: the next API process, at its start) stores it, once, its usage counted once."""
     import signal
 
-    from tests.processes import DatabaseProxy, daphne_process
+    from tests.processes import daphne_process
 
-    proxy = DatabaseProxy()
     log_path = tmp_path / "daphne.log"
     before = tokens_counted(alpha)
-    with fake_openai() as fake:
-        fake.chat_reply = "Plans renew yearly, on the day they started."
-        fake.chat_delay = 0.05
-        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO",
-                           CHAT_LATE_STORE_LEASE_SECONDS="1")  # fmt: skip
-        try:
-            with daphne_process(env, log_path) as (base, proc):
-                frames = stream_until_kept(base, alpha, proxy, log_path)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
-            proxy.resume()
-            assert "spooled=True" in log_path.read_text()
-            again = tmp_path / "daphne-again.log"
-            with daphne_server(env, again):
-                wait_for(lambda: stored_message(alpha, frames[0]["data"]["message_id"]),
-                         timeout=60, what="the next process to store the turn")  # fmt: skip
-        finally:
-            proxy.close()
+    turns = frozen_database_turns(
+        DB_STATEMENT_TIMEOUT_SECONDS="0.5", CHAT_LATE_STORE_LEASE_SECONDS="1"
+    )
+    with turns as (proxy, env):
+        with daphne_process(env, log_path) as (base, proc):
+            frames = stream_until_kept(base, alpha, proxy, log_path)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        proxy.resume()
+        assert "spooled=True" in log_path.read_text()
+        again = tmp_path / "daphne-again.log"
+        with daphne_server(env, again):
+            wait_for(lambda: stored_message(alpha, frames[0]["data"]["message_id"]),
+                     timeout=60, what="the next process to store the turn")  # fmt: skip
     assert_stored_once(alpha, frames, before)
     # (Another server's drain may have been quicker: stored once all the same.)
     recovered = [line for line in again.read_text().splitlines() if "chat_store_recovered" in line]
@@ -1204,43 +1220,38 @@ def test_a_turn_whose_process_is_killed_during_its_first_store_is_stored_by_the_
 
     from chatbot_site.redis import get_redis
     from conversations.late_spool import TURNS
-    from tests.processes import DatabaseProxy, daphne_process
+    from tests.processes import daphne_process
 
-    proxy = DatabaseProxy()
     log_path = tmp_path / "daphne.log"
     before = tokens_counted(alpha)
-    with fake_openai() as fake:
-        fake.chat_reply = "Plans renew yearly, on the day they started."
-        fake.chat_delay = 0.05
-        # The first attempt waits 62 s for the frozen database: far past this test's waits.
-        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="60", LOG_LEVEL="INFO",
-                           CHAT_LATE_STORE_LEASE_SECONDS="1")  # fmt: skip
-        try:
-            with daphne_process(env, log_path) as (base, proc):
-                response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
-                head = until_first_delta(response)
-                proxy.stall()
-                start = parse(head.decode())[0]["data"]
-                wait_for(lambda: get_redis().hexists(TURNS, start["message_id"]), timeout=30,
-                         what="the turn to be spooled while its first store waits")  # fmt: skip
-                assert "chat_store_deferred" not in log_path.read_text()  # still its first
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
-                try:
-                    rest = response.read()
-                except http.client.IncompleteRead as cut:
-                    rest = cut.partial
-            proxy.resume()
-            with daphne_server(env, tmp_path / "daphne-again.log"):
-                wait_for(lambda: stored_message(alpha, start["message_id"]),
-                         timeout=60, what="the next process to store the turn")  # fmt: skip
-        finally:
-            proxy.close()
+    # The first attempt waits 62 s for the frozen database: far past this test's waits.
+    turns = frozen_database_turns(
+        DB_STATEMENT_TIMEOUT_SECONDS="60", CHAT_LATE_STORE_LEASE_SECONDS="1"
+    )
+    with turns as (proxy, env):
+        with daphne_process(env, log_path) as (base, proc):
+            response = post(base, alpha, ask(alpha, "When do annual plans renew?"))
+            head = until_first_delta(response)
+            proxy.stall()
+            start = parse(head.decode())[0]["data"]
+            wait_for(lambda: get_redis().hexists(TURNS, start["message_id"]), timeout=30,
+                     what="the turn to be spooled while its first store waits")  # fmt: skip
+            assert "chat_store_deferred" not in log_path.read_text()  # still its first
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            try:
+                rest = response.read()
+            except http.client.IncompleteRead as cut:
+                rest = cut.partial
+        proxy.resume()
+        with daphne_server(env, tmp_path / "daphne-again.log"):
+            wait_for(lambda: stored_message(alpha, start["message_id"]),
+                     timeout=60, what="the next process to store the turn")  # fmt: skip
     frames = parse((head + rest).decode())
     assert frames[-1].get("event") != "done"  # killed before its turn was stored
     assert "chat_store_written_ahead" in log_path.read_text()
     message = stored_message(alpha, start["message_id"])
-    assert message.content == fake.chat_reply and message.finish_reason == "stop"
+    assert message.content == RENEWAL_REPLY and message.finish_reason == "stop"
     roles = list(
         message.conversation.messages.order_by("created_at").values_list("role", flat=True)
     )
@@ -1261,22 +1272,15 @@ def test_a_turn_waiting_for_the_database_when_its_process_stops_is_handed_to_the
     each logged ``chat_store_abandoned``. Now it hands each over (``chat_store_handed_over``,
     with its ids) to the drain, which stores it once the database is back."""
     from conversations.late_store import late_turns_drain
-    from tests.processes import DatabaseProxy
 
-    proxy = DatabaseProxy()
     log_path = tmp_path / "daphne.log"
     before = tokens_counted(alpha)
-    with fake_openai() as fake:
-        fake.chat_reply = "Plans renew yearly, on the day they started."
-        fake.chat_delay = 0.05
-        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO",
-                           CHAT_LATE_STORE_EXIT_SECONDS="1")  # fmt: skip
-        try:
-            with daphne_server(env, log_path) as base:
-                # the database stays frozen until the process has stopped
-                frames = stream_until_kept(base, alpha, proxy, log_path)
-        finally:
-            proxy.close()
+    turns = frozen_database_turns(
+        DB_STATEMENT_TIMEOUT_SECONDS="0.5", CHAT_LATE_STORE_EXIT_SECONDS="1"
+    )
+    with turns as (proxy, env), daphne_server(env, log_path) as base:
+        # the database stays frozen until the process has stopped
+        frames = stream_until_kept(base, alpha, proxy, log_path)
     start = frames[0]["data"]
     log = log_path.read_text()
     handed = [line for line in log.splitlines() if "chat_store_handed_over" in line]
@@ -1302,26 +1306,20 @@ def test_a_turn_waiting_for_the_database_is_stored_at_exit_if_it_is_back_by_then
     streamed, before the process exits."""
     import signal
 
-    from tests.processes import DatabaseProxy, daphne_process
+    from tests.processes import daphne_process
 
-    proxy = DatabaseProxy()
     log_path = tmp_path / "daphne.log"
-    with fake_openai() as fake:
-        fake.chat_reply = "Plans renew yearly, on the day they started."
-        fake.chat_delay = 0.05
-        env = behind_proxy(proxy, fake, DB_STATEMENT_TIMEOUT_SECONDS="0.5", LOG_LEVEL="INFO",
-                           CHAT_LATE_STORE_EXIT_SECONDS="60")  # fmt: skip
-        try:
-            with daphne_process(env, log_path) as (base, proc):
-                # the database frozen until the process is on its way out
-                frames = stream_until_kept(base, alpha, proxy, log_path)
-                proc.send_signal(signal.SIGTERM)
-                wait_for(lambda: "chat_store_retried_at_exit" in log_path.read_text(),
-                         timeout=30, what="the process to try its turn at exit")  # fmt: skip
-                proxy.resume()
-                assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
-        finally:
-            proxy.close()
+    turns = frozen_database_turns(
+        DB_STATEMENT_TIMEOUT_SECONDS="0.5", CHAT_LATE_STORE_EXIT_SECONDS="60"
+    )
+    with turns as (proxy, env), daphne_process(env, log_path) as (base, proc):
+        # the database frozen until the process is on its way out
+        frames = stream_until_kept(base, alpha, proxy, log_path)
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "chat_store_retried_at_exit" in log_path.read_text(),
+                 timeout=30, what="the process to try its turn at exit")  # fmt: skip
+        proxy.resume()
+        assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
     start = frames[0]["data"]
     log = log_path.read_text()
     assert "chat_stored_late" in log and "chat_store_abandoned" not in log, log[-3000:]
