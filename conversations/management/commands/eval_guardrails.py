@@ -77,6 +77,10 @@ QUESTIONS_3 = QUESTIONS.with_name("scope_questions_3.jsonl")
 # questions in words the documents do not use ("no network connection" for "offline", "Word
 # files" for DOCX), each paired with an off-topic question of the same shape.
 QUESTIONS_4 = QUESTIONS.with_name("scope_questions_4.jsonl")
+# A fifth (2026-12-08), written before the changes it measured, as the fourth: on-topic
+# questions in everyday words ("remember", "healthy", "spreadsheet"), each paired with an
+# off-topic question of the same shape.
+QUESTIONS_5 = QUESTIONS.with_name("scope_questions_5.jsonl")
 FOLLOW_UP_QUESTIONS = QUESTIONS.with_name("follow_up_questions.jsonl")
 # The demo documents as the scope sets are measured on: a frozen copy of README.md and
 # docs/BENCHMARKS.md (taken 2026-12-07 late night at 13ef4ac), so that scope figures of one
@@ -376,12 +380,14 @@ class Command(BaseCommand):
         second = read_jsonl(QUESTIONS_2)
         third = read_jsonl(QUESTIONS_3)
         fourth = read_jsonl(QUESTIONS_4)
+        fifth = read_jsonl(QUESTIONS_5)
         bot = self.demo_bot()
         for name, rows in (
             ("scope_questions.jsonl", questions),
             ("scope_questions_2.jsonl", second),
             ("scope_questions_3.jsonl", third),
             ("scope_questions_4.jsonl", fourth),
+            ("scope_questions_5.jsonl", fifth),
         ):
             self.scope_table(bot, name, rows)
         self.follow_ups(bot, questions)
