@@ -382,6 +382,7 @@ class Command(BaseCommand):
         fourth = read_jsonl(QUESTIONS_4)
         fifth = read_jsonl(QUESTIONS_5)
         bot = self.demo_bot()
+        totals: list[dict[tuple[str, str], Counter[str]]] = []
         for name, rows in (
             ("scope_questions.jsonl", questions),
             ("scope_questions_2.jsonl", second),
@@ -389,13 +390,31 @@ class Command(BaseCommand):
             ("scope_questions_4.jsonl", fourth),
             ("scope_questions_5.jsonl", fifth),
         ):
-            self.scope_table(bot, name, rows)
+            totals.append(self.scope_table(bot, name, rows))
+        self.scope_totals(totals)
         self.follow_ups(bot, questions)
         self.calibration(bot, questions + second + third)
         for topics in (BARE_TOPICS, BLOCKED_TOPICS):
             self.blocked_topics(questions, topics)
 
-    def scope_table(self, bot: Bot, name: str, questions: list[dict[str, Any]]) -> None:
+    def scope_totals(self, totals: list[dict[tuple[str, str], Counter[str]]]) -> None:
+        """On- and off-topic refusals over the first three, four and five sets, per split: the
+        figures issue 6's targets are stated in (on-topic <= 3%, off-topic >= 95% held out)."""
+        self.out(
+            "\n| scope sets | split | on_topic refused | off_topic refused |\n|---|---|---|---|"
+        )
+        for last in (3, 4, len(totals)):
+            for split in ("tune", "heldout"):
+                cells = []
+                for category in ("on_topic", "off_topic"):
+                    c = [t[(category, split)] for t in totals[:last]]
+                    n = sum(x["n"] for x in c)
+                    cells.append(pct(n - sum(x["answered"] for x in c), n))
+                self.out(f"| 1-{last} | {split} | {cells[0]} | {cells[1]} |")
+
+    def scope_table(
+        self, bot: Bot, name: str, questions: list[dict[str, Any]]
+    ) -> dict[tuple[str, str], Counter[str]]:
         """Each question asked alone; then, for off-topic questions with a ``kind``, the
         refusals per kind, and the tune half's off-topic questions answered (the held-out half's
         are counted, not shown: rules are written from the tune half)."""
@@ -436,6 +455,7 @@ class Command(BaseCommand):
                 self.out(f"| {kind} | {pct(c['refused'], c['n'])} |")
         self.out("\nAnswered, tune half (off- and near-topic): " + ("; ".join(answered) or "none"))
         self.out("\nRefused, tune half (on-topic): " + ("; ".join(on_topic_refused) or "none"))
+        return counts
 
     def blocked_topics(self, questions: list[dict[str, Any]], topics: list[str]) -> None:
         """The demo scope with ``topics`` blocked: questions that name a blocked topic, that
