@@ -89,6 +89,9 @@ EVAL_DEMO_DOCUMENTS = [QUESTIONS.with_name("demo_documents") / path.name for pat
 BLOCKED_QUESTIONS = QUESTIONS.with_name("blocked_questions.jsonl")
 # Fresh paraphrases and allowed questions near them, written with scope_questions_3.jsonl.
 BLOCKED_QUESTIONS_2 = QUESTIONS.with_name("blocked_questions_2.jsonl")
+# A third (2026-12-08), written before the changes it measured: 24 paraphrases in everyday words
+# (some name only a product or vendor) and 16 allowed questions near them.
+BLOCKED_QUESTIONS_3 = QUESTIONS.with_name("blocked_questions_3.jsonl")
 # The demo scope with topics it must not discuss (blocked_questions.jsonl asks about them), as
 # bare labels and with phrasings a tenant would write after a colon (guardrails.topic_phrasings;
 # chosen on the tune half: docs/GUARDRAILS.md (ii c)).
@@ -466,18 +469,18 @@ class Command(BaseCommand):
         scope = {**DEMO_SCOPE, "blocked_topics": topics}
         bot = self.bot(f"guarded assistant {topics[0]}", scope=scope,
                        datasets=[self.demo_dataset])  # fmt: skip
-        fresh = read_jsonl(BLOCKED_QUESTIONS_2)
+        fresh = {path.stem: read_jsonl(path) for path in (BLOCKED_QUESTIONS_2, BLOCKED_QUESTIONS_3)}
         rows = (
             read_jsonl(BLOCKED_QUESTIONS)
-            + fresh
+            + [row for rows in fresh.values() for row in rows]
             + [{**q, "category": "on_topic"} for q in questions if q["category"] == "on_topic"]
         )
-        fresh_ids = {row["id"] for row in fresh}
+        sources = {row["id"]: name for name, rows in fresh.items() for row in rows}
         counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         answered: list[str] = []
         for row in rows:
             refusal = self.ask(bot, row["text"]).refusal
-            source = "blocked_questions_2" if row["id"] in fresh_ids else "the others"
+            source = sources.get(row["id"], "the others")
             for key in ((row["category"], "both"), (row["category"], f"{source}, {row['split']}")):
                 counts[key]["n"] += 1
                 counts[key][refusal or "answered"] += 1
@@ -488,8 +491,8 @@ class Command(BaseCommand):
                  "| answered |")  # fmt: skip
         self.out("|---|---|---|---|---|---|")
         for category in BLOCKED_CATEGORIES:
-            for part in ("both", *(f"{source}, {split}" for source in ("the others",
-                         "blocked_questions_2") for split in ("tune", "heldout"))):  # fmt: skip
+            for part in ("both", *(f"{source}, {split}" for source in ("the others", *fresh)
+                                   for split in ("tune", "heldout"))):  # fmt: skip
                 c = counts[(category, part)]
                 if not c["n"]:
                     continue
