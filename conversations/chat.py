@@ -35,6 +35,7 @@ from chatbot_site.text import clip
 from conversations.guardrails import (
     OutputGuard,
     ScopeVerdict,
+    Unknown,
     blocked_topic,
     new_canary,
     out_of_scope,
@@ -582,11 +583,16 @@ def chat_ground(turn: Turn) -> None:
     def spent(tokens: int) -> None:  # the scope's topics, embedded for this turn's checks
         turn.embedding_tokens += tokens
 
+    unknown: Unknown | None = None
     if scope is not None:
+        topics = scope_topics(scope.description, scope.allowed_topics)
+        # One query for the names and words no document holds (none without topics): a blocked
+        # topic "competitors" reads the names ("Would Haystack serve us better?"), scope both.
+        unknown = unknown_words(judged, space=space, scope_texts=topics) if topics else None
         for text, text_vector in {turn.question: vector, judged: judged_vector}.items():
             blocked = blocked_topic(
-                question=text, vector=text_vector, topics=scope.blocked_topics,
-                allowed=scope_topics(scope.description, scope.allowed_topics),
+                question=text, vector=text_vector, topics=scope.blocked_topics, allowed=topics,
+                unknown_names=unknown.names if unknown is not None and text == judged else (),
                 tenant_id=turn.tenant.pk, spent=spent,
             )  # fmt: skip
             if blocked is not None:
@@ -599,9 +605,6 @@ def chat_ground(turn: Turn) -> None:
     # earlier on-topic message cannot carry an off-topic follow-up past them.
     evidence = max((hit.relevance for hit in hits), default=0.0)
     if scope is not None:
-        topics = scope_topics(scope.description, scope.allowed_topics)
-        # One query for the names and words no document holds (none without topics).
-        unknown = unknown_words(judged, space=space, scope_texts=topics) if topics else None
         scoped: ScopeVerdict = out_of_scope(
             vector=judged_vector,
             topics=topics,

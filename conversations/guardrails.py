@@ -903,11 +903,16 @@ def topic_phrasings(topic: str) -> tuple[str, list[str]]:
 # from "product roadmap"). Each names what it asks about (the text compared with the scope's
 # blocked topics, as a question would be): written from the tune half's paraphrases that were
 # answered (docs/GUARDRAILS.md (ii c), 2026-12-07 night), narrow on purpose: "will you" with a
-# verb of shipping, a rival, "better than" this service itself.
+# verb of shipping, a rival, "better than" this service itself; since 2026-12-08 (from the tune
+# half of blocked_questions_3.jsonl) also what is planned, coming up, on the way or being worked
+# on ("What's planned after this release?" was answered). Money words ("pay", "bill", "trial")
+# were tried and not kept: they refused a held-out on-topic question.
 ASKED_ABOUT: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("roadmap and future plans", re.compile(
         r"\b(?:will|are) you (?:\w+ )?(?:add|support|build|release|ship|launch|introduce|going to)\b"
-        r"|\bin the works\b",
+        r"|\bin the works\b|\bplanned\b|\bcoming up\b|\bon the way\b"
+        r"|\b(?:are|is) (?:you|the team) (?:working on|building|planning)\b"
+        r"|\bnext (?:major )?(?:version|release)\b(?! of)|\bafter this release\b|\bnext year\b",
         re.IGNORECASE,
     )),
     ("a competitor", re.compile(
@@ -915,6 +920,16 @@ ASKED_ABOUT: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.IGNORECASE,
     )),
 )  # fmt: skip
+
+# A question that weighs something against something else or asks which to choose ("Is Glean a
+# better fit?", "Should we switch to Intercom Fin?", "How does this stack up against RAGFlow?"):
+# about "a competitor" when it also names a product no document mentions (the names of
+# :func:`unknown_words`); "How does retrieval compare to BM25?" names what the documents hold.
+WEIGHS = re.compile(
+    r"\b(?:better|worse|cheaper|easier|faster|slower|instead|rather than|versus|vs"
+    r"|stacks? up|measures? up|different from|compared? (?:to|with)|switch to|go with)\b",
+    re.IGNORECASE,
+)
 
 
 def _asked_about(
@@ -945,6 +960,7 @@ def blocked_topic(
     topics: Sequence[str],
     tenant_id: object,
     allowed: Sequence[str] = (),
+    unknown_names: Sequence[str] = (),
     spent: Spent | None = None,
 ) -> ScopeVerdict | None:
     """The scope's blocked topic this question is about, if any: its name or one of its
@@ -957,7 +973,9 @@ def blocked_topic(
     is judged by naming alone: its similarities say nothing. A question that asks about the
     service's future or holds it against another product (:data:`ASKED_ABOUT`) is also judged
     by what it asks about ("roadmap and future plans", "a competitor"), as close to a blocked
-    topic and closer to it than to the scope's own topics."""
+    topic and closer to it than to the scope's own topics; so is one that weighs something
+    against something else (:data:`WEIGHS`) and names a product no document mentions
+    (``unknown_names``: :func:`unknown_words`), as about "a competitor"."""
     named = [topic_phrasings(t) for t in topics if t.strip()]
     if not named:
         return None
@@ -976,6 +994,8 @@ def blocked_topic(
             closest[phrasing] = (similarity, name)
     best, matched = closest[False]
     asked = [text for text, pattern in ASKED_ABOUT if pattern.search(question)]
+    if unknown_names and "a competitor" not in asked and WEIGHS.search(question):
+        asked.append("a competitor")
     if closest[True][0] > best or asked:  # the scope's own topics are needed (most turns: not)
         own_vectors = topic_vectors(allowed, tenant_id=tenant_id, spent=spent)
         if closest[True][0] > max([best, *_similarities(vector, own_vectors)]):

@@ -359,6 +359,43 @@ def test_a_question_about_the_service_s_future_or_a_rival_is_judged_by_what_it_a
     assert body["refusal"] != {"reason": "blocked_topic"}  # out_of_scope: "Jira" is unknown
 
 
+def test_a_question_weighing_the_service_against_a_product_no_document_names_is_a_rival(alpha):
+    """ "Should we switch to Freshdesk for support tickets?" and "Does Zendesk answer support
+    tickets faster?" name only a product, which no label or phrasing of "competitors" reaches;
+    they weigh one thing against another (guardrails.WEIGHS) and name what no document of the
+    bot holds, so they are judged as asking about "a competitor" and refused with no model
+    call. So is what is planned or coming up ("product roadmap"). The same words without a
+    name the documents lack are answered, and a scope that blocks neither topic is not
+    touched."""
+    alpha.scope.blocked_topics = ["product roadmap", "competitors"]
+    alpha.scope.min_relevance = 0.0  # so that only the scope checks can refuse
+    alpha.scope.save()
+    client = alpha.client(alpha.chat_key)
+    with openai_llm() as fake, structlog.testing.capture_logs() as logs:
+        for question, topic in (
+            ("Should we switch to Freshdesk for support tickets?", "competitors"),
+            ("Does Zendesk answer support tickets faster?", "competitors"),
+            ("Is a refund export planned?", "product roadmap"),
+            ("What is coming up for annual plans?", "product roadmap"),
+        ):
+            body = chat(client, **ask(alpha, question)).json()
+            assert body["refusal"] == {"reason": "blocked_topic"}, question
+            refused = [e for e in logs if e.get("event") == "chat_refused"]
+            assert refused[-1]["topic"] == topic, question
+        assert fake.chat_requests() == []
+    with openai_llm():
+        for question in (
+            "Are refunds to the card faster than a refund by transfer?",
+            "Should we switch to annual plans?",
+        ):
+            assert chat(client, **ask(alpha, question)).json()["refusal"] is None, question
+    alpha.scope.blocked_topics = ["pricing"]
+    alpha.scope.save()
+    with openai_llm():
+        body = chat(client, **ask(alpha, "Should we switch to Freshdesk for support tickets?"))
+    assert body.json()["refusal"] != {"reason": "blocked_topic"}
+
+
 def test_a_blocked_topic_s_phrasings_refuse_only_what_the_scope_s_own_topics_are_further_from(
     alpha,
 ):

@@ -22,7 +22,7 @@ held-out one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -187,16 +187,22 @@ class BlockedSignal:
 
 
 def blocked_signal(
-    question: dict[str, str], topics: list[str], allowed: list[str], tenant_id: object
+    question: dict[str, str],
+    topics: list[str],
+    allowed: list[str],
+    tenant_id: object,
+    unknown_names: Sequence[str] = (),
 ) -> BlockedSignal:
     """Through the pipeline's own check, with every threshold admitted: its verdict carries
     1.0 for a named topic, else the closest topic's similarity, which is what the configured
-    threshold is compared with (a phrasing's only where the scope's own topics are further)."""
+    threshold is compared with (a phrasing's only where the scope's own topics are further).
+    ``unknown_names``: the names no document holds, as the pipeline finds them
+    (:func:`conversations.guardrails.unknown_words`)."""
     vector, _ = embed_query(question["text"])
     with override_settings(SCOPE_BLOCKED_THRESHOLD=-1.0):
         verdict = blocked_topic(
             question=question["text"], vector=vector, topics=topics, allowed=allowed,
-            tenant_id=tenant_id,
+            unknown_names=unknown_names, tenant_id=tenant_id,
         )  # fmt: skip
     closeness = verdict.topic_similarity if verdict is not None else -1.0
     return BlockedSignal(question["category"], question["split"], float(closeness or 0.0))

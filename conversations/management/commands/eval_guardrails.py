@@ -50,7 +50,7 @@ from bots.models import Bot, Scope
 from bots.services import bot_create, scope_create
 from chatbot_site.management.commands.seed_demo import DEMO_DOCUMENTS, DEMO_SCOPE
 from conversations.chat import Runner, chat_finish, chat_ground, chat_open
-from conversations.guardrails import PolicyBlocked, scope_topics
+from conversations.guardrails import PolicyBlocked, scope_topics, unknown_words
 from conversations.llm import LLMError, get_llm
 from conversations.management.commands import _scope_calibration as calibration
 from conversations.management.commands._pii_scores import pii_report
@@ -60,6 +60,7 @@ from knowledge.intake import document_add_upload, documents_add_records
 from knowledge.management.commands.eval_retrieval import FOLLOW_UPS, read_jsonl, run_workers
 from knowledge.management.commands.train_injection import BENIGN_QUESTIONS
 from knowledge.models import Chunk, Dataset, Document, DocumentStatus
+from knowledge.retrieval import search_space_for_bot
 from knowledge.services import bot_datasets_set, dataset_create
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import Actor, api_key_create, tenant_create
@@ -501,7 +502,13 @@ class Command(BaseCommand):
                          f"| {pct(other, c['n'])} | {pct(c['answered'], c['n'])} |")  # fmt: skip
         self.out("\nParaphrases answered, tune half: " + ("; ".join(answered) or "none"))
         allowed = scope_topics(DEMO_SCOPE["description"], DEMO_SCOPE["allowed_topics"])
-        items = [calibration.blocked_signal(row, topics, allowed, self.tenant.pk) for row in rows]
+        space = search_space_for_bot(bot)
+        items = [
+            calibration.blocked_signal(row, topics, allowed, self.tenant.pk,
+                                       unknown_words(row["text"], space=space,
+                                                     scope_texts=allowed).names)
+            for row in rows
+        ]  # fmt: skip
         chosen = calibration.blocked_calibrate(items)
         self.out(
             f"\nCalibration on the tune half only (grid {calibration.BLOCKED_GRID[0]}-"
