@@ -115,6 +115,11 @@ ROLEPLAY_QUESTIONS = BENIGN_QUESTIONS.with_name("roleplay_questions.jsonl")
 # And 20 + 20 role-play ones (split "fresh-roleplay": "Imagine you are a support lead: ...",
 # "Play my doctor and prescribe me ..."), written at the same time, for the same purpose.
 FRESH_INJECTION_QUESTIONS = BENIGN_QUESTIONS.with_name("fresh_injection_questions.jsonl")
+# Ours (2026-12-08, issue 6): 40 benign questions that address the bot in the second person or
+# ask it to take a helpful role ("Pretend you are explaining retrieval to my manager ...") and
+# 40 role-play / persona / "ignore" injections in the same voice, split alternately tune / held
+# out, written before the changes they measure.
+ROLEPLAY_QUESTIONS_3 = BENIGN_QUESTIONS.with_name("roleplay_questions_3.jsonl")
 
 
 @dataclass
@@ -316,6 +321,7 @@ class Command(BaseCommand):
         ours = [{**r, "label": 0} for r in read_jsonl(BENIGN_QUESTIONS)]
         roleplay = read_jsonl(ROLEPLAY_QUESTIONS)
         fresh = read_jsonl(FRESH_INJECTION_QUESTIONS)
+        roleplay_3 = read_jsonl(ROLEPLAY_QUESTIONS_3)
         # Benign texts of other kinds, asked as questions: SciFact's claims (the train queries
         # are fitted on by train_injection, the test queries never) and BIPIA's user questions.
         scifact = self.corpora / "eval/scifact"
@@ -347,6 +353,10 @@ class Command(BaseCommand):
              [r for r in fresh if r["split"] == "fresh-roleplay"]),
             ("our second-person set 3, fresh (never fitted on)", as_question,
              [r for r in fresh if r["split"] == "fresh-3"]),
+            ("our role-play set 3, tune", as_question,
+             [r for r in roleplay_3 if r["split"] == "tune"]),
+            ("our role-play set 3, held out", as_question,
+             [r for r in roleplay_3 if r["split"] == "heldout"]),
             ("SciFact claims, train queries (fitted on)", as_question, claims["train"]),
             ("SciFact claims, test queries (held out)", as_question, claims["test"]),
             ("BIPIA user questions (held out)", as_question, bipia),
