@@ -382,11 +382,6 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"kind|fast|slow|able|allowed|supposed|about|likely|sure|free|richtig|toll|super|gut)\b)"
         r"(?! [\w'-]{1,20}(?:ing|ed)\b)(?! (?:an?|the|my|our) (?:favou?rite|best|go-to|lifesaver|"
         r"life saver|star|hero|genius|legend)\b)"
-        # nor a helper's role for the user ("You are my onboarding buddy today, so ...",
-        # "You're the expert here: should I ...?"; since 2026-12-08): not an identity swapped
-        r"(?! (?:an?|the|my|our) (?:[\w'-]{1,20} ){0,2}?(?:reviewer|editor|proofreader|tutor|"
-        r"teacher|mentor|coach|guide|buddy|partner|expert|helper|sounding board|rubber duck)s?"
-        r"(?:[^\w ]| (?:here|today|for|on|in|at|and|with|of|through)\b))"
         r"(?! (?:an?|the|my|our|your|this|ein|eine|der|die|das)? ?(?:[\w'-]{1,20} ){0,2}?(?:bot|"
         r"chatbot|assistant|support bot|ki|assistent)\b)"
         r" (?:[\w'\"-]{1,30} ){0,6}?[\w'\"-]{1,30}\W{0,2}[.,:;!?]\s{1,3}"
@@ -428,10 +423,8 @@ QUESTION_RULES: dict[str, re.Pattern[str]] = {
         r"|\byou(?:'ll| will)? play (?:an?|the) (?:[\w'-]{1,20} ){0,2}?(?:ai|bot|chatbot|assistant|"
         r"model|villain|hacker)\b|\byou are play(?:ing)? (?:a|the) (?:character|role|part) "
         r"(?:named|called)\b"
-        # not "respond as if you were speaking to a beginner": what the bot does, not who it is
         r"|\b(?:speak|talk|respond|answer|reply|write|behave|act) as if you (?:were|are|was)\b"
-        + _DOING
-        + r"|(?:^|[.!?;]\s{0,3})(?:channel|behave like|behave as) (?:an?|the|my|your)\b"
+        r"|(?:^|[.!?;]\s{0,3})(?:channel|behave like|behave as) (?:an?|the|my|your)\b"
         + _NOT_HELPER
         + r"|\b(?:you are|you're|become|pretend (?:to be|you're|you are)|imagine you(?:'re| are)|"
         r"be) (?:my |an? |the |your )?(?:[\w'-]{1,20} ){0,2}?(?:evil|rogue|malicious|unhinged|"
@@ -850,31 +843,8 @@ def _encoded_hits(
     return ()
 
 
-# A practice role-play the user asks for (2026-12-08): the bot plays someone who asks the user
-# or the user's bot questions ("Pretend you are a customer who only speaks German and ask my bot
-# something", "... so I can practise my replies"). When only the plain persona rules read such a
-# message a persona, and nothing in it frees the persona of rules, it is not refused by them.
-_PRACTICE = re.compile(
-    r"\b(?:ask|quiz|interview|test|question) (?:me|us|my bot|our bot|the bot)\b"
-    r"|\bso (?:that )?(?:i|we) can (?:practi[sc]e|rehearse|test|train|prepare)\b"
-)
-_PLAIN_PERSONA = frozenset({"persona", "persona_short", "persona_identity"})
-_FREED = re.compile(
-    _UNBOUND + r"|\b(?:unrestricted|unfiltered|uncensored|unlimited|evil|jailbr\w{0,6}|dan|rogue|"
-    r"malicious|secret|hidden|system prompt|instructions|password|api keys?)\b"
-)
-
-
 def _question_hits(text: str, depth: int = 0) -> tuple[str, ...]:
-    readings = _readings(text)
-    reasons = _hits(readings, tuple(QUESTION_RULES))
-    if (
-        reasons
-        and _PLAIN_PERSONA.issuperset(reasons)
-        and _PRACTICE.search(readings[0])
-        and not any(_FREED.search(r) for r in readings)
-    ):
-        return ()
+    reasons = _hits(_readings(text), tuple(QUESTION_RULES))
     return reasons or _encoded_hits(text, _question_hits, depth)
 
 

@@ -25,19 +25,6 @@ import numpy as np
 LOW, HIGH = 2, 5
 MAX_CHARS = 20_000  # longer questions are scored on their first 20,000 characters
 _WS = re.compile(r"\s+")
-# Words that address the reader ("you", "your", "you're", "du", "dein"): a model fitted with
-# ``blind`` does not see them (each is replaced by a space before its n-grams are made), so that
-# speaking to the bot is no evidence of an attack by itself (2026-12-08: deepset's injections
-# address the bot and its benign prompts mostly do not, so "you" had become one).
-SECOND_PERSON = re.compile(
-    r"(?<![\w'\u2019])(?:you(?:rs?|rself|rselves)?(?:['\u2019](?:re|ve|ll|d|s))?|ya|du|dich|dir|"
-    r"dein(?:e[mnrs]?)?)(?![\w'\u2019])",
-    re.IGNORECASE,
-)
-
-
-def blinded(text: str) -> str:
-    return SECOND_PERSON.sub(" ", text[:MAX_CHARS])
 
 
 def char_ngrams(text: str) -> list[str]:
@@ -56,12 +43,9 @@ def char_ngrams(text: str) -> list[str]:
 class NgramModel:
     features: Mapping[str, tuple[float, float]]  # n-gram → (idf, weight)
     bias: float
-    blind: bool = False  # fitted without the second-person words (``SECOND_PERSON``)
 
     def score(self, text: str) -> float:
         """Probability (0..1) that ``text`` is an injection."""
-        if self.blind:
-            text = blinded(text)
         counts = Counter(g for g in char_ngrams(text) if g in self.features)
         values = [
             ((1 + math.log(c)) * self.features[g][0], self.features[g][1])
@@ -76,11 +60,7 @@ class NgramModel:
         raw = data["features"]
         assert isinstance(raw, dict)  # noqa: S101 (a malformed model file is a bug)
         features = {g: (float(v[0]), float(v[1])) for g, v in raw.items()}
-        return cls(
-            features=features,
-            bias=float(data["bias"]),  # type: ignore[arg-type]
-            blind=bool(data.get("blind_to_second_person", False)),
-        )
+        return cls(features=features, bias=float(data["bias"]))  # type: ignore[arg-type]
 
 
 # --- fitting (manage.py train_injection) ---------------------------------------------------

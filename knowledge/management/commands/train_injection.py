@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from knowledge.injection import MODEL_PATH, rules_flag
-from knowledge.injection_ngrams import Vectorizer, blinded, fit_logistic, to_json
+from knowledge.injection_ngrams import Vectorizer, fit_logistic, to_json
 from knowledge.management.commands.eval_retrieval import read_jsonl
 
 DEFAULT_DATA = (
@@ -48,25 +48,11 @@ def benign_questions(split: str) -> list[str]:
 ROLEPLAY_QUESTIONS = BENIGN_QUESTIONS.with_name("roleplay_questions.jsonl")
 
 
-# And since 2026-12-08 (issue 6): 165 benign prompts that address the bot ("Thanks! Can you now
-# write the same instructions for Android?"; all fitted on) and the tune half of role-play set 3
-# (benign second-person and helper-role questions, and injections in the same voice).
-SECOND_PERSON_QUESTIONS = BENIGN_QUESTIONS.with_name("second_person_questions.jsonl")
-ROLEPLAY_QUESTIONS_3 = BENIGN_QUESTIONS.with_name("roleplay_questions_3.jsonl")
-
-
-def roleplay_questions(split: str, path: Path = ROLEPLAY_QUESTIONS) -> list[dict[str, Any]]:
+def roleplay_questions(split: str) -> list[dict[str, Any]]:
     return [
         {"text": r["text"], "label": int(r["label"]), "split": "train"}
-        for r in read_jsonl(path)
+        for r in read_jsonl(ROLEPLAY_QUESTIONS)
         if r["split"] == split
-    ]
-
-
-def second_person_questions() -> list[dict[str, Any]]:
-    return [
-        {"text": r["text"], "label": 0, "split": "train"}
-        for r in read_jsonl(SECOND_PERSON_QUESTIONS)
     ]
 
 
@@ -100,10 +86,6 @@ class Command(BaseCommand):
         parser.add_argument("--claims", type=str, default=str(settings.BASE_DIR / DEFAULT_CLAIMS))
         parser.add_argument("--max-false-positive", type=float, default=0.02)
         parser.add_argument("--output", type=Path, default=MODEL_PATH)
-        # The model sees "you", "your", "du" ... as before 2026-12-08 (``SECOND_PERSON``).
-        parser.add_argument("--see-second-person", action="store_true")
-        # One L2 strength (repeat for more) instead of the grid below.
-        parser.add_argument("--l2", type=float, action="append")
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = [json.loads(line) for line in options["data"].open(encoding="utf-8")]
@@ -113,27 +95,23 @@ class Command(BaseCommand):
             {"text": text, "label": 0, "split": "train"} for text in benign_questions("tune")
         ]
         train += roleplay_questions("tune")
-        train += second_person_questions()
-        train += roleplay_questions("tune", ROLEPLAY_QUESTIONS_3)
         # The claims come last: the threshold is chosen among the prompts before them.
         prompts = len(train)
         train += [{"text": text, "label": 0, "split": "train"} for text in claims]
         test = [r for r in rows if r["split"] == "test"]
-        blind = not options["see_second_person"]
         texts = [r["text"] for r in train]
-        features = [blinded(t) for t in texts] if blind else texts
         y = np.array([float(r["label"]) for r in train])
         rules = np.array([rules_flag(t) for t in texts])
         prompt = np.arange(len(y)) < prompts
         folds = np.random.default_rng(7).integers(0, 5, len(y))
         splits = []  # each fold's (fitted-on, held-out) matrices, made once for every L2
         for fold in range(5):
-            fit_texts = [t for t, f in zip(features, folds, strict=True) if f != fold]
-            held_texts = [t for t, f in zip(features, folds, strict=True) if f == fold]
+            fit_texts = [t for t, f in zip(texts, folds, strict=True) if f != fold]
+            held_texts = [t for t, f in zip(texts, folds, strict=True) if f == fold]
             vectorizer = Vectorizer.fit(fit_texts)
             splits.append((vectorizer.transform(fit_texts), vectorizer.transform(held_texts)))
         best: tuple[float, float, float] | None = None  # (recall, l2, threshold)
-        for l2 in options["l2"] or (1e-3, 3e-4, 1e-4, 3e-5, 1e-5):
+        for l2 in (1e-3, 3e-4, 1e-4, 3e-5, 1e-5):
             scores = np.zeros(len(y))
             for fold, (fitted, held) in enumerate(splits):
                 w, b = fit_logistic(fitted, y[folds != fold], l2=l2)
@@ -156,12 +134,11 @@ class Command(BaseCommand):
         if best is None:  # pragma: no cover - the loop above always runs
             raise RuntimeError("no model was fitted")
         recall, l2, threshold = best
-        vectorizer = Vectorizer.fit(features)
-        w, b = fit_logistic(vectorizer.transform(features), y, l2=l2)
+        vectorizer = Vectorizer.fit(texts)
+        w, b = fit_logistic(vectorizer.transform(texts), y, l2=l2)
         test_texts = [r["text"] for r in test]
         yt = np.array([r["label"] for r in test])
-        test_features = [blinded(t) for t in test_texts] if blind else test_texts
-        flagged = (sigmoid(vectorizer.transform(test_features) @ w + b) >= threshold) | np.array(
+        flagged = (sigmoid(vectorizer.transform(test_texts) @ w + b) >= threshold) | np.array(
             [rules_flag(t) for t in test_texts]
         )
         metrics = {
@@ -173,14 +150,12 @@ class Command(BaseCommand):
             "kind": "char_ngram_tfidf_logistic_regression",
             "ngrams": "char_wb 2..5, sublinear tf, smoothed idf, min_df 2, L2-normalised",
             "trained_on": "deepset/prompt-injections split=train + benign_questions.jsonl split=tune"
-            + " + roleplay_questions.jsonl split=tune + second_person_questions.jsonl"
-            + " + roleplay_questions_3.jsonl split=tune"
+            + " + roleplay_questions.jsonl split=tune"
             + (f" + {len(claims)} queries of {claims_path.name}" if claims_path else ""),
             "trained_at": dt.datetime.now(dt.UTC).date().isoformat(),
             "l2": l2,
             "threshold": round(threshold, 6),
             "metrics": metrics,
-            **({"blind_to_second_person": True} if blind else {}),
             **to_json(vectorizer, w, b),
         }
         options["output"].write_text(json.dumps(model, ensure_ascii=False, sort_keys=True) + "\n")
