@@ -2,9 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-HOST   ?= 127.0.0.1
-PORT   ?= 8000
-export HOST PORT
+# HOST and PORT (where `make run` listens: 127.0.0.1 and 8000 unless set) are read by its shell
+# lines, after the .env file: no default here, which the environment would hand on over .env.
 export DJANGO_SETTINGS_MODULE ?= chatbot_site.settings.dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -35,20 +34,26 @@ install: $(VENV)/.installed-dev
 ## make run: embedded PostgreSQL + Redis, migrate, seed the demo, serve API + worker on $(HOST):$(PORT)
 ## (the API: API_PROCESSES daphne processes on the port, default 1; chatbot_site/serve.py;
 ## the worker, and embedded servers, are started again when they die: chatbot_site/supervise.py)
+## (run and worker read a .env in the checkout, or the file ENV_FILE names, under the environment:
+## a variable set in both keeps the environment's value; chatbot_site/envfile.py, README "Settings")
+ENVFILE = dotenv=$$($(BIN)/python -m chatbot_site.envfile --shell) || exit 1; eval "$$dotenv";
+
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo --host $(HOST) --port $(PORT)
-	@echo "Serving on http://$(HOST):$(PORT) (Ctrl-C stops the API and the worker)"
-	@$(BIN)/python -m chatbot_site.supervise --embedded $${DATA_DIR:-.data} -- \
-	  $(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule \
+	$(BIN)/python manage.py seed_demo
+	@$(ENVFILE) HOST=$${HOST:-127.0.0.1}; PORT=$${PORT:-8000}; \
+	echo "Serving on http://$$HOST:$$PORT (Ctrl-C stops the API and the worker)"; \
+	$(BIN)/python -m chatbot_site.supervise --embedded $${DATA_DIR:-.data} -- \
+	  $(BIN)/celery -A chatbot_site worker --beat --schedule $${DATA_DIR:-.data}/celerybeat-schedule \
 	  --loglevel=INFO --concurrency=2 --max-memory-per-child=1500000 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	DB_STATEMENT_TIMEOUT_SECONDS=$${DB_STATEMENT_TIMEOUT_SECONDS:-30} \
-	  $(BIN)/python -m chatbot_site.serve -b $(HOST) -p $(PORT) --access-log /dev/null \
+	  $(BIN)/python -m chatbot_site.serve -b $$HOST -p $$PORT --access-log /dev/null \
 	  chatbot_site.asgi:application
 
 worker: $(VENV)/.installed-base
-	$(BIN)/celery -A chatbot_site worker --beat --schedule .data/celerybeat-schedule-worker --loglevel=INFO \
+	@$(ENVFILE) $(BIN)/celery -A chatbot_site worker --beat \
+	  --schedule $${DATA_DIR:-.data}/celerybeat-schedule-worker --loglevel=INFO \
 	  --max-memory-per-child=1500000
 
 ## make test: ruff, black --check, mypy, pytest (real PostgreSQL, Redis and Celery)
@@ -110,7 +115,7 @@ FUZZ_VENV := .venv-fuzz
 fuzz: $(VENV)/.installed-base
 	test -x $(FUZZ_VENV)/bin/schemathesis || { $(PYTHON) -m venv $(FUZZ_VENV) && \
 	  $(FUZZ_VENV)/bin/pip install -q "schemathesis==4.32.5"; }
-	$(BIN)/python manage.py fuzz_api --url $(or $(URL),http://$(HOST):$(PORT)) \
+	$(BIN)/python manage.py fuzz_api --url $(or $(URL),http://$(or $(HOST),127.0.0.1):$(or $(PORT),8000)) \
 	  --examples $(or $(FUZZ_EXAMPLES),100) --role $(or $(FUZZ_ROLE),admin) $(if $(FUZZ_JWT),--jwt) \
 	  --schemathesis $(FUZZ_VENV)/bin/schemathesis
 

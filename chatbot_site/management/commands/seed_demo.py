@@ -61,8 +61,10 @@ class Command(BaseCommand):
     help = "Seed the demo tenant, bot and dataset; print a fresh admin API key and a curl line."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", default="8000")
+        # Where the printed lines send requests: by default where `make run` listens (the
+        # settings' HOST and PORT, from the environment or .env).
+        parser.add_argument("--host", default=None)
+        parser.add_argument("--port", default=None)
         parser.add_argument(
             "--document",
             action="append",
@@ -127,7 +129,7 @@ class Command(BaseCommand):
             api_key_revoke(tenant=tenant, actor=actor, key=old)
         _key, plaintext = api_key_create(tenant=tenant, actor=actor, role=Role.ADMIN, name=KEY_NAME)
 
-        base = f"http://{options['host']}:{options['port']}"
+        base = f"http://{options['host'] or settings.HOST}:{options['port'] or settings.PORT}"
         chat_body = json.dumps(
             {"bot_id": str(bot.id), "messages": [{"role": "user", "content": DEMO_QUESTION}]}
         )
