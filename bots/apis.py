@@ -19,7 +19,7 @@ from bots.reach import Reach
 from bots.services import scope_create, scope_delete, scope_update
 from chatbot_site.errors import ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import TagField, parse_bool
+from chatbot_site.params import TagListField, parse_bool
 from chatbot_site.schema import NAME_TAKEN
 from chatbot_site.strict import StrictInput
 from tenants.api_base import TenantApi
@@ -60,7 +60,7 @@ class ScopeInput(StrictInput):
         child=serializers.ChoiceField(choices=PII_ENTITIES), max_length=len(PII_ENTITIES),
         required=False,
     )  # fmt: skip
-    tags = serializers.ListField(child=TagField(), max_length=100, required=False)
+    tags = TagListField(max_length=100, required=False)
 
     def validate_pii_entities(self, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))  # a set of entities: ["EMAIL", "EMAIL"] is ["EMAIL"]

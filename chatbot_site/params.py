@@ -4,6 +4,7 @@ as parameters and in bodies."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import unicodedata
 import uuid
 from collections.abc import Mapping
@@ -137,3 +138,44 @@ class TagField(serializers.CharField):
 
     def to_internal_value(self, data: Any) -> str:
         return parse_tag(super().to_internal_value(data))
+
+
+def unique_tags(tags: list[str]) -> list[str]:
+    """Each tag once, in the order first given: tags are a set (a filter matches any of them),
+    and ``["hr", "hr"]`` was stored as sent."""
+    return list(dict.fromkeys(tags))
+
+
+class TagListField(serializers.ListField):
+    """Tags in a request body: each a :class:`TagField` (NFC, whitespace trimmed as every string
+    field's, a blank one refused), each kept once (:func:`unique_tags`), case as sent."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("child", TagField())
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        return unique_tags(super().to_internal_value(data))
+
+
+def parse_tags(fields: list[str]) -> list[str]:
+    """Tags typed in form fields (an upload's ``tags``, repeated or not; the staff admin's
+    upload form): each field comma-separated or a JSON list of strings. The same tags as a JSON
+    body's (:class:`TagListField`): NFC, whitespace trimmed, blank ones left out, each once,
+    case as typed; at most 100 tags of at most :data:`MAX_TAG_CHARS` characters."""
+    tags: list[str] = []
+    for raw in (field.strip() for field in fields):
+        if raw.startswith("["):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = None
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise ValidationFailed(details={"tags": ["Expected a JSON list of strings."]})
+            tags += value
+        else:
+            tags += raw.split(",")
+    tags = unique_tags([parse_tag(t.strip()) for t in tags if t.strip()])
+    if len(tags) > 100 or any(len(t) > MAX_TAG_CHARS for t in tags):
+        raise ValidationFailed(details={"tags": ["At most 100 tags of at most 100 characters."]})
+    return tags

@@ -56,7 +56,7 @@ from chatbot_site.errors import (
     request_id_of,
 )
 from chatbot_site.options import options_answer
-from chatbot_site.params import TagField
+from chatbot_site.params import TagListField
 from chatbot_site.parsers import UNSTORABLE_MESSAGE, has_unstorable_text, metadata_problem
 from chatbot_site.pgconnection import outage
 from chatbot_site.strict import StrictInput
@@ -117,7 +117,7 @@ class ChatFilters(StrictInput):
     (``"tag"``, ``"dataset_ids"``) searched everything the bot reaches, the answer grounded in
     what the client meant to leave out."""
 
-    tags = serializers.ListField(child=TagField(), required=False, max_length=50)
+    tags = TagListField(required=False, max_length=50)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and (unknown := sorted(set(data) - set(self.fields))):

@@ -9,8 +9,8 @@ import structlog
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from chatbot_site.errors import ApplicationError
-from chatbot_site.params import MAX_TAG_CHARS, parse_tag
+from chatbot_site.errors import ApplicationError, ValidationFailed
+from chatbot_site.params import parse_tags
 from knowledge.apis import UrlInput
 from knowledge.intake import document_add_upload, document_add_url
 from knowledge.models import Dataset
@@ -51,7 +51,9 @@ class UploadForm(forms.Form):
         help_text="One http(s) URL per line; the worker fetches each one.",
     )
     tags = forms.CharField(
-        required=False, max_length=1000, help_text="Comma-separated, given to every document."
+        required=False,
+        help_text="Comma-separated (or a JSON list), given to every document; as the API reads "
+        "an upload's tags: trimmed, each once, case as typed.",
     )
 
     def clean_urls(self) -> list[str]:
@@ -62,10 +64,12 @@ class UploadForm(forms.Form):
         return urls
 
     def clean_tags(self) -> list[str]:
-        tags = [parse_tag(t.strip()) for t in self.cleaned_data["tags"].split(",") if t.strip()]
-        if any(len(t) > MAX_TAG_CHARS for t in tags):
-            raise forms.ValidationError("A tag is at most 100 characters.")
-        return list(dict.fromkeys(tags))
+        # The API's own reading of an upload's tags field, so that the same text typed here
+        # gives the same tags (the JSON-list form, the limits, NFC, blanks and repeats).
+        try:
+            return parse_tags([self.cleaned_data["tags"]])
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.details["tags"]) from None
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

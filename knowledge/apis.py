@@ -6,7 +6,6 @@ Adding and re-ingesting documents is the ingestion work (issue 4)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -28,7 +27,7 @@ from bots.models import Bot
 from bots.services import bot_delete
 from chatbot_site.errors import NotFound, ValidationFailed
 from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
-from chatbot_site.params import MAX_TAG_CHARS, TagField, parse_bool, parse_tag
+from chatbot_site.params import TagListField, parse_bool, parse_tag, parse_tags
 from chatbot_site.parsers import JSONParser, metadata_problem
 from chatbot_site.schema import NAME_TAKEN, UnsetAsNullField
 from chatbot_site.strict import StrictInput
@@ -82,7 +81,7 @@ class DatasetInput(StrictInput):
     echoed = frozenset(DatasetOutput._declared_fields)
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True, max_length=20_000, required=False)
-    tags = serializers.ListField(child=TagField(), max_length=100, required=False)
+    tags = TagListField(max_length=100, required=False)
     chunk_size = serializers.IntegerField(min_value=32, max_value=8192, required=False)
     chunk_overlap = serializers.IntegerField(min_value=0, max_value=4096, required=False)
     language = serializers.ChoiceField(choices=LANGUAGES, required=False)
@@ -219,7 +218,7 @@ class RecordInput(StrictInput):
     title = serializers.CharField(max_length=500, allow_blank=True)
     text = serializers.CharField(max_length=1_000_000, trim_whitespace=False)
     metadata = serializers.DictField(required=False, default=dict)
-    tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)
+    tags = TagListField(max_length=100, required=False, default=list)
     external_id = serializers.CharField(max_length=255, required=False, allow_null=True)
 
     def validate_text(self, value: str) -> str:
@@ -262,7 +261,7 @@ class RecordsInput(StrictInput):
 class UrlInput(StrictInput):
     refuse_unknown = True
     url = serializers.URLField(max_length=2048)
-    tags = serializers.ListField(child=TagField(), max_length=100, required=False, default=list)
+    tags = TagListField(max_length=100, required=False, default=list)
     title = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
 
 
@@ -292,28 +291,6 @@ class UploadInput(StrictInput):
         default="",
         help_text="Comma-separated, or a JSON list; the field may be repeated.",
     )
-
-
-def parse_tags(fields: list[str]) -> list[str]:
-    """An upload's tags: every ``tags`` field, each comma-separated or a JSON list. Repeated
-    (``-F tags=a -F tags=b``, as forms send several values) each counts: only the last one did,
-    and the others were dropped without a word."""
-    tags: list[str] = []
-    for raw in (field.strip() for field in fields):
-        if raw.startswith("["):
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                value = None
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                raise ValidationFailed(details={"tags": ["Expected a JSON list of strings."]})
-            tags += value
-        else:
-            tags += [t for t in (part.strip() for part in raw.split(",")) if t]
-    tags = [parse_tag(t) for t in tags]
-    if len(tags) > 100 or any(len(t) > MAX_TAG_CHARS for t in tags):
-        raise ValidationFailed(details={"tags": ["At most 100 tags of at most 100 characters."]})
-    return tags
 
 
 class DatasetDocumentListApi(ReachApi):

@@ -493,3 +493,66 @@ def test_the_document_list_reads_no_distinct_values_and_no_ready_documents(staff
         assert listed == expected, query
     refused = staff.get("/admin/knowledge/document/?pipeline_version__exact=x")
     assert refused.status_code == 302 and refused["Location"].endswith("?e=1")
+
+
+TYPED_TAGS = [
+    " HR , hr,hr,,Policy ",
+    '[" a ", "a", "", "A"]',
+    "cafe\u0301, caf\u00e9, Café",
+    "one,  two words ,one",
+]
+
+
+@pytest.mark.parametrize("typed", TYPED_TAGS)
+def test_upload_tags_are_the_apis_for_the_same_typed_text(
+    typed, django_capture_on_commit_callbacks
+):
+    """The admin's upload reads its tags field as the API reads an upload's: the same text gives
+    the same tags (trimmed, NFC, blanks left out, each once, case as typed, the JSON-list form
+    too). The admin dropped repeats the API kept, and took no JSON list ('["a"]' was the tag
+    '["a"]'); the API's JSON list kept ' a ' and '' as sent."""
+    from tests.world import build_tenant
+
+    side = build_tenant("tags-alike")
+    staff = staff_client(side.tenant, "alice")
+    with django_capture_on_commit_callbacks(execute=False):
+        api = side.client().post(
+            f"/v1/datasets/{side.dataset.pk}/documents",
+            {"file": SimpleUploadedFile("api.md", b"# API\n\nSent through the API."),
+             "tags": typed},
+            format="multipart",
+        )  # fmt: skip
+        admin = staff.post(
+            f"/admin/knowledge/dataset/{side.dataset.pk}/upload/",
+            {"documents": [SimpleUploadedFile("admin.md", b"# Admin\n\nSent in the admin.")],
+             "tags": typed},
+        )  # fmt: skip
+    assert api.status_code == 202, api.json()
+    assert admin.status_code == 302
+    by_source = {d.source: d.tags for d in Document.objects.for_tenant(side.tenant)}
+    assert by_source["admin.md"] == by_source["api.md"] == api.json()["tags"]
+    assert len(set(by_source["admin.md"])) == len(by_source["admin.md"])
+    assert all(tag == tag.strip() and tag for tag in by_source["admin.md"])
+
+
+@pytest.mark.parametrize("typed", ["x" * 101, ",".join(f"t{n}" for n in range(101)), "[1, 2]"])
+def test_upload_tags_the_api_refuses_the_admin_refuses(typed):
+    from tests.world import build_tenant
+
+    side = build_tenant("tags-refused")
+    staff = staff_client(side.tenant, "alice")
+    api = side.client().post(
+        f"/v1/datasets/{side.dataset.pk}/documents",
+        {"file": SimpleUploadedFile("api.md", b"# API\n\nRefused."), "tags": typed},
+        format="multipart",
+    )
+    admin = staff.post(
+        f"/admin/knowledge/dataset/{side.dataset.pk}/upload/",
+        {"documents": [SimpleUploadedFile("admin.md", b"# Admin\n\nRefused.")], "tags": typed},
+    )
+    assert api.status_code == 400
+    assert admin.status_code == 200  # the form again, with its error
+    message = api.json()["error"]["details"]["tags"][0]
+    assert message in admin.content.decode().replace("&quot;", '"')
+    sources = Document.objects.for_tenant(side.tenant).values_list("source", flat=True)
+    assert not {"api.md", "admin.md"} & set(sources)

@@ -331,3 +331,24 @@ def test_a_resources_own_read_only_fields_sent_back_are_ignored(side):
     created = client.post("/v1/datasets", {"name": "D2", "typo_field": 1}, format="json")
     assert created.status_code == 400
     assert set(created.json()["error"]["details"]) == {"typo_field"}
+
+
+def test_tags_in_json_bodies_are_kept_once_each_trimmed_case_as_sent(side):
+    """Tags are a set (a filter matches any): a repeated tag is kept once, as a scope's repeated
+    ``pii_entities`` are; it was stored as sent (``["x", "x"]``). Case is kept (``X`` is
+    another tag) and whitespace trimmed, as before."""
+    client = side.client()
+    dataset = client.post(
+        "/v1/datasets", {"name": "Tagged", "tags": ["a", " a ", "A", "a"]}, format="json"
+    )
+    assert dataset.status_code == 201, dataset.json()
+    assert dataset.json()["tags"] == ["a", "A"]
+    added = client.post(
+        f"/v1/datasets/{side.dataset.pk}/documents",
+        {"records": [{"title": "T", "text": "Tagged record.", "tags": [" x ", "x", "X"]}]},
+        format="json",
+    )
+    assert added.status_code == 202, added.json()
+    assert added.json()["data"][0]["tags"] == ["x", "X"]
+    scope = client.patch(f"/v1/scopes/{side.scope.pk}", {"tags": ["faq", "faq"]}, format="json")
+    assert scope.json()["tags"] == ["faq"]
