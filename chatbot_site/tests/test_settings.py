@@ -49,6 +49,8 @@ def clean_environment() -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if k not in inherited}
     clean.pop("DJANGO_SETTINGS_MODULE", None)
     clean["PYTHONPATH"] = str(ROOT)
+    # The dev settings read the checkout's .env (chatbot_site.envfile): never a developer's here.
+    clean["ENV_FILE"] = os.devnull
     return clean
 
 
