@@ -7,6 +7,7 @@ through ``ENV_FILE``, never the checkout's own ``.env``."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,13 @@ def stores() -> dict[str, str]:
 
 
 def manage_py(env_file: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # Not what the test settings set in this process (CONN_MAX_AGE): a real start's
+    # environment has none of it, and it would win over the file.
+    inherited = {k: v for k, v in clean_environment().items() if k not in {"CONN_MAX_AGE"}}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env={**clean_environment(), **stores(), "ENV_FILE": str(env_file), **env},
+        env={**inherited, **stores(), "ENV_FILE": str(env_file), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -198,3 +202,16 @@ def test_load_sets_only_what_the_environment_does_not(tmp_path):
     assert load(tmp_path / "missing", environ) == {}
     env_file.write_bytes("\ufeffC=1\n".encode())  # a BOM, as some editors write
     assert load(env_file, environ) == {"C": "1"}
+
+
+def test_every_default_the_example_shows_uncommented_starts_the_dev_settings(tmp_path):
+    """Each ``# NAME=value`` line of .env.example, uncommented, is a value the settings take:
+    ``# CONN_MAX_AGE=60  (only with DB_POOL=false)`` was the value "60  (only with ...)"."""
+    example = (ROOT / ".env.example").read_text()
+    defaults = re.findall(r"^# ([A-Z][A-Z0-9_]*=.*)$", example, re.M)
+    assert len(defaults) > 50
+    env_file = tmp_path / ".env"
+    env_file.write_text("\n".join(defaults) + "\n")
+    # DB_POOL=false, so that CONN_MAX_AGE is read too.
+    values = shown(manage_py(env_file, "shell", "-c", SHOW, DB_POOL="false"))
+    assert values["PORT"] == 8000
