@@ -31,7 +31,7 @@ $(VENV)/.installed-dev: requirements/dev.txt requirements/models.txt | $(BIN)/py
 
 install: $(VENV)/.installed-dev
 
-## make run: embedded PostgreSQL + Redis, migrate, seed the demo, serve API + worker on $(HOST):$(PORT)
+## make run: embedded PostgreSQL + Redis, migrate, seed the demo, serve API + worker on HOST:PORT
 ## (the API: API_PROCESSES daphne processes on the port, default 1; chatbot_site/serve.py;
 ## the worker, and embedded servers, are started again when they die: chatbot_site/supervise.py)
 ## (run and worker read a .env in the checkout, or the file ENV_FILE names, under the environment:
