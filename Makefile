@@ -36,7 +36,7 @@ install: $(VENV)/.installed-dev
 ## the worker, and embedded servers, are started again when they die: chatbot_site/supervise.py)
 ## (run and worker read a .env in the checkout, or the file ENV_FILE names, under the environment:
 ## a variable set in both keeps the environment's value; chatbot_site/envfile.py, README "Settings")
-ENVFILE = dotenv=$$($(BIN)/python -m chatbot_site.envfile --shell) || exit 1; eval "$$dotenv";
+ENVFILE = dotenv=$$($(BIN)/python chatbot_site/envfile.py --shell) || exit 1; eval "$$dotenv";
 
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py migrate --noinput

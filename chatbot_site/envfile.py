@@ -2,9 +2,10 @@
 
 README "Settings" sends a newcomer to ``.env.example``, which says to copy it to ``.env``: the
 dev settings (``manage.py``, the worker and API of ``make run``) read that file, and so do the
-shell lines of ``make run`` and ``make worker`` (``python -m chatbot_site.envfile --shell``:
-``HOST``, ``PORT``, ``DATA_DIR``, ``API_PROCESSES`` ...). A variable set in the real environment
-is never overridden. The production settings read no file: containers get their environment
+shell lines of ``make run`` and ``make worker`` (``HOST``, ``PORT``, ``DATA_DIR``,
+``API_PROCESSES`` ...: ``python chatbot_site/envfile.py --shell``, run as a file, since the
+package's ``__init__`` loads Celery, 0.4 s of CPU, and this module needs the standard library
+only). A variable set in the real environment is never overridden. The production settings read no file: containers get their environment
 from compose's ``env_file``.
 
 The syntax is the part of compose's ``env_file`` a ``.env`` needs: ``NAME=value`` lines,
@@ -122,7 +123,7 @@ def load(path: Path, environ: MutableMapping[str, str] = os.environ) -> dict[str
 
 
 def main(argv: list[str]) -> int:
-    """``python -m chatbot_site.envfile --shell``: ``export NAME=value`` lines (shell-quoted)
+    """``python chatbot_site/envfile.py --shell``: ``export NAME=value`` lines (shell-quoted)
     for the variables of ``default_path()`` the environment does not set, for ``eval``."""
     if argv != ["--shell"]:
         print("usage: python -m chatbot_site.envfile --shell", file=sys.stderr)

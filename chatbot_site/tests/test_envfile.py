@@ -117,7 +117,7 @@ def test_production_settings_read_no_env_file(tmp_path):
 
 def make_shell(env_file: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
     """A shell line as ``make run`` and ``make worker`` begin theirs (the Makefile's ENVFILE)."""
-    prefix = f'dotenv=$("{sys.executable}" -m chatbot_site.envfile --shell) || exit 1; '
+    prefix = f'dotenv=$("{sys.executable}" chatbot_site/envfile.py --shell) || exit 1; '
     return subprocess.run(
         ["sh", "-c", prefix + 'eval "$dotenv"; ' + script],
         cwd=ROOT,
