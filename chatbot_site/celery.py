@@ -7,6 +7,7 @@ in Redis that ``GET /v1/health`` reads without talking to the worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -25,6 +26,8 @@ app.autodiscover_tasks()
 log = structlog.get_logger("chatbot.worker")
 
 HEARTBEAT_KEY = "chatbot:worker-heartbeats"
+# Each pool process's own heartbeat, a hash per worker (its HEARTBEAT_KEY name): pid -> time.
+POOL_HEARTBEAT_KEY = "chatbot:worker-pool:{}"
 REQUEST_ID_HEADER = "chatbot_request_id"
 
 
@@ -99,15 +102,81 @@ class _Heartbeat:
                 pipe = client.pipeline()
                 pipe.zadd(HEARTBEAT_KEY, {self.name: now})
                 pipe.zremrangebyscore(HEARTBEAT_KEY, "-inf", now - keep)
+                pipe.expire(POOL_HEARTBEAT_KEY.format(self.name), int(keep))
                 pipe.execute()
+                self.forget_gone_pool_processes(client)
             except Exception as exc:  # Redis down: keep trying; health will say so meanwhile
                 # The error's name, not its traceback: with Redis down this line comes every
                 # ``interval`` (a 2.9 kB traceback every 10 s, and Redis' own failure is known).
                 log.warning("worker_heartbeat_failed", error=type(exc).__name__)
             self.stop.wait(interval)
 
+    def forget_gone_pool_processes(self, client: Any) -> None:
+        """A pool process that is gone (killed at its task's hard limit, by the OOM killer)
+        could not unregister its heartbeat: the main process drops it, so that only the pool
+        it has now is judged. A stopped one (``SIGSTOP``) is still there and stays."""
+        from chatbot_site.embedded import process_stat
+
+        key = POOL_HEARTBEAT_KEY.format(self.name)
+        pids = [int(pid) for pid in client.hkeys(key)]
+        gone = [pid for pid in pids if process_stat(pid)[:1] in ([], ["Z"])]
+        if gone:
+            client.hdel(key, *gone)
+
 
 _heartbeat = _Heartbeat()
+
+
+class _PoolHeartbeat:
+    """A prefork pool process's own heartbeat (``POOL_HEARTBEAT_KEY``), from a thread of its
+    own: it stops when the process does not run — stopped (``SIGSTOP``), or stuck in C code
+    that holds the GIL — while the main process's goes on. ``GET /v1/health`` reads both: a
+    worker whose pool does not beat cannot take work. Before, health said ``worker: ok`` while
+    the only pool process was frozen and uploads stayed ``processing`` and ``queued``."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def beat(self) -> None:
+        from chatbot_site.redis import get_redis
+
+        get_redis().hset(POOL_HEARTBEAT_KEY.format(_heartbeat.name), str(os.getpid()), time.time())
+
+    def run(self) -> None:
+        from django.conf import settings
+
+        interval = float(settings.CELERY_WORKER_HEARTBEAT_SECONDS)
+        while not self.stop.wait(interval):
+            try:
+                self.beat()
+            except Exception as exc:  # Redis down: health says so meanwhile
+                log.warning("worker_pool_heartbeat_failed", error=type(exc).__name__)
+
+    def unregister(self) -> None:
+        from chatbot_site.redis import get_redis
+
+        self.stop.set()
+        with contextlib.suppress(Exception):
+            get_redis().hdel(POOL_HEARTBEAT_KEY.format(_heartbeat.name), str(os.getpid()))
+
+
+_pool_heartbeat = _PoolHeartbeat()
+
+
+@signals.worker_process_init.connect
+def _start_pool_heartbeat(**_: Any) -> None:
+    # In the new pool process: the parent's thread did not survive the fork.
+    _pool_heartbeat.stop = threading.Event()
+    try:
+        _pool_heartbeat.beat()
+    except Exception as exc:  # the thread tries again
+        log.warning("worker_pool_heartbeat_failed", error=type(exc).__name__)
+    threading.Thread(target=_pool_heartbeat.run, name="worker-pool-heartbeat", daemon=True).start()
+
+
+@signals.worker_process_shutdown.connect
+def _stop_pool_heartbeat(**_: Any) -> None:
+    _pool_heartbeat.unregister()
 
 
 @signals.worker_ready.connect
@@ -136,6 +205,9 @@ def _stop_heartbeat(**_: Any) -> None:
     _heartbeat.stop.set()
     log.info("worker_stopping", worker=_heartbeat.name)
     try:
-        get_redis().zrem(HEARTBEAT_KEY, _heartbeat.name)
+        pipe = get_redis().pipeline()
+        pipe.zrem(HEARTBEAT_KEY, _heartbeat.name)
+        pipe.delete(POOL_HEARTBEAT_KEY.format(_heartbeat.name))
+        pipe.execute()
     except Exception:
         log.warning("worker_heartbeat_unregister_failed", exc_info=True)

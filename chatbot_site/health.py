@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 import chatbot_site
-from chatbot_site.celery import HEARTBEAT_KEY
+from chatbot_site.celery import HEARTBEAT_KEY, POOL_HEARTBEAT_KEY
 from chatbot_site.errors import error_body, mark_logged, request_id_of
 from chatbot_site.options import AllowOptions
 from chatbot_site.pgconnection import FailureLog, outage
@@ -140,25 +140,41 @@ def check_redis() -> dict[str, Any]:
 
 
 def check_worker(redis_ok: bool) -> dict[str, Any]:
+    """Alive workers: the main process's heartbeat is fresh, and so is each of its pool
+    processes' own (``chatbot_site.celery._PoolHeartbeat``). A pool process that stopped beating
+    (frozen with ``SIGSTOP``, stuck in C code that holds the GIL) makes the check ``error``,
+    counted in ``stalled_pool_processes``: its task goes nowhere, and with no other pool process
+    the worker takes no work, while its main process beats on."""
     if not redis_ok:
         return {"status": "unknown", "error": "redis unavailable"}
     try:
-        beats: list[tuple[bytes, float]] = get_redis().zrevrange(  # type: ignore[assignment]
+        client = get_redis()
+        beats: list[tuple[bytes, float]] = client.zrevrange(  # type: ignore[assignment]
             HEARTBEAT_KEY, 0, -1, withscores=True
         )
+        now = time.time()
+        max_age = settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS
+        alive = [(name, score) for name, score in beats if now - score <= max_age]
+        pipe = client.pipeline()
+        for name, _score in alive:
+            pipe.hvals(POOL_HEARTBEAT_KEY.format(name.decode()))
+        pools: list[list[bytes]] = pipe.execute() if alive else []
     except Exception:
         return {"status": "unknown", "error": "redis unavailable"}
-    now = time.time()
-    max_age = settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS
-    alive = [score for _name, score in beats if now - score <= max_age]
     if not alive:
         last = round(now - beats[0][1], 1) if beats else None
         return {"status": "error", "error": "no worker heartbeat", "last_seen_seconds_ago": last}
-    return {
+    stalled = [sum(now - float(at) > max_age for at in pool) for pool in pools]
+    check: dict[str, Any] = {
         "status": "ok",
-        "workers": len(alive),
-        "last_seen_seconds_ago": round(now - max(alive), 1),
+        "workers": stalled.count(0),
+        "last_seen_seconds_ago": round(now - max(score for _name, score in alive), 1),
     }
+    if any(stalled):
+        check["status"] = "error"
+        check["error"] = "worker pool process not responding"
+        check["stalled_pool_processes"] = sum(stalled)
+    return check
 
 
 class CheckOutput(serializers.Serializer):
@@ -169,7 +185,14 @@ class CheckOutput(serializers.Serializer):
     error = serializers.CharField(required=False, help_text="Why it is not ok.")
     latency_ms = serializers.FloatField(required=False, help_text="database, redis")
     version = serializers.CharField(required=False, help_text="pgvector's")
-    workers = serializers.IntegerField(required=False, help_text="worker: alive workers")
+    workers = serializers.IntegerField(
+        required=False, help_text="worker: alive workers whose every pool process answers"
+    )
+    stalled_pool_processes = serializers.IntegerField(
+        required=False,
+        help_text="worker: pool processes of alive workers whose own heartbeat stopped (frozen, "
+        "or stuck holding the interpreter); present when not 0, and the check is then error",
+    )
     last_seen_seconds_ago = serializers.FloatField(
         required=False, allow_null=True, help_text="worker: its last heartbeat; null: never"
     )

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import socket
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 import structlog
 
+from chatbot_site.embedded import process_stat
 from chatbot_site.health import check_worker
 from chatbot_site.tasks import ping
 from tests.processes import celery_worker, child_env, wait_for
@@ -97,3 +102,67 @@ def test_a_heartbeat_redis_refuses_is_one_short_line_not_a_traceback(settings, t
     failed = [r for r in caplog.records if isinstance(r.msg, dict)]
     assert failed and all(r.exc_info is None and "exc_info" not in r.msg for r in failed)
     assert failed[0].msg["error"] == "ConnectionError"
+
+
+def test_a_frozen_pool_process_makes_the_worker_check_fail_until_it_runs_again(
+    tmp_path, redis_client, settings, api_client
+):
+    """The main process beats on while its only pool process is stopped (``SIGSTOP``, or stuck
+    in C code holding the GIL): health said ``worker: ok`` while uploads stayed ``queued``.
+    Each pool process now beats from a thread of its own; health reads both."""
+    settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS = 3.0
+    env = child_env(WORKER_HEARTBEAT_SECONDS="0.5", WORKER_HEARTBEAT_MAX_AGE="3")
+    log = tmp_path / "worker.log"
+    with celery_worker(env, log) as proc:
+
+        def pool_pids() -> list[int]:
+            """The worker's pool processes: its running children (the parser zygote is a child
+            of a pool process)."""
+            pids = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+            return [
+                pid
+                for pid in pids
+                if (fields := process_stat(pid))[1:2] == [str(proc.pid)] and fields[0] != "Z"
+            ]
+
+        try:
+            wait_for(lambda: check_worker(True)["status"] == "ok" and pool_pids(), timeout=60,
+                     what="the worker and its pool process")  # fmt: skip
+        except AssertionError:
+            raise AssertionError(log.read_text()[-3000:]) from None
+        [child] = pool_pids()
+        assert child != proc.pid
+        os.kill(child, signal.SIGSTOP)
+        try:
+            worker = wait_for(
+                lambda: (check := check_worker(True))["status"] == "error" and check,
+                timeout=60,
+                what="the worker check to see the frozen pool process",
+            )
+            assert worker == {
+                "status": "error",
+                "error": "worker pool process not responding",
+                "workers": 0,
+                "stalled_pool_processes": 1,
+                "last_seen_seconds_ago": worker["last_seen_seconds_ago"],
+            }
+            # Its main process still beats: the heartbeat alone said ok.
+            assert worker["last_seen_seconds_ago"] <= 3.0
+            body = api_client.get("/v1/health").json()
+            assert body["status"] == "degraded"
+            assert body["checks"]["worker"]["status"] == "error"
+        finally:
+            os.kill(child, signal.SIGCONT)
+        wait_for(lambda: check_worker(True)["status"] == "ok", timeout=60, what="ok again")
+
+        # A pool process killed (a hard time limit, the OOM killer) cannot unregister: its main
+        # process forgets it, and its replacement beats.
+        os.kill(child, signal.SIGKILL)
+        from chatbot_site.celery import POOL_HEARTBEAT_KEY
+
+        pool_key = POOL_HEARTBEAT_KEY.format(f"{socket.gethostname()}:{proc.pid}")
+        wait_for(lambda: str(child).encode() not in redis_client.hkeys(pool_key)
+                 and len(redis_client.hkeys(pool_key)) == 1, timeout=60,
+                 what="the killed pool process forgotten, its replacement beating")  # fmt: skip
+        wait_for(lambda: check_worker(True)["status"] == "ok", timeout=60, what="ok after")
+        assert check_worker(True)["workers"] == 1
