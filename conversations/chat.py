@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from django.conf import settings
@@ -353,7 +353,7 @@ def _store(
     deletion (:func:`conversations.services.conversation_delete` locks it first) then either
     waits for this turn and deletes its messages too, or has deleted the conversation, and the
     turn's messages are not written (they would point at nothing)."""
-    turn_write(
+    written = turn_write(
         tenant_id=turn.tenant.pk,
         bot_id=turn.bot.pk,
         conversation=turn.conversation,
@@ -362,6 +362,15 @@ def _store(
         answer=answer,
         usage=usage,
     )
+    if written == "bot_deleted":
+        log.info("chat_bot_deleted", bot_id=str(turn.bot.pk))
+    elif written == "conversation_deleted":
+        log.info("chat_conversation_deleted", conversation_id=str(turn.conversation.pk))
+
+
+# What :func:`turn_write` did: the turn stored, or its bot (and so its conversation) or its
+# conversation gone, no message written (the usage counted all the same).
+TurnWritten = Literal["stored", "bot_deleted", "conversation_deleted"]
 
 
 def turn_write(
@@ -373,14 +382,14 @@ def turn_write(
     questions: Sequence[dict[str, str]],
     answer: Message | None,
     usage: dict[str, Any] | None,
-) -> None:
+) -> TurnWritten:
     """:func:`_store`'s statement from the turn's parts (what a turn kept for a late store
     holds: :mod:`conversations.late_store`): ``create`` the conversation (else it is updated),
     the ``questions``' rows, the ``answer`` and its receipt (:class:`TurnReceipt`), the
     ``usage``. An answer whose id is stored already fails it (``IntegrityError``: its receipt,
     or its message), and nothing of it is written: the answer, its question and its usage are
     committed together or not at all — also when its conversation or bot is gone (no message
-    written, the usage counted, once)."""
+    written, the usage counted, once): what it did is returned, the caller logs it."""
     now = dt.datetime.now(dt.UTC)
     rows = [
         Message(
@@ -442,9 +451,8 @@ def turn_write(
         cursor.execute(statement, params)
         bot_there, stored = cursor.fetchone()
     if not bot_there:
-        log.info("chat_bot_deleted", bot_id=str(bot_id))
-    elif not stored:
-        log.info("chat_conversation_deleted", conversation_id=str(conversation.pk))
+        return "bot_deleted"
+    return "stored" if stored else "conversation_deleted"
 
 
 def _refuse(turn: Turn, reason: str, **details: Any) -> None:

@@ -46,6 +46,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 from django.conf import settings
@@ -55,6 +56,7 @@ from chatbot_site.pgconnection import outage
 from conversations.chat import Outcome, Turn, Writing, turn_write, turn_writing
 from conversations.late_spool import KEEP_SECONDS, LateTurn, spool
 from conversations.models import Conversation, Message, MessageRole, TurnReceipt
+from tenants.models import Tenant
 
 log = structlog.get_logger(__name__)
 
@@ -104,14 +106,29 @@ def _late(turn: Turn, writing: Writing) -> LateTurn:
     )
 
 
-def late_turn_store(late: LateTurn) -> bool:
-    """Store a kept turn (one transaction, as :func:`conversations.chat.chat_finish` does);
-    False when it was stored already — its answer's receipt (or, stored before receipts, its
-    message) is there: an earlier attempt whose COMMIT went through though its caller never
-    heard (a frozen database, a process killed before it removed the turn from the spool) —
-    and nothing is written: not the answer, the question or the usage again. Also when that
-    attempt found its conversation or bot deleted (no message written) or they were deleted
-    since: its usage was counted twice, and a deleted new conversation came back."""
+# What a late store did: ``stored``; ``already_stored`` (nothing written); or the turn dropped,
+# no message written — its bot deleted meanwhile (with its conversations: none is created
+# again), its conversation deleted, both with the usage counted (usage outlives a bot), or its
+# tenant gone (nothing written at all).
+LateStored = Literal[
+    "stored", "already_stored", "bot_deleted", "conversation_deleted", "tenant_deleted"
+]
+DROPPED = ("bot_deleted", "conversation_deleted", "tenant_deleted")
+
+
+def late_turn_store(late: LateTurn) -> LateStored:
+    """Store a kept turn (one transaction, as :func:`conversations.chat.chat_finish` does).
+    ``already_stored`` when it was stored already — its answer's receipt (or, stored before
+    receipts, its message) is there: an earlier attempt whose COMMIT went through though its
+    caller never heard (a frozen database, a process killed before it removed the turn from the
+    spool) — and nothing is written: not the answer, the question or the usage again. Also when
+    that attempt found its conversation or bot deleted (no message written) or they were deleted
+    since: its usage was counted twice, and a deleted new conversation came back. A turn whose
+    bot or conversation is gone writes its usage only, and says which (:data:`LateStored`); one
+    whose tenant is gone (tenants are deactivated, not deleted, by the service: by hand in the
+    database) writes nothing, ``tenant_deleted``: each was a ``chat_store_abandoned`` ERROR
+    with a traceback (the foreign keys failed at COMMIT), and the drain's count said
+    ``stored`` for a deleted bot's."""
     tenant_id, bot_id = uuid.UUID(late.tenant_id), uuid.UUID(late.bot_id)
     api_key_id = uuid.UUID(late.api_key_id) if late.api_key_id else None
     conversation = Conversation(
@@ -131,18 +148,26 @@ def late_turn_store(late: LateTurn) -> bool:
         "embedding_tokens": answer.embedding_tokens,
     }
     try:
-        turn_write(
+        return turn_write(
             tenant_id=tenant_id, bot_id=bot_id, conversation=conversation,
             create=late.new_conversation is not None, questions=late.questions, answer=answer,
             usage=usage,
         )  # fmt: skip
     except IntegrityError:
         if TurnReceipt.all_tenants.filter(pk=answer.pk).exists():
-            return False
+            return "already_stored"
         if Message.all_tenants.filter(tenant_id=tenant_id, pk=answer.pk).exists():
-            return False
+            return "already_stored"
+        if not Tenant.objects.filter(pk=tenant_id).exists():
+            return "tenant_deleted"
         raise
-    return True
+
+
+def _dropped(late: LateTurn, reason: str, seconds: float) -> None:
+    """The one line of a turn dropped because what it belongs to is gone: no message written,
+    nothing created again, out of the spool; its usage counted unless its tenant is gone."""
+    log.info("chat_store_dropped", reason=reason, usage_counted=reason != "tenant_deleted",
+             seconds=round(seconds, 1), **_ids(late))  # fmt: skip
 
 
 def _ids(late: LateTurn) -> dict[str, str]:
@@ -297,7 +322,7 @@ class LateStores:
         """One attempt; True when the turn is done with (stored, or failed for good)."""
         close_old_connections()
         try:
-            fresh = late_turn_store(late.turn)
+            done = late_turn_store(late.turn)
         except OperationalError:  # still not answering: the next attempt comes later
             return False
         except Exception:
@@ -307,12 +332,16 @@ class LateStores:
         finally:
             close_old_connections()
         spool.remove(late.turn.message_id)
+        seconds = time.monotonic() - late.since
+        if done in DROPPED:
+            _dropped(late.turn, done, seconds)
+            return True
         log.info(
             "chat_stored_late",
             conversation_id=late.turn.conversation_id,
             message_id=late.turn.message_id,
-            already_stored=not fresh,
-            seconds=round(time.monotonic() - late.since, 1),
+            already_stored=done == "already_stored",
+            seconds=round(seconds, 1),
         )
         return True
 
@@ -381,7 +410,8 @@ def late_turns_drain() -> dict[str, int]:
     process once at its start. A database still not answering leaves the rest to the next
     drain. Each turn stored is ``chat_store_recovered`` (``already_stored`` when an earlier
     attempt had stored it: nothing written twice); counts returned."""
-    counts = {"stored": 0, "already_stored": 0, "failed": 0, "expired": 0, "left": 0}
+    counts = {"stored": 0, "already_stored": 0, "dropped": 0, "failed": 0, "expired": 0,
+              "left": 0}  # fmt: skip
     turns = spool.claim(DRAIN_TURNS)
     for n, late in enumerate(turns):
         age = time.time() - late.since
@@ -392,7 +422,7 @@ def late_turns_drain() -> dict[str, int]:
             continue
         close_old_connections()
         try:
-            fresh = late_turn_store(late)
+            done = late_turn_store(late)
         except OperationalError as exc:
             rest = [turn.message_id for turn in turns[n:]]
             spool.disown(rest)
@@ -407,9 +437,13 @@ def late_turns_drain() -> dict[str, int]:
         finally:
             close_old_connections()
         spool.remove(late.message_id)
-        counts["stored" if fresh else "already_stored"] += 1
-        log.info("chat_store_recovered", already_stored=not fresh, seconds=round(age, 1),
-                 **_ids(late))  # fmt: skip
+        if done in DROPPED:
+            counts["dropped"] += 1
+            _dropped(late, done, age)
+            continue
+        counts[done] += 1
+        log.info("chat_store_recovered", already_stored=done == "already_stored",
+                 seconds=round(age, 1), **_ids(late))  # fmt: skip
     if not counts["left"]:  # the database answers (or was not asked)
         receipts_prune()
     return counts

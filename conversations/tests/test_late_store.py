@@ -3,7 +3,9 @@ frozen, stores at exit, or leaves to the drain when it is killed: ``test_chat_st
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import uuid
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from django.test import override_settings
 
 from chatbot_site.redis import get_redis
 from conversations.chat import Outcome, Turn, chat_open, chat_release
-from conversations.late_spool import OWNERS, TURNS, Spool, spool
+from conversations.late_spool import OWNERS, TURN, TURNS, Spool, spool
 from conversations.late_store import LateStores, late_turn, late_turn_store, late_turns_drain
 from conversations.models import Conversation, Message
 from tenants.models import UsageDaily
@@ -97,11 +99,11 @@ def test_a_turn_stored_whose_process_died_before_unspooling_it_is_not_stored_twi
     late = late_turn(turn, answered())
     assert spool.put(late, owned=False)
     before = counted(world)
-    assert late_turn_store(late) is True  # committed; the removal never came
+    assert late_turn_store(late) == "stored"  # committed; the removal never came
     once = stored(world, turn, before)
 
     assert late_turns_drain() == {
-        "stored": 0, "already_stored": 1, "failed": 0, "expired": 0, "left": 0,
+        "stored": 0, "already_stored": 1, "dropped": 0, "failed": 0, "expired": 0, "left": 0,
     }  # fmt: skip
     assert stored(world, turn, before) == once
     assert once["message_count"] == 2 and len(once["messages"]) == 2
@@ -197,10 +199,11 @@ def test_a_turn_stored_again_after_its_conversation_was_deleted_counts_its_usage
     # Deleted as the turn waited (its spool entry left: Redis did not answer the deletion).
     Conversation.objects.for_tenant(world.tenant).filter(pk=world.conversation.pk).delete()
     before = counted(world)
-    assert late_turn_store(late) is True  # usage counted, no message; the removal never came
+    # Usage counted, no message; the removal never came.
+    assert late_turn_store(late) == "conversation_deleted"
 
     assert late_turns_drain() == {
-        "stored": 0, "already_stored": 1, "failed": 0, "expired": 0, "left": 0,
+        "stored": 0, "already_stored": 1, "dropped": 0, "failed": 0, "expired": 0, "left": 0,
     }  # fmt: skip
     assert {n: v - before[n] for n, v in counted(world).items()} == {
         "prompt": 40, "completion": 4, "requests": 1,
@@ -224,7 +227,7 @@ def test_a_deleted_new_conversation_does_not_come_back_from_the_spool(caplog):
     late = late_turn(turn, answered())
     assert spool.put(late, owned=False)
     before = counted(world)
-    assert late_turn_store(late) is True
+    assert late_turn_store(late) == "stored"
     conversation = Conversation.objects.for_tenant(world.tenant).get(pk=turn.conversation.pk)
 
     conversation_delete(tenant=world.tenant, actor=Actor.system("tests"),
@@ -234,7 +237,8 @@ def test_a_deleted_new_conversation_does_not_come_back_from_the_spool(caplog):
     forgotten = events(caplog, "chat_store_forgotten")
     assert forgotten[0]["message_ids"] == [str(turn.message_id)], caplog.text
     assert late_turns_drain()["stored"] == 0
-    assert late_turn_store(late) is False  # a store that comes all the same writes nothing
+    # A store that comes all the same writes nothing.
+    assert late_turn_store(late) == "already_stored"
     assert not Conversation.objects.for_tenant(world.tenant).filter(pk=conversation.pk).exists()
     assert {n: v - before[n] for n, v in counted(world).items()} == {
         "prompt": 40, "completion": 4, "requests": 1,
@@ -328,9 +332,73 @@ def test_the_drain_prunes_receipts_no_store_can_need_any_more():
     world = build_tenant("alpha")
     old, recent = open_turn(world), open_turn(world)
     for turn in (old, recent):
-        assert late_turn_store(late_turn(turn, answered())) is True
+        assert late_turn_store(late_turn(turn, answered())) == "stored"
     aged = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=RECEIPT_SECONDS + 60)
     TurnReceipt.all_tenants.filter(pk=old.message_id).update(created_at=aged)
 
     late_turns_drain()
     assert list(TurnReceipt.all_tenants.values_list("pk", flat=True)) == [recent.message_id]
+
+
+@pytest.mark.parametrize("conversation", ["new", "stored"])
+def test_a_deleted_bots_spooled_turn_is_dropped_with_one_line(caplog, conversation):
+    """A spooled turn whose bot was deleted meanwhile (with its conversations): the drain
+    creates nothing again — no conversation, no message — counts the tokens it spent (usage
+    outlives a bot), leaves the spool and says so in one line, ``chat_store_dropped``. It said
+    ``chat_bot_deleted`` and ``chat_store_recovered`` (two lines, the second as if stored), and
+    counted it ``stored``."""
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    turn = open_turn(world) if conversation == "new" else continue_turn(world)
+    late = late_turn(turn, answered())
+    assert spool.put(late, owned=False)
+    before = counted(world)
+    world.bot.delete()
+    caplog.clear()
+
+    assert late_turns_drain() == {
+        "stored": 0, "already_stored": 0, "dropped": 1, "failed": 0, "expired": 0, "left": 0,
+    }  # fmt: skip
+    lines = [r.msg for r in caplog.records if isinstance(r.msg, dict)]
+    assert [line["event"] for line in lines] == ["chat_store_dropped"], caplog.text
+    assert lines[0]["reason"] == "bot_deleted" and lines[0]["usage_counted"] is True
+    assert lines[0]["message_id"] == str(turn.message_id)
+    assert lines[0]["bot_id"] == late.bot_id
+    assert not Conversation.all_tenants.filter(pk=turn.conversation.pk).exists()
+    assert not Message.all_tenants.filter(pk=turn.message_id).exists()
+    assert {n: v - before[n] for n, v in counted(world).items()} == {
+        "prompt": 40, "completion": 4, "requests": 1,
+    }  # fmt: skip
+    assert get_redis().hlen(TURNS) == 0 and not get_redis().exists(TURN + late.message_id)
+    caplog.clear()
+    assert late_turns_drain()["dropped"] == 0  # not tried again
+    assert not [r for r in caplog.records if isinstance(r.msg, dict)]
+
+
+def test_a_spooled_turn_whose_tenant_is_gone_is_dropped_without_a_traceback(caplog):
+    """A turn whose tenant no longer exists (tenants are deactivated, not deleted, by the
+    service; by hand in the database they can be): its store fails every foreign key at COMMIT,
+    and the drain logged ``chat_store_abandoned`` as an ERROR with a traceback. It writes
+    nothing and is dropped with one line, as a deleted bot's; the drain's other turns are
+    stored."""
+    world = build_tenant("alpha")
+    caplog.set_level(logging.INFO)
+    kept = late_turn(open_turn(world), answered())
+    orphan = dataclasses.replace(late_turn(open_turn(world), answered()),
+                                 tenant_id=str(uuid.uuid4()), since=kept.since - 1)  # fmt: skip
+    assert spool.put(orphan, owned=False) and spool.put(kept, owned=False)
+    before = counted(world)
+    caplog.clear()
+
+    assert late_turns_drain() == {
+        "stored": 1, "already_stored": 0, "dropped": 1, "failed": 0, "expired": 0, "left": 0,
+    }  # fmt: skip
+    lines = [r for r in caplog.records if isinstance(r.msg, dict)]
+    assert [r.msg["event"] for r in lines] == ["chat_store_dropped", "chat_store_recovered"]
+    assert lines[0].msg["reason"] == "tenant_deleted" and lines[0].msg["usage_counted"] is False
+    assert all(r.exc_info is None for r in lines)
+    assert not Message.all_tenants.filter(pk=orphan.message_id).exists()
+    assert {n: v - before[n] for n, v in counted(world).items()} == {
+        "prompt": 40, "completion": 4, "requests": 1,
+    }  # fmt: skip
+    assert get_redis().hlen(TURNS) == 0
