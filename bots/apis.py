@@ -22,7 +22,7 @@ from chatbot_site.pagination import PAGE_PARAMETERS, page_of, paginate
 from chatbot_site.params import TagListField, parse_bool
 from chatbot_site.schema import NAME_TAKEN
 from chatbot_site.strict import StrictInput
-from tenants.api_base import TenantApi
+from tenants.api_base import TenantApi, located
 from tenants.models import KEY_RATE_LIMIT_MAX, ApiKey, Role, validate_key_expiry
 from tenants.services import api_key_create, api_key_revoke, api_key_update
 
@@ -111,7 +111,7 @@ class ScopeListCreateApi(ReachApi):
         self.reach.check_may_create("scopes")
         data = self.validated(ScopeInput, request.data)
         scope = scope_create(tenant=self.tenant, actor=self.actor, **data)
-        return Response(ScopeOutput(scope).data, status=201)
+        return located(Response(ScopeOutput(scope).data, status=201), "scope-detail", scope.pk)
 
 
 class ScopeDetailApi(ReachApi):
@@ -260,7 +260,7 @@ class ApiKeyListCreateApi(ApiKeyMixin):
         )
         body = dict(ApiKeyOutput(key).data)
         body["api_key"] = plaintext
-        response = Response(body, status=201)
+        response = located(Response(body, status=201), "api-key-detail", key.pk)
         response["Cache-Control"] = "no-store"
         return response
 

@@ -104,19 +104,29 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 1},
     },
     "RateLimit-Remaining": {
-        "description": "Requests left in the current window.",
+        "description": "Requests the key may send now (a token bucket: a burst of the limit, "
+        "then one request every 60/limit seconds; no window).",
         "schema": {"type": "integer", "minimum": 0},
     },
     "RateLimit-Reset": {
-        "description": "Seconds until the window is full again.",
+        "description": "Seconds until the key may send one request more than "
+        "RateLimit-Remaining says (0 when nothing is used); on a 429, equal to Retry-After.",
         "schema": {"type": "integer", "minimum": 0},
     },
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
         "schema": {"type": "integer", "minimum": 0},
     },
+    "Location": {
+        "description": "The path of the object the request created (`/v1/bots/{id}`, ...); on a "
+        "document's 202, the path its status is read at (`/v1/documents/{id}`).",
+        "schema": {"type": "string"},
+    },
 }
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+# The 202s that name the document they queued: an upload's or a URL's (records, several
+# documents, answer without one).
+LOCATED_202 = frozenset({"documents_create"})
 # Operations that take their key in the body, not in Authorization: keyed requests all the same,
 # whose answers carry the key's RateLimit-* (the token exchange).
 KEYED_BY_BODY = frozenset({"auth_token"})
@@ -140,11 +150,16 @@ def header_ref(name: str, *, required: bool = False) -> dict[str, Any]:
     return {"$ref": f"#/components/headers/{name}"}
 
 
-def response_headers(code: str, *, keyed: bool) -> dict[str, Any]:
+def response_headers(code: str, *, keyed: bool, operation_id: str = "") -> dict[str, Any]:
     """The contract's headers on one response: ``X-Request-ID`` on all; ``RateLimit-*`` on those
     of a keyed operation (absent when the key was refused, or Redis is unreachable);
-    ``Retry-After`` on every 429, and on a 502 or 503 that knows when to come back."""
+    ``Retry-After`` on every 429, and on a 502 or 503 that knows when to come back;
+    ``Location`` on every 201 and on a document's 202 (not a batch of records')."""
     headers = {"X-Request-ID": header_ref("X-Request-ID")}
+    if code == "201":
+        headers["Location"] = header_ref("Location", required=True)
+    elif code == "202" and operation_id in LOCATED_202:
+        headers["Location"] = header_ref("Location")
     if keyed:
         headers |= {name: header_ref(name) for name in RATE_LIMIT_HEADERS}
     if code == "429":
@@ -227,7 +242,9 @@ def add_error_responses(result: dict[str, Any], generator: Any = None, **_: Any)
             )
             for code, response in responses.items():
                 response["headers"] = {
-                    **response_headers(code, keyed=keyed),
+                    **response_headers(
+                        code, keyed=keyed, operation_id=operation.get("operationId", "")
+                    ),
                     **response.get("headers", {}),
                 }
     return result

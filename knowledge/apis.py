@@ -32,6 +32,7 @@ from chatbot_site.parsers import JSONParser, metadata_problem
 from chatbot_site.schema import NAME_TAKEN, UnsetAsNullField
 from chatbot_site.strict import StrictInput
 from knowledge.intake import (
+    Added,
     document_add_upload,
     document_add_url,
     document_reingest,
@@ -47,7 +48,7 @@ from knowledge.services import (
     dataset_update,
     document_delete,
 )
-from tenants.api_base import TenantApi
+from tenants.api_base import TenantApi, located
 
 
 class ReachApi(TenantApi):
@@ -121,7 +122,9 @@ class DatasetListCreateApi(ReachApi):
         data = self.validated(DatasetInput, request.data)
         check_overlap(data)
         dataset = dataset_create(tenant=self.tenant, actor=self.actor, **data)
-        return Response(DatasetOutput(dataset).data, status=201)
+        return located(
+            Response(DatasetOutput(dataset).data, status=201), "dataset-detail", dataset.pk
+        )
 
 
 class DatasetDetailApi(ReachApi):
@@ -348,8 +351,7 @@ class DatasetDocumentListApi(ReachApi):
                 tenant=self.tenant, actor=self.actor, dataset=dataset, upload=data["file"],
                 title=data["title"], tags=parse_tags(request.POST.getlist("tags")),
             )  # fmt: skip
-            status = 202 if added.created else 200
-            return Response(DocumentOutput(added.document).data, status=status)
+            return document_added(added)
         if isinstance(request.data, dict) and {"records", "url"} <= request.data.keys():
             raise ValidationFailed(
                 details={"non_field_errors": ['Send {"records": [...]} or {"url": ...}, not both.']}
@@ -368,14 +370,21 @@ class DatasetDocumentListApi(ReachApi):
                 tenant=self.tenant, actor=self.actor, dataset=dataset, url=data["url"],
                 title=data["title"], tags=data["tags"],
             )  # fmt: skip
-            return Response(
-                DocumentOutput(added.document).data, status=202 if added.created else 200
-            )
+            return document_added(added)
         raise ValidationFailed(
             details={
                 "non_field_errors": ['Send a multipart file, {"records": [...]} or {"url": ...}.']
             }
         )
+
+
+def document_added(added: Added) -> Response:
+    """An upload's or URL's answer: ``202`` and ``Location`` (where its status is read) for a
+    document queued, ``200`` with the existing one for content the dataset already has."""
+    if not added.created:
+        return Response(DocumentOutput(added.document).data, status=200)
+    response = Response(DocumentOutput(added.document).data, status=202)
+    return located(response, "document-detail", added.document.pk)
 
 
 class DocumentReingestApi(ReachApi):
@@ -527,9 +536,8 @@ class BotListCreateApi(BotApiBase):
         bot = bot_create_with_datasets(
             tenant=self.tenant, actor=self.actor, datasets=datasets or [], **data
         )
-        return Response(
-            BotOutput(self.get_object(Bot, bot.pk, queryset=self.bots())).data, status=201
-        )
+        body = BotOutput(self.get_object(Bot, bot.pk, queryset=self.bots())).data
+        return located(Response(body, status=201), "bot-detail", bot.pk)
 
 
 class BotDetailApi(BotApiBase):

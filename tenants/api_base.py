@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import get_authorization_header
@@ -160,6 +161,14 @@ class TenantApi(AllowOptions):
         serializer = serializer_class(data=data, context={"tenant": self.tenant}, **kwargs)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
+
+
+def located(response: Response, route: str, pk: Any) -> Response:
+    """``response`` with ``Location``: the path of the object its request created (RFC 9110
+    15.3.2: a ``201`` names what it created; a document's ``202`` names where its status is
+    read). Relative to the host the client called, so no host header is trusted for it."""
+    response["Location"] = reverse(route, args=[str(pk)])
+    return response
 
 
 @extend_schema(exclude=True)

@@ -60,13 +60,14 @@ ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 # A browser client of an allowed origin may send its own X-Request-ID (API.md: echoed back), and
 # its scripts may read the headers the contract puts on responses: the request id, the rate
-# limit's and Retry-After. (Without them the preflight refused X-Request-ID, which blocked the
-# request, and none of those headers was readable.) Never with credentials (cookies).
+# limit's and Retry-After, and a create's Location. (Without them the preflight refused
+# X-Request-ID, which blocked the request, and none of those headers was readable.) Never with
+# credentials (cookies).
 CORS_ALLOW_HEADERS: tuple[str, ...] = (*cors_default_headers, "x-request-id")
 CORS_URLS_REGEX = r"^/v1/"  # the API only: the staff admin is not for other origins
 CORS_EXPOSE_HEADERS: list[str] = ["X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining",
                                   "RateLimit-Reset", "Retry-After",
-                                  "Chat-Stored"]  # fmt: skip  # conversations.chat_api
+                                  "Chat-Stored", "Location"]  # fmt: skip  # chat_api
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 HOST: str = env.str("HOST", default="127.0.0.1")
 PORT: int = env.int("PORT", default=8000)
