@@ -256,7 +256,7 @@ class UsageApi(TenantApi):
         end = (until - dt.timedelta.resolution).date() if until else today
         if start > end:  # (a default side met the other)
             raise ValidationFailed(details={"from": ["Must not be after 'to'."]})
-        group_by = request.query_params.get("group_by", "day")
+        group_by = request.query_params.get("group_by") or "day"
         if group_by not in GROUPS:
             raise ValidationFailed(details={"group_by": [f"Must be one of {', '.join(GROUPS)}."]})
         column = GROUPS[group_by]

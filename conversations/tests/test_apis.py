@@ -124,6 +124,17 @@ def test_usage_groups_and_totals(side):
     assert client.get("/v1/usage", {"from": "2026-02-30"}).status_code == 400
 
 
+def test_usage_as_api_md_writes_it_with_empty_parameters_is_the_default_grouping(side):
+    # API.md writes `?from=&to=&group_by=day|bot|api_key`; an empty parameter is an absent one
+    # on every other list (`?status=`, `?bot_id=`, `?from=`), and an empty group_by was a 400.
+    client = side.client()
+    by_default = client.get("/v1/usage")
+    written = client.get("/v1/usage?from=&to=&group_by=")
+    assert written.status_code == 200, written.content
+    assert written.json() == by_default.json()
+    assert "day" in written.json()["data"][0]
+
+
 def test_usage_rows_are_paged_as_every_list_with_totals_for_the_whole_range(side):
     """/v1/usage had no cursor: a year by day, or a tenant's hundreds of keys, was one answer.
     Every grouping pages by its key (the ingestion's null bot or key last); totals stay the
