@@ -4,13 +4,16 @@ headers the contract names on every response."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from chatbot_site.errors import STATUS_CODES
+
+if TYPE_CHECKING:
+    from chatbot_site.strict import StrictInput
 
 ERROR_CODES = sorted(
     {code for code, _message in STATUS_CODES.values()} | {"validation_error", "quota_exceeded"}
@@ -254,12 +257,42 @@ def add_error_responses(result: dict[str, Any], generator: Any = None, **_: Any)
 CLOSED_REQUEST_SCHEMAS = ("ChatFiltersRequest",)
 
 
+def strict_bodies() -> list[type[StrictInput]]:
+    """Every request serializer that refuses a field it does not know (``refuse_unknown``)."""
+    from chatbot_site.strict import StrictInput
+
+    found: list[type[StrictInput]] = []
+    todo = list(StrictInput.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.refuse_unknown:
+            found.append(cls)
+    return found
+
+
 def close_request_objects(result: dict[str, Any], **_: Any) -> dict[str, Any]:
-    """``additionalProperties: false`` on :data:`CLOSED_REQUEST_SCHEMAS`: the schema said any
-    other ``filters`` key was allowed, which a generated client then sent and got a 400 for."""
+    """``additionalProperties: false`` on :data:`CLOSED_REQUEST_SCHEMAS` and on every JSON body
+    that refuses an unknown field (``StrictInput.refuse_unknown``): the schema said any other
+    key was allowed, which a generated client then sent and got a 400 for (``filters``; a
+    bot's ``is_actve`` was valid by the schema, 2026-12-08). The read-only fields such a body
+    takes back and ignores (``echoed``: a resource sent back as it was read) are listed as
+    ``readOnly`` properties, so that a body sent back as read stays valid."""
     schemas = result.get("components", {}).get("schemas", {})
     for name in CLOSED_REQUEST_SCHEMAS:
         schemas[name]["additionalProperties"] = False
+    for cls in strict_bodies():
+        for name in (f"{cls.__name__}Request", f"Patched{cls.__name__}Request"):
+            if name not in schemas:
+                continue
+            body = schemas[name]
+            body["additionalProperties"] = False
+            properties = body.setdefault("properties", {})
+            for field in sorted(set(cls.echoed) - set(properties)):
+                properties[field] = {
+                    "readOnly": True,
+                    "description": "As read; sent back, it is ignored.",
+                }
     return result
 
 
