@@ -42,7 +42,7 @@ from knowledge.embeddings import EmbeddingError, get_embedder
 from knowledge.fetch import FetchError, fetch
 from knowledge.injection import detect_passage
 from knowledge.models import Chunk, Document, DocumentStatus, SourceType
-from knowledge.parsers import PDF, Limits, ParseError
+from knowledge.parsers import HTML, PDF, Limits, ParseError
 from knowledge.parsers.sandbox import parse_isolated
 from tenants.usage import quota_release, quota_reserve, usage_record
 
@@ -112,6 +112,8 @@ class TransientIngestError(Exception):
 #      their hyphen, by the document's own words (knowledge.parsers.pdf, 2026-12-07).
 #   6: a PDF's running headers and footers read once, page numbers not at all
 #      (knowledge.parsers.pdf, 2026-12-07).
+#   7: HTML menus, link lists, share bars, breadcrumbs and cookie banners written as plain
+#      div/ul markup not read (knowledge.parsers.boilerplate, 2026-12-08).
 PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     1: None,
     2: frozenset({PDF}),
@@ -119,6 +121,7 @@ PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     4: frozenset({PDF}),
     5: frozenset({PDF}),
     6: frozenset({PDF}),
+    7: frozenset({HTML}),
 }
 PIPELINE_VERSION = max(PIPELINE_CHANGES)
 

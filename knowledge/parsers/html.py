@@ -1,5 +1,6 @@
 """HTML: the main content (``<main>``, ``<article>``, ``role=main``, else ``<body>``) without
-scripts, styles, navigation, headers, footers, forms and asides; headings become the heading
+scripts, styles, navigation, headers, footers, forms and asides, and without the menus, link
+lists and banners written as plain markup (knowledge.parsers.boilerplate); headings become the heading
 path (a heading with no text under it a block of its own), tables become ``a | b | c`` rows.
 lxml's HTML parser expands no external entities."""
 
@@ -9,6 +10,7 @@ import re
 from typing import Any
 
 from knowledge.parsers import Block, Limits, Outline, ParseError
+from knowledge.parsers.boilerplate import boilerplate
 from knowledge.parsers.text import decode
 
 DROP = (
@@ -63,6 +65,8 @@ def _parse(data: bytes, limits: Limits) -> list[Block]:
             element.drop_tree()
     main = (root.xpath("//main") or root.xpath("//*[@role='main']") or root.xpath("//article")
             or root.xpath("//body") or [root])[0]  # fmt: skip
+    for element in boilerplate(main):
+        element.drop_tree()
     title = _clean(" ".join(root.xpath("//title//text()")))
     outline = Outline()
 

@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from knowledge.ingestion import PIPELINE_CHANGES, PIPELINE_VERSION, document_ingest
 from knowledge.intake import document_add_upload, documents_add_records
 from knowledge.models import Chunk, Document, DocumentStatus
-from knowledge.parsers import PDF
+from knowledge.parsers import HTML, PDF
 from knowledge.stale import documents_stale
 from tenants.models import AuditLog
 from tenants.services import Actor
@@ -202,3 +202,19 @@ def test_only_documents_of_a_type_a_later_version_changed_are_stale():
     assert PIPELINE_CHANGES[2] == {PDF}
     stale = set(documents_stale().values_list("pk", flat=True))
     assert stale == {pdf.pk, unversioned.pk}
+
+
+def test_html_documents_made_before_boilerplate_was_dropped_are_stale_and_no_others():
+    """Version 7 reads HTML pages without their plain-markup menus and link lists: an HTML page
+    made by version 6 is stale, a PDF or a Markdown file made by version 6 is not."""
+    side = build_tenant("acme")
+    page = ingested(
+        side, "returns.html", "<html><body><p>Refunds take five days.</p></body></html>"
+    )
+    markdown = ingested(side, "guide.md", "# Guide\n\nRefunds take five days.")
+    pdf = ingested(side, "plans.md", "# Plans\n\nPlans renew every year.")
+    assert page.content_type == HTML
+    Document.all_tenants.filter(pk__in=[page.pk, markdown.pk, pdf.pk]).update(pipeline_version=6)
+    Document.all_tenants.filter(pk=pdf.pk).update(content_type=PDF)  # as a PDF's row reads
+    stale = set(documents_stale().values_list("pk", flat=True))
+    assert stale == {page.pk}
