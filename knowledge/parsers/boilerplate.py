@@ -3,7 +3,8 @@ breadcrumbs, tag clouds, related-links blocks and cookie banners that are not in
 ``<header>``, ``<footer>`` or ``<aside>`` (knowledge.parsers.html drops those by their tag).
 
 The rule, per block (a ``div``, ``ul``, ``ol``, ``dl``, ``section``, ``table``, ``menu`` or
-``p``), looked at from the page's main element down, a dropped block's inside not looked at:
+``p``), looked at from the page's main element down, a dropped block's inside not looked at
+(a link that shows its own address, "https://…", is a citation and counts as text):
 
 - **link-dense**: it holds at least :data:`MIN_LINKS` links and at least
   :data:`LINK_DENSITY` of its characters are inside them (little other text);
@@ -37,11 +38,17 @@ MENU_NAMES = (
     "promo", "sponsor", "subscribe", "newsletter", "toolbar", "catlinks", "topbar",
 )  # fmt: skip
 BANNER_NAMES = ("cookie", "consent", "gdpr")
+ADDRESS_PREFIXES = ("http://", "https://", "www.")
 _SPACE = re.compile(r"\s+")
 
 
 def _chars(text: str | None) -> int:
     return len(_SPACE.sub("", text)) if text else 0
+
+
+def _is_address(link: Any) -> bool:
+    """A link that shows its own address ("https://…"): a citation, not a menu's entry."""
+    return link.text_content().lstrip().lower().startswith(ADDRESS_PREFIXES)
 
 
 def _name(element: Any) -> str:
@@ -62,7 +69,7 @@ def boilerplate(main: Any) -> list[Any]:
             total += chars.get(child, 0) + _chars(child.tail)
             inside += linked.get(child, 0)
             count += links.get(child, 0)
-        if element.tag == "a" and total:
+        if element.tag == "a" and total and not _is_address(element):
             inside, count = total, 1
         chars[element], linked[element], links[element] = total, inside, count
 

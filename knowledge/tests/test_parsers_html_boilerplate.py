@@ -154,3 +154,21 @@ def test_paragraphs_with_links_and_data_rows_of_links_are_content():
 def test_cookie_and_consent_banners_without_links_are_not_read(banner):
     page = f"<html><body>{banner}<div>{ARTICLE}</div></body></html>"
     assert texts(page) == ARTICLE_TEXTS
+
+
+def test_endnotes_citing_addresses_are_content():
+    """A report's endnotes, each a few links that show their own address, are its sources, not
+    a menu: kept, as an endnote with one address is."""
+    page = """<html><body><div class="report"><h1>Campaign assessment</h1>
+    <p>Forces continued limited attacks along the front line on December 13.</p>
+    <p>[1] <a href="https://www.iaea.org/update-136">https://www.iaea.org/update-136</a>;
+      <a href="https://www.rferl.org/a/plant">https://www.rferl.org/a/plant</a></p>
+    <p>[2] <a href="https://t.me/channel/598">https://t.me/channel/598</a>;
+      <a href="https://t.me/news/48802">https://t.me/news/48802</a>;
+      <a href="https://t.me/maps/3096">https://t.me/maps/3096</a></p>
+    </div></body></html>"""
+    assert texts(page) == [
+        "Forces continued limited attacks along the front line on December 13.",
+        "[1] https://www.iaea.org/update-136; https://www.rferl.org/a/plant",
+        "[2] https://t.me/channel/598; https://t.me/news/48802; https://t.me/maps/3096",
+    ]
