@@ -13,7 +13,9 @@ The rule, per block (a ``div``, ``ul``, ``ol``, ``dl``, ``section``, ``table``, 
   and :data:`NAMED_LINK_DENSITY` of its characters inside links; or it names a cookie or
   consent banner (:data:`BANNER_NAMES`) and holds at most :data:`BANNER_CHARS` characters.
 
-The cells of a table row that has a header cell are data and kept whole. A page whose content
+The cells of a table row that has a header cell are data and kept whole, and a block that
+holds a table row of :data:`DATA_CELLS` cells or more with text and no link (a list of exhibits:
+number, linked title, form, date) is not link-dense. A page whose content
 is itself a list of links (a table of contents, a reference list) keeps it: when the link-dense
 blocks without such a name hold more characters than the text left besides them, they are the
 page's content, and only the named blocks go; a page that would be left with no text at all
@@ -31,6 +33,7 @@ MIN_LINKS = 3
 LINK_DENSITY = 0.7
 NAMED_LINK_DENSITY = 0.4
 BANNER_CHARS = 1000
+DATA_CELLS = 3
 # Substrings of a class or id, lower case, as sites name these blocks.
 MENU_NAMES = (
     "menu", "nav", "breadcrumb", "share", "sharing", "social", "related", "sidebar", "widget",
@@ -62,16 +65,24 @@ def boilerplate(main: Any) -> list[Any]:
     chars: dict[Any, int] = {}
     linked: dict[Any, int] = {}
     links: dict[Any, int] = {}
+    # Whether it holds a data row: DATA_CELLS cells or more with text and no link.
+    data: dict[Any, bool] = {}
     for element in reversed(list(main.iter())):
         total = _chars(element.text) if isinstance(element.tag, str) else 0
         inside = count = 0
+        has_data = False
         for child in element:
             total += chars.get(child, 0) + _chars(child.tail)
             inside += linked.get(child, 0)
             count += links.get(child, 0)
+            has_data = has_data or data.get(child, False)
         if element.tag == "a" and total and not _is_address(element):
             inside, count = total, 1
+        if element.tag == "tr" and not has_data:
+            cells = [c for c in element if c.tag in ("td", "th") and chars[c] and not links[c]]
+            has_data = len(cells) >= DATA_CELLS
         chars[element], linked[element], links[element] = total, inside, count
+        data[element] = has_data
 
     named: list[Any] = []
     dense: list[Any] = []
@@ -93,7 +104,7 @@ def boilerplate(main: Any) -> list[Any]:
             menu = bool(links[child]) and density >= NAMED_LINK_DENSITY
             if banner or (menu and any(n in name for n in MENU_NAMES)):
                 named.append(child)
-            elif links[child] >= MIN_LINKS and density >= LINK_DENSITY:
+            elif links[child] >= MIN_LINKS and density >= LINK_DENSITY and not data[child]:
                 dense.append(child)
             else:
                 stack.append(child)

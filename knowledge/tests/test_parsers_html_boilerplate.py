@@ -172,3 +172,29 @@ def test_endnotes_citing_addresses_are_content():
         "[1] https://www.iaea.org/update-136; https://www.rferl.org/a/plant",
         "[2] https://t.me/channel/598; https://t.me/news/48802; https://t.me/maps/3096",
     ]
+
+
+def test_a_table_of_linked_entries_with_data_columns_is_content():
+    """A filing's list of exhibits (number, linked title, form, date) is data, not a menu,
+    though most of its text is inside links."""
+    exhibits = [
+        ("3.1", "Amended and Restated Articles of Incorporation of the company", "8-K", "2009"),
+        ("10.1", "Guaranty and security agreement with the lending bank", "10-Q", "2016"),
+        ("10.2", "Employment agreement with the chief executive officer", "8-K", "2018"),
+        ("21.1", "List of the subsidiaries of the company and their countries", "10-K", "2022"),
+    ]
+    rows = "".join(
+        f'<tr><td>{n}</td><td><a href="/ex/{n}">{title}</a></td><td>{form}</td><td>{year}</td></tr>'
+        for n, title, form, year in exhibits
+    )
+    report = [
+        "Revenue grew by twelve percent over the year, driven by subscriptions in Europe and by "
+        "the new enterprise plan, while hardware sales fell for the third year in a row.",
+        "Operating costs rose by four percent, mostly salaries of the support team hired in the "
+        "spring; the company expects them to stay flat next year as hiring slows down.",
+        "The following exhibits are filed with or incorporated by reference into this report.",
+    ]
+    paragraphs = "".join(f"<p>{p}</p>" for p in report)
+    page = f"""<html><body><h2>Item 15. Exhibits</h2>{paragraphs}
+    <div><table>{rows}</table></div></body></html>"""
+    assert texts(page) == [*report, *(" | ".join(row) for row in exhibits)]
