@@ -114,6 +114,9 @@ class TransientIngestError(Exception):
 #      (knowledge.parsers.pdf, 2026-12-07).
 #   7: HTML menus, link lists, share bars, breadcrumbs and cookie banners written as plain
 #      div/ul markup not read (knowledge.parsers.boilerplate, 2026-12-08).
+#   8: PDF words drawn without a space character between them (TeX) apart by their letters'
+#      positions, in pages read line by line and in table cells (knowledge.parsers.pdf,
+#      2026-12-08).
 PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     1: None,
     2: frozenset({PDF}),
@@ -122,6 +125,7 @@ PIPELINE_CHANGES: dict[int, frozenset[str] | None] = {
     5: frozenset({PDF}),
     6: frozenset({PDF}),
     7: frozenset({HTML}),
+    8: frozenset({PDF}),
 }
 PIPELINE_VERSION = max(PIPELINE_CHANGES)
 

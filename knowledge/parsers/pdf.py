@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from knowledge.parsers import Block, Limits, ParseError
@@ -318,6 +319,132 @@ def _rtl_boxes(page: Any) -> list[Box]:
     return boxes
 
 
+# A gap between two letters of a line is a word gap when it is wider than the line's typical
+# gap between letters by this share of the font size. Some PDFs (TeX output especially) draw no
+# space character: words are apart only by where their letters stand (a fifth of an em in
+# pdfjs-tests/tracemonkey.pdf), and pdfplumber's fixed 3 pt tolerance read "Theinnertree".
+# pdfminer's text boxes break words at the same share (its LAParams word_margin, 0.1 of the
+# character's size); measured from the line's typical gap, letter-spaced headings stay words.
+WORD_GAP = 0.1
+# A line with fewer gaps than this has no typical gap of its own: its letters' gaps count from 0.
+TYPICAL_GAPS = 4
+# pdfplumber's tolerance (pt) within which characters stand on one line (its y_tolerance).
+LINE_TOLERANCE = 3
+Char = dict[str, Any]  # pdfplumber's character: text, x0, x1, top, size, upright ...
+
+
+def _spaced(chars: list[Char]) -> list[Char]:
+    """``chars`` (pdfplumber's) with a space character put in each word gap of their lines
+    (:data:`WORD_GAP`), right after the gap's first letter, so that pdfplumber's text of them
+    has the words apart. Only upright text; gaps next to a space character drawn are left."""
+    from pdfplumber.utils import cluster_objects
+
+    after: dict[int, Char] = {}  # by the letter the space follows
+    upright = [char for char in chars if char.get("upright")]
+    for line in cluster_objects(upright, "top", LINE_TOLERANCE):
+        for stretch in (part for row in _rows_of(line) for part in _stretches(row)):
+            for a, b in _word_gaps(stretch):
+                after[id(a)] = {**a, "text": " ", "x0": a["x1"], "x1": b["x0"]}
+    if not after:
+        return chars
+    spaced = []
+    for char in chars:
+        spaced.append(char)
+        if id(char) in after:
+            spaced.append(after[id(char)])
+    return spaced
+
+
+def _rows_of(line: list[Char]) -> list[list[Char]]:
+    """The characters of one of pdfplumber's lines, left to right, in rows of those that stand
+    at one height (each overlaps the row's last by half its height): pdfplumber's lines chain
+    heights 3 pt apart, so the lines of a table's header cells interleave in one of its lines."""
+    rows: list[list[Char]] = []
+    for char in sorted(line, key=lambda char: char["x0"]):
+        best, most = None, 0.0
+        for row in rows:
+            last = row[-1]
+            overlap = min(last["bottom"], char["bottom"]) - max(last["top"], char["top"])
+            height = min(last["bottom"] - last["top"], char["bottom"] - char["top"])
+            if overlap > 0.5 * height and overlap > most:
+                best, most = row, overlap
+        if best is None:
+            rows.append([char])
+        else:
+            best.append(char)
+    return rows
+
+
+def _stretches(line: list[Char]) -> list[list[Char]]:
+    """A line's characters (left to right) in stretches apart by more than an em (table cells,
+    columns, tab stops), each with its own typical gap between letters."""
+    stretches = [line[:1]]
+    for a, b in pairwise(line):
+        if b["x0"] - a["x1"] > max(a["size"], b["size"]):
+            stretches.append([])
+        stretches[-1].append(b)
+    return stretches
+
+
+def _word_gaps(stretch: list[Char]) -> list[tuple[Char, Char]]:
+    """The pairs of neighbouring letters of ``stretch`` that a word gap parts
+    (:data:`WORD_GAP`)."""
+    from statistics import median
+
+    pairs = [
+        (a, b) for a, b in pairwise(stretch) if not a["text"].isspace() and not b["text"].isspace()
+    ]
+    gaps = [b["x0"] - a["x1"] for a, b in pairs]
+    # a letter drawn twice, a little apart (a bold face faked) overlaps: no gap below 0
+    typical = max(0.0, median(gaps)) if len(gaps) >= TYPICAL_GAPS else 0.0
+    return [
+        (a, b)
+        for (a, b), gap in zip(pairs, gaps, strict=True)
+        if gap > 0 and gap > typical + WORD_GAP * max(a["size"], b["size"])
+    ]
+
+
+def _spaced_text(page: Any) -> str:
+    """The page's text read line by line across the page (pdfplumber's ``extract_text``), its
+    words apart where the letters' positions say so (:func:`_spaced`)."""
+    from pdfplumber.utils import chars_to_textmap
+
+    chars = _spaced(page.chars)
+    if not chars:
+        return ""
+    textmap = chars_to_textmap(
+        chars, layout_bbox=page.bbox, layout_width=page.width, layout_height=page.height
+    )
+    return str(textmap.as_string)
+
+
+def _table_rows(page: Any, tables: list[Any]) -> list[list[str | None]]:
+    """The tables' rows as pdfplumber's ``Table.extract`` reads them (a cell holds the
+    characters whose middle is in it), each cell's words apart where the letters' positions say
+    so (:func:`_spaced`)."""
+    from pdfplumber.utils import extract_text
+
+    if not tables:
+        return []
+    chars = _spaced(page.chars)
+
+    def within(char: Char, box: tuple[float, float, float, float]) -> bool:
+        x, y = (char["x0"] + char["x1"]) / 2, (char["top"] + char["bottom"]) / 2
+        return bool(box[0] <= x < box[2] and box[1] <= y < box[3])
+
+    rows: list[list[str | None]] = []
+    for table in tables:
+        for row in table.rows:
+            in_row = [char for char in chars if within(char, row.bbox)]
+            rows.append(
+                [
+                    None if cell is None else extract_text([c for c in in_row if within(c, cell)])
+                    for cell in row.cells
+                ]
+            )
+    return rows
+
+
 Content = tuple[list[str], list[list[str | None]], list[bool]]
 
 
@@ -336,7 +463,7 @@ def _page_content(page: Any) -> Content:
     tables = page.find_tables() if (page.lines or page.rects) else []
     table_boxes = [t.bbox for t in tables]
     outside = page.filter(_outside(table_boxes)) if table_boxes else page
-    rows = [row for table in tables for row in (table.extract() or [])]
+    rows = _table_rows(page, tables)
     rows = [[_lines_logical(cell) if cell else cell for cell in row] for row in rows]
     keep = _outside(table_boxes)
     boxes = page.objects.get("textboxhorizontal", [])
@@ -358,7 +485,7 @@ def _page_content(page: Any) -> Content:
         edges = [box["top"] < top or box["bottom"] > bottom for box in boxes]
         kept = [(p, edge) for p, edge in zip(paragraphs, edges, strict=True) if p]
         return [p for p, _edge in kept], rows, [edge for _p, edge in kept]
-    text = _lines_logical((outside.extract_text() or "").translate(_LIGATURES))
+    text = _lines_logical(_spaced_text(outside).translate(_LIGATURES))
     text = _BROKEN_WORD.sub(_rejoin, text)
     paragraphs = [" ".join(p.split()) for p in _PARAGRAPHS.split(text) if p.strip()]
     return paragraphs, rows, [False] * len(paragraphs)

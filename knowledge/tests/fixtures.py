@@ -77,6 +77,39 @@ def make_pdf_columns(left: list[str], right: list[str], *, title: str = "") -> b
     )
 
 
+def typeset(words: list[str], *, gap: int = 200, tracking: float = 0) -> str:
+    """A ``TJ`` array that sets ``words`` as TeX does, without a space character: each word
+    moved ``gap`` thousandths of an em right of the one before (a fifth of an em by default);
+    ``tracking`` (points) apart between letters too, as ``Tc`` adds it (a letter-spaced
+    heading)."""
+
+    def escaped(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    array = "[" + f" -{gap} ".join(f"({escaped(word)})" for word in words) + "] TJ"
+    return f"{tracking} Tc {array} 0 Tc" if tracking else array
+
+
+def make_pdf_typeset(
+    lines: list[tuple[float, float, float, str]], *, raw: str = "", font: str = "Helvetica"
+) -> bytes:
+    """One page (612 x 792 pt) with each ``(x, y, size, TJ)`` line drawn at ``x``, ``y`` in
+    ``font`` at ``size`` (a ``TJ`` from :func:`typeset`), then the content-stream operators
+    ``raw`` (rules, a table)."""
+    ops = [f"/F1 {size} Tf 1 0 0 1 {x} {y} Tm {line}" for x, y, size, line in lines]
+    stream = " \n".join(["BT", *ops, "ET", raw]).encode("latin-1")
+    return _write_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            _stream("", stream),
+            f"<< /Type /Font /Subtype /Type1 /BaseFont /{font} >>".encode(),
+        ]
+    )
+
+
 def _write_pdf(objects: list[bytes]) -> bytes:
     """Numbered objects (1 = catalog), an xref table and a trailer."""
     out = io.BytesIO()

@@ -29,9 +29,11 @@ from knowledge.tests.fixtures import (
     make_pdf_icc_without_components,
     make_pdf_pages,
     make_pdf_runs,
+    make_pdf_typeset,
     make_zip_bomb,
     rewrite_parts,
     save_docx,
+    typeset,
 )
 
 LIMITS = Limits()
@@ -436,6 +438,66 @@ def test_a_pdfs_running_header_and_page_footer_are_not_repeated_on_every_page():
         (2, "See the table below."),
         (3, "Stock is counted."),
         (3, "See the table below."),
+    ]
+
+
+def test_a_pdf_typeset_without_space_characters_reads_with_its_words_apart():
+    """TeX draws no space character: its words are apart only by where they stand (a fifth of
+    an em), and a page read line by line across (where rules drawn over the text, a figure's,
+    make a table of it: pdfjs-tests/tracemonkey.pdf) or a table's cells read with pdfplumber's
+    fixed 3 pt tolerance ran them together ("Theeffectofthisdrugonsleepwasmeasuredin"). A
+    gap wider than the line's typical one by a tenth of the font size parts words; kerning, a
+    ligature, and a heading letter-spaced throughout do not."""
+    body = [
+        ["The", "effect", "of", "this", "drug", "on", "sleep", "was", "measured", "in"],
+        ["forty", "adults", "over", "six", "weeks", "of", "treatment", "at", "two", "clinics."],
+        ["Sleep", "was", "longer", "by", "half", "an", "hour", "on", "average."],
+    ]
+    lines = [(72.0, 700.0 - 12 * n, 9.0, typeset(words)) for n, words in enumerate(body)]
+    heading = typeset(["SUMMARY", "OF", "RESULTS"], gap=500, tracking=2.5)
+    # kerned pairs (W-a, A-V) and a pair set a little apart (t-o), the "fi" ligature (0xAE)
+    kerned = "[(W)80(ater)-200(and)-200(AV)-200(t)-30(oday)-200(con\xaeguration.)] TJ"
+    lines += [(72.0, 740.0, 14.0, heading), (72.0, 620.0, 9.0, kerned)]
+    # a figure's frame drawn with rules, over the right of the paragraph's last line
+    rules = " ".join(
+        f"{x0} {y0} m {x1} {y1} l S"
+        for x0, y0, x1, y1 in [
+            (150, 650, 450, 650), (150, 686, 450, 686),
+            (150, 650, 150, 686), (300, 650, 300, 686), (450, 650, 450, 686),
+        ]
+    )  # fmt: skip
+    blocks = parse(PDF, make_pdf_typeset(lines, raw="0.5 w " + rules), LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        (
+            "paragraph",
+            "SUMMARY OF RESULTS The effect of this drug on sleep was measured in forty adults "
+            "over six weeks of treatment at two clinics. Sleep was longer by Water and AV today "
+            "configuration.",
+        ),
+        ("table", "half an hour on average. |"),
+    ]
+
+
+def test_a_letter_spaced_pdf_heading_in_a_table_keeps_its_words_whole():
+    """A gap counts from the line's typical gap between letters: a heading set with its
+    letters apart throughout (here 2.5 pt, a sixth of an em) is not cut into letters."""
+    cells = [
+        [typeset(["TOTAL", "COSTS"], gap=600, tracking=2.5), typeset(["Paid", "in", "full"])],
+        [typeset(["Rent", "and", "heating"]), typeset(["Twelve", "months"])],
+    ]
+    lines = [
+        (78.0 + 160 * c, 700.0 - 24 * r - 16, 10.0, cell)
+        for r, row in enumerate(cells)
+        for c, cell in enumerate(row)
+    ]
+    rules = " ".join(
+        [f"72 {700 - 24 * r} m 392 {700 - 24 * r} l S" for r in range(3)]
+        + [f"{72 + 160 * c} 700 m {72 + 160 * c} 652 l S" for c in range(3)]
+    )
+    blocks = parse(PDF, make_pdf_typeset(lines, raw="0.5 w " + rules), LIMITS)
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("table", "TOTAL COSTS | Paid in full"),
+        ("table", "Rent and heating | Twelve months"),
     ]
 
 
