@@ -321,11 +321,13 @@ def _rtl_boxes(page: Any) -> list[Box]:
 
 # A gap between two letters of a line is a word gap when it is wider than the line's typical
 # gap between letters by this share of the font size. Some PDFs (TeX output especially) draw no
-# space character: words are apart only by where their letters stand (a fifth of an em in
-# pdfjs-tests/tracemonkey.pdf), and pdfplumber's fixed 3 pt tolerance read "Theinnertree".
-# pdfminer's text boxes break words at the same share (its LAParams word_margin, 0.1 of the
-# character's size); measured from the line's typical gap, letter-spaced headings stay words.
-WORD_GAP = 0.1
+# space character: words are apart only by where their letters stand (a fifth of an em and more
+# in pdfjs-tests/tracemonkey.pdf; a justified line's spaces shrink to about that), and
+# pdfplumber's fixed 3 pt tolerance read "Theinnertree". Not pdfminer's tenth (its LAParams
+# word_margin): a diagram's letters placed by another font's widths stand up to 0.14 em apart
+# inside words (pypdf-resources/GeoBase_NHNC1_Data_Model_UML_EN.pdf: "Netw ork", "T eam").
+# Measured from the line's typical gap, letter-spaced headings stay words.
+WORD_GAP = 0.15
 # A line with fewer gaps than this has no typical gap of its own: its letters' gaps count from 0.
 TYPICAL_GAPS = 4
 # pdfplumber's tolerance (pt) within which characters stand on one line (its y_tolerance).

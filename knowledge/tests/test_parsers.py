@@ -446,7 +446,7 @@ def test_a_pdf_typeset_without_space_characters_reads_with_its_words_apart():
     an em), and a page read line by line across (where rules drawn over the text, a figure's,
     make a table of it: pdfjs-tests/tracemonkey.pdf) or a table's cells read with pdfplumber's
     fixed 3 pt tolerance ran them together ("Theeffectofthisdrugonsleepwasmeasuredin"). A
-    gap wider than the line's typical one by a tenth of the font size parts words; kerning, a
+    gap wider than the line's typical one by 0.15 of the font size parts words; kerning, a
     ligature, and a heading letter-spaced throughout do not."""
     body = [
         ["The", "effect", "of", "this", "drug", "on", "sleep", "was", "measured", "in"],
