@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import threading
 import time
@@ -41,8 +40,6 @@ def _propagate_request_id(headers: dict[str, Any] | None = None, **_: Any) -> No
 
 @signals.task_prerun.connect
 def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    global _busy
-    _busy = True
     structlog.contextvars.clear_contextvars()
     request_id = getattr(task.request, REQUEST_ID_HEADER, None) if task else None
     if request_id is None and task is not None:
@@ -52,8 +49,6 @@ def _bind_task_context(task_id: str | None = None, task: Any = None, **_: Any) -
 
 @signals.task_postrun.connect
 def _unbind_task_context(**_: Any) -> None:
-    global _busy
-    _busy = False
     structlog.contextvars.clear_contextvars()
 
 
@@ -177,52 +172,6 @@ def _start_pool_heartbeat(**_: Any) -> None:
     except Exception as exc:  # the thread tries again
         log.warning("worker_pool_heartbeat_failed", error=type(exc).__name__)
     threading.Thread(target=_pool_heartbeat.run, name="worker-pool-heartbeat", daemon=True).start()
-    _after_billiard_resets_signals()
-
-
-def _after_billiard_resets_signals() -> None:
-    """Our SIGTERM handler for this pool process, installed once billiard has set its own: its
-    work loop resets the stop signals right after this initializer (``reset_signals``, to a
-    handler that raises ``SystemExit`` wherever the process is, inside a task too, which Celery
-    then reports as a ``WorkerLostError`` with its traceback)."""
-    import billiard.pool
-
-    reset = getattr(billiard.pool, "reset_signals")  # noqa: B009 (untyped module)
-
-    def reset_then_ours(*args: Any, **kwargs: Any) -> None:
-        global _billiards_sigterm
-        reset(*args, **kwargs)
-        _billiards_sigterm = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _pool_sigterm)
-
-    setattr(billiard.pool, "reset_signals", reset_then_ours)  # noqa: B010
-
-
-# Whether this pool process runs a task now (between task_prerun and task_postrun).
-_busy = False
-# The SIGTERM handler billiard gave this pool process (its ``_shutdown_cleanup``).
-_billiards_sigterm: Any = signal.SIG_DFL
-
-
-def _pool_sigterm(signum: int, frame: Any) -> None:
-    """``SIGTERM`` to a pool process (`make run`'s Ctrl-C and `make stop` send it to the
-    worker's whole process group, an orchestrator's stop may too): one without a task exits at
-    once, with status 0 — a graceful stop, nothing to give back — where it died by the signal
-    and the main process logged ``Process 'ForkPoolWorker-2' pid:… exited with 'signal 15
-    (SIGTERM)'``, a line of text as an error, for each idle pool process at every Ctrl-C. One
-    reading a document gives it back (:func:`knowledge.tasks._given_back_on_sigterm`, whose
-    handler comes first); one with another task is stopped by billiard's handler as before
-    (``SystemExit`` in the task, which Celery logs as a ``WorkerLostError`` with its traceback:
-    not changed, see README *When something dies*)."""
-    if not _busy:
-        _pool_heartbeat.unregister()
-        os._exit(0)
-    # A task other than a read: billiard's handler, as before.
-    signal.signal(signal.SIGTERM, _billiards_sigterm)
-    if callable(_billiards_sigterm):
-        _billiards_sigterm(signum, frame)
-    else:
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @signals.worker_process_shutdown.connect

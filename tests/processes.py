@@ -223,12 +223,12 @@ def daphne_process(
 
 @contextlib.contextmanager
 def celery_worker(
-    env: dict[str, str], log_path: Path, *, beat: bool = False, concurrency: int = 1
+    env: dict[str, str], log_path: Path, *, beat: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A worker process; ``beat`` embeds celery beat too (the schedule runs), as `make run`."""
     argv = [
         str(VENV_BIN / "celery"), "-A", "chatbot_site", "worker",
-        "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork", "--without-mingle",
+        "--loglevel=INFO", "--concurrency=1", "--pool=prefork", "--without-mingle",
         "--without-gossip", "-n", f"test-{os.getpid()}@%h",
     ]  # fmt: skip
     if beat:

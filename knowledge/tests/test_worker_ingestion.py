@@ -6,12 +6,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import os
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,61 +255,6 @@ def test_a_worker_stopped_gracefully_mid_document_gives_it_back_uncounted(tmp_pa
         with celery_worker(env, tmp_path / "worker2.log"):  # its message was queued again
             wait_for(lambda: status(document_id) == "ready", timeout=120, what="ready")
     assert Document.all_tenants.get(pk=document_id).attempts == 1
-
-
-def test_a_graceful_stop_mid_document_logs_structured_lines_only(tmp_path):
-    """`make run`'s Ctrl-C (SIGTERM to the worker's group) with two pool processes, one reading
-    a document: the reader gives it back (one ``worker_stopping_mid_document``, one
-    ``document_interrupted``), the idle one exits quietly. It died by the signal, and the main
-    process logged ``Process 'ForkPoolWorker-1' pid:… exited with 'signal 15 (SIGTERM)'``, a
-    line of text among the JSON ones, as an error, for what is a graceful stop."""
-    side = build_tenant("acme")
-    with a_held_provider() as (provider, embedding, _released):
-        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
-                        OPENAI_API_KEY=FAKE_KEY, INGEST_LEASE_SECONDS="600",
-                        LOG_FORMAT="json", LOG_LEVEL="INFO")  # fmt: skip
-        log = tmp_path / "worker.log"
-        with celery_worker(env, log, concurrency=2) as worker:
-            document_id = upload_long(side)
-            wait_for(embedding.is_set, timeout=60, what="the worker to embed the document")
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=30)
-    text = log.read_text()
-    row = Document.all_tenants.values("status", "attempts").get(pk=document_id)
-    assert row == {"status": "queued", "attempts": 0}, text[-4000:]
-    lines = text.splitlines()
-    assert [line for line in lines if not line.startswith("{")] == [], text[-4000:]
-    events = [json.loads(line)["event"] for line in lines]
-    assert events.count("worker_stopping_mid_document") == 1
-    assert events.count("document_interrupted") == 1
-    assert "WorkerLostError" not in text and "Traceback" not in text
-    assert "worker_stopping" in events
-
-
-def test_a_pool_process_killed_mid_document_is_still_logged_as_an_error(tmp_path):
-    """A crash is not a graceful stop: a pool process killed (SIGKILL, the OOM killer) mid-read
-    is still an ERROR with Celery's ``WorkerLostError``."""
-    side = build_tenant("acme")
-    with a_held_provider() as (provider, embedding, _released):
-        env = child_env(EMBEDDING_BACKEND="openai", OPENAI_BASE_URL=provider.url,
-                        OPENAI_API_KEY=FAKE_KEY, INGEST_LEASE_SECONDS="600",
-                        LOG_FORMAT="json", LOG_LEVEL="INFO")  # fmt: skip
-        log = tmp_path / "worker.log"
-        with celery_worker(env, log) as worker:
-            upload_long(side)
-            wait_for(embedding.is_set, timeout=60, what="the worker to embed the document")
-            [child] = [int(p) for p in Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
-                       .read_text().split()]  # fmt: skip
-            os.kill(child, signal.SIGKILL)
-            try:
-                wait_for(lambda: "WorkerLostError" in log.read_text(), timeout=60,
-                         what="the lost pool process logged")  # fmt: skip
-            except AssertionError:
-                raise AssertionError(log.read_text()[-4000:]) from None
-    lost = [json.loads(line) for line in log.read_text().splitlines()
-            if line.startswith("{") and "WorkerLostError" in line]  # fmt: skip
-    assert lost and lost[0]["level"] == "error"
-    assert "SIGKILL" in log.read_text()
 
 
 def upload_small_documents(side: TenantWorld, count: int) -> list[str]:
