@@ -206,7 +206,9 @@ def test_only_documents_of_a_type_a_later_version_changed_are_stale():
 
 def test_html_documents_made_before_boilerplate_was_dropped_are_stale_and_no_others():
     """Version 7 reads HTML pages without their plain-markup menus and link lists: an HTML page
-    made by version 6 is stale, a PDF or a Markdown file made by version 6 is not."""
+    made by version 6 is stale, a Markdown file made by version 6 is not; version 8 (words
+    drawn without spaces) re-reads PDFs only: a PDF made by version 7 is stale, an HTML page
+    made by version 7 is not."""
     side = build_tenant("acme")
     page = ingested(
         side, "returns.html", "<html><body><p>Refunds take five days.</p></body></html>"
@@ -214,7 +216,11 @@ def test_html_documents_made_before_boilerplate_was_dropped_are_stale_and_no_oth
     markdown = ingested(side, "guide.md", "# Guide\n\nRefunds take five days.")
     pdf = ingested(side, "plans.md", "# Plans\n\nPlans renew every year.")
     assert page.content_type == HTML
-    Document.all_tenants.filter(pk__in=[page.pk, markdown.pk, pdf.pk]).update(pipeline_version=6)
-    Document.all_tenants.filter(pk=pdf.pk).update(content_type=PDF)  # as a PDF's row reads
+    Document.all_tenants.filter(pk__in=[page.pk, markdown.pk]).update(pipeline_version=6)
+    # as a PDF's row reads
+    Document.all_tenants.filter(pk=pdf.pk).update(content_type=PDF, pipeline_version=8)
     stale = set(documents_stale().values_list("pk", flat=True))
     assert stale == {page.pk}
+    Document.all_tenants.filter(pk__in=[page.pk, pdf.pk]).update(pipeline_version=7)
+    stale = set(documents_stale().values_list("pk", flat=True))
+    assert stale == {pdf.pk}
