@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
     """``python chatbot_site/envfile.py --shell``: ``export NAME=value`` lines (shell-quoted)
     for the variables of ``default_path()`` the environment does not set, for ``eval``."""
     if argv != ["--shell"]:
-        print("usage: python -m chatbot_site.envfile --shell", file=sys.stderr)
+        print("usage: python chatbot_site/envfile.py --shell", file=sys.stderr)
         return 2
     try:
         added = missing_from(read(default_path()))

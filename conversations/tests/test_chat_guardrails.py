@@ -322,6 +322,17 @@ def test_a_paraphrased_blocked_topic_is_refused_without_a_model_call(alpha):
     assert ok["refusal"] is None
 
 
+def assert_refused_as_blocked(alpha, client, cases):
+    """Each ``(question, topic)`` refused ``blocked_topic`` naming ``topic``, with no model call."""
+    with openai_llm() as fake, structlog.testing.capture_logs() as logs:
+        for question, topic in cases:
+            body = chat(client, **ask(alpha, question)).json()
+            assert body["refusal"] == {"reason": "blocked_topic"}, question
+            refused = [e for e in logs if e.get("event") == "chat_refused"]
+            assert refused[-1]["topic"] == topic, question
+        assert fake.chat_requests() == []
+
+
 def test_a_question_about_the_service_s_future_or_a_rival_is_judged_by_what_it_asks_about(alpha):
     """ "Is a Jira connector in the works?" and "Which of your rivals answers faster?" say no
     word of "product roadmap" or "competitors" and are far from both labels; what they ask about
@@ -333,18 +344,16 @@ def test_a_question_about_the_service_s_future_or_a_rival_is_judged_by_what_it_a
     alpha.scope.min_relevance = 0.0  # so that only the scope checks can refuse
     alpha.scope.save()
     client = alpha.client(alpha.chat_key)
-    with openai_llm() as fake, structlog.testing.capture_logs() as logs:
-        for question, topic in (
+    assert_refused_as_blocked(
+        alpha,
+        client,
+        [
             ("Is a Jira connector in the works?", "product roadmap"),
             ("Are you going to release an SDK for annual plans?", "product roadmap"),
             ("Which of your rivals answers faster?", "competitors"),
             ("Are annual plans at Acme better than yours?", "competitors"),
-        ):
-            body = chat(client, **ask(alpha, question)).json()
-            assert body["refusal"] == {"reason": "blocked_topic"}, question
-            refused = [e for e in logs if e.get("event") == "chat_refused"]
-            assert refused[-1]["topic"] == topic, question
-        assert fake.chat_requests() == []
+        ],
+    )
     with openai_llm():
         for question in (
             "Will you renew my annual plan automatically?",
@@ -371,18 +380,16 @@ def test_a_question_weighing_the_service_against_a_product_no_document_names_is_
     alpha.scope.min_relevance = 0.0  # so that only the scope checks can refuse
     alpha.scope.save()
     client = alpha.client(alpha.chat_key)
-    with openai_llm() as fake, structlog.testing.capture_logs() as logs:
-        for question, topic in (
+    assert_refused_as_blocked(
+        alpha,
+        client,
+        [
             ("Should we switch to Freshdesk for support tickets?", "competitors"),
             ("Does Zendesk answer support tickets faster?", "competitors"),
             ("Is a refund export planned?", "product roadmap"),
             ("What is coming up for annual plans?", "product roadmap"),
-        ):
-            body = chat(client, **ask(alpha, question)).json()
-            assert body["refusal"] == {"reason": "blocked_topic"}, question
-            refused = [e for e in logs if e.get("event") == "chat_refused"]
-            assert refused[-1]["topic"] == topic, question
-        assert fake.chat_requests() == []
+        ],
+    )
     with openai_llm():
         for question in (
             "Are refunds to the card faster than a refund by transfer?",

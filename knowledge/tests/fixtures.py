@@ -65,16 +65,7 @@ def make_pdf_columns(left: list[str], right: list[str], *, title: str = "") -> b
     for n, (a, b) in enumerate(zip(left, right, strict=True)):
         ops += [line(72, 700 - 14 * n, a), line(320, 700 - 14 * n, b)]
     stream = " \n".join([*ops, "ET"]).encode("latin-1")  # a byte per character: the font's codes
-    return _write_pdf(
-        [
-            b"<< /Type /Catalog /Pages 2 0 R >>",
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-            _stream("", stream),
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        ]
-    )
+    return _one_page_pdf(stream)
 
 
 def typeset(words: list[str], *, gap: int = 200, tracking: float = 0) -> str:
@@ -98,6 +89,11 @@ def make_pdf_typeset(
     ``raw`` (rules, a table)."""
     ops = [f"/F1 {size} Tf 1 0 0 1 {x} {y} Tm {line}" for x, y, size, line in lines]
     stream = " \n".join(["BT", *ops, "ET", raw]).encode("latin-1")
+    return _one_page_pdf(stream, font=font)
+
+
+def _one_page_pdf(stream: bytes, *, font: str = "Helvetica") -> bytes:
+    """A letter-size page drawing the content ``stream`` with ``font`` as ``/F1``."""
     return _write_pdf(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
